@@ -1,0 +1,68 @@
+//! Faults: does something fatal on purpose, so that tests can check how the kernel reports it.
+//!
+//! `faults panic | pagefault | write-text | exec-data | stack-overflow | exit N`
+#![no_std]
+#![no_main]
+
+use stardust::ExitCode;
+
+static mut DATA_PAGE: [u8; 64] = [0xc3; 64]; // `ret` bytes: executable if W^X were broken
+
+#[stardust::main]
+fn main() -> ExitCode {
+    let Some(what) = stardust::args().next() else {
+        stardust::println!(
+            "usage: faults panic|pagefault|write-text|exec-data|stack-overflow|exit N"
+        );
+        return ExitCode(2);
+    };
+    stardust::println!("faults: {what}");
+    match what {
+        "panic" => panic!("deliberate panic"),
+        "pagefault" => {
+            // SAFETY: deliberately unsound: reads an unmapped address to provoke a page fault.
+            let v = unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
+            stardust::println!("read {v:#x}: page fault did not happen");
+        }
+        "write-text" => {
+            let code = main as *const () as *mut u8;
+            // SAFETY: deliberately unsound: writes to the app's own code, which W^X maps RX.
+            unsafe { core::ptr::write_volatile(code, 0xcc) };
+            stardust::println!("wrote to text: W^X is broken");
+        }
+        "exec-data" => {
+            let data = (&raw mut DATA_PAGE) as *mut u8;
+            // SAFETY: a byte write into our own static, so that it surely lives in writable data.
+            unsafe { core::ptr::write_volatile(data, 0xc3) };
+            // SAFETY: deliberately unsound: calls into a data page, which W^X maps NX.
+            let f: fn() = unsafe { core::mem::transmute(data as *const ()) };
+            f();
+            stardust::println!("executed data: W^X is broken");
+        }
+        "stack-overflow" => {
+            stardust::println!("depth reached {}", recurse(0));
+        }
+        "exit" => {
+            let code = stardust::args()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            stardust::exit(code);
+        }
+        other => {
+            stardust::println!("faults: unknown request {other:?}");
+            return ExitCode(2);
+        }
+    }
+    ExitCode(1)
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [depth; 64];
+    core::hint::black_box(&mut frame);
+    if depth == u64::MAX {
+        return depth;
+    }
+    recurse(depth + 1) + frame[3]
+}

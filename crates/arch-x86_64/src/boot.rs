@@ -1,0 +1,201 @@
+//! The PVH entry point and the linker-script symbols of the image layout.
+
+use crate::paging::ImageLayout as Layout;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// TSC value read by the very first instructions of `pvh_start32`.
+static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC at the first instruction of the image.
+pub fn entry_tsc() -> u64 {
+    ENTRY_TSC.load(Ordering::Relaxed)
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __stack_guard: u8;
+    static __stack_bottom: u8;
+    static __image_end: u8;
+}
+
+/// Where the linker put the parts of the image.
+pub fn image_layout() -> Layout {
+    // Only the addresses of these linker symbols are taken; nothing is read through them.
+    Layout {
+        start: (&raw const __image_start) as u64,
+        text_end: (&raw const __text_end) as u64,
+        rodata_end: (&raw const __rodata_end) as u64,
+        stack_guard: (&raw const __stack_guard) as u64,
+        stack_bottom: (&raw const __stack_bottom) as u64,
+        end: (&raw const __image_end) as u64,
+    }
+}
+
+// The Xen ELF note XEN_ELFNOTE_PHYS32_ENTRY (type 18) makes this a PVH kernel for both Xen and
+// QEMU `-kernel`. The entry runs in 32-bit protected mode, paging off, with %ebx = physical
+// address of `hvm_start_info`. GDT and IDT are undefined there (Xen's CS selector is 0), so the
+// first thing after the timestamp is our own GDT.
+core::arch::global_asm!(
+    r#"
+    .section .note.Xen, "a", @note
+    .p2align 2
+    .long 4
+    .long 8
+    .long 18
+    .asciz "Xen"
+    .p2align 2
+    .quad pvh_start32
+
+    .section .bss.boot_tables, "aw", @nobits
+    .p2align 12
+boot_pml4: .skip 4096
+boot_pdpt: .skip 4096
+boot_pd:   .skip 4096
+
+    /* 0x08: 64-bit code, 0x10: flat data, 0x18: the TSS (16 bytes, written by cpu::init). */
+    .section .data.gdt, "aw", @progbits
+    .p2align 4
+    .global stardust_gdt
+stardust_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff
+    .quad 0x00cf92000000ffff
+    .quad 0
+    .quad 0
+stardust_gdt_end:
+    .p2align 3
+    .word 0, 0, 0
+stardust_gdt_ptr:
+    .word stardust_gdt_end - stardust_gdt - 1
+    .quad stardust_gdt
+
+    .section .text.boot, "ax", @progbits
+    .code32
+    .global pvh_start32
+pvh_start32:
+    cli
+    cld
+    mov %ebx, %edi
+    rdtsc
+    mov %eax, ({tsc})
+    mov %edx, ({tsc} + 4)
+    lgdt stardust_gdt_ptr
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+
+    /* Identity map of the first GiB with 2 MiB pages: enough for the image, the start info
+       and the frames of the final page tables, which the kernel builds right after. */
+    mov $boot_pdpt + 3, %eax
+    mov %eax, boot_pml4
+    mov $boot_pd + 3, %eax
+    mov %eax, boot_pdpt
+    xor %ecx, %ecx
+1:  mov %ecx, %eax
+    shl $21, %eax
+    or $0x83, %eax
+    mov %eax, boot_pd(,%ecx,8)
+    movl $0, boot_pd + 4(,%ecx,8)
+    inc %ecx
+    cmp $512, %ecx
+    jb 1b
+
+    mov %cr4, %eax
+    or $0x20, %eax              /* PAE */
+    mov %eax, %cr4
+    mov $boot_pml4, %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx       /* EFER */
+    rdmsr
+    or $0x900, %eax             /* LME | NXE */
+    wrmsr
+    mov %cr0, %eax
+    or $0x80010001, %eax        /* PG | WP | PE */
+    mov %eax, %cr0
+    ljmp $0x08, $2f
+
+    .code64
+2:  mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    xor %eax, %eax
+    mov %eax, %fs
+    mov %eax, %gs
+    mov $__stack_top, %rsp
+    mov %edi, %edi
+    xor %ebp, %ebp
+    call __stardust_start
+    ud2
+"#,
+    tsc = sym ENTRY_TSC,
+    options(att_syntax)
+);
+
+/// Physical memory as the boot page tables map it: identity, the first GiB. Used to read the
+/// start info before the kernel's own page tables exist.
+#[derive(Debug)]
+pub struct BootMemory;
+
+const BOOT_MAPPED: u64 = 1 << 30;
+
+impl crate::start_info::PhysRead for BootMemory {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), crate::start_info::StartInfoError> {
+        let unreadable = crate::start_info::StartInfoError::Unreadable(paddr);
+        let end = paddr.checked_add(buf.len() as u64).ok_or(unreadable)?;
+        if paddr == 0 || end > BOOT_MAPPED {
+            return Err(unreadable);
+        }
+        // SAFETY: [paddr, end) lies in the first GiB, which the boot page tables identity-map
+        // read-write; it is plain RAM (or firmware tables), read once, not aliased mutably.
+        unsafe { core::ptr::copy_nonoverlapping(paddr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+}
+
+/// Page-table frames taken from free memory, reached through the boot identity map.
+struct BootFrames<'a>(&'a mut platform::FreeMemory);
+
+impl crate::paging::TableMemory for BootFrames<'_> {
+    fn alloc_table(&mut self) -> Result<u64, crate::paging::PagingError> {
+        let frame = self
+            .0
+            .alloc_frames(1)
+            .map_err(|_| crate::paging::PagingError::OutOfTables)?
+            .0;
+        if frame + platform::PAGE_SIZE > BOOT_MAPPED {
+            return Err(crate::paging::PagingError::OutOfTables);
+        }
+        // SAFETY: the frame is free RAM that FreeMemory gave to us alone, inside the boot
+        // identity map; zeroing it makes it an empty table.
+        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, platform::PAGE_SIZE as usize) };
+        Ok(frame)
+    }
+
+    fn table(&mut self, phys: u64) -> &mut crate::paging::Table {
+        // SAFETY: `phys` came from `alloc_table` (contract of TableMemory): a 4 KiB-aligned frame
+        // owned by this builder and identity-mapped, so it is a valid, exclusive table.
+        unsafe { &mut *(phys as *mut crate::paging::Table) }
+    }
+}
+
+/// Builds the kernel's W^X page tables (see [`crate::paging::map_kernel`]) from frames of
+/// `free`, and switches to them. Returns the bytes used by the tables.
+pub fn install_page_tables(
+    free: &mut platform::FreeMemory,
+    map: &platform::MemoryMap,
+) -> Result<u64, crate::paging::PagingError> {
+    let before = free.total();
+    let mut mapper = crate::paging::Mapper::new(BootFrames(free))?;
+    crate::paging::map_kernel(&mut mapper, &image_layout(), map)?;
+    let root = mapper.root();
+    drop(mapper);
+    // SAFETY: the new tables identity-map the whole image (code RX, data and stack RW), all RAM
+    // and the tables themselves (they are in RAM), so execution continues unchanged; the frames
+    // were taken out of `free` and are never handed out again.
+    unsafe { crate::cpu::load_page_table(root) };
+    Ok(before - free.total())
+}

@@ -1,0 +1,377 @@
+//! CPU tables (GDT + TSS, IDT), fatal exception reports, and the few privileged instructions the
+//! rest of the kernel needs.
+
+use core::arch::{asm, global_asm};
+use core::fmt;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::{lidt, load_tss};
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::structures::gdt::SegmentSelector;
+
+/// Registers at the time of a CPU exception, as the entry stubs push them (lowest address first).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(missing_docs)]
+pub struct ExceptionFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// The exception vector (0..32).
+    pub vector: u64,
+    /// The error code the CPU pushed, 0 for vectors without one.
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// A fatal CPU exception: the frame plus CR2 (the faulting address of a page fault).
+#[derive(Clone, Copy, Debug)]
+pub struct Exception {
+    /// The registers.
+    pub frame: ExceptionFrame,
+    /// CR2 when the exception was taken.
+    pub cr2: u64,
+}
+
+impl Exception {
+    /// Short mnemonic and name of the vector, e.g. `("#PF", "page fault")`.
+    pub fn name(&self) -> (&'static str, &'static str) {
+        vector_name(self.frame.vector)
+    }
+}
+
+/// The mnemonic and name of exception vector `v`.
+pub fn vector_name(v: u64) -> (&'static str, &'static str) {
+    match v {
+        0 => ("#DE", "divide error"),
+        1 => ("#DB", "debug"),
+        2 => ("NMI", "non-maskable interrupt"),
+        3 => ("#BP", "breakpoint"),
+        4 => ("#OF", "overflow"),
+        5 => ("#BR", "bound range exceeded"),
+        6 => ("#UD", "invalid opcode"),
+        7 => ("#NM", "device not available"),
+        8 => ("#DF", "double fault"),
+        10 => ("#TS", "invalid TSS"),
+        11 => ("#NP", "segment not present"),
+        12 => ("#SS", "stack-segment fault"),
+        13 => ("#GP", "general protection fault"),
+        14 => ("#PF", "page fault"),
+        16 => ("#MF", "x87 floating-point error"),
+        17 => ("#AC", "alignment check"),
+        18 => ("#MC", "machine check"),
+        19 => ("#XM", "SIMD floating-point error"),
+        20 => ("#VE", "virtualization exception"),
+        21 => ("#CP", "control protection"),
+        _ => ("#??", "reserved exception"),
+    }
+}
+
+impl fmt::Display for Exception {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.frame;
+        let (mnemonic, name) = self.name();
+        writeln!(f, "{mnemonic} {name} (vector {})", r.vector)?;
+        write!(f, "  error code={:#x}", r.error_code)?;
+        if r.vector == 14 {
+            let e = r.error_code;
+            write!(
+                f,
+                " ({} {}{})",
+                if e & 1 != 0 {
+                    "protection violation"
+                } else {
+                    "page not present"
+                },
+                if e & 0x10 != 0 {
+                    "on instruction fetch"
+                } else if e & 2 != 0 {
+                    "on write"
+                } else {
+                    "on read"
+                },
+                if e & 4 != 0 { ", user mode" } else { "" }
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "  rip={:#018x} cs={:#x} rflags={:#x} rsp={:#018x} ss={:#x} cr2={:#x}",
+            r.rip, r.cs, r.rflags, r.rsp, r.ss, self.cr2
+        )?;
+        writeln!(
+            f,
+            "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+            r.rax, r.rbx, r.rcx, r.rdx
+        )?;
+        writeln!(
+            f,
+            "  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}",
+            r.rsi, r.rdi, r.rbp, r.r8
+        )?;
+        writeln!(
+            f,
+            "  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}",
+            r.r9, r.r10, r.r11, r.r12
+        )?;
+        write!(
+            f,
+            "  r13={:#018x} r14={:#018x} r15={:#018x}",
+            r.r13, r.r14, r.r15
+        )
+    }
+}
+
+/// What the kernel does with a fatal exception. It must not return.
+pub type ExceptionHandler = fn(&Exception) -> !;
+
+static HANDLER: spin::Once<ExceptionHandler> = spin::Once::new();
+
+/// 104-byte 64-bit TSS as 32-bit words (it is only 4-byte aligned inside, so no u64 fields).
+#[repr(C, align(16))]
+struct Tss([AtomicU32; 26]);
+
+static TSS: Tss = Tss([const { AtomicU32::new(0) }; 26]);
+
+/// 256 gates of 16 bytes; only the 32 exception vectors are filled in.
+#[repr(C, align(16))]
+struct Idt([AtomicU64; 512]);
+
+static IDT: Idt = Idt([const { AtomicU64::new(0) }; 512]);
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+
+unsafe extern "C" {
+    /// The GDT in `boot.rs`; entries 3 and 4 are the TSS descriptor.
+    static mut stardust_gdt: [u64; 5];
+    /// Entry points of the 32 exception stubs below.
+    static stardust_exception_stubs: [u64; 32];
+    /// Top of the double-fault stack (IST1).
+    static stardust_ist1_top: u8;
+}
+
+/// Installs the TSS (with a separate stack for double faults, so that a boot-stack overflow into
+/// the guard page is reported instead of triple-faulting) and the IDT, and sets the handler that
+/// reports fatal exceptions. Call once, on the boot CPU, before anything can fault.
+pub fn init(handler: ExceptionHandler) {
+    HANDLER.call_once(|| handler);
+
+    let ist1 = (&raw const stardust_ist1_top) as u64;
+    // IST1 is at byte offset 0x24: words 9 and 10.
+    TSS.0[9].store(ist1 as u32, Ordering::Relaxed);
+    TSS.0[10].store((ist1 >> 32) as u32, Ordering::Relaxed);
+    // I/O map base = size of the TSS: no I/O permission bitmap (offset 0x66, upper half of word 25).
+    TSS.0[25].store(104 << 16, Ordering::Relaxed);
+
+    let tss = (&raw const TSS) as u64;
+    let limit = 103u64;
+    let low = (limit & 0xffff)
+        | ((tss & 0xff_ffff) << 16)
+        | (0x89 << 40) // present, 64-bit TSS (available)
+        | ((tss >> 24 & 0xff) << 56);
+    let high = tss >> 32;
+    // SAFETY: one CPU, during init: nothing else reads or writes the GDT's TSS slot, and the TSS
+    // descriptor is not loaded yet (ltr below is what reads it).
+    unsafe {
+        let gdt = &raw mut stardust_gdt;
+        (*gdt)[3] = low;
+        (*gdt)[4] = high;
+    }
+    // SAFETY: selector 0x18 is the valid, available TSS descriptor written just above, and TSS
+    // is a static that lives forever.
+    unsafe { load_tss(SegmentSelector(0x18)) };
+
+    // SAFETY: reading a table of 32 code addresses the linker filled in; it is never written.
+    let stubs = unsafe { &*(&raw const stardust_exception_stubs) };
+    for (vector, &stub) in stubs.iter().enumerate() {
+        let ist = if vector == 8 { 1u64 } else { 0 };
+        let low = (stub & 0xffff)
+            | (0x08 << 16)
+            | (ist << 32)
+            | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
+            | ((stub >> 16 & 0xffff) << 48);
+        IDT.0[2 * vector].store(low, Ordering::Relaxed);
+        IDT.0[2 * vector + 1].store(stub >> 32, Ordering::Relaxed);
+    }
+    let pointer = DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: VirtAddr::new((&raw const IDT) as u64),
+    };
+    // SAFETY: the IDT is a static (lives forever) whose 32 exception gates point at the stubs
+    // below with the kernel code selector; the other gates are not present (#GP/#NP if raised).
+    unsafe { lidt(&pointer) };
+}
+
+/// Called by the common exception stub with a pointer to the saved registers.
+#[unsafe(no_mangle)]
+extern "C" fn stardust_exception(frame: &ExceptionFrame) -> ! {
+    let cr2: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+    let exception = Exception { frame: *frame, cr2 };
+    match HANDLER.get() {
+        Some(handler) => handler(&exception),
+        None => halt_forever(),
+    }
+}
+
+/// Stops this CPU for good: interrupts off, `hlt` in a loop.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: disabling interrupts and halting only stops this CPU.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) };
+    }
+}
+
+/// Writes a byte to an I/O port.
+///
+/// # Safety
+/// The caller must know what the device at `port` does with the write.
+#[inline]
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::instructions::port::PortWriteOnly::<u8>::new(port).write(value) }
+}
+
+/// Writes a 32-bit value to an I/O port.
+///
+/// # Safety
+/// The caller must know what the device at `port` does with the write.
+#[inline]
+pub unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::instructions::port::PortWriteOnly::<u32>::new(port).write(value) }
+}
+
+/// Writes a 16-bit value to an I/O port.
+///
+/// # Safety
+/// The caller must know what the device at `port` does with the write.
+#[inline]
+pub unsafe fn outw(port: u16, value: u16) {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::instructions::port::PortWriteOnly::<u16>::new(port).write(value) }
+}
+
+/// Reads a byte from an I/O port.
+///
+/// # Safety
+/// The caller must know what the device at `port` does on a read.
+#[inline]
+pub unsafe fn inb(port: u16) -> u8 {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::instructions::port::PortReadOnly::<u8>::new(port).read() }
+}
+
+/// Loads a new top-level page table.
+///
+/// # Safety
+/// `pml4` must be the physical address of a valid PML4 that maps all code, data and stacks in
+/// use (with the identity mapping this kernel uses), and it must stay valid while loaded.
+pub unsafe fn load_page_table(pml4: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
+}
+
+global_asm!(
+    r#"
+    .section .bss.ist1, "aw", @nobits
+    .p2align 4
+    .skip {ist_size}
+    .global stardust_ist1_top
+stardust_ist1_top:
+
+    .section .text.exceptions, "ax", @progbits
+    .macro EXC_NOERR n
+exc_\n:
+    push $0
+    push $\n
+    jmp exc_common
+    .endm
+    .macro EXC_ERR n
+exc_\n:
+    push $\n
+    jmp exc_common
+    .endm
+
+    EXC_NOERR 0
+    EXC_NOERR 1
+    EXC_NOERR 2
+    EXC_NOERR 3
+    EXC_NOERR 4
+    EXC_NOERR 5
+    EXC_NOERR 6
+    EXC_NOERR 7
+    EXC_ERR 8
+    EXC_NOERR 9
+    EXC_ERR 10
+    EXC_ERR 11
+    EXC_ERR 12
+    EXC_ERR 13
+    EXC_ERR 14
+    EXC_NOERR 15
+    EXC_NOERR 16
+    EXC_ERR 17
+    EXC_NOERR 18
+    EXC_NOERR 19
+    EXC_NOERR 20
+    EXC_ERR 21
+    EXC_NOERR 22
+    EXC_NOERR 23
+    EXC_NOERR 24
+    EXC_NOERR 25
+    EXC_NOERR 26
+    EXC_NOERR 27
+    EXC_NOERR 28
+    EXC_ERR 29
+    EXC_ERR 30
+    EXC_NOERR 31
+
+exc_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, %rdi
+    and $-16, %rsp
+    call stardust_exception
+    ud2
+
+    .section .rodata.exception_stubs, "a", @progbits
+    .p2align 3
+    .global stardust_exception_stubs
+stardust_exception_stubs:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .quad exc_\n
+    .endr
+"#,
+    ist_size = const IST_STACK_SIZE,
+    options(att_syntax)
+);

@@ -1,0 +1,420 @@
+//! 4-level x86_64 page tables with W^X permissions, built by pure code over a [`TableMemory`].
+//!
+//! The kernel identity-maps (virtual = physical) its image with 4 KiB pages, one permission per
+//! part (text RX, rodata R+NX, data/bss/stack RW+NX), leaves the page under the boot stack and
+//! page 0 unmapped (a stack overflow or a null pointer faults), and maps the rest of RAM RW+NX,
+//! with 2 MiB pages wherever alignment allows. No 1 GiB pages: some monitors lack them.
+
+use core::fmt;
+use platform::{MemoryKind, MemoryMap, PAGE_SIZE, Range};
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const HUGE: u64 = 1 << 7;
+const NO_EXECUTE: u64 = 1 << 63;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+const LARGE: u64 = 2 << 20;
+
+/// What a mapping allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Code: read and execute, never write.
+    ReadExecute,
+    /// Constants: read only.
+    ReadOnly,
+    /// Data: read and write, never execute.
+    ReadWrite,
+}
+
+impl Access {
+    const fn bits(self) -> u64 {
+        match self {
+            Access::ReadExecute => PRESENT,
+            Access::ReadOnly => PRESENT | NO_EXECUTE,
+            Access::ReadWrite => PRESENT | WRITABLE | NO_EXECUTE,
+        }
+    }
+    const fn from_bits(bits: u64) -> Self {
+        match (bits & WRITABLE != 0, bits & NO_EXECUTE != 0) {
+            (true, _) => Access::ReadWrite,
+            (false, true) => Access::ReadOnly,
+            (false, false) => Access::ReadExecute,
+        }
+    }
+}
+
+/// Errors while building page tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingError {
+    /// No memory left for another table.
+    OutOfTables,
+    /// An address or length is not 4 KiB aligned.
+    Misaligned(u64),
+    /// The address is already mapped.
+    AlreadyMapped(u64),
+}
+
+impl fmt::Display for PagingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PagingError::OutOfTables => write!(f, "out of memory for page tables"),
+            PagingError::Misaligned(a) => write!(f, "{a:#x} is not 4 KiB aligned"),
+            PagingError::AlreadyMapped(a) => write!(f, "{a:#x} is already mapped"),
+        }
+    }
+}
+
+impl core::error::Error for PagingError {}
+
+/// One page table: 512 entries.
+pub type Table = [u64; 512];
+
+/// Where page tables live.
+///
+/// Contract: `alloc_table` returns the physical address of a 4 KiB-aligned table that is zeroed
+/// and used by nobody else; `table` returns that table for any address `alloc_table` returned.
+pub trait TableMemory {
+    /// A new zeroed table.
+    fn alloc_table(&mut self) -> Result<u64, PagingError>;
+    /// The table at physical address `phys`.
+    fn table(&mut self, phys: u64) -> &mut Table;
+}
+
+/// A translation found by [`Mapper::translate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The physical address.
+    pub phys: u64,
+    /// The permission of the leaf entry.
+    pub access: Access,
+    /// Size of the page: 4 KiB or 2 MiB.
+    pub page_size: u64,
+}
+
+/// Builds a page-table tree.
+#[derive(Debug)]
+pub struct Mapper<M: TableMemory> {
+    root: u64,
+    memory: M,
+}
+
+fn index(virt: u64, level: u32) -> usize {
+    ((virt >> (12 + 9 * (level - 1))) & 511) as usize
+}
+
+impl<M: TableMemory> Mapper<M> {
+    /// An empty tree (one zeroed PML4).
+    pub fn new(mut memory: M) -> Result<Self, PagingError> {
+        let root = memory.alloc_table()?;
+        Ok(Mapper { root, memory })
+    }
+
+    /// Physical address of the PML4, for CR3.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Maps `[virt, virt + len)` to `[phys, phys + len)` with `access`, using 2 MiB pages where
+    /// both addresses are 2 MiB aligned and at least 2 MiB remain, 4 KiB pages otherwise.
+    pub fn map(
+        &mut self,
+        virt: u64,
+        phys: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<(), PagingError> {
+        for a in [virt, phys, len] {
+            if a % PAGE_SIZE != 0 {
+                return Err(PagingError::Misaligned(a));
+            }
+        }
+        let mut done = 0;
+        while done < len {
+            let (v, p) = (virt + done, phys + done);
+            let large = v % LARGE == 0 && p % LARGE == 0 && len - done >= LARGE;
+            let level = if large { 2 } else { 1 };
+            let table = self.walk_create(v, level)?;
+            let slot = &mut self.memory.table(table)[index(v, level)];
+            if *slot & PRESENT != 0 {
+                return Err(PagingError::AlreadyMapped(v));
+            }
+            *slot = p | access.bits() | if large { HUGE } else { 0 };
+            done += if large { LARGE } else { PAGE_SIZE };
+        }
+        Ok(())
+    }
+
+    /// The table at `level` (1 = page table) that holds the entry for `virt`, created on the way.
+    fn walk_create(&mut self, virt: u64, level: u32) -> Result<u64, PagingError> {
+        let mut table = self.root;
+        for l in (level + 1..=4).rev() {
+            let entry = self.memory.table(table)[index(virt, l)];
+            table = if entry & PRESENT == 0 {
+                let new = self.memory.alloc_table()?;
+                self.memory.table(table)[index(virt, l)] = new | PRESENT | WRITABLE;
+                new
+            } else if entry & HUGE != 0 {
+                return Err(PagingError::AlreadyMapped(virt));
+            } else {
+                entry & ADDR_MASK
+            };
+        }
+        Ok(table)
+    }
+
+    /// Where `virt` maps to, if anywhere.
+    pub fn translate(&mut self, virt: u64) -> Option<Translation> {
+        let mut table = self.root;
+        for level in (1..=4).rev() {
+            let entry = self.memory.table(table)[index(virt, level)];
+            if entry & PRESENT == 0 {
+                return None;
+            }
+            if level == 1 || entry & HUGE != 0 {
+                let page_size = 1u64 << (12 + 9 * (level - 1));
+                return Some(Translation {
+                    phys: (entry & ADDR_MASK & !(page_size - 1)) | (virt & (page_size - 1)),
+                    access: Access::from_bits(entry),
+                    page_size,
+                });
+            }
+            table = entry & ADDR_MASK;
+        }
+        None
+    }
+}
+
+/// Addresses of the parts of the kernel image (from the linker script). All page aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageLayout {
+    /// First byte of the image (start of text).
+    pub start: u64,
+    /// End of text, start of rodata.
+    pub text_end: u64,
+    /// End of rodata, start of data and bss.
+    pub rodata_end: u64,
+    /// The unmapped guard page under the boot stack.
+    pub stack_guard: u64,
+    /// Lowest byte of the boot stack (guard + 4 KiB).
+    pub stack_bottom: u64,
+    /// One past the last byte of the image.
+    pub end: u64,
+}
+
+impl ImageLayout {
+    /// The whole image as a range.
+    pub fn range(&self) -> Range {
+        Range::new(self.start, self.end)
+    }
+}
+
+/// Identity-maps the kernel: the image W^X with its stack guard page left out, and every RAM
+/// (read-write) and ACPI (read-only) region of `map` around it, except page 0.
+pub fn map_kernel<M: TableMemory>(
+    mapper: &mut Mapper<M>,
+    image: &ImageLayout,
+    map: &MemoryMap,
+) -> Result<(), PagingError> {
+    let parts = [
+        (image.start, image.text_end, Access::ReadExecute),
+        (image.text_end, image.rodata_end, Access::ReadOnly),
+        (image.rodata_end, image.stack_guard, Access::ReadWrite),
+        (image.stack_bottom, image.end, Access::ReadWrite),
+    ];
+    for (start, end, access) in parts {
+        if start < end {
+            mapper.map(start, start, end - start, access)?;
+        }
+    }
+    for region in map.regions() {
+        let access = match region.kind {
+            MemoryKind::Ram => Access::ReadWrite,
+            MemoryKind::Acpi => Access::ReadOnly,
+            _ => continue,
+        };
+        let r = region.range();
+        let start = (r.start & !(PAGE_SIZE - 1)).max(PAGE_SIZE);
+        let end = (r.end + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        // Around the image, and around anything an earlier (overlapping) region mapped.
+        let mut at = start;
+        while at < end {
+            if image.range().contains(at) {
+                at = image.end;
+                continue;
+            }
+            let stop = if at < image.start {
+                end.min(image.start)
+            } else {
+                end
+            };
+            // Find the longest run from `at` that is still unmapped.
+            let mut run = at;
+            while run < stop && mapper.translate(run).is_none() {
+                let next_large = (run | (LARGE - 1)) + 1;
+                // Jump whole 2 MiB blocks when the block is unmapped at its first page and
+                // not touched by the image; otherwise step a page.
+                run = if run % LARGE == 0 && next_large <= stop && !overlaps_image(run, image) {
+                    next_large
+                } else {
+                    run + PAGE_SIZE
+                };
+            }
+            if run > at {
+                mapper.map(at, at, run - at, access)?;
+                at = run;
+            } else {
+                at += PAGE_SIZE;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn overlaps_image(block: u64, image: &ImageLayout) -> bool {
+    block < image.end && image.start < block + LARGE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::{MemoryRegion, PhysAddr};
+
+    /// Tables in a vector; "physical" addresses start at `BASE`.
+    struct VecTables(Vec<Table>, usize);
+    const BASE: u64 = 0x4000_0000_0000;
+
+    impl TableMemory for VecTables {
+        fn alloc_table(&mut self) -> Result<u64, PagingError> {
+            if self.0.len() == self.1 {
+                return Err(PagingError::OutOfTables);
+            }
+            self.0.push([0; 512]);
+            Ok(BASE + (self.0.len() as u64 - 1) * PAGE_SIZE)
+        }
+        fn table(&mut self, phys: u64) -> &mut Table {
+            &mut self.0[((phys - BASE) / PAGE_SIZE) as usize]
+        }
+    }
+
+    fn mapper(limit: usize) -> Mapper<VecTables> {
+        Mapper::new(VecTables(Vec::new(), limit)).unwrap()
+    }
+
+    const IMAGE: ImageLayout = ImageLayout {
+        start: 0x10_0000,
+        text_end: 0x10_5000,
+        rodata_end: 0x10_7000,
+        stack_guard: 0x10_a000,
+        stack_bottom: 0x10_b000,
+        end: 0x11_b000,
+    };
+
+    fn ram(mb: u64) -> MemoryMap {
+        let mut m = MemoryMap::new();
+        m.push(MemoryRegion::new(PhysAddr(0), 0x9fc00, MemoryKind::Ram))
+            .unwrap();
+        m.push(MemoryRegion::new(
+            PhysAddr(0x9fc00),
+            0x400,
+            MemoryKind::Reserved,
+        ))
+        .unwrap();
+        m.push(MemoryRegion::new(
+            PhysAddr(0x10_0000),
+            (mb << 20) - 0x10_0000,
+            MemoryKind::Ram,
+        ))
+        .unwrap();
+        m.push(MemoryRegion::new(
+            PhysAddr(0xfc00_0000),
+            0x1000,
+            MemoryKind::Acpi,
+        ))
+        .unwrap();
+        m
+    }
+
+    #[test]
+    fn image_is_w_xor_x_with_guard_page_and_null_page_unmapped() {
+        let mut m = mapper(64);
+        map_kernel(&mut m, &IMAGE, &ram(64)).unwrap();
+        let t = |m: &mut Mapper<VecTables>, a| m.translate(a).map(|t| t.access);
+        assert_eq!(t(&mut m, 0x10_0000), Some(Access::ReadExecute));
+        assert_eq!(t(&mut m, 0x10_4fff), Some(Access::ReadExecute));
+        assert_eq!(t(&mut m, 0x10_5000), Some(Access::ReadOnly));
+        assert_eq!(t(&mut m, 0x10_7000), Some(Access::ReadWrite));
+        assert_eq!(t(&mut m, 0x10_9fff), Some(Access::ReadWrite));
+        assert_eq!(t(&mut m, 0x10_a000), None, "stack guard page");
+        assert_eq!(t(&mut m, 0x10_afff), None, "stack guard page");
+        assert_eq!(t(&mut m, 0x10_b000), Some(Access::ReadWrite));
+        assert_eq!(t(&mut m, 0), None, "page 0");
+        assert_eq!(t(&mut m, 0x1000), Some(Access::ReadWrite));
+        assert_eq!(t(&mut m, 0x9f000), Some(Access::ReadWrite));
+        assert_eq!(t(&mut m, 0xa0000), None, "hole below 1 MiB");
+        assert_eq!(
+            t(&mut m, 0x11_b000),
+            Some(Access::ReadWrite),
+            "RAM after the image"
+        );
+        assert_eq!(t(&mut m, (64 << 20) - 1), Some(Access::ReadWrite));
+        assert_eq!(t(&mut m, 64 << 20), None);
+        assert_eq!(t(&mut m, 0xfc00_0000), Some(Access::ReadOnly), "ACPI");
+        // Identity everywhere.
+        assert_eq!(m.translate(0x12_3456).unwrap().phys, 0x12_3456);
+    }
+
+    #[test]
+    fn large_pages_are_used_where_aligned() {
+        let mut m = mapper(64);
+        map_kernel(&mut m, &IMAGE, &ram(64)).unwrap();
+        assert_eq!(m.translate(0x10_0000).unwrap().page_size, PAGE_SIZE);
+        assert_eq!(m.translate(0x1f_f000).unwrap().page_size, PAGE_SIZE);
+        assert_eq!(m.translate(0x20_0000).unwrap().page_size, LARGE);
+        assert_eq!(m.translate(0x3ff_f000).unwrap().page_size, LARGE);
+        // 1 PML4 + 1 PDPT + 2 PDs (RAM, ACPI) + 2 PTs (first 2 MiB, ACPI page).
+        assert_eq!(m.memory.0.len(), 6);
+    }
+
+    #[test]
+    fn double_mapping_misalignment_and_exhaustion_are_errors() {
+        let mut m = mapper(8);
+        m.map(0x20_0000, 0x20_0000, LARGE, Access::ReadWrite)
+            .unwrap();
+        assert_eq!(
+            m.map(0x20_1000, 0x20_1000, PAGE_SIZE, Access::ReadWrite),
+            Err(PagingError::AlreadyMapped(0x20_1000))
+        );
+        assert_eq!(
+            m.map(0x1000, 0x1000, PAGE_SIZE, Access::ReadWrite)
+                .and_then(|_| m.map(0x1000, 0x1000, PAGE_SIZE, Access::ReadOnly)),
+            Err(PagingError::AlreadyMapped(0x1000))
+        );
+        assert_eq!(
+            m.map(0x1001, 0, PAGE_SIZE, Access::ReadOnly),
+            Err(PagingError::Misaligned(0x1001))
+        );
+        let mut small = mapper(2);
+        assert_eq!(
+            small.map(0, 0, PAGE_SIZE, Access::ReadOnly),
+            Err(PagingError::OutOfTables)
+        );
+    }
+
+    #[test]
+    fn ram_above_4_gib_gets_its_own_directories() {
+        let mut map = ram(64);
+        map.push(MemoryRegion::new(
+            PhysAddr(0x1_0000_0000),
+            0x4000_0000,
+            MemoryKind::Ram,
+        ))
+        .unwrap();
+        let mut m = mapper(64);
+        map_kernel(&mut m, &IMAGE, &map).unwrap();
+        let t = m.translate(0x1_2345_6789).unwrap();
+        assert_eq!(
+            (t.phys, t.page_size, t.access),
+            (0x1_2345_6789, LARGE, Access::ReadWrite)
+        );
+    }
+}

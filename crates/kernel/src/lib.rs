@@ -1,0 +1,28 @@
+//! The Stardust kernel: the composition root that boots the machine and runs the application.
+//!
+//! This crate is where the profile's choices meet: `select.rs` is the one place that maps the
+//! enabled Cargo features to concrete types (platform, console, heap), and the boot sequence
+//! below wires them together. Apps never see this crate; they use the `stardust` facade.
+//!
+//! Boot sequence (each step is a bootchart phase, printed with `bootchart` on the command line):
+//! `entry` (first instruction, 32-bit) -> `rust` (long mode, boot stack) -> `console` ->
+//! `boot-info` (start info copied, command line checked) -> `cpu` (GDT, TSS, IDT) -> `paging`
+//! (W^X tables, guard page) -> `heap` -> `main` (the application).
+//!
+//! # Cargo features
+//! One per slot value; exactly one per slot: `platform-kvm`; `console-serial`,
+//! `console-debugcon`; `allocator-none`, `allocator-bump`; `scheduler-none`.
+#![no_std]
+
+mod select;
+
+#[allow(missing_docs)]
+mod config {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"));
+}
+
+#[cfg(target_os = "none")]
+mod boot;
+
+#[cfg(target_os = "none")]
+pub use boot::{args, exit, heap_stats, print};

@@ -1,0 +1,44 @@
+//! The composition root's one mapping from enabled features to concrete types. Nothing else in
+//! the code base names an implementation.
+
+#[cfg(not(any(feature = "platform-kvm")))]
+compile_error!(
+    "no platform selected: build with `cargo xtask build APP --profile P`, or enable one of the \
+     `stardust` features platform-kvm (see `cargo xtask build --print-cargo`)"
+);
+#[cfg(not(any(feature = "console-serial", feature = "console-debugcon")))]
+compile_error!(
+    "no console selected: enable one of stardust/console-serial, stardust/console-debugcon"
+);
+#[cfg(all(feature = "console-serial", feature = "console-debugcon"))]
+compile_error!("two consoles selected: enable exactly one of console-serial, console-debugcon");
+#[cfg(not(any(feature = "allocator-none", feature = "allocator-bump")))]
+compile_error!(
+    "no allocator selected: enable one of stardust/allocator-none, stardust/allocator-bump"
+);
+#[cfg(all(feature = "allocator-none", feature = "allocator-bump"))]
+compile_error!("two allocators selected: enable exactly one of allocator-none, allocator-bump");
+#[cfg(not(feature = "scheduler-none"))]
+compile_error!("no scheduler selected: enable stardust/scheduler-none");
+
+/// The platform.
+#[cfg(feature = "platform-kvm")]
+pub type SelectedPlatform = platform_kvm::Kvm;
+
+/// The console device, and its one instance.
+#[cfg(all(feature = "platform-kvm", feature = "console-serial"))]
+pub type SelectedConsole = platform_kvm::Com1;
+#[cfg(all(feature = "platform-kvm", feature = "console-serial"))]
+pub static CONSOLE: &SelectedConsole = &platform_kvm::COM1;
+#[cfg(all(feature = "platform-kvm", feature = "console-debugcon"))]
+pub type SelectedConsole = platform_kvm::DebugPort;
+#[cfg(all(feature = "platform-kvm", feature = "console-debugcon"))]
+pub static CONSOLE: &SelectedConsole = &platform_kvm::DEBUG_PORT;
+
+/// The heap implementation, when the profile has one.
+#[cfg(feature = "allocator-bump")]
+pub type SelectedHeap = alloc_bump::Bump;
+#[cfg(feature = "allocator-bump")]
+pub const fn new_heap() -> SelectedHeap {
+    alloc_bump::Bump::new()
+}

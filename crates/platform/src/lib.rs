@@ -1,0 +1,96 @@
+//! The platform interface: what the kernel needs from the machine it runs on.
+//!
+//! A platform crate (`platform-kvm`, later `platform-xen`) implements [`Platform`]; the kernel's
+//! composition root names the concrete type once. This crate is pure logic and data: the
+//! boot-information types every platform fills in ([`BootInfo`], [`MemoryMap`]) and the
+//! arithmetic on them ([`FreeMemory`]), all host-testable.
+//!
+//! ```
+//! use platform::{MemoryKind, MemoryMap, MemoryRegion, PhysAddr};
+//! let mut map = MemoryMap::new();
+//! map.push(MemoryRegion::new(PhysAddr(0), 32 << 20, MemoryKind::Ram)).unwrap();
+//! assert_eq!(map.total_ram(), 32 << 20);
+//! ```
+//!
+//! # Cargo features
+//! - `test-utils`: fakes for host tests (a console that records what it was given).
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+mod boot;
+mod memory;
+
+pub use boot::{BootInfo, CMDLINE_MAX, Cmdline, MODULES_MAX, Module};
+pub use memory::{
+    FreeMemory, MEMORY_MAP_MAX, MemoryError, MemoryKind, MemoryMap, MemoryRegion, PAGE_SIZE,
+    PhysAddr, Range,
+};
+
+/// A byte sink for console output: a UART, a debug port, a shared-memory ring.
+///
+/// Contract: `write` MUST either deliver every byte or drop output silently; it MUST NOT panic or
+/// block forever (the panic path writes through it). It may be called with interrupts off, and
+/// before [`ConsoleDevice::init`] (output may then be lost).
+pub trait ConsoleDevice: Sync {
+    /// Sets the device up (baud rate, FIFOs). Called once, early; the default does nothing.
+    fn init(&self) {}
+    /// Writes all of `bytes` to the device.
+    fn write(&self, bytes: &[u8]);
+}
+
+/// What a platform provides to the kernel besides its console devices.
+///
+/// Contract: [`Platform::init`] is called exactly once, first, on the boot CPU; every other
+/// method may be called only after it. [`Platform::exit`] never returns, whatever the status.
+pub trait Platform {
+    /// Brings up the platform's early state.
+    fn init();
+
+    /// Powers the machine off and reports `status` to the monitor where it can take one
+    /// (0 = success). Never returns.
+    fn exit(status: u8) -> !;
+
+    /// The TSC frequency in Hz, calibrating it against a platform timer if need be (which may
+    /// take some milliseconds), or `None` when it cannot be found.
+    fn tsc_frequency() -> Option<u64>;
+}
+
+/// Exit statuses the kernel itself reports (an application chooses its own, 0 = success).
+pub mod status {
+    /// A kernel panic (including a failed allocation).
+    pub const PANIC: u8 = 101;
+    /// A CPU exception (page fault, general protection, ...).
+    pub const EXCEPTION: u8 = 102;
+    /// A bad kernel command line or configuration.
+    pub const BAD_CONFIG: u8 = 103;
+}
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fake {
+    //! Fakes for host tests.
+    extern crate std;
+    use std::{sync::Mutex, vec::Vec};
+
+    /// A console that records everything written to it.
+    #[derive(Debug, Default)]
+    pub struct RecordingConsole {
+        bytes: Mutex<Vec<u8>>,
+    }
+
+    impl RecordingConsole {
+        /// What has been written so far, lossily as text.
+        pub fn text(&self) -> std::string::String {
+            let bytes = self.bytes.lock().expect("recording console lock poisoned");
+            std::string::String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+
+    impl super::ConsoleDevice for RecordingConsole {
+        fn write(&self, bytes: &[u8]) {
+            self.bytes
+                .lock()
+                .expect("recording console lock poisoned")
+                .extend_from_slice(bytes);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `#[stardust::main]`, the attribute that marks an application's entry function.
+//!
+//! It keeps the function as written and adds the symbol the kernel calls after boot:
+//! `__stardust_main() -> u8`, which runs the function and turns its result into an exit status
+//! through `stardust::Termination` (`()`, `ExitCode`, `u8`, `Result<(), E: Debug>`).
+//!
+//! Written without `syn`/`quote`: the macro only needs the function's name, and a hand-rolled
+//! token scan keeps the build fast.
+//!
+//! # Cargo features
+//! None.
+
+use proc_macro::{Delimiter, Spacing, TokenStream, TokenTree};
+
+/// Marks the application's entry function. Use as `#[stardust::main] fn main() { ... }`.
+#[proc_macro_attribute]
+pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return error("#[stardust::main] takes no arguments");
+    }
+    let mut tokens = item.clone().into_iter().peekable();
+    let mut name = None;
+    let mut has_params = false;
+    while let Some(t) = tokens.next() {
+        if let TokenTree::Ident(i) = &t {
+            if i.to_string() == "fn" {
+                if let Some(TokenTree::Ident(n)) = tokens.next() {
+                    name = Some(n.to_string());
+                    if let Some(TokenTree::Group(g)) = tokens.next() {
+                        has_params =
+                            g.delimiter() == Delimiter::Parenthesis && !g.stream().is_empty();
+                    }
+                }
+                break;
+            }
+        }
+        if let TokenTree::Punct(p) = &t {
+            if p.as_char() == '<' && p.spacing() == Spacing::Alone && name.is_none() {
+                continue;
+            }
+        }
+    }
+    let Some(name) = name else {
+        return error(
+            "#[stardust::main] goes on a function: `#[stardust::main] fn main() { ... }`",
+        );
+    };
+    if has_params {
+        return error(
+            "the main function takes no parameters; read arguments with `stardust::args()`",
+        );
+    }
+    let shim: TokenStream = format!(
+        "#[doc(hidden)] #[unsafe(export_name = \"__stardust_main\")] \
+         pub fn __stardust_main_shim() -> u8 {{ ::stardust::Termination::report({name}()) }}"
+    )
+    .parse()
+    .expect("the shim is valid Rust");
+    let mut out = item;
+    out.extend(shim);
+    out
+}
+
+fn error(message: &str) -> TokenStream {
+    format!("::core::compile_error!({message:?});")
+        .parse()
+        .expect("compile_error! is valid Rust")
+}

@@ -1,0 +1,117 @@
+//! Stardust for applications: everything an app may use, and nothing else of the kernel.
+//!
+//! An app is an ordinary `#![no_std]`, `#![no_main]` binary crate that depends on this crate
+//! and marks its entry with `#[stardust::main]`:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//!
+//! #[stardust::main]
+//! fn main() {
+//!     stardust::println!("Hello from Stardust!");
+//!     let args: stardust::alloc::vec::Vec<&str> = stardust::args().collect();
+//!     log::info!("{} arguments", args.len());
+//! }
+//! ```
+//!
+//! The main function may return `()`, [`ExitCode`], a `u8` status, or `Result<(), E>` with
+//! `E: Debug` (an error is printed and gives status 1). Build and boot it with
+//! `cargo xtask run APP`.
+//!
+//! # Cargo features
+//! One per profile slot value (`platform-kvm`, `console-serial`, `console-debugcon`,
+//! `allocator-none`, `allocator-bump`, `scheduler-none`); xtask enables exactly one per slot
+//! from the profile. With `allocator-none` there is no heap and [`alloc`] must not be used.
+#![no_std]
+
+pub extern crate alloc;
+pub use heap::HeapStats;
+pub use log;
+pub use stardust_macros::main;
+
+/// The application's command-line arguments (the kernel's options are taken out).
+pub fn args() -> impl Iterator<Item = &'static str> + Clone {
+    kernel::args()
+}
+
+/// Ends the program now with `code` as the exit status (0 = success).
+pub fn exit(code: impl Into<ExitCode>) -> ! {
+    kernel::exit(code.into().0)
+}
+
+/// Heap statistics, or `None` when the profile has no allocator.
+pub fn heap_stats() -> Option<HeapStats> {
+    kernel::heap_stats()
+}
+
+#[doc(hidden)]
+pub fn _print(args: core::fmt::Arguments<'_>) {
+    kernel::print(args)
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::_print(format_args!($($arg)*)) };
+}
+
+/// Prints to the console, with a newline.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::_print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::_print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// An exit status (0 = success). The monitor reports it as the VM's own exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitCode(pub u8);
+
+impl ExitCode {
+    /// Status 0.
+    pub const SUCCESS: ExitCode = ExitCode(0);
+    /// Status 1.
+    pub const FAILURE: ExitCode = ExitCode(1);
+}
+
+impl From<u8> for ExitCode {
+    fn from(code: u8) -> Self {
+        ExitCode(code)
+    }
+}
+
+/// What a main function may return.
+pub trait Termination {
+    /// The exit status this result stands for.
+    fn report(self) -> u8;
+}
+
+impl Termination for () {
+    fn report(self) -> u8 {
+        0
+    }
+}
+
+impl Termination for ExitCode {
+    fn report(self) -> u8 {
+        self.0
+    }
+}
+
+impl Termination for u8 {
+    fn report(self) -> u8 {
+        self
+    }
+}
+
+impl<E: core::fmt::Debug> Termination for Result<(), E> {
+    fn report(self) -> u8 {
+        match self {
+            Ok(()) => 0,
+            Err(e) => {
+                println!("Error: {e:?}");
+                1
+            }
+        }
+    }
+}
