@@ -115,19 +115,25 @@ fn calibrate_with_pit() -> Option<u64> {
     const TICKS: u64 = PIT_HZ / 100;
     // SAFETY: standard PC ports: 0x61 gates PIT channel 2 (speaker output kept off), 0x43 sets
     // its mode (one-shot, binary, low then high byte), 0x42 loads the count.
-    let start = unsafe {
+    let (start, output_low) = unsafe {
         let gate = cpu::inb(0x61);
         cpu::outb(0x61, (gate & !0x02) | 0x01);
         cpu::outb(0x43, 0xb0);
         cpu::outb(0x42, (TICKS & 0xff) as u8);
         cpu::outb(0x42, (TICKS >> 8) as u8);
-        tsc::now()
+        (tsc::now(), cpu::inb(0x61) & 0x20 == 0)
     };
+    // In mode 0 the output goes low when the count is loaded; a port that already reads high
+    // means there is no PIT (QEMU microvm without one, Firecracker).
+    if !output_low {
+        return None;
+    }
     for _ in 0..50_000_000u32 {
         // SAFETY: reading port 0x61 (bit 5 = channel 2 output) has no side effect.
         if unsafe { cpu::inb(0x61) } & 0x20 != 0 {
-            let ticks = tsc::now() - start;
-            return Some(ticks * 100);
+            let hz = (tsc::now() - start) * 100;
+            // Below 100 MHz the measurement is not believable.
+            return (hz >= 100_000_000).then_some(hz);
         }
     }
     None

@@ -138,10 +138,11 @@ impl fmt::Display for Exception {
     }
 }
 
-/// What the kernel does with a fatal exception. It must not return.
-pub type ExceptionHandler = fn(&Exception) -> !;
-
-static HANDLER: spin::Once<ExceptionHandler> = spin::Once::new();
+unsafe extern "Rust" {
+    /// Reports a fatal exception and powers off; defined by the kernel (composition root), like
+    /// `__stardust_start`. Must not return.
+    fn __stardust_exception(exception: &Exception) -> !;
+}
 
 /// 104-byte 64-bit TSS as 32-bit words (it is only 4-byte aligned inside, so no u64 fields).
 #[repr(C, align(16))]
@@ -167,10 +168,9 @@ unsafe extern "C" {
 }
 
 /// Installs the TSS (with a separate stack for double faults, so that a boot-stack overflow into
-/// the guard page is reported instead of triple-faulting) and the IDT, and sets the handler that
-/// reports fatal exceptions. Call once, on the boot CPU, before anything can fault.
-pub fn init(handler: ExceptionHandler) {
-    HANDLER.call_once(|| handler);
+/// the guard page is reported instead of triple-faulting) and the IDT. Exceptions go to the
+/// kernel's `__stardust_exception`. Call once, on the boot CPU, before anything can fault.
+pub fn init() {
 
     let ist1 = (&raw const stardust_ist1_top) as u64;
     // IST1 is at byte offset 0x24: words 9 and 10.
@@ -225,10 +225,8 @@ extern "C" fn stardust_exception(frame: &ExceptionFrame) -> ! {
     // SAFETY: reading CR2 has no side effects.
     unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
     let exception = Exception { frame: *frame, cr2 };
-    match HANDLER.get() {
-        Some(handler) => handler(&exception),
-        None => halt_forever(),
-    }
+    // SAFETY: the kernel defines `__stardust_exception` with exactly this signature.
+    unsafe { __stardust_exception(&exception) }
 }
 
 /// Stops this CPU for good: interrupts off, `hlt` in a loop.

@@ -103,7 +103,7 @@ impl fmt::Display for ArgsError<'_> {
         match self {
             ArgsError::BadLogLevel(v) => write!(
                 f,
-                "log={v:?} is not a log level; use one of off, error, warn, info, debug, trace"
+                "log=\"{v}\" is not a log level; use one of off, error, warn, info, debug, trace"
             ),
             ArgsError::TooLong { len, max } => write!(
                 f,
@@ -152,9 +152,17 @@ impl<'a> KernelArgs<'a> {
 
     /// The application's arguments: the tokens after `--`, plus the tokens before it that are
     /// not kernel options.
-    pub fn app_args(&self) -> impl Iterator<Item = &'a str> + Clone + 'a {
+    pub fn app_args(&self) -> impl Iterator<Item = &'a str> + Clone + use<'a> {
+        app_args(self.line)
+    }
+}
+
+/// The application's arguments in a command line (see [`KernelArgs::app_args`]); needs no
+/// parsing, so it cannot fail.
+pub fn app_args(line: &str) -> impl Iterator<Item = &str> + Clone {
+    {
         let mut seen_separator = false;
-        self.line.split_ascii_whitespace().filter(move |t| {
+        line.split_ascii_whitespace().filter(move |t| {
             if seen_separator {
                 return true;
             }

@@ -9,7 +9,6 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use platform::{BootInfo, FreeMemory, Platform, Range, status};
 
 static BOOT: spin::Once<BootInfo> = spin::Once::new();
-static ARGS: spin::Once<KernelArgs<'static>> = spin::Once::new();
 static LOGGER: Logger<crate::select::SelectedConsole> = Logger::new(CONSOLE);
 
 const PHASES: [&str; 8] = [
@@ -49,13 +48,13 @@ extern "C" fn __stardust_start(start_info_paddr: u64) -> ! {
             format_args!("bad boot information: {e}"),
         ),
     };
-    let args = ARGS.call_once(|| parse_cmdline(boot));
+    let args = parse_cmdline(boot);
     log::set_max_level(args.log_level.unwrap_or(config::LOG_LEVEL));
     // The logger is set once, here, before anything logs; failure is impossible.
     let _ = log::set_logger(&LOGGER);
     mark(3);
 
-    cpu::init(on_exception);
+    cpu::init();
     mark(4);
 
     let mut free = match FreeMemory::from_map(&boot.memory, 1 << 20) {
@@ -236,9 +235,11 @@ fn print_bootchart() {
 
 /// The application's arguments.
 pub fn args() -> impl Iterator<Item = &'static str> + Clone {
-    ARGS.get()
-        .expect("the command line is parsed before the app runs")
-        .app_args()
+    let boot = BOOT
+        .get()
+        .expect("boot information is set before the app runs");
+    // Checked at boot (parse_cmdline): it is UTF-8 here.
+    console::app_args(boot.cmdline.as_str().unwrap_or(""))
 }
 
 /// Writes formatted text to the console.
@@ -279,7 +280,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     exit(status::PANIC)
 }
 
-fn on_exception(e: &cpu::Exception) -> ! {
+/// Called by the arch crate for every CPU exception (all are fatal for now).
+#[unsafe(no_mangle)]
+fn __stardust_exception(e: &cpu::Exception) -> ! {
     let mut w = Writer(CONSOLE);
     let _ = writeln!(w, "EXCEPTION: {e}");
     let layout = arch_x86_64::image_layout();

@@ -16,7 +16,7 @@
 
 mod select;
 
-#[allow(missing_docs)]
+#[allow(missing_docs, dead_code)]
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }

@@ -25,6 +25,7 @@
 //! from the profile. With `allocator-none` there is no heap and [`alloc`] must not be used.
 #![no_std]
 
+#[cfg(not(feature = "allocator-none"))]
 pub extern crate alloc;
 pub use heap::HeapStats;
 pub use log;
