@@ -152,7 +152,7 @@ mod tests {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let size = (seed % 700) as usize + 1;
-            let align = 1usize << (seed >> 60) % 13;
+            let align = 1usize << ((seed >> 60) % 13);
             let layout = Layout::from_size_align(size, align).unwrap();
             // SAFETY: a valid layout.
             let p = unsafe { b.alloc(layout) } as usize;

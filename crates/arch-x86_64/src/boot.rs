@@ -192,7 +192,6 @@ pub fn install_page_tables(
     let mut mapper = crate::paging::Mapper::new(BootFrames(free))?;
     crate::paging::map_kernel(&mut mapper, &image_layout(), map)?;
     let root = mapper.root();
-    drop(mapper);
     // SAFETY: the new tables identity-map the whole image (code RX, data and stack RW), all RAM
     // and the tables themselves (they are in RAM), so execution continues unchanged; the frames
     // were taken out of `free` and are never handed out again.

@@ -171,7 +171,6 @@ unsafe extern "C" {
 /// the guard page is reported instead of triple-faulting) and the IDT. Exceptions go to the
 /// kernel's `__stardust_exception`. Call once, on the boot CPU, before anything can fault.
 pub fn init() {
-
     let ist1 = (&raw const stardust_ist1_top) as u64;
     // IST1 is at byte offset 0x24: words 9 and 10.
     TSS.0[9].store(ist1 as u32, Ordering::Relaxed);
@@ -198,7 +197,7 @@ pub fn init() {
     unsafe { load_tss(SegmentSelector(0x18)) };
 
     // SAFETY: reading a table of 32 code addresses the linker filled in; it is never written.
-    let stubs = unsafe { &*(&raw const stardust_exception_stubs) };
+    let stubs = unsafe { &stardust_exception_stubs };
     for (vector, &stub) in stubs.iter().enumerate() {
         let ist = if vector == 8 { 1u64 } else { 0 };
         let low = (stub & 0xffff)

@@ -124,14 +124,14 @@ impl<M: TableMemory> Mapper<M> {
         access: Access,
     ) -> Result<(), PagingError> {
         for a in [virt, phys, len] {
-            if a % PAGE_SIZE != 0 {
+            if !a.is_multiple_of(PAGE_SIZE) {
                 return Err(PagingError::Misaligned(a));
             }
         }
         let mut done = 0;
         while done < len {
             let (v, p) = (virt + done, phys + done);
-            let large = v % LARGE == 0 && p % LARGE == 0 && len - done >= LARGE;
+            let large = v.is_multiple_of(LARGE) && p.is_multiple_of(LARGE) && len - done >= LARGE;
             let level = if large { 2 } else { 1 };
             let table = self.walk_create(v, level)?;
             let slot = &mut self.memory.table(table)[index(v, level)];
@@ -253,7 +253,10 @@ pub fn map_kernel<M: TableMemory>(
                 let next_large = (run | (LARGE - 1)) + 1;
                 // Jump whole 2 MiB blocks when the block is unmapped at its first page and
                 // not touched by the image; otherwise step a page.
-                run = if run % LARGE == 0 && next_large <= stop && !overlaps_image(run, image) {
+                run = if run.is_multiple_of(LARGE)
+                    && next_large <= stop
+                    && !overlaps_image(run, image)
+                {
                     next_large
                 } else {
                     run + PAGE_SIZE

@@ -215,15 +215,15 @@ mod tests {
             std::sync::LazyLock::new(RecordingConsole::default);
         let logger = Logger::new(&*DEV);
         log::set_max_level(LevelFilter::Info);
-        let rec = |level| {
-            Record::builder()
-                .level(level)
-                .target("kernel")
-                .args(format_args!("n={}", 5))
-                .build()
-        };
-        logger.log(&rec(log::Level::Info));
-        logger.log(&rec(log::Level::Debug));
+        for level in [log::Level::Info, log::Level::Debug] {
+            logger.log(
+                &Record::builder()
+                    .level(level)
+                    .target("kernel")
+                    .args(format_args!("n={}", 5))
+                    .build(),
+            );
+        }
         assert_eq!(DEV.text(), "[INFO  kernel] n=5\n");
     }
 }

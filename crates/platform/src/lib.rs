@@ -68,6 +68,7 @@ pub mod status {
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake {
     //! Fakes for host tests.
+    #[allow(unused_extern_crates)] // needed when built with `test-utils` outside tests
     extern crate std;
     use std::{sync::Mutex, vec::Vec};
 

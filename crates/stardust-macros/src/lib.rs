@@ -10,7 +10,7 @@
 //! # Cargo features
 //! None.
 
-use proc_macro::{Delimiter, Spacing, TokenStream, TokenTree};
+use proc_macro::{Delimiter, TokenStream, TokenTree};
 
 /// Marks the application's entry function. Use as `#[stardust::main] fn main() { ... }`.
 #[proc_macro_attribute]
@@ -22,22 +22,16 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut name = None;
     let mut has_params = false;
     while let Some(t) = tokens.next() {
-        if let TokenTree::Ident(i) = &t {
-            if i.to_string() == "fn" {
-                if let Some(TokenTree::Ident(n)) = tokens.next() {
-                    name = Some(n.to_string());
-                    if let Some(TokenTree::Group(g)) = tokens.next() {
-                        has_params =
-                            g.delimiter() == Delimiter::Parenthesis && !g.stream().is_empty();
-                    }
+        if let TokenTree::Ident(i) = &t
+            && i.to_string() == "fn"
+        {
+            if let Some(TokenTree::Ident(n)) = tokens.next() {
+                name = Some(n.to_string());
+                if let Some(TokenTree::Group(g)) = tokens.next() {
+                    has_params = g.delimiter() == Delimiter::Parenthesis && !g.stream().is_empty();
                 }
-                break;
             }
-        }
-        if let TokenTree::Punct(p) = &t {
-            if p.as_char() == '<' && p.spacing() == Spacing::Alone && name.is_none() {
-                continue;
-            }
+            break;
         }
     }
     let Some(name) = name else {
