@@ -86,3 +86,20 @@ pub struct BootInfo {
     /// Where the start-info structures themselves were (reserved until copied).
     pub boot_structures: crate::Range,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_keeps_at_most_the_limit_and_reports_utf8_errors() {
+        let c = Cmdline::from_bytes(b"log=debug -- a");
+        assert_eq!(c.as_str().unwrap(), "log=debug -- a");
+        assert!(!c.truncated());
+        let long = vec![b'a'; CMDLINE_MAX + 5];
+        let c = Cmdline::from_bytes(&long);
+        assert!(c.truncated());
+        assert_eq!(c.as_bytes().len(), CMDLINE_MAX);
+        assert!(Cmdline::from_bytes(&[b'a', 0xff, 0xfe]).as_str().is_err());
+    }
+}
