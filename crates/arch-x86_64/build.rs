@@ -40,7 +40,12 @@ SECTIONS {{
     __rodata_end = .;
     .data : {{ *(.data .data.*) *(.got .got.*) }} :data
     .bss (NOLOAD) : {{ *(.bss .bss.*) *(COMMON) }} :data
-    .stack (NOLOAD) : ALIGN(4096) {{
+    /* Page alignment by the location counter, not by section alignment: a 4 KiB-aligned
+       section would make the segment's p_align 4 KiB and pad the file to match. */
+    . = ALIGN(4096);
+    .boot_tables (NOLOAD) : {{ *(.boot_tables) }} :data
+    . = ALIGN(4096);
+    .stack (NOLOAD) : {{
         __stack_guard = .;
         . += 4096;
         __stack_bottom = .;
@@ -49,6 +54,7 @@ SECTIONS {{
     }} :data
     . = ALIGN(4096);
     __image_end = .;
+    ASSERT(boot_pml4 % 4096 == 0, "boot page tables must be page aligned")
     /DISCARD/ : {{ *(.eh_frame .eh_frame_hdr .comment .note.GNU-stack .note.gnu.*) }}
 }}
 "#

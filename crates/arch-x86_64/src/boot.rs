@@ -48,8 +48,9 @@ core::arch::global_asm!(
     .p2align 2
     .quad pvh_start32
 
-    .section .bss.boot_tables, "aw", @nobits
-    .p2align 12
+    /* Placed on a page boundary by the linker script (section .boot_tables). */
+    .section .boot_tables, "aw", @nobits
+    .global boot_pml4
 boot_pml4: .skip 4096
 boot_pdpt: .skip 4096
 boot_pd:   .skip 4096

@@ -1,0 +1,171 @@
+//! Helpers for the whole-image tests in `tests/*.rs`: build images with the xtask library (once
+//! per test process, serialized), boot them in QEMU, and assert on the console and exit status.
+//!
+//! Tests run in parallel threads; builds are serialized by one lock (cargo would serialize them
+//! anyway, and the copy of cargo's output must not race with the next build), boots are not.
+//!
+//! Cargo features: none.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+pub use xtask::image::Image;
+pub use xtask::profile::Profile;
+use xtask::qemu::{self, QemuConfig};
+pub use xtask::qemu::{Boot, Machine, Outcome};
+use xtask::workspace::Workspace;
+
+/// The workspace under test.
+pub fn workspace() -> &'static Workspace {
+    static WS: OnceLock<Workspace> = OnceLock::new();
+    WS.get_or_init(Workspace::locate)
+}
+
+type Built = Result<(Profile, Image), String>;
+
+/// Builds `app` with `profile` (once per process; later calls reuse the image). Panics with the
+/// build error.
+pub fn image(app: &str, profile: &str) -> (Profile, Image) {
+    image_with(app, profile, &[])
+}
+
+/// Like [`image`], with `--set` overrides (`KEY=VALUE`).
+pub fn image_with(app: &str, profile: &str, overrides: &[&str]) -> (Profile, Image) {
+    type Key = (String, String, Vec<String>);
+    static BUILT: OnceLock<Mutex<HashMap<Key, Built>>> = OnceLock::new();
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let key = (app.to_string(), profile.to_string(), overrides.clone());
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let entry = built.entry(key).or_insert_with(|| {
+        xtask::build_app(workspace(), app, profile, &overrides).map_err(|e| e.to_string())
+    });
+    match entry {
+        Ok(built) => built.clone(),
+        Err(e) => panic!("building {app} with profile {profile} {overrides:?} failed: {e}"),
+    }
+}
+
+/// Builds the empty kernel fixture (once per process).
+pub fn empty_kernel() -> Image {
+    static BUILT: Mutex<Option<Result<Image, String>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let result = built.get_or_insert_with(|| {
+        xtask::image::build_empty_kernel(workspace()).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(image) => image.clone(),
+        Err(e) => panic!("building the empty kernel failed: {e}"),
+    }
+}
+
+/// QEMU, installed if missing (panics with the setup error).
+pub fn qemu_binary() -> std::path::PathBuf {
+    xtask::setup::ensure_qemu().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One boot: which image, on which machine, with which kernel options and app arguments.
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    /// App name.
+    pub app: &'a str,
+    /// Profile name.
+    pub profile: &'a str,
+    /// Machine type.
+    pub machine: Machine,
+    /// Kernel options.
+    pub kargs: &'a str,
+    /// App arguments.
+    pub args: &'a [&'a str],
+    /// `--set` overrides.
+    pub set: &'a [&'a str],
+}
+
+impl<'a> Run<'a> {
+    /// `app` with the default profile on q35, no options, no arguments.
+    pub fn new(app: &'a str) -> Run<'a> {
+        Run {
+            app,
+            profile: "default",
+            machine: Machine::Q35,
+            kargs: "",
+            args: &[],
+            set: &[],
+        }
+    }
+
+    /// With this profile.
+    pub fn profile(mut self, profile: &'a str) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// On this machine.
+    pub fn machine(mut self, machine: Machine) -> Self {
+        self.machine = machine;
+        self
+    }
+
+    /// With these kernel options.
+    pub fn kargs(mut self, kargs: &'a str) -> Self {
+        self.kargs = kargs;
+        self
+    }
+
+    /// With these app arguments.
+    pub fn args(mut self, args: &'a [&'a str]) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// With these `--set` overrides.
+    pub fn set(mut self, set: &'a [&'a str]) -> Self {
+        self.set = set;
+        self
+    }
+
+    /// Builds (if needed) and boots, capturing the console.
+    pub fn boot(&self) -> Boot {
+        let (profile, image) = image_with(self.app, self.profile, self.set);
+        let mut cfg = QemuConfig::new(qemu_binary(), image.elf, &profile);
+        cfg.machine = self.machine;
+        cfg.kargs = self.kargs.to_string();
+        cfg.app_args = self.args.iter().map(|s| s.to_string()).collect();
+        let boot = qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT))
+            .unwrap_or_else(|e| panic!("booting {self:?}: {e}"));
+        eprintln!(
+            "--- {self:?}: {:?} in {:?}\n$ {}\n{}",
+            boot.outcome,
+            boot.elapsed,
+            cfg.shell_line(),
+            boot.stdout
+        );
+        boot
+    }
+}
+
+/// Asserts the guest's exit code, showing the console on failure.
+#[track_caller]
+pub fn assert_exit(boot: &Boot, code: i32) {
+    assert_eq!(
+        boot.outcome,
+        Outcome::Guest(code),
+        "expected guest exit status {code}\n--- console ---\n{}--- qemu stderr ---\n{}",
+        boot.stdout,
+        boot.stderr
+    );
+}
+
+/// The first console line containing every one of `needles`; panics (showing the console) if none.
+#[track_caller]
+pub fn line_with<'b>(boot: &'b Boot, needles: &[&str]) -> &'b str {
+    match boot.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+        Some(line) => line,
+        None => panic!(
+            "no console line contains all of {needles:?}\n--- console ---\n{}",
+            boot.stdout
+        ),
+    }
+}

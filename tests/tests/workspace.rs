@@ -1,0 +1,89 @@
+//! Repository-level checks through the xtask library: every profile validates against the
+//! facade's features, bad input is rejected with the valid choices, and images strip correctly.
+
+use stardust_tests::{image, workspace};
+
+#[test]
+fn every_profile_validates() {
+    let ws = workspace();
+    let names = ws.profile_names().expect("profiles/ readable");
+    assert!(names.iter().any(|n| n == "default"), "{names:?}");
+    assert!(names.iter().any(|n| n == "minimal"), "{names:?}");
+    for name in names {
+        let p = ws
+            .load_profile(&name, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !p.description.is_empty(),
+            "profile {name} has a description"
+        );
+        assert!(
+            p.budgets.image_bytes.is_some(),
+            "profile {name} has an image_bytes budget"
+        );
+    }
+}
+
+#[test]
+fn bad_input_lists_the_choices() {
+    let ws = workspace();
+    let e = ws
+        .load_profile("no-such-profile", &[])
+        .expect_err("unknown profile")
+        .to_string();
+    assert!(e.contains("default") && e.contains("minimal"), "{e}");
+    let e = ws
+        .check_app("no-such-app")
+        .expect_err("unknown app")
+        .to_string();
+    assert!(e.contains("hello") && e.contains("faults"), "{e}");
+    let e = ws
+        .load_profile("default", &["platform=xen".into()])
+        .expect_err("no xen yet")
+        .to_string();
+    assert!(e.contains("valid choices: kvm"), "{e}");
+    let e = ws
+        .load_profile("default", &["allocator=talc".into()])
+        .expect_err("no talc")
+        .to_string();
+    assert!(e.contains("bump") && e.contains("none"), "{e}");
+}
+
+#[test]
+fn stripped_image_keeps_only_loadable_bytes() {
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    let (_, img) = image("hello", "default");
+    let elf_bytes = std::fs::read(&img.elf).expect("image");
+    let debug_bytes = std::fs::read(&img.debug).expect("debug image");
+    assert_eq!(elf_bytes.len() as u64, img.bytes);
+    assert!(elf_bytes.len() < debug_bytes.len());
+    let elf = ElfFile64::<object::Endianness>::parse(&*elf_bytes).expect("stripped ELF parses");
+    let debug = ElfFile64::<object::Endianness>::parse(&*debug_bytes).expect("debug ELF parses");
+    assert_eq!(elf.elf_section_table().len(), 0, "no section headers");
+    let e = elf.endian();
+    let last = elf
+        .elf_program_headers()
+        .iter()
+        .map(|p| p.p_offset(e) + p.p_filesz(e))
+        .max();
+    assert_eq!(
+        last,
+        Some(elf_bytes.len() as u64),
+        "cut after the last segment byte"
+    );
+    for (s, d) in elf
+        .elf_program_headers()
+        .iter()
+        .zip(debug.elf_program_headers())
+    {
+        let range = |p: &object::elf::ProgramHeader64<object::Endianness>, b: &[u8]| {
+            let (o, n) = (p.p_offset(e) as usize, p.p_filesz(e) as usize);
+            b[o..o + n].to_vec()
+        };
+        assert_eq!(
+            range(s, &elf_bytes),
+            range(d, &debug_bytes),
+            "segment bytes unchanged"
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! `cargo xtask`: build, run, test, size and bench Stardust images. See README.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use xtask::bench;
+use xtask::error::{Error, Result};
+use xtask::image::{self, CargoCommand};
+use xtask::qemu::{self, Accel, Machine, Outcome, QemuConfig};
+use xtask::setup;
+use xtask::size::{self, SizeReport};
+use xtask::testcmd;
+use xtask::workspace::{Workspace, display_path};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run, test, size and bench Stardust images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build an image; its path is the last line of stdout (progress goes to stderr).
+    Build(BuildArgs),
+    /// Build an image and boot it in QEMU; exits with the guest's exit status.
+    Run(RunArgs),
+    /// Run every test: host unit tests, then whole-image tests.
+    Test,
+    /// Stripped image size per profile, with a per-crate breakdown; fails over budget.
+    Size(SizeArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCmd,
+    },
+    /// Install what is missing: the x86_64-unknown-none target, QEMU.
+    Setup,
+}
+
+#[derive(Args, Debug)]
+struct ProfileArgs {
+    /// Profile: profiles/PROFILE.toml.
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// Platform (overrides the profile's `platform`).
+    #[arg(long, value_enum)]
+    platform: Option<PlatformArg>,
+    /// Override a profile key, e.g. `--set allocator=bump --set heap_size=4M` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl ProfileArgs {
+    fn overrides(&self) -> Vec<String> {
+        let mut o = self.set.clone();
+        if let Some(p) = self.platform {
+            o.push(format!("platform={}", p.name()));
+        }
+        o
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum PlatformArg {
+    Kvm,
+    Xen,
+}
+
+impl PlatformArg {
+    fn name(self) -> &'static str {
+        match self {
+            PlatformArg::Kvm => "kvm",
+            PlatformArg::Xen => "xen",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default)]
+enum AccelArg {
+    #[default]
+    Tcg,
+    Kvm,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default)]
+enum MachineArg {
+    #[default]
+    Q35,
+    Microvm,
+}
+
+#[derive(Args, Debug)]
+struct BuildArgs {
+    /// App: a directory under apps/.
+    app: String,
+    #[command(flatten)]
+    profile: ProfileArgs,
+    /// Print the plain cargo command (with its environment) and exit without building.
+    #[arg(long)]
+    print_cargo: bool,
+}
+
+#[derive(Args, Debug)]
+struct QemuArgs {
+    /// Accelerator (KVM only when /dev/kvm is usable; TCG is the default on purpose).
+    #[arg(long, value_enum, default_value_t)]
+    accel: AccelArg,
+    /// Machine type (q35 boots through qboot; falls back to microvm without qboot.rom).
+    #[arg(long, value_enum, default_value_t)]
+    machine: MachineArg,
+    /// Seconds before QEMU is killed (default 60; no limit with --gdb unless given).
+    #[arg(long, value_name = "S")]
+    timeout: Option<f64>,
+}
+
+impl QemuArgs {
+    fn apply(&self, cfg: &mut QemuConfig) -> Result<()> {
+        cfg.accel = match self.accel {
+            AccelArg::Tcg => Accel::Tcg,
+            AccelArg::Kvm => {
+                qemu::check_kvm()?;
+                Accel::Kvm
+            }
+        };
+        cfg.machine = match self.machine {
+            MachineArg::Q35 => Machine::Q35,
+            MachineArg::Microvm => Machine::Microvm,
+        };
+        if cfg.machine == Machine::Q35 && cfg.effective_machine() == Machine::Microvm {
+            eprintln!(
+                "xtask: {} not found: using the microvm machine",
+                qemu::QBOOT_PATHS[0]
+            );
+        }
+        Ok(())
+    }
+
+    fn timeout(&self, default: Option<Duration>) -> Result<Option<Duration>> {
+        match self.timeout {
+            None => Ok(default),
+            Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+            Some(s) => Err(Error::new(format!(
+                "--timeout {s}: expected a positive number of seconds"
+            ))),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// App: a directory under apps/.
+    app: String,
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    qemu: QemuArgs,
+    /// Kernel options, e.g. "log=debug bootchart".
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    kargs: String,
+    /// Start halted with QEMU's GDB server on :1234 and print the gdb command.
+    #[arg(long)]
+    gdb: bool,
+    /// Boot this image instead of building one (the profile still gives memory and console).
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
+    /// Arguments for the app (after `--`).
+    #[arg(last = true, value_name = "APP-ARGS")]
+    app_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct SizeArgs {
+    /// App (default: hello).
+    #[arg(default_value = "hello")]
+    app: String,
+    /// Profile(s) to measure (repeatable; default: all profiles).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    profiles: Vec<String>,
+    /// Override a profile key (repeatable), applied to every profile.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Machine-readable output (a JSON array of reports on stdout).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Boot time of an app as a ratio to the empty PVH kernel (same QEMU command line).
+    Boot(BootBenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BootBenchArgs {
+    /// App to measure.
+    #[arg(long, default_value = "hello")]
+    app: String,
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    qemu: QemuArgs,
+    /// Boots of each image.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ws = Workspace::locate();
+    match dispatch(&ws, cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(ws: &Workspace, cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Build(args) => build(ws, args),
+        Cmd::Run(args) => run(ws, args),
+        Cmd::Test => testcmd::run_all(ws).map(|()| ExitCode::SUCCESS),
+        Cmd::Size(args) => size_cmd(ws, args),
+        Cmd::Bench {
+            bench: BenchCmd::Boot(args),
+        } => bench_boot(ws, args),
+        Cmd::Setup => setup::setup_all(ws).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn build(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
+    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
+    ws.check_app(&args.app)?;
+    if args.print_cargo {
+        println!(
+            "{}",
+            CargoCommand::for_image(&profile, &args.app).shell_line()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let image = image::build(ws, &args.app, &profile)?;
+    eprintln!(
+        "xtask: {} bytes stripped; symbols in {}",
+        image.bytes,
+        display_path(&image.debug)
+    );
+    println!("{}", display_path(&image.elf));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
+    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
+    ws.check_app(&args.app)?;
+    let qemu_bin = setup::ensure_qemu()?;
+    let (elf, debug) = match &args.image {
+        Some(file) => {
+            let debug = file.with_extension("debug");
+            (
+                file.clone(),
+                if debug.is_file() { debug } else { file.clone() },
+            )
+        }
+        None => {
+            let image = image::build(ws, &args.app, &profile)?;
+            (image.elf, image.debug)
+        }
+    };
+    let mut cfg = QemuConfig::new(qemu_bin, elf, &profile);
+    args.qemu.apply(&mut cfg)?;
+    cfg.kargs = args.kargs.clone();
+    cfg.app_args = args.app_args.clone();
+    cfg.gdb = args.gdb;
+    let append = cfg.append();
+    if append.len() > qemu::CMDLINE_LIMIT {
+        eprintln!(
+            "xtask: note: the kernel command line is {} bytes, over the kernel's {}-byte limit",
+            append.len(),
+            qemu::CMDLINE_LIMIT
+        );
+    }
+    let timeout = args.qemu.timeout(if args.gdb {
+        None
+    } else {
+        Some(qemu::DEFAULT_TIMEOUT)
+    })?;
+    eprintln!("xtask: {}", cfg.shell_line());
+    if args.gdb {
+        eprintln!(
+            "xtask: QEMU waits for gdb on :1234; attach with:\n    {}",
+            qemu::gdb_command(&debug)
+        );
+    }
+    let boot = qemu::boot(&cfg, false, timeout)?;
+    match &boot.outcome {
+        Outcome::Guest(code) => eprintln!("xtask: guest exited with status {code}"),
+        other => eprintln!("error: {}", other.message()),
+    }
+    Ok(ExitCode::from(boot.outcome.exit_code().clamp(0, 255) as u8))
+}
+
+fn size_cmd(ws: &Workspace, args: SizeArgs) -> Result<ExitCode> {
+    let profiles = if args.profiles.is_empty() {
+        ws.profile_names()?
+    } else {
+        args.profiles.clone()
+    };
+    if profiles.is_empty() {
+        return Err(Error::new("no profiles found (profiles/*.toml)"));
+    }
+    // Validate everything before the first (slow) build.
+    let loaded = profiles
+        .iter()
+        .map(|p| ws.load_profile(p, &args.set))
+        .collect::<Result<Vec<_>>>()?;
+    ws.check_app(&args.app)?;
+    let mut reports = Vec::new();
+    for profile in &loaded {
+        let image = image::build(ws, &args.app, profile)?;
+        let debug = std::fs::read(&image.debug)
+            .map_err(|e| Error::new(format!("reading {}: {e}", image.debug.display())))?;
+        let report = SizeReport::new(
+            &args.app,
+            &profile.tag(),
+            image.elf.clone(),
+            image.bytes,
+            profile.budgets.image_bytes,
+            &debug,
+        )?;
+        if !args.json {
+            print!("{}", report.to_text());
+        }
+        reports.push(report);
+    }
+    if args.json {
+        let items: Vec<String> = reports.iter().map(SizeReport::to_json).collect();
+        println!("[{}]", items.join(",\n"));
+    }
+    let over: Vec<String> = reports
+        .iter()
+        .filter(|r| r.over_budget())
+        .map(|r| {
+            format!(
+                "{} [{}] is {} bytes, budget {}",
+                r.app,
+                r.profile,
+                size::group(r.image_bytes as i64),
+                size::group(r.budget.unwrap_or(0) as i64)
+            )
+        })
+        .collect();
+    if !over.is_empty() {
+        return Err(Error::new(format!(
+            "image size over budget: {}",
+            over.join("; ")
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_boot(ws: &Workspace, args: BootBenchArgs) -> Result<ExitCode> {
+    if args.runs == 0 {
+        return Err(Error::new("--runs must be at least 1"));
+    }
+    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
+    ws.check_app(&args.app)?;
+    let qemu_bin = setup::ensure_qemu()?;
+    let empty = image::build_empty_kernel(ws)?;
+    let app = image::build(ws, &args.app, &profile)?;
+    let mut cfg = QemuConfig::new(qemu_bin, app.elf.clone(), &profile);
+    args.qemu.apply(&mut cfg)?;
+    let timeout = args
+        .qemu
+        .timeout(Some(qemu::DEFAULT_TIMEOUT))?
+        .unwrap_or(qemu::DEFAULT_TIMEOUT);
+    eprintln!("bench: {}", cfg.shell_line());
+    let result = bench::boot_bench(&cfg, &empty, &app, args.runs, timeout)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let stats = |v: &[Duration]| {
+        let min = v.iter().min().copied().unwrap_or_default();
+        let max = v.iter().max().copied().unwrap_or_default();
+        format!(
+            "median {:7.1} ms  (min {:.1}, max {:.1})",
+            ms(bench::median(v)),
+            ms(min),
+            ms(max)
+        )
+    };
+    println!(
+        "bench boot: {} [{}], {}, {}, {} runs each, alternating, QEMU spawn to exit",
+        args.app,
+        profile.tag(),
+        cfg.effective_machine().name(),
+        cfg.accel.name(),
+        args.runs
+    );
+    println!("  {:<14} {}", "empty kernel", stats(&result.empty));
+    println!("  {:<14} {}", args.app, stats(&result.app));
+    let ratio = result.ratio();
+    let verdict = match profile.budgets.boot_ratio {
+        Some(b) if ratio > b => format!("budget {b:.2}: OVER BUDGET"),
+        Some(b) => format!("budget {b:.2}: ok"),
+        None => "no boot_ratio budget".to_string(),
+    };
+    println!("  ratio {}/empty: {ratio:.3} ({verdict})", args.app);
+    println!("bootchart (one more boot with `bootchart` on the kernel command line):");
+    if result.bootchart.is_empty() {
+        println!("  (no `bootchart:` lines in the guest output)");
+    }
+    for line in &result.bootchart {
+        println!("  {line}");
+    }
+    if let Some(b) = profile.budgets.boot_ratio
+        && ratio > b
+    {
+        return Err(Error::new(format!(
+            "boot time ratio {ratio:.3} exceeds the profile's boot_ratio budget {b:.2}"
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}

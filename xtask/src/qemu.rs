@@ -1,0 +1,457 @@
+//! Booting images in QEMU: the command line, the exit status protocol, and a timeout.
+//!
+//! The guest reports its exit code through `isa-debug-exit` at port 0xf4: QEMU then exits with
+//! `(code << 1) | 1`. Status 0 means the guest stopped without reporting (triple fault with
+//! `-no-reboot`, plain power-off). QEMU's own errors also exit with 1, so a status-1 exit with a
+//! QEMU error message on stderr is reported as a QEMU failure, not as guest code 0.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::image::shell_quote;
+use crate::profile::{Profile, qemu_memory_arg};
+
+/// Where qboot (a tiny firmware that skips SeaBIOS) is looked for.
+pub const QBOOT_PATHS: &[&str] = &[
+    "/usr/share/qemu/qboot.rom",
+    "/usr/local/share/qemu/qboot.rom",
+];
+
+/// Default time limit of a boot.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The kernel command line limit (docs/CONTRACT.md); longer lines are the kernel's to reject.
+pub const CMDLINE_LIMIT: usize = 1024;
+
+/// The qboot firmware, if installed.
+pub fn qboot_rom() -> Option<PathBuf> {
+    QBOOT_PATHS.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+/// QEMU accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accel {
+    /// Plain emulation: the default (the nested KVM on machines like ours is slower and breaks).
+    #[default]
+    Tcg,
+    /// KVM, when `/dev/kvm` is usable.
+    Kvm,
+}
+
+/// QEMU machine type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Machine {
+    /// q35 with the qboot firmware (falls back to microvm when qboot.rom is missing).
+    #[default]
+    Q35,
+    /// The minimal `microvm` machine.
+    Microvm,
+}
+
+impl Accel {
+    /// `tcg` or `kvm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+impl Machine {
+    /// `q35+qboot` or `microvm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35+qboot",
+            Machine::Microvm => "microvm",
+        }
+    }
+}
+
+/// Which port the guest console is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// COM1 (16550): `-serial stdio`.
+    Serial,
+    /// Port 0xe9: `-debugcon stdio`.
+    Debugcon,
+}
+
+impl Console {
+    /// The console a profile's `console` slot selects.
+    pub fn of(profile: &Profile) -> Console {
+        match profile.slot("console") {
+            Some(c) if c.contains("debugcon") => Console::Debugcon,
+            _ => Console::Serial,
+        }
+    }
+}
+
+/// Fails unless `/dev/kvm` can be opened read-write.
+pub fn check_kvm() -> Result<()> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            bail!("KVM is not usable: cannot open /dev/kvm ({e}); use --accel tcg (the default)")
+        }
+    }
+}
+
+/// Everything that makes up one QEMU command line.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// QEMU binary.
+    pub qemu: PathBuf,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Machine type asked for.
+    pub machine: Machine,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// Console port.
+    pub console: Console,
+    /// The (stripped) image.
+    pub kernel: PathBuf,
+    /// Kernel options (`log=debug bootchart`).
+    pub kargs: String,
+    /// App arguments (after `--` on the kernel command line).
+    pub app_args: Vec<String>,
+    /// Start halted with the GDB server on :1234 (`-s -S`).
+    pub gdb: bool,
+}
+
+impl QemuConfig {
+    /// A TCG, q35 configuration with the profile's memory and console.
+    pub fn new(qemu: PathBuf, kernel: PathBuf, profile: &Profile) -> QemuConfig {
+        QemuConfig {
+            qemu,
+            accel: Accel::Tcg,
+            machine: Machine::Q35,
+            memory: profile.settings.memory,
+            console: Console::of(profile),
+            kernel,
+            kargs: String::new(),
+            app_args: Vec::new(),
+            gdb: false,
+        }
+    }
+
+    /// The kernel command line: `<kargs> -- <app args>` (just the kargs without app args).
+    pub fn append(&self) -> String {
+        let mut parts: Vec<&str> = self.kargs.split_whitespace().collect();
+        if !self.app_args.is_empty() {
+            parts.push("--");
+            parts.extend(self.app_args.iter().map(String::as_str));
+        }
+        parts.join(" ")
+    }
+
+    /// The machine actually used (q35 falls back to microvm without qboot).
+    pub fn effective_machine(&self) -> Machine {
+        match self.machine {
+            Machine::Q35 if qboot_rom().is_none() => Machine::Microvm,
+            m => m,
+        }
+    }
+
+    /// QEMU's arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+        push(&["-accel", self.accel.name()]);
+        match (self.effective_machine(), qboot_rom()) {
+            (Machine::Q35, Some(rom)) => {
+                push(&["-machine", "q35", "-bios", &rom.display().to_string()])
+            }
+            // microvm loads its own qboot (bios-microvm.bin); with -nodefaults it still has COM1.
+            _ => push(&["-machine", "microvm"]),
+        }
+        push(&["-m", &qemu_memory_arg(self.memory)]);
+        push(&["-display", "none", "-no-reboot", "-nodefaults"]);
+        push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        push(&["-kernel", &self.kernel.display().to_string()]);
+        let append = self.append();
+        if !append.is_empty() {
+            push(&["-append", &append]);
+        }
+        match self.console {
+            Console::Serial => push(&["-serial", "stdio"]),
+            Console::Debugcon => push(&["-debugcon", "stdio"]),
+        }
+        if self.gdb {
+            push(&["-s", "-S"]);
+        }
+        a
+    }
+
+    /// The command as one shell line.
+    pub fn shell_line(&self) -> String {
+        std::iter::once(self.qemu.display().to_string())
+            .chain(self.args())
+            .map(|a| shell_quote(&a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// How a boot ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest reported this exit code through isa-debug-exit.
+    Guest(i32),
+    /// QEMU exited with status 0: triple fault or plain power-off, no status reported.
+    NoStatus,
+    /// QEMU itself failed (bad option, missing file, ...), with its exit status.
+    QemuFailed(i32),
+    /// QEMU was killed by a signal it did not get from us.
+    Killed,
+    /// QEMU ran longer than the time limit and was killed.
+    TimedOut(Duration),
+}
+
+impl Outcome {
+    /// The exit status `cargo xtask run` should end with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Guest(code) => *code,
+            _ => 1,
+        }
+    }
+
+    /// A sentence for the user; `None` for a reported guest status.
+    pub fn message(&self) -> String {
+        match self {
+            Outcome::Guest(code) => format!("guest exited with status {code}"),
+            Outcome::NoStatus => {
+                "guest stopped without reporting an exit status (triple fault or plain power-off)"
+                    .into()
+            }
+            Outcome::QemuFailed(s) => {
+                format!("QEMU failed (exit status {s}); see its message above")
+            }
+            Outcome::Killed => "QEMU was killed by a signal".into(),
+            Outcome::TimedOut(t) => format!(
+                "timeout: QEMU did not exit within {} s and was killed (the guest hangs? raise --timeout)",
+                t.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// Decodes QEMU's exit status (`None` = killed by a signal) given what it printed on stderr.
+pub fn decode_status(status: Option<i32>, stderr: &str) -> Outcome {
+    let qemu_error = stderr.lines().any(|l| {
+        (l.starts_with("qemu-system-") || l.starts_with("qemu:")) && !l.contains("warning:")
+    });
+    match status {
+        None => Outcome::Killed,
+        Some(0) => Outcome::NoStatus,
+        Some(1) if qemu_error => Outcome::QemuFailed(1),
+        Some(s) if s % 2 == 1 => Outcome::Guest(s >> 1),
+        Some(s) => Outcome::QemuFailed(s),
+    }
+}
+
+/// The result of one boot.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The guest console (empty when not captured).
+    pub stdout: String,
+    /// QEMU's stderr.
+    pub stderr: String,
+    /// Wall time from spawning QEMU to seeing it exit.
+    pub elapsed: Duration,
+}
+
+impl Boot {
+    /// Console lines, `\r` removed.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.stdout.lines().map(|l| l.trim_end_matches('\r'))
+    }
+}
+
+/// Boots `cfg`. With `capture`, the guest console is collected into [`Boot::stdout`]; otherwise
+/// it goes straight to our stdout. QEMU's stderr is always collected (and echoed unless
+/// capturing). With a `timeout`, QEMU is killed when it runs longer.
+pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Result<Boot> {
+    if !cfg.kernel.is_file() {
+        bail!("image {} does not exist", cfg.kernel.display());
+    }
+    let mut cmd = Command::new(&cfg.qemu);
+    cmd.args(cfg.args())
+        .stdin(Stdio::null())
+        .stdout(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::new(format!("could not start {}: {e}", cfg.qemu.display())))?;
+    let stdout = child.stdout.take().map(|mut out| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    });
+    let stderr = child.stderr.take().map(|err| {
+        thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+                if !capture {
+                    eprintln!("{line}");
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        })
+    });
+    let (status, timed_out, elapsed) = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::new(format!("waiting for QEMU: {e}")))?
+        {
+            break (status, None, start.elapsed());
+        }
+        if let Some(limit) = timeout
+            && start.elapsed() > limit
+        {
+            let _ = child.kill();
+            let status = child
+                .wait()
+                .map_err(|e| Error::new(format!("waiting for QEMU: {e}")))?;
+            break (status, Some(limit), start.elapsed());
+        }
+        thread::sleep(Duration::from_micros(500));
+    };
+    let stdout = stdout
+        .map(|t| t.join().unwrap_or_default())
+        .unwrap_or_default();
+    let stderr = stderr
+        .map(|t| t.join().unwrap_or_default())
+        .unwrap_or_default();
+    let outcome = match timed_out {
+        Some(limit) => Outcome::TimedOut(limit),
+        None => decode_status(status.code(), &stderr),
+    };
+    Ok(Boot {
+        outcome,
+        stdout,
+        stderr,
+        elapsed,
+    })
+}
+
+/// The gdb command that attaches to a `--gdb` boot of an image with symbols in `debug`.
+pub fn gdb_command(debug: &Path) -> String {
+    format!(
+        "gdb {} -ex 'target remote :1234'",
+        shell_quote(&crate::workspace::display_path(debug))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> QemuConfig {
+        QemuConfig {
+            qemu: "qemu-system-x86_64".into(),
+            accel: Accel::Tcg,
+            machine: Machine::Microvm,
+            memory: 32 << 20,
+            console: Console::Serial,
+            kernel: "k.elf".into(),
+            kargs: " log=debug  bootchart ".into(),
+            app_args: vec!["one".into(), "two".into()],
+            gdb: false,
+        }
+    }
+
+    #[test]
+    fn command_line() {
+        let c = cfg();
+        assert_eq!(c.append(), "log=debug bootchart -- one two");
+        assert_eq!(
+            c.args().join(" "),
+            "-accel tcg -machine microvm -m 32M -display none -no-reboot -nodefaults \
+             -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel k.elf \
+             -append log=debug bootchart -- one two -serial stdio"
+        );
+        let mut c = cfg();
+        c.kargs.clear();
+        c.app_args.clear();
+        c.console = Console::Debugcon;
+        c.gdb = true;
+        c.accel = Accel::Kvm;
+        let args = c.args().join(" ");
+        assert!(!args.contains("-append"), "{args}");
+        assert!(args.starts_with("-accel kvm "), "{args}");
+        assert!(args.ends_with("-debugcon stdio -s -S"), "{args}");
+        let mut c = cfg();
+        c.kargs.clear();
+        assert_eq!(c.append(), "-- one two");
+        assert!(c.shell_line().contains("-append '-- one two'"));
+    }
+
+    #[test]
+    fn q35_uses_qboot_when_present() {
+        let mut c = cfg();
+        c.machine = Machine::Q35;
+        let args = c.args().join(" ");
+        match qboot_rom() {
+            Some(rom) => assert!(
+                args.contains(&format!("-machine q35 -bios {}", rom.display())),
+                "{args}"
+            ),
+            None => assert!(args.contains("-machine microvm"), "{args}"),
+        }
+    }
+
+    #[test]
+    fn exit_status_decoding() {
+        assert_eq!(decode_status(Some(1), ""), Outcome::Guest(0));
+        assert_eq!(decode_status(Some(203), ""), Outcome::Guest(101));
+        assert_eq!(decode_status(Some(205), ""), Outcome::Guest(102));
+        assert_eq!(decode_status(Some(207), ""), Outcome::Guest(103));
+        assert_eq!(decode_status(Some(0), ""), Outcome::NoStatus);
+        assert_eq!(decode_status(None, ""), Outcome::Killed);
+        assert_eq!(decode_status(Some(2), ""), Outcome::QemuFailed(2));
+        let err = "qemu: could not open kernel file 'x': No such file or directory\n";
+        assert_eq!(decode_status(Some(1), err), Outcome::QemuFailed(1));
+        let err = "qemu-system-x86_64: -bogus: invalid option\n";
+        assert_eq!(decode_status(Some(1), err), Outcome::QemuFailed(1));
+        let warn = "qemu-system-x86_64: warning: host doesn't support requested feature\n";
+        assert_eq!(decode_status(Some(1), warn), Outcome::Guest(0));
+        assert_eq!(Outcome::Guest(7).exit_code(), 7);
+        assert_eq!(Outcome::NoStatus.exit_code(), 1);
+        assert!(
+            Outcome::NoStatus
+                .message()
+                .contains("triple fault or plain power-off")
+        );
+    }
+
+    #[test]
+    fn gdb_line() {
+        assert_eq!(
+            gdb_command(Path::new("target/stardust/default/hello.debug")),
+            "gdb target/stardust/default/hello.debug -ex 'target remote :1234'"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! `cargo xtask setup`: makes sure the toolchain pieces exist (the bare-metal Rust target, QEMU),
+//! installing them when it can and printing the exact command when it cannot. `build`, `run`,
+//! `test`, `size` and `bench` call the parts they need first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::workspace::Workspace;
+
+/// The bare-metal target images are built for.
+pub const TARGET: &str = "x86_64-unknown-none";
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+const QEMU_HELP: &str = "Install it with (Debian/Ubuntu, as root):\n    apt-get update && apt-get install -y qemu-system-x86\n\
+     (that gives QEMU 7.2 on Debian bookworm; QEMU 10.0 is in bookworm-backports: add the\n\
+     `bookworm-backports` suite to apt's sources, then `apt-get install -y -t bookworm-backports qemu-system-x86`)";
+
+/// A stdout handle that writes to our stderr, so child output never mixes into our stdout.
+pub fn stderr_stdio() -> Stdio {
+    use std::os::fd::AsFd;
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Stdio::from(fd),
+        Err(_) => Stdio::inherit(),
+    }
+}
+
+/// Finds an executable on `$PATH`.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|uids| uids.split_whitespace().nth(1))
+            .is_some_and(|euid| euid == "0")
+    })
+}
+
+fn run_logged(cmd: &mut Command, what: &str) -> Result<()> {
+    eprintln!("setup: running {what}");
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(stderr_stdio())
+        .status()
+        .map_err(|e| Error::new(format!("could not run {what}: {e}")))?;
+    if !status.success() {
+        bail!("`{what}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn target_installed_by_sysroot(root: &Path) -> bool {
+    let Ok(out) = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .current_dir(root)
+        .output()
+    else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .is_dir()
+}
+
+fn install_target(ws: &Workspace) -> Result<()> {
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(&ws.root)
+        .stderr(Stdio::inherit())
+        .output();
+    match listed {
+        Ok(out) if out.status.success() => {
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET)
+            {
+                return Ok(());
+            }
+            run_logged(
+                Command::new("rustup")
+                    .args(["target", "add", TARGET])
+                    .current_dir(&ws.root),
+                &format!("rustup target add {TARGET}"),
+            )
+        }
+        Ok(out) => bail!("`rustup target list --installed` failed ({})", out.status),
+        Err(_) if target_installed_by_sysroot(&ws.root) => Ok(()),
+        Err(_) => bail!(
+            "the Rust target {TARGET} is missing and rustup is not on PATH.\n\
+             Install rustup (https://rustup.rs), then run: rustup target add {TARGET}"
+        ),
+    }
+}
+
+/// Installs the `x86_64-unknown-none` target if missing (once per process).
+pub fn ensure_target(ws: &Workspace) -> Result<()> {
+    static DONE: OnceLock<Result<()>> = OnceLock::new();
+    DONE.get_or_init(|| install_target(ws)).clone()
+}
+
+fn install_qemu() -> Result<PathBuf> {
+    if let Some(qemu) = find_in_path(QEMU) {
+        return Ok(qemu);
+    }
+    if !is_root() || find_in_path("apt-get").is_none() {
+        bail!("{QEMU} is not installed (not on PATH). {QEMU_HELP}");
+    }
+    eprintln!("setup: {QEMU} is missing; installing the Debian package qemu-system-x86");
+    eprintln!(
+        "setup: (QEMU 10.0 is in bookworm-backports: apt-get install -t bookworm-backports qemu-system-x86)"
+    );
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run_logged(&mut cmd, &format!("apt-get {}", args.join(" ")))
+    };
+    apt(&["update"])?;
+    apt(&["install", "-y", "qemu-system-x86"])?;
+    find_in_path(QEMU).ok_or_else(|| {
+        Error::new(format!(
+            "apt-get installed qemu-system-x86 but {QEMU} is still not on PATH"
+        ))
+    })
+}
+
+/// Returns the QEMU binary, installing QEMU first if it is missing and we can (once per process).
+pub fn ensure_qemu() -> Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf>> = OnceLock::new();
+    DONE.get_or_init(install_qemu).clone()
+}
+
+/// Everything: the target and QEMU. Prints what it found.
+pub fn setup_all(ws: &Workspace) -> Result<()> {
+    ensure_target(ws)?;
+    eprintln!("setup: Rust target {TARGET}: installed");
+    let qemu = ensure_qemu()?;
+    let version = Command::new(&qemu)
+        .arg("--version")
+        .output()
+        .map_err(|e| Error::new(format!("{} does not run: {e}", qemu.display())))?;
+    let first = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    eprintln!("setup: {}: {first}", qemu.display());
+    match crate::qemu::qboot_rom() {
+        Some(rom) => eprintln!(
+            "setup: qboot firmware: {} (q35 boots through it)",
+            rom.display()
+        ),
+        None => eprintln!("setup: qboot.rom not found: `run` uses the microvm machine by default"),
+    }
+    Ok(())
+}

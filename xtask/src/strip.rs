@@ -1,0 +1,219 @@
+//! The image stripper: keeps what a loader reads (ELF header, program headers, segment bytes) and
+//! drops the rest (section headers, `.symtab`, `.strtab`, debug info).
+//!
+//! The output is the input with the section-header fields cleared (`e_shoff`, `e_shnum`,
+//! `e_shstrndx` = 0), every byte outside the ELF header, the program header table and the
+//! segments' file ranges zeroed, and the file cut after the last such byte. Offsets do not move,
+//! so the program headers stay valid as they are.
+
+use crate::bail;
+use crate::error::Result;
+
+const EHDR_SIZE: usize = 64;
+const PHDR_SIZE: usize = 56;
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// A program header's file range: `(p_type, p_offset, p_filesz)`.
+fn segments(elf: &[u8]) -> Result<Vec<(u32, u64, u64)>> {
+    let phoff = u64_at(elf, 0x20);
+    let phentsize = u16_at(elf, 0x36) as usize;
+    let phnum = u16_at(elf, 0x38) as usize;
+    if phnum == 0 {
+        bail!("ELF has no program headers: nothing would be loaded");
+    }
+    if phentsize != PHDR_SIZE {
+        bail!("ELF program header size is {phentsize}, expected {PHDR_SIZE}");
+    }
+    let table_end = phoff.checked_add((phnum * PHDR_SIZE) as u64);
+    if table_end.is_none_or(|end| end > elf.len() as u64) {
+        bail!("ELF program header table lies outside the file");
+    }
+    let mut out = Vec::with_capacity(phnum);
+    for i in 0..phnum {
+        let ph = phoff as usize + i * PHDR_SIZE;
+        let p_type = u32::from_le_bytes([elf[ph], elf[ph + 1], elf[ph + 2], elf[ph + 3]]);
+        let offset = u64_at(elf, ph + 8);
+        let filesz = u64_at(elf, ph + 32);
+        if offset
+            .checked_add(filesz)
+            .is_none_or(|end| end > elf.len() as u64)
+        {
+            bail!("ELF segment {i} (offset {offset:#x}, size {filesz:#x}) lies outside the file");
+        }
+        out.push((p_type, offset, filesz));
+    }
+    Ok(out)
+}
+
+/// Strips a little-endian ELF64 executable (see the module docs). Pure: bytes in, bytes out.
+pub fn strip_elf(elf: &[u8]) -> Result<Vec<u8>> {
+    if elf.len() < EHDR_SIZE || &elf[..4] != b"\x7fELF" {
+        bail!("not an ELF file");
+    }
+    if elf[4] != 2 || elf[5] != 1 {
+        bail!("only little-endian ELF64 images are supported");
+    }
+    let segs = segments(elf)?;
+    let phoff = u64_at(elf, 0x20) as usize;
+    let mut keep: Vec<(usize, usize)> =
+        vec![(0, EHDR_SIZE), (phoff, phoff + segs.len() * PHDR_SIZE)];
+    keep.extend(
+        segs.iter()
+            .filter(|(_, _, filesz)| *filesz > 0)
+            .map(|(_, off, filesz)| (*off as usize, (*off + *filesz) as usize)),
+    );
+    let end = keep.iter().map(|(_, e)| *e).max().unwrap_or(EHDR_SIZE);
+    let mut out = vec![0u8; end];
+    for (start, stop) in keep {
+        out[start..stop].copy_from_slice(&elf[start..stop]);
+    }
+    out[0x28..0x30].fill(0); // e_shoff
+    out[0x3c..0x3e].fill(0); // e_shnum
+    out[0x3e..0x40].fill(0); // e_shstrndx
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hand-made ELF64: header, 2 program headers (PT_LOAD, PT_NOTE), code, note, a section
+    /// table (as junk bytes) at the end, and junk between segments.
+    fn sample() -> Vec<u8> {
+        let mut f = vec![0u8; 0x400];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2; // ELFCLASS64
+        f[5] = 1; // little-endian
+        f[6] = 1;
+        f[0x10] = 2; // ET_EXEC
+        f[0x12] = 0x3e; // x86-64
+        f[0x18..0x20].copy_from_slice(&0x100100u64.to_le_bytes()); // e_entry
+        f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        f[0x28..0x30].copy_from_slice(&0x300u64.to_le_bytes()); // e_shoff
+        f[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+        f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        f[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+        f[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        f[0x3c..0x3e].copy_from_slice(&4u16.to_le_bytes());
+        f[0x3e..0x40].copy_from_slice(&3u16.to_le_bytes());
+        let ph = |f: &mut Vec<u8>, i: usize, ty: u32, off: u64, sz: u64| {
+            let b = 64 + i * 56;
+            f[b..b + 4].copy_from_slice(&ty.to_le_bytes());
+            f[b + 8..b + 16].copy_from_slice(&off.to_le_bytes());
+            f[b + 16..b + 24].copy_from_slice(&(0x100000 + off).to_le_bytes());
+            f[b + 32..b + 40].copy_from_slice(&sz.to_le_bytes());
+            f[b + 40..b + 48].copy_from_slice(&(sz + 0x1000).to_le_bytes()); // memsz > filesz (bss)
+        };
+        ph(&mut f, 0, 1, 0x100, 0x80);
+        ph(&mut f, 1, 4, 0x200, 0x18);
+        f[0x100..0x180].fill(0xcc); // code
+        f[0x180..0x200].fill(0xee); // junk (a non-alloc section)
+        f[0x200..0x218].fill(0x4e); // note
+        f[0x218..0x400].fill(0xee); // symtab, strtab, section headers
+        f
+    }
+
+    #[test]
+    fn keeps_headers_and_segments_and_drops_the_rest() {
+        let input = sample();
+        let out = strip_elf(&input).expect("strips");
+        assert_eq!(out.len(), 0x218, "cut after the last segment byte");
+        assert_eq!(&out[..0x28], &input[..0x28]);
+        assert_eq!(&out[0x28..0x30], &[0; 8], "e_shoff cleared");
+        assert_eq!(&out[0x30..0x3c], &input[0x30..0x3c]);
+        assert_eq!(&out[0x3c..0x40], &[0; 4], "e_shnum, e_shstrndx cleared");
+        assert_eq!(
+            &out[64..64 + 112],
+            &input[64..64 + 112],
+            "program headers unchanged"
+        );
+        assert!(out[64 + 112..0x100].iter().all(|b| *b == 0));
+        assert!(out[0x100..0x180].iter().all(|b| *b == 0xcc));
+        assert!(
+            out[0x180..0x200].iter().all(|b| *b == 0),
+            "gap between segments zeroed"
+        );
+        assert!(out[0x200..0x218].iter().all(|b| *b == 0x4e));
+        assert_eq!(strip_elf(&out).expect("idempotent"), out);
+    }
+
+    #[test]
+    fn stripped_output_still_parses_with_the_same_segments() {
+        use object::read::elf::{ElfFile64, ProgramHeader};
+        let out = strip_elf(&sample()).expect("strips");
+        let elf = ElfFile64::<object::Endianness>::parse(&*out).expect("valid ELF");
+        let e = elf.endian();
+        let phdrs: Vec<_> = elf
+            .elf_program_headers()
+            .iter()
+            .map(|p| (p.p_type(e).0, p.p_offset(e), p.p_filesz(e), p.p_memsz(e)))
+            .collect();
+        assert_eq!(phdrs, [(1, 0x100, 0x80, 0x1080), (4, 0x200, 0x18, 0x1018)]);
+        assert_eq!(elf.elf_section_table().len(), 0);
+    }
+
+    #[test]
+    fn strips_an_elf_written_by_the_object_crate() {
+        use object::write::elf::{FileHeader, ProgramHeader, Writer};
+        let mut buf = Vec::new();
+        let mut w = Writer::new(object::Endianness::Little, true, &mut buf);
+        w.reserve_file_header();
+        w.reserve_program_headers(1);
+        let code_off = w.reserve(16, 16) as usize;
+        let strtab = w.add_section_name(b".text");
+        let _ = strtab;
+        w.reserve_shstrtab_section_index();
+        w.reserve_shstrtab().expect("shstrtab");
+        w.reserve_section_headers();
+        w.write_file_header(&FileHeader {
+            e_type: object::elf::ET_EXEC,
+            e_machine: object::elf::EM_X86_64,
+            e_entry: 0x100000,
+            ..Default::default()
+        })
+        .expect("header");
+        w.write_align_program_headers();
+        w.write_program_header(&ProgramHeader {
+            p_type: object::elf::PT_LOAD,
+            p_flags: object::elf::PF_R | object::elf::PF_X,
+            p_offset: code_off as u64,
+            p_vaddr: 0x100000,
+            p_paddr: 0x100000,
+            p_filesz: 16,
+            p_memsz: 16,
+            p_align: 16,
+        });
+        w.write_align(16);
+        w.write(&[0x90; 16]);
+        w.write_shstrtab();
+        w.write_null_section_header();
+        w.write_shstrtab_section_header();
+        assert!(buf.len() > code_off + 16);
+        let out = strip_elf(&buf).expect("strips");
+        assert_eq!(out.len(), code_off + 16);
+        assert_eq!(&out[code_off..], &[0x90; 16]);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(strip_elf(b"hello").is_err());
+        let mut bad = sample();
+        bad[4] = 1; // ELFCLASS32
+        assert!(strip_elf(&bad).is_err());
+        let mut bad = sample();
+        bad[64 + 32..64 + 40].copy_from_slice(&0x10_0000u64.to_le_bytes()); // filesz past EOF
+        assert!(strip_elf(&bad).is_err());
+        let mut bad = sample();
+        bad[0x38..0x3a].fill(0);
+        assert!(strip_elf(&bad).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! `cargo xtask test`: host unit tests of every host-testable package, then the whole-image
+//! tests (`cargo test -p stardust-tests`), with a summary.
+//!
+//! Host-testable packages are `xtask` plus every package under `crates/` (and `platform-*/`)
+//! whose `src/lib.rs` says `#![cfg_attr(not(test), no_std)]`: discovered, not listed here.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::bail;
+use crate::error::{Context, Result};
+use crate::setup;
+use crate::workspace::Workspace;
+
+/// The package of whole-image tests.
+pub const IMAGE_TESTS: &str = "stardust-tests";
+
+fn package_name(dir: &Path) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Manifest {
+        package: Option<Package>,
+    }
+    #[derive(Deserialize)]
+    struct Package {
+        name: String,
+    }
+    let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+    toml::from_str::<Manifest>(&text)
+        .ok()?
+        .package
+        .map(|p| p.name)
+}
+
+/// True when `lib.rs` source opts into host tests with `cfg_attr(not(test), no_std)`.
+pub fn is_host_testable(lib_rs: &str) -> bool {
+    let compact: String = lib_rs.chars().filter(|c| !c.is_whitespace()).collect();
+    compact.contains("cfg_attr(not(test),no_std)")
+}
+
+/// The packages whose unit tests run on the host, `xtask` first, then the discovered ones sorted.
+pub fn host_test_packages(ws: &Workspace) -> Result<Vec<String>> {
+    let mut dirs = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(ws.root.join("crates")) {
+        dirs.extend(entries.flatten().map(|e| e.path()));
+    }
+    if let Ok(entries) = std::fs::read_dir(&ws.root) {
+        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("platform-"))
+        }));
+    }
+    let mut found: Vec<String> = dirs
+        .iter()
+        .filter(|d| {
+            std::fs::read_to_string(d.join("src/lib.rs")).is_ok_and(|s| is_host_testable(&s))
+        })
+        .filter_map(|d| package_name(d))
+        .collect();
+    found.sort();
+    found.dedup();
+    let mut packages = vec!["xtask".to_string()];
+    packages.extend(
+        found
+            .into_iter()
+            .filter(|p| p != "xtask" && p != IMAGE_TESTS),
+    );
+    Ok(packages)
+}
+
+fn cargo_test(ws: &Workspace, package: &str) -> Result<bool> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("\nxtask test: cargo test -p {package}");
+    let status = Command::new(&cargo)
+        .args(["test", "-p", package])
+        .current_dir(&ws.root)
+        .stdin(Stdio::null())
+        .env_remove("CARGO_MAKEFLAGS")
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .status()
+        .context("could not run cargo test")?;
+    Ok(status.success())
+}
+
+/// Runs all tests and prints a summary. Fails if any step failed.
+pub fn run_all(ws: &Workspace) -> Result<()> {
+    setup::ensure_target(ws)?;
+    setup::ensure_qemu()?;
+    let packages = host_test_packages(ws)?;
+    eprintln!(
+        "xtask test: host unit tests of {}; then whole-image tests ({IMAGE_TESTS})",
+        packages.join(", ")
+    );
+    let mut results: Vec<(String, bool, Duration)> = Vec::new();
+    for package in packages.iter().map(String::as_str).chain([IMAGE_TESTS]) {
+        let start = Instant::now();
+        let ok = cargo_test(ws, package)?;
+        let label = if package == IMAGE_TESTS {
+            format!("whole-image tests ({package})")
+        } else {
+            format!("host unit tests ({package})")
+        };
+        results.push((label, ok, start.elapsed()));
+    }
+    println!("\nxtask test summary:");
+    for (label, ok, time) in &results {
+        println!(
+            "  {:<4}  {label}  ({:.1} s)",
+            if *ok { "ok" } else { "FAIL" },
+            time.as_secs_f64()
+        );
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.1)
+        .map(|r| r.0.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} test steps failed: {}",
+            failed.len(),
+            results.len(),
+            failed.join(", ")
+        );
+    }
+    println!("all {} test steps passed", results.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_testable_marker() {
+        assert!(is_host_testable("//! x\n#![cfg_attr(not(test), no_std)]\n"));
+        assert!(is_host_testable("#![cfg_attr( not( test ),no_std )]"));
+        assert!(!is_host_testable("#![no_std]\n"));
+    }
+}
