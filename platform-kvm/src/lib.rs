@@ -3,16 +3,19 @@
 //! TSC calibration against the PIT. Boot entry and CPU set-up are the arch crate's.
 //!
 //! Power-off tries, in order: QEMU's `isa-debug-exit` device at port 0xf4 (the monitor exits
-//! with status `(code << 1) | 1`), the ACPI PM1a control register of QEMU's `q35`/`pc` machines,
-//! the i8042 reset line (Firecracker exits on it), and finally halts the CPU.
+//! with status `(code << 1) | 1`), ACPI S5 as the firmware tables describe it (the PM1a control
+//! block on QEMU `q35`/`pc`, the hardware-reduced sleep control register on QEMU `microvm` and
+//! Cloud Hypervisor; found at [`Platform::init`]), the i8042 reset line (Firecracker exits on
+//! it), and finally a triple fault (QEMU with `-no-reboot` exits; other monitors reset or stop).
 //!
 //! # Cargo features
 //! None.
 #![no_std]
 
 use arch_x86_64::{cpu, tsc};
-use core::sync::atomic::{AtomicU64, Ordering};
-use platform::ConsoleDevice;
+use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, Ordering};
+use platform::acpi::{self, PowerOffRegister};
+use platform::{BootInfo, ConsoleDevice, DeviceMemory, PhysRead, Range};
 
 /// The KVM-class platform.
 #[derive(Debug)]
@@ -84,18 +87,57 @@ impl ConsoleDevice for DebugPort {
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
+/// The ACPI power-off found at init: kind (0 = none, 1 = PM1a port, 2 = sleep control port,
+/// 3 = sleep control MMIO), register address, value.
+static ACPI_KIND: AtomicU8 = AtomicU8::new(0);
+static ACPI_REGISTER: AtomicU64 = AtomicU64::new(0);
+static ACPI_VALUE: AtomicU16 = AtomicU16::new(0);
+
 impl platform::Platform for Kvm {
-    fn init() {}
+    fn init(boot: &BootInfo, mem: &impl PhysRead) -> DeviceMemory {
+        let mut devices = DeviceMemory::new();
+        match acpi::find_power_off(mem, boot.rsdp.0) {
+            Ok(off) => {
+                log::debug!("ACPI power-off: {off}");
+                let (kind, register) = match off.register {
+                    PowerOffRegister::Pm1aControl(port) => (1, u64::from(port)),
+                    PowerOffRegister::SleepControlPort(port) => (2, u64::from(port)),
+                    PowerOffRegister::SleepControlMmio(addr) => {
+                        // Cannot fail: the list is empty before this push.
+                        let _ = devices.push(Range::new(addr, addr + 1));
+                        (3, addr)
+                    }
+                };
+                ACPI_REGISTER.store(register, Ordering::Relaxed);
+                ACPI_VALUE.store(off.value, Ordering::Relaxed);
+                ACPI_KIND.store(kind, Ordering::Relaxed);
+            }
+            Err(e) => log::debug!("no ACPI power-off ({e}); using isa-debug-exit and i8042"),
+        }
+        devices
+    }
 
     fn exit(status: u8) -> ! {
-        // SAFETY: each write is a power-off request to a device at its standard port; where the
-        // device is absent the write is ignored and the next method is tried.
+        // SAFETY: isa-debug-exit at 0xf4 ends QEMU with the status; where it is absent the write
+        // is ignored.
+        unsafe { cpu::outl(0xf4, u32::from(status)) };
+        let register = ACPI_REGISTER.load(Ordering::Relaxed);
+        let value = ACPI_VALUE.load(Ordering::Relaxed);
+        // SAFETY: the register and value come from the firmware's own FADT and DSDT (checksummed),
+        // which describe exactly this write as entering S5; the MMIO page was mapped (uncached)
+        // by the kernel from the DeviceMemory that `init` returned.
         unsafe {
-            cpu::outl(0xf4, u32::from(status));
-            cpu::outw(0x604, 0x2000);
-            cpu::outb(0x64, 0xfe);
+            match ACPI_KIND.load(Ordering::Relaxed) {
+                1 => cpu::outw(register as u16, value),
+                2 => cpu::outb(register as u16, value as u8),
+                3 => core::ptr::write_volatile(register as *mut u8, value as u8),
+                _ => {}
+            }
         }
-        cpu::halt_forever()
+        // SAFETY: pulsing the i8042 reset line; Firecracker ends the VM on it, elsewhere the
+        // machine resets (QEMU with -no-reboot exits).
+        unsafe { cpu::outb(0x64, 0xfe) };
+        cpu::triple_fault()
     }
 
     fn tsc_frequency() -> Option<u64> {

@@ -81,6 +81,10 @@ pub struct Run<'a> {
     pub args: &'a [&'a str],
     /// `--set` overrides.
     pub set: &'a [&'a str],
+    /// Attach isa-debug-exit (default yes).
+    pub debug_exit: bool,
+    /// Extra `-machine` options.
+    pub machine_opts: &'a str,
 }
 
 impl<'a> Run<'a> {
@@ -93,7 +97,21 @@ impl<'a> Run<'a> {
             kargs: "",
             args: &[],
             set: &[],
+            debug_exit: true,
+            machine_opts: "",
         }
+    }
+
+    /// Without isa-debug-exit: the guest must power off by itself (ACPI), reporting no status.
+    pub fn without_debug_exit(mut self) -> Self {
+        self.debug_exit = false;
+        self
+    }
+
+    /// With extra `-machine` options (`acpi=off`).
+    pub fn machine_opts(mut self, opts: &'a str) -> Self {
+        self.machine_opts = opts;
+        self
     }
 
     /// With this profile.
@@ -131,6 +149,8 @@ impl<'a> Run<'a> {
         let (profile, image) = image_with(self.app, self.profile, self.set);
         let mut cfg = QemuConfig::new(qemu_binary(), image.elf, &profile);
         cfg.machine = self.machine;
+        cfg.debug_exit = self.debug_exit;
+        cfg.machine_opts = self.machine_opts.to_string();
         cfg.kargs = self.kargs.to_string();
         cfg.app_args = self.args.iter().map(|s| s.to_string()).collect();
         let boot = qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT))

@@ -17,6 +17,8 @@ fn boot(machine: Machine) -> xtask::qemu::Boot {
         kargs: String::new(),
         app_args: Vec::new(),
         gdb: false,
+        debug_exit: true,
+        machine_opts: String::new(),
     };
     qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT)).expect("QEMU starts")
 }
@@ -73,6 +75,8 @@ fn a_boot_that_outlives_its_timeout_is_killed() {
         kargs: String::new(),
         app_args: Vec::new(),
         gdb: true, // -S: the CPU never starts, so only the timeout ends this boot
+        debug_exit: true,
+        machine_opts: String::new(),
     };
     let limit = std::time::Duration::from_millis(300);
     let boot = qemu::boot(&cfg, true, Some(limit)).expect("QEMU starts");

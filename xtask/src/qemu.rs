@@ -127,6 +127,11 @@ pub struct QemuConfig {
     pub app_args: Vec<String>,
     /// Start halted with the GDB server on :1234 (`-s -S`).
     pub gdb: bool,
+    /// Attach `isa-debug-exit` (how the guest reports its status). Tests turn it off to check
+    /// the guest's ACPI power-off.
+    pub debug_exit: bool,
+    /// Extra machine options, appended to `-machine NAME` after a comma (`acpi=off`).
+    pub machine_opts: String,
 }
 
 impl QemuConfig {
@@ -142,6 +147,8 @@ impl QemuConfig {
             kargs: String::new(),
             app_args: Vec::new(),
             gdb: false,
+            debug_exit: true,
+            machine_opts: String::new(),
         }
     }
 
@@ -168,16 +175,28 @@ impl QemuConfig {
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
         push(&["-accel", self.accel.name()]);
-        match (self.effective_machine(), qboot_rom()) {
-            (Machine::Q35, Some(rom)) => {
-                push(&["-machine", "q35", "-bios", &rom.display().to_string()])
+        let with_opts = |name: &str| {
+            if self.machine_opts.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name},{}", self.machine_opts)
             }
+        };
+        match (self.effective_machine(), qboot_rom()) {
+            (Machine::Q35, Some(rom)) => push(&[
+                "-machine",
+                &with_opts("q35"),
+                "-bios",
+                &rom.display().to_string(),
+            ]),
             // microvm loads its own qboot (bios-microvm.bin); with -nodefaults it still has COM1.
-            _ => push(&["-machine", "microvm"]),
+            _ => push(&["-machine", &with_opts("microvm")]),
         }
         push(&["-m", &qemu_memory_arg(self.memory)]);
         push(&["-display", "none", "-no-reboot", "-nodefaults"]);
-        push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if self.debug_exit {
+            push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        }
         push(&["-kernel", &self.kernel.display().to_string()]);
         let append = self.append();
         if !append.is_empty() {
@@ -380,6 +399,8 @@ mod tests {
             kargs: " log=debug  bootchart ".into(),
             app_args: vec!["one".into(), "two".into()],
             gdb: false,
+            debug_exit: true,
+            machine_opts: String::new(),
         }
     }
 
@@ -407,6 +428,12 @@ mod tests {
         c.kargs.clear();
         assert_eq!(c.append(), "-- one two");
         assert!(c.shell_line().contains("-append '-- one two'"));
+        let mut c = cfg();
+        c.debug_exit = false;
+        c.machine_opts = "acpi=off".into();
+        let args = c.args().join(" ");
+        assert!(!args.contains("isa-debug-exit"), "{args}");
+        assert!(args.contains("-machine microvm,acpi=off "), "{args}");
     }
 
     #[test]

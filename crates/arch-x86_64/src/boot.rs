@@ -143,9 +143,9 @@ pub struct BootMemory;
 
 const BOOT_MAPPED: u64 = 1 << 30;
 
-impl crate::start_info::PhysRead for BootMemory {
-    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), crate::start_info::StartInfoError> {
-        let unreadable = crate::start_info::StartInfoError::Unreadable(paddr);
+impl platform::PhysRead for BootMemory {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), platform::Unreadable> {
+        let unreadable = platform::Unreadable(paddr);
         let end = paddr.checked_add(buf.len() as u64).ok_or(unreadable)?;
         if paddr == 0 || end > BOOT_MAPPED {
             return Err(unreadable);
@@ -184,14 +184,16 @@ impl crate::paging::TableMemory for BootFrames<'_> {
 }
 
 /// Builds the kernel's W^X page tables (see [`crate::paging::map_kernel`]) from frames of
-/// `free`, and switches to them. Returns the bytes used by the tables.
+/// `free`, maps `devices` uncached, and switches to them. Returns the bytes used by the tables.
 pub fn install_page_tables(
     free: &mut platform::FreeMemory,
     map: &platform::MemoryMap,
+    devices: &[platform::Range],
 ) -> Result<u64, crate::paging::PagingError> {
     let before = free.total();
     let mut mapper = crate::paging::Mapper::new(BootFrames(free))?;
     crate::paging::map_kernel(&mut mapper, &image_layout(), map)?;
+    crate::paging::map_devices(&mut mapper, devices)?;
     let root = mapper.root();
     // SAFETY: the new tables identity-map the whole image (code RX, data and stack RW), all RAM
     // and the tables themselves (they are in RAM), so execution continues unchanged; the frames

@@ -236,6 +236,22 @@ pub fn halt_forever() -> ! {
     }
 }
 
+/// Resets the CPU by a triple fault: an empty IDT, then an exception. Monitors end the VM or
+/// reset it (QEMU with `-no-reboot` exits). The last resort of a power-off.
+pub fn triple_fault() -> ! {
+    let empty = DescriptorTablePointer {
+        limit: 0,
+        base: VirtAddr::new(0),
+    };
+    // SAFETY: deliberately makes every interrupt and exception unhandled, then raises one: the
+    // CPU shuts down. Nothing runs after this.
+    unsafe {
+        lidt(&empty);
+        asm!("int3", options(nomem, nostack));
+    }
+    halt_forever()
+}
+
 /// Writes a byte to an I/O port.
 ///
 /// # Safety

@@ -10,6 +10,8 @@ use platform::{MemoryKind, MemoryMap, PAGE_SIZE, Range};
 
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
+const WRITE_THROUGH: u64 = 1 << 3;
+const CACHE_DISABLE: u64 = 1 << 4;
 const HUGE: u64 = 1 << 7;
 const NO_EXECUTE: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
@@ -24,6 +26,8 @@ pub enum Access {
     ReadOnly,
     /// Data: read and write, never execute.
     ReadWrite,
+    /// Device registers: read and write, never execute, uncached.
+    Device,
 }
 
 impl Access {
@@ -32,9 +36,13 @@ impl Access {
             Access::ReadExecute => PRESENT,
             Access::ReadOnly => PRESENT | NO_EXECUTE,
             Access::ReadWrite => PRESENT | WRITABLE | NO_EXECUTE,
+            Access::Device => PRESENT | WRITABLE | NO_EXECUTE | WRITE_THROUGH | CACHE_DISABLE,
         }
     }
     const fn from_bits(bits: u64) -> Self {
+        if bits & CACHE_DISABLE != 0 {
+            return Access::Device;
+        }
         match (bits & WRITABLE != 0, bits & NO_EXECUTE != 0) {
             (true, _) => Access::ReadWrite,
             (false, true) => Access::ReadOnly,
@@ -273,6 +281,24 @@ pub fn map_kernel<M: TableMemory>(
     Ok(())
 }
 
+/// Identity-maps device memory (uncached, RW+NX), page by page, skipping pages that are already
+/// mapped (a device range inside RAM keeps the RAM mapping).
+pub fn map_devices<M: TableMemory>(
+    mapper: &mut Mapper<M>,
+    devices: &[Range],
+) -> Result<(), PagingError> {
+    for r in devices {
+        let mut page = r.start & !(PAGE_SIZE - 1);
+        while page < r.end {
+            if mapper.translate(page).is_none() {
+                mapper.map(page, page, PAGE_SIZE, Access::Device)?;
+            }
+            page += PAGE_SIZE;
+        }
+    }
+    Ok(())
+}
+
 fn overlaps_image(block: u64, image: &ImageLayout) -> bool {
     block < image.end && image.start < block + LARGE
 }
@@ -401,6 +427,27 @@ mod tests {
             small.map(0, 0, PAGE_SIZE, Access::ReadOnly),
             Err(PagingError::OutOfTables)
         );
+    }
+
+    #[test]
+    fn device_pages_are_uncached_and_do_not_remap_ram() {
+        let mut m = mapper(64);
+        map_kernel(&mut m, &IMAGE, &ram(64)).unwrap();
+        map_devices(
+            &mut m,
+            &[
+                Range::new(0xfea0_0200, 0xfea0_0201),
+                Range::new(0x20_0000, 0x20_1000),
+            ],
+        )
+        .unwrap();
+        let t = m.translate(0xfea0_0200).unwrap();
+        assert_eq!(
+            (t.phys, t.access, t.page_size),
+            (0xfea0_0200, Access::Device, PAGE_SIZE)
+        );
+        assert_eq!(m.translate(0xfea0_1000), None, "only the pages asked for");
+        assert_eq!(m.translate(0x20_0000).unwrap().access, Access::ReadWrite);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use core::fmt;
 use platform::{BootInfo, Cmdline, MODULES_MAX, MemoryError, MemoryKind, MemoryRegion, Module};
-use platform::{PhysAddr, Range};
+use platform::{PhysAddr, PhysRead, Range, Unreadable};
 
 /// `hvm_start_info.magic`.
 pub const MAGIC: u32 = 0x336e_c578;
@@ -17,12 +17,6 @@ const MODLIST_ENTRY_SIZE: u64 = 32;
 const MEMMAP_ENTRY_SIZE: u64 = 24;
 /// Longest command line we look at when measuring an over-long one.
 const CMDLINE_SCAN_MAX: usize = 64 * 1024;
-
-/// Read access to physical memory.
-pub trait PhysRead {
-    /// Fills `buf` from physical address `paddr`, or fails when that memory is not readable.
-    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), StartInfoError>;
-}
 
 /// Why the start info could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,16 +51,18 @@ impl fmt::Display for StartInfoError {
 
 impl core::error::Error for StartInfoError {}
 
+impl From<Unreadable> for StartInfoError {
+    fn from(u: Unreadable) -> Self {
+        StartInfoError::Unreadable(u.0)
+    }
+}
+
 fn read_u32(mem: &impl PhysRead, at: u64) -> Result<u32, StartInfoError> {
-    let mut b = [0; 4];
-    mem.read(at, &mut b)?;
-    Ok(u32::from_le_bytes(b))
+    Ok(mem.read_u32(at)?)
 }
 
 fn read_u64(mem: &impl PhysRead, at: u64) -> Result<u64, StartInfoError> {
-    let mut b = [0; 8];
-    mem.read(at, &mut b)?;
-    Ok(u64::from_le_bytes(b))
+    Ok(mem.read_u64(at)?)
 }
 
 /// Parses the `hvm_start_info` at `paddr` and everything it points to.
@@ -146,48 +142,12 @@ pub fn parse(mem: &impl PhysRead, paddr: u64) -> Result<BootInfo, StartInfoError
 mod tests {
     use super::*;
 
-    /// Fake physical memory: a byte vector at a base address.
-    struct FakeMemory {
-        base: u64,
-        bytes: Vec<u8>,
-    }
+    use platform::FakeMemory;
 
-    impl FakeMemory {
-        fn new(base: u64, size: usize) -> Self {
-            FakeMemory {
-                base,
-                bytes: vec![0; size],
-            }
-        }
-        fn put(&mut self, at: u64, data: &[u8]) {
-            let o = (at - self.base) as usize;
-            self.bytes[o..o + data.len()].copy_from_slice(data);
-        }
-        fn put_u32(&mut self, at: u64, v: u32) {
-            self.put(at, &v.to_le_bytes());
-        }
-        fn put_u64(&mut self, at: u64, v: u64) {
-            self.put(at, &v.to_le_bytes());
-        }
-        fn memmap_entry(&mut self, at: u64, addr: u64, size: u64, ty: u32) {
-            self.put_u64(at, addr);
-            self.put_u64(at + 8, size);
-            self.put_u32(at + 16, ty);
-        }
-    }
-
-    impl PhysRead for FakeMemory {
-        fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), StartInfoError> {
-            let o = paddr
-                .checked_sub(self.base)
-                .ok_or(StartInfoError::Unreadable(paddr))? as usize;
-            let src = self
-                .bytes
-                .get(o..o + buf.len())
-                .ok_or(StartInfoError::Unreadable(paddr))?;
-            buf.copy_from_slice(src);
-            Ok(())
-        }
+    fn memmap_entry(m: &mut FakeMemory, at: u64, addr: u64, size: u64, ty: u32) {
+        m.put_u64(at, addr);
+        m.put_u64(at + 8, size);
+        m.put_u32(at + 16, ty);
     }
 
     /// The layout Xen 4.17 used for the pvh-probe: start info right after the image, cmdline at
@@ -205,11 +165,11 @@ mod tests {
         m.put_u64(si + 40, si + 0x888);
         m.put_u32(si + 48, 5);
         let e = si + 0x888;
-        m.memmap_entry(e, 0, 32 << 20, 1);
-        m.memmap_entry(e + 24, 0xfeff_8000, 0x8000, 2);
-        m.memmap_entry(e + 48, 0xfc00_8000, 0x40, 3);
-        m.memmap_entry(e + 72, 0xfc00_0000, 0x1000, 3);
-        m.memmap_entry(e + 96, 0xfc00_1000, 0x7000, 3);
+        memmap_entry(&mut m, e, 0, 32 << 20, 1);
+        memmap_entry(&mut m, e + 24, 0xfeff_8000, 0x8000, 2);
+        memmap_entry(&mut m, e + 48, 0xfc00_8000, 0x40, 3);
+        memmap_entry(&mut m, e + 72, 0xfc00_0000, 0x1000, 3);
+        memmap_entry(&mut m, e + 96, 0xfc00_1000, 0x7000, 3);
         (m, si)
     }
 
@@ -306,7 +266,7 @@ mod tests {
         m.put_u32(si + 48, 100);
         // Entries beyond the fake memory are unreadable before the map overflows; make room.
         let mut big = FakeMemory::new(0x10e000, 0x4000);
-        big.bytes[..m.bytes.len()].copy_from_slice(&m.bytes);
+        big.put(0x10e000, m.get(0x10e000, 0x2000));
         assert_eq!(
             parse(&big, si).err(),
             Some(StartInfoError::MemoryMap(MemoryError::TooManyRegions))

@@ -37,7 +37,6 @@ unsafe extern "Rust" {
 extern "C" fn __stardust_start(start_info_paddr: u64) -> ! {
     CHART[0].store(arch_x86_64::entry_tsc(), Ordering::Relaxed);
     mark(1);
-    SelectedPlatform::init();
     platform::ConsoleDevice::init(CONSOLE);
     mark(2);
 
@@ -52,6 +51,7 @@ extern "C" fn __stardust_start(start_info_paddr: u64) -> ! {
     log::set_max_level(args.log_level.unwrap_or(config::LOG_LEVEL));
     // The logger is set once, here, before anything logs; failure is impossible.
     let _ = log::set_logger(&LOGGER);
+    let devices = SelectedPlatform::init(boot, &arch_x86_64::BootMemory);
     mark(3);
 
     cpu::init();
@@ -69,7 +69,7 @@ extern "C" fn __stardust_start(start_info_paddr: u64) -> ! {
     if let Err(e) = reserved {
         fail(status::BAD_CONFIG, format_args!("memory map: {e}"));
     }
-    let tables = match arch_x86_64::install_page_tables(&mut free, &boot.memory) {
+    let tables = match arch_x86_64::install_page_tables(&mut free, &boot.memory, devices.ranges()) {
         Ok(bytes) => bytes,
         Err(e) => fail(status::BAD_CONFIG, format_args!("page tables: {e}")),
     };

@@ -17,14 +17,19 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod acpi;
 mod boot;
 mod memory;
+mod phys;
 
 pub use boot::{BootInfo, CMDLINE_MAX, Cmdline, MODULES_MAX, Module};
 pub use memory::{
-    FreeMemory, MEMORY_MAP_MAX, MemoryError, MemoryKind, MemoryMap, MemoryRegion, PAGE_SIZE,
-    PhysAddr, Range,
+    DeviceMemory, FreeMemory, MEMORY_MAP_MAX, MemoryError, MemoryKind, MemoryMap, MemoryRegion,
+    PAGE_SIZE, PhysAddr, Range,
 };
+#[cfg(any(test, feature = "test-utils"))]
+pub use phys::FakeMemory;
+pub use phys::{PhysRead, Unreadable};
 
 /// A byte sink for console output: a UART, a debug port, a shared-memory ring.
 ///
@@ -40,11 +45,14 @@ pub trait ConsoleDevice: Sync {
 
 /// What a platform provides to the kernel besides its console devices.
 ///
-/// Contract: [`Platform::init`] is called exactly once, first, on the boot CPU; every other
-/// method may be called only after it. [`Platform::exit`] never returns, whatever the status.
+/// Contract: [`Platform::init`] is called once, on the boot CPU, before the kernel's page
+/// tables exist (boot memory is readable through `mem`). [`Platform::exit`] may be called at
+/// any time, even before `init` (it then uses the methods that need no discovery), and never
+/// returns, whatever the status.
 pub trait Platform {
-    /// Brings up the platform's early state.
-    fn init();
+    /// Discovers the platform from the boot information (e.g. how to power off). Returns the
+    /// device memory the kernel must map (uncached) for the platform's own use.
+    fn init(boot: &BootInfo, mem: &impl PhysRead) -> DeviceMemory;
 
     /// Powers the machine off and reports `status` to the monitor where it can take one
     /// (0 = success). Never returns.

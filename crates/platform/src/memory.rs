@@ -183,6 +183,37 @@ impl MemoryMap {
     }
 }
 
+/// Device memory (MMIO registers) a platform needs mapped. Holds a few ranges.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceMemory {
+    ranges: [Range; 4],
+    len: usize,
+}
+
+impl DeviceMemory {
+    /// No ranges.
+    pub const fn new() -> Self {
+        DeviceMemory {
+            ranges: [Range::new(0, 0); 4],
+            len: 0,
+        }
+    }
+    /// Adds a range; fails when full.
+    pub fn push(&mut self, range: Range) -> Result<(), MemoryError> {
+        let slot = self
+            .ranges
+            .get_mut(self.len)
+            .ok_or(MemoryError::TooManyRegions)?;
+        *slot = range;
+        self.len += 1;
+        Ok(())
+    }
+    /// The ranges.
+    pub fn ranges(&self) -> &[Range] {
+        &self.ranges[..self.len]
+    }
+}
+
 /// Free physical memory: RAM minus what is reserved, kept sorted and page aligned.
 ///
 /// Frames come from the lowest free address first ([`FreeMemory::alloc_frames`]), so early page

@@ -1,0 +1,324 @@
+//! Just enough ACPI to power the machine off: RSDP → RSDT/XSDT → FADT → the PM1a control
+//! block (QEMU `q35`/`pc`) or the hardware-reduced sleep control register (QEMU `microvm`,
+//! Cloud Hypervisor), and the `\_S5` sleep type from the DSDT.
+//!
+//! Written by hand: the `acpi` crate does far more (an AML interpreter is a separate crate)
+//! and costs kilobytes of image; power-off needs five fields and one AML pattern. Every read is
+//! bounds- and checksum-checked: garbage tables give an [`AcpiError`], never a panic.
+
+use crate::phys::{PhysRead, Unreadable};
+use core::fmt;
+
+/// Where the power-off value goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerOffRegister {
+    /// A 16-bit write to an I/O port (the PM1a control block).
+    Pm1aControl(u16),
+    /// An 8-bit write to an I/O port (hardware-reduced sleep control register in I/O space).
+    SleepControlPort(u16),
+    /// An 8-bit write to memory-mapped I/O (hardware-reduced sleep control register).
+    SleepControlMmio(u64),
+}
+
+/// How to enter the S5 (soft-off) state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerOff {
+    /// The register.
+    pub register: PowerOffRegister,
+    /// The value to write (SLP_TYP | SLP_EN, placed for that register).
+    pub value: u16,
+}
+
+impl fmt::Display for PowerOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.register {
+            PowerOffRegister::Pm1aControl(p) => write!(f, "PM1a control port {p:#x}")?,
+            PowerOffRegister::SleepControlPort(p) => write!(f, "sleep control port {p:#x}")?,
+            PowerOffRegister::SleepControlMmio(a) => write!(f, "sleep control MMIO {a:#x}")?,
+        }
+        write!(f, " <- {:#x}", self.value)
+    }
+}
+
+/// Why no ACPI power-off was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcpiError {
+    /// No RSDP (address 0) or a bad RSDP signature or checksum.
+    NoRsdp,
+    /// A table's signature, length or checksum is wrong.
+    BadTable(u64),
+    /// There is no FADT.
+    NoFadt,
+    /// The FADT names neither a PM1a control block nor a sleep control register.
+    NoSleepRegister,
+    /// The DSDT has no `\_S5` package this parser understands.
+    NoS5,
+    /// A table lies in memory that cannot be read.
+    Unreadable(u64),
+}
+
+impl fmt::Display for AcpiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcpiError::NoRsdp => write!(f, "no valid ACPI RSDP"),
+            AcpiError::BadTable(a) => write!(f, "bad ACPI table at {a:#x}"),
+            AcpiError::NoFadt => write!(f, "no ACPI FADT"),
+            AcpiError::NoSleepRegister => write!(f, "the FADT has no sleep register"),
+            AcpiError::NoS5 => write!(f, "the DSDT has no \\_S5 sleep type"),
+            AcpiError::Unreadable(a) => write!(f, "ACPI table at {a:#x} cannot be read"),
+        }
+    }
+}
+
+impl core::error::Error for AcpiError {}
+
+impl From<Unreadable> for AcpiError {
+    fn from(u: Unreadable) -> Self {
+        AcpiError::Unreadable(u.0)
+    }
+}
+
+const HEADER_LEN: u32 = 36;
+/// Tables larger than this are not believed (QEMU's DSDT is a few KiB).
+const MAX_TABLE_LEN: u32 = 1 << 20;
+const HW_REDUCED_ACPI: u32 = 1 << 20;
+const SLP_EN: u16 = 1 << 13;
+const SLEEP_CONTROL_SLP_EN: u16 = 1 << 5;
+
+fn checksum_ok(mem: &impl PhysRead, at: u64, len: u32) -> Result<bool, AcpiError> {
+    let mut sum = 0u8;
+    let mut buf = [0u8; 64];
+    let mut done = 0u64;
+    while done < u64::from(len) {
+        let n = (u64::from(len) - done).min(buf.len() as u64) as usize;
+        mem.read(at + done, &mut buf[..n])?;
+        sum = buf[..n].iter().fold(sum, |s, b| s.wrapping_add(*b));
+        done += n as u64;
+    }
+    Ok(sum == 0)
+}
+
+/// Checks a table header at `at` and returns its length.
+fn table(mem: &impl PhysRead, at: u64, signature: Option<&[u8; 4]>) -> Result<u32, AcpiError> {
+    let mut sig = [0u8; 4];
+    mem.read(at, &mut sig)?;
+    if signature.is_some_and(|s| *s != sig) {
+        return Err(AcpiError::BadTable(at));
+    }
+    let len = mem.read_u32(at + 4)?;
+    if !(HEADER_LEN..=MAX_TABLE_LEN).contains(&len) || !checksum_ok(mem, at, len)? {
+        return Err(AcpiError::BadTable(at));
+    }
+    Ok(len)
+}
+
+/// Finds how to power off from the tables under the RSDP at `rsdp`.
+pub fn find_power_off(mem: &impl PhysRead, rsdp: u64) -> Result<PowerOff, AcpiError> {
+    if rsdp == 0 {
+        return Err(AcpiError::NoRsdp);
+    }
+    let mut sig = [0u8; 8];
+    mem.read(rsdp, &mut sig)?;
+    if &sig != b"RSD PTR " || !checksum_ok(mem, rsdp, 20)? {
+        return Err(AcpiError::NoRsdp);
+    }
+    let revision = mem.read_u8(rsdp + 15)?;
+    let xsdt = if revision >= 2 {
+        mem.read_u64(rsdp + 24)?
+    } else {
+        0
+    };
+    let (root, entry_size) = if xsdt != 0 {
+        (xsdt, 8)
+    } else {
+        (u64::from(mem.read_u32(rsdp + 16)?), 4)
+    };
+    let root_len = table(mem, root, None)?;
+    let mut fadt = None;
+    for i in 0..u64::from((root_len - HEADER_LEN) / entry_size) {
+        let e = root + u64::from(HEADER_LEN) + i * u64::from(entry_size);
+        let at = if entry_size == 8 {
+            mem.read_u64(e)?
+        } else {
+            u64::from(mem.read_u32(e)?)
+        };
+        let mut s = [0u8; 4];
+        mem.read(at, &mut s)?;
+        if &s == b"FACP" {
+            fadt = Some(at);
+            break;
+        }
+    }
+    let fadt = fadt.ok_or(AcpiError::NoFadt)?;
+    let fadt_len = table(mem, fadt, Some(b"FACP"))?;
+    let field = |offset: u32, size: u32| fadt_len >= offset + size;
+
+    let mut dsdt = u64::from(mem.read_u32(fadt + 40)?);
+    if field(140, 8) {
+        let x = mem.read_u64(fadt + 140)?;
+        if x != 0 {
+            dsdt = x;
+        }
+    }
+    let slp_typ = s5_sleep_type(mem, dsdt)?;
+
+    let flags = if field(112, 4) {
+        mem.read_u32(fadt + 112)?
+    } else {
+        0
+    };
+    let pm1a = mem.read_u32(fadt + 64)?;
+    if flags & HW_REDUCED_ACPI == 0 && pm1a != 0 && pm1a <= 0xffff {
+        return Ok(PowerOff {
+            register: PowerOffRegister::Pm1aControl(pm1a as u16),
+            value: (u16::from(slp_typ & 7) << 10) | SLP_EN,
+        });
+    }
+    if field(244, 12) {
+        let space = mem.read_u8(fadt + 244)?;
+        let address = mem.read_u64(fadt + 248)?;
+        let value = (u16::from(slp_typ & 7) << 2) | SLEEP_CONTROL_SLP_EN;
+        let register = match space {
+            0 if address != 0 => Some(PowerOffRegister::SleepControlMmio(address)),
+            1 if address != 0 && address <= 0xffff => {
+                Some(PowerOffRegister::SleepControlPort(address as u16))
+            }
+            _ => None,
+        };
+        if let Some(register) = register {
+            return Ok(PowerOff { register, value });
+        }
+    }
+    Err(AcpiError::NoSleepRegister)
+}
+
+/// SLP_TYPa of the `\_S5` package in the DSDT: `_S5_`, PackageOp (0x12), PkgLength,
+/// NumElements, then the first element as ZeroOp, OneOp or BytePrefix + byte.
+fn s5_sleep_type(mem: &impl PhysRead, dsdt: u64) -> Result<u8, AcpiError> {
+    let len = table(mem, dsdt, Some(b"DSDT"))?;
+    let mut window = [0u8; 12];
+    let body = dsdt + u64::from(HEADER_LEN);
+    let end = dsdt + u64::from(len);
+    let mut at = body;
+    while at + 4 <= end {
+        let n = (end - at).min(window.len() as u64) as usize;
+        mem.read(at, &mut window[..n])?;
+        if &window[..4] == b"_S5_" && n > 5 && window[4] == 0x12 {
+            let pkg_len_bytes = usize::from(window[5] >> 6);
+            let element = 5 + 1 + pkg_len_bytes + 1;
+            return match window.get(element..n) {
+                Some([0x00, ..]) => Ok(0),
+                Some([0x01, ..]) => Ok(1),
+                Some([0x0a, v, ..]) => Ok(*v),
+                _ => Err(AcpiError::NoS5),
+            };
+        }
+        at += 1;
+    }
+    Err(AcpiError::NoS5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phys::FakeMemory;
+
+    const BASE: u64 = 0xe0000;
+
+    fn fix_checksum(m: &mut FakeMemory, at: u64, len: usize, checksum_at: u64) {
+        m.put(checksum_at, &[0]);
+        let sum = m.get(at, len).iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        m.put(checksum_at, &[0u8.wrapping_sub(sum)]);
+    }
+
+    fn header(m: &mut FakeMemory, at: u64, sig: &[u8; 4], len: u32) {
+        m.put(at, sig);
+        m.put_u32(at + 4, len);
+    }
+
+    /// RSDP (rev 0) -> RSDT -> FADT -> DSDT, like QEMU q35 (PM1a at 0x604, \_S5 = 0) or like
+    /// microvm (hardware reduced, sleep control at 0xfea00200, \_S5 = 5).
+    fn tables(microvm: bool) -> FakeMemory {
+        let mut m = FakeMemory::new(BASE, 0x2000);
+        let (rsdp, rsdt, fadt, dsdt) = (BASE, BASE + 0x100, BASE + 0x200, BASE + 0x400);
+        m.put(rsdp, b"RSD PTR ");
+        m.put_u32(rsdp + 16, rsdt as u32);
+        fix_checksum(&mut m, rsdp, 20, rsdp + 8);
+        header(&mut m, rsdt, b"RSDT", 36 + 8);
+        m.put_u32(rsdt + 36, BASE as u32 + 0x1800); // a table that is not the FADT
+        m.put(BASE + 0x1800, b"APIC");
+        m.put_u32(rsdt + 40, fadt as u32);
+        fix_checksum(&mut m, rsdt, 44, rsdt + 9);
+        header(&mut m, fadt, b"FACP", 268);
+        m.put_u32(fadt + 40, dsdt as u32);
+        if microvm {
+            m.put_u32(fadt + 112, HW_REDUCED_ACPI);
+            m.put(fadt + 244, &[0, 8, 0, 0]);
+            m.put_u64(fadt + 248, 0xfea0_0200);
+        } else {
+            m.put_u32(fadt + 64, 0x604);
+        }
+        fix_checksum(&mut m, fadt, 268, fadt + 9);
+        let s5: &[u8] = if microvm {
+            &[
+                b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00,
+            ]
+        } else {
+            &[
+                b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+            ]
+        };
+        header(&mut m, dsdt, b"DSDT", 36 + 40);
+        m.put(dsdt + 36 + 20, s5);
+        fix_checksum(&mut m, dsdt, 76, dsdt + 9);
+        m
+    }
+
+    #[test]
+    fn q35_style_pm1a_control_block() {
+        let p = find_power_off(&tables(false), BASE).unwrap();
+        assert_eq!(p.register, PowerOffRegister::Pm1aControl(0x604));
+        assert_eq!(p.value, 0x2000);
+        assert_eq!(p.to_string(), "PM1a control port 0x604 <- 0x2000");
+    }
+
+    #[test]
+    fn microvm_style_sleep_control_register() {
+        let p = find_power_off(&tables(true), BASE).unwrap();
+        assert_eq!(p.register, PowerOffRegister::SleepControlMmio(0xfea0_0200));
+        assert_eq!(p.value, (5 << 2) | (1 << 5));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let m = tables(false);
+        assert_eq!(find_power_off(&m, 0), Err(AcpiError::NoRsdp));
+        assert_eq!(find_power_off(&m, BASE + 0x100), Err(AcpiError::NoRsdp));
+        assert_eq!(find_power_off(&m, 0x10), Err(AcpiError::Unreadable(0x10)));
+        // A flipped byte breaks the FADT checksum.
+        let mut bad = tables(false);
+        bad.put(BASE + 0x200 + 100, &[0x55]);
+        assert_eq!(
+            find_power_off(&bad, BASE),
+            Err(AcpiError::BadTable(BASE + 0x200))
+        );
+        // An absurd length.
+        let mut long = tables(false);
+        long.put_u32(BASE + 0x100 + 4, u32::MAX);
+        assert_eq!(
+            find_power_off(&long, BASE),
+            Err(AcpiError::BadTable(BASE + 0x100))
+        );
+        // No \_S5 in the DSDT.
+        let mut no_s5 = tables(false);
+        no_s5.put(BASE + 0x400 + 56, b"_S4_");
+        fix_checksum(&mut no_s5, BASE + 0x400, 76, BASE + 0x400 + 9);
+        assert_eq!(find_power_off(&no_s5, BASE), Err(AcpiError::NoS5));
+        // Every truncation of the memory is an error, never a panic.
+        for cut in (0..0x2000).step_by(61) {
+            let mut short = FakeMemory::new(BASE, cut);
+            short.put(BASE, tables(true).get(BASE, cut));
+            let _ = find_power_off(&short, BASE);
+        }
+    }
+}
