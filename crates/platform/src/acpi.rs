@@ -87,7 +87,7 @@ const SLEEP_CONTROL_SLP_EN: u16 = 1 << 5;
 
 fn checksum_ok(mem: &impl PhysRead, at: u64, len: u32) -> Result<bool, AcpiError> {
     let mut sum = 0u8;
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 256];
     let mut done = 0u64;
     while done < u64::from(len) {
         let n = (u64::from(len) - done).min(buf.len() as u64) as usize;
@@ -196,24 +196,40 @@ pub fn find_power_off(mem: &impl PhysRead, rsdp: u64) -> Result<PowerOff, AcpiEr
 /// NumElements, then the first element as ZeroOp, OneOp or BytePrefix + byte.
 fn s5_sleep_type(mem: &impl PhysRead, dsdt: u64) -> Result<u8, AcpiError> {
     let len = table(mem, dsdt, Some(b"DSDT"))?;
-    let mut window = [0u8; 12];
-    let body = dsdt + u64::from(HEADER_LEN);
+    // Scan in chunks that overlap by the length of the pattern, so a match across a chunk
+    // boundary is seen whole in the next chunk.
+    const PATTERN: usize = 12;
+    let mut chunk = [0u8; 512];
     let end = dsdt + u64::from(len);
-    let mut at = body;
-    while at + 4 <= end {
-        let n = (end - at).min(window.len() as u64) as usize;
-        mem.read(at, &mut window[..n])?;
-        if &window[..4] == b"_S5_" && n > 5 && window[4] == 0x12 {
-            let pkg_len_bytes = usize::from(window[5] >> 6);
+    let mut at = dsdt + u64::from(HEADER_LEN);
+    while at < end {
+        let n = (end - at).min(chunk.len() as u64) as usize;
+        mem.read(at, &mut chunk[..n])?;
+        let found = chunk[..n]
+            .windows(4)
+            .position(|w| w == b"_S5_")
+            .map(|i| &chunk[i..n]);
+        if let Some(s) = found {
+            if s.len() < PATTERN && at + (n as u64) < end {
+                at += (n - s.len()) as u64; // re-read with the whole pattern in the chunk
+                continue;
+            }
+            if s.get(4) != Some(&0x12) {
+                return Err(AcpiError::NoS5);
+            }
+            let pkg_len_bytes = usize::from(s.get(5).copied().unwrap_or(0) >> 6);
             let element = 5 + 1 + pkg_len_bytes + 1;
-            return match window.get(element..n) {
+            return match s.get(element..) {
                 Some([0x00, ..]) => Ok(0),
                 Some([0x01, ..]) => Ok(1),
                 Some([0x0a, v, ..]) => Ok(*v),
                 _ => Err(AcpiError::NoS5),
             };
         }
-        at += 1;
+        if at + (n as u64) >= end {
+            break;
+        }
+        at += (n - (PATTERN - 1)) as u64;
     }
     Err(AcpiError::NoS5)
 }
@@ -287,6 +303,24 @@ mod tests {
         let p = find_power_off(&tables(true), BASE).unwrap();
         assert_eq!(p.register, PowerOffRegister::SleepControlMmio(0xfea0_0200));
         assert_eq!(p.value, (5 << 2) | (1 << 5));
+    }
+
+    #[test]
+    fn s5_is_found_anywhere_in_a_large_dsdt() {
+        // Put \_S5 at every offset around the 512-byte chunk boundaries of a 1.5 KiB DSDT.
+        for offset in (490..530).chain(990..1040).chain([36, 1500 - 11]) {
+            let dsdt = BASE + 0x400;
+            let mut m = FakeMemory::new(BASE, 0x2000);
+            m.put(BASE, tables(true).get(BASE, 0x400));
+            header(&mut m, dsdt, b"DSDT", 1500);
+            m.put(
+                dsdt + offset,
+                &[b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00],
+            );
+            fix_checksum(&mut m, dsdt, 1500, dsdt + 9);
+            let p = find_power_off(&m, BASE).unwrap_or_else(|e| panic!("offset {offset}: {e}"));
+            assert_eq!(p.value, (5 << 2) | (1 << 5), "offset {offset}");
+        }
     }
 
     #[test]
