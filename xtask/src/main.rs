@@ -85,7 +85,9 @@ impl PlatformArg {
 
 #[derive(ValueEnum, Clone, Copy, Debug, Default)]
 enum AccelArg {
+    /// KVM when it is known to be real hardware virtualization, else TCG.
     #[default]
+    Auto,
     Tcg,
     Kvm,
 }
@@ -110,7 +112,8 @@ struct BuildArgs {
 
 #[derive(Args, Debug)]
 struct QemuArgs {
-    /// Accelerator (KVM only when /dev/kvm is usable; TCG is the default on purpose).
+    /// Accelerator. `auto` takes KVM only when it is real (hardware KVM on a host that is not
+    /// itself a VM); nested KVM is slower than TCG and breaks on some instructions.
     #[arg(long, value_enum, default_value_t)]
     accel: AccelArg,
     /// Machine type (q35 boots through qboot; falls back to microvm without qboot.rom).
@@ -124,6 +127,14 @@ struct QemuArgs {
 impl QemuArgs {
     fn apply(&self, cfg: &mut QemuConfig) -> Result<()> {
         cfg.accel = match self.accel {
+            AccelArg::Auto => {
+                let (accel, why) = qemu::auto_accel();
+                eprintln!(
+                    "xtask: accelerator {} ({why}; --accel to choose)",
+                    accel.name()
+                );
+                accel
+            }
             AccelArg::Tcg => Accel::Tcg,
             AccelArg::Kvm => {
                 qemu::check_kvm()?;

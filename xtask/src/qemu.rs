@@ -92,6 +92,53 @@ impl Console {
     }
 }
 
+/// Whether KVM is known to be worth using, and why (or why not).
+///
+/// KVM is chosen only when `/dev/kvm` opens, the host is not itself a virtual machine (no
+/// `hypervisor` flag in `/proc/cpuinfo`) and the KVM module is the hardware one (`kvm_intel` or
+/// `kvm_amd`). Nested KVM, such as the `kvm_pvm` module on the machines this project is built
+/// on, boots slower than TCG and fails on some instructions (see the README).
+pub fn kvm_is_real(kvm_opens: bool, cpuinfo: &str, modules: &[String]) -> (bool, String) {
+    if !kvm_opens {
+        return (false, "/dev/kvm cannot be opened".into());
+    }
+    let nested = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "hypervisor"));
+    if nested {
+        return (
+            false,
+            "this host is itself a virtual machine: nested KVM is slower than TCG".into(),
+        );
+    }
+    match modules
+        .iter()
+        .find(|m| *m == "kvm_intel" || *m == "kvm_amd")
+    {
+        Some(m) => (true, format!("/dev/kvm opens and {m} is loaded")),
+        None => (
+            false,
+            "no hardware KVM module (kvm_intel, kvm_amd) is loaded".into(),
+        ),
+    }
+}
+
+/// The accelerator `--accel auto` picks on this host, and why.
+pub fn auto_accel() -> (Accel, String) {
+    let opens = check_kvm().is_ok();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let modules: Vec<String> = std::fs::read_dir("/sys/module")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (real, why) = kvm_is_real(opens, &cpuinfo, &modules);
+    (if real { Accel::Kvm } else { Accel::Tcg }, why)
+}
+
 /// Fails unless `/dev/kvm` can be opened read-write.
 pub fn check_kvm() -> Result<()> {
     match std::fs::OpenOptions::new()
@@ -402,6 +449,20 @@ mod tests {
             debug_exit: true,
             machine_opts: String::new(),
         }
+    }
+
+    #[test]
+    fn kvm_only_when_real() {
+        let hw = vec!["kvm".to_string(), "kvm_intel".to_string()];
+        let pvm = vec!["kvm".to_string(), "kvm_pvm".to_string()];
+        let bare = "processor\t: 0\nflags\t\t: fpu vme sse2 vmx\n";
+        let guest = "processor\t: 0\nflags\t\t: fpu vme sse2 hypervisor\n";
+        assert!(kvm_is_real(true, bare, &hw).0);
+        assert!(!kvm_is_real(false, bare, &hw).0);
+        let (real, why) = kvm_is_real(true, guest, &hw);
+        assert!(!real && why.contains("virtual machine"), "{why}");
+        let (real, why) = kvm_is_real(true, bare, &pvm);
+        assert!(!real && why.contains("kvm_intel"), "{why}");
     }
 
     #[test]

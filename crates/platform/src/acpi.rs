@@ -315,7 +315,9 @@ mod tests {
             header(&mut m, dsdt, b"DSDT", 1500);
             m.put(
                 dsdt + offset,
-                &[b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00],
+                &[
+                    b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00,
+                ],
             );
             fix_checksum(&mut m, dsdt, 1500, dsdt + 9);
             let p = find_power_off(&m, BASE).unwrap_or_else(|e| panic!("offset {offset}: {e}"));
