@@ -80,10 +80,6 @@ fn a_boot_that_outlives_its_timeout_is_killed() {
     };
     let limit = std::time::Duration::from_millis(300);
     let boot = qemu::boot(&cfg, true, Some(limit)).expect("QEMU starts");
+    // The outcome alone: tests assert no timings (a kill that failed would hang this test).
     assert_eq!(boot.outcome, qemu::Outcome::TimedOut(limit));
-    assert!(
-        boot.elapsed < std::time::Duration::from_secs(10),
-        "{:?}",
-        boot.elapsed
-    );
 }
