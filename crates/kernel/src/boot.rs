@@ -259,6 +259,7 @@ fn fail(code: u8, message: fmt::Arguments<'_>) -> ! {
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);
+static IN_EXCEPTION: AtomicBool = AtomicBool::new(false);
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
@@ -283,6 +284,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 /// Called by the arch crate for every CPU exception (all are fatal for now).
 #[unsafe(no_mangle)]
 fn __stardust_exception(e: &cpu::Exception) -> ! {
+    // An exception while reporting one (a fault in the console, say) must not loop.
+    if IN_EXCEPTION.swap(true, Ordering::Relaxed) {
+        exit(status::EXCEPTION);
+    }
     let mut w = Writer(CONSOLE);
     let _ = writeln!(w, "EXCEPTION: {e}");
     let layout = arch_x86_64::image_layout();

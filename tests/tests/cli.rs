@@ -1,0 +1,117 @@
+//! The `cargo xtask` command line end to end: `--print-cargo` gives a plain cargo command that
+//! builds the same image, `size` fails over budget, bad input exits non-zero with the choices.
+
+use stardust_tests::workspace;
+use std::process::{Command, Output};
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(&workspace().root);
+    c
+}
+
+/// The tests here build into the shared target directory; one at a time, so that one test's
+/// plain `cargo build` is not overwritten by another's before it is read.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn xtask(args: &[&str]) -> Output {
+    cargo()
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(args)
+        .output()
+        .expect("cargo runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn print_cargo_builds_the_same_image_with_plain_cargo() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = xtask(&["build", "hello", "--profile", "minimal", "--print-cargo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout).trim().to_string();
+    assert!(
+        line.contains("cargo build") && line.contains("stardust/allocator-none"),
+        "{line}"
+    );
+    // Run it as a shell would (environment assignments, then cargo).
+    let mut parts = line.split_whitespace();
+    let mut cmd = cargo();
+    for p in parts.by_ref() {
+        match p.split_once('=') {
+            Some((k, v)) if k.starts_with("STARDUST_") => {
+                cmd.env(k, v);
+            }
+            _ => {
+                assert_eq!(p, "cargo", "{line}");
+                break;
+            }
+        }
+    }
+    let plain = cmd.args(parts).output().expect("cargo runs");
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let plain_elf = workspace()
+        .root
+        .join("target/x86_64-unknown-none/release/hello");
+    let plain_bytes = std::fs::read(&plain_elf).expect("plain cargo wrote the image");
+
+    let built = xtask(&["build", "hello", "--profile", "minimal"]);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let path = text(&built.stdout)
+        .lines()
+        .last()
+        .expect("a path")
+        .to_string();
+    let debug = workspace().root.join(path.trim()).with_extension("debug");
+    let xtask_bytes = std::fs::read(&debug).expect("xtask wrote the .debug image");
+    assert!(
+        plain_bytes == xtask_bytes,
+        "plain cargo and xtask build different images ({} vs {} bytes)",
+        plain_bytes.len(),
+        xtask_bytes.len()
+    );
+}
+
+#[test]
+fn size_fails_over_budget_and_passes_within() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let over = xtask(&["size", "--profile", "minimal", "--set", "image_bytes=1000"]);
+    assert!(!over.status.success(), "{}", text(&over.stdout));
+    assert!(
+        text(&over.stderr).contains("over budget"),
+        "{}",
+        text(&over.stderr)
+    );
+    let ok = xtask(&["size", "--profile", "minimal"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let report = text(&ok.stdout);
+    assert!(report.contains("hello [minimal]"), "{report}");
+    assert!(
+        report.contains("arch_x86_64") && report.contains("core"),
+        "{report}"
+    );
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_the_choices() {
+    for (args, needle) in [
+        (&["build", "nope"][..], "valid apps: faults, hello"),
+        (
+            &["build", "hello", "--profile", "nope"][..],
+            "valid profiles: default, minimal",
+        ),
+        (
+            &["build", "hello", "--set", "allocator=talc"][..],
+            "valid choices: none, bump",
+        ),
+        (&["build", "hello", "--set", "bogus=1"][..], "valid keys"),
+        (&["run", "hello", "--machine", "pc99"][..], "q35"),
+    ] {
+        let out = xtask(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = text(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
