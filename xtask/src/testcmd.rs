@@ -71,18 +71,64 @@ pub fn host_test_packages(ws: &Workspace) -> Result<Vec<String>> {
     Ok(packages)
 }
 
-fn cargo_test(ws: &Workspace, package: &str) -> Result<bool> {
+/// Test counts, summed over `test result:` lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Tests that passed.
+    pub passed: u64,
+    /// Tests that failed.
+    pub failed: u64,
+    /// Tests ignored.
+    pub ignored: u64,
+}
+
+impl Counts {
+    /// Adds the counts of a libtest closing line (`test result: ok. 3 passed; 0 failed; 1
+    /// ignored; ...`); other lines change nothing.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(['.', ';']) {
+            let mut words = part.split_whitespace();
+            if let (Some(n), Some(what)) = (words.next(), words.next())
+                && let Ok(n) = n.parse::<u64>()
+            {
+                match what {
+                    "passed" => self.passed += n,
+                    "failed" => self.failed += n,
+                    "ignored" => self.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn cargo_test(ws: &Workspace, package: &str, counts: &mut Counts) -> Result<bool> {
+    use std::io::{BufRead, BufReader, Write};
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("\nxtask test: cargo test -p {package}");
-    let status = Command::new(&cargo)
+    let mut child = Command::new(&cargo)
         .args(["test", "-p", package])
         .current_dir(&ws.root)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .env_remove("CARGO_MAKEFLAGS")
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")
-        .status()
+        .spawn()
         .context("could not run cargo test")?;
+    let Some(stdout) = child.stdout.take() else {
+        bail!("cargo test's stdout was not captured");
+    };
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        counts.add_line(&line);
+        let _ = writeln!(out, "{line}");
+    }
+    let status = child.wait().context("waiting for cargo test")?;
     Ok(status.success())
 }
 
@@ -96,9 +142,10 @@ pub fn run_all(ws: &Workspace) -> Result<()> {
         packages.join(", ")
     );
     let mut results: Vec<(String, bool, Duration)> = Vec::new();
+    let mut counts = Counts::default();
     for package in packages.iter().map(String::as_str).chain([IMAGE_TESTS]) {
         let start = Instant::now();
-        let ok = cargo_test(ws, package)?;
+        let ok = cargo_test(ws, package, &mut counts)?;
         let label = if package == IMAGE_TESTS {
             format!("whole-image tests ({package})")
         } else {
@@ -119,6 +166,11 @@ pub fn run_all(ws: &Workspace) -> Result<()> {
         .filter(|r| !r.1)
         .map(|r| r.0.as_str())
         .collect();
+    // The plain closing line CI reads: "N passed, N failed, N skipped".
+    println!(
+        "xtask test: {} passed, {} failed, {} skipped",
+        counts.passed, counts.failed, counts.ignored
+    );
     if !failed.is_empty() {
         bail!(
             "{} of {} test steps failed: {}",
@@ -127,12 +179,31 @@ pub fn run_all(ws: &Workspace) -> Result<()> {
             failed.join(", ")
         );
     }
-    println!("all {} test steps passed", results.len());
+    eprintln!("all {} test steps passed", results.len());
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_sum_libtest_closing_lines() {
+        let mut c = super::Counts::default();
+        c.add_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        c.add_line(
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        c.add_line("running 5 tests");
+        c.add_line("test foo ... ok");
+        assert_eq!(
+            c,
+            super::Counts {
+                passed: 15,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
+
     use super::*;
 
     #[test]
