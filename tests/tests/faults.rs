@@ -43,6 +43,35 @@ fn executing_data_faults() {
 }
 
 #[test]
+fn null_pointer_faults() {
+    let boot = faults("null");
+    assert_exit(&boot, 102);
+    line_with(&boot, &["page not present on read"]);
+    line_with(&boot, &["cr2=0x8"]);
+}
+
+#[test]
+fn writing_rodata_faults() {
+    let boot = faults("write-rodata");
+    assert_exit(&boot, 102);
+    line_with(&boot, &["protection violation on write"]);
+}
+
+#[test]
+fn executing_the_stack_faults() {
+    let boot = faults("exec-stack");
+    assert_exit(&boot, 102);
+    line_with(&boot, &["protection violation on instruction fetch"]);
+}
+
+#[test]
+fn unknown_request_prints_usage() {
+    let boot = faults("frobnicate");
+    assert_exit(&boot, 2);
+    line_with(&boot, &["usage: faults"]);
+}
+
+#[test]
 fn stack_overflow_is_named() {
     let boot = faults("stack-overflow");
     assert_exit(&boot, 102);

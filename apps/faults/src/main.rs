@@ -1,19 +1,21 @@
 //! Faults: does something fatal on purpose, so that tests can check how the kernel reports it.
 //!
-//! `faults panic | pagefault | write-text | exec-data | stack-overflow | exit N`
+//! `faults panic | pagefault | null | write-text | write-rodata | exec-data | exec-stack |
+//! stack-overflow | exit N`
 #![no_std]
 #![no_main]
 
 use stardust::ExitCode;
 
 static mut DATA_PAGE: [u8; 64] = [0xc3; 64]; // `ret` bytes: executable if W^X were broken
+static RODATA: [u8; 64] = [0x5a; 64];
+
+const USAGE: &str = "usage: faults panic|pagefault|null|write-text|write-rodata|exec-data|exec-stack|stack-overflow|exit N";
 
 #[stardust::main]
 fn main() -> ExitCode {
     let Some(what) = stardust::args().next() else {
-        stardust::println!(
-            "usage: faults panic|pagefault|write-text|exec-data|stack-overflow|exit N"
-        );
+        stardust::println!("{USAGE}");
         return ExitCode(2);
     };
     stardust::println!("faults: {what}");
@@ -23,6 +25,26 @@ fn main() -> ExitCode {
             // SAFETY: deliberately unsound: reads an unmapped address to provoke a page fault.
             let v = unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
             stardust::println!("read {v:#x}: page fault did not happen");
+        }
+        "null" => {
+            // SAFETY: deliberately unsound: reads page 0, which the kernel leaves unmapped.
+            let v =
+                unsafe { core::ptr::read_volatile(core::hint::black_box(8usize) as *const u64) };
+            stardust::println!("read {v:#x} at 8: page 0 is mapped");
+        }
+        "write-rodata" => {
+            let p = core::hint::black_box(RODATA.as_ptr()) as *mut u8;
+            // SAFETY: deliberately unsound: writes to read-only data, which W^X maps R+NX.
+            unsafe { core::ptr::write_volatile(p, 0) };
+            stardust::println!("wrote to rodata: W^X is broken");
+        }
+        "exec-stack" => {
+            let code = [0xc3u8; 16]; // `ret`
+            let p = core::hint::black_box(code.as_ptr());
+            // SAFETY: deliberately unsound: calls into the stack, which W^X maps NX.
+            let f: fn() = unsafe { core::mem::transmute(p as *const ()) };
+            f();
+            stardust::println!("executed the stack: W^X is broken");
         }
         "write-text" => {
             let code = main as *const () as *mut u8;
@@ -50,7 +72,7 @@ fn main() -> ExitCode {
             stardust::exit(code);
         }
         other => {
-            stardust::println!("faults: unknown request {other:?}");
+            stardust::println!("faults: unknown request {other:?}; {USAGE}");
             return ExitCode(2);
         }
     }
