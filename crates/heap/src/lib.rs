@@ -55,3 +55,46 @@ pub trait Heap: GlobalAlloc + Sync {
     /// Current statistics.
     fn stats(&self) -> HeapStats;
 }
+
+/// The `none` allocator: a heap with no memory that refuses every allocation. Profiles without
+/// an allocator use it, so the kernel has one code path; it is never the `#[global_allocator]`.
+#[derive(Debug, Default)]
+pub struct NoHeap;
+
+impl NoHeap {
+    /// The empty heap.
+    pub const fn new() -> Self {
+        NoHeap
+    }
+}
+
+// SAFETY: never hands out memory, so it cannot break the GlobalAlloc contract.
+unsafe impl GlobalAlloc for NoHeap {
+    unsafe fn alloc(&self, _layout: core::alloc::Layout) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: core::alloc::Layout) {}
+}
+
+impl Heap for NoHeap {
+    unsafe fn init(&self, _start: usize, _size: usize) {}
+    fn stats(&self) -> HeapStats {
+        HeapStats::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_heap_refuses_everything() {
+        let h = NoHeap::new();
+        // SAFETY: init with no memory, then a valid layout; null is the expected answer.
+        unsafe {
+            h.init(0x1000, 0x1000);
+            assert!(h.alloc(core::alloc::Layout::new::<u64>()).is_null());
+        }
+        assert_eq!(h.stats(), HeapStats::default());
+    }
+}

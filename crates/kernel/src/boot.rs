@@ -1,7 +1,7 @@
 //! Boot sequence, panic and exception reports, and the services the facade re-exports.
 
 use crate::config;
-use crate::select::{CONSOLE, SelectedPlatform};
+use crate::select::{CONSOLE, HEAP, SelectedPlatform};
 use arch_x86_64::{cpu, start_info, tsc};
 use console::{KernelArgs, Logger, Writer};
 use core::fmt::{self, Write as _};
@@ -122,82 +122,26 @@ fn parse_cmdline(boot: &'static BootInfo) -> KernelArgs<'static> {
         .unwrap_or_else(|e| fail(status::BAD_CONFIG, format_args!("bad command line: {e}")))
 }
 
-#[cfg(not(feature = "allocator-none"))]
-mod heap_glue {
-    use crate::select::{SelectedHeap, new_heap};
-    use core::alloc::{GlobalAlloc, Layout};
-    use heap::Heap;
-
-    /// The selected heap, reporting failed allocations as a clear panic.
-    pub struct KernelHeap(pub SelectedHeap);
-
-    // SAFETY: every call is forwarded to the selected implementation, which upholds the
-    // GlobalAlloc contract; a null result becomes a panic (never returned to the caller).
-    unsafe impl GlobalAlloc for KernelHeap {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            // SAFETY: forwarded with the caller's layout.
-            let p = unsafe { self.0.alloc(layout) };
-            if p.is_null() {
-                out_of_memory(layout, self.0.stats());
-            }
-            p
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: forwarded; `ptr` came from this allocator with this layout.
-            unsafe { self.0.dealloc(ptr, layout) }
-        }
-    }
-
-    #[cold]
-    fn out_of_memory(layout: Layout, stats: heap::HeapStats) -> ! {
-        panic!(
-            "out of memory: allocation of {} bytes (alignment {}) failed; heap: {}",
-            layout.size(),
-            layout.align(),
-            stats
-        )
-    }
-
-    #[global_allocator]
-    pub static HEAP: KernelHeap = KernelHeap(new_heap());
-}
-
 fn init_heap(free: &mut FreeMemory) -> Range {
-    #[cfg(not(feature = "allocator-none"))]
-    {
-        use heap::Heap;
-        let Some(region) = free.take_largest(config::HEAP_SIZE) else {
-            fail(
-                status::BAD_CONFIG,
-                format_args!("no free memory left for the heap"),
-            );
-        };
-        // SAFETY: the region was taken out of the free memory (RAM from the memory map, minus
-        // the image, modules and page tables), so nothing else uses it, and the kernel's page
-        // tables map all RAM read-write.
-        unsafe {
-            heap_glue::HEAP
-                .0
-                .init(region.start as usize, region.len() as usize)
-        };
-        region
+    if !crate::select::HAS_HEAP {
+        return Range::default();
     }
-    #[cfg(feature = "allocator-none")]
-    {
-        let _ = free;
-        Range::default()
-    }
+    let Some(region) = free.take_largest(config::HEAP_SIZE) else {
+        fail(
+            status::BAD_CONFIG,
+            format_args!("no free memory left for the heap"),
+        );
+    };
+    // SAFETY: the region was taken out of the free memory (RAM from the memory map, minus the
+    // image, modules and page tables), so nothing else uses it, and the kernel's page tables
+    // map all RAM read-write. This runs once, at boot.
+    unsafe { HEAP.init(region) };
+    region
 }
 
 /// Heap statistics, when the image has a heap.
 pub fn heap_stats() -> Option<heap::HeapStats> {
-    #[cfg(not(feature = "allocator-none"))]
-    {
-        use heap::Heap;
-        Some(heap_glue::HEAP.0.stats())
-    }
-    #[cfg(feature = "allocator-none")]
-    None
+    crate::select::HAS_HEAP.then(|| HEAP.stats())
 }
 
 fn print_bootchart() {

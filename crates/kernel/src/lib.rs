@@ -14,6 +14,7 @@
 //! `console-debugcon`; `allocator-none`, `allocator-bump`; `scheduler-none`.
 #![no_std]
 
+mod heap_glue;
 mod select;
 
 #[allow(missing_docs, dead_code)]

@@ -1,5 +1,7 @@
 //! The composition root's one mapping from enabled features to concrete types. Nothing else in
-//! the code base names an implementation.
+//! the code base names an implementation, and the only file with per-slot `cfg`s.
+
+use crate::heap_glue::KernelHeap;
 
 #[cfg(not(any(feature = "platform-kvm")))]
 compile_error!(
@@ -35,10 +37,15 @@ pub type SelectedConsole = platform_kvm::DebugPort;
 #[cfg(all(feature = "platform-kvm", feature = "console-debugcon"))]
 pub static CONSOLE: &SelectedConsole = &platform_kvm::DEBUG_PORT;
 
-/// The heap implementation, when the profile has one.
+/// The heap implementation (`heap::NoHeap` refuses every allocation), and the one instance,
+/// which is the image's `#[global_allocator]` when the profile has an allocator.
 #[cfg(feature = "allocator-bump")]
 pub type SelectedHeap = alloc_bump::Bump;
-#[cfg(feature = "allocator-bump")]
-pub const fn new_heap() -> SelectedHeap {
-    alloc_bump::Bump::new()
-}
+#[cfg(feature = "allocator-none")]
+pub type SelectedHeap = heap::NoHeap;
+
+/// Whether the profile has a heap.
+pub const HAS_HEAP: bool = cfg!(not(feature = "allocator-none"));
+
+#[cfg_attr(not(feature = "allocator-none"), global_allocator)]
+pub static HEAP: KernelHeap<SelectedHeap> = KernelHeap::new(SelectedHeap::new());
