@@ -108,10 +108,38 @@ fn bad_input_exits_non_zero_with_the_choices() {
         ),
         (&["build", "hello", "--set", "bogus=1"][..], "valid keys"),
         (&["run", "hello", "--machine", "pc99"][..], "q35"),
+        (&["run", "hello", "--set", "memory=1M"][..], "too small"),
+        (
+            &["run", "--image", "/no/such/image.elf"][..],
+            "no such file",
+        ),
+        (&["run"][..], "<APP>"),
     ] {
         let out = xtask(args);
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = text(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn run_boots_a_given_image_without_naming_an_app() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let built = xtask(&["build", "hello", "--profile", "minimal"]);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let path = text(&built.stdout)
+        .lines()
+        .last()
+        .expect("a path")
+        .trim()
+        .to_string();
+    let image = workspace().root.join(path);
+    let image = image.to_str().expect("a UTF-8 path");
+    let run = xtask(&["run", "--image", image, "--", "from", "file"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stdout).contains("command line: from file"),
+        "{}",
+        text(&run.stdout)
+    );
 }

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use xtask::bail;
 use xtask::bench;
-use xtask::error::{Error, Result};
+use xtask::error::{Context, Error, Result};
 use xtask::image::{self, CargoCommand};
 use xtask::qemu::{self, Accel, Machine, Outcome, QemuConfig};
 use xtask::setup;
 use xtask::size::{self, SizeReport};
+use xtask::strip;
 use xtask::testcmd;
 use xtask::workspace::{Workspace, display_path};
 
@@ -167,8 +169,9 @@ impl QemuArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// App: a directory under apps/.
-    app: String,
+    /// App: a directory under apps/ (not needed with --image).
+    #[arg(required_unless_present = "image")]
+    app: Option<String>,
     #[command(flatten)]
     profile: ProfileArgs,
     #[command(flatten)]
@@ -270,21 +273,39 @@ fn build(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
 
 fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
-    ws.check_app(&args.app)?;
+    if let Some(app) = &args.app {
+        ws.check_app(app)?;
+    }
     let qemu_bin = setup::ensure_qemu()?;
-    let (elf, debug) = match &args.image {
-        Some(file) => {
+    let (elf, debug) = match (&args.image, &args.app) {
+        (Some(file), _) => {
+            if !file.is_file() {
+                bail!("--image {}: no such file", file.display());
+            }
             let debug = file.with_extension("debug");
             (
                 file.clone(),
                 if debug.is_file() { debug } else { file.clone() },
             )
         }
-        None => {
-            let image = image::build(ws, &args.app, &profile)?;
+        (None, Some(app)) => {
+            let image = image::build(ws, app, &profile)?;
             (image.elf, image.debug)
         }
+        (None, None) => bail!("name an app (a directory under apps/) or --image FILE"),
     };
+    // Below the image's own end QEMU cannot even load it and the guest hangs silently.
+    let bytes = std::fs::read(&elf).context(format!("reading {}", elf.display()))?;
+    let end = strip::load_end(&bytes).context(elf.display())?;
+    if profile.settings.memory <= end {
+        bail!(
+            "memory = {} bytes is too small: the image alone ends at {:#x} ({} KiB); \
+             raise it, e.g. --set memory=4M",
+            profile.settings.memory,
+            end,
+            end.div_ceil(1024)
+        );
+    }
     let mut cfg = QemuConfig::new(qemu_bin, elf, &profile);
     args.qemu.apply(&mut cfg)?;
     cfg.kargs = args.kargs.clone();

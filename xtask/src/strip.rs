@@ -54,14 +54,35 @@ fn segments(elf: &[u8]) -> Result<Vec<(u32, u64, u64)>> {
     Ok(out)
 }
 
-/// Strips a little-endian ELF64 executable (see the module docs). Pure: bytes in, bytes out.
-pub fn strip_elf(elf: &[u8]) -> Result<Vec<u8>> {
+fn check_header(elf: &[u8]) -> Result<()> {
     if elf.len() < EHDR_SIZE || &elf[..4] != b"\x7fELF" {
         bail!("not an ELF file");
     }
     if elf[4] != 2 || elf[5] != 1 {
         bail!("only little-endian ELF64 images are supported");
     }
+    Ok(())
+}
+
+/// One past the highest physical byte a loader fills (PT_LOAD `p_paddr + p_memsz`): the guest
+/// needs at least this much memory just to hold the image.
+pub fn load_end(elf: &[u8]) -> Result<u64> {
+    check_header(elf)?;
+    let segs = segments(elf)?;
+    let phoff = u64_at(elf, 0x20) as usize;
+    let mut end = 0;
+    for (i, (p_type, _, _)) in segs.iter().enumerate() {
+        if *p_type == 1 {
+            let ph = phoff + i * PHDR_SIZE;
+            end = end.max(u64_at(elf, ph + 24).saturating_add(u64_at(elf, ph + 40)));
+        }
+    }
+    Ok(end)
+}
+
+/// Strips a little-endian ELF64 executable (see the module docs). Pure: bytes in, bytes out.
+pub fn strip_elf(elf: &[u8]) -> Result<Vec<u8>> {
+    check_header(elf)?;
     let segs = segments(elf)?;
     let phoff = u64_at(elf, 0x20) as usize;
     let mut keep: Vec<(usize, usize)> =
@@ -109,7 +130,8 @@ mod tests {
             let b = 64 + i * 56;
             f[b..b + 4].copy_from_slice(&ty.to_le_bytes());
             f[b + 8..b + 16].copy_from_slice(&off.to_le_bytes());
-            f[b + 16..b + 24].copy_from_slice(&(0x100000 + off).to_le_bytes());
+            f[b + 16..b + 24].copy_from_slice(&(0x100000 + off).to_le_bytes()); // p_vaddr
+            f[b + 24..b + 32].copy_from_slice(&(0x100000 + off).to_le_bytes()); // p_paddr
             f[b + 32..b + 40].copy_from_slice(&sz.to_le_bytes());
             f[b + 40..b + 48].copy_from_slice(&(sz + 0x1000).to_le_bytes()); // memsz > filesz (bss)
         };
@@ -201,6 +223,15 @@ mod tests {
         let out = strip_elf(&buf).expect("strips");
         assert_eq!(out.len(), code_off + 16);
         assert_eq!(&out[code_off..], &[0x90; 16]);
+    }
+
+    #[test]
+    fn load_end_is_the_highest_loaded_byte() {
+        let elf = sample();
+        let end = load_end(&elf).unwrap();
+        // The PT_LOAD's p_paddr + p_memsz (the PT_NOTE does not count).
+        assert!(end > 0x100000 && end < 0x110000, "{end:#x}");
+        assert!(load_end(b"nope").is_err());
     }
 
     #[test]
