@@ -222,7 +222,7 @@ struct BootBenchArgs {
     #[command(flatten)]
     qemu: QemuArgs,
     /// Boots of each image.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 21)]
     runs: usize,
 }
 
