@@ -26,6 +26,19 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `cargo xtask build hello --profile minimal`; the image path it prints last.
+fn build_minimal_hello() -> std::path::PathBuf {
+    let built = xtask(&["build", "hello", "--profile", "minimal"]);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let path = text(&built.stdout)
+        .lines()
+        .last()
+        .expect("a path")
+        .trim()
+        .to_string();
+    workspace().root.join(path)
+}
+
 #[test]
 fn print_cargo_builds_the_same_image_with_plain_cargo() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -57,14 +70,7 @@ fn print_cargo_builds_the_same_image_with_plain_cargo() {
         .join("target/x86_64-unknown-none/release/hello");
     let plain_bytes = std::fs::read(&plain_elf).expect("plain cargo wrote the image");
 
-    let built = xtask(&["build", "hello", "--profile", "minimal"]);
-    assert!(built.status.success(), "{}", text(&built.stderr));
-    let path = text(&built.stdout)
-        .lines()
-        .last()
-        .expect("a path")
-        .to_string();
-    let debug = workspace().root.join(path.trim()).with_extension("debug");
+    let debug = build_minimal_hello().with_extension("debug");
     let xtask_bytes = std::fs::read(&debug).expect("xtask wrote the .debug image");
     assert!(
         plain_bytes == xtask_bytes,
@@ -125,15 +131,7 @@ fn bad_input_exits_non_zero_with_the_choices() {
 #[test]
 fn run_boots_a_given_image_without_naming_an_app() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let built = xtask(&["build", "hello", "--profile", "minimal"]);
-    assert!(built.status.success(), "{}", text(&built.stderr));
-    let path = text(&built.stdout)
-        .lines()
-        .last()
-        .expect("a path")
-        .trim()
-        .to_string();
-    let image = workspace().root.join(path);
+    let image = build_minimal_hello();
     let image = image.to_str().expect("a UTF-8 path");
     let run = xtask(&["run", "--image", image, "--", "from", "file"]);
     assert!(run.status.success(), "{}", text(&run.stderr));
