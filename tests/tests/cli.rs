@@ -141,3 +141,19 @@ fn run_boots_a_given_image_without_naming_an_app() {
         text(&run.stdout)
     );
 }
+
+#[test]
+fn bench_memory_finds_a_minimum_between_the_image_and_the_profile() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = xtask(&["bench", "memory", "--profile", "minimal"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    let kib: u64 = report
+        .split("boots with -m ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no minimum in {report:?}"));
+    // Above the image itself (it ends past 1 MiB), at most the profile's memory (16M).
+    assert!(kib > 1024 && kib <= 16 * 1024, "{report}");
+}

@@ -1,4 +1,5 @@
-//! `cargo xtask bench boot`: boot time as a ratio to the empty PVH kernel.
+//! `cargo xtask bench boot`: boot time as a ratio to the empty PVH kernel; `cargo xtask bench
+//! memory`: the smallest guest memory with which an image still boots and exits 0.
 //!
 //! The empty kernel (benches/empty-kernel) and the app image are booted alternately with the
 //! same QEMU command line except `-kernel`, and the wall time from spawning QEMU to its exit is
@@ -98,9 +99,82 @@ pub fn boot_bench(
     Ok(result)
 }
 
+/// Granularity of the minimum-memory search.
+pub const MEMORY_STEP: u64 = 64 * 1024;
+
+/// The smallest multiple of `step` in `(low, high]` for which `works` holds, assuming it holds
+/// at `high` and is monotonic (more memory never hurts); `None` when it fails at `high`.
+/// Probes O(log((high - low) / step)) values.
+pub fn smallest_working(
+    low: u64,
+    high: u64,
+    step: u64,
+    mut works: impl FnMut(u64) -> Result<bool>,
+) -> Result<Option<u64>> {
+    let high = high / step * step;
+    if !works(high)? {
+        return Ok(None);
+    }
+    // Invariant: `bad` fails (or is below anything bootable), `good` works.
+    let mut bad = low / step;
+    let mut good = high / step;
+    while good - bad > 1 {
+        let mid = bad + (good - bad) / 2;
+        if works(mid * step)? {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Ok(Some(good * step))
+}
+
+/// Finds the smallest `-m` (a multiple of [`MEMORY_STEP`] above the image's own end) with which
+/// `cfg` boots and the guest exits 0.
+pub fn min_memory(cfg: &QemuConfig, image_end: u64, timeout: Duration) -> Result<Option<u64>> {
+    smallest_working(image_end, cfg.memory, MEMORY_STEP, |memory| {
+        let mut probe = cfg.clone();
+        probe.memory = memory;
+        let boot = qemu::boot(&probe, true, Some(timeout))?;
+        let ok = boot.outcome == Outcome::Guest(0);
+        eprintln!(
+            "bench: -m {} KiB: {}",
+            memory / 1024,
+            if ok {
+                "ok".to_string()
+            } else {
+                boot.outcome.message()
+            }
+        );
+        Ok(ok)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smallest_working_finds_the_threshold_in_few_probes() {
+        for threshold in [1_300_000u64, 2 << 20, 5_000_000, 64 << 20] {
+            let mut probes = 0;
+            let found = smallest_working(1 << 20, 64 << 20, MEMORY_STEP, |m| {
+                probes += 1;
+                Ok(m >= threshold)
+            })
+            .unwrap();
+            let expect = threshold.div_ceil(MEMORY_STEP) * MEMORY_STEP;
+            assert_eq!(found, Some(expect), "threshold {threshold}");
+            assert!(probes <= 12, "{probes} probes");
+        }
+        // Fails even at the top: None, after one probe.
+        let mut probes = 0;
+        let none = smallest_working(1 << 20, 64 << 20, MEMORY_STEP, |_| {
+            probes += 1;
+            Ok(false)
+        });
+        assert_eq!((none.unwrap(), probes), (None, 1));
+    }
 
     #[test]
     fn medians() {

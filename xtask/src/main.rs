@@ -210,6 +210,19 @@ struct SizeArgs {
 enum BenchCmd {
     /// Boot time of an app as a ratio to the empty PVH kernel (same QEMU command line).
     Boot(BootBenchArgs),
+    /// The smallest guest memory (-m) with which an app still boots and exits 0.
+    Memory(MemoryBenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct MemoryBenchArgs {
+    /// App to measure (it must exit 0 when it works).
+    #[arg(long, default_value = "hello")]
+    app: String,
+    #[command(flatten)]
+    profile: ProfileArgs,
+    #[command(flatten)]
+    qemu: QemuArgs,
 }
 
 #[derive(Args, Debug)]
@@ -247,6 +260,9 @@ fn dispatch(ws: &Workspace, cmd: Cmd) -> Result<ExitCode> {
         Cmd::Bench {
             bench: BenchCmd::Boot(args),
         } => bench_boot(ws, args),
+        Cmd::Bench {
+            bench: BenchCmd::Memory(args),
+        } => bench_memory(ws, args),
         Cmd::Setup => setup::setup_all(ws).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -394,6 +410,55 @@ fn size_cmd(ws: &Workspace, args: SizeArgs) -> Result<ExitCode> {
             "image size over budget: {}",
             over.join("; ")
         )));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_memory(ws: &Workspace, args: MemoryBenchArgs) -> Result<ExitCode> {
+    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
+    ws.check_app(&args.app)?;
+    let qemu_bin = setup::ensure_qemu()?;
+    let app = image::build(ws, &args.app, &profile)?;
+    let bytes = std::fs::read(&app.elf).context(format!("reading {}", app.elf.display()))?;
+    let end = strip::load_end(&bytes).context(app.elf.display())?;
+    let mut cfg = QemuConfig::new(qemu_bin, app.elf.clone(), &profile);
+    args.qemu.apply(&mut cfg)?;
+    let timeout = args
+        .qemu
+        .timeout(Some(Duration::from_secs(20)))?
+        .unwrap_or(qemu::DEFAULT_TIMEOUT);
+    let found = bench::min_memory(&cfg, end, timeout)?;
+    let Some(min) = found else {
+        bail!(
+            "{} [{}] does not boot even with memory = {} KiB (the profile's setting)",
+            args.app,
+            profile.tag(),
+            profile.settings.memory / 1024
+        );
+    };
+    let verdict = match profile.budgets.min_memory {
+        Some(b) if min > b => format!("budget {} KiB: OVER BUDGET", b / 1024),
+        Some(b) => format!("budget {} KiB: ok", b / 1024),
+        None => "no min_memory budget".to_string(),
+    };
+    println!(
+        "bench memory: {} [{}], {}, {}: boots with -m {} KiB and up ({} KiB steps; the image ends at {} KiB) ({verdict})",
+        args.app,
+        profile.tag(),
+        cfg.effective_machine().name(),
+        cfg.accel.name(),
+        min / 1024,
+        bench::MEMORY_STEP / 1024,
+        end.div_ceil(1024)
+    );
+    if let Some(b) = profile.budgets.min_memory
+        && min > b
+    {
+        bail!(
+            "minimum memory {} KiB exceeds the profile's min_memory budget {} KiB",
+            min / 1024,
+            b / 1024
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
