@@ -8,6 +8,11 @@
 //! Cloud Hypervisor; found at [`Platform::init`]), the i8042 reset line (Firecracker exits on
 //! it), and finally a triple fault (QEMU with `-no-reboot` exits; other monitors reset or stop).
 //!
+//! The ACPI tables are read at boot only when they may be needed: under QEMU with
+//! `isa-debug-exit` (fw_cfg answers "QEMU" at port 0x510 and port 0xf4 reads 0, where an empty
+//! port reads 0xff) the first method always works, and skipping the tables saves about a
+//! quarter of the guest's boot time under TCG.
+//!
 //! # Cargo features
 //! None.
 #![no_std]
@@ -96,6 +101,10 @@ static ACPI_VALUE: AtomicU16 = AtomicU16::new(0);
 impl platform::Platform for Kvm {
     fn init(boot: &BootInfo, mem: &impl PhysRead) -> DeviceMemory {
         let mut devices = DeviceMemory::new();
+        if qemu_debug_exit_present() {
+            log::debug!("QEMU isa-debug-exit present: ACPI power-off not needed");
+            return devices;
+        }
         match acpi::find_power_off(mem, boot.rsdp.0) {
             Ok(off) => {
                 log::debug!("ACPI power-off: {off}");
@@ -148,6 +157,24 @@ impl platform::Platform for Kvm {
         let hz = tsc::frequency_from_cpuid().or_else(calibrate_with_pit)?;
         TSC_HZ.store(hz, Ordering::Relaxed);
         Some(hz)
+    }
+}
+
+/// QEMU (its fw_cfg device answers with the signature "QEMU") with `isa-debug-exit` at 0xf4 (the
+/// device reads 0; a port nobody decodes reads 0xff).
+fn qemu_debug_exit_present() -> bool {
+    // SAFETY: fw_cfg: selecting item 0 (the signature) at port 0x510 and reading it from 0x511
+    // has no other effect; where there is no fw_cfg the ports read 0xff. Reading port 0xf4 has
+    // no effect on isa-debug-exit (only writes end the VM).
+    unsafe {
+        cpu::outw(0x510, 0);
+        let signature = [
+            cpu::inb(0x511),
+            cpu::inb(0x511),
+            cpu::inb(0x511),
+            cpu::inb(0x511),
+        ];
+        &signature == b"QEMU" && cpu::inb(0xf4) == 0
     }
 }
 

@@ -38,6 +38,19 @@ fn microvm_powers_off_through_the_acpi_sleep_control_register() {
 }
 
 #[test]
+fn with_isa_debug_exit_the_acpi_tables_are_not_read() {
+    for machine in [Machine::Q35, Machine::Microvm] {
+        let boot = Run::new("hello").machine(machine).kargs("log=debug").boot();
+        stardust_tests::assert_exit(&boot, 0);
+        line_with(
+            &boot,
+            &["isa-debug-exit present: ACPI power-off not needed"],
+        );
+        assert!(!boot.stdout.contains("ACPI power-off:"), "{}", boot.stdout);
+    }
+}
+
+#[test]
 fn microvm_without_acpi_still_ends() {
     let boot = Run::new("hello")
         .machine(Machine::Microvm)

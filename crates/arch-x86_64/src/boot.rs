@@ -143,17 +143,39 @@ pub struct BootMemory;
 
 const BOOT_MAPPED: u64 = 1 << 30;
 
+impl BootMemory {
+    /// Whether `[paddr, paddr + len)` is inside the boot identity map (and not address 0).
+    fn check(&self, paddr: u64, len: usize) -> Result<(), platform::Unreadable> {
+        match paddr.checked_add(len as u64) {
+            Some(end) if paddr != 0 && end <= BOOT_MAPPED => Ok(()),
+            _ => Err(platform::Unreadable(paddr)),
+        }
+    }
+}
+
 impl platform::PhysRead for BootMemory {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), platform::Unreadable> {
-        let unreadable = platform::Unreadable(paddr);
-        let end = paddr.checked_add(buf.len() as u64).ok_or(unreadable)?;
-        if paddr == 0 || end > BOOT_MAPPED {
-            return Err(unreadable);
+        self.check(paddr, buf.len())?;
+        for (i, byte) in buf.iter_mut().enumerate() {
+            // SAFETY: [paddr, end) lies in the first GiB, which the boot page tables
+            // identity-map; it is plain RAM or firmware tables, not aliased mutably. Byte loads,
+            // not `copy_nonoverlapping`: a `memcpy` of unknown length becomes `rep movs`, which
+            // costs ~100 ns a step under TCG and dominated the boot time.
+            *byte = unsafe { ((paddr as usize + i) as *const u8).read_volatile() };
         }
-        // SAFETY: [paddr, end) lies in the first GiB, which the boot page tables identity-map
-        // read-write; it is plain RAM (or firmware tables), read once, not aliased mutably.
-        unsafe { core::ptr::copy_nonoverlapping(paddr as *const u8, buf.as_mut_ptr(), buf.len()) };
         Ok(())
+    }
+
+    fn read_u32(&self, paddr: u64) -> Result<u32, platform::Unreadable> {
+        self.check(paddr, 4)?;
+        // SAFETY: checked above: inside the boot identity map; an unaligned plain load.
+        Ok(unsafe { (paddr as *const u32).read_unaligned() })
+    }
+
+    fn read_u64(&self, paddr: u64) -> Result<u64, platform::Unreadable> {
+        self.check(paddr, 8)?;
+        // SAFETY: checked above: inside the boot identity map; an unaligned plain load.
+        Ok(unsafe { (paddr as *const u64).read_unaligned() })
     }
 }
 
@@ -170,9 +192,13 @@ impl crate::paging::TableMemory for BootFrames<'_> {
         if frame + platform::PAGE_SIZE > BOOT_MAPPED {
             return Err(crate::paging::PagingError::OutOfTables);
         }
-        // SAFETY: the frame is free RAM that FreeMemory gave to us alone, inside the boot
-        // identity map; zeroing it makes it an empty table.
-        unsafe { core::ptr::write_bytes(frame as *mut u8, 0, platform::PAGE_SIZE as usize) };
+        let table = frame as *mut u64;
+        for i in 0..512 {
+            // SAFETY: the frame is free RAM that FreeMemory gave to us alone, inside the boot
+            // identity map; zeroing it makes it an empty table. Volatile word stores, not
+            // `write_bytes`: that becomes `rep stos`, which costs ~100 ns a word under TCG.
+            unsafe { table.add(i).write_volatile(0) };
+        }
         Ok(frame)
     }
 
