@@ -178,30 +178,41 @@ fn qemu_debug_exit_present() -> bool {
     }
 }
 
-/// Counts TSC ticks over 10 ms of PIT channel 2 (one-shot, gate through port 0x61).
+/// Counts TSC ticks over 10 ms of PIT channel 0, read back through the latch command (no
+/// port 0x61 gate, which QEMU's `microvm` lacks). Channel 0 is free: nothing uses IRQ 0 yet.
 fn calibrate_with_pit() -> Option<u64> {
     const PIT_HZ: u64 = 1_193_182;
-    const TICKS: u64 = PIT_HZ / 100;
-    // SAFETY: standard PC ports: 0x61 gates PIT channel 2 (speaker output kept off), 0x43 sets
-    // its mode (one-shot, binary, low then high byte), 0x42 loads the count.
-    let (start, output_low) = unsafe {
-        let gate = cpu::inb(0x61);
-        cpu::outb(0x61, (gate & !0x02) | 0x01);
-        cpu::outb(0x43, 0xb0);
-        cpu::outb(0x42, (TICKS & 0xff) as u8);
-        cpu::outb(0x42, (TICKS >> 8) as u8);
-        (tsc::now(), cpu::inb(0x61) & 0x20 == 0)
-    };
-    // In mode 0 the output goes low when the count is loaded; a port that already reads high
-    // means there is no PIT (QEMU microvm without one, Firecracker).
-    if !output_low {
-        return None;
+    const TICKS: u32 = (PIT_HZ / 100) as u32;
+    fn count() -> u16 {
+        // SAFETY: latching channel 0 (command 0x00 at port 0x43) and reading its count low
+        // byte then high byte from port 0x40 only reads the counter.
+        unsafe {
+            cpu::outb(0x43, 0x00);
+            u16::from_le_bytes([cpu::inb(0x40), cpu::inb(0x40)])
+        }
     }
-    for _ in 0..50_000_000u32 {
-        // SAFETY: reading port 0x61 (bit 5 = channel 2 output) has no side effect.
-        if unsafe { cpu::inb(0x61) } & 0x20 != 0 {
-            let hz = (tsc::now() - start) * 100;
-            // Below 100 MHz the measurement is not believable.
+    // SAFETY: channel 0, low then high byte, mode 2 (rate generator), binary, reload 0 (= 65536):
+    // the counter runs down continuously; interrupts are off, so IRQ 0 is never taken.
+    unsafe {
+        cpu::outb(0x43, 0x34);
+        cpu::outb(0x40, 0);
+        cpu::outb(0x40, 0);
+    }
+    let mut last = count();
+    let start = tsc::now();
+    let mut elapsed = 0u32;
+    for i in 0..10_000_000u32 {
+        let now = count();
+        // A counter that never moves is no PIT (QEMU `microvm,pit=off`, Firecracker).
+        if i == 10_000 && elapsed == 0 && now == last {
+            return None;
+        }
+        // Down-counter with period 65536: the difference wraps naturally in u16.
+        elapsed += u32::from(last.wrapping_sub(now));
+        last = now;
+        if elapsed >= TICKS {
+            let hz = (tsc::now() - start) * PIT_HZ / u64::from(elapsed);
+            // Below 100 MHz the measurement is not believable (a port that reads 0xff...).
             return (hz >= 100_000_000).then_some(hz);
         }
     }
