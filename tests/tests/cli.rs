@@ -157,3 +157,67 @@ fn bench_memory_finds_a_minimum_between_the_image_and_the_profile() {
     // Above the image itself (it ends past 1 MiB), at most the profile's memory (16M).
     assert!(kib > 1024 && kib <= 16 * 1024, "{report}");
 }
+
+#[test]
+fn run_exits_with_the_guest_status() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = xtask(&["run", "faults", "--", "exit", "7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let out = xtask(&["run", "faults", "--", "panic"]);
+    assert_eq!(out.status.code(), Some(101), "{}", text(&out.stderr));
+}
+
+#[test]
+fn run_gdb_starts_halted_and_continues_through_the_gdb_stub() {
+    use std::io::{Read, Write};
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // Build first, so that the run below starts QEMU at once.
+    build_minimal_hello();
+    let mut child = cargo()
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args([
+            "run",
+            "hello",
+            "--profile",
+            "minimal",
+            "--gdb",
+            "--timeout",
+            "30",
+        ])
+        .args(["--", "via", "gdb"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cargo runs");
+    // QEMU's GDB stub on :1234 (QEMU's -s); retry until it listens.
+    let mut stream = None;
+    for _ in 0..300 {
+        match std::net::TcpStream::connect("127.0.0.1:1234") {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+    let Some(mut stream) = stream else {
+        let _ = child.kill();
+        panic!("QEMU's GDB stub never listened on :1234");
+    };
+    // Halted until told otherwise: `c` (continue) in the GDB remote protocol.
+    stream.write_all(b"$c#63").expect("send continue");
+    let out = child.wait_with_output().expect("xtask ends");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("gdb ") && stderr.contains("hello.debug") && stderr.contains(":1234"),
+        "prints the gdb command: {stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("command line: via gdb"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -66,3 +66,20 @@ fn bootchart_prints_phases() {
         boot.stdout
     );
 }
+
+#[test]
+fn the_profile_sets_the_default_level_and_the_command_line_overrides_it() {
+    let profile_debug = Run::new("hello").set(&["log_level=debug"]).boot();
+    assert_exit(&profile_debug, 0);
+    line_with(&profile_debug, &["DEBUG"]);
+    let silenced = Run::new("hello")
+        .set(&["log_level=debug"])
+        .kargs("log=off")
+        .boot();
+    assert_exit(&silenced, 0);
+    assert!(
+        !silenced.stdout.contains("DEBUG"),
+        "log=off wins over the profile:\n{}",
+        silenced.stdout
+    );
+}
