@@ -166,12 +166,13 @@ pub fn run_all(ws: &Workspace) -> Result<()> {
         .filter(|r| !r.1)
         .map(|r| r.0.as_str())
         .collect();
-    // The plain closing line CI reads: "N passed, N failed, N skipped".
-    println!(
-        "xtask test: {} passed, {} failed, {} skipped",
+    // The plain closing line CI reads, last: "tests: N passed, N failed, N skipped".
+    let closing = format!(
+        "tests: {} passed, {} failed, {} skipped",
         counts.passed, counts.failed, counts.ignored
     );
     if !failed.is_empty() {
+        println!("{closing}");
         bail!(
             "{} of {} test steps failed: {}",
             failed.len(),
@@ -180,6 +181,7 @@ pub fn run_all(ws: &Workspace) -> Result<()> {
         );
     }
     eprintln!("all {} test steps passed", results.len());
+    println!("{closing}");
     Ok(())
 }
 
