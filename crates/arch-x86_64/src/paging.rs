@@ -170,6 +170,23 @@ impl<M: TableMemory> Mapper<M> {
         Ok(table)
     }
 
+    /// True when nothing at all is mapped in the 2 MiB block that holds `virt` (its directory
+    /// entry is not present), so the block can take one large page.
+    fn large_block_free(&mut self, virt: u64) -> bool {
+        let mut table = self.root;
+        for level in (2..=4).rev() {
+            let entry = self.memory.table(table)[index(virt, level)];
+            if entry & PRESENT == 0 {
+                return true;
+            }
+            if level == 2 || entry & HUGE != 0 {
+                return false;
+            }
+            table = entry & ADDR_MASK;
+        }
+        false
+    }
+
     /// Where `virt` maps to, if anywhere.
     pub fn translate(&mut self, virt: u64) -> Option<Translation> {
         let mut table = self.root;
@@ -259,11 +276,12 @@ pub fn map_kernel<M: TableMemory>(
             let mut run = at;
             while run < stop && mapper.translate(run).is_none() {
                 let next_large = (run | (LARGE - 1)) + 1;
-                // Jump whole 2 MiB blocks when the block is unmapped at its first page and
-                // not touched by the image; otherwise step a page.
+                // Jump whole 2 MiB blocks when nothing in the block is mapped yet (not the
+                // image, not an earlier overlapping region); otherwise step a page.
                 run = if run.is_multiple_of(LARGE)
                     && next_large <= stop
                     && !overlaps_image(run, image)
+                    && mapper.large_block_free(run)
                 {
                     next_large
                 } else {
@@ -427,6 +445,32 @@ mod tests {
             small.map(0, 0, PAGE_SIZE, Access::ReadOnly),
             Err(PagingError::OutOfTables)
         );
+    }
+
+    #[test]
+    fn overlapping_regions_map_each_page_once() {
+        // An ACPI page inside a 2 MiB block of RAM, listed before the RAM (malformed, but
+        // firmware does such things): the RAM around it must not collide with it.
+        let mut map = MemoryMap::new();
+        map.push(MemoryRegion::new(
+            PhysAddr(0x60_1000),
+            0x1000,
+            MemoryKind::Acpi,
+        ))
+        .unwrap();
+        map.push(MemoryRegion::new(
+            PhysAddr(0x10_0000),
+            0xf0_0000,
+            MemoryKind::Ram,
+        ))
+        .unwrap();
+        let mut m = mapper(64);
+        map_kernel(&mut m, &IMAGE, &map).unwrap();
+        assert_eq!(m.translate(0x60_1000).unwrap().access, Access::ReadOnly);
+        assert_eq!(m.translate(0x60_0000).unwrap().access, Access::ReadWrite);
+        assert_eq!(m.translate(0x60_2000).unwrap().access, Access::ReadWrite);
+        assert_eq!(m.translate(0x60_2000).unwrap().page_size, PAGE_SIZE);
+        assert_eq!(m.translate(0x80_0000).unwrap().page_size, LARGE);
     }
 
     #[test]
