@@ -10,6 +10,7 @@ use xtask::bail;
 use xtask::bench;
 use xtask::error::{Context, Error, Result};
 use xtask::image::{self, CargoCommand};
+use xtask::profile::Profile;
 use xtask::qemu::{self, Accel, Machine, Outcome, QemuConfig};
 use xtask::setup;
 use xtask::size::{self, SizeReport};
@@ -214,9 +215,10 @@ enum BenchCmd {
     Memory(MemoryBenchArgs),
 }
 
+/// What a benchmark boots: an app built with a profile, on a QEMU machine.
 #[derive(Args, Debug)]
-struct MemoryBenchArgs {
-    /// App to measure (it must exit 0 when it works).
+struct BenchTarget {
+    /// App to measure (it must exit 0).
     #[arg(long, default_value = "hello")]
     app: String,
     #[command(flatten)]
@@ -225,15 +227,29 @@ struct MemoryBenchArgs {
     qemu: QemuArgs,
 }
 
+impl BenchTarget {
+    /// Loads and validates the profile, builds the app, and makes the QEMU configuration.
+    fn prepare(&self, ws: &Workspace) -> Result<(Profile, image::Image, QemuConfig)> {
+        let profile = ws.load_profile(&self.profile.profile, &self.profile.overrides())?;
+        ws.check_app(&self.app)?;
+        let qemu_bin = setup::ensure_qemu()?;
+        let app = image::build(ws, &self.app, &profile)?;
+        let mut cfg = QemuConfig::new(qemu_bin, app.elf.clone(), &profile);
+        self.qemu.apply(&mut cfg)?;
+        Ok((profile, app, cfg))
+    }
+}
+
+#[derive(Args, Debug)]
+struct MemoryBenchArgs {
+    #[command(flatten)]
+    target: BenchTarget,
+}
+
 #[derive(Args, Debug)]
 struct BootBenchArgs {
-    /// App to measure.
-    #[arg(long, default_value = "hello")]
-    app: String,
     #[command(flatten)]
-    profile: ProfileArgs,
-    #[command(flatten)]
-    qemu: QemuArgs,
+    target: BenchTarget,
     /// Boots of each image.
     #[arg(long, default_value_t = 21)]
     runs: usize,
@@ -311,8 +327,7 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         (None, None) => bail!("name an app (a directory under apps/) or --image FILE"),
     };
     // Below the image's own end QEMU cannot even load it and the guest hangs silently.
-    let bytes = std::fs::read(&elf).context(format!("reading {}", elf.display()))?;
-    let end = strip::load_end(&bytes).context(elf.display())?;
+    let end = image_end(&elf)?;
     if profile.settings.memory <= end {
         bail!(
             "memory = {} bytes is too small: the image alone ends at {:#x} ({} KiB); \
@@ -414,15 +429,16 @@ fn size_cmd(ws: &Workspace, args: SizeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One past the highest physical byte the image at `path` loads.
+fn image_end(path: &std::path::Path) -> Result<u64> {
+    let bytes = std::fs::read(path).context(format!("reading {}", path.display()))?;
+    strip::load_end(&bytes).context(path.display())
+}
+
 fn bench_memory(ws: &Workspace, args: MemoryBenchArgs) -> Result<ExitCode> {
-    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
-    ws.check_app(&args.app)?;
-    let qemu_bin = setup::ensure_qemu()?;
-    let app = image::build(ws, &args.app, &profile)?;
-    let bytes = std::fs::read(&app.elf).context(format!("reading {}", app.elf.display()))?;
-    let end = strip::load_end(&bytes).context(app.elf.display())?;
-    let mut cfg = QemuConfig::new(qemu_bin, app.elf.clone(), &profile);
-    args.qemu.apply(&mut cfg)?;
+    let args = args.target;
+    let (profile, app, cfg) = args.prepare(ws)?;
+    let end = image_end(&app.elf)?;
     let timeout = args
         .qemu
         .timeout(Some(Duration::from_secs(20)))?
@@ -467,19 +483,16 @@ fn bench_boot(ws: &Workspace, args: BootBenchArgs) -> Result<ExitCode> {
     if args.runs == 0 {
         return Err(Error::new("--runs must be at least 1"));
     }
-    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
-    ws.check_app(&args.app)?;
-    let qemu_bin = setup::ensure_qemu()?;
+    let runs = args.runs;
+    let args = args.target;
+    let (profile, app, cfg) = args.prepare(ws)?;
     let empty = image::build_empty_kernel(ws)?;
-    let app = image::build(ws, &args.app, &profile)?;
-    let mut cfg = QemuConfig::new(qemu_bin, app.elf.clone(), &profile);
-    args.qemu.apply(&mut cfg)?;
     let timeout = args
         .qemu
         .timeout(Some(qemu::DEFAULT_TIMEOUT))?
         .unwrap_or(qemu::DEFAULT_TIMEOUT);
     eprintln!("bench: {}", cfg.shell_line());
-    let result = bench::boot_bench(&cfg, &empty, &app, args.runs, timeout)?;
+    let result = bench::boot_bench(&cfg, &empty, &app, runs, timeout)?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let stats = |v: &[Duration]| {
         let min = v.iter().min().copied().unwrap_or_default();
@@ -497,7 +510,7 @@ fn bench_boot(ws: &Workspace, args: BootBenchArgs) -> Result<ExitCode> {
         profile.tag(),
         cfg.effective_machine().name(),
         cfg.accel.name(),
-        args.runs
+        runs
     );
     println!("  {:<14} {}", "empty kernel", stats(&result.empty));
     println!("  {:<14} {}", args.app, stats(&result.app));

@@ -17,6 +17,10 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+// The fakes use `std`; outside tests the crate is `no_std`, so it is named here once.
+#[cfg(all(not(test), feature = "test-utils"))]
+extern crate std;
+
 pub mod acpi;
 mod boot;
 mod memory;
@@ -76,8 +80,6 @@ pub mod status {
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake {
     //! Fakes for host tests.
-    #[allow(unused_extern_crates)] // needed when built with `test-utils` outside tests
-    extern crate std;
     use std::{sync::Mutex, vec::Vec};
 
     /// A console that records everything written to it.

@@ -55,9 +55,6 @@ pub struct FakeMemory {
 }
 
 #[cfg(any(test, feature = "test-utils"))]
-extern crate std;
-
-#[cfg(any(test, feature = "test-utils"))]
 impl FakeMemory {
     /// `size` zero bytes at `base`.
     pub fn new(base: u64, size: usize) -> Self {
