@@ -1,27 +1,49 @@
-//! The heap interface: what an allocator implementation gives the kernel.
+//! The allocator interfaces: the heap an implementation gives the kernel, the statistics the
+//! kernel keeps around it, and page-granular memory (frames) carved from it.
 //!
-//! The composition root wraps the selected implementation into the image's one
-//! `#[global_allocator]`, hands it the heap region once at boot ([`Heap::init`]) and reports its
-//! [`HeapStats`] to apps and in out-of-memory panics.
+//! - [`Heap`] is what an allocator crate implements (`alloc-bump`, `alloc-buddy`,
+//!   `alloc-talc`). The composition root wraps the selected one into the image's one
+//!   `#[global_allocator]`, gives it every free RAM region at boot ([`Heap::add_region`]), and
+//!   turns a failed allocation into a clear panic.
+//! - [`Counted`] keeps the same [`HeapStats`] around every implementation (bytes in use, peak,
+//!   allocation and free counts, footprint), so the figures compare across allocators.
+//! - [`FrameAllocator`] hands out page-granular, page-aligned memory (thread stacks, DMA
+//!   buffers, Xen grant pages, page tables); [`Counted`] implements it over any heap.
 //!
 //! # Cargo features
-//! None.
+//! - `testkit`: [`testkit`], the randomized model-based checks every implementation's host tests
+//!   run (alignment, no overlap, `realloc` keeps content, freed memory is reusable). Host only.
 #![cfg_attr(not(test), no_std)]
+
+mod counters;
+mod frames;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use counters::Counted;
+pub use frames::{FRAME_SIZE, FrameAllocator, Frames};
 
 use core::alloc::GlobalAlloc;
 use core::fmt;
 
-/// Heap statistics.
+/// Heap statistics, the same for every implementation (kept by [`Counted`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
-    /// Bytes the heap manages.
+    /// Bytes the heap was given.
     pub total: usize,
-    /// Bytes in live allocations (for `bump`: bytes handed out and not reclaimed).
+    /// Bytes in live allocations, as requested (for `bump`, freed bytes count as free here even
+    /// though only the last block is reclaimed: see `footprint`).
     pub used: usize,
     /// Highest `used` seen.
     pub peak: usize,
-    /// Successful allocations so far.
+    /// Successful allocations so far (a `realloc` counts as one allocation and one free).
     pub allocations: u64,
+    /// Frees so far.
+    pub frees: u64,
+    /// Bytes from the start of the lowest region to the end of the highest block ever handed
+    /// out: how much of the heap the workload touched. `footprint / peak` is the fragmentation
+    /// figure the allocator benchmark reports (1.0 is perfect packing).
+    pub footprint: usize,
     /// Largest block that could be allocated now, where the implementation can tell.
     pub largest_free: Option<usize>,
 }
@@ -30,8 +52,8 @@ impl fmt::Display for HeapStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "total {} B, used {} B, peak {} B, {} allocations",
-            self.total, self.used, self.peak, self.allocations
+            "total {} B, used {} B, peak {} B, {} allocations, {} frees, footprint {} B",
+            self.total, self.used, self.peak, self.allocations, self.frees, self.footprint
         )?;
         if let Some(l) = self.largest_free {
             write!(f, ", largest free block {l} B")?;
@@ -42,18 +64,26 @@ impl fmt::Display for HeapStats {
 
 /// A heap allocator.
 ///
-/// Contract: before [`Heap::init`], every allocation fails (returns null). Allocations MUST
-/// honour size and alignment, MUST NOT overlap live blocks, and MUST stay inside the region given
-/// to `init`. A failed allocation returns null (the kernel turns that into a clear panic).
+/// Contract for implementations: before the first [`Heap::add_region`], every allocation fails
+/// (returns null). Allocations MUST honour size and alignment, MUST NOT overlap live blocks, and
+/// MUST lie inside regions given to `add_region`. A failed allocation returns null (the kernel
+/// turns that into a clear panic). `realloc` keeps the first `min(old, new)` bytes. Freeing a
+/// block makes its memory available again, except where the implementation documents otherwise
+/// (`bump`).
 pub trait Heap: GlobalAlloc + Sync {
-    /// Gives the heap the memory `[start, start + size)`.
+    /// Gives the heap the memory `[start, start + size)`, and returns how many bytes of it the
+    /// heap took (an implementation may take only part of it, or nothing: `bump` uses one
+    /// region). Regions never overlap; the kernel adds them before the first allocation.
     ///
     /// # Safety
-    /// Called at most once. The region must be RAM, mapped read-write, used by nothing else, and
-    /// stay so for as long as the heap is used.
-    unsafe fn init(&self, start: usize, size: usize);
-    /// Current statistics.
-    fn stats(&self) -> HeapStats;
+    /// The region must be RAM, mapped read-write, used by nothing else, and stay so for as long
+    /// as the heap is used.
+    unsafe fn add_region(&self, start: usize, size: usize) -> usize;
+
+    /// The largest block that could be allocated now, where the implementation can tell cheaply.
+    fn largest_free(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// The `none` allocator: a heap with no memory that refuses every allocation. Profiles without
@@ -77,9 +107,8 @@ unsafe impl GlobalAlloc for NoHeap {
 }
 
 impl Heap for NoHeap {
-    unsafe fn init(&self, _start: usize, _size: usize) {}
-    fn stats(&self) -> HeapStats {
-        HeapStats::default()
+    unsafe fn add_region(&self, _start: usize, _size: usize) -> usize {
+        0
     }
 }
 
@@ -90,11 +119,29 @@ mod tests {
     #[test]
     fn no_heap_refuses_everything() {
         let h = NoHeap::new();
-        // SAFETY: init with no memory, then a valid layout; null is the expected answer.
+        // SAFETY: no memory is taken; then a valid layout, and null is the expected answer.
         unsafe {
-            h.init(0x1000, 0x1000);
+            assert_eq!(h.add_region(0x1000, 0x1000), 0);
             assert!(h.alloc(core::alloc::Layout::new::<u64>()).is_null());
         }
-        assert_eq!(h.stats(), HeapStats::default());
+        assert_eq!(h.largest_free(), None);
+    }
+
+    #[test]
+    fn stats_display_names_every_figure() {
+        let s = HeapStats {
+            total: 4096,
+            used: 100,
+            peak: 200,
+            allocations: 3,
+            frees: 2,
+            footprint: 256,
+            largest_free: Some(3000),
+        };
+        assert_eq!(
+            s.to_string(),
+            "total 4096 B, used 100 B, peak 200 B, 3 allocations, 2 frees, footprint 256 B, \
+             largest free block 3000 B"
+        );
     }
 }

@@ -75,16 +75,17 @@ extern "C" fn __stardust_start(start_info_paddr: u64) -> ! {
     };
     mark(5);
 
-    let heap = init_heap(&mut free);
+    let (heap, regions) = init_heap(&mut free);
     mark(6);
     log::debug!(
-        "{} KiB RAM, image {:?} ({} KiB), page tables {} KiB, heap {:?} ({} KiB), {} KiB left",
+        "{} KiB RAM, image {:?} ({} KiB), page tables {} KiB, heap {} KiB in {} regions, {} KiB \
+         left",
         boot.memory.total_ram() >> 10,
         image,
         image.len() >> 10,
         tables >> 10,
-        heap,
-        heap.len() >> 10,
+        heap >> 10,
+        regions,
         free.total() >> 10,
     );
 
@@ -122,26 +123,51 @@ fn parse_cmdline(boot: &'static BootInfo) -> KernelArgs<'static> {
         .unwrap_or_else(|e| fail(status::BAD_CONFIG, format_args!("bad command line: {e}")))
 }
 
-fn init_heap(free: &mut FreeMemory) -> Range {
+/// Gives the heap every free region, largest first, up to the profile's `heap_size` cap (0 = all
+/// of them). Returns the bytes the heap took and from how many regions.
+fn init_heap(free: &mut FreeMemory) -> (u64, usize) {
     if !crate::select::HAS_HEAP {
-        return Range::default();
+        return (0, 0);
     }
-    let Some(region) = free.take_largest(config::HEAP_SIZE) else {
+    let mut left = match config::HEAP_SIZE {
+        0 => u64::MAX,
+        cap => cap,
+    };
+    let (mut taken, mut regions) = (0, 0);
+    while left >= platform::PAGE_SIZE {
+        let Some(region) = free.take_largest(left) else {
+            break;
+        };
+        left -= region.len();
+        // SAFETY: the region was taken out of the free memory (RAM from the memory map, minus
+        // the image, modules and page tables), so nothing else uses it, and the kernel's page
+        // tables map all RAM read-write. Regions taken from `free` never overlap.
+        let took = unsafe {
+            HEAP.counted()
+                .add_region(region.start as usize, region.len() as usize)
+        };
+        if took > 0 {
+            taken += took as u64;
+            regions += 1;
+        }
+    }
+    if taken == 0 {
         fail(
             status::BAD_CONFIG,
             format_args!("no free memory left for the heap"),
         );
-    };
-    // SAFETY: the region was taken out of the free memory (RAM from the memory map, minus the
-    // image, modules and page tables), so nothing else uses it, and the kernel's page tables
-    // map all RAM read-write. This runs once, at boot.
-    unsafe { HEAP.init(region) };
-    region
+    }
+    (taken, regions)
 }
 
 /// Heap statistics, when the image has a heap.
 pub fn heap_stats() -> Option<heap::HeapStats> {
     crate::select::HAS_HEAP.then(|| HEAP.stats())
+}
+
+/// The page-frame allocator: page-aligned blocks of the heap (none without an allocator).
+pub fn frames() -> &'static impl heap::FrameAllocator {
+    HEAP.counted()
 }
 
 fn print_bootchart() {
@@ -184,6 +210,16 @@ pub fn args() -> impl Iterator<Item = &'static str> + Clone {
         .expect("boot information is set before the app runs");
     // Checked at boot (parse_cmdline): it is UTF-8 here.
     console::app_args(boot.cmdline.as_str().unwrap_or(""))
+}
+
+/// The CPU's cycle counter (the TSC): a raw, monotonic count for timing code.
+pub fn cycles() -> u64 {
+    tsc::now()
+}
+
+/// How fast [`cycles`] counts, where the platform can tell.
+pub fn cycles_per_second() -> Option<u64> {
+    SelectedPlatform::tsc_frequency()
 }
 
 /// Writes formatted text to the console.

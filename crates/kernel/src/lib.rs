@@ -26,4 +26,4 @@ mod config {
 mod boot;
 
 #[cfg(target_os = "none")]
-pub use boot::{args, exit, heap_stats, print};
+pub use boot::{args, cycles, cycles_per_second, exit, frames, heap_stats, print};

@@ -14,12 +14,28 @@ compile_error!(
 );
 #[cfg(all(feature = "console-serial", feature = "console-debugcon"))]
 compile_error!("two consoles selected: enable exactly one of console-serial, console-debugcon");
-#[cfg(not(any(feature = "allocator-none", feature = "allocator-bump")))]
+#[cfg(not(any(
+    feature = "allocator-none",
+    feature = "allocator-bump",
+    feature = "allocator-buddy",
+    feature = "allocator-talc"
+)))]
 compile_error!(
-    "no allocator selected: enable one of stardust/allocator-none, stardust/allocator-bump"
+    "no allocator selected: enable one of stardust/allocator-none, stardust/allocator-bump, \
+     stardust/allocator-buddy, stardust/allocator-talc"
 );
-#[cfg(all(feature = "allocator-none", feature = "allocator-bump"))]
-compile_error!("two allocators selected: enable exactly one of allocator-none, allocator-bump");
+#[cfg(any(
+    all(feature = "allocator-none", feature = "allocator-bump"),
+    all(feature = "allocator-none", feature = "allocator-buddy"),
+    all(feature = "allocator-none", feature = "allocator-talc"),
+    all(feature = "allocator-bump", feature = "allocator-buddy"),
+    all(feature = "allocator-bump", feature = "allocator-talc"),
+    all(feature = "allocator-buddy", feature = "allocator-talc"),
+))]
+compile_error!(
+    "two allocators selected: enable exactly one of allocator-none, allocator-bump, \
+     allocator-buddy, allocator-talc"
+);
 #[cfg(not(feature = "scheduler-none"))]
 compile_error!("no scheduler selected: enable stardust/scheduler-none");
 
@@ -41,6 +57,10 @@ pub static CONSOLE: &SelectedConsole = &platform_kvm::DEBUG_PORT;
 /// which is the image's `#[global_allocator]` when the profile has an allocator.
 #[cfg(feature = "allocator-bump")]
 pub type SelectedHeap = alloc_bump::Bump;
+#[cfg(feature = "allocator-buddy")]
+pub type SelectedHeap = alloc_buddy::Buddy;
+#[cfg(feature = "allocator-talc")]
+pub type SelectedHeap = alloc_talc::Talc;
 #[cfg(feature = "allocator-none")]
 pub type SelectedHeap = heap::NoHeap;
 

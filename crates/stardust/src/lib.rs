@@ -21,13 +21,13 @@
 //!
 //! # Cargo features
 //! One per profile slot value (`platform-kvm`, `console-serial`, `console-debugcon`,
-//! `allocator-none`, `allocator-bump`, `scheduler-none`); xtask enables exactly one per slot
-//! from the profile. With `allocator-none` there is no heap and [`alloc`] must not be used.
+//! `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`, `scheduler-none`);
+//! xtask enables exactly one per slot from the profile. With `allocator-none` there is no heap and [`alloc`] must not be used.
 #![no_std]
 
 #[cfg(not(feature = "allocator-none"))]
 pub extern crate alloc;
-pub use heap::HeapStats;
+pub use heap::{FRAME_SIZE, FrameAllocator, Frames, HeapStats};
 pub use log;
 pub use stardust_macros::main;
 
@@ -41,9 +41,27 @@ pub fn exit(code: impl Into<ExitCode>) -> ! {
     kernel::exit(code.into().0)
 }
 
-/// Heap statistics, or `None` when the profile has no allocator.
+/// Heap statistics (bytes in use, peak, allocation and free counts, footprint), or `None` when
+/// the profile has no allocator.
 pub fn heap_stats() -> Option<HeapStats> {
     kernel::heap_stats()
+}
+
+/// The CPU's cycle counter: raw and monotonic, for timing code (benchmarks). The scheduler
+/// issue brings clocks and sleeping.
+pub fn cycles() -> u64 {
+    kernel::cycles()
+}
+
+/// How fast [`cycles`] counts, in Hz, where the platform can tell (calibrated at boot).
+pub fn cycles_per_second() -> Option<u64> {
+    kernel::cycles_per_second()
+}
+
+/// The page-frame allocator: page-aligned, page-granular memory taken from the heap (stacks,
+/// DMA buffers). It returns `None` when memory runs out (and always without an allocator).
+pub fn frames() -> &'static impl FrameAllocator {
+    kernel::frames()
 }
 
 #[doc(hidden)]

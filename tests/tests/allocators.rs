@@ -1,0 +1,111 @@
+//! Every allocator, in the guest: `apps/allocstress` passes with the same checksum on each,
+//! exhausting the heap ends in the out-of-memory panic, and an image holds only the allocator
+//! its profile selects.
+
+use stardust_tests::{Boot, Run, assert_exit, image_with, line_with};
+use std::sync::OnceLock;
+
+const ALLOCATORS: [&str; 3] = ["bump", "buddy", "talc"];
+
+fn set(allocator: &str) -> &'static [&'static str] {
+    match allocator {
+        "bump" => &["allocator=bump"],
+        "buddy" => &["allocator=buddy"],
+        "talc" => &["allocator=talc"],
+        other => panic!("unknown allocator {other}"),
+    }
+}
+
+/// Runs the stress test and returns its checksum line's checksum.
+fn stress(allocator: &str) -> String {
+    let boot = Run::new("allocstress").set(set(allocator)).boot();
+    assert_exit(&boot, 0);
+    line_with(&boot, &["allocstress: ok"]);
+    line_with(&boot, &["allocstress: heap: ", "used 0 B"]);
+    let line = line_with(&boot, &["allocstress: ", "checksum 0x"]);
+    line.rsplit(' ').next().expect("a checksum").to_string()
+}
+
+/// The reference checksum: talc's.
+fn reference() -> &'static str {
+    static SUM: OnceLock<String> = OnceLock::new();
+    SUM.get_or_init(|| stress("talc"))
+}
+
+#[test]
+fn stress_passes_on_talc() {
+    assert!(reference().starts_with("0x"));
+}
+
+#[test]
+fn stress_passes_on_buddy_with_talcs_checksum() {
+    assert_eq!(stress("buddy"), reference());
+}
+
+#[test]
+fn stress_passes_on_bump_with_talcs_checksum() {
+    assert_eq!(stress("bump"), reference());
+}
+
+fn oom(allocator: &str) -> Boot {
+    let sets: &[&str] = match allocator {
+        "bump" => &["allocator=bump", "memory=8M"],
+        "buddy" => &["allocator=buddy", "memory=8M"],
+        _ => &["allocator=talc", "memory=8M"],
+    };
+    Run::new("allocstress").set(sets).args(&["oom"]).boot()
+}
+
+#[test]
+fn exhausting_the_heap_panics_with_the_request_and_the_stats() {
+    for allocator in ALLOCATORS {
+        let boot = oom(allocator);
+        assert_exit(&boot, 101);
+        let line = line_with(
+            &boot,
+            &[
+                "PANIC: ",
+                "out of memory: allocation of 1048576 bytes (alignment 1) failed; heap: total ",
+            ],
+        );
+        assert!(
+            line.contains(" used ") && line.contains(" peak "),
+            "{allocator}: {line}"
+        );
+    }
+}
+
+#[test]
+fn an_image_holds_only_the_selected_allocator() {
+    let crates_of = |allocator: &str| -> Vec<String> {
+        let (_, image) = image_with("allocstress", "default", set(allocator));
+        let elf = std::fs::read(image.elf.with_extension("debug")).expect("the .debug image");
+        let symbols = xtask::size::sized_symbols(&elf).expect("symbols");
+        xtask::size::crate_sizes(&symbols)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    };
+    // Each allocator's crates (its code may be inlined into its wrapper crate, so one of them
+    // is enough to name it).
+    let crates_by_allocator = [
+        ("bump", &["alloc_bump"][..]),
+        ("buddy", &["alloc_buddy", "buddy_system_allocator"][..]),
+        ("talc", &["alloc_talc", "talc"][..]),
+    ];
+    for (allocator, own) in crates_by_allocator {
+        let crates = crates_of(allocator);
+        assert!(
+            own.iter().any(|name| crates.iter().any(|c| c == name)),
+            "{allocator}: none of {own:?} in the size breakdown {crates:?}"
+        );
+        for (other, theirs) in crates_by_allocator.iter().filter(|(o, _)| *o != allocator) {
+            for name in *theirs {
+                assert!(
+                    !crates.iter().any(|c| c == name),
+                    "{allocator}: {other}'s crate {name} is in the image: {crates:?}"
+                );
+            }
+        }
+    }
+}
