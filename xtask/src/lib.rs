@@ -14,12 +14,15 @@
 //!
 //! Modules: [`profile`] (profile files, `--set`, validation), [`image`] (the plain cargo
 //! command, copy and [`strip`]), [`qemu`] (command line, exit status, timeout), [`size`]
-//! (per-crate breakdown), [`bench`], [`testcmd`], [`setup`] (target and QEMU installation).
+//! (per-crate breakdown), [`bench`], [`testcmd`], [`setup`] (target and QEMU installation),
+//! [`xenlab`] (the Xen lab: run batches of guests on real Xen), [`xenlab_build`] (`xen-lab build`)
+//! and [`gen_xen_sys`] (regenerates the Xen bindings).
 //!
 //! Cargo features: none.
 
 pub mod bench;
 pub mod error;
+pub mod gen_xen_sys;
 pub mod image;
 pub mod profile;
 pub mod qemu;
@@ -28,6 +31,8 @@ pub mod size;
 pub mod strip;
 pub mod testcmd;
 pub mod workspace;
+pub mod xenlab;
+pub mod xenlab_build;
 
 pub use error::{Error, Result};
 

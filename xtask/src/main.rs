@@ -18,6 +18,9 @@ use xtask::strip;
 use xtask::testcmd;
 use xtask::workspace::{Workspace, display_path};
 
+#[path = "xenlab_cli.rs"]
+mod xenlab_cli;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cargo xtask",
@@ -46,6 +49,21 @@ enum Cmd {
     },
     /// Install what is missing: the x86_64-unknown-none target, QEMU.
     Setup,
+    /// The Xen lab: real Xen 4.17 + Debian dom0 in QEMU (TCG) that runs guests with `xl create`.
+    XenLab {
+        #[command(subcommand)]
+        cmd: xenlab_cli::XenLabCmd,
+    },
+    /// Regenerate platform-xen/xen-sys/src/bindings.rs from the Xen public headers (needs the
+    /// `bindgen` command and libclang; only this command does).
+    GenXenSys {
+        /// The directory holding xen/xen.h.
+        #[arg(long, default_value = "/usr/include")]
+        include: PathBuf,
+        /// Only check that the committed bindings are what the headers give.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -280,6 +298,10 @@ fn dispatch(ws: &Workspace, cmd: Cmd) -> Result<ExitCode> {
             bench: BenchCmd::Memory(args),
         } => bench_memory(ws, args),
         Cmd::Setup => setup::setup_all(ws).map(|()| ExitCode::SUCCESS),
+        Cmd::XenLab { cmd } => xenlab_cli::dispatch(cmd),
+        Cmd::GenXenSys { include, check } => {
+            xtask::gen_xen_sys::generate(ws, &include, check).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -40,7 +40,8 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
         })
 }
 
-fn is_root() -> bool {
+/// Is this process root (effective uid 0)?
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("Uid:"))
