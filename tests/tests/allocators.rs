@@ -109,3 +109,33 @@ fn an_image_holds_only_the_selected_allocator() {
         }
     }
 }
+
+/// The heap's `total` figure from the stress test's statistics line.
+fn heap_total(boot: &Boot) -> u64 {
+    let line = line_with(boot, &["allocstress: heap: total "]);
+    line["allocstress: heap: total ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no total in {line:?}"))
+}
+
+#[test]
+fn the_heap_gets_all_free_ram_unless_capped() {
+    let all = Run::new("allocstress")
+        .set(&["allocator=talc", "memory=64M"])
+        .boot();
+    assert_exit(&all, 0);
+    let total = heap_total(&all);
+    // 64 MiB of RAM less the low 1 MiB, the image (with its stack) and the page tables.
+    assert!(
+        (60 << 20..64 << 20).contains(&total),
+        "heap of {total} B with 64 MiB of RAM"
+    );
+
+    let capped = Run::new("allocstress")
+        .set(&["allocator=talc", "memory=64M", "heap_size=4M"])
+        .boot();
+    assert_exit(&capped, 0);
+    assert_eq!(heap_total(&capped), 4 << 20);
+}

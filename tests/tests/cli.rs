@@ -103,14 +103,17 @@ fn size_fails_over_budget_and_passes_within() {
 #[test]
 fn bad_input_exits_non_zero_with_the_choices() {
     for (args, needle) in [
-        (&["build", "nope"][..], "valid apps: faults, hello"),
+        (
+            &["build", "nope"][..],
+            "valid apps: allocstress, faults, hello",
+        ),
         (
             &["build", "hello", "--profile", "nope"][..],
             "valid profiles: default, minimal",
         ),
         (
-            &["build", "hello", "--set", "allocator=talc"][..],
-            "valid choices: none, bump",
+            &["build", "hello", "--set", "allocator=jemalloc"][..],
+            "valid choices: none, bump, buddy, talc",
         ),
         (&["build", "hello", "--set", "bogus=1"][..], "valid keys"),
         (&["run", "hello", "--machine", "pc99"][..], "q35"),
@@ -140,22 +143,6 @@ fn run_boots_a_given_image_without_naming_an_app() {
         "{}",
         text(&run.stdout)
     );
-}
-
-#[test]
-fn bench_memory_finds_a_minimum_between_the_image_and_the_profile() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let out = xtask(&["bench", "memory", "--profile", "minimal"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let report = text(&out.stdout);
-    let kib: u64 = report
-        .split("boots with -m ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no minimum in {report:?}"));
-    // Above the image itself (it ends past 1 MiB), at most the profile's memory (16M).
-    assert!(kib > 1024 && kib <= 16 * 1024, "{report}");
 }
 
 #[test]
