@@ -183,7 +183,12 @@ pub fn generate(ws: &Workspace, include: &Path, check: bool) -> Result<()> {
     let target = dir.join("src").join("bindings.rs");
     if check {
         let old = std::fs::read_to_string(&target).unwrap_or_default();
-        if old != text {
+        let fresh = std::env::temp_dir().join(format!("xen-sys-{}.rs", std::process::id()));
+        std::fs::write(&fresh, &text).context("writing a temporary file")?;
+        rustfmt(&fresh);
+        let new = std::fs::read_to_string(&fresh).unwrap_or_default();
+        let _ = std::fs::remove_file(&fresh);
+        if old != new {
             bail!(
                 "{} is not what `cargo xtask gen-xen-sys` generates now",
                 target.display()
@@ -193,11 +198,7 @@ pub fn generate(ws: &Workspace, include: &Path, check: bool) -> Result<()> {
         return Ok(());
     }
     std::fs::write(&target, &text).with_context(|| format!("writing {}", target.display()))?;
-    // rustfmt keeps the committed file stable whatever bindgen's own formatting was.
-    let _ = Command::new("rustfmt")
-        .args(["--edition", "2024"])
-        .arg(&target)
-        .status();
+    rustfmt(&target);
     eprintln!(
         "gen-xen-sys: wrote {} ({} lines)",
         target.display(),
@@ -206,4 +207,12 @@ pub fn generate(ws: &Workspace, include: &Path, check: bool) -> Result<()> {
             .unwrap_or(0)
     );
     Ok(())
+}
+
+/// rustfmt keeps the committed file stable whatever bindgen's own formatting was.
+fn rustfmt(file: &Path) {
+    let _ = Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .arg(file)
+        .status();
 }

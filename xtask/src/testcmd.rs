@@ -1,7 +1,8 @@
 //! `cargo xtask test`: host unit tests of every host-testable package, then the whole-image
 //! tests (`cargo test -p stardust-tests`), with a summary.
 //!
-//! Host-testable packages are `xtask` plus every package under `crates/` (and `platform-*/`)
+//! Host-testable packages are `xtask` plus every package under `crates/` (and `platform-*/`,
+//! and the crates inside a `platform-*/` directory)
 //! whose `src/lib.rs` says `#![cfg_attr(not(test), no_std)]`: discovered, not listed here.
 
 use std::path::Path;
@@ -47,11 +48,22 @@ pub fn host_test_packages(ws: &Workspace) -> Result<Vec<String>> {
         dirs.extend(entries.flatten().map(|e| e.path()));
     }
     if let Ok(entries) = std::fs::read_dir(&ws.root) {
-        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("platform-"))
-        }));
+        let platforms: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("platform-"))
+            })
+            .collect();
+        // and the crates inside a platform directory (platform-xen/xen-sys, ...)
+        for p in &platforms {
+            if let Ok(inner) = std::fs::read_dir(p) {
+                dirs.extend(inner.flatten().map(|e| e.path()).filter(|d| d.is_dir()));
+            }
+        }
+        dirs.extend(platforms);
     }
     let mut found: Vec<String> = dirs
         .iter()
