@@ -1,196 +1,405 @@
-//! `cargo xtask bench boot`: boot time as a ratio to the empty PVH kernel; `cargo xtask bench
-//! memory`: the smallest guest memory with which an image still boots and exits 0.
+//! `cargo xtask bench [size|boot|memory|all]`: the regression benches of every profile, checked
+//! against the budgets in each profile's `[budgets]` table.
 //!
-//! The empty kernel (benches/empty-kernel) and the app image are booted alternately with the
-//! same QEMU command line except `-kernel`, and the wall time from spawning QEMU to its exit is
-//! compared as medians; the ratio is what the profile's `boot_ratio` budget bounds. One more
-//! boot with `bootchart` on the kernel command line shows the guest-side TSC timestamps.
+//! - [`size`]: stripped image bytes per profile and app, per crate, with the change against
+//!   benches/baseline.json ([`baseline`]; rewritten only by `--save-baseline`).
+//! - [`boot`]: QEMU spawn to the app's first line and to exit, as a ratio to the empty PVH kernel
+//!   booted with the same command line, interleaved; plus the guest's boot chart ([`bootchart`]).
+//! - [`memory`]: the smallest `-m` that still boots, by binary search.
+//! - [`xen`]: the same on Xen, skipped until there is a Xen platform.
+//!
+//! Results go to stdout as Markdown ([`report`]), to `target/bench/` as SVG charts ([`svg`]) and
+//! `report.md`, and with `--json FILE` as JSON; progress goes to stderr. Every figure is checked
+//! against its budget ([`budget`]); `--check` turns a violation into a failure.
 
+pub mod baseline;
+pub mod boot;
+pub mod bootchart;
+pub mod budget;
+pub mod memory;
+pub mod report;
+pub mod size;
+pub mod stats;
+pub mod svg;
+pub mod xen;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::bail;
-use crate::error::Result;
-use crate::image::Image;
-use crate::qemu::{self, Outcome, QemuConfig};
+use crate::error::{Context, Error, Result};
+use crate::image::{self, Image};
+use crate::profile::Profile;
+use crate::qemu::{self, Accel, Machine, QemuConfig};
+use crate::setup;
+use crate::strip;
+use crate::workspace::{Workspace, display_path};
 
-/// Median of a non-empty sample.
-pub fn median(samples: &[Duration]) -> Duration {
-    let mut s = samples.to_vec();
-    s.sort();
-    match s.len() {
-        0 => Duration::ZERO,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2,
-    }
+pub use report::Report;
+
+/// One of the benches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bench {
+    /// Image size.
+    Size,
+    /// Boot time.
+    Boot,
+    /// Minimum memory.
+    Memory,
 }
 
-/// The measurements of one `bench boot`.
+/// The app every profile is measured with when no `--app` is given.
+pub const DEFAULT_APP: &str = "hello";
+
+/// What to run, and how.
 #[derive(Debug, Clone)]
-pub struct BootBench {
-    /// Wall times of the empty kernel.
-    pub empty: Vec<Duration>,
-    /// Wall times of the app.
-    pub app: Vec<Duration>,
-    /// `bootchart:` lines of the extra run.
-    pub bootchart: Vec<String>,
+pub struct Options {
+    /// Benches to run (any order, duplicates ignored); they run as size, boot, memory.
+    pub benches: Vec<Bench>,
+    /// Profiles (empty: every `profiles/*.toml`).
+    pub profiles: Vec<String>,
+    /// Apps (empty: [`DEFAULT_APP`]).
+    pub apps: Vec<String>,
+    /// `--set KEY=VALUE` overrides, applied to every profile.
+    pub overrides: Vec<String>,
+    /// Boots of each kernel in the boot bench.
+    pub runs: usize,
+    /// QEMU accelerator.
+    pub accel: Accel,
+    /// QEMU machine.
+    pub machine: Machine,
+    /// Time limit of one boot (default: 60 s for the boot bench, 20 s per memory probe).
+    pub timeout: Option<Duration>,
+    /// Also write the report as JSON here.
+    pub json: Option<PathBuf>,
+    /// Fail when a figure is over budget (or has none).
+    pub check: bool,
+    /// Rewrite benches/baseline.json with the sizes measured.
+    pub save_baseline: bool,
 }
 
-impl BootBench {
-    /// Median app time over median empty-kernel time.
-    pub fn ratio(&self) -> f64 {
-        median(&self.app).as_secs_f64() / median(&self.empty).as_secs_f64().max(1e-9)
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            benches: vec![Bench::Size, Bench::Boot, Bench::Memory],
+            profiles: Vec::new(),
+            apps: Vec::new(),
+            overrides: Vec::new(),
+            runs: boot::DEFAULT_RUNS,
+            accel: Accel::Tcg,
+            machine: Machine::Q35,
+            timeout: None,
+            json: None,
+            check: false,
+            save_baseline: false,
+        }
     }
 }
 
-fn expect_success(what: &str, boot: &qemu::Boot) -> Result<()> {
-    if boot.outcome != Outcome::Guest(0) {
-        bail!(
-            "{what} did not exit with status 0: {}\n--- console ---\n{}--- qemu stderr ---\n{}",
-            boot.outcome.message(),
-            boot.stdout,
-            boot.stderr
+/// A progress line on stderr.
+fn progress(msg: impl std::fmt::Display) {
+    eprintln!("bench: {msg}");
+}
+
+/// Images built in this run, by (profile tag, app), so later benches do not rebuild.
+#[derive(Default)]
+struct Images(HashMap<(String, String), Image>);
+
+impl Images {
+    fn get(&mut self, ws: &Workspace, app: &str, profile: &Profile) -> Result<Image> {
+        let key = (profile.tag(), app.to_string());
+        if let Some(image) = self.0.get(&key) {
+            return Ok(image.clone());
+        }
+        let image = image::build(ws, app, profile)?;
+        self.0.insert(key, image.clone());
+        Ok(image)
+    }
+}
+
+/// Validates `opts` and loads the profiles, before anything slow starts.
+fn prepare(ws: &Workspace, opts: &Options) -> Result<(Vec<Profile>, Vec<String>)> {
+    if opts.benches.is_empty() {
+        bail!("no bench selected (size, boot, memory or all)");
+    }
+    if opts.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if opts.save_baseline {
+        if !opts.benches.contains(&Bench::Size) {
+            bail!(
+                "--save-baseline saves image sizes: run it with the size bench (`cargo xtask bench size --save-baseline`)"
+            );
+        }
+        if !opts.overrides.is_empty() {
+            bail!("--save-baseline records the profiles as profiles/ defines them; drop --set");
+        }
+    }
+    let names = if opts.profiles.is_empty() {
+        ws.profile_names()?
+    } else {
+        let mut seen = Vec::new();
+        for p in &opts.profiles {
+            if !seen.contains(p) {
+                seen.push(p.clone());
+            }
+        }
+        seen
+    };
+    if names.is_empty() {
+        bail!("no profiles found (profiles/*.toml)");
+    }
+    let profiles = names
+        .iter()
+        .map(|p| ws.load_profile(p, &opts.overrides))
+        .collect::<Result<Vec<_>>>()?;
+    let apps = if opts.apps.is_empty() {
+        vec![DEFAULT_APP.to_string()]
+    } else {
+        let mut apps = opts.apps.clone();
+        apps.dedup();
+        apps
+    };
+    for app in &apps {
+        ws.check_app(app)?;
+    }
+    Ok((profiles, apps))
+}
+
+/// Runs the benches, prints the report, writes charts, JSON and (when asked) the baseline.
+/// Fails when a measurement failed, or with `check` when a figure violates its budget.
+pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
+    let (profiles, apps) = prepare(ws, opts)?;
+    let mut benches = opts.benches.clone();
+    benches.sort();
+    benches.dedup();
+    let mut report = Report {
+        rustc: baseline::rustc_version(&ws.root),
+        ..Report::default()
+    };
+    let mut images = Images::default();
+    let pairs: Vec<(&Profile, &String)> = profiles
+        .iter()
+        .flat_map(|p| apps.iter().map(move |a| (p, a)))
+        .collect();
+    let baseline_path = ws.root.join(baseline::PATH);
+    let saved = baseline::Baseline::load(&baseline_path)?;
+    report.baseline_rustc = saved.as_ref().and_then(|b| b.rustc.clone());
+
+    if benches.contains(&Bench::Size) {
+        for (i, (profile, app)) in pairs.iter().enumerate() {
+            progress(format_args!(
+                "size {}/{}: {app} [{}]",
+                i + 1,
+                pairs.len(),
+                profile.tag()
+            ));
+            let image = images.get(ws, app, profile)?;
+            let debug = std::fs::read(&image.debug)
+                .with_context(|| format!("reading {}", image.debug.display()))?;
+            let sized = crate::size::SizeReport::new(
+                app,
+                &profile.tag(),
+                image.elf.clone(),
+                image.bytes,
+                profile.budgets.image_bytes,
+                &debug,
+            )?;
+            let base = saved.as_ref().and_then(|b| b.find(&profile.tag(), app));
+            report.size.push(size::SizeResult::new(&sized, base));
+        }
+    }
+
+    let needs_qemu = benches.contains(&Bench::Boot) || benches.contains(&Bench::Memory);
+    let xen = if needs_qemu {
+        xen::availability(ws)
+    } else {
+        Ok(())
+    };
+    let qemu_bin = if needs_qemu {
+        Some(setup::ensure_qemu()?)
+    } else {
+        None
+    };
+    let config = |profile: &Profile, image: &Image| -> QemuConfig {
+        let mut cfg = QemuConfig::new(
+            qemu_bin.clone().unwrap_or_default(),
+            image.elf.clone(),
+            profile,
+        );
+        cfg.accel = opts.accel;
+        cfg.machine = opts.machine;
+        cfg
+    };
+
+    if benches.contains(&Bench::Boot) {
+        let empty = image::build_empty_kernel(ws)?;
+        let timeout = opts.timeout.unwrap_or(qemu::DEFAULT_TIMEOUT);
+        for (i, (profile, app)) in pairs.iter().enumerate() {
+            let image = images.get(ws, app, profile)?;
+            let cfg = config(profile, &image);
+            let step = format!("boot {}/{}: {app} [{}]", i + 1, pairs.len(), profile.tag());
+            progress(format_args!("{step}: {}", cfg.shell_line()));
+            let runs = opts.runs;
+            let measured = boot::measure(
+                &cfg,
+                &empty.elf,
+                &image.elf,
+                app,
+                runs,
+                timeout,
+                |run, e, a| {
+                    progress(format_args!(
+                        "{step}: run {}/{runs}: empty {:.1} ms, {app} {:.1} ms (first line {})",
+                        run + 1,
+                        e.elapsed.as_secs_f64() * 1e3,
+                        a.elapsed.as_secs_f64() * 1e3,
+                        boot::first_app_line_ms(a).map_or("none".into(), |t| format!("{t:.1} ms"))
+                    ))
+                },
+            );
+            match measured {
+                Ok((samples, bootchart)) => {
+                    let (empty_t, image_t, first, exit, pairs) = samples.summarize();
+                    report.boot.push(boot::BootResult {
+                        profile: profile.tag(),
+                        app: app.to_string(),
+                        machine: cfg.effective_machine().name().into(),
+                        accel: cfg.accel.name().into(),
+                        command: cfg.shell_line(),
+                        empty: empty_t,
+                        image: image_t,
+                        ratio_first_line: first,
+                        ratio_exit: exit,
+                        pair_ratios: pairs,
+                        budget: profile.budgets.boot_ratio,
+                        bootchart,
+                    });
+                }
+                Err(e) => {
+                    progress(format_args!("{step}: FAILED: {e}"));
+                    report
+                        .errors
+                        .push(format!("boot [{}] {app}: {e}", profile.tag()));
+                }
+            }
+        }
+        if let Err(reason) = &xen {
+            let note = xen::skipped("boot", reason);
+            progress(note.line());
+            report.xen.push(note);
+        }
+    }
+
+    if benches.contains(&Bench::Memory) {
+        let timeout = opts.timeout.unwrap_or(memory::PROBE_TIMEOUT);
+        for (i, (profile, app)) in pairs.iter().enumerate() {
+            let image = images.get(ws, app, profile)?;
+            let cfg = config(profile, &image);
+            let end = image_end(&image.elf)?;
+            let step = format!(
+                "memory {}/{}: {app} [{}]",
+                i + 1,
+                pairs.len(),
+                profile.tag()
+            );
+            let (found, probes) = memory::min_memory(&cfg, end, timeout, |m, outcome| {
+                progress(format_args!(
+                    "{step}: -m {} KiB: {}",
+                    m / 1024,
+                    match outcome {
+                        qemu::Outcome::Guest(0) => "ok".to_string(),
+                        other => other.message(),
+                    }
+                ))
+            })?;
+            if found.is_none() {
+                report.errors.push(format!(
+                    "memory [{}] {app}: does not boot even with memory = {} KiB (the profile's setting)",
+                    profile.tag(),
+                    cfg.memory / 1024
+                ));
+            }
+            report.memory.push(memory::MemoryResult {
+                profile: profile.tag(),
+                app: app.to_string(),
+                machine: cfg.effective_machine().name().into(),
+                accel: cfg.accel.name().into(),
+                min_memory: found,
+                image_end: end,
+                ceiling: cfg.memory,
+                step: memory::STEP,
+                probes,
+                budget: profile.budgets.min_memory,
+            });
+        }
+        if let Err(reason) = &xen {
+            let note = xen::skipped("memory", reason);
+            progress(note.line());
+            report.xen.push(note);
+        }
+    }
+
+    report.violations = budget::check(&report.size, &report.boot, &report.memory);
+    let markdown = report.markdown(opts.check);
+    print!("{markdown}");
+    write_outputs(ws, opts, &report, &markdown)?;
+    if opts.save_baseline {
+        let mut b = saved.unwrap_or_default();
+        b.update(&report.size, &ws.profile_names()?, report.rustc.clone());
+        std::fs::write(&baseline_path, b.to_json())
+            .with_context(|| format!("writing {}", baseline_path.display()))?;
+        progress(format_args!("baseline saved to {}", baseline::PATH));
+    }
+
+    let mut failures: Vec<String> = report.errors.clone();
+    if opts.check {
+        failures.extend(
+            report
+                .violations
+                .iter()
+                .map(|v| format!("over budget: {v}")),
         );
     }
+    match failures.len() {
+        0 => Ok(report),
+        1 => Err(Error::new(failures.remove(0))),
+        n => Err(Error::new(format!(
+            "{n} bench failures:\n  {}",
+            failures.join("\n  ")
+        ))),
+    }
+}
+
+/// Writes `target/bench/{report.md,size.svg,boot.svg}` and the `--json` file.
+fn write_outputs(ws: &Workspace, opts: &Options, report: &Report, markdown: &str) -> Result<()> {
+    let dir = ws.target_dir().join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = vec![("report.md", markdown.to_string())];
+    if !report.size.is_empty() {
+        files.push(("size.svg", svg::size_chart(&report.size)));
+    }
+    if !report.boot.is_empty() {
+        files.push(("boot.svg", svg::boot_chart(&report.boot)));
+    }
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        written.push(display_path(&path));
+    }
+    if let Some(path) = &opts.json {
+        std::fs::write(path, report.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+        written.push(display_path(path));
+    }
+    progress(format_args!("wrote {}", written.join(", ")));
     Ok(())
 }
 
-/// Boots `empty` and `app` alternately `runs` times each with `cfg` (whose `-kernel` is
-/// replaced), then once more with `bootchart`.
-pub fn boot_bench(
-    cfg: &QemuConfig,
-    empty: &Image,
-    app: &Image,
-    runs: usize,
-    timeout: Duration,
-) -> Result<BootBench> {
-    let mut result = BootBench {
-        empty: Vec::new(),
-        app: Vec::new(),
-        bootchart: Vec::new(),
-    };
-    let mut empty_cfg = cfg.clone();
-    empty_cfg.kernel = empty.elf.clone();
-    let mut app_cfg = cfg.clone();
-    app_cfg.kernel = app.elf.clone();
-    for i in 0..runs {
-        let e = qemu::boot(&empty_cfg, true, Some(timeout))?;
-        expect_success("the empty kernel", &e)?;
-        let a = qemu::boot(&app_cfg, true, Some(timeout))?;
-        expect_success(&app.app, &a)?;
-        eprintln!(
-            "bench: run {}/{runs}: empty {:6.1} ms  {} {:6.1} ms",
-            i + 1,
-            e.elapsed.as_secs_f64() * 1e3,
-            app.app,
-            a.elapsed.as_secs_f64() * 1e3
-        );
-        result.empty.push(e.elapsed);
-        result.app.push(a.elapsed);
-    }
-    let mut chart_cfg = app_cfg.clone();
-    chart_cfg.kargs = format!("{} bootchart", cfg.kargs).trim().to_string();
-    let chart = qemu::boot(&chart_cfg, true, Some(timeout))?;
-    expect_success(&format!("{} with bootchart", app.app), &chart)?;
-    result.bootchart = chart
-        .lines()
-        .filter(|l| l.starts_with("bootchart:"))
-        .map(str::to_string)
-        .collect();
-    Ok(result)
-}
-
-/// Granularity of the minimum-memory search.
-pub const MEMORY_STEP: u64 = 64 * 1024;
-
-/// The smallest multiple of `step` in `(low, high]` for which `works` holds, assuming it holds
-/// at `high` and is monotonic (more memory never hurts); `None` when it fails at `high`.
-/// Probes O(log((high - low) / step)) values.
-pub fn smallest_working(
-    low: u64,
-    high: u64,
-    step: u64,
-    mut works: impl FnMut(u64) -> Result<bool>,
-) -> Result<Option<u64>> {
-    let high = high / step * step;
-    if !works(high)? {
-        return Ok(None);
-    }
-    // Invariant: `bad` fails (or is below anything bootable), `good` works.
-    let mut bad = low / step;
-    let mut good = high / step;
-    while good - bad > 1 {
-        let mid = bad + (good - bad) / 2;
-        if works(mid * step)? {
-            good = mid;
-        } else {
-            bad = mid;
-        }
-    }
-    Ok(Some(good * step))
-}
-
-/// Finds the smallest `-m` (a multiple of [`MEMORY_STEP`] above the image's own end) with which
-/// `cfg` boots and the guest exits 0.
-pub fn min_memory(cfg: &QemuConfig, image_end: u64, timeout: Duration) -> Result<Option<u64>> {
-    smallest_working(image_end, cfg.memory, MEMORY_STEP, |memory| {
-        let mut probe = cfg.clone();
-        probe.memory = memory;
-        let boot = qemu::boot(&probe, true, Some(timeout))?;
-        let ok = boot.outcome == Outcome::Guest(0);
-        eprintln!(
-            "bench: -m {} KiB: {}",
-            memory / 1024,
-            if ok {
-                "ok".to_string()
-            } else {
-                boot.outcome.message()
-            }
-        );
-        Ok(ok)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smallest_working_finds_the_threshold_in_few_probes() {
-        for threshold in [1_300_000u64, 2 << 20, 5_000_000, 64 << 20] {
-            let mut probes = 0;
-            let found = smallest_working(1 << 20, 64 << 20, MEMORY_STEP, |m| {
-                probes += 1;
-                Ok(m >= threshold)
-            })
-            .unwrap();
-            let expect = threshold.div_ceil(MEMORY_STEP) * MEMORY_STEP;
-            assert_eq!(found, Some(expect), "threshold {threshold}");
-            assert!(probes <= 12, "{probes} probes");
-        }
-        // Fails even at the top: None, after one probe.
-        let mut probes = 0;
-        let none = smallest_working(1 << 20, 64 << 20, MEMORY_STEP, |_| {
-            probes += 1;
-            Ok(false)
-        });
-        assert_eq!((none.unwrap(), probes), (None, 1));
-    }
-
-    #[test]
-    fn medians() {
-        let ms = |v: &[u64]| {
-            v.iter()
-                .map(|m| Duration::from_millis(*m))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(median(&ms(&[3, 1, 2])), Duration::from_millis(2));
-        assert_eq!(median(&ms(&[4, 1, 3, 2])), Duration::from_micros(2500));
-        assert_eq!(median(&[]), Duration::ZERO);
-        let b = BootBench {
-            empty: ms(&[100, 90, 110]),
-            app: ms(&[120, 99, 130]),
-            bootchart: vec![],
-        };
-        assert!((b.ratio() - 1.2).abs() < 1e-9);
-    }
+/// One past the highest physical byte the image at `path` loads.
+pub fn image_end(path: &std::path::Path) -> Result<u64> {
+    let bytes = std::fs::read(path).context(format!("reading {}", path.display()))?;
+    strip::load_end(&bytes).context(path.display())
 }

@@ -8,13 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use xtask::bail;
 use xtask::bench;
-use xtask::error::{Context, Error, Result};
+use xtask::error::{Error, Result};
 use xtask::image::{self, CargoCommand};
-use xtask::profile::Profile;
 use xtask::qemu::{self, Accel, Machine, Outcome, QemuConfig};
 use xtask::setup;
 use xtask::size::{self, SizeReport};
-use xtask::strip;
 use xtask::testcmd;
 use xtask::workspace::{Workspace, display_path};
 
@@ -42,11 +40,8 @@ enum Cmd {
     Test,
     /// Stripped image size per profile, with a per-crate breakdown; fails over budget.
     Size(SizeArgs),
-    /// Benchmarks.
-    Bench {
-        #[command(subcommand)]
-        bench: BenchCmd,
-    },
+    /// Regression benches of every profile (size, boot time, minimum memory) against budgets.
+    Bench(BenchArgs),
     /// Install what is missing: the x86_64-unknown-none target, QEMU.
     Setup,
     /// The Xen lab: real Xen 4.17 + Debian dom0 in QEMU (TCG) that runs guests with `xl create`.
@@ -147,7 +142,14 @@ struct QemuArgs {
 
 impl QemuArgs {
     fn apply(&self, cfg: &mut QemuConfig) -> Result<()> {
-        cfg.accel = match self.accel {
+        (cfg.accel, cfg.machine) = self.resolve()?;
+        Ok(())
+    }
+
+    /// The accelerator and machine asked for (saying which `auto` picked and why, and when q35
+    /// falls back to microvm).
+    fn resolve(&self) -> Result<(Accel, Machine)> {
+        let accel = match self.accel {
             AccelArg::Auto => {
                 let (accel, why) = qemu::auto_accel();
                 eprintln!(
@@ -162,17 +164,17 @@ impl QemuArgs {
                 Accel::Kvm
             }
         };
-        cfg.machine = match self.machine {
+        let machine = match self.machine {
             MachineArg::Q35 => Machine::Q35,
             MachineArg::Microvm => Machine::Microvm,
         };
-        if cfg.machine == Machine::Q35 && cfg.effective_machine() == Machine::Microvm {
+        if machine == Machine::Q35 && qemu::qboot_rom().is_none() {
             eprintln!(
                 "xtask: {} not found: using the microvm machine",
                 qemu::QBOOT_PATHS[0]
             );
         }
-        Ok(())
+        Ok((accel, machine))
     }
 
     fn timeout(&self, default: Option<Duration>) -> Result<Option<Duration>> {
@@ -225,52 +227,81 @@ struct SizeArgs {
     json: bool,
 }
 
-#[derive(Subcommand, Debug)]
-enum BenchCmd {
-    /// Boot time of an app as a ratio to the empty PVH kernel (same QEMU command line).
-    Boot(BootBenchArgs),
-    /// The smallest guest memory (-m) with which an app still boots and exits 0.
-    Memory(MemoryBenchArgs),
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BenchWhich {
+    /// Stripped image bytes per profile and app, per crate, against benches/baseline.json.
+    Size,
+    /// QEMU start to first line and to exit, as a ratio to the empty PVH kernel; boot chart.
+    Boot,
+    /// The smallest -m that still boots (binary search).
+    Memory,
+    /// size, boot and memory.
+    All,
 }
 
-/// What a benchmark boots: an app built with a profile, on a QEMU machine.
 #[derive(Args, Debug)]
-struct BenchTarget {
-    /// App to measure (it must exit 0).
-    #[arg(long, default_value = "hello")]
-    app: String,
-    #[command(flatten)]
-    profile: ProfileArgs,
+struct BenchArgs {
+    /// Which benches (default: all).
+    #[arg(value_enum)]
+    which: Vec<BenchWhich>,
+    /// Profile(s) to measure (repeatable; default: every profiles/*.toml).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    profiles: Vec<String>,
+    /// App(s) to measure with each profile (repeatable; default: hello). Budgets apply to each.
+    #[arg(long = "app", value_name = "APP")]
+    apps: Vec<String>,
+    /// Override a profile key (repeatable), applied to every profile.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Boots of each kernel (the app and the empty kernel) in the boot bench.
+    #[arg(long, default_value_t = xtask::bench::boot::DEFAULT_RUNS)]
+    runs: usize,
     #[command(flatten)]
     qemu: QemuArgs,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Fail when a figure is over its profile's budget (or the profile has none for it).
+    #[arg(long)]
+    check: bool,
+    /// Write the measured sizes to benches/baseline.json (the size bench only).
+    #[arg(long)]
+    save_baseline: bool,
 }
 
-impl BenchTarget {
-    /// Loads and validates the profile, builds the app, and makes the QEMU configuration.
-    fn prepare(&self, ws: &Workspace) -> Result<(Profile, image::Image, QemuConfig)> {
-        let profile = ws.load_profile(&self.profile.profile, &self.profile.overrides())?;
-        ws.check_app(&self.app)?;
-        let qemu_bin = setup::ensure_qemu()?;
-        let app = image::build(ws, &self.app, &profile)?;
-        let mut cfg = QemuConfig::new(qemu_bin, app.elf.clone(), &profile);
-        self.qemu.apply(&mut cfg)?;
-        Ok((profile, app, cfg))
+fn bench_cmd(ws: &Workspace, args: BenchArgs) -> Result<ExitCode> {
+    let mut which = args.which.clone();
+    if which.is_empty() || which.contains(&BenchWhich::All) {
+        which = vec![BenchWhich::Size, BenchWhich::Boot, BenchWhich::Memory];
     }
-}
-
-#[derive(Args, Debug)]
-struct MemoryBenchArgs {
-    #[command(flatten)]
-    target: BenchTarget,
-}
-
-#[derive(Args, Debug)]
-struct BootBenchArgs {
-    #[command(flatten)]
-    target: BenchTarget,
-    /// Boots of each image.
-    #[arg(long, default_value_t = 21)]
-    runs: usize,
+    let benches: Vec<bench::Bench> = which
+        .iter()
+        .map(|w| match w {
+            BenchWhich::Size => bench::Bench::Size,
+            BenchWhich::Boot => bench::Bench::Boot,
+            _ => bench::Bench::Memory,
+        })
+        .collect();
+    let needs_qemu = benches.iter().any(|b| *b != bench::Bench::Size);
+    let (accel, machine) = if needs_qemu {
+        args.qemu.resolve()?
+    } else {
+        (Accel::Tcg, Machine::Q35)
+    };
+    let opts = bench::Options {
+        benches,
+        profiles: args.profiles,
+        apps: args.apps,
+        overrides: args.set,
+        runs: args.runs,
+        accel,
+        machine,
+        timeout: args.qemu.timeout(None)?,
+        json: args.json,
+        check: args.check,
+        save_baseline: args.save_baseline,
+    };
+    bench::run(ws, &opts).map(|_| ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -291,12 +322,7 @@ fn dispatch(ws: &Workspace, cmd: Cmd) -> Result<ExitCode> {
         Cmd::Run(args) => run(ws, args),
         Cmd::Test => testcmd::run_all(ws).map(|()| ExitCode::SUCCESS),
         Cmd::Size(args) => size_cmd(ws, args),
-        Cmd::Bench {
-            bench: BenchCmd::Boot(args),
-        } => bench_boot(ws, args),
-        Cmd::Bench {
-            bench: BenchCmd::Memory(args),
-        } => bench_memory(ws, args),
+        Cmd::Bench(args) => bench_cmd(ws, args),
         Cmd::Setup => setup::setup_all(ws).map(|()| ExitCode::SUCCESS),
         Cmd::XenLab { cmd } => xenlab_cli::dispatch(cmd),
         Cmd::GenXenSys { include, check } => {
@@ -349,7 +375,7 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         (None, None) => bail!("name an app (a directory under apps/) or --image FILE"),
     };
     // Below the image's own end QEMU cannot even load it and the guest hangs silently.
-    let end = image_end(&elf)?;
+    let end = bench::image_end(&elf)?;
     if profile.settings.memory <= end {
         bail!(
             "memory = {} bytes is too small: the image alone ends at {:#x} ({} KiB); \
@@ -446,115 +472,6 @@ fn size_cmd(ws: &Workspace, args: SizeArgs) -> Result<ExitCode> {
         return Err(Error::new(format!(
             "image size over budget: {}",
             over.join("; ")
-        )));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// One past the highest physical byte the image at `path` loads.
-fn image_end(path: &std::path::Path) -> Result<u64> {
-    let bytes = std::fs::read(path).context(format!("reading {}", path.display()))?;
-    strip::load_end(&bytes).context(path.display())
-}
-
-fn bench_memory(ws: &Workspace, args: MemoryBenchArgs) -> Result<ExitCode> {
-    let args = args.target;
-    let (profile, app, cfg) = args.prepare(ws)?;
-    let end = image_end(&app.elf)?;
-    let timeout = args
-        .qemu
-        .timeout(Some(Duration::from_secs(20)))?
-        .unwrap_or(qemu::DEFAULT_TIMEOUT);
-    let found = bench::min_memory(&cfg, end, timeout)?;
-    let Some(min) = found else {
-        bail!(
-            "{} [{}] does not boot even with memory = {} KiB (the profile's setting)",
-            args.app,
-            profile.tag(),
-            profile.settings.memory / 1024
-        );
-    };
-    let verdict = match profile.budgets.min_memory {
-        Some(b) if min > b => format!("budget {} KiB: OVER BUDGET", b / 1024),
-        Some(b) => format!("budget {} KiB: ok", b / 1024),
-        None => "no min_memory budget".to_string(),
-    };
-    println!(
-        "bench memory: {} [{}], {}, {}: boots with -m {} KiB and up ({} KiB steps; the image ends at {} KiB) ({verdict})",
-        args.app,
-        profile.tag(),
-        cfg.effective_machine().name(),
-        cfg.accel.name(),
-        min / 1024,
-        bench::MEMORY_STEP / 1024,
-        end.div_ceil(1024)
-    );
-    if let Some(b) = profile.budgets.min_memory
-        && min > b
-    {
-        bail!(
-            "minimum memory {} KiB exceeds the profile's min_memory budget {} KiB",
-            min / 1024,
-            b / 1024
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn bench_boot(ws: &Workspace, args: BootBenchArgs) -> Result<ExitCode> {
-    if args.runs == 0 {
-        return Err(Error::new("--runs must be at least 1"));
-    }
-    let runs = args.runs;
-    let args = args.target;
-    let (profile, app, cfg) = args.prepare(ws)?;
-    let empty = image::build_empty_kernel(ws)?;
-    let timeout = args
-        .qemu
-        .timeout(Some(qemu::DEFAULT_TIMEOUT))?
-        .unwrap_or(qemu::DEFAULT_TIMEOUT);
-    eprintln!("bench: {}", cfg.shell_line());
-    let result = bench::boot_bench(&cfg, &empty, &app, runs, timeout)?;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let stats = |v: &[Duration]| {
-        let min = v.iter().min().copied().unwrap_or_default();
-        let max = v.iter().max().copied().unwrap_or_default();
-        format!(
-            "median {:7.1} ms  (min {:.1}, max {:.1})",
-            ms(bench::median(v)),
-            ms(min),
-            ms(max)
-        )
-    };
-    println!(
-        "bench boot: {} [{}], {}, {}, {} runs each, alternating, QEMU spawn to exit",
-        args.app,
-        profile.tag(),
-        cfg.effective_machine().name(),
-        cfg.accel.name(),
-        runs
-    );
-    println!("  {:<14} {}", "empty kernel", stats(&result.empty));
-    println!("  {:<14} {}", args.app, stats(&result.app));
-    let ratio = result.ratio();
-    let verdict = match profile.budgets.boot_ratio {
-        Some(b) if ratio > b => format!("budget {b:.2}: OVER BUDGET"),
-        Some(b) => format!("budget {b:.2}: ok"),
-        None => "no boot_ratio budget".to_string(),
-    };
-    println!("  ratio {}/empty: {ratio:.3} ({verdict})", args.app);
-    println!("bootchart (one more boot with `bootchart` on the kernel command line):");
-    if result.bootchart.is_empty() {
-        println!("  (no `bootchart:` lines in the guest output)");
-    }
-    for line in &result.bootchart {
-        println!("  {line}");
-    }
-    if let Some(b) = profile.budgets.boot_ratio
-        && ratio > b
-    {
-        return Err(Error::new(format!(
-            "boot time ratio {ratio:.3} exceeds the profile's boot_ratio budget {b:.2}"
         )));
     }
     Ok(ExitCode::SUCCESS)

@@ -477,8 +477,14 @@ fn validate(
     const TABLES: &[&str] = &["slots", "settings", "budgets"];
     for key in table.keys() {
         if !TOP_KEYS.contains(&key.as_str()) && !TABLES.contains(&key.as_str()) {
+            let hint = match key.as_str() {
+                "budget" => " (did you mean [budgets]?)",
+                "slot" => " (did you mean [slots]?)",
+                "setting" => " (did you mean [settings]?)",
+                _ => "",
+            };
             bail!(
-                "profile `{name}`: unknown top-level key `{key}`; valid: {}, [slots], [settings], [budgets]",
+                "profile `{name}`: unknown top-level key `{key}`{hint}; valid: {}, [slots], [settings], [budgets]",
                 TOP_KEYS.join(", ")
             );
         }
@@ -583,13 +589,19 @@ fn validate(
 
     let budgets_table = sub_table(name, table, "budgets")?;
     check_keys(name, budgets_table, "budgets", BUDGET_KEYS)?;
+    let positive_size = |key: &str| -> Result<Option<u64>> {
+        let qualified = format!("budgets.{key}");
+        match get(budgets_table, key) {
+            None => Ok(None),
+            Some(v) => match c.size(key, &qualified, &v)? {
+                0 => Err(c.err(key, &qualified, "a budget of 0 bytes can never be met")),
+                n => Ok(Some(n)),
+            },
+        }
+    };
     let budgets = Budgets {
-        image_bytes: get(budgets_table, "image_bytes")
-            .map(|v| c.size("image_bytes", "budgets.image_bytes", &v))
-            .transpose()?,
-        min_memory: get(budgets_table, "min_memory")
-            .map(|v| c.size("min_memory", "budgets.min_memory", &v))
-            .transpose()?,
+        image_bytes: positive_size("image_bytes")?,
+        min_memory: positive_size("min_memory")?,
         boot_ratio: get(budgets_table, "boot_ratio")
             .map(|v| c.ratio("boot_ratio", "budgets.boot_ratio", &v))
             .transpose()?,
@@ -742,6 +754,17 @@ boot_ratio = 1.10
 
         let e = err(&DEFAULT.replace("boot_ratio", "boot_ms"), &[]);
         assert!(e.contains("unknown key `boot_ms` in [budgets]"), "{e}");
+        assert!(
+            e.contains("valid keys: image_bytes, min_memory, boot_ratio"),
+            "{e}"
+        );
+
+        // The issue text says `[budget]`; the table is `[budgets]`.
+        let e = err(&DEFAULT.replace("[budgets]", "[budget]"), &[]);
+        assert!(
+            e.contains("unknown top-level key `budget` (did you mean [budgets]?)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -790,6 +813,18 @@ boot_ratio = 1.10
         assert!(e.contains("multiple of 4096"), "{e}");
         let e = err(DEFAULT, &["stack_size=8K"]);
         assert!(e.contains("at least 16K"), "{e}");
+        let e = err(DEFAULT, &["image_bytes=0"]);
+        assert!(
+            e.contains("image_bytes (set on the command line): a budget of 0 bytes"),
+            "{e}"
+        );
+        let e = err(&DEFAULT.replace("\"4M\"", "\"4X\""), &[]);
+        assert!(e.contains("budgets.min_memory: bad size `4X`"), "{e}");
+        let e = err(&DEFAULT.replace("1.10", "-1.0"), &[]);
+        assert!(
+            e.contains("budgets.boot_ratio: expected a positive number"),
+            "{e}"
+        );
         let e = err(DEFAULT, &["boot_ratio=fast"]);
         assert!(
             e.contains("boot_ratio (set on the command line): expected a positive number"),

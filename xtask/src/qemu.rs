@@ -338,6 +338,9 @@ pub struct Boot {
     pub stderr: String,
     /// Wall time from spawning QEMU to seeing it exit.
     pub elapsed: Duration,
+    /// When captured: the wall time (from spawning QEMU) at which each console line's `\n`
+    /// arrived; entry `i` belongs to the `i`-th item of [`Boot::lines`].
+    pub line_times: Vec<Duration>,
 }
 
 impl Boot {
@@ -370,8 +373,17 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
     let stdout = child.stdout.take().map(|mut out| {
         thread::spawn(move || {
             let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
+            let mut times = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = out.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let at = start.elapsed();
+                times.extend(chunk[..n].iter().filter(|b| **b == b'\n').map(|_| at));
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            (String::from_utf8_lossy(&buf).into_owned(), times)
         })
     });
     let stderr = child.stderr.take().map(|err| {
@@ -405,7 +417,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
         }
         thread::sleep(Duration::from_micros(500));
     };
-    let stdout = stdout
+    let (stdout, line_times) = stdout
         .map(|t| t.join().unwrap_or_default())
         .unwrap_or_default();
     let stderr = stderr
@@ -420,6 +432,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
         stdout,
         stderr,
         elapsed,
+        line_times,
     })
 }
 

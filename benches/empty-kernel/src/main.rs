@@ -1,9 +1,12 @@
 //! The empty PVH kernel: the boot-time floor that `cargo xtask bench boot` compares images with.
 //!
 //! It is a PVH ELF (Xen ELF note `XEN_ELFNOTE_PHYS32_ENTRY`, linked at 1 MiB by the script that
-//! `build.rs` writes) whose 32-bit entry writes 0 to QEMU's `isa-debug-exit` port 0xf4, so QEMU
-//! exits at once with status 1 (= guest exit code 0). Without that device it halts forever with
-//! interrupts off. It touches no memory, needs no stack, and depends on no other crate.
+//! `build.rs` writes) whose 32-bit entry prints one line, `empty`, on both consoles a profile may
+//! use (COM1 at 0x3f8 and the debug port 0xe9; a port without a device ignores the write), then
+//! writes 0 to QEMU's `isa-debug-exit` port 0xf4, so QEMU exits at once with status 1 (= guest
+//! exit code 0). The line is the floor of the bench's "QEMU start to first line" figure. Without
+//! isa-debug-exit it halts forever with interrupts off. It touches no memory, needs no stack, and
+//! depends on no other crate.
 //!
 //! Build: `cargo build --release --target x86_64-unknown-none -p empty-kernel`.
 #![no_std]
@@ -16,6 +19,12 @@ core::arch::global_asm!(
     .code32
     .global pvh_start32
 pvh_start32:
+    .irp c, 'e', 'm', 'p', 't', 'y', '\n'
+    movb $\c, %al
+    outb %al, $0xe9
+    movw $0x3f8, %dx
+    outb %al, %dx
+    .endr
     xorl %eax, %eax
     outb %al, $0xf4
 1:  cli

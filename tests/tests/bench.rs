@@ -1,0 +1,170 @@
+//! `cargo xtask bench` end to end: a budget set too low makes `--check` fail naming the profile
+//! and the figure; every profile is measured by default; the boot and memory benches report
+//! their figures (never asserted against times: TCG boots are noisy) and the Xen skip line.
+
+use stardust_tests::workspace;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use xtask::bench::Report;
+
+/// The benches build into the shared target directory and write target/bench/: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&workspace().root)
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(args)
+        .output()
+        .expect("cargo runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("stardust-bench-{}-{name}.json", std::process::id()))
+}
+
+/// Runs `bench ARGS --json FILE`, asserts success, and reads the report back.
+fn bench_json(name: &str, args: &[&str]) -> (Report, String) {
+    let path = json_path(name);
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend(["--json", path.to_str().expect("UTF-8 temp path")]);
+    let out = xtask(&all);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    let report = Report::from_json(&std::fs::read_to_string(&path).expect("--json wrote it"))
+        .expect("a bench report");
+    let _ = std::fs::remove_file(&path);
+    (report, text(&out.stdout))
+}
+
+#[test]
+fn check_fails_naming_the_profile_and_figure_when_a_budget_is_too_low() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let args = [
+        "bench",
+        "size",
+        "--profile",
+        "minimal",
+        "--set",
+        "image_bytes=1000",
+    ];
+    let mut checked = args.to_vec();
+    checked.push("--check");
+    let out = xtask(&checked);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("profile `minimal+image_bytes-1000` (hello): image_bytes is")
+            && err.contains("over its budget of 1,000 bytes"),
+        "{err}"
+    );
+    // Without --check the same figure is reported, and the command succeeds.
+    let out = xtask(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    assert!(md.contains("| 1,000 |") && md.contains("**OVER**"), "{md}");
+    assert!(
+        md.contains("Reported only; `--check` makes these fail."),
+        "{md}"
+    );
+}
+
+#[test]
+fn size_check_passes_for_every_profile_and_draws_the_chart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (report, md) = bench_json("size", &["size", "--check"]);
+    let profiles = workspace().profile_names().expect("profiles/");
+    let measured: Vec<&str> = report.size.iter().map(|r| r.profile.as_str()).collect();
+    assert_eq!(measured, profiles, "every profile, in name order");
+    for r in &report.size {
+        assert!(r.image_bytes > 0 && r.budget.is_some(), "{r:?}");
+        let sum: i64 = r.crates.iter().map(|c| c.bytes).sum();
+        assert_eq!(sum, r.image_bytes as i64, "the crates add up to the image");
+        assert!(r.crates.iter().any(|c| c.name == "kernel"), "{r:?}");
+    }
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(md.contains("### Per crate"), "{md}");
+    let svg = workspace().target_dir().join("bench/size.svg");
+    let svg = std::fs::read_to_string(&svg).expect("size.svg written");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("minimal/hello"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn memory_finds_a_minimum_between_the_image_and_the_profile() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (report, md) = bench_json("memory", &["memory", "--profile", "minimal"]);
+    let [m] = &report.memory[..] else {
+        panic!("one result: {report:?}")
+    };
+    let min = m.min_memory.expect("boots with its own memory setting");
+    // Above the image itself (it ends past 1 MiB), at most the profile's memory (16M).
+    assert!(min > m.image_end && min <= 16 << 20, "{m:?}");
+    assert!(m.probes.iter().any(|(at, ok)| *at == min && *ok), "{m:?}");
+    assert!(md.contains("## Minimum memory"), "{md}");
+    assert!(md.contains("Xen memory"), "{md}");
+}
+
+#[test]
+fn boot_reports_ratios_first_lines_and_the_boot_chart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (report, md) = bench_json("boot", &["boot", "--profile", "minimal", "--runs", "2"]);
+    let [b] = &report.boot[..] else {
+        panic!("one result: {report:?}")
+    };
+    for t in [&b.image, &b.empty] {
+        assert_eq!(t.exit_ms.as_ref().map(|s| s.n), Some(2), "{b:?}");
+        assert_eq!(t.first_line_ms.as_ref().map(|s| s.n), Some(2), "{b:?}");
+    }
+    assert!(
+        b.ratio_exit.is_some() && b.ratio_first_line.is_some(),
+        "{b:?}"
+    );
+    let chart = b.bootchart.as_ref().expect("bootchart lines");
+    let names: Vec<&str> = chart.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"entry"), "{names:?}");
+    assert_eq!(names.last(), Some(&"main"), "{names:?}");
+    assert!(md.contains("### Guest boot chart"), "{md}");
+    assert!(
+        report
+            .xen
+            .iter()
+            .any(|n| n.bench == "boot" && n.status == "skipped"),
+        "{report:?}"
+    );
+    assert!(md.contains("skipped: no Xen platform yet"), "{md}");
+    let svg = workspace().target_dir().join("bench/boot.svg");
+    assert!(std::fs::read_to_string(svg).is_ok_and(|s| s.contains("minimal/hello")));
+}
+
+#[test]
+fn bad_bench_input_exits_non_zero_with_a_reason() {
+    for (args, needle) in [
+        (
+            &["bench", "speed"][..],
+            "possible values: size, boot, memory, all",
+        ),
+        (
+            &["bench", "size", "--profile", "nope"][..],
+            "valid profiles",
+        ),
+        (
+            &["bench", "size", "--save-baseline", "--set", "image_bytes=1"][..],
+            "drop --set",
+        ),
+        (&["bench", "boot", "--save-baseline"][..], "size bench"),
+        (&["bench", "boot", "--runs", "0"][..], "at least 1"),
+        (&["bench", "size", "--app", "nope"][..], "valid apps"),
+    ] {
+        let out = xtask(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = text(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
