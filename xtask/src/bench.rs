@@ -118,6 +118,17 @@ impl Images {
     }
 }
 
+/// `items` without repeats, in first-seen order.
+fn unique(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(i) {
+            out.push(i.clone());
+        }
+    }
+    out
+}
+
 /// Validates `opts` and loads the profiles, before anything slow starts.
 fn prepare(ws: &Workspace, opts: &Options) -> Result<(Vec<Profile>, Vec<String>)> {
     if opts.benches.is_empty() {
@@ -139,13 +150,7 @@ fn prepare(ws: &Workspace, opts: &Options) -> Result<(Vec<Profile>, Vec<String>)
     let names = if opts.profiles.is_empty() {
         ws.profile_names()?
     } else {
-        let mut seen = Vec::new();
-        for p in &opts.profiles {
-            if !seen.contains(p) {
-                seen.push(p.clone());
-            }
-        }
-        seen
+        unique(&opts.profiles)
     };
     if names.is_empty() {
         bail!("no profiles found (profiles/*.toml)");
@@ -157,9 +162,7 @@ fn prepare(ws: &Workspace, opts: &Options) -> Result<(Vec<Profile>, Vec<String>)
     let apps = if opts.apps.is_empty() {
         vec![DEFAULT_APP.to_string()]
     } else {
-        let mut apps = opts.apps.clone();
-        apps.dedup();
-        apps
+        unique(&opts.apps)
     };
     for app in &apps {
         ws.check_app(app)?;
@@ -402,4 +405,49 @@ fn write_outputs(ws: &Workspace, opts: &Options, report: &Report, markdown: &str
 pub fn image_end(path: &std::path::Path) -> Result<u64> {
     let bytes = std::fs::read(path).context(format!("reading {}", path.display()))?;
     strip::load_end(&bytes).context(path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_are_dropped_in_order() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(unique(&v(&["b", "a", "b", "c", "a"])), v(&["b", "a", "c"]));
+    }
+
+    #[test]
+    fn options_are_checked_before_anything_runs() {
+        let ws = Workspace::locate();
+        let err = |o: Options| prepare(&ws, &o).err().map(|e| e.to_string());
+        let e = err(Options {
+            runs: 0,
+            ..Options::default()
+        });
+        assert!(e.is_some_and(|e| e.contains("at least 1")));
+        let e = err(Options {
+            benches: vec![Bench::Boot],
+            save_baseline: true,
+            ..Options::default()
+        });
+        assert!(e.is_some_and(|e| e.contains("size bench")));
+        let e = err(Options {
+            benches: vec![Bench::Size],
+            save_baseline: true,
+            overrides: vec!["image_bytes=1".into()],
+            ..Options::default()
+        });
+        assert!(e.is_some_and(|e| e.contains("drop --set")));
+        let e = err(Options {
+            benches: vec![],
+            ..Options::default()
+        });
+        assert!(e.is_some_and(|e| e.contains("no bench selected")));
+        // Every profile, and hello, by default.
+        let (profiles, apps) = prepare(&ws, &Options::default()).expect("valid");
+        let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+        assert_eq!(names, ws.profile_names().expect("profiles/"));
+        assert_eq!(apps, [DEFAULT_APP]);
+    }
 }
