@@ -20,7 +20,7 @@
 use arch_x86_64::{cpu, tsc};
 use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, Ordering};
 use platform::acpi::{self, PowerOffRegister};
-use platform::{BootInfo, ConsoleDevice, DeviceMemory, PhysRead, Range};
+use platform::{BootInfo, ConsoleDevice, DeviceMemory, FreeMemory, Range};
 
 /// The KVM-class platform.
 #[derive(Debug)]
@@ -99,7 +99,27 @@ static ACPI_REGISTER: AtomicU64 = AtomicU64::new(0);
 static ACPI_VALUE: AtomicU16 = AtomicU16::new(0);
 
 impl platform::Platform for Kvm {
-    fn init(boot: &BootInfo, mem: &impl PhysRead) -> DeviceMemory {
+    type BootError = arch_x86_64::start_info::StartInfoError;
+    type MapError = arch_x86_64::paging::PagingError;
+
+    fn boot_info(raw: u64) -> Result<BootInfo, Self::BootError> {
+        arch_x86_64::start_info::parse(&arch_x86_64::BootMemory, raw)
+    }
+
+    fn init_cpu() {
+        cpu::init();
+    }
+
+    fn map_memory(
+        boot: &BootInfo,
+        free: &mut FreeMemory,
+        devices: &DeviceMemory,
+    ) -> Result<u64, Self::MapError> {
+        arch_x86_64::install_page_tables(free, &boot.memory, devices.ranges())
+    }
+
+    fn init(boot: &BootInfo) -> DeviceMemory {
+        let mem = &arch_x86_64::BootMemory;
         let mut devices = DeviceMemory::new();
         if qemu_debug_exit_present() {
             log::debug!("QEMU isa-debug-exit present: ACPI power-off not needed");

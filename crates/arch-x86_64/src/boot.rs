@@ -3,8 +3,9 @@
 use crate::paging::ImageLayout as Layout;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// TSC value read by the very first instructions of `pvh_start32`.
-static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
+/// TSC value read by the very first instructions of the entry code (`pvh_start32`, or a
+/// platform's own entry, which stores it here too).
+pub static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
 
 /// The TSC at the first instruction of the image.
 pub fn entry_tsc() -> u64 {
@@ -37,6 +38,9 @@ pub fn image_layout() -> Layout {
 // QEMU `-kernel`. The entry runs in 32-bit protected mode, paging off, with %ebx = physical
 // address of `hvm_start_info`. GDT and IDT are undefined there (Xen's CS selector is 0), so the
 // first thing after the timestamp is our own GDT.
+//
+// Only with the `pvh` feature: a Xen PV image has its own entry and must not carry this note.
+#[cfg(feature = "pvh")]
 core::arch::global_asm!(
     r#"
     .section .note.Xen, "a", @note
@@ -75,6 +79,8 @@ stardust_gdt_ptr:
     .section .text.boot, "ax", @progbits
     .code32
     .global pvh_start32
+    .global stardust_entry
+    .set stardust_entry, pvh_start32
 pvh_start32:
     cli
     cld

@@ -12,7 +12,8 @@
 //! the bare-metal target.
 //!
 //! # Cargo features
-//! None.
+//! - `pvh`: the PVH entry (`pvh_start32` with its `XEN_ELFNOTE_PHYS32_ENTRY` note and boot page
+//!   tables). Platforms that boot through PVH enable it; a Xen PV image has its own entry.
 #![cfg_attr(not(test), no_std)]
 
 pub mod paging;
@@ -26,4 +27,4 @@ pub mod cpu;
 pub mod tsc;
 
 #[cfg(target_os = "none")]
-pub use boot::{BootMemory, entry_tsc, image_layout, install_page_tables};
+pub use boot::{BootMemory, ENTRY_TSC, entry_tsc, image_layout, install_page_tables};

@@ -2,7 +2,7 @@
 
 use crate::config;
 use crate::select::{CONSOLE, HEAP, SelectedPlatform};
-use arch_x86_64::{cpu, start_info, tsc};
+use arch_x86_64::{cpu, tsc};
 use console::{KernelArgs, Logger, Writer};
 use core::fmt::{self, Write as _};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,15 +32,16 @@ unsafe extern "Rust" {
     fn __stardust_main() -> u8;
 }
 
-/// Called by the arch crate's PVH entry, in long mode on the boot stack.
+/// Called by the platform's entry code (the arch crate's PVH entry, or Xen PV's), in long mode on
+/// the boot stack, with what the boot protocol handed over (see `Platform::boot_info`).
 #[unsafe(no_mangle)]
-extern "C" fn __stardust_start(start_info_paddr: u64) -> ! {
+extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     CHART[0].store(arch_x86_64::entry_tsc(), Ordering::Relaxed);
     mark(1);
     platform::ConsoleDevice::init(CONSOLE);
     mark(2);
 
-    let boot = match start_info::parse(&arch_x86_64::BootMemory, start_info_paddr) {
+    let boot = match SelectedPlatform::boot_info(boot_raw) {
         Ok(info) => BOOT.call_once(|| info),
         Err(e) => fail(
             status::BAD_CONFIG,
@@ -51,10 +52,10 @@ extern "C" fn __stardust_start(start_info_paddr: u64) -> ! {
     log::set_max_level(args.log_level.unwrap_or(config::LOG_LEVEL));
     // The logger is set once, here, before anything logs; failure is impossible.
     let _ = log::set_logger(&LOGGER);
-    let devices = SelectedPlatform::init(boot, &arch_x86_64::BootMemory);
+    let devices = SelectedPlatform::init(boot);
     mark(3);
 
-    cpu::init();
+    SelectedPlatform::init_cpu();
     mark(4);
 
     let mut free = match FreeMemory::from_map(&boot.memory, 1 << 20) {
@@ -69,7 +70,7 @@ extern "C" fn __stardust_start(start_info_paddr: u64) -> ! {
     if let Err(e) = reserved {
         fail(status::BAD_CONFIG, format_args!("memory map: {e}"));
     }
-    let tables = match arch_x86_64::install_page_tables(&mut free, &boot.memory, devices.ranges()) {
+    let tables = match SelectedPlatform::map_memory(boot, &mut free, &devices) {
         Ok(bytes) => bytes,
         Err(e) => fail(status::BAD_CONFIG, format_args!("page tables: {e}")),
     };

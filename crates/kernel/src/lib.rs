@@ -6,12 +6,14 @@
 //!
 //! Boot sequence (each step is a bootchart phase, printed with `bootchart` on the command line):
 //! `entry` (first instruction, 32-bit) -> `rust` (long mode, boot stack) -> `console` ->
-//! `boot-info` (start info copied, command line checked) -> `cpu` (GDT, TSS, IDT) -> `paging`
-//! (W^X tables, guard page) -> `heap` -> `main` (the application).
+//! `boot-info` (the platform's boot information copied, command line checked, platform discovered)
+//! -> `cpu` (the platform's exception tables) -> `paging` (the platform's W^X mappings, guard
+//! page) -> `heap` (all free RAM) -> `main` (the application).
 //!
 //! # Cargo features
 //! One per slot value; exactly one per slot: `platform-kvm`; `console-serial`,
-//! `console-debugcon`; `allocator-none`, `allocator-bump`; `scheduler-none`.
+//! `console-debugcon`; `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`;
+//! `scheduler-none`.
 #![no_std]
 
 mod heap_glue;

@@ -47,16 +47,41 @@ pub trait ConsoleDevice: Sync {
     fn write(&self, bytes: &[u8]);
 }
 
-/// What a platform provides to the kernel besides its console devices.
+/// What a platform provides to the kernel besides its console devices: the boot protocol
+/// (reading the boot information, CPU tables, the kernel's memory mappings), discovery,
+/// power-off and time. The kernel's boot sequence calls these in the order listed; it never
+/// touches a boot protocol or a hypervisor interface itself.
 ///
-/// Contract: [`Platform::init`] is called once, on the boot CPU, before the kernel's page
-/// tables exist (boot memory is readable through `mem`). [`Platform::exit`] may be called at
-/// any time, even before `init` (it then uses the methods that need no discovery), and never
-/// returns, whatever the status.
+/// Contract: everything up to [`Platform::map_memory`] is called once, on the boot CPU, in
+/// order. [`Platform::exit`] may be called at any time, even before `boot_info` (it then uses
+/// the methods that need no discovery), and never returns, whatever the status.
 pub trait Platform {
+    /// Why the boot information could not be read.
+    type BootError: core::fmt::Display;
+    /// Why the kernel's mappings could not be built.
+    type MapError: core::fmt::Display;
+
+    /// Reads and copies the boot information the entry code was handed (`raw` is what the
+    /// boot protocol passed: the physical address of `hvm_start_info` for PVH, the virtual
+    /// address of Xen's `start_info` for a PV guest). Memory the kernel must never reuse (the
+    /// image aside) is not `Ram` in the returned memory map.
+    fn boot_info(raw: u64) -> Result<BootInfo, Self::BootError>;
+
     /// Discovers the platform from the boot information (e.g. how to power off). Returns the
     /// device memory the kernel must map (uncached) for the platform's own use.
-    fn init(boot: &BootInfo, mem: &impl PhysRead) -> DeviceMemory;
+    fn init(boot: &BootInfo) -> DeviceMemory;
+
+    /// Installs the CPU's exception handling (which then calls the kernel's report).
+    fn init_cpu();
+
+    /// Builds the kernel's mappings: the image W^X, every range of `free` read-write at its
+    /// own address, `devices` uncached. Frames for page tables come out of `free`; returns the
+    /// bytes they took.
+    fn map_memory(
+        boot: &BootInfo,
+        free: &mut FreeMemory,
+        devices: &DeviceMemory,
+    ) -> Result<u64, Self::MapError>;
 
     /// Powers the machine off and reports `status` to the monitor where it can take one
     /// (0 = success). Never returns.
