@@ -190,7 +190,7 @@ impl Report {
             let _ = writeln!(
                 s,
                 "QEMU ({}, {}), {runs} runs of each kernel, interleaved with the empty PVH kernel (benches/empty-kernel) on the same command line. \
-                 Milliseconds from spawning QEMU, as median [interquartile range]; ratios are app median / empty-kernel median, \
+                 Milliseconds from spawning QEMU, as median [interquartile range]; ratios are app median / empty-kernel median (the exit ratio to 3 places, as `boot_ratio` is checked), \
                  with the middle half of the per-pair ratios in brackets. `boot_ratio` bounds the exit ratio.\n",
                 r.machine, r.accel
             );
@@ -212,8 +212,8 @@ impl Report {
                 ms(&r.empty.exit_ms),
                 r.ratio_first_line.map_or("—".into(), |x| format!("{x:.2}")),
                 match (r.ratio_exit, &r.pair_ratios) {
-                    (Some(x), Some(p)) => format!("{x:.2} [{:.2}–{:.2}]", p.p25, p.p75),
-                    (Some(x), None) => format!("{x:.2}"),
+                    (Some(x), Some(p)) => format!("{x:.3} [{:.2}–{:.2}]", p.p25, p.p75),
+                    (Some(x), None) => format!("{x:.3}"),
                     _ => "—".into(),
                 },
                 r.budget.map_or("—".into(), |b| format!("{b:.2}")),
@@ -448,7 +448,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| 1.24 | 1.24 [1.23–1.27] | 1.10 | **OVER** |"),
+            md.contains("| 1.24 | 1.240 [1.23–1.27] | 1.10 | **OVER** |"),
             "{md}"
         );
         assert!(md.contains("| default | hello | 2,169 | 2,169 |"), "{md}");
