@@ -43,7 +43,10 @@ SECTIONS {{
     /* Page alignment by the location counter, not by section alignment: a 4 KiB-aligned
        section would make the segment's p_align 4 KiB and pad the file to match. */
     . = ALIGN(4096);
-    .boot_tables (NOLOAD) : {{ *(.boot_tables) }} :data
+    /* Page-sized, page-aligned pages without bytes in the file: the PVH boot tables, a
+       platform's own pages (Xen: the hypercall page, the shared info page). Their input
+       sections carry no alignment (see above); each is a multiple of 4 KiB. */
+    .boot_tables (NOLOAD) : {{ *(.boot_tables) *(.platform_pages) }} :data
     . = ALIGN(4096);
     .stack (NOLOAD) : {{
         __stack_guard = .;
@@ -54,7 +57,8 @@ SECTIONS {{
     }} :data
     . = ALIGN(4096);
     __image_end = .;
-    ASSERT(boot_pml4 % 4096 == 0, "boot page tables must be page aligned")
+    ASSERT(DEFINED(boot_pml4) ? boot_pml4 % 4096 == 0 : 1, "boot page tables must be page aligned")
+    ASSERT(DEFINED(hypercall_page) ? hypercall_page % 4096 == 0 : 1, "the hypercall page must be page aligned")
     /DISCARD/ : {{ *(.eh_frame .eh_frame_hdr .comment .note.GNU-stack .note.gnu.*) }}
 }}
 "#

@@ -196,8 +196,43 @@ impl Profile {
             applied.retain(|(k, _): &(String, String)| *k != key);
             applied.push((key, value));
         }
+        // A platform chosen on the command line brings its own console when the profile's
+        // console is a device that platform does not have (`--platform xen` on `default`).
+        let platform_set = applied.iter().any(|(k, _)| k == PLATFORM);
+        let console_set = applied.iter().any(|(k, _)| k == "console");
+        if let (true, false, Some(Value::String(platform))) =
+            (platform_set, console_set, table.get(PLATFORM).cloned())
+        {
+            let console = table
+                .get("slots")
+                .and_then(|s| s.get("console"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let (Some(console), Some(default)) = (console, default_console(&platform))
+                && !console_fits(&platform, &console)
+                && let Some(Value::Table(slots)) = table.get_mut("slots")
+            {
+                slots.insert("console".into(), Value::String(default.into()));
+                applied.push(("console".into(), default.into()));
+            }
+        }
         let overridden: BTreeSet<String> = applied.iter().map(|(k, _)| k.clone()).collect();
         let mut profile = validate(name, &table, catalog, &overridden)?;
+        if let Some(console) = profile.slot("console")
+            && !console_fits(&profile.platform, console)
+        {
+            bail!(
+                "profile `{name}`: console `{console}` is not available on platform `{}`; \
+                 valid choices there: {}",
+                profile.platform,
+                PLATFORM_CONSOLES
+                    .iter()
+                    .filter(|(p, _)| *p == profile.platform)
+                    .map(|(_, c)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         profile.overrides = applied;
         Ok(profile)
     }
@@ -261,6 +296,23 @@ fn sanitize(s: &str) -> String {
         })
         .collect();
     if out.is_empty() { "_".into() } else { out }
+}
+
+/// The consoles each platform has, its default first. A platform missing here takes any console.
+pub const PLATFORM_CONSOLES: &[(&str, &str)] =
+    &[("kvm", "serial"), ("kvm", "debugcon"), ("xen", "xen")];
+
+/// The default console of `platform`.
+pub fn default_console(platform: &str) -> Option<&'static str> {
+    PLATFORM_CONSOLES
+        .iter()
+        .find(|(p, _)| *p == platform)
+        .map(|(_, c)| *c)
+}
+
+/// Whether `platform` has `console`.
+pub fn console_fits(platform: &str, console: &str) -> bool {
+    default_console(platform).is_none() || PLATFORM_CONSOLES.contains(&(platform, console))
 }
 
 /// Splits `KEY=VALUE` (the value may be empty; spaces around the key are trimmed).
@@ -763,6 +815,37 @@ boot_ratio = 1.10
         let e = err(&DEFAULT.replace("[budgets]", "[budget]"), &[]);
         assert!(
             e.contains("unknown top-level key `budget` (did you mean [budgets]?)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_platform_on_the_command_line_brings_its_console() {
+        let facade = FACADE.replace(
+            "platform-kvm = [\"dep:platform-kvm\"]",
+            "platform-kvm = [\"dep:platform-kvm\"]\nplatform-xen = []\nconsole-xen = []",
+        );
+        let catalog = Catalog::from_manifest(&facade).expect("catalog");
+        let p = Profile::parse("default", DEFAULT, &["platform=xen".into()], &catalog)
+            .expect("xen profile");
+        assert_eq!(p.slot("console"), Some("xen"));
+        assert!(
+            p.tag().ends_with("+platform-xen+console-xen"),
+            "{}",
+            p.tag()
+        );
+        let e = Profile::parse(
+            "default",
+            DEFAULT,
+            &["platform=xen".into(), "console=serial".into()],
+            &catalog,
+        )
+        .expect_err("serial on xen")
+        .to_string();
+        assert!(
+            e.contains(
+                "console `serial` is not available on platform `xen`; valid choices there: xen"
+            ),
             "{e}"
         );
     }

@@ -3,17 +3,37 @@
 
 use crate::heap_glue::KernelHeap;
 
-#[cfg(not(any(feature = "platform-kvm")))]
+#[cfg(not(any(feature = "platform-kvm", feature = "platform-xen")))]
 compile_error!(
     "no platform selected: build with `cargo xtask build APP --profile P`, or enable one of the \
-     `stardust` features platform-kvm (see `cargo xtask build --print-cargo`)"
+     `stardust` features platform-kvm, platform-xen (see `cargo xtask build --print-cargo`)"
 );
-#[cfg(not(any(feature = "console-serial", feature = "console-debugcon")))]
+#[cfg(all(feature = "platform-kvm", feature = "platform-xen"))]
+compile_error!("two platforms selected: enable exactly one of platform-kvm, platform-xen");
+#[cfg(not(any(
+    feature = "console-serial",
+    feature = "console-debugcon",
+    feature = "console-xen"
+)))]
 compile_error!(
-    "no console selected: enable one of stardust/console-serial, stardust/console-debugcon"
+    "no console selected: enable one of stardust/console-serial, stardust/console-debugcon, \
+     stardust/console-xen"
 );
-#[cfg(all(feature = "console-serial", feature = "console-debugcon"))]
-compile_error!("two consoles selected: enable exactly one of console-serial, console-debugcon");
+#[cfg(any(
+    all(feature = "console-serial", feature = "console-debugcon"),
+    all(feature = "console-serial", feature = "console-xen"),
+    all(feature = "console-debugcon", feature = "console-xen"),
+))]
+compile_error!(
+    "two consoles selected: enable exactly one of console-serial, console-debugcon, console-xen"
+);
+#[cfg(all(
+    feature = "platform-kvm",
+    not(any(feature = "console-serial", feature = "console-debugcon"))
+))]
+compile_error!("platform kvm has the consoles `serial` and `debugcon`");
+#[cfg(all(feature = "platform-xen", not(feature = "console-xen")))]
+compile_error!("platform xen has one console: `xen` (the PV console ring)");
 #[cfg(not(any(
     feature = "allocator-none",
     feature = "allocator-bump",
@@ -42,6 +62,8 @@ compile_error!("no scheduler selected: enable stardust/scheduler-none");
 /// The platform.
 #[cfg(feature = "platform-kvm")]
 pub type SelectedPlatform = platform_kvm::Kvm;
+#[cfg(feature = "platform-xen")]
+pub type SelectedPlatform = platform_xen::Xen;
 
 /// The console device, and its one instance.
 #[cfg(all(feature = "platform-kvm", feature = "console-serial"))]
@@ -52,6 +74,10 @@ pub static CONSOLE: &SelectedConsole = &platform_kvm::COM1;
 pub type SelectedConsole = platform_kvm::DebugPort;
 #[cfg(all(feature = "platform-kvm", feature = "console-debugcon"))]
 pub static CONSOLE: &SelectedConsole = &platform_kvm::DEBUG_PORT;
+#[cfg(all(feature = "platform-xen", feature = "console-xen"))]
+pub type SelectedConsole = platform_xen::XenConsole;
+#[cfg(all(feature = "platform-xen", feature = "console-xen"))]
+pub static CONSOLE: &SelectedConsole = &platform_xen::XEN_CONSOLE;
 
 /// The heap implementation (`heap::NoHeap` refuses every allocation), and the one instance,
 /// which is the image's `#[global_allocator]` when the profile has an allocator.

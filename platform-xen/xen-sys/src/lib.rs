@@ -56,6 +56,18 @@ pub const PAGE_SIZE: usize = 4096;
 /// The x86_64 PV guest's read-only machine-to-physical table (`RO_MPT_VIRT_START`,
 /// `HYPERVISOR_VIRT_START` in `arch-x86/xen-x86_64.h`).
 pub const MACH2PHYS_VIRT_START: u64 = 0xffff_8000_0000_0000;
+/// `update_va_mapping` flags (`UVMF_*`, `xen.h`; `xen_mk_ulong` macros bindgen skips): no TLB
+/// flush, flush the whole TLB, or invalidate just this page.
+pub const UVMF_NONE: u64 = 0;
+/// See [`UVMF_NONE`].
+pub const UVMF_TLB_FLUSH: u64 = 1;
+/// See [`UVMF_NONE`].
+pub const UVMF_INVLPG: u64 = 2;
+/// The flat 64-bit code selector of an x86_64 PV guest kernel (`FLAT_KERNEL_CS64`, which is
+/// `FLAT_RING3_CS64`: the guest kernel runs in ring 3).
+pub const FLAT_KERNEL_CS64: u16 = 0xe033;
+/// The flat data/stack selector of an x86_64 PV guest kernel (`FLAT_KERNEL_SS64`).
+pub const FLAT_KERNEL_SS64: u16 = 0xe02b;
 /// Magic of `hvm_start_info` (`XEN_HVM_START_MAGIC_VALUE`).
 pub const HVM_START_MAGIC: u32 = 0x336e_c578;
 /// The XenStore error strings of `xs_wire.h`'s `xsd_errors[]` table, with their errno values

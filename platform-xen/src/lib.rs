@@ -1,0 +1,84 @@
+//! Thin platform for Xen x86_64 PV guests (`platform = "xen"`).
+//!
+//! - [`entry`]: the `.note.Xen` ELF notes, the 64-bit PV entry, the hypercall page, the trap
+//!   table and its trampolines into the arch crate's exception stubs.
+//! - [`hypercall`]: hypercalls through the hypercall page.
+//! - [`memory`]: boot information from `start_info`, the p2m/M2P translations, and the PV
+//!   memory model (page tables updated by `mmu_update`: all free RAM mapped, the image W^X).
+//! - [`console`]: the PV console ring, as this platform's console device.
+//! - [`time`]: the shared info page and the PV clock.
+//! - Power-off and crash by `SCHEDOP_shutdown`.
+//!
+//! Written by hand against the Xen public headers (bindings in `xen-sys`): no published crate
+//! covers a PV guest's boot and memory model.
+//!
+//! # Cargo features
+//! None.
+#![no_std]
+
+pub mod console;
+pub mod entry;
+pub mod hypercall;
+pub mod memory;
+pub mod time;
+
+pub use console::{XEN_CONSOLE, XenConsole};
+use platform::{BootInfo, DeviceMemory, FreeMemory};
+
+/// The Xen PV platform.
+#[derive(Debug)]
+pub struct Xen;
+
+impl platform::Platform for Xen {
+    type BootError = memory::BootError;
+    type MapError = memory::MapError;
+
+    fn boot_info(raw: u64) -> Result<BootInfo, Self::BootError> {
+        memory::boot_info(raw)
+    }
+
+    fn init(_boot: &BootInfo) -> DeviceMemory {
+        let si = crate::entry::START_INFO.load(core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the start_info page Xen handed over (stored by the entry code), read-only.
+        let shared_info = unsafe { (*(si as *const xen_sys::start_info)).shared_info };
+        time::map_shared_info(shared_info);
+        DeviceMemory::new()
+    }
+
+    fn init_cpu() {
+        entry::install_trap_table();
+    }
+
+    fn map_memory(
+        _boot: &BootInfo,
+        free: &mut FreeMemory,
+        _devices: &DeviceMemory,
+    ) -> Result<u64, Self::MapError> {
+        memory::map_memory(free)
+    }
+
+    fn exit(status: u8) -> ! {
+        use platform::ConsoleDevice;
+        if status != 0 {
+            let mut line = *b"xen: exit status 000\n";
+            line[17] = b'0' + status / 100;
+            line[18] = b'0' + status / 10 % 10;
+            line[19] = b'0' + status % 10;
+            XEN_CONSOLE.write(&line);
+        }
+        XEN_CONSOLE.flush();
+        let reason = if status == 0 {
+            xen_sys::SHUTDOWN_poweroff
+        } else {
+            xen_sys::SHUTDOWN_crash
+        };
+        loop {
+            hypercall::shutdown(reason);
+            hypercall::yield_cpu();
+        }
+    }
+
+    fn tsc_frequency() -> Option<u64> {
+        time::tsc_frequency()
+    }
+}

@@ -1,0 +1,350 @@
+//! The PV memory model: pseudo-physical frames (pfn) backed by machine frames (mfn), page
+//! tables that only Xen writes (`mmu_update`), and the boot information derived from
+//! `start_info`.
+//!
+//! Virtual = pseudo-physical (`VIRT_BASE` 0). Xen maps the image and the bootstrap structures
+//! (p2m list, start_info, XenStore and console rings, page tables, stack) plus at least 512 KiB
+//! after them; [`map_memory`] maps every other free frame, makes the image W^X and unmaps page 0
+//! and the stack guard page.
+
+use core::fmt;
+use core::sync::atomic::Ordering;
+use platform::{
+    BootInfo, Cmdline, FreeMemory, MemoryKind, MemoryMap, MemoryRegion, Module, PAGE_SIZE,
+    PhysAddr, Range,
+};
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
+const ACCESSED: u64 = 1 << 5;
+const DIRTY: u64 = 1 << 6;
+const NO_EXECUTE: u64 = 1 << 63;
+const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+/// Flags of a page-table entry that points at a lower table.
+const TABLE: u64 = PRESENT | WRITABLE | USER | ACCESSED;
+
+/// The start_info Xen handed over.
+fn start_info() -> &'static xen_sys::start_info {
+    let si = crate::entry::START_INFO.load(Ordering::Relaxed);
+    // SAFETY: the entry code stored the start_info address Xen passed in %rsi before anything
+    // else ran; the page stays mapped (it is a reserved bootstrap page) and is never written.
+    unsafe { &*(si as *const xen_sys::start_info) }
+}
+
+/// The pseudo-physical frame of a machine frame, from Xen's read-only M2P table.
+pub fn pfn_of_mfn(mfn: u64) -> u64 {
+    // SAFETY: every x86_64 PV guest sees the machine-to-physical table mapped read-only at
+    // MACH2PHYS_VIRT_START, one u64 per machine frame; `mfn` is a frame of this domain.
+    unsafe { ((xen_sys::MACH2PHYS_VIRT_START as *const u64).add(mfn as usize)).read_volatile() }
+}
+
+/// The machine frame behind a pseudo-physical frame, from the p2m list.
+pub fn mfn_of_pfn(pfn: u64) -> u64 {
+    let si = start_info();
+    assert!(pfn < si.nr_pages, "pfn {pfn:#x} beyond the domain's memory");
+    // SAFETY: `mfn_list` is the p2m array of `nr_pages` entries, a bootstrap structure kept
+    // reserved and mapped; the index is in range (checked above).
+    unsafe { (si.mfn_list as *const u64).add(pfn as usize).read() }
+}
+
+/// Why the boot information is unusable.
+#[derive(Debug)]
+pub enum BootError {
+    /// `start_info` does not start with the x86_64 PV magic.
+    BadMagic,
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::BadMagic => write!(f, "start_info has no \"xen-3.0-x86_64\" magic"),
+        }
+    }
+}
+
+/// The end of the bootstrap structures: the page tables, then the bootstrap stack.
+fn bootstrap_end(si: &xen_sys::start_info) -> u64 {
+    // One bootstrap stack page follows the tables; keep a few in case a builder gives more.
+    si.pt_base + si.nr_pt_frames * PAGE_SIZE + 4 * PAGE_SIZE
+}
+
+/// Copies the boot information out of `start_info` (at virtual address `raw`).
+pub fn boot_info(raw: u64) -> Result<BootInfo, BootError> {
+    crate::entry::START_INFO.store(raw, Ordering::Relaxed);
+    let si = start_info();
+    let magic: [u8; 32] = si.magic.map(|c| c as u8);
+    if !magic.starts_with(b"xen-3.0-x86_64") {
+        return Err(BootError::BadMagic);
+    }
+    let image = arch_x86_64::image_layout();
+    let ram_end = si.nr_pages * PAGE_SIZE;
+    let reserved = Range::new(image.start, bootstrap_end(si).min(ram_end));
+    let mut memory = MemoryMap::new();
+    // Three regions cannot overflow a 64-entry map.
+    let _ = memory.push(MemoryRegion::new(
+        PhysAddr(0),
+        reserved.start,
+        MemoryKind::Ram,
+    ));
+    let _ = memory.push(MemoryRegion::new(
+        PhysAddr(reserved.start),
+        reserved.len(),
+        MemoryKind::Reserved,
+    ));
+    let _ = memory.push(MemoryRegion::new(
+        PhysAddr(reserved.end),
+        ram_end - reserved.end,
+        MemoryKind::Ram,
+    ));
+
+    let cmd: [u8; 1024] = si.cmd_line.map(|c| c as u8);
+    let len = cmd.iter().position(|&b| b == 0).unwrap_or(cmd.len());
+    let mut info = BootInfo {
+        memory,
+        cmdline: Cmdline::from_bytes(&cmd[..len]),
+        boot_structures: Range::new(raw, raw + PAGE_SIZE),
+        ..BootInfo::default()
+    };
+    if si.mod_start != 0 && si.mod_len != 0 {
+        // Without SIF_MOD_START_PFN, mod_start is the module's virtual (= pseudo-physical)
+        // address; it lies inside the reserved bootstrap region.
+        let start = if si.flags & xen_sys::SIF_MOD_START_PFN != 0 {
+            si.mod_start << 12
+        } else {
+            si.mod_start
+        };
+        info.modules[0] = Module {
+            start: PhysAddr(start),
+            size: si.mod_len,
+        };
+        info.module_count = 1;
+    }
+    Ok(info)
+}
+
+/// Why the kernel's mappings could not be built.
+#[derive(Debug)]
+pub enum MapError {
+    /// Xen refused a page-table update.
+    Refused {
+        /// The virtual address being mapped.
+        va: u64,
+        /// Xen's error code.
+        code: i64,
+    },
+    /// No free frame inside the mapped memory was left for a page table.
+    NoTableFrame,
+}
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapError::Refused { va, code } => {
+                write!(
+                    f,
+                    "Xen refused a page-table update for {va:#x} (error {code})"
+                )
+            }
+            MapError::NoTableFrame => write!(f, "no mapped free frame left for a page table"),
+        }
+    }
+}
+
+/// A table's entries, through its (read-only) pseudo-physical mapping.
+fn table(mfn: u64) -> &'static [u64; 512] {
+    // SAFETY: page-table frames of this domain are mapped read-only at their pseudo-physical
+    // address (the bootstrap tables by Xen, new ones by `new_table`); entries are only read.
+    unsafe { &*((pfn_of_mfn(mfn) << 12) as *const [u64; 512]) }
+}
+
+/// Machine address of the L4 table.
+fn root() -> u64 {
+    mfn_of_pfn(start_info().pt_base >> 12) << 12
+}
+
+fn index(va: u64, level: u32) -> usize {
+    ((va >> (12 + 9 * (level - 1))) & 511) as usize
+}
+
+/// The machine address of the L1 entry for `va`, if the tables down to L1 exist.
+fn l1_entry(va: u64) -> Option<u64> {
+    let mut table_ma = root();
+    for level in [4, 3, 2] {
+        let entry = table(table_ma >> 12)[index(va, level)];
+        if entry & PRESENT == 0 {
+            return None;
+        }
+        table_ma = entry & ADDRESS;
+    }
+    Some(table_ma + index(va, 1) as u64 * 8)
+}
+
+/// Whether `va` is mapped.
+fn is_mapped(va: u64) -> bool {
+    l1_entry(va).is_some_and(|ma| table(ma >> 12)[((ma & 0xfff) / 8) as usize] & PRESENT != 0)
+}
+
+fn update(requests: &[xen_sys::mmu_update], va: u64) -> Result<(), MapError> {
+    // SAFETY: callers build requests that map free RAM or tighten the image's permissions;
+    // everything the kernel uses stays mapped.
+    let code = unsafe { crate::hypercall::mmu_update(requests) };
+    if code != 0 {
+        return Err(MapError::Refused { va, code });
+    }
+    Ok(())
+}
+
+/// Takes a free frame (mapped, from the lowest free memory), zeroes it, maps it read-only and
+/// hooks it into `parent_entry_ma`. Returns its machine address.
+fn new_table(free: &mut FreeMemory, parent_entry_ma: u64) -> Result<u64, MapError> {
+    let frame = free.alloc_frames(1).map_err(|_| MapError::NoTableFrame)?.0;
+    if !is_mapped(frame) {
+        return Err(MapError::NoTableFrame);
+    }
+    let table = frame as *mut u64;
+    for i in 0..512 {
+        // SAFETY: the frame is free RAM FreeMemory gave to us alone, mapped read-write (checked).
+        unsafe { table.add(i).write_volatile(0) };
+    }
+    let mfn = mfn_of_pfn(frame >> 12);
+    // Xen accepts a frame as a page table only if no writable mapping of it exists.
+    // SAFETY: the frame is ours and unused; it stays mapped, read-only.
+    let code = unsafe {
+        crate::hypercall::update_va_mapping(
+            frame,
+            mfn << 12 | PRESENT | ACCESSED | NO_EXECUTE,
+            xen_sys::UVMF_INVLPG,
+        )
+    };
+    if code != 0 {
+        return Err(MapError::Refused { va: frame, code });
+    }
+    update(
+        &[xen_sys::mmu_update {
+            ptr: parent_entry_ma | u64::from(xen_sys::MMU_NORMAL_PT_UPDATE),
+            val: mfn << 12 | TABLE,
+        }],
+        frame,
+    )?;
+    Ok(mfn << 12)
+}
+
+/// The machine address of the L1 table covering `va`, creating missing tables.
+fn l1_table(free: &mut FreeMemory, va: u64) -> Result<u64, MapError> {
+    let mut table_ma = root();
+    for level in [4, 3, 2] {
+        let slot = index(va, level);
+        let entry = table(table_ma >> 12)[slot];
+        table_ma = if entry & PRESENT != 0 {
+            entry & ADDRESS
+        } else {
+            new_table(free, table_ma + slot as u64 * 8)?
+        };
+    }
+    Ok(table_ma)
+}
+
+/// Maps every free frame at its pseudo-physical address (read-write, no execute), makes the
+/// image W^X, and unmaps page 0 and the boot stack's guard page. Returns the bytes of new
+/// page tables.
+pub fn map_memory(free: &mut FreeMemory) -> Result<u64, MapError> {
+    let before = free.total();
+    let mut ranges = [Range::default(); platform::MEMORY_MAP_MAX];
+    let count = free.ranges().len();
+    ranges[..count].copy_from_slice(free.ranges());
+    for range in &ranges[..count] {
+        let mut va = range.start;
+        while va < range.end {
+            let chunk_end = ((va | 0x1f_ffff) + 1).min(range.end);
+            let l1 = l1_table(free, va)?;
+            let entries = table(l1 >> 12);
+            let mut batch = [xen_sys::mmu_update { ptr: 0, val: 0 }; 512];
+            let mut n = 0;
+            while va < chunk_end {
+                let slot = index(va, 1);
+                if entries[slot] & PRESENT == 0 {
+                    batch[n] = xen_sys::mmu_update {
+                        ptr: (l1 + slot as u64 * 8) | u64::from(xen_sys::MMU_NORMAL_PT_UPDATE),
+                        val: mfn_of_pfn(va >> 12) << 12
+                            | PRESENT
+                            | WRITABLE
+                            | ACCESSED
+                            | DIRTY
+                            | NO_EXECUTE,
+                    };
+                    n += 1;
+                }
+                va += PAGE_SIZE;
+            }
+            update(&batch[..n], va)?;
+        }
+    }
+    protect_image()?;
+    Ok(before - free.total())
+}
+
+unsafe extern "C" {
+    static hypercall_page: u8;
+}
+
+/// Text read-execute, rodata read-only, data read-write no-execute (the hypercall page, in
+/// .bss, read-execute), the stack guard page and page 0 unmapped.
+fn protect_image() -> Result<(), MapError> {
+    let image = arch_x86_64::image_layout();
+    let hypercall = (&raw const hypercall_page) as u64;
+    let shared_info = crate::time::shared_info_va();
+    let mut va = image.start;
+    while va < image.end {
+        if va == shared_info {
+            // Already remapped onto the shared info frame (read-write, no-execute).
+            va += PAGE_SIZE;
+            continue;
+        }
+        let flags = if va < image.text_end || va == hypercall {
+            PRESENT | ACCESSED
+        } else if va < image.rodata_end {
+            PRESENT | ACCESSED | NO_EXECUTE
+        } else if (image.stack_guard..image.stack_bottom).contains(&va) {
+            0
+        } else {
+            PRESENT | WRITABLE | ACCESSED | DIRTY | NO_EXECUTE
+        };
+        let Some(entry) = l1_entry(va) else {
+            return Err(MapError::Refused { va, code: 0 });
+        };
+        let val = if flags == 0 {
+            0
+        } else {
+            mfn_of_pfn(va >> 12) << 12 | flags
+        };
+        update(
+            &[xen_sys::mmu_update {
+                ptr: entry | u64::from(xen_sys::MMU_NORMAL_PT_UPDATE),
+                val,
+            }],
+            va,
+        )?;
+        va += PAGE_SIZE;
+    }
+    // Page 0: a null pointer must fault.
+    // SAFETY: nothing lives at virtual page 0.
+    unsafe { crate::hypercall::update_va_mapping(0, 0, xen_sys::UVMF_INVLPG) };
+    let flush = xen_sys::mmuext_op {
+        cmd: xen_sys::MMUEXT_TLB_FLUSH_LOCAL,
+        arg1: xen_sys::mmuext_op__bindgen_ty_1 { mfn: 0 },
+        arg2: xen_sys::mmuext_op__bindgen_ty_2 { nr_ents: 0 },
+    };
+    // SAFETY: the new permissions only remove rights the kernel does not use; the TLB is
+    // flushed so they take effect. `flush` lives for the call.
+    unsafe {
+        crate::hypercall::hypercall4(
+            xen_sys::__HYPERVISOR_mmuext_op,
+            (&raw const flush) as u64,
+            1,
+            0,
+            u64::from(xen_sys::DOMID_SELF),
+        )
+    };
+    Ok(())
+}

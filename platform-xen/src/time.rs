@@ -1,0 +1,91 @@
+//! Xen's shared info page and the PV clock (`vcpu_time_info`).
+
+use core::sync::atomic::{AtomicBool, Ordering, fence};
+
+unsafe extern "C" {
+    /// A page-aligned page of the image (entry.rs) whose virtual address is remapped onto the
+    /// shared info frame.
+    static xen_shared_info_page: u8;
+}
+
+static MAPPED: AtomicBool = AtomicBool::new(false);
+
+/// The virtual address the shared info page is mapped at.
+pub fn shared_info_va() -> u64 {
+    (&raw const xen_shared_info_page) as u64
+}
+
+/// Maps the shared info page (machine address `maddr`, from start_info) over our page.
+pub fn map_shared_info(maddr: u64) {
+    // SAFETY: the target is our own page-aligned static, used for nothing else; the new
+    // mapping is the domain's shared info frame, read-write, no-execute.
+    let rc = unsafe {
+        crate::hypercall::update_va_mapping(
+            shared_info_va(),
+            maddr | 0x63 | 1 << 63,
+            xen_sys::UVMF_INVLPG,
+        )
+    };
+    if rc == 0 {
+        MAPPED.store(true, Ordering::Release);
+    } else {
+        log::warn!("mapping shared info failed ({rc}): no PV clock");
+    }
+}
+
+fn time_info() -> Option<&'static xen_sys::vcpu_time_info> {
+    if !MAPPED.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: the page is mapped onto the shared info frame (MAPPED), laid out as shared_info;
+    // vcpu 0's time record is only read here (with the version protocol below).
+    let info = unsafe { &*(shared_info_va() as *const xen_sys::shared_info) };
+    Some(&info.vcpu_info[0].time)
+}
+
+/// A consistent copy of vCPU 0's time record (retried while Xen updates it: odd version, or
+/// version changed during the copy).
+fn snapshot() -> Option<xen_sys::vcpu_time_info> {
+    let t = time_info()?;
+    loop {
+        // SAFETY: reading fields of the mapped time record; Xen writes it concurrently, which
+        // the version check detects.
+        let version = unsafe { (&raw const t.version).read_volatile() };
+        fence(Ordering::Acquire);
+        // SAFETY: as above.
+        let copy = unsafe { (t as *const xen_sys::vcpu_time_info).read_volatile() };
+        fence(Ordering::Acquire);
+        // SAFETY: as above.
+        let again = unsafe { (&raw const t.version).read_volatile() };
+        if version & 1 == 0 && version == again {
+            return Some(copy);
+        }
+    }
+}
+
+/// The TSC frequency in Hz, from the PV clock's scale: ns = (tsc << shift) * mul >> 32.
+pub fn tsc_frequency() -> Option<u64> {
+    let t = snapshot()?;
+    let mul = u128::from(t.tsc_to_system_mul);
+    if mul == 0 {
+        return None;
+    }
+    let ns_per_2_32_ticks = if t.tsc_shift >= 0 {
+        mul << t.tsc_shift
+    } else {
+        mul >> -t.tsc_shift
+    };
+    Some((1_000_000_000u128 << 32).checked_div(ns_per_2_32_ticks)? as u64)
+}
+
+/// Xen system time (ns since the domain's start of time), from the PV clock.
+pub fn system_time_ns() -> Option<u64> {
+    let t = snapshot()?;
+    let delta = u128::from(arch_x86_64::tsc::now().wrapping_sub(t.tsc_timestamp));
+    let scaled = if t.tsc_shift >= 0 {
+        delta << t.tsc_shift
+    } else {
+        delta >> -t.tsc_shift
+    };
+    Some(t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64)
+}
