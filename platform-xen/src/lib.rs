@@ -7,6 +7,9 @@
 //!   memory model (page tables updated by `mmu_update`: all free RAM mapped, the image W^X).
 //! - [`console`]: the PV console ring, as this platform's console device.
 //! - [`time`]: the shared info page and the PV clock.
+//! - [`events`]: the event upcall with masking in `vcpu_info`, handlers per port, the one-shot
+//!   timer and idle by `SCHEDOP_block`.
+//! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
 //! - Power-off and crash by `SCHEDOP_shutdown`.
 //!
 //! Written by hand against the Xen public headers (bindings in `xen-sys`): no published crate
@@ -18,12 +21,26 @@
 
 pub mod console;
 pub mod entry;
+pub mod events;
 pub mod hypercall;
 pub mod memory;
 pub mod time;
+pub mod xenstore;
 
 pub use console::{XEN_CONSOLE, XenConsole};
 use platform::{BootInfo, DeviceMemory, FreeMemory};
+
+/// Xen system time in nanoseconds (the PV clock), once the shared info page is mapped.
+pub fn now_ns() -> Option<u64> {
+    time::system_time_ns()
+}
+
+/// Sleeps `ns` nanoseconds, idle: the one-shot timer wakes the blocked vCPU.
+pub fn sleep_ns(ns: u64) {
+    if let Some(now) = time::system_time_ns() {
+        events::sleep_until(now.saturating_add(ns));
+    }
+}
 
 /// The Xen PV platform.
 #[derive(Debug)]
@@ -47,6 +64,7 @@ impl platform::Platform for Xen {
 
     fn init_cpu() {
         entry::install_trap_table();
+        events::init();
     }
 
     fn map_memory(

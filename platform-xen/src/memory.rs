@@ -25,7 +25,7 @@ const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 const TABLE: u64 = PRESENT | WRITABLE | USER | ACCESSED;
 
 /// The start_info Xen handed over.
-fn start_info() -> &'static xen_sys::start_info {
+pub(crate) fn start_info() -> &'static xen_sys::start_info {
     let si = crate::entry::START_INFO.load(Ordering::Relaxed);
     // SAFETY: the entry code stored the start_info address Xen passed in %rsi before anything
     // else ran; the page stays mapped (it is a reserved bootstrap page) and is never written.

@@ -27,5 +27,9 @@ mod config {
 #[cfg(target_os = "none")]
 mod boot;
 
+/// The Xen platform's services (XenStore, PV clock, sleeping) for apps built for Xen.
+#[cfg(feature = "platform-xen")]
+pub use platform_xen as xen;
+
 #[cfg(target_os = "none")]
 pub use boot::{args, cycles, cycles_per_second, exit, frames, heap_stats, print};

@@ -47,6 +47,13 @@ pub fn heap_stats() -> Option<HeapStats> {
     kernel::heap_stats()
 }
 
+/// Xen services, in images built for Xen (`platform = "xen"`).
+#[cfg(feature = "platform-xen")]
+pub mod xen {
+    pub use kernel::xen::xenstore;
+    pub use kernel::xen::{now_ns, sleep_ns};
+}
+
 /// The CPU's cycle counter: raw and monotonic, for timing code (benchmarks). The scheduler
 /// issue brings clocks and sleeping.
 pub fn cycles() -> u64 {

@@ -56,11 +56,16 @@ pub struct Handlers<const N: usize> {
 
 impl<const N: usize> Default for Handlers<N> {
     fn default() -> Self {
-        Handlers { table: [None; N] }
+        Self::new()
     }
 }
 
 impl<const N: usize> Handlers<N> {
+    /// An empty table (usable in a `static`).
+    pub const fn new() -> Self {
+        Handlers { table: [None; N] }
+    }
+
     /// Sets the handler of `port`.
     pub fn bind(&mut self, port: EventChannel, h: Handler, ctx: usize) -> Result<(), EventError> {
         let slot = self
