@@ -15,7 +15,8 @@
 //! Modules: [`profile`] (profile files, `--set`, validation), [`image`] (the plain cargo
 //! command, copy and [`strip`]), [`qemu`] (command line, exit status, timeout), [`size`]
 //! (per-crate breakdown), [`bench`], [`testcmd`], [`setup`] (target and QEMU installation),
-//! [`xenlab`] (the Xen lab: run batches of guests on real Xen), [`xenlab_build`] (`xen-lab build`)
+//! [`xenlab`] (the Xen lab: run batches of guests on real Xen), [`xenlab_build`] (`xen-lab build`),
+//! [`xenlab_run`] (`run --platform xen`: one image in the lab, its exit status from the console)
 //! and [`gen_xen_sys`] (regenerates the Xen bindings).
 //!
 //! Cargo features: none.
@@ -33,6 +34,7 @@ pub mod testcmd;
 pub mod workspace;
 pub mod xenlab;
 pub mod xenlab_build;
+pub mod xenlab_run;
 
 pub use error::{Error, Result};
 

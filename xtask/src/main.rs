@@ -15,6 +15,7 @@ use xtask::setup;
 use xtask::size::{self, SizeReport};
 use xtask::testcmd;
 use xtask::workspace::{Workspace, display_path};
+use xtask::{xenlab, xenlab_run};
 
 #[path = "xenlab_cli.rs"]
 mod xenlab_cli;
@@ -34,7 +35,8 @@ struct Cli {
 enum Cmd {
     /// Build an image; its path is the last line of stdout (progress goes to stderr).
     Build(BuildArgs),
-    /// Build an image and boot it in QEMU; exits with the guest's exit status.
+    /// Build an image and boot it in QEMU (or, with platform xen, in the Xen lab); exits with
+    /// the guest's exit status.
     Run(RunArgs),
     /// Run every test: host unit tests, then whole-image tests.
     Test,
@@ -128,14 +130,17 @@ struct BuildArgs {
 
 #[derive(Args, Debug)]
 struct QemuArgs {
-    /// Accelerator. `auto` takes KVM only when it is real (hardware KVM on a host that is not
-    /// itself a VM); nested KVM is slower than TCG and breaks on some instructions.
-    #[arg(long, value_enum, default_value_t)]
-    accel: AccelArg,
-    /// Machine type (q35 boots through qboot; falls back to microvm without qboot.rom).
-    #[arg(long, value_enum, default_value_t)]
-    machine: MachineArg,
-    /// Seconds before QEMU is killed (default 60; no limit with --gdb unless given).
+    /// Accelerator (default auto). `auto` takes KVM only when it is real (hardware KVM on a host
+    /// that is not itself a VM); nested KVM is slower than TCG and breaks on some instructions.
+    /// Not on Xen: the lab always runs TCG.
+    #[arg(long, value_enum)]
+    accel: Option<AccelArg>,
+    /// Machine type (default q35: boots through qboot; falls back to microvm without
+    /// qboot.rom). Not on Xen.
+    #[arg(long, value_enum)]
+    machine: Option<MachineArg>,
+    /// Seconds before QEMU is killed (default 60; no limit with --gdb unless given). On Xen:
+    /// seconds from `xl create` until the guest is destroyed (default 60).
     #[arg(long, value_name = "S")]
     timeout: Option<f64>,
 }
@@ -149,7 +154,7 @@ impl QemuArgs {
     /// The accelerator and machine asked for (saying which `auto` picked and why, and when q35
     /// falls back to microvm).
     fn resolve(&self) -> Result<(Accel, Machine)> {
-        let accel = match self.accel {
+        let accel = match self.accel.unwrap_or_default() {
             AccelArg::Auto => {
                 let (accel, why) = qemu::auto_accel();
                 eprintln!(
@@ -164,7 +169,7 @@ impl QemuArgs {
                 Accel::Kvm
             }
         };
-        let machine = match self.machine {
+        let machine = match self.machine.unwrap_or_default() {
             MachineArg::Q35 => Machine::Q35,
             MachineArg::Microvm => Machine::Microvm,
         };
@@ -357,6 +362,14 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         ws.check_app(app)?;
     }
     let qemu_bin = setup::ensure_qemu()?;
+    if profile.platform == "xen" {
+        check_xen_run_args(&args)?;
+        // Before building: say at once when the lab cannot run here, and how to build it.
+        if let Some(why) = xenlab_run::unavailable_message(&xenlab::Lab::from_env()) {
+            eprintln!("error: {why}");
+            return Ok(ExitCode::from(xenlab_run::LAB_EXIT));
+        }
+    }
     let (elf, debug) = match (&args.image, &args.app) {
         (Some(file), _) => {
             if !file.is_file() {
@@ -384,6 +397,9 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
             end,
             end.div_ceil(1024)
         );
+    }
+    if profile.platform == "xen" {
+        return run_xen(&args, &profile, elf);
     }
     let mut cfg = QemuConfig::new(qemu_bin, elf, &profile);
     args.qemu.apply(&mut cfg)?;
@@ -416,6 +432,60 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         other => eprintln!("error: {}", other.message()),
     }
     Ok(ExitCode::from(boot.outcome.exit_code().clamp(0, 255) as u8))
+}
+
+/// The options that only mean something to QEMU on the KVM platform.
+fn check_xen_run_args(args: &RunArgs) -> Result<()> {
+    let qemu_only = [
+        ("--gdb", args.gdb),
+        ("--accel", args.qemu.accel.is_some()),
+        ("--machine", args.qemu.machine.is_some()),
+    ];
+    if let Some((flag, _)) = qemu_only.iter().find(|(_, given)| *given) {
+        bail!(
+            "{flag} is for QEMU on the KVM platform; on Xen the lab boots Xen + dom0 in QEMU \
+             (TCG) and runs the image with `xl create`"
+        );
+    }
+    Ok(())
+}
+
+/// `run` on platform xen: the image as the only guest of one lab boot (see xenlab_run.rs).
+fn run_xen(args: &RunArgs, profile: &xtask::profile::Profile, elf: PathBuf) -> Result<ExitCode> {
+    let timeout = args.qemu.timeout(Some(xenlab::DEFAULT_GUEST_TIMEOUT))?;
+    let timeout = timeout.unwrap_or(xenlab::DEFAULT_GUEST_TIMEOUT);
+    let name = elf
+        .file_name()
+        .map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+    let spec = xenlab_run::guest_spec(
+        &name,
+        elf,
+        profile,
+        &args.kargs,
+        &args.app_args,
+        // xl counts whole seconds.
+        Duration::from_secs(timeout.as_secs_f64().ceil().max(1.0) as u64),
+    );
+    eprintln!(
+        "xtask: Xen PV guest {} ({} MiB, command line {:?}, time limit {} s)",
+        display_path(&spec.kernel),
+        spec.memory_mb,
+        spec.cmdline.as_deref().unwrap_or(""),
+        spec.timeout.as_secs()
+    );
+    let lab = xenlab::Lab::from_env();
+    let run = match xenlab_run::run(&lab, &spec, &mut std::io::stdout().lock()) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(xenlab_run::LAB_EXIT));
+        }
+    };
+    match &run.outcome {
+        xenlab_run::XenOutcome::Exited { .. } => eprintln!("xtask: {}", run.outcome.message()),
+        other => eprintln!("error: {}", other.message()),
+    }
+    Ok(ExitCode::from(run.outcome.exit_code()))
 }
 
 fn size_cmd(ws: &Workspace, args: SizeArgs) -> Result<ExitCode> {

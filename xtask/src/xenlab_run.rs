@@ -1,0 +1,436 @@
+//! One Stardust image on real Xen: `cargo xtask run APP --platform xen` boots the Xen lab
+//! ([`crate::xenlab`]) with the image as its only guest, prints the guest's console and the
+//! timings, and maps how the guest ended to the app's exit status ([`XenOutcome`]).
+//!
+//! On Xen there is no `isa-debug-exit`: the platform powers off (`SHUTDOWN_poweroff`, reason 0)
+//! for status 0, and for any other status prints `xen: exit status N` on its console, then
+//! crashes (`SHUTDOWN_crash`, reason 3). So the status is read back from the console:
+//!
+//! | the guest | outcome | `run` exits with |
+//! | --- | --- | --- |
+//! | powered off (reason 0) | [`XenOutcome::Exited`] 0 | 0 |
+//! | crashed, console has `xen: exit status N` | `Exited` N | N |
+//! | crashed, no status line, a `PANIC: ` line | `Exited` 101 | 101 |
+//! | crashed, no status line, an `EXCEPTION: ` line | `Exited` 102 | 102 |
+//! | crashed (or another reason) with none of these | [`XenOutcome::NoStatus`] | 1 |
+//! | still running at its time limit | [`XenOutcome::Timeout`] | [`TIMEOUT_EXIT`] (124) |
+//! | never ran (`xl create` failed), or the lab failed | [`XenOutcome::NotStarted`] | [`LAB_EXIT`] (125) |
+//!
+//! The whole-image tests (`tests/tests/xen.rs`) build their guests with [`guest_spec`] too, so a
+//! test's guest is exactly what `run` would boot.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+use crate::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, Lab, Shutdown};
+
+/// `run`'s exit status when the guest was still running at its time limit (as `timeout(1)`).
+pub const TIMEOUT_EXIT: u8 = 124;
+/// `run`'s exit status when the guest never ran: the lab cannot run here, the lab failed, or
+/// `xl create` refused the image.
+pub const LAB_EXIT: u8 = 125;
+/// The console line the Xen platform prints before crashing with a non-zero status.
+pub const STATUS_LINE: &str = "xen: exit status ";
+/// Kernel panic status (docs/CONTRACT.md).
+pub const PANIC_STATUS: i32 = 101;
+/// CPU exception status.
+pub const EXCEPTION_STATUS: i32 = 102;
+
+/// Where an [`XenOutcome::Exited`] status came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusSource {
+    /// The guest powered off (status 0).
+    Poweroff,
+    /// The `xen: exit status N` console line.
+    StatusLine,
+    /// No status line, but a `PANIC: ` line (101).
+    PanicLine,
+    /// No status line, but an `EXCEPTION: ` line (102).
+    ExceptionLine,
+}
+
+/// How a Stardust guest ended on Xen, as an exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XenOutcome {
+    /// The app's (or the kernel's) exit status.
+    Exited {
+        /// 0 to 255.
+        status: i32,
+        /// How it was found.
+        source: StatusSource,
+        /// The shutdown reason Xen reported (poweroff for 0, crash otherwise).
+        shutdown: Shutdown,
+    },
+    /// The guest shut down without a status on its console: a crash with no `xen: exit
+    /// status`, `PANIC: ` or `EXCEPTION: ` line (Xen killed it, e.g. a fault before the trap
+    /// table), or a reboot/suspend/watchdog reason the platform never uses.
+    NoStatus(Shutdown),
+    /// Still running at its time limit (then destroyed).
+    Timeout(Duration),
+    /// It never ran to a shutdown: `xl create` failed or the lab ended first.
+    NotStarted,
+}
+
+impl XenOutcome {
+    /// What `cargo xtask run --platform xen` exits with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            XenOutcome::Exited { status, .. } => (*status).clamp(0, 255) as u8,
+            XenOutcome::NoStatus(_) => 1,
+            XenOutcome::Timeout(_) => TIMEOUT_EXIT,
+            XenOutcome::NotStarted => LAB_EXIT,
+        }
+    }
+
+    /// The app's status, when the guest reported one.
+    pub fn status(&self) -> Option<i32> {
+        match self {
+            XenOutcome::Exited { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A sentence for the user.
+    pub fn message(&self) -> String {
+        match self {
+            XenOutcome::Exited {
+                status,
+                source,
+                shutdown,
+            } => {
+                let from = match source {
+                    StatusSource::Poweroff => String::new(),
+                    StatusSource::StatusLine => format!("; {shutdown}"),
+                    StatusSource::PanicLine => {
+                        format!("; {shutdown}, no status line: from the PANIC line")
+                    }
+                    StatusSource::ExceptionLine => {
+                        format!("; {shutdown}, no status line: from the EXCEPTION line")
+                    }
+                };
+                format!("guest exited with status {status}{from}")
+            }
+            XenOutcome::NoStatus(s) => format!(
+                "guest ended with {s} without reporting an exit status (no `{STATUS_LINE}N`, \
+                 PANIC or EXCEPTION line on its console; see Xen's lines above)"
+            ),
+            XenOutcome::Timeout(t) => format!(
+                "timeout: the guest was still running after {} s and was destroyed (it hangs? \
+                 raise --timeout)",
+                t.as_secs()
+            ),
+            XenOutcome::NotStarted => {
+                "the guest never ran to a shutdown (`xl create` failed or the lab ended first; \
+                 see above)"
+                    .into()
+            }
+        }
+    }
+}
+
+/// The status on a `xen: exit status N` line (the last one, if several; a status of 0 there
+/// is not a crash status and is ignored).
+pub fn status_line(console: &[String]) -> Option<i32> {
+    console.iter().rev().find_map(|l| {
+        let n = l
+            .trim()
+            .strip_prefix(STATUS_LINE)?
+            .trim()
+            .parse::<i32>()
+            .ok()?;
+        ((1..=255).contains(&n)).then_some(n)
+    })
+}
+
+/// Maps a guest's end to its exit status (see the module table).
+pub fn outcome(shutdown: Shutdown, console: &[String], timeout: Duration) -> XenOutcome {
+    let exited = |status, source| XenOutcome::Exited {
+        status,
+        source,
+        shutdown,
+    };
+    match shutdown {
+        Shutdown::Poweroff => exited(0, StatusSource::Poweroff),
+        Shutdown::Crash => {
+            if let Some(n) = status_line(console) {
+                return exited(n, StatusSource::StatusLine);
+            }
+            // The first report wins: a panic while reporting an exception still exits 102.
+            let first = console.iter().map(|l| l.trim_start()).find_map(|l| {
+                if l.starts_with("PANIC: ") {
+                    Some((PANIC_STATUS, StatusSource::PanicLine))
+                } else if l.starts_with("EXCEPTION: ") {
+                    Some((EXCEPTION_STATUS, StatusSource::ExceptionLine))
+                } else {
+                    None
+                }
+            });
+            match first {
+                Some((n, source)) => exited(n, source),
+                None => XenOutcome::NoStatus(shutdown),
+            }
+        }
+        Shutdown::Timeout => XenOutcome::Timeout(timeout),
+        Shutdown::NotSeen => XenOutcome::NotStarted,
+        other => XenOutcome::NoStatus(other),
+    }
+}
+
+/// [`outcome`] of a lab result.
+pub fn guest_outcome(r: &GuestResult, spec: &GuestSpec) -> XenOutcome {
+    outcome(r.shutdown, &r.console, spec.timeout)
+}
+
+/// The guest's command line: `<kernel options> -- <app args>` (as on QEMU's `-append`), or
+/// none when both are empty.
+pub fn kernel_cmdline(kargs: &str, app_args: &[String]) -> Option<String> {
+    let mut parts: Vec<&str> = kargs.split_whitespace().collect();
+    if !app_args.is_empty() {
+        parts.push("--");
+        parts.extend(app_args.iter().map(String::as_str));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// A profile's `memory` in whole MiB for `xl` (rounded up, at least 1).
+pub fn memory_mib(bytes: u64) -> u32 {
+    bytes.div_ceil(1 << 20).clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// The lab guest for `kernel` built with `profile`: PV, the profile's memory, the command line
+/// from `kargs` and `app_args`, expected to end any way (callers map it with [`outcome`]).
+pub fn guest_spec(
+    name: &str,
+    kernel: PathBuf,
+    profile: &Profile,
+    kargs: &str,
+    app_args: &[String],
+    timeout: Duration,
+) -> GuestSpec {
+    let mut g = GuestSpec::new(name, kernel)
+        .memory_mb(memory_mib(profile.settings.memory))
+        .timeout(timeout)
+        .expect(crate::xenlab::Expect::Any);
+    if let Some(c) = kernel_cmdline(kargs, app_args) {
+        g = g.cmdline(c);
+    }
+    g
+}
+
+/// What [`run`] found.
+#[derive(Debug, Clone)]
+pub struct XenRun {
+    /// The guest's result.
+    pub guest: GuestResult,
+    /// Its exit status.
+    pub outcome: XenOutcome,
+    /// The whole batch (dom0 ready time, QEMU total, serial log).
+    pub report: BatchReport,
+}
+
+/// Boots the lab with `spec` as its only guest, printing progress on stderr and the guest's
+/// console on `console` once it ended. `Err` when the lab cannot run here or failed before dom0
+/// was ready.
+pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenRun> {
+    let opts = BatchOptions {
+        echo: true,
+        ..Default::default()
+    };
+    let report = lab.run_batch(std::slice::from_ref(spec), &opts)?;
+    let Some(guest) = report.guests.first().cloned() else {
+        return Err(Error::new("the lab returned no result for the guest"));
+    };
+    let outcome = guest_outcome(&guest, spec);
+    let io = |e: std::io::Error| Error::new(format!("writing the console: {e}"));
+    for l in &guest.console {
+        writeln!(console, "{l}").map_err(io)?;
+    }
+    console.flush().map_err(io)?;
+    if !guest.xen_lines.is_empty() {
+        eprintln!("--- Xen's console while the guest ran ---");
+        for l in guest.xen_lines.iter().take(80) {
+            eprintln!("{l}");
+        }
+    }
+    if outcome == XenOutcome::NotStarted && !guest.xl_output.is_empty() {
+        eprintln!("--- xl create ---");
+        for l in &guest.xl_output {
+            eprintln!("{l}");
+        }
+    }
+    eprintln!("xtask: {}", timings(&guest, &report));
+    if let Some(e) = &report.lab_error {
+        eprintln!(
+            "xtask: lab failure: {e} (serial log {})",
+            report.log.display()
+        );
+    }
+    Ok(XenRun {
+        guest,
+        outcome,
+        report,
+    })
+}
+
+/// One line of timings: dom0 ready, then `xl create` to the domain, to the first console line
+/// and to the shutdown, and the lab's total.
+pub fn timings(guest: &GuestResult, report: &BatchReport) -> String {
+    let s =
+        |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{:.2} s", d.as_secs_f64()));
+    format!(
+        "Xen {}: dom0 ready {}; xl create -> domain {}, first line {}, shutdown {}; lab total {:.1} s",
+        report.xen_version.as_deref().unwrap_or("?"),
+        s(report.dom0_ready),
+        s(guest.to_domid),
+        s(guest.to_first_line),
+        s(guest.to_shutdown),
+        report.total.as_secs_f64()
+    )
+}
+
+/// Why `run --platform xen` cannot run here, with how to fix it; `None` when the lab is ready.
+pub fn unavailable_message(lab: &Lab) -> Option<String> {
+    let why = lab.availability().err()?;
+    let mut msg = format!("cannot run on Xen here: {why}");
+    if !lab.stamp().is_file()
+        && let Some(cannot) = crate::xenlab_build::cannot_build()
+    {
+        msg.push_str(&format!("; and this machine cannot build it: {cannot}"));
+    }
+    Some(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    const T: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn poweroff_is_status_0() {
+        let o = outcome(Shutdown::Poweroff, &lines("Hello from Stardust!"), T);
+        assert_eq!(o.exit_code(), 0);
+        assert_eq!(o.status(), Some(0));
+        assert_eq!(o.message(), "guest exited with status 0");
+    }
+
+    #[test]
+    fn crash_takes_the_status_line() {
+        let o = outcome(
+            Shutdown::Crash,
+            &lines("faults: exit 42\nxen: exit status 042"),
+            T,
+        );
+        assert_eq!(
+            o,
+            XenOutcome::Exited {
+                status: 42,
+                source: StatusSource::StatusLine,
+                shutdown: Shutdown::Crash
+            }
+        );
+        assert_eq!(o.exit_code(), 42);
+        assert!(
+            o.message().contains("status 42; crash (reason 3)"),
+            "{}",
+            o.message()
+        );
+        // the status line wins over the PANIC line, and the last status line over earlier ones
+        let o = outcome(
+            Shutdown::Crash,
+            &lines("PANIC: panicked at a.rs:1:1: x\nxen: exit status 7\n  xen: exit status 255  "),
+            T,
+        );
+        assert_eq!(o.exit_code(), 255);
+    }
+
+    #[test]
+    fn crash_without_status_line_falls_back_to_panic_and_exception_lines() {
+        let o = outcome(
+            Shutdown::Crash,
+            &lines("PANIC: panicked at a.rs:1:1: boom"),
+            T,
+        );
+        assert_eq!(o.exit_code(), 101);
+        assert!(o.message().contains("from the PANIC line"));
+        let o = outcome(
+            Shutdown::Crash,
+            &lines("EXCEPTION: #PF page fault (vector 14)\n  cr2=0xdead0000"),
+            T,
+        );
+        assert_eq!(o.exit_code(), 102);
+        assert!(o.message().contains("from the EXCEPTION line"));
+        // the first report wins
+        let o = outcome(
+            Shutdown::Crash,
+            &lines("EXCEPTION: #GP\nPANIC: panicked at a.rs:1:1: in the handler"),
+            T,
+        );
+        assert_eq!(o.exit_code(), 102);
+        // garbage and a zero status line are not statuses
+        let o = outcome(
+            Shutdown::Crash,
+            &lines("xen: exit status 000\nxen: exit status x\nxen: exit status 300"),
+            T,
+        );
+        assert_eq!(o, XenOutcome::NoStatus(Shutdown::Crash));
+        assert_eq!(o.exit_code(), 1);
+        // "PANIC: " must start the line
+        let o = outcome(Shutdown::Crash, &lines("app says PANIC: no"), T);
+        assert_eq!(o.exit_code(), 1);
+    }
+
+    #[test]
+    fn timeouts_missing_guests_and_other_reasons_are_distinct_failures() {
+        let o = outcome(Shutdown::Timeout, &[], Duration::from_secs(30));
+        assert_eq!(o.exit_code(), TIMEOUT_EXIT);
+        assert!(o.message().contains("after 30 s"), "{}", o.message());
+        let o = outcome(Shutdown::NotSeen, &[], T);
+        assert_eq!(o.exit_code(), LAB_EXIT);
+        assert_eq!(o.status(), None);
+        for s in [
+            Shutdown::Reboot,
+            Shutdown::Suspend,
+            Shutdown::Watchdog,
+            Shutdown::Other(9),
+        ] {
+            let o = outcome(s, &lines("xen: exit status 5"), T);
+            assert_eq!(o, XenOutcome::NoStatus(s));
+            assert_eq!(o.exit_code(), 1);
+        }
+        assert_ne!(TIMEOUT_EXIT, LAB_EXIT);
+    }
+
+    #[test]
+    fn command_line_and_memory() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            kernel_cmdline(" log=debug  bootchart ", &args(&["one", "two"])).as_deref(),
+            Some("log=debug bootchart -- one two")
+        );
+        assert_eq!(kernel_cmdline("", &args(&["x"])).as_deref(), Some("-- x"));
+        assert_eq!(kernel_cmdline("log=off", &[]).as_deref(), Some("log=off"));
+        assert_eq!(kernel_cmdline(" ", &[]), None);
+        assert_eq!(memory_mib(32 << 20), 32);
+        assert_eq!(memory_mib((32 << 20) + 1), 33);
+        assert_eq!(memory_mib(1536 << 10), 2);
+        assert_eq!(memory_mib(0), 1);
+    }
+
+    #[test]
+    fn an_unbuilt_lab_says_how_to_build_it() {
+        let lab = Lab::new("/nonexistent/stardust-xenlab");
+        let msg = unavailable_message(&lab).expect("not available");
+        assert!(
+            msg.contains("cargo xtask xen-lab build") || msg.contains("switched off"),
+            "{msg}"
+        );
+    }
+}
