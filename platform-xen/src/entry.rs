@@ -56,9 +56,18 @@ core::arch::global_asm!(
     .global hypercall_page
 hypercall_page:
     .skip 4096
+    /* Pages whose virtual addresses are remapped onto Xen's frames: memory.rs leaves them
+       alone when it applies W^X to the image. */
+    .global xen_remapped_start
+xen_remapped_start:
     .global xen_shared_info_page
 xen_shared_info_page:
     .skip 4096
+    .global xen_grant_frames
+xen_grant_frames:
+    .skip 4096 * {grant_frames}
+    .global xen_remapped_end
+xen_remapped_end:
 
     .section .text.boot, "ax", @progbits
     .global xen_pv_start
@@ -102,6 +111,7 @@ xen_trap_entries:
 "#,
     tsc = sym arch_x86_64::ENTRY_TSC,
     start_info = sym START_INFO,
+    grant_frames = const crate::grant::FRAMES,
     options(att_syntax)
 );
 

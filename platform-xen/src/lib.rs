@@ -10,6 +10,8 @@
 //! - [`events`]: the event upcall with masking in `vcpu_info`, handlers per port, the one-shot
 //!   timer and idle by `SCHEDOP_block`.
 //! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
+//! - [`grant`]: the grant table (set up by `GNTTABOP_setup_table`, bookkeeping in
+//!   `xen_services::grant`).
 //! - Power-off and crash by `SCHEDOP_shutdown`.
 //!
 //! Written by hand against the Xen public headers (bindings in `xen-sys`): no published crate
@@ -22,6 +24,7 @@
 pub mod console;
 pub mod entry;
 pub mod events;
+pub mod grant;
 pub mod hypercall;
 pub mod memory;
 pub mod time;

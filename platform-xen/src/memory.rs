@@ -286,6 +286,8 @@ pub fn map_memory(free: &mut FreeMemory) -> Result<u64, MapError> {
 
 unsafe extern "C" {
     static hypercall_page: u8;
+    static xen_remapped_start: u8;
+    static xen_remapped_end: u8;
 }
 
 /// Text read-execute, rodata read-only, data read-write no-execute (the hypercall page, in
@@ -293,11 +295,11 @@ unsafe extern "C" {
 fn protect_image() -> Result<(), MapError> {
     let image = arch_x86_64::image_layout();
     let hypercall = (&raw const hypercall_page) as u64;
-    let shared_info = crate::time::shared_info_va();
+    let remapped = (&raw const xen_remapped_start) as u64..(&raw const xen_remapped_end) as u64;
     let mut va = image.start;
     while va < image.end {
-        if va == shared_info {
-            // Already remapped onto the shared info frame (read-write, no-execute).
+        if remapped.contains(&va) {
+            // Remapped onto Xen's frames (shared info, grant table): read-write, no-execute.
             va += PAGE_SIZE;
             continue;
         }

@@ -6,7 +6,11 @@
 #![no_main]
 
 use stardust::println;
-use stardust::xen::xenstore;
+use stardust::xen::{grant, xenstore};
+
+/// One page, page-aligned (a grant covers a whole frame).
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
 
 fn text(bytes: &[u8]) -> &str {
     core::str::from_utf8(bytes).unwrap_or("<not UTF-8>")
@@ -46,6 +50,33 @@ fn main() -> Result<(), xenstore::Error> {
     xenstore::transaction_end(tx, true)?;
     let value = xenstore::read("data/tx", &mut buf)?;
     println!("xenprobe: transaction wrote data/tx={}", text(value));
+
+    // A grant, end to end: grant a page to ourselves, let Xen copy out of it by reference.
+    let domid: u16 = text(xenstore::read("domid", &mut buf)?)
+        .parse()
+        .unwrap_or(0);
+    let mut source = stardust::alloc::boxed::Box::new(Page([0; 4096]));
+    let mut dest = stardust::alloc::boxed::Box::new(Page([0; 4096]));
+    for (i, b) in source.0.iter_mut().enumerate() {
+        *b = (i * 7 + 3) as u8;
+    }
+    let va = source.0.as_ptr() as u64;
+    // SAFETY: the page stays allocated and untouched until end_access succeeds below.
+    let gref =
+        unsafe { grant::grant_access(domid, va, true) }.map_err(|_| xenstore::Error::TooLong)?;
+    let status = grant::copy_from_grant(gref, 16, dest.0.as_mut_ptr() as u64 + 16, 1000);
+    let copied = dest.0[16..1016] == source.0[16..1016];
+    let ended = grant::end_access(gref).is_ok();
+    println!(
+        "xenprobe: grant ref {} to domain {domid}: copy status {status}, data {}, end access {}",
+        gref.0,
+        if copied { "matches" } else { "DIFFERS" },
+        if ended { "ok" } else { "FAILED" }
+    );
+    if status != 0 || !copied || !ended {
+        println!("xenprobe: FAIL: grant copy");
+        stardust::exit(1);
+    }
 
     for ms in [1u64, 10, 50] {
         let start = stardust::xen::now_ns().unwrap_or(0);

@@ -50,7 +50,7 @@ pub fn heap_stats() -> Option<HeapStats> {
 /// Xen services, in images built for Xen (`platform = "xen"`).
 #[cfg(feature = "platform-xen")]
 pub mod xen {
-    pub use kernel::xen::xenstore;
+    pub use kernel::xen::{grant, xenstore};
     pub use kernel::xen::{now_ns, sleep_ns};
 }
 

@@ -68,6 +68,11 @@ pub const UVMF_INVLPG: u64 = 2;
 pub const FLAT_KERNEL_CS64: u16 = 0xe033;
 /// The flat data/stack selector of an x86_64 PV guest kernel (`FLAT_KERNEL_SS64`).
 pub const FLAT_KERNEL_SS64: u16 = 0xe02b;
+/// `gnttab_copy` flags (`GNTCOPY_*`, `grant_table.h`; shift macros bindgen skips): the source
+/// (or destination) is a grant reference rather than a frame.
+pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
+/// See [`GNTCOPY_SOURCE_GREF`].
+pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
 /// Magic of `hvm_start_info` (`XEN_HVM_START_MAGIC_VALUE`).
 pub const HVM_START_MAGIC: u32 = 0x336e_c578;
 /// The XenStore error strings of `xs_wire.h`'s `xsd_errors[]` table, with their errno values
