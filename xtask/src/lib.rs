@@ -21,6 +21,7 @@
 //!
 //! Cargo features: none.
 
+pub mod allocbench;
 pub mod bench;
 pub mod error;
 pub mod gen_xen_sys;

@@ -242,6 +242,8 @@ enum BenchWhich {
     Memory,
     /// size, boot and memory.
     All,
+    /// The allocators side by side: throughput, fragmentation, size delta, minimum memory.
+    Alloc,
 }
 
 #[derive(Args, Debug)]
@@ -272,9 +274,26 @@ struct BenchArgs {
     /// Write the measured sizes to benches/baseline.json (the size bench only).
     #[arg(long)]
     save_baseline: bool,
+    /// Boots per allocator and workload in the allocator bench (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    alloc_runs: usize,
 }
 
-fn bench_cmd(ws: &Workspace, args: BenchArgs) -> Result<ExitCode> {
+fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
+    if args.which.contains(&BenchWhich::Alloc) {
+        let results = xtask::allocbench::run(
+            ws,
+            &xtask::allocbench::Options {
+                runs: args.alloc_runs.max(1),
+                memory: true,
+            },
+        )?;
+        println!("{}", xtask::allocbench::markdown(&results));
+        args.which.retain(|w| *w != BenchWhich::Alloc);
+        if args.which.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let mut which = args.which.clone();
     if which.is_empty() || which.contains(&BenchWhich::All) {
         which = vec![BenchWhich::Size, BenchWhich::Boot, BenchWhich::Memory];
