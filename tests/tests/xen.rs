@@ -1,0 +1,444 @@
+//! Whole images on real Xen: every guest below is built for `platform = "xen"`, and all of them
+//! run in ONE boot of the Xen lab (Xen 4.17 + Debian dom0 in QEMU, `cargo xtask xen-lab
+//! build`), after the lab's reference guest `pvhello` as a warm-up. Each `#[test]` then checks
+//! its own guest's console and how it ended (poweroff = status 0; a crash carries its status on
+//! the `xen: exit status N` line, see xtask/src/xenlab_run.rs).
+//!
+//! Adding a guest is one line in [`GUESTS`] plus its `#[test]`.
+//!
+//! Where the lab cannot run (not built, no root to build it, `STARDUST_XENLAB=off`) every test
+//! here prints `skipped: <test>: <why>` and passes; `cargo xtask test` counts it as skipped.
+//! The guests are still built first: a Xen image that does not build fails its test anyway.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use stardust_tests::workspace;
+use xtask::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, Lab, RefGuest, Shutdown};
+use xtask::xenlab_run::{self, StatusSource, XenOutcome};
+
+/// One guest of the batch: an app built with the default profile on `platform = "xen"`.
+struct Guest {
+    /// Its name in the batch (and in reports).
+    name: &'static str,
+    app: &'static str,
+    /// `--set` overrides besides `platform=xen`.
+    set: &'static [&'static str],
+    /// The app's arguments (after `--` on the guest's command line).
+    args: &'static [&'static str],
+    /// Left out of the batch (with a skip line) when its app is missing or does not build.
+    optional: bool,
+    /// From `xl create` to shutdown, at most.
+    timeout_s: u64,
+}
+
+impl Guest {
+    const fn new(name: &'static str, app: &'static str) -> Guest {
+        Guest {
+            name,
+            app,
+            set: &[],
+            args: &[],
+            optional: false,
+            timeout_s: 30,
+        }
+    }
+    const fn args(mut self, args: &'static [&'static str]) -> Guest {
+        self.args = args;
+        self
+    }
+    const fn set(mut self, set: &'static [&'static str]) -> Guest {
+        self.set = set;
+        self
+    }
+    const fn optional(mut self) -> Guest {
+        self.optional = true;
+        self
+    }
+    const fn timeout_s(mut self, s: u64) -> Guest {
+        self.timeout_s = s;
+        self
+    }
+}
+
+/// Every Stardust guest of the batch, in the order they run (after `pvhello`).
+const GUESTS: &[Guest] = &[
+    Guest::new("hello", "hello").args(&["one", "two"]),
+    Guest::new("panic", "faults").args(&["panic"]),
+    Guest::new("pagefault", "faults").args(&["pagefault"]),
+    Guest::new("exit42", "faults").args(&["exit", "42"]),
+    Guest::new("allocstress", "allocstress")
+        .set(&["allocator=talc"])
+        .timeout_s(60),
+    Guest::new("xenprobe", "xenprobe").optional().timeout_s(60),
+];
+
+/// A guest that ran.
+struct Ran {
+    /// Its place in the batch (1-based, pvhello is 1): the lab names the domain `sdNN`.
+    number: usize,
+    spec: GuestSpec,
+    result: GuestResult,
+    outcome: XenOutcome,
+}
+
+/// What happened to a guest of [`GUESTS`].
+enum Slot {
+    Ran(Box<Ran>),
+    /// Its image did not build (the error).
+    BuildFailed(String),
+    /// An optional guest left out, and why.
+    LeftOut(String),
+}
+
+/// The one batch of this test process.
+enum Batch {
+    /// The lab cannot run here: the reason.
+    Skipped(String),
+    /// The lab itself failed (dom0 never ready, QEMU died): every test fails with this.
+    LabFailed(String),
+    Ran {
+        reference: Box<GuestResult>,
+        guests: HashMap<&'static str, Slot>,
+    },
+}
+
+/// Straight to stderr, past libtest's capture: the batch's timings show in every run.
+fn note(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+fn build(g: &Guest) -> Result<PathBuf, String> {
+    let mut set: Vec<String> = vec!["platform=xen".into()];
+    set.extend(g.set.iter().map(|s| s.to_string()));
+    xtask::build_app(workspace(), g.app, "default", &set)
+        .map(|(_, image)| image.elf)
+        .map_err(|e| e.to_string())
+}
+
+/// Builds every guest, then runs the reference guest and every guest that built in one lab boot
+/// (once per process: every test waits on the first).
+fn batch() -> &'static Batch {
+    static BATCH: OnceLock<Batch> = OnceLock::new();
+    // Never panics inside: a panic would leave the OnceLock empty and the next test would boot
+    // the lab again.
+    BATCH.get_or_init(run_batch)
+}
+
+fn run_batch() -> Batch {
+    let ws = workspace();
+    let lab = Lab::from_env();
+    let mut slots: HashMap<&'static str, Slot> = HashMap::new();
+    let mut specs: Vec<(&'static str, GuestSpec)> = Vec::new();
+    for g in GUESTS {
+        if g.optional && !ws.apps_dir().join(g.app).join("Cargo.toml").is_file() {
+            slots.insert(
+                g.name,
+                Slot::LeftOut(format!("there is no apps/{} yet", g.app)),
+            );
+            continue;
+        }
+        let profile = match ws.load_profile("default", &["platform=xen".into()]) {
+            Ok(p) => p,
+            Err(e) => {
+                slots.insert(g.name, Slot::BuildFailed(e.to_string()));
+                continue;
+            }
+        };
+        match build(g) {
+            Ok(elf) => {
+                let args: Vec<String> = g.args.iter().map(|s| s.to_string()).collect();
+                let spec = xenlab_run::guest_spec(
+                    g.name,
+                    elf,
+                    &profile,
+                    "",
+                    &args,
+                    Duration::from_secs(g.timeout_s),
+                );
+                specs.push((g.name, spec));
+            }
+            Err(e) if g.optional => {
+                slots.insert(
+                    g.name,
+                    Slot::LeftOut(format!("apps/{} does not build for Xen: {e}", g.app)),
+                );
+            }
+            Err(e) => {
+                slots.insert(g.name, Slot::BuildFailed(e));
+            }
+        }
+    }
+    if let Err(why) = lab.availability() {
+        return Batch::Skipped(why.to_string());
+    }
+    let mut all = vec![GuestSpec::reference(&lab, RefGuest::PvHello)];
+    all.extend(specs.iter().map(|(_, s)| s.clone()));
+    let dir = ws.target_dir().join("xen-tests");
+    let _ = std::fs::create_dir_all(&dir);
+    let opts = BatchOptions {
+        log: Some(dir.join("serial.log")),
+        ..Default::default()
+    };
+    note(&format!(
+        "xen tests: one Xen lab boot for {} guests (pvhello, {})",
+        all.len(),
+        specs.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    ));
+    let report = match lab.run_batch(&all, &opts) {
+        Ok(r) => r,
+        Err(e) => return Batch::LabFailed(e.to_string()),
+    };
+    summarize(&report, &dir);
+    if let Some(e) = &report.lab_error {
+        return Batch::LabFailed(format!(
+            "{e} (serial log {}; what each guest did is in {})",
+            report.log.display(),
+            dir.join("report.txt").display()
+        ));
+    }
+    let mut results = report.guests.into_iter();
+    let reference = Box::new(results.next().expect("the reference guest's result"));
+    for (i, ((name, spec), result)) in specs.into_iter().zip(results).enumerate() {
+        let outcome = xenlab_run::guest_outcome(&result, &spec);
+        slots.insert(
+            name,
+            Slot::Ran(Box::new(Ran {
+                number: i + 2,
+                spec,
+                result,
+                outcome,
+            })),
+        );
+    }
+    Batch::Ran {
+        reference,
+        guests: slots,
+    }
+}
+
+/// The batch's summary with timings on stderr; the full report in `dir/report.txt`.
+fn summarize(report: &BatchReport, dir: &std::path::Path) {
+    let mut full = Vec::new();
+    let _ = xtask::xenlab::print_report(report, &mut full);
+    let _ = std::fs::write(dir.join("report.txt"), &full);
+    let s =
+        |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let mut text = format!(
+        "xen tests: Xen {}: dom0 ready {}, lab total {:.1} s; consoles in {}, serial log {}",
+        report.xen_version.as_deref().unwrap_or("?"),
+        s(report.dom0_ready),
+        report.total.as_secs_f64(),
+        dir.join("report.txt").display(),
+        report.log.display()
+    );
+    for g in &report.guests {
+        text.push_str(&format!("\n  {}", g.summary()));
+    }
+    note(&text);
+}
+
+/// Everything about a guest, for failure messages.
+fn describe(ran: &Ran) -> String {
+    let r = &ran.result;
+    let mut s = format!(
+        "{}\noutcome: {}\n--- console ---\n{}",
+        r.summary(),
+        ran.outcome.message(),
+        r.console_text()
+    );
+    if !r.xen_lines.is_empty() {
+        s.push_str(&format!(
+            "\n--- Xen's lines while it ran ---\n{}",
+            r.xen_lines.join("\n")
+        ));
+    }
+    if !r.xl_output.is_empty() {
+        s.push_str(&format!("\n--- xl create ---\n{}", r.xl_output.join("\n")));
+    }
+    s.push_str(&format!(
+        "\n(command line {:?}, {} MiB)",
+        ran.spec.cmdline.as_deref().unwrap_or(""),
+        ran.spec.memory_mb
+    ));
+    s
+}
+
+/// The guest `name` of the batch; `None` (after printing the skip line) when the lab cannot run
+/// here or an optional guest was left out. Panics when the lab failed or the image did not build.
+fn guest(name: &str) -> Option<&'static Ran> {
+    match batch() {
+        Batch::Skipped(why) => {
+            xtask::testcmd::report_skip(None, why);
+            None
+        }
+        Batch::LabFailed(e) => panic!("the Xen lab failed: {e}"),
+        Batch::Ran { guests, .. } => match guests.get(name) {
+            Some(Slot::Ran(ran)) => Some(ran),
+            Some(Slot::BuildFailed(e)) => panic!("guest {name} did not build for Xen: {e}"),
+            Some(Slot::LeftOut(why)) => {
+                xtask::testcmd::report_skip(None, why);
+                None
+            }
+            None => panic!("no guest {name} in GUESTS"),
+        },
+    }
+}
+
+/// The first console line with every one of `needles`.
+#[track_caller]
+fn line_with<'a>(ran: &'a Ran, needles: &[&str]) -> &'a str {
+    match ran
+        .result
+        .console
+        .iter()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+    {
+        Some(l) => l,
+        None => panic!("no console line has all of {needles:?}\n{}", describe(ran)),
+    }
+}
+
+#[track_caller]
+fn assert_ended(ran: &Ran, shutdown: Shutdown, status: i32) {
+    assert!(
+        ran.result.shutdown == shutdown && ran.outcome.status() == Some(status),
+        "expected {shutdown} with status {status}\n{}",
+        describe(ran)
+    );
+}
+
+#[test]
+fn reference_pvhello_powers_off() {
+    let reference = match batch() {
+        Batch::Skipped(why) => return xtask::testcmd::report_skip(None, why),
+        Batch::LabFailed(e) => panic!("the Xen lab failed: {e}"),
+        Batch::Ran { reference, .. } => reference,
+    };
+    assert_eq!(
+        reference.shutdown,
+        Shutdown::Poweroff,
+        "the lab's own reference guest: {}\n{}",
+        reference.summary(),
+        reference.console_text()
+    );
+    assert!(
+        reference
+            .console
+            .iter()
+            .any(|l| l.contains("pvhello: hello")),
+        "{}",
+        reference.console_text()
+    );
+}
+
+#[test]
+fn hello_prints_its_arguments_and_powers_off() {
+    let Some(ran) = guest("hello") else { return };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["Hello from Stardust!"]);
+    let line = line_with(ran, &["command line: "]);
+    assert_eq!(
+        line.trim_end(),
+        "command line: one two",
+        "{}",
+        describe(ran)
+    );
+}
+
+#[test]
+fn panic_crashes_with_the_panic_line() {
+    let Some(ran) = guest("panic") else { return };
+    assert_ended(ran, Shutdown::Crash, 101);
+    let line = line_with(ran, &["PANIC: ", "panicked at ", "deliberate panic"]);
+    assert!(
+        line.starts_with("PANIC: ") && line.contains(".rs:"),
+        "{line:?}"
+    );
+    line_with(ran, &["xen: exit status 101"]);
+}
+
+#[test]
+fn page_fault_crashes_with_the_exception_line() {
+    let Some(ran) = guest("pagefault") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Crash, 102);
+    let line = line_with(ran, &["EXCEPTION: ", "#PF"]);
+    assert!(
+        line.starts_with("EXCEPTION: "),
+        "{line:?}\n{}",
+        describe(ran)
+    );
+    line_with(ran, &["error code=0x", "page not present on read"]);
+    line_with(ran, &["rip=0x"]);
+    line_with(ran, &["cr2=0xdead0000"]);
+    line_with(ran, &["xen: exit status 102"]);
+}
+
+#[test]
+fn an_app_status_comes_back_through_the_status_line() {
+    let Some(ran) = guest("exit42") else { return };
+    assert_ended(ran, Shutdown::Crash, 42);
+    assert!(
+        matches!(
+            ran.outcome,
+            XenOutcome::Exited {
+                source: StatusSource::StatusLine,
+                ..
+            }
+        ),
+        "{}",
+        describe(ran)
+    );
+    assert_eq!(ran.outcome.exit_code(), 42);
+}
+
+#[test]
+fn allocstress_passes_on_talc() {
+    let Some(ran) = guest("allocstress") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["allocstress: ok"]);
+    line_with(ran, &["allocstress: ", "checksum 0x"]);
+}
+
+#[test]
+fn xenprobe_reads_its_name_and_domid_and_passes() {
+    let Some(ran) = guest("xenprobe") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["xenprobe: ok"]);
+    // The lab names guest n `sdNN` (its place in the batch, pvhello first).
+    let domid = ran.result.domid.expect("the lab saw its domain id");
+    line_with(ran, &[&format!("xenprobe: domid={domid}")]);
+    line_with(ran, &[&format!("xenprobe: name=sd{:02}", ran.number)]);
+}
+
+/// The command line's own answer where the lab cannot run (no lab boot: `STARDUST_XENLAB=off`).
+#[test]
+fn run_says_why_the_lab_cannot_run() {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&workspace().root)
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(["run", "hello", "--platform", "xen"])
+        .env(xtask::xenlab::LAB_SWITCH_ENV, "off")
+        .output()
+        .expect("cargo runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(xenlab_run::LAB_EXIT)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot run on Xen here: the Xen lab is switched off"),
+        "{stderr}"
+    );
+}
