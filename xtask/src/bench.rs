@@ -6,7 +6,8 @@
 //! - [`boot`]: QEMU spawn to the app's first line and to exit, as a ratio to the empty PVH kernel
 //!   booted with the same command line, interleaved; plus the guest's boot chart ([`bootchart`]).
 //! - [`memory`]: the smallest `-m` that still boots, by binary search.
-//! - [`xen`]: the same on Xen, skipped until there is a Xen platform.
+//! - [`xen`]: boot and memory on Xen, in the Xen lab, when it is built here (else skipped, with
+//!   the reason). Profiles whose platform is `xen` are measured there only.
 //!
 //! Results go to stdout as Markdown ([`report`]), to `target/bench/` as SVG charts ([`svg`]) and
 //! `report.md`, and with `--json FILE` as JSON; progress goes to stderr. Every figure is checked
@@ -215,12 +216,21 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
     }
 
     let needs_qemu = benches.contains(&Bench::Boot) || benches.contains(&Bench::Memory);
-    let xen = if needs_qemu {
-        xen::availability(ws)
-    } else {
-        Ok(())
-    };
-    let qemu_bin = if needs_qemu {
+    // QEMU boots PVH images; a profile on the Xen platform is measured in the Xen lab only.
+    let on_qemu: Vec<(&Profile, &String)> = pairs
+        .iter()
+        .copied()
+        .filter(|(p, _)| p.platform != XEN)
+        .collect();
+    if needs_qemu {
+        for p in profiles.iter().filter(|p| p.platform == XEN) {
+            report.skipped.push(format!(
+                "profile `{}` is on the Xen platform: QEMU does not boot it (see the Xen figures)",
+                p.tag()
+            ));
+        }
+    }
+    let qemu_bin = if needs_qemu && !on_qemu.is_empty() {
         Some(setup::ensure_qemu()?)
     } else {
         None
@@ -239,10 +249,15 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
     if benches.contains(&Bench::Boot) {
         let empty = image::build_empty_kernel(ws)?;
         let timeout = opts.timeout.unwrap_or(qemu::DEFAULT_TIMEOUT);
-        for (i, (profile, app)) in pairs.iter().enumerate() {
+        for (i, (profile, app)) in on_qemu.iter().enumerate() {
             let image = images.get(ws, app, profile)?;
             let cfg = config(profile, &image);
-            let step = format!("boot {}/{}: {app} [{}]", i + 1, pairs.len(), profile.tag());
+            let step = format!(
+                "boot {}/{}: {app} [{}]",
+                i + 1,
+                on_qemu.len(),
+                profile.tag()
+            );
             progress(format_args!("{step}: {}", cfg.shell_line()));
             let runs = opts.runs;
             let measured = boot::measure(
@@ -288,23 +303,18 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
                 }
             }
         }
-        if let Err(reason) = &xen {
-            let note = xen::skipped("boot", reason);
-            progress(note.line());
-            report.xen.push(note);
-        }
     }
 
     if benches.contains(&Bench::Memory) {
         let timeout = opts.timeout.unwrap_or(memory::PROBE_TIMEOUT);
-        for (i, (profile, app)) in pairs.iter().enumerate() {
+        for (i, (profile, app)) in on_qemu.iter().enumerate() {
             let image = images.get(ws, app, profile)?;
             let cfg = config(profile, &image);
             let end = image_end(&image.elf)?;
             let step = format!(
                 "memory {}/{}: {app} [{}]",
                 i + 1,
-                pairs.len(),
+                on_qemu.len(),
                 profile.tag()
             );
             let (found, probes) = memory::min_memory(&cfg, end, timeout, |m, outcome| {
@@ -337,11 +347,10 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
                 budget: profile.budgets.min_memory,
             });
         }
-        if let Err(reason) = &xen {
-            let note = xen::skipped("memory", reason);
-            progress(note.line());
-            report.xen.push(note);
-        }
+    }
+
+    if needs_qemu {
+        bench_xen(ws, opts, &benches, &pairs, &mut images, &mut report)?;
     }
 
     report.violations = budget::check(&report.size, &report.boot, &report.memory);
@@ -375,6 +384,79 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
     }
 }
 
+/// The Xen platform's name (its profiles boot in the Xen lab, not in QEMU).
+pub const XEN: &str = "xen";
+
+/// The Xen half of the boot and memory benches: every profile (as itself on the Xen platform,
+/// else with `platform=xen`) in the Xen lab, or a `skipped` note saying why not.
+fn bench_xen(
+    ws: &Workspace,
+    opts: &Options,
+    benches: &[Bench],
+    pairs: &[(&Profile, &String)],
+    images: &mut Images,
+    report: &mut Report,
+) -> Result<()> {
+    let names: Vec<&str> = benches
+        .iter()
+        .filter_map(|b| match b {
+            Bench::Boot => Some("boot"),
+            Bench::Memory => Some("memory"),
+            Bench::Size => None,
+        })
+        .collect();
+    let lab = crate::xenlab::Lab::from_env();
+    if let Err(reason) = xen::availability(ws, &lab) {
+        for b in names {
+            let note = xen::skipped(b, &reason);
+            progress(note.line());
+            report.xen.push(note);
+        }
+        return Ok(());
+    }
+    let mut targets = Vec::new();
+    for (profile, app) in pairs {
+        let declared = profile.platform == XEN;
+        let on_xen = if declared {
+            Ok((*profile).clone())
+        } else {
+            let mut sets = opts.overrides.clone();
+            sets.push(format!("platform={XEN}"));
+            ws.load_profile(&profile.name, &sets)
+        };
+        let built = on_xen.and_then(|p| images.get(ws, app, &p).map(|i| (p, i)));
+        match built {
+            Ok((p, image)) => targets.push(xen::Target {
+                profile: p.tag(),
+                app: app.to_string(),
+                image_end: image_end(&image.elf)?,
+                elf: image.elf,
+                memory: p.settings.memory,
+                declared,
+            }),
+            Err(e) => report.skipped.push(format!(
+                "{app} [{}] on Xen: {}",
+                profile.tag(),
+                e.message().lines().next().unwrap_or_default()
+            )),
+        }
+    }
+    let work = xen::Work {
+        boot_runs: benches.contains(&Bench::Boot).then_some(opts.runs),
+        memory: benches.contains(&Bench::Memory),
+    };
+    let dir = ws.target_dir().join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let measured = xen::measure(&lab, &targets, work, &dir, progress)?;
+    progress(&measured.lab);
+    report.xen_lab = Some(measured.lab);
+    report.xen_boot = measured.boot;
+    report.xen_memory = measured.memory;
+    report.errors.extend(measured.errors);
+    report.xen_failures = measured.failures;
+    Ok(())
+}
+
 /// Writes `target/bench/{report.md,size.svg,boot.svg}` and the `--json` file.
 fn write_outputs(ws: &Workspace, opts: &Options, report: &Report, markdown: &str) -> Result<()> {
     let dir = ws.target_dir().join("bench");
@@ -383,8 +465,8 @@ fn write_outputs(ws: &Workspace, opts: &Options, report: &Report, markdown: &str
     if !report.size.is_empty() {
         files.push(("size.svg", svg::size_chart(&report.size)));
     }
-    if !report.boot.is_empty() {
-        files.push(("boot.svg", svg::boot_chart(&report.boot)));
+    if !report.boot.is_empty() || !report.xen_boot.is_empty() {
+        files.push(("boot.svg", svg::boot_chart(&report.boot, &report.xen_boot)));
     }
     let mut written = Vec::new();
     for (name, text) in files {

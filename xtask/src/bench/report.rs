@@ -27,6 +27,21 @@ pub struct Report {
     pub memory: Vec<MemoryResult>,
     /// Xen benches that did not run.
     pub xen: Vec<XenNote>,
+    /// Boot results in the Xen lab (`empty` is the lab's reference guest); not budget-checked.
+    #[serde(default)]
+    pub xen_boot: Vec<BootResult>,
+    /// Memory results in the Xen lab (`memory =` in MiB steps); not budget-checked.
+    #[serde(default)]
+    pub xen_memory: Vec<MemoryResult>,
+    /// The lab that measured them (Xen version, lab boots, time).
+    #[serde(default)]
+    pub xen_lab: Option<String>,
+    /// Guests that failed on Xen for profiles whose own platform is not Xen (reported only).
+    #[serde(default)]
+    pub xen_failures: Vec<String>,
+    /// Images a bench left out, and why (a Xen-platform profile under QEMU, a build for Xen).
+    #[serde(default)]
+    pub skipped: Vec<String>,
     /// Figures over budget (or without one).
     pub violations: Vec<Violation>,
     /// Failures that stopped a measurement (a boot that did not exit 0).
@@ -68,11 +83,20 @@ impl Report {
         if !self.size.is_empty() {
             self.size_section(&mut s);
         }
-        if !self.boot.is_empty() || self.xen.iter().any(|n| n.bench == "boot") {
+        let xen_note = |b: &str| self.xen.iter().any(|n| n.bench == b);
+        if !self.boot.is_empty() || !self.xen_boot.is_empty() || xen_note("boot") {
             self.boot_section(&mut s);
         }
-        if !self.memory.is_empty() || self.xen.iter().any(|n| n.bench == "memory") {
+        if !self.memory.is_empty() || !self.xen_memory.is_empty() || xen_note("memory") {
             self.memory_section(&mut s);
+        }
+        self.xen_failures_section(&mut s);
+        if !self.skipped.is_empty() {
+            let _ = writeln!(s, "## Left out\n");
+            for k in &self.skipped {
+                let _ = writeln!(s, "- {k}");
+            }
+            s.push('\n');
         }
         let _ = writeln!(s, "## Budgets\n");
         if self.violations.is_empty() {
@@ -273,6 +297,39 @@ impl Report {
         for n in self.xen.iter().filter(|n| n.bench == "boot") {
             let _ = writeln!(s, "\n{}", n.line());
         }
+        if !self.xen_boot.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n### On Xen\n\n{}. Milliseconds from `xl create` (dom0 polls every 50 ms), median [interquartile range], \
+                 interleaved with the lab's reference PV guest (`pvhello`, which prints one line and powers off); reported, not budget-checked.\n",
+                self.xen_lab.as_deref().unwrap_or("The Xen lab")
+            );
+            let _ = writeln!(
+                s,
+                "| profile | app | first line | shutdown | pvhello: first line | pvhello: shutdown | ratio first line | ratio shutdown | entry → main |\n\
+                 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            );
+            for r in &self.xen_boot {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.profile,
+                    r.app,
+                    ms(&r.image.first_line_ms),
+                    ms(&r.image.exit_ms),
+                    ms(&r.empty.first_line_ms),
+                    ms(&r.empty.exit_ms),
+                    r.ratio_first_line.map_or("—".into(), |x| format!("{x:.2}")),
+                    r.ratio_exit.map_or("—".into(), |x| format!("{x:.3}")),
+                    r.bootchart
+                        .as_ref()
+                        .map_or("—".into(), |c| match c.total_us() {
+                            Some(us) => format!("{} µs", group(us as i64)),
+                            None => format!("{} cycles", group(c.total_cycles() as i64)),
+                        }),
+                );
+            }
+        }
         s.push('\n');
     }
 
@@ -307,6 +364,50 @@ impl Report {
         }
         for n in self.xen.iter().filter(|n| n.bench == "memory") {
             let _ = writeln!(s, "\n{}", n.line());
+        }
+        if !self.xen_memory.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n### On Xen\n\nThe smallest domain `memory =` (MiB) from which every larger size tried boots and powers off, \
+                 all sizes tried in one lab boot; reported, not budget-checked.\n"
+            );
+            let _ = writeln!(
+                s,
+                "| profile | app | smallest memory = | sizes tried (MiB; ✗ failed) |\n| --- | --- | ---: | --- |"
+            );
+            for r in &self.xen_memory {
+                let tried: Vec<String> = r
+                    .probes
+                    .iter()
+                    .map(|(m, ok)| format!("{}{}", m >> 20, if *ok { "" } else { "✗" }))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} |",
+                    r.profile,
+                    r.app,
+                    r.min_memory.map_or_else(
+                        || format!("> {} MiB (fails)", r.ceiling >> 20),
+                        |m| format!("{} MiB", m >> 20)
+                    ),
+                    tried.join(" ")
+                );
+            }
+        }
+        s.push('\n');
+    }
+
+    /// The Xen failures that are reported, not fatal (printed once, after the Xen tables).
+    fn xen_failures_section(&self, s: &mut String) {
+        if self.xen_failures.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "### Failed on Xen (reported, not fatal: these profiles are on KVM; the bench put them on Xen)\n"
+        );
+        for f in &self.xen_failures {
+            let _ = writeln!(s, "- {f}");
         }
         s.push('\n');
     }
@@ -410,12 +511,24 @@ mod tests {
             budget: Some(1536 * 1024),
         }];
         let violations = check(&size, &boot, &memory);
+        let mut xen_boot = boot[0].clone();
+        xen_boot.profile = "default+platform-xen+console-xen".into();
+        xen_boot.budget = None;
+        let mut xen_memory = memory[0].clone();
+        xen_memory.profile = "minimal+platform-xen+console-xen".into();
+        xen_memory.min_memory = Some(4 << 20);
+        xen_memory.probes = vec![(2 << 20, false), (4 << 20, true), (8 << 20, true)];
         Report {
             size,
             boot,
             memory,
             violations,
-            xen: vec![crate::bench::xen::skipped("boot", "no Xen platform yet")],
+            xen: vec![crate::bench::xen::skipped("memory", "no Xen platform yet")],
+            xen_boot: vec![xen_boot],
+            xen_memory: vec![xen_memory],
+            xen_lab: Some("Xen 4.17 in the lab, 1 lab boot(s), 40 s".into()),
+            xen_failures: vec!["xen [minimal+platform-xen+console-xen] hello: crash".into()],
+            skipped: vec!["profile `xenonly` is on the Xen platform: QEMU does not boot it".into()],
             ..Report::default()
         }
     }
@@ -452,8 +565,27 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| default | hello | 2,169 | 2,169 |"), "{md}");
-        assert!(md.contains("Xen boot (`xl create`"), "{md}");
+        assert!(md.contains("Xen memory (the smallest"), "{md}");
         assert!(md.contains("skipped: no Xen platform yet"), "{md}");
+        assert!(
+            md.contains("### On Xen\n\nXen 4.17 in the lab, 1 lab boot(s), 40 s."),
+            "{md}"
+        );
+        assert!(
+            md.contains("| default+platform-xen+console-xen | hello | 51.0 [50.5–51.5] |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1.24 | 1.240 | 2,169 µs |"), "{md}");
+        assert!(
+            md.contains("| minimal+platform-xen+console-xen | hello | 4 MiB | 2✗ 4 8 |"),
+            "{md}"
+        );
+        assert!(md.contains("### Failed on Xen"), "{md}");
+        assert!(
+            md.contains("- xen [minimal+platform-xen+console-xen] hello: crash"),
+            "{md}"
+        );
+        assert!(md.contains("## Left out\n\n- profile `xenonly`"), "{md}");
         assert!(
             md.contains("| minimal | hello | 1,152 KiB | 1,108 KiB | 1 | 1,536 KiB | ok |"),
             "{md}"

@@ -196,9 +196,19 @@ pub fn size_chart(results: &[SizeResult]) -> String {
 }
 
 /// Boot phases per profile: the guest's boot chart (entry → main) stacked by phase, and the
-/// host's view (QEMU spawn → first line → exit, medians) of the app and the empty kernel.
-pub fn boot_chart(results: &[BootResult]) -> String {
+/// host's view (QEMU spawn → first line → exit, medians) of the app and the empty kernel; with
+/// `xen` results, their phases and `xl create` → first line → shutdown beside the reference.
+pub fn boot_chart(qemu: &[BootResult], xen: &[BootResult]) -> String {
     let mut svg = Svg::default();
+    let results: Vec<BootResult> = qemu
+        .iter()
+        .cloned()
+        .chain(xen.iter().cloned().map(|mut r| {
+            r.app = format!("{} (Xen)", r.app);
+            r
+        }))
+        .collect();
+    let results = &results[..];
     svg.text(
         10.0,
         20.0,
@@ -277,26 +287,47 @@ pub fn boot_chart(results: &[BootResult]) -> String {
         .collect();
     y = svg.legend(y + 4.0, &legend) + 12.0;
 
-    // Host side: medians of QEMU spawn -> first line -> exit.
-    svg.text(
-        10.0,
-        y,
-        "start",
-        "font-weight=\"bold\"",
-        "QEMU spawn → first console line → exit (medians; the empty PVH kernel is the floor)",
-    );
+    // Host side: medians of spawn -> first line -> exit, for QEMU and for Xen.
+    for (part, title, floor) in [
+        (
+            qemu,
+            "QEMU spawn → first console line → exit (medians; the empty PVH kernel is the floor)",
+            "empty kernel",
+        ),
+        (
+            xen,
+            "Xen: xl create → first console line → shutdown (medians; the lab's reference guest beside)",
+            "pvhello",
+        ),
+    ] {
+        if !part.is_empty() {
+            y = host_panel(&mut svg, y, title, part, floor);
+        }
+    }
+    let legend = [
+        ("start → first line".to_string(), SPAWN.to_string()),
+        ("first line → exit".to_string(), RUN.to_string()),
+    ];
+    svg.height = svg.legend(y + 4.0, &legend) + 8.0;
+    svg.finish()
+}
+
+const SPAWN: &str = "#4e79a7";
+const RUN: &str = "#f28e2b";
+
+/// Bars of start → first line → exit for each result and its floor; returns the y below.
+fn host_panel(svg: &mut Svg, mut y: f64, title: &str, results: &[BootResult], floor: &str) -> f64 {
+    svg.text(10.0, y, "start", "font-weight=\"bold\"", title);
     y += 20.0;
     let med = |s: &Option<super::stats::Summary>| s.as_ref().map_or(0.0, |s| s.median);
     let scale = results
         .iter()
         .flat_map(|r| [med(&r.image.exit_ms), med(&r.empty.exit_ms)])
         .fold(1e-9, f64::max);
-    const SPAWN: &str = "#4e79a7";
-    const RUN: &str = "#f28e2b";
     for r in results {
         for (who, t, ratio) in [
             (format!("{}/{}", r.profile, r.app), &r.image, r.ratio_exit),
-            ("empty kernel".to_string(), &r.empty, None),
+            (floor.to_string(), &r.empty, None),
         ] {
             let first = med(&t.first_line_ms);
             let exit = med(&t.exit_ms);
@@ -309,7 +340,7 @@ pub fn boot_chart(results: &[BootResult]) -> String {
                 w1,
                 16.0,
                 SPAWN,
-                &format!("spawn → first line: {first:.1} ms"),
+                &format!("start → first line: {first:.1} ms"),
             );
             svg.rect(
                 LABEL_W + w1,
@@ -321,19 +352,14 @@ pub fn boot_chart(results: &[BootResult]) -> String {
             );
             let mut note = format!("{first:.1} / {exit:.1} ms");
             if let Some(x) = ratio {
-                let _ = write!(note, "  (×{x:.2} the empty kernel)");
+                let _ = write!(note, "  (×{x:.2} the {floor})");
             }
             svg.text(LABEL_W + w1 + w2 + 6.0, y + 12.0, "start", "", &note);
             y += 20.0;
         }
         y += 8.0;
     }
-    let legend = [
-        ("spawn → first line".to_string(), SPAWN.to_string()),
-        ("first line → exit".to_string(), RUN.to_string()),
-    ];
-    svg.height = svg.legend(y + 4.0, &legend) + 8.0;
-    svg.finish()
+    y + 4.0
 }
 
 #[cfg(test)]
@@ -439,7 +465,9 @@ mod tests {
         let mut no_chart = r.clone();
         no_chart.profile = "minimal".into();
         no_chart.bootchart = None;
-        let svg = boot_chart(&[r, no_chart]);
+        let mut on_xen = r.clone();
+        on_xen.profile = "default+platform-xen".into();
+        let svg = boot_chart(&[r, no_chart], &[on_xen]);
         assert!(balanced(&svg), "{svg}");
         assert!(svg.contains("<title>rust: 130 us</title>"), "{svg}");
         assert!(svg.contains("<title>main: 70 us</title>"), "{svg}");
@@ -449,5 +477,7 @@ mod tests {
             svg.contains("48.0 / 50.0 ms  (×1.11 the empty kernel)"),
             "{svg}"
         );
+        assert!(svg.contains("default+platform-xen/hello (Xen)"), "{svg}");
+        assert!(svg.contains("(×1.11 the pvhello)"), "{svg}");
     }
 }
