@@ -66,7 +66,7 @@ fn setup() -> Result<Table, SetupError> {
         let rc = unsafe {
             crate::hypercall::update_va_mapping(
                 va,
-                mfn << 12 | 0x63 | 1 << 63,
+                mfn << 12 | crate::time::RW_DATA,
                 xen_sys::UVMF_INVLPG,
             )
         };

@@ -14,13 +14,9 @@ use platform::{
     PhysAddr, Range,
 };
 
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 1 << 1;
-const USER: u64 = 1 << 2;
-const ACCESSED: u64 = 1 << 5;
-const DIRTY: u64 = 1 << 6;
-const NO_EXECUTE: u64 = 1 << 63;
-const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+use arch_x86_64::paging::pte::{
+    ACCESSED, ADDR_MASK as ADDRESS, DIRTY, NO_EXECUTE, PRESENT, USER, WRITABLE,
+};
 /// Flags of a page-table entry that points at a lower table.
 const TABLE: u64 = PRESENT | WRITABLE | USER | ACCESSED;
 

@@ -1,6 +1,11 @@
 //! Xen's shared info page and the PV clock (`vcpu_time_info`).
 
+use arch_x86_64::paging::pte;
 use core::sync::atomic::{AtomicBool, Ordering, fence};
+
+/// Entry bits of a shared page mapped for data: read-write, no-execute.
+pub(crate) const RW_DATA: u64 =
+    pte::PRESENT | pte::WRITABLE | pte::ACCESSED | pte::DIRTY | pte::NO_EXECUTE;
 
 unsafe extern "C" {
     /// A page-aligned page of the image (entry.rs) whose virtual address is remapped onto the
@@ -20,11 +25,7 @@ pub fn map_shared_info(maddr: u64) {
     // SAFETY: the target is our own page-aligned static, used for nothing else; the new
     // mapping is the domain's shared info frame, read-write, no-execute.
     let rc = unsafe {
-        crate::hypercall::update_va_mapping(
-            shared_info_va(),
-            maddr | 0x63 | 1 << 63,
-            xen_sys::UVMF_INVLPG,
-        )
+        crate::hypercall::update_va_mapping(shared_info_va(), maddr | RW_DATA, xen_sys::UVMF_INVLPG)
     };
     if rc == 0 {
         MAPPED.store(true, Ordering::Release);

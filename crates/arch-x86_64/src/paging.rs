@@ -8,13 +8,30 @@
 use core::fmt;
 use platform::{MemoryKind, MemoryMap, PAGE_SIZE, Range};
 
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 1 << 1;
-const WRITE_THROUGH: u64 = 1 << 3;
-const CACHE_DISABLE: u64 = 1 << 4;
-const HUGE: u64 = 1 << 7;
-const NO_EXECUTE: u64 = 1 << 63;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// Page-table entry bits (also used by platforms that write entries through a hypervisor).
+pub mod pte {
+    /// The entry is valid.
+    pub const PRESENT: u64 = 1;
+    /// Writes allowed.
+    pub const WRITABLE: u64 = 1 << 1;
+    /// User-mode access allowed.
+    pub const USER: u64 = 1 << 2;
+    /// Write-through caching.
+    pub const WRITE_THROUGH: u64 = 1 << 3;
+    /// Caching disabled.
+    pub const CACHE_DISABLE: u64 = 1 << 4;
+    /// Set by the CPU on access.
+    pub const ACCESSED: u64 = 1 << 5;
+    /// Set by the CPU on write.
+    pub const DIRTY: u64 = 1 << 6;
+    /// A 2 MiB (or 1 GiB) page, not a table.
+    pub const HUGE: u64 = 1 << 7;
+    /// Instruction fetches fault.
+    pub const NO_EXECUTE: u64 = 1 << 63;
+    /// The frame address bits.
+    pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+}
+use pte::{ADDR_MASK, CACHE_DISABLE, HUGE, NO_EXECUTE, PRESENT, WRITABLE, WRITE_THROUGH};
 const LARGE: u64 = 2 << 20;
 
 /// What a mapping allows.
