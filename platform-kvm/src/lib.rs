@@ -178,6 +178,29 @@ impl platform::Platform for Kvm {
         TSC_HZ.store(hz, Ordering::Relaxed);
         Some(hz)
     }
+
+    fn now_ns() -> Option<u64> {
+        let hz = Self::tsc_frequency()?;
+        Some((u128::from(tsc::now()) * 1_000_000_000 / u128::from(hz)) as u64)
+    }
+
+    // No interrupt controller is set up on this platform yet (the LAPIC and its timer come
+    // with the schedulers): interrupts stay off (the legacy PIC would deliver IRQ 0 on an
+    // exception vector), there is no timer, and idling polls.
+
+    fn set_timer(_deadline_ns: u64) -> bool {
+        false
+    }
+
+    fn interrupts_disable() -> bool {
+        false
+    }
+
+    fn interrupts_restore(_enabled: bool) {}
+
+    fn idle() {
+        core::hint::spin_loop();
+    }
 }
 
 /// QEMU (its fw_cfg device answers with the signature "QEMU") with `isa-debug-exit` at 0xf4 (the

@@ -225,6 +225,12 @@ pub fn init() {
     enable();
 }
 
+/// Whether the event callback and the timer VIRQ are set up (else timers cannot wake a
+/// blocked vCPU, and callers must poll).
+pub fn ready() -> bool {
+    READY.load(Ordering::Acquire) && TIMER_PORT.load(Ordering::Relaxed) != u32::MAX
+}
+
 /// Upcalls taken so far.
 pub fn upcalls() -> u64 {
     UPCALLS.load(Ordering::Relaxed)
@@ -242,21 +248,4 @@ pub fn set_timer(deadline_ns: u64) {
 pub fn block() {
     // SAFETY: SCHEDOP_block takes no argument; it unmasks events and waits for one.
     unsafe { crate::hypercall::sched_op(xen_sys::SCHEDOP_block, core::ptr::null()) };
-}
-
-/// Sleeps until Xen system time `deadline_ns`, idle (the timer wakes the vCPU).
-pub fn sleep_until(deadline_ns: u64) {
-    loop {
-        let was = disable();
-        let now = crate::time::system_time_ns().unwrap_or(u64::MAX);
-        if now >= deadline_ns || !READY.load(Ordering::Acquire) {
-            restore(was);
-            return;
-        }
-        set_timer(deadline_ns);
-        block();
-        if !was {
-            disable();
-        }
-    }
 }

@@ -33,18 +33,6 @@ pub mod xenstore;
 pub use console::{XEN_CONSOLE, XenConsole};
 use platform::{BootInfo, DeviceMemory, FreeMemory};
 
-/// Xen system time in nanoseconds (the PV clock), once the shared info page is mapped.
-pub fn now_ns() -> Option<u64> {
-    time::system_time_ns()
-}
-
-/// Sleeps `ns` nanoseconds, idle: the one-shot timer wakes the blocked vCPU.
-pub fn sleep_ns(ns: u64) {
-    if let Some(now) = time::system_time_ns() {
-        events::sleep_until(now.saturating_add(ns));
-    }
-}
-
 /// The Xen PV platform.
 #[derive(Debug)]
 pub struct Xen;
@@ -101,5 +89,28 @@ impl platform::Platform for Xen {
 
     fn tsc_frequency() -> Option<u64> {
         time::tsc_frequency()
+    }
+
+    fn now_ns() -> Option<u64> {
+        time::system_time_ns()
+    }
+
+    fn set_timer(deadline_ns: u64) -> bool {
+        events::ready() && {
+            events::set_timer(deadline_ns);
+            true
+        }
+    }
+
+    fn interrupts_disable() -> bool {
+        events::disable()
+    }
+
+    fn interrupts_restore(enabled: bool) {
+        events::restore(enabled);
+    }
+
+    fn idle() {
+        events::block();
     }
 }

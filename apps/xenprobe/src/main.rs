@@ -79,9 +79,9 @@ fn main() -> Result<(), xenstore::Error> {
     }
 
     for ms in [1u64, 10, 50] {
-        let start = stardust::xen::now_ns().unwrap_or(0);
-        stardust::xen::sleep_ns(ms * 1_000_000);
-        let slept = stardust::xen::now_ns().unwrap_or(0) - start;
+        let start = stardust::time::now_ns().unwrap_or(0);
+        stardust::time::sleep_ns(ms * 1_000_000);
+        let slept = stardust::time::now_ns().unwrap_or(0) - start;
         println!(
             "xenprobe: sleep {ms} ms took {} us (late by {} us){}",
             slept / 1000,

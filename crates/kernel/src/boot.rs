@@ -223,6 +223,37 @@ pub fn cycles_per_second() -> Option<u64> {
     SelectedPlatform::tsc_frequency()
 }
 
+/// Monotonic nanoseconds (the platform's clock), or `None` without one.
+pub fn now_ns() -> Option<u64> {
+    SelectedPlatform::now_ns()
+}
+
+/// Waits until `now_ns() >= deadline_ns`: idle on the platform's one-shot timer where it has
+/// one, polling otherwise. Returns at once without a clock.
+pub fn sleep_until_ns(deadline_ns: u64) {
+    loop {
+        let enabled = SelectedPlatform::interrupts_disable();
+        let Some(now) = SelectedPlatform::now_ns() else {
+            SelectedPlatform::interrupts_restore(enabled);
+            return;
+        };
+        if now >= deadline_ns {
+            SelectedPlatform::interrupts_restore(enabled);
+            return;
+        }
+        if SelectedPlatform::set_timer(deadline_ns) {
+            // Returns with interrupts enabled, after the timer (or another event) fired.
+            SelectedPlatform::idle();
+            if !enabled {
+                SelectedPlatform::interrupts_disable();
+            }
+        } else {
+            SelectedPlatform::interrupts_restore(enabled);
+            core::hint::spin_loop();
+        }
+    }
+}
+
 /// Writes formatted text to the console.
 pub fn print(args: fmt::Arguments<'_>) {
     let _ = Writer(CONSOLE).write_fmt(args);

@@ -32,4 +32,6 @@ mod boot;
 pub use platform_xen as xen;
 
 #[cfg(target_os = "none")]
-pub use boot::{args, cycles, cycles_per_second, exit, frames, heap_stats, print};
+pub use boot::{
+    args, cycles, cycles_per_second, exit, frames, heap_stats, now_ns, print, sleep_until_ns,
+};

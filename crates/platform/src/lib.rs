@@ -90,6 +90,27 @@ pub trait Platform {
     /// The TSC frequency in Hz, calibrating it against a platform timer if need be (which may
     /// take some milliseconds), or `None` when it cannot be found.
     fn tsc_frequency() -> Option<u64>;
+
+    // The seam schedulers build on (timer, idle, interrupt masking), per CPU.
+
+    /// Monotonic time in nanoseconds from an arbitrary origin, or `None` without a clock.
+    fn now_ns() -> Option<u64>;
+
+    /// Arms this CPU's one-shot timer: its interrupt (event) arrives at or after `deadline_ns`
+    /// on the [`Platform::now_ns`] clock. Returns `false` when the platform has no timer (the
+    /// caller must then poll).
+    fn set_timer(deadline_ns: u64) -> bool;
+
+    /// Masks interrupts (events) on this CPU; returns whether they were enabled.
+    fn interrupts_disable() -> bool;
+
+    /// Restores what [`Platform::interrupts_disable`] returned.
+    fn interrupts_restore(enabled: bool);
+
+    /// Called with interrupts masked: enables them and waits for the next one, atomically (an
+    /// interrupt that arrived after the caller's last check is not missed). Returns with
+    /// interrupts enabled, after the handler ran.
+    fn idle();
 }
 
 /// Exit statuses the kernel itself reports (an application chooses its own, 0 = success).

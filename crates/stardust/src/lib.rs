@@ -51,7 +51,24 @@ pub fn heap_stats() -> Option<HeapStats> {
 #[cfg(feature = "platform-xen")]
 pub mod xen {
     pub use kernel::xen::{grant, xenstore};
-    pub use kernel::xen::{now_ns, sleep_ns};
+}
+
+/// Time: the platform's monotonic clock and sleeping on it (the scheduler issue brings
+/// `Duration`s, deadlines and per-thread sleep).
+pub mod time {
+    /// Monotonic nanoseconds (Xen: the PV clock; KVM: the calibrated TSC), or `None` without a
+    /// clock.
+    pub fn now_ns() -> Option<u64> {
+        kernel::now_ns()
+    }
+
+    /// Sleeps at least `ns` nanoseconds. Idle where the platform has a timer (Xen: the
+    /// one-shot timer and `SCHEDOP_block`); on KVM it polls until the LAPIC timer exists.
+    pub fn sleep_ns(ns: u64) {
+        if let Some(now) = kernel::now_ns() {
+            kernel::sleep_until_ns(now.saturating_add(ns));
+        }
+    }
 }
 
 /// The CPU's cycle counter: raw and monotonic, for timing code (benchmarks). The scheduler
