@@ -115,7 +115,7 @@ impl XenOutcome {
             }
             XenOutcome::NoStatus(s) => format!(
                 "guest ended with {s} without reporting an exit status (no `{STATUS_LINE}N`, \
-                 PANIC or EXCEPTION line on its console; see Xen's lines above)"
+                 PANIC or EXCEPTION line on its console; Xen's own lines, if any, are above)"
             ),
             XenOutcome::Timeout(t) => format!(
                 "timeout: the guest was still running after {} s and was destroyed (it hangs? \
@@ -260,6 +260,9 @@ pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenR
         for l in &guest.xl_output {
             eprintln!("{l}");
         }
+        if let Some(hint) = xl_hint(&guest.xl_output) {
+            eprintln!("xtask: {hint}");
+        }
     }
     eprintln!("xtask: {}", timings(&guest, &report));
     if let Some(e) = &report.lab_error {
@@ -273,6 +276,17 @@ pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenR
         outcome,
         report,
     })
+}
+
+/// A hint for an `xl create` failure the user can fix.
+pub fn xl_hint(xl_output: &[String]) -> Option<&'static str> {
+    xl_output
+        .iter()
+        .any(|l| l.contains("no loader found") || l.contains("Invalid kernel"))
+        .then_some(
+            "Xen found no PV kernel in the image: is it built for Xen (`--platform xen`, or a \
+             profile with platform = \"xen\")? A KVM image boots only in QEMU.",
+        )
 }
 
 /// One line of timings: dom0 ready, then `xl create` to the domain, to the first console line
@@ -422,6 +436,16 @@ mod tests {
         assert_eq!(memory_mib((32 << 20) + 1), 33);
         assert_eq!(memory_mib(1536 << 10), 2);
         assert_eq!(memory_mib(0), 1);
+    }
+
+    #[test]
+    fn a_kvm_image_on_xen_gets_a_hint() {
+        let xl = lines(
+            "Parsing config from /tmp/sd01.cfg\n\
+             xc: error: panic: xg_dom_core.c:689: xc_dom_find_loader: no loader found: Invalid kernel",
+        );
+        assert!(xl_hint(&xl).is_some_and(|h| h.contains("--platform xen")));
+        assert_eq!(xl_hint(&lines("libxl: error: out of memory")), None);
     }
 
     #[test]
