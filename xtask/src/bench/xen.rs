@@ -220,6 +220,27 @@ fn ms(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64() * 1e3)
 }
 
+/// One line for the boot-bench guests of an image that failed (`None` when none did): how many
+/// of `total`, how they ended, and the first one's summary.
+fn failure_line(failed: &[&GuestResult], total: usize) -> Option<String> {
+    let first = failed.first()?;
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for g in failed {
+        let k = g.shutdown.to_string();
+        match kinds.iter_mut().find(|(name, _)| *name == k) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((k, 1)),
+        }
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    Some(format!(
+        "{} of {total} boot guests failed ({}); first: {} (serial log in target/bench/xen-lab-*.log)",
+        failed.len(),
+        kinds.join(", "),
+        first.summary()
+    ))
+}
+
 /// Runs the Xen benches of `targets` in the lab; the serial logs go to `log_dir`.
 pub fn measure(
     lab: &Lab,
@@ -302,7 +323,8 @@ pub fn measure(
                 .collect()
         };
         let mut problems: Vec<String> = Vec::new();
-        let mut fail = |g: &GuestResult| problems.push(g.summary());
+        let mut failed: Vec<&GuestResult> = Vec::new();
+        let mut fail = |g| failed.push(g);
         if work.boot_runs.is_some() {
             let mut s = Samples::default();
             for g in mine(&|r| r == Role::Reference(i)) {
@@ -323,6 +345,12 @@ pub fn measure(
             }
             let chart = mine(&|r| r == Role::Chart(i));
             chart.iter().filter(|g| !g.passed()).for_each(|g| fail(g));
+            let boot_guests = mine(
+                &|r| matches!(r, Role::Reference(j) | Role::Image(j) | Role::Chart(j) if j == i),
+            );
+            if let Some(line) = failure_line(&failed, boot_guests.len()) {
+                problems.push(line);
+            }
             let bootchart = chart
                 .first()
                 .and_then(|g| Bootchart::parse(g.console.iter().map(String::as_str)));
@@ -483,6 +511,35 @@ mod tests {
             },
         );
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn failures_of_an_image_make_one_line() {
+        let guest = |shutdown| GuestResult {
+            name: "minimal/hello run 1".into(),
+            kernel: "hello.elf".into(),
+            expect: xenlab::Expect::Poweroff,
+            shutdown,
+            console: vec![],
+            xen_lines: vec![],
+            xl_output: vec![],
+            domid: Some(3),
+            to_domid: Some(Duration::from_millis(700)),
+            to_first_line: None,
+            to_shutdown: Some(Duration::from_millis(900)),
+        };
+        assert_eq!(failure_line(&[], 21), None);
+        let crash = guest(xenlab::Shutdown::Crash);
+        let hang = guest(xenlab::Shutdown::Timeout);
+        let line = failure_line(&[&crash, &crash, &hang], 21).expect("a line");
+        assert!(
+            line.starts_with("3 of 21 boot guests failed (crash (reason 3) ×2, timeout ×1); first: minimal/hello run 1: crash (reason 3)"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("(serial log in target/bench/xen-lab-*.log)"),
+            "{line}"
+        );
     }
 
     #[test]
