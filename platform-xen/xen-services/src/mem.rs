@@ -185,7 +185,10 @@ pub mod fake {
                 offset + size <= N,
                 "fake access at {offset:#x}+{size} beyond {N:#x}"
             );
-            assert!(offset.is_multiple_of(size), "misaligned fake access at {offset:#x}");
+            assert!(
+                offset.is_multiple_of(size),
+                "misaligned fake access at {offset:#x}"
+            );
         }
     }
 
