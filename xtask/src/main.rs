@@ -504,6 +504,13 @@ fn run_xen(args: &RunArgs, profile: &xtask::profile::Profile, elf: PathBuf) -> R
         xenlab_run::XenOutcome::Exited { .. } => eprintln!("xtask: {}", run.outcome.message()),
         other => eprintln!("error: {}", other.message()),
     }
+    if let (xenlab_run::XenOutcome::NoStatus(_), Some(cr2)) =
+        (&run.outcome, xenlab_run::crash_cr2(&run.guest.xen_lines))
+    {
+        let debug = std::fs::read(spec.kernel.with_extension("debug")).ok();
+        let guard = debug.as_deref().and_then(xenlab_run::stack_guard);
+        eprintln!("xtask: {}", xenlab_run::crash_hint(cr2, guard));
+    }
     Ok(ExitCode::from(run.outcome.exit_code()))
 }
 

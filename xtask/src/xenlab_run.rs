@@ -278,6 +278,40 @@ pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenR
     })
 }
 
+/// The `cr2` of Xen's register dump of a crashed PV guest (`(XEN) cr3: ...   cr2: 0000000000111f48`).
+pub fn crash_cr2(xen_lines: &[String]) -> Option<u64> {
+    xen_lines.iter().rev().find_map(|l| {
+        let hex = l.split("cr2: ").nth(1)?.split_whitespace().next()?;
+        u64::from_str_radix(hex, 16).ok()
+    })
+}
+
+/// `[__stack_guard, __stack_bottom)`: the boot stack's guard page, from an image's symbols.
+pub fn stack_guard(elf: &[u8]) -> Option<(u64, u64)> {
+    use object::{Object, ObjectSymbol};
+    let file = object::File::parse(elf).ok()?;
+    let find = |name: &str| {
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+    };
+    Some((find("__stack_guard")?, find("__stack_bottom")?))
+}
+
+/// Why Xen killed a guest that could not report it: a fault inside the boot stack's guard page
+/// is a stack overflow (Xen could not push the exception frame, so the guest never saw it).
+pub fn crash_hint(cr2: u64, guard: Option<(u64, u64)>) -> String {
+    match guard {
+        Some((start, end)) if (start..end).contains(&cr2) => format!(
+            "Xen killed the domain on a fault at {cr2:#x}, inside the boot stack's guard page \
+             [{start:#x}, {end:#x}): a stack overflow (raise stack_size in the profile)"
+        ),
+        _ => {
+            format!("Xen killed the domain on a fault at {cr2:#x} (see Xen's register dump above)")
+        }
+    }
+}
+
 /// A hint for an `xl create` failure the user can fix.
 pub fn xl_hint(xl_output: &[String]) -> Option<&'static str> {
     xl_output
@@ -320,6 +354,22 @@ pub fn unavailable_message(lab: &Lab) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fault_in_the_guard_page_is_named_a_stack_overflow() {
+        let lines: Vec<String> = [
+            "(XEN) r15: 000000000000000e   cr0: 000000008005003b   cr4: 0000000000340664",
+            "(XEN) cr3: 0000000007d35000   cr2: 0000000000111f48",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let cr2 = crash_cr2(&lines).expect("cr2");
+        assert_eq!(cr2, 0x111f48);
+        assert!(crash_hint(cr2, Some((0x111000, 0x112000))).contains("a stack overflow"));
+        assert!(!crash_hint(cr2, Some((0x200000, 0x201000))).contains("overflow"));
+        assert_eq!(crash_cr2(&["(XEN) nothing".to_string()]), None);
+    }
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_string).collect()
