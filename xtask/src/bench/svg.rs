@@ -18,7 +18,8 @@ pub const PALETTE: &[&str] = &[
 pub const GREY: &str = "#bab0ac";
 const OTHER: &str = "other crates";
 
-const LABEL_W: f64 = 200.0;
+/// The narrowest label column; wider when a label needs it (about 7 px a character).
+const MIN_LABEL_W: f64 = 200.0;
 const BAR_W: f64 = 560.0;
 const RIGHT_W: f64 = 300.0;
 const ROW_H: f64 = 22.0;
@@ -34,13 +35,29 @@ pub fn escape(s: &str) -> String {
 }
 
 /// A tiny SVG document builder.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Svg {
     body: String,
     height: f64,
+    /// Width of the label column left of the bars.
+    label_w: f64,
 }
 
 impl Svg {
+    /// A document whose label column fits `labels`.
+    fn new<'a>(labels: impl IntoIterator<Item = &'a str>) -> Svg {
+        let widest = labels
+            .into_iter()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0);
+        Svg {
+            body: String::new(),
+            height: 0.0,
+            label_w: (widest as f64 * 7.0 + 16.0).max(MIN_LABEL_W),
+        }
+    }
+
     fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, title: &str) {
         let _ = writeln!(
             self.body,
@@ -67,11 +84,11 @@ impl Svg {
 
     /// Swatches with names, wrapped into rows, starting at `y`; returns the y below them.
     fn legend(&mut self, y: f64, items: &[(String, String)]) -> f64 {
-        let (mut x, mut y) = (LABEL_W, y);
+        let (mut x, mut y) = (self.label_w, y);
         for (name, colour) in items {
             let w = 24.0 + 7.0 * name.chars().count() as f64;
-            if x + w > LABEL_W + BAR_W + RIGHT_W {
-                x = LABEL_W;
+            if x + w > self.label_w + BAR_W + RIGHT_W {
+                x = self.label_w;
                 y += 18.0;
             }
             self.rect(x, y, 12.0, 12.0, colour, name);
@@ -82,7 +99,7 @@ impl Svg {
     }
 
     fn finish(self) -> String {
-        let width = LABEL_W + BAR_W + RIGHT_W;
+        let width = self.label_w + BAR_W + RIGHT_W;
         format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{:.0}\" viewBox=\"0 0 {width:.0} {:.0}\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{}</svg>\n",
             self.height, self.height, self.body
@@ -104,7 +121,8 @@ fn colours<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Str
 
 /// Image bytes per profile and app, stacked by crate, with each budget as a red tick.
 pub fn size_chart(results: &[SizeResult]) -> String {
-    let mut svg = Svg::default();
+    let labels: Vec<String> = results.iter().map(SizeResult::label).collect();
+    let mut svg = Svg::new(labels.iter().map(String::as_str));
     svg.text(
         10.0,
         20.0,
@@ -135,8 +153,8 @@ pub fn size_chart(results: &[SizeResult]) -> String {
         .max(1) as f64;
     let mut y = 40.0;
     for r in results {
-        svg.text(LABEL_W - 8.0, y + 15.0, "end", "", &r.label());
-        let mut x = LABEL_W;
+        svg.text(svg.label_w - 8.0, y + 15.0, "end", "", &r.label());
+        let mut x = svg.label_w;
         let mut other = 0i64;
         let mut draw = |svg: &mut Svg, name: &str, bytes: i64, colour: &str| {
             let w = bytes.max(0) as f64 / scale * BAR_W;
@@ -172,7 +190,7 @@ pub fn size_chart(results: &[SizeResult]) -> String {
         }
         svg.text(x + 6.0, y + 15.0, "start", "", &note);
         if let Some(b) = r.budget {
-            let bx = LABEL_W + b as f64 / scale * BAR_W;
+            let bx = svg.label_w + b as f64 / scale * BAR_W;
             svg.line(
                 bx,
                 y - 3.0,
@@ -199,22 +217,27 @@ pub fn size_chart(results: &[SizeResult]) -> String {
 /// host's view (QEMU spawn → first line → exit, medians) of the app and the empty kernel; with
 /// `xen` results, their phases and `xl create` → first line → shutdown beside the reference.
 pub fn boot_chart(qemu: &[BootResult], xen: &[BootResult]) -> String {
-    let mut svg = Svg::default();
     let results: Vec<BootResult> = qemu
         .iter()
         .cloned()
         .chain(xen.iter().cloned().map(|mut r| {
+            r.profile = xen_profile(&r.profile);
             r.app = format!("{} (Xen)", r.app);
             r
         }))
         .collect();
     let results = &results[..];
+    let labels: Vec<String> = results
+        .iter()
+        .map(|r| format!("{}/{}", r.profile, r.app))
+        .collect();
+    let mut svg = Svg::new(labels.iter().map(String::as_str));
     svg.text(
         10.0,
         20.0,
         "start",
         "font-weight=\"bold\"",
-        "Guest boot phases, PVH entry to main (one boot with `bootchart`)",
+        "Guest boot phases, kernel entry to main (one boot with `bootchart`)",
     );
     let charts: Vec<_> = results
         .iter()
@@ -241,18 +264,18 @@ pub fn boot_chart(qemu: &[BootResult], xen: &[BootResult]) -> String {
     let mut y = 40.0;
     for r in results {
         svg.text(
-            LABEL_W - 8.0,
+            svg.label_w - 8.0,
             y + 15.0,
             "end",
             "",
             &format!("{}/{}", r.profile, r.app),
         );
         let Some(chart) = &r.bootchart else {
-            svg.text(LABEL_W, y + 15.0, "start", "", "(no bootchart lines)");
+            svg.text(svg.label_w, y + 15.0, "start", "", "(no bootchart lines)");
             y += ROW_H + ROW_GAP;
             continue;
         };
-        let mut x = LABEL_W;
+        let mut x = svg.label_w;
         let (durations, _) = chart.durations();
         for (name, v) in &durations {
             let w = *v as f64 / scale * BAR_W;
@@ -295,8 +318,8 @@ pub fn boot_chart(qemu: &[BootResult], xen: &[BootResult]) -> String {
             "empty kernel",
         ),
         (
-            xen,
-            "Xen: xl create → first console line → shutdown (medians; the lab's reference guest beside)",
+            &results[qemu.len()..],
+            "Xen: xl create → first console line → shutdown (medians, to dom0's 50 ms polls; the lab's reference guest beside)",
             "pvhello",
         ),
     ] {
@@ -310,6 +333,11 @@ pub fn boot_chart(qemu: &[BootResult], xen: &[BootResult]) -> String {
     ];
     svg.height = svg.legend(y + 4.0, &legend) + 8.0;
     svg.finish()
+}
+
+/// A Xen tag without the `+platform-xen+console-xen` the bench added (the row says "(Xen)").
+fn xen_profile(tag: &str) -> String {
+    tag.replace("+platform-xen", "").replace("+console-xen", "")
 }
 
 const SPAWN: &str = "#4e79a7";
@@ -329,13 +357,21 @@ fn host_panel(svg: &mut Svg, mut y: f64, title: &str, results: &[BootResult], fl
             (format!("{}/{}", r.profile, r.app), &r.image, r.ratio_exit),
             (floor.to_string(), &r.empty, None),
         ] {
-            let first = med(&t.first_line_ms);
+            let label_w = svg.label_w;
+            svg.text(label_w - 8.0, y + 12.0, "end", "", &who);
+            if t.exit_ms.is_none() {
+                svg.text(label_w, y + 12.0, "start", "", "(no successful boot)");
+                y += 20.0;
+                continue;
+            }
             let exit = med(&t.exit_ms);
-            svg.text(LABEL_W - 8.0, y + 12.0, "end", "", &who);
+            // Independent medians (and dom0's polling on Xen) can put the first line after the
+            // exit: draw it at the exit.
+            let first = med(&t.first_line_ms).min(exit);
             let w1 = first / scale * BAR_W;
             let w2 = (exit - first).max(0.0) / scale * BAR_W;
             svg.rect(
-                LABEL_W,
+                label_w,
                 y,
                 w1,
                 16.0,
@@ -343,7 +379,7 @@ fn host_panel(svg: &mut Svg, mut y: f64, title: &str, results: &[BootResult], fl
                 &format!("start → first line: {first:.1} ms"),
             );
             svg.rect(
-                LABEL_W + w1,
+                label_w + w1,
                 y,
                 w2,
                 16.0,
@@ -354,7 +390,7 @@ fn host_panel(svg: &mut Svg, mut y: f64, title: &str, results: &[BootResult], fl
             if let Some(x) = ratio {
                 let _ = write!(note, "  (×{x:.2} the {floor})");
             }
-            svg.text(LABEL_W + w1 + w2 + 6.0, y + 12.0, "start", "", &note);
+            svg.text(label_w + w1 + w2 + 6.0, y + 12.0, "start", "", &note);
             y += 20.0;
         }
         y += 8.0;
@@ -466,8 +502,15 @@ mod tests {
         no_chart.profile = "minimal".into();
         no_chart.bootchart = None;
         let mut on_xen = r.clone();
-        on_xen.profile = "default+platform-xen".into();
-        let svg = boot_chart(&[r, no_chart], &[on_xen]);
+        on_xen.profile = "default+platform-xen+console-xen".into();
+        on_xen.empty = t(900.0, 880.0); // first line after shutdown: dom0 polls every 50 ms
+        let mut failed_on_xen = on_xen.clone();
+        failed_on_xen.profile = "a-rather-long-profile-name+platform-xen+console-xen".into();
+        failed_on_xen.image = Timing {
+            first_line_ms: None,
+            exit_ms: None,
+        };
+        let svg = boot_chart(&[r, no_chart], &[on_xen, failed_on_xen]);
         assert!(balanced(&svg), "{svg}");
         assert!(svg.contains("<title>rust: 130 us</title>"), "{svg}");
         assert!(svg.contains("<title>main: 70 us</title>"), "{svg}");
@@ -477,7 +520,16 @@ mod tests {
             svg.contains("48.0 / 50.0 ms  (×1.11 the empty kernel)"),
             "{svg}"
         );
-        assert!(svg.contains("default+platform-xen/hello (Xen)"), "{svg}");
+        assert!(svg.contains(">default/hello (Xen)</text>"), "{svg}");
+        assert!(svg.contains("(no successful boot)"), "{svg}");
+        assert!(
+            svg.contains("<title>first line → exit: 0.0 ms</title>"),
+            "{svg}"
+        );
+        assert!(!svg.contains("width=\"-"), "{svg}");
+        // The label column grows to fit the longest label.
+        assert!(svg.contains(">a-rather-long-profile-name/hello (Xen)</text>"));
+        assert!(!svg.contains("x=\"-"), "nothing left of the canvas: {svg}");
         assert!(svg.contains("(×1.11 the pvhello)"), "{svg}");
     }
 }
