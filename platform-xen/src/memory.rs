@@ -241,6 +241,9 @@ fn l1_table(free: &mut FreeMemory, va: u64) -> Result<u64, MapError> {
     Ok(table_ma)
 }
 
+/// Page-table updates per `mmu_update` hypercall while mapping free memory.
+const BATCH: usize = 64;
+
 /// Maps every free frame at its pseudo-physical address (read-write, no execute), makes the
 /// image W^X, and unmaps page 0 and the boot stack's guard page. Returns the bytes of new
 /// page tables.
@@ -255,10 +258,15 @@ pub fn map_memory(free: &mut FreeMemory) -> Result<u64, MapError> {
             let chunk_end = ((va | 0x1f_ffff) + 1).min(range.end);
             let l1 = l1_table(free, va)?;
             let entries = table(l1 >> 12);
-            let mut batch = [xen_sys::mmu_update { ptr: 0, val: 0 }; 512];
+            // A small batch: the boot stack may be as small as 16 KiB.
+            let mut batch = [xen_sys::mmu_update { ptr: 0, val: 0 }; BATCH];
             let mut n = 0;
             while va < chunk_end {
                 let slot = index(va, 1);
+                if n == BATCH {
+                    update(&batch, va)?;
+                    n = 0;
+                }
                 if entries[slot] & PRESENT == 0 {
                     batch[n] = xen_sys::mmu_update {
                         ptr: (l1 + slot as u64 * 8) | u64::from(xen_sys::MMU_NORMAL_PT_UPDATE),

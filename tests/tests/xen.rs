@@ -67,6 +67,12 @@ impl Guest {
 /// Every Stardust guest of the batch, in the order they run (after `pvhello`).
 const GUESTS: &[Guest] = &[
     Guest::new("hello", "hello").args(&["one", "two"]),
+    // The minimal profile's settings: no allocator, a 16 KiB boot stack.
+    Guest::new("minimal-hello", "hello").set(&[
+        "allocator=none",
+        "stack_size=16K",
+        "log_level=warn",
+    ]),
     Guest::new("panic", "faults").args(&["panic"]),
     Guest::new("pagefault", "faults").args(&["pagefault"]),
     Guest::new("exit42", "faults").args(&["exit", "42"]),
@@ -348,6 +354,15 @@ fn hello_prints_its_arguments_and_powers_off() {
         "{}",
         describe(ran)
     );
+}
+
+#[test]
+fn hello_without_allocator_on_a_16k_stack_powers_off() {
+    let Some(ran) = guest("minimal-hello") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["Hello from Stardust!"]);
 }
 
 #[test]
