@@ -241,8 +241,45 @@ fn l1_table(free: &mut FreeMemory, va: u64) -> Result<u64, MapError> {
     Ok(table_ma)
 }
 
-/// Page-table updates per `mmu_update` hypercall while mapping free memory.
+/// Page-table updates per `mmu_update` hypercall (small: the boot stack may be 16 KiB).
 const BATCH: usize = 64;
+
+/// Page-table entry updates, sent to Xen `BATCH` at a time.
+struct Batch {
+    requests: [xen_sys::mmu_update; BATCH],
+    len: usize,
+    /// The virtual address of the last update (for error reports).
+    va: u64,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            requests: [xen_sys::mmu_update { ptr: 0, val: 0 }; BATCH],
+            len: 0,
+            va: 0,
+        }
+    }
+
+    /// Queues: the entry at machine address `entry_ma` becomes `val` (for the page at `va`).
+    fn push(&mut self, entry_ma: u64, val: u64, va: u64) -> Result<(), MapError> {
+        if self.len == BATCH {
+            self.flush()?;
+        }
+        self.requests[self.len] = xen_sys::mmu_update {
+            ptr: entry_ma | u64::from(xen_sys::MMU_NORMAL_PT_UPDATE),
+            val,
+        };
+        self.len += 1;
+        self.va = va;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), MapError> {
+        let n = core::mem::take(&mut self.len);
+        update(&self.requests[..n], self.va)
+    }
+}
 
 /// Maps every free frame at its pseudo-physical address (read-write, no execute), makes the
 /// image W^X, and unmaps page 0 and the boot stack's guard page. Returns the bytes of new
@@ -258,30 +295,21 @@ pub fn map_memory(free: &mut FreeMemory) -> Result<u64, MapError> {
             let chunk_end = ((va | 0x1f_ffff) + 1).min(range.end);
             let l1 = l1_table(free, va)?;
             let entries = table(l1 >> 12);
-            // A small batch: the boot stack may be as small as 16 KiB.
-            let mut batch = [xen_sys::mmu_update { ptr: 0, val: 0 }; BATCH];
-            let mut n = 0;
+            let mut batch = Batch::new();
             while va < chunk_end {
                 let slot = index(va, 1);
-                if n == BATCH {
-                    update(&batch, va)?;
-                    n = 0;
-                }
                 if entries[slot] & PRESENT == 0 {
-                    batch[n] = xen_sys::mmu_update {
-                        ptr: (l1 + slot as u64 * 8) | u64::from(xen_sys::MMU_NORMAL_PT_UPDATE),
-                        val: mfn_of_pfn(va >> 12) << 12
-                            | PRESENT
-                            | WRITABLE
-                            | ACCESSED
-                            | DIRTY
-                            | NO_EXECUTE,
-                    };
-                    n += 1;
+                    let val = mfn_of_pfn(va >> 12) << 12
+                        | PRESENT
+                        | WRITABLE
+                        | ACCESSED
+                        | DIRTY
+                        | NO_EXECUTE;
+                    batch.push(l1 + slot as u64 * 8, val, va)?;
                 }
                 va += PAGE_SIZE;
             }
-            update(&batch[..n], va)?;
+            batch.flush()?;
         }
     }
     protect_image()?;
@@ -300,6 +328,7 @@ fn protect_image() -> Result<(), MapError> {
     let image = arch_x86_64::image_layout();
     let hypercall = (&raw const hypercall_page) as u64;
     let remapped = (&raw const xen_remapped_start) as u64..(&raw const xen_remapped_end) as u64;
+    let mut batch = Batch::new();
     let mut va = image.start;
     while va < image.end {
         if remapped.contains(&va) {
@@ -324,15 +353,10 @@ fn protect_image() -> Result<(), MapError> {
         } else {
             mfn_of_pfn(va >> 12) << 12 | flags
         };
-        update(
-            &[xen_sys::mmu_update {
-                ptr: entry | u64::from(xen_sys::MMU_NORMAL_PT_UPDATE),
-                val,
-            }],
-            va,
-        )?;
+        batch.push(entry, val, va)?;
         va += PAGE_SIZE;
     }
+    batch.flush()?;
     // Page 0: a null pointer must fault.
     // SAFETY: nothing lives at virtual page 0.
     unsafe { crate::hypercall::update_va_mapping(0, 0, xen_sys::UVMF_INVLPG) };

@@ -75,6 +75,9 @@ const GUESTS: &[Guest] = &[
     ]),
     Guest::new("panic", "faults").args(&["panic"]),
     Guest::new("pagefault", "faults").args(&["pagefault"]),
+    Guest::new("write-text", "faults").args(&["write-text"]),
+    Guest::new("exec-data", "faults").args(&["exec-data"]),
+    Guest::new("null", "faults").args(&["null"]),
     Guest::new("exit42", "faults").args(&["exit", "42"]),
     Guest::new("allocstress", "allocstress")
         .set(&["allocator=talc"])
@@ -375,6 +378,24 @@ fn panic_crashes_with_the_panic_line() {
         "{line:?}"
     );
     line_with(ran, &["xen: exit status 101"]);
+}
+
+/// The image is W^X on Xen too (the PV memory code rewrites Xen's initial mappings), and page 0
+/// is unmapped.
+#[test]
+fn the_image_is_w_xor_x_and_page_0_unmapped() {
+    for (name, needle) in [
+        ("write-text", "protection violation on write"),
+        ("exec-data", "protection violation on instruction fetch"),
+        ("null", "page not present on read"),
+    ] {
+        let Some(ran) = guest(name) else {
+            return;
+        };
+        assert_ended(ran, Shutdown::Crash, 102);
+        line_with(ran, &["EXCEPTION: ", "#PF"]);
+        line_with(ran, &[needle]);
+    }
 }
 
 #[test]
