@@ -451,6 +451,14 @@ fn xenprobe_reads_its_name_and_domid_and_passes() {
     };
     assert_ended(ran, Shutdown::Poweroff, 0);
     line_with(ran, &["xenprobe: ok"]);
+    // 100 lines of 80 bytes went through the 2 KiB console ring, none lost.
+    let lines = ran
+        .result
+        .console
+        .iter()
+        .filter(|l| l.contains("xenprobe: console line"))
+        .count();
+    assert_eq!(lines, 100, "{}", describe(ran));
     // The lab names guest n `sdNN` (its place in the batch, pvhello first).
     let domid = ran.result.domid.expect("the lab saw its domain id");
     line_with(ran, &[&format!("xenprobe: domid={domid}")]);

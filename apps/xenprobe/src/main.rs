@@ -97,6 +97,10 @@ fn main() -> Result<(), xenstore::Error> {
             stardust::exit(1);
         }
     }
+    // More than the 2 KiB console ring in one go: the writer must wait for xenconsoled.
+    for i in 1..=100 {
+        println!("xenprobe: console line {i:3} of 100 ........................................");
+    }
     println!("xenprobe: ok");
     Ok(())
 }
