@@ -200,16 +200,7 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
                 profile.tag()
             ));
             let image = images.get(ws, app, profile)?;
-            let debug = std::fs::read(&image.debug)
-                .with_context(|| format!("reading {}", image.debug.display()))?;
-            let sized = crate::size::SizeReport::new(
-                app,
-                &profile.tag(),
-                image.elf.clone(),
-                image.bytes,
-                profile.budgets.image_bytes,
-                &debug,
-            )?;
+            let sized = crate::size::SizeReport::of_image(app, profile, &image)?;
             let base = saved.as_ref().and_then(|b| b.find(&profile.tag(), app));
             report.size.push(size::SizeResult::new(&sized, base));
         }

@@ -532,16 +532,7 @@ fn size_cmd(ws: &Workspace, args: SizeArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for profile in &loaded {
         let image = image::build(ws, &args.app, profile)?;
-        let debug = std::fs::read(&image.debug)
-            .map_err(|e| Error::new(format!("reading {}: {e}", image.debug.display())))?;
-        let report = SizeReport::new(
-            &args.app,
-            &profile.tag(),
-            image.elf.clone(),
-            image.bytes,
-            profile.budgets.image_bytes,
-            &debug,
-        )?;
+        let report = SizeReport::of_image(&args.app, profile, &image)?;
         if !args.json {
             print!("{}", report.to_text());
         }

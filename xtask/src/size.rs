@@ -285,6 +285,24 @@ impl SizeReport {
         })
     }
 
+    /// The report of a built image (reads its `.debug` file), against the profile's budget.
+    pub fn of_image(
+        app: &str,
+        profile: &crate::profile::Profile,
+        image: &crate::image::Image,
+    ) -> Result<SizeReport> {
+        let debug = std::fs::read(&image.debug)
+            .map_err(|e| Error::new(format!("reading {}: {e}", image.debug.display())))?;
+        SizeReport::new(
+            app,
+            &profile.tag(),
+            image.elf.clone(),
+            image.bytes,
+            profile.budgets.image_bytes,
+            &debug,
+        )
+    }
+
     /// True when the image is larger than its budget.
     pub fn over_budget(&self) -> bool {
         self.budget.is_some_and(|b| self.image_bytes > b)
