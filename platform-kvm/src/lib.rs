@@ -201,6 +201,17 @@ impl platform::Platform for Kvm {
     fn idle() {
         core::hint::spin_loop();
     }
+
+    // Filled in with the schedulers (LAPIC / Xen timer, CMOS RTC, guard pages).
+    fn wall_clock_ns() -> Option<u64> {
+        None
+    }
+
+    unsafe fn unmap_page(_page: u64, _new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
+        false
+    }
+
+    unsafe fn remap_page(_page: u64) {}
 }
 
 /// QEMU (its fw_cfg device answers with the signature "QEMU") with `isa-debug-exit` at 0xf4 (the

@@ -113,4 +113,15 @@ impl platform::Platform for Xen {
     fn idle() {
         events::block();
     }
+
+    // Filled in with the schedulers (LAPIC / Xen timer, CMOS RTC, guard pages).
+    fn wall_clock_ns() -> Option<u64> {
+        None
+    }
+
+    unsafe fn unmap_page(_page: u64, _new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
+        false
+    }
+
+    unsafe fn remap_page(_page: u64) {}
 }

@@ -142,6 +142,17 @@ unsafe extern "Rust" {
     /// Reports a fatal exception and powers off; defined by the kernel (composition root), like
     /// `__stardust_start`. Must not return.
     fn __stardust_exception(exception: &Exception) -> !;
+    /// The kernel's timer-interrupt hook (see [`timer_interrupt`]).
+    fn __stardust_timer_interrupt();
+}
+
+/// Tells the kernel that the platform timer fired. Platforms call it from their timer
+/// interrupt (event) handler with interrupts masked, on the interrupted code's stack, after
+/// acknowledging the interrupt. The kernel may switch threads before it returns.
+pub fn timer_interrupt() {
+    // SAFETY: the kernel defines `__stardust_timer_interrupt` with exactly this signature; it
+    // has no precondition beyond the calling context documented above.
+    unsafe { __stardust_timer_interrupt() }
 }
 
 /// 104-byte 64-bit TSS as 32-bit words (it is only 4-byte aligned inside, so no u64 fields).

@@ -293,6 +293,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     exit(status::PANIC)
 }
 
+/// Called by the platform when its timer fires (see `arch_x86_64::cpu::timer_interrupt`).
+#[unsafe(no_mangle)]
+fn __stardust_timer_interrupt() {}
+
 /// Called by the arch crate for every CPU exception (all are fatal for now).
 #[unsafe(no_mangle)]
 fn __stardust_exception(e: &cpu::Exception) -> ! {

@@ -15,7 +15,7 @@
 //! # Cargo features
 //! - `test-utils`: fakes for host tests (a console that records what it was given).
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 // The fakes use `std`; outside tests the crate is `no_std`, so it is named here once.
 #[cfg(all(not(test), feature = "test-utils"))]
@@ -110,7 +110,36 @@ pub trait Platform {
     /// Called with interrupts masked: enables them and waits for the next one, atomically (an
     /// interrupt that arrived after the caller's last check is not missed). Returns with
     /// interrupts enabled, after the handler ran.
+    ///
+    /// The platform's timer interrupt (the one [`Platform::set_timer`] arms) calls the kernel's
+    /// `__stardust_timer_interrupt` (through `arch_x86_64::cpu::timer_interrupt`) with
+    /// interrupts masked, on the interrupted code's stack, after acknowledging the interrupt:
+    /// the kernel may switch threads inside it, and the interrupted code resumes when it is
+    /// switched back to.
     fn idle();
+
+    /// Wall-clock time in nanoseconds since the Unix epoch (UTC), where the platform has a
+    /// clock for it (KVM: the CMOS RTC; Xen: shared info's wall clock), else `None`.
+    fn wall_clock_ns() -> Option<u64>;
+
+    /// Makes the 4 KiB page at `page` inaccessible, so that any access faults (a thread stack's
+    /// guard page). Where a larger mapping must be split, `new_table` gives a zeroed-or-not
+    /// page-aligned 4 KiB frame (its physical = virtual address) for the new page table, or
+    /// `None` when memory ran out. Returns whether the page is now unmapped.
+    ///
+    /// # Safety
+    /// `page` is page-aligned RAM that [`Platform::map_memory`] mapped read-write, owned by the
+    /// caller, and nothing accesses it until [`Platform::remap_page`].
+    #[allow(unsafe_code)]
+    unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool;
+
+    /// Maps a page that [`Platform::unmap_page`] unmapped read-write again (before its memory is
+    /// reused).
+    ///
+    /// # Safety
+    /// `page` was unmapped by [`Platform::unmap_page`] and not remapped since.
+    #[allow(unsafe_code)]
+    unsafe fn remap_page(page: u64);
 }
 
 /// Exit statuses the kernel itself reports (an application chooses its own, 0 = success).
