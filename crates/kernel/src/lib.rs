@@ -33,5 +33,6 @@ pub use platform_xen as xen;
 
 #[cfg(target_os = "none")]
 pub use boot::{
-    args, cycles, cycles_per_second, exit, frames, heap_stats, now_ns, print, sleep_until_ns,
+    args, cycles, cycles_per_second, exit, frames, guard_page, heap_stats, now_ns, print,
+    sleep_until_ns, unguard_page, wall_clock_ns,
 };

@@ -62,6 +62,12 @@ pub mod time {
         kernel::now_ns()
     }
 
+    /// Wall-clock nanoseconds since the Unix epoch (UTC), where the platform has a wall clock
+    /// (KVM: the CMOS RTC; Xen: the shared info's wall clock).
+    pub fn wall_clock_ns() -> Option<u64> {
+        kernel::wall_clock_ns()
+    }
+
     /// Sleeps at least `ns` nanoseconds. Idle where the platform has a timer (Xen: the
     /// one-shot timer and `SCHEDOP_block`); on KVM it polls until the LAPIC timer exists.
     pub fn sleep_ns(ns: u64) {
@@ -86,6 +92,27 @@ pub fn cycles_per_second() -> Option<u64> {
 /// DMA buffers). It returns `None` when memory runs out (and always without an allocator).
 pub fn frames() -> &'static impl FrameAllocator {
     kernel::frames()
+}
+
+/// Test hook (not an API): unmaps the 4 KiB page at `page` like a thread stack's guard page.
+///
+/// # Safety
+/// `page` is page-aligned memory from [`frames`] that the caller owns and never touches again
+/// until [`__test_unguard_page`].
+#[doc(hidden)]
+pub unsafe fn __test_guard_page(page: u64) -> bool {
+    // SAFETY: forwarded to the caller.
+    unsafe { kernel::guard_page(page) }
+}
+
+/// Test hook (not an API): maps a page [`__test_guard_page`] unmapped again.
+///
+/// # Safety
+/// `page` was unmapped by [`__test_guard_page`].
+#[doc(hidden)]
+pub unsafe fn __test_unguard_page(page: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { kernel::unguard_page(page) }
 }
 
 #[doc(hidden)]
