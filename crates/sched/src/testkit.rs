@@ -75,19 +75,17 @@ pub fn simulate<P: Policy>(slice_ns: u64, tasks: &[Behaviour], total_ns: u64) ->
         if current.is_none()
             && let Some(t) = policy.pick()
         {
-            {
-                let i = t.0;
-                let waited = now
-                    - ready_since[i]
-                        .take()
-                        .expect("picked a task that was not ready");
-                report.max_wait_ns[i] = report.max_wait_ns[i].max(waited);
-                if last != Some(i) {
-                    report.switches += 1;
-                }
-                last = Some(i);
-                current = Some((i, now, policy.slice_ns().map(|s| now + s)));
+            let i = t.0;
+            let waited = now
+                - ready_since[i]
+                    .take()
+                    .expect("picked a task that was not ready");
+            report.max_wait_ns[i] = report.max_wait_ns[i].max(waited);
+            if last != Some(i) {
+                report.switches += 1;
             }
+            last = Some(i);
+            current = Some((i, now, policy.slice_ns().map(|s| now + s)));
         }
         now += STEP_NS;
         let Some((i, picked, slice_end)) = current else {
