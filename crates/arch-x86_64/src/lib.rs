@@ -22,6 +22,8 @@ pub mod start_info;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+pub mod context;
+#[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod tsc;
