@@ -46,11 +46,11 @@ pub unsafe fn prepare_stack(top: u64, entry: extern "C" fn(u64) -> !, arg: u64) 
     let frame: [u64; 7] = [
         0,
         0,
-        entry as usize as u64,
+        entry as *const () as u64,
         arg,
         0,
         0,
-        stardust_thread_trampoline as usize as u64,
+        stardust_thread_trampoline as *const () as u64,
     ];
     // SAFETY: the caller owns the 56 bytes below `top`; `sp` is 8-byte aligned.
     unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), sp as *mut u64, frame.len()) };
