@@ -24,6 +24,11 @@ fn main() {
     let heap: u64 = heap.trim().parse().unwrap_or_else(|_| {
         panic!("STARDUST_HEAP_SIZE={heap:?}: expected a byte count (0 = all free RAM)")
     });
+    let slice = setting("STARDUST_TIME_SLICE_NS", "10000000");
+    let slice: u64 = slice
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("STARDUST_TIME_SLICE_NS={slice:?}: expected nanoseconds"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::write(
         out.join("config.rs"),
@@ -31,7 +36,9 @@ fn main() {
             "/// Default log level (profile `log_level`).\n\
              pub const LOG_LEVEL: log::LevelFilter = log::LevelFilter::{level};\n\
              /// Heap cap in bytes, 0 = all free RAM (profile `heap_size`).\n\
-             pub const HEAP_SIZE: u64 = {heap};\n"
+             pub const HEAP_SIZE: u64 = {heap};\n\
+             /// Preemption time slice in nanoseconds (profile `time_slice`).\n\
+             pub const TIME_SLICE_NS: u64 = {slice};\n"
         ),
     )
     .expect("write config.rs");

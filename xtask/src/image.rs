@@ -204,7 +204,8 @@ mod tests {
         let p = Profile::parse("default", text, &[], &catalog).expect("valid");
         assert_eq!(
             CargoCommand::for_image(&p, "hello").shell_line(),
-            "STARDUST_LOG_LEVEL=info STARDUST_HEAP_SIZE=0 STARDUST_STACK_SIZE=65536 cargo build --release \
+            "STARDUST_LOG_LEVEL=info STARDUST_HEAP_SIZE=0 STARDUST_STACK_SIZE=65536 \
+             STARDUST_TIME_SLICE_NS=10000000 cargo build --release \
              --target x86_64-unknown-none -p hello --features \
              stardust/platform-kvm,stardust/allocator-bump,stardust/scheduler-none,stardust/console-serial"
         );

@@ -17,7 +17,13 @@ use crate::error::{Error, Result};
 /// Top-level scalar keys.
 pub const TOP_KEYS: &[&str] = &["description", "platform"];
 /// Keys of `[settings]`.
-pub const SETTINGS_KEYS: &[&str] = &["log_level", "heap_size", "stack_size", "memory"];
+pub const SETTINGS_KEYS: &[&str] = &[
+    "log_level",
+    "heap_size",
+    "stack_size",
+    "memory",
+    "time_slice",
+];
 /// Keys of `[budgets]`.
 pub const BUDGET_KEYS: &[&str] = &["image_bytes", "min_memory", "boot_ratio"];
 /// Values of `log_level` (and of the kernel's `log=` option).
@@ -31,6 +37,9 @@ const DEFAULT_STACK_SIZE: u64 = 64 * 1024;
 const DEFAULT_MEMORY: u64 = 32 * 1024 * 1024;
 const MIN_STACK_SIZE: u64 = 16 * 1024;
 const MIN_MEMORY: u64 = 1024 * 1024;
+const DEFAULT_TIME_SLICE_NS: u64 = 10_000_000;
+const MIN_TIME_SLICE_NS: u64 = 100_000;
+const MAX_TIME_SLICE_NS: u64 = 1_000_000_000;
 
 /// The slots and the values each may take, in the order the features are declared.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -133,6 +142,8 @@ pub struct Settings {
     pub stack_size: u64,
     /// Guest RAM in bytes (QEMU `-m`), used by `run`, tests and benches.
     pub memory: u64,
+    /// The preemptive scheduler's time slice in nanoseconds (`"10ms"`, `"500us"`).
+    pub time_slice_ns: u64,
 }
 
 /// Budgets checked by `cargo xtask size` and `cargo xtask bench`.
@@ -257,6 +268,10 @@ impl Profile {
                 "STARDUST_STACK_SIZE".into(),
                 self.settings.stack_size.to_string(),
             ),
+            (
+                "STARDUST_TIME_SLICE_NS".into(),
+                self.settings.time_slice_ns.to_string(),
+            ),
         ]
     }
 
@@ -378,6 +393,29 @@ fn valid_keys(catalog: &Catalog) -> String {
 
 /// Parses a byte count: `65536`, `64K`, `4M`, `1G` (binary units; `KiB`/`KB`/`B` suffixes and
 /// `_` separators accepted, case-insensitive).
+/// Parses a duration: nanoseconds, or a number with `ns`, `us`, `ms` or `s` (`"10ms"`).
+pub fn parse_duration_ns(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let unit_ns: u64 = match unit.trim() {
+        "" | "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}`; use ns, us, ms or s (e.g. \"10ms\")"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ns))
+        .ok_or_else(|| format!("`{text}` is not a duration like \"10ms\""))
+}
+
 pub fn parse_size(s: &str) -> Result<u64> {
     let bad = || {
         Error::new(format!(
@@ -439,6 +477,18 @@ impl Checker<'_> {
                 key,
                 qualified,
                 format!("expected a byte count like 65536 or \"64K\", got {other}"),
+            )),
+        }
+    }
+
+    fn duration(&self, key: &str, qualified: &str, v: &Value) -> Result<u64> {
+        match v {
+            Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+            Value::String(s) => parse_duration_ns(s).map_err(|e| self.err(key, qualified, e)),
+            other => Err(self.err(
+                key,
+                qualified,
+                format!("expected a duration like \"10ms\", \"500us\" or nanoseconds, got {other}"),
             )),
         }
     }
@@ -639,6 +689,36 @@ fn validate(
         ));
     }
 
+    let time_slice_ns = match get(settings_table, "time_slice") {
+        Some(v) => c.duration("time_slice", "settings.time_slice", &v)?,
+        None => DEFAULT_TIME_SLICE_NS,
+    };
+    if !(MIN_TIME_SLICE_NS..=MAX_TIME_SLICE_NS).contains(&time_slice_ns) {
+        return Err(c.err(
+            "time_slice",
+            "settings.time_slice",
+            format!("{time_slice_ns} ns: must be between 100us and 1s"),
+        ));
+    }
+    let slot_of = |s: &str| slots.iter().find(|(k, _)| k == s).map(|(_, v)| v.as_str());
+    if let (Some(scheduler), Some("none")) = (slot_of("scheduler"), slot_of("allocator"))
+        && scheduler != "none"
+    {
+        let key = if c.overridden.contains("scheduler") {
+            "scheduler"
+        } else {
+            "allocator"
+        };
+        return Err(c.err(
+            key,
+            &format!("slots.{key}"),
+            format!(
+                "scheduler `{scheduler}` needs a heap (thread stacks, tasks), but allocator is \
+                 `none`; pick an allocator (bump, buddy, talc) or scheduler `none`"
+            ),
+        ));
+    }
+
     let budgets_table = sub_table(name, table, "budgets")?;
     check_keys(name, budgets_table, "budgets", BUDGET_KEYS)?;
     let positive_size = |key: &str| -> Result<Option<u64>> {
@@ -669,6 +749,7 @@ fn validate(
             heap_size,
             stack_size,
             memory,
+            time_slice_ns,
         },
         budgets,
         overrides: Vec::new(),
@@ -689,6 +770,7 @@ platform-kvm = ["dep:platform-kvm"]
 allocator-none = []
 allocator-bump = ["dep:alloc-bump"]
 scheduler-none = []
+scheduler-coop = []
 console-serial = []
 console-debugcon = []
 "#;
@@ -771,6 +853,7 @@ boot_ratio = 1.10
                 ("STARDUST_LOG_LEVEL".to_string(), "info".to_string()),
                 ("STARDUST_HEAP_SIZE".to_string(), "0".to_string()),
                 ("STARDUST_STACK_SIZE".to_string(), "65536".to_string()),
+                ("STARDUST_TIME_SLICE_NS".to_string(), "10000000".to_string()),
             ]
         );
         assert_eq!(p.tag(), "default");
@@ -867,6 +950,40 @@ boot_ratio = 1.10
             e.contains("`xen` is not an available platform; valid choices: kvm"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn time_slice_is_a_checked_duration() {
+        let p = parse(DEFAULT, &["time_slice=500us"]).expect("valid");
+        assert_eq!(p.settings.time_slice_ns, 500_000);
+        assert!(
+            p.env()
+                .contains(&("STARDUST_TIME_SLICE_NS".into(), "500000".into()))
+        );
+        assert_eq!(
+            parse(DEFAULT, &[]).expect("valid").settings.time_slice_ns,
+            10_000_000
+        );
+        let e = err(DEFAULT, &["time_slice=10 fortnights"]);
+        assert!(e.contains("unknown unit `fortnights`"), "{e}");
+        let e = err(DEFAULT, &["time_slice=5us"]);
+        assert!(e.contains("between 100us and 1s"), "{e}");
+        assert_eq!(parse_duration_ns("2s"), Ok(2_000_000_000));
+        assert!(parse_duration_ns("ms").is_err());
+    }
+
+    #[test]
+    fn a_scheduler_needs_an_allocator() {
+        let e = err(DEFAULT, &["allocator=none", "scheduler=coop"]);
+        assert!(e.contains("scheduler `coop` needs a heap"), "{e}");
+        let e = err(
+            &DEFAULT
+                .replace("\"bump\"", "\"none\"")
+                .replace("scheduler = \"none\"", "scheduler = \"coop\""),
+            &[],
+        );
+        assert!(e.contains("profile `default`: slots.allocator"), "{e}");
+        parse(DEFAULT, &["scheduler=coop"]).expect("bump + coop is fine");
     }
 
     #[test]

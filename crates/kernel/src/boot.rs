@@ -90,6 +90,8 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
         free.total() >> 10,
     );
 
+    #[cfg(feature = "threads")]
+    crate::threads::init(config::TIME_SLICE_NS);
     mark(7);
     if args.bootchart {
         print_bootchart();
@@ -231,6 +233,12 @@ pub fn now_ns() -> Option<u64> {
 /// Waits until `now_ns() >= deadline_ns`: idle on the platform's one-shot timer where it has
 /// one, polling otherwise. Returns at once without a clock.
 pub fn sleep_until_ns(deadline_ns: u64) {
+    #[cfg(feature = "threads")]
+    {
+        crate::threads::sleep_until(deadline_ns);
+        return;
+    }
+    #[allow(unreachable_code)]
     loop {
         let enabled = SelectedPlatform::interrupts_disable();
         let Some(now) = SelectedPlatform::now_ns() else {
@@ -327,7 +335,10 @@ pub fn wall_clock_ns() -> Option<u64> {
 
 /// Called by the platform when its timer fires (see `arch_x86_64::cpu::timer_interrupt`).
 #[unsafe(no_mangle)]
-fn __stardust_timer_interrupt() {}
+fn __stardust_timer_interrupt() {
+    #[cfg(feature = "threads")]
+    crate::threads::timer_tick();
+}
 
 /// Called by the arch crate for every CPU exception (all are fatal for now).
 #[unsafe(no_mangle)]
@@ -340,6 +351,19 @@ fn __stardust_exception(e: &cpu::Exception) -> ! {
     let _ = writeln!(w, "EXCEPTION: {e}");
     let layout = arch_x86_64::image_layout();
     let guard = Range::new(layout.stack_guard, layout.stack_bottom);
+    #[cfg(feature = "threads")]
+    if matches!(e.frame.vector, 8 | 14)
+        && let Some((name, id, bytes)) = crate::threads::guard_owner(e.cr2)
+    {
+        // The report above has the registers; the panic names the thread.
+        IN_EXCEPTION.store(false, Ordering::Relaxed);
+        panic!(
+            "stack overflow in thread '{name}' (id {id}): its {} KiB stack ran into its guard \
+             page at {:#x} (give the thread a larger stack)",
+            bytes >> 10,
+            e.cr2 & !0xfff
+        );
+    }
     if matches!(e.frame.vector, 8 | 14) && guard.contains(e.cr2) {
         let _ = writeln!(
             w,

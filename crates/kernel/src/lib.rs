@@ -13,8 +13,11 @@
 //! # Cargo features
 //! One per slot value; exactly one per slot: `platform-kvm`; `console-serial`,
 //! `console-debugcon`; `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`;
-//! `scheduler-none`.
+//! `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`. `threads` (not a
+//! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
 #![no_std]
+
+extern crate alloc;
 
 mod heap_glue;
 mod select;
@@ -26,6 +29,18 @@ mod config {
 
 #[cfg(target_os = "none")]
 mod boot;
+/// Blocking synchronization for threads (`scheduler = "coop" | "preempt"`).
+#[cfg(all(target_os = "none", feature = "threads"))]
+pub mod sync;
+/// The thread runtime (`scheduler = "coop" | "preempt"`).
+#[cfg(all(target_os = "none", feature = "threads"))]
+pub mod threads;
+/// The async executor's crate: futures, timers and async synchronization.
+#[cfg(feature = "scheduler-async")]
+pub use sched_async;
+/// The async executor (`scheduler = "async"`), the one instance apps' tasks run on.
+#[cfg(feature = "scheduler-async")]
+pub use select::EXECUTOR;
 
 /// The Xen platform's services (XenStore, PV clock, sleeping) for apps built for Xen.
 #[cfg(feature = "platform-xen")]

@@ -56,8 +56,45 @@ compile_error!(
     "two allocators selected: enable exactly one of allocator-none, allocator-bump, \
      allocator-buddy, allocator-talc"
 );
-#[cfg(not(feature = "scheduler-none"))]
-compile_error!("no scheduler selected: enable stardust/scheduler-none");
+#[cfg(not(any(
+    feature = "scheduler-none",
+    feature = "scheduler-coop",
+    feature = "scheduler-preempt",
+    feature = "scheduler-async"
+)))]
+compile_error!(
+    "no scheduler selected: enable one of stardust/scheduler-none, stardust/scheduler-coop, \
+     stardust/scheduler-preempt, stardust/scheduler-async"
+);
+#[cfg(any(
+    all(feature = "scheduler-none", feature = "scheduler-coop"),
+    all(feature = "scheduler-none", feature = "scheduler-preempt"),
+    all(feature = "scheduler-none", feature = "scheduler-async"),
+    all(feature = "scheduler-coop", feature = "scheduler-preempt"),
+    all(feature = "scheduler-coop", feature = "scheduler-async"),
+    all(feature = "scheduler-preempt", feature = "scheduler-async"),
+))]
+compile_error!(
+    "two schedulers selected: enable exactly one of scheduler-none, scheduler-coop, \
+     scheduler-preempt, scheduler-async"
+);
+#[cfg(all(feature = "allocator-none", not(feature = "scheduler-none")))]
+compile_error!(
+    "the schedulers coop, preempt and async need a heap (thread stacks, tasks): pick an \
+     allocator other than `none`"
+);
+
+/// The thread scheduling policy (`scheduler = "coop" | "preempt"`).
+#[cfg(feature = "scheduler-coop")]
+pub type SelectedPolicy = sched_coop::Coop;
+#[cfg(feature = "scheduler-preempt")]
+pub type SelectedPolicy = sched_preempt::Preempt;
+
+/// The async executor (`scheduler = "async"`), and its one instance.
+#[cfg(feature = "scheduler-async")]
+pub type SelectedExecutor = sched_async::Executor<SelectedPlatform>;
+#[cfg(feature = "scheduler-async")]
+pub static EXECUTOR: SelectedExecutor = SelectedExecutor::new();
 
 /// The platform.
 #[cfg(feature = "platform-kvm")]

@@ -20,8 +20,9 @@
 //! `cargo xtask run APP`.
 //!
 //! # Cargo features
-//! One per profile slot value (`platform-kvm`, `console-serial`, `console-debugcon`,
-//! `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`, `scheduler-none`);
+//! One per profile slot value (`platform-kvm`, `platform-xen`, `console-serial`,
+//! `console-debugcon`, `console-xen`, `allocator-none`, `allocator-bump`, `allocator-buddy`,
+//! `allocator-talc`, `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`);
 //! xtask enables exactly one per slot from the profile. With `allocator-none` there is no heap and [`alloc`] must not be used.
 #![no_std]
 
@@ -53,9 +54,73 @@ pub mod xen {
     pub use kernel::xen::{grant, xenstore};
 }
 
-/// Time: the platform's monotonic clock and sleeping on it (the scheduler issue brings
-/// `Duration`s, deadlines and per-thread sleep).
+/// Threads (`scheduler = "coop"` or `"preempt"`).
+#[cfg(any(feature = "scheduler-coop", feature = "scheduler-preempt"))]
+pub mod thread;
+
+/// Blocking synchronization between threads (`scheduler = "coop"` or `"preempt"`): [`Mutex`],
+/// [`Condvar`], [`Semaphore`] and a bounded [`channel`]. Waiters are parked (the CPU runs other
+/// threads or idles), never spinning.
+///
+/// [`Mutex`]: sync::Mutex
+/// [`Condvar`]: sync::Condvar
+/// [`Semaphore`]: sync::Semaphore
+/// [`channel`]: sync::channel
+#[cfg(any(feature = "scheduler-coop", feature = "scheduler-preempt"))]
+pub mod sync {
+    pub use kernel::sync::{
+        Condvar, Mutex, MutexGuard, Receiver, RecvError, Semaphore, SendError, Sender, channel,
+    };
+}
+
+/// Time: the platform's monotonic clock ([`Instant`](time::Instant)), the wall clock, and
+/// sleeping (with threads, only the calling thread sleeps).
 pub mod time {
+    pub use core::time::Duration;
+
+    /// A point on the monotonic clock (nanoseconds from an arbitrary origin).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct Instant(u64);
+
+    impl Instant {
+        /// Now (0 on a platform without a clock).
+        pub fn now() -> Instant {
+            Instant(kernel::now_ns().unwrap_or(0))
+        }
+
+        /// Nanoseconds on the platform clock.
+        pub fn as_nanos(self) -> u64 {
+            self.0
+        }
+
+        /// Time since `earlier` (zero if `earlier` is later).
+        pub fn duration_since(self, earlier: Instant) -> Duration {
+            Duration::from_nanos(self.0.saturating_sub(earlier.0))
+        }
+
+        /// Time since this instant.
+        pub fn elapsed(self) -> Duration {
+            Instant::now().duration_since(self)
+        }
+    }
+
+    impl core::ops::Add<Duration> for Instant {
+        type Output = Instant;
+        fn add(self, d: Duration) -> Instant {
+            Instant(
+                self.0
+                    .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            )
+        }
+    }
+
+    impl core::ops::Sub for Instant {
+        type Output = Duration;
+        fn sub(self, earlier: Instant) -> Duration {
+            self.duration_since(earlier)
+        }
+    }
+
     /// Monotonic nanoseconds (Xen: the PV clock; KVM: the calibrated TSC), or `None` without a
     /// clock.
     pub fn now_ns() -> Option<u64> {
@@ -68,8 +133,10 @@ pub mod time {
         kernel::wall_clock_ns()
     }
 
-    /// Sleeps at least `ns` nanoseconds. Idle where the platform has a timer (Xen: the
-    /// one-shot timer and `SCHEDOP_block`); on KVM it polls until the LAPIC timer exists.
+    /// Sleeps at least `ns` nanoseconds, idle on the platform's one-shot timer (KVM: the
+    /// LAPIC timer; Xen: `set_timer_op` and `SCHEDOP_block`). With threads only the calling
+    /// thread sleeps; under `scheduler = "async"` this blocks the whole executor (use
+    /// `task::sleep` there).
     pub fn sleep_ns(ns: u64) {
         if let Some(now) = kernel::now_ns() {
             kernel::sleep_until_ns(now.saturating_add(ns));

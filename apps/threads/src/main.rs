@@ -1,0 +1,294 @@
+//! Thread scheduler probe and benchmark. Needs `scheduler = "coop"` or `"preempt"`:
+//! `cargo xtask run threads --set scheduler=preempt -- MODE`.
+//!
+//! - `mutex`: 1,000 threads each add 1 to a shared counter 10 times under a `Mutex`, yielding
+//!   inside the critical section; the count must be exactly 10,000.
+//! - `channel`: 4 producers send 1,000 numbered items each through a 16-slot channel to `main`;
+//!   every item must arrive exactly once.
+//! - `semaphore`: 20 threads share 3 permits; at most 3 (and at some point exactly 3) hold one.
+//! - `sleep`: sleeps of 1, 10 and 50 ms are never early (how late is printed); 8 threads
+//!   sleeping different times wake in deadline order.
+//! - `hog`: a thread computes for 100 ms without yielding while `main` sleeps 5 ms. Under
+//!   `preempt` main wakes on time (the hog is preempted); under `coop` main wakes only after
+//!   the hog is done (the documented behaviour).
+//! - `overflow`: a thread named `deep` recurses until its 16 KiB stack overflows, which must
+//!   end in the kernel's panic naming the thread (status 101).
+//! - `bench`: yield ping-pong, spawn + join, and timer wake-up latency (`bench ...:` lines for
+//!   `cargo xtask bench sched`).
+//! - `all` (default): mutex, channel, semaphore, sleep, hog, then `threads: all passed`.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use stardust::alloc::vec::Vec;
+use stardust::println;
+use stardust::sync::{Mutex, Semaphore, channel};
+use stardust::thread::{self, Builder};
+use stardust::time::{Duration, Instant};
+
+#[stardust::main]
+fn main() -> Result<(), &'static str> {
+    let mode = stardust::args().next().unwrap_or("all");
+    println!(
+        "threads: scheduler {}, mode {mode}",
+        thread::scheduler_name()
+    );
+    match mode {
+        "mutex" => mutex(),
+        "channel" => channels(),
+        "semaphore" => semaphore(),
+        "sleep" => sleep(),
+        "hog" => hog(),
+        "overflow" => overflow(),
+        "bench" => bench(),
+        "all" => {
+            mutex()?;
+            channels()?;
+            semaphore()?;
+            sleep()?;
+            hog()?;
+            println!("threads: all passed");
+            Ok(())
+        }
+        _ => Err(
+            "unknown mode: expected mutex, channel, semaphore, sleep, hog, overflow, bench or all",
+        ),
+    }
+}
+
+fn small_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    Builder::new()
+        .stack_size(8 * 1024)
+        .spawn(f)
+        .expect("memory for a thread stack")
+}
+
+fn mutex() -> Result<(), &'static str> {
+    static COUNTER: Mutex<u64> = Mutex::new(0);
+    let handles: Vec<_> = (0..1000)
+        .map(|_| {
+            small_thread(|| {
+                for _ in 0..10 {
+                    let mut c = COUNTER.lock();
+                    let seen = *c;
+                    thread::yield_now();
+                    *c = seen + 1;
+                }
+            })
+        })
+        .collect();
+    let peak = thread::stats().live;
+    for h in handles {
+        h.join();
+    }
+    let count = *COUNTER.lock();
+    println!("mutex count: {count} (1000 threads, {peak} alive at once)");
+    if count != 10_000 {
+        return Err("mutex count is wrong");
+    }
+    Ok(())
+}
+
+fn channels() -> Result<(), &'static str> {
+    const PRODUCERS: u64 = 4;
+    const ITEMS: u64 = 1000;
+    let (tx, rx) = channel::<u64>(16);
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let tx = tx.clone();
+            small_thread(move || {
+                for i in 0..ITEMS {
+                    tx.send(p * ITEMS + i).expect("the receiver lives");
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut seen = [false; (PRODUCERS * ITEMS) as usize];
+    let (mut count, mut sum, mut duplicates) = (0u64, 0u64, 0u64);
+    for v in &rx {
+        if core::mem::replace(&mut seen[v as usize], true) {
+            duplicates += 1;
+        }
+        count += 1;
+        sum += v;
+    }
+    for p in producers {
+        p.join();
+    }
+    let expected_sum = (0..PRODUCERS * ITEMS).sum::<u64>();
+    let lost = seen.iter().filter(|&&s| !s).count();
+    if count == PRODUCERS * ITEMS && sum == expected_sum && duplicates == 0 && lost == 0 {
+        println!("channel: {count} items, sum {sum}, no loss, no duplicates");
+        Ok(())
+    } else {
+        println!("channel: {count} items, sum {sum}, {lost} lost, {duplicates} duplicates");
+        Err("the channel lost or duplicated items")
+    }
+}
+
+fn semaphore() -> Result<(), &'static str> {
+    static PERMITS: Semaphore = Semaphore::new(3);
+    static HOLDING: AtomicUsize = AtomicUsize::new(0);
+    static MAX: AtomicUsize = AtomicUsize::new(0);
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            small_thread(|| {
+                PERMITS.acquire();
+                let now = HOLDING.fetch_add(1, Ordering::SeqCst) + 1;
+                MAX.fetch_max(now, Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(1));
+                HOLDING.fetch_sub(1, Ordering::SeqCst);
+                PERMITS.release();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join();
+    }
+    let max = MAX.load(Ordering::SeqCst);
+    println!("semaphore: at most {max} of 20 threads held one of 3 permits");
+    if max != 3 || PERMITS.available() != 3 {
+        return Err("the semaphore let the wrong number of threads through");
+    }
+    Ok(())
+}
+
+fn sleep() -> Result<(), &'static str> {
+    for ms in [1u64, 10, 50] {
+        let start = Instant::now();
+        thread::sleep(Duration::from_millis(ms));
+        let took = start.elapsed();
+        let asked = Duration::from_millis(ms);
+        if took < asked {
+            println!("slept {ms} ms: EARLY by {:?}", asked - took);
+            return Err("a sleep returned early");
+        }
+        println!("slept {ms} ms: late by {} us", (took - asked).as_micros());
+    }
+    static ORDER: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    let handles: Vec<_> = [7u64, 3, 5, 1, 8, 2, 6, 4]
+        .into_iter()
+        .map(|ms| {
+            small_thread(move || {
+                thread::sleep(Duration::from_millis(ms * 2));
+                ORDER.lock().push(ms);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join();
+    }
+    let order = ORDER.lock().clone();
+    println!("sleepers woke in order {order:?}");
+    if order != [1, 2, 3, 4, 5, 6, 7, 8] {
+        return Err("sleepers woke out of order");
+    }
+    Ok(())
+}
+
+fn hog() -> Result<(), &'static str> {
+    static HOG_DONE_NS: AtomicU64 = AtomicU64::new(0);
+    let hog = small_thread(|| {
+        let start = Instant::now();
+        // Computes without ever yielding or blocking.
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(100) {
+            x = core::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        HOG_DONE_NS.store(Instant::now().as_nanos(), Ordering::SeqCst);
+        x
+    });
+    // The hog is ready; main's sleep lets it run.
+    let start = Instant::now();
+    thread::sleep(Duration::from_millis(5));
+    let woke = Instant::now();
+    let hog_done = HOG_DONE_NS.load(Ordering::SeqCst);
+    let late_ms = (woke - start).as_millis().saturating_sub(5);
+    hog.join();
+    let stats = thread::stats();
+    match thread::scheduler_name() {
+        "preempt" if hog_done == 0 => {
+            println!(
+                "hog: preempted; main's 5 ms sleep ended {late_ms} ms late while the hog still \
+                 computed ({} preemptions)",
+                stats.preemptions
+            );
+            Ok(())
+        }
+        "coop" if hog_done != 0 && hog_done <= woke.as_nanos() => {
+            println!(
+                "hog: not preempted (coop, as documented); main's 5 ms sleep ended {late_ms} ms \
+                 late, after the hog's 100 ms"
+            );
+            Ok(())
+        }
+        name => {
+            println!("hog: unexpected under {name}: hog done at {hog_done}, main woke at {woke:?}");
+            Err("the hog was (not) preempted against the scheduler's rules")
+        }
+    }
+}
+
+fn overflow() -> Result<(), &'static str> {
+    fn recurse(depth: u64) -> u64 {
+        let pad = core::hint::black_box([depth; 32]);
+        if depth == u64::MAX {
+            return 0;
+        }
+        pad[(depth % 32) as usize].wrapping_add(recurse(core::hint::black_box(depth + 1)))
+    }
+    let deep = Builder::new()
+        .name("deep".into())
+        .stack_size(16 * 1024)
+        .spawn(|| recurse(0))
+        .expect("memory for a thread stack");
+    deep.join();
+    Err("the recursion ended without a stack overflow")
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn bench() -> Result<(), &'static str> {
+    // Yield ping-pong: two threads yield to each other.
+    const ROUNDS: u64 = 10_000;
+    let before = thread::stats().switches;
+    let start = Instant::now();
+    let other = small_thread(|| {
+        for _ in 0..ROUNDS {
+            thread::yield_now();
+        }
+    });
+    for _ in 0..ROUNDS {
+        thread::yield_now();
+    }
+    other.join();
+    let ns = (Instant::now() - start).as_nanos() as u64;
+    let switches = thread::stats().switches - before;
+    println!(
+        "bench yield: {} ns per switch ({switches} switches)",
+        ns / switches.max(1)
+    );
+
+    const SPAWNS: u64 = 1000;
+    let start = Instant::now();
+    for i in 0..SPAWNS {
+        small_thread(move || i).join();
+    }
+    let ns = (Instant::now() - start).as_nanos() as u64;
+    println!("bench spawn: {} ns per spawn+join", ns / SPAWNS);
+
+    let mut late = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        thread::sleep(Duration::from_millis(1));
+        late.push(((Instant::now() - start).as_nanos() as u64).saturating_sub(1_000_000));
+    }
+    println!("bench wake: median {} us late", median(late) / 1000);
+    Ok(())
+}
