@@ -17,6 +17,7 @@
 //! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
 #![no_std]
 
+#[cfg(feature = "threads")]
 extern crate alloc;
 
 mod heap_glue;
@@ -41,6 +42,8 @@ pub use sched_async;
 /// The async executor (`scheduler = "async"`), the one instance apps' tasks run on.
 #[cfg(feature = "scheduler-async")]
 pub use select::EXECUTOR;
+/// The platform type (for generic parameters such as the executor's).
+pub use select::SelectedPlatform;
 
 /// The Xen platform's services (XenStore, PV clock, sleeping) for apps built for Xen.
 #[cfg(feature = "platform-xen")]

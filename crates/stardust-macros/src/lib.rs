@@ -12,7 +12,9 @@
 
 use proc_macro::{Delimiter, TokenStream, TokenTree};
 
-/// Marks the application's entry function. Use as `#[stardust::main] fn main() { ... }`.
+/// Marks the application's entry function. Use as `#[stardust::main] fn main() { ... }`, or
+/// `#[stardust::main] async fn main() { ... }` with `scheduler = "async"` (it then runs on the
+/// executor through `stardust::task::block_on`).
 #[proc_macro_attribute]
 pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
@@ -21,7 +23,13 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut tokens = item.clone().into_iter().peekable();
     let mut name = None;
     let mut has_params = false;
+    let mut is_async = false;
     while let Some(t) = tokens.next() {
+        if let TokenTree::Ident(i) = &t
+            && i.to_string() == "async"
+        {
+            is_async = true;
+        }
         if let TokenTree::Ident(i) = &t
             && i.to_string() == "fn"
         {
@@ -44,9 +52,16 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
             "the main function takes no parameters; read arguments with `stardust::args()`",
         );
     }
+    // An `async fn main` runs on the async executor (`scheduler = "async"`; elsewhere
+    // `stardust::task` does not exist and the error names it).
+    let call = if is_async {
+        format!("::stardust::task::block_on({name}())")
+    } else {
+        format!("{name}()")
+    };
     let shim: TokenStream = format!(
         "#[doc(hidden)] #[unsafe(export_name = \"__stardust_main\")] \
-         pub fn __stardust_main_shim() -> u8 {{ ::stardust::Termination::report({name}()) }}"
+         pub fn __stardust_main_shim() -> u8 {{ ::stardust::Termination::report({call}) }}"
     )
     .parse()
     .expect("the shim is valid Rust");

@@ -73,6 +73,61 @@ pub mod sync {
     };
 }
 
+/// Async tasks (`scheduler = "async"`): an executor of `Future`s whose wakers are driven by
+/// timers and interrupts; the CPU idles when no task is ready. `#[stardust::main] async fn
+/// main()` runs on it.
+#[cfg(feature = "scheduler-async")]
+pub mod task {
+    use core::future::Future;
+    use kernel::EXECUTOR;
+    pub use kernel::sched_async::{Elapsed, ExecutorStats, JoinHandle, Sleep, yield_now};
+
+    /// Async synchronization: [`Mutex`](sync::Mutex), [`Semaphore`](sync::Semaphore) and a
+    /// bounded [`channel`](sync::channel), whose waiters are tasks, not threads.
+    pub mod sync {
+        pub use kernel::sched_async::sync::*;
+    }
+
+    type Platform = kernel::SelectedPlatform;
+
+    /// Runs `future` (and the tasks it spawns) to completion on the executor.
+    pub fn block_on<F: Future>(future: F) -> F::Output {
+        EXECUTOR.block_on(future)
+    }
+
+    /// Spawns a task; await the handle for its output.
+    pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        EXECUTOR.spawn(future)
+    }
+
+    /// Completes `ns` nanoseconds from now (never earlier).
+    pub fn sleep(ns: u64) -> Sleep<Platform> {
+        EXECUTOR.sleep(ns)
+    }
+
+    /// Completes at `deadline_ns` on the monotonic clock ([`crate::time::Instant::as_nanos`]).
+    pub fn sleep_until(deadline_ns: u64) -> Sleep<Platform> {
+        EXECUTOR.sleep_until(deadline_ns)
+    }
+
+    /// `future`'s output, or [`Elapsed`] if `ns` nanoseconds pass first.
+    pub fn timeout<F: Future>(
+        ns: u64,
+        future: F,
+    ) -> impl Future<Output = Result<F::Output, Elapsed>> {
+        EXECUTOR.timeout(ns, future)
+    }
+
+    /// The executor's counters (polls, idles, tasks spawned).
+    pub fn stats() -> ExecutorStats {
+        EXECUTOR.stats()
+    }
+}
+
 /// Time: the platform's monotonic clock ([`Instant`](time::Instant)), the wall clock, and
 /// sleeping (with threads, only the calling thread sleeps).
 pub mod time {
