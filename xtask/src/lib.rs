@@ -28,6 +28,7 @@ pub mod gen_xen_sys;
 pub mod image;
 pub mod profile;
 pub mod qemu;
+pub mod schedbench;
 pub mod setup;
 pub mod size;
 pub mod strip;

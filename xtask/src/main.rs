@@ -244,6 +244,8 @@ enum BenchWhich {
     All,
     /// The allocators side by side: throughput, fragmentation, size delta, minimum memory.
     Alloc,
+    /// The schedulers side by side: switch time, spawn + join, wake-up latency, size delta.
+    Sched,
 }
 
 #[derive(Args, Debug)]
@@ -274,12 +276,21 @@ struct BenchArgs {
     /// Write the measured sizes to benches/baseline.json (the size bench only).
     #[arg(long)]
     save_baseline: bool,
-    /// Boots per allocator and workload in the allocator bench (the median is reported).
+    /// Boots per allocator and workload in the allocator bench, and per scheduler in the
+    /// scheduler bench (the median is reported).
     #[arg(long, default_value_t = 3)]
     alloc_runs: usize,
 }
 
 fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
+    if args.which.contains(&BenchWhich::Sched) {
+        let (none, results) = xtask::schedbench::run(ws, args.alloc_runs.max(1))?;
+        println!("{}", xtask::schedbench::markdown(none, &results));
+        args.which.retain(|w| *w != BenchWhich::Sched);
+        if args.which.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     if args.which.contains(&BenchWhich::Alloc) {
         let results = xtask::allocbench::run(
             ws,
