@@ -116,6 +116,17 @@ pub struct Translation {
     pub page_size: u64,
 }
 
+/// What [`Mapper::unmap_page`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmapped {
+    /// The page was mapped by a 4 KiB entry, now not present.
+    Unmapped,
+    /// The page was inside a 2 MiB page, which was split; its own entry is now not present.
+    Split,
+    /// The page was not mapped at all (nothing changed).
+    NotMapped,
+}
+
 /// Builds a page-table tree.
 #[derive(Debug)]
 pub struct Mapper<M: TableMemory> {
@@ -137,6 +148,72 @@ impl<M: TableMemory> Mapper<M> {
     /// Physical address of the PML4, for CR3.
     pub fn root(&self) -> u64 {
         self.root
+    }
+
+    /// The tree whose PML4 is at `root` (e.g. the live one, from CR3).
+    pub fn with_root(root: u64, memory: M) -> Self {
+        Mapper { root, memory }
+    }
+
+    /// Makes the 4 KiB page at `virt` not present. A 2 MiB page holding it is first split into a
+    /// new page table (from [`TableMemory::alloc_table`]) of 512 4 KiB entries with the same
+    /// frames and permissions. The entry keeps its address (only PRESENT is cleared). Returns
+    /// what was done; the caller flushes the TLB for `virt` (`invlpg`), which also drops a
+    /// cached 2 MiB translation of the block.
+    pub fn unmap_page(&mut self, virt: u64) -> Result<Unmapped, PagingError> {
+        if !virt.is_multiple_of(PAGE_SIZE) {
+            return Err(PagingError::Misaligned(virt));
+        }
+        let mut table = self.root;
+        for level in (3..=4).rev() {
+            let entry = self.memory.table(table)[index(virt, level)];
+            if entry & PRESENT == 0 {
+                return Ok(Unmapped::NotMapped);
+            }
+            if entry & HUGE != 0 {
+                // A 1 GiB page: never built by this crate.
+                return Err(PagingError::AlreadyMapped(virt));
+            }
+            table = entry & ADDR_MASK;
+        }
+        let directory = table;
+        let entry = self.memory.table(directory)[index(virt, 2)];
+        if entry & PRESENT == 0 {
+            return Ok(Unmapped::NotMapped);
+        }
+        let mut split = false;
+        let page_table = if entry & HUGE != 0 {
+            let new = self.memory.alloc_table()?;
+            // Bit 12 of a 2 MiB entry is PAT, and bit 7 HUGE: neither carries over.
+            let base = entry & ADDR_MASK & !(LARGE - 1);
+            let flags = entry & !ADDR_MASK & !HUGE;
+            let ptes = self.memory.table(new);
+            for (i, pte) in ptes.iter_mut().enumerate() {
+                *pte = (base + i as u64 * PAGE_SIZE) | flags;
+            }
+            // The directory entry: as walk_create makes them (permissions are in the leaves).
+            self.memory.table(directory)[index(virt, 2)] = new | PRESENT | WRITABLE;
+            split = true;
+            new
+        } else {
+            entry & ADDR_MASK
+        };
+        let slot = &mut self.memory.table(page_table)[index(virt, 1)];
+        if *slot & PRESENT == 0 {
+            return Ok(Unmapped::NotMapped);
+        }
+        *slot &= !PRESENT;
+        Ok(if split {
+            Unmapped::Split
+        } else {
+            Unmapped::Unmapped
+        })
+    }
+
+    /// Maps the 4 KiB page at `virt` (not present, e.g. after [`Mapper::unmap_page`]) to
+    /// `phys` with `access` again. Fails if the page is mapped.
+    pub fn remap_page(&mut self, virt: u64, phys: u64, access: Access) -> Result<(), PagingError> {
+        self.map(virt, phys, PAGE_SIZE, access)
     }
 
     /// Maps `[virt, virt + len)` to `[phys, phys + len)` with `access`, using 2 MiB pages where
@@ -509,6 +586,92 @@ mod tests {
         );
         assert_eq!(m.translate(0xfea0_1000), None, "only the pages asked for");
         assert_eq!(m.translate(0x20_0000).unwrap().access, Access::ReadWrite);
+    }
+
+    #[test]
+    fn unmapping_a_page_inside_a_large_page_splits_it() {
+        let mut m = mapper(64);
+        map_kernel(&mut m, &IMAGE, &ram(64)).unwrap();
+        let tables = m.memory.0.len();
+        assert_eq!(m.translate(0x40_3000).unwrap().page_size, LARGE);
+        assert_eq!(m.unmap_page(0x40_3000), Ok(Unmapped::Split));
+        assert_eq!(m.memory.0.len(), tables + 1, "one new page table");
+        assert_eq!(m.translate(0x40_3000), None);
+        assert_eq!(m.translate(0x40_3fff), None);
+        // The rest of the block: same frames, same permission, now 4 KiB pages.
+        for a in [0x40_0000, 0x40_2fff, 0x40_4000, 0x5f_f123] {
+            let t = m.translate(a).unwrap();
+            assert_eq!(
+                (t.phys, t.access, t.page_size),
+                (a, Access::ReadWrite, PAGE_SIZE)
+            );
+        }
+        // A second page of the same block: no more tables.
+        assert_eq!(m.unmap_page(0x40_5000), Ok(Unmapped::Unmapped));
+        assert_eq!(m.memory.0.len(), tables + 1);
+        assert_eq!(m.unmap_page(0x40_5000), Ok(Unmapped::NotMapped));
+        // Back again.
+        m.remap_page(0x40_3000, 0x40_3000, Access::ReadWrite)
+            .unwrap();
+        let t = m.translate(0x40_3000).unwrap();
+        assert_eq!((t.phys, t.access), (0x40_3000, Access::ReadWrite));
+        assert_eq!(
+            m.remap_page(0x40_3000, 0x40_3000, Access::ReadWrite),
+            Err(PagingError::AlreadyMapped(0x40_3000))
+        );
+        assert_eq!(m.translate(0x40_5000), None);
+    }
+
+    #[test]
+    fn split_keeps_flags_but_not_pat_or_huge() {
+        let mut m = mapper(8);
+        m.map(0x20_0000, 0x20_0000, LARGE, Access::ReadOnly)
+            .unwrap();
+        // Mark the large entry accessed and with PAT (bit 12) set, as hardware/firmware might.
+        let pd = {
+            let pml4 = m.memory.table(m.root)[0] & ADDR_MASK;
+            m.memory.table(pml4)[0] & ADDR_MASK
+        };
+        m.memory.table(pd)[1] |= pte::ACCESSED | (1 << 12);
+        assert_eq!(m.unmap_page(0x20_1000), Ok(Unmapped::Split));
+        let pt = m.memory.table(pd)[1] & ADDR_MASK;
+        let e = m.memory.table(pt)[2];
+        assert_eq!(e, 0x20_2000 | PRESENT | NO_EXECUTE | pte::ACCESSED);
+        assert_eq!(
+            m.memory.table(pt)[1],
+            0x20_1000 | NO_EXECUTE | pte::ACCESSED
+        );
+    }
+
+    #[test]
+    fn unmapping_four_kib_pages_and_holes() {
+        let mut m = mapper(64);
+        map_kernel(&mut m, &IMAGE, &ram(64)).unwrap();
+        let tables = m.memory.0.len();
+        assert_eq!(m.unmap_page(0x10_b000), Ok(Unmapped::Unmapped));
+        assert_eq!(m.translate(0x10_b000), None);
+        assert_eq!(
+            m.unmap_page(0x10_a000),
+            Ok(Unmapped::NotMapped),
+            "guard page"
+        );
+        assert_eq!(m.unmap_page(0x8000_0000), Ok(Unmapped::NotMapped), "no RAM");
+        assert_eq!(
+            m.unmap_page(0x10_b001),
+            Err(PagingError::Misaligned(0x10_b001))
+        );
+        assert_eq!(m.memory.0.len(), tables);
+        let mut small = mapper(8);
+        small
+            .map(0x20_0000, 0x20_0000, LARGE, Access::ReadWrite)
+            .unwrap();
+        small.memory.1 = small.memory.0.len();
+        assert_eq!(small.unmap_page(0x20_0000), Err(PagingError::OutOfTables));
+        assert_eq!(
+            small.translate(0x20_0000).unwrap().page_size,
+            LARGE,
+            "unchanged"
+        );
     }
 
     #[test]
