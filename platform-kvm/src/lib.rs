@@ -1,6 +1,14 @@
 //! The thin platform for KVM-class monitors (QEMU `microvm` and `q35`, Firecracker, Cloud
-//! Hypervisor): COM1 and the 0xe9 debug port as consoles, power-off with an exit status, and
-//! TSC calibration against the PIT. Boot entry and CPU set-up are the arch crate's.
+//! Hypervisor): COM1 and the 0xe9 debug port as consoles, power-off with an exit status, TSC
+//! calibration against the PIT, the local APIC timer, the CMOS RTC as wall clock, and guard
+//! pages in the live page tables. Boot entry, CPU set-up, the APIC and the page-table logic
+//! are the arch crate's.
+//!
+//! Interrupts: [`Platform::init_cpu`] remaps and masks the legacy PICs (the IDT has the timer,
+//! spurious and PIC gates); the local APIC (xAPIC, MMIO, whose page [`Platform::init`] returns
+//! as device memory) is set up on the first [`Platform::set_timer`], after the kernel's page
+//! tables map it, and its one-shot timer is calibrated against the TSC then. Without an APIC
+//! or a TSC frequency there is no timer: `set_timer` returns false and `idle` spins.
 //!
 //! Power-off tries, in order: QEMU's `isa-debug-exit` device at port 0xf4 (the monitor exits
 //! with status `(code << 1) | 1`), ACPI S5 as the firmware tables describe it (the PM1a control
@@ -17,8 +25,8 @@
 //! None.
 #![no_std]
 
-use arch_x86_64::{cpu, tsc};
-use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU64, Ordering};
+use arch_x86_64::{apic, cpu, tsc};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
 use platform::acpi::{self, PowerOffRegister};
 use platform::{BootInfo, ConsoleDevice, DeviceMemory, FreeMemory, Range};
 
@@ -92,6 +100,17 @@ impl ConsoleDevice for DebugPort {
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
+/// The xAPIC page (found at init; 0 = none).
+static APIC_BASE: AtomicU64 = AtomicU64::new(0);
+/// The APIC state: 0 = not tried, 1 = ready, 2 = unusable (no APIC, no TSC frequency).
+static APIC_STATE: AtomicU8 = AtomicU8::new(0);
+/// Whether `map_memory` installed the kernel's tables (which map the APIC page).
+static MAPPED: AtomicBool = AtomicBool::new(false);
+
+/// The wall clock: Unix nanoseconds at the RTC read, and `now_ns` then (`u64::MAX`: not read).
+static WALL_AT_READ: AtomicU64 = AtomicU64::new(u64::MAX);
+static NOW_AT_READ: AtomicU64 = AtomicU64::new(0);
+
 /// The ACPI power-off found at init: kind (0 = none, 1 = PM1a port, 2 = sleep control port,
 /// 3 = sleep control MMIO), register address, value.
 static ACPI_KIND: AtomicU8 = AtomicU8::new(0);
@@ -108,6 +127,7 @@ impl platform::Platform for Kvm {
 
     fn init_cpu() {
         cpu::init();
+        arch_x86_64::apic::disable_pic();
     }
 
     fn map_memory(
@@ -115,12 +135,22 @@ impl platform::Platform for Kvm {
         free: &mut FreeMemory,
         devices: &DeviceMemory,
     ) -> Result<u64, Self::MapError> {
-        arch_x86_64::install_page_tables(free, &boot.memory, devices.ranges())
+        let bytes = arch_x86_64::install_page_tables(free, &boot.memory, devices.ranges())?;
+        MAPPED.store(true, Ordering::Release);
+        Ok(bytes)
     }
 
     fn init(boot: &BootInfo) -> DeviceMemory {
         let mem = &arch_x86_64::BootMemory;
         let mut devices = DeviceMemory::new();
+        match apic::xapic_base() {
+            Some(base) => {
+                // Cannot fail: the list is empty before this push.
+                let _ = devices.push(Range::new(base, base + platform::PAGE_SIZE));
+                APIC_BASE.store(base, Ordering::Relaxed);
+            }
+            None => log::debug!("no local APIC in xAPIC mode: no timer interrupts"),
+        }
         if qemu_debug_exit_present() {
             log::debug!("QEMU isa-debug-exit present: ACPI power-off not needed");
             return devices;
@@ -132,7 +162,7 @@ impl platform::Platform for Kvm {
                     PowerOffRegister::Pm1aControl(port) => (1, u64::from(port)),
                     PowerOffRegister::SleepControlPort(port) => (2, u64::from(port)),
                     PowerOffRegister::SleepControlMmio(addr) => {
-                        // Cannot fail: the list is empty before this push.
+                        // Cannot fail: the list holds at most the APIC page before this push.
                         let _ = devices.push(Range::new(addr, addr + 1));
                         (3, addr)
                     }
@@ -184,34 +214,129 @@ impl platform::Platform for Kvm {
         Some((u128::from(tsc::now()) * 1_000_000_000 / u128::from(hz)) as u64)
     }
 
-    // No interrupt controller is set up on this platform yet (the LAPIC and its timer come
-    // with the schedulers): interrupts stay off (the legacy PIC would deliver IRQ 0 on an
-    // exception vector), there is no timer, and idling polls.
-
-    fn set_timer(_deadline_ns: u64) -> bool {
-        false
+    fn set_timer(deadline_ns: u64) -> bool {
+        if !apic_ready() {
+            return false;
+        }
+        let Some(hz) = Self::tsc_frequency() else {
+            return false;
+        };
+        // The first TSC value whose `now_ns` is >= the deadline (rounded up), clamped.
+        let tsc = (u128::from(deadline_ns) * u128::from(hz)).div_ceil(1_000_000_000);
+        apic::set_deadline(u64::try_from(tsc).unwrap_or(u64::MAX - 1))
     }
 
     fn interrupts_disable() -> bool {
-        false
+        cpu::interrupts_disable()
     }
 
-    fn interrupts_restore(_enabled: bool) {}
+    fn interrupts_restore(enabled: bool) {
+        if enabled {
+            cpu::interrupts_enable();
+        }
+    }
 
     fn idle() {
-        core::hint::spin_loop();
+        if apic_ready() {
+            cpu::enable_interrupts_and_halt();
+        } else {
+            // No timer could wake a halted CPU: poll (interrupts stay as they are).
+            core::hint::spin_loop();
+        }
     }
 
-    // Filled in with the schedulers (LAPIC / Xen timer, CMOS RTC, guard pages).
     fn wall_clock_ns() -> Option<u64> {
-        None
+        let wall = WALL_AT_READ.load(Ordering::Acquire);
+        if wall == u64::MAX {
+            // The first call (or no clock to extrapolate with): read the RTC.
+            return read_rtc();
+        }
+        let at = NOW_AT_READ.load(Ordering::Relaxed);
+        Some(wall + Self::now_ns().unwrap_or(at).saturating_sub(at))
     }
 
-    unsafe fn unmap_page(_page: u64, _new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
-        false
+    unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
+        // SAFETY: forwarded to the caller; the live tables are the kernel's identity-mapped
+        // ones, built by `map_memory`.
+        unsafe { arch_x86_64::unmap_page(page, new_table) }
     }
 
-    unsafe fn remap_page(_page: u64) {}
+    unsafe fn remap_page(page: u64) {
+        // SAFETY: forwarded to the caller.
+        unsafe { arch_x86_64::remap_page(page) }
+    }
+}
+
+/// Whether the local APIC timer works, setting it up on the first call after the kernel's page
+/// tables are in place (they map the APIC page).
+fn apic_ready() -> bool {
+    match APIC_STATE.load(Ordering::Acquire) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    if !MAPPED.load(Ordering::Acquire) {
+        return false;
+    }
+    let enabled = cpu::interrupts_disable();
+    let base = APIC_BASE.load(Ordering::Relaxed);
+    let ok = match (base, <Kvm as platform::Platform>::tsc_frequency()) {
+        (0, _) => false,
+        (_, None) => {
+            log::debug!("no TSC frequency: no APIC timer");
+            false
+        }
+        (base, Some(tsc_hz)) => {
+            // SAFETY: the base is the xAPIC page from IA32_APIC_BASE, which `init` returned as
+            // device memory and `map_memory` mapped uncached; `init_cpu` installed the gates;
+            // interrupts are masked; APIC_STATE makes this run once.
+            match unsafe { apic::init(base, tsc_hz) } {
+                Some(hz) => {
+                    log::debug!(
+                        "local APIC at {base:#x}: timer {}.{:03} MHz (TSC-deadline mode {})",
+                        hz / 1_000_000,
+                        hz / 1000 % 1000,
+                        if apic::has_tsc_deadline() {
+                            "reported, not used"
+                        } else {
+                            "not reported"
+                        }
+                    );
+                    true
+                }
+                None => {
+                    log::debug!("the local APIC timer does not count: no timer interrupts");
+                    false
+                }
+            }
+        }
+    };
+    APIC_STATE.store(if ok { 1 } else { 2 }, Ordering::Release);
+    if enabled {
+        cpu::interrupts_enable();
+    }
+    ok
+}
+
+/// Reads the CMOS RTC once: records Unix nanoseconds and `now_ns` at the read.
+fn read_rtc() -> Option<u64> {
+    let enabled = cpu::interrupts_disable();
+    // SAFETY: ports 0x70/0x71 are the CMOS; interrupts are masked, and nothing else uses them.
+    let registers = unsafe { arch_x86_64::rtc::read() };
+    let now = <Kvm as platform::Platform>::now_ns();
+    if enabled {
+        cpu::interrupts_enable();
+    }
+    let Some(seconds) = registers.and_then(|r| r.unix_seconds()) else {
+        log::debug!("no readable CMOS RTC: no wall clock");
+        return None;
+    };
+    let wall = seconds * 1_000_000_000;
+    if let Some(now) = now {
+        NOW_AT_READ.store(now, Ordering::Relaxed);
+        WALL_AT_READ.store(wall, Ordering::Release);
+    }
+    Some(wall)
 }
 
 /// QEMU (its fw_cfg device answers with the signature "QEMU") with `isa-debug-exit` at 0xf4 (the
@@ -233,7 +358,7 @@ fn qemu_debug_exit_present() -> bool {
 }
 
 /// Counts TSC ticks over 10 ms of PIT channel 0, read back through the latch command (no
-/// port 0x61 gate, which QEMU's `microvm` lacks). Channel 0 is free: nothing uses IRQ 0 yet.
+/// port 0x61 gate, which QEMU's `microvm` lacks). Channel 0 is free: IRQ 0 is masked at the PIC (`init_cpu`).
 fn calibrate_with_pit() -> Option<u64> {
     const PIT_HZ: u64 = 1_193_182;
     const TICKS: u32 = (PIT_HZ / 100) as u32;
@@ -246,7 +371,7 @@ fn calibrate_with_pit() -> Option<u64> {
         }
     }
     // SAFETY: channel 0, low then high byte, mode 2 (rate generator), binary, reload 0 (= 65536):
-    // the counter runs down continuously; interrupts are off, so IRQ 0 is never taken.
+    // the counter runs down continuously; IRQ 0 is masked at the PIC, so it is never taken.
     unsafe {
         cpu::outb(0x43, 0x34);
         cpu::outb(0x40, 0);

@@ -229,3 +229,69 @@ pub fn install_page_tables(
     unsafe { crate::cpu::load_page_table(root) };
     Ok(before - free.total())
 }
+
+/// The live page tables (from CR3), identity-mapped; new tables from a caller's frames.
+struct LiveTables<'a>(&'a mut dyn FnMut() -> Option<u64>);
+
+impl crate::paging::TableMemory for LiveTables<'_> {
+    fn alloc_table(&mut self) -> Result<u64, crate::paging::PagingError> {
+        let frame = (self.0)().ok_or(crate::paging::PagingError::OutOfTables)?;
+        if !frame.is_multiple_of(platform::PAGE_SIZE) {
+            return Err(crate::paging::PagingError::Misaligned(frame));
+        }
+        let table = frame as *mut u64;
+        for i in 0..512 {
+            // SAFETY: the frame is RAM the caller gave us for a table (contract of
+            // `unmap_page`), identity-mapped read-write; zeroing it makes it an empty table.
+            unsafe { table.add(i).write_volatile(0) };
+        }
+        Ok(frame)
+    }
+
+    fn table(&mut self, phys: u64) -> &mut crate::paging::Table {
+        // SAFETY: `phys` is a page table of the live tree (read from CR3 or a present entry) or
+        // a frame from `alloc_table`; all are RAM that the kernel's tables identity-map
+        // read-write, and only this CPU, with interrupts masked, changes them.
+        unsafe { &mut *(phys as *mut crate::paging::Table) }
+    }
+}
+
+/// Makes the 4 KiB page at `page` of the live page tables not present, splitting a 2 MiB page
+/// with a table frame from `new_table` where needed, and flushes it from the TLB. Returns
+/// whether it is now unmapped (false: it was not mapped, or no frame for the split).
+///
+/// # Safety
+/// The live tables are the kernel's identity-mapped ones ([`install_page_tables`]); nothing
+/// uses `page` until [`remap_page`]; frames from `new_table` are page-aligned RAM that the
+/// tables keep forever.
+pub unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
+    let enabled = crate::cpu::interrupts_disable();
+    let root = crate::cpu::page_table_root();
+    let mut mapper = crate::paging::Mapper::with_root(root, LiveTables(new_table));
+    let done = mapper.unmap_page(page);
+    crate::cpu::flush_page(page);
+    if enabled {
+        crate::cpu::interrupts_enable();
+    }
+    matches!(
+        done,
+        Ok(crate::paging::Unmapped::Unmapped | crate::paging::Unmapped::Split)
+    )
+}
+
+/// Maps a page [`unmap_page`] unmapped read-write (no execute) again.
+///
+/// # Safety
+/// `page` was unmapped by [`unmap_page`] and not remapped since.
+pub unsafe fn remap_page(page: u64) {
+    let enabled = crate::cpu::interrupts_disable();
+    let mut no_tables = || None;
+    let root = crate::cpu::page_table_root();
+    let mut mapper = crate::paging::Mapper::with_root(root, LiveTables(&mut no_tables));
+    // Cannot fail: the page table that held the page exists (no new table needed).
+    let _ = mapper.remap_page(page, page, crate::paging::Access::ReadWrite);
+    crate::cpu::flush_page(page);
+    if enabled {
+        crate::cpu::interrupts_enable();
+    }
+}

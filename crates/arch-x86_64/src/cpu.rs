@@ -161,7 +161,7 @@ struct Tss([AtomicU32; 26]);
 
 static TSS: Tss = Tss([const { AtomicU32::new(0) }; 26]);
 
-/// 256 gates of 16 bytes; only the 32 exception vectors are filled in.
+/// 256 gates of 16 bytes: the 32 exception vectors, the PIC range, the APIC timer and spurious vectors.
 #[repr(C, align(16))]
 struct Idt([AtomicU64; 512]);
 
@@ -176,6 +176,30 @@ unsafe extern "C" {
     static stardust_exception_stubs: [u64; 32];
     /// Top of the double-fault stack (IST1).
     static stardust_ist1_top: u8;
+    /// The timer interrupt's entry stub (below).
+    static stardust_timer_entry: u8;
+    /// The entry stub of interrupts that need nothing but `iretq` (spurious ones).
+    static stardust_ignore_entry: u8;
+}
+
+/// The vector of the local APIC timer.
+pub const TIMER_VECTOR: u8 = 0x30;
+/// The local APIC's spurious-interrupt vector (no EOI).
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// The legacy PICs' vectors once remapped (`apic::disable_pic`): all masked, but a PIC can
+/// still raise a spurious IRQ 7 or 15, which must not land on an exception vector.
+pub const PIC_VECTORS: core::ops::Range<u8> = 0x20..0x30;
+
+/// Fills IDT gate `vector` with an interrupt gate (interrupts masked on entry) to `stub`, on
+/// IST `ist` (0: the interrupted code's stack).
+fn set_gate(vector: usize, stub: u64, ist: u64) {
+    let low = (stub & 0xffff)
+        | (0x08 << 16)
+        | (ist << 32)
+        | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
+        | ((stub >> 16 & 0xffff) << 48);
+    IDT.0[2 * vector].store(low, Ordering::Relaxed);
+    IDT.0[2 * vector + 1].store(stub >> 32, Ordering::Relaxed);
 }
 
 /// Installs the TSS (with a separate stack for double faults, so that a boot-stack overflow into
@@ -210,21 +234,26 @@ pub fn init() {
     // SAFETY: reading a table of 32 code addresses the linker filled in; it is never written.
     let stubs = unsafe { &stardust_exception_stubs };
     for (vector, &stub) in stubs.iter().enumerate() {
-        let ist = if vector == 8 { 1u64 } else { 0 };
-        let low = (stub & 0xffff)
-            | (0x08 << 16)
-            | (ist << 32)
-            | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
-            | ((stub >> 16 & 0xffff) << 48);
-        IDT.0[2 * vector].store(low, Ordering::Relaxed);
-        IDT.0[2 * vector + 1].store(stub >> 32, Ordering::Relaxed);
+        set_gate(vector, stub, if vector == 8 { 1 } else { 0 });
+    }
+    // The timer runs on the interrupted code's stack (no IST): the kernel may switch threads
+    // inside it, and each thread's interrupt frame must stay on that thread's stack.
+    set_gate(
+        TIMER_VECTOR.into(),
+        (&raw const stardust_timer_entry) as u64,
+        0,
+    );
+    let ignore = (&raw const stardust_ignore_entry) as u64;
+    for vector in PIC_VECTORS.chain([SPURIOUS_VECTOR]) {
+        set_gate(vector.into(), ignore, 0);
     }
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: VirtAddr::new((&raw const IDT) as u64),
     };
-    // SAFETY: the IDT is a static (lives forever) whose 32 exception gates point at the stubs
-    // below with the kernel code selector; the other gates are not present (#GP/#NP if raised).
+    // SAFETY: the IDT is a static (lives forever) whose 32 exception gates, timer, PIC and
+    // spurious gates point at the stubs below with the kernel code selector; the other gates
+    // are not present (#GP/#NP if raised).
     unsafe { lidt(&pointer) };
 }
 
@@ -313,6 +342,52 @@ pub unsafe fn load_page_table(pml4: u64) {
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
 }
 
+/// The physical address of the live PML4 (CR3 without its flag bits).
+pub fn page_table_root() -> u64 {
+    x86_64::registers::control::Cr3::read()
+        .0
+        .start_address()
+        .as_u64()
+}
+
+/// Drops the TLB entries (of any page size) and paging-structure caches for `addr`.
+pub fn flush_page(addr: u64) {
+    x86_64::instructions::tlb::flush(VirtAddr::new(addr));
+}
+
+/// Whether maskable interrupts are enabled (RFLAGS.IF).
+pub fn interrupts_enabled() -> bool {
+    x86_64::instructions::interrupts::are_enabled()
+}
+
+/// Masks interrupts (`cli`); returns whether they were enabled.
+pub fn interrupts_disable() -> bool {
+    let enabled = interrupts_enabled();
+    x86_64::instructions::interrupts::disable();
+    enabled
+}
+
+/// Enables interrupts (`sti`).
+pub fn interrupts_enable() {
+    x86_64::instructions::interrupts::enable();
+}
+
+/// `sti; hlt`: enables interrupts and halts until the next one, atomically (the instruction
+/// after `sti` runs before any interrupt is taken, so one that is already pending wakes the
+/// `hlt`). Returns with interrupts enabled, after the handler ran.
+pub fn enable_interrupts_and_halt() {
+    x86_64::instructions::interrupts::enable_and_hlt();
+}
+
+/// Reads a model-specific register.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP).
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::registers::model_specific::Msr::new(msr).read() }
+}
+
 global_asm!(
     r#"
     .section .bss.ist1, "aw", @nobits
@@ -387,6 +462,44 @@ exc_common:
     and $-16, %rsp
     call stardust_exception
     ud2
+
+    /* The local APIC timer: interrupts masked (interrupt gate), on the interrupted code's
+       stack. Saves every caller-saved register (soft-float: no vector state), aligns the
+       stack, and calls the Rust handler, which may switch threads before it returns (the
+       frame stays on this stack until the thread is switched back to); then iretq. */
+    .global stardust_timer_entry
+stardust_timer_entry:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %rbx
+    mov %rsp, %rbx
+    and $-16, %rsp
+    cld
+    call stardust_apic_timer
+    mov %rbx, %rsp
+    pop %rbx
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+
+    /* Spurious interrupts (APIC vector 0xff, PIC IRQ 7/15): nothing to acknowledge. */
+    .global stardust_ignore_entry
+stardust_ignore_entry:
+    iretq
 
     .section .rodata.exception_stubs, "a", @progbits
     .p2align 3

@@ -21,6 +21,8 @@ pub mod rtc;
 pub mod start_info;
 
 #[cfg(target_os = "none")]
+pub mod apic;
+#[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 pub mod context;
@@ -30,4 +32,6 @@ pub mod cpu;
 pub mod tsc;
 
 #[cfg(target_os = "none")]
-pub use boot::{BootMemory, ENTRY_TSC, entry_tsc, image_layout, install_page_tables};
+pub use boot::{
+    BootMemory, ENTRY_TSC, entry_tsc, image_layout, install_page_tables, remap_page, unmap_page,
+};

@@ -1,0 +1,200 @@
+//! The interrupt controllers of a PC: the legacy 8259 PICs (remapped and masked, so they never
+//! raise an exception vector) and the local APIC in xAPIC mode (MMIO), whose one-shot timer is
+//! the platform timer.
+//!
+//! The timer counts down at the APIC bus clock over a divider (QEMU: 1 GHz / 16); its rate is
+//! measured against the TSC when the APIC is set up. It is armed for a TSC deadline: the
+//! interrupt handler checks that deadline and re-arms the timer when it fired early (a rounding
+//! or calibration error, a stale interrupt after a re-arm, a deadline beyond the 32-bit count),
+//! so the kernel's hook only ever runs at or after the deadline. TSC-deadline mode is not used:
+//! under TCG, CPUID does not report it (QEMU 10.0.2, `qemu64` and `-cpu max`), so it could not
+//! be tested; the count mode works on every local APIC.
+
+use crate::{cpu, tsc};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// MSR IA32_APIC_BASE: the APIC's physical base address (bits 12..), global enable (bit 11).
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+const APIC_X2APIC: u64 = 1 << 10;
+
+// Register offsets of the xAPIC page.
+const EOI: u64 = 0x0b0;
+const SPURIOUS: u64 = 0x0f0;
+const TASK_PRIORITY: u64 = 0x080;
+const LVT_TIMER: u64 = 0x320;
+const LVT_LINT0: u64 = 0x350;
+const LVT_ERROR: u64 = 0x370;
+const TIMER_INITIAL: u64 = 0x380;
+const TIMER_CURRENT: u64 = 0x390;
+const TIMER_DIVIDE: u64 = 0x3e0;
+
+const LVT_MASKED: u32 = 1 << 16;
+const SOFTWARE_ENABLE: u32 = 1 << 8;
+/// Divide configuration 0b0011: the bus clock divided by 16.
+const DIVIDE_BY_16: u32 = 0b0011;
+
+/// The xAPIC page's physical (= virtual) address; 0 until [`init`] succeeded.
+static BASE: AtomicU64 = AtomicU64::new(0);
+/// Timer ticks per second (after the divider).
+static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+/// TSC ticks per second.
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// The TSC value the armed timer is for (`u64::MAX`: none).
+static DEADLINE_TSC: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The local APIC's base address from IA32_APIC_BASE, when CPUID reports an APIC that is
+/// enabled and in xAPIC mode (the page to map uncached before [`init`]).
+pub fn xapic_base() -> Option<u64> {
+    // SAFETY: CPUID leaf 1 exists on every x86_64 CPU.
+    #[allow(unused_unsafe)]
+    let features = unsafe { core::arch::x86_64::__cpuid(1) };
+    if features.edx & (1 << 9) == 0 {
+        return None;
+    }
+    // SAFETY: IA32_APIC_BASE exists wherever CPUID reports an APIC.
+    let msr = unsafe { cpu::rdmsr(IA32_APIC_BASE) };
+    if msr & APIC_GLOBAL_ENABLE == 0 || msr & APIC_X2APIC != 0 {
+        return None;
+    }
+    Some(msr & 0x000f_ffff_ffff_f000)
+}
+
+/// Whether CPUID reports the TSC-deadline timer mode (logged; not used, see the module docs).
+pub fn has_tsc_deadline() -> bool {
+    // SAFETY: CPUID leaf 1 exists on every x86_64 CPU.
+    #[allow(unused_unsafe)]
+    let features = unsafe { core::arch::x86_64::__cpuid(1) };
+    features.ecx & (1 << 24) != 0
+}
+
+/// Remaps the two 8259 PICs to vectors 0x20..0x30 ([`cpu::PIC_VECTORS`]) and masks every line
+/// (a monitor without PICs ignores the writes).
+pub fn disable_pic() {
+    // SAFETY: the standard initialisation sequence of the cascaded 8259 pair (ICW1: edge,
+    // cascade, ICW4 follows; ICW2: vector bases 0x20 and 0x28; ICW3: slave on IRQ 2; ICW4:
+    // 8086 mode), then every line masked. Nothing else drives the PICs.
+    unsafe {
+        cpu::outb(0x20, 0x11);
+        cpu::outb(0xa0, 0x11);
+        cpu::outb(0x21, 0x20);
+        cpu::outb(0xa1, 0x28);
+        cpu::outb(0x21, 0x04);
+        cpu::outb(0xa1, 0x02);
+        cpu::outb(0x21, 0x01);
+        cpu::outb(0xa1, 0x01);
+        cpu::outb(0x21, 0xff);
+        cpu::outb(0xa1, 0xff);
+    }
+}
+
+fn read(base: u64, register: u64) -> u32 {
+    // SAFETY: `base` is the xAPIC page, mapped uncached (contract of `init`); its registers
+    // are 32-bit, 16-byte aligned.
+    unsafe { ((base + register) as *const u32).read_volatile() }
+}
+
+fn write(base: u64, register: u64, value: u32) {
+    // SAFETY: as in `read`; callers write values the register defines.
+    unsafe { ((base + register) as *mut u32).write_volatile(value) }
+}
+
+/// Enables the local APIC at `base` (software enable, spurious vector
+/// [`cpu::SPURIOUS_VECTOR`], LINT0 and error interrupts masked), and measures its timer against
+/// the TSC (`tsc_hz`) for about two milliseconds. Returns the timer's rate in Hz (after its
+/// divider), or `None` if it does not count.
+///
+/// # Safety
+/// `base` is the xAPIC page ([`xapic_base`]), identity-mapped uncached; [`cpu::init`] installed
+/// the timer and spurious gates; interrupts are masked; call once.
+pub unsafe fn init(base: u64, tsc_hz: u64) -> Option<u64> {
+    write(base, TASK_PRIORITY, 0);
+    write(base, LVT_LINT0, LVT_MASKED);
+    write(base, LVT_ERROR, LVT_MASKED);
+    write(
+        base,
+        SPURIOUS,
+        SOFTWARE_ENABLE | u32::from(cpu::SPURIOUS_VECTOR),
+    );
+    write(base, TIMER_DIVIDE, DIVIDE_BY_16);
+    write(base, LVT_TIMER, LVT_MASKED | u32::from(cpu::TIMER_VECTOR));
+    // Calibrate: count down from the top for ~2 ms of TSC, sampling (TSC, count) pairs with
+    // the same code at both ends (under TCG, translating new code on the way would skew one
+    // end by tens of microseconds).
+    let window = (tsc_hz / 500).max(1);
+    write(base, TIMER_INITIAL, u32::MAX);
+    let sample = || {
+        let t = tsc::now();
+        (t, read(base, TIMER_CURRENT))
+    };
+    let (t0, c0) = sample();
+    let (mut t1, mut c1) = (t0, c0);
+    while t1 - t0 < window {
+        core::hint::spin_loop();
+        (t1, c1) = sample();
+    }
+    write(base, TIMER_INITIAL, 0);
+    let ticks = u64::from(c0 - c1);
+    let hz = (u128::from(ticks) * u128::from(tsc_hz) / u128::from(t1 - t0)) as u64;
+    if hz < 1000 {
+        return None;
+    }
+    write(base, LVT_TIMER, u32::from(cpu::TIMER_VECTOR));
+    TIMER_HZ.store(hz, Ordering::Relaxed);
+    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
+    BASE.store(base, Ordering::Release);
+    Some(hz)
+}
+
+/// Whether [`init`] succeeded.
+pub fn ready() -> bool {
+    BASE.load(Ordering::Acquire) != 0
+}
+
+/// Starts the one-shot count for `tsc_ticks` of TSC time (at least one timer tick, at most the
+/// 32-bit count; the handler re-arms for what is left).
+fn start(base: u64, tsc_ticks: u64) {
+    let hz = TIMER_HZ.load(Ordering::Relaxed);
+    let tsc_hz = TSC_HZ.load(Ordering::Relaxed).max(1);
+    // Round up: the count must not end before the deadline.
+    let count = (u128::from(tsc_ticks) * u128::from(hz)).div_ceil(u128::from(tsc_hz));
+    let count = count.clamp(1, u128::from(u32::MAX)) as u32;
+    write(base, TIMER_INITIAL, count);
+}
+
+/// Arms the timer: its interrupt calls the kernel's hook at or after TSC value `deadline`
+/// (one in the past fires almost at once). Call with interrupts masked. Returns `false` when
+/// the APIC is not set up.
+pub fn set_deadline(deadline: u64) -> bool {
+    let base = BASE.load(Ordering::Acquire);
+    if base == 0 {
+        return false;
+    }
+    DEADLINE_TSC.store(deadline, Ordering::Relaxed);
+    start(base, deadline.saturating_sub(tsc::now()));
+    true
+}
+
+/// Called by the timer stub (`cpu.rs`) with interrupts masked, on the interrupted stack:
+/// acknowledges the interrupt, then calls the kernel's hook if the deadline has passed, else
+/// re-arms for the rest.
+#[unsafe(no_mangle)]
+extern "C" fn stardust_apic_timer() {
+    let base = BASE.load(Ordering::Acquire);
+    if base == 0 {
+        return;
+    }
+    write(base, EOI, 0);
+    let deadline = DEADLINE_TSC.load(Ordering::Relaxed);
+    if deadline == u64::MAX {
+        return;
+    }
+    let now = tsc::now();
+    if now < deadline {
+        start(base, deadline - now);
+        return;
+    }
+    DEADLINE_TSC.store(u64::MAX, Ordering::Relaxed);
+    // The acknowledgement is done and no APIC state is held: the kernel may switch threads.
+    cpu::timer_interrupt();
+}
