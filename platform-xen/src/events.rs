@@ -15,6 +15,8 @@ static HANDLERS: spin::Mutex<Handlers<PORTS>> = spin::Mutex::new(Handlers::new()
 static TIMER_PORT: AtomicU32 = AtomicU32::new(u32::MAX);
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static READY: AtomicBool = AtomicBool::new(false);
+/// Set by the timer VIRQ's handler, taken by the upcall.
+static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
 
 core::arch::global_asm!(
     r#"
@@ -121,15 +123,28 @@ impl EventBits for SharedBits {
     }
 }
 
-/// The upcall: handles pending ports until none is left, then unmasks events.
+/// The upcall: handles pending ports until none is left; then, if the timer fired, calls the
+/// kernel's timer hook (last, with events still masked, no lock held: the kernel may switch
+/// threads inside it, and this upcall finishes when this thread is switched back to); then
+/// unmasks events, and starts over if more arrived meanwhile.
 #[unsafe(no_mangle)]
 extern "C" fn xen_upcall() {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
     loop {
-        pending_byte().store(0, Ordering::Release);
-        // Events are masked here, so this cannot interrupt a holder on this CPU (bind takes
-        // the lock with events masked too).
-        HANDLERS.lock().scan(&SharedBits);
+        loop {
+            pending_byte().store(0, Ordering::Release);
+            // Events are masked here, so this cannot interrupt a holder on this CPU (bind takes
+            // the lock with events masked too). The guard drops at the end of the statement.
+            HANDLERS.lock().scan(&SharedBits);
+            if pending_byte().load(Ordering::Acquire) == 0 {
+                break;
+            }
+        }
+        if TIMER_FIRED.swap(false, Ordering::AcqRel) {
+            // The timer's pending bit is cleared, every other pending port handled, the
+            // handler lock released; the upcall's state is all on this stack.
+            arch_x86_64::cpu::timer_interrupt();
+        }
         mask_byte().store(0, Ordering::Release);
         compiler_fence(Ordering::SeqCst);
         if pending_byte().load(Ordering::Acquire) == 0 {
@@ -191,7 +206,10 @@ pub fn unmask(port: u32) {
     };
 }
 
-fn on_timer(_port: EventChannel, _ctx: usize) {}
+/// The timer VIRQ's handler: only notes it; the upcall calls the kernel's hook at its end.
+fn on_timer(_port: EventChannel, _ctx: usize) {
+    TIMER_FIRED.store(true, Ordering::Release);
+}
 
 /// Registers the event and failsafe callbacks, binds the timer VIRQ, and enables events.
 pub fn init() {

@@ -6,9 +6,10 @@
 //! - [`memory`]: boot information from `start_info`, the p2m/M2P translations, and the PV
 //!   memory model (page tables updated by `mmu_update`: all free RAM mapped, the image W^X).
 //! - [`console`]: the PV console ring, as this platform's console device.
-//! - [`time`]: the shared info page and the PV clock.
+//! - [`time`]: the shared info page, the PV clock and the wall clock.
 //! - [`events`]: the event upcall with masking in `vcpu_info`, handlers per port, the one-shot
-//!   timer and idle by `SCHEDOP_block`.
+//!   timer (its VIRQ calls the kernel's timer hook at the end of the upcall) and idle by
+//!   `SCHEDOP_block`.
 //! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
 //! - [`grant`]: the grant table (set up by `GNTTABOP_setup_table`, bookkeeping in
 //!   `xen_services::grant`).
@@ -114,14 +115,17 @@ impl platform::Platform for Xen {
         events::block();
     }
 
-    // Filled in with the schedulers (LAPIC / Xen timer, CMOS RTC, guard pages).
     fn wall_clock_ns() -> Option<u64> {
-        None
+        time::wall_clock_ns()
     }
 
-    unsafe fn unmap_page(_page: u64, _new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
-        false
+    unsafe fn unmap_page(page: u64, _new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
+        // SAFETY: forwarded to the caller (RAM is mapped with 4 KiB pages: no table needed).
+        unsafe { memory::unmap_page(page) }
     }
 
-    unsafe fn remap_page(_page: u64) {}
+    unsafe fn remap_page(page: u64) {
+        // SAFETY: forwarded to the caller.
+        unsafe { memory::remap_page(page) }
+    }
 }

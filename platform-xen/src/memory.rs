@@ -378,3 +378,29 @@ fn protect_image() -> Result<(), MapError> {
     };
     Ok(())
 }
+
+/// Unmaps the page at `va` (a guard page): `update_va_mapping` to an empty entry, with its TLB
+/// entry flushed. RAM is mapped with 4 KiB pages ([`map_memory`]), so there is nothing to
+/// split. Returns whether Xen did it.
+///
+/// # Safety
+/// `va` is page-aligned RAM mapped by [`map_memory`], owned by the caller, unused until
+/// [`remap_page`].
+pub unsafe fn unmap_page(va: u64) -> bool {
+    // SAFETY: forwarded to the caller: nothing uses the page while it is unmapped.
+    unsafe { crate::hypercall::update_va_mapping(va, 0, xen_sys::UVMF_INVLPG) == 0 }
+}
+
+/// Maps a page [`unmap_page`] unmapped again, as [`map_memory`] maps RAM (its machine frame
+/// from the p2m, read-write, no-execute).
+///
+/// # Safety
+/// `va` was unmapped by [`unmap_page`] and not remapped since.
+pub unsafe fn remap_page(va: u64) {
+    let val = mfn_of_pfn(va >> 12) << 12 | PRESENT | WRITABLE | ACCESSED | DIRTY | NO_EXECUTE;
+    // SAFETY: the page is the caller's RAM, mapped back onto its own frame.
+    let rc = unsafe { crate::hypercall::update_va_mapping(va, val, xen_sys::UVMF_INVLPG) };
+    if rc != 0 {
+        log::warn!("remapping {va:#x} failed ({rc})");
+    }
+}

@@ -90,3 +90,32 @@ pub fn system_time_ns() -> Option<u64> {
     };
     Some(t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64)
 }
+
+/// Wall-clock nanoseconds since the Unix epoch: shared info's wall clock (the time at system
+/// time 0, read with its version protocol) plus the PV system time.
+pub fn wall_clock_ns() -> Option<u64> {
+    if !MAPPED.load(Ordering::Acquire) {
+        return None;
+    }
+    let info = shared_info_va() as *const xen_sys::shared_info;
+    let (seconds, nanoseconds) = loop {
+        // SAFETY: the page is mapped onto the shared info frame (MAPPED); Xen writes the wall
+        // clock fields concurrently, which the version check detects.
+        let (version, sec, sec_hi, nsec, again) = unsafe {
+            let version = (&raw const (*info).wc_version).read_volatile();
+            fence(Ordering::Acquire);
+            let sec = (&raw const (*info).wc_sec).read_volatile();
+            let sec_hi = (&raw const (*info).wc_sec_hi).read_volatile();
+            let nsec = (&raw const (*info).wc_nsec).read_volatile();
+            fence(Ordering::Acquire);
+            let again = (&raw const (*info).wc_version).read_volatile();
+            (version, sec, sec_hi, nsec, again)
+        };
+        if version & 1 == 0 && version == again {
+            break (u64::from(sec_hi) << 32 | u64::from(sec), u64::from(nsec));
+        }
+        core::hint::spin_loop();
+    };
+    let boot = seconds * 1_000_000_000 + nanoseconds;
+    Some(boot + system_time_ns()?)
+}
