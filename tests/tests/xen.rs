@@ -83,6 +83,9 @@ const GUESTS: &[Guest] = &[
         .set(&["allocator=talc"])
         .timeout_s(60),
     Guest::new("xenprobe", "xenprobe").optional().timeout_s(60),
+    Guest::new("timeprobe-sleep", "timeprobe").args(&["sleep"]),
+    Guest::new("timeprobe-wall", "timeprobe").args(&["wall"]),
+    Guest::new("timeprobe-guard", "timeprobe").args(&["guard"]),
 ];
 
 /// A guest that ran.
@@ -463,6 +466,48 @@ fn xenprobe_reads_its_name_and_domid_and_passes() {
     let domid = ran.result.domid.expect("the lab saw its domain id");
     line_with(ran, &[&format!("xenprobe: domid={domid}")]);
     line_with(ran, &[&format!("xenprobe: name=sd{:02}", ran.number)]);
+}
+
+/// Sleeps end on the one-shot timer VIRQ, never early.
+#[test]
+fn timeprobe_sleeps_are_never_early() {
+    let Some(ran) = guest("timeprobe-sleep") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    for ms in [1, 10, 50] {
+        line_with(ran, &[&format!("slept {ms} ms: late by "), " us"]);
+    }
+}
+
+/// The wall clock (shared info's, plus system time) is after 2024-01-01.
+#[test]
+fn timeprobe_wall_clock_is_recent() {
+    let Some(ran) = guest("timeprobe-wall") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    let line = line_with(ran, &["wall clock: "]);
+    let seconds: u64 = line
+        .trim()
+        .trim_start_matches("wall clock: ")
+        .parse()
+        .unwrap_or_else(|e| panic!("bad wall clock line {line:?}: {e}\n{}", describe(ran)));
+    assert!(seconds >= 1_704_067_200, "{}", describe(ran));
+}
+
+/// A page unmapped by `update_va_mapping` faults when read.
+#[test]
+fn timeprobe_guard_page_faults() {
+    let Some(ran) = guest("timeprobe-guard") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Crash, 102);
+    let line = line_with(ran, &["guard page at 0x"]);
+    let page = line.trim().trim_start_matches("guard page at ");
+    line_with(ran, &["EXCEPTION: ", "#PF"]);
+    line_with(ran, &["page not present on read"]);
+    line_with(ran, &[&format!("cr2={page}")]);
 }
 
 /// The command line's own answer where the lab cannot run (no lab boot: `STARDUST_XENLAB=off`).
