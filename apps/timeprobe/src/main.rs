@@ -4,7 +4,8 @@
 //!   sleep ended early.
 //! - `wall`: prints `wall clock: <unix seconds>`; exit 1 without a wall clock or if it is
 //!   before 2024-01-01.
-//! - `guard`: unmaps a page of two fresh frames (`guard page at 0x...`), then reads it: the
+//! - `guard`: unmaps a page of two fresh frames above 2 MiB of padding (`guard page at 0x...`;
+//!   on KVM inside a 2 MiB page, which is split), then reads it: the
 //!   read must fault (`EXCEPTION: #PF`, status 102); status 1 if it did not.
 //! - `unguard`: unmaps then maps the page again, reads and writes it, prints `unguard ok`.
 //!
@@ -76,6 +77,9 @@ fn wall() {
 }
 
 fn guard(unguard: bool) {
+    // 2 MiB of padding first (kept), so that the probe's frames lie above the image's first
+    // 2 MiB, where KVM maps RAM with 2 MiB pages: unmapping one splits its large page.
+    let padding = stardust::frames().alloc_frames(512);
     let Some(frames) = stardust::frames().alloc_frames(2) else {
         println!("timeprobe: no frames");
         stardust::exit(1);
@@ -112,6 +116,10 @@ fn guard(unguard: bool) {
         println!("unguard ok");
         // SAFETY: the frames came from this allocator and are no longer used.
         unsafe { stardust::frames().free_frames(frames) };
+        if let Some(padding) = padding {
+            // SAFETY: as above.
+            unsafe { stardust::frames().free_frames(padding) };
+        }
     } else {
         // SAFETY: deliberately reads the unmapped page: it must fault (the kernel reports the
         // exception and exits 102).

@@ -260,23 +260,50 @@ impl crate::paging::TableMemory for LiveTables<'_> {
 /// with a table frame from `new_table` where needed, and flushes it from the TLB. Returns
 /// whether it is now unmapped (false: it was not mapped, or no frame for the split).
 ///
+/// The tables change with interrupts masked (a thread switch cannot interleave two changes),
+/// but `new_table` is called with them as they were (it may take a lock that a preempted
+/// thread holds). Should another thread split the same 2 MiB page in between, the frame taken
+/// for it is left unused (4 KiB lost, never reused).
+///
 /// # Safety
 /// The live tables are the kernel's identity-mapped ones ([`install_page_tables`]); nothing
 /// uses `page` until [`remap_page`]; frames from `new_table` are page-aligned RAM that the
 /// tables keep forever.
 pub unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
-    let enabled = crate::cpu::interrupts_disable();
-    let root = crate::cpu::page_table_root();
-    let mut mapper = crate::paging::Mapper::with_root(root, LiveTables(new_table));
-    let done = mapper.unmap_page(page);
-    crate::cpu::flush_page(page);
-    if enabled {
-        crate::cpu::interrupts_enable();
+    let mut spare: Option<u64> = None;
+    loop {
+        let enabled = crate::cpu::interrupts_disable();
+        let have_spare = spare.is_some();
+        let mut take = || spare.take();
+        let mut mapper =
+            crate::paging::Mapper::with_root(crate::cpu::page_table_root(), LiveTables(&mut take));
+        let large = mapper
+            .translate(page)
+            .is_some_and(|t| t.page_size > platform::PAGE_SIZE);
+        let done = if large && !have_spare {
+            None
+        } else {
+            let done = mapper.unmap_page(page);
+            crate::cpu::flush_page(page);
+            Some(done)
+        };
+        if enabled {
+            crate::cpu::interrupts_enable();
+        }
+        match done {
+            Some(done) => {
+                return matches!(
+                    done,
+                    Ok(crate::paging::Unmapped::Unmapped | crate::paging::Unmapped::Split)
+                );
+            }
+            // A split needs a frame: take it with interrupts as they were, then retry.
+            None => match new_table() {
+                Some(frame) => spare = Some(frame),
+                None => return false,
+            },
+        }
     }
-    matches!(
-        done,
-        Ok(crate::paging::Unmapped::Unmapped | crate::paging::Unmapped::Split)
-    )
 }
 
 /// Maps a page [`unmap_page`] unmapped read-write (no execute) again.
