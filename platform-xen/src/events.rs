@@ -127,9 +127,15 @@ impl EventBits for SharedBits {
 /// kernel's timer hook (last, with events still masked, no lock held: the kernel may switch
 /// threads inside it, and this upcall finishes when this thread is switched back to); then
 /// unmasks events, and starts over if more arrived meanwhile.
+///
+/// The hook runs at most once per upcall: a hook that arms the timer for a time already past
+/// (Xen raises the VIRQ at once) would otherwise keep the upcall looping and never let the
+/// interrupted code run. A timer that fires again is re-raised as pending ([`defer_timer`]),
+/// for Xen to deliver on its next return to the guest.
 #[unsafe(no_mangle)]
 extern "C" fn xen_upcall() {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
+    let mut ticked = false;
     loop {
         loop {
             pending_byte().store(0, Ordering::Release);
@@ -140,18 +146,43 @@ extern "C" fn xen_upcall() {
                 break;
             }
         }
-        if TIMER_FIRED.swap(false, Ordering::AcqRel) {
+        if !ticked && TIMER_FIRED.swap(false, Ordering::AcqRel) {
+            ticked = true;
             // The timer's pending bit is cleared, every other pending port handled, the
             // handler lock released; the upcall's state is all on this stack.
             arch_x86_64::cpu::timer_interrupt();
         }
+        if TIMER_FIRED.swap(false, Ordering::AcqRel) {
+            defer_timer();
+            break;
+        }
         mask_byte().store(0, Ordering::Release);
         compiler_fence(Ordering::SeqCst);
         if pending_byte().load(Ordering::Acquire) == 0 {
-            break;
+            return;
         }
         mask_byte().store(1, Ordering::Release);
     }
+    // Leave with the timer pending again: unmasked, Xen delivers it on its next return to the
+    // guest (a hypercall, or any exit), after the interrupted code ran on.
+    mask_byte().store(0, Ordering::Release);
+}
+
+/// Marks the timer VIRQ pending again in shared info (port bit, selector bit, upcall pending),
+/// as Xen would. Called with events masked.
+fn defer_timer() {
+    let port = TIMER_PORT.load(Ordering::Relaxed);
+    if port == u32::MAX {
+        return;
+    }
+    let w = (port / 64) as usize;
+    // SAFETY: address of a field of the mapped page; nothing is read through the raw place.
+    word(unsafe { (&raw const (*shared()).evtchn_pending).cast() }, w)
+        .fetch_or(1u64 << (port % 64), Ordering::AcqRel);
+    // SAFETY: the selector word of the mapped vcpu_info, accessed only atomically.
+    let sel = unsafe { AtomicU64::from_ptr((&raw const vcpu().evtchn_pending_sel).cast_mut()) };
+    sel.fetch_or(1u64 << w, Ordering::AcqRel);
+    pending_byte().store(1, Ordering::Release);
 }
 
 #[unsafe(no_mangle)]
