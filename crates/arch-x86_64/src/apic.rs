@@ -151,14 +151,17 @@ pub fn ready() -> bool {
     BASE.load(Ordering::Acquire) != 0
 }
 
-/// Starts the one-shot count for `tsc_ticks` of TSC time (at least one timer tick, at most the
-/// 32-bit count; the handler re-arms for what is left).
+/// Starts the one-shot count for `tsc_ticks` of TSC time (at least about a microsecond, at most
+/// the 32-bit count; the handler re-arms for what is left).
 fn start(base: u64, tsc_ticks: u64) {
     let hz = TIMER_HZ.load(Ordering::Relaxed);
     let tsc_hz = TSC_HZ.load(Ordering::Relaxed).max(1);
-    // Round up: the count must not end before the deadline.
+    // Round up: the count must not end before the deadline. At least ~1 us: a deadline
+    // already past (re-armed from the hook, say) must still let the interrupted code run on
+    // between two interrupts.
     let count = (u128::from(tsc_ticks) * u128::from(hz)).div_ceil(u128::from(tsc_hz));
-    let count = count.clamp(1, u128::from(u32::MAX)) as u32;
+    let min = u128::from((hz / 1_000_000).max(1));
+    let count = count.clamp(min, u128::from(u32::MAX)) as u32;
     write(base, TIMER_INITIAL, count);
 }
 
