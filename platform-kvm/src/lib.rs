@@ -99,6 +99,8 @@ impl ConsoleDevice for DebugPort {
 }
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per TSC tick, 32.32 fixed point (set with `TSC_HZ`).
+static TSC_NS_SCALE: AtomicU64 = AtomicU64::new(0);
 
 /// The xAPIC page (found at init; 0 = none).
 static APIC_BASE: AtomicU64 = AtomicU64::new(0);
@@ -200,29 +202,36 @@ impl platform::Platform for Kvm {
     }
 
     fn tsc_frequency() -> Option<u64> {
-        let known = TSC_HZ.load(Ordering::Relaxed);
+        let known = TSC_HZ.load(Ordering::Acquire);
         if known != 0 {
             return Some(known);
         }
         let hz = tsc::frequency_from_cpuid().or_else(calibrate_with_pit)?;
-        TSC_HZ.store(hz, Ordering::Relaxed);
+        // Nanoseconds per TSC tick in 32.32 fixed point: `now_ns` is then one multiply (no
+        // 128-bit division on the scheduler's hot path).
+        let scale = ((1_000_000_000u128 << 32) / u128::from(hz)) as u64;
+        TSC_NS_SCALE.store(scale, Ordering::Relaxed);
+        TSC_HZ.store(hz, Ordering::Release);
         Some(hz)
     }
 
     fn now_ns() -> Option<u64> {
-        let hz = Self::tsc_frequency()?;
-        Some((u128::from(tsc::now()) * 1_000_000_000 / u128::from(hz)) as u64)
+        Self::tsc_frequency()?;
+        let scale = TSC_NS_SCALE.load(Ordering::Relaxed);
+        Some(((u128::from(tsc::now()) * u128::from(scale)) >> 32) as u64)
     }
 
     fn set_timer(deadline_ns: u64) -> bool {
         if !apic_ready() {
             return false;
         }
-        let Some(hz) = Self::tsc_frequency() else {
+        if Self::tsc_frequency().is_none() {
             return false;
-        };
-        // The first TSC value whose `now_ns` is >= the deadline (rounded up), clamped.
-        let tsc = (u128::from(deadline_ns) * u128::from(hz)).div_ceil(1_000_000_000);
+        }
+        // The first TSC value whose `now_ns` is >= the deadline (the inverse of `now_ns`'s
+        // fixed-point scale, rounded up), clamped.
+        let scale = u128::from(TSC_NS_SCALE.load(Ordering::Relaxed).max(1));
+        let tsc = (u128::from(deadline_ns) << 32).div_ceil(scale);
         apic::set_deadline(u64::try_from(tsc).unwrap_or(u64::MAX - 1))
     }
 

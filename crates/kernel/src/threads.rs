@@ -79,6 +79,8 @@ struct Cpu {
     switches: u64,
     preemptions: u64,
     live: usize,
+    /// The deadline the platform timer is armed for (`None`: not armed, or it fired).
+    armed: Option<u64>,
 }
 
 /// The CPUs' scheduler state (one CPU until the multi-core issue).
@@ -119,8 +121,10 @@ impl Cpu {
     }
 
     /// Arms the platform timer for the next deadline: the earliest sleeper, or the end of the
-    /// running thread's slice when the policy wants a tick. Returns whether a timer is armed.
-    fn arm(&self) -> bool {
+    /// running thread's slice when the policy wants a tick. A timer already armed for an
+    /// earlier deadline is left alone (programming it costs more than an early tick, which
+    /// only re-arms). Returns whether a timer is armed.
+    fn arm(&mut self) -> bool {
         let slice_end = self
             .policy
             .slice_ns()
@@ -129,10 +133,19 @@ impl Cpu {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => match a.or(b) {
                 Some(d) => d,
-                None => return false,
+                None => return self.armed.is_some(),
             },
         };
-        P::set_timer(deadline)
+        // An armed deadline already past is treated as fired (its tick may be on its way).
+        if self
+            .armed
+            .is_some_and(|armed| armed <= deadline && armed > now())
+        {
+            return true;
+        }
+        let armed = P::set_timer(deadline);
+        self.armed = armed.then_some(deadline);
+        armed
     }
 
     /// Frees the stacks of exited threads other than the running one.
@@ -195,6 +208,7 @@ pub fn init(time_slice_ns: u64) {
         switches: 0,
         preemptions: 0,
         live: 1,
+        armed: None,
     });
     P::interrupts_restore(true);
 }
@@ -484,6 +498,7 @@ pub fn timer_tick() {
         return;
     };
     let Some(cpu) = guard.as_mut() else { return };
+    cpu.armed = None;
     let now = now();
     cpu.expire_timers(now);
     let current = cpu.current;
