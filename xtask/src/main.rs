@@ -520,7 +520,8 @@ fn run_xen(args: &RunArgs, profile: &xtask::profile::Profile, elf: PathBuf) -> R
     {
         let debug = std::fs::read(spec.kernel.with_extension("debug")).ok();
         let guard = debug.as_deref().and_then(xenlab_run::stack_guard);
-        eprintln!("xtask: {}", xenlab_run::crash_hint(cr2, guard));
+        let rsp = xenlab_run::crash_register(&run.guest.xen_lines, "rsp");
+        eprintln!("xtask: {}", xenlab_run::crash_hint(cr2, rsp, guard));
     }
     Ok(ExitCode::from(run.outcome.exit_code()))
 }

@@ -280,8 +280,14 @@ pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenR
 
 /// The `cr2` of Xen's register dump of a crashed PV guest (`(XEN) cr3: ...   cr2: 0000000000111f48`).
 pub fn crash_cr2(xen_lines: &[String]) -> Option<u64> {
+    crash_register(xen_lines, "cr2")
+}
+
+/// A register of Xen's dump of a crashed PV guest (`rsp`, `cr2`, ...).
+pub fn crash_register(xen_lines: &[String], name: &str) -> Option<u64> {
+    let key = format!("{name}: ");
     xen_lines.iter().rev().find_map(|l| {
-        let hex = l.split("cr2: ").nth(1)?.split_whitespace().next()?;
+        let hex = l.split(key.as_str()).nth(1)?.split_whitespace().next()?;
         u64::from_str_radix(hex, 16).ok()
     })
 }
@@ -299,13 +305,24 @@ pub fn stack_guard(elf: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// Why Xen killed a guest that could not report it: a fault inside the boot stack's guard page
-/// is a stack overflow (Xen could not push the exception frame, so the guest never saw it).
-pub fn crash_hint(cr2: u64, guard: Option<(u64, u64)>) -> String {
+/// is a stack overflow (Xen could not push the exception frame, so the guest never saw it); so
+/// is a fault just below the stack pointer in another page (a thread's stack running into its
+/// guard page).
+pub fn crash_hint(cr2: u64, rsp: Option<u64>, guard: Option<(u64, u64)>) -> String {
     match guard {
         Some((start, end)) if (start..end).contains(&cr2) => format!(
             "Xen killed the domain on a fault at {cr2:#x}, inside the boot stack's guard page \
              [{start:#x}, {end:#x}): a stack overflow (raise stack_size in the profile)"
         ),
+        _ if rsp.is_some_and(|rsp| cr2 < rsp && rsp - cr2 <= 256 && cr2 >> 12 != rsp >> 12) => {
+            format!(
+                "Xen killed the domain on a fault at {cr2:#x}, just below the stack pointer \
+                 ({:#x}) in the next page down: a thread's stack overflow (give the thread a \
+                 larger stack; a PV guest cannot report it itself, as Xen cannot push the \
+                 exception frame)",
+                rsp.unwrap_or_default()
+            )
+        }
         _ => {
             format!("Xen killed the domain on a fault at {cr2:#x} (see Xen's register dump above)")
         }
@@ -366,8 +383,16 @@ mod tests {
         .collect();
         let cr2 = crash_cr2(&lines).expect("cr2");
         assert_eq!(cr2, 0x111f48);
-        assert!(crash_hint(cr2, Some((0x111000, 0x112000))).contains("a stack overflow"));
-        assert!(!crash_hint(cr2, Some((0x200000, 0x201000))).contains("overflow"));
+        assert!(crash_hint(cr2, None, Some((0x111000, 0x112000))).contains("a stack overflow"));
+        assert!(!crash_hint(cr2, None, Some((0x200000, 0x201000))).contains("overflow"));
+        // A thread's stack: the push at rsp - 8 faulted in the page below.
+        let thread = crash_hint(0x157ff8, Some(0x158000), None);
+        assert!(thread.contains("a thread's stack overflow"), "{thread}");
+        // A fault far from rsp, or in rsp's own page, is not named an overflow.
+        assert!(!crash_hint(0x5000, Some(0x158000), None).contains("overflow"));
+        assert!(!crash_hint(0x158ff0, Some(0x158ff8), None).contains("overflow"));
+        let dump = ["(XEN) rbp: 0000000000000000   rsp: 0000000000158000   r8:  0".to_string()];
+        assert_eq!(crash_register(&dump, "rsp"), Some(0x158000));
         assert_eq!(crash_cr2(&["(XEN) nothing".to_string()]), None);
     }
 

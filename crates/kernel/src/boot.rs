@@ -170,7 +170,7 @@ pub fn heap_stats() -> Option<heap::HeapStats> {
 
 /// The page-frame allocator: page-aligned blocks of the heap (none without an allocator).
 pub fn frames() -> &'static impl heap::FrameAllocator {
-    HEAP.counted()
+    &HEAP
 }
 
 fn print_bootchart() {
@@ -310,8 +310,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 pub unsafe fn guard_page(page: u64) -> bool {
     use heap::FrameAllocator as _;
     let mut table = || {
-        HEAP.counted()
-            .alloc_frames_zeroed(1)
+        HEAP.alloc_frames_zeroed(1)
             .map(|frames| frames.addr() as u64)
     };
     // SAFETY: forwarded to the caller; page tables taken here are never given back (they map

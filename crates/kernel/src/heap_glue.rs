@@ -1,9 +1,25 @@
 //! The kernel's wrapper around the selected heap: statistics kept the same way for every
-//! implementation ([`heap::Counted`]), and a failed allocation turned into a clear panic (size,
-//! alignment and the heap's statistics).
+//! implementation ([`heap::Counted`]), a failed allocation turned into a clear panic (size,
+//! alignment and the heap's statistics), and every call made with interrupts masked.
+//!
+//! Masking matters once threads are preempted: a thread interrupted while it holds the heap's
+//! lock would otherwise deadlock the timer tick (which allocates: timers, stacks to free) or
+//! the next thread. With interrupts masked around each call the lock is never held when an
+//! interrupt arrives. (On more CPUs the lock still serializes them; masking only keeps the
+//! holder from being switched away.)
 
+use crate::select::SelectedPlatform;
 use core::alloc::{GlobalAlloc, Layout};
-use heap::{Counted, Heap, HeapStats};
+use heap::{Counted, FrameAllocator, Frames, Heap, HeapStats};
+use platform::Platform;
+
+/// Runs `f` with interrupts masked.
+fn masked<R>(f: impl FnOnce() -> R) -> R {
+    let irq = SelectedPlatform::interrupts_disable();
+    let r = f();
+    SelectedPlatform::interrupts_restore(irq);
+    r
+}
 
 /// The selected heap, counted, reporting failed allocations as a clear panic.
 #[derive(Debug)]
@@ -15,8 +31,8 @@ impl<H: Heap> KernelHeap<H> {
         KernelHeap(Counted::new(heap))
     }
 
-    /// The heap without the panic: what the frame allocator uses, so that running out of
-    /// frames is an error its caller handles.
+    /// The heap without the panic and without masking interrupts: for boot, before
+    /// interrupts are ever enabled (giving the heap its regions).
     pub fn counted(&self) -> &Counted<H> {
         &self.0
     }
@@ -32,7 +48,7 @@ impl<H: Heap> KernelHeap<H> {
 unsafe impl<H: Heap> GlobalAlloc for KernelHeap<H> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { self.0.try_alloc(layout) };
+        let p = masked(|| unsafe { self.0.try_alloc(layout) });
         if p.is_null() {
             out_of_memory(layout, self.0.stats());
         }
@@ -41,7 +57,7 @@ unsafe impl<H: Heap> GlobalAlloc for KernelHeap<H> {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { self.0.try_alloc_zeroed(layout) };
+        let p = masked(|| unsafe { self.0.try_alloc_zeroed(layout) });
         if p.is_null() {
             out_of_memory(layout, self.0.stats());
         }
@@ -50,12 +66,12 @@ unsafe impl<H: Heap> GlobalAlloc for KernelHeap<H> {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded; `ptr` came from this allocator with this layout.
-        unsafe { self.0.dealloc(ptr, layout) }
+        masked(|| unsafe { self.0.dealloc(ptr, layout) })
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded with the caller's block, layout and size.
-        let p = unsafe { self.0.try_realloc(ptr, layout, new_size) };
+        let p = masked(|| unsafe { self.0.try_realloc(ptr, layout, new_size) });
         if p.is_null() {
             // `new_size` with the old alignment is a valid layout (GlobalAlloc::realloc's
             // contract), so this cannot fail; the old layout is reported if it did.
@@ -65,6 +81,19 @@ unsafe impl<H: Heap> GlobalAlloc for KernelHeap<H> {
             );
         }
         p
+    }
+}
+
+// SAFETY: forwarded to `Counted`, whose frames uphold the contract; masking changes nothing
+// about them. Running out of frames is `None` here (the caller's error), never a panic.
+unsafe impl<H: Heap> FrameAllocator for KernelHeap<H> {
+    fn alloc_frames(&self, count: usize) -> Option<Frames> {
+        masked(|| self.0.alloc_frames(count))
+    }
+
+    unsafe fn free_frames(&self, frames: Frames) {
+        // SAFETY: forwarded to the caller.
+        masked(|| unsafe { self.0.free_frames(frames) })
     }
 }
 

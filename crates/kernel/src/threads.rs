@@ -125,9 +125,16 @@ impl Cpu {
     /// earlier deadline is left alone (programming it costs more than an early tick, which
     /// only re-arms). Returns whether a timer is armed.
     fn arm(&mut self) -> bool {
+        // A slice runs only while its thread does: a blocked current thread (the CPU idling
+        // on its stack) has no slice end, or a stale one would fire the timer at once.
+        let running = matches!(
+            self.threads.get(self.current.0),
+            Some(Some(t)) if t.state == State::Running
+        );
         let slice_end = self
             .policy
             .slice_ns()
+            .filter(|_| running)
             .map(|s| self.picked_at.saturating_add(s));
         let deadline = match (self.timers.next_deadline(), slice_end) {
             (Some(a), Some(b)) => a.min(b),
@@ -179,7 +186,7 @@ fn free_stack(stack: Option<Stack>) {
         unsafe { crate::boot::unguard_page(stack.guard()) };
     }
     // SAFETY: the frames came from this allocator in `spawn` and nothing uses them any more.
-    unsafe { crate::select::HEAP.counted().free_frames(stack.frames) };
+    unsafe { crate::select::HEAP.free_frames(stack.frames) };
 }
 
 /// Starts the runtime: the running (boot) code becomes thread 0, `main`, on the boot stack.
@@ -238,12 +245,12 @@ fn switch_away(mut guard: spin::MutexGuard<'static, Option<Cpu>>) {
             let prev = cpu.current;
             cpu.picked_at = now;
             cpu.thread(next).state = State::Running;
+            cpu.current = next;
             cpu.arm();
             if next == prev {
                 return;
             }
             cpu.switches += 1;
-            cpu.current = next;
             let to_sp = cpu.thread(next).sp;
             let from = cpu.thread(prev);
             check_canary(from);
@@ -316,13 +323,11 @@ pub fn spawn(
     entry: Box<dyn FnOnce() + Send>,
 ) -> Result<(TaskId, u64, String), SpawnError> {
     let pages = stack_size.max(MIN_STACK).div_ceil(FRAME_SIZE) + 1;
-    let frames =
-        crate::select::HEAP
-            .counted()
-            .alloc_frames(pages)
-            .ok_or(SpawnError::OutOfMemory {
-                bytes: pages * FRAME_SIZE,
-            })?;
+    let frames = crate::select::HEAP
+        .alloc_frames(pages)
+        .ok_or(SpawnError::OutOfMemory {
+            bytes: pages * FRAME_SIZE,
+        })?;
     let base = frames.addr() as u64;
     // SAFETY: the lowest frame of a stack just allocated: this code owns it and never touches
     // it until `free_stack` maps it again.
