@@ -86,6 +86,22 @@ const GUESTS: &[Guest] = &[
     Guest::new("timeprobe-sleep", "timeprobe").args(&["sleep"]),
     Guest::new("timeprobe-wall", "timeprobe").args(&["wall"]),
     Guest::new("timeprobe-guard", "timeprobe").args(&["guard"]),
+    // The schedulers on Xen's timer (set_timer_op + VIRQ_TIMER) and SCHEDOP_block.
+    Guest::new("threads-coop", "threads")
+        .set(&["scheduler=coop"])
+        .args(&["all"])
+        .timeout_s(60),
+    Guest::new("threads-preempt", "threads")
+        .set(&["scheduler=preempt"])
+        .args(&["all"])
+        .timeout_s(60),
+    Guest::new("threads-overflow", "threads")
+        .set(&["scheduler=preempt"])
+        .args(&["overflow"]),
+    Guest::new("asyncprobe", "asyncprobe")
+        .set(&["scheduler=async"])
+        .args(&["all"])
+        .timeout_s(60),
 ];
 
 /// A guest that ran.
@@ -508,6 +524,59 @@ fn timeprobe_guard_page_faults() {
     line_with(ran, &["EXCEPTION: ", "#PF"]);
     line_with(ran, &["page not present on read"]);
     line_with(ran, &[&format!("cr2={page}")]);
+}
+
+fn threads_pass(name: &str, hog: &str) {
+    let Some(ran) = guest(name) else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["mutex count: 10000 (1000 threads"]);
+    line_with(ran, &["channel: 4000 items", "no loss, no duplicates"]);
+    line_with(ran, &["semaphore: at most 3 of 20"]);
+    line_with(ran, &["sleepers woke in order [1, 2, 3, 4, 5, 6, 7, 8]"]);
+    line_with(ran, &[hog]);
+    line_with(ran, &["threads: all passed"]);
+}
+
+#[test]
+fn coop_threads_pass_on_xen() {
+    threads_pass("threads-coop", "hog: not preempted (coop, as documented)");
+}
+
+#[test]
+fn preempt_threads_pass_on_xen() {
+    threads_pass("threads-preempt", "hog: preempted");
+}
+
+/// On PV, Xen cannot push the exception frame of a fault in a thread's guard page (no IST for
+/// a PV guest's kernel mode), so it kills the domain; its register dump names the overflow
+/// (`cargo xtask run` says so, from the same dump).
+#[test]
+fn thread_stack_overflow_crashes_the_pv_domain_in_its_guard_page() {
+    let Some(ran) = guest("threads-overflow") else {
+        return;
+    };
+    assert_eq!(ran.result.shutdown, Shutdown::Crash, "{}", describe(ran));
+    let cr2 = xenlab_run::crash_cr2(&ran.result.xen_lines);
+    let rsp = xenlab_run::crash_register(&ran.result.xen_lines, "rsp");
+    let hint = xenlab_run::crash_hint(cr2.unwrap_or_default(), rsp, None);
+    assert!(
+        hint.contains("a thread's stack overflow"),
+        "{hint}\n{}",
+        describe(ran)
+    );
+}
+
+#[test]
+fn async_tasks_pass_on_xen() {
+    let Some(ran) = guest("asyncprobe") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["mutex count: 10000"]);
+    line_with(ran, &["channel: 4000 items", "no loss, no duplicates"]);
+    line_with(ran, &["asyncprobe: all passed"]);
 }
 
 /// The command line's own answer where the lab cannot run (no lab boot: `STARDUST_XENLAB=off`).

@@ -306,23 +306,22 @@ pub fn stack_guard(elf: &[u8]) -> Option<(u64, u64)> {
 
 /// Why Xen killed a guest that could not report it: a fault inside the boot stack's guard page
 /// is a stack overflow (Xen could not push the exception frame, so the guest never saw it); so
-/// is a fault just below the stack pointer in another page (a thread's stack running into its
-/// guard page).
+/// is a fault within a page of the stack pointer (a thread's stack running into its guard
+/// page).
 pub fn crash_hint(cr2: u64, rsp: Option<u64>, guard: Option<(u64, u64)>) -> String {
     match guard {
         Some((start, end)) if (start..end).contains(&cr2) => format!(
             "Xen killed the domain on a fault at {cr2:#x}, inside the boot stack's guard page \
              [{start:#x}, {end:#x}): a stack overflow (raise stack_size in the profile)"
         ),
-        _ if rsp.is_some_and(|rsp| cr2 < rsp && rsp - cr2 <= 256 && cr2 >> 12 != rsp >> 12) => {
-            format!(
-                "Xen killed the domain on a fault at {cr2:#x}, just below the stack pointer \
-                 ({:#x}) in the next page down: a thread's stack overflow (give the thread a \
-                 larger stack; a PV guest cannot report it itself, as Xen cannot push the \
-                 exception frame)",
-                rsp.unwrap_or_default()
-            )
-        }
+        // Xen kills a PV domain when it cannot write the exception frame onto the guest's
+        // stack: a fault that close to the stack pointer means the stack itself ran out.
+        _ if rsp.is_some_and(|rsp| rsp.abs_diff(cr2) <= 4096) => format!(
+            "Xen killed the domain on a fault at {cr2:#x}, next to the stack pointer ({:#x}): \
+             a thread's stack overflow into its guard page (give the thread a larger stack; a \
+             PV guest cannot report it itself, as Xen cannot push the exception frame)",
+            rsp.unwrap_or_default()
+        ),
         _ => {
             format!("Xen killed the domain on a fault at {cr2:#x} (see Xen's register dump above)")
         }
@@ -385,12 +384,13 @@ mod tests {
         assert_eq!(cr2, 0x111f48);
         assert!(crash_hint(cr2, None, Some((0x111000, 0x112000))).contains("a stack overflow"));
         assert!(!crash_hint(cr2, None, Some((0x200000, 0x201000))).contains("overflow"));
-        // A thread's stack: the push at rsp - 8 faulted in the page below.
+        // A thread's stack: the push at rsp - 8 faulted in the page below, or rsp is already
+        // in the guard page and Xen's frame write faulted there (as seen in the lab).
         let thread = crash_hint(0x157ff8, Some(0x158000), None);
         assert!(thread.contains("a thread's stack overflow"), "{thread}");
-        // A fault far from rsp, or in rsp's own page, is not named an overflow.
+        assert!(crash_hint(0x158fd8, Some(0x158fd0), None).contains("a thread's stack overflow"));
+        // A fault far from rsp is not named an overflow.
         assert!(!crash_hint(0x5000, Some(0x158000), None).contains("overflow"));
-        assert!(!crash_hint(0x158ff0, Some(0x158ff8), None).contains("overflow"));
         let dump = ["(XEN) rbp: 0000000000000000   rsp: 0000000000158000   r8:  0".to_string()];
         assert_eq!(crash_register(&dump, "rsp"), Some(0x158000));
         assert_eq!(crash_cr2(&["(XEN) nothing".to_string()]), None);
