@@ -83,8 +83,16 @@ struct Cpu {
     armed: Option<u64>,
 }
 
-/// The CPUs' scheduler state (one CPU until the multi-core issue).
-static CPU: spin::Mutex<Option<Cpu>> = spin::Mutex::new(None);
+/// CPUs with scheduler state (one until the multi-core issue brings the others up).
+const MAX_CPUS: usize = 1;
+/// Each CPU's scheduler state: its own ready set, timers and current thread, behind its own lock.
+static CPUS: [spin::Mutex<Option<Cpu>>; MAX_CPUS] = [const { spin::Mutex::new(None) }; MAX_CPUS];
+
+/// This CPU's scheduler state. (With one CPU the index is 0; the multi-core issue reads it
+/// from a per-CPU register such as `gs` or the APIC id.)
+fn this_cpu() -> &'static spin::Mutex<Option<Cpu>> {
+    &CPUS[0]
+}
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Cpu {
@@ -204,7 +212,7 @@ pub fn init(time_slice_ns: u64) {
         waiters: Vec::new(),
     });
     let threads = alloc::vec![Some(main)];
-    *CPU.lock() = Some(Cpu {
+    *this_cpu().lock() = Some(Cpu {
         threads,
         free: Vec::new(),
         current: TaskId(0),
@@ -224,7 +232,7 @@ pub fn init(time_slice_ns: u64) {
 fn with_cpu<R>(f: impl FnOnce(&mut Cpu) -> R) -> R {
     let irq = P::interrupts_disable();
     let r = {
-        let mut guard = CPU.lock();
+        let mut guard = this_cpu().lock();
         f(guard.as_mut().expect("threads::init ran"))
     };
     P::interrupts_restore(irq);
@@ -275,7 +283,7 @@ fn switch_away(mut guard: spin::MutexGuard<'static, Option<Cpu>>) {
         // Returns with interrupts enabled after the timer (or another interrupt) fired.
         P::idle();
         P::interrupts_disable();
-        guard = CPU.lock();
+        guard = this_cpu().lock();
     }
 }
 
@@ -369,7 +377,7 @@ pub fn spawn(
 /// Where a new thread starts (through the arch trampoline), interrupts masked.
 extern "C" fn thread_start(index: u64) -> ! {
     let entry = {
-        let mut guard = CPU.lock();
+        let mut guard = this_cpu().lock();
         let cpu = guard.as_mut().expect("threads::init ran");
         cpu.thread(TaskId(index as usize)).entry.take()
     };
@@ -383,7 +391,7 @@ extern "C" fn thread_start(index: u64) -> ! {
 /// Ends the running thread: wakes its joiners and switches away for good.
 fn exit_current() -> ! {
     P::interrupts_disable();
-    let mut guard = CPU.lock();
+    let mut guard = this_cpu().lock();
     let cpu = guard.as_mut().expect("threads::init ran");
     let current = cpu.current;
     let waiters = core::mem::take(&mut cpu.thread(current).waiters);
@@ -440,7 +448,7 @@ pub fn park() {
 /// Like [`park`], but also wakes at `deadline_ns` on the platform clock.
 pub fn park_until(deadline_ns: Option<u64>) {
     let irq = P::interrupts_disable();
-    let mut guard = CPU.lock();
+    let mut guard = this_cpu().lock();
     let cpu = guard.as_mut().expect("threads::init ran");
     let current = cpu.current;
     if core::mem::take(&mut cpu.thread(current).token) {
@@ -475,7 +483,7 @@ pub fn unpark(thread: TaskId) {
 /// Gives the CPU to the next ready thread, if any.
 pub fn yield_now() {
     let irq = P::interrupts_disable();
-    let mut guard = CPU.lock();
+    let mut guard = this_cpu().lock();
     let cpu = guard.as_mut().expect("threads::init ran");
     if cpu.policy.ready() == 0 {
         drop(guard);
@@ -499,7 +507,7 @@ pub fn sleep_until(deadline_ns: u64) {
 /// The timer tick: wakes sleepers whose time has come and, if the policy says so, preempts the
 /// running thread. Called from the platform's timer interrupt, interrupts masked.
 pub fn timer_tick() {
-    let Some(mut guard) = CPU.try_lock() else {
+    let Some(mut guard) = this_cpu().try_lock() else {
         return;
     };
     let Some(cpu) = guard.as_mut() else { return };
@@ -541,15 +549,47 @@ pub fn stats() -> Stats {
     })
 }
 
+/// A thread name copied without allocating (the exception path may run with the heap locked).
+#[derive(Clone, Copy, Debug)]
+pub struct ShortName {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl ShortName {
+    fn of(name: &str) -> Self {
+        let mut bytes = [0; 48];
+        let mut len = name.len().min(bytes.len());
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        ShortName { bytes, len }
+    }
+}
+
+impl core::fmt::Display for ShortName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?"))
+    }
+}
+
 /// The thread whose guard page holds `addr`, if any: `(name, id, stack bytes)`. Used by the
-/// exception report; never blocks (returns `None` if the state is locked).
-pub fn guard_owner(addr: u64) -> Option<(String, u64, usize)> {
-    let guard = CPU.try_lock()?;
-    let cpu = guard.as_ref()?;
-    cpu.threads.iter().flatten().find_map(|t| {
-        let stack = t.stack.as_ref()?;
-        (stack.guarded && (stack.guard()..stack.guard() + FRAME_SIZE as u64).contains(&addr))
-            .then(|| (t.name.clone(), t.id, stack.frames.len() - FRAME_SIZE))
+/// exception report: never blocks (a CPU whose state is locked is skipped) and never allocates.
+pub fn guard_owner(addr: u64) -> Option<(ShortName, u64, usize)> {
+    CPUS.iter().find_map(|cpu| {
+        let guard = cpu.try_lock()?;
+        guard.as_ref()?.threads.iter().flatten().find_map(|t| {
+            let stack = t.stack.as_ref()?;
+            let page = stack.guard()..stack.guard() + FRAME_SIZE as u64;
+            (stack.guarded && page.contains(&addr)).then(|| {
+                (
+                    ShortName::of(&t.name),
+                    t.id,
+                    stack.frames.len() - FRAME_SIZE,
+                )
+            })
+        })
     })
 }
 
