@@ -38,8 +38,9 @@ const DIVIDE_BY_16: u32 = 0b0011;
 static BASE: AtomicU64 = AtomicU64::new(0);
 /// Timer ticks per second (after the divider).
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
-/// TSC ticks per second.
-static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// Timer ticks per TSC tick, 32.32 fixed point: arming the timer is then one multiply (no
+/// 128-bit division on the scheduler's hot path).
+static TICKS_PER_TSC: AtomicU64 = AtomicU64::new(0);
 /// The TSC value the armed timer is for (`u64::MAX`: none).
 static DEADLINE_TSC: AtomicU64 = AtomicU64::new(u64::MAX);
 
@@ -141,7 +142,8 @@ pub unsafe fn init(base: u64, tsc_hz: u64) -> Option<u64> {
     }
     write(base, LVT_TIMER, u32::from(cpu::TIMER_VECTOR));
     TIMER_HZ.store(hz, Ordering::Relaxed);
-    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
+    let scale = (u128::from(hz) << 32).div_ceil(u128::from(tsc_hz.max(1)));
+    TICKS_PER_TSC.store(u64::try_from(scale).unwrap_or(u64::MAX), Ordering::Relaxed);
     BASE.store(base, Ordering::Release);
     Some(hz)
 }
@@ -155,13 +157,13 @@ pub fn ready() -> bool {
 /// the 32-bit count; the handler re-arms for what is left).
 fn start(base: u64, tsc_ticks: u64) {
     let hz = TIMER_HZ.load(Ordering::Relaxed);
-    let tsc_hz = TSC_HZ.load(Ordering::Relaxed).max(1);
-    // Round up: the count must not end before the deadline. At least ~1 us: a deadline
-    // already past (re-armed from the hook, say) must still let the interrupted code run on
-    // between two interrupts.
-    let count = (u128::from(tsc_ticks) * u128::from(hz)).div_ceil(u128::from(tsc_hz));
+    let scale = TICKS_PER_TSC.load(Ordering::Relaxed);
+    // Round up (the scale is rounded up too): the count must not end before the deadline.
+    // At least ~1 us: a deadline already past (re-armed from the hook, say) must still let
+    // the interrupted code run on between two interrupts.
+    let count = ((u128::from(tsc_ticks) * u128::from(scale)) >> 32) + 1;
     let min = u128::from((hz / 1_000_000).max(1));
-    let count = count.clamp(min, u128::from(u32::MAX)) as u32;
+    let count = count.max(min).min(u128::from(u32::MAX)) as u32;
     write(base, TIMER_INITIAL, count);
 }
 

@@ -119,8 +119,7 @@ impl Cpu {
     }
 
     fn expire_timers(&mut self, now: u64) {
-        let expired: Vec<TaskId> = self.timers.expire(now).collect();
-        for t in expired {
+        while let Some(t) = self.timers.pop_expired(now) {
             if let Some(Some(thread)) = self.threads.get_mut(t.0) {
                 thread.timer = None;
             }
@@ -272,7 +271,7 @@ fn switch_away(mut guard: spin::MutexGuard<'static, Option<Cpu>>) {
             return;
         }
         if !cpu.arm() && cpu.timers.is_empty() && cpu.thread(cpu.current).state != State::Ready {
-            let (live, name) = (cpu.live, cpu.thread(cpu.current).name.clone());
+            let (live, name) = (cpu.live, ShortName::of(&cpu.thread(cpu.current).name));
             drop(guard);
             panic!(
                 "deadlock: all {live} threads are blocked and no timer is pending (the last to \
