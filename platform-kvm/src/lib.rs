@@ -206,7 +206,11 @@ impl platform::Platform for Kvm {
         if known != 0 {
             return Some(known);
         }
-        let hz = tsc::frequency_from_cpuid().or_else(calibrate_with_pit)?;
+        let (hz, source) = tsc::frequency_from_cpuid()
+            .map(|hz| (hz, "CPUID"))
+            .or_else(|| tsc::frequency_from_kvmclock().map(|hz| (hz, "kvmclock")))
+            .or_else(|| calibrate_with_pit().map(|hz| (hz, "the PIT")))?;
+        log::debug!("TSC frequency {hz} Hz, from {source}");
         // Nanoseconds per TSC tick in 32.32 fixed point: `now_ns` is then one multiply (no
         // 128-bit division on the scheduler's hot path).
         let scale = ((1_000_000_000u128 << 32) / u128::from(hz)) as u64;

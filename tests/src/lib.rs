@@ -85,6 +85,8 @@ pub struct Run<'a> {
     pub debug_exit: bool,
     /// Extra `-machine` options.
     pub machine_opts: &'a str,
+    /// The accelerator (default TCG).
+    pub accel: xtask::qemu::Accel,
 }
 
 impl<'a> Run<'a> {
@@ -99,7 +101,14 @@ impl<'a> Run<'a> {
             set: &[],
             debug_exit: true,
             machine_opts: "",
+            accel: xtask::qemu::Accel::Tcg,
         }
+    }
+
+    /// Under this accelerator.
+    pub fn accel(mut self, accel: xtask::qemu::Accel) -> Self {
+        self.accel = accel;
+        self
     }
 
     /// Without isa-debug-exit: the guest must power off by itself (ACPI), reporting no status.
@@ -151,6 +160,7 @@ impl<'a> Run<'a> {
         cfg.machine = self.machine;
         cfg.debug_exit = self.debug_exit;
         cfg.machine_opts = self.machine_opts.to_string();
+        cfg.accel = self.accel;
         cfg.kargs = self.kargs.to_string();
         cfg.app_args = self.args.iter().map(|s| s.to_string()).collect();
         let boot = qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT))

@@ -113,3 +113,25 @@ fn unknown_mode_prints_the_usage() {
     assert_exit(&boot, 2);
     line_with(&boot, &["usage: timeprobe"]);
 }
+
+/// Under KVM (where `/dev/kvm` opens) the TSC frequency comes from KVM's paravirtual clock
+/// when neither CPUID nor a PIT gives it (`microvm` with `pit=off`, as on Firecracker), so the
+/// timer still works and sleeps idle rather than poll. Nested KVM is slow here, so this is
+/// the one test that uses it.
+#[test]
+fn kvmclock_gives_the_tsc_frequency_without_a_pit() {
+    if let Err(e) = xtask::qemu::check_kvm() {
+        return xtask::testcmd::report_skip(None, &e.to_string());
+    }
+    let boot = Run::new("timeprobe")
+        .machine(Machine::Microvm)
+        .machine_opts("pit=off")
+        .accel(xtask::qemu::Accel::Kvm)
+        .kargs("log=debug")
+        .args(&["sleep"])
+        .boot();
+    assert_exit(&boot, 0);
+    line_with(&boot, &["TSC frequency ", "from kvmclock"]);
+    line_with(&boot, &["local APIC at 0x", "timer", "MHz"]);
+    line_with(&boot, &["slept 50 ms: late by "]);
+}

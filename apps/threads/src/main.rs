@@ -169,11 +169,13 @@ fn sleep() -> Result<(), &'static str> {
         println!("slept {ms} ms: late by {} us", (took - asked).as_micros());
     }
     static ORDER: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    // One common origin, so the order does not depend on how long spawning took.
+    let origin = Instant::now() + Duration::from_millis(20);
     let handles: Vec<_> = [7u64, 3, 5, 1, 8, 2, 6, 4]
         .into_iter()
         .map(|ms| {
             small_thread(move || {
-                thread::sleep(Duration::from_millis(ms * 2));
+                thread::sleep_until(origin + Duration::from_millis(ms * 2));
                 ORDER.lock().push(ms);
             })
         })

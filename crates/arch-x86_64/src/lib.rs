@@ -17,6 +17,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod paging;
+pub mod pvclock;
 pub mod rtc;
 pub mod start_info;
 
