@@ -194,13 +194,9 @@ impl crate::paging::TableMemory for BootFrames<'_> {
         if frame + platform::PAGE_SIZE > BOOT_MAPPED {
             return Err(crate::paging::PagingError::OutOfTables);
         }
-        let table = frame as *mut u64;
-        for i in 0..512 {
-            // SAFETY: the frame is free RAM that FreeMemory gave to us alone, inside the boot
-            // identity map; zeroing it makes it an empty table. Volatile word stores, not
-            // `write_bytes`: that becomes `rep stos`, which costs ~100 ns a word under TCG.
-            unsafe { table.add(i).write_volatile(0) };
-        }
+        // SAFETY: the frame is free RAM that FreeMemory gave to us alone, inside the boot
+        // identity map.
+        unsafe { zero_table(frame) };
         Ok(frame)
     }
 
@@ -208,6 +204,19 @@ impl crate::paging::TableMemory for BootFrames<'_> {
         // SAFETY: `phys` came from `alloc_table` (contract of TableMemory): a 4 KiB-aligned frame
         // owned by this builder and identity-mapped, so it is a valid, exclusive table.
         unsafe { &mut *(phys as *mut crate::paging::Table) }
+    }
+}
+
+/// Zeroes the 4 KiB frame at `frame` (an empty page table) with volatile word stores, not
+/// `write_bytes`: that becomes `rep stos`, which costs ~100 ns a word under TCG.
+///
+/// # Safety
+/// `frame` is a page-aligned, identity-mapped, writable frame the caller owns.
+unsafe fn zero_table(frame: u64) {
+    let table = frame as *mut u64;
+    for i in 0..512 {
+        // SAFETY: inside the frame the caller owns (512 words of 8 bytes).
+        unsafe { table.add(i).write_volatile(0) };
     }
 }
 
@@ -239,12 +248,9 @@ impl crate::paging::TableMemory for LiveTables<'_> {
         if !frame.is_multiple_of(platform::PAGE_SIZE) {
             return Err(crate::paging::PagingError::Misaligned(frame));
         }
-        let table = frame as *mut u64;
-        for i in 0..512 {
-            // SAFETY: the frame is RAM the caller gave us for a table (contract of
-            // `unmap_page`), identity-mapped read-write; zeroing it makes it an empty table.
-            unsafe { table.add(i).write_volatile(0) };
-        }
+        // SAFETY: the frame is RAM the caller gave us for a table (contract of `unmap_page`),
+        // identity-mapped read-write.
+        unsafe { zero_table(frame) };
         Ok(frame)
     }
 
