@@ -622,7 +622,8 @@ impl WaitQueue {
             waiters.push_back(me);
         }
         park_until(deadline_ns);
-        // After a timeout the entry may still be queued: take it out.
+        // After a timeout, or a return on a stale wake token, the entry may still be queued:
+        // take it out, or a later notify would be spent on a thread that is not waiting.
         self.waiters.lock().retain(|&t| t != me);
         P::interrupts_restore(irq);
     }
