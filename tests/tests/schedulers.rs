@@ -19,6 +19,13 @@ const PREEMPT: &[&str] = &["scheduler=preempt"];
 fn all_passed(scheduler: &'static [&'static str]) -> stardust_tests::Boot {
     let boot = threads(scheduler, &["all"]);
     assert_exit(&boot, 0);
+    line_with(
+        &boot,
+        &[
+            "spawn with a 1 TiB stack: out of memory for a ",
+            "-byte thread stack",
+        ],
+    );
     line_with(&boot, &["mutex count: 10000 (1000 threads"]);
     line_with(&boot, &["channel: 4000 items", "no loss, no duplicates"]);
     line_with(&boot, &["semaphore: at most 3 of 20"]);

@@ -15,7 +15,8 @@
 //!   end in the kernel's panic naming the thread (status 101).
 //! - `bench`: yield ping-pong, spawn + join, and timer wake-up latency (`bench ...:` lines for
 //!   `cargo xtask bench sched`).
-//! - `all` (default): mutex, channel, semaphore, sleep, hog, then `threads: all passed`.
+//! - `all` (default): a spawn whose stack cannot be had fails cleanly, then mutex, channel,
+//!   semaphore, sleep, hog, then `threads: all passed`.
 #![no_std]
 #![no_main]
 
@@ -42,6 +43,7 @@ fn main() -> Result<(), &'static str> {
         "overflow" => overflow(),
         "bench" => bench(),
         "all" => {
+            spawn_error()?;
             mutex()?;
             channels()?;
             semaphore()?;
@@ -63,6 +65,17 @@ fn small_thread<T: Send + 'static>(
         .stack_size(8 * 1024)
         .spawn(f)
         .expect("memory for a thread stack")
+}
+
+/// A stack that cannot be had is an error the caller gets back, not a crash.
+fn spawn_error() -> Result<(), &'static str> {
+    match Builder::new().stack_size(1 << 40).spawn(|| ()) {
+        Err(e) => {
+            println!("spawn with a 1 TiB stack: {e}");
+            Ok(())
+        }
+        Ok(_) => Err("a thread with a 1 TiB stack was spawned"),
+    }
 }
 
 fn mutex() -> Result<(), &'static str> {
