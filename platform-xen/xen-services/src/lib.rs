@@ -14,6 +14,7 @@
 //!   watch, transactions, request ids, error names → [`xenstore::XsError`]), and a fake
 //!   xenstored with fault injection (`xenstore::fake`).
 //! - [`grant::GrantTable`]: grant reference free list, grant and end access (v1 entries).
+//! - [`detect::detect`]: Xen from CPUID (signature, version, hypercall page MSR).
 //! - [`event::Handlers`]: the event channel handler table and the 2-level pending scan.
 //! - [`xenbus`]: `XenbusState` and the frontend handshake state machine.
 //!
@@ -43,6 +44,7 @@ extern crate alloc;
 extern crate std as alloc;
 
 pub mod console;
+pub mod detect;
 pub mod event;
 pub mod grant;
 pub mod mem;
