@@ -1,6 +1,7 @@
 //! The PV console ring as this platform's console device and `log` backend.
 //!
-//! The ring page and its event channel come from `start_info` (`console.domU`); the ring
+//! The ring page and its event channel come from `start_info` (`console.domU`) on PV, from the
+//! HVM params `CONSOLE_PFN` and `CONSOLE_EVTCHN` on PVH (`pvh.rs`); the ring
 //! itself is `xen_services::console::ConsoleRing` (host-tested). A full ring is waited out
 //! (notify, yield), bounded so that a dead backend drops output instead of hanging the guest;
 //! a corrupt ring (garbage indexes from the other side) drops output too, never panics.
@@ -65,22 +66,15 @@ impl XenConsole {
 
 impl ConsoleDevice for XenConsole {
     fn init(&self) {
-        let si = crate::entry::START_INFO.load(Ordering::Relaxed);
-        if si == 0 {
+        let Some((page, port)) = crate::mode::console_ring() else {
             return;
-        }
-        // SAFETY: `si` is the start_info page Xen mapped for us and handed over in %rsi; it is
-        // only read, and laid out as xen_sys::start_info.
-        let info = unsafe { &*(si as *const xen_sys::start_info) };
-        // SAFETY: console.domU is the union member for an unprivileged guest.
-        let (mfn, port) = unsafe { (info.console.domU.mfn, info.console.domU.evtchn) };
-        // The ring page is one of the bootstrap pages, mapped at its pseudo-physical address.
-        let page = crate::memory::pfn_of_mfn(mfn) << 12;
+        };
         self.port.store(port, Ordering::Relaxed);
         self.ring.call_once(|| {
-            // SAFETY: the console ring is a bootstrap page Xen mapped for us, kept reserved
-            // (never handed out), shared only with xenconsoled and touched only through this
-            // one ring.
+            // SAFETY: the console ring is a page Xen set up for us and that the platform mapped
+            // (PV: a bootstrap page, kept reserved; PVH: a page outside RAM, mapped at boot and
+            // returned as device memory), shared only with xenconsoled and touched only through
+            // this one ring.
             let shared =
                 unsafe { RawShared::new(NonNull::new(page as *mut u8).expect("mapped"), 4096) };
             spin::Mutex::new(ConsoleRing::new(shared))

@@ -1,72 +1,88 @@
-//! Thin platform for Xen x86_64 PV guests (`platform = "xen"`).
+//! Thin platform for Xen x86_64 guests (`platform = "xen"`), PV (the default) or PVH
+//! (`xen_guest = "pvh"`, the `pvh` feature). One [`Xen`] type; the services are written once
+//! and only the thin mode-specific parts differ (`pv.rs` or [`pvh`]).
 //!
-//! - [`entry`]: the `.note.Xen` ELF notes, the 64-bit PV entry, the hypercall page, the trap
-//!   table and its trampolines into the arch crate's exception stubs.
+//! - [`entry`] (PV): the `.note.Xen` ELF notes, the 64-bit PV entry, the hypercall page, the
+//!   trap table and its trampolines into the arch crate's exception stubs.
+//! - [`pvh`] (PVH): Xen found by CPUID, the hypercall page installed by MSR, the console ring
+//!   from HVM params; the arch crate's PVH entry, start info parser, IDT and page tables.
 //! - [`hypercall`]: hypercalls through the hypercall page.
-//! - [`memory`]: boot information from `start_info`, the p2m/M2P translations, and the PV
+//! - [`memory`] (PV): boot information from `start_info`, the p2m/M2P translations, and the PV
 //!   memory model (page tables updated by `mmu_update`: all free RAM mapped, the image W^X).
-//! - [`console`]: the PV console ring, as this platform's console device.
+//! - [`console`]: the console ring, as this platform's console device.
 //! - [`time`]: the shared info page, the PV clock and the wall clock.
-//! - [`events`]: the event upcall with masking in `vcpu_info`, handlers per port, the one-shot
-//!   timer (its VIRQ calls the kernel's timer hook at the end of the upcall) and idle by
-//!   `SCHEDOP_block`.
-//! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
-//! - [`grant`]: the grant table (set up by `GNTTABOP_setup_table`, bookkeeping in
+//! - [`events`] (PV): the event upcall with masking in `vcpu_info`, handlers per port, the
+//!   one-shot timer (its VIRQ calls the kernel's timer hook at the end of the upcall) and idle
+//!   by `SCHEDOP_block`.
+//! - [`xenstore`] (PV): XenStore over its ring (the client is `xen_services::xenstore`).
+//! - [`grant`] (PV): the grant table (set up by `GNTTABOP_setup_table`, bookkeeping in
 //!   `xen_services::grant`).
 //! - Power-off and crash by `SCHEDOP_shutdown`.
+//!
+//! PVH has no event channel delivery yet (no HVM callback vector): its `set_timer` returns
+//! false (the kernel polls the PV clock), `idle` yields the vCPU, and XenStore and grants are
+//! PV only.
 //!
 //! Written by hand against the Xen public headers (bindings in `xen-sys`): no published crate
 //! covers a PV guest's boot and memory model.
 //!
 //! # Cargo features
-//! None.
+//! - `pvh`: a PVH guest instead of a PV one (enables the arch crate's `pvh` entry).
 #![no_std]
 
 pub mod console;
+#[cfg(not(feature = "pvh"))]
 pub mod entry;
+#[cfg(not(feature = "pvh"))]
 pub mod events;
+#[cfg(not(feature = "pvh"))]
 pub mod grant;
 pub mod hypercall;
+#[cfg(not(feature = "pvh"))]
 pub mod memory;
+#[cfg(not(feature = "pvh"))]
+mod pv;
+#[cfg(feature = "pvh")]
+pub mod pvh;
 pub mod time;
+#[cfg(not(feature = "pvh"))]
 pub mod xenstore;
+
+#[cfg(not(feature = "pvh"))]
+use pv as mode;
+#[cfg(feature = "pvh")]
+use pvh as mode;
 
 pub use console::{XEN_CONSOLE, XenConsole};
 use platform::{BootInfo, DeviceMemory, FreeMemory};
 
-/// The Xen PV platform.
+/// The Xen platform (PV, or PVH with the `pvh` feature).
 #[derive(Debug)]
 pub struct Xen;
 
 impl platform::Platform for Xen {
-    type BootError = memory::BootError;
-    type MapError = memory::MapError;
+    type BootError = mode::BootError;
+    type MapError = mode::MapError;
 
     fn boot_info(raw: u64) -> Result<BootInfo, Self::BootError> {
-        memory::boot_info(raw)
+        mode::boot_info(raw)
     }
 
-    fn init(_boot: &BootInfo) -> DeviceMemory {
-        let si = crate::entry::START_INFO.load(core::sync::atomic::Ordering::Relaxed);
-        // SAFETY: the start_info page Xen handed over (stored by the entry code), read-only.
-        let shared_info = unsafe { (*(si as *const xen_sys::start_info)).shared_info };
-        time::map_shared_info(shared_info);
-        DeviceMemory::new()
+    fn init(boot: &BootInfo) -> DeviceMemory {
+        mode::init(boot)
     }
 
     fn init_cpu() {
-        entry::install_trap_table();
-        events::init();
+        mode::init_cpu();
     }
 
     fn map_memory(
-        _boot: &BootInfo,
+        boot: &BootInfo,
         free: &mut FreeMemory,
-        _devices: &DeviceMemory,
+        devices: &DeviceMemory,
     ) -> Result<u64, Self::MapError> {
-        memory::map_memory(free)
+        mode::map_memory(boot, free, devices)
     }
-
     fn exit(status: u8) -> ! {
         use platform::ConsoleDevice;
         if status != 0 {
@@ -97,35 +113,32 @@ impl platform::Platform for Xen {
     }
 
     fn set_timer(deadline_ns: u64) -> bool {
-        events::ready() && {
-            events::set_timer(deadline_ns);
-            true
-        }
+        mode::set_timer(deadline_ns)
     }
 
     fn interrupts_disable() -> bool {
-        events::disable()
+        mode::interrupts_disable()
     }
 
     fn interrupts_restore(enabled: bool) {
-        events::restore(enabled);
+        mode::interrupts_restore(enabled);
     }
 
     fn idle() {
-        events::block();
+        mode::idle();
     }
 
     fn wall_clock_ns() -> Option<u64> {
         time::wall_clock_ns()
     }
 
-    unsafe fn unmap_page(page: u64, _new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
-        // SAFETY: forwarded to the caller (RAM is mapped with 4 KiB pages: no table needed).
-        unsafe { memory::unmap_page(page) }
+    unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
+        // SAFETY: forwarded to the caller.
+        unsafe { mode::unmap_page(page, new_table) }
     }
 
     unsafe fn remap_page(page: u64) {
         // SAFETY: forwarded to the caller.
-        unsafe { memory::remap_page(page) }
+        unsafe { mode::remap_page(page) }
     }
 }

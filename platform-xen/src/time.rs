@@ -1,9 +1,14 @@
 //! Xen's shared info page and the PV clock (`vcpu_time_info`).
+//!
+//! PV maps the shared info frame over a page of the image (`update_va_mapping`); PVH asks Xen
+//! to put it at that page's guest frame (`XENMEM_add_to_physmap`). The rest is the same.
 
+#[cfg(not(feature = "pvh"))]
 use arch_x86_64::paging::pte;
 use core::sync::atomic::{AtomicBool, Ordering, fence};
 
 /// Entry bits of a shared page mapped for data: read-write, no-execute.
+#[cfg(not(feature = "pvh"))]
 pub(crate) const RW_DATA: u64 =
     pte::PRESENT | pte::WRITABLE | pte::ACCESSED | pte::DIRTY | pte::NO_EXECUTE;
 
@@ -21,6 +26,7 @@ pub fn shared_info_va() -> u64 {
 }
 
 /// Maps the shared info page (machine address `maddr`, from start_info) over our page.
+#[cfg(not(feature = "pvh"))]
 pub fn map_shared_info(maddr: u64) {
     // SAFETY: the target is our own page-aligned static, used for nothing else; the new
     // mapping is the domain's shared info frame, read-write, no-execute.
@@ -31,6 +37,33 @@ pub fn map_shared_info(maddr: u64) {
         MAPPED.store(true, Ordering::Release);
     } else {
         log::warn!("mapping shared info failed ({rc}): no PV clock");
+    }
+}
+
+/// Puts the shared info page at our page's guest frame (`XENMEM_add_to_physmap`, space
+/// `shared_info`); the RAM page that was there goes back to Xen.
+#[cfg(feature = "pvh")]
+pub fn map_shared_info() {
+    let mut xatp = xen_sys::xen_add_to_physmap {
+        domid: xen_sys::DOMID_SELF,
+        size: 0,
+        space: xen_sys::XENMAPSPACE_shared_info,
+        idx: 0,
+        gpfn: shared_info_va() >> 12,
+    };
+    // SAFETY: a live xen_add_to_physmap for the call; the target frame is our own
+    // page-aligned static (identity-mapped), used for nothing else.
+    let rc = unsafe {
+        crate::hypercall::hypercall2(
+            xen_sys::__HYPERVISOR_memory_op,
+            u64::from(xen_sys::XENMEM_add_to_physmap),
+            (&raw mut xatp) as u64,
+        )
+    };
+    if rc == 0 {
+        MAPPED.store(true, Ordering::Release);
+    } else {
+        log::warn!("XENMEM_add_to_physmap(shared_info) failed ({rc}): no PV clock");
     }
 }
 

@@ -497,7 +497,8 @@ fn run_xen(args: &RunArgs, profile: &xtask::profile::Profile, elf: PathBuf) -> R
         Duration::from_secs(timeout.as_secs_f64().ceil().max(1.0) as u64),
     );
     eprintln!(
-        "xtask: Xen PV guest {} ({} MiB, command line {:?}, time limit {} s)",
+        "xtask: Xen {} guest {} ({} MiB, command line {:?}, time limit {} s)",
+        spec.guest_type.name().to_uppercase(),
         display_path(&spec.kernel),
         spec.memory_mb,
         spec.cmdline.as_deref().unwrap_or(""),

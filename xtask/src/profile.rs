@@ -23,11 +23,16 @@ pub const SETTINGS_KEYS: &[&str] = &[
     "stack_size",
     "memory",
     "time_slice",
+    "xen_guest",
 ];
 /// Keys of `[budgets]`.
 pub const BUDGET_KEYS: &[&str] = &["image_bytes", "min_memory", "boot_ratio"];
 /// Values of `log_level` (and of the kernel's `log=` option).
 pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+/// Values of `xen_guest` (platform `xen` only): the Xen guest mode, PV or PVH.
+pub const XEN_GUESTS: &[&str] = &["pv", "pvh"];
+/// The facade feature `xen_guest = "pvh"` adds (no dash: the slot catalog ignores it).
+pub const XEN_GUEST_PVH_FEATURE: &str = "stardust/xen_guest_pvh";
 /// The slot that is a top-level key rather than a `[slots]` entry.
 pub const PLATFORM: &str = "platform";
 
@@ -38,6 +43,7 @@ const DEFAULT_MEMORY: u64 = 32 * 1024 * 1024;
 const MIN_STACK_SIZE: u64 = 16 * 1024;
 const MIN_MEMORY: u64 = 1024 * 1024;
 const DEFAULT_TIME_SLICE_NS: u64 = 10_000_000;
+const DEFAULT_XEN_GUEST: &str = "pv";
 const MIN_TIME_SLICE_NS: u64 = 100_000;
 const MAX_TIME_SLICE_NS: u64 = 1_000_000_000;
 
@@ -144,6 +150,8 @@ pub struct Settings {
     pub memory: u64,
     /// The preemptive scheduler's time slice in nanoseconds (`"10ms"`, `"500us"`).
     pub time_slice_ns: u64,
+    /// The Xen guest mode (`pv` or `pvh`; only `pv`, the default, on other platforms).
+    pub xen_guest: String,
 }
 
 /// Budgets checked by `cargo xtask size` and `cargo xtask bench`.
@@ -248,12 +256,22 @@ impl Profile {
         Ok(profile)
     }
 
-    /// `stardust/<slot>-<value>` for the platform and every slot (platform first).
+    /// `stardust/<slot>-<value>` for the platform and every slot (platform first), then
+    /// `stardust/xen_guest_pvh` for a Xen PVH guest.
     pub fn features(&self) -> Vec<String> {
-        std::iter::once((PLATFORM, self.platform.as_str()))
+        let mut features: Vec<String> = std::iter::once((PLATFORM, self.platform.as_str()))
             .chain(self.slots.iter().map(|(s, v)| (s.as_str(), v.as_str())))
             .map(|(s, v)| format!("stardust/{s}-{v}"))
-            .collect()
+            .collect();
+        if self.xen_pvh() {
+            features.push(XEN_GUEST_PVH_FEATURE.into());
+        }
+        features
+    }
+
+    /// Whether the image is a Xen PVH guest (`platform = "xen"`, `xen_guest = "pvh"`).
+    pub fn xen_pvh(&self) -> bool {
+        self.platform == "xen" && self.settings.xen_guest == "pvh"
     }
 
     /// The environment variables that the kernel's `build.rs` reads.
@@ -700,6 +718,33 @@ fn validate(
             format!("{time_slice_ns} ns: must be between 100us and 1s"),
         ));
     }
+    let xen_guest = match get(settings_table, "xen_guest") {
+        Some(v) => {
+            let mode = c.string("xen_guest", "settings.xen_guest", &v)?;
+            if !XEN_GUESTS.contains(&mode.as_str()) {
+                return Err(c.err(
+                    "xen_guest",
+                    "settings.xen_guest",
+                    format!(
+                        "`{mode}` is not a Xen guest mode; valid choices: {}",
+                        XEN_GUESTS.join(", ")
+                    ),
+                ));
+            }
+            mode
+        }
+        None => DEFAULT_XEN_GUEST.into(),
+    };
+    if xen_guest != DEFAULT_XEN_GUEST && platform != "xen" {
+        return Err(c.err(
+            "xen_guest",
+            "settings.xen_guest",
+            format!(
+                "`{xen_guest}` needs platform `xen` (platform is `{platform}`); set \
+                 platform=xen or leave xen_guest unset (default `{DEFAULT_XEN_GUEST}`)"
+            ),
+        ));
+    }
     let slot_of = |s: &str| slots.iter().find(|(k, _)| k == s).map(|(_, v)| v.as_str());
     if let (Some(scheduler), Some("none")) = (slot_of("scheduler"), slot_of("allocator"))
         && scheduler != "none"
@@ -750,6 +795,7 @@ fn validate(
             stack_size,
             memory,
             time_slice_ns,
+            xen_guest,
         },
         budgets,
         overrides: Vec::new(),
@@ -900,6 +946,102 @@ boot_ratio = 1.10
             e.contains("unknown top-level key `budget` (did you mean [budgets]?)"),
             "{e}"
         );
+    }
+
+    fn xen_catalog() -> Catalog {
+        let facade = FACADE.replace(
+            "platform-kvm = [\"dep:platform-kvm\"]",
+            "platform-kvm = [\"dep:platform-kvm\"]\nplatform-xen = []\nconsole-xen = []\n\
+             xen_guest_pvh = []",
+        );
+        Catalog::from_manifest(&facade).expect("catalog")
+    }
+
+    #[test]
+    fn xen_guest_pvh_adds_its_feature_and_is_in_the_tag() {
+        let catalog = xen_catalog();
+        // The feature has no dash: it is not a slot.
+        assert!(!catalog.slot_names().any(|s| s.starts_with("xen")));
+        let sets = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let p = Profile::parse(
+            "default",
+            DEFAULT,
+            &sets(&["platform=xen", "xen_guest=pvh"]),
+            &catalog,
+        )
+        .expect("xen pvh profile");
+        assert_eq!(p.settings.xen_guest, "pvh");
+        assert!(p.xen_pvh());
+        let features = p.features();
+        assert_eq!(
+            features.first().map(String::as_str),
+            Some("stardust/platform-xen")
+        );
+        assert_eq!(
+            features.last().map(String::as_str),
+            Some("stardust/xen_guest_pvh")
+        );
+        assert!(p.tag().contains("+xen_guest-pvh"), "{}", p.tag());
+
+        // The default is PV: no extra feature.
+        let pv = Profile::parse("default", DEFAULT, &sets(&["platform=xen"]), &catalog)
+            .expect("xen pv profile");
+        assert_eq!(pv.settings.xen_guest, "pv");
+        assert!(!pv.xen_pvh());
+        assert!(!pv.features().iter().any(|f| f.contains("xen_guest")));
+        let explicit = Profile::parse(
+            "default",
+            DEFAULT,
+            &sets(&["platform=xen", "xen_guest=pv"]),
+            &catalog,
+        )
+        .expect("explicit pv");
+        assert_eq!(explicit.features(), pv.features());
+
+        // In the profile file too.
+        let text = DEFAULT
+            .replace("platform = \"kvm\"", "platform = \"xen\"")
+            .replace("console = \"serial\"", "console = \"xen\"")
+            .replace("memory = \"32M\"", "memory = \"32M\"\nxen_guest = \"pvh\"");
+        let p = Profile::parse("xenpvh", &text, &[], &catalog).expect("file setting");
+        assert!(p.features().contains(&"stardust/xen_guest_pvh".to_string()));
+    }
+
+    #[test]
+    fn xen_guest_is_validated() {
+        let catalog = xen_catalog();
+        let e = Profile::parse(
+            "default",
+            DEFAULT,
+            &["platform=xen".into(), "xen_guest=hvm".into()],
+            &catalog,
+        )
+        .expect_err("hvm is not a mode")
+        .to_string();
+        assert!(
+            e.contains("xen_guest (set on the command line): `hvm` is not a Xen guest mode; valid choices: pv, pvh"),
+            "{e}"
+        );
+        let e = Profile::parse("default", DEFAULT, &["xen_guest=pvh".into()], &catalog)
+            .expect_err("pvh on kvm")
+            .to_string();
+        assert!(
+            e.contains("`pvh` needs platform `xen` (platform is `kvm`)"),
+            "{e}"
+        );
+        let e = err(
+            &DEFAULT.replace("memory = \"32M\"", "xen_guest = \"pvh\""),
+            &[],
+        );
+        assert!(
+            e.contains("profile `default`: settings.xen_guest: `pvh` needs platform `xen`"),
+            "{e}"
+        );
+        let e = err(&DEFAULT.replace("memory = \"32M\"", "xen_guest = 1"), &[]);
+        assert!(e.contains("settings.xen_guest"), "{e}");
+        // `pv` is the default and fits every platform.
+        let p = parse(DEFAULT, &["xen_guest=pv"]).expect("pv on kvm");
+        assert!(!p.xen_pvh());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::profile::Profile;
-use crate::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, Lab, Shutdown};
+use crate::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, Shutdown};
 
 /// `run`'s exit status when the guest was still running at its time limit (as `timeout(1)`).
 pub const TIMEOUT_EXIT: u8 = 124;
@@ -200,8 +200,9 @@ pub fn memory_mib(bytes: u64) -> u32 {
     bytes.div_ceil(1 << 20).clamp(1, u64::from(u32::MAX)) as u32
 }
 
-/// The lab guest for `kernel` built with `profile`: PV, the profile's memory, the command line
-/// from `kargs` and `app_args`, expected to end any way (callers map it with [`outcome`]).
+/// The lab guest for `kernel` built with `profile`: PV, or PVH with `xen_guest = "pvh"`, the
+/// profile's memory, the command line from `kargs` and `app_args`, expected to end any way
+/// (callers map it with [`outcome`]).
 pub fn guest_spec(
     name: &str,
     kernel: PathBuf,
@@ -211,6 +212,7 @@ pub fn guest_spec(
     timeout: Duration,
 ) -> GuestSpec {
     let mut g = GuestSpec::new(name, kernel)
+        .guest_type(guest_type(profile))
         .memory_mb(memory_mib(profile.settings.memory))
         .timeout(timeout)
         .expect(crate::xenlab::Expect::Any);
@@ -218,6 +220,15 @@ pub fn guest_spec(
         g = g.cmdline(c);
     }
     g
+}
+
+/// The Xen guest type a profile's image boots as (`xen_guest`).
+pub fn guest_type(profile: &Profile) -> GuestType {
+    if profile.xen_pvh() {
+        GuestType::Pvh
+    } else {
+        GuestType::Pv
+    }
 }
 
 /// What [`run`] found.

@@ -328,3 +328,33 @@ pub unsafe fn remap_page(page: u64) {
         crate::cpu::interrupts_enable();
     }
 }
+
+/// Maps the 4 KiB page `page` of the live tables read-execute instead of its current access:
+/// a page of the image's data that the hypervisor fills with code (Xen PVH's hypercall page).
+/// Returns false when the page is not mapped with a 4 KiB entry (nothing changed then).
+///
+/// # Safety
+/// The live tables are the kernel's identity-mapped ones ([`install_page_tables`]), and
+/// nothing writes `page` through this mapping any more (it becomes read-only).
+pub unsafe fn map_page_executable(page: u64) -> bool {
+    let enabled = crate::cpu::interrupts_disable();
+    let mut no_tables = || None;
+    let root = crate::cpu::page_table_root();
+    let mut mapper = crate::paging::Mapper::with_root(root, LiveTables(&mut no_tables));
+    let small = mapper
+        .translate(page)
+        .is_some_and(|t| t.page_size == platform::PAGE_SIZE);
+    let done = small
+        && matches!(
+            mapper.unmap_page(page),
+            Ok(crate::paging::Unmapped::Unmapped)
+        )
+        && mapper
+            .remap_page(page, page, crate::paging::Access::ReadExecute)
+            .is_ok();
+    crate::cpu::flush_page(page);
+    if enabled {
+        crate::cpu::interrupts_enable();
+    }
+    done
+}

@@ -388,6 +388,17 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
     unsafe { x86_64::registers::model_specific::Msr::new(msr).read() }
 }
 
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP), and the write's effect must keep the kernel's
+/// invariants (a hypervisor MSR that writes into guest memory writes only into a page the
+/// caller set aside for it).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::registers::model_specific::Msr::new(msr).write(value) }
+}
+
 global_asm!(
     r#"
     .section .bss.ist1, "aw", @nobits

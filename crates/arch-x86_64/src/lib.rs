@@ -34,5 +34,6 @@ pub mod tsc;
 
 #[cfg(target_os = "none")]
 pub use boot::{
-    BootMemory, ENTRY_TSC, entry_tsc, image_layout, install_page_tables, remap_page, unmap_page,
+    BootMemory, ENTRY_TSC, entry_tsc, image_layout, install_page_tables, map_page_executable,
+    remap_page, unmap_page,
 };

@@ -15,6 +15,7 @@
 //! `console-debugcon`; `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`;
 //! `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`. `threads` (not a
 //! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
+//! `xen_guest_pvh` (not a slot value) makes `platform-xen` a Xen PVH guest (`platform-xen/pvh`).
 #![no_std]
 
 #[cfg(feature = "threads")]

@@ -32,6 +32,8 @@ compile_error!(
     not(any(feature = "console-serial", feature = "console-debugcon"))
 ))]
 compile_error!("platform kvm has the consoles `serial` and `debugcon`");
+#[cfg(all(feature = "xen_guest_pvh", not(feature = "platform-xen")))]
+compile_error!("xen_guest_pvh is a mode of platform xen: enable platform-xen too");
 #[cfg(all(feature = "platform-xen", not(feature = "console-xen")))]
 compile_error!("platform xen has one console: `xen` (the PV console ring)");
 #[cfg(not(any(

@@ -23,7 +23,8 @@
 //! One per profile slot value (`platform-kvm`, `platform-xen`, `console-serial`,
 //! `console-debugcon`, `console-xen`, `allocator-none`, `allocator-bump`, `allocator-buddy`,
 //! `allocator-talc`, `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`);
-//! xtask enables exactly one per slot from the profile. With `allocator-none` there is no heap and [`alloc`] must not be used.
+//! xtask enables exactly one per slot from the profile. `xen_guest_pvh` (not a slot: the
+//! setting `xen_guest = "pvh"`) makes a `platform-xen` image a PVH guest. With `allocator-none` there is no heap and [`alloc`] must not be used.
 #![no_std]
 
 #[cfg(not(feature = "allocator-none"))]
@@ -48,8 +49,9 @@ pub fn heap_stats() -> Option<HeapStats> {
     kernel::heap_stats()
 }
 
-/// Xen services, in images built for Xen (`platform = "xen"`).
-#[cfg(feature = "platform-xen")]
+/// Xen services, in images built for Xen PV guests (`platform = "xen"`; not yet for
+/// `xen_guest = "pvh"`, which has no event channels yet).
+#[cfg(all(feature = "platform-xen", not(feature = "xen_guest_pvh")))]
 pub mod xen {
     pub use kernel::xen::{grant, xenstore};
 }

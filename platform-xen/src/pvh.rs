@@ -1,0 +1,276 @@
+//! The PVH-specific parts of [`crate::Xen`] (feature `pvh`).
+//!
+//! Xen starts a PVH guest like a KVM-class monitor does: the arch crate's `pvh_start32` (its
+//! `XEN_ELFNOTE_PHYS32_ENTRY` note) with `%ebx` = `hvm_start_info`, which `boot_info` parses
+//! with the arch crate's parser. The CPU is a plain (virtual) x86: native IDT, native page
+//! tables, `cli`/`sti`. Xen-specific here:
+//!
+//! - [`setup`] (the console's `init`, the first platform code that runs): Xen is found by its
+//!   CPUID signature (`xen_services::detect`); anything else is reported on COM1 and port 0xe9
+//!   and ends the guest (QEMU's isa-debug-exit, status 103). Then the hypercall page: its
+//!   physical address written to the MSR that CPUID names (Xen fills it with `vmcall` or
+//!   `vmmcall` stubs, called exactly like PV's). Then the console ring: its frame and event
+//!   channel from `HVMOP_get_param`. The ring sits just below 4 GiB, outside RAM and outside the
+//!   boot tables' first GiB, so it is mapped into the boot tables with one 2 MiB entry and
+//!   returned by `init` as device memory for the kernel's tables.
+//! - `init`: the shared info page by `XENMEM_add_to_physmap` (the PV clock and wall clock).
+//! - `map_memory`: the arch crate's W^X tables, then the hypercall page made executable (it is
+//!   a page of the image's data).
+//!
+//! Not yet: event channel delivery (the HVM callback vector), so there is no timer interrupt:
+//! `set_timer` returns false and the kernel polls; `idle` yields the vCPU.
+//!
+//! Beware: `cli; hlt` on Xen HVM/PVH is a silent *clean* power-off (reason 0). Every exit goes
+//! through `SCHEDOP_shutdown` (`Xen::exit`), a crash with `SHUTDOWN_crash`.
+
+use arch_x86_64::paging::pte;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use platform::{BootInfo, DeviceMemory, FreeMemory, Range};
+use xen_services::detect::{self, NotXen, XenCpuid};
+
+pub use arch_x86_64::paging::PagingError as MapError;
+pub use arch_x86_64::start_info::StartInfoError as BootError;
+
+// Page-sized, page-aligned pages without bytes in the file (the linker script's
+// .platform_pages, placed on a page boundary; no .balign here, see the script).
+core::arch::global_asm!(
+    r#"
+    .section .platform_pages, "aw", @nobits
+    /* Xen writes the hypercall stubs here when its guest frame is written to the MSR. */
+    .global hypercall_page
+hypercall_page:
+    .skip 4096
+    /* Replaced by the shared info frame (XENMEM_add_to_physmap). */
+    .global xen_shared_info_page
+xen_shared_info_page:
+    .skip 4096
+    /* A page directory for the boot tables' fourth GiB, where the console ring is. */
+    .global xen_pvh_high_pd
+xen_pvh_high_pd:
+    .skip 4096
+"#
+);
+
+unsafe extern "C" {
+    static hypercall_page: u8;
+    static xen_pvh_high_pd: u8;
+}
+
+/// What [`setup`] found: Xen's CPUID leaves (once, at the first console init).
+static XEN: spin::Once<Option<XenCpuid>> = spin::Once::new();
+/// The console ring's guest-physical page (0 = none) and event channel.
+static CONSOLE_PAGE: AtomicU64 = AtomicU64::new(0);
+static CONSOLE_PORT: AtomicU32 = AtomicU32::new(0);
+
+fn cpuid(leaf: u32) -> detect::Regs {
+    // SAFETY: CPUID is available on every x86_64 CPU; leaves beyond the maximum are harmless.
+    // (Safe on newer toolchains, unsafe on older ones.)
+    #[allow(unused_unsafe)]
+    let r = unsafe { core::arch::x86_64::__cpuid(leaf) };
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// Finds Xen, installs the hypercall page and finds the console ring (once). Not Xen: reports
+/// it on the legacy consoles and ends the guest.
+fn setup() -> Option<XenCpuid> {
+    *XEN.call_once(|| {
+        let xen = match detect::detect(cpuid) {
+            Ok(xen) => xen,
+            Err(not) => not_xen(&not),
+        };
+        let page = (&raw const hypercall_page) as u64;
+        // SAFETY: the MSR is the one Xen's CPUID leaf names for the hypercall page; the value
+        // is the guest frame of our page-aligned, otherwise unused page (low 12 bits 0: page
+        // index 0), which Xen fills with the call stubs.
+        unsafe { arch_x86_64::cpu::wrmsr(xen.hypercall_msr, page) };
+        match (
+            hvm_param(xen_sys::HVM_PARAM_CONSOLE_PFN),
+            hvm_param(xen_sys::HVM_PARAM_CONSOLE_EVTCHN),
+        ) {
+            (Some(pfn), Some(port)) if pfn != 0 => {
+                let addr = pfn << 12;
+                if map_boot_page(addr) {
+                    CONSOLE_PORT.store(port as u32, Ordering::Relaxed);
+                    CONSOLE_PAGE.store(addr, Ordering::Relaxed);
+                }
+            }
+            // Nowhere to say so: the kernel's output is lost, its exit status still reported.
+            _ => {}
+        }
+        Some(xen)
+    })
+}
+
+/// Reports that this PVH image runs on something other than Xen, on COM1 and port 0xe9, and
+/// ends the guest: QEMU's isa-debug-exit (status 103, bad configuration), else a triple fault.
+fn not_xen(not: &NotXen) -> ! {
+    let sig = not.signature_text();
+    let parts: [&[u8]; 3] = [
+        b"stardust: this image is a Xen PVH guest (xen_guest = \"pvh\"), but the hypervisor is \
+          not Xen (CPUID 0x40000000 signature '",
+        &sig,
+        b"'); build it for this platform instead\n",
+    ];
+    for part in parts {
+        for &b in part {
+            // SAFETY: COM1's transmit register and the 0xe9 debug port: writes are output, or
+            // ignored where nothing listens.
+            unsafe {
+                arch_x86_64::cpu::outb(0x3f8, b);
+                arch_x86_64::cpu::outb(0xe9, b);
+            }
+        }
+    }
+    // SAFETY: isa-debug-exit at 0xf4 ends QEMU with the status; elsewhere the write is ignored.
+    unsafe { arch_x86_64::cpu::outl(0xf4, u32::from(platform::status::BAD_CONFIG)) };
+    arch_x86_64::cpu::triple_fault()
+}
+
+/// `HVMOP_get_param` for this domain.
+fn hvm_param(index: u32) -> Option<u64> {
+    let mut param = xen_sys::xen_hvm_param {
+        domid: xen_sys::DOMID_SELF,
+        pad: 0,
+        index,
+        value: 0,
+    };
+    // SAFETY: a live xen_hvm_param for the call; reading a param changes nothing.
+    let rc = unsafe {
+        crate::hypercall::hypercall2(
+            xen_sys::__HYPERVISOR_hvm_op,
+            u64::from(xen_sys::HVMOP_get_param),
+            (&raw mut param) as u64,
+        )
+    };
+    (rc == 0).then_some(param.value)
+}
+
+/// Maps the page at `addr` into the boot page tables (identity, first GiB) when it is above
+/// them: one 2 MiB entry, read-write, no-execute, in a page directory of our own for its GiB.
+/// Returns whether the page is mapped.
+fn map_boot_page(addr: u64) -> bool {
+    const GIB: u64 = 1 << 30;
+    if addr < GIB {
+        return true;
+    }
+    if addr >= 512 * GIB {
+        return false;
+    }
+    let pml4 = arch_x86_64::cpu::page_table_root() as *const u64;
+    // SAFETY: CR3 is the arch crate's boot PML4 (identity-mapped in the first GiB, in the
+    // image's data); entry 0 is its PDPT, also there. Only this boot CPU runs.
+    let pdpt = (unsafe { pml4.read() } & pte::ADDR_MASK) as *mut u64;
+    let slot = (addr / GIB) as usize;
+    let pd = (&raw const xen_pvh_high_pd) as u64;
+    // SAFETY: `slot` < 512 (checked above); the PDPT is the boot one (see above), which maps
+    // only the first GiB, so slots 1.. are ours to fill.
+    let entry = unsafe { pdpt.add(slot).read() };
+    if entry & pte::PRESENT == 0 {
+        // SAFETY: as above; the new table is our own zeroed page (.platform_pages, bss).
+        unsafe { pdpt.add(slot).write(pd | pte::PRESENT | pte::WRITABLE) };
+    } else if entry & pte::ADDR_MASK != pd {
+        return false;
+    }
+    let big = addr & !((2 << 20) - 1);
+    let index = ((addr >> 21) & 511) as usize;
+    // SAFETY: our page directory, identity-mapped in the image; index < 512.
+    unsafe {
+        (pd as *mut u64)
+            .add(index)
+            .write(big | pte::PRESENT | pte::WRITABLE | pte::HUGE | pte::NO_EXECUTE);
+    }
+    arch_x86_64::cpu::flush_page(addr);
+    true
+}
+
+/// The console ring's page (mapped) and event channel, from the HVM params.
+pub(crate) fn console_ring() -> Option<(u64, u32)> {
+    setup()?;
+    let page = CONSOLE_PAGE.load(Ordering::Relaxed);
+    (page != 0).then(|| (page, CONSOLE_PORT.load(Ordering::Relaxed)))
+}
+
+/// Xen's CPUID leaves (base, version, hypercall MSR).
+pub fn xen_cpuid() -> Option<XenCpuid> {
+    setup()
+}
+
+pub fn boot_info(raw: u64) -> Result<BootInfo, BootError> {
+    setup();
+    arch_x86_64::start_info::parse(&arch_x86_64::BootMemory, raw)
+}
+
+pub fn init(_boot: &BootInfo) -> DeviceMemory {
+    if let Some(xen) = setup() {
+        log::debug!(
+            "Xen {}.{} (PVH, CPUID base {:#x}, hypercall page by MSR {:#x})",
+            xen.major,
+            xen.minor,
+            xen.base,
+            xen.hypercall_msr
+        );
+    }
+    crate::time::map_shared_info();
+    let mut devices = DeviceMemory::new();
+    let console = CONSOLE_PAGE.load(Ordering::Relaxed);
+    if console != 0 {
+        // Cannot fail: the list is empty before this push.
+        let _ = devices.push(Range::new(console, console + platform::PAGE_SIZE));
+    }
+    devices
+}
+
+pub fn init_cpu() {
+    arch_x86_64::cpu::init();
+}
+
+pub fn map_memory(
+    boot: &BootInfo,
+    free: &mut FreeMemory,
+    devices: &DeviceMemory,
+) -> Result<u64, MapError> {
+    let bytes = arch_x86_64::install_page_tables(free, &boot.memory, devices.ranges())?;
+    let page = (&raw const hypercall_page) as u64;
+    // SAFETY: the live tables are the kernel's, just installed; only Xen writes the hypercall
+    // page (through its guest frame), never the kernel through this mapping.
+    if !unsafe { arch_x86_64::map_page_executable(page) } {
+        log::warn!("hypercall page {page:#x} not made executable: hypercalls will fault");
+    }
+    Ok(bytes)
+}
+
+/// No timer interrupt yet (no event channel delivery on PVH): the kernel polls.
+pub fn set_timer(_deadline_ns: u64) -> bool {
+    false
+}
+
+pub fn interrupts_disable() -> bool {
+    arch_x86_64::cpu::interrupts_disable()
+}
+
+pub fn interrupts_restore(enabled: bool) {
+    if enabled {
+        arch_x86_64::cpu::interrupts_enable();
+    }
+}
+
+/// Polling idle: gives the vCPU back to Xen for a moment (never `hlt`: with interrupts off it
+/// is a silent power-off, and nothing would wake it with them on).
+pub fn idle() {
+    crate::hypercall::yield_cpu();
+}
+
+/// # Safety
+/// As `Platform::unmap_page`.
+pub unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
+    // SAFETY: forwarded to the caller; the live tables are the kernel's identity-mapped ones,
+    // built by `map_memory`.
+    unsafe { arch_x86_64::unmap_page(page, new_table) }
+}
+
+/// # Safety
+/// As `Platform::remap_page`.
+pub unsafe fn remap_page(page: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { arch_x86_64::remap_page(page) }
+}
