@@ -17,7 +17,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use stardust_tests::workspace;
-use xtask::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, Lab, RefGuest, Shutdown};
+use xtask::xenlab::{
+    BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, RefGuest, Shutdown,
+};
 use xtask::xenlab_run::{self, StatusSource, XenOutcome};
 
 /// One guest of the batch: an app built with the default profile on `platform = "xen"`.
@@ -102,6 +104,24 @@ const GUESTS: &[Guest] = &[
         .set(&["scheduler=async"])
         .args(&["all"])
         .timeout_s(60),
+    // PVH guests (`xen_guest = "pvh"`, `type = "pvh"`): the PVH entry, native page tables.
+    Guest::new("pvh-hello", "hello")
+        .set(&["xen_guest=pvh"])
+        .args(&["one", "two"]),
+    Guest::new("pvh-panic", "faults")
+        .set(&["xen_guest=pvh"])
+        .args(&["panic"]),
+    Guest::new("pvh-allocstress", "allocstress")
+        .set(&["xen_guest=pvh", "allocator=talc"])
+        .timeout_s(60),
+    // No timer interrupt on PVH yet: sleeps poll the PV clock.
+    Guest::new("pvh-timeprobe-sleep", "timeprobe")
+        .set(&["xen_guest=pvh"])
+        .args(&["sleep"]),
+    Guest::new("pvh-threads-coop", "threads")
+        .set(&["xen_guest=pvh", "scheduler=coop"])
+        .args(&["all"])
+        .timeout_s(60),
 ];
 
 /// A guest that ran.
@@ -140,10 +160,15 @@ fn note(text: &str) {
     let _ = writeln!(err, "{text}");
 }
 
-fn build(g: &Guest) -> Result<PathBuf, String> {
+/// The guest's `--set` overrides: `platform=xen`, then its own.
+fn sets(g: &Guest) -> Vec<String> {
     let mut set: Vec<String> = vec!["platform=xen".into()];
     set.extend(g.set.iter().map(|s| s.to_string()));
-    xtask::build_app(workspace(), g.app, "default", &set)
+    set
+}
+
+fn build(g: &Guest) -> Result<PathBuf, String> {
+    xtask::build_app(workspace(), g.app, "default", &sets(g))
         .map(|(_, image)| image.elf)
         .map_err(|e| e.to_string())
 }
@@ -170,7 +195,8 @@ fn run_batch() -> Batch {
             );
             continue;
         }
-        let profile = match ws.load_profile("default", &["platform=xen".into()]) {
+        // The guest's own profile: its memory and its guest type (`xen_guest`).
+        let profile = match ws.load_profile("default", &sets(g)) {
             Ok(p) => p,
             Err(e) => {
                 slots.insert(g.name, Slot::BuildFailed(e.to_string()));
@@ -397,6 +423,66 @@ fn panic_crashes_with_the_panic_line() {
         "{line:?}"
     );
     line_with(ran, &["xen: exit status 101"]);
+}
+
+/// A PVH guest: its lines through the console ring (found by HVM params), then
+/// `SCHEDOP_shutdown(poweroff)`, reason 0.
+#[test]
+fn pvh_hello_prints_its_arguments_and_powers_off() {
+    let Some(ran) = guest("pvh-hello") else {
+        return;
+    };
+    assert_eq!(ran.spec.guest_type, GuestType::Pvh, "{}", describe(ran));
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["Hello from Stardust!"]);
+    let line = line_with(ran, &["command line: "]);
+    assert_eq!(
+        line.trim_end(),
+        "command line: one two",
+        "{}",
+        describe(ran)
+    );
+}
+
+/// A panic on PVH ends as a crash (reason 3) with its status, never as the clean power-off
+/// that `cli; hlt` would be on Xen HVM.
+#[test]
+fn pvh_panic_crashes_with_the_panic_line() {
+    let Some(ran) = guest("pvh-panic") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Crash, 101);
+    line_with(ran, &["PANIC: ", "panicked at ", "deliberate panic"]);
+    line_with(ran, &["xen: exit status 101"]);
+}
+
+#[test]
+fn pvh_allocstress_passes_on_talc() {
+    let Some(ran) = guest("pvh-allocstress") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["allocstress: ok"]);
+}
+
+/// Sleeps on PVH (polling the PV clock from shared info) are never early.
+#[test]
+fn pvh_timeprobe_sleeps_are_never_early() {
+    let Some(ran) = guest("pvh-timeprobe-sleep") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    for ms in [1, 10, 50] {
+        line_with(ran, &[&format!("slept {ms} ms: late by "), " us"]);
+    }
+}
+
+#[test]
+fn pvh_coop_threads_pass() {
+    threads_pass(
+        "pvh-threads-coop",
+        "hog: not preempted (coop, as documented)",
+    );
 }
 
 /// The image is W^X on Xen too (the PV memory code rewrites Xen's initial mappings), and page 0
