@@ -1,9 +1,15 @@
-//! Event channels on a PV guest: the upcall (Xen's event callback) with masking in
-//! `vcpu_info` (this platform's interrupt enable/disable), handlers per port, the one-shot
-//! timer (`set_timer_op` + `VIRQ_TIMER`) and idle by `SCHEDOP_block`.
+//! Event channels: the upcall (Xen's event callback), handlers per port, the one-shot timer
+//! (`set_timer_op` + `VIRQ_TIMER`) and idle.
+//!
+//! PV: the callback is registered by `set_callbacks` and entered with a PV frame; events are
+//! masked in `vcpu_info` (this platform's interrupt enable/disable) and idle is
+//! `SCHEDOP_block`. PVH: the callback is an IDT vector (`HVM_PARAM_CALLBACK_IRQ`, type vector),
+//! which Xen injects while `evtchn_upcall_pending` is set and RFLAGS.IF allows it; events are
+//! masked by `cli` and idle is `sti; hlt` (never `hlt` with interrupts off: on Xen HVM that is
+//! a clean power-off).
 //!
 //! The scan and the handler table are `xen_services::event` (host-tested); this module is the
-//! PV glue: the entry stub, the shared info bitmaps and the hypercalls.
+//! glue: the entry stubs, the shared info bitmaps and the hypercalls.
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
 use xen_services::event::{EventBits, EventChannel, Handler, Handlers};
@@ -18,6 +24,7 @@ static READY: AtomicBool = AtomicBool::new(false);
 /// Set by the timer VIRQ's handler, taken by the upcall.
 static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
 
+#[cfg(not(feature = "pvh"))]
 core::arch::global_asm!(
     r#"
     .section .text.xen_events, "ax", @progbits
@@ -67,9 +74,59 @@ xen_failsafe_callback:
     options(att_syntax)
 );
 
+/// The vector Xen injects for events on PVH (`HVM_PARAM_CALLBACK_IRQ`, type vector).
+#[cfg(feature = "pvh")]
+pub const CALLBACK_VECTOR: u8 = 0xf3;
+
+// The PVH callback vector's entry: interrupts masked (interrupt gate), on the interrupted
+// code's stack; saves every caller-saved register (soft-float: no vector state) and calls the
+// upcall, which may switch threads before it returns. No EOI: Xen's callback vector does not
+// go through the local APIC, it is raised while `evtchn_upcall_pending` is set.
+#[cfg(feature = "pvh")]
+core::arch::global_asm!(
+    r#"
+    .section .text.xen_events, "ax", @progbits
+    .global xen_pvh_callback_entry
+xen_pvh_callback_entry:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %rbx
+    mov %rsp, %rbx
+    and $-16, %rsp
+    cld
+    call xen_upcall
+    mov %rbx, %rsp
+    pop %rbx
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+"#,
+    options(att_syntax)
+);
+
+#[cfg(not(feature = "pvh"))]
 unsafe extern "C" {
     static xen_event_callback: u8;
     static xen_failsafe_callback: u8;
+}
+
+#[cfg(feature = "pvh")]
+unsafe extern "C" {
+    static xen_pvh_callback_entry: u8;
 }
 
 fn vcpu() -> &'static xen_sys::vcpu_info {
@@ -185,6 +242,7 @@ fn defer_timer() {
     pending_byte().store(1, Ordering::Release);
 }
 
+#[cfg(not(feature = "pvh"))]
 #[unsafe(no_mangle)]
 extern "C" fn xen_failsafe() -> ! {
     log::error!("Xen failsafe callback: could not return to the guest");
@@ -192,11 +250,26 @@ extern "C" fn xen_failsafe() -> ! {
 }
 
 /// Masks events; returns whether they were enabled.
+#[cfg(not(feature = "pvh"))]
 pub fn disable() -> bool {
     mask_byte().swap(1, Ordering::AcqRel) == 0
 }
 
+/// Masks events (`cli`: the callback vector is an interrupt); returns whether they were
+/// enabled.
+#[cfg(feature = "pvh")]
+pub fn disable() -> bool {
+    arch_x86_64::cpu::interrupts_disable()
+}
+
+/// Unmasks events (`sti`); Xen injects the callback vector if one is pending.
+#[cfg(feature = "pvh")]
+pub fn enable() {
+    arch_x86_64::cpu::interrupts_enable();
+}
+
 /// Unmasks events, delivering any that arrived while masked.
+#[cfg(not(feature = "pvh"))]
 pub fn enable() {
     mask_byte().store(0, Ordering::Release);
     compiler_fence(Ordering::SeqCst);
@@ -243,6 +316,7 @@ fn on_timer(_port: EventChannel, _ctx: usize) {
 }
 
 /// Registers the event and failsafe callbacks, binds the timer VIRQ, and enables events.
+#[cfg(not(feature = "pvh"))]
 pub fn init() {
     let event = (&raw const xen_event_callback) as u64;
     let failsafe = (&raw const xen_failsafe_callback) as u64;
@@ -255,6 +329,31 @@ pub fn init() {
         log::warn!("set_callbacks failed ({rc}): no events");
         return;
     }
+    bind_timer();
+}
+
+/// Points the callback vector's IDT gate at our entry, asks Xen for that vector
+/// (`HVM_PARAM_CALLBACK_IRQ`, type vector, in bits 63..56), binds the timer VIRQ, and enables
+/// events. Needs the shared info page (mapped by `init`) and the IDT (`init_cpu`).
+#[cfg(feature = "pvh")]
+pub fn init() {
+    if !crate::time::shared_info_mapped() {
+        log::warn!("no shared info: no events, sleeping will poll");
+        return;
+    }
+    let entry = (&raw const xen_pvh_callback_entry) as u64;
+    // SAFETY: the entry above saves every caller-saved register and returns by iretq.
+    unsafe { arch_x86_64::cpu::set_interrupt_gate(CALLBACK_VECTOR, entry) };
+    let via = u64::from(xen_sys::HVM_PARAM_CALLBACK_TYPE_VECTOR) << 56 | u64::from(CALLBACK_VECTOR);
+    if let Err(rc) = crate::pvh::set_hvm_param(xen_sys::HVM_PARAM_CALLBACK_IRQ, via) {
+        log::warn!("setting the event callback vector failed ({rc}): no events");
+        return;
+    }
+    bind_timer();
+}
+
+/// Binds the timer VIRQ to its handler, marks events ready and enables them.
+fn bind_timer() {
     let mut virq = xen_sys::evtchn_bind_virq {
         virq: xen_sys::VIRQ_TIMER,
         vcpu: 0,
@@ -291,9 +390,18 @@ pub fn set_timer(deadline_ns: u64) {
     unsafe { crate::hypercall::hypercall2(xen_sys::__HYPERVISOR_set_timer_op, deadline_ns, 0) };
 }
 
+/// Idles until an event arrives: `sti; hlt` (atomic by the `sti` shadow, so an event that
+/// arrived after the caller's last check wakes the `hlt`). Call with events masked; returns with
+/// them enabled (the upcall has run).
+#[cfg(feature = "pvh")]
+pub fn block() {
+    arch_x86_64::cpu::enable_interrupts_and_halt();
+}
+
 /// Idles until an event arrives: `SCHEDOP_block` unmasks events and blocks unless one is
 /// pending, atomically, so an event that arrives after the caller's last check is not lost.
 /// Call with events masked; returns with them enabled (the upcall has run).
+#[cfg(not(feature = "pvh"))]
 pub fn block() {
     // SAFETY: SCHEDOP_block takes no argument; it unmasks events and waits for one.
     unsafe { crate::hypercall::sched_op(xen_sys::SCHEDOP_block, core::ptr::null()) };

@@ -11,17 +11,15 @@
 //!   memory model (page tables updated by `mmu_update`: all free RAM mapped, the image W^X).
 //! - [`console`]: the console ring, as this platform's console device.
 //! - [`time`]: the shared info page, the PV clock and the wall clock.
-//! - [`events`] (PV): the event upcall with masking in `vcpu_info`, handlers per port, the
-//!   one-shot timer (its VIRQ calls the kernel's timer hook at the end of the upcall) and idle
-//!   by `SCHEDOP_block`.
+//! - [`events`]: the event upcall (PV: masking in `vcpu_info`, idle by `SCHEDOP_block`; PVH:
+//!   the HVM callback vector, `cli`/`sti`, idle by `sti; hlt`), handlers per port, the one-shot
+//!   timer (its VIRQ calls the kernel's timer hook at the end of the upcall).
 //! - [`xenstore`] (PV): XenStore over its ring (the client is `xen_services::xenstore`).
 //! - [`grant`] (PV): the grant table (set up by `GNTTABOP_setup_table`, bookkeeping in
 //!   `xen_services::grant`).
 //! - Power-off and crash by `SCHEDOP_shutdown`.
 //!
-//! PVH has no event channel delivery yet (no HVM callback vector): its `set_timer` returns
-//! false (the kernel polls the PV clock), `idle` yields the vCPU, and XenStore and grants are
-//! PV only.
+//! XenStore and grants are PV only for now.
 //!
 //! Written by hand against the Xen public headers (bindings in `xen-sys`): no published crate
 //! covers a PV guest's boot and memory model.
@@ -33,7 +31,6 @@
 pub mod console;
 #[cfg(not(feature = "pvh"))]
 pub mod entry;
-#[cfg(not(feature = "pvh"))]
 pub mod events;
 #[cfg(not(feature = "pvh"))]
 pub mod grant;

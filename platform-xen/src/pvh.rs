@@ -17,8 +17,8 @@
 //! - `map_memory`: the arch crate's W^X tables, then the hypercall page made executable (it is
 //!   a page of the image's data).
 //!
-//! Not yet: event channel delivery (the HVM callback vector), so there is no timer interrupt:
-//! `set_timer` returns false and the kernel polls; `idle` yields the vCPU.
+//! - `init_cpu`: the arch crate's IDT, then events (`events.rs`): the HVM callback vector
+//!   (`HVM_PARAM_CALLBACK_IRQ`), the timer VIRQ; masking is `cli`/`sti`, idle `sti; hlt`.
 //!
 //! Beware: `cli; hlt` on Xen HVM/PVH is a silent *clean* power-off (reason 0). Every exit goes
 //! through `SCHEDOP_shutdown` (`Xen::exit`), a crash with `SHUTDOWN_crash`.
@@ -145,6 +145,26 @@ fn hvm_param(index: u32) -> Option<u64> {
     (rc == 0).then_some(param.value)
 }
 
+/// `HVMOP_set_param` for this domain; `Err` is Xen's error code.
+pub(crate) fn set_hvm_param(index: u32, value: u64) -> Result<(), i64> {
+    let mut param = xen_sys::xen_hvm_param {
+        domid: xen_sys::DOMID_SELF,
+        pad: 0,
+        index,
+        value,
+    };
+    // SAFETY: a live xen_hvm_param for the call; the callers set params whose effect they
+    // are ready for (the event callback vector once its IDT gate is in place).
+    let rc = unsafe {
+        crate::hypercall::hypercall2(
+            xen_sys::__HYPERVISOR_hvm_op,
+            u64::from(xen_sys::HVMOP_set_param),
+            (&raw mut param) as u64,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(rc) }
+}
+
 /// Maps the page at `addr` into the boot page tables (identity, first GiB) when it is above
 /// them: one 2 MiB entry, read-write, no-execute, in a page directory of our own for its GiB.
 /// Returns whether the page is mapped.
@@ -222,6 +242,7 @@ pub fn init(_boot: &BootInfo) -> DeviceMemory {
 
 pub fn init_cpu() {
     arch_x86_64::cpu::init();
+    crate::events::init();
 }
 
 pub fn map_memory(
@@ -239,25 +260,31 @@ pub fn map_memory(
     Ok(bytes)
 }
 
-/// No timer interrupt yet (no event channel delivery on PVH): the kernel polls.
-pub fn set_timer(_deadline_ns: u64) -> bool {
-    false
-}
-
-pub fn interrupts_disable() -> bool {
-    arch_x86_64::cpu::interrupts_disable()
-}
-
-pub fn interrupts_restore(enabled: bool) {
-    if enabled {
-        arch_x86_64::cpu::interrupts_enable();
+/// The one-shot timer (`set_timer_op`, `VIRQ_TIMER` through the callback vector); false
+/// (the kernel polls) when events are not set up.
+pub fn set_timer(deadline_ns: u64) -> bool {
+    crate::events::ready() && {
+        crate::events::set_timer(deadline_ns);
+        true
     }
 }
 
-/// Polling idle: gives the vCPU back to Xen for a moment (never `hlt`: with interrupts off it
-/// is a silent power-off, and nothing would wake it with them on).
+pub fn interrupts_disable() -> bool {
+    crate::events::disable()
+}
+
+pub fn interrupts_restore(enabled: bool) {
+    crate::events::restore(enabled);
+}
+
+/// `sti; hlt` until an event when events work; otherwise a yield (polling). Never `hlt` with
+/// interrupts off: on Xen HVM that is a silent clean power-off.
 pub fn idle() {
-    crate::hypercall::yield_cpu();
+    if crate::events::ready() {
+        crate::events::block();
+    } else {
+        crate::hypercall::yield_cpu();
+    }
 }
 
 /// # Safety

@@ -67,6 +67,11 @@ pub fn map_shared_info() {
     }
 }
 
+/// Whether the shared info page is mapped.
+pub fn shared_info_mapped() -> bool {
+    MAPPED.load(Ordering::Acquire)
+}
+
 fn time_info() -> Option<&'static xen_sys::vcpu_time_info> {
     if !MAPPED.load(Ordering::Acquire) {
         return None;

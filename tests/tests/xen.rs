@@ -114,7 +114,7 @@ const GUESTS: &[Guest] = &[
     Guest::new("pvh-allocstress", "allocstress")
         .set(&["xen_guest=pvh", "allocator=talc"])
         .timeout_s(60),
-    // No timer interrupt on PVH yet: sleeps poll the PV clock.
+    // The timer on PVH: set_timer_op + VIRQ_TIMER through the HVM callback vector.
     Guest::new("pvh-timeprobe-sleep", "timeprobe")
         .set(&["xen_guest=pvh"])
         .args(&["sleep"]),
@@ -122,6 +122,13 @@ const GUESTS: &[Guest] = &[
         .set(&["xen_guest=pvh", "scheduler=coop"])
         .args(&["all"])
         .timeout_s(60),
+    Guest::new("pvh-threads-preempt", "threads")
+        .set(&["xen_guest=pvh", "scheduler=preempt"])
+        .args(&["all"])
+        .timeout_s(60),
+    Guest::new("pvh-timeprobe-wall", "timeprobe")
+        .set(&["xen_guest=pvh"])
+        .args(&["wall"]),
 ];
 
 /// A guest that ran.
@@ -465,7 +472,7 @@ fn pvh_allocstress_passes_on_talc() {
     line_with(ran, &["allocstress: ok"]);
 }
 
-/// Sleeps on PVH (polling the PV clock from shared info) are never early.
+/// Sleeps on PVH (the one-shot timer through the callback vector) are never early.
 #[test]
 fn pvh_timeprobe_sleeps_are_never_early() {
     let Some(ran) = guest("pvh-timeprobe-sleep") else {
@@ -483,6 +490,28 @@ fn pvh_coop_threads_pass() {
         "pvh-threads-coop",
         "hog: not preempted (coop, as documented)",
     );
+}
+
+/// Preemption needs the timer interrupt: on PVH, `VIRQ_TIMER` through the callback vector.
+#[test]
+fn pvh_preempt_threads_pass() {
+    threads_pass("pvh-threads-preempt", "hog: preempted");
+}
+
+/// The wall clock from shared info (placed by `XENMEM_add_to_physmap` on PVH).
+#[test]
+fn pvh_timeprobe_wall_clock_is_recent() {
+    let Some(ran) = guest("pvh-timeprobe-wall") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    let line = line_with(ran, &["wall clock: "]);
+    let seconds: u64 = line
+        .trim()
+        .trim_start_matches("wall clock: ")
+        .parse()
+        .unwrap_or_else(|e| panic!("bad wall clock line {line:?}: {e}\n{}", describe(ran)));
+    assert!(seconds >= 1_704_067_200, "{}", describe(ran));
 }
 
 /// The image is W^X on Xen too (the PV memory code rewrites Xen's initial mappings), and page 0

@@ -202,6 +202,25 @@ fn set_gate(vector: usize, stub: u64, ist: u64) {
     IDT.0[2 * vector + 1].store(stub >> 32, Ordering::Relaxed);
 }
 
+/// Points IDT gate `vector` at `stub`: an interrupt gate (interrupts masked on entry) on the
+/// interrupted code's stack, for a platform's own interrupt (Xen PVH's event callback vector).
+/// Call after [`init`]; `vector` must not be an exception vector (below 32) nor one [`init`]
+/// uses ([`TIMER_VECTOR`], [`SPURIOUS_VECTOR`], [`PIC_VECTORS`]).
+///
+/// # Safety
+/// `stub` is the address of an interrupt entry that preserves every register it does not own
+/// and returns by `iretq`.
+pub unsafe fn set_interrupt_gate(vector: u8, stub: u64) {
+    assert!(
+        vector >= 32
+            && vector != TIMER_VECTOR
+            && vector != SPURIOUS_VECTOR
+            && !PIC_VECTORS.contains(&vector),
+        "vector {vector:#x} is reserved"
+    );
+    set_gate(vector.into(), stub, 0);
+}
+
 /// Installs the TSS (with a separate stack for double faults, so that a boot-stack overflow into
 /// the guard page is reported instead of triple-faulting) and the IDT. Exceptions go to the
 /// kernel's `__stardust_exception`. Call once, on the boot CPU, before anything can fault.
