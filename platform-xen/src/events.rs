@@ -395,7 +395,13 @@ pub fn set_timer(deadline_ns: u64) {
 /// them enabled (the upcall has run).
 #[cfg(feature = "pvh")]
 pub fn block() {
-    arch_x86_64::cpu::enable_interrupts_and_halt();
+    if ready() {
+        arch_x86_64::cpu::enable_interrupts_and_halt();
+    } else {
+        // Nothing would wake a halted vCPU: enable, give the vCPU back for a moment.
+        enable();
+        crate::hypercall::yield_cpu();
+    }
 }
 
 /// Idles until an event arrives: `SCHEDOP_block` unmasks events and blocks unless one is

@@ -1,5 +1,5 @@
-//! Grant tables on a PV guest: the table frames from `GNTTABOP_setup_table`, mapped over pages
-//! of the image, and the bookkeeping of `xen_services::grant` (host-tested).
+//! Grant tables: the table frames (PV: from `GNTTABOP_setup_table`, mapped over pages of the
+//! image; PVH: placed at those pages' frames by `XENMEM_add_to_physmap`), and the bookkeeping of `xen_services::grant` (host-tested).
 //!
 //! Safety contract of a grant (see `xen_services::grant`): while a page is granted, the other
 //! domain may read it (and write it, unless read-only) at any time; the page must stay
@@ -20,7 +20,8 @@ type Table = GrantTable<SharedEntries<RawShared>, ENTRIES>;
 static TABLE: spin::Mutex<Option<Table>> = spin::Mutex::new(None);
 
 unsafe extern "C" {
-    /// `FRAMES` page-aligned pages of the image (entry.rs), remapped onto the table's frames.
+    /// `FRAMES` page-aligned pages of the image (entry.rs, pvh.rs), remapped onto the table's
+    /// frames.
     static xen_grant_frames: u8;
 }
 
@@ -34,7 +35,9 @@ impl core::fmt::Display for SetupError {
     }
 }
 
-fn setup() -> Result<Table, SetupError> {
+/// PV: the table's machine frames from `GNTTABOP_setup_table`, mapped over our pages.
+#[cfg(not(feature = "pvh"))]
+fn map_frames(base: u64) -> Result<(), SetupError> {
     let mut frames = [0u64; FRAMES];
     let mut op = xen_sys::gnttab_setup_table {
         dom: xen_sys::DOMID_SELF,
@@ -57,7 +60,6 @@ fn setup() -> Result<Table, SetupError> {
     if rc != 0 || op.status != 0 {
         return Err(SetupError(if rc != 0 { rc } else { i64::from(op.status) }));
     }
-    let base = (&raw const xen_grant_frames) as u64;
     for (i, mfn) in frames.iter().enumerate() {
         let va = base + i as u64 * 4096;
         // SAFETY: `va` is one of our reserved, page-aligned image pages (never used otherwise,
@@ -74,6 +76,40 @@ fn setup() -> Result<Table, SetupError> {
             return Err(SetupError(rc));
         }
     }
+    Ok(())
+}
+
+/// PVH: Xen puts the table's frames at our pages' guest frames (`XENMEM_add_to_physmap`,
+/// space `grant_table`; the table grows to the frames asked for).
+#[cfg(feature = "pvh")]
+fn map_frames(base: u64) -> Result<(), SetupError> {
+    for i in 0..FRAMES {
+        let mut xatp = xen_sys::xen_add_to_physmap {
+            domid: xen_sys::DOMID_SELF,
+            size: 0,
+            space: xen_sys::XENMAPSPACE_grant_table,
+            idx: i as u64,
+            gpfn: (base >> 12) + i as u64,
+        };
+        // SAFETY: a live xen_add_to_physmap; the target frame is one of our reserved,
+        // page-aligned image pages (identity-mapped), used for nothing else.
+        let rc = unsafe {
+            crate::hypercall::hypercall2(
+                xen_sys::__HYPERVISOR_memory_op,
+                u64::from(xen_sys::XENMEM_add_to_physmap),
+                (&raw mut xatp) as u64,
+            )
+        };
+        if rc != 0 {
+            return Err(SetupError(rc));
+        }
+    }
+    Ok(())
+}
+
+fn setup() -> Result<Table, SetupError> {
+    let base = (&raw const xen_grant_frames) as u64;
+    map_frames(base)?;
     // SAFETY: the FRAMES pages at `base` are mapped onto the grant table (above), shared only
     // with Xen, and accessed only through this one table.
     let mem = unsafe {
@@ -94,8 +130,16 @@ fn with<R>(f: impl FnOnce(&mut Table) -> R) -> Result<R, SetupError> {
 }
 
 /// The frame number another domain uses for the page at virtual address `va` (PV: its mfn).
+#[cfg(not(feature = "pvh"))]
 pub fn frame_of(va: u64) -> u64 {
     crate::memory::mfn_of_pfn(va >> 12)
+}
+
+/// The frame number another domain uses for the page at virtual address `va` (PVH: its guest
+/// frame; the kernel's tables are an identity map).
+#[cfg(feature = "pvh")]
+pub fn frame_of(va: u64) -> u64 {
+    va >> 12
 }
 
 /// Grants `domid` access to the page at `va` (read-only or read-write).

@@ -14,12 +14,11 @@
 //! - [`events`]: the event upcall (PV: masking in `vcpu_info`, idle by `SCHEDOP_block`; PVH:
 //!   the HVM callback vector, `cli`/`sti`, idle by `sti; hlt`), handlers per port, the one-shot
 //!   timer (its VIRQ calls the kernel's timer hook at the end of the upcall).
-//! - [`xenstore`] (PV): XenStore over its ring (the client is `xen_services::xenstore`).
-//! - [`grant`] (PV): the grant table (set up by `GNTTABOP_setup_table`, bookkeeping in
-//!   `xen_services::grant`).
+//! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
+//! - [`grant`]: the grant table (PV: `GNTTABOP_setup_table`; PVH: `XENMEM_add_to_physmap`;
+//!   bookkeeping in `xen_services::grant`).
 //! - Power-off and crash by `SCHEDOP_shutdown`.
 //!
-//! XenStore and grants are PV only for now.
 //!
 //! Written by hand against the Xen public headers (bindings in `xen-sys`): no published crate
 //! covers a PV guest's boot and memory model.
@@ -32,7 +31,6 @@ pub mod console;
 #[cfg(not(feature = "pvh"))]
 pub mod entry;
 pub mod events;
-#[cfg(not(feature = "pvh"))]
 pub mod grant;
 pub mod hypercall;
 #[cfg(not(feature = "pvh"))]
@@ -42,7 +40,6 @@ mod pv;
 #[cfg(feature = "pvh")]
 pub mod pvh;
 pub mod time;
-#[cfg(not(feature = "pvh"))]
 pub mod xenstore;
 
 #[cfg(not(feature = "pvh"))]

@@ -78,3 +78,12 @@ pub(crate) fn console_ring() -> Option<(u64, u32)> {
     // The ring page is one of the bootstrap pages, mapped at its pseudo-physical address.
     Some((crate::memory::pfn_of_mfn(mfn) << 12, port))
 }
+
+/// The XenStore ring's page (a bootstrap page, mapped) and event channel, from `start_info`.
+pub(crate) fn store_ring() -> (u64, u32) {
+    let si = crate::memory::start_info();
+    (
+        crate::memory::pfn_of_mfn(si.store_mfn) << 12,
+        si.store_evtchn,
+    )
+}

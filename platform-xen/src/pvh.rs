@@ -44,11 +44,16 @@ hypercall_page:
     .global xen_shared_info_page
 xen_shared_info_page:
     .skip 4096
+    /* Replaced by the grant table's frames (grant.rs). */
+    .global xen_grant_frames
+xen_grant_frames:
+    .skip 4096 * {grant_frames}
     /* A page directory for the boot tables' fourth GiB, where the console ring is. */
     .global xen_pvh_high_pd
 xen_pvh_high_pd:
     .skip 4096
-"#
+"#,
+    grant_frames = const crate::grant::FRAMES,
 );
 
 unsafe extern "C" {
@@ -61,6 +66,9 @@ static XEN: spin::Once<Option<XenCpuid>> = spin::Once::new();
 /// The console ring's guest-physical page (0 = none) and event channel.
 static CONSOLE_PAGE: AtomicU64 = AtomicU64::new(0);
 static CONSOLE_PORT: AtomicU32 = AtomicU32::new(0);
+/// The XenStore ring's guest-physical page (0 = none) and event channel (found at `init`).
+static STORE_PAGE: AtomicU64 = AtomicU64::new(0);
+static STORE_PORT: AtomicU32 = AtomicU32::new(0);
 
 fn cpuid(leaf: u32) -> detect::Regs {
     // SAFETY: CPUID is available on every x86_64 CPU; leaves beyond the maximum are harmless.
@@ -210,6 +218,15 @@ pub(crate) fn console_ring() -> Option<(u64, u32)> {
     (page != 0).then(|| (page, CONSOLE_PORT.load(Ordering::Relaxed)))
 }
 
+/// The XenStore ring's page (mapped by the kernel as device memory; 0 when Xen gave none) and
+/// event channel, from the HVM params.
+pub(crate) fn store_ring() -> (u64, u32) {
+    (
+        STORE_PAGE.load(Ordering::Relaxed),
+        STORE_PORT.load(Ordering::Relaxed),
+    )
+}
+
 /// Xen's CPUID leaves (base, version, hypercall MSR).
 pub fn xen_cpuid() -> Option<XenCpuid> {
     setup()
@@ -231,11 +248,21 @@ pub fn init(_boot: &BootInfo) -> DeviceMemory {
         );
     }
     crate::time::map_shared_info();
+    if let (Some(pfn), Some(port)) = (
+        hvm_param(xen_sys::HVM_PARAM_STORE_PFN),
+        hvm_param(xen_sys::HVM_PARAM_STORE_EVTCHN),
+    ) && pfn != 0
+    {
+        STORE_PORT.store(port as u32, Ordering::Relaxed);
+        STORE_PAGE.store(pfn << 12, Ordering::Relaxed);
+    }
+    // The shared pages outside RAM (just below 4 GiB), for the kernel's tables. Cannot fail:
+    // two pushes on an empty list.
     let mut devices = DeviceMemory::new();
-    let console = CONSOLE_PAGE.load(Ordering::Relaxed);
-    if console != 0 {
-        // Cannot fail: the list is empty before this push.
-        let _ = devices.push(Range::new(console, console + platform::PAGE_SIZE));
+    for page in [&CONSOLE_PAGE, &STORE_PAGE].map(|p| p.load(Ordering::Relaxed)) {
+        if page != 0 {
+            let _ = devices.push(Range::new(page, page + platform::PAGE_SIZE));
+        }
     }
     devices
 }

@@ -1,4 +1,5 @@
-//! XenStore on a PV guest: the ring page and event channel from `start_info`, the client from
+//! XenStore: the ring page and event channel from `start_info` (PV) or the HVM params (PVH),
+//! the client from
 //! `xen_services::xenstore` (wire format, request ids, errors: host-tested), and waiting for
 //! xenstored by blocking on events with a timeout.
 
@@ -51,14 +52,14 @@ impl Wait for StoreWait {
 pub fn with<R>(f: impl FnOnce(&mut XenStore<RawShared>, &mut StoreWait) -> R) -> R {
     let mut store = STORE.lock();
     let client = store.get_or_insert_with(|| {
-        let si = crate::memory::start_info();
-        let page = crate::memory::pfn_of_mfn(si.store_mfn) << 12;
-        PORT.store(si.store_evtchn, Ordering::Relaxed);
-        // SAFETY: the XenStore ring is a bootstrap page Xen mapped for us at its
-        // pseudo-physical address, kept reserved (never handed out), shared only with
-        // xenstored and touched only through this one client.
-        let shared =
-            unsafe { RawShared::new(NonNull::new(page as *mut u8).expect("mapped"), 4096) };
+        let (page, port) = crate::mode::store_ring();
+        PORT.store(port, Ordering::Relaxed);
+        let page = NonNull::new(page as *mut u8).expect("no XenStore ring page from Xen");
+        // SAFETY: the XenStore ring is a page Xen set up for us and the platform mapped (PV: a
+        // bootstrap page at its pseudo-physical address, kept reserved; PVH: a page outside
+        // RAM, returned as device memory at init), shared only with xenstored and touched only
+        // through this one client.
+        let shared = unsafe { RawShared::new(page, 4096) };
         XenStore::new(shared)
     });
     let port = PORT.load(Ordering::Relaxed);

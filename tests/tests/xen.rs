@@ -129,6 +129,11 @@ const GUESTS: &[Guest] = &[
     Guest::new("pvh-timeprobe-wall", "timeprobe")
         .set(&["xen_guest=pvh"])
         .args(&["wall"]),
+    // XenStore (ring from HVM_PARAM_STORE_PFN), watches, transactions, a grant copy.
+    Guest::new("pvh-xenprobe", "xenprobe")
+        .set(&["xen_guest=pvh"])
+        .optional()
+        .timeout_s(60),
 ];
 
 /// A guest that ran.
@@ -580,7 +585,16 @@ fn allocstress_passes_on_talc() {
 
 #[test]
 fn xenprobe_reads_its_name_and_domid_and_passes() {
-    let Some(ran) = guest("xenprobe") else {
+    xenprobe_passes("xenprobe");
+}
+
+#[test]
+fn pvh_xenprobe_reads_its_name_and_domid_and_passes() {
+    xenprobe_passes("pvh-xenprobe");
+}
+
+fn xenprobe_passes(name: &str) {
+    let Some(ran) = guest(name) else {
         return;
     };
     assert_ended(ran, Shutdown::Poweroff, 0);

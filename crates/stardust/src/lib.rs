@@ -49,9 +49,8 @@ pub fn heap_stats() -> Option<HeapStats> {
     kernel::heap_stats()
 }
 
-/// Xen services, in images built for Xen PV guests (`platform = "xen"`; not yet for
-/// `xen_guest = "pvh"`, which has no event channels yet).
-#[cfg(all(feature = "platform-xen", not(feature = "xen_guest_pvh")))]
+/// Xen services, in images built for Xen (`platform = "xen"`, PV or PVH).
+#[cfg(feature = "platform-xen")]
 pub mod xen {
     pub use kernel::xen::{grant, xenstore};
 }
