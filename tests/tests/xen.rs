@@ -129,6 +129,15 @@ const GUESTS: &[Guest] = &[
     Guest::new("pvh-timeprobe-wall", "timeprobe")
         .set(&["xen_guest=pvh"])
         .args(&["wall"]),
+    Guest::new("pvh-pagefault", "faults")
+        .set(&["xen_guest=pvh"])
+        .args(&["pagefault"]),
+    Guest::new("pvh-write-text", "faults")
+        .set(&["xen_guest=pvh"])
+        .args(&["write-text"]),
+    Guest::new("pvh-exec-data", "faults")
+        .set(&["xen_guest=pvh"])
+        .args(&["exec-data"]),
     // XenStore (ring from HVM_PARAM_STORE_PFN), watches, transactions, a grant copy.
     Guest::new("pvh-xenprobe", "xenprobe")
         .set(&["xen_guest=pvh"])
@@ -466,6 +475,25 @@ fn pvh_panic_crashes_with_the_panic_line() {
     assert_ended(ran, Shutdown::Crash, 101);
     line_with(ran, &["PANIC: ", "panicked at ", "deliberate panic"]);
     line_with(ran, &["xen: exit status 101"]);
+}
+
+/// CPU exceptions on PVH go through the native IDT to the kernel's report (status 102, a
+/// crash), and the image is W^X under the kernel's own page tables.
+#[test]
+fn pvh_exceptions_are_reported_and_the_image_is_w_xor_x() {
+    for (name, needle) in [
+        ("pvh-pagefault", "page not present on read"),
+        ("pvh-write-text", "protection violation on write"),
+        ("pvh-exec-data", "protection violation on instruction fetch"),
+    ] {
+        let Some(ran) = guest(name) else {
+            return;
+        };
+        assert_ended(ran, Shutdown::Crash, 102);
+        line_with(ran, &["EXCEPTION: ", "#PF"]);
+        line_with(ran, &[needle]);
+        line_with(ran, &["xen: exit status 102"]);
+    }
 }
 
 #[test]
