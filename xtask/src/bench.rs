@@ -406,13 +406,24 @@ fn bench_xen(
         return Ok(());
     }
     let mut targets = Vec::new();
-    for (profile, app) in pairs {
+    // Every profile as a PV guest and as a PVH guest (unless it chose its mode itself).
+    let modes: [Option<&str>; 2] = [None, Some("xen_guest=pvh")];
+    for ((profile, app), mode) in pairs
+        .iter()
+        .flat_map(|pair| modes.iter().map(move |m| (pair, *m)))
+    {
         let declared = profile.platform == XEN;
-        let on_xen = if declared {
+        if mode.is_some()
+            && (profile.xen_pvh() || opts.overrides.iter().any(|s| s.contains("xen_guest")))
+        {
+            continue;
+        }
+        let on_xen = if declared && mode.is_none() {
             Ok((*profile).clone())
         } else {
             let mut sets = opts.overrides.clone();
             sets.push(format!("platform={XEN}"));
+            sets.extend(mode.map(str::to_string));
             ws.load_profile(&profile.name, &sets)
         };
         let built = on_xen.and_then(|p| images.get(ws, app, &p).map(|i| (p, i)));
@@ -424,6 +435,7 @@ fn bench_xen(
                 elf: image.elf,
                 memory: p.settings.memory,
                 declared,
+                guest_type: crate::xenlab_run::guest_type(&p),
             }),
             Err(e) => report.skipped.push(format!(
                 "{app} [{}] on Xen: {}",

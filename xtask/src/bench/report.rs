@@ -301,12 +301,13 @@ impl Report {
             let _ = writeln!(
                 s,
                 "\n### On Xen\n\n{}. Milliseconds from `xl create` (dom0 polls every 50 ms), median [interquartile range], \
-                 interleaved with the lab's reference PV guest (`pvhello`, which prints one line and powers off); reported, not budget-checked.\n",
+                 interleaved with the lab's reference guest of the same type (PV images: `pvhello`; PVH images, `xen_guest-pvh`: \
+                 the 32-bit PVH probe `pvhhello`; each prints one line and powers off); reported, not budget-checked.\n",
                 self.xen_lab.as_deref().unwrap_or("The Xen lab")
             );
             let _ = writeln!(
                 s,
-                "| profile | app | first line | shutdown | pvhello: first line | pvhello: shutdown | ratio first line | ratio shutdown | entry → main |\n\
+                "| profile | app | first line | shutdown | reference: first line | reference: shutdown | ratio first line | ratio shutdown | entry → main |\n\
                  | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
             );
             for r in &self.xen_boot {

@@ -26,7 +26,7 @@ use super::memory::MemoryResult;
 use crate::error::Result;
 use crate::profile::PLATFORM;
 use crate::workspace::Workspace;
-use crate::xenlab::{self, BatchOptions, GuestResult, GuestSpec, Lab, RefGuest};
+use crate::xenlab::{self, BatchOptions, GuestResult, GuestSpec, GuestType, Lab, RefGuest};
 
 /// The machine name Xen results carry.
 pub const MACHINE: &str = "xen-lab PV";
@@ -100,6 +100,8 @@ pub struct Target {
     /// The profile itself (or the user's `--set`) says `platform = "xen"`: failures are errors.
     /// Otherwise the bench put the profile on Xen, and failures are only reported.
     pub declared: bool,
+    /// PV or PVH (`xen_guest`); a PVH image's boot reference is the lab's PVH probe guest.
+    pub guest_type: GuestType,
 }
 
 /// What to run for every target.
@@ -176,9 +178,14 @@ enum Role {
 fn guests_of(lab: &Lab, index: usize, t: &Target, work: Work) -> Vec<(Role, GuestSpec)> {
     let mb = (t.memory >> 20).clamp(1, 1024) as u32;
     let name = format!("{}/{}", t.profile, t.app);
-    let reference = || GuestSpec::reference(lab, RefGuest::PvHello).timeout(BOOT_TIMEOUT);
+    let reference_guest = match t.guest_type {
+        GuestType::Pv => RefGuest::PvHello,
+        GuestType::Pvh => RefGuest::PvhHello,
+    };
+    let reference = || GuestSpec::reference(lab, reference_guest).timeout(BOOT_TIMEOUT);
     let image = |what: String| {
         GuestSpec::new(format!("{name} {what}"), t.elf.clone())
+            .guest_type(t.guest_type)
             .memory_mb(mb)
             .timeout(BOOT_TIMEOUT)
     };
@@ -471,6 +478,7 @@ mod tests {
             memory: 4 << 20,
             image_end: 1_100_000,
             declared: false,
+            guest_type: GuestType::Pv,
         };
         let work = Work {
             boot_runs: Some(3),
@@ -511,6 +519,18 @@ mod tests {
             },
         );
         assert!(none.is_empty());
+        // A PVH image boots as PVH beside the lab's PVH reference guest.
+        let pvh = Target {
+            guest_type: GuestType::Pvh,
+            ..t.clone()
+        };
+        let g = guests_of(&lab, 1, &pvh, work);
+        assert_eq!(g[0].1.kernel, lab.reference(RefGuest::PvhHello));
+        assert!(
+            g.iter()
+                .all(|(role, spec)| matches!(role, Reference(_))
+                    || spec.guest_type == GuestType::Pvh)
+        );
     }
 
     #[test]
