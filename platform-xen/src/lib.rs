@@ -58,6 +58,12 @@ impl platform::Platform for Xen {
     type BootError = mode::BootError;
     type MapError = mode::MapError;
 
+    /// PVH: Xen's CPUID signature (a universal image runs the other platform without it). PV:
+    /// always (nothing else boots a PV image).
+    fn detect() -> bool {
+        mode::detect()
+    }
+
     fn boot_info(raw: u64) -> Result<BootInfo, Self::BootError> {
         mode::boot_info(raw)
     }

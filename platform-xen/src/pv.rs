@@ -6,6 +6,11 @@ use platform::{BootInfo, DeviceMemory, FreeMemory};
 
 pub use crate::memory::{BootError, MapError};
 
+/// Only Xen boots a PV image.
+pub fn detect() -> bool {
+    true
+}
+
 pub fn boot_info(raw: u64) -> Result<BootInfo, BootError> {
     crate::memory::boot_info(raw)
 }

@@ -109,6 +109,12 @@ fn setup() -> Option<XenCpuid> {
     })
 }
 
+/// Whether the hypervisor is Xen (its CPUID signature); changes nothing.
+pub fn detect() -> bool {
+    XEN.get()
+        .map_or_else(|| detect::detect(cpuid).is_ok(), Option::is_some)
+}
+
 /// Reports that this PVH image runs on something other than Xen, on COM1 and port 0xe9, and
 /// ends the guest: QEMU's isa-debug-exit (status 103, bad configuration), else a triple fault.
 fn not_xen(not: &NotXen) -> ! {

@@ -90,6 +90,8 @@ impl ProfileArgs {
 enum PlatformArg {
     Kvm,
     Xen,
+    /// One image for both (finds out at boot); `run` boots it on QEMU.
+    Pvh,
 }
 
 impl PlatformArg {
@@ -97,6 +99,7 @@ impl PlatformArg {
         match self {
             PlatformArg::Kvm => "kvm",
             PlatformArg::Xen => "xen",
+            PlatformArg::Pvh => "pvh",
         }
     }
 }
@@ -391,6 +394,12 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     if let Some(app) = &args.app {
         ws.check_app(app)?;
     }
+    // A prebuilt image: checked first (a missing file, not an ELF, no entry this platform
+    // boots), and on Xen its own notes say PV or PVH.
+    let prebuilt = match &args.image {
+        Some(file) => Some(check_image(file, &profile)?),
+        None => None,
+    };
     let qemu_bin = setup::ensure_qemu()?;
     if profile.platform == "xen" {
         check_xen_run_args(&args)?;
@@ -402,9 +411,6 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     }
     let (elf, debug) = match (&args.image, &args.app) {
         (Some(file), _) => {
-            if !file.is_file() {
-                bail!("--image {}: no such file", file.display());
-            }
             let debug = file.with_extension("debug");
             (
                 file.clone(),
@@ -429,7 +435,7 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         );
     }
     if profile.platform == "xen" {
-        return run_xen(&args, &profile, elf);
+        return run_xen(&args, &profile, elf, prebuilt.flatten());
     }
     let mut cfg = QemuConfig::new(qemu_bin, elf, &profile);
     args.qemu.apply(&mut cfg)?;
@@ -464,6 +470,36 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(boot.outcome.exit_code().clamp(0, 255) as u8))
 }
 
+/// Checks a prebuilt image for `run --image` on the profile's platform: it exists, is an ELF,
+/// and has an entry that platform boots (QEMU: the PVH note; Xen: the PVH or the PV note).
+/// Returns the Xen guest type it boots as (`None` off Xen).
+fn check_image(
+    file: &std::path::Path,
+    profile: &xtask::profile::Profile,
+) -> Result<Option<xenlab::GuestType>> {
+    if !file.is_file() {
+        bail!("--image {}: no such file", file.display());
+    }
+    let bytes =
+        std::fs::read(file).map_err(|e| Error::new(format!("--image {}: {e}", file.display())))?;
+    let notes = xtask::strip::note_types(&bytes, "Xen")
+        .map_err(|e| Error::new(format!("--image {}: {e}", file.display())))?;
+    if profile.platform == "xen" {
+        let guest = xenlab_run::guest_type_of_image(&bytes)
+            .map_err(|e| Error::new(format!("--image {}: {e}", file.display())))?;
+        return Ok(Some(guest));
+    }
+    // XEN_ELFNOTE_PHYS32_ENTRY: the PVH entry QEMU's -kernel boots.
+    if !notes.contains(&18) {
+        bail!(
+            "--image {}: no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): QEMU cannot boot it \
+             (a Xen PV image? run it with --platform xen)",
+            file.display()
+        );
+    }
+    Ok(None)
+}
+
 /// The options that only mean something to QEMU on the KVM platform.
 fn check_xen_run_args(args: &RunArgs) -> Result<()> {
     let qemu_only = [
@@ -481,13 +517,18 @@ fn check_xen_run_args(args: &RunArgs) -> Result<()> {
 }
 
 /// `run` on platform xen: the image as the only guest of one lab boot (see xenlab_run.rs).
-fn run_xen(args: &RunArgs, profile: &xtask::profile::Profile, elf: PathBuf) -> Result<ExitCode> {
+fn run_xen(
+    args: &RunArgs,
+    profile: &xtask::profile::Profile,
+    elf: PathBuf,
+    guest_type: Option<xenlab::GuestType>,
+) -> Result<ExitCode> {
     let timeout = args.qemu.timeout(Some(xenlab::DEFAULT_GUEST_TIMEOUT))?;
     let timeout = timeout.unwrap_or(xenlab::DEFAULT_GUEST_TIMEOUT);
     let name = elf
         .file_name()
         .map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
-    let spec = xenlab_run::guest_spec(
+    let mut spec = xenlab_run::guest_spec(
         &name,
         elf,
         profile,
@@ -496,6 +537,11 @@ fn run_xen(args: &RunArgs, profile: &xtask::profile::Profile, elf: PathBuf) -> R
         // xl counts whole seconds.
         Duration::from_secs(timeout.as_secs_f64().ceil().max(1.0) as u64),
     );
+    // A prebuilt image boots as what its notes say (a universal image: PVH), whatever the
+    // profile's `xen_guest`.
+    if let Some(guest_type) = guest_type {
+        spec.guest_type = guest_type;
+    }
     eprintln!(
         "xtask: Xen {} guest {} ({} MiB, command line {:?}, time limit {} s)",
         spec.guest_type.name().to_uppercase(),

@@ -332,8 +332,12 @@ fn sanitize(s: &str) -> String {
 }
 
 /// The consoles each platform has, its default first. A platform missing here takes any console.
-pub const PLATFORM_CONSOLES: &[(&str, &str)] =
-    &[("kvm", "serial"), ("kvm", "debugcon"), ("xen", "xen")];
+pub const PLATFORM_CONSOLES: &[(&str, &str)] = &[
+    ("kvm", "serial"),
+    ("kvm", "debugcon"),
+    ("xen", "xen"),
+    ("pvh", "auto"),
+];
 
 /// The default console of `platform`.
 pub fn default_console(platform: &str) -> Option<&'static str> {

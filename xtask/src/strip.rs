@@ -80,6 +80,38 @@ pub fn load_end(elf: &[u8]) -> Result<u64> {
     Ok(end)
 }
 
+/// The types of the ELF notes named `name` in the image's `PT_NOTE` segments (e.g. `Xen`: type
+/// 18 is `XEN_ELFNOTE_PHYS32_ENTRY`, the PVH entry; type 1 `XEN_ELFNOTE_ENTRY`, the PV one).
+pub fn note_types(elf: &[u8], name: &str) -> Result<Vec<u32>> {
+    check_header(elf)?;
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let mut types = Vec::new();
+    for (p_type, off, filesz) in segments(elf)? {
+        if p_type != 4 {
+            continue;
+        }
+        let seg = &elf[off as usize..(off + filesz) as usize];
+        let mut at = 0;
+        while at + 12 <= seg.len() {
+            let namesz = u32_at(seg, at) as usize;
+            let descsz = u32_at(seg, at + 4) as usize;
+            let kind = u32_at(seg, at + 8);
+            let name_at = at + 12;
+            let desc_at = name_at + namesz.div_ceil(4) * 4;
+            let next = desc_at + descsz.div_ceil(4) * 4;
+            if next > seg.len() {
+                bail!("ELF note at segment offset {at:#x} runs past its segment");
+            }
+            let note_name = &seg[name_at..name_at + namesz];
+            if note_name.strip_suffix(b"\0").unwrap_or(note_name) == name.as_bytes() {
+                types.push(kind);
+            }
+            at = next;
+        }
+    }
+    Ok(types)
+}
+
 /// Strips a little-endian ELF64 executable (see the module docs). Pure: bytes in, bytes out.
 pub fn strip_elf(elf: &[u8]) -> Result<Vec<u8>> {
     check_header(elf)?;

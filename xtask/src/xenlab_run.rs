@@ -231,6 +231,26 @@ pub fn guest_type(profile: &Profile) -> GuestType {
     }
 }
 
+/// The Xen guest type a prebuilt image boots as (`run --image`): PVH when it has the PVH entry
+/// note (`XEN_ELFNOTE_PHYS32_ENTRY`, type 18: a Xen PVH or a universal `platform = "pvh"`
+/// image), PV when it has only the PV entry (`XEN_ELFNOTE_ENTRY`, type 1). `Err` for a file
+/// that is not an ELF or that Xen cannot boot.
+pub fn guest_type_of_image(elf: &[u8]) -> Result<GuestType> {
+    const XEN_ELFNOTE_ENTRY: u32 = 1;
+    const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+    let notes = crate::strip::note_types(elf, "Xen")?;
+    if notes.contains(&XEN_ELFNOTE_PHYS32_ENTRY) {
+        Ok(GuestType::Pvh)
+    } else if notes.contains(&XEN_ELFNOTE_ENTRY) {
+        Ok(GuestType::Pv)
+    } else {
+        Err(Error::new(
+            "the image has no Xen entry note (neither XEN_ELFNOTE_PHYS32_ENTRY nor \
+             XEN_ELFNOTE_ENTRY): Xen cannot boot it",
+        ))
+    }
+}
+
 /// What [`run`] found.
 #[derive(Debug, Clone)]
 pub struct XenRun {

@@ -3,29 +3,45 @@
 
 use crate::heap_glue::KernelHeap;
 
-#[cfg(not(any(feature = "platform-kvm", feature = "platform-xen")))]
+#[cfg(not(any(
+    feature = "platform-kvm",
+    feature = "platform-xen",
+    feature = "platform-pvh"
+)))]
 compile_error!(
     "no platform selected: build with `cargo xtask build APP --profile P`, or enable one of the \
-     `stardust` features platform-kvm, platform-xen (see `cargo xtask build --print-cargo`)"
+     `stardust` features platform-kvm, platform-xen, platform-pvh (see `cargo xtask build \
+     --print-cargo`)"
 );
-#[cfg(all(feature = "platform-kvm", feature = "platform-xen"))]
-compile_error!("two platforms selected: enable exactly one of platform-kvm, platform-xen");
+#[cfg(any(
+    all(feature = "platform-kvm", feature = "platform-xen"),
+    all(feature = "platform-kvm", feature = "platform-pvh"),
+    all(feature = "platform-xen", feature = "platform-pvh"),
+))]
+compile_error!(
+    "two platforms selected: enable exactly one of platform-kvm, platform-xen, platform-pvh"
+);
 #[cfg(not(any(
     feature = "console-serial",
     feature = "console-debugcon",
-    feature = "console-xen"
+    feature = "console-xen",
+    feature = "console-auto"
 )))]
 compile_error!(
     "no console selected: enable one of stardust/console-serial, stardust/console-debugcon, \
-     stardust/console-xen"
+     stardust/console-xen, stardust/console-auto"
 );
 #[cfg(any(
     all(feature = "console-serial", feature = "console-debugcon"),
     all(feature = "console-serial", feature = "console-xen"),
+    all(feature = "console-serial", feature = "console-auto"),
     all(feature = "console-debugcon", feature = "console-xen"),
+    all(feature = "console-debugcon", feature = "console-auto"),
+    all(feature = "console-xen", feature = "console-auto"),
 ))]
 compile_error!(
-    "two consoles selected: enable exactly one of console-serial, console-debugcon, console-xen"
+    "two consoles selected: enable exactly one of console-serial, console-debugcon, \
+     console-xen, console-auto"
 );
 #[cfg(all(
     feature = "platform-kvm",
@@ -33,9 +49,18 @@ compile_error!(
 ))]
 compile_error!("platform kvm has the consoles `serial` and `debugcon`");
 #[cfg(all(feature = "xen_guest_pvh", not(feature = "platform-xen")))]
-compile_error!("xen_guest_pvh is a mode of platform xen: enable platform-xen too");
+compile_error!(
+    "xen_guest_pvh is a mode of platform xen: enable platform-xen too (platform-pvh is always \
+     a PVH guest on Xen)"
+);
 #[cfg(all(feature = "platform-xen", not(feature = "console-xen")))]
 compile_error!("platform xen has one console: `xen` (the PV console ring)");
+#[cfg(all(feature = "platform-pvh", not(feature = "console-auto")))]
+compile_error!(
+    "platform pvh has one console: `auto` (COM1 on a KVM-class monitor, the console ring on Xen)"
+);
+#[cfg(all(feature = "console-auto", not(feature = "platform-pvh")))]
+compile_error!("console `auto` is platform pvh's: pick the platform's own console");
 #[cfg(not(any(
     feature = "allocator-none",
     feature = "allocator-bump",
@@ -103,6 +128,9 @@ pub static EXECUTOR: SelectedExecutor = SelectedExecutor::new();
 pub type SelectedPlatform = platform_kvm::Kvm;
 #[cfg(feature = "platform-xen")]
 pub type SelectedPlatform = platform_xen::Xen;
+/// One image for both: Xen PVH when CPUID says Xen, the KVM-class platform otherwise.
+#[cfg(feature = "platform-pvh")]
+pub type SelectedPlatform = platform::universal::Universal<platform_kvm::Kvm, platform_xen::Xen>;
 
 /// The console device, and its one instance.
 #[cfg(all(feature = "platform-kvm", feature = "console-serial"))]
@@ -117,6 +145,16 @@ pub static CONSOLE: &SelectedConsole = &platform_kvm::DEBUG_PORT;
 pub type SelectedConsole = platform_xen::XenConsole;
 #[cfg(all(feature = "platform-xen", feature = "console-xen"))]
 pub static CONSOLE: &SelectedConsole = &platform_xen::XEN_CONSOLE;
+/// COM1 on a KVM-class monitor, the console ring on Xen (as the platform chose).
+#[cfg(all(feature = "platform-pvh", feature = "console-auto"))]
+pub type SelectedConsole = platform::universal::UniversalConsole<
+    SelectedPlatform,
+    platform_kvm::Com1,
+    platform_xen::XenConsole,
+>;
+#[cfg(all(feature = "platform-pvh", feature = "console-auto"))]
+pub static CONSOLE: &SelectedConsole =
+    &SelectedConsole::new(&platform_kvm::COM1, &platform_xen::XEN_CONSOLE);
 
 /// The heap implementation (`heap::NoHeap` refuses every allocation), and the one instance,
 /// which is the image's `#[global_allocator]` when the profile has an allocator.

@@ -25,6 +25,7 @@ pub mod acpi;
 mod boot;
 mod memory;
 mod phys;
+pub mod universal;
 
 pub use boot::{BootInfo, CMDLINE_MAX, Cmdline, MODULES_MAX, Module};
 pub use memory::{
@@ -60,6 +61,13 @@ pub trait Platform {
     type BootError: core::fmt::Display;
     /// Why the kernel's mappings could not be built.
     type MapError: core::fmt::Display;
+
+    /// Whether the image runs on this platform, asked (before anything else) by an image built
+    /// for more than one ([`universal::Universal`]). Must work at any time, without boot
+    /// information, and change nothing. The default: yes (a platform that cannot tell).
+    fn detect() -> bool {
+        true
+    }
 
     /// Reads and copies the boot information the entry code was handed (`raw` is what the
     /// boot protocol passed: the physical address of `hvm_start_info` for PVH, the virtual
@@ -164,6 +172,13 @@ pub mod fake {
     }
 
     impl RecordingConsole {
+        /// An empty recording (usable in a `static`).
+        pub const fn new() -> Self {
+            RecordingConsole {
+                bytes: Mutex::new(Vec::new()),
+            }
+        }
+
         /// What has been written so far, lossily as text.
         pub fn text(&self) -> std::string::String {
             let bytes = self.bytes.lock().expect("recording console lock poisoned");
