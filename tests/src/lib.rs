@@ -176,6 +176,44 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Boots a prebuilt image on QEMU as `cargo xtask run --image ELF --platform kvm` does (the
+/// default profile on platform kvm: its memory, COM1), on `machine` with TCG, capturing the
+/// console. For an image built once and booted on several monitors (`platform = "pvh"`).
+pub fn boot_image(elf: &std::path::Path, machine: Machine, args: &[&str]) -> Boot {
+    let profile = workspace()
+        .load_profile("default", &["platform=kvm".to_string()])
+        .unwrap_or_else(|e| panic!("the default profile on kvm: {e}"));
+    let mut cfg = QemuConfig::new(qemu_binary(), elf.to_path_buf(), &profile);
+    cfg.machine = machine;
+    cfg.accel = xtask::qemu::Accel::Tcg;
+    cfg.app_args = args.iter().map(|s| s.to_string()).collect();
+    let boot = qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT))
+        .unwrap_or_else(|e| panic!("booting {}: {e}", elf.display()));
+    eprintln!(
+        "--- {} on {machine:?}: {:?} in {:?}\n$ {}\n{}",
+        elf.display(),
+        boot.outcome,
+        boot.elapsed,
+        cfg.shell_line(),
+        boot.stdout
+    );
+    boot
+}
+
+/// A file's bytes (panics when it cannot be read): to check that the same image, byte for
+/// byte, is what each boot gets.
+pub fn file_bytes(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A short fingerprint of `bytes` for messages (FNV-1a, 64 bits).
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x} ({} bytes)", bytes.len())
+}
+
 /// Asserts the guest's exit code, showing the console on failure.
 #[track_caller]
 pub fn assert_exit(boot: &Boot, code: i32) {

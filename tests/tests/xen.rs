@@ -16,18 +16,21 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use stardust_tests::workspace;
+use stardust_tests::{Machine, assert_exit, boot_image, file_bytes, fingerprint, workspace};
 use xtask::xenlab::{
     BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, RefGuest, Shutdown,
 };
 use xtask::xenlab_run::{self, StatusSource, XenOutcome};
 
-/// One guest of the batch: an app built with the default profile on `platform = "xen"`.
+/// One guest of the batch: an app built with the default profile on `platform = "xen"` (or
+/// `"pvh"`: the universal image).
 struct Guest {
     /// Its name in the batch (and in reports).
     name: &'static str,
     app: &'static str,
-    /// `--set` overrides besides `platform=xen`.
+    /// `xen`, or `pvh` for the universal image (booted as what its ELF notes say: PVH).
+    platform: &'static str,
+    /// `--set` overrides besides `platform=...`.
     set: &'static [&'static str],
     /// The app's arguments (after `--` on the guest's command line).
     args: &'static [&'static str],
@@ -42,6 +45,7 @@ impl Guest {
         Guest {
             name,
             app,
+            platform: "xen",
             set: &[],
             args: &[],
             optional: false,
@@ -54,6 +58,11 @@ impl Guest {
     }
     const fn set(mut self, set: &'static [&'static str]) -> Guest {
         self.set = set;
+        self
+    }
+    /// Built for `platform = "pvh"` (one image for KVM and Xen) instead of `xen`.
+    const fn universal(mut self) -> Guest {
+        self.platform = "pvh";
         self
     }
     const fn optional(mut self) -> Guest {
@@ -143,6 +152,14 @@ const GUESTS: &[Guest] = &[
         .set(&["xen_guest=pvh"])
         .optional()
         .timeout_s(60),
+    // The universal image (`platform = "pvh"`), the same file tests/universal.rs boots on QEMU:
+    // here it finds Xen by CPUID and runs the Xen PVH platform.
+    Guest::new("universal-hello", "hello")
+        .universal()
+        .args(&["one", "two"]),
+    Guest::new("universal-panic", "faults")
+        .universal()
+        .args(&["panic"]),
 ];
 
 /// A guest that ran.
@@ -152,6 +169,9 @@ struct Ran {
     spec: GuestSpec,
     result: GuestResult,
     outcome: XenOutcome,
+    /// The image's bytes when it was given to the lab (universal guests, which are booted on
+    /// QEMU afterwards and must be the same file).
+    image: Option<Vec<u8>>,
 }
 
 /// What happened to a guest of [`GUESTS`].
@@ -181,9 +201,9 @@ fn note(text: &str) {
     let _ = writeln!(err, "{text}");
 }
 
-/// The guest's `--set` overrides: `platform=xen`, then its own.
+/// The guest's `--set` overrides: `platform=xen` (or `pvh`), then its own.
 fn sets(g: &Guest) -> Vec<String> {
-    let mut set: Vec<String> = vec!["platform=xen".into()];
+    let mut set: Vec<String> = vec![format!("platform={}", g.platform)];
     set.extend(g.set.iter().map(|s| s.to_string()));
     set
 }
@@ -207,7 +227,7 @@ fn run_batch() -> Batch {
     let ws = workspace();
     let lab = Lab::from_env();
     let mut slots: HashMap<&'static str, Slot> = HashMap::new();
-    let mut specs: Vec<(&'static str, GuestSpec)> = Vec::new();
+    let mut specs: Vec<(&'static str, GuestSpec, Option<Vec<u8>>)> = Vec::new();
     for g in GUESTS {
         if g.optional && !ws.apps_dir().join(g.app).join("Cargo.toml").is_file() {
             slots.insert(
@@ -227,7 +247,24 @@ fn run_batch() -> Batch {
         match build(g) {
             Ok(elf) => {
                 let args: Vec<String> = g.args.iter().map(|s| s.to_string()).collect();
-                let spec = xenlab_run::guest_spec(
+                let mut image = None;
+                if g.platform != "xen" {
+                    // As `run --image FILE --platform xen`: the guest type from the ELF notes.
+                    match std::fs::read(&elf)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| {
+                            xenlab_run::guest_type_of_image(&b)
+                                .map(|t| (t, b))
+                                .map_err(|e| e.to_string())
+                        }) {
+                        Ok((t, bytes)) => image = Some((t, bytes)),
+                        Err(e) => {
+                            slots.insert(g.name, Slot::BuildFailed(e));
+                            continue;
+                        }
+                    }
+                }
+                let mut spec = xenlab_run::guest_spec(
                     g.name,
                     elf,
                     &profile,
@@ -235,7 +272,10 @@ fn run_batch() -> Batch {
                     &args,
                     Duration::from_secs(g.timeout_s),
                 );
-                specs.push((g.name, spec));
+                if let Some((guest_type, _)) = &image {
+                    spec.guest_type = *guest_type;
+                }
+                specs.push((g.name, spec, image.map(|(_, b)| b)));
             }
             Err(e) if g.optional => {
                 slots.insert(
@@ -252,7 +292,7 @@ fn run_batch() -> Batch {
         return Batch::Skipped(why.to_string());
     }
     let mut all = vec![GuestSpec::reference(&lab, RefGuest::PvHello)];
-    all.extend(specs.iter().map(|(_, s)| s.clone()));
+    all.extend(specs.iter().map(|(_, s, _)| s.clone()));
     let dir = ws.target_dir().join("xen-tests");
     let _ = std::fs::create_dir_all(&dir);
     let opts = BatchOptions {
@@ -262,7 +302,11 @@ fn run_batch() -> Batch {
     note(&format!(
         "xen tests: one Xen lab boot for {} guests (pvhello, {})",
         all.len(),
-        specs.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        specs
+            .iter()
+            .map(|(n, _, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     let report = match lab.run_batch(&all, &opts) {
         Ok(r) => r,
@@ -278,7 +322,7 @@ fn run_batch() -> Batch {
     }
     let mut results = report.guests.into_iter();
     let reference = Box::new(results.next().expect("the reference guest's result"));
-    for (i, ((name, spec), result)) in specs.into_iter().zip(results).enumerate() {
+    for (i, ((name, spec, image), result)) in specs.into_iter().zip(results).enumerate() {
         let outcome = xenlab_run::guest_outcome(&result, &spec);
         slots.insert(
             name,
@@ -287,6 +331,7 @@ fn run_batch() -> Batch {
                 spec,
                 result,
                 outcome,
+                image,
             })),
         );
     }
@@ -474,6 +519,72 @@ fn pvh_panic_crashes_with_the_panic_line() {
     };
     assert_ended(ran, Shutdown::Crash, 101);
     line_with(ran, &["PANIC: ", "panicked at ", "deliberate panic"]);
+    line_with(ran, &["xen: exit status 101"]);
+}
+
+/// The universal image (`platform = "pvh"`) on Xen: booted as PVH (its notes), it finds Xen by
+/// CPUID and prints through the console ring, then powers off. The very file Xen booted, byte
+/// for byte, then boots on QEMU microvm and q35 (COM1, the KVM platform) with the same lines.
+#[test]
+fn universal_hello_runs_on_xen_pvh_and_the_same_file_on_qemu() {
+    let Some(ran) = guest("universal-hello") else {
+        return;
+    };
+    assert_eq!(ran.spec.guest_type, GuestType::Pvh, "{}", describe(ran));
+    assert_ended(ran, Shutdown::Poweroff, 0);
+    line_with(ran, &["Hello from Stardust!"]);
+    let line = line_with(ran, &["command line: "]);
+    assert_eq!(
+        line.trim_end(),
+        "command line: one two",
+        "{}",
+        describe(ran)
+    );
+    let booted = ran
+        .image
+        .as_ref()
+        .expect("a universal guest keeps its bytes");
+    for machine in [Machine::Microvm, Machine::Q35] {
+        let now = file_bytes(&ran.spec.kernel);
+        assert!(
+            &now == booted,
+            "{} changed after Xen booted it: {} then, {} now",
+            ran.spec.kernel.display(),
+            fingerprint(booted),
+            fingerprint(&now)
+        );
+        note(&format!(
+            "xen tests: universal-hello {} {}: Xen PVH, now {machine:?}",
+            ran.spec.kernel.display(),
+            fingerprint(&now)
+        ));
+        let boot = boot_image(&ran.spec.kernel, machine, &["one", "two"]);
+        assert_exit(&boot, 0);
+        let qemu_lines: Vec<&str> = boot.lines().collect();
+        assert!(
+            qemu_lines.contains(&"Hello from Stardust!"),
+            "{}",
+            boot.stdout
+        );
+        assert!(
+            qemu_lines
+                .iter()
+                .any(|l| l.trim_end() == "command line: one two"),
+            "{}",
+            boot.stdout
+        );
+    }
+}
+
+/// A panic in the universal image on Xen: the Xen platform's crash with the status line.
+#[test]
+fn universal_panic_crashes_with_the_panic_line() {
+    let Some(ran) = guest("universal-panic") else {
+        return;
+    };
+    assert_eq!(ran.spec.guest_type, GuestType::Pvh, "{}", describe(ran));
+    assert_ended(ran, Shutdown::Crash, 101);
+    line_with(ran, &["panicked at ", "deliberate panic"]);
     line_with(ran, &["xen: exit status 101"]);
 }
 
