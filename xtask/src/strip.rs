@@ -176,6 +176,40 @@ mod tests {
         f
     }
 
+    /// The sample with its 0x18-byte note segment holding one `Xen` note of `kind` (namesz 4,
+    /// descsz 4).
+    fn sample_with_note(kind: u32) -> Vec<u8> {
+        let mut f = sample();
+        f[0x200..0x204].copy_from_slice(&4u32.to_le_bytes());
+        f[0x204..0x208].copy_from_slice(&4u32.to_le_bytes());
+        f[0x208..0x20c].copy_from_slice(&kind.to_le_bytes());
+        f[0x20c..0x210].copy_from_slice(b"Xen\0");
+        f[0x210..0x214].copy_from_slice(&0x100000u32.to_le_bytes());
+        // Padding up to the segment's end: an empty note (namesz 0, descsz 0, type 0).
+        f[0x214..0x218].fill(0);
+        f
+    }
+
+    #[test]
+    fn notes_are_found_by_name_and_type() {
+        assert_eq!(note_types(&sample_with_note(18), "Xen").unwrap(), [18]);
+        assert!(note_types(&sample_with_note(18), "GNU").unwrap().is_empty());
+        assert!(note_types(b"nope", "Xen").is_err());
+        // A note whose size runs past its segment is an error, not a panic.
+        let mut bad = sample_with_note(18);
+        bad[0x204..0x208].copy_from_slice(&0x1000u32.to_le_bytes());
+        assert!(note_types(&bad, "Xen").is_err());
+        assert_eq!(
+            crate::xenlab_run::guest_type_of_image(&sample_with_note(18)).unwrap(),
+            crate::xenlab::GuestType::Pvh
+        );
+        assert_eq!(
+            crate::xenlab_run::guest_type_of_image(&sample_with_note(1)).unwrap(),
+            crate::xenlab::GuestType::Pv
+        );
+        assert!(crate::xenlab_run::guest_type_of_image(&sample_with_note(5)).is_err());
+    }
+
     #[test]
     fn keeps_headers_and_segments_and_drops_the_rest() {
         let input = sample();
