@@ -1,7 +1,8 @@
 //! The platform interface: what the kernel needs from the machine it runs on.
 //!
-//! A platform crate (`platform-kvm`, later `platform-xen`) implements [`Platform`]; the kernel's
-//! composition root names the concrete type once. This crate is pure logic and data: the
+//! A platform crate (`platform-kvm`, `platform-xen`) implements [`Platform`]; the kernel's
+//! composition root names the concrete type once ([`universal::Universal`] of two, for an image
+//! that finds out at boot which one it runs on). This crate is pure logic and data: the
 //! boot-information types every platform fills in ([`BootInfo`], [`MemoryMap`]) and the
 //! arithmetic on them ([`FreeMemory`]), all host-testable.
 //!
