@@ -135,6 +135,10 @@ const GUESTS: &[Guest] = &[
         .set(&["xen_guest=pvh", "scheduler=preempt"])
         .args(&["all"])
         .timeout_s(60),
+    // PVH has the native IDT (a double-fault IST stack): a thread's overflow is reported.
+    Guest::new("pvh-threads-overflow", "threads")
+        .set(&["xen_guest=pvh", "scheduler=preempt"])
+        .args(&["overflow"]),
     Guest::new("pvh-timeprobe-wall", "timeprobe")
         .set(&["xen_guest=pvh"])
         .args(&["wall"]),
@@ -815,6 +819,25 @@ fn coop_threads_pass_on_xen() {
 #[test]
 fn preempt_threads_pass_on_xen() {
     threads_pass("threads-preempt", "hog: preempted");
+}
+
+/// On PVH the guest has its own IDT with an IST stack for double faults, so a thread running
+/// into its guard page is reported by the guest itself: the panic names the thread.
+#[test]
+fn pvh_thread_stack_overflow_is_a_panic_naming_the_thread() {
+    let Some(ran) = guest("pvh-threads-overflow") else {
+        return;
+    };
+    assert_ended(ran, Shutdown::Crash, 101);
+    line_with(
+        ran,
+        &[
+            "PANIC:",
+            "stack overflow in thread 'deep'",
+            "16 KiB stack",
+            "guard page",
+        ],
+    );
 }
 
 /// On PV, Xen cannot push the exception frame of a fault in a thread's guard page (no IST for

@@ -412,9 +412,13 @@ fn bench_xen(
         .iter()
         .flat_map(|pair| modes.iter().map(move |m| (pair, *m)))
     {
-        let declared = profile.platform == XEN;
+        // The universal image (`platform = "pvh"`) runs on Xen as it is, as a PVH guest.
+        let universal = profile.platform == "pvh";
+        let declared = profile.platform == XEN || universal;
         if mode.is_some()
-            && (profile.xen_pvh() || opts.overrides.iter().any(|s| s.contains("xen_guest")))
+            && (universal
+                || profile.xen_pvh()
+                || opts.overrides.iter().any(|s| s.contains("xen_guest")))
         {
             continue;
         }
@@ -435,7 +439,11 @@ fn bench_xen(
                 elf: image.elf,
                 memory: p.settings.memory,
                 declared,
-                guest_type: crate::xenlab_run::guest_type(&p),
+                guest_type: if universal {
+                    crate::xenlab::GuestType::Pvh
+                } else {
+                    crate::xenlab_run::guest_type(&p)
+                },
             }),
             Err(e) => report.skipped.push(format!(
                 "{app} [{}] on Xen: {}",
