@@ -183,21 +183,33 @@ fn xen_figures_come_from_the_lab_or_say_why_not() {
         }
         Ok(()) => {
             assert!(report.xen.is_empty(), "{report:?}");
-            let [b] = &report.xen_boot[..] else {
-                panic!("one Xen boot result: {report:?}")
+            // The profile as a PV guest and as a PVH guest, each beside its reference guest.
+            let [pv, pvh] = &report.xen_boot[..] else {
+                panic!("two Xen boot results (PV, PVH): {report:?}")
             };
-            assert_eq!(b.profile, "default+memory-4M+platform-xen+console-xen");
-            assert_eq!(b.machine, "xen-lab PV");
+            assert_eq!(pv.profile, "default+memory-4M+platform-xen+console-xen");
+            assert_eq!(pv.machine, "xen-lab PV");
+            assert!(pv.command.contains("pvhello"), "{}", pv.command);
             assert_eq!(
-                b.empty.exit_ms.as_ref().map(|s| s.n),
-                Some(1),
-                "pvhello ran"
+                pvh.profile,
+                "default+memory-4M+platform-xen+xen_guest-pvh+console-xen"
             );
-            let [m] = &report.xen_memory[..] else {
-                panic!("one Xen memory result: {report:?}")
+            assert_eq!(pvh.machine, "xen-lab PVH");
+            assert!(pvh.command.contains("type = \"pvh\""), "{}", pvh.command);
+            assert!(pvh.command.contains("pvhhello"), "{}", pvh.command);
+            for b in [pv, pvh] {
+                assert_eq!(
+                    b.empty.exit_ms.as_ref().map(|s| s.n),
+                    Some(1),
+                    "the reference guest ran"
+                );
+            }
+            let [m, m_pvh] = &report.xen_memory[..] else {
+                panic!("two Xen memory results: {report:?}")
             };
             let tried: Vec<u64> = m.probes.iter().map(|(mb, _)| mb >> 20).collect();
             assert_eq!(tried, [2, 3, 4], "the ladder up to memory = 4M");
+            assert_eq!(m_pvh.machine, "xen-lab PVH");
             assert!(
                 report
                     .xen_lab

@@ -30,6 +30,31 @@ use crate::xenlab::{self, BatchOptions, GuestResult, GuestSpec, GuestType, Lab, 
 
 /// The machine name Xen results carry.
 pub const MACHINE: &str = "xen-lab PV";
+/// The machine column of a PVH guest's results.
+pub const MACHINE_PVH: &str = "xen-lab PVH";
+
+impl Target {
+    /// The machine column of this target's results.
+    fn machine(&self) -> &'static str {
+        match self.guest_type {
+            GuestType::Pv => MACHINE,
+            GuestType::Pvh => MACHINE_PVH,
+        }
+    }
+
+    /// How its boots were made, for the report.
+    fn command(&self) -> String {
+        let reference = match self.guest_type {
+            GuestType::Pv => "pvhello",
+            GuestType::Pvh => "pvhhello",
+        };
+        format!(
+            "xl create (type = \"{}\", memory = {}), beside the reference guest {reference}",
+            self.guest_type.name(),
+            self.memory >> 20
+        )
+    }
+}
 
 /// A Xen bench that did not run, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,12 +391,9 @@ pub fn measure(
                 out.boot.push(BootResult {
                     profile: t.profile.clone(),
                     app: t.app.clone(),
-                    machine: MACHINE.into(),
+                    machine: t.machine().into(),
                     accel: "tcg".into(),
-                    command: format!(
-                        "xl create (type = \"pv\", memory = {}), beside the reference guest pvhello",
-                        t.memory >> 20
-                    ),
+                    command: t.command(),
                     empty,
                     image,
                     ratio_first_line: first,
@@ -400,7 +422,7 @@ pub fn measure(
             out.memory.push(MemoryResult {
                 profile: t.profile.clone(),
                 app: t.app.clone(),
-                machine: MACHINE.into(),
+                machine: t.machine().into(),
                 accel: "tcg".into(),
                 min_memory: found.map(|m| u64::from(m) << 20),
                 image_end: t.image_end,
