@@ -350,9 +350,14 @@ fn __stardust_exception(e: &cpu::Exception) -> ! {
     let _ = writeln!(w, "EXCEPTION: {e}");
     let layout = arch_x86_64::image_layout();
     let guard = Range::new(layout.stack_guard, layout.stack_bottom);
+    // The faulting address, or where the stack pointer was: some hypervisors (Xen HVM/PVH)
+    // turn a fault while pushing an exception frame into a double fault without setting CR2.
+    let near_stack = [e.cr2, e.frame.rsp, e.frame.rsp.wrapping_sub(8)];
     #[cfg(feature = "threads")]
     if matches!(e.frame.vector, 8 | 14)
-        && let Some((name, id, bytes)) = crate::threads::guard_owner(e.cr2)
+        && let Some((addr, (name, id, bytes))) = near_stack
+            .iter()
+            .find_map(|&a| crate::threads::guard_owner(a).map(|owner| (a, owner)))
     {
         // The report above has the registers; the panic names the thread.
         IN_EXCEPTION.store(false, Ordering::Relaxed);
@@ -360,15 +365,15 @@ fn __stardust_exception(e: &cpu::Exception) -> ! {
             "stack overflow in thread '{name}' (id {id}): its {} KiB stack ran into its guard \
              page at {:#x} (give the thread a larger stack)",
             bytes >> 10,
-            e.cr2 & !0xfff
+            addr & !0xfff
         );
     }
-    if matches!(e.frame.vector, 8 | 14) && guard.contains(e.cr2) {
+    if matches!(e.frame.vector, 8 | 14) && near_stack.iter().any(|&a| guard.contains(a)) {
         let _ = writeln!(
             w,
             "EXCEPTION: stack overflow: the boot stack ran into its guard page at {:#x} \
              (raise stack_size in the profile)",
-            e.cr2
+            layout.stack_guard
         );
     }
     exit(status::EXCEPTION)
