@@ -78,45 +78,11 @@ xen_failsafe_callback:
 #[cfg(feature = "pvh")]
 pub const CALLBACK_VECTOR: u8 = 0xf3;
 
-// The PVH callback vector's entry: interrupts masked (interrupt gate), on the interrupted
-// code's stack; saves every caller-saved register (soft-float: no vector state) and calls the
-// upcall, which may switch threads before it returns. No EOI: Xen's callback vector does not
-// go through the local APIC, it is raised while `evtchn_upcall_pending` is set.
+// The PVH callback vector's entry (the arch crate's interrupt stub around the upcall, which
+// may switch threads before it returns). No EOI: Xen's callback vector does not go through
+// the local APIC, it is raised while `evtchn_upcall_pending` is set.
 #[cfg(feature = "pvh")]
-core::arch::global_asm!(
-    r#"
-    .section .text.xen_events, "ax", @progbits
-    .global xen_pvh_callback_entry
-xen_pvh_callback_entry:
-    push %rax
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %rbx
-    mov %rsp, %rbx
-    and $-16, %rsp
-    cld
-    call xen_upcall
-    mov %rbx, %rsp
-    pop %rbx
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rax
-    iretq
-"#,
-    options(att_syntax)
-);
+arch_x86_64::interrupt_entry!("xen_pvh_callback_entry", "xen_upcall");
 
 #[cfg(not(feature = "pvh"))]
 unsafe extern "C" {

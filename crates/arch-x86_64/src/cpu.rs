@@ -182,6 +182,43 @@ unsafe extern "C" {
     static stardust_ignore_entry: u8;
 }
 
+/// Defines an interrupt entry stub `$entry` for an interrupt gate (interrupts masked on entry)
+/// on the interrupted code's stack: it saves every caller-saved register (the target is
+/// soft-float: no vector state), aligns the stack, calls the `extern "C" fn()` named
+/// `$handler`, restores and returns with `iretq`. The handler may switch threads before it
+/// returns: the frame stays on this stack until the thread is switched back to. Used for the
+/// local APIC timer here and for Xen PVH's event callback vector.
+#[macro_export]
+macro_rules! interrupt_entry {
+    ($entry:literal, $handler:literal) => {
+        core::arch::global_asm!(
+            concat!(
+                ".section .text.",
+                $entry,
+                ", \"ax\", @progbits\n",
+                ".global ",
+                $entry,
+                "\n",
+                $entry,
+                ":\n",
+                "push %rax\n push %rcx\n push %rdx\n push %rsi\n push %rdi\n",
+                "push %r8\n push %r9\n push %r10\n push %r11\n push %rbx\n",
+                "mov %rsp, %rbx\n and $-16, %rsp\n cld\n",
+                "call ",
+                $handler,
+                "\n",
+                "mov %rbx, %rsp\n",
+                "pop %rbx\n pop %r11\n pop %r10\n pop %r9\n pop %r8\n",
+                "pop %rdi\n pop %rsi\n pop %rdx\n pop %rcx\n pop %rax\n",
+                "iretq\n",
+            ),
+            options(att_syntax)
+        );
+    };
+}
+
+crate::interrupt_entry!("stardust_timer_entry", "stardust_apic_timer");
+
 /// The vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0x30;
 /// The local APIC's spurious-interrupt vector (no EOI).
@@ -492,39 +529,6 @@ exc_common:
     and $-16, %rsp
     call stardust_exception
     ud2
-
-    /* The local APIC timer: interrupts masked (interrupt gate), on the interrupted code's
-       stack. Saves every caller-saved register (soft-float: no vector state), aligns the
-       stack, and calls the Rust handler, which may switch threads before it returns (the
-       frame stays on this stack until the thread is switched back to); then iretq. */
-    .global stardust_timer_entry
-stardust_timer_entry:
-    push %rax
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %rbx
-    mov %rsp, %rbx
-    and $-16, %rsp
-    cld
-    call stardust_apic_timer
-    mov %rbx, %rsp
-    pop %rbx
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rax
-    iretq
 
     /* Spurious interrupts (APIC vector 0xff, PIC IRQ 7/15): nothing to acknowledge. */
     .global stardust_ignore_entry
