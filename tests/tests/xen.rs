@@ -75,6 +75,20 @@ impl Guest {
     }
 }
 
+/// `faults args ...`: arguments with spaces, quotes, backslashes, an empty one, Unicode, a
+/// control character and what looks like a marker or a kernel option.
+const ARGS: &[&str] = &[
+    "args",
+    "exit 7",
+    "",
+    r#"say "hi" \o/"#,
+    "--",
+    "log=debug",
+    "grüße 🦀",
+    "tab\there",
+    "'single'",
+];
+
 /// Every Stardust guest of the batch, in the order they run (after `pvhello`).
 const GUESTS: &[Guest] = &[
     Guest::new("hello", "hello").args(&["one", "two"]),
@@ -90,6 +104,8 @@ const GUESTS: &[Guest] = &[
     Guest::new("exec-data", "faults").args(&["exec-data"]),
     Guest::new("null", "faults").args(&["null"]),
     Guest::new("exit42", "faults").args(&["exit", "42"]),
+    // Every argument unchanged through xl's `extra =` and start_info's command line.
+    Guest::new("args", "faults").args(ARGS),
     Guest::new("allocstress", "allocstress")
         .set(&["allocator=talc"])
         .timeout_s(60),
@@ -151,6 +167,9 @@ const GUESTS: &[Guest] = &[
     Guest::new("pvh-exec-data", "faults")
         .set(&["xen_guest=pvh"])
         .args(&["exec-data"]),
+    Guest::new("pvh-args", "faults")
+        .set(&["xen_guest=pvh"])
+        .args(ARGS),
     // XenStore (ring from HVM_PARAM_STORE_PFN), watches, transactions, a grant copy.
     Guest::new("pvh-xenprobe", "xenprobe")
         .set(&["xen_guest=pvh"])
@@ -472,6 +491,31 @@ fn hello_prints_its_arguments_and_powers_off() {
         "{}",
         describe(ran)
     );
+}
+
+/// The arguments `faults args` printed (`faults: arg N: "..."`), as `{:?}` of each.
+fn printed_args(ran: &Ran) -> Vec<String> {
+    ran.result
+        .console
+        .iter()
+        .filter_map(|l| l.trim_end().strip_prefix("faults: arg "))
+        .map(|l| l.split_once(": ").map_or(l, |(_, a)| a).to_string())
+        .collect()
+}
+
+#[test]
+fn every_argument_arrives_unchanged_on_pv_and_pvh() {
+    let expected: Vec<String> = ARGS[1..].iter().map(|a| format!("{a:?}")).collect();
+    for name in ["args", "pvh-args"] {
+        let Some(ran) = guest(name) else { return };
+        assert_ended(ran, Shutdown::Poweroff, 0);
+        assert_eq!(printed_args(ran), expected, "{name}: {}", describe(ran));
+        assert!(
+            !ran.result.console.iter().any(|l| l.contains("DEBUG")),
+            "{name}: the kernel took the app's `log=debug`\n{}",
+            describe(ran)
+        );
+    }
 }
 
 #[test]

@@ -394,6 +394,7 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     if let Some(app) = &args.app {
         ws.check_app(app)?;
     }
+    xtask::cmdline::check_kargs(&args.kargs)?;
     // A prebuilt image: checked first (a missing file, not an ELF, no entry this platform
     // boots), and on Xen its own notes say PV or PVH.
     let prebuilt = match &args.image {

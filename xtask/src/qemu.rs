@@ -199,14 +199,10 @@ impl QemuConfig {
         }
     }
 
-    /// The kernel command line: `<kargs> -- <app args>` (just the kargs without app args).
+    /// The kernel command line: `<kargs> -- <app args> --`, each argument encoded (just the
+    /// kargs without app args; see [`crate::cmdline`]).
     pub fn append(&self) -> String {
-        let mut parts: Vec<&str> = self.kargs.split_whitespace().collect();
-        if !self.app_args.is_empty() {
-            parts.push("--");
-            parts.extend(self.app_args.iter().map(String::as_str));
-        }
-        parts.join(" ")
+        crate::cmdline::kernel_cmdline(&self.kargs, &self.app_args)
     }
 
     /// The machine actually used (q35 falls back to microvm without qboot).
@@ -481,12 +477,12 @@ mod tests {
     #[test]
     fn command_line() {
         let c = cfg();
-        assert_eq!(c.append(), "log=debug bootchart -- one two");
+        assert_eq!(c.append(), "log=debug bootchart -- one two --");
         assert_eq!(
             c.args().join(" "),
             "-accel tcg -machine microvm -m 32M -display none -no-reboot -nodefaults \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel k.elf \
-             -append log=debug bootchart -- one two -serial stdio"
+             -append log=debug bootchart -- one two -- -serial stdio"
         );
         let mut c = cfg();
         c.kargs.clear();
@@ -500,8 +496,8 @@ mod tests {
         assert!(args.ends_with("-debugcon stdio -s -S"), "{args}");
         let mut c = cfg();
         c.kargs.clear();
-        assert_eq!(c.append(), "-- one two");
-        assert!(c.shell_line().contains("-append '-- one two'"));
+        assert_eq!(c.append(), "-- one two --");
+        assert!(c.shell_line().contains("-append '-- one two --'"));
         let mut c = cfg();
         c.debug_exit = false;
         c.machine_opts = "acpi=off".into();

@@ -184,15 +184,11 @@ pub fn guest_outcome(r: &GuestResult, spec: &GuestSpec) -> XenOutcome {
     outcome(r.shutdown, &r.console, spec.timeout)
 }
 
-/// The guest's command line: `<kernel options> -- <app args>` (as on QEMU's `-append`), or
-/// none when both are empty.
+/// The guest's command line: `<kernel options> -- <app args> --`, as on QEMU's `-append`
+/// ([`crate::cmdline::kernel_cmdline`]), or none when both are empty.
 pub fn kernel_cmdline(kargs: &str, app_args: &[String]) -> Option<String> {
-    let mut parts: Vec<&str> = kargs.split_whitespace().collect();
-    if !app_args.is_empty() {
-        parts.push("--");
-        parts.extend(app_args.iter().map(String::as_str));
-    }
-    (!parts.is_empty()).then(|| parts.join(" "))
+    let line = crate::cmdline::kernel_cmdline(kargs, app_args);
+    (!line.is_empty()).then_some(line)
 }
 
 /// A profile's `memory` in whole MiB for `xl` (rounded up, at least 1).
@@ -533,9 +529,12 @@ mod tests {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
             kernel_cmdline(" log=debug  bootchart ", &args(&["one", "two"])).as_deref(),
-            Some("log=debug bootchart -- one two")
+            Some("log=debug bootchart -- one two --")
         );
-        assert_eq!(kernel_cmdline("", &args(&["x"])).as_deref(), Some("-- x"));
+        assert_eq!(
+            kernel_cmdline("", &args(&["exit 7", ""])).as_deref(),
+            Some(r#"-- "exit 7" "" --"#)
+        );
         assert_eq!(kernel_cmdline("log=off", &[]).as_deref(), Some("log=off"));
         assert_eq!(kernel_cmdline(" ", &[]), None);
         assert_eq!(memory_mib(32 << 20), 32);

@@ -1,7 +1,8 @@
 //! Faults: does something fatal on purpose, so that tests can check how the kernel reports it.
 //!
 //! `faults panic | pagefault | null | write-text | write-rodata | exec-data | exec-stack |
-//! stack-overflow | exit N`
+//! stack-overflow | exit N | args ...` (`args` prints each further argument, quoted, one a
+//! line: `faults: arg 1: "exit 7"`, and exits 0)
 #![no_std]
 #![no_main]
 
@@ -10,7 +11,7 @@ use stardust::ExitCode;
 static mut DATA_PAGE: [u8; 64] = [0xc3; 64]; // `ret` bytes: executable if W^X were broken
 static RODATA: [u8; 64] = [0x5a; 64];
 
-const USAGE: &str = "usage: faults panic|pagefault|null|write-text|write-rodata|exec-data|exec-stack|stack-overflow|exit N";
+const USAGE: &str = "usage: faults panic|pagefault|null|write-text|write-rodata|exec-data|exec-stack|stack-overflow|exit N|args ...";
 
 #[stardust::main]
 fn main() -> ExitCode {
@@ -70,6 +71,12 @@ fn main() -> ExitCode {
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(0);
             stardust::exit(code);
+        }
+        "args" => {
+            for (i, arg) in stardust::args().enumerate().skip(1) {
+                stardust::println!("faults: arg {i}: {arg:?}");
+            }
+            return ExitCode(0);
         }
         other => {
             stardust::println!("faults: unknown request {other:?}; {USAGE}");

@@ -16,7 +16,7 @@ const START_INFO_SIZE: u64 = 56;
 const MODLIST_ENTRY_SIZE: u64 = 32;
 const MEMMAP_ENTRY_SIZE: u64 = 24;
 /// Longest command line we look at when measuring an over-long one.
-const CMDLINE_SCAN_MAX: usize = 64 * 1024;
+const CMDLINE_SCAN_MAX: usize = platform::CMDLINE_SCAN_MAX;
 
 /// Why the start info could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,10 @@ use core::fmt::{self, Write as _};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use platform::{BootInfo, FreeMemory, Platform, Range, status};
 
-static BOOT: spin::Once<BootInfo> = spin::Once::new();
+/// The boot information, and its command line parsed (the app's arguments decoded).
+static BOOT: spin::Once<(BootInfo, Cmdline)> = spin::Once::new();
+/// L + 1 bytes hold the decoded arguments of any line of L bytes (see `console::KernelArgs`).
+type Cmdline = KernelArgs<{ platform::CMDLINE_MAX + 1 }>;
 static LOGGER: Logger<crate::select::SelectedConsole> = Logger::new(CONSOLE);
 
 const PHASES: [&str; 8] = [
@@ -41,17 +44,22 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     platform::ConsoleDevice::init(CONSOLE);
     mark(2);
 
-    let boot = match SelectedPlatform::boot_info(boot_raw) {
-        Ok(info) => BOOT.call_once(|| info),
+    let info = match SelectedPlatform::boot_info(boot_raw) {
+        Ok(info) => info,
         Err(e) => fail(
             status::BAD_CONFIG,
             format_args!("bad boot information: {e}"),
         ),
     };
-    let args = parse_cmdline(boot);
+    let cmdline = parse_cmdline(&info.cmdline);
+    let (boot, args) = BOOT.call_once(|| (info, cmdline));
     log::set_max_level(args.log_level.unwrap_or(config::LOG_LEVEL));
     // The logger is set once, here, before anything logs; failure is impossible.
     let _ = log::set_logger(&LOGGER);
+    log::debug!(
+        "kernel command line: {}",
+        boot.cmdline.as_str().unwrap_or_default()
+    );
     let devices = SelectedPlatform::init(boot);
     mark(3);
 
@@ -102,8 +110,9 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     exit(code)
 }
 
-fn parse_cmdline(boot: &'static BootInfo) -> KernelArgs<'static> {
-    let line = &boot.cmdline;
+/// The kernel's options (`log=`, `bootchart`) and the app's arguments; a bad command line ends
+/// the boot with `BAD_CONFIG`.
+fn parse_cmdline(line: &platform::Cmdline) -> Cmdline {
     if line.truncated() {
         fail(
             status::BAD_CONFIG,
@@ -111,7 +120,8 @@ fn parse_cmdline(boot: &'static BootInfo) -> KernelArgs<'static> {
                 "bad command line: {}",
                 console::ArgsError::TooLong {
                     len: line.original_len,
-                    max: platform::CMDLINE_MAX
+                    max: platform::CMDLINE_MAX,
+                    at_least: line.length_is_lower_bound(),
                 }
             ),
         );
@@ -122,7 +132,7 @@ fn parse_cmdline(boot: &'static BootInfo) -> KernelArgs<'static> {
             format_args!("bad command line: {}", console::ArgsError::NotUtf8),
         );
     };
-    KernelArgs::parse(text)
+    Cmdline::parse(text)
         .unwrap_or_else(|e| fail(status::BAD_CONFIG, format_args!("bad command line: {e}")))
 }
 
@@ -206,13 +216,12 @@ fn print_bootchart() {
     }
 }
 
-/// The application's arguments.
+/// The application's arguments, decoded (see `console::cmdline`).
 pub fn args() -> impl Iterator<Item = &'static str> + Clone {
-    let boot = BOOT
-        .get()
-        .expect("boot information is set before the app runs");
-    // Checked at boot (parse_cmdline): it is UTF-8 here.
-    console::app_args(boot.cmdline.as_str().unwrap_or(""))
+    BOOT.get()
+        .expect("the command line is decoded before the app runs")
+        .1
+        .app_args()
 }
 
 /// The CPU's cycle counter (the TSC): a raw, monotonic count for timing code.

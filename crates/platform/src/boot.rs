@@ -5,6 +5,9 @@ use core::fmt;
 
 /// Longest kernel command line accepted, in bytes.
 pub const CMDLINE_MAX: usize = 1024;
+/// How far a platform looks for the end of a NUL-terminated command line: a line of this many
+/// bytes or more is recorded with this `original_len`, a lower bound of its length.
+pub const CMDLINE_SCAN_MAX: usize = 64 * 1024;
 /// Most boot modules recorded.
 pub const MODULES_MAX: usize = 8;
 
@@ -58,6 +61,11 @@ impl Cmdline {
     pub fn truncated(&self) -> bool {
         self.original_len > self.len
     }
+    /// True when `original_len` is only a lower bound: the platform stopped looking for the
+    /// end of the line after [`CMDLINE_SCAN_MAX`] bytes.
+    pub fn length_is_lower_bound(&self) -> bool {
+        self.original_len >= CMDLINE_SCAN_MAX
+    }
 }
 
 /// A boot module (an initrd, a disk image handed over in memory).
@@ -101,5 +109,9 @@ mod tests {
         assert!(c.truncated());
         assert_eq!(c.as_bytes().len(), CMDLINE_MAX);
         assert!(Cmdline::from_bytes(&[b'a', 0xff, 0xfe]).as_str().is_err());
+        assert!(!c.length_is_lower_bound());
+        let mut c = Cmdline::from_bytes(&long);
+        c.original_len = CMDLINE_SCAN_MAX;
+        assert!(c.length_is_lower_bound());
     }
 }

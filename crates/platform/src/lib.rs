@@ -28,7 +28,7 @@ mod memory;
 mod phys;
 pub mod universal;
 
-pub use boot::{BootInfo, CMDLINE_MAX, Cmdline, MODULES_MAX, Module};
+pub use boot::{BootInfo, CMDLINE_MAX, CMDLINE_SCAN_MAX, Cmdline, MODULES_MAX, Module};
 pub use memory::{
     DeviceMemory, FreeMemory, MEMORY_MAP_MAX, MemoryError, MemoryKind, MemoryMap, MemoryRegion,
     PAGE_SIZE, PhysAddr, Range,

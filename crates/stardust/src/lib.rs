@@ -34,7 +34,9 @@ pub use heap::{FRAME_SIZE, FrameAllocator, Frames, HeapStats};
 pub use log;
 pub use stardust_macros::main;
 
-/// The application's command-line arguments (the kernel's options are taken out).
+/// The application's command-line arguments, each as `cargo xtask run APP -- ARGS...` was given
+/// it (the kernel's options and the monitor's parameters are taken out; the encoding is in
+/// README.md, "Kernel command line").
 pub fn args() -> impl Iterator<Item = &'static str> + Clone {
     kernel::args()
 }

@@ -1,0 +1,286 @@
+use super::*;
+
+type Args = KernelArgs<4096>;
+
+/// The app's arguments of `line`, decoded.
+fn app(line: &str) -> Vec<String> {
+    let args = Args::parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    args.app_args().map(str::to_string).collect()
+}
+
+fn err(line: &str) -> ArgsError<'_> {
+    Args::parse(line).expect_err(line)
+}
+
+#[test]
+fn kernel_options_and_app_args_split() {
+    let a = Args::parse("log=trace hello -- bootchart x").unwrap();
+    assert_eq!(a.log_level, Some(LevelFilter::Trace));
+    assert!(!a.bootchart, "bootchart after -- belongs to the app");
+    assert_eq!(
+        app("log=trace hello -- bootchart x"),
+        ["hello", "bootchart", "x"]
+    );
+    assert!(app("").is_empty());
+    assert_eq!(Args::parse("").unwrap().log_level, None);
+    assert!(app(" --  ").is_empty());
+    assert!(app("\t-- --\n").is_empty());
+}
+
+#[test]
+fn bad_log_level_names_the_value_and_the_choices() {
+    let e = err("log=loud");
+    assert_eq!(e, ArgsError::BadLogLevel("loud"));
+    let text = e.to_string();
+    assert!(
+        text.contains("\"loud\"") && text.contains("debug"),
+        "{text}"
+    );
+    assert_eq!(parse_level("WARN"), Some(LevelFilter::Warn));
+    assert_eq!(parse_level(""), None);
+    // Options after the closing `--` are the kernel's too.
+    assert_eq!(err("-- a -- log=loud"), ArgsError::BadLogLevel("loud"));
+    let a = Args::parse("-- a -- bootchart log=warn").unwrap();
+    assert!(a.bootchart);
+    assert_eq!(a.log_level, Some(LevelFilter::Warn));
+}
+
+#[test]
+fn a_hand_written_line_still_works() {
+    assert_eq!(app("-- one two"), ["one", "two"]);
+    assert_eq!(app("hello world"), ["hello", "world"]);
+    assert_eq!(app("log=debug  -- one   two  "), ["one", "two"]);
+    // Linux-style quotes group words.
+    assert_eq!(app(r#"-- say "hello world""#), ["say", "hello world"]);
+    assert_eq!(app(r#"-- name="a b"c"#), ["name=a bc"]);
+}
+
+#[test]
+fn quotes_escapes_and_empty_arguments() {
+    assert_eq!(
+        app(r#"-- "exit 7" "" "say \"hi\"" "back\\slash" \"bare -- "#),
+        ["exit 7", "", "say \"hi\"", "back\\slash", "\"bare"]
+    );
+    assert_eq!(
+        app(r#"-- "tab\x09nl\x0aend" "\x7f" "\x00""#),
+        ["tab\tnl\nend", "\x7f", "\0"]
+    );
+    assert_eq!(app(r#"-- "" "" --"#), ["", ""]);
+    // Quoted markers and options are plain arguments.
+    assert_eq!(
+        app(r#""--" "log=debug" "bootchart" -- "--" x"#),
+        ["--", "log=debug", "bootchart", "--", "x"]
+    );
+    let a = Args::parse(r#""log=loud" "bootchart""#).unwrap();
+    assert_eq!((a.log_level, a.bootchart), (None, false));
+    assert_eq!(app("-- grüße \"日本 語\" 🦀"), ["grüße", "日本 語", "🦀"]);
+    // Inside quotes, any whitespace is kept as written.
+    assert_eq!(app("-- \"a\tb\nc\""), ["a\tb\nc"]);
+}
+
+#[test]
+fn monitor_parameters_are_not_the_apps() {
+    let dev = "virtio_mmio.device=512@0xfeb00e00:12";
+    // A closed list: whatever follows is the monitor's.
+    assert_eq!(
+        app(&format!(
+            "-- a \"\" -- {dev} virtio_mmio.device=512@0xfeb00c00:11"
+        )),
+        ["a", ""]
+    );
+    assert_eq!(app(&format!("-- a -- {dev} unknown token")), ["a"]);
+    // No list: not the app's either.
+    assert!(app(dev).is_empty());
+    assert_eq!(app(&format!("log=info hi {dev}")), ["hi"]);
+    // An open list (written by hand): its trailing run of monitor parameters.
+    assert_eq!(
+        app(&format!(
+            "-- one two {dev} virtio_mmio.device=4K@0xd0000000:5"
+        )),
+        ["one", "two"]
+    );
+    // ... but only the trailing run, and only bare ones.
+    assert_eq!(app(&format!("-- {dev} x \"{dev}\"")), [dev, "x", dev]);
+    // Inside a closed list, everything is the app's.
+    assert_eq!(app(&format!("-- {dev} -- {dev}")), [dev]);
+}
+
+#[test]
+fn bad_quotes_and_escapes_are_errors_that_say_where() {
+    assert_eq!(err(r#"-- "open"#), ArgsError::UnterminatedQuote(3));
+    assert_eq!(err(r#"a"b c"#), ArgsError::UnterminatedQuote(1));
+    for (line, at, escape) in [
+        (r"-- a\b", 4, r"\b"),
+        (r"-- a\", 4, r"\"),
+        (r"\x8f", 0, r"\x8f"),
+        (r"\xg0", 0, r"\xg0"),
+        (r"\x1", 0, r"\x1"),
+        ("\\é", 0, "\\é"),
+        ("\\x日本語", 0, "\\x日本"),
+        (r#""\q""#, 1, r"\q"),
+    ] {
+        assert_eq!(err(line), ArgsError::BadEscape { at, escape }, "{line:?}");
+    }
+    let text = err(r"\q").to_string();
+    assert!(text.contains(r"\q") && text.contains(r"\xHH"), "{text}");
+    let text = err("\"").to_string();
+    assert!(text.contains("byte 0"), "{text}");
+}
+
+#[test]
+fn too_long_says_when_the_length_is_a_lower_bound() {
+    let e = ArgsError::TooLong {
+        len: 1100,
+        max: 1024,
+        at_least: false,
+    };
+    assert_eq!(
+        e.to_string(),
+        "the command line is 1100 bytes long; the limit is 1024 bytes"
+    );
+    let e = ArgsError::TooLong {
+        len: 65536,
+        max: 1024,
+        at_least: true,
+    };
+    assert!(e.to_string().contains("at least 65536 bytes"), "{e}");
+}
+
+#[test]
+fn the_buffer_bound_holds_and_overflow_is_an_error() {
+    // L + 1 bytes hold the arguments of any line of L bytes: one-byte tokens are the worst.
+    let line = "a b c d e f";
+    let args = KernelArgs::<12>::parse(line).unwrap();
+    assert_eq!(
+        args.app_args().collect::<Vec<_>>(),
+        ["a", "b", "c", "d", "e", "f"]
+    );
+    assert_eq!(
+        KernelArgs::<11>::parse(line).unwrap_err(),
+        ArgsError::ArgsTooLong
+    );
+    let line = r#""" """#;
+    assert_eq!(KernelArgs::<6>::parse(line).unwrap().app_args().count(), 2);
+    assert_eq!(
+        KernelArgs::<1>::parse(line).unwrap_err(),
+        ArgsError::ArgsTooLong
+    );
+    assert_eq!(
+        KernelArgs::<0>::parse(line).unwrap_err(),
+        ArgsError::ArgsTooLong
+    );
+    assert_eq!(KernelArgs::<0>::parse("").unwrap().app_args().count(), 0);
+    // Trailing monitor parameters of an open list are dropped after decoding: the buffer must
+    // hold them meanwhile, and does.
+    let line = "-- a virtio_mmio.device=1";
+    assert_eq!(
+        KernelArgs::<26>::parse(line)
+            .unwrap()
+            .app_args()
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
+}
+
+/// SplitMix64: a small seeded generator, so a failure names a seed that reproduces it.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random bytes, biased towards the characters the grammar cares about.
+fn random_line(rng: &mut Rng) -> Vec<u8> {
+    const PIECES: &[&[u8]] = &[
+        b"\"",
+        b"\\",
+        b"\\\\",
+        b"\\\"",
+        b"\\x",
+        b"\\x4",
+        b"\\x41",
+        b"\\x7f",
+        b"\\x80",
+        b" ",
+        b"\t",
+        b"\n",
+        b"--",
+        b" -- ",
+        b"log=",
+        b"log=debug",
+        b"bootchart",
+        b"a",
+        b"xyz",
+        b"virtio_mmio.device=512@0x1:5",
+        "é".as_bytes(),
+        "🦀".as_bytes(),
+        b"\xff",
+        b"\xc3",
+        b"\0",
+    ];
+    let len = rng.below(40);
+    let mut line = Vec::new();
+    for _ in 0..len {
+        if rng.below(4) == 0 {
+            line.push(rng.next() as u8);
+        } else {
+            line.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+        }
+    }
+    line
+}
+
+#[test]
+fn random_lines_never_panic_and_parsed_lines_always_fit() {
+    let mut parsed = 0;
+    for seed in 0..200_000u64 {
+        let mut rng = Rng(seed);
+        let bytes = random_line(&mut rng);
+        let Ok(line) = core::str::from_utf8(&bytes) else {
+            continue;
+        };
+        match Args::parse(line) {
+            Ok(args) => {
+                parsed += 1;
+                // A line of L bytes decodes into L + 1.
+                assert!(
+                    args.app_args_bytes() <= line.len() + 1,
+                    "seed {seed}: {line:?}"
+                );
+                for arg in args.app_args() {
+                    assert!(arg.len() <= line.len(), "seed {seed}: {line:?}");
+                }
+            }
+            Err(e) => assert_ne!(e, ArgsError::ArgsTooLong, "seed {seed}: {line:?}"),
+        }
+    }
+    // The generator makes parseable lines too, not only errors.
+    assert!(parsed > 10_000, "{parsed}");
+}
+
+#[test]
+fn random_tokens_never_panic() {
+    // The tokenizer and decoder on their own, on any UTF-8 (errors are fine, panics are not).
+    for seed in 0..200_000u64 {
+        let mut rng = Rng(seed ^ 0x5eed);
+        let bytes = random_line(&mut rng);
+        let line = String::from_utf8_lossy(&bytes);
+        for token in tokens(&line) {
+            match token {
+                Ok(t) => assert!(t.decoded().count() <= t.raw().len()),
+                Err(e) => {
+                    let _ = e.to_string();
+                }
+            }
+        }
+    }
+}
