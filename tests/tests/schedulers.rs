@@ -71,6 +71,14 @@ fn a_short_time_slice_preempts_too() {
     line_with(&boot, &["hog: preempted"]);
 }
 
+#[test]
+fn the_longest_time_slice_preempts_too() {
+    // 1 s, the largest valid time slice: the hog outlasts it, so it is preempted.
+    let boot = threads(&["scheduler=preempt", "time_slice=1s"], &["hog"]);
+    assert_exit(&boot, 0);
+    line_with(&boot, &["hog: preempted"]);
+}
+
 fn overflow(scheduler: &'static [&'static str]) {
     let boot = threads(scheduler, &["overflow"]);
     assert_exit(&boot, 101);

@@ -8,9 +8,10 @@
 //! - `semaphore`: 20 threads share 3 permits; at most 3 (and at some point exactly 3) hold one.
 //! - `sleep`: sleeps of 1, 10 and 50 ms are never early (how late is printed); 8 threads
 //!   sleeping different times wake in deadline order.
-//! - `hog`: a thread computes for 100 ms without yielding while `main` sleeps 5 ms. Under
-//!   `preempt` main wakes on time (the hog is preempted); under `coop` main wakes only after
-//!   the hog is done (the documented behaviour).
+//! - `hog`: a thread computes without yielding while `main` sleeps 5 ms. Under `preempt` the
+//!   timer preempts it within a time slice (any valid one, up to 1 s) and main wakes while it
+//!   still computes (it stops once main woke, or after 10 s: not preempted); under `coop` it
+//!   computes 100 ms and main wakes only after it is done (the documented behaviour).
 //! - `overflow`: a thread named `deep` recurses until its 16 KiB stack overflows, which must
 //!   end in the kernel's panic naming the thread (status 101).
 //! - `bench`: yield ping-pong, spawn + join, and timer wake-up latency (`bench ...:` lines for
@@ -20,7 +21,7 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use stardust::alloc::vec::Vec;
 use stardust::println;
 use stardust::sync::{Mutex, Semaphore, channel};
@@ -206,11 +207,19 @@ fn sleep() -> Result<(), &'static str> {
 
 fn hog() -> Result<(), &'static str> {
     static HOG_DONE_NS: AtomicU64 = AtomicU64::new(0);
-    let hog = small_thread(|| {
+    static MAIN_WOKE: AtomicBool = AtomicBool::new(false);
+    // Under coop main cannot run before the hog ends, so the hog ends by itself. Under preempt
+    // it computes until main woke, which takes at most a time slice (at most 1 s, the profile's
+    // limit) past the 5 ms: a hog still alone after 10 s was never preempted.
+    let limit = match thread::scheduler_name() {
+        "coop" => Duration::from_millis(100),
+        _ => Duration::from_secs(10),
+    };
+    let hog = small_thread(move || {
         let start = Instant::now();
         // Computes without ever yielding or blocking.
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(100) {
+        while !MAIN_WOKE.load(Ordering::SeqCst) && start.elapsed() < limit {
             x = core::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }
         HOG_DONE_NS.store(Instant::now().as_nanos(), Ordering::SeqCst);
@@ -221,6 +230,7 @@ fn hog() -> Result<(), &'static str> {
     thread::sleep(Duration::from_millis(5));
     let woke = Instant::now();
     let hog_done = HOG_DONE_NS.load(Ordering::SeqCst);
+    MAIN_WOKE.store(true, Ordering::SeqCst);
     let late_ms = (woke - start).as_millis().saturating_sub(5);
     hog.join();
     let stats = thread::stats();
