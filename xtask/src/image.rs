@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use crate::bail;
 use crate::error::{Context, Error, Result};
-use crate::profile::Profile;
+use crate::profile::{MAX_IMAGE_END, Profile, size_text};
 use crate::setup::{self, TARGET};
 use crate::workspace::Workspace;
 
@@ -159,12 +159,32 @@ pub fn build(ws: &Workspace, app: &str, profile: &Profile) -> Result<Image> {
     );
     cmd.run(ws)?;
     let tag = profile.tag();
-    install(
+    let image = install(
         &cargo_output(ws, app),
         &ws.images_dir().join(&tag),
         app,
         &tag,
-    )
+    )?;
+    let end = crate::bench::image_end(&image.elf)?;
+    check_image_end(end, profile).map_err(|e| Error::new(format!("{app} [{tag}]: {e}")))?;
+    Ok(image)
+}
+
+/// Fails when an image ending at `end` cannot boot: beyond [`MAX_IMAGE_END`] the boot page
+/// tables do not map its boot stack (a silent triple fault), and the kernel has no frames left
+/// there for its own tables.
+pub fn check_image_end(end: u64, profile: &Profile) -> Result<()> {
+    if end > MAX_IMAGE_END {
+        bail!(
+            "the image ends at {end:#x} ({:.1} MiB), beyond {} MiB: the boot page tables map only \
+             the first GiB, and the kernel needs its last MiB for its own page tables; lower \
+             stack_size (now {})",
+            end as f64 / f64::from(1u32 << 20),
+            MAX_IMAGE_END >> 20,
+            size_text(profile.settings.stack_size)
+        );
+    }
+    Ok(())
 }
 
 /// Builds the empty kernel fixture into `target/stardust/bench/empty-kernel.{elf,debug}`.
@@ -212,6 +232,26 @@ mod tests {
         assert_eq!(
             CargoCommand::for_empty_kernel().shell_line(),
             "cargo build --release --target x86_64-unknown-none -p empty-kernel"
+        );
+    }
+
+    #[test]
+    fn an_image_beyond_the_boot_mapping_is_refused() {
+        let catalog = Catalog::from_features([
+            "platform-kvm",
+            "allocator-bump",
+            "scheduler-none",
+            "console-serial",
+        ]);
+        let text = "platform = \"kvm\"\n[slots]\nallocator = \"bump\"\nscheduler = \"none\"\nconsole = \"serial\"\n[settings]\nstack_size = \"1022M\"\nmemory = \"1100M\"\n";
+        let p = Profile::parse("big", text, &[], &catalog).expect("valid");
+        check_image_end(MAX_IMAGE_END, &p).expect("at the limit");
+        let e = check_image_end(MAX_IMAGE_END + 4096, &p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("first GiB") && e.contains("lower stack_size (now 1022M)"),
+            "{e}"
         );
     }
 

@@ -426,11 +426,15 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     };
     // Below the image's own end QEMU cannot even load it and the guest hangs silently.
     let end = bench::image_end(&elf)?;
+    // A prebuilt image was not checked by the build.
+    xtask::image::check_image_end(end, &profile)?;
     if profile.settings.memory <= end {
+        let needed = xtask::profile::size_text(xtask::profile::memory_for_image_end(end));
         bail!(
-            "memory = {} bytes is too small: the image alone ends at {:#x} ({} KiB); \
-             raise it, e.g. --set memory=4M",
-            profile.settings.memory,
+            "memory = {} is too small: the image alone ends at {:#x} ({} KiB); raise it to at \
+             least {needed} (the image's end rounded up to a MiB, plus a MiB for page tables \
+             and the heap): --set memory={needed}",
+            xtask::profile::size_text(profile.settings.memory),
             end,
             end.div_ceil(1024)
         );

@@ -46,6 +46,35 @@ const DEFAULT_TIME_SLICE_NS: u64 = 10_000_000;
 const DEFAULT_XEN_GUEST: &str = "pv";
 const MIN_TIME_SLICE_NS: u64 = 100_000;
 const MAX_TIME_SLICE_NS: u64 = 1_000_000_000;
+const MIB: u64 = 1 << 20;
+const PAGE: u64 = 4096;
+
+/// Where the image is loaded (the linker script of `crates/arch-x86_64/build.rs`).
+pub const IMAGE_BASE: u64 = MIB;
+/// The highest end an image may have: the PVH boot page tables identity-map the first GiB, the
+/// boot code and its stack must lie there, and so must the frames the kernel takes for its own
+/// page tables (from the free memory after the image; 1 MiB maps hundreds of GiB).
+pub const MAX_IMAGE_END: u64 = (1 << 30) - MIB;
+/// The largest `stack_size`: the boot stack alone, from the load address to [`MAX_IMAGE_END`]
+/// (the rest of the image makes the real limit a little lower: checked after the build).
+pub const MAX_STACK_SIZE: u64 = MAX_IMAGE_END - IMAGE_BASE;
+
+/// A `memory` that boots an image ending at `end`: the end rounded up to a MiB, plus a MiB for
+/// the kernel's page tables and a heap.
+pub fn memory_for_image_end(end: u64) -> u64 {
+    end.div_ceil(MIB) * MIB + MIB
+}
+
+/// `bytes` as the shortest exact size string (`"1023M"`, `"64K"`, `"4097"`).
+pub fn size_text(bytes: u64) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b.is_multiple_of(1 << 30) => format!("{}G", b >> 30),
+        b if b.is_multiple_of(MIB) => format!("{}M", b >> 20),
+        b if b.is_multiple_of(1024) => format!("{}K", b >> 10),
+        b => b.to_string(),
+    }
+}
 
 /// The slots and the values each may take, in the order the features are declared.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -692,11 +721,24 @@ fn validate(
         Some(v) => c.size("stack_size", "settings.stack_size", &v)?,
         None => DEFAULT_STACK_SIZE,
     };
-    if !stack_size.is_multiple_of(4096) || stack_size < MIN_STACK_SIZE {
+    if !stack_size.is_multiple_of(PAGE) || stack_size < MIN_STACK_SIZE {
         return Err(c.err(
             "stack_size",
             "settings.stack_size",
             format!("{stack_size} bytes: must be a multiple of 4096 and at least 16K"),
+        ));
+    }
+    if stack_size > MAX_STACK_SIZE {
+        return Err(c.err(
+            "stack_size",
+            "settings.stack_size",
+            format!(
+                "stack_size = {}: at most {}: the image, loaded at 1 MiB with its boot stack, must end \
+                 within the first GiB, which the boot page tables map, leaving a MiB there for \
+                 the kernel's own page tables",
+                size_text(stack_size),
+                size_text(MAX_STACK_SIZE)
+            ),
         ));
     }
     let memory = match get(settings_table, "memory") {
@@ -708,6 +750,58 @@ fn validate(
             "memory",
             "settings.memory",
             format!("{memory} bytes: must be at least 1M"),
+        ));
+    }
+    if !heap_size.is_multiple_of(PAGE) {
+        return Err(c.err(
+            "heap_size",
+            "settings.heap_size",
+            format!(
+                "{heap_size} bytes: must be 0 (all free RAM) or a multiple of 4096 (the heap \
+                 takes whole pages)"
+            ),
+        ));
+    }
+    // The image ends at least a guard page and the boot stack past the load address; RAM up
+    // to there is not free. The exact end is checked after the build (`image::build`, `run`).
+    let image_end_at_least = IMAGE_BASE + PAGE + stack_size;
+    let blame = |keys: &[&'static str]| {
+        keys.iter()
+            .copied()
+            .find(|k| c.overridden.contains(*k))
+            .unwrap_or(keys[0])
+    };
+    if memory <= image_end_at_least {
+        let key = blame(&["memory", "stack_size"]);
+        return Err(c.err(
+            key,
+            &format!("settings.{key}"),
+            format!(
+                "memory = {} is too small for stack_size = {}: the image (loaded at 1 MiB) \
+                 ends beyond {}; raise memory to at least {} (e.g. --set memory={})",
+                size_text(memory),
+                size_text(stack_size),
+                size_text(image_end_at_least),
+                size_text(memory_for_image_end(image_end_at_least)),
+                size_text(memory_for_image_end(image_end_at_least)),
+            ),
+        ));
+    }
+    if heap_size > memory - image_end_at_least {
+        let key = blame(&["heap_size", "memory", "stack_size"]);
+        let needed = memory_for_image_end(image_end_at_least + heap_size);
+        return Err(c.err(
+            key,
+            &format!("settings.{key}"),
+            format!(
+                "heap_size = {} can never be met with memory = {}: the image (loaded at 1 MiB, \
+                 with a {} boot stack) leaves less free RAM; raise memory to at least {}, or \
+                 set heap_size = 0 for all free RAM",
+                size_text(heap_size),
+                size_text(memory),
+                size_text(stack_size),
+                size_text(needed),
+            ),
         ));
     }
 
@@ -1188,6 +1282,65 @@ boot_ratio = 1.10
             e.contains("profile `default` (profiles/default.toml)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn settings_are_bounded_by_what_the_image_can_do() {
+        // The boot page tables map the first GiB: the image (from 1 MiB) must end below it.
+        for big in ["1G", "2G", "1023M", "1024G"] {
+            let e = err(DEFAULT, &[&format!("stack_size={big}"), "memory=4G"]);
+            assert!(
+                e.contains("stack_size (set on the command line)")
+                    && e.contains("at most 1022M")
+                    && e.contains("first GiB"),
+                "{big}: {e}"
+            );
+        }
+        let p = parse(DEFAULT, &["stack_size=1022M", "memory=1100M"]).expect("at the limit");
+        assert_eq!(p.settings.stack_size, MAX_STACK_SIZE);
+        // memory must hold the image: the advice is what it needs, not a fixed 4M.
+        let e = err(DEFAULT, &["stack_size=64M"]);
+        assert!(
+            e.contains("stack_size (set on the command line): memory = 32M is too small")
+                && e.contains("--set memory=67M"),
+            "{e}"
+        );
+        let e = err(DEFAULT, &["stack_size=1000M", "memory=1000M"]);
+        assert!(
+            e.contains("memory (set on the command line)") && e.contains("--set memory=1003M"),
+            "{e}"
+        );
+        parse(DEFAULT, &["stack_size=1000M", "memory=1003M"]).expect("enough memory");
+        let e = err(DEFAULT, &["memory=1M"]);
+        assert!(
+            e.contains("too small") && e.contains("--set memory=3M"),
+            "{e}"
+        );
+        // heap_size: whole pages, and no more than memory can give.
+        let e = err(DEFAULT, &["heap_size=100"]);
+        assert!(
+            e.contains("heap_size (set on the command line)") && e.contains("multiple of 4096"),
+            "{e}"
+        );
+        let e = err(DEFAULT, &["heap_size=64M"]);
+        assert!(
+            e.contains("heap_size = 64M can never be met with memory = 32M")
+                && e.contains("at least 67M")
+                && e.contains("heap_size = 0"),
+            "{e}"
+        );
+        let heap_16m = DEFAULT.replace("heap_size = 0", "heap_size = \"16M\"");
+        let e = err(&heap_16m, &["memory=16M"]);
+        assert!(e.contains("memory (set on the command line)"), "{e}");
+        let e = err(&heap_16m, &["memory=16M", "heap_size=16M"]);
+        assert!(e.contains("heap_size (set on the command line)"), "{e}");
+        parse(DEFAULT, &["heap_size=16M", "memory=18M"]).expect("room for the heap");
+        assert_eq!(memory_for_image_end(0x122000), 3 << 20);
+        assert_eq!(memory_for_image_end(2 << 20), 3 << 20);
+        assert_eq!(size_text(MAX_STACK_SIZE), "1022M");
+        assert_eq!(size_text(4097), "4097");
+        assert_eq!(size_text(64 << 10), "64K");
+        assert_eq!(size_text(2 << 30), "2G");
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! Bad inputs to `cargo xtask`, end to end: each gets a clear error that says what is wrong and
+//! what would work, before anything slow (a build, a boot) runs where it can be known then.
+
+use stardust_tests::workspace;
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&workspace().root)
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(args)
+        .output()
+        .expect("cargo runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `args`, which must fail before QEMU starts, with every one of `needles` on stderr.
+#[track_caller]
+fn refused(args: &[&str], needles: &[&str]) -> String {
+    let out = xtask(args);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: no {n:?} in:\n{err}");
+    }
+    assert!(
+        !err.contains("qemu-system-x86_64 -accel"),
+        "{args:?} started QEMU:\n{err}"
+    );
+    err
+}
+
+#[test]
+fn stack_size_is_bounded_by_the_boot_page_tables() {
+    // Triple-faulted silently (1G) or failed to link (2G): now refused before the build.
+    for stack in ["stack_size=1G", "stack_size=2G"] {
+        let err = refused(
+            &["run", "hello", "--set", stack, "--set", "memory=1200M"],
+            &[
+                "stack_size (set on the command line)",
+                "at most 1022M",
+                "first GiB",
+            ],
+        );
+        assert!(!err.contains("xtask: building"), "{err}");
+    }
+}
+
+#[test]
+fn an_image_that_ends_beyond_the_mapped_memory_is_refused_after_its_build() {
+    // Within the profile's bound, but the rest of the image pushes its end past 1023 MiB.
+    refused(
+        &[
+            "build",
+            "hello",
+            "--set",
+            "stack_size=1022M",
+            "--set",
+            "memory=1100M",
+        ],
+        &[
+            "the image ends at 0x",
+            "beyond 1023 MiB",
+            "lower stack_size (now 1022M)",
+        ],
+    );
+}
+
+#[test]
+fn the_memory_advice_is_what_the_image_needs() {
+    // Not a fixed "memory=4M": the image with a 1000M stack needs 1003M.
+    refused(
+        &[
+            "run",
+            "hello",
+            "--set",
+            "stack_size=1000M",
+            "--set",
+            "memory=1000M",
+        ],
+        &["memory = 1000M is too small", "--set memory=1003M"],
+    );
+    refused(
+        &["run", "hello", "--set", "memory=1M"],
+        &["too small", "--set memory=3M"],
+    );
+    refused(
+        &["run", "hello", "--set", "heap_size=64M"],
+        &[
+            "heap_size = 64M can never be met with memory = 32M",
+            "heap_size = 0",
+        ],
+    );
+    refused(
+        &["build", "hello", "--set", "heap_size=1000"],
+        &["multiple of 4096"],
+    );
+    // A prebuilt image with a larger stack than the profile's: run reads its real end.
+    let built = xtask(&[
+        "build",
+        "hello",
+        "--set",
+        "stack_size=64M",
+        "--set",
+        "memory=67M",
+    ]);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let elf = text(&built.stdout)
+        .lines()
+        .last()
+        .expect("a path")
+        .trim()
+        .to_string();
+    refused(
+        &["run", "--image", &elf],
+        &[
+            "memory = 32M is too small: the image alone ends at 0x",
+            "--set memory=67M",
+        ],
+    );
+}
