@@ -122,3 +122,62 @@ fn the_memory_advice_is_what_the_image_needs() {
         ],
     );
 }
+
+#[test]
+fn an_image_path_that_is_not_an_image_says_what_it_is() {
+    refused(&["run", "--image", "/no/such/image.elf"], &["no such file"]);
+    refused(
+        &["run", "--image", "/dev/null"],
+        &["/dev/null: this is a character device"],
+    );
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().expect("a UTF-8 temp dir");
+    refused(
+        &["run", "--image", dir],
+        &["this is a directory, not an image file"],
+    );
+    for platform in ["kvm", "xen"] {
+        let err = refused(
+            &["run", "--image", "/dev/null", "--platform", platform],
+            &["character device"],
+        );
+        assert!(!err.contains("no such file"), "{err}");
+    }
+}
+
+/// `cargo xtask build hello` with `sets`: the image's path.
+fn build(sets: &[&str]) -> String {
+    let mut args = vec!["build", "hello"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let built = xtask(&args);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    text(&built.stdout)
+        .lines()
+        .last()
+        .expect("a path")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn an_image_built_for_the_other_platform_is_refused_from_its_notes() {
+    // A KVM image would boot on Xen as a PVH guest and triple-fault there.
+    let kvm = build(&[]);
+    let err = refused(
+        &["run", "--image", &kvm, "--platform", "xen"],
+        &["built for platform kvm", "--platform xen", "--platform pvh"],
+    );
+    assert!(!err.contains("Xen lab"), "refused before the lab: {err}");
+    for (sets, guest) in [
+        (&["platform=xen"][..], "a PV guest"),
+        (&["platform=xen", "xen_guest=pvh"][..], "a PVH guest"),
+    ] {
+        let xen = build(sets);
+        refused(
+            &["run", "--image", &xen, "--platform", "kvm"],
+            &["built for platform xen", guest, "--platform xen"],
+        );
+    }
+}

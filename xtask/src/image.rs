@@ -125,6 +125,101 @@ pub struct Image {
     pub bytes: u64,
 }
 
+/// The type of the ELF note (owner `Stardust`) that names the platform an image was built for.
+pub const PLATFORM_NOTE: u32 = 0x5344_0001;
+
+/// The platform an image was built for, from its `Stardust` platform note (see
+/// [`PLATFORM_NOTE`]): `kvm`, `xen`, `xen-pvh` or `pvh`; `None` for an image without the note
+/// (not Stardust's, or older). `Err` for a file that is not a readable ELF64.
+pub fn built_platform(elf: &[u8]) -> Result<Option<String>> {
+    use object::read::elf::{ElfFile64, ProgramHeader as _};
+    let bad = |e: object::read::Error| Error::new(format!("reading the ELF notes: {e}"));
+    let file = ElfFile64::<object::Endianness>::parse(elf).map_err(bad)?;
+    let endian = file.endian();
+    for ph in file.elf_program_headers() {
+        let Some(mut notes) = ph.notes(endian, elf).map_err(bad)? else {
+            continue;
+        };
+        while let Some(note) = notes.next().map_err(bad)? {
+            if note.name() == b"Stardust"
+                && note.n_type(endian) == object::elf::NoteType(PLATFORM_NOTE)
+            {
+                return Ok(Some(String::from_utf8_lossy(note.desc()).into_owned()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a prebuilt image (`run --image FILE`); the error says what `file` is when it is not an
+/// image file (missing, a directory, a device, empty).
+pub fn read_image_file(file: &Path) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::metadata(file) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("no such file"),
+        Err(e) => bail!("{e}"),
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if !kind.is_file() {
+        Some("not a regular file")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        bail!("this is {what}, not an image file (an ELF that `cargo xtask build` wrote)");
+    }
+    let bytes = std::fs::read(file).map_err(|e| Error::new(e.to_string()))?;
+    if bytes.is_empty() {
+        bail!("the file is empty, not an ELF image");
+    }
+    Ok(bytes)
+}
+
+/// Checks a prebuilt image for booting on `platform` (`kvm`: QEMU, `xen`: the Xen lab) from
+/// its ELF notes, before anything boots: its Stardust platform note must not name the other
+/// platform, and it must have an entry that platform boots (QEMU: `XEN_ELFNOTE_PHYS32_ENTRY`;
+/// Xen: that one, a PVH guest, or `XEN_ELFNOTE_ENTRY`, a PV guest). Returns the Xen guest type
+/// (`None` on `kvm`).
+pub fn check_prebuilt(elf: &[u8], platform: &str) -> Result<Option<crate::xenlab::GuestType>> {
+    let built = built_platform(elf)?;
+    if platform == "xen" {
+        if built.as_deref() == Some("kvm") {
+            bail!(
+                "built for platform kvm (its Stardust platform note): Xen would boot it as a \
+                 PVH guest, where the KVM platform cannot run (a triple fault); build it for Xen \
+                 (`--platform xen`), or for both (`--platform pvh`, the universal image)"
+            );
+        }
+        return crate::xenlab_run::guest_type_of_image(elf).map(Some);
+    }
+    if let Some(xen @ ("xen" | "xen-pvh")) = built.as_deref() {
+        bail!(
+            "built for platform xen ({} guest; its Stardust platform note): it runs only on \
+             Xen; run it with --platform xen, or build it for both (`--platform pvh`)",
+            if xen == "xen" { "a PV" } else { "a PVH" }
+        );
+    }
+    // XEN_ELFNOTE_PHYS32_ENTRY: the PVH entry QEMU's -kernel boots.
+    if !crate::strip::note_types(elf, "Xen")?.contains(&18) {
+        bail!(
+            "no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): QEMU cannot boot it (a Xen PV image? \
+             run it with --platform xen)"
+        );
+    }
+    Ok(None)
+}
+
 /// Copies `built` to `<dir>/<name>.debug` and writes the stripped `<dir>/<name>.elf`.
 fn install(built: &Path, dir: &Path, name: &str, tag: &str) -> Result<Image> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -253,6 +348,120 @@ mod tests {
             e.contains("first GiB") && e.contains("lower stack_size (now 1022M)"),
             "{e}"
         );
+    }
+
+    /// An ELF64 with one PT_NOTE segment holding `notes` (owner, type, description).
+    fn elf_with_notes(notes: &[(&str, u32, &[u8])]) -> Vec<u8> {
+        use object::write::elf::{FileHeader, ProgramHeader, Writer};
+        let mut seg = Vec::new();
+        for (name, kind, desc) in notes {
+            let name = format!("{name}\0");
+            seg.extend((name.len() as u32).to_le_bytes());
+            seg.extend((desc.len() as u32).to_le_bytes());
+            seg.extend(kind.to_le_bytes());
+            seg.extend(name.as_bytes());
+            seg.resize(seg.len().next_multiple_of(4), 0);
+            seg.extend(*desc);
+            seg.resize(seg.len().next_multiple_of(4), 0);
+        }
+        let mut buf = Vec::new();
+        let mut w = Writer::new(object::Endianness::Little, true, &mut buf);
+        w.reserve_file_header();
+        w.reserve_program_headers(1);
+        let off = w.reserve(seg.len() as u64, 4);
+        w.write_file_header(&FileHeader {
+            e_type: object::elf::ET_EXEC,
+            e_machine: object::elf::EM_X86_64,
+            e_entry: 0x100000,
+            ..Default::default()
+        })
+        .expect("header");
+        w.write_align_program_headers();
+        w.write_program_header(&ProgramHeader {
+            p_type: object::elf::PT_NOTE,
+            p_flags: object::elf::PF_R,
+            p_offset: off,
+            p_vaddr: 0x100000,
+            p_paddr: 0x100000,
+            p_filesz: seg.len() as u64,
+            p_memsz: seg.len() as u64,
+            p_align: 4,
+        });
+        w.write_align(4);
+        w.write(&seg);
+        buf
+    }
+
+    #[test]
+    fn prebuilt_images_are_checked_by_their_notes() {
+        use crate::xenlab::GuestType;
+        let pvh: (&str, u32, &[u8]) = ("Xen", 18, &[0, 0, 0x10, 0, 0, 0, 0, 0]);
+        let pv: (&str, u32, &[u8]) = ("Xen", 1, &[0; 8]);
+        let built = |p: &'static str| -> (&'static str, u32, &'static [u8]) {
+            ("Stardust", PLATFORM_NOTE, p.as_bytes())
+        };
+        let kvm = elf_with_notes(&[pvh, built("kvm")]);
+        assert_eq!(built_platform(&kvm).unwrap().as_deref(), Some("kvm"));
+        assert_eq!(check_prebuilt(&kvm, "kvm").unwrap(), None);
+        let e = check_prebuilt(&kvm, "xen").unwrap_err().to_string();
+        assert!(
+            e.contains("built for platform kvm") && e.contains("--platform xen"),
+            "{e}"
+        );
+        let xen_pvh = elf_with_notes(&[pvh, built("xen-pvh")]);
+        assert_eq!(
+            check_prebuilt(&xen_pvh, "xen").unwrap(),
+            Some(GuestType::Pvh)
+        );
+        let e = check_prebuilt(&xen_pvh, "kvm").unwrap_err().to_string();
+        assert!(e.contains("built for platform xen (a PVH guest"), "{e}");
+        let xen_pv = elf_with_notes(&[pv, built("xen")]);
+        assert_eq!(check_prebuilt(&xen_pv, "xen").unwrap(), Some(GuestType::Pv));
+        let e = check_prebuilt(&xen_pv, "kvm").unwrap_err().to_string();
+        assert!(e.contains("built for platform xen (a PV guest"), "{e}");
+        let universal = elf_with_notes(&[pvh, built("pvh")]);
+        assert_eq!(
+            check_prebuilt(&universal, "xen").unwrap(),
+            Some(GuestType::Pvh)
+        );
+        assert_eq!(check_prebuilt(&universal, "kvm").unwrap(), None);
+        // Without the Stardust note (another kernel, an older image): the Xen notes decide.
+        let foreign = elf_with_notes(&[pvh]);
+        assert_eq!(built_platform(&foreign).unwrap(), None);
+        assert_eq!(
+            check_prebuilt(&foreign, "xen").unwrap(),
+            Some(GuestType::Pvh)
+        );
+        assert_eq!(check_prebuilt(&foreign, "kvm").unwrap(), None);
+        let e = check_prebuilt(&elf_with_notes(&[pv]), "kvm")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no PVH entry note"), "{e}");
+        // A note of another owner with the same type is not the platform note.
+        assert_eq!(
+            built_platform(&elf_with_notes(&[("Xen", PLATFORM_NOTE, b"kvm")])).unwrap(),
+            None
+        );
+        assert!(built_platform(b"not an ELF").is_err());
+    }
+
+    #[test]
+    fn an_image_file_that_is_not_one_says_what_it_is() {
+        let err = |p: &str| read_image_file(Path::new(p)).unwrap_err().to_string();
+        assert_eq!(err("/no/such/image.elf"), "no such file");
+        assert!(
+            err("/dev/null").contains("a character device"),
+            "{}",
+            err("/dev/null")
+        );
+        let dir = std::env::temp_dir();
+        let e = err(dir.to_str().expect("UTF-8 temp dir"));
+        assert!(e.contains("a directory, not an image file"), "{e}");
+        let empty = dir.join(format!("xtask-empty-{}.elf", std::process::id()));
+        std::fs::write(&empty, b"").expect("temp file");
+        let e = read_image_file(&empty).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&empty);
+        assert!(e.contains("empty"), "{e}");
     }
 
     #[test]

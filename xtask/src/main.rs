@@ -475,34 +475,22 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(boot.outcome.exit_code().clamp(0, 255) as u8))
 }
 
-/// Checks a prebuilt image for `run --image` on the profile's platform: it exists, is an ELF,
-/// and has an entry that platform boots (QEMU: the PVH note; Xen: the PVH or the PV note).
-/// Returns the Xen guest type it boots as (`None` off Xen).
+/// Checks a prebuilt image for `run --image` on the profile's platform: it is a readable file
+/// (not a directory, a device or empty), an ELF, not built for the other platform, and with an
+/// entry that platform boots (QEMU: the PVH note; Xen: the PVH or the PV note). Returns the Xen
+/// guest type it boots as (`None` off Xen).
 fn check_image(
     file: &std::path::Path,
     profile: &xtask::profile::Profile,
 ) -> Result<Option<xenlab::GuestType>> {
-    if !file.is_file() {
-        bail!("--image {}: no such file", file.display());
-    }
-    let bytes =
-        std::fs::read(file).map_err(|e| Error::new(format!("--image {}: {e}", file.display())))?;
-    let notes = xtask::strip::note_types(&bytes, "Xen")
-        .map_err(|e| Error::new(format!("--image {}: {e}", file.display())))?;
-    if profile.platform == "xen" {
-        let guest = xenlab_run::guest_type_of_image(&bytes)
-            .map_err(|e| Error::new(format!("--image {}: {e}", file.display())))?;
-        return Ok(Some(guest));
-    }
-    // XEN_ELFNOTE_PHYS32_ENTRY: the PVH entry QEMU's -kernel boots.
-    if !notes.contains(&18) {
-        bail!(
-            "--image {}: no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): QEMU cannot boot it \
-             (a Xen PV image? run it with --platform xen)",
-            file.display()
-        );
-    }
-    Ok(None)
+    let on = |e: Error| Error::new(format!("--image {}: {e}", file.display()));
+    let bytes = xtask::image::read_image_file(file).map_err(on)?;
+    let platform = if profile.platform == "xen" {
+        "xen"
+    } else {
+        "kvm"
+    };
+    xtask::image::check_prebuilt(&bytes, platform).map_err(on)
 }
 
 /// The options that only mean something to QEMU on the KVM platform.

@@ -172,3 +172,48 @@ pub const HAS_HEAP: bool = cfg!(not(feature = "allocator-none"));
 
 #[cfg_attr(not(feature = "allocator-none"), global_allocator)]
 pub static HEAP: KernelHeap<SelectedHeap> = KernelHeap::new(SelectedHeap::new());
+
+/// The platform the image was built for, as xtask's `run --image` reads it from an ELF note
+/// before booting a prebuilt image (a KVM image refused on Xen, a Xen one on QEMU): the profile's
+/// `platform`, `xen-pvh` for a Xen PVH guest (docs/CONTRACT.md).
+#[cfg(feature = "platform-kvm")]
+macro_rules! platform_name {
+    () => {
+        "kvm"
+    };
+}
+#[cfg(all(feature = "platform-xen", not(feature = "xen_guest_pvh")))]
+macro_rules! platform_name {
+    () => {
+        "xen"
+    };
+}
+#[cfg(all(feature = "platform-xen", feature = "xen_guest_pvh"))]
+macro_rules! platform_name {
+    () => {
+        "xen-pvh"
+    };
+}
+#[cfg(feature = "platform-pvh")]
+macro_rules! platform_name {
+    () => {
+        "pvh"
+    };
+}
+
+// Owner "Stardust", type 0x53440001 (a type no Xen note has: Xen and QEMU skip it), in the image's
+// note segment (the linker script's .note.Xen section).
+core::arch::global_asm!(concat!(
+    ".pushsection .note.Xen, \"a\", @note\n",
+    ".balign 4\n",
+    ".long 9\n",
+    ".long 4f - 3f\n",
+    ".long 0x53440001\n",
+    ".asciz \"Stardust\"\n",
+    ".balign 4\n",
+    "3: .ascii \"",
+    platform_name!(),
+    "\"\n",
+    "4: .balign 4\n",
+    ".popsection\n",
+));
