@@ -4,7 +4,12 @@
 use stardust_tests::workspace;
 use std::process::{Command, Output};
 
+/// Builds go to the shared target directory, where cargo's output is copied after the build:
+/// one xtask at a time, so that one test's image is not another's.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn xtask(args: &[&str]) -> Output {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&workspace().root)
         .args(["run", "--quiet", "--package", "xtask", "--"])
@@ -178,6 +183,35 @@ fn an_image_built_for_the_other_platform_is_refused_from_its_notes() {
         refused(
             &["run", "--image", &xen, "--platform", "kvm"],
             &["built for platform xen", guest, "--platform xen"],
+        );
+    }
+}
+
+#[test]
+fn an_app_built_with_a_scheduler_it_cannot_use_names_the_one_it_needs() {
+    for (args, needle) in [
+        (
+            &["build", "threads"][..],
+            "app `threads` needs scheduler `coop` or `preempt`",
+        ),
+        (
+            &["run", "asyncprobe", "--set", "scheduler=coop"][..],
+            "app `asyncprobe` needs scheduler `async`",
+        ),
+        (
+            &["build", "allocstress", "--profile", "minimal"][..],
+            "needs allocator `bump` or `buddy` or `talc`",
+        ),
+        (&["build", "xenprobe"][..], "needs platform `xen`"),
+        (
+            &["build", "threads", "--print-cargo"][..],
+            "--set scheduler=preempt",
+        ),
+    ] {
+        let err = refused(args, &[needle]);
+        assert!(
+            !err.contains("unresolved import") && !err.contains("xtask: building"),
+            "{args:?}: refused before rustc:\n{err}"
         );
     }
 }

@@ -25,6 +25,36 @@ fn every_profile_validates() {
 }
 
 #[test]
+fn every_apps_requirements_name_real_slot_values_and_can_be_met() {
+    let ws = workspace();
+    let apps = ws.app_names().expect("apps/ readable");
+    for app in &apps {
+        let req = ws
+            .app_requires(app)
+            .unwrap_or_else(|e| panic!("{app}: {e}"));
+        // The default profile with the first value each requirement accepts fits the app.
+        let sets: Vec<String> = req
+            .slots
+            .iter()
+            .map(|(slot, values)| format!("{slot}={}", values[0]))
+            .collect();
+        let profile = ws
+            .load_profile("default", &sets)
+            .unwrap_or_else(|e| panic!("{app} {sets:?}: {e}"));
+        ws.check_app_fits(app, &profile)
+            .unwrap_or_else(|e| panic!("{app} {sets:?}: {e}"));
+    }
+    let threads = ws.app_requires("threads").expect("threads requires");
+    assert!(!threads.slots.is_empty(), "threads declares its schedulers");
+    let default = ws.load_profile("default", &[]).expect("default profile");
+    let e = ws
+        .check_app_fits("threads", &default)
+        .expect_err("threads needs a thread scheduler")
+        .to_string();
+    assert!(e.contains("needs scheduler `coop` or `preempt`"), "{e}");
+}
+
+#[test]
 fn bad_input_lists_the_choices() {
     let ws = workspace();
     let e = ws

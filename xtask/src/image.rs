@@ -242,6 +242,7 @@ fn install(built: &Path, dir: &Path, name: &str, tag: &str) -> Result<Image> {
 /// Builds `app` with `profile` (installing the target first if needed).
 pub fn build(ws: &Workspace, app: &str, profile: &Profile) -> Result<Image> {
     ws.check_app(app)?;
+    ws.check_app_fits(app, profile)?;
     setup::ensure_target(ws)?;
     let cmd = CargoCommand::for_image(profile, app);
     let _guard = BUILD_LOCK

@@ -372,6 +372,7 @@ fn dispatch(ws: &Workspace, cmd: Cmd) -> Result<ExitCode> {
 fn build(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
     let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
     ws.check_app(&args.app)?;
+    ws.check_app_fits(&args.app, &profile)?;
     if args.print_cargo {
         println!(
             "{}",
@@ -393,6 +394,7 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
     if let Some(app) = &args.app {
         ws.check_app(app)?;
+        ws.check_app_fits(app, &profile)?;
     }
     xtask::cmdline::check_kargs(&args.kargs)?;
     // A prebuilt image: checked first (a missing file, not an ELF, no entry this platform

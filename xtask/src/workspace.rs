@@ -102,6 +102,23 @@ impl Workspace {
         )
     }
 
+    /// What `app` needs of a profile: `[package.metadata.stardust.requires]` of
+    /// `apps/<app>/Cargo.toml` (see [`AppRequires`]).
+    pub fn app_requires(&self, app: &str) -> Result<AppRequires> {
+        let path = self.apps_dir().join(app).join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        AppRequires::from_manifest(&text).with_context(|| format!("apps/{app}/Cargo.toml"))
+    }
+
+    /// Fails, before anything is built, when `app` cannot be built with `profile`: a slot value
+    /// its `requires` does not list (rustc would only say "unresolved import"), or a
+    /// requirement that names no slot or value of the catalog.
+    pub fn check_app_fits(&self, app: &str, profile: &Profile) -> Result<()> {
+        self.app_requires(app)?
+            .check(app, profile, &self.catalog()?)
+    }
+
     /// The slots and their values, read from `crates/stardust/Cargo.toml` `[features]`.
     pub fn catalog(&self) -> Result<Catalog> {
         let path = self.facade_manifest();
@@ -135,6 +152,91 @@ impl Workspace {
     }
 }
 
+/// What an app needs of a profile, declared in its `Cargo.toml`:
+///
+/// ```toml
+/// [package.metadata.stardust.requires]
+/// scheduler = ["coop", "preempt"]   # any of these values of the slot
+/// ```
+///
+/// Keys are slots (`platform` included), values the slot values the app builds with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppRequires {
+    /// `(slot, accepted values)`, in the manifest's order.
+    pub slots: Vec<(String, Vec<String>)>,
+}
+
+impl AppRequires {
+    /// Reads `[package.metadata.stardust.requires]` of an app manifest (none: no requirement).
+    pub fn from_manifest(text: &str) -> Result<AppRequires> {
+        let doc: toml::Table =
+            toml::from_str(text).map_err(|e| crate::Error::new(e.to_string()))?;
+        let requires = doc
+            .get("package")
+            .and_then(|p| p.get("metadata"))
+            .and_then(|m| m.get("stardust"))
+            .and_then(|s| s.get("requires"));
+        let Some(requires) = requires else {
+            return Ok(AppRequires::default());
+        };
+        let Some(table) = requires.as_table() else {
+            bail!("[package.metadata.stardust.requires] must be a table of slot = [values]");
+        };
+        let mut slots = Vec::new();
+        for (slot, values) in table {
+            let values: Option<Vec<String>> = match values {
+                toml::Value::String(v) => Some(vec![v.clone()]),
+                toml::Value::Array(a) => a.iter().map(|v| v.as_str().map(String::from)).collect(),
+                _ => None,
+            };
+            match values {
+                Some(v) if !v.is_empty() => slots.push((slot.clone(), v)),
+                _ => bail!(
+                    "[package.metadata.stardust.requires] {slot}: expected a list of {slot} \
+                     values, like [\"coop\", \"preempt\"]"
+                ),
+            }
+        }
+        Ok(AppRequires { slots })
+    }
+
+    /// Fails when `profile` has a slot value the app does not build with, naming what it needs;
+    /// or when a requirement names a slot or value that `catalog` does not have.
+    pub fn check(&self, app: &str, profile: &Profile, catalog: &Catalog) -> Result<()> {
+        for (slot, accepted) in &self.slots {
+            let Some(valid) = catalog.values(slot) else {
+                bail!(
+                    "apps/{app}/Cargo.toml requires slot `{slot}`, which does not exist; slots: {}",
+                    catalog.slot_names().collect::<Vec<_>>().join(", ")
+                );
+            };
+            if let Some(bad) = accepted.iter().find(|v| !valid.contains(v)) {
+                bail!(
+                    "apps/{app}/Cargo.toml requires {slot} `{bad}`, which is not a {slot}; \
+                     valid: {}",
+                    valid.join(", ")
+                );
+            }
+            let has = profile.slot(slot).unwrap_or("?");
+            if !accepted.iter().any(|v| v == has) {
+                let choices = accepted
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                bail!(
+                    "app `{app}` needs {slot} {choices} (apps/{app}/Cargo.toml, \
+                     [package.metadata.stardust.requires]), but profile `{}` has {slot} `{has}`: \
+                     add --set {slot}={}",
+                    profile.name,
+                    accepted[accepted.len() - 1]
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `path` relative to the current directory when it is below it, else unchanged.
 pub fn display_path(path: &Path) -> String {
     if let Ok(cwd) = std::env::current_dir()
@@ -143,4 +245,96 @@ pub fn display_path(path: &Path) -> String {
         return rel.display().to_string();
     }
     path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(sets: &[&str]) -> (Profile, Catalog) {
+        let catalog = Catalog::from_features([
+            "platform-kvm",
+            "platform-xen",
+            "allocator-none",
+            "allocator-talc",
+            "scheduler-none",
+            "scheduler-coop",
+            "scheduler-preempt",
+            "console-serial",
+            "console-xen",
+        ]);
+        let text = "platform = \"kvm\"\n[slots]\nallocator = \"talc\"\nscheduler = \"none\"\nconsole = \"serial\"\n";
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let p = Profile::parse("default", text, &sets, &catalog).expect("valid");
+        (p, catalog)
+    }
+
+    const THREADS: &str = r#"
+[package]
+name = "threads"
+
+[package.metadata.stardust.requires]
+scheduler = ["coop", "preempt"]
+"#;
+
+    #[test]
+    fn an_app_names_the_slot_values_it_needs() {
+        let req = AppRequires::from_manifest(THREADS).unwrap();
+        assert_eq!(
+            req.slots,
+            [(
+                "scheduler".to_string(),
+                vec!["coop".to_string(), "preempt".to_string()]
+            )]
+        );
+        let (p, c) = profile(&[]);
+        let e = req.check("threads", &p, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("app `threads` needs scheduler `coop` or `preempt`")
+                && e.contains("profile `default` has scheduler `none`")
+                && e.contains("--set scheduler=preempt"),
+            "{e}"
+        );
+        let (p, c) = profile(&["scheduler=coop"]);
+        req.check("threads", &p, &c).unwrap();
+        // The platform is a slot like the others; one value may be a plain string.
+        let xen = AppRequires::from_manifest(
+            "[package.metadata.stardust.requires]\nplatform = \"xen\"\n",
+        )
+        .unwrap();
+        let e = xen.check("xenprobe", &p, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("needs platform `xen`") && e.contains("--set platform=xen"),
+            "{e}"
+        );
+        // No requirements: anything goes.
+        let none = AppRequires::from_manifest("[package]\nname = \"hello\"\n").unwrap();
+        assert!(none.slots.is_empty());
+        none.check("hello", &p, &c).unwrap();
+    }
+
+    #[test]
+    fn bad_requirements_are_errors_of_the_manifest() {
+        let (p, c) = profile(&[]);
+        let req = |t: &str| {
+            AppRequires::from_manifest(&format!("[package.metadata.stardust.requires]\n{t}\n"))
+        };
+        let e = req("scheduler = [\"fifo\"]")
+            .unwrap()
+            .check("a", &p, &c)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("requires scheduler `fifo`, which is not"),
+            "{e}"
+        );
+        let e = req("sched = [\"coop\"]")
+            .unwrap()
+            .check("a", &p, &c)
+            .unwrap_err();
+        assert!(e.to_string().contains("requires slot `sched`"), "{e}");
+        assert!(req("scheduler = []").is_err());
+        assert!(req("scheduler = 3").is_err());
+        assert!(AppRequires::from_manifest("[package.metadata.stardust]\nrequires = 1\n").is_err());
+    }
 }
