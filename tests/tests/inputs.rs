@@ -215,3 +215,28 @@ fn an_app_built_with_a_scheduler_it_cannot_use_names_the_one_it_needs() {
         );
     }
 }
+
+#[test]
+fn bench_checks_its_json_path_before_it_runs() {
+    refused(
+        &["bench", "sched", "--json", "/tmp/x.json"],
+        &["`bench sched` and `bench alloc` print a table only"],
+    );
+    for which in [
+        &["boot"][..],
+        &["sched", "size"][..],
+        &["alloc", "memory"][..],
+    ] {
+        let mut args = vec!["bench"];
+        args.extend(which);
+        args.extend(["--json", "/no/such/dir/bench.json"]);
+        let err = refused(
+            &args,
+            &["--json /no/such/dir/bench.json: cannot write there"],
+        );
+        assert!(
+            !err.contains("xtask: building") && !err.contains("bench boot"),
+            "{args:?}: checked before anything ran:\n{err}"
+        );
+    }
+}

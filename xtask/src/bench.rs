@@ -131,9 +131,37 @@ fn unique(items: &[String]) -> Vec<String> {
 }
 
 /// Validates `opts` and loads the profiles, before anything slow starts.
+/// Fails unless `--json FILE` can be written, before any bench runs (opening it to append
+/// creates nothing that stays: a file that did not exist is removed again).
+pub fn check_json_path(path: &std::path::Path) -> Result<()> {
+    let existed = path.exists();
+    if path.is_dir() {
+        bail!(
+            "--json {}: this is a directory; name a file to write",
+            path.display()
+        );
+    }
+    match std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(e) => bail!("--json {}: cannot write there: {e}", path.display()),
+    }
+}
+
 fn prepare(ws: &Workspace, opts: &Options) -> Result<(Vec<Profile>, Vec<String>)> {
     if opts.benches.is_empty() {
         bail!("no bench selected (size, boot, memory or all)");
+    }
+    if let Some(path) = &opts.json {
+        check_json_path(path)?;
     }
     if opts.runs == 0 {
         bail!("--runs must be at least 1");
@@ -508,6 +536,39 @@ mod tests {
     fn repeats_are_dropped_in_order() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(unique(&v(&["b", "a", "b", "c", "a"])), v(&["b", "a", "c"]));
+    }
+
+    #[test]
+    fn the_json_path_is_checked_first_and_nothing_is_left_behind() {
+        let dir = std::env::temp_dir();
+        let e = check_json_path(&dir).unwrap_err().to_string();
+        assert!(e.contains("this is a directory"), "{e}");
+        let e = check_json_path(std::path::Path::new("/no/such/dir/out.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot write there"), "{e}");
+        let fresh = dir.join(format!("xtask-bench-{}.json", std::process::id()));
+        check_json_path(&fresh).expect("writable");
+        assert!(!fresh.exists(), "the probe leaves no file behind");
+        std::fs::write(&fresh, "keep").expect("temp file");
+        check_json_path(&fresh).expect("an existing file is writable");
+        let kept = std::fs::read_to_string(&fresh).expect("still there");
+        let _ = std::fs::remove_file(&fresh);
+        assert_eq!(
+            kept, "keep",
+            "an existing file is not truncated by the check"
+        );
+        let ws = Workspace::locate();
+        let e = prepare(
+            &ws,
+            &Options {
+                json: Some(dir.clone()),
+                ..Options::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--json"), "{e}");
     }
 
     #[test]

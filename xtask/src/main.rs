@@ -286,6 +286,21 @@ struct BenchArgs {
 }
 
 fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
+    // Before anything runs: an unwritable --json path would waste the whole bench.
+    if let Some(path) = &args.json {
+        let only_tables = !args.which.is_empty()
+            && args
+                .which
+                .iter()
+                .all(|w| matches!(w, BenchWhich::Sched | BenchWhich::Alloc));
+        if only_tables {
+            bail!(
+                "--json writes the size, boot and memory figures; `bench sched` and `bench alloc` \
+                 print a table only (add size, boot, memory or all, or drop --json)"
+            );
+        }
+        bench::check_json_path(path)?;
+    }
     if args.which.contains(&BenchWhich::Sched) {
         let (none, results) = xtask::schedbench::run(ws, args.alloc_runs.max(1))?;
         println!("{}", xtask::schedbench::markdown(none, &results));
