@@ -240,3 +240,39 @@ fn bench_checks_its_json_path_before_it_runs() {
         );
     }
 }
+
+#[test]
+fn run_passes_each_argument_whole() {
+    // Two arguments would make `exit 7` (status 7); one is an unknown request (status 2).
+    let out = xtask(&["run", "faults", "--", "exit 7"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("faults: unknown request \"exit 7\""),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = xtask(&["run", "faults", "--", "args", "", "a \"b\" \\c"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(
+        lines.contains(&r#"faults: arg 1: """#)
+            && lines.contains(&r#"faults: arg 2: "a \"b\" \\c""#),
+        "{stdout}"
+    );
+    // The QEMU line shows the encoding.
+    assert!(
+        text(&out.stderr).contains(r#"-append '-- args "" "a \"b\" \\c" --'"#),
+        "{}",
+        text(&out.stderr)
+    );
+    // Kernel options are not the place for app arguments.
+    refused(
+        &["run", "hello", "--kargs", "log=debug -- one"],
+        &[
+            "`--` does not belong in the kernel options",
+            "cargo xtask run APP -- ARGS",
+        ],
+    );
+    refused(&["run", "hello", "--kargs", "say \"hi"], &["never closed"]);
+}
