@@ -7,8 +7,9 @@
 //! Adding a guest is one line in [`GUESTS`] plus its `#[test]`.
 //!
 //! Where the lab cannot run (not built, no root to build it, `STARDUST_XENLAB=off`) every test
-//! here prints `skipped: <test>: <why>` and passes; `cargo xtask test` counts it as skipped.
-//! The guests are still built first: a Xen image that does not build fails its test anyway.
+//! here prints `skipped: <test>: <why>` and passes; `cargo xtask test` counts it as skipped. With
+//! `STARDUST_XENLAB_REQUIRED=1` (as `.ci/run` sets it) they fail instead. The guests are still
+//! built first: a Xen image that does not build fails its test anyway, lab or no lab.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -34,7 +35,8 @@ struct Guest {
     set: &'static [&'static str],
     /// The app's arguments (after `--` on the guest's command line).
     args: &'static [&'static str],
-    /// Left out of the batch (with a skip line) when its app is missing or does not build.
+    /// Left out of the batch (with a skip line) when its app does not exist (yet). An app that
+    /// exists and does not build fails its test, optional or not.
     optional: bool,
     /// From `xl create` to shutdown, at most.
     timeout_s: u64,
@@ -189,8 +191,12 @@ enum Slot {
 
 /// The one batch of this test process.
 enum Batch {
-    /// The lab cannot run here: the reason.
-    Skipped(String),
+    /// The lab cannot run here: the reason, and what building each guest gave (a guest that did
+    /// not build fails its test even so).
+    Skipped {
+        why: String,
+        guests: HashMap<&'static str, Slot>,
+    },
     /// The lab itself failed (dom0 never ready, QEMU died): every test fails with this.
     LabFailed(String),
     Ran {
@@ -281,19 +287,16 @@ fn run_batch() -> Batch {
                 }
                 specs.push((g.name, spec, image.map(|(_, b)| b)));
             }
-            Err(e) if g.optional => {
-                slots.insert(
-                    g.name,
-                    Slot::LeftOut(format!("apps/{} does not build for Xen: {e}", g.app)),
-                );
-            }
             Err(e) => {
                 slots.insert(g.name, Slot::BuildFailed(e));
             }
         }
     }
     if let Err(why) = lab.availability() {
-        return Batch::Skipped(why.to_string());
+        return Batch::Skipped {
+            why: why.to_string(),
+            guests: slots,
+        };
     }
     let mut all = vec![GuestSpec::reference(&lab, RefGuest::PvHello)];
     all.extend(specs.iter().map(|(_, s, _)| s.clone()));
@@ -396,8 +399,11 @@ fn describe(ran: &Ran) -> String {
 /// here or an optional guest was left out. Panics when the lab failed or the image did not build.
 fn guest(name: &str) -> Option<&'static Ran> {
     match batch() {
-        Batch::Skipped(why) => {
-            xtask::testcmd::report_skip(None, why);
+        Batch::Skipped { why, guests } => {
+            if let Some(Slot::BuildFailed(e)) = guests.get(name) {
+                panic!("guest {name} did not build for Xen: {e}");
+            }
+            xtask::xenlab::skip_test(why);
             None
         }
         Batch::LabFailed(e) => panic!("the Xen lab failed: {e}"),
@@ -439,7 +445,7 @@ fn assert_ended(ran: &Ran, shutdown: Shutdown, status: i32) {
 #[test]
 fn reference_pvhello_powers_off() {
     let reference = match batch() {
-        Batch::Skipped(why) => return xtask::testcmd::report_skip(None, why),
+        Batch::Skipped { why, .. } => return xtask::xenlab::skip_test(why),
         Batch::LabFailed(e) => panic!("the Xen lab failed: {e}"),
         Batch::Ran { reference, .. } => reference,
     };
