@@ -338,7 +338,7 @@ mod tests {
     }
 
     /// SplitMix64, seeded: the same inputs on every run (`STARDUST_FUZZ_CASES=N` runs N cases
-    /// instead of the default, for a longer run by hand).
+    /// instead of the default, `STARDUST_FUZZ_SEED=N` other ones, for a longer run by hand).
     struct Rng(u64);
 
     impl Rng {
@@ -371,7 +371,11 @@ mod tests {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(20_000u64);
-        let mut r = Rng(0xe1f0_0001);
+        let seed = std::env::var("STARDUST_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut r = Rng(0xe1f0_0001 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         // Fields worth breaking: (offset, size) in the ELF header, the two program headers and
         // the note.
         let mut fields = vec![(0x20, 8), (0x36, 2), (0x38, 2), (0x3c, 2), (0x3e, 2)];
