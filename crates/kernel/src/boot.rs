@@ -65,7 +65,7 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     let image = arch_x86_64::image_layout().range();
     let mut reserved = free.reserve(image);
     for m in &boot.modules[..boot.module_count.min(platform::MODULES_MAX)] {
-        reserved = reserved.and(free.reserve(Range::new(m.start.0, m.start.0 + m.size)));
+        reserved = reserved.and(free.reserve(m.range()));
     }
     if let Err(e) = reserved {
         fail(status::BAD_CONFIG, format_args!("memory map: {e}"));

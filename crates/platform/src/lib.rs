@@ -14,7 +14,8 @@
 //! ```
 //!
 //! # Cargo features
-//! - `test-utils`: fakes for host tests (a console that records what it was given).
+//! - `test-utils`: fakes for host tests (a console that records what it was given, fake
+//!   physical memory) and [`fuzz`], seeded random inputs for the parsers' tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -24,6 +25,8 @@ extern crate std;
 
 pub mod acpi;
 mod boot;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fuzz;
 mod memory;
 mod phys;
 pub mod universal;
