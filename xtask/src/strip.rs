@@ -143,6 +143,7 @@ pub fn strip_elf(elf: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::fuzz::{Rng, cases};
 
     /// A hand-made ELF64: header, 2 program headers (PT_LOAD, PT_NOTE), code, note, a section
     /// table (as junk bytes) at the end, and junk between segments.
@@ -337,45 +338,10 @@ mod tests {
         assert!(strip_elf(&bad).is_err());
     }
 
-    /// SplitMix64, seeded: the same inputs on every run (`STARDUST_FUZZ_CASES=N` runs N cases
-    /// instead of the default, `STARDUST_FUZZ_SEED=N` other ones, for a longer run by hand).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n
-        }
-        /// Near 0, near a power of two, near the top of the type, or random.
-        fn edgy(&mut self, bits: u32) -> u64 {
-            let max = u64::MAX >> (64 - bits);
-            let near = match self.below(4) {
-                0 => 0,
-                1 => max,
-                2 => 1u64 << self.below(u64::from(bits)),
-                _ => return self.next_u64() & max,
-            };
-            near.wrapping_add(self.below(9)).wrapping_sub(4) & max
-        }
-    }
-
     #[test]
     fn random_images_give_an_error_or_consistent_results_never_a_panic() {
-        let cases = std::env::var("STARDUST_FUZZ_CASES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(20_000u64);
-        let seed = std::env::var("STARDUST_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
-        let mut r = Rng(0xe1f0_0001 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        // `STARDUST_FUZZ_CASES=N` runs N cases, `STARDUST_FUZZ_SEED=N` other ones (by hand).
+        let mut r = Rng::new(0xe1f0_0001);
         // Fields worth breaking: (offset, size) in the ELF header, the two program headers and
         // the note.
         let mut fields = vec![(0x20, 8), (0x36, 2), (0x38, 2), (0x3c, 2), (0x3e, 2)];
@@ -390,7 +356,7 @@ mod tests {
         }
         fields.extend([(0x200, 4), (0x204, 4), (0x208, 4), (0x214, 4)]);
         let (mut stripped, mut refused) = (0u64, 0u64);
-        for case in 0..cases {
+        for case in 0..cases(20_000) {
             let mut f = sample_with_note(if r.below(2) == 0 { 18 } else { 1 });
             for _ in 0..1 + r.below(4) {
                 match r.below(4) {

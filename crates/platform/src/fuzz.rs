@@ -1,7 +1,9 @@
 //! Seeded random inputs for the parsers' host tests (feature `test-utils`).
 //!
-//! The parsers of what a monitor or firmware hands over (ACPI tables, `hvm_start_info`) must
-//! return an error on garbage, never panic nor wrap silently. Their tests feed them thousands of
+//! The parsers of what a monitor, firmware or another domain hands over (ACPI tables,
+//! `hvm_start_info`, the memory map, XenStore replies, xtask's ELF checker) must return an error
+//! on garbage, never panic nor wrap silently. Their tests (here, in `arch-x86_64`,
+//! `xen-services` and `xtask`, the last three through a dev-dependency) feed them thousands of
 //! random, mostly nearly-valid inputs from [`Rng`], a SplitMix64 generator: the same seed gives
 //! the same inputs on every run, so a failure names a case that can be replayed.
 //!
@@ -59,6 +61,29 @@ impl Rng {
         near.wrapping_add(self.below(17)).wrapping_sub(8)
     }
 
+    /// A `bits`-bit value (`bits` in `1..=64`) that tends to find overflows: near 0, near a power
+    /// of two, near the top of the type, or plain random.
+    pub fn edgy(&mut self, bits: u32) -> u64 {
+        let max = u64::MAX >> (64 - bits);
+        let near = match self.below(4) {
+            0 => 0,
+            1 => max,
+            2 => 1u64 << self.below(u64::from(bits)),
+            _ => return self.next_u64() & max,
+        };
+        near.wrapping_add(self.below(9)).wrapping_sub(4) & max
+    }
+
+    /// [`edgy`](Self::edgy) for a `u32`.
+    pub fn edgy_u32(&mut self) -> u32 {
+        self.edgy(32) as u32
+    }
+
+    /// `n` random bytes, one per draw (unlike [`fill`](Self::fill), which takes eight a draw).
+    pub fn bytes(&mut self, n: usize) -> std::vec::Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+
     /// Fills `buf` with random bytes.
     pub fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
@@ -89,5 +114,17 @@ mod tests {
         assert_eq!(xs, ys);
         assert_ne!(xs[0], xs[1]);
         assert!((0..1000).all(|_| a.below(10) < 10));
+    }
+
+    #[test]
+    fn edgy_values_fit_their_width_and_hit_the_edges() {
+        let mut r = Rng(1);
+        for bits in [1, 8, 16, 32, 64] {
+            let max = u64::MAX >> (64 - bits);
+            let xs: std::vec::Vec<u64> = (0..2000).map(|_| r.edgy(bits)).collect();
+            assert!(xs.iter().all(|&x| x <= max), "{bits} bits");
+            assert!(xs.contains(&0) && xs.contains(&max), "{bits} bits");
+        }
+        assert_eq!(r.bytes(5).len(), 5);
     }
 }

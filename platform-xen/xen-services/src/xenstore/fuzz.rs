@@ -7,59 +7,11 @@
 
 use super::*;
 use crate::mem::fake::FakePage;
+use platform::fuzz::{Rng, cases};
 use std::collections::VecDeque;
 use std::vec::Vec;
 
 type Page = FakePage<4096>;
-
-/// SplitMix64, seeded: the same inputs on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        let extra = std::env::var("STARDUST_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
-        Rng(seed ^ extra.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-    /// Near 0, near a power of two, near `u32::MAX`, or random.
-    fn edgy_u32(&mut self) -> u32 {
-        let near = match self.below(4) {
-            0 => 0,
-            1 => u32::MAX,
-            2 => 1u32 << self.below(32),
-            _ => return self.next_u64() as u32,
-        };
-        near.wrapping_add(self.below(9) as u32).wrapping_sub(4)
-    }
-}
-
-fn cases(default: u64) -> u64 {
-    std::env::var("STARDUST_FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A xenstored that reads the requests and answers anything.
 struct Hostile<'p> {
