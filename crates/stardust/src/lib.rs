@@ -39,7 +39,10 @@ pub fn args() -> impl Iterator<Item = &'static str> + Clone {
     kernel::args()
 }
 
-/// Ends the program now with `code` as the exit status (0 = success).
+/// Ends the program now with `code` as the exit status (0 = success). Any status 0-255 reaches
+/// the caller of `cargo xtask run` unchanged, except the reserved ones (101-103: the kernel's,
+/// 124-127: xtask's; README "Exit statuses"): exiting with one of those panics (status 101).
+#[track_caller]
 pub fn exit(code: impl Into<ExitCode>) -> ! {
     kernel::exit(code.into().0)
 }
