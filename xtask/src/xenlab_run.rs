@@ -12,9 +12,11 @@
 //! | crashed, console has `xen: exit status N` | `Exited` N | N |
 //! | crashed, no status line, a `PANIC: ` line | `Exited` 101 | 101 |
 //! | crashed, no status line, an `EXCEPTION: ` line | `Exited` 102 | 102 |
-//! | crashed (or another reason) with none of these | [`XenOutcome::NoStatus`] | 1 |
+//! | crashed (or another reason) with none of these | [`XenOutcome::NoStatus`] | [`NO_STATUS_EXIT`] (127) |
 //! | still running at its time limit | [`XenOutcome::Timeout`] | [`TIMEOUT_EXIT`] (124) |
 //! | never ran (`xl create` failed), or the lab failed | [`XenOutcome::NotStarted`] | [`LAB_EXIT`] (125) |
+//!
+//! These are the statuses of [`crate::status`], as on QEMU.
 //!
 //! The whole-image tests (`tests/tests/xen.rs`) build their guests with [`guest_spec`] too, so a
 //! test's guest is exactly what `run` would boot.
@@ -25,19 +27,22 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::profile::Profile;
+use crate::status;
 use crate::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, Shutdown};
 
 /// `run`'s exit status when the guest was still running at its time limit (as `timeout(1)`).
-pub const TIMEOUT_EXIT: u8 = 124;
+pub const TIMEOUT_EXIT: u8 = status::TIMEOUT;
 /// `run`'s exit status when the guest never ran: the lab cannot run here, the lab failed, or
 /// `xl create` refused the image.
-pub const LAB_EXIT: u8 = 125;
+pub const LAB_EXIT: u8 = status::NEVER_RAN;
+/// `run`'s exit status when the guest ended without reporting a status.
+pub const NO_STATUS_EXIT: u8 = status::NO_STATUS;
 /// The console line the Xen platform prints before crashing with a non-zero status.
 pub const STATUS_LINE: &str = "xen: exit status ";
 /// Kernel panic status (docs/CONTRACT.md).
-pub const PANIC_STATUS: i32 = 101;
+pub const PANIC_STATUS: i32 = status::PANIC as i32;
 /// CPU exception status.
-pub const EXCEPTION_STATUS: i32 = 102;
+pub const EXCEPTION_STATUS: i32 = status::EXCEPTION as i32;
 
 /// Where an [`XenOutcome::Exited`] status came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +84,7 @@ impl XenOutcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             XenOutcome::Exited { status, .. } => (*status).clamp(0, 255) as u8,
-            XenOutcome::NoStatus(_) => 1,
+            XenOutcome::NoStatus(_) => NO_STATUS_EXIT,
             XenOutcome::Timeout(_) => TIMEOUT_EXIT,
             XenOutcome::NotStarted => LAB_EXIT,
         }
@@ -111,22 +116,26 @@ impl XenOutcome {
                         format!("; {shutdown}, no status line: from the EXCEPTION line")
                     }
                 };
-                format!("guest exited with status {status}{from}")
+                let what = u8::try_from(*status)
+                    .ok()
+                    .and_then(status::meaning)
+                    .map_or_else(String::new, |w| format!(" ({w})"));
+                format!("guest exited with status {status}{what}{from}")
             }
             XenOutcome::NoStatus(s) => format!(
                 "guest ended with {s} without reporting an exit status (no `{STATUS_LINE}N`, \
-                 PANIC or EXCEPTION line on its console; Xen's own lines, if any, are above)"
+                 PANIC or EXCEPTION line on its console; Xen's own lines, if any, are above); \
+                 exit status {NO_STATUS_EXIT}"
             ),
             XenOutcome::Timeout(t) => format!(
                 "timeout: the guest was still running after {} s and was destroyed (it hangs? \
-                 raise --timeout)",
+                 raise --timeout); exit status {TIMEOUT_EXIT}",
                 t.as_secs()
             ),
-            XenOutcome::NotStarted => {
+            XenOutcome::NotStarted => format!(
                 "the guest never ran to a shutdown (`xl create` failed or the lab ended first; \
-                 see above)"
-                    .into()
-            }
+                 see above); exit status {LAB_EXIT}"
+            ),
         }
     }
 }
@@ -480,6 +489,11 @@ mod tests {
         );
         assert_eq!(o.exit_code(), 101);
         assert!(o.message().contains("from the PANIC line"));
+        assert!(
+            o.message().contains("status 101 (kernel panic)"),
+            "{}",
+            o.message()
+        );
         let o = outcome(
             Shutdown::Crash,
             &lines("EXCEPTION: #PF page fault (vector 14)\n  cr2=0xdead0000"),
@@ -501,10 +515,10 @@ mod tests {
             T,
         );
         assert_eq!(o, XenOutcome::NoStatus(Shutdown::Crash));
-        assert_eq!(o.exit_code(), 1);
+        assert_eq!(o.exit_code(), 127);
         // "PANIC: " must start the line
         let o = outcome(Shutdown::Crash, &lines("app says PANIC: no"), T);
-        assert_eq!(o.exit_code(), 1);
+        assert_eq!(o.exit_code(), 127);
     }
 
     #[test]
@@ -523,7 +537,8 @@ mod tests {
         ] {
             let o = outcome(s, &lines("xen: exit status 5"), T);
             assert_eq!(o, XenOutcome::NoStatus(s));
-            assert_eq!(o.exit_code(), 1);
+            assert_eq!(o.exit_code(), 127);
+            assert!(o.message().ends_with("exit status 127"), "{}", o.message());
         }
         assert_ne!(TIMEOUT_EXIT, LAB_EXIT);
     }
