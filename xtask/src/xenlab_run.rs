@@ -15,6 +15,7 @@
 //! | crashed (or another reason) with none of these | [`XenOutcome::NoStatus`] | [`NO_STATUS_EXIT`] (127) |
 //! | still running at its time limit | [`XenOutcome::Timeout`] | [`TIMEOUT_EXIT`] (124) |
 //! | never ran (`xl create` failed), or the lab failed | [`XenOutcome::NotStarted`] | [`LAB_EXIT`] (125) |
+//! | the lab's QEMU was killed by a signal before the guest ended | [`XenOutcome::LabKilled`] | [`KILLED_EXIT`] (126) |
 //!
 //! These are the statuses of [`crate::status`], as on QEMU.
 //!
@@ -37,6 +38,9 @@ pub const TIMEOUT_EXIT: u8 = status::TIMEOUT;
 pub const LAB_EXIT: u8 = status::NEVER_RAN;
 /// `run`'s exit status when the guest ended without reporting a status.
 pub const NO_STATUS_EXIT: u8 = status::NO_STATUS;
+/// `run`'s exit status when the lab's QEMU was killed by a signal (not xtask's) before the guest
+/// ended.
+pub const KILLED_EXIT: u8 = status::KILLED;
 /// The console line the Xen platform prints before crashing with a non-zero status.
 pub const STATUS_LINE: &str = "xen: exit status ";
 /// Kernel panic status (docs/CONTRACT.md).
@@ -77,6 +81,8 @@ pub enum XenOutcome {
     Timeout(Duration),
     /// It never ran to a shutdown: `xl create` failed or the lab ended first.
     NotStarted,
+    /// The lab's QEMU was killed by this signal (not sent by xtask) before the guest ended.
+    LabKilled(i32),
 }
 
 impl XenOutcome {
@@ -87,6 +93,7 @@ impl XenOutcome {
             XenOutcome::NoStatus(_) => NO_STATUS_EXIT,
             XenOutcome::Timeout(_) => TIMEOUT_EXIT,
             XenOutcome::NotStarted => LAB_EXIT,
+            XenOutcome::LabKilled(_) => KILLED_EXIT,
         }
     }
 
@@ -135,6 +142,10 @@ impl XenOutcome {
             XenOutcome::NotStarted => format!(
                 "the guest never ran to a shutdown (`xl create` failed or the lab ended first; \
                  see above); exit status {LAB_EXIT}"
+            ),
+            XenOutcome::LabKilled(signal) => format!(
+                "the Xen lab's QEMU was killed by signal {signal} before the guest ended; exit \
+                 status {KILLED_EXIT}"
             ),
         }
     }
@@ -191,6 +202,15 @@ pub fn outcome(shutdown: Shutdown, console: &[String], timeout: Duration) -> Xen
 /// [`outcome`] of a lab result.
 pub fn guest_outcome(r: &GuestResult, spec: &GuestSpec) -> XenOutcome {
     outcome(r.shutdown, &r.console, spec.timeout)
+}
+
+/// A guest's outcome given how the lab's QEMU ended: a guest that never ended because a signal
+/// killed QEMU is [`XenOutcome::LabKilled`], not "never ran".
+pub fn with_lab_end(outcome: XenOutcome, qemu_signal: Option<i32>) -> XenOutcome {
+    match (outcome, qemu_signal) {
+        (XenOutcome::NotStarted, Some(signal)) => XenOutcome::LabKilled(signal),
+        (outcome, _) => outcome,
+    }
 }
 
 /// The guest's command line: `<kernel options> -- <app args>` (as on QEMU's `-append`), or
@@ -283,7 +303,7 @@ pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenR
     let Some(guest) = report.guests.first().cloned() else {
         return Err(Error::new("the lab returned no result for the guest"));
     };
-    let outcome = guest_outcome(&guest, spec);
+    let outcome = with_lab_end(guest_outcome(&guest, spec), report.qemu_signal);
     let io = |e: std::io::Error| Error::new(format!("writing the console: {e}"));
     for l in &guest.console {
         writeln!(console, "{l}").map_err(io)?;
@@ -541,6 +561,15 @@ mod tests {
             assert!(o.message().ends_with("exit status 127"), "{}", o.message());
         }
         assert_ne!(TIMEOUT_EXIT, LAB_EXIT);
+        // A lab killed by a signal before the guest ended; a guest that ended keeps its status.
+        let o = with_lab_end(outcome(Shutdown::NotSeen, &[], T), Some(9));
+        assert_eq!(o, XenOutcome::LabKilled(9));
+        assert_eq!(o.exit_code(), 126);
+        assert!(o.message().contains("signal 9"), "{}", o.message());
+        let o = with_lab_end(outcome(Shutdown::Poweroff, &[], T), Some(9));
+        assert_eq!(o.exit_code(), 0);
+        let o = with_lab_end(outcome(Shutdown::NotSeen, &[], T), None);
+        assert_eq!(o.exit_code(), 125);
     }
 
     #[test]
