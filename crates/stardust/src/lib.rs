@@ -260,7 +260,8 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::_print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-/// An exit status (0 = success). The monitor reports it as the VM's own exit status.
+/// An exit status (0 = success). `cargo xtask run` exits with it unchanged; the reserved ones
+/// (101-103, 124-127: README "Exit statuses") are refused with a panic (status 101).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExitCode(pub u8);
 
