@@ -473,6 +473,10 @@ impl Lab {
             .enumerate()
             .map(|(i, g)| parser.result(i, g))
             .collect();
+        let qemu_signal = match killed {
+            None => std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(_) => None,
+        };
         let lab_error = if let Some(why) = killed {
             Some(why)
         } else if parser.dom0_ready.is_none() {
@@ -489,6 +493,7 @@ impl Lab {
             log: log_path,
             lab_error,
             xen_version: self.xen_version(),
+            qemu_signal,
         };
         if let Some(e) = &report.lab_error
             && parser.dom0_ready.is_none()
@@ -981,6 +986,8 @@ pub struct BatchReport {
     pub lab_error: Option<String>,
     /// The Debian version of Xen.
     pub xen_version: Option<String>,
+    /// The signal that killed the lab's QEMU, when one did that xtask did not send.
+    pub qemu_signal: Option<i32>,
 }
 
 impl BatchReport {
