@@ -175,7 +175,7 @@ fn boot_with(run: &Run<'_>, append: Option<&str>, extra: &[&str]) -> Boot {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("--- {run:?} {append:?} {extra:?}\n{stdout}{stderr}");
     Boot {
-        outcome: xtask::qemu::decode_status(out.status.code(), &stderr),
+        outcome: xtask::qemu::decode_status(out.status.code(), &stderr, &stdout),
         stdout,
         stderr,
         elapsed: start.elapsed(),

@@ -7,8 +7,9 @@
 //! Adding a guest is one line in [`GUESTS`] plus its `#[test]`.
 //!
 //! Where the lab cannot run (not built, no root to build it, `STARDUST_XENLAB=off`) every test
-//! here prints `skipped: <test>: <why>` and passes; `cargo xtask test` counts it as skipped.
-//! The guests are still built first: a Xen image that does not build fails its test anyway.
+//! here prints `skipped: <test>: <why>` and passes; `cargo xtask test` counts it as skipped. With
+//! `STARDUST_XENLAB_REQUIRED=1` (as `.ci/run` sets it) they fail instead. The guests are still
+//! built first: a Xen image that does not build fails its test anyway, lab or no lab.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -34,7 +35,8 @@ struct Guest {
     set: &'static [&'static str],
     /// The app's arguments (after `--` on the guest's command line).
     args: &'static [&'static str],
-    /// Left out of the batch (with a skip line) when its app is missing or does not build.
+    /// Left out of the batch (with a skip line) when its app does not exist (yet). An app that
+    /// exists and does not build fails its test, optional or not.
     optional: bool,
     /// From `xl create` to shutdown, at most.
     timeout_s: u64,
@@ -104,6 +106,8 @@ const GUESTS: &[Guest] = &[
     Guest::new("exec-data", "faults").args(&["exec-data"]),
     Guest::new("null", "faults").args(&["null"]),
     Guest::new("exit42", "faults").args(&["exit", "42"]),
+    // A status beyond 7 bits, as a PV guest (`stardust::exit`).
+    Guest::new("exit128", "faults").args(&["exit", "128"]),
     // Every argument unchanged through xl's `extra =` and start_info's command line.
     Guest::new("args", "faults").args(ARGS),
     Guest::new("allocstress", "allocstress")
@@ -183,6 +187,11 @@ const GUESTS: &[Guest] = &[
     Guest::new("universal-panic", "faults")
         .universal()
         .args(&["panic"]),
+    // The status main returns, 255, from the universal image as a Xen PVH guest; its test boots
+    // the same file on QEMU too.
+    Guest::new("universal-return255", "faults")
+        .universal()
+        .args(&["return", "255"]),
 ];
 
 /// A guest that ran.
@@ -208,8 +217,12 @@ enum Slot {
 
 /// The one batch of this test process.
 enum Batch {
-    /// The lab cannot run here: the reason.
-    Skipped(String),
+    /// The lab cannot run here: the reason, and what building each guest gave (a guest that did
+    /// not build fails its test even so).
+    Skipped {
+        why: String,
+        guests: HashMap<&'static str, Slot>,
+    },
     /// The lab itself failed (dom0 never ready, QEMU died): every test fails with this.
     LabFailed(String),
     Ran {
@@ -300,19 +313,16 @@ fn run_batch() -> Batch {
                 }
                 specs.push((g.name, spec, image.map(|(_, b)| b)));
             }
-            Err(e) if g.optional => {
-                slots.insert(
-                    g.name,
-                    Slot::LeftOut(format!("apps/{} does not build for Xen: {e}", g.app)),
-                );
-            }
             Err(e) => {
                 slots.insert(g.name, Slot::BuildFailed(e));
             }
         }
     }
     if let Err(why) = lab.availability() {
-        return Batch::Skipped(why.to_string());
+        return Batch::Skipped {
+            why: why.to_string(),
+            guests: slots,
+        };
     }
     let mut all = vec![GuestSpec::reference(&lab, RefGuest::PvHello)];
     all.extend(specs.iter().map(|(_, s, _)| s.clone()));
@@ -415,8 +425,11 @@ fn describe(ran: &Ran) -> String {
 /// here or an optional guest was left out. Panics when the lab failed or the image did not build.
 fn guest(name: &str) -> Option<&'static Ran> {
     match batch() {
-        Batch::Skipped(why) => {
-            xtask::testcmd::report_skip(None, why);
+        Batch::Skipped { why, guests } => {
+            if let Some(Slot::BuildFailed(e)) = guests.get(name) {
+                panic!("guest {name} did not build for Xen: {e}");
+            }
+            xtask::xenlab::skip_test(why);
             None
         }
         Batch::LabFailed(e) => panic!("the Xen lab failed: {e}"),
@@ -458,7 +471,7 @@ fn assert_ended(ran: &Ran, shutdown: Shutdown, status: i32) {
 #[test]
 fn reference_pvhello_powers_off() {
     let reference = match batch() {
-        Batch::Skipped(why) => return xtask::testcmd::report_skip(None, why),
+        Batch::Skipped { why, .. } => return xtask::xenlab::skip_test(why),
         Batch::LabFailed(e) => panic!("the Xen lab failed: {e}"),
         Batch::Ran { reference, .. } => reference,
     };
@@ -758,6 +771,56 @@ fn an_app_status_comes_back_through_the_status_line() {
         describe(ran)
     );
     assert_eq!(ran.outcome.exit_code(), 42);
+}
+
+/// Every status 0-255 reaches the caller on Xen too: 128 from a PV guest's `stardust::exit`, and
+/// 255 returned from `main` of the universal image as a PVH guest, whose very file then gives
+/// 255 on QEMU (where isa-debug-exit carries 7 bits and the status travels on the console).
+#[test]
+fn statuses_beyond_seven_bits_reach_the_caller_on_pv_pvh_and_the_same_file_on_qemu() {
+    for (name, code) in [("exit128", 128), ("universal-return255", 255)] {
+        let Some(ran) = guest(name) else { return };
+        assert_ended(ran, Shutdown::Crash, code);
+        assert_eq!(
+            i32::from(ran.outcome.exit_code()),
+            code,
+            "{}",
+            describe(ran)
+        );
+        line_with(ran, &[&format!("xen: exit status {code}")]);
+        // Xen's exit carries the status itself: no QEMU-style `exit status N` line.
+        assert!(
+            !ran.result
+                .console
+                .iter()
+                .any(|l| l.trim() == format!("exit status {code}")),
+            "{}",
+            describe(ran)
+        );
+    }
+    let Some(ran) = guest("universal-return255") else {
+        return;
+    };
+    let booted = ran
+        .image
+        .as_ref()
+        .expect("a universal guest keeps its bytes");
+    let now = file_bytes(&ran.spec.kernel);
+    assert!(
+        &now == booted,
+        "{} changed after Xen booted it: {} then, {} now",
+        ran.spec.kernel.display(),
+        fingerprint(booted),
+        fingerprint(&now)
+    );
+    let boot = boot_image(&ran.spec.kernel, Machine::Microvm, &["return", "255"]);
+    assert_exit(&boot, 255);
+    assert_eq!(
+        boot.lines().last(),
+        Some("exit status 255"),
+        "{}",
+        boot.stdout
+    );
 }
 
 #[test]

@@ -14,8 +14,9 @@
 //!
 //! Modules: [`profile`] (profile files, `--set`, validation), [`image`] (the plain cargo
 //! command, copy and [`strip`]), [`cmdline`] (the kernel command line, app arguments encoded),
-//! [`qemu`] (command line, exit status, timeout), [`size`]
-//! (per-crate breakdown), [`bench`], [`testcmd`], [`setup`] (target and QEMU installation),
+//! [`qemu`] (command line, exit status, timeout), [`size`] (per-crate breakdown), [`status`]
+//! (the exit statuses of `run`), [`bench`], [`testcmd`], [`setup`] (target and QEMU
+//! installation), [`qemu_version`] (the QEMU versions known to work),
 //! [`xenlab`] (the Xen lab: run batches of guests on real Xen), [`xenlab_build`] (`xen-lab build`),
 //! [`xenlab_run`] (`run --platform xen`: one image in the lab, its exit status from the console)
 //! and [`gen_xen_sys`] (regenerates the Xen bindings).
@@ -30,9 +31,11 @@ pub mod gen_xen_sys;
 pub mod image;
 pub mod profile;
 pub mod qemu;
+pub mod qemu_version;
 pub mod schedbench;
 pub mod setup;
 pub mod size;
+pub mod status;
 pub mod strip;
 pub mod testcmd;
 pub mod workspace;

@@ -16,8 +16,7 @@ pub const TARGET: &str = "x86_64-unknown-none";
 pub const QEMU: &str = "qemu-system-x86_64";
 
 const QEMU_HELP: &str = "Install it with (Debian/Ubuntu, as root):\n    apt-get update && apt-get install -y qemu-system-x86\n\
-     (that gives QEMU 7.2 on Debian bookworm; QEMU 10.0 is in bookworm-backports: add the\n\
-     `bookworm-backports` suite to apt's sources, then `apt-get install -y -t bookworm-backports qemu-system-x86`)";
+     (QEMU 7.2 on Debian bookworm, 10.0 on trixie: both run everything here, the Xen lab included)";
 
 /// A stdout handle that writes to our stderr, so child output never mixes into our stdout.
 pub fn stderr_stdio() -> Stdio {
@@ -122,9 +121,6 @@ fn install_qemu() -> Result<PathBuf> {
         bail!("{QEMU} is not installed (not on PATH). {QEMU_HELP}");
     }
     eprintln!("setup: {QEMU} is missing; installing the Debian package qemu-system-x86");
-    eprintln!(
-        "setup: (QEMU 10.0 is in bookworm-backports: apt-get install -t bookworm-backports qemu-system-x86)"
-    );
     let apt = |args: &[&str]| {
         let mut cmd = Command::new("apt-get");
         cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
@@ -160,6 +156,16 @@ pub fn setup_all(ws: &Workspace) -> Result<()> {
         .unwrap_or("")
         .to_string();
     eprintln!("setup: {}: {first}", qemu.display());
+    match crate::qemu_version::QemuVersion::parse(&first).map(|v| v.support()) {
+        Some(crate::qemu_version::Support::Tested) => {
+            eprintln!("setup: this QEMU is tested with everything here, the Xen lab included")
+        }
+        Some(
+            crate::qemu_version::Support::Untested(why) | crate::qemu_version::Support::NoLab(why),
+        ) => eprintln!("setup: warning: {why}"),
+        Some(crate::qemu_version::Support::Unusable(why)) => bail!("{why}"),
+        None => eprintln!("setup: warning: {} states no version", qemu.display()),
+    }
     match crate::qemu::qboot_rom() {
         Some(rom) => eprintln!(
             "setup: qboot firmware: {} (q35 boots through it)",

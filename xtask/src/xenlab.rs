@@ -1,4 +1,5 @@
-//! The Xen lab: a real Xen 4.17 hypervisor with a Debian dom0, booted in QEMU (TCG, `-cpu max`),
+//! The Xen lab: a real Xen 4.17 hypervisor with a Debian dom0, booted in QEMU (TCG,
+//! `-cpu max,-smap`: see [`LAB_CPU`] for why),
 //! that runs a batch of guest kernels with `xl create`, one after the other, in one lab boot.
 //!
 //! Booting the lab costs about 30 s of TCG; a guest then costs about 4 s. So tests collect
@@ -70,12 +71,60 @@ pub const LAB_FORMAT: u32 = 1;
 pub const LAB_DIR_ENV: &str = "STARDUST_XENLAB_DIR";
 /// Set to `off` (or `0`) to skip every lab run, with that as the reason.
 pub const LAB_SWITCH_ENV: &str = "STARDUST_XENLAB";
+/// Set to `1` where the Xen lab must run (`.ci/run` sets it): the Xen tests then fail, instead of
+/// skipping, when the lab is not built or cannot run, so Xen coverage cannot vanish while CI
+/// stays green.
+pub const LAB_REQUIRED_ENV: &str = "STARDUST_XENLAB_REQUIRED";
+
+/// Whether [`LAB_REQUIRED_ENV`] says the lab must run.
+pub fn required() -> bool {
+    std::env::var(LAB_REQUIRED_ENV).is_ok_and(|v| v == "1" || v == "yes" || v == "true")
+}
+
+/// A test that needs the lab, where it cannot run for `why`: prints the `skipped: ` line
+/// ([`crate::testcmd::report_skip`]), or fails the test when [`required`].
+#[track_caller]
+pub fn skip_test(why: &str) {
+    if required() {
+        panic!("the Xen lab is required here ({LAB_REQUIRED_ENV}=1) but cannot run: {why}");
+    }
+    crate::testcmd::report_skip(None, why);
+}
+
 /// Seconds from QEMU start until dom0 must say it is ready (measured: 22-39 s; slack for load).
 pub const DEFAULT_DOM0_TIMEOUT: Duration = Duration::from_secs(240);
 /// A guest's default time limit, from `xl create` to its shutdown.
 pub const DEFAULT_GUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most guests one batch runs (two-digit guest numbers in the dom0 runner).
 pub const MAX_GUESTS: usize = 99;
+
+/// The CPU model the lab's QEMU emulates: everything TCG can do (`max`: SVM with nested paging,
+/// which PVH guests need) except SMAP.
+///
+/// Why not SMAP: under QEMU 7.2's TCG (Debian bookworm's `qemu-system-x86`, 7.2.22), `-cpu max`
+/// makes the PV dom0 crash as it starts, before any guest:
+/// `(XEN) d0v0 Unhandled: vec 14, #PF[0001]` with `fault at ... create_bounce_frame`. Error code
+/// 0001 is a supervisor read of a *present* page, and the page walk Xen prints shows that page
+/// (the dom0 kernel's stack) mapped user-accessible (`...067` at every level): a 64-bit PV
+/// kernel runs in ring 3, so its pages are user pages to the CPU, and Xen writes the bounce frame
+/// onto that stack in supervisor mode. The only check that faults a present user page on a
+/// supervisor read is SMAP, and it should not have (Xen opens the access with STAC). Measured on
+/// 7.2.22: `max` and `EPYC` crash, `max,-smep` crashes, `max,-smap` boots dom0 and runs PV and
+/// PVH guests; QEMU 10.0.2 boots dom0 with and without SMAP. So the lab turns SMAP off: Xen then
+/// does not use it for itself, which changes nothing the lab tests (guests never see the host
+/// CPU's SMAP: a PV guest's kernel runs in ring 3, a PVH guest gets its own CPUID policy).
+pub const LAB_CPU: &str = "max,-smap";
+
+/// Environment variable that replaces [`LAB_CPU`] (for trying a CPU model; not needed otherwise).
+pub const LAB_CPU_ENV: &str = "STARDUST_XENLAB_CPU";
+
+/// The `-cpu` the lab runs with: `$STARDUST_XENLAB_CPU`, else [`LAB_CPU`].
+pub fn lab_cpu() -> String {
+    std::env::var(LAB_CPU_ENV)
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| LAB_CPU.to_string())
+}
 
 /// The lab's kernel command line for Xen.
 const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 loglvl=all guest_loglvl=all";
@@ -196,6 +245,47 @@ impl Lab {
             .map(|s| s.trim().to_string())
     }
 
+    /// The dom0 kernel's release and Debian package version (`6.1.0-50-amd64 (6.1.158-1)`), from
+    /// the lab's root file system.
+    pub fn dom0_kernel_version(&self) -> Option<String> {
+        let rootfs = self.dir.join("rootfs");
+        let mut releases: Vec<String> = std::fs::read_dir(rootfs.join("lib/modules"))
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        releases.sort();
+        let release = releases.pop()?;
+        let status =
+            std::fs::read_to_string(rootfs.join("var/lib/dpkg/status")).unwrap_or_default();
+        let package = format!("Package: linux-image-{release}");
+        let version = status
+            .split("\n\n")
+            .find(|stanza| stanza.lines().any(|l| l == package))
+            .and_then(|stanza| stanza.lines().find_map(|l| l.strip_prefix("Version: ")));
+        Some(match version {
+            Some(v) => format!("{release} ({v})"),
+            None => release,
+        })
+    }
+
+    /// What the lab is made of: QEMU, Xen and the dom0 kernel, one line.
+    pub fn versions(&self) -> String {
+        let unknown = || "?".to_string();
+        format!(
+            "QEMU {}, Xen {}, dom0 Linux {}",
+            crate::qemu_version::installed().map_or_else(
+                || "not installed".into(),
+                |v| v
+                    .text
+                    .trim_start_matches("QEMU emulator version ")
+                    .to_string()
+            ),
+            self.xen_version().unwrap_or_else(unknown),
+            self.dom0_kernel_version().unwrap_or_else(unknown),
+        )
+    }
+
     /// `Ok` when [`Lab::run_batch`] can run here; else the reason (the lab is not built, QEMU
     /// or mke2fs is missing, `STARDUST_XENLAB=off`, ...).
     pub fn availability(&self) -> std::result::Result<(), Unavailable> {
@@ -248,6 +338,12 @@ impl Lab {
                 ));
             }
         }
+        if let Some(v) = crate::qemu_version::installed()
+            && let crate::qemu_version::Support::Unusable(why)
+            | crate::qemu_version::Support::NoLab(why) = v.support()
+        {
+            return no(format!("the Xen lab cannot run with this QEMU: {why}"));
+        }
         let s = self.dir.to_string_lossy();
         if s.contains(',') || s.contains(' ') {
             return no(format!(
@@ -289,7 +385,17 @@ impl Lab {
             .with_context(|| format!("creating {}", log_path.display()))?;
 
         let mut cmd = self.qemu_command(&payload);
+        let versions = self.versions();
+        let _ = writeln!(log, "XENLAB-HOST: {versions}; -cpu {}", lab_cpu());
+        let untested = crate::qemu_version::installed().and_then(|v| match v.support() {
+            crate::qemu_version::Support::Untested(why) => Some(why),
+            _ => None,
+        });
         if opts.echo {
+            eprintln!("xen-lab: {versions}");
+            if let Some(why) = &untested {
+                eprintln!("xen-lab: warning: {why}");
+            }
             eprintln!(
                 "xen-lab: booting Xen + dom0 ({} guest{}), log {}",
                 guests.len(),
@@ -367,6 +473,10 @@ impl Lab {
             .enumerate()
             .map(|(i, g)| parser.result(i, g))
             .collect();
+        let qemu_signal = match killed {
+            None => std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(_) => None,
+        };
         let lab_error = if let Some(why) = killed {
             Some(why)
         } else if parser.dom0_ready.is_none() {
@@ -383,6 +493,7 @@ impl Lab {
             log: log_path,
             lab_error,
             xen_version: self.xen_version(),
+            qemu_signal,
         };
         if let Some(e) = &report.lab_error
             && parser.dom0_ready.is_none()
@@ -400,7 +511,16 @@ impl Lab {
         let mut cmd = Command::new("qemu-system-x86_64");
         let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
         cmd.args([
-            "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", "1",
+            "-accel",
+            "tcg",
+            "-machine",
+            "q35",
+            "-cpu",
+            &lab_cpu(),
+            "-m",
+            "2048",
+            "-smp",
+            "1",
         ])
         .args([
             "-display",
@@ -866,6 +986,8 @@ pub struct BatchReport {
     pub lab_error: Option<String>,
     /// The Debian version of Xen.
     pub xen_version: Option<String>,
+    /// The signal that killed the lab's QEMU, when one did that xtask did not send.
+    pub qemu_signal: Option<i32>,
 }
 
 impl BatchReport {

@@ -95,12 +95,14 @@ pub fn dispatch(cmd: XenLabCmd) -> Result<ExitCode> {
         }
         XenLabCmd::Status => {
             match lab.availability() {
-                Ok(()) => println!(
-                    "xen-lab: ready in {} (Xen {})",
-                    lab.dir.display(),
-                    lab.xen_version().unwrap_or_else(|| "?".into())
-                ),
+                Ok(()) => println!("xen-lab: ready in {}", lab.dir.display()),
                 Err(why) => println!("xen-lab: skipped: {why}"),
+            }
+            println!("xen-lab: {}; -cpu {}", lab.versions(), xenlab::lab_cpu());
+            if let Some(xtask::qemu_version::Support::Untested(why)) =
+                xtask::qemu_version::installed().map(|v| v.support())
+            {
+                println!("xen-lab: warning: {why}");
             }
             if let Some(why) = xenlab_build::cannot_build() {
                 println!("xen-lab: cannot build here: {why}");

@@ -1,7 +1,10 @@
 //! Faults: does something fatal on purpose, so that tests can check how the kernel reports it.
 //!
 //! `faults panic | pagefault | null | write-text | write-rodata | exec-data | exec-stack |
-//! stack-overflow | exit N | args ...` (`args` prints each further argument, quoted, one a
+//! stack-overflow | exit N | return N | hang | triple-fault | args ...` (`exit N` calls
+//! `stardust::exit(N)`, `return N` returns `ExitCode(N)` from `main`, N is 0-255; `hang` sleeps
+//! forever; `triple-fault` loads an empty IDT and raises a breakpoint, so that the CPU shuts
+//! down without the kernel seeing anything; `args` prints each further argument, quoted, one a
 //! line: `faults: arg 1: "exit 7"`, and exits 0)
 #![no_std]
 #![no_main]
@@ -11,7 +14,7 @@ use stardust::ExitCode;
 static mut DATA_PAGE: [u8; 64] = [0xc3; 64]; // `ret` bytes: executable if W^X were broken
 static RODATA: [u8; 64] = [0x5a; 64];
 
-const USAGE: &str = "usage: faults panic|pagefault|null|write-text|write-rodata|exec-data|exec-stack|stack-overflow|exit N|args ...";
+const USAGE: &str = "usage: faults panic|pagefault|null|write-text|write-rodata|exec-data|exec-stack|stack-overflow|exit N|return N|hang|triple-fault|args ... (N: 0-255)";
 
 #[stardust::main]
 fn main() -> ExitCode {
@@ -65,12 +68,27 @@ fn main() -> ExitCode {
         "stack-overflow" => {
             stardust::println!("depth reached {}", recurse(0));
         }
-        "exit" => {
-            let code = stardust::args()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            stardust::exit(code);
+        "hang" => loop {
+            stardust::time::sleep_ns(1_000_000_000);
+        },
+        "triple-fault" => {
+            let empty_idt = [0u16; 5]; // limit 0, base 0
+            // SAFETY: deliberately fatal: with an empty IDT no exception can be delivered, so the
+            // breakpoint ends in a triple fault (the VM shuts down; nothing returns here).
+            unsafe {
+                core::arch::asm!("lidt [{}]", "int3", in(reg) empty_idt.as_ptr());
+            }
+            stardust::println!("the CPU survived an empty IDT");
+        }
+        "exit" | "return" => {
+            let Some(code) = stardust::args().nth(1).and_then(|c| c.parse::<u8>().ok()) else {
+                stardust::println!("faults: {what} needs a status 0-255; {USAGE}");
+                return ExitCode(2);
+            };
+            if what == "exit" {
+                stardust::exit(code);
+            }
+            return ExitCode(code);
         }
         "args" => {
             for (i, arg) in stardust::args().enumerate().skip(1) {
