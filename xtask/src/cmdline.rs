@@ -72,6 +72,7 @@ pub fn check_kargs(kargs: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::fuzz::{Rng, cases};
 
     fn decode(line: &str) -> Vec<String> {
         console::KernelArgs::<8192>::parse(line)
@@ -150,22 +151,6 @@ mod tests {
         check_kargs(r#""--""#).unwrap();
     }
 
-    /// SplitMix64: seeded, so a failure names a seed that reproduces it.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     fn random_arg(rng: &mut Rng) -> String {
         const PIECES: &[&str] = &[
             "\"",
@@ -199,16 +184,16 @@ mod tests {
         let len = rng.below(6);
         let mut arg = String::new();
         for _ in 0..len {
-            if rng.below(5) == 0 {
+            if rng.chance(20) {
                 // Any Unicode scalar value (surrogates excluded).
                 let c = loop {
-                    if let Some(c) = char::from_u32(rng.next() as u32 % 0x11_0000) {
+                    if let Some(c) = char::from_u32(rng.next_u64() as u32 % 0x11_0000) {
                         break c;
                     }
                 };
                 arg.push(c);
             } else {
-                arg.push_str(PIECES[rng.below(PIECES.len())]);
+                arg.push_str(rng.pick(PIECES));
             }
         }
         arg
@@ -219,23 +204,24 @@ mod tests {
     /// without kernel options before them and a monitor's parameters after them.
     #[test]
     fn random_arguments_round_trip_through_the_kernels_parser() {
-        for seed in 0..50_000u64 {
-            let mut rng = Rng(seed);
+        // `STARDUST_FUZZ_CASES=N` runs N cases, `STARDUST_FUZZ_SEED=N` other ones (by hand).
+        let mut rng = Rng::new(0xc3d1_0003);
+        for case in 0..cases(50_000) {
             let args: Vec<String> = (0..rng.below(6)).map(|_| random_arg(&mut rng)).collect();
-            let kargs = ["", "log=debug", "bootchart log=off", "hello"][rng.below(4)];
+            let kargs = rng.pick(&["", "log=debug", "bootchart log=off", "hello"]);
             let line = kernel_cmdline(kargs, &args);
             let mut expect = args.clone();
             if kargs == "hello" {
                 // Unknown bare tokens before `--` are the app's too.
                 expect.insert(0, "hello".into());
             }
-            assert_eq!(decode(&line), expect, "seed {seed}: {line:?}");
+            assert_eq!(decode(&line), expect, "case {case}: {line:?}");
             let appended = format!("{line} virtio_mmio.device=512@0xfeb00e00:12");
-            assert_eq!(decode(&appended), expect, "seed {seed}: {appended:?}");
+            assert_eq!(decode(&appended), expect, "case {case}: {appended:?}");
             // What xtask writes never needs anything but printable characters and spaces.
             assert!(
                 !line.chars().any(|c| c.is_ascii_control()),
-                "seed {seed}: {line:?}"
+                "case {case}: {line:?}"
             );
         }
     }
