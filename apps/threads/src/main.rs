@@ -11,6 +11,8 @@
 //! - `hog`: a thread computes for 100 ms without yielding while `main` sleeps 5 ms. Under
 //!   `preempt` main wakes on time (the hog is preempted); under `coop` main wakes only after
 //!   the hog is done (the documented behaviour).
+//! - `order`: 8 threads each log their number and yield, 3 rounds: the ready queue must be
+//!   first in, first out (`order: 0 1 2 3 4 5 6 7 0 1 ...`), as `coop` and `preempt` promise.
 //! - `overflow`: a thread named `deep` recurses until its 16 KiB stack overflows, which must
 //!   end in the kernel's panic naming the thread (status 101).
 //! - `bench`: yield ping-pong, spawn + join, and timer wake-up latency (`bench ...:` lines for
@@ -41,6 +43,7 @@ fn main() -> Result<(), &'static str> {
         "sleep" => sleep(),
         "hog" => hog(),
         "overflow" => overflow(),
+        "order" => order(),
         "bench" => bench(),
         "all" => {
             spawn_error()?;
@@ -49,11 +52,12 @@ fn main() -> Result<(), &'static str> {
             semaphore()?;
             sleep()?;
             hog()?;
+            order()?;
             println!("threads: all passed");
             Ok(())
         }
         _ => Err(
-            "unknown mode: expected mutex, channel, semaphore, sleep, hog, overflow, bench or all",
+            "unknown mode: expected mutex, channel, semaphore, sleep, hog, order, overflow, bench or all",
         ),
     }
 }
@@ -65,6 +69,39 @@ fn small_thread<T: Send + 'static>(
         .stack_size(8 * 1024)
         .spawn(f)
         .expect("memory for a thread stack")
+}
+
+/// Threads that yield take turns in the order they became ready: 8 threads, 3 rounds each, log
+/// 0..8 three times over (a LIFO ready queue would run the last one again and again).
+fn order() -> Result<(), &'static str> {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 3;
+    static LOG: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    LOG.lock().clear();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|n| {
+            small_thread(move || {
+                for _ in 0..ROUNDS {
+                    LOG.lock().push(n);
+                    thread::yield_now();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join();
+    }
+    let log = core::mem::take(&mut *LOG.lock());
+    let mut line = stardust::alloc::string::String::new();
+    for n in &log {
+        line.push_str(&stardust::alloc::format!(" {n}"));
+    }
+    println!("order:{line}");
+    let expected = (0..ROUNDS).flat_map(|_| 0..THREADS);
+    if log.len() != THREADS * ROUNDS || !log.iter().copied().eq(expected) {
+        return Err("threads that yield did not take turns in first-in, first-out order");
+    }
+    Ok(())
 }
 
 /// A stack that cannot be had is an error the caller gets back, not a crash.
