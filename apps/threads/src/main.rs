@@ -295,7 +295,12 @@ fn overflow() -> Result<(), &'static str> {
     let deep = Builder::new()
         .name("deep".into())
         .stack_size(16 * 1024)
-        .spawn(|| recurse(0))
+        .spawn(|| {
+            if let Some(page) = thread::guard_page() {
+                println!("overflow: thread 'deep' has its guard page at {page:#x}");
+            }
+            recurse(0)
+        })
         .expect("memory for a thread stack");
     deep.join();
     Err("the recursion ended without a stack overflow")
