@@ -131,6 +131,30 @@ fn bad_input_exits_non_zero_with_the_choices() {
     }
 }
 
+/// Every option that takes a time is bounded: one line naming the option, its value and the
+/// limit, exit 1 (not a panic), before anything is built or booted.
+#[test]
+fn time_options_are_bounded() {
+    for args in [
+        &["run", "hello", "--timeout", "1e300"][..],
+        &["run", "hello", "--timeout", "99999999999999999999"][..],
+        &["run", "hello", "--platform", "xen", "--timeout", "604801"][..],
+        &["run", "hello", "--timeout", "inf"][..],
+        &["bench", "boot", "--timeout", "1e300"][..],
+        &["xen-lab", "run", "--timeout", "99999999999999999999"][..],
+    ] {
+        let out = xtask(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("error: --timeout {}: ", args[args.len() - 1]))
+                && err.contains("604800"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn run_boots_a_given_image_without_naming_an_app() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

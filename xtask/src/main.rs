@@ -142,10 +142,10 @@ struct QemuArgs {
     /// qboot.rom). Not on Xen.
     #[arg(long, value_enum)]
     machine: Option<MachineArg>,
-    /// Seconds before QEMU is killed (default 60; no limit with --gdb unless given). On Xen:
-    /// seconds from `xl create` until the guest is destroyed (default 60).
+    /// Seconds before QEMU is killed (default 60, at most 604800; no limit with --gdb unless
+    /// given). On Xen: seconds from `xl create` until the guest is destroyed (default 60).
     #[arg(long, value_name = "S")]
-    timeout: Option<f64>,
+    timeout: Option<String>,
 }
 
 impl QemuArgs {
@@ -186,12 +186,9 @@ impl QemuArgs {
     }
 
     fn timeout(&self, default: Option<Duration>) -> Result<Option<Duration>> {
-        match self.timeout {
+        match &self.timeout {
             None => Ok(default),
-            Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-            Some(s) => Err(Error::new(format!(
-                "--timeout {s}: expected a positive number of seconds"
-            ))),
+            Some(s) => qemu::parse_timeout("--timeout", s).map(Some),
         }
     }
 }
@@ -286,6 +283,8 @@ struct BenchArgs {
 }
 
 fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
+    // Bounds first, before any bench runs.
+    let timeout = args.qemu.timeout(None)?;
     if args.which.contains(&BenchWhich::Sched) {
         let (none, results) = xtask::schedbench::run(ws, args.alloc_runs.max(1))?;
         println!("{}", xtask::schedbench::markdown(none, &results));
@@ -334,7 +333,7 @@ fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
         runs: args.runs,
         accel,
         machine,
-        timeout: args.qemu.timeout(None)?,
+        timeout,
         json: args.json,
         check: args.check,
         save_baseline: args.save_baseline,
@@ -390,6 +389,8 @@ fn build(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
 }
 
 fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
+    // Bounds first, before anything is built.
+    args.qemu.timeout(None)?;
     let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
     if let Some(app) = &args.app {
         ws.check_app(app)?;

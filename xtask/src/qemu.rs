@@ -25,6 +25,24 @@ pub const QBOOT_PATHS: &[&str] = &[
 /// Default time limit of a boot.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest time limit any option takes (`--timeout` of `run`, `bench` and `xen-lab run`):
+/// a week, far beyond any boot, and far from where durations overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The option `flag`'s value `text` (seconds, `2.5` or `1e3`) as a time limit: more than 0 and
+/// at most [`MAX_TIMEOUT`], else a one-line error that quotes `text` and gives the bounds.
+pub fn parse_timeout(flag: &str, text: &str) -> Result<Duration> {
+    let max = MAX_TIMEOUT.as_secs();
+    let secs: f64 = match text.trim().parse() {
+        Ok(s) if f64::is_finite(s) && s > 0.0 => s,
+        _ => bail!("{flag} {text}: expected a number of seconds, more than 0 and at most {max}"),
+    };
+    if secs > max as f64 {
+        bail!("{flag} {text}: at most {max} seconds (7 days)");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// The kernel command line limit (docs/CONTRACT.md); longer lines are the kernel's to reject.
 pub const CMDLINE_LIMIT: usize = 1024;
 
@@ -546,6 +564,28 @@ mod tests {
                 .message()
                 .contains("triple fault or plain power-off")
         );
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        let t = |s: &str| parse_timeout("--timeout", s);
+        assert_eq!(t("1.5").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(t("604800").ok(), Some(MAX_TIMEOUT));
+        for bad in [
+            "0",
+            "-1",
+            "nan",
+            "inf",
+            "604800.5",
+            "1e300",
+            "99999999999999999999",
+            "x",
+            "",
+        ] {
+            let e = t(bad).expect_err("refused").to_string();
+            assert!(e.starts_with(&format!("--timeout {bad}: ")), "{e}");
+            assert!(e.contains("604800") && !e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -755,8 +755,12 @@ impl GuestSpec {
                 self.memory_mb
             );
         }
-        if self.timeout < Duration::from_secs(1) {
-            bail!("guest {}: the time limit must be at least 1 s", self.name);
+        if self.timeout < Duration::from_secs(1) || self.timeout > crate::qemu::MAX_TIMEOUT {
+            bail!(
+                "guest {}: the time limit must be 1 to {} s",
+                self.name,
+                crate::qemu::MAX_TIMEOUT.as_secs()
+            );
         }
         if let Some(c) = &self.cmdline {
             if c.len() > 1023 {
