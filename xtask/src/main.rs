@@ -205,9 +205,14 @@ struct RunArgs {
     /// Kernel options, e.g. "log=debug bootchart".
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     kargs: String,
-    /// Start halted with QEMU's GDB server on :1234 and print the gdb command.
+    /// Start halted with QEMU's GDB server on 127.0.0.1 (port --gdb-port, else a free one) and
+    /// print the gdb command.
     #[arg(long)]
     gdb: bool,
+    /// The GDB server's TCP port (with --gdb; default: a free port, printed).
+    #[arg(long, value_name = "PORT", requires = "gdb",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    gdb_port: Option<u16>,
     /// Boot this image instead of building one (the profile still gives memory and console).
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
@@ -442,7 +447,11 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     args.qemu.apply(&mut cfg)?;
     cfg.kargs = args.kargs.clone();
     cfg.app_args = args.app_args.clone();
-    cfg.gdb = args.gdb;
+    cfg.gdb = match (args.gdb, args.gdb_port) {
+        (false, _) => None,
+        (true, Some(port)) => Some(port),
+        (true, None) => Some(qemu::free_port()?),
+    };
     let append = cfg.append();
     if append.len() > qemu::CMDLINE_LIMIT {
         eprintln!(
@@ -457,10 +466,10 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         Some(qemu::DEFAULT_TIMEOUT)
     })?;
     eprintln!("xtask: {}", cfg.shell_line());
-    if args.gdb {
+    if let Some(port) = cfg.gdb {
         eprintln!(
-            "xtask: QEMU waits for gdb on :1234; attach with:\n    {}",
-            qemu::gdb_command(&debug)
+            "xtask: QEMU waits for gdb on 127.0.0.1:{port}; attach with:\n    {}",
+            qemu::gdb_command(&debug, port)
         );
     }
     let boot = qemu::boot(&cfg, false, timeout)?;

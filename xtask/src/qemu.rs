@@ -190,8 +190,8 @@ pub struct QemuConfig {
     pub kargs: String,
     /// App arguments (after `--` on the kernel command line).
     pub app_args: Vec<String>,
-    /// Start halted with the GDB server on :1234 (`-s -S`).
-    pub gdb: bool,
+    /// Start halted with QEMU's GDB server on this port of 127.0.0.1 (`-gdb tcp:... -S`).
+    pub gdb: Option<u16>,
     /// Attach `isa-debug-exit` (how the guest reports its status). Tests turn it off to check
     /// the guest's ACPI power-off.
     pub debug_exit: bool,
@@ -211,7 +211,7 @@ impl QemuConfig {
             kernel,
             kargs: String::new(),
             app_args: Vec::new(),
-            gdb: false,
+            gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
         }
@@ -271,8 +271,8 @@ impl QemuConfig {
             Console::Serial => push(&["-serial", "stdio"]),
             Console::Debugcon => push(&["-debugcon", "stdio"]),
         }
-        if self.gdb {
-            push(&["-s", "-S"]);
+        if let Some(port) = self.gdb {
+            push(&["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
         }
         a
     }
@@ -454,12 +454,22 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
     })
 }
 
-/// The gdb command that attaches to a `--gdb` boot of an image with symbols in `debug`.
-pub fn gdb_command(debug: &Path) -> String {
+/// The gdb command that attaches to a `--gdb` boot (GDB server on `port`) of an image with
+/// symbols in `debug`.
+pub fn gdb_command(debug: &Path, port: u16) -> String {
     format!(
-        "gdb {} -ex 'target remote :1234'",
+        "gdb {} -ex 'target remote :{port}'",
         shell_quote(&crate::workspace::display_path(debug))
     )
+}
+
+/// A TCP port of 127.0.0.1 that is free right now (the kernel picks it), for QEMU's GDB server.
+/// Another process may take it before QEMU binds it: QEMU then fails and says so.
+pub fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| Error::new(format!("finding a free TCP port for the GDB server: {e}")))
 }
 
 #[cfg(test)]
@@ -476,7 +486,7 @@ mod tests {
             kernel: "k.elf".into(),
             kargs: " log=debug  bootchart ".into(),
             app_args: vec!["one".into(), "two".into()],
-            gdb: false,
+            gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
         }
@@ -510,12 +520,15 @@ mod tests {
         c.kargs.clear();
         c.app_args.clear();
         c.console = Console::Debugcon;
-        c.gdb = true;
+        c.gdb = Some(4321);
         c.accel = Accel::Kvm;
         let args = c.args().join(" ");
         assert!(!args.contains("-append"), "{args}");
         assert!(args.starts_with("-accel kvm "), "{args}");
-        assert!(args.ends_with("-debugcon stdio -s -S"), "{args}");
+        assert!(
+            args.ends_with("-debugcon stdio -gdb tcp:127.0.0.1:4321 -S"),
+            "{args}"
+        );
         let mut c = cfg();
         c.kargs.clear();
         assert_eq!(c.append(), "-- one two");
@@ -591,8 +604,11 @@ mod tests {
     #[test]
     fn gdb_line() {
         assert_eq!(
-            gdb_command(Path::new("target/stardust/default/hello.debug")),
-            "gdb target/stardust/default/hello.debug -ex 'target remote :1234'"
+            gdb_command(Path::new("target/stardust/default/hello.debug"), 4321),
+            "gdb target/stardust/default/hello.debug -ex 'target remote :4321'"
         );
+        let port = free_port().expect("a free port");
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("free indeed");
     }
 }
