@@ -347,6 +347,9 @@ fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread: SIGTERM, SIGINT and SIGHUP kill every QEMU xtask started, then
+    // end xtask by that signal (see xtask/src/child.rs).
+    xtask::child::stop_on_signals();
     let cli = Cli::parse();
     let ws = Workspace::locate();
     match dispatch(&ws, cli.command) {

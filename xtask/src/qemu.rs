@@ -356,6 +356,8 @@ pub struct Boot {
     pub stderr: String,
     /// Wall time from spawning QEMU to seeing it exit.
     pub elapsed: Duration,
+    /// QEMU's CPU time (user + system) over the whole boot.
+    pub cpu: Duration,
     /// When captured: the wall time (from spawning QEMU) at which each console line's `\n`
     /// arrived; entry `i` belongs to the `i`-th item of [`Boot::lines`].
     pub line_times: Vec<Duration>,
@@ -370,7 +372,9 @@ impl Boot {
 
 /// Boots `cfg`. With `capture`, the guest console is collected into [`Boot::stdout`]; otherwise
 /// it goes straight to our stdout. QEMU's stderr is always collected (and echoed unless
-/// capturing). With a `timeout`, QEMU is killed when it runs longer.
+/// capturing). With a `timeout`, QEMU is killed when it runs longer. QEMU is started through
+/// [`crate::child::spawn`]: in its own process group, and killed when xtask dies or is stopped by
+/// a signal.
 pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Result<Boot> {
     if !cfg.kernel.is_file() {
         bail!("image {} does not exist", cfg.kernel.display());
@@ -385,10 +389,9 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
         })
         .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child = cmd
-        .spawn()
+    let mut child = crate::child::spawn(&mut cmd, "QEMU")
         .map_err(|e| Error::new(format!("could not start {}: {e}", cfg.qemu.display())))?;
-    let stdout = child.stdout.take().map(|mut out| {
+    let stdout = child.take_stdout().map(|mut out| {
         thread::spawn(move || {
             let mut buf = Vec::new();
             let mut times = Vec::new();
@@ -404,7 +407,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
             (String::from_utf8_lossy(&buf).into_owned(), times)
         })
     });
-    let stderr = child.stderr.take().map(|err| {
+    let stderr = child.take_stderr().map(|err| {
         thread::spawn(move || {
             let mut all = String::new();
             for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
@@ -417,21 +420,21 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
             all
         })
     });
-    let (status, timed_out, elapsed) = loop {
-        if let Some(status) = child
+    let (exit, timed_out, elapsed) = loop {
+        if let Some(exit) = child
             .try_wait()
             .map_err(|e| Error::new(format!("waiting for QEMU: {e}")))?
         {
-            break (status, None, start.elapsed());
+            break (exit, None, start.elapsed());
         }
         if let Some(limit) = timeout
             && start.elapsed() > limit
         {
-            let _ = child.kill();
-            let status = child
+            child.kill();
+            let exit = child
                 .wait()
                 .map_err(|e| Error::new(format!("waiting for QEMU: {e}")))?;
-            break (status, Some(limit), start.elapsed());
+            break (exit, Some(limit), start.elapsed());
         }
         thread::sleep(Duration::from_micros(500));
     };
@@ -443,13 +446,14 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
         .unwrap_or_default();
     let outcome = match timed_out {
         Some(limit) => Outcome::TimedOut(limit),
-        None => decode_status(status.code(), &stderr),
+        None => decode_status(exit.status.code(), &stderr),
     };
     Ok(Boot {
         outcome,
         stdout,
         stderr,
         elapsed,
+        cpu: exit.cpu,
         line_times,
     })
 }

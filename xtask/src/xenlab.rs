@@ -45,7 +45,7 @@
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -392,11 +392,11 @@ impl Lab {
             );
         }
         let start = Instant::now();
-        let mut child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .stderr(Stdio::piped());
+        // Killed with xtask (or by a signal that stops it): never a lab left running.
+        let mut child = crate::child::spawn(&mut cmd, "the Xen lab's QEMU")
             .context("starting qemu-system-x86_64 for the Xen lab")?;
         let rx = spawn_line_readers(&mut child);
         let guest_budget: Duration = guests
@@ -444,12 +444,12 @@ impl Lab {
                 };
                 if let Some(why) = why {
                     let _ = writeln!(log, "XENLAB-HOST: {why}; killing QEMU");
-                    let _ = child.kill();
+                    child.kill();
                     killed = Some(why);
                 }
             }
         }
-        let status = child.wait().context("waiting for QEMU")?;
+        let status = child.wait().context("waiting for QEMU")?.status;
         let total = start.elapsed();
         let _ = writeln!(
             log,
@@ -545,7 +545,7 @@ fn tail_hint(log: &Path) -> String {
 }
 
 /// Reads QEMU's stdout and stderr line by line, with the time each line arrived.
-fn spawn_line_readers(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
+fn spawn_line_readers(child: &mut crate::child::Child) -> mpsc::Receiver<(Instant, String)> {
     let (tx, rx) = mpsc::channel();
     fn pump(
         r: impl Read + Send + 'static,
@@ -570,16 +570,16 @@ fn spawn_line_readers(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
             }
         });
     }
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = child.take_stdout() {
         pump(out, tx.clone(), "");
     }
-    if let Some(err) = child.stderr.take() {
+    if let Some(err) = child.take_stderr() {
         pump(err, tx, "QEMU: ");
     }
     rx
 }
 
-/// A temporary directory in the lab directory, removed on drop.
+/// A temporary directory in the lab directory, removed on drop (or when a signal stops xtask).
 struct WorkDir {
     path: PathBuf,
 }
@@ -591,12 +591,14 @@ impl WorkDir {
             .map_or(0, |d| d.subsec_nanos());
         let path = lab.join(format!("run-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        crate::child::remove_if_stopped(&path);
         Ok(WorkDir { path })
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        crate::child::forget_temp_dir(&self.path);
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
