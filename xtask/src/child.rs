@@ -105,6 +105,34 @@ pub fn spawn(cmd: &mut Command, what: &'static str) -> io::Result<Child> {
     })
 }
 
+/// Runs `cmd` to its end through [`spawn`] and collects its stdout and stderr (stdin is null),
+/// like [`Command::output`]: for the short QEMU calls (`--version`).
+pub fn output(cmd: &mut Command, what: &'static str) -> io::Result<std::process::Output> {
+    use std::io::Read;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = spawn(cmd, what)?;
+    let err = child.take_stderr().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = e.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut out) = child.take_stdout() {
+        out.read_to_end(&mut stdout)?;
+    }
+    let status = child.wait()?.status;
+    let stderr = err.and_then(|t| t.join().ok()).unwrap_or_default();
+    Ok(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
 impl Child {
     /// Its process id (also its process group id).
     pub fn id(&self) -> u32 {
@@ -405,6 +433,18 @@ mod tests {
         let (code, status) = unsafe { (info.si_code, info.si_status()) };
         assert_eq!((code, status), (libc::CLD_KILLED, libc::SIGKILL));
         live().retain(|(p, _)| *p as u32 != pid);
+    }
+
+    #[test]
+    fn output_collects_both_streams() {
+        let out = output(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 4"]),
+            "sh",
+        )
+        .expect("sh runs");
+        assert_eq!(out.status.code(), Some(4));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
     }
 
     #[test]
