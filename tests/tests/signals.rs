@@ -44,8 +44,9 @@ impl Qemu {
     }
 }
 
-/// Waits for the QEMU that `xtask` starts; panics (with xtask's stderr) if xtask ends first.
-fn qemu_of(xtask: &mut Child, stderr: &Path) -> Qemu {
+/// Waits for the QEMU that `xtask` starts with `marker` in its command line (not, say, a
+/// `qemu-system-x86_64 --version`); panics (with xtask's stderr) if xtask ends first.
+fn qemu_of(xtask: &mut Child, stderr: &Path, marker: &str) -> Qemu {
     let parent = xtask.id();
     // Long enough for cargo to build xtask first on a loaded machine.
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -54,7 +55,12 @@ fn qemu_of(xtask: &mut Child, stderr: &Path) -> Qemu {
             .expect("/proc")
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .find_map(|pid| match stat(pid) {
-                Some((ppid, _, start, comm)) if ppid == parent && comm.starts_with("qemu") => {
+                Some((ppid, _, start, comm))
+                    if ppid == parent
+                        && comm.starts_with("qemu")
+                        && std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker)) =>
+                {
                     Some(Qemu { pid, start })
                 }
                 _ => None,
@@ -99,10 +105,17 @@ fn start_xtask(args: &[&str], name: &str) -> (Child, PathBuf) {
 }
 
 /// Sends `sig` to xtask alone once its QEMU runs; checks how xtask ended, what it said, and
-/// that the QEMU is gone.
-fn signal_leaves_no_qemu(args: &[&str], name: &str, sig: libc::c_int, sig_name: &str) {
+/// that the QEMU (the one with `marker` in its command line) is gone. Returns xtask's process id.
+fn signal_leaves_no_qemu(
+    args: &[&str],
+    marker: &str,
+    name: &str,
+    sig: libc::c_int,
+    sig_name: &str,
+) -> u32 {
     let (mut xtask, err) = start_xtask(args, name);
-    let qemu = qemu_of(&mut xtask, &err);
+    let pid = xtask.id();
+    let qemu = qemu_of(&mut xtask, &err, marker);
     // SAFETY: a plain syscall to our own child (its process alone, not its group).
     assert_eq!(unsafe { libc::kill(xtask.id() as libc::pid_t, sig) }, 0);
     let status: ExitStatus = xtask.wait().expect("xtask ends");
@@ -130,6 +143,7 @@ fn signal_leaves_no_qemu(args: &[&str], name: &str, sig: libc::c_int, sig_name: 
             qemu.pid
         );
     }
+    pid
 }
 
 /// `run --image timeprobe.elf -- idle 600000`: a guest that sleeps for 10 minutes.
@@ -146,7 +160,7 @@ fn idle_run(sig: libc::c_int, sig_name: &str) {
         "idle",
         "600000",
     ];
-    signal_leaves_no_qemu(&args, &format!("run-{sig_name}"), sig, sig_name);
+    signal_leaves_no_qemu(&args, elf, &format!("run-{sig_name}"), sig, sig_name);
 }
 
 /// `run --image timeprobe.elf --gdb`: halted until a debugger continues it, without a time limit.
@@ -154,7 +168,7 @@ fn gdb_run(sig: libc::c_int, sig_name: &str) {
     let elf = timeprobe();
     let elf = elf.to_str().expect("a UTF-8 path");
     let args = ["run", "--image", elf, "--gdb"];
-    signal_leaves_no_qemu(&args, &format!("gdb-{sig_name}"), sig, sig_name);
+    signal_leaves_no_qemu(&args, elf, &format!("gdb-{sig_name}"), sig, sig_name);
 }
 
 #[test]
@@ -199,6 +213,23 @@ fn signals_to_xtask_kill_the_xen_labs_qemu() {
         return;
     }
     let args = ["xen-lab", "run", "--ref", "pvhang", "--timeout", "600"];
-    signal_leaves_no_qemu(&args, "xen-lab-SIGTERM", libc::SIGTERM, "SIGTERM");
-    signal_leaves_no_qemu(&args, "xen-lab-SIGKILL", libc::SIGKILL, "SIGKILL");
+    // The lab's QEMU (xtask also runs `qemu-system-x86_64 --version` before it).
+    let lab_qemu = "payload.img";
+    let xtask = signal_leaves_no_qemu(&args, lab_qemu, "lab-SIGTERM", libc::SIGTERM, "SIGTERM");
+    // Stopped by SIGTERM, xtask removed its run directory (with the payload disk) too.
+    assert_eq!(run_dirs(&lab.dir, xtask), Vec::<String>::new());
+    let killed = signal_leaves_no_qemu(&args, lab_qemu, "lab-SIGKILL", libc::SIGKILL, "SIGKILL");
+    // SIGKILL leaves it; the next lab run removes it.
+    assert_eq!(run_dirs(&lab.dir, killed).len(), 1, "{}", lab.dir.display());
+    signal_leaves_no_qemu(&args, lab_qemu, "lab-SIGINT", libc::SIGINT, "SIGINT");
+    assert_eq!(run_dirs(&lab.dir, killed), Vec::<String>::new());
+}
+
+/// The lab's run directories (`run-<pid>-<nanos>`) of the xtask with process id `pid`.
+fn run_dirs(lab: &Path, pid: u32) -> Vec<String> {
+    std::fs::read_dir(lab)
+        .expect("the lab directory")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("run-{pid}-")))
+        .collect()
 }

@@ -586,6 +586,7 @@ struct WorkDir {
 
 impl WorkDir {
     fn new(lab: &Path) -> Result<WorkDir> {
+        remove_stale_work_dirs(lab);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -593,6 +594,30 @@ impl WorkDir {
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         crate::child::remove_if_stopped(&path);
         Ok(WorkDir { path })
+    }
+}
+
+/// Removes the run directories (`run-<pid>-<nanos>`) of xtask processes that no longer exist:
+/// what a SIGKILL left behind. Nothing when /proc cannot tell.
+fn remove_stale_work_dirs(lab: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(lab) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("run-"))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
