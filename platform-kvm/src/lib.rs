@@ -11,7 +11,9 @@
 //! or a TSC frequency there is no timer: `set_timer` returns false and `idle` spins.
 //!
 //! Power-off tries, in order: QEMU's `isa-debug-exit` device at port 0xf4 (the monitor exits
-//! with status `(code << 1) | 1`), ACPI S5 as the firmware tables describe it (the PM1a control
+//! with status `(code << 1) | 1`; it carries 7 bits, so for a status of 127 or more the kernel
+//! prints `exit status N` on the console first and the platform writes 127: QEMU exits with 255,
+//! see `platform::status`), ACPI S5 as the firmware tables describe it (the PM1a control
 //! block on QEMU `q35`/`pc`, the hardware-reduced sleep control register on QEMU `microvm` and
 //! Cloud Hypervisor; found at [`Platform::init`]), the i8042 reset line (Firecracker exits on
 //! it), and finally a triple fault (QEMU with `-no-reboot` exits; other monitors reset or stop).
@@ -28,7 +30,7 @@
 use arch_x86_64::{apic, cpu, tsc};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
 use platform::acpi::{self, PowerOffRegister};
-use platform::{BootInfo, ConsoleDevice, DeviceMemory, FreeMemory, Range};
+use platform::{BootInfo, ConsoleDevice, DeviceMemory, FreeMemory, Range, status};
 
 /// The KVM-class platform.
 #[derive(Debug)]
@@ -179,9 +181,15 @@ impl platform::Platform for Kvm {
     }
 
     fn exit(status: u8) -> ! {
+        let carried = if status::fits_debug_exit(status) {
+            status
+        } else {
+            // The kernel printed `exit status N` on the console (see `exit_carries`).
+            status::DEBUG_EXIT_ON_CONSOLE
+        };
         // SAFETY: isa-debug-exit at 0xf4 ends QEMU with the status; where it is absent the write
         // is ignored.
-        unsafe { cpu::outl(0xf4, u32::from(status)) };
+        unsafe { cpu::outl(0xf4, u32::from(carried)) };
         let register = ACPI_REGISTER.load(Ordering::Relaxed);
         let value = ACPI_VALUE.load(Ordering::Relaxed);
         // SAFETY: the register and value come from the firmware's own FADT and DSDT (checksummed),
@@ -199,6 +207,11 @@ impl platform::Platform for Kvm {
         // machine resets (QEMU with -no-reboot exits).
         unsafe { cpu::outb(0x64, 0xfe) };
         cpu::triple_fault()
+    }
+
+    /// isa-debug-exit carries 7 bits; a larger status travels on the console.
+    fn exit_carries(status: u8) -> bool {
+        status::fits_debug_exit(status)
     }
 
     fn tsc_frequency() -> Option<u64> {

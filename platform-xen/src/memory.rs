@@ -62,7 +62,10 @@ impl fmt::Display for BootError {
 /// The end of the bootstrap structures: the page tables, then the bootstrap stack.
 fn bootstrap_end(si: &xen_sys::start_info) -> u64 {
     // One bootstrap stack page follows the tables; keep a few in case a builder gives more.
-    si.pt_base + si.nr_pt_frames * PAGE_SIZE + 4 * PAGE_SIZE
+    // Saturating: garbage from the domain builder never wraps to a small address.
+    si.pt_base
+        .saturating_add(si.nr_pt_frames.saturating_mul(PAGE_SIZE))
+        .saturating_add(4 * PAGE_SIZE)
 }
 
 /// Copies the boot information out of `start_info` (at virtual address `raw`).
@@ -74,7 +77,7 @@ pub fn boot_info(raw: u64) -> Result<BootInfo, BootError> {
         return Err(BootError::BadMagic);
     }
     let image = arch_x86_64::image_layout();
-    let ram_end = si.nr_pages * PAGE_SIZE;
+    let ram_end = si.nr_pages.saturating_mul(PAGE_SIZE);
     let reserved = Range::new(image.start, bootstrap_end(si).min(ram_end));
     let mut memory = MemoryMap::new();
     // Three regions cannot overflow a 64-entry map.
@@ -99,7 +102,7 @@ pub fn boot_info(raw: u64) -> Result<BootInfo, BootError> {
     let mut info = BootInfo {
         memory,
         cmdline: Cmdline::from_bytes(&cmd[..len]),
-        boot_structures: Range::new(raw, raw + PAGE_SIZE),
+        boot_structures: Range::new(raw, raw.saturating_add(PAGE_SIZE)),
         ..BootInfo::default()
     };
     if si.mod_start != 0 && si.mod_len != 0 {

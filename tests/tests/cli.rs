@@ -133,11 +133,15 @@ fn bad_input_exits_non_zero_with_the_choices() {
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = text(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
+        if args[0] == "run" {
+            // `run` exits with the guest's status: its own errors are "never ran", not 1 or 2.
+            assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        }
     }
 }
 
 /// Every option that takes a time is bounded: one line naming the option, its value and the
-/// limit, exit 1 (not a panic), before anything is built or booted.
+/// limit, an error status (not a panic's 134), before anything is built or booted.
 #[test]
 fn time_options_are_bounded() {
     for args in [
@@ -150,7 +154,9 @@ fn time_options_are_bounded() {
     ] {
         let out = xtask(args);
         let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        // `run`'s own errors are "the guest never ran" (125); other commands fail with 1.
+        let code = if args[0] == "run" { 125 } else { 1 };
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(
             err.starts_with(&format!("error: --timeout {}: ", args[args.len() - 1]))
@@ -181,6 +187,90 @@ fn run_exits_with_the_guest_status() {
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     let out = xtask(&["run", "faults", "--", "panic"]);
     assert_eq!(out.status.code(), Some(101), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("status 101 (kernel panic)"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Beyond isa-debug-exit's 7 bits (QEMU alone would say 0 for 128 and 72 for 200).
+    for code in ["128", "200", "255"] {
+        let out = xtask(&["run", "faults", "--", "exit", code]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), code.parse().ok(), "{err}");
+        assert!(
+            err.contains(&format!("guest exited with status {code}")),
+            "{err}"
+        );
+    }
+}
+
+/// xtask's own outcomes have statuses of their own (124-127), named on stderr, and an app
+/// cannot take them: each means one thing.
+#[test]
+fn run_names_each_outcome_with_its_own_status() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for (args, code, said) in [
+        (&["--timeout", "2", "--", "hang"][..], 124, "timeout"),
+        (&["--", "triple-fault"][..], 127, "triple fault"),
+        (&["--", "exit", "126"][..], 101, "status 101 (kernel panic)"),
+    ] {
+        let out = xtask(&[&["run", "faults"][..], args].concat());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+        if code == 101 {
+            let console = text(&out.stdout);
+            assert!(
+                console.contains("PANIC: ")
+                    && console.contains("exit status 126, which is reserved"),
+                "{console}"
+            );
+        } else {
+            assert!(err.contains(&format!("exit status {code}")), "{err}");
+        }
+    }
+}
+
+/// A QEMU that fails (125) or is killed by a signal (126), with a fake `qemu-system-x86_64`
+/// first on PATH.
+#[test]
+fn run_tells_a_failed_qemu_from_a_killed_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let image = build_minimal_hello();
+    let image = image.to_str().expect("a UTF-8 path");
+    for (name, script, code, said) in [
+        (
+            "fails",
+            "echo 'qemu-system-x86_64: -machine q35: a fake failure' >&2; exit 1",
+            125,
+            "QEMU failed",
+        ),
+        ("killed", "kill -KILL $$", 126, "killed by a signal"),
+    ] {
+        let dir = workspace().target_dir().join("cli-fake-qemu").join(name);
+        std::fs::create_dir_all(&dir).expect("a directory for the fake QEMU");
+        let qemu = dir.join("qemu-system-x86_64");
+        std::fs::write(&qemu, format!("#!/bin/sh\n{script}\n")).expect("the fake QEMU");
+        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755))
+            .expect("an executable fake QEMU");
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![dir.clone()];
+        dirs.extend(std::env::split_paths(&path));
+        let out = cargo()
+            .env("PATH", std::env::join_paths(dirs).expect("a PATH"))
+            .args(["run", "--quiet", "--package", "xtask", "--"])
+            .args(["run", "--image", image])
+            .output()
+            .expect("cargo runs");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&qemu.display().to_string()),
+            "the fake ran: {err}"
+        );
+        assert_eq!(out.status.code(), Some(code), "{name}: {err}");
+        assert!(err.contains(said), "{name}: {err}");
+    }
 }
 
 /// A minimal client of the GDB remote protocol (what `gdb -ex 'target remote :PORT'` speaks).

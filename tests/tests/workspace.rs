@@ -1,5 +1,6 @@
 //! Repository-level checks through the xtask library: every profile validates against the
-//! facade's features, bad input is rejected with the valid choices, and images strip correctly.
+//! facade's features, bad input is rejected with the valid choices, images strip correctly, and
+//! README.md's table of exit statuses is what the kernel and xtask implement.
 
 use stardust_tests::{image, workspace};
 
@@ -86,4 +87,116 @@ fn stripped_image_keeps_only_loadable_bytes() {
             "segment bytes unchanged"
         );
     }
+}
+
+/// The statuses a cell of the README's table names: `101`, or `1-100, 104-123, 128-255`.
+fn statuses_in(cell: &str) -> Vec<u8> {
+    let mut all = Vec::new();
+    for part in cell.split(',').map(str::trim) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let parse = |s: &str| {
+            s.trim().parse::<u8>().unwrap_or_else(|e| {
+                panic!("README exit statuses: bad status {s:?} in {cell:?}: {e}")
+            })
+        };
+        all.extend(parse(lo)..=parse(hi));
+    }
+    all
+}
+
+/// README.md's "Exit statuses" table is the contract: every status 0-255 in exactly one row;
+/// the reserved ones exactly the kernel's (`platform::status::RESERVED`) and xtask's
+/// (`xtask::status`), with the same owner and meaning; the others free for the app.
+#[test]
+fn the_readme_table_of_exit_statuses_is_what_the_code_does() {
+    use platform::status;
+    let readme = std::fs::read_to_string(workspace().root.join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n### Exit statuses\n")
+        .nth(1)
+        .expect("README.md has a section \"### Exit statuses\"");
+    let rows: Vec<Vec<&str>> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // header and separator
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert!(
+        rows.len() >= 9,
+        "the table has a row per reserved status: {rows:?}"
+    );
+    let mut seen = [0u32; 256];
+    let (mut kernel, mut xtask_own) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let [codes, meaning, owner] = row[..] else {
+            panic!("README exit statuses: a row has 3 cells: {row:?}");
+        };
+        for code in statuses_in(codes) {
+            seen[usize::from(code)] += 1;
+            match owner {
+                "—" => assert_eq!(
+                    status::reserved(code),
+                    None,
+                    "README says {code} is the app's, platform::status reserves it"
+                ),
+                _ => {
+                    let (who, what) = status::reserved(code).unwrap_or_else(|| {
+                        panic!("README reserves {code} for {owner}, platform::status does not")
+                    });
+                    assert_eq!(owner, who, "who reserves {code}");
+                    assert!(meaning.starts_with(what), "{code}: {meaning:?} vs {what:?}");
+                    let xtask_says = xtask::status::meaning(code)
+                        .unwrap_or_else(|| panic!("xtask::status has no meaning for {code}"));
+                    assert!(
+                        meaning.starts_with(xtask_says),
+                        "{code}: {meaning:?} vs {xtask_says:?}"
+                    );
+                    match who {
+                        status::KERNEL => kernel.push(code),
+                        _ => xtask_own.push(code),
+                    }
+                }
+            }
+        }
+    }
+    let twice: Vec<usize> = (0..256).filter(|c| seen[*c] != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "statuses not in exactly one row: {twice:?}"
+    );
+    assert_eq!(kernel, xtask::status::KERNEL, "the kernel's statuses");
+    assert_eq!(
+        kernel,
+        [status::PANIC, status::EXCEPTION, status::BAD_CONFIG]
+    );
+    assert_eq!(xtask_own, xtask::status::OUTCOMES, "xtask's outcomes");
+    assert_eq!(
+        xtask_own,
+        [
+            status::TIMEOUT,
+            status::NEVER_RAN,
+            status::KILLED,
+            status::NO_STATUS
+        ]
+    );
+    assert_eq!(
+        [
+            xtask::xenlab_run::TIMEOUT_EXIT,
+            xtask::xenlab_run::LAB_EXIT,
+            xtask::xenlab_run::NO_STATUS_EXIT
+        ],
+        [status::TIMEOUT, status::NEVER_RAN, status::NO_STATUS],
+        "the Xen runner's statuses"
+    );
+    assert_eq!(
+        xtask::status::CONSOLE_LINE,
+        status::LINE,
+        "the console's status line"
+    );
+    assert_eq!(
+        xtask::status::QEMU_STATUS_ON_CONSOLE,
+        (i32::from(status::DEBUG_EXIT_ON_CONSOLE) << 1) | 1,
+        "QEMU's exit status when the status is on the console"
+    );
 }

@@ -92,6 +92,8 @@ const GUESTS: &[Guest] = &[
     Guest::new("exec-data", "faults").args(&["exec-data"]),
     Guest::new("null", "faults").args(&["null"]),
     Guest::new("exit42", "faults").args(&["exit", "42"]),
+    // A status beyond 7 bits, as a PV guest (`stardust::exit`).
+    Guest::new("exit128", "faults").args(&["exit", "128"]),
     Guest::new("allocstress", "allocstress")
         .set(&["allocator=talc"])
         .timeout_s(60),
@@ -166,6 +168,11 @@ const GUESTS: &[Guest] = &[
     Guest::new("universal-panic", "faults")
         .universal()
         .args(&["panic"]),
+    // The status main returns, 255, from the universal image as a Xen PVH guest; its test boots
+    // the same file on QEMU too.
+    Guest::new("universal-return255", "faults")
+        .universal()
+        .args(&["return", "255"]),
 ];
 
 /// A guest that ran.
@@ -720,6 +727,56 @@ fn an_app_status_comes_back_through_the_status_line() {
         describe(ran)
     );
     assert_eq!(ran.outcome.exit_code(), 42);
+}
+
+/// Every status 0-255 reaches the caller on Xen too: 128 from a PV guest's `stardust::exit`, and
+/// 255 returned from `main` of the universal image as a PVH guest, whose very file then gives
+/// 255 on QEMU (where isa-debug-exit carries 7 bits and the status travels on the console).
+#[test]
+fn statuses_beyond_seven_bits_reach_the_caller_on_pv_pvh_and_the_same_file_on_qemu() {
+    for (name, code) in [("exit128", 128), ("universal-return255", 255)] {
+        let Some(ran) = guest(name) else { return };
+        assert_ended(ran, Shutdown::Crash, code);
+        assert_eq!(
+            i32::from(ran.outcome.exit_code()),
+            code,
+            "{}",
+            describe(ran)
+        );
+        line_with(ran, &[&format!("xen: exit status {code}")]);
+        // Xen's exit carries the status itself: no QEMU-style `exit status N` line.
+        assert!(
+            !ran.result
+                .console
+                .iter()
+                .any(|l| l.trim() == format!("exit status {code}")),
+            "{}",
+            describe(ran)
+        );
+    }
+    let Some(ran) = guest("universal-return255") else {
+        return;
+    };
+    let booted = ran
+        .image
+        .as_ref()
+        .expect("a universal guest keeps its bytes");
+    let now = file_bytes(&ran.spec.kernel);
+    assert!(
+        &now == booted,
+        "{} changed after Xen booted it: {} then, {} now",
+        ran.spec.kernel.display(),
+        fingerprint(booted),
+        fingerprint(&now)
+    );
+    let boot = boot_image(&ran.spec.kernel, Machine::Microvm, &["return", "255"]);
+    assert_exit(&boot, 255);
+    assert_eq!(
+        boot.lines().last(),
+        Some("exit status 255"),
+        "{}",
+        boot.stdout
+    );
 }
 
 #[test]

@@ -15,7 +15,8 @@
 //! Modules: [`profile`] (profile files, `--set`, validation), [`image`] (the plain cargo
 //! command, copy and [`strip`]), [`qemu`] (command line, exit status, timeout), [`child`] (how
 //! QEMU is started so that it never outlives xtask, and stopped on signals), [`size`]
-//! (per-crate breakdown), [`bench`], [`testcmd`], [`setup`] (target and QEMU installation), [`qemu_version`] (the QEMU versions known to work),
+//! (per-crate breakdown), [`status`] (the exit statuses of `run`), [`bench`], [`testcmd`],
+//! [`setup`] (target and QEMU installation), [`qemu_version`] (the QEMU versions known to work),
 //! [`xenlab`] (the Xen lab: run batches of guests on real Xen), [`xenlab_build`] (`xen-lab build`),
 //! [`xenlab_run`] (`run --platform xen`: one image in the lab, its exit status from the console)
 //! and [`gen_xen_sys`] (regenerates the Xen bindings).
@@ -34,6 +35,7 @@ pub mod qemu_version;
 pub mod schedbench;
 pub mod setup;
 pub mod size;
+pub mod status;
 pub mod strip;
 pub mod testcmd;
 pub mod workspace;

@@ -350,13 +350,31 @@ fn main() -> ExitCode {
     // First, before any thread: SIGTERM, SIGINT and SIGHUP kill every QEMU xtask started, then
     // end xtask by that signal (see xtask/src/child.rs).
     xtask::child::stop_on_signals();
-    let cli = Cli::parse();
+    // `run` exits with the guest's status, so its own failures (bad options, a failed build)
+    // must not look like one: they are "the guest never ran" (125), as `timeout(1)` does.
+    let run = std::env::args().nth(1).as_deref() == Some("run");
+    let failure = if run {
+        ExitCode::from(xtask::status::NEVER_RAN)
+    } else {
+        ExitCode::FAILURE
+    };
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match (e.use_stderr(), run) {
+                (false, _) => ExitCode::SUCCESS, // --help, --version
+                (true, true) => failure,
+                (true, false) => ExitCode::from(2),
+            };
+        }
+    };
     let ws = Workspace::locate();
     match dispatch(&ws, cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }
@@ -477,10 +495,10 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     }
     let boot = qemu::boot(&cfg, false, timeout)?;
     match &boot.outcome {
-        Outcome::Guest(code) => eprintln!("xtask: guest exited with status {code}"),
+        Outcome::Guest(_) => eprintln!("xtask: {}", boot.outcome.message()),
         other => eprintln!("error: {}", other.message()),
     }
-    Ok(ExitCode::from(boot.outcome.exit_code().clamp(0, 255) as u8))
+    Ok(ExitCode::from(boot.outcome.exit_code()))
 }
 
 /// Checks a prebuilt image for `run --image` on the profile's platform: it exists, is an ELF,

@@ -1,11 +1,14 @@
 //! Booting images in QEMU: the command line, the exit status protocol, and a timeout.
 //!
 //! The guest reports its exit code through `isa-debug-exit` at port 0xf4: QEMU then exits with
-//! `(code << 1) | 1`. Status 0 means the guest stopped without reporting (triple fault with
-//! `-no-reboot`, plain power-off). QEMU's own errors also exit with 1, so a status-1 exit with a
-//! QEMU error message on stderr is reported as a QEMU failure, not as guest code 0.
+//! `(code << 1) | 1`, which keeps 7 bits. A status of 128 or more the kernel prints as the
+//! console's last line `exit status N` and writes 127 (QEMU exits with 255): [`decode_status`]
+//! reads it back from there. QEMU status 0 means the guest stopped without reporting (triple
+//! fault with `-no-reboot`, plain power-off). QEMU's own errors also exit with 1, so a status-1
+//! exit with a QEMU error message on stderr is reported as a QEMU failure, not as guest code 0.
+//! What `run` exits with for each [`Outcome`] is in [`crate::status`].
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -15,6 +18,7 @@ use crate::bail;
 use crate::error::{Error, Result};
 use crate::image::shell_quote;
 use crate::profile::{Profile, qemu_memory_arg};
+use crate::status;
 
 /// Where qboot (a tiny firmware that skips SeaBIOS) is looked for.
 pub const QBOOT_PATHS: &[&str] = &[
@@ -290,10 +294,14 @@ impl QemuConfig {
 /// How a boot ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The guest reported this exit code through isa-debug-exit.
+    /// The guest reported this exit code (0-255) through isa-debug-exit, or, for 128 and more,
+    /// on the console's last line.
     Guest(i32),
     /// QEMU exited with status 0: triple fault or plain power-off, no status reported.
     NoStatus,
+    /// QEMU exited with 255 (the guest's status is on the console), but the console does not
+    /// end with `exit status N`.
+    StatusNotOnConsole,
     /// QEMU itself failed (bad option, missing file, ...), with its exit status.
     QemuFailed(i32),
     /// QEMU was killed by a signal it did not get from us.
@@ -303,54 +311,82 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The exit status `cargo xtask run` should end with.
-    pub fn exit_code(&self) -> i32 {
+    /// The exit status `cargo xtask run` should end with: the guest's own, or one of xtask's
+    /// (README "Exit statuses", [`crate::status`]).
+    pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Guest(code) => *code,
-            _ => 1,
+            Outcome::Guest(code) => (*code).clamp(0, 255) as u8,
+            Outcome::NoStatus | Outcome::StatusNotOnConsole => status::NO_STATUS,
+            Outcome::QemuFailed(_) => status::NEVER_RAN,
+            Outcome::Killed => status::KILLED,
+            Outcome::TimedOut(_) => status::TIMEOUT,
         }
     }
 
-    /// A sentence for the user; `None` for a reported guest status.
+    /// A sentence for the user, naming the outcome and the status `run` exits with.
     pub fn message(&self) -> String {
+        let code = self.exit_code();
         match self {
-            Outcome::Guest(code) => format!("guest exited with status {code}"),
-            Outcome::NoStatus => {
-                "guest stopped without reporting an exit status (triple fault or plain power-off)"
-                    .into()
+            Outcome::Guest(_) => match status::meaning(code) {
+                Some(what) => format!("guest exited with status {code} ({what})"),
+                None => format!("guest exited with status {code}"),
+            },
+            Outcome::NoStatus => format!(
+                "guest stopped without reporting an exit status (triple fault or plain \
+                 power-off); exit status {code}"
+            ),
+            Outcome::StatusNotOnConsole => format!(
+                "guest reported a status of 128 or more (QEMU exit status {}), but the \
+                 console does not end with its `{}N` line; exit status {code}",
+                status::QEMU_STATUS_ON_CONSOLE,
+                status::CONSOLE_LINE
+            ),
+            Outcome::QemuFailed(s) => format!(
+                "QEMU failed (its exit status {s}; see its message above): the guest never \
+                 ran; exit status {code}"
+            ),
+            Outcome::Killed => {
+                format!("QEMU was killed by a signal; exit status {code}")
             }
-            Outcome::QemuFailed(s) => {
-                format!("QEMU failed (exit status {s}); see its message above")
-            }
-            Outcome::Killed => "QEMU was killed by a signal".into(),
             Outcome::TimedOut(t) => format!(
-                "timeout: QEMU did not exit within {} s and was killed (the guest hangs? raise --timeout)",
+                "timeout: QEMU did not exit within {} s and was killed (the guest hangs? raise \
+                 --timeout); exit status {code}",
                 t.as_secs_f64()
             ),
         }
     }
 }
 
-/// Decodes QEMU's exit status (`None` = killed by a signal) given what it printed on stderr.
-pub fn decode_status(status: Option<i32>, stderr: &str) -> Outcome {
+/// Decodes QEMU's exit status (`None` = killed by a signal) given what it printed on stderr
+/// and the end of the guest's console (where a status of 128 or more is).
+pub fn decode_status(code: Option<i32>, stderr: &str, console_tail: &str) -> Outcome {
     let qemu_error = stderr.lines().any(|l| {
         (l.starts_with("qemu-system-") || l.starts_with("qemu:")) && !l.contains("warning:")
     });
-    match status {
+    match code {
         None => Outcome::Killed,
         Some(0) => Outcome::NoStatus,
         Some(1) if qemu_error => Outcome::QemuFailed(1),
+        Some(status::QEMU_STATUS_ON_CONSOLE) => match status::from_console(console_tail) {
+            Some(n) => Outcome::Guest(i32::from(n)),
+            None => Outcome::StatusNotOnConsole,
+        },
         Some(s) if s % 2 == 1 => Outcome::Guest(s >> 1),
         Some(s) => Outcome::QemuFailed(s),
     }
 }
+
+/// How much of the console's end [`boot`] keeps when it does not capture the console: enough
+/// for the `exit status N` line.
+const CONSOLE_TAIL: usize = 256;
 
 /// The result of one boot.
 #[derive(Debug, Clone)]
 pub struct Boot {
     /// How it ended.
     pub outcome: Outcome,
-    /// The guest console (empty when not captured).
+    /// The guest console (when not captured: only its last bytes, where a status of 128 or
+    /// more is).
     pub stdout: String,
     /// QEMU's stderr.
     pub stderr: String,
@@ -371,7 +407,7 @@ impl Boot {
 }
 
 /// Boots `cfg`. With `capture`, the guest console is collected into [`Boot::stdout`]; otherwise
-/// it goes straight to our stdout. QEMU's stderr is always collected (and echoed unless
+/// it is copied to our stdout as it comes (and its last bytes kept, for the status line). QEMU's stderr is always collected (and echoed unless
 /// capturing). With a `timeout`, QEMU is killed when it runs longer. QEMU is started through
 /// [`crate::child::spawn`]: in its own process group, and killed when xtask dies or is stopped by
 /// a signal.
@@ -382,11 +418,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
     let mut cmd = Command::new(&cfg.qemu);
     cmd.args(cfg.args())
         .stdin(Stdio::null())
-        .stdout(if capture {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        })
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = crate::child::spawn(&mut cmd, "QEMU")
@@ -400,9 +432,16 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
                 if n == 0 {
                     break;
                 }
-                let at = start.elapsed();
-                times.extend(chunk[..n].iter().filter(|b| **b == b'\n').map(|_| at));
                 buf.extend_from_slice(&chunk[..n]);
+                if capture {
+                    let at = start.elapsed();
+                    times.extend(chunk[..n].iter().filter(|b| **b == b'\n').map(|_| at));
+                } else {
+                    let mut ours = std::io::stdout().lock();
+                    let _ = ours.write_all(&chunk[..n]).and_then(|()| ours.flush());
+                    let keep = buf.len().saturating_sub(CONSOLE_TAIL);
+                    buf.drain(..keep);
+                }
             }
             (String::from_utf8_lossy(&buf).into_owned(), times)
         })
@@ -446,7 +485,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
         .unwrap_or_default();
     let outcome = match timed_out {
         Some(limit) => Outcome::TimedOut(limit),
-        None => decode_status(exit.status.code(), &stderr),
+        None => decode_status(exit.status.code(), &stderr, &stdout),
     };
     Ok(Boot {
         outcome,
@@ -561,26 +600,76 @@ mod tests {
 
     #[test]
     fn exit_status_decoding() {
-        assert_eq!(decode_status(Some(1), ""), Outcome::Guest(0));
-        assert_eq!(decode_status(Some(203), ""), Outcome::Guest(101));
-        assert_eq!(decode_status(Some(205), ""), Outcome::Guest(102));
-        assert_eq!(decode_status(Some(207), ""), Outcome::Guest(103));
-        assert_eq!(decode_status(Some(0), ""), Outcome::NoStatus);
-        assert_eq!(decode_status(None, ""), Outcome::Killed);
-        assert_eq!(decode_status(Some(2), ""), Outcome::QemuFailed(2));
+        assert_eq!(decode_status(Some(1), "", ""), Outcome::Guest(0));
+        assert_eq!(decode_status(Some(203), "", ""), Outcome::Guest(101));
+        assert_eq!(decode_status(Some(205), "", ""), Outcome::Guest(102));
+        assert_eq!(decode_status(Some(207), "", ""), Outcome::Guest(103));
+        assert_eq!(decode_status(Some(253), "", ""), Outcome::Guest(126));
+        assert_eq!(decode_status(Some(0), "", ""), Outcome::NoStatus);
+        assert_eq!(decode_status(None, "", ""), Outcome::Killed);
+        assert_eq!(decode_status(Some(2), "", ""), Outcome::QemuFailed(2));
         let err = "qemu: could not open kernel file 'x': No such file or directory\n";
-        assert_eq!(decode_status(Some(1), err), Outcome::QemuFailed(1));
+        assert_eq!(decode_status(Some(1), err, ""), Outcome::QemuFailed(1));
         let err = "qemu-system-x86_64: -bogus: invalid option\n";
-        assert_eq!(decode_status(Some(1), err), Outcome::QemuFailed(1));
+        assert_eq!(decode_status(Some(1), err, ""), Outcome::QemuFailed(1));
         let warn = "qemu-system-x86_64: warning: host doesn't support requested feature\n";
-        assert_eq!(decode_status(Some(1), warn), Outcome::Guest(0));
-        assert_eq!(Outcome::Guest(7).exit_code(), 7);
-        assert_eq!(Outcome::NoStatus.exit_code(), 1);
-        assert!(
-            Outcome::NoStatus
-                .message()
-                .contains("triple fault or plain power-off")
+        assert_eq!(decode_status(Some(1), warn, ""), Outcome::Guest(0));
+    }
+
+    #[test]
+    fn statuses_of_128_and_more_come_from_the_console() {
+        // The guest writes 127 to isa-debug-exit: QEMU exits with 255.
+        let on_console = |tail| decode_status(Some(255), "", tail);
+        assert_eq!(
+            on_console("faults: exit\nexit status 128\n"),
+            Outcome::Guest(128)
         );
+        assert_eq!(on_console("exit status 200\r\n"), Outcome::Guest(200));
+        assert_eq!(on_console("exit status 255\n"), Outcome::Guest(255));
+        assert_eq!(on_console("faults: exit\n"), Outcome::StatusNotOnConsole);
+        assert_eq!(
+            on_console("exit status 200\nmore\n"),
+            Outcome::StatusNotOnConsole
+        );
+        // A status line that is not the last one, or a status that fits 7 bits, is not taken.
+        assert_eq!(on_console("exit status 7\n"), Outcome::StatusNotOnConsole);
+        // Other QEMU statuses ignore the console.
+        assert_eq!(
+            decode_status(Some(1), "", "exit status 200\n"),
+            Outcome::Guest(0)
+        );
+        assert_eq!(Outcome::StatusNotOnConsole.exit_code(), 127);
+    }
+
+    #[test]
+    fn each_outcome_has_its_own_status_and_names_it() {
+        let t = Duration::from_secs(5);
+        let cases = [
+            (Outcome::Guest(0), 0, "status 0"),
+            (Outcome::Guest(1), 1, "status 1"),
+            (Outcome::Guest(200), 200, "status 200"),
+            (Outcome::Guest(101), 101, "(kernel panic)"),
+            (
+                Outcome::Guest(103),
+                103,
+                "(kernel configuration or boot error)",
+            ),
+            (Outcome::TimedOut(t), 124, "timeout"),
+            (Outcome::QemuFailed(1), 125, "never ran"),
+            (Outcome::Killed, 126, "killed by a signal"),
+            (Outcome::NoStatus, 127, "triple fault or plain power-off"),
+        ];
+        for (outcome, code, words) in cases {
+            assert_eq!(outcome.exit_code(), code, "{outcome:?}");
+            let message = outcome.message();
+            assert!(message.contains(words), "{outcome:?}: {message}");
+            if status::OUTCOMES.contains(&code) {
+                assert!(
+                    message.ends_with(&format!("exit status {code}")),
+                    "{outcome:?}: {message}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -158,7 +158,9 @@ pub fn setup_all(ws: &Workspace) -> Result<()> {
         Some(crate::qemu_version::Support::Tested) => {
             eprintln!("setup: this QEMU is tested with everything here, the Xen lab included")
         }
-        Some(crate::qemu_version::Support::Untested(why)) => eprintln!("setup: warning: {why}"),
+        Some(
+            crate::qemu_version::Support::Untested(why) | crate::qemu_version::Support::NoLab(why),
+        ) => eprintln!("setup: warning: {why}"),
         Some(crate::qemu_version::Support::Unusable(why)) => bail!("{why}"),
         None => eprintln!("setup: warning: {} states no version", qemu.display()),
     }

@@ -22,7 +22,8 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// A program header's file range: `(p_type, p_offset, p_filesz)`.
+/// A program header's file range: `(p_type, p_offset, p_filesz)`; a range with bytes lies inside
+/// the file.
 fn segments(elf: &[u8]) -> Result<Vec<(u32, u64, u64)>> {
     let phoff = u64_at(elf, 0x20);
     let phentsize = u16_at(elf, 0x36) as usize;
@@ -34,7 +35,8 @@ fn segments(elf: &[u8]) -> Result<Vec<(u32, u64, u64)>> {
         bail!("ELF program header size is {phentsize}, expected {PHDR_SIZE}");
     }
     let table_end = phoff.checked_add((phnum * PHDR_SIZE) as u64);
-    if table_end.is_none_or(|end| end > elf.len() as u64) {
+    // Inside the file, after the ELF header (whose section-header fields stripping clears).
+    if phoff < EHDR_SIZE as u64 || table_end.is_none_or(|end| end > elf.len() as u64) {
         bail!("ELF program header table lies outside the file");
     }
     let mut out = Vec::with_capacity(phnum);
@@ -43,9 +45,12 @@ fn segments(elf: &[u8]) -> Result<Vec<(u32, u64, u64)>> {
         let p_type = u32::from_le_bytes([elf[ph], elf[ph + 1], elf[ph + 2], elf[ph + 3]]);
         let offset = u64_at(elf, ph + 8);
         let filesz = u64_at(elf, ph + 32);
-        if offset
-            .checked_add(filesz)
-            .is_none_or(|end| end > elf.len() as u64)
+        // A segment with no file bytes (only bss) reads nothing: its offset does not matter
+        // (and a stripped file may end before it).
+        if filesz != 0
+            && offset
+                .checked_add(filesz)
+                .is_none_or(|end| end > elf.len() as u64)
         {
             bail!("ELF segment {i} (offset {offset:#x}, size {filesz:#x}) lies outside the file");
         }
@@ -87,7 +92,7 @@ pub fn note_types(elf: &[u8], name: &str) -> Result<Vec<u32>> {
     let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
     let mut types = Vec::new();
     for (p_type, off, filesz) in segments(elf)? {
-        if p_type != 4 {
+        if p_type != 4 || filesz == 0 {
             continue;
         }
         let seg = &elf[off as usize..(off + filesz) as usize];
@@ -138,6 +143,7 @@ pub fn strip_elf(elf: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::fuzz::{Rng, cases};
 
     /// A hand-made ELF64: header, 2 program headers (PT_LOAD, PT_NOTE), code, note, a section
     /// table (as junk bytes) at the end, and junk between segments.
@@ -301,6 +307,20 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_without_file_bytes_may_lie_past_the_end_of_a_stripped_file() {
+        // A bss-only segment (file size 0) placed after the section table: the stripped file
+        // ends before its offset, and is still a valid image with the same notes.
+        let mut f = sample_with_note(18);
+        f[64 + 56 + 32..64 + 56 + 40].fill(0); // the PT_NOTE's p_filesz: 0
+        f[64 + 56 + 8..64 + 56 + 16].copy_from_slice(&0x1000u64.to_le_bytes()); // p_offset
+        let out = strip_elf(&f).expect("strips");
+        assert_eq!(out.len(), 0x180);
+        assert_eq!(note_types(&out, "Xen").unwrap(), Vec::<u32>::new());
+        assert_eq!(strip_elf(&out).unwrap(), out);
+        assert!(load_end(&out).is_ok());
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert!(strip_elf(b"hello").is_err());
         let mut bad = sample();
@@ -312,5 +332,76 @@ mod tests {
         let mut bad = sample();
         bad[0x38..0x3a].fill(0);
         assert!(strip_elf(&bad).is_err());
+        // Program headers over the ELF header (stripping would change them).
+        let mut bad = sample();
+        bad[0x20..0x28].copy_from_slice(&0x20u64.to_le_bytes());
+        assert!(strip_elf(&bad).is_err());
+    }
+
+    #[test]
+    fn random_images_give_an_error_or_consistent_results_never_a_panic() {
+        // `STARDUST_FUZZ_CASES=N` runs N cases, `STARDUST_FUZZ_SEED=N` other ones (by hand).
+        let mut r = Rng::new(0xe1f0_0001);
+        // Fields worth breaking: (offset, size) in the ELF header, the two program headers and
+        // the note.
+        let mut fields = vec![(0x20, 8), (0x36, 2), (0x38, 2), (0x3c, 2), (0x3e, 2)];
+        for ph in [64, 64 + 56] {
+            fields.extend([
+                (ph, 4),
+                (ph + 8, 8),
+                (ph + 24, 8),
+                (ph + 32, 8),
+                (ph + 40, 8),
+            ]);
+        }
+        fields.extend([(0x200, 4), (0x204, 4), (0x208, 4), (0x214, 4)]);
+        let (mut stripped, mut refused) = (0u64, 0u64);
+        for case in 0..cases(20_000) {
+            let mut f = sample_with_note(if r.below(2) == 0 { 18 } else { 1 });
+            for _ in 0..1 + r.below(4) {
+                match r.below(4) {
+                    0 if !f.is_empty() => {
+                        let at = r.below(f.len() as u64) as usize;
+                        f[at] = r.next_u64() as u8;
+                    }
+                    1 => f.truncate(r.below(f.len() as u64 + 1) as usize),
+                    _ => {
+                        let (at, size) = fields[r.below(fields.len() as u64) as usize];
+                        let v = r.edgy(size as u32 * 8);
+                        if at + size <= f.len() {
+                            f[at..at + size].copy_from_slice(&v.to_le_bytes()[..size]);
+                        }
+                    }
+                }
+            }
+            let result = std::panic::catch_unwind(|| {
+                let _ = note_types(&f, "Xen");
+                let _ = load_end(&f);
+                let _ = crate::xenlab_run::guest_type_of_image(&f);
+                strip_elf(&f)
+            });
+            let Ok(out) = result else {
+                panic!("case {case} panicked (seed 0xe1f00001)");
+            };
+            match out {
+                Ok(out) => {
+                    stripped += 1;
+                    // Stripping keeps what a loader reads (but the section-header fields of
+                    // the ELF header): the same notes, and it is final.
+                    let mut cleared = f.clone();
+                    cleared[0x28..0x30].fill(0);
+                    cleared[0x3c..0x40].fill(0);
+                    let want = note_types(&cleared, "Xen").ok();
+                    assert_eq!(note_types(&out, "Xen").ok(), want, "case {case}");
+                    assert_eq!(strip_elf(&out).ok().as_ref(), Some(&out), "case {case}");
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        // Both outcomes are common (else the inputs are too tame or too wild).
+        assert!(
+            stripped > 1000 && refused > 1000,
+            "{stripped} stripped, {refused} refused"
+        );
     }
 }

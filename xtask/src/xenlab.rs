@@ -115,6 +115,17 @@ pub const MAX_GUESTS: usize = 99;
 /// CPU's SMAP: a PV guest's kernel runs in ring 3, a PVH guest gets its own CPUID policy).
 pub const LAB_CPU: &str = "max,-smap";
 
+/// Environment variable that replaces [`LAB_CPU`] (for trying a CPU model; not needed otherwise).
+pub const LAB_CPU_ENV: &str = "STARDUST_XENLAB_CPU";
+
+/// The `-cpu` the lab runs with: `$STARDUST_XENLAB_CPU`, else [`LAB_CPU`].
+pub fn lab_cpu() -> String {
+    std::env::var(LAB_CPU_ENV)
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| LAB_CPU.to_string())
+}
+
 /// The lab's kernel command line for Xen.
 const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 loglvl=all guest_loglvl=all";
 
@@ -328,7 +339,8 @@ impl Lab {
             }
         }
         if let Some(v) = crate::qemu_version::installed()
-            && let crate::qemu_version::Support::Unusable(why) = v.support()
+            && let crate::qemu_version::Support::Unusable(why)
+            | crate::qemu_version::Support::NoLab(why) = v.support()
         {
             return no(format!("the Xen lab cannot run with this QEMU: {why}"));
         }
@@ -374,7 +386,7 @@ impl Lab {
 
         let mut cmd = self.qemu_command(&payload);
         let versions = self.versions();
-        let _ = writeln!(log, "XENLAB-HOST: {versions}; -cpu {LAB_CPU}");
+        let _ = writeln!(log, "XENLAB-HOST: {versions}; -cpu {}", lab_cpu());
         let untested = crate::qemu_version::installed().and_then(|v| match v.support() {
             crate::qemu_version::Support::Untested(why) => Some(why),
             _ => None,
@@ -461,6 +473,10 @@ impl Lab {
             .enumerate()
             .map(|(i, g)| parser.result(i, g))
             .collect();
+        let qemu_signal = match killed {
+            None => std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(_) => None,
+        };
         let lab_error = if let Some(why) = killed {
             Some(why)
         } else if parser.dom0_ready.is_none() {
@@ -477,6 +493,7 @@ impl Lab {
             log: log_path,
             lab_error,
             xen_version: self.xen_version(),
+            qemu_signal,
         };
         if let Some(e) = &report.lab_error
             && parser.dom0_ready.is_none()
@@ -494,7 +511,16 @@ impl Lab {
         let mut cmd = Command::new("qemu-system-x86_64");
         let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
         cmd.args([
-            "-accel", "tcg", "-machine", "q35", "-cpu", LAB_CPU, "-m", "2048", "-smp", "1",
+            "-accel",
+            "tcg",
+            "-machine",
+            "q35",
+            "-cpu",
+            &lab_cpu(),
+            "-m",
+            "2048",
+            "-smp",
+            "1",
         ])
         .args([
             "-display",
@@ -991,6 +1017,8 @@ pub struct BatchReport {
     pub lab_error: Option<String>,
     /// The Debian version of Xen.
     pub xen_version: Option<String>,
+    /// The signal that killed the lab's QEMU, when one did that xtask did not send.
+    pub qemu_signal: Option<i32>,
 }
 
 impl BatchReport {

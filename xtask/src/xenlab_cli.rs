@@ -97,7 +97,7 @@ pub fn dispatch(cmd: XenLabCmd) -> Result<ExitCode> {
                 Ok(()) => println!("xen-lab: ready in {}", lab.dir.display()),
                 Err(why) => println!("xen-lab: skipped: {why}"),
             }
-            println!("xen-lab: {}; -cpu {}", lab.versions(), xenlab::LAB_CPU);
+            println!("xen-lab: {}; -cpu {}", lab.versions(), xenlab::lab_cpu());
             if let Some(xtask::qemu_version::Support::Untested(why)) =
                 xtask::qemu_version::installed().map(|v| v.support())
             {

@@ -12,9 +12,12 @@
 //! | crashed, console has `xen: exit status N` | `Exited` N | N |
 //! | crashed, no status line, a `PANIC: ` line | `Exited` 101 | 101 |
 //! | crashed, no status line, an `EXCEPTION: ` line | `Exited` 102 | 102 |
-//! | crashed (or another reason) with none of these | [`XenOutcome::NoStatus`] | 1 |
+//! | crashed (or another reason) with none of these | [`XenOutcome::NoStatus`] | [`NO_STATUS_EXIT`] (127) |
 //! | still running at its time limit | [`XenOutcome::Timeout`] | [`TIMEOUT_EXIT`] (124) |
 //! | never ran (`xl create` failed), or the lab failed | [`XenOutcome::NotStarted`] | [`LAB_EXIT`] (125) |
+//! | the lab's QEMU was killed by a signal before the guest ended | [`XenOutcome::LabKilled`] | [`KILLED_EXIT`] (126) |
+//!
+//! These are the statuses of [`crate::status`], as on QEMU.
 //!
 //! The whole-image tests (`tests/tests/xen.rs`) build their guests with [`guest_spec`] too, so a
 //! test's guest is exactly what `run` would boot.
@@ -25,19 +28,25 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::profile::Profile;
+use crate::status;
 use crate::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, Shutdown};
 
 /// `run`'s exit status when the guest was still running at its time limit (as `timeout(1)`).
-pub const TIMEOUT_EXIT: u8 = 124;
+pub const TIMEOUT_EXIT: u8 = status::TIMEOUT;
 /// `run`'s exit status when the guest never ran: the lab cannot run here, the lab failed, or
 /// `xl create` refused the image.
-pub const LAB_EXIT: u8 = 125;
+pub const LAB_EXIT: u8 = status::NEVER_RAN;
+/// `run`'s exit status when the guest ended without reporting a status.
+pub const NO_STATUS_EXIT: u8 = status::NO_STATUS;
+/// `run`'s exit status when the lab's QEMU was killed by a signal (not xtask's) before the guest
+/// ended.
+pub const KILLED_EXIT: u8 = status::KILLED;
 /// The console line the Xen platform prints before crashing with a non-zero status.
 pub const STATUS_LINE: &str = "xen: exit status ";
 /// Kernel panic status (docs/CONTRACT.md).
-pub const PANIC_STATUS: i32 = 101;
+pub const PANIC_STATUS: i32 = status::PANIC as i32;
 /// CPU exception status.
-pub const EXCEPTION_STATUS: i32 = 102;
+pub const EXCEPTION_STATUS: i32 = status::EXCEPTION as i32;
 
 /// Where an [`XenOutcome::Exited`] status came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +81,8 @@ pub enum XenOutcome {
     Timeout(Duration),
     /// It never ran to a shutdown: `xl create` failed or the lab ended first.
     NotStarted,
+    /// The lab's QEMU was killed by this signal (not sent by xtask) before the guest ended.
+    LabKilled(i32),
 }
 
 impl XenOutcome {
@@ -79,9 +90,10 @@ impl XenOutcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             XenOutcome::Exited { status, .. } => (*status).clamp(0, 255) as u8,
-            XenOutcome::NoStatus(_) => 1,
+            XenOutcome::NoStatus(_) => NO_STATUS_EXIT,
             XenOutcome::Timeout(_) => TIMEOUT_EXIT,
             XenOutcome::NotStarted => LAB_EXIT,
+            XenOutcome::LabKilled(_) => KILLED_EXIT,
         }
     }
 
@@ -111,22 +123,30 @@ impl XenOutcome {
                         format!("; {shutdown}, no status line: from the EXCEPTION line")
                     }
                 };
-                format!("guest exited with status {status}{from}")
+                let what = u8::try_from(*status)
+                    .ok()
+                    .and_then(status::meaning)
+                    .map_or_else(String::new, |w| format!(" ({w})"));
+                format!("guest exited with status {status}{what}{from}")
             }
             XenOutcome::NoStatus(s) => format!(
                 "guest ended with {s} without reporting an exit status (no `{STATUS_LINE}N`, \
-                 PANIC or EXCEPTION line on its console; Xen's own lines, if any, are above)"
+                 PANIC or EXCEPTION line on its console; Xen's own lines, if any, are above); \
+                 exit status {NO_STATUS_EXIT}"
             ),
             XenOutcome::Timeout(t) => format!(
                 "timeout: the guest was still running after {} s and was destroyed (it hangs? \
-                 raise --timeout)",
+                 raise --timeout); exit status {TIMEOUT_EXIT}",
                 t.as_secs()
             ),
-            XenOutcome::NotStarted => {
+            XenOutcome::NotStarted => format!(
                 "the guest never ran to a shutdown (`xl create` failed or the lab ended first; \
-                 see above)"
-                    .into()
-            }
+                 see above); exit status {LAB_EXIT}"
+            ),
+            XenOutcome::LabKilled(signal) => format!(
+                "the Xen lab's QEMU was killed by signal {signal} before the guest ended; exit \
+                 status {KILLED_EXIT}"
+            ),
         }
     }
 }
@@ -182,6 +202,15 @@ pub fn outcome(shutdown: Shutdown, console: &[String], timeout: Duration) -> Xen
 /// [`outcome`] of a lab result.
 pub fn guest_outcome(r: &GuestResult, spec: &GuestSpec) -> XenOutcome {
     outcome(r.shutdown, &r.console, spec.timeout)
+}
+
+/// A guest's outcome given how the lab's QEMU ended: a guest that never ended because a signal
+/// killed QEMU is [`XenOutcome::LabKilled`], not "never ran".
+pub fn with_lab_end(outcome: XenOutcome, qemu_signal: Option<i32>) -> XenOutcome {
+    match (outcome, qemu_signal) {
+        (XenOutcome::NotStarted, Some(signal)) => XenOutcome::LabKilled(signal),
+        (outcome, _) => outcome,
+    }
 }
 
 /// The guest's command line: `<kernel options> -- <app args>` (as on QEMU's `-append`), or
@@ -274,7 +303,7 @@ pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenR
     let Some(guest) = report.guests.first().cloned() else {
         return Err(Error::new("the lab returned no result for the guest"));
     };
-    let outcome = guest_outcome(&guest, spec);
+    let outcome = with_lab_end(guest_outcome(&guest, spec), report.qemu_signal);
     let io = |e: std::io::Error| Error::new(format!("writing the console: {e}"));
     for l in &guest.console {
         writeln!(console, "{l}").map_err(io)?;
@@ -480,6 +509,11 @@ mod tests {
         );
         assert_eq!(o.exit_code(), 101);
         assert!(o.message().contains("from the PANIC line"));
+        assert!(
+            o.message().contains("status 101 (kernel panic)"),
+            "{}",
+            o.message()
+        );
         let o = outcome(
             Shutdown::Crash,
             &lines("EXCEPTION: #PF page fault (vector 14)\n  cr2=0xdead0000"),
@@ -501,10 +535,10 @@ mod tests {
             T,
         );
         assert_eq!(o, XenOutcome::NoStatus(Shutdown::Crash));
-        assert_eq!(o.exit_code(), 1);
+        assert_eq!(o.exit_code(), 127);
         // "PANIC: " must start the line
         let o = outcome(Shutdown::Crash, &lines("app says PANIC: no"), T);
-        assert_eq!(o.exit_code(), 1);
+        assert_eq!(o.exit_code(), 127);
     }
 
     #[test]
@@ -523,9 +557,19 @@ mod tests {
         ] {
             let o = outcome(s, &lines("xen: exit status 5"), T);
             assert_eq!(o, XenOutcome::NoStatus(s));
-            assert_eq!(o.exit_code(), 1);
+            assert_eq!(o.exit_code(), 127);
+            assert!(o.message().ends_with("exit status 127"), "{}", o.message());
         }
         assert_ne!(TIMEOUT_EXIT, LAB_EXIT);
+        // A lab killed by a signal before the guest ended; a guest that ended keeps its status.
+        let o = with_lab_end(outcome(Shutdown::NotSeen, &[], T), Some(9));
+        assert_eq!(o, XenOutcome::LabKilled(9));
+        assert_eq!(o.exit_code(), 126);
+        assert!(o.message().contains("signal 9"), "{}", o.message());
+        let o = with_lab_end(outcome(Shutdown::Poweroff, &[], T), Some(9));
+        assert_eq!(o.exit_code(), 0);
+        let o = with_lab_end(outcome(Shutdown::NotSeen, &[], T), None);
+        assert_eq!(o.exit_code(), 125);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Faults: does something fatal on purpose, so that tests can check how the kernel reports it.
 //!
 //! `faults panic | pagefault | null | write-text | write-rodata | exec-data | exec-stack |
-//! stack-overflow | exit N`
+//! stack-overflow | exit N | return N | hang | triple-fault` (`exit N` calls
+//! `stardust::exit(N)`, `return N` returns `ExitCode(N)` from `main`, N is 0-255; `hang` sleeps
+//! forever; `triple-fault` loads an empty IDT and raises a breakpoint, so that the CPU shuts
+//! down without the kernel seeing anything)
 #![no_std]
 #![no_main]
 
@@ -10,7 +13,7 @@ use stardust::ExitCode;
 static mut DATA_PAGE: [u8; 64] = [0xc3; 64]; // `ret` bytes: executable if W^X were broken
 static RODATA: [u8; 64] = [0x5a; 64];
 
-const USAGE: &str = "usage: faults panic|pagefault|null|write-text|write-rodata|exec-data|exec-stack|stack-overflow|exit N";
+const USAGE: &str = "usage: faults panic|pagefault|null|write-text|write-rodata|exec-data|exec-stack|stack-overflow|exit N|return N|hang|triple-fault (N: 0-255)";
 
 #[stardust::main]
 fn main() -> ExitCode {
@@ -64,12 +67,27 @@ fn main() -> ExitCode {
         "stack-overflow" => {
             stardust::println!("depth reached {}", recurse(0));
         }
-        "exit" => {
-            let code = stardust::args()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            stardust::exit(code);
+        "hang" => loop {
+            stardust::time::sleep_ns(1_000_000_000);
+        },
+        "triple-fault" => {
+            let empty_idt = [0u16; 5]; // limit 0, base 0
+            // SAFETY: deliberately fatal: with an empty IDT no exception can be delivered, so the
+            // breakpoint ends in a triple fault (the VM shuts down; nothing returns here).
+            unsafe {
+                core::arch::asm!("lidt [{}]", "int3", in(reg) empty_idt.as_ptr());
+            }
+            stardust::println!("the CPU survived an empty IDT");
+        }
+        "exit" | "return" => {
+            let Some(code) = stardust::args().nth(1).and_then(|c| c.parse::<u8>().ok()) else {
+                stardust::println!("faults: {what} needs a status 0-255; {USAGE}");
+                return ExitCode(2);
+            };
+            if what == "exit" {
+                stardust::exit(code);
+            }
+            return ExitCode(code);
         }
         other => {
             stardust::println!("faults: unknown request {other:?}; {USAGE}");

@@ -56,14 +56,21 @@ impl Access {
             Access::Device => PRESENT | WRITABLE | NO_EXECUTE | WRITE_THROUGH | CACHE_DISABLE,
         }
     }
-    const fn from_bits(bits: u64) -> Self {
-        if bits & CACHE_DISABLE != 0 {
-            return Access::Device;
-        }
-        match (bits & WRITABLE != 0, bits & NO_EXECUTE != 0) {
-            (true, _) => Access::ReadWrite,
-            (false, true) => Access::ReadOnly,
-            (false, false) => Access::ReadExecute,
+    /// What bits (writable, no-execute, caching) mean, written out apart from [`Access::bits`]
+    /// so that a wrong entry there shows here: `None` for any combination that is no
+    /// [`Access`], such as writable and executable (which this crate never builds).
+    const fn from_bits(bits: u64) -> Option<Self> {
+        match (
+            bits & WRITABLE != 0,
+            bits & NO_EXECUTE != 0,
+            bits & WRITE_THROUGH != 0,
+            bits & CACHE_DISABLE != 0,
+        ) {
+            (false, false, false, false) => Some(Access::ReadExecute),
+            (false, true, false, false) => Some(Access::ReadOnly),
+            (true, true, false, false) => Some(Access::ReadWrite),
+            (true, true, true, true) => Some(Access::Device),
+            _ => None,
         }
     }
 }
@@ -110,8 +117,10 @@ pub trait TableMemory {
 pub struct Translation {
     /// The physical address.
     pub phys: u64,
-    /// The permission of the leaf entry.
-    pub access: Access,
+    /// The permission the CPU enforces (writable only if every level allows writes, executable
+    /// only if no level forbids it; caching from the leaf). `None` when it is none of the
+    /// [`Access`] values: writable and executable, say (never built by this crate).
+    pub access: Option<Access>,
     /// Size of the page: 4 KiB or 2 MiB.
     pub page_size: u64,
 }
@@ -281,19 +290,24 @@ impl<M: TableMemory> Mapper<M> {
         false
     }
 
-    /// Where `virt` maps to, if anywhere.
+    /// Where `virt` maps to, if anywhere, and with what effective permission.
     pub fn translate(&mut self, virt: u64) -> Option<Translation> {
         let mut table = self.root;
+        // Writes need WRITABLE at every level; NO_EXECUTE at any level forbids fetches.
+        let (mut writable, mut no_execute) = (WRITABLE, 0);
         for level in (1..=4).rev() {
             let entry = self.memory.table(table)[index(virt, level)];
             if entry & PRESENT == 0 {
                 return None;
             }
+            writable &= entry;
+            no_execute |= entry & NO_EXECUTE;
             if level == 1 || entry & HUGE != 0 {
                 let page_size = 1u64 << (12 + 9 * (level - 1));
+                let caching = entry & (WRITE_THROUGH | CACHE_DISABLE);
                 return Some(Translation {
                     phys: (entry & ADDR_MASK & !(page_size - 1)) | (virt & (page_size - 1)),
-                    access: Access::from_bits(entry),
+                    access: Access::from_bits(writable | no_execute | caching),
                     page_size,
                 });
             }
@@ -441,6 +455,15 @@ mod tests {
         Mapper::new(VecTables(Vec::new(), limit)).unwrap()
     }
 
+    /// The permission at `virt` (`None`: not mapped); a mapping that is no [`Access`] (writable
+    /// and executable, say) fails the test.
+    fn access(m: &mut Mapper<VecTables>, virt: u64) -> Option<Access> {
+        let t = m.translate(virt)?;
+        Some(t.access.unwrap_or_else(|| {
+            panic!("{virt:#x} is mapped with a permission no Access has (writable and executable?)")
+        }))
+    }
+
     const IMAGE: ImageLayout = ImageLayout {
         start: 0x10_0000,
         text_end: 0x10_5000,
@@ -479,7 +502,7 @@ mod tests {
     fn image_is_w_xor_x_with_guard_page_and_null_page_unmapped() {
         let mut m = mapper(64);
         map_kernel(&mut m, &IMAGE, &ram(64)).unwrap();
-        let t = |m: &mut Mapper<VecTables>, a| m.translate(a).map(|t| t.access);
+        let t = |m: &mut Mapper<VecTables>, a| access(m, a);
         assert_eq!(t(&mut m, 0x10_0000), Some(Access::ReadExecute));
         assert_eq!(t(&mut m, 0x10_4fff), Some(Access::ReadExecute));
         assert_eq!(t(&mut m, 0x10_5000), Some(Access::ReadOnly));
@@ -502,6 +525,67 @@ mod tests {
         assert_eq!(t(&mut m, 0xfc00_0000), Some(Access::ReadOnly), "ACPI");
         // Identity everywhere.
         assert_eq!(m.translate(0x12_3456).unwrap().phys, 0x12_3456);
+    }
+
+    /// W^X over the whole tree: every mapped page is one [`Access`] (never writable and
+    /// executable), and only the image's text is executable.
+    #[test]
+    fn no_page_is_writable_and_executable_and_only_text_executes() {
+        let mut m = mapper(64);
+        let mut map = ram(64);
+        map.push(MemoryRegion::new(
+            PhysAddr(0x1_0000_0000),
+            4 << 20,
+            MemoryKind::Ram,
+        ))
+        .unwrap();
+        map_kernel(&mut m, &IMAGE, &map).unwrap();
+        map_devices(&mut m, &[Range::new(0xfee0_0000, 0xfee0_1000)]).unwrap();
+        let pages = (0..64u64 << 20)
+            .chain(0xfc00_0000..0xfc00_1000)
+            .chain(0xfee0_0000..0xfee0_1000)
+            .chain(0x1_0000_0000..0x1_0040_0000)
+            .step_by(PAGE_SIZE as usize);
+        let mut mapped = 0;
+        for page in pages {
+            let Some(a) = access(&mut m, page) else {
+                continue;
+            };
+            mapped += 1;
+            let text = (IMAGE.start..IMAGE.text_end).contains(&page);
+            assert_eq!(a == Access::ReadExecute, text, "{page:#x}: {a:?}");
+        }
+        assert!(mapped > 16_000, "{mapped} pages mapped");
+    }
+
+    #[test]
+    fn the_effective_permission_is_seen_through_every_level() {
+        let mut m = mapper(8);
+        m.map(0x1000, 0x1000, PAGE_SIZE, Access::ReadWrite).unwrap();
+        m.map(0x2000, 0x2000, PAGE_SIZE, Access::ReadExecute)
+            .unwrap();
+        let pd = {
+            let pml4 = m.memory.table(m.root)[0] & ADDR_MASK;
+            m.memory.table(pml4)[0] & ADDR_MASK
+        };
+        let pt = m.memory.table(pd)[0] & ADDR_MASK;
+        // A data page that lost its NX bit: writable and executable, which no Access is.
+        m.memory.table(pt)[1] &= !NO_EXECUTE;
+        assert_eq!(m.translate(0x1000).unwrap().access, None);
+        // NX on the directory entry makes every page under it non-executable; a directory
+        // entry without WRITABLE makes them read-only.
+        m.memory.table(pd)[0] |= NO_EXECUTE;
+        assert_eq!(m.translate(0x1000).unwrap().access, Some(Access::ReadWrite));
+        assert_eq!(m.translate(0x2000).unwrap().access, Some(Access::ReadOnly));
+        m.memory.table(pd)[0] &= !WRITABLE;
+        assert_eq!(m.translate(0x1000).unwrap().access, Some(Access::ReadOnly));
+        // Caching bits without NX: not a device mapping this crate builds.
+        m.memory.table(pd)[0] |= WRITABLE;
+        m.memory.table(pd)[0] &= !NO_EXECUTE;
+        m.memory.table(pt)[1] |= NO_EXECUTE | CACHE_DISABLE | WRITE_THROUGH;
+        assert_eq!(m.translate(0x1000).unwrap().access, Some(Access::Device));
+        m.memory.table(pt)[1] &= !NO_EXECUTE;
+        assert_eq!(m.translate(0x1000).unwrap().access, None);
     }
 
     #[test]
@@ -560,9 +644,18 @@ mod tests {
         .unwrap();
         let mut m = mapper(64);
         map_kernel(&mut m, &IMAGE, &map).unwrap();
-        assert_eq!(m.translate(0x60_1000).unwrap().access, Access::ReadOnly);
-        assert_eq!(m.translate(0x60_0000).unwrap().access, Access::ReadWrite);
-        assert_eq!(m.translate(0x60_2000).unwrap().access, Access::ReadWrite);
+        assert_eq!(
+            m.translate(0x60_1000).unwrap().access,
+            Some(Access::ReadOnly)
+        );
+        assert_eq!(
+            m.translate(0x60_0000).unwrap().access,
+            Some(Access::ReadWrite)
+        );
+        assert_eq!(
+            m.translate(0x60_2000).unwrap().access,
+            Some(Access::ReadWrite)
+        );
         assert_eq!(m.translate(0x60_2000).unwrap().page_size, PAGE_SIZE);
         assert_eq!(m.translate(0x80_0000).unwrap().page_size, LARGE);
     }
@@ -582,10 +675,13 @@ mod tests {
         let t = m.translate(0xfea0_0200).unwrap();
         assert_eq!(
             (t.phys, t.access, t.page_size),
-            (0xfea0_0200, Access::Device, PAGE_SIZE)
+            (0xfea0_0200, Some(Access::Device), PAGE_SIZE)
         );
         assert_eq!(m.translate(0xfea0_1000), None, "only the pages asked for");
-        assert_eq!(m.translate(0x20_0000).unwrap().access, Access::ReadWrite);
+        assert_eq!(
+            m.translate(0x20_0000).unwrap().access,
+            Some(Access::ReadWrite)
+        );
     }
 
     #[test]
@@ -603,7 +699,7 @@ mod tests {
             let t = m.translate(a).unwrap();
             assert_eq!(
                 (t.phys, t.access, t.page_size),
-                (a, Access::ReadWrite, PAGE_SIZE)
+                (a, Some(Access::ReadWrite), PAGE_SIZE)
             );
         }
         // A second page of the same block: no more tables.
@@ -614,7 +710,7 @@ mod tests {
         m.remap_page(0x40_3000, 0x40_3000, Access::ReadWrite)
             .unwrap();
         let t = m.translate(0x40_3000).unwrap();
-        assert_eq!((t.phys, t.access), (0x40_3000, Access::ReadWrite));
+        assert_eq!((t.phys, t.access), (0x40_3000, Some(Access::ReadWrite)));
         assert_eq!(
             m.remap_page(0x40_3000, 0x40_3000, Access::ReadWrite),
             Err(PagingError::AlreadyMapped(0x40_3000))
@@ -688,7 +784,7 @@ mod tests {
         let t = m.translate(0x1_2345_6789).unwrap();
         assert_eq!(
             (t.phys, t.page_size, t.access),
-            (0x1_2345_6789, LARGE, Access::ReadWrite)
+            (0x1_2345_6789, LARGE, Some(Access::ReadWrite))
         );
     }
 }

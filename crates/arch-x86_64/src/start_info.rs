@@ -65,8 +65,19 @@ fn read_u64(mem: &impl PhysRead, at: u64) -> Result<u64, StartInfoError> {
     Ok(mem.read_u64(at)?)
 }
 
-/// Parses the `hvm_start_info` at `paddr` and everything it points to.
+/// The end of `count` entries of `size` bytes at `at`: a table that runs past the end of the
+/// address space cannot be read. Every address inside the table is then below 2^64.
+fn table_end(at: u64, count: u32, size: u64) -> Result<u64, StartInfoError> {
+    (u64::from(count) * size)
+        .checked_add(at)
+        .ok_or(StartInfoError::Unreadable(at))
+}
+
+/// Parses the `hvm_start_info` at `paddr` and everything it points to. Garbage (wild pointers,
+/// counts or lengths, tables that run past the end of the address space) is an error, never a
+/// panic nor a wrapped address.
 pub fn parse(mem: &impl PhysRead, paddr: u64) -> Result<BootInfo, StartInfoError> {
+    let end = table_end(paddr, 1, START_INFO_SIZE)?;
     let magic = read_u32(mem, paddr)?;
     if magic != MAGIC {
         return Err(StartInfoError::BadMagic(magic));
@@ -86,13 +97,17 @@ pub fn parse(mem: &impl PhysRead, paddr: u64) -> Result<BootInfo, StartInfoError
         rsdp: PhysAddr(rsdp),
         ..BootInfo::default()
     };
-    let mut structures = Range::new(paddr, paddr + START_INFO_SIZE);
+    let mut structures = Range::new(paddr, end);
+    // Callers checked that `start + len` does not overflow, but for the byte after a command
+    // line ending at 2^64 - 1.
     let mut cover = |start: u64, len: u64| {
         if len > 0 {
-            structures = Range::new(structures.start.min(start), structures.end.max(start + len));
+            let end = start.saturating_add(len);
+            structures = Range::new(structures.start.min(start), structures.end.max(end));
         }
     };
 
+    table_end(memmap, memmap_entries, MEMMAP_ENTRY_SIZE)?;
     for i in 0..u64::from(memmap_entries) {
         let e = memmap + i * MEMMAP_ENTRY_SIZE;
         let region = MemoryRegion::new(
@@ -107,6 +122,7 @@ pub fn parse(mem: &impl PhysRead, paddr: u64) -> Result<BootInfo, StartInfoError
     cover(memmap, u64::from(memmap_entries) * MEMMAP_ENTRY_SIZE);
 
     info.module_count = nr_modules as usize;
+    table_end(modlist, nr_modules, MODLIST_ENTRY_SIZE)?;
     for i in 0..u64::from(nr_modules).min(MODULES_MAX as u64) {
         let e = modlist + i * MODLIST_ENTRY_SIZE;
         info.modules[i as usize] = Module {
@@ -121,7 +137,10 @@ pub fn parse(mem: &impl PhysRead, paddr: u64) -> Result<BootInfo, StartInfoError
         let mut len = 0;
         loop {
             let mut b = [0u8];
-            mem.read(cmdline + len as u64, &mut b)?;
+            let at = cmdline
+                .checked_add(len as u64)
+                .ok_or(StartInfoError::Unreadable(cmdline))?;
+            mem.read(at, &mut b)?;
             if b[0] == 0 || len == CMDLINE_SCAN_MAX {
                 break;
             }
@@ -270,6 +289,122 @@ mod tests {
         assert_eq!(
             parse(&big, si).err(),
             Some(StartInfoError::MemoryMap(MemoryError::TooManyRegions))
+        );
+    }
+
+    #[test]
+    fn tables_that_run_past_the_end_of_the_address_space_are_errors() {
+        let top = u64::MAX - 0xfff;
+        for (field, value, count_field, count) in [
+            (40, u64::MAX - 23, 48, 2),  // memory map: the second entry wraps
+            (40, u64::MAX - 7, 48, 1),   // memory map: an entry over the end
+            (16, u64::MAX - 31, 12, 2),  // module list
+            (16, u64::MAX - 15, 12, 20), // module list longer than MODULES_MAX
+        ] {
+            let (m, si) = xen_layout(None);
+            let mut m = m.with_region(top, 0x1000);
+            m.put_u64(si + field, value);
+            m.put_u32(si + count_field, count);
+            assert!(parse(&m, si).is_err(), "field {field} = {value:#x}");
+        }
+        // A command line that runs into the end of the address space.
+        let (m, si) = xen_layout(None);
+        let mut m = m.with_region(top, 0x1000);
+        m.put(top, &[b'x'; 0x1000]);
+        m.put_u64(si + 24, top + 0x10);
+        assert_eq!(
+            parse(&m, si).err(),
+            Some(StartInfoError::Unreadable(top + 0x10))
+        );
+        // ... and one whose NUL is the very last byte.
+        m.put(u64::MAX, &[0]);
+        let info = parse(&m, si).expect("a command line that ends at 2^64 - 1");
+        assert_eq!(info.cmdline.original_len, 0xfef);
+        assert_eq!(info.boot_structures.end, u64::MAX);
+        // The start info itself in the last bytes.
+        for back in 1..=START_INFO_SIZE {
+            let mut m = FakeMemory::new(top, 0x1000);
+            let at = u64::MAX - (back - 1);
+            m.put(at, &MAGIC.to_le_bytes()[..back.min(4) as usize]);
+            assert!(parse(&m, at).is_err(), "start info at {at:#x}");
+        }
+    }
+
+    #[test]
+    fn random_start_infos_give_an_error_or_sane_boot_information() {
+        use platform::fuzz::{Rng, cases};
+        let top = u64::MAX - 0xfff;
+        let mut r = Rng::new(0x5717_0001);
+        let (mut ok, mut unreadable) = (0u64, 0u64);
+        for case in 0..cases(20_000) {
+            let (m, mut si) = xen_layout(r.chance(50).then_some(&b"log=debug -- a b\0"[..]));
+            let mut m = m.with_region(top, 0x1000);
+            for _ in 0..1 + r.below(5) {
+                match r.below(5) {
+                    0 => {
+                        let at = r.pick(&[0x10e000, top]) + r.below(0x1000);
+                        m.put(at, &[r.next_u64() as u8]);
+                    }
+                    1 | 2 => {
+                        // A count or a pointer: near an edge, or into the top page.
+                        let (off, size) = r.pick(&[(12, 4), (16, 8), (24, 8), (40, 8), (48, 4)]);
+                        let v = match r.below(3) {
+                            0 => u64::MAX - r.below(0x40),
+                            1 => top + r.below(0x1000),
+                            _ => r.edgy_u64(),
+                        };
+                        let v = if size == 4 && r.chance(70) {
+                            r.below(80)
+                        } else {
+                            v
+                        };
+                        m.try_put(si.wrapping_add(off), &v.to_le_bytes()[..size]);
+                    }
+                    3 => {
+                        // Entries of garbage in the top page, for pointers that land there.
+                        let mut page = [0u8; 0x1000];
+                        r.fill(&mut page);
+                        m.put(top, &page);
+                    }
+                    _ => {
+                        // The start info itself near the end of the address space.
+                        let mut copy = [0u8; START_INFO_SIZE as usize];
+                        if m.read(si, &mut copy).is_ok() {
+                            let at = u64::MAX - r.below(0x80);
+                            let n = usize::try_from(u64::MAX - at + 1)
+                                .map_or(copy.len(), |n| n.min(copy.len()));
+                            m.put(at, &copy[..n]);
+                            si = at;
+                        }
+                    }
+                }
+            }
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&m, si)));
+            let Ok(result) = result else {
+                panic!("case {case} panicked (seed 0x57170001)");
+            };
+            if matches!(result, Err(StartInfoError::Unreadable(_))) {
+                unreadable += 1;
+            }
+            if let Ok(info) = result {
+                ok += 1;
+                assert!(info.memory.regions().len() <= platform::MEMORY_MAP_MAX);
+                assert!(info.cmdline.as_bytes().len() <= platform::CMDLINE_MAX);
+                let b = info.boot_structures;
+                assert!(
+                    b.start <= si && si < b.end,
+                    "case {case}: {b:?} misses {si:#x}"
+                );
+                let _ = info.memory.total_ram();
+                for module in &info.modules[..info.module_count.min(MODULES_MAX)] {
+                    let _ = module.range();
+                }
+            }
+        }
+        // Both outcomes are common (else the generator is too tame or too wild).
+        assert!(
+            ok > 1000 && unreadable > 1000,
+            "{ok} parsed, {unreadable} unreadable"
         );
     }
 }

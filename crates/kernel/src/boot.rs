@@ -60,19 +60,25 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
 
     let mut free = match FreeMemory::from_map(&boot.memory, 1 << 20) {
         Ok(free) => free,
-        Err(e) => fail(status::BAD_CONFIG, format_args!("memory map: {e}")),
+        Err(e) => fail(status::BAD_CONFIG, format_args!("bad memory map: {e}")),
     };
     let image = arch_x86_64::image_layout().range();
     let mut reserved = free.reserve(image);
     for m in &boot.modules[..boot.module_count.min(platform::MODULES_MAX)] {
-        reserved = reserved.and(free.reserve(Range::new(m.start.0, m.start.0 + m.size)));
+        reserved = reserved.and(free.reserve(m.range()));
     }
     if let Err(e) = reserved {
-        fail(status::BAD_CONFIG, format_args!("memory map: {e}"));
+        fail(
+            status::BAD_CONFIG,
+            format_args!("bad memory map: reserving the image and modules: {e}"),
+        );
     }
     let tables = match SelectedPlatform::map_memory(boot, &mut free, &devices) {
         Ok(bytes) => bytes,
-        Err(e) => fail(status::BAD_CONFIG, format_args!("page tables: {e}")),
+        Err(e) => fail(
+            status::BAD_CONFIG,
+            format_args!("cannot build the kernel's page tables: {e} (raise memory?)"),
+        ),
     };
     mark(5);
 
@@ -99,7 +105,8 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     // SAFETY: `__stardust_main` is the function `#[stardust::main]` generates in the app, with
     // exactly this signature; the kernel calls it once, after every service is up.
     let code = unsafe { __stardust_main() };
-    exit(code)
+    refuse_reserved(code, "main returned");
+    power_off(code)
 }
 
 fn parse_cmdline(boot: &'static BootInfo) -> KernelArgs<'static> {
@@ -157,7 +164,10 @@ fn init_heap(free: &mut FreeMemory) -> (u64, usize) {
     if taken == 0 {
         fail(
             status::BAD_CONFIG,
-            format_args!("no free memory left for the heap"),
+            format_args!(
+                "out of memory for the heap: no free RAM left after the image, modules and page \
+                 tables (raise memory)"
+            ),
         );
     }
     (taken, regions)
@@ -267,15 +277,39 @@ pub fn print(args: fmt::Arguments<'_>) {
     let _ = Writer(CONSOLE).write_fmt(args);
 }
 
-/// Ends the program: powers the machine off with `code` as the exit status.
+/// Ends the program: powers the machine off with `code` as the exit status. A status reserved
+/// for the kernel or for `cargo xtask run` (`platform::status::RESERVED`) is refused with a panic
+/// that names it (status 101), so that a reserved status always means what the contract says.
+#[track_caller]
 pub fn exit(code: u8) -> ! {
+    refuse_reserved(code, "exit");
+    power_off(code)
+}
+
+/// Panics when `code` is a reserved status (`how` the app gave it: `exit`, `main returned`).
+#[track_caller]
+fn refuse_reserved(code: u8, how: &str) {
+    if let Some((who, what)) = status::reserved(code) {
+        panic!(
+            "{how} status {code}, which is reserved for {who} ({what}): an app may end with \
+             0-255 except 101-103 (the kernel's) and 124-127 (cargo xtask run's)"
+        );
+    }
+}
+
+/// Powers off with `code`, any status; where the platform cannot carry it to the monitor, the
+/// console's last line says it (`exit status N`).
+fn power_off(code: u8) -> ! {
+    if !SelectedPlatform::exit_carries(code) {
+        let _ = writeln!(Writer(CONSOLE), "{}{code}", status::LINE);
+    }
     SelectedPlatform::exit(code)
 }
 
 /// Prints `error: ...` and exits with `code`.
 fn fail(code: u8, message: fmt::Arguments<'_>) -> ! {
     let _ = writeln!(Writer(CONSOLE), "error: {message}");
-    exit(code)
+    power_off(code)
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);
@@ -284,7 +318,7 @@ static IN_EXCEPTION: AtomicBool = AtomicBool::new(false);
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if PANICKING.swap(true, Ordering::Relaxed) {
-        exit(status::PANIC);
+        power_off(status::PANIC);
     }
     let mut w = Writer(CONSOLE);
     let _ = match info.location() {
@@ -298,7 +332,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         ),
         None => writeln!(w, "PANIC: panicked: {}", info.message()),
     };
-    exit(status::PANIC)
+    power_off(status::PANIC)
 }
 
 /// Unmaps the 4 KiB page at `page` (a stack guard), splitting a larger mapping with a page-table
@@ -344,7 +378,7 @@ fn __stardust_timer_interrupt() {
 fn __stardust_exception(e: &cpu::Exception) -> ! {
     // An exception while reporting one (a fault in the console, say) must not loop.
     if IN_EXCEPTION.swap(true, Ordering::Relaxed) {
-        exit(status::EXCEPTION);
+        power_off(status::EXCEPTION);
     }
     let mut w = Writer(CONSOLE);
     let _ = writeln!(w, "EXCEPTION: {e}");
@@ -376,5 +410,5 @@ fn __stardust_exception(e: &cpu::Exception) -> ! {
             layout.stack_guard
         );
     }
-    exit(status::EXCEPTION)
+    power_off(status::EXCEPTION)
 }

@@ -69,6 +69,14 @@ pub struct Module {
     pub size: u64,
 }
 
+impl Module {
+    /// The module as an address range (saturating at the top of the address space: a size the
+    /// boot protocol got wrong never wraps around to a small range).
+    pub const fn range(&self) -> crate::Range {
+        crate::Range::new(self.start.0, self.start.0.saturating_add(self.size))
+    }
+}
+
 /// Everything the kernel learns from the boot protocol, copied out of boot memory so that the
 /// memory those structures lived in can be reused.
 #[derive(Clone, Copy, Debug, Default)]
@@ -101,5 +109,19 @@ mod tests {
         assert!(c.truncated());
         assert_eq!(c.as_bytes().len(), CMDLINE_MAX);
         assert!(Cmdline::from_bytes(&[b'a', 0xff, 0xfe]).as_str().is_err());
+    }
+
+    #[test]
+    fn a_module_past_the_end_of_the_address_space_saturates() {
+        let m = Module {
+            start: crate::PhysAddr(u64::MAX - 10),
+            size: 100,
+        };
+        assert_eq!(m.range(), crate::Range::new(u64::MAX - 10, u64::MAX));
+        let m = Module {
+            start: crate::PhysAddr(0x80_0000),
+            size: 0x1234,
+        };
+        assert_eq!(m.range(), crate::Range::new(0x80_0000, 0x80_1234));
     }
 }

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! # Cargo features
-//! - `test-utils`: fakes for host tests (a console that records what it was given).
+//! - `test-utils`: fakes for host tests (a console that records what it was given, fake
+//!   physical memory) and [`fuzz`], seeded random inputs for the parsers' tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -24,6 +25,8 @@ extern crate std;
 
 pub mod acpi;
 mod boot;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fuzz;
 mod memory;
 mod phys;
 pub mod universal;
@@ -93,8 +96,17 @@ pub trait Platform {
     ) -> Result<u64, Self::MapError>;
 
     /// Powers the machine off and reports `status` to the monitor where it can take one
-    /// (0 = success). Never returns.
+    /// (0 = success). Never returns. Where [`Platform::exit_carries`] says no for `status`, the
+    /// kernel has printed [`status::LINE`] `N` on its console just before.
     fn exit(status: u8) -> !;
+
+    /// Whether [`Platform::exit`] reports `status` to the monitor by itself. Where it does not
+    /// (QEMU's `isa-debug-exit` carries 7 bits), the kernel prints `exit status N` on its
+    /// console first. Must work at any time, like `exit`. The default: yes.
+    fn exit_carries(status: u8) -> bool {
+        let _ = status;
+        true
+    }
 
     /// The TSC frequency in Hz, calibrating it against a platform timer if need be (which may
     /// take some milliseconds), or `None` when it cannot be found.
@@ -151,14 +163,117 @@ pub trait Platform {
     unsafe fn remap_page(page: u64);
 }
 
-/// Exit statuses the kernel itself reports (an application chooses its own, 0 = success).
+/// Exit statuses: the contract between an app, the kernel and `cargo xtask run` (README.md,
+/// "Exit statuses", is its table, and a test checks the two agree).
+///
+/// An app may end with any status 0-255 but the [`RESERVED`] ones, and the caller of `cargo
+/// xtask run` sees it unchanged, on every platform. 101-103 are the kernel's own (a panic, a
+/// CPU exception, a configuration or boot error); 124-127 are `cargo xtask run`'s outcomes that
+/// are not a guest's status (a timeout, a guest that never ran, a monitor killed by a signal, a
+/// guest that stopped without reporting one). The kernel refuses an app's exit with a reserved
+/// status ([`reserved`]) with a panic that names it, so such a status always means what the
+/// table says.
+///
+/// QEMU's `isa-debug-exit` carries 7 bits (QEMU exits with `(v << 1) | 1`, and a process status
+/// has 8 bits). A status that does not fit ([`fits_debug_exit`]) travels on the console: the
+/// kernel prints [`LINE`] `N` as its last line, then writes [`DEBUG_EXIT_ON_CONSOLE`] (QEMU exits
+/// with 255), and xtask reads the status back from that line.
 pub mod status {
-    /// A kernel panic (including a failed allocation).
+    /// Success.
+    pub const SUCCESS: u8 = 0;
+    /// A kernel panic (including a failed allocation and an app's exit with a reserved status).
     pub const PANIC: u8 = 101;
     /// A CPU exception (page fault, general protection, ...).
     pub const EXCEPTION: u8 = 102;
-    /// A bad kernel command line or configuration.
+    /// A configuration or boot error: a bad kernel command line, bad boot information or memory
+    /// map, no memory for the page tables or for the heap. The console line says which.
     pub const BAD_CONFIG: u8 = 103;
+    /// `cargo xtask run`: the guest still ran at its time limit and was stopped.
+    pub const TIMEOUT: u8 = 124;
+    /// `cargo xtask run`: the guest never ran (xtask's own error, the monitor failed to start or
+    /// failed, `xl create` refused the image, the Xen lab could not run).
+    pub const NEVER_RAN: u8 = 125;
+    /// `cargo xtask run`: the monitor (QEMU) was killed by a signal xtask did not send.
+    pub const KILLED: u8 = 126;
+    /// `cargo xtask run`: the guest stopped without reporting a status (a triple fault, a plain
+    /// power-off, a crash Xen reported without the guest's status line).
+    pub const NO_STATUS: u8 = 127;
+
+    /// Who reserves a status: the kernel (101-103).
+    pub const KERNEL: &str = "the kernel";
+    /// Who reserves a status: `cargo xtask run` (124-127).
+    pub const XTASK: &str = "cargo xtask run";
+
+    /// Every reserved status, who reserves it and what it means; an app's exit with one of them
+    /// is refused.
+    pub const RESERVED: [(u8, &str, &str); 7] = [
+        (PANIC, KERNEL, "kernel panic"),
+        (EXCEPTION, KERNEL, "CPU exception"),
+        (BAD_CONFIG, KERNEL, "kernel configuration or boot error"),
+        (TIMEOUT, XTASK, "timeout"),
+        (NEVER_RAN, XTASK, "the guest never ran"),
+        (KILLED, XTASK, "the monitor was killed by a signal"),
+        (NO_STATUS, XTASK, "the guest stopped without a status"),
+    ];
+
+    /// Who reserves `code` and what it means, or `None` for a status an app may use.
+    pub fn reserved(code: u8) -> Option<(&'static str, &'static str)> {
+        RESERVED
+            .iter()
+            .find(|(c, _, _)| *c == code)
+            .map(|(_, who, what)| (*who, *what))
+    }
+
+    /// The console line that carries a status QEMU's `isa-debug-exit` cannot: `exit status N`
+    /// (decimal, no padding), the kernel's last line.
+    pub const LINE: &str = "exit status ";
+
+    /// What the kernel writes to `isa-debug-exit` for a status that does not fit its 7 bits
+    /// (QEMU then exits with 255): "read the status from the console's last line". It is
+    /// [`NO_STATUS`], which no guest reports as its own.
+    pub const DEBUG_EXIT_ON_CONSOLE: u8 = NO_STATUS;
+
+    /// Whether `isa-debug-exit` carries `code` itself (7 bits, and not the marker
+    /// [`DEBUG_EXIT_ON_CONSOLE`]).
+    pub const fn fits_debug_exit(code: u8) -> bool {
+        code < DEBUG_EXIT_ON_CONSOLE
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn reserved_statuses_are_the_kernels_and_xtasks() {
+            let all: std::vec::Vec<u8> = (0..=255).filter(|c| reserved(*c).is_some()).collect();
+            assert_eq!(all, [101, 102, 103, 124, 125, 126, 127]);
+            assert_eq!(reserved(PANIC), Some((KERNEL, "kernel panic")));
+            assert_eq!(reserved(TIMEOUT), Some((XTASK, "timeout")));
+            assert_eq!(reserved(0), None);
+            assert_eq!(reserved(1), None);
+            assert_eq!(reserved(128), None);
+            assert_eq!(reserved(255), None);
+        }
+
+        #[test]
+        fn only_seven_bit_statuses_fit_isa_debug_exit() {
+            assert!(fits_debug_exit(0) && fits_debug_exit(126));
+            assert!(!fits_debug_exit(127) && !fits_debug_exit(128) && !fits_debug_exit(255));
+            // QEMU exits with (v << 1) | 1, kept to 8 bits: the marker is QEMU's 255, and no
+            // status that fits gives 255.
+            let qemu = |v: u8| ((u32::from(v) << 1) | 1) as u8;
+            assert_eq!(qemu(DEBUG_EXIT_ON_CONSOLE), 255);
+            assert!(
+                (0..=255)
+                    .filter(|c| fits_debug_exit(*c))
+                    .all(|c| qemu(c) != 255)
+            );
+            assert!(
+                reserved(DEBUG_EXIT_ON_CONSOLE).is_some(),
+                "no app reports the marker"
+            );
+        }
+    }
 }
 
 #[cfg(any(test, feature = "test-utils"))]

@@ -173,13 +173,13 @@ impl MemoryMap {
     pub fn regions(&self) -> &[MemoryRegion] {
         &self.regions[..self.len]
     }
-    /// Bytes of RAM in the map.
+    /// Bytes of RAM in the map (as the regions say, overlaps counted twice; saturating at
+    /// `u64::MAX` for a map whose sizes add up to more than the address space).
     pub fn total_ram(&self) -> u64 {
         self.regions()
             .iter()
             .filter(|r| r.kind == MemoryKind::Ram)
-            .map(|r| r.size)
-            .sum()
+            .fold(0u64, |sum, r| sum.saturating_add(r.size))
     }
 }
 
@@ -490,5 +490,87 @@ mod tests {
             result = result.and(free.reserve(Range::new((i << 20) + 0x1000, (i << 20) + 0x1000)));
         }
         assert!(result.is_ok());
+    }
+
+    /// The invariants of free memory: sorted, disjoint, not touching (merged), page aligned,
+    /// not empty.
+    fn check(free: &FreeMemory, what: &str) {
+        for r in free.ranges() {
+            assert!(!r.is_empty(), "{what}: empty range in {free:?}");
+            assert_eq!(r.start % PAGE_SIZE, 0, "{what}: {free:?}");
+            assert_eq!(r.end % PAGE_SIZE, 0, "{what}: {free:?}");
+        }
+        for w in free.ranges().windows(2) {
+            assert!(
+                w[0].end < w[1].start,
+                "{what}: unsorted or touching: {free:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_maps_never_panic_and_keep_free_memory_sorted_and_aligned() {
+        use crate::fuzz::{Rng, cases};
+        let mut r = Rng::new(0x3e3_0001);
+        for case in 0..cases(5_000) {
+            let what = format!("case {case}");
+            let mut map = MemoryMap::new();
+            for _ in 0..r.below(MEMORY_MAP_MAX as u64 + 4) {
+                let start = if r.chance(30) {
+                    r.edgy_u64()
+                } else {
+                    r.below(1 << 34)
+                };
+                let size = if r.chance(30) {
+                    r.edgy_u64()
+                } else {
+                    r.below(1 << 30)
+                };
+                let kind = MemoryKind::from_e820(r.pick(&[1, 1, 1, 2, 3, 4, 5, 7]));
+                let _ = map.push(MemoryRegion::new(PhysAddr(start), size, kind));
+            }
+            let ram = map.total_ram();
+            let sizes: u128 = map
+                .regions()
+                .iter()
+                .filter(|g| g.kind == MemoryKind::Ram)
+                .map(|g| u128::from(g.size))
+                .sum();
+            assert_eq!(u128::from(ram), sizes.min(u128::from(u64::MAX)), "{what}");
+            let floor = if r.chance(50) { 1 << 20 } else { r.edgy_u64() };
+            let Ok(mut free) = FreeMemory::from_map(&map, floor) else {
+                continue;
+            };
+            check(&free, &what);
+            for _ in 0..r.below(12) {
+                let before = free.total();
+                match r.below(3) {
+                    0 => {
+                        let start = r.edgy_u64();
+                        let range = Range::new(start, start.saturating_add(r.edgy_u64()));
+                        if free.reserve(range).is_ok() {
+                            assert!(free.total() <= before, "{what}");
+                        }
+                    }
+                    1 => {
+                        let count = if r.chance(50) {
+                            r.below(600)
+                        } else {
+                            r.edgy_u64()
+                        };
+                        if let Ok(at) = free.alloc_frames(count) {
+                            assert_eq!(at.0 % PAGE_SIZE, 0, "{what}");
+                            assert_eq!(free.total(), before - count * PAGE_SIZE, "{what}");
+                        }
+                    }
+                    _ => {
+                        if let Some(taken) = free.take_largest(r.edgy_u64()) {
+                            assert_eq!(free.total(), before - taken.len(), "{what}");
+                        }
+                    }
+                }
+                check(&free, &what);
+            }
+        }
     }
 }

@@ -46,12 +46,12 @@ pub trait PhysRead {
     }
 }
 
-/// Fake physical memory for host tests: bytes at a base address, unreadable elsewhere.
+/// Fake physical memory for host tests: bytes in one or more regions, unreadable elsewhere.
 #[cfg(any(test, feature = "test-utils"))]
 #[derive(Debug, Clone)]
 pub struct FakeMemory {
-    base: u64,
-    bytes: std::vec::Vec<u8>,
+    /// `(base, bytes)`, not overlapping.
+    regions: std::vec::Vec<(u64, std::vec::Vec<u8>)>,
 }
 
 #[cfg(any(test, feature = "test-utils"))]
@@ -59,14 +59,40 @@ impl FakeMemory {
     /// `size` zero bytes at `base`.
     pub fn new(base: u64, size: usize) -> Self {
         FakeMemory {
-            base,
-            bytes: std::vec![0; size],
+            regions: std::vec![(base, std::vec![0; size])],
         }
+    }
+    /// Adds `size` zero bytes at `base` (e.g. the last page of the address space, where a
+    /// structure that runs past 2^64 would lie). `base + size` may be 2^64.
+    pub fn with_region(mut self, base: u64, size: usize) -> Self {
+        self.regions.push((base, std::vec![0; size]));
+        self
+    }
+    /// The region and offset of `[at, at + len)`, if one region holds all of it.
+    fn find(&self, at: u64, len: usize) -> Option<(usize, usize)> {
+        self.regions
+            .iter()
+            .enumerate()
+            .find_map(|(i, (base, bytes))| {
+                let o = usize::try_from(at.checked_sub(*base)?).ok()?;
+                (o.checked_add(len)? <= bytes.len()).then_some((i, o))
+            })
     }
     /// Writes `data` at physical address `at` (panics outside the fake memory: a test bug).
     pub fn put(&mut self, at: u64, data: &[u8]) {
-        let o = (at - self.base) as usize;
-        self.bytes[o..o + data.len()].copy_from_slice(data);
+        assert!(
+            self.try_put(at, data),
+            "{at:#x}+{} is outside the fake memory",
+            data.len()
+        );
+    }
+    /// Writes `data` at `at` when one region holds all of it; false (nothing written) otherwise.
+    pub fn try_put(&mut self, at: u64, data: &[u8]) -> bool {
+        let Some((i, o)) = self.find(at, data.len()) else {
+            return false;
+        };
+        self.regions[i].1[o..o + data.len()].copy_from_slice(data);
+        true
     }
     /// Writes a little-endian `u16`.
     pub fn put_u16(&mut self, at: u64, v: u16) {
@@ -80,22 +106,43 @@ impl FakeMemory {
     pub fn put_u64(&mut self, at: u64, v: u64) {
         self.put(at, &v.to_le_bytes());
     }
-    /// The bytes at `[at, at + len)`.
+    /// The bytes at `[at, at + len)` (panics outside the fake memory: a test bug).
     pub fn get(&self, at: u64, len: usize) -> &[u8] {
-        let o = (at - self.base) as usize;
-        &self.bytes[o..o + len]
+        let (i, o) = self
+            .find(at, len)
+            .unwrap_or_else(|| panic!("{at:#x}+{len} is outside the fake memory"));
+        &self.regions[i].1[o..o + len]
     }
 }
 
 #[cfg(any(test, feature = "test-utils"))]
 impl PhysRead for FakeMemory {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), Unreadable> {
-        let o = paddr.checked_sub(self.base).ok_or(Unreadable(paddr))? as usize;
-        let src = self
-            .bytes
-            .get(o..o.saturating_add(buf.len()))
-            .ok_or(Unreadable(paddr))?;
-        buf.copy_from_slice(src);
+        let (i, o) = self.find(paddr, buf.len()).ok_or(Unreadable(paddr))?;
+        buf.copy_from_slice(&self.regions[i].1[o..o + buf.len()]);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_memory_regions_reach_the_top_of_the_address_space() {
+        let mut m = FakeMemory::new(0x1000, 16).with_region(u64::MAX - 7, 8);
+        m.put_u32(0x1004, 0xdead_beef);
+        assert_eq!(m.read_u32(0x1004), Ok(0xdead_beef));
+        assert_eq!(
+            m.read_u32(0x100e),
+            Err(Unreadable(0x100e)),
+            "straddles the end"
+        );
+        assert_eq!(m.read_u8(0xfff), Err(Unreadable(0xfff)));
+        m.put(u64::MAX - 1, &[1, 2]);
+        assert_eq!(m.read_u16(u64::MAX - 1), Ok(0x0201));
+        assert_eq!(m.read_u32(u64::MAX - 1), Err(Unreadable(u64::MAX - 1)));
+        assert!(!m.try_put(u64::MAX, &[1, 2]));
+        assert_eq!(m.get(u64::MAX - 7, 8), &[0, 0, 0, 0, 0, 0, 1, 2]);
     }
 }

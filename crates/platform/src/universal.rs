@@ -162,6 +162,10 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Platform for Universal<A, B, C> {
         forward!(exit(status))
     }
 
+    fn exit_carries(status: u8) -> bool {
+        forward!(exit_carries(status))
+    }
+
     fn tsc_frequency() -> Option<u64> {
         forward!(tsc_frequency())
     }
@@ -322,6 +326,10 @@ mod tests {
                     Self::note("exit");
                     std::panic::panic_any((concat!($tag, " exit"), status))
                 }
+                fn exit_carries(status: u8) -> bool {
+                    Self::note("exit_carries");
+                    $tag == "b" || status < 128
+                }
                 fn tsc_frequency() -> Option<u64> {
                     Self::note("tsc_frequency");
                     Some(if $tag == "a" { 1 } else { 2 })
@@ -445,7 +453,11 @@ mod tests {
         B2::detected().store(false, Ordering::Relaxed);
         assert_eq!(U::tsc_frequency(), Some(2));
         assert!(U::set_timer(1));
-        assert_eq!(B2::calls(), ["boot_info", "tsc_frequency", "set_timer"]);
+        assert!(U::exit_carries(200));
+        assert_eq!(
+            B2::calls(),
+            ["boot_info", "tsc_frequency", "set_timer", "exit_carries"]
+        );
         assert!(A2::calls().is_empty());
         assert_eq!(B2::detects().load(Ordering::Relaxed), 1);
     }
@@ -456,6 +468,7 @@ mod tests {
         fake_platform!(B3, "b");
         cell!(C3);
         type U = Universal<A3, B3, C3>;
+        assert!(U::exit_carries(7) && !U::exit_carries(200));
         let e = std::panic::catch_unwind(|| U::exit(7)).unwrap_err();
         assert_eq!(
             e.downcast_ref::<(&str, u8)>(),
@@ -463,7 +476,7 @@ mod tests {
             "a's exit, with the status"
         );
         assert_eq!(U::chosen(), Some(Choice::A));
-        assert_eq!(A3::calls(), ["exit"]);
+        assert_eq!(A3::calls(), ["exit_carries", "exit_carries", "exit"]);
         assert!(B3::calls().is_empty());
     }
 

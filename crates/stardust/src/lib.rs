@@ -39,7 +39,10 @@ pub fn args() -> impl Iterator<Item = &'static str> + Clone {
     kernel::args()
 }
 
-/// Ends the program now with `code` as the exit status (0 = success).
+/// Ends the program now with `code` as the exit status (0 = success). Any status 0-255 reaches
+/// the caller of `cargo xtask run` unchanged, except the reserved ones (101-103: the kernel's,
+/// 124-127: xtask's; README "Exit statuses"): exiting with one of those panics (status 101).
+#[track_caller]
 pub fn exit(code: impl Into<ExitCode>) -> ! {
     kernel::exit(code.into().0)
 }
@@ -257,7 +260,8 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::_print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-/// An exit status (0 = success). The monitor reports it as the VM's own exit status.
+/// An exit status (0 = success). `cargo xtask run` exits with it unchanged; the reserved ones
+/// (101-103, 124-127: README "Exit statuses") are refused with a panic (status 101).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExitCode(pub u8);
 

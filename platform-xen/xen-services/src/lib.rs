@@ -12,7 +12,8 @@
 //! - [`console::ConsoleRing`]: the PV console ring (`out` 2048 bytes, `in` 1024).
 //! - [`xenstore`]: wire encoding and decoding, [`xenstore::XenStore`] (read, write, directory,
 //!   watch, transactions, request ids, error names → [`xenstore::XsError`]), and a fake
-//!   xenstored with fault injection (`xenstore::fake`).
+//!   xenstored with transactions (snapshot, commit, abort, `EAGAIN` on a conflict) and fault
+//!   injection (`xenstore::fake`).
 //! - [`grant::GrantTable`]: grant reference free list, grant and end access (v1 entries).
 //! - [`detect::detect`]: Xen from CPUID (signature, version, hypercall page MSR).
 //! - [`event::Handlers`]: the event channel handler table and the 2-level pending scan.

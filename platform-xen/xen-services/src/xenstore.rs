@@ -637,4 +637,6 @@ pub fn parse_decimal(s: &[u8]) -> Option<u32> {
 pub mod fake;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

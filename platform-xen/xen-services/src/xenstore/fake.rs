@@ -1,6 +1,12 @@
 //! A fake xenstored on the other end of the ring, for host tests; it can inject faults.
+//!
+//! Transactions behave as xenstored's do: a transaction works on a snapshot of the store taken
+//! at `XS_TRANSACTION_START`; its writes are invisible outside until `XS_TRANSACTION_END` with
+//! `T` commits them (and fires the watches on them); `F` discards them. A commit fails with
+//! `EAGAIN` (and is discarded) when a node the transaction read or wrote was changed outside it
+//! since it started. A request with an unknown transaction id gets `ENOENT`.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use super::{HEADER_LEN, Header, MsgType, REQ, RSP, Wait};
@@ -25,13 +31,33 @@ pub enum Fault {
     Error(&'static str),
 }
 
+type Store = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// An open transaction.
+#[derive(Debug)]
+struct Transaction {
+    /// The store as the transaction sees it: the snapshot at its start, plus its own writes.
+    view: Store,
+    /// The store's generation when it started.
+    started: u64,
+    /// Nodes it read or listed (a change to them outside makes the commit fail).
+    read: BTreeSet<Vec<u8>>,
+    /// Its writes, in order, applied at commit.
+    writes: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 /// The fake daemon. Drive the client with it as the [`Wait`]: each `wait` takes the
 /// requests out of the ring and puts the replies in.
 #[derive(Debug)]
 pub struct FakeXenStored<M> {
     page: M,
-    /// The store: path → value.
-    pub store: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The committed store: path → value.
+    store: Store,
+    /// Bumped by every change to the committed store.
+    generation: u64,
+    /// The generation of each node's last change.
+    changed: BTreeMap<Vec<u8>, u64>,
+    transactions: BTreeMap<u32, Transaction>,
     watches: Vec<(Vec<u8>, Vec<u8>)>,
     inbuf: Vec<u8>,
     out: VecDeque<u8>,
@@ -51,6 +77,9 @@ impl<M: SharedMemory> FakeXenStored<M> {
         FakeXenStored {
             page,
             store: BTreeMap::new(),
+            generation: 0,
+            changed: BTreeMap::new(),
+            transactions: BTreeMap::new(),
             watches: Vec::new(),
             inbuf: Vec::new(),
             out: VecDeque::new(),
@@ -62,10 +91,49 @@ impl<M: SharedMemory> FakeXenStored<M> {
         }
     }
 
-    /// Sets a node.
+    /// Sets a node in the committed store, as another domain would (without firing watches):
+    /// an open transaction that touched it will fail to commit.
     pub fn set(&mut self, path: &str, value: &str) {
-        self.store
-            .insert(path.as_bytes().to_vec(), value.as_bytes().to_vec());
+        self.commit_write(path.as_bytes().to_vec(), value.as_bytes().to_vec());
+    }
+
+    /// A node's committed value (what a request outside any transaction reads).
+    pub fn get(&self, path: &str) -> Option<&[u8]> {
+        self.store.get(path.as_bytes()).map(Vec::as_slice)
+    }
+
+    /// Transactions started and not yet ended.
+    pub fn open_transactions(&self) -> usize {
+        self.transactions.len()
+    }
+
+    fn commit_write(&mut self, path: Vec<u8>, value: Vec<u8>) {
+        self.generation += 1;
+        self.changed.insert(path.clone(), self.generation);
+        self.store.insert(path, value);
+    }
+
+    /// Ends transaction `id`: commits its writes or discards them. Returns the paths written,
+    /// whose watches fire; `Err` names the error reply.
+    fn end(&mut self, id: u32, commit: bool) -> Result<Vec<Vec<u8>>, &'static str> {
+        let tx = self.transactions.remove(&id).ok_or("ENOENT")?;
+        if !commit {
+            return Ok(Vec::new());
+        }
+        let conflict = tx
+            .read
+            .iter()
+            .chain(tx.writes.iter().map(|(p, _)| p))
+            .any(|p| self.changed.get(p).is_some_and(|&g| g > tx.started));
+        if conflict {
+            return Err("EAGAIN");
+        }
+        let mut written = Vec::new();
+        for (path, value) in tx.writes {
+            self.commit_write(path.clone(), value);
+            written.push(path);
+        }
+        Ok(written)
     }
 
     fn reply(&mut self, ty: u32, req_id: u32, tx_id: u32, payload: &[u8]) {
@@ -138,23 +206,57 @@ impl<M: SharedMemory> FakeXenStored<M> {
             p.push(0);
             me.reply(MsgType::Error as u32, h.req_id, h.tx_id, &p);
         };
-        match MsgType::from_u32(h.ty) {
-            Some(MsgType::Read) => match self.store.get(&first(&payload)).cloned() {
-                Some(v) => self.reply(h.ty, h.req_id, h.tx_id, &v),
-                None => err(self, "ENOENT"),
-            },
+        let ty = MsgType::from_u32(h.ty);
+        let in_tx = matches!(
+            ty,
+            Some(MsgType::Read | MsgType::Write | MsgType::Directory)
+        );
+        if in_tx && h.tx_id != 0 && !self.transactions.contains_key(&h.tx_id) {
+            return err(self, "ENOENT");
+        }
+        match ty {
+            Some(MsgType::Read) => {
+                let path = first(&payload);
+                let value = match self.transactions.get_mut(&h.tx_id) {
+                    Some(tx) => {
+                        tx.read.insert(path.clone());
+                        tx.view.get(&path).cloned()
+                    }
+                    None => self.store.get(&path).cloned(),
+                };
+                match value {
+                    Some(v) => self.reply(h.ty, h.req_id, h.tx_id, &v),
+                    None => err(self, "ENOENT"),
+                }
+            }
             Some(MsgType::Write) => {
                 let path = first(&payload);
-                let value = payload[path.len() + 1..].to_vec();
-                self.store.insert(path.clone(), value);
-                self.reply(h.ty, h.req_id, h.tx_id, ok);
-                self.fire(&path);
+                let value = payload.get(path.len() + 1..).unwrap_or_default().to_vec();
+                match self.transactions.get_mut(&h.tx_id) {
+                    Some(tx) => {
+                        tx.view.insert(path.clone(), value.clone());
+                        tx.writes.push((path, value));
+                        self.reply(h.ty, h.req_id, h.tx_id, ok);
+                    }
+                    None => {
+                        self.commit_write(path.clone(), value);
+                        self.reply(h.ty, h.req_id, h.tx_id, ok);
+                        self.fire(&path);
+                    }
+                }
             }
             Some(MsgType::Directory) => {
                 let path = first(&payload);
+                let store = match self.transactions.get_mut(&h.tx_id) {
+                    Some(tx) => {
+                        tx.read.insert(path.clone());
+                        &tx.view
+                    }
+                    None => &self.store,
+                };
                 let mut names: Vec<u8> = Vec::new();
-                let mut any = self.store.contains_key(&path);
-                for k in self.store.keys() {
+                let mut any = store.contains_key(&path);
+                for k in store.keys() {
                     if k.len() > path.len() + 1 && k.starts_with(&path) && k[path.len()] == b'/' {
                         any = true;
                         let child = &k[path.len() + 1..];
@@ -183,10 +285,34 @@ impl<M: SharedMemory> FakeXenStored<M> {
             Some(MsgType::TransactionStart) => {
                 let id = self.next_tx;
                 self.next_tx += 1;
+                self.transactions.insert(
+                    id,
+                    Transaction {
+                        view: self.store.clone(),
+                        started: self.generation,
+                        read: BTreeSet::new(),
+                        writes: Vec::new(),
+                    },
+                );
                 let text = alloc::format!("{id}\0");
                 self.reply(h.ty, h.req_id, 0, text.as_bytes());
             }
-            Some(MsgType::TransactionEnd) => self.reply(h.ty, h.req_id, h.tx_id, ok),
+            Some(MsgType::TransactionEnd) => {
+                let commit = match payload.as_slice() {
+                    b"T\0" => true,
+                    b"F\0" => false,
+                    _ => return err(self, "EINVAL"),
+                };
+                match self.end(h.tx_id, commit) {
+                    Ok(written) => {
+                        self.reply(h.ty, h.req_id, h.tx_id, ok);
+                        for path in written {
+                            self.fire(&path);
+                        }
+                    }
+                    Err(name) => err(self, name),
+                }
+            }
             _ => err(self, "EINVAL"),
         }
     }

@@ -193,6 +193,124 @@ fn transactions() {
     );
 }
 
+/// A commit that sent `F` (abort) instead of `T` would fail here: the writes must show
+/// outside the transaction after the commit, and only then.
+#[test]
+fn a_transaction_is_invisible_outside_until_it_commits() {
+    let page = Page::default();
+    let (mut xs, mut d) = pair(&page);
+    d.set("a", "0");
+    let mut buf = [0u8; 16];
+    let tx = xs.transaction_start(&mut d).expect("start");
+    xs.write(tx, "a", b"1", &mut d).expect("write");
+    xs.write(tx, "b", b"new", &mut d).expect("write");
+    assert_eq!(xs.read(tx, "a", &mut buf, &mut d), Ok(&b"1"[..]), "inside");
+    assert_eq!(
+        xs.read(Tx(0), "a", &mut buf, &mut d),
+        Ok(&b"0"[..]),
+        "outside"
+    );
+    assert_eq!(
+        xs.read(Tx(0), "b", &mut buf, &mut d),
+        Err(Error::Store(XsError::NoEntry))
+    );
+    assert_eq!(d.get("a"), Some(&b"0"[..]));
+    xs.transaction_end(tx, true, &mut d).expect("commit");
+    assert_eq!(xs.read(Tx(0), "a", &mut buf, &mut d), Ok(&b"1"[..]));
+    assert_eq!(xs.read(Tx(0), "b", &mut buf, &mut d), Ok(&b"new"[..]));
+    assert_eq!(d.open_transactions(), 0);
+    // The transaction is over: its id is unknown now.
+    assert_eq!(
+        xs.read(tx, "a", &mut buf, &mut d),
+        Err(Error::Store(XsError::NoEntry))
+    );
+    assert_eq!(
+        xs.transaction_end(tx, true, &mut d),
+        Err(Error::Store(XsError::NoEntry))
+    );
+}
+
+#[test]
+fn an_aborted_transaction_leaves_nothing_behind() {
+    let page = Page::default();
+    let (mut xs, mut d) = pair(&page);
+    d.set("a", "0");
+    let tx = xs.transaction_start(&mut d).expect("start");
+    xs.write(tx, "a", b"1", &mut d).expect("write");
+    xs.write(tx, "b", b"new", &mut d).expect("write");
+    xs.transaction_end(tx, false, &mut d).expect("abort");
+    let mut buf = [0u8; 16];
+    assert_eq!(xs.read(Tx(0), "a", &mut buf, &mut d), Ok(&b"0"[..]));
+    assert_eq!(
+        xs.read(Tx(0), "b", &mut buf, &mut d),
+        Err(Error::Store(XsError::NoEntry))
+    );
+    assert_eq!(d.open_transactions(), 0);
+}
+
+#[test]
+fn a_conflicting_commit_is_eagain_and_a_retry_commits() {
+    let page = Page::default();
+    let (mut xs, mut d) = pair(&page);
+    d.set("counter", "1");
+    let mut buf = [0u8; 16];
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let tx = xs.transaction_start(&mut d).expect("start");
+        let v = xs.read(tx, "counter", &mut buf, &mut d).expect("read");
+        let next = parse_decimal(v).expect("a number") + 1;
+        if attempts == 1 {
+            // Another domain changes the node meanwhile.
+            d.set("counter", "10");
+        }
+        xs.write(tx, "counter", next.to_string().as_bytes(), &mut d)
+            .expect("write");
+        match xs.transaction_end(tx, true, &mut d) {
+            Ok(()) => break,
+            Err(Error::Store(XsError::Again)) => {
+                // Discarded: the other domain's value stands.
+                assert_eq!(d.get("counter"), Some(&b"10"[..]));
+            }
+            Err(e) => panic!("commit: {e}"),
+        }
+    }
+    assert_eq!(attempts, 2);
+    assert_eq!(d.get("counter"), Some(&b"11"[..]));
+    // A transaction that touched nothing another domain changed commits.
+    let tx = xs.transaction_start(&mut d).expect("start");
+    xs.write(tx, "other", b"x", &mut d).expect("write");
+    d.set("unrelated", "y");
+    xs.transaction_end(tx, true, &mut d).expect("commit");
+    assert_eq!(d.get("other"), Some(&b"x"[..]));
+}
+
+#[test]
+fn watches_fire_when_a_transaction_commits_not_before() {
+    let page = Page::default();
+    let (mut xs, mut d) = pair(&page);
+    xs.watch("dev", "t", &mut d).expect("watch");
+    let mut ev = [0u8; 64];
+    xs.next_event(&mut ev, &mut d).expect("registration event");
+    let tx = xs.transaction_start(&mut d).expect("start");
+    xs.write(tx, "dev/state", b"4", &mut d).expect("write");
+    let mut seen = 0;
+    let mut buf = [0u8; 8];
+    xs.call(
+        MsgType::Read,
+        tx,
+        &[b"dev/state\0"],
+        &mut buf,
+        &mut d,
+        |_| seen += 1,
+    )
+    .expect("read");
+    assert_eq!(seen, 0, "no event for a write not yet committed");
+    xs.transaction_end(tx, true, &mut d).expect("commit");
+    let e = xs.next_event(&mut ev, &mut d).expect("event on commit");
+    assert_eq!((e.path, e.token), (&b"dev/state"[..], &b"t"[..]));
+}
+
 #[test]
 fn faulty_replies_are_errors() {
     let cases = [
