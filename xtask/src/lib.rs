@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Modules: [`profile`] (profile files, `--set`, validation), [`image`] (the plain cargo
-//! command, copy and [`strip`]), [`qemu`] (command line, exit status, timeout), [`size`]
+//! command, copy and [`strip`]), [`qemu`] (command line, exit status, timeout), [`child`] (how
+//! QEMU is started so that it never outlives xtask, and stopped on signals), [`size`]
 //! (per-crate breakdown), [`status`] (the exit statuses of `run`), [`bench`], [`testcmd`],
 //! [`setup`] (target and QEMU installation), [`qemu_version`] (the QEMU versions known to work),
 //! [`xenlab`] (the Xen lab: run batches of guests on real Xen), [`xenlab_build`] (`xen-lab build`),
@@ -24,6 +25,7 @@
 
 pub mod allocbench;
 pub mod bench;
+pub mod child;
 pub mod error;
 pub mod gen_xen_sys;
 pub mod image;
