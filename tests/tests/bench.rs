@@ -89,6 +89,8 @@ fn check_fails_naming_the_profile_and_figure_when_a_budget_is_too_low() {
 #[test]
 fn size_check_passes_for_every_profile_and_draws_the_chart() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let svg = workspace().target_dir().join("bench/size.svg");
+    let _ = std::fs::remove_file(&svg);
     let (report, md) = bench_json("size", &["size", "--check"]);
     let profiles = workspace().profile_names().expect("profiles/");
     let measured: Vec<&str> = report.size.iter().map(|r| r.profile.as_str()).collect();
@@ -101,8 +103,7 @@ fn size_check_passes_for_every_profile_and_draws_the_chart() {
     }
     assert!(report.violations.is_empty(), "{:?}", report.violations);
     assert!(md.contains("### Per crate"), "{md}");
-    let svg = workspace().target_dir().join("bench/size.svg");
-    let svg = std::fs::read_to_string(&svg).expect("size.svg written");
+    let svg = std::fs::read_to_string(&svg).expect("size.svg written by this run");
     assert!(
         svg.starts_with("<svg") && svg.contains("minimal/hello"),
         "{svg}"
@@ -128,6 +129,9 @@ fn memory_finds_a_minimum_between_the_image_and_the_profile() {
 #[test]
 fn boot_reports_ratios_first_lines_and_the_boot_chart() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    // The chart must be this run's, not one an earlier run left behind.
+    let svg = workspace().target_dir().join("bench/boot.svg");
+    let _ = std::fs::remove_file(&svg);
     let (report, md) = bench_json("boot", &["boot", "--profile", "minimal", "--runs", "2"]);
     let [b] = &report.boot[..] else {
         panic!("one result: {report:?}")
@@ -136,10 +140,23 @@ fn boot_reports_ratios_first_lines_and_the_boot_chart() {
         assert_eq!(t.exit_ms.as_ref().map(|s| s.n), Some(2), "{b:?}");
         assert_eq!(t.first_line_ms.as_ref().map(|s| s.n), Some(2), "{b:?}");
     }
-    assert!(
-        b.ratio_exit.is_some() && b.ratio_first_line.is_some(),
-        "{b:?}"
-    );
+    // The ratios are the image's medians over the empty kernel's, not the other way up.
+    let median = |s: &Option<xtask::bench::stats::Summary>| s.as_ref().expect("timed").median;
+    for (ratio, image, empty) in [
+        (b.ratio_exit, &b.image.exit_ms, &b.empty.exit_ms),
+        (
+            b.ratio_first_line,
+            &b.image.first_line_ms,
+            &b.empty.first_line_ms,
+        ),
+    ] {
+        let ratio = ratio.expect("a ratio");
+        let want = median(image) / median(empty);
+        assert!(
+            (ratio - want).abs() <= want * 1e-9,
+            "ratio {ratio}, image / empty = {want}: {b:?}"
+        );
+    }
     let chart = b.bootchart.as_ref().expect("bootchart lines");
     let names: Vec<&str> = chart.phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names.first(), Some(&"entry"), "{names:?}");
@@ -153,7 +170,6 @@ fn boot_reports_ratios_first_lines_and_the_boot_chart() {
         "{report:?}"
     );
     assert!(md.contains("skipped: the Xen lab is switched off"), "{md}");
-    let svg = workspace().target_dir().join("bench/boot.svg");
     assert!(std::fs::read_to_string(svg).is_ok_and(|s| s.contains("minimal/hello")));
 }
 

@@ -123,6 +123,11 @@ fn bad_input_exits_non_zero_with_the_choices() {
             "no such file",
         ),
         (&["run"][..], "<APP>"),
+        (&["run", "hello", "--gdb-port", "5000"][..], "--gdb"),
+        (
+            &["run", "hello", "--gdb", "--gdb-port", "0"][..],
+            "--gdb-port",
+        ),
     ] {
         let out = xtask(args);
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -132,6 +137,32 @@ fn bad_input_exits_non_zero_with_the_choices() {
             // `run` exits with the guest's status: its own errors are "never ran", not 1 or 2.
             assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
         }
+    }
+}
+
+/// Every option that takes a time is bounded: one line naming the option, its value and the
+/// limit, an error status (not a panic's 134), before anything is built or booted.
+#[test]
+fn time_options_are_bounded() {
+    for args in [
+        &["run", "hello", "--timeout", "1e300"][..],
+        &["run", "hello", "--timeout", "99999999999999999999"][..],
+        &["run", "hello", "--platform", "xen", "--timeout", "604801"][..],
+        &["run", "hello", "--timeout", "inf"][..],
+        &["bench", "boot", "--timeout", "1e300"][..],
+        &["xen-lab", "run", "--timeout", "99999999999999999999"][..],
+    ] {
+        let out = xtask(args);
+        let err = text(&out.stderr);
+        // `run`'s own errors are "the guest never ran" (125); other commands fail with 1.
+        let code = if args[0] == "run" { 125 } else { 1 };
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("error: --timeout {}: ", args[args.len() - 1]))
+                && err.contains("604800"),
+            "{args:?}: {err}"
+        );
     }
 }
 
@@ -242,57 +273,164 @@ fn run_tells_a_failed_qemu_from_a_killed_one() {
     }
 }
 
-#[test]
-fn run_gdb_starts_halted_and_continues_through_the_gdb_stub() {
-    use std::io::{Read, Write};
+/// A minimal client of the GDB remote protocol (what `gdb -ex 'target remote :PORT'` speaks).
+struct GdbRemote(std::net::TcpStream);
+
+impl GdbRemote {
+    /// Connects to QEMU's GDB server on `port`, retrying until it listens (or `xtask` ended).
+    fn connect(port: u16, xtask: &mut std::process::Child) -> GdbRemote {
+        for _ in 0..600 {
+            if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+                    .expect("a read timeout");
+                return GdbRemote(s);
+            }
+            if let Ok(Some(status)) = xtask.try_wait() {
+                panic!("xtask ended ({status}) before QEMU's GDB server listened on {port}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = xtask.kill();
+        panic!("QEMU's GDB server never listened on {port}");
+    }
+
+    /// Sends one packet `$body#checksum`.
+    fn send(&mut self, body: &str) {
+        use std::io::Write;
+        let sum = body.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+        write!(self.0, "${body}#{sum:02x}").expect("send a packet");
+    }
+
+    /// Reads one reply packet (skipping acknowledgements), acknowledges it, returns its body.
+    fn reply(&mut self) -> String {
+        use std::io::{Read, Write};
+        let mut byte = [0u8; 1];
+        let mut next = |s: &mut std::net::TcpStream| {
+            s.read_exact(&mut byte)
+                .expect("a reply from the GDB server");
+            byte[0]
+        };
+        while next(&mut self.0) != b'$' {}
+        let mut body = Vec::new();
+        loop {
+            match next(&mut self.0) {
+                b'#' => break,
+                b => body.push(b),
+            }
+        }
+        next(&mut self.0);
+        next(&mut self.0);
+        self.0.write_all(b"+").expect("acknowledge");
+        String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
+/// `run --gdb` (on `port`, or on the free port xtask picks and prints): QEMU's GDB server
+/// listens, the guest has not run a single instruction (its instruction pointer is still the
+/// reset vector), and it runs to its end once told to continue.
+fn gdb_session(port: Option<u16>) {
+    use std::io::{BufRead, BufReader, Read};
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     // Build first, so that the run below starts QEMU at once.
     build_minimal_hello();
+    let port_arg = port.map(|p| p.to_string());
+    let mut args = vec![
+        "run",
+        "hello",
+        "--profile",
+        "minimal",
+        "--gdb",
+        "--timeout",
+        "60",
+    ];
+    if let Some(p) = &port_arg {
+        args.extend(["--gdb-port", p]);
+    }
     let mut child = cargo()
         .args(["run", "--quiet", "--package", "xtask", "--"])
-        .args([
-            "run",
-            "hello",
-            "--profile",
-            "minimal",
-            "--gdb",
-            "--timeout",
-            "30",
-        ])
+        .args(&args)
         .args(["--", "via", "gdb"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("cargo runs");
-    // QEMU's GDB stub on :1234 (QEMU's -s); retry until it listens.
-    let mut stream = None;
-    for _ in 0..300 {
-        match std::net::TcpStream::connect("127.0.0.1:1234") {
-            Ok(s) => {
-                stream = Some(s);
+    let mut stdout = child.stdout.take().expect("piped");
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    // stderr line by line: the gdb command (with the port) comes before QEMU starts.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
                 break;
             }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
         }
-    }
-    let Some(mut stream) = stream else {
-        let _ = child.kill();
-        panic!("QEMU's GDB stub never listened on :1234");
+    });
+    let mut err = String::new();
+    let printed = loop {
+        let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(300)) else {
+            let _ = child.kill();
+            panic!("xtask printed no gdb command:\n{err}");
+        };
+        err.push_str(&line);
+        err.push('\n');
+        if let Some((_, port)) = line.split_once("-ex 'target remote :") {
+            break port
+                .trim_end_matches('\'')
+                .parse::<u16>()
+                .unwrap_or_else(|e| panic!("a port in {line:?}: {e}"));
+        }
     };
-    // Halted until told otherwise: `c` (continue) in the GDB remote protocol.
-    stream.write_all(b"$c#63").expect("send continue");
-    let out = child.wait_with_output().expect("xtask ends");
-    let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("gdb ") && stderr.contains("hello.debug") && stderr.contains(":1234"),
-        "prints the gdb command: {stderr}"
+        err.contains("gdb ") && err.contains("hello.debug"),
+        "prints the gdb command: {err}"
     );
+    if let Some(port) = port {
+        assert_eq!(printed, port, "the gdb command uses --gdb-port: {err}");
+    }
+    let mut gdb = GdbRemote::connect(printed, &mut child);
+    gdb.send("?");
+    let stop = gdb.reply();
     assert!(
-        text(&out.stdout).contains("command line: via gdb"),
-        "{}",
-        text(&out.stdout)
+        stop.starts_with('S') || stop.starts_with('T'),
+        "stop reply {stop:?}"
     );
+    // All registers: 16 general-purpose ones of 8 bytes, then rip, in target (little-endian)
+    // byte order, as hex. A CPU that never ran is at the reset vector, 0xfff0.
+    gdb.send("g");
+    let regs = gdb.reply();
+    let rip = regs
+        .get(16 * 16..17 * 16)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .map(u64::swap_bytes)
+        .unwrap_or_else(|| panic!("registers {regs:?}"));
+    assert_eq!(
+        rip, 0xfff0,
+        "the guest ran before gdb attached: rip {rip:#x}"
+    );
+    // Halted until told otherwise: `c` (continue).
+    gdb.send("c");
+    let status = child.wait().expect("xtask ends");
+    err.extend(rx.iter().map(|l| l + "\n"));
+    let out = stdout.join().expect("stdout read");
+    assert!(status.success(), "{status}: {err}");
+    assert!(out.contains("command line: via gdb"), "{out}");
+}
+
+#[test]
+fn run_gdb_starts_halted_on_a_given_port() {
+    let free = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    gdb_session(Some(free));
+}
+
+#[test]
+fn run_gdb_picks_a_free_port_and_prints_it() {
+    gdb_session(None);
 }

@@ -163,22 +163,41 @@ fn boot_with(run: &Run<'_>, append: Option<&str>, extra: &[&str]) -> Boot {
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let start = std::time::Instant::now();
-    // coreutils' timeout: a hung guest ends the test instead of hanging it.
-    let out = Command::new("timeout")
-        .arg(xtask::qemu::DEFAULT_TIMEOUT.as_secs().to_string())
-        .arg(&cfg.qemu)
-        .args(&args)
+    // Through xtask's child helper (it dies with the test), with the time limit of a boot.
+    let mut cmd = Command::new(&cfg.qemu);
+    cmd.args(&args)
         .stdin(Stdio::null())
-        .output()
-        .expect("QEMU starts");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut qemu = xtask::child::spawn(&mut cmd, "QEMU").expect("QEMU starts");
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = read(qemu.take_stdout().map(|p| Box::new(p) as _));
+    let err = read(qemu.take_stderr().map(|p| Box::new(p) as _));
+    let exit = loop {
+        if let Some(exit) = qemu.try_wait().expect("waiting for QEMU") {
+            break exit;
+        }
+        if start.elapsed() > xtask::qemu::DEFAULT_TIMEOUT {
+            qemu.kill();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let (stdout, stderr) = (out.join().expect("stdout"), err.join().expect("stderr"));
     eprintln!("--- {run:?} {append:?} {extra:?}\n{stdout}{stderr}");
     Boot {
-        outcome: xtask::qemu::decode_status(out.status.code(), &stderr, &stdout),
+        outcome: xtask::qemu::decode_status(exit.status.code(), &stderr, &stdout),
         stdout,
         stderr,
         elapsed: start.elapsed(),
+        cpu: exit.cpu,
         line_times: Vec::new(),
     }
 }

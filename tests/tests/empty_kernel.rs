@@ -16,7 +16,7 @@ fn boot(machine: Machine) -> xtask::qemu::Boot {
         kernel: image.elf,
         kargs: String::new(),
         app_args: Vec::new(),
-        gdb: false,
+        gdb: None,
         debug_exit: true,
         machine_opts: String::new(),
     };
@@ -74,7 +74,8 @@ fn a_boot_that_outlives_its_timeout_is_killed() {
         kernel: image.elf,
         kargs: String::new(),
         app_args: Vec::new(),
-        gdb: true, // -S: the CPU never starts, so only the timeout ends this boot
+        // -S: the CPU never starts, so only the timeout ends this boot.
+        gdb: Some(qemu::free_port().expect("a free port")),
         debug_exit: true,
         machine_opts: String::new(),
     };

@@ -37,6 +37,11 @@ fn all_passed(scheduler: &'static [&'static str]) -> stardust_tests::Boot {
         line_with(&boot, &[ms]);
     }
     line_with(&boot, &["sleepers woke in order [1, 2, 3, 4, 5, 6, 7, 8]"]);
+    // First in, first out: a LIFO ready queue passes everything above, not this.
+    line_with(
+        &boot,
+        &["order: 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7"],
+    );
     line_with(&boot, &["threads: all passed"]);
     boot
 }

@@ -964,6 +964,18 @@ fn thread_stack_overflow_crashes_the_pv_domain_in_its_guard_page() {
         "{hint}\n{}",
         describe(ran)
     );
+    // Not only near the stack pointer: inside the guard page of that very thread.
+    let line = line_with(ran, &["overflow: thread 'deep' has its guard page at 0x"]);
+    let guard = line
+        .rsplit_once("0x")
+        .and_then(|(_, hex)| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("a guard page address");
+    let cr2 = cr2.expect("Xen's dump names the faulting address");
+    assert!(
+        (guard..guard + 4096).contains(&cr2),
+        "the fault at {cr2:#x} is not in thread 'deep''s guard page at {guard:#x}\n{}",
+        describe(ran)
+    );
 }
 
 #[test]

@@ -14,9 +14,10 @@
 //!
 //! Modules: [`profile`] (profile files, `--set`, validation), [`image`] (the plain cargo
 //! command, copy and [`strip`]), [`cmdline`] (the kernel command line, app arguments encoded),
-//! [`qemu`] (command line, exit status, timeout), [`size`] (per-crate breakdown), [`status`]
-//! (the exit statuses of `run`), [`bench`], [`testcmd`], [`setup`] (target and QEMU
-//! installation), [`qemu_version`] (the QEMU versions known to work),
+//! [`qemu`] (command line, exit status, timeout), [`child`] (how QEMU is started so that it never
+//! outlives xtask, and stopped on signals), [`size`] (per-crate breakdown), [`status`] (the exit
+//! statuses of `run`), [`bench`], [`testcmd`], [`setup`] (target and QEMU installation),
+//! [`qemu_version`] (the QEMU versions known to work),
 //! [`xenlab`] (the Xen lab: run batches of guests on real Xen), [`xenlab_build`] (`xen-lab build`),
 //! [`xenlab_run`] (`run --platform xen`: one image in the lab, its exit status from the console)
 //! and [`gen_xen_sys`] (regenerates the Xen bindings).
@@ -25,6 +26,7 @@
 
 pub mod allocbench;
 pub mod bench;
+pub mod child;
 pub mod cmdline;
 pub mod error;
 pub mod gen_xen_sys;

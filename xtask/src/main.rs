@@ -142,10 +142,10 @@ struct QemuArgs {
     /// qboot.rom). Not on Xen.
     #[arg(long, value_enum)]
     machine: Option<MachineArg>,
-    /// Seconds before QEMU is killed (default 60; no limit with --gdb unless given). On Xen:
-    /// seconds from `xl create` until the guest is destroyed (default 60).
+    /// Seconds before QEMU is killed (default 60, at most 604800; no limit with --gdb unless
+    /// given). On Xen: seconds from `xl create` until the guest is destroyed (default 60).
     #[arg(long, value_name = "S")]
-    timeout: Option<f64>,
+    timeout: Option<String>,
 }
 
 impl QemuArgs {
@@ -186,12 +186,9 @@ impl QemuArgs {
     }
 
     fn timeout(&self, default: Option<Duration>) -> Result<Option<Duration>> {
-        match self.timeout {
+        match &self.timeout {
             None => Ok(default),
-            Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-            Some(s) => Err(Error::new(format!(
-                "--timeout {s}: expected a positive number of seconds"
-            ))),
+            Some(s) => qemu::parse_timeout("--timeout", s).map(Some),
         }
     }
 }
@@ -208,9 +205,14 @@ struct RunArgs {
     /// Kernel options, e.g. "log=debug bootchart".
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     kargs: String,
-    /// Start halted with QEMU's GDB server on :1234 and print the gdb command.
+    /// Start halted with QEMU's GDB server on 127.0.0.1 (port --gdb-port, else a free one) and
+    /// print the gdb command.
     #[arg(long)]
     gdb: bool,
+    /// The GDB server's TCP port (with --gdb; default: a free port, printed).
+    #[arg(long, value_name = "PORT", requires = "gdb",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    gdb_port: Option<u16>,
     /// Boot this image instead of building one (the profile still gives memory and console).
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
@@ -286,6 +288,8 @@ struct BenchArgs {
 }
 
 fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
+    // Bounds first, before any bench runs.
+    let timeout = args.qemu.timeout(None)?;
     // Before anything runs: an unwritable --json path would waste the whole bench.
     if let Some(path) = &args.json {
         let only_tables = !args.which.is_empty()
@@ -349,7 +353,7 @@ fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
         runs: args.runs,
         accel,
         machine,
-        timeout: args.qemu.timeout(None)?,
+        timeout,
         json: args.json,
         check: args.check,
         save_baseline: args.save_baseline,
@@ -358,6 +362,9 @@ fn bench_cmd(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread: SIGTERM, SIGINT and SIGHUP kill every QEMU xtask started, then
+    // end xtask by that signal (see xtask/src/child.rs).
+    xtask::child::stop_on_signals();
     // `run` exits with the guest's status, so its own failures (bad options, a failed build)
     // must not look like one: they are "the guest never ran" (125), as `timeout(1)` does.
     let run = std::env::args().nth(1).as_deref() == Some("run");
@@ -424,6 +431,8 @@ fn build(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
 }
 
 fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
+    // Bounds first, before anything is built.
+    args.qemu.timeout(None)?;
     let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
     if let Some(app) = &args.app {
         ws.check_app(app)?;
@@ -481,7 +490,11 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     args.qemu.apply(&mut cfg)?;
     cfg.kargs = args.kargs.clone();
     cfg.app_args = args.app_args.clone();
-    cfg.gdb = args.gdb;
+    cfg.gdb = match (args.gdb, args.gdb_port) {
+        (false, _) => None,
+        (true, Some(port)) => Some(port),
+        (true, None) => Some(qemu::free_port()?),
+    };
     let append = cfg.append();
     if append.len() > qemu::CMDLINE_LIMIT {
         eprintln!(
@@ -496,10 +509,10 @@ fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         Some(qemu::DEFAULT_TIMEOUT)
     })?;
     eprintln!("xtask: {}", cfg.shell_line());
-    if args.gdb {
+    if let Some(port) = cfg.gdb {
         eprintln!(
-            "xtask: QEMU waits for gdb on :1234; attach with:\n    {}",
-            qemu::gdb_command(&debug)
+            "xtask: QEMU waits for gdb on 127.0.0.1:{port}; attach with:\n    {}",
+            qemu::gdb_command(&debug, port)
         );
     }
     let boot = qemu::boot(&cfg, false, timeout)?;

@@ -29,6 +29,24 @@ pub const QBOOT_PATHS: &[&str] = &[
 /// Default time limit of a boot.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest time limit any option takes (`--timeout` of `run`, `bench` and `xen-lab run`):
+/// a week, far beyond any boot, and far from where durations overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The option `flag`'s value `text` (seconds, `2.5` or `1e3`) as a time limit: more than 0 and
+/// at most [`MAX_TIMEOUT`], else a one-line error that quotes `text` and gives the bounds.
+pub fn parse_timeout(flag: &str, text: &str) -> Result<Duration> {
+    let max = MAX_TIMEOUT.as_secs();
+    let secs: f64 = match text.trim().parse() {
+        Ok(s) if f64::is_finite(s) && s > 0.0 => s,
+        _ => bail!("{flag} {text}: expected a number of seconds, more than 0 and at most {max}"),
+    };
+    if secs > max as f64 {
+        bail!("{flag} {text}: at most {max} seconds (7 days)");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// The kernel command line limit (docs/CONTRACT.md); longer lines are the kernel's to reject.
 pub const CMDLINE_LIMIT: usize = 1024;
 
@@ -176,8 +194,8 @@ pub struct QemuConfig {
     pub kargs: String,
     /// App arguments (after `--` on the kernel command line).
     pub app_args: Vec<String>,
-    /// Start halted with the GDB server on :1234 (`-s -S`).
-    pub gdb: bool,
+    /// Start halted with QEMU's GDB server on this port of 127.0.0.1 (`-gdb tcp:... -S`).
+    pub gdb: Option<u16>,
     /// Attach `isa-debug-exit` (how the guest reports its status). Tests turn it off to check
     /// the guest's ACPI power-off.
     pub debug_exit: bool,
@@ -197,7 +215,7 @@ impl QemuConfig {
             kernel,
             kargs: String::new(),
             app_args: Vec::new(),
-            gdb: false,
+            gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
         }
@@ -253,8 +271,8 @@ impl QemuConfig {
             Console::Serial => push(&["-serial", "stdio"]),
             Console::Debugcon => push(&["-debugcon", "stdio"]),
         }
-        if self.gdb {
-            push(&["-s", "-S"]);
+        if let Some(port) = self.gdb {
+            push(&["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
         }
         a
     }
@@ -370,6 +388,8 @@ pub struct Boot {
     pub stderr: String,
     /// Wall time from spawning QEMU to seeing it exit.
     pub elapsed: Duration,
+    /// QEMU's CPU time (user + system) over the whole boot.
+    pub cpu: Duration,
     /// When captured: the wall time (from spawning QEMU) at which each console line's `\n`
     /// arrived; entry `i` belongs to the `i`-th item of [`Boot::lines`].
     pub line_times: Vec<Duration>,
@@ -384,7 +404,9 @@ impl Boot {
 
 /// Boots `cfg`. With `capture`, the guest console is collected into [`Boot::stdout`]; otherwise
 /// it is copied to our stdout as it comes (and its last bytes kept, for the status line). QEMU's stderr is always collected (and echoed unless
-/// capturing). With a `timeout`, QEMU is killed when it runs longer.
+/// capturing). With a `timeout`, QEMU is killed when it runs longer. QEMU is started through
+/// [`crate::child::spawn`]: in its own process group, and killed when xtask dies or is stopped by
+/// a signal.
 pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Result<Boot> {
     if !cfg.kernel.is_file() {
         bail!("image {} does not exist", cfg.kernel.display());
@@ -395,10 +417,9 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child = cmd
-        .spawn()
+    let mut child = crate::child::spawn(&mut cmd, "QEMU")
         .map_err(|e| Error::new(format!("could not start {}: {e}", cfg.qemu.display())))?;
-    let stdout = child.stdout.take().map(|mut out| {
+    let stdout = child.take_stdout().map(|mut out| {
         thread::spawn(move || {
             let mut buf = Vec::new();
             let mut times = Vec::new();
@@ -421,7 +442,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
             (String::from_utf8_lossy(&buf).into_owned(), times)
         })
     });
-    let stderr = child.stderr.take().map(|err| {
+    let stderr = child.take_stderr().map(|err| {
         thread::spawn(move || {
             let mut all = String::new();
             for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
@@ -434,21 +455,21 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
             all
         })
     });
-    let (status, timed_out, elapsed) = loop {
-        if let Some(status) = child
+    let (exit, timed_out, elapsed) = loop {
+        if let Some(exit) = child
             .try_wait()
             .map_err(|e| Error::new(format!("waiting for QEMU: {e}")))?
         {
-            break (status, None, start.elapsed());
+            break (exit, None, start.elapsed());
         }
         if let Some(limit) = timeout
             && start.elapsed() > limit
         {
-            let _ = child.kill();
-            let status = child
+            child.kill();
+            let exit = child
                 .wait()
                 .map_err(|e| Error::new(format!("waiting for QEMU: {e}")))?;
-            break (status, Some(limit), start.elapsed());
+            break (exit, Some(limit), start.elapsed());
         }
         thread::sleep(Duration::from_micros(500));
     };
@@ -460,23 +481,34 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
         .unwrap_or_default();
     let outcome = match timed_out {
         Some(limit) => Outcome::TimedOut(limit),
-        None => decode_status(status.code(), &stderr, &stdout),
+        None => decode_status(exit.status.code(), &stderr, &stdout),
     };
     Ok(Boot {
         outcome,
         stdout,
         stderr,
         elapsed,
+        cpu: exit.cpu,
         line_times,
     })
 }
 
-/// The gdb command that attaches to a `--gdb` boot of an image with symbols in `debug`.
-pub fn gdb_command(debug: &Path) -> String {
+/// The gdb command that attaches to a `--gdb` boot (GDB server on `port`) of an image with
+/// symbols in `debug`.
+pub fn gdb_command(debug: &Path, port: u16) -> String {
     format!(
-        "gdb {} -ex 'target remote :1234'",
+        "gdb {} -ex 'target remote :{port}'",
         shell_quote(&crate::workspace::display_path(debug))
     )
+}
+
+/// A TCP port of 127.0.0.1 that is free right now (the kernel picks it), for QEMU's GDB server.
+/// Another process may take it before QEMU binds it: QEMU then fails and says so.
+pub fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| Error::new(format!("finding a free TCP port for the GDB server: {e}")))
 }
 
 #[cfg(test)]
@@ -493,7 +525,7 @@ mod tests {
             kernel: "k.elf".into(),
             kargs: " log=debug  bootchart ".into(),
             app_args: vec!["one".into(), "two".into()],
-            gdb: false,
+            gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
         }
@@ -527,12 +559,15 @@ mod tests {
         c.kargs.clear();
         c.app_args.clear();
         c.console = Console::Debugcon;
-        c.gdb = true;
+        c.gdb = Some(4321);
         c.accel = Accel::Kvm;
         let args = c.args().join(" ");
         assert!(!args.contains("-append"), "{args}");
         assert!(args.starts_with("-accel kvm "), "{args}");
-        assert!(args.ends_with("-debugcon stdio -s -S"), "{args}");
+        assert!(
+            args.ends_with("-debugcon stdio -gdb tcp:127.0.0.1:4321 -S"),
+            "{args}"
+        );
         let mut c = cfg();
         c.kargs.clear();
         assert_eq!(c.append(), "-- one two --");
@@ -634,10 +669,35 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_are_bounded() {
+        let t = |s: &str| parse_timeout("--timeout", s);
+        assert_eq!(t("1.5").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(t("604800").ok(), Some(MAX_TIMEOUT));
+        for bad in [
+            "0",
+            "-1",
+            "nan",
+            "inf",
+            "604800.5",
+            "1e300",
+            "99999999999999999999",
+            "x",
+            "",
+        ] {
+            let e = t(bad).expect_err("refused").to_string();
+            assert!(e.starts_with(&format!("--timeout {bad}: ")), "{e}");
+            assert!(e.contains("604800") && !e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
     fn gdb_line() {
         assert_eq!(
-            gdb_command(Path::new("target/stardust/default/hello.debug")),
-            "gdb target/stardust/default/hello.debug -ex 'target remote :1234'"
+            gdb_command(Path::new("target/stardust/default/hello.debug"), 4321),
+            "gdb target/stardust/default/hello.debug -ex 'target remote :4321'"
         );
+        let port = free_port().expect("a free port");
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("free indeed");
     }
 }

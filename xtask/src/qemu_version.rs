@@ -102,7 +102,7 @@ pub fn installed() -> Option<QemuVersion> {
     static VERSION: OnceLock<Option<QemuVersion>> = OnceLock::new();
     VERSION
         .get_or_init(|| {
-            let out = Command::new(QEMU).arg("--version").output().ok()?;
+            let out = crate::child::output(Command::new(QEMU).arg("--version"), "QEMU").ok()?;
             QemuVersion::parse(&String::from_utf8_lossy(&out.stdout))
         })
         .clone()

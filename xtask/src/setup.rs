@@ -146,9 +146,7 @@ pub fn setup_all(ws: &Workspace) -> Result<()> {
     ensure_target(ws)?;
     eprintln!("setup: Rust target {TARGET}: installed");
     let qemu = ensure_qemu()?;
-    let version = Command::new(&qemu)
-        .arg("--version")
-        .output()
+    let version = crate::child::output(Command::new(&qemu).arg("--version"), "QEMU")
         .map_err(|e| Error::new(format!("{} does not run: {e}", qemu.display())))?;
     let first = String::from_utf8_lossy(&version.stdout)
         .lines()

@@ -175,17 +175,19 @@ fn cargo_test(ws: &Workspace, package: &str, counts: &mut Counts) -> Result<bool
     use std::io::{BufRead, BufReader, Write};
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("\nxtask test: cargo test -p {package}");
-    let mut child = Command::new(&cargo)
-        .args(["test", "-p", package])
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["test", "-p", package])
         .current_dir(&ws.root)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .env_remove("CARGO_MAKEFLAGS")
         .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
-        .spawn()
-        .context("could not run cargo test")?;
-    let Some(stdout) = child.stdout.take() else {
+        .env_remove("MFLAGS");
+    // Like QEMU: its process group (cargo and the test binaries, whose QEMUs die with them) is
+    // killed when a signal stops xtask.
+    let mut child =
+        crate::child::spawn(&mut cmd, "cargo test").context("could not run cargo test")?;
+    let Some(stdout) = child.take_stdout() else {
         bail!("cargo test's stdout was not captured");
     };
     let mut out = std::io::stdout().lock();
@@ -194,7 +196,7 @@ fn cargo_test(ws: &Workspace, package: &str, counts: &mut Counts) -> Result<bool
         counts.add_line(&line);
         let _ = writeln!(out, "{line}");
     }
-    let status = child.wait().context("waiting for cargo test")?;
+    let status = child.wait().context("waiting for cargo test")?.status;
     Ok(status.success())
 }
 

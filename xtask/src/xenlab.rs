@@ -45,7 +45,7 @@
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -404,11 +404,11 @@ impl Lab {
             );
         }
         let start = Instant::now();
-        let mut child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .stderr(Stdio::piped());
+        // Killed with xtask (or by a signal that stops it): never a lab left running.
+        let mut child = crate::child::spawn(&mut cmd, "the Xen lab's QEMU")
             .context("starting qemu-system-x86_64 for the Xen lab")?;
         let rx = spawn_line_readers(&mut child);
         let guest_budget: Duration = guests
@@ -456,12 +456,12 @@ impl Lab {
                 };
                 if let Some(why) = why {
                     let _ = writeln!(log, "XENLAB-HOST: {why}; killing QEMU");
-                    let _ = child.kill();
+                    child.kill();
                     killed = Some(why);
                 }
             }
         }
-        let status = child.wait().context("waiting for QEMU")?;
+        let status = child.wait().context("waiting for QEMU")?.status;
         let total = start.elapsed();
         let _ = writeln!(
             log,
@@ -571,7 +571,7 @@ fn tail_hint(log: &Path) -> String {
 }
 
 /// Reads QEMU's stdout and stderr line by line, with the time each line arrived.
-fn spawn_line_readers(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
+fn spawn_line_readers(child: &mut crate::child::Child) -> mpsc::Receiver<(Instant, String)> {
     let (tx, rx) = mpsc::channel();
     fn pump(
         r: impl Read + Send + 'static,
@@ -596,33 +596,60 @@ fn spawn_line_readers(child: &mut Child) -> mpsc::Receiver<(Instant, String)> {
             }
         });
     }
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = child.take_stdout() {
         pump(out, tx.clone(), "");
     }
-    if let Some(err) = child.stderr.take() {
+    if let Some(err) = child.take_stderr() {
         pump(err, tx, "QEMU: ");
     }
     rx
 }
 
-/// A temporary directory in the lab directory, removed on drop.
+/// A temporary directory in the lab directory, removed on drop (or when a signal stops xtask).
 struct WorkDir {
     path: PathBuf,
 }
 
 impl WorkDir {
     fn new(lab: &Path) -> Result<WorkDir> {
+        remove_stale_work_dirs(lab);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let path = lab.join(format!("run-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        crate::child::remove_if_stopped(&path);
         Ok(WorkDir { path })
+    }
+}
+
+/// Removes the run directories (`run-<pid>-<nanos>`) of xtask processes that no longer exist:
+/// what a SIGKILL left behind. Nothing when /proc cannot tell.
+fn remove_stale_work_dirs(lab: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(lab) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("run-"))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        crate::child::forget_temp_dir(&self.path);
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
@@ -781,8 +808,12 @@ impl GuestSpec {
                 self.memory_mb
             );
         }
-        if self.timeout < Duration::from_secs(1) {
-            bail!("guest {}: the time limit must be at least 1 s", self.name);
+        if self.timeout < Duration::from_secs(1) || self.timeout > crate::qemu::MAX_TIMEOUT {
+            bail!(
+                "guest {}: the time limit must be 1 to {} s",
+                self.name,
+                crate::qemu::MAX_TIMEOUT.as_secs()
+            );
         }
         if let Some(c) = &self.cmdline {
             if c.len() > 1023 {

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -65,9 +64,9 @@ pub struct RunArgs {
     /// Guest command line (xl `extra=`).
     #[arg(long, allow_hyphen_values = true)]
     cmdline: Option<String>,
-    /// Seconds each guest may run.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
+    /// Seconds each guest may run (at most 604800).
+    #[arg(long, value_name = "S", default_value = "60")]
+    timeout: String,
     /// How the kernels should end.
     #[arg(long, value_enum, default_value = "poweroff")]
     expect: ExpectArg,
@@ -114,6 +113,7 @@ pub fn dispatch(cmd: XenLabCmd) -> Result<ExitCode> {
 }
 
 fn run(lab: &Lab, args: RunArgs) -> Result<ExitCode> {
+    let timeout = xtask::qemu::parse_timeout("--timeout", &args.timeout)?;
     if let Err(why) = lab.availability() {
         // Not an error of the guests: say so plainly, and fail (a run was asked for).
         println!("xen-lab: skipped: {why}");
@@ -140,7 +140,7 @@ fn run(lab: &Lab, args: RunArgs) -> Result<ExitCode> {
                 TypeArg::Pvh => GuestType::Pvh,
             })
             .memory_mb(args.memory)
-            .timeout(Duration::from_secs(args.timeout))
+            .timeout(timeout)
             .expect(match args.expect {
                 ExpectArg::Poweroff => Expect::Poweroff,
                 ExpectArg::Crash => Expect::Crash,

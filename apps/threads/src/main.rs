@@ -12,6 +12,8 @@
 //!   timer preempts it within a time slice (any valid one, up to 1 s) and main wakes while it
 //!   still computes (it stops once main woke, or after 10 s: not preempted); under `coop` it
 //!   computes 100 ms and main wakes only after it is done (the documented behaviour).
+//! - `order`: 8 threads each log their number and yield, 3 rounds: the ready queue must be
+//!   first in, first out (`order: 0 1 2 3 4 5 6 7 0 1 ...`), as `coop` and `preempt` promise.
 //! - `overflow`: a thread named `deep` recurses until its 16 KiB stack overflows, which must
 //!   end in the kernel's panic naming the thread (status 101).
 //! - `bench`: yield ping-pong, spawn + join, and timer wake-up latency (`bench ...:` lines for
@@ -42,6 +44,7 @@ fn main() -> Result<(), &'static str> {
         "sleep" => sleep(),
         "hog" => hog(),
         "overflow" => overflow(),
+        "order" => order(),
         "bench" => bench(),
         "all" => {
             spawn_error()?;
@@ -50,11 +53,12 @@ fn main() -> Result<(), &'static str> {
             semaphore()?;
             sleep()?;
             hog()?;
+            order()?;
             println!("threads: all passed");
             Ok(())
         }
         _ => Err(
-            "unknown mode: expected mutex, channel, semaphore, sleep, hog, overflow, bench or all",
+            "unknown mode: expected mutex, channel, semaphore, sleep, hog, order, overflow, bench or all",
         ),
     }
 }
@@ -66,6 +70,39 @@ fn small_thread<T: Send + 'static>(
         .stack_size(8 * 1024)
         .spawn(f)
         .expect("memory for a thread stack")
+}
+
+/// Threads that yield take turns in the order they became ready: 8 threads, 3 rounds each, log
+/// 0..8 three times over (a LIFO ready queue would run the last one again and again).
+fn order() -> Result<(), &'static str> {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 3;
+    static LOG: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    LOG.lock().clear();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|n| {
+            small_thread(move || {
+                for _ in 0..ROUNDS {
+                    LOG.lock().push(n);
+                    thread::yield_now();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join();
+    }
+    let log = core::mem::take(&mut *LOG.lock());
+    let mut line = stardust::alloc::string::String::new();
+    for n in &log {
+        line.push_str(&stardust::alloc::format!(" {n}"));
+    }
+    println!("order:{line}");
+    let expected = (0..ROUNDS).flat_map(|_| 0..THREADS);
+    if log.len() != THREADS * ROUNDS || !log.iter().copied().eq(expected) {
+        return Err("threads that yield did not take turns in first-in, first-out order");
+    }
+    Ok(())
 }
 
 /// A stack that cannot be had is an error the caller gets back, not a crash.
@@ -268,7 +305,12 @@ fn overflow() -> Result<(), &'static str> {
     let deep = Builder::new()
         .name("deep".into())
         .stack_size(16 * 1024)
-        .spawn(|| recurse(0))
+        .spawn(|| {
+            if let Some(page) = thread::guard_page() {
+                println!("overflow: thread 'deep' has its guard page at {page:#x}");
+            }
+            recurse(0)
+        })
         .expect("memory for a thread stack");
     deep.join();
     Err("the recursion ended without a stack overflow")

@@ -8,6 +8,9 @@
 //!   on KVM inside a 2 MiB page, which is split), then reads it: the
 //!   read must fault (`EXCEPTION: #PF`, status 102); status 1 if it did not.
 //! - `unguard`: unmaps then maps the page again, reads and writes it, prints `unguard ok`.
+//! - `idle MS`: one sleep of MS milliseconds (default 2000), then `idled MS ms`: with nothing
+//!   to run the CPU halts, which the idle test sees as QEMU's low CPU time; a long one is a
+//!   guest that runs until it is killed (the signal tests).
 //!
 //! Anything else prints the usage, status 2.
 #![no_std]
@@ -27,8 +30,9 @@ fn main() {
         Some("wall") => wall(),
         Some("guard") => guard(false),
         Some("unguard") => guard(true),
+        Some("idle") => idle(args.next()),
         _ => {
-            println!("usage: timeprobe sleep|wall|guard|unguard");
+            println!("usage: timeprobe sleep|wall|guard|unguard|idle [MS]");
             stardust::exit(2);
         }
     }
@@ -61,6 +65,16 @@ fn sleep() {
     if early {
         stardust::exit(1);
     }
+}
+
+fn idle(ms: Option<&str>) {
+    let Some(ms) = ms.map_or(Some(2000), |ms| ms.parse::<u64>().ok()) else {
+        println!("timeprobe: idle MS: MS must be a number of milliseconds");
+        stardust::exit(2);
+    };
+    println!("idle {ms} ms");
+    stardust::time::sleep_ns(ms.saturating_mul(1_000_000));
+    println!("idled {ms} ms");
 }
 
 fn wall() {

@@ -438,6 +438,15 @@ pub fn current_info() -> (u64, String) {
     })
 }
 
+/// The running thread's guard page (the unmapped 4 KiB page just below its stack), where its
+/// stack has one; `None` on the boot stack or where the platform could not unmap it.
+pub fn current_guard_page() -> Option<u64> {
+    with_cpu(|cpu| {
+        let t = cpu.thread(cpu.current);
+        t.stack.as_ref().filter(|s| s.guarded).map(Stack::guard)
+    })
+}
+
 /// Blocks the running thread until [`unpark`] (or returns at once, consuming the token, if
 /// one is pending).
 pub fn park() {

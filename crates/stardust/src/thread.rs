@@ -66,6 +66,13 @@ pub fn current() -> Thread {
     }
 }
 
+/// The address of the running thread's guard page: the 4 KiB page just below its stack, left
+/// unmapped so that an overflow faults there. `None` on `main`'s boot stack, or where the platform
+/// could not unmap it (the stack's canary still catches an overflow at the next switch).
+pub fn guard_page() -> Option<u64> {
+    threads::current_guard_page()
+}
+
 /// Thread options: name and stack size.
 #[derive(Debug, Default)]
 pub struct Builder {

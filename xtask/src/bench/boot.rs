@@ -198,6 +198,7 @@ mod tests {
             stdout: stdout.into(),
             stderr: String::new(),
             elapsed: Duration::from_millis(100),
+            cpu: Duration::from_millis(50),
             line_times: times_ms.iter().map(|t| Duration::from_millis(*t)).collect(),
         }
     }
