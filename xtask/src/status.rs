@@ -10,22 +10,8 @@
 //! means one thing. On QEMU, a guest status that `isa-debug-exit` cannot carry (7 bits) comes
 //! back from the console's last line, [`CONSOLE_LINE`] `N` (QEMU exits with 255 then).
 
-/// Kernel panic (also an app's exit with a reserved status, and a failed allocation).
-pub const PANIC: u8 = 101;
-/// CPU exception.
-pub const EXCEPTION: u8 = 102;
-/// Kernel configuration or boot error (the console's `error: ` line says which).
-pub const BAD_CONFIG: u8 = 103;
-/// The guest still ran at its time limit (`--timeout`) and was stopped.
-pub const TIMEOUT: u8 = 124;
-/// The guest never ran: xtask's own error (bad options, a failed build), QEMU failed to start
-/// or failed with its own error, `xl create` refused the image, the Xen lab could not run.
-pub const NEVER_RAN: u8 = 125;
-/// QEMU was killed by a signal xtask did not send.
-pub const KILLED: u8 = 126;
-/// The guest stopped without reporting a status: a triple fault or a plain power-off on QEMU,
-/// a crash without the guest's status line on Xen.
-pub const NO_STATUS: u8 = 127;
+// The values are the kernel's own constants: one definition for the guest and for xtask.
+pub use platform::status::{BAD_CONFIG, EXCEPTION, KILLED, NEVER_RAN, NO_STATUS, PANIC, TIMEOUT};
 
 /// The kernel's statuses, which xtask passes on as the guest's.
 pub const KERNEL: [u8; 3] = [PANIC, EXCEPTION, BAD_CONFIG];
