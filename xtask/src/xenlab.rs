@@ -418,9 +418,11 @@ impl Lab {
         let mut parser = SerialParser::new(guests.len());
         let mut killed: Option<String> = None;
         let mut ready_at: Option<Instant> = None;
+        let mut last_line = Instant::now();
         loop {
             match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok((at, line)) => {
+                    last_line = at;
                     let t = at.saturating_duration_since(start);
                     let _ = writeln!(log, "[{:8.3}] {line}", t.as_secs_f64());
                     let before = parser.finished();
@@ -450,6 +452,20 @@ impl Lab {
                         Some(format!(
                             "the batch did not end within {} s of dom0 being ready",
                             (guest_budget + Duration::from_secs(60)).as_secs()
+                        ))
+                    }
+                    // The serial line is silent while a guest runs (its console comes at its
+                    // end), for at most its time limit: silence much longer than that is a
+                    // stalled lab (seen once under QEMU 10.0.2 on a loaded host: dom0 stopped
+                    // after a guest's `xl create`, and QEMU no longer took SIGTERM), which must
+                    // not eat the whole batch's budget.
+                    Some(_) if last_line.elapsed() > stall_limit(guests, parser.finished()) => {
+                        Some(format!(
+                            "the lab stalled: no serial output for {} s while guest {} ran",
+                            last_line.elapsed().as_secs(),
+                            guests
+                                .get(parser.finished())
+                                .map_or("(none)", |g| g.name.as_str())
                         ))
                     }
                     _ => None,
@@ -557,6 +573,15 @@ impl Lab {
         ));
         cmd
     }
+}
+
+/// How long the serial line may stay silent while guest `running` (an index into `guests`) runs:
+/// its time limit, plus time for `xl destroy` and the console dump on a loaded host.
+fn stall_limit(guests: &[GuestSpec], running: usize) -> Duration {
+    let timeout = guests
+        .get(running)
+        .map_or(DEFAULT_GUEST_TIMEOUT, |g| g.timeout);
+    timeout + Duration::from_secs(120)
 }
 
 fn tail_hint(log: &Path) -> String {
