@@ -1,6 +1,6 @@
 //! Thin platform for Xen x86_64 guests (`platform = "xen"`), PV (the default) or PVH
 //! (`xen_guest = "pvh"`, the `pvh` feature). One [`Xen`] type; the services are written once
-//! and only the thin mode-specific parts differ (`pv.rs` or [`pvh`]).
+//! and only the parts that differ by guest type are apart (`pv.rs` or [`pvh`], used as `guest`).
 //!
 //! - [`entry`] (PV): the `.note.Xen` ELF notes, the 64-bit PV entry, the hypercall page, the
 //!   trap table and its trampolines into the arch crate's exception stubs.
@@ -24,7 +24,7 @@
 //! covers a PV guest's boot and memory model.
 //!
 //! # Cargo features
-//! - `pvh`: a PVH guest instead of a PV one (enables the arch crate's `pvh` entry).
+//! - `pvh`: a PVH guest instead of a PV one (enables the arch crate's `pvh-entry`).
 #![no_std]
 
 pub mod console;
@@ -43,9 +43,9 @@ pub mod time;
 pub mod xenstore;
 
 #[cfg(not(feature = "pvh"))]
-use pv as mode;
+use pv as guest;
 #[cfg(feature = "pvh")]
-use pvh as mode;
+use pvh as guest;
 
 pub use console::{XEN_CONSOLE, XenConsole};
 use platform::{BootInfo, DeviceMemory, FreeMemory};
@@ -55,25 +55,25 @@ use platform::{BootInfo, DeviceMemory, FreeMemory};
 pub struct Xen;
 
 impl platform::Platform for Xen {
-    type BootError = mode::BootError;
-    type MapError = mode::MapError;
+    type BootError = guest::BootError;
+    type MapError = guest::MapError;
 
     /// PVH: Xen's CPUID signature (a universal image runs the other platform without it). PV:
     /// always (nothing else boots a PV image).
     fn detect() -> bool {
-        mode::detect()
+        guest::detect()
     }
 
     fn boot_info(raw: u64) -> Result<BootInfo, Self::BootError> {
-        mode::boot_info(raw)
+        guest::boot_info(raw)
     }
 
     fn init(boot: &BootInfo) -> DeviceMemory {
-        mode::init(boot)
+        guest::init(boot)
     }
 
     fn init_cpu() {
-        mode::init_cpu();
+        guest::init_cpu();
     }
 
     fn map_memory(
@@ -81,7 +81,7 @@ impl platform::Platform for Xen {
         free: &mut FreeMemory,
         devices: &DeviceMemory,
     ) -> Result<u64, Self::MapError> {
-        mode::map_memory(boot, free, devices)
+        guest::map_memory(boot, free, devices)
     }
     fn exit(status: u8) -> ! {
         use platform::ConsoleDevice;
@@ -113,19 +113,19 @@ impl platform::Platform for Xen {
     }
 
     fn set_timer(deadline_ns: u64) -> bool {
-        mode::set_timer(deadline_ns)
+        guest::set_timer(deadline_ns)
     }
 
     fn interrupts_disable() -> bool {
-        mode::interrupts_disable()
+        guest::interrupts_disable()
     }
 
     fn interrupts_restore(enabled: bool) {
-        mode::interrupts_restore(enabled);
+        guest::interrupts_restore(enabled);
     }
 
     fn idle() {
-        mode::idle();
+        guest::idle();
     }
 
     fn wall_clock_ns() -> Option<u64> {
@@ -134,11 +134,11 @@ impl platform::Platform for Xen {
 
     unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
         // SAFETY: forwarded to the caller.
-        unsafe { mode::unmap_page(page, new_table) }
+        unsafe { guest::unmap_page(page, new_table) }
     }
 
     unsafe fn remap_page(page: u64) {
         // SAFETY: forwarded to the caller.
-        unsafe { mode::remap_page(page) }
+        unsafe { guest::remap_page(page) }
     }
 }
