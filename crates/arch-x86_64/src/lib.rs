@@ -17,12 +17,8 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod paging;
-pub mod pvclock;
-pub mod rtc;
 pub mod start_info;
 
-#[cfg(target_os = "none")]
-pub mod apic;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
