@@ -6,19 +6,28 @@
 //!   trap table and its trampolines into the arch crate's exception stubs.
 //! - [`pvh`] (PVH): Xen found by CPUID, the hypercall page installed by MSR, the console ring
 //!   from HVM params; the arch crate's PVH entry, start info parser, IDT and page tables.
+//! - `pv.rs` (PV): the `Platform` calls on the PV modules below, the event callbacks.
 //! - [`hypercall`]: hypercalls through the hypercall page.
 //! - [`memory`] (PV): boot information from `start_info`, the p2m/M2P translations, and the PV
 //!   memory model (page tables updated by `mmu_update`: all free RAM mapped, the image W^X).
 //! - [`console`]: the console ring, as this platform's console device.
-//! - [`time`]: the shared info page, the PV clock and the wall clock.
-//! - [`events`]: the event upcall (PV: masking in `vcpu_info`, idle by `SCHEDOP_block`; PVH:
-//!   the HVM callback vector, `cli`/`sti`, idle by `sti; hlt`), handlers per port, the one-shot
-//!   timer (its VIRQ calls the kernel's timer hook at the end of the upcall).
+//! - [`time`]: the shared info page (mapped by the guest type's code), the PV clock and the wall
+//!   clock.
+//! - [`events`]: the event upcall, masking (PV: in `vcpu_info`; PVH: `cli`/`sti`), handlers per
+//!   port, the one-shot timer (its VIRQ calls the kernel's timer hook at the end of the
+//!   upcall). The callback's entry and registration and idle are the guest type's (PV:
+//!   `set_callbacks`, `SCHEDOP_block`; PVH: the HVM callback vector, `sti; hlt`).
 //! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
 //! - [`grant`]: the grant table (PV: `GNTTABOP_setup_table`; PVH: `XENMEM_add_to_physmap`;
 //!   bookkeeping in `xen_services::grant`).
 //! - Power-off and crash by `SCHEDOP_shutdown`.
 //!
+//! Modules depend one way: `pv.rs`/`pvh.rs` on the shared services, the services on
+//! `hypercall` (and `memory`, PV's), and on the guest type only through the `guest` alias (the
+//! console and XenStore rings, idle), which `pv.rs`/`pvh.rs` serve without calling back. The
+//! `pvh` feature is read here (which modules), and in two shared modules where a `guest` call
+//! would close a cycle: `events` (masking, which `bind` needs and the guest code calls) and
+//! `grant` (the table's frames, which the guest's entry code reserves by `grant::FRAMES`).
 //!
 //! Written by hand against the Xen public headers (bindings in `xen-sys`): no published crate
 //! covers a PV guest's boot and memory model.

@@ -40,7 +40,7 @@ impl Wait for StoreWait {
         }
         let was = crate::events::disable();
         crate::events::set_timer(now + WAIT_SLICE_NS);
-        crate::events::block();
+        crate::guest::block();
         if !was {
             crate::events::disable();
         }
