@@ -171,7 +171,7 @@ pub type SelectedHeap = heap::NoHeap;
 pub const HAS_HEAP: bool = cfg!(not(feature = "allocator-none"));
 
 #[cfg_attr(not(feature = "allocator-none"), global_allocator)]
-pub static HEAP: KernelHeap<SelectedHeap> = KernelHeap::new(SelectedHeap::new());
+pub static HEAP: KernelHeap<SelectedHeap, SelectedPlatform> = KernelHeap::new(SelectedHeap::new());
 
 /// The platform the image was built for, as xtask's `run --image` reads it from an ELF note
 /// before booting a prebuilt image (a KVM image refused on Xen, a Xen one on QEMU): the profile's
