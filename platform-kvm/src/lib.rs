@@ -1,11 +1,12 @@
 //! The thin platform for KVM-class monitors (QEMU `microvm` and `q35`, Firecracker, Cloud
 //! Hypervisor): COM1 and the 0xe9 debug port as consoles, power-off with an exit status, TSC
 //! calibration against the PIT, the local APIC timer, the CMOS RTC as wall clock, and guard
-//! pages in the live page tables. Boot entry, CPU set-up, the APIC and the page-table logic
-//! are the arch crate's.
+//! pages in the live page tables. Boot entry, CPU set-up and the page-table logic are the arch
+//! crate's; the PC chipset (ACPI, PICs, local APIC, RTC, PIT, kvmclock) is the `pc` crate's
+//! (`platform-kvm/pc`).
 //!
-//! Interrupts: [`Platform::init_cpu`] remaps and masks the legacy PICs (the IDT has the timer,
-//! spurious and PIC gates); the local APIC (xAPIC, MMIO, whose page [`Platform::init`] returns
+//! Interrupts: [`Platform::init_cpu`] remaps and masks the legacy PICs (the IDT has the
+//! spurious and PIC gates, and the APIC timer's, which `init_cpu` adds); the local APIC (xAPIC, MMIO, whose page [`Platform::init`] returns
 //! as device memory) is set up on the first [`Platform::set_timer`], after the kernel's page
 //! tables map it, and its one-shot timer is calibrated against the TSC then. Without an APIC
 //! or a TSC frequency there is no timer: `set_timer` returns false and `idle` spins.
@@ -27,9 +28,10 @@
 //! None.
 #![no_std]
 
-use arch_x86_64::{apic, cpu, tsc};
+use arch_x86_64::{cpu, tsc};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
-use platform::acpi::{self, PowerOffRegister};
+use pc::acpi::{self, PowerOffRegister};
+use pc::{apic, kvmclock, pic, pit, rtc};
 use platform::{BootInfo, ConsoleDevice, DeviceMemory, FreeMemory, Range, status};
 
 /// The KVM-class platform.
@@ -131,7 +133,8 @@ impl platform::Platform for Kvm {
 
     fn init_cpu() {
         cpu::init();
-        arch_x86_64::apic::disable_pic();
+        apic::install_timer_gate();
+        pic::disable();
     }
 
     fn map_memory(
@@ -221,8 +224,8 @@ impl platform::Platform for Kvm {
         }
         let (hz, source) = tsc::frequency_from_cpuid()
             .map(|hz| (hz, "CPUID"))
-            .or_else(|| tsc::frequency_from_kvmclock().map(|hz| (hz, "kvmclock")))
-            .or_else(|| calibrate_with_pit().map(|hz| (hz, "the PIT")))?;
+            .or_else(|| kvmclock::frequency_from_kvmclock().map(|hz| (hz, "kvmclock")))
+            .or_else(|| pit::calibrate_tsc().map(|hz| (hz, "the PIT")))?;
         log::debug!("TSC frequency {hz} Hz, from {source}");
         // Nanoseconds per TSC tick in 32.32 fixed point: `now_ns` is then one multiply (no
         // 128-bit division on the scheduler's hot path).
@@ -348,7 +351,7 @@ fn apic_ready() -> bool {
 fn read_rtc() -> Option<u64> {
     let enabled = cpu::interrupts_disable();
     // SAFETY: ports 0x70/0x71 are the CMOS; interrupts are masked, and nothing else uses them.
-    let registers = unsafe { arch_x86_64::rtc::read() };
+    let registers = unsafe { rtc::read() };
     let now = <Kvm as platform::Platform>::now_ns();
     if enabled {
         cpu::interrupts_enable();
@@ -381,45 +384,4 @@ fn qemu_debug_exit_present() -> bool {
         ];
         &signature == b"QEMU" && cpu::inb(0xf4) == 0
     }
-}
-
-/// Counts TSC ticks over 10 ms of PIT channel 0, read back through the latch command (no
-/// port 0x61 gate, which QEMU's `microvm` lacks). Channel 0 is free: IRQ 0 is masked at the PIC (`init_cpu`).
-fn calibrate_with_pit() -> Option<u64> {
-    const PIT_HZ: u64 = 1_193_182;
-    const TICKS: u32 = (PIT_HZ / 100) as u32;
-    fn count() -> u16 {
-        // SAFETY: latching channel 0 (command 0x00 at port 0x43) and reading its count low
-        // byte then high byte from port 0x40 only reads the counter.
-        unsafe {
-            cpu::outb(0x43, 0x00);
-            u16::from_le_bytes([cpu::inb(0x40), cpu::inb(0x40)])
-        }
-    }
-    // SAFETY: channel 0, low then high byte, mode 2 (rate generator), binary, reload 0 (= 65536):
-    // the counter runs down continuously; IRQ 0 is masked at the PIC, so it is never taken.
-    unsafe {
-        cpu::outb(0x43, 0x34);
-        cpu::outb(0x40, 0);
-        cpu::outb(0x40, 0);
-    }
-    let mut last = count();
-    let start = tsc::now();
-    let mut elapsed = 0u32;
-    for i in 0..10_000_000u32 {
-        let now = count();
-        // A counter that never moves is no PIT (QEMU `microvm,pit=off`, Firecracker).
-        if i == 10_000 && elapsed == 0 && now == last {
-            return None;
-        }
-        // Down-counter with period 65536: the difference wraps naturally in u16.
-        elapsed += u32::from(last.wrapping_sub(now));
-        last = now;
-        if elapsed >= TICKS {
-            let hz = (tsc::now() - start) * PIT_HZ / u64::from(elapsed);
-            // Below 100 MHz the measurement is not believable (a port that reads 0xff...).
-            return (hz >= 100_000_000).then_some(hz);
-        }
-    }
-    None
 }

@@ -66,7 +66,7 @@ impl XenConsole {
 
 impl ConsoleDevice for XenConsole {
     fn init(&self) {
-        let Some((page, port)) = crate::mode::console_ring() else {
+        let Some((page, port)) = crate::guest::console_ring() else {
             return;
         };
         self.port.store(port, Ordering::Relaxed);

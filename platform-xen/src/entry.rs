@@ -6,12 +6,6 @@
 //! enters `xen_pv_start` in 64-bit mode (the guest kernel runs in ring 3) with `%rsi` = the
 //! virtual address of `start_info`, on a bootstrap stack, events masked.
 
-use core::sync::atomic::AtomicU64;
-
-/// The virtual address of `start_info`, stored by the entry code before anything else runs (the
-/// console needs it before the kernel has parsed anything).
-pub static START_INFO: AtomicU64 = AtomicU64::new(0);
-
 core::arch::global_asm!(
     r#"
     .macro xen_note_begin type
@@ -110,7 +104,7 @@ xen_trap_entries:
     .endr
 "#,
     tsc = sym arch_x86_64::ENTRY_TSC,
-    start_info = sym START_INFO,
+    start_info = sym crate::memory::START_INFO,
     grant_frames = const crate::grant::FRAMES,
     options(att_syntax)
 );

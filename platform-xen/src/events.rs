@@ -9,7 +9,10 @@
 //! a clean power-off).
 //!
 //! The scan and the handler table are `xen_services::event` (host-tested); this module is the
-//! glue: the entry stubs, the shared info bitmaps and the hypercalls.
+//! glue: the shared info bitmaps, the upcall and the hypercalls. The entry stubs, the callback
+//! registration and idle differ by guest type and are `pv.rs`'s and `pvh.rs`'s
+//! (`init_events`, `block`); they call [`bind_timer`] and the upcall, never the reverse. Only
+//! masking ([`disable`], [`enable`]) differs here, because [`bind`] needs it.
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
 use xen_services::event::{EventBits, EventChannel, Handler, Handlers};
@@ -24,79 +27,8 @@ static READY: AtomicBool = AtomicBool::new(false);
 /// Set by the timer VIRQ's handler, taken by the upcall.
 static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
 
-#[cfg(not(feature = "pvh"))]
-core::arch::global_asm!(
-    r#"
-    .section .text.xen_events, "ax", @progbits
-    /* Xen enters here with events masked and [rcx, r11, rip, cs, rflags, rsp, ss] on the
-       stack. The handler runs in Rust (soft-float target: no vector state to save). */
-    .global xen_event_callback
-xen_event_callback:
-    mov (%rsp), %rcx
-    mov 8(%rsp), %r11
-    add $16, %rsp
-    push %rax
-    push %rcx
-    push %rdx
-    push %rsi
-    push %rdi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    push %rbx
-    mov %rsp, %rbx
-    and $-16, %rsp
-    call xen_upcall
-    mov %rbx, %rsp
-    pop %rbx
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rdi
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rax
-    /* Back to the guest kernel (ring 3) directly: iretq at the same privilege level. */
-    orb $3, 8(%rsp)
-    orb $3, 32(%rsp)
-    iretq
-
-    /* Xen could not return to the guest (a bad segment or frame): report and crash. */
-    .global xen_failsafe_callback
-xen_failsafe_callback:
-    and $-16, %rsp
-    call xen_failsafe
-    ud2
-"#,
-    options(att_syntax)
-);
-
-/// The vector Xen injects for events on PVH (`HVM_PARAM_CALLBACK_IRQ`, type vector).
-#[cfg(feature = "pvh")]
-pub const CALLBACK_VECTOR: u8 = 0xf3;
-
-// The PVH callback vector's entry (the arch crate's interrupt stub around the upcall, which
-// may switch threads before it returns). No EOI: Xen's callback vector does not go through
-// the local APIC, it is raised while `evtchn_upcall_pending` is set.
-#[cfg(feature = "pvh")]
-arch_x86_64::interrupt_entry!("xen_pvh_callback_entry", "xen_upcall");
-
-#[cfg(not(feature = "pvh"))]
-unsafe extern "C" {
-    static xen_event_callback: u8;
-    static xen_failsafe_callback: u8;
-}
-
-#[cfg(feature = "pvh")]
-unsafe extern "C" {
-    static xen_pvh_callback_entry: u8;
-}
-
 fn vcpu() -> &'static xen_sys::vcpu_info {
-    // SAFETY: the shared info page is mapped (time::map_shared_info runs in Platform::init,
+    // SAFETY: the shared info page is mapped (the guest type's map_shared_info runs in Platform::init,
     // before events are set up); vcpu_info[0] is ours and only accessed atomically below.
     unsafe { &(*(crate::time::shared_info_va() as *const xen_sys::shared_info)).vcpu_info[0] }
 }
@@ -208,13 +140,6 @@ fn defer_timer() {
     pending_byte().store(1, Ordering::Release);
 }
 
-#[cfg(not(feature = "pvh"))]
-#[unsafe(no_mangle)]
-extern "C" fn xen_failsafe() -> ! {
-    log::error!("Xen failsafe callback: could not return to the guest");
-    <crate::Xen as platform::Platform>::exit(platform::status::EXCEPTION)
-}
-
 /// Masks events; returns whether they were enabled.
 #[cfg(not(feature = "pvh"))]
 pub fn disable() -> bool {
@@ -281,45 +206,9 @@ fn on_timer(_port: EventChannel, _ctx: usize) {
     TIMER_FIRED.store(true, Ordering::Release);
 }
 
-/// Registers the event and failsafe callbacks, binds the timer VIRQ, and enables events.
-#[cfg(not(feature = "pvh"))]
-pub fn init() {
-    let event = (&raw const xen_event_callback) as u64;
-    let failsafe = (&raw const xen_failsafe_callback) as u64;
-    // SAFETY: both addresses are entry stubs above, in our code; set_callbacks only records
-    // them (x86_64: event, failsafe, syscall).
-    let rc = unsafe {
-        crate::hypercall::hypercall4(xen_sys::__HYPERVISOR_set_callbacks, event, failsafe, 0, 0)
-    };
-    if rc != 0 {
-        log::warn!("set_callbacks failed ({rc}): no events");
-        return;
-    }
-    bind_timer();
-}
-
-/// Points the callback vector's IDT gate at our entry, asks Xen for that vector
-/// (`HVM_PARAM_CALLBACK_IRQ`, type vector, in bits 63..56), binds the timer VIRQ, and enables
-/// events. Needs the shared info page (mapped by `init`) and the IDT (`init_cpu`).
-#[cfg(feature = "pvh")]
-pub fn init() {
-    if !crate::time::shared_info_mapped() {
-        log::warn!("no shared info: no events, sleeping will poll");
-        return;
-    }
-    let entry = (&raw const xen_pvh_callback_entry) as u64;
-    // SAFETY: the entry above saves every caller-saved register and returns by iretq.
-    unsafe { arch_x86_64::cpu::set_interrupt_gate(CALLBACK_VECTOR, entry) };
-    let via = u64::from(xen_sys::HVM_PARAM_CALLBACK_TYPE_VECTOR) << 56 | u64::from(CALLBACK_VECTOR);
-    if let Err(rc) = crate::pvh::set_hvm_param(xen_sys::HVM_PARAM_CALLBACK_IRQ, via) {
-        log::warn!("setting the event callback vector failed ({rc}): no events");
-        return;
-    }
-    bind_timer();
-}
-
-/// Binds the timer VIRQ to its handler, marks events ready and enables them.
-fn bind_timer() {
+/// Binds the timer VIRQ to its handler, marks events ready and enables them: the end of
+/// the guest type's `init_events` (`pv.rs`, `pvh.rs`), once Xen calls [`xen_upcall`].
+pub(crate) fn bind_timer() {
     let mut virq = xen_sys::evtchn_bind_virq {
         virq: xen_sys::VIRQ_TIMER,
         vcpu: 0,
@@ -354,27 +243,4 @@ pub fn upcalls() -> u64 {
 pub fn set_timer(deadline_ns: u64) {
     // SAFETY: set_timer_op takes an absolute system time; it only schedules VIRQ_TIMER.
     unsafe { crate::hypercall::hypercall2(xen_sys::__HYPERVISOR_set_timer_op, deadline_ns, 0) };
-}
-
-/// Idles until an event arrives: `sti; hlt` (atomic by the `sti` shadow, so an event that
-/// arrived after the caller's last check wakes the `hlt`). Call with events masked; returns with
-/// them enabled (the upcall has run).
-#[cfg(feature = "pvh")]
-pub fn block() {
-    if ready() {
-        arch_x86_64::cpu::enable_interrupts_and_halt();
-    } else {
-        // Nothing would wake a halted vCPU: enable, give the vCPU back for a moment.
-        enable();
-        crate::hypercall::yield_cpu();
-    }
-}
-
-/// Idles until an event arrives: `SCHEDOP_block` unmasks events and blocks unless one is
-/// pending, atomically, so an event that arrives after the caller's last check is not lost.
-/// Call with events masked; returns with them enabled (the upcall has run).
-#[cfg(not(feature = "pvh"))]
-pub fn block() {
-    // SAFETY: SCHEDOP_block takes no argument; it unmasks events and waits for one.
-    unsafe { crate::hypercall::sched_op(xen_sys::SCHEDOP_block, core::ptr::null()) };
 }

@@ -68,7 +68,7 @@ fn map_frames(base: u64) -> Result<(), SetupError> {
         let rc = unsafe {
             crate::hypercall::update_va_mapping(
                 va,
-                mfn << 12 | crate::time::RW_DATA,
+                mfn << 12 | crate::memory::RW_DATA,
                 xen_sys::UVMF_INVLPG,
             )
         };

@@ -1,30 +1,39 @@
 //! Thin platform for Xen x86_64 guests (`platform = "xen"`), PV (the default) or PVH
 //! (`xen_guest = "pvh"`, the `pvh` feature). One [`Xen`] type; the services are written once
-//! and only the thin mode-specific parts differ (`pv.rs` or [`pvh`]).
+//! and only the parts that differ by guest type are apart (`pv.rs` or [`pvh`], used as `guest`).
 //!
 //! - [`entry`] (PV): the `.note.Xen` ELF notes, the 64-bit PV entry, the hypercall page, the
 //!   trap table and its trampolines into the arch crate's exception stubs.
 //! - [`pvh`] (PVH): Xen found by CPUID, the hypercall page installed by MSR, the console ring
 //!   from HVM params; the arch crate's PVH entry, start info parser, IDT and page tables.
+//! - `pv.rs` (PV): the `Platform` calls on the PV modules below, the event callbacks.
 //! - [`hypercall`]: hypercalls through the hypercall page.
 //! - [`memory`] (PV): boot information from `start_info`, the p2m/M2P translations, and the PV
 //!   memory model (page tables updated by `mmu_update`: all free RAM mapped, the image W^X).
 //! - [`console`]: the console ring, as this platform's console device.
-//! - [`time`]: the shared info page, the PV clock and the wall clock.
-//! - [`events`]: the event upcall (PV: masking in `vcpu_info`, idle by `SCHEDOP_block`; PVH:
-//!   the HVM callback vector, `cli`/`sti`, idle by `sti; hlt`), handlers per port, the one-shot
-//!   timer (its VIRQ calls the kernel's timer hook at the end of the upcall).
+//! - [`time`]: the shared info page (mapped by the guest type's code), the PV clock and the wall
+//!   clock.
+//! - [`events`]: the event upcall, masking (PV: in `vcpu_info`; PVH: `cli`/`sti`), handlers per
+//!   port, the one-shot timer (its VIRQ calls the kernel's timer hook at the end of the
+//!   upcall). The callback's entry and registration and idle are the guest type's (PV:
+//!   `set_callbacks`, `SCHEDOP_block`; PVH: the HVM callback vector, `sti; hlt`).
 //! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
 //! - [`grant`]: the grant table (PV: `GNTTABOP_setup_table`; PVH: `XENMEM_add_to_physmap`;
 //!   bookkeeping in `xen_services::grant`).
 //! - Power-off and crash by `SCHEDOP_shutdown`.
 //!
+//! Modules depend one way: `pv.rs`/`pvh.rs` on the shared services, the services on
+//! `hypercall` (and `memory`, PV's), and on the guest type only through the `guest` alias (the
+//! console and XenStore rings, idle), which `pv.rs`/`pvh.rs` serve without calling back. The
+//! `pvh` feature is read here (which modules), and in two shared modules where a `guest` call
+//! would close a cycle: `events` (masking, which `bind` needs and the guest code calls) and
+//! `grant` (the table's frames, which the guest's entry code reserves by `grant::FRAMES`).
 //!
 //! Written by hand against the Xen public headers (bindings in `xen-sys`): no published crate
 //! covers a PV guest's boot and memory model.
 //!
 //! # Cargo features
-//! - `pvh`: a PVH guest instead of a PV one (enables the arch crate's `pvh` entry).
+//! - `pvh`: a PVH guest instead of a PV one (enables the arch crate's `pvh-entry`).
 #![no_std]
 
 pub mod console;
@@ -43,9 +52,9 @@ pub mod time;
 pub mod xenstore;
 
 #[cfg(not(feature = "pvh"))]
-use pv as mode;
+use pv as guest;
 #[cfg(feature = "pvh")]
-use pvh as mode;
+use pvh as guest;
 
 pub use console::{XEN_CONSOLE, XenConsole};
 use platform::{BootInfo, DeviceMemory, FreeMemory};
@@ -55,25 +64,25 @@ use platform::{BootInfo, DeviceMemory, FreeMemory};
 pub struct Xen;
 
 impl platform::Platform for Xen {
-    type BootError = mode::BootError;
-    type MapError = mode::MapError;
+    type BootError = guest::BootError;
+    type MapError = guest::MapError;
 
     /// PVH: Xen's CPUID signature (a universal image runs the other platform without it). PV:
     /// always (nothing else boots a PV image).
     fn detect() -> bool {
-        mode::detect()
+        guest::detect()
     }
 
     fn boot_info(raw: u64) -> Result<BootInfo, Self::BootError> {
-        mode::boot_info(raw)
+        guest::boot_info(raw)
     }
 
     fn init(boot: &BootInfo) -> DeviceMemory {
-        mode::init(boot)
+        guest::init(boot)
     }
 
     fn init_cpu() {
-        mode::init_cpu();
+        guest::init_cpu();
     }
 
     fn map_memory(
@@ -81,7 +90,7 @@ impl platform::Platform for Xen {
         free: &mut FreeMemory,
         devices: &DeviceMemory,
     ) -> Result<u64, Self::MapError> {
-        mode::map_memory(boot, free, devices)
+        guest::map_memory(boot, free, devices)
     }
     fn exit(status: u8) -> ! {
         use platform::ConsoleDevice;
@@ -113,19 +122,19 @@ impl platform::Platform for Xen {
     }
 
     fn set_timer(deadline_ns: u64) -> bool {
-        mode::set_timer(deadline_ns)
+        guest::set_timer(deadline_ns)
     }
 
     fn interrupts_disable() -> bool {
-        mode::interrupts_disable()
+        guest::interrupts_disable()
     }
 
     fn interrupts_restore(enabled: bool) {
-        mode::interrupts_restore(enabled);
+        guest::interrupts_restore(enabled);
     }
 
     fn idle() {
-        mode::idle();
+        guest::idle();
     }
 
     fn wall_clock_ns() -> Option<u64> {
@@ -134,11 +143,11 @@ impl platform::Platform for Xen {
 
     unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
         // SAFETY: forwarded to the caller.
-        unsafe { mode::unmap_page(page, new_table) }
+        unsafe { guest::unmap_page(page, new_table) }
     }
 
     unsafe fn remap_page(page: u64) {
         // SAFETY: forwarded to the caller.
-        unsafe { mode::remap_page(page) }
+        unsafe { guest::remap_page(page) }
     }
 }

@@ -8,7 +8,7 @@
 //! and the stack guard page.
 
 use core::fmt;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use platform::{
     BootInfo, Cmdline, FreeMemory, MemoryKind, MemoryMap, MemoryRegion, Module, PAGE_SIZE,
     PhysAddr, Range,
@@ -17,12 +17,27 @@ use platform::{
 use arch_x86_64::paging::pte::{
     ACCESSED, ADDR_MASK as ADDRESS, DIRTY, NO_EXECUTE, PRESENT, USER, WRITABLE,
 };
+/// Entry bits of a shared page mapped for data: read-write, no-execute.
+pub(crate) const RW_DATA: u64 = PRESENT | WRITABLE | ACCESSED | DIRTY | NO_EXECUTE;
 /// Flags of a page-table entry that points at a lower table.
 const TABLE: u64 = PRESENT | WRITABLE | USER | ACCESSED;
 
+/// The virtual address of `start_info`, stored by the entry code (`entry.rs`) before anything
+/// else runs (the console needs it before the kernel has parsed anything). Read only through
+/// [`start_info`] and [`stored_start_info`].
+pub(crate) static START_INFO: AtomicU64 = AtomicU64::new(0);
+
+/// The start_info Xen handed over, once the entry code stored it (`None` before).
+pub(crate) fn stored_start_info() -> Option<&'static xen_sys::start_info> {
+    let si = START_INFO.load(Ordering::Relaxed);
+    // SAFETY: a non-zero value is the start_info address Xen passed in %rsi, stored by the
+    // entry code; the page stays mapped (it is a reserved bootstrap page) and is never written.
+    (si != 0).then(|| unsafe { &*(si as *const xen_sys::start_info) })
+}
+
 /// The start_info Xen handed over.
 pub(crate) fn start_info() -> &'static xen_sys::start_info {
-    let si = crate::entry::START_INFO.load(Ordering::Relaxed);
+    let si = START_INFO.load(Ordering::Relaxed);
     // SAFETY: the entry code stored the start_info address Xen passed in %rsi before anything
     // else ran; the page stays mapped (it is a reserved bootstrap page) and is never written.
     unsafe { &*(si as *const xen_sys::start_info) }
@@ -70,7 +85,7 @@ fn bootstrap_end(si: &xen_sys::start_info) -> u64 {
 
 /// Copies the boot information out of `start_info` (at virtual address `raw`).
 pub fn boot_info(raw: u64) -> Result<BootInfo, BootError> {
-    crate::entry::START_INFO.store(raw, Ordering::Relaxed);
+    START_INFO.store(raw, Ordering::Relaxed);
     let si = start_info();
     let magic: [u8; 32] = si.magic.map(|c| c as u8);
     if !magic.starts_with(b"xen-3.0-x86_64") {

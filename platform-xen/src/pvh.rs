@@ -253,7 +253,7 @@ pub fn init(_boot: &BootInfo) -> DeviceMemory {
             xen.hypercall_msr
         );
     }
-    crate::time::map_shared_info();
+    map_shared_info();
     if let (Some(pfn), Some(port)) = (
         hvm_param(xen_sys::HVM_PARAM_STORE_PFN),
         hvm_param(xen_sys::HVM_PARAM_STORE_EVTCHN),
@@ -275,7 +275,7 @@ pub fn init(_boot: &BootInfo) -> DeviceMemory {
 
 pub fn init_cpu() {
     arch_x86_64::cpu::init();
-    crate::events::init();
+    init_events();
 }
 
 pub fn map_memory(
@@ -314,7 +314,7 @@ pub fn interrupts_restore(enabled: bool) {
 /// interrupts off: on Xen HVM that is a silent clean power-off.
 pub fn idle() {
     if crate::events::ready() {
-        crate::events::block();
+        block();
     } else {
         crate::hypercall::yield_cpu();
     }
@@ -333,4 +333,74 @@ pub unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) 
 pub unsafe fn remap_page(page: u64) {
     // SAFETY: forwarded to the caller.
     unsafe { arch_x86_64::remap_page(page) }
+}
+
+/// The vector Xen injects for events on PVH (`HVM_PARAM_CALLBACK_IRQ`, type vector).
+pub const CALLBACK_VECTOR: u8 = 0xf3;
+
+// The PVH callback vector's entry (the arch crate's interrupt stub around the upcall, which
+// may switch threads before it returns). No EOI: Xen's callback vector does not go through
+// the local APIC, it is raised while `evtchn_upcall_pending` is set.
+arch_x86_64::interrupt_entry!("xen_pvh_callback_entry", "xen_upcall");
+
+unsafe extern "C" {
+    static xen_pvh_callback_entry: u8;
+}
+
+/// Points the callback vector's IDT gate at our entry, asks Xen for that vector
+/// (`HVM_PARAM_CALLBACK_IRQ`, type vector, in bits 63..56), binds the timer VIRQ, and enables
+/// events. Needs the shared info page (mapped by `init`) and the IDT (`init_cpu`).
+fn init_events() {
+    if !crate::time::shared_info_mapped() {
+        log::warn!("no shared info: no events, sleeping will poll");
+        return;
+    }
+    let entry = (&raw const xen_pvh_callback_entry) as u64;
+    // SAFETY: the entry above saves every caller-saved register and returns by iretq.
+    unsafe { arch_x86_64::cpu::set_interrupt_gate(CALLBACK_VECTOR, entry) };
+    let via = u64::from(xen_sys::HVM_PARAM_CALLBACK_TYPE_VECTOR) << 56 | u64::from(CALLBACK_VECTOR);
+    if let Err(rc) = set_hvm_param(xen_sys::HVM_PARAM_CALLBACK_IRQ, via) {
+        log::warn!("setting the event callback vector failed ({rc}): no events");
+        return;
+    }
+    crate::events::bind_timer();
+}
+
+/// Idles until an event arrives: `sti; hlt` (atomic by the `sti` shadow, so an event that
+/// arrived after the caller's last check wakes the `hlt`). Call with events masked; returns with
+/// them enabled (the upcall has run).
+pub(crate) fn block() {
+    if crate::events::ready() {
+        arch_x86_64::cpu::enable_interrupts_and_halt();
+    } else {
+        // Nothing would wake a halted vCPU: enable, give the vCPU back for a moment.
+        crate::events::enable();
+        crate::hypercall::yield_cpu();
+    }
+}
+
+/// Puts the shared info page at our page's guest frame (`XENMEM_add_to_physmap`, space
+/// `shared_info`); the RAM page that was there goes back to Xen.
+fn map_shared_info() {
+    let mut xatp = xen_sys::xen_add_to_physmap {
+        domid: xen_sys::DOMID_SELF,
+        size: 0,
+        space: xen_sys::XENMAPSPACE_shared_info,
+        idx: 0,
+        gpfn: crate::time::shared_info_va() >> 12,
+    };
+    // SAFETY: a live xen_add_to_physmap for the call; the target frame is our own
+    // page-aligned static (identity-mapped), used for nothing else.
+    let rc = unsafe {
+        crate::hypercall::hypercall2(
+            xen_sys::__HYPERVISOR_memory_op,
+            u64::from(xen_sys::XENMEM_add_to_physmap),
+            (&raw mut xatp) as u64,
+        )
+    };
+    if rc == 0 {
+        crate::time::set_mapped();
+    } else {
+        log::warn!("XENMEM_add_to_physmap(shared_info) failed ({rc}): no PV clock");
+    }
 }

@@ -1,16 +1,10 @@
 //! Xen's shared info page and the PV clock (`vcpu_time_info`).
 //!
-//! PV maps the shared info frame over a page of the image (`update_va_mapping`); PVH asks Xen
-//! to put it at that page's guest frame (`XENMEM_add_to_physmap`). The rest is the same.
+//! PV maps the shared info frame over a page of the image (`update_va_mapping`, `pv.rs`); PVH
+//! asks Xen to put it at that page's guest frame (`XENMEM_add_to_physmap`, `pvh.rs`). The rest
+//! is the same, here.
 
-#[cfg(not(feature = "pvh"))]
-use arch_x86_64::paging::pte;
 use core::sync::atomic::{AtomicBool, Ordering, fence};
-
-/// Entry bits of a shared page mapped for data: read-write, no-execute.
-#[cfg(not(feature = "pvh"))]
-pub(crate) const RW_DATA: u64 =
-    pte::PRESENT | pte::WRITABLE | pte::ACCESSED | pte::DIRTY | pte::NO_EXECUTE;
 
 unsafe extern "C" {
     /// A page-aligned page of the image (entry.rs) whose virtual address is remapped onto the
@@ -20,51 +14,15 @@ unsafe extern "C" {
 
 static MAPPED: AtomicBool = AtomicBool::new(false);
 
+/// Notes that the guest type's `map_shared_info` (`pv.rs`, `pvh.rs`) mapped the page at
+/// [`shared_info_va`].
+pub(crate) fn set_mapped() {
+    MAPPED.store(true, Ordering::Release);
+}
+
 /// The virtual address the shared info page is mapped at.
 pub fn shared_info_va() -> u64 {
     (&raw const xen_shared_info_page) as u64
-}
-
-/// Maps the shared info page (machine address `maddr`, from start_info) over our page.
-#[cfg(not(feature = "pvh"))]
-pub fn map_shared_info(maddr: u64) {
-    // SAFETY: the target is our own page-aligned static, used for nothing else; the new
-    // mapping is the domain's shared info frame, read-write, no-execute.
-    let rc = unsafe {
-        crate::hypercall::update_va_mapping(shared_info_va(), maddr | RW_DATA, xen_sys::UVMF_INVLPG)
-    };
-    if rc == 0 {
-        MAPPED.store(true, Ordering::Release);
-    } else {
-        log::warn!("mapping shared info failed ({rc}): no PV clock");
-    }
-}
-
-/// Puts the shared info page at our page's guest frame (`XENMEM_add_to_physmap`, space
-/// `shared_info`); the RAM page that was there goes back to Xen.
-#[cfg(feature = "pvh")]
-pub fn map_shared_info() {
-    let mut xatp = xen_sys::xen_add_to_physmap {
-        domid: xen_sys::DOMID_SELF,
-        size: 0,
-        space: xen_sys::XENMAPSPACE_shared_info,
-        idx: 0,
-        gpfn: shared_info_va() >> 12,
-    };
-    // SAFETY: a live xen_add_to_physmap for the call; the target frame is our own
-    // page-aligned static (identity-mapped), used for nothing else.
-    let rc = unsafe {
-        crate::hypercall::hypercall2(
-            xen_sys::__HYPERVISOR_memory_op,
-            u64::from(xen_sys::XENMEM_add_to_physmap),
-            (&raw mut xatp) as u64,
-        )
-    };
-    if rc == 0 {
-        MAPPED.store(true, Ordering::Release);
-    } else {
-        log::warn!("XENMEM_add_to_physmap(shared_info) failed ({rc}): no PV clock");
-    }
 }
 
 /// Whether the shared info page is mapped.

@@ -40,7 +40,7 @@ impl Wait for StoreWait {
         }
         let was = crate::events::disable();
         crate::events::set_timer(now + WAIT_SLICE_NS);
-        crate::events::block();
+        crate::guest::block();
         if !was {
             crate::events::disable();
         }
@@ -52,7 +52,7 @@ impl Wait for StoreWait {
 pub fn with<R>(f: impl FnOnce(&mut XenStore<RawShared>, &mut StoreWait) -> R) -> R {
     let mut store = STORE.lock();
     let client = store.get_or_insert_with(|| {
-        let (page, port) = crate::mode::store_ring();
+        let (page, port) = crate::guest::store_ring();
         PORT.store(port, Ordering::Relaxed);
         let page = NonNull::new(page as *mut u8).expect("no XenStore ring page from Xen");
         // SAFETY: the XenStore ring is a page Xen set up for us and the platform mapped (PV: a

@@ -178,7 +178,7 @@ impl<'a> Run<'a> {
 
 /// Boots a prebuilt image on QEMU as `cargo xtask run --image ELF --platform kvm` does (the
 /// default profile on platform kvm: its memory, COM1), on `machine` with TCG, capturing the
-/// console. For an image built once and booted on several monitors (`platform = "pvh"`).
+/// console. For an image built once and booted on several monitors (`platform = "universal"`).
 pub fn boot_image(elf: &std::path::Path, machine: Machine, args: &[&str]) -> Boot {
     let profile = workspace()
         .load_profile("default", &["platform=kvm".to_string()])

@@ -1,5 +1,5 @@
-//! One image for KVM-class monitors and Xen (`platform = "pvh"`): hello and faults are built
-//! ONCE each with `--set platform=pvh`, and that same file, byte for byte (its bytes compared
+//! One image for KVM-class monitors and Xen (`platform = "universal"`): hello and faults are built
+//! ONCE each with `--set platform=universal`, and that same file, byte for byte (its bytes compared
 //! before every boot with what the build gave), boots on QEMU microvm and q35 (COM1, the KVM
 //! platform, isa-debug-exit status). The same build on Xen PVH is in `tests/xen.rs` (guests
 //! `universal-*`, in that file's one lab boot), which then boots the file it gave Xen on QEMU
@@ -19,12 +19,12 @@ struct Universal {
 }
 
 fn universal(app: &str) -> Universal {
-    let (profile, image) = image_with(app, "default", &["platform=pvh"]);
-    assert_eq!(profile.platform, "pvh");
+    let (profile, image) = image_with(app, "default", &["platform=universal"]);
+    assert_eq!(profile.platform, "universal");
     assert_eq!(
         profile.slot("console"),
         Some("auto"),
-        "--platform pvh brings console auto"
+        "--platform universal brings console auto"
     );
     let bytes = file_bytes(&image.elf);
     Universal {

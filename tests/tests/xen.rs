@@ -24,12 +24,12 @@ use xtask::xenlab::{
 use xtask::xenlab_run::{self, StatusSource, XenOutcome};
 
 /// One guest of the batch: an app built with the default profile on `platform = "xen"` (or
-/// `"pvh"`: the universal image).
+/// `"universal"`: the universal image).
 struct Guest {
     /// Its name in the batch (and in reports).
     name: &'static str,
     app: &'static str,
-    /// `xen`, or `pvh` for the universal image (booted as what its ELF notes say: PVH).
+    /// `xen`, or `universal` for the universal image (booted as what its ELF notes say: PVH).
     platform: &'static str,
     /// `--set` overrides besides `platform=...`.
     set: &'static [&'static str],
@@ -62,9 +62,9 @@ impl Guest {
         self.set = set;
         self
     }
-    /// Built for `platform = "pvh"` (one image for KVM and Xen) instead of `xen`.
+    /// Built for `platform = "universal"` (one image for KVM and Xen) instead of `xen`.
     const fn universal(mut self) -> Guest {
-        self.platform = "pvh";
+        self.platform = "universal";
         self
     }
     const fn optional(mut self) -> Guest {
@@ -179,7 +179,7 @@ const GUESTS: &[Guest] = &[
         .set(&["xen_guest=pvh"])
         .optional()
         .timeout_s(60),
-    // The universal image (`platform = "pvh"`), the same file tests/universal.rs boots on QEMU:
+    // The universal image (`platform = "universal"`), the same file tests/universal.rs boots on QEMU:
     // here it finds Xen by CPUID and runs the Xen PVH platform.
     Guest::new("universal-hello", "hello")
         .universal()
@@ -583,7 +583,7 @@ fn pvh_panic_crashes_with_the_panic_line() {
     line_with(ran, &["xen: exit status 101"]);
 }
 
-/// The universal image (`platform = "pvh"`) on Xen: booted as PVH (its notes), it finds Xen by
+/// The universal image (`platform = "universal"`) on Xen: booted as PVH (its notes), it finds Xen by
 /// CPUID and prints through the console ring, then powers off. The very file Xen booted, byte
 /// for byte, then boots on QEMU microvm and q35 (COM1, the KVM platform) with the same lines.
 #[test]

@@ -440,8 +440,8 @@ fn bench_xen(
         .iter()
         .flat_map(|pair| modes.iter().map(move |m| (pair, *m)))
     {
-        // The universal image (`platform = "pvh"`) runs on Xen as it is, as a PVH guest.
-        let universal = profile.platform == "pvh";
+        // The universal image (`platform = "universal"`) runs on Xen as it is, as a PVH guest.
+        let universal = profile.platform == "universal";
         let declared = profile.platform == XEN || universal;
         if mode.is_some()
             && (universal

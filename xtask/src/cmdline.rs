@@ -1,6 +1,6 @@
 //! The kernel command line xtask writes: `[kernel options] -- ARG... --`, each app argument
-//! encoded so that the kernel decodes exactly it (the grammar is in `crates/console`'s
-//! `cmdline` module, and in README.md under "Kernel command line").
+//! encoded so that the kernel decodes exactly it (the grammar is in the `cmdline` crate,
+//! crates/cmdline, and in README.md under "Kernel command line").
 //!
 //! An argument is written as is when it is not empty, not `--`, and has no whitespace, quote,
 //! backslash or control character; otherwise it is quoted: `"` + the argument with `\` as
@@ -56,7 +56,7 @@ pub fn kernel_cmdline(kargs: &str, app_args: &[String]) -> String {
 /// splits them (quotes closed, known escapes) and hold no `--` (app arguments go after `--`
 /// on xtask's own command line, where they are encoded).
 pub fn check_kargs(kargs: &str) -> Result<()> {
-    for token in console::cmdline::tokens(kargs) {
+    for token in ::cmdline::tokens(kargs) {
         match token {
             Err(e) => bail!("--kargs {kargs:?}: {e}"),
             Ok(t) if t.is_bare() && t.raw() == "--" => bail!(
@@ -75,7 +75,7 @@ mod tests {
     use platform::fuzz::{Rng, cases};
 
     fn decode(line: &str) -> Vec<String> {
-        console::KernelArgs::<8192>::parse(line)
+        ::cmdline::KernelArgs::<8192>::parse(line)
             .unwrap_or_else(|e| panic!("{line:?}: {e}"))
             .app_args()
             .map(str::to_string)

@@ -198,7 +198,7 @@ pub fn check_prebuilt(elf: &[u8], platform: &str) -> Result<Option<crate::xenlab
             bail!(
                 "built for platform kvm (its Stardust platform note): Xen would boot it as a \
                  PVH guest, where the KVM platform cannot run (a triple fault); build it for Xen \
-                 (`--platform xen`), or for both (`--platform pvh`, the universal image)"
+                 (`--platform xen`), or for both (`--platform universal`, the universal image)"
             );
         }
         return crate::xenlab_run::guest_type_of_image(elf).map(Some);
@@ -206,7 +206,7 @@ pub fn check_prebuilt(elf: &[u8], platform: &str) -> Result<Option<crate::xenlab
     if let Some(xen @ ("xen" | "xen-pvh")) = built.as_deref() {
         bail!(
             "built for platform xen ({} guest; its Stardust platform note): it runs only on \
-             Xen; run it with --platform xen, or build it for both (`--platform pvh`)",
+             Xen; run it with --platform xen, or build it for both (`--platform universal`)",
             if xen == "xen" { "a PV" } else { "a PVH" }
         );
     }
@@ -420,7 +420,7 @@ mod tests {
         assert_eq!(check_prebuilt(&xen_pv, "xen").unwrap(), Some(GuestType::Pv));
         let e = check_prebuilt(&xen_pv, "kvm").unwrap_err().to_string();
         assert!(e.contains("built for platform xen (a PV guest"), "{e}");
-        let universal = elf_with_notes(&[pvh, built("pvh")]);
+        let universal = elf_with_notes(&[pvh, built("universal")]);
         assert_eq!(
             check_prebuilt(&universal, "xen").unwrap(),
             Some(GuestType::Pvh)

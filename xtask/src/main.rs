@@ -91,7 +91,7 @@ enum PlatformArg {
     Kvm,
     Xen,
     /// One image for both (finds out at boot); `run` boots it on QEMU.
-    Pvh,
+    Universal,
 }
 
 impl PlatformArg {
@@ -99,7 +99,7 @@ impl PlatformArg {
         match self {
             PlatformArg::Kvm => "kvm",
             PlatformArg::Xen => "xen",
-            PlatformArg::Pvh => "pvh",
+            PlatformArg::Universal => "universal",
         }
     }
 }

@@ -365,7 +365,7 @@ pub const PLATFORM_CONSOLES: &[(&str, &str)] = &[
     ("kvm", "serial"),
     ("kvm", "debugcon"),
     ("xen", "xen"),
-    ("pvh", "auto"),
+    ("universal", "auto"),
 ];
 
 /// The default console of `platform`.
@@ -1044,6 +1044,32 @@ boot_ratio = 1.10
             e.contains("unknown top-level key `budget` (did you mean [budgets]?)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_universal_platform_is_universal_and_pvh_is_refused_naming_it() {
+        // The real facade: its features are the valid slot values.
+        let facade = Catalog::from_manifest(include_str!("../../crates/stardust/Cargo.toml"))
+            .expect("the facade's manifest parses");
+        let universal = DEFAULT
+            .replace("platform = \"kvm\"", "platform = \"universal\"")
+            .replace("console = \"serial\"", "console = \"auto\"");
+        let p = Profile::parse("universal", &universal, &[], &facade).expect("universal");
+        assert!(
+            p.features()
+                .contains(&"stardust/platform-universal".to_string()),
+            "{:?}",
+            p.features()
+        );
+        let e = Profile::parse(
+            "old",
+            &universal.replace("platform = \"universal\"", "platform = \"pvh\""),
+            &[],
+            &facade,
+        )
+        .expect_err("`pvh` is no platform any more")
+        .to_string();
+        assert!(e.contains("`pvh`") && e.contains("universal"), "{e}");
     }
 
     fn xen_catalog() -> Catalog {

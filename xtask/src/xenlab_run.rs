@@ -257,7 +257,7 @@ pub fn guest_type(profile: &Profile) -> GuestType {
 }
 
 /// The Xen guest type a prebuilt image boots as (`run --image`): PVH when it has the PVH entry
-/// note (`XEN_ELFNOTE_PHYS32_ENTRY`, type 18: a Xen PVH or a universal `platform = "pvh"`
+/// note (`XEN_ELFNOTE_PHYS32_ENTRY`, type 18: a Xen PVH or a universal `platform = "universal"`
 /// image), PV when it has only the PV entry (`XEN_ELFNOTE_ENTRY`, type 1). `Err` for a file
 /// that is not an ELF or that Xen cannot boot.
 pub fn guest_type_of_image(elf: &[u8]) -> Result<GuestType> {

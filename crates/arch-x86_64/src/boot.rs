@@ -39,8 +39,8 @@ pub fn image_layout() -> Layout {
 // address of `hvm_start_info`. GDT and IDT are undefined there (Xen's CS selector is 0), so the
 // first thing after the timestamp is our own GDT.
 //
-// Only with the `pvh` feature: a Xen PV image has its own entry and must not carry this note.
-#[cfg(feature = "pvh")]
+// Only with the `pvh-entry` feature: a Xen PV image has its own entry and must not carry this note.
+#[cfg(feature = "pvh-entry")]
 core::arch::global_asm!(
     r#"
     .section .note.Xen, "a", @note

@@ -176,8 +176,6 @@ unsafe extern "C" {
     static stardust_exception_stubs: [u64; 32];
     /// Top of the double-fault stack (IST1).
     static stardust_ist1_top: u8;
-    /// The timer interrupt's entry stub (below).
-    static stardust_timer_entry: u8;
     /// The entry stub of interrupts that need nothing but `iretq` (spurious ones).
     static stardust_ignore_entry: u8;
 }
@@ -187,7 +185,7 @@ unsafe extern "C" {
 /// soft-float: no vector state), aligns the stack, calls the `extern "C" fn()` named
 /// `$handler`, restores and returns with `iretq`. The handler may switch threads before it
 /// returns: the frame stays on this stack until the thread is switched back to. Used for the
-/// local APIC timer here and for Xen PVH's event callback vector.
+/// local APIC timer (the `pc` crate) and for Xen PVH's event callback vector.
 #[macro_export]
 macro_rules! interrupt_entry {
     ($entry:literal, $handler:literal) => {
@@ -217,13 +215,9 @@ macro_rules! interrupt_entry {
     };
 }
 
-crate::interrupt_entry!("stardust_timer_entry", "stardust_apic_timer");
-
-/// The vector of the local APIC timer.
-pub const TIMER_VECTOR: u8 = 0x30;
 /// The local APIC's spurious-interrupt vector (no EOI).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
-/// The legacy PICs' vectors once remapped (`apic::disable_pic`): all masked, but a PIC can
+/// The legacy PICs' vectors once remapped (the `pc` crate's `pic::disable`): all masked, but a PIC can
 /// still raise a spurious IRQ 7 or 15, which must not land on an exception vector.
 pub const PIC_VECTORS: core::ops::Range<u8> = 0x20..0x30;
 
@@ -240,19 +234,17 @@ fn set_gate(vector: usize, stub: u64, ist: u64) {
 }
 
 /// Points IDT gate `vector` at `stub`: an interrupt gate (interrupts masked on entry) on the
-/// interrupted code's stack, for a platform's own interrupt (Xen PVH's event callback vector).
+/// interrupted code's stack, for a platform's own interrupt (the KVM platform's local APIC timer,
+/// Xen PVH's event callback vector).
 /// Call after [`init`]; `vector` must not be an exception vector (below 32) nor one [`init`]
-/// uses ([`TIMER_VECTOR`], [`SPURIOUS_VECTOR`], [`PIC_VECTORS`]).
+/// uses ([`SPURIOUS_VECTOR`], [`PIC_VECTORS`]).
 ///
 /// # Safety
 /// `stub` is the address of an interrupt entry that preserves every register it does not own
 /// and returns by `iretq`.
 pub unsafe fn set_interrupt_gate(vector: u8, stub: u64) {
     assert!(
-        vector >= 32
-            && vector != TIMER_VECTOR
-            && vector != SPURIOUS_VECTOR
-            && !PIC_VECTORS.contains(&vector),
+        vector >= 32 && vector != SPURIOUS_VECTOR && !PIC_VECTORS.contains(&vector),
         "vector {vector:#x} is reserved"
     );
     set_gate(vector.into(), stub, 0);
@@ -292,13 +284,6 @@ pub fn init() {
     for (vector, &stub) in stubs.iter().enumerate() {
         set_gate(vector, stub, if vector == 8 { 1 } else { 0 });
     }
-    // The timer runs on the interrupted code's stack (no IST): the kernel may switch threads
-    // inside it, and each thread's interrupt frame must stay on that thread's stack.
-    set_gate(
-        TIMER_VECTOR.into(),
-        (&raw const stardust_timer_entry) as u64,
-        0,
-    );
     let ignore = (&raw const stardust_ignore_entry) as u64;
     for vector in PIC_VECTORS.chain([SPURIOUS_VECTOR]) {
         set_gate(vector.into(), ignore, 0);
@@ -307,8 +292,8 @@ pub fn init() {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: VirtAddr::new((&raw const IDT) as u64),
     };
-    // SAFETY: the IDT is a static (lives forever) whose 32 exception gates, timer, PIC and
-    // spurious gates point at the stubs below with the kernel code selector; the other gates
+    // SAFETY: the IDT is a static (lives forever) whose 32 exception gates, PIC and spurious
+    // gates point at the stubs below with the kernel code selector; the other gates
     // are not present (#GP/#NP if raised).
     unsafe { lidt(&pointer) };
 }

@@ -12,17 +12,13 @@
 //! the bare-metal target.
 //!
 //! # Cargo features
-//! - `pvh`: the PVH entry (`pvh_start32` with its `XEN_ELFNOTE_PHYS32_ENTRY` note and boot page
+//! - `pvh-entry`: the PVH entry (`pvh_start32` with its `XEN_ELFNOTE_PHYS32_ENTRY` note and boot page
 //!   tables). Platforms that boot through PVH enable it; a Xen PV image has its own entry.
 #![cfg_attr(not(test), no_std)]
 
 pub mod paging;
-pub mod pvclock;
-pub mod rtc;
 pub mod start_info;
 
-#[cfg(target_os = "none")]
-pub mod apic;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]

@@ -3,14 +3,15 @@
 use crate::config;
 use crate::select::{CONSOLE, HEAP, SelectedPlatform};
 use arch_x86_64::{cpu, tsc};
-use console::{KernelArgs, Logger, Writer};
+use cmdline::KernelArgs;
 use core::fmt::{self, Write as _};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use logger::{Logger, Writer};
 use platform::{BootInfo, FreeMemory, Platform, Range, status};
 
 /// The boot information, and its command line parsed (the app's arguments decoded).
 static BOOT: spin::Once<(BootInfo, Cmdline)> = spin::Once::new();
-/// L + 1 bytes hold the decoded arguments of any line of L bytes (see `console::KernelArgs`).
+/// L + 1 bytes hold the decoded arguments of any line of L bytes (see `cmdline::KernelArgs`).
 type Cmdline = KernelArgs<{ platform::CMDLINE_MAX + 1 }>;
 static LOGGER: Logger<crate::select::SelectedConsole> = Logger::new(CONSOLE);
 
@@ -125,7 +126,7 @@ fn parse_cmdline(line: &platform::Cmdline) -> Cmdline {
             status::BAD_CONFIG,
             format_args!(
                 "bad command line: {}",
-                console::ArgsError::TooLong {
+                cmdline::ArgsError::TooLong {
                     len: line.original_len,
                     max: platform::CMDLINE_MAX,
                     at_least: line.length_is_lower_bound(),
@@ -136,7 +137,7 @@ fn parse_cmdline(line: &platform::Cmdline) -> Cmdline {
     let Ok(text) = line.as_str() else {
         fail(
             status::BAD_CONFIG,
-            format_args!("bad command line: {}", console::ArgsError::NotUtf8),
+            format_args!("bad command line: {}", cmdline::ArgsError::NotUtf8),
         );
     };
     Cmdline::parse(text)
@@ -226,7 +227,7 @@ fn print_bootchart() {
     }
 }
 
-/// The application's arguments, decoded (see `console::cmdline`).
+/// The application's arguments, decoded (see the `cmdline` crate).
 pub fn args() -> impl Iterator<Item = &'static str> + Clone {
     BOOT.get()
         .expect("the command line is decoded before the app runs")

@@ -11,9 +11,9 @@
 //! page) -> `heap` (all free RAM) -> `main` (the application).
 //!
 //! # Cargo features
-//! One per slot value; exactly one per slot: `platform-kvm`, `platform-xen`, `platform-pvh`
+//! One per slot value; exactly one per slot: `platform-kvm`, `platform-xen`, `platform-universal`
 //! (both, chosen at boot: `platform::universal`); `console-serial`, `console-debugcon`,
-//! `console-xen`, `console-auto` (platform-pvh's: COM1 or the Xen ring); `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`;
+//! `console-xen`, `console-auto` (platform-universal's: COM1 or the Xen ring); `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`;
 //! `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`. `threads` (not a
 //! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
 //! `xen_guest_pvh` (not a slot value) makes `platform-xen` a Xen PVH guest (`platform-xen/pvh`).
@@ -22,7 +22,7 @@
 #[cfg(feature = "threads")]
 extern crate alloc;
 
-mod heap_glue;
+mod kernel_heap;
 mod select;
 
 #[allow(missing_docs, dead_code)]

@@ -1,25 +1,25 @@
 //! The composition root's one mapping from enabled features to concrete types. Nothing else in
 //! the code base names an implementation, and the only file with per-slot `cfg`s.
 
-use crate::heap_glue::KernelHeap;
+use crate::kernel_heap::KernelHeap;
 
 #[cfg(not(any(
     feature = "platform-kvm",
     feature = "platform-xen",
-    feature = "platform-pvh"
+    feature = "platform-universal"
 )))]
 compile_error!(
     "no platform selected: build with `cargo xtask build APP --profile P`, or enable one of the \
-     `stardust` features platform-kvm, platform-xen, platform-pvh (see `cargo xtask build \
+     `stardust` features platform-kvm, platform-xen, platform-universal (see `cargo xtask build \
      --print-cargo`)"
 );
 #[cfg(any(
     all(feature = "platform-kvm", feature = "platform-xen"),
-    all(feature = "platform-kvm", feature = "platform-pvh"),
-    all(feature = "platform-xen", feature = "platform-pvh"),
+    all(feature = "platform-kvm", feature = "platform-universal"),
+    all(feature = "platform-xen", feature = "platform-universal"),
 ))]
 compile_error!(
-    "two platforms selected: enable exactly one of platform-kvm, platform-xen, platform-pvh"
+    "two platforms selected: enable exactly one of platform-kvm, platform-xen, platform-universal"
 );
 #[cfg(not(any(
     feature = "console-serial",
@@ -50,17 +50,17 @@ compile_error!(
 compile_error!("platform kvm has the consoles `serial` and `debugcon`");
 #[cfg(all(feature = "xen_guest_pvh", not(feature = "platform-xen")))]
 compile_error!(
-    "xen_guest_pvh is a mode of platform xen: enable platform-xen too (platform-pvh is always \
+    "xen_guest_pvh is a mode of platform xen: enable platform-xen too (platform-universal is always \
      a PVH guest on Xen)"
 );
 #[cfg(all(feature = "platform-xen", not(feature = "console-xen")))]
 compile_error!("platform xen has one console: `xen` (the PV console ring)");
-#[cfg(all(feature = "platform-pvh", not(feature = "console-auto")))]
+#[cfg(all(feature = "platform-universal", not(feature = "console-auto")))]
 compile_error!(
-    "platform pvh has one console: `auto` (COM1 on a KVM-class monitor, the console ring on Xen)"
+    "platform universal has one console: `auto` (COM1 on a KVM-class monitor, the console ring on Xen)"
 );
-#[cfg(all(feature = "console-auto", not(feature = "platform-pvh")))]
-compile_error!("console `auto` is platform pvh's: pick the platform's own console");
+#[cfg(all(feature = "console-auto", not(feature = "platform-universal")))]
+compile_error!("console `auto` is platform universal's: pick the platform's own console");
 #[cfg(not(any(
     feature = "allocator-none",
     feature = "allocator-bump",
@@ -129,7 +129,7 @@ pub type SelectedPlatform = platform_kvm::Kvm;
 #[cfg(feature = "platform-xen")]
 pub type SelectedPlatform = platform_xen::Xen;
 /// One image for both: Xen PVH when CPUID says Xen, the KVM-class platform otherwise.
-#[cfg(feature = "platform-pvh")]
+#[cfg(feature = "platform-universal")]
 pub type SelectedPlatform = platform::universal::Universal<platform_kvm::Kvm, platform_xen::Xen>;
 
 /// The console device, and its one instance.
@@ -146,13 +146,13 @@ pub type SelectedConsole = platform_xen::XenConsole;
 #[cfg(all(feature = "platform-xen", feature = "console-xen"))]
 pub static CONSOLE: &SelectedConsole = &platform_xen::XEN_CONSOLE;
 /// COM1 on a KVM-class monitor, the console ring on Xen (as the platform chose).
-#[cfg(all(feature = "platform-pvh", feature = "console-auto"))]
+#[cfg(all(feature = "platform-universal", feature = "console-auto"))]
 pub type SelectedConsole = platform::universal::UniversalConsole<
     SelectedPlatform,
     platform_kvm::Com1,
     platform_xen::XenConsole,
 >;
-#[cfg(all(feature = "platform-pvh", feature = "console-auto"))]
+#[cfg(all(feature = "platform-universal", feature = "console-auto"))]
 pub static CONSOLE: &SelectedConsole =
     &SelectedConsole::new(&platform_kvm::COM1, &platform_xen::XEN_CONSOLE);
 
@@ -171,7 +171,7 @@ pub type SelectedHeap = heap::NoHeap;
 pub const HAS_HEAP: bool = cfg!(not(feature = "allocator-none"));
 
 #[cfg_attr(not(feature = "allocator-none"), global_allocator)]
-pub static HEAP: KernelHeap<SelectedHeap> = KernelHeap::new(SelectedHeap::new());
+pub static HEAP: KernelHeap<SelectedHeap, SelectedPlatform> = KernelHeap::new(SelectedHeap::new());
 
 /// The platform the image was built for, as xtask's `run --image` reads it from an ELF note
 /// before booting a prebuilt image (a KVM image refused on Xen, a Xen one on QEMU): the profile's
@@ -194,10 +194,10 @@ macro_rules! platform_name {
         "xen-pvh"
     };
 }
-#[cfg(feature = "platform-pvh")]
+#[cfg(feature = "platform-universal")]
 macro_rules! platform_name {
     () => {
-        "pvh"
+        "universal"
     };
 }
 

@@ -23,7 +23,6 @@
 #[cfg(all(not(test), feature = "test-utils"))]
 extern crate std;
 
-pub mod acpi;
 mod boot;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fuzz;

@@ -7,7 +7,7 @@
 //! of `B` says so, `A` otherwise. It is kept in an atomic (the [`ChoiceCell`], by default one
 //! static for the image), so every later call costs one load and a branch.
 //!
-//! Stardust's `platform = "pvh"` is `Universal<platform_kvm::Kvm, platform_xen::Xen>` with
+//! Stardust's `platform = "universal"` is `Universal<platform_kvm::Kvm, platform_xen::Xen>` with
 //! `UniversalConsole<that, Com1, XenConsole>` (named in the kernel's `select.rs`).
 
 use crate::{BootInfo, ConsoleDevice, DeviceMemory, FreeMemory, Platform};
@@ -18,13 +18,14 @@ use core::sync::atomic::{AtomicU8, Ordering};
 /// Which of the two platforms an image runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Choice {
-    /// The first (`A`, the fallback: a KVM-class monitor).
-    A,
-    /// The second (`B`, chosen when it detects itself: Xen).
-    B,
+    /// The first platform, `A`: the fallback, when `B` did not detect itself (a KVM-class
+    /// monitor).
+    Fallback,
+    /// The second platform, `B`: it detected itself at boot (Xen).
+    Detected,
 }
 
-/// Where a [`Universal`] platform keeps its choice (0 = not made yet, 1 = A, 2 = B).
+/// Where a [`Universal`] platform keeps its choice (0 = not made yet, 1 = the fallback `A`, 2 = the detected `B`).
 pub trait ChoiceCell {
     /// The one cell.
     fn cell() -> &'static AtomicU8;
@@ -65,16 +66,20 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Chooser for Universal<A, B, C> {
     fn choice() -> Choice {
         let cell = C::cell();
         match cell.load(Ordering::Acquire) {
-            1 => Choice::A,
-            2 => Choice::B,
+            1 => Choice::Fallback,
+            2 => Choice::Detected,
             _ => {
                 // Only the boot CPU gets here (the first platform call is early in boot);
                 // were two racing, both would detect the same machine.
-                let choice = if B::detect() { Choice::B } else { Choice::A };
+                let choice = if B::detect() {
+                    Choice::Detected
+                } else {
+                    Choice::Fallback
+                };
                 cell.store(
                     match choice {
-                        Choice::A => 1,
-                        Choice::B => 2,
+                        Choice::Fallback => 1,
+                        Choice::Detected => 2,
                     },
                     Ordering::Release,
                 );
@@ -88,8 +93,8 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Universal<A, B, C> {
     /// The choice made so far (`None` before the first call that makes it).
     pub fn chosen() -> Option<Choice> {
         match C::cell().load(Ordering::Acquire) {
-            1 => Some(Choice::A),
-            2 => Some(Choice::B),
+            1 => Some(Choice::Fallback),
+            2 => Some(Choice::Detected),
             _ => None,
         }
     }
@@ -117,8 +122,8 @@ impl<A: fmt::Display, B: fmt::Display> fmt::Display for Either<A, B> {
 macro_rules! forward {
     ($method:ident ( $($arg:expr),* )) => {
         match Self::choice() {
-            Choice::A => A::$method($($arg),*),
-            Choice::B => B::$method($($arg),*),
+            Choice::Fallback => A::$method($($arg),*),
+            Choice::Detected => B::$method($($arg),*),
         }
     };
 }
@@ -134,8 +139,8 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Platform for Universal<A, B, C> {
 
     fn boot_info(raw: u64) -> Result<BootInfo, Self::BootError> {
         match Self::choice() {
-            Choice::A => A::boot_info(raw).map_err(Either::A),
-            Choice::B => B::boot_info(raw).map_err(Either::B),
+            Choice::Fallback => A::boot_info(raw).map_err(Either::A),
+            Choice::Detected => B::boot_info(raw).map_err(Either::B),
         }
     }
 
@@ -153,8 +158,8 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Platform for Universal<A, B, C> {
         devices: &DeviceMemory,
     ) -> Result<u64, Self::MapError> {
         match Self::choice() {
-            Choice::A => A::map_memory(boot, free, devices).map_err(Either::A),
-            Choice::B => B::map_memory(boot, free, devices).map_err(Either::B),
+            Choice::Fallback => A::map_memory(boot, free, devices).map_err(Either::A),
+            Choice::Detected => B::map_memory(boot, free, devices).map_err(Either::B),
         }
     }
 
@@ -238,15 +243,15 @@ impl<P: Chooser, CA: ConsoleDevice, CB: ConsoleDevice> ConsoleDevice
 {
     fn init(&self) {
         match P::choice() {
-            Choice::A => self.a.init(),
-            Choice::B => self.b.init(),
+            Choice::Fallback => self.a.init(),
+            Choice::Detected => self.b.init(),
         }
     }
 
     fn write(&self, bytes: &[u8]) {
         match P::choice() {
-            Choice::A => self.a.write(bytes),
-            Choice::B => self.b.write(bytes),
+            Choice::Fallback => self.a.write(bytes),
+            Choice::Detected => self.b.write(bytes),
         }
     }
 }
@@ -393,7 +398,7 @@ mod tests {
         assert_eq!(U::chosen(), None);
         let boot = U::boot_info(16 << 20).expect("a's boot info");
         assert_eq!(boot.memory.total_ram(), 16 << 20);
-        assert_eq!(U::chosen(), Some(Choice::A));
+        assert_eq!(U::chosen(), Some(Choice::Fallback));
         let devices = U::init(&boot);
         U::init_cpu();
         let mut free = FreeMemory::from_map(&boot.memory, 0).unwrap();
@@ -448,7 +453,7 @@ mod tests {
         type U = Universal<A2, B2, C2>;
         B2::detected().store(true, Ordering::Relaxed);
         assert_eq!(U::boot_info(0).unwrap_err().to_string(), "b: no boot info");
-        assert_eq!(U::chosen(), Some(Choice::B));
+        assert_eq!(U::chosen(), Some(Choice::Detected));
         // Whatever B says later, the choice stays.
         B2::detected().store(false, Ordering::Relaxed);
         assert_eq!(U::tsc_frequency(), Some(2));
@@ -475,7 +480,7 @@ mod tests {
             Some(&("a exit", 7)),
             "a's exit, with the status"
         );
-        assert_eq!(U::chosen(), Some(Choice::A));
+        assert_eq!(U::chosen(), Some(Choice::Fallback));
         assert_eq!(A3::calls(), ["exit_carries", "exit_carries", "exit"]);
         assert!(B3::calls().is_empty());
     }
@@ -492,7 +497,7 @@ mod tests {
             UniversalConsole::new(&CA, &CB);
         B4::detected().store(true, Ordering::Relaxed);
         CONSOLE.init();
-        assert_eq!(U::chosen(), Some(Choice::B));
+        assert_eq!(U::chosen(), Some(Choice::Detected));
         CONSOLE.write(b"hello\n");
         assert_eq!(CB.text(), "hello\n");
         assert_eq!(CA.text(), "");

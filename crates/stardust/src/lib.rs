@@ -20,7 +20,7 @@
 //! `cargo xtask run APP`.
 //!
 //! # Cargo features
-//! One per profile slot value (`platform-kvm`, `platform-xen`, `platform-pvh` (one image for
+//! One per profile slot value (`platform-kvm`, `platform-xen`, `platform-universal` (one image for
 //! KVM-class monitors and Xen PVH), `console-serial`, `console-debugcon`, `console-xen`,
 //! `console-auto`, `allocator-none`, `allocator-bump`, `allocator-buddy`,
 //! `allocator-talc`, `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`);

@@ -21,7 +21,7 @@ use crate::qemu::{self, Boot, Outcome, QemuConfig};
 /// Runs per kernel when not told otherwise.
 pub const DEFAULT_RUNS: usize = 10;
 
-/// A kernel log line (`[INFO  kernel] ...`, see crates/console) or a boot chart line: not the
+/// A kernel log line (`[INFO  kernel] ...`, see crates/logger) or a boot chart line: not the
 /// app's output.
 pub fn is_kernel_line(line: &str) -> bool {
     if line.starts_with(bootchart::PREFIX) {

@@ -1,6 +1,20 @@
 //! The kernel command line: kernel options, the application's arguments, and the monitor's own
 //! parameters.
 //!
+//! [`KernelArgs::parse`] splits the line into kernel options, the application's arguments
+//! (decoded: the encoding, which carries any argument unchanged, is below) and the monitor's
+//! parameters. xtask's `cmdline.rs` encodes the arguments and checks its encoding with this
+//! crate's parser, so both sides read one grammar.
+//!
+//! ```
+//! use cmdline::KernelArgs;
+//! let line = r#"log=debug bootchart -- one "two words" "" "say \"hi\"" -- virtio_mmio.device=512@0xfeb00e00:12"#;
+//! let args = KernelArgs::<256>::parse(line).unwrap();
+//! assert_eq!(args.log_level, Some(log::LevelFilter::Debug));
+//! assert!(args.bootchart);
+//! assert_eq!(args.app_args().collect::<Vec<_>>(), ["one", "two words", "", "say \"hi\""]);
+//! ```
+//!
 //! # Grammar
 //!
 //! The line is split into tokens at ASCII whitespace (space, tab, newline, carriage return,
@@ -31,6 +45,11 @@
 //! `cargo xtask run` writes the arguments it is given as `-- ARG... --`, quoting every
 //! argument that is empty, is `--`, or holds whitespace, a quote, a backslash or a control
 //! character (controls as `\xHH`), so each arrives unchanged, whatever the monitor appends.
+//!
+//! # Cargo features
+//! None.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 use core::fmt;
 use log::LevelFilter;

@@ -1,6 +1,5 @@
-//! The interrupt controllers of a PC: the legacy 8259 PICs (remapped and masked, so they never
-//! raise an exception vector) and the local APIC in xAPIC mode (MMIO), whose one-shot timer is
-//! the platform timer.
+//! The local APIC in xAPIC mode (MMIO), whose one-shot timer is the platform timer, on IDT
+//! vector [`TIMER_VECTOR`] (its entry stub is here; [`install_timer_gate`] points the gate at it).
 //!
 //! The timer counts down at the APIC bus clock over a divider (QEMU: 1 GHz / 16); its rate is
 //! measured against the TSC when the APIC is set up. It is armed for a TSC deadline: the
@@ -10,8 +9,26 @@
 //! under TCG, CPUID does not report it (QEMU 10.0.2, `qemu64` and `-cpu max`), so it could not
 //! be tested; the count mode works on every local APIC.
 
-use crate::{cpu, tsc};
+use arch_x86_64::{cpu, tsc};
 use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The vector of the local APIC timer.
+pub const TIMER_VECTOR: u8 = 0x30;
+
+arch_x86_64::interrupt_entry!("stardust_timer_entry", "stardust_apic_timer");
+
+unsafe extern "C" {
+    /// The timer interrupt's entry stub (above).
+    static stardust_timer_entry: u8;
+}
+
+/// Points the IDT's [`TIMER_VECTOR`] gate at the timer's entry stub, on the interrupted code's
+/// stack (no IST): the kernel may switch threads inside the interrupt, and each thread's
+/// interrupt frame must stay on that thread's stack. Call after [`cpu::init`].
+pub fn install_timer_gate() {
+    // SAFETY: the stub above saves every caller-saved register and returns by `iretq`.
+    unsafe { cpu::set_interrupt_gate(TIMER_VECTOR, (&raw const stardust_timer_entry) as u64) };
+}
 
 /// MSR IA32_APIC_BASE: the APIC's physical base address (bits 12..), global enable (bit 11).
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -69,26 +86,6 @@ pub fn has_tsc_deadline() -> bool {
     features.ecx & (1 << 24) != 0
 }
 
-/// Remaps the two 8259 PICs to vectors 0x20..0x30 ([`cpu::PIC_VECTORS`]) and masks every line
-/// (a monitor without PICs ignores the writes).
-pub fn disable_pic() {
-    // SAFETY: the standard initialisation sequence of the cascaded 8259 pair (ICW1: edge,
-    // cascade, ICW4 follows; ICW2: vector bases 0x20 and 0x28; ICW3: slave on IRQ 2; ICW4:
-    // 8086 mode), then every line masked. Nothing else drives the PICs.
-    unsafe {
-        cpu::outb(0x20, 0x11);
-        cpu::outb(0xa0, 0x11);
-        cpu::outb(0x21, 0x20);
-        cpu::outb(0xa1, 0x28);
-        cpu::outb(0x21, 0x04);
-        cpu::outb(0xa1, 0x02);
-        cpu::outb(0x21, 0x01);
-        cpu::outb(0xa1, 0x01);
-        cpu::outb(0x21, 0xff);
-        cpu::outb(0xa1, 0xff);
-    }
-}
-
 fn read(base: u64, register: u64) -> u32 {
     // SAFETY: `base` is the xAPIC page, mapped uncached (contract of `init`); its registers
     // are 32-bit, 16-byte aligned.
@@ -107,7 +104,7 @@ fn write(base: u64, register: u64, value: u32) {
 ///
 /// # Safety
 /// `base` is the xAPIC page ([`xapic_base`]), identity-mapped uncached; [`cpu::init`] installed
-/// the timer and spurious gates; interrupts are masked; call once.
+/// the spurious gates and [`install_timer_gate`] the timer's; interrupts are masked; call once.
 pub unsafe fn init(base: u64, tsc_hz: u64) -> Option<u64> {
     write(base, TASK_PRIORITY, 0);
     write(base, LVT_LINT0, LVT_MASKED);
@@ -118,7 +115,7 @@ pub unsafe fn init(base: u64, tsc_hz: u64) -> Option<u64> {
         SOFTWARE_ENABLE | u32::from(cpu::SPURIOUS_VECTOR),
     );
     write(base, TIMER_DIVIDE, DIVIDE_BY_16);
-    write(base, LVT_TIMER, LVT_MASKED | u32::from(cpu::TIMER_VECTOR));
+    write(base, LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
     // Calibrate: count down from the top for ~2 ms of TSC, sampling (TSC, count) pairs with
     // the same code at both ends (under TCG, translating new code on the way would skew one
     // end by tens of microseconds).
@@ -140,7 +137,7 @@ pub unsafe fn init(base: u64, tsc_hz: u64) -> Option<u64> {
     if hz < 1000 {
         return None;
     }
-    write(base, LVT_TIMER, u32::from(cpu::TIMER_VECTOR));
+    write(base, LVT_TIMER, u32::from(TIMER_VECTOR));
     TIMER_HZ.store(hz, Ordering::Relaxed);
     let scale = (u128::from(hz) << 32).div_ceil(u128::from(tsc_hz.max(1)));
     TICKS_PER_TSC.store(u64::try_from(scale).unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -180,7 +177,7 @@ pub fn set_deadline(deadline: u64) -> bool {
     true
 }
 
-/// Called by the timer stub (`cpu.rs`) with interrupts masked, on the interrupted stack:
+/// Called by the timer stub (above) with interrupts masked, on the interrupted stack:
 /// acknowledges the interrupt, then calls the kernel's hook if the deadline has passed, else
 /// re-arms for the rest.
 #[unsafe(no_mangle)]

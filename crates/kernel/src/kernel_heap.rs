@@ -7,28 +7,32 @@
 //! the next thread. With interrupts masked around each call the lock is never held when an
 //! interrupt arrives. (On more CPUs the lock still serializes them; masking only keeps the
 //! holder from being switched away.)
+//!
+//! Generic over the heap and the platform (which masks interrupts): `select.rs` names both,
+//! and this file names no selected type.
 
-use crate::select::SelectedPlatform;
 use core::alloc::{GlobalAlloc, Layout};
+use core::marker::PhantomData;
 use heap::{Counted, FrameAllocator, Frames, Heap, HeapStats};
 use platform::Platform;
 
 /// Runs `f` with interrupts masked.
-fn masked<R>(f: impl FnOnce() -> R) -> R {
-    let irq = SelectedPlatform::interrupts_disable();
+fn masked<P: Platform, R>(f: impl FnOnce() -> R) -> R {
+    let irq = P::interrupts_disable();
     let r = f();
-    SelectedPlatform::interrupts_restore(irq);
+    P::interrupts_restore(irq);
     r
 }
 
-/// The selected heap, counted, reporting failed allocations as a clear panic.
+/// The heap `H`, counted, reporting failed allocations as a clear panic, every call made with
+/// `P`'s interrupts masked.
 #[derive(Debug)]
-pub struct KernelHeap<H>(Counted<H>);
+pub struct KernelHeap<H, P>(Counted<H>, PhantomData<fn() -> P>);
 
-impl<H: Heap> KernelHeap<H> {
+impl<H: Heap, P: Platform> KernelHeap<H, P> {
     /// Wraps a heap.
     pub const fn new(heap: H) -> Self {
-        KernelHeap(Counted::new(heap))
+        KernelHeap(Counted::new(heap), PhantomData)
     }
 
     /// The heap without the panic and without masking interrupts: for boot, before
@@ -45,10 +49,10 @@ impl<H: Heap> KernelHeap<H> {
 
 // SAFETY: every call is forwarded to the selected implementation, which upholds the GlobalAlloc
 // contract; a null result becomes a panic (it is never returned to the caller).
-unsafe impl<H: Heap> GlobalAlloc for KernelHeap<H> {
+unsafe impl<H: Heap, P: Platform> GlobalAlloc for KernelHeap<H, P> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout.
-        let p = masked(|| unsafe { self.0.try_alloc(layout) });
+        let p = masked::<P, _>(|| unsafe { self.0.try_alloc(layout) });
         if p.is_null() {
             out_of_memory(layout, self.0.stats());
         }
@@ -57,7 +61,7 @@ unsafe impl<H: Heap> GlobalAlloc for KernelHeap<H> {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout.
-        let p = masked(|| unsafe { self.0.try_alloc_zeroed(layout) });
+        let p = masked::<P, _>(|| unsafe { self.0.try_alloc_zeroed(layout) });
         if p.is_null() {
             out_of_memory(layout, self.0.stats());
         }
@@ -66,12 +70,12 @@ unsafe impl<H: Heap> GlobalAlloc for KernelHeap<H> {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded; `ptr` came from this allocator with this layout.
-        masked(|| unsafe { self.0.dealloc(ptr, layout) })
+        masked::<P, _>(|| unsafe { self.0.dealloc(ptr, layout) })
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded with the caller's block, layout and size.
-        let p = masked(|| unsafe { self.0.try_realloc(ptr, layout, new_size) });
+        let p = masked::<P, _>(|| unsafe { self.0.try_realloc(ptr, layout, new_size) });
         if p.is_null() {
             // `new_size` with the old alignment is a valid layout (GlobalAlloc::realloc's
             // contract), so this cannot fail; the old layout is reported if it did.
@@ -86,14 +90,14 @@ unsafe impl<H: Heap> GlobalAlloc for KernelHeap<H> {
 
 // SAFETY: forwarded to `Counted`, whose frames uphold the contract; masking changes nothing
 // about them. Running out of frames is `None` here (the caller's error), never a panic.
-unsafe impl<H: Heap> FrameAllocator for KernelHeap<H> {
+unsafe impl<H: Heap, P: Platform> FrameAllocator for KernelHeap<H, P> {
     fn alloc_frames(&self, count: usize) -> Option<Frames> {
-        masked(|| self.0.alloc_frames(count))
+        masked::<P, _>(|| self.0.alloc_frames(count))
     }
 
     unsafe fn free_frames(&self, frames: Frames) {
         // SAFETY: forwarded to the caller.
-        masked(|| unsafe { self.0.free_frames(frames) })
+        masked::<P, _>(|| unsafe { self.0.free_frames(frames) })
     }
 }
 

@@ -1,29 +1,16 @@
-//! The console as the `log` backend, and the kernel's command-line options.
+//! The kernel's `log` backend, and plain text output, over a console device.
 //!
 //! [`Logger`] writes `log` records to any [`ConsoleDevice`] (a UART, a debug port, Xen's console
 //! ring) as one line each: `[LEVEL target] message`. [`Writer`] gives `core::fmt::Write` over a
 //! device for output that is not a log record (the app's own printing, panic and exception
-//! reports). [`KernelArgs::parse`] splits the kernel command line into kernel options, the
-//! application's arguments (decoded: the encoding, which carries any argument unchanged, is in
-//! [`cmdline`]) and the monitor's parameters.
-//!
-//! ```
-//! use console::KernelArgs;
-//! let line = r#"log=debug bootchart -- one "two words" "" "say \"hi\"" -- virtio_mmio.device=512@0xfeb00e00:12"#;
-//! let args = KernelArgs::<256>::parse(line).unwrap();
-//! assert_eq!(args.log_level, Some(log::LevelFilter::Debug));
-//! assert!(args.bootchart);
-//! assert_eq!(args.app_args().collect::<Vec<_>>(), ["one", "two words", "", "say \"hi\""]);
-//! ```
+//! reports). The device itself is the profile's `console` slot (the platform crates'); this
+//! crate only formats for it.
 //!
 //! # Cargo features
 //! None.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-pub mod cmdline;
-
-pub use cmdline::{ArgsError, KernelArgs, parse_level};
 use core::fmt::{self, Write as _};
 use log::{Log, Metadata, Record};
 use platform::ConsoleDevice;

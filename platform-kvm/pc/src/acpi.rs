@@ -6,8 +6,8 @@
 //! and costs kilobytes of image; power-off needs five fields and one AML pattern. Every read is
 //! bounds- and checksum-checked: garbage tables give an [`AcpiError`], never a panic.
 
-use crate::phys::{PhysRead, Unreadable};
 use core::fmt;
+use platform::{PhysRead, Unreadable};
 
 /// Where the power-off value goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,7 +264,7 @@ fn s5_sleep_type(mem: &impl PhysRead, dsdt: u64) -> Result<u8, AcpiError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::phys::FakeMemory;
+    use platform::FakeMemory;
 
     const BASE: u64 = 0xe0000;
 
@@ -397,8 +397,8 @@ mod fuzz_tests {
     //! flipped, pointers and lengths set to values near 0, 4 GiB and 2^64, tables planted at the
     //! very top of the address space, checksums mostly repaired so that the parser reads on).
     use super::*;
-    use crate::fuzz::{Rng, cases};
-    use crate::phys::FakeMemory;
+    use platform::FakeMemory;
+    use platform::fuzz::{Rng, cases};
     use std::vec::Vec;
 
     const BASE: u64 = 0xe0000;

@@ -116,8 +116,8 @@ pub unsafe fn read() -> Option<RtcRegisters> {
         // SAFETY: selecting a CMOS register (NMI stays enabled: bit 7 clear) and reading it
         // has no side effect on the date registers; the caller owns the ports.
         unsafe {
-            crate::cpu::outb(0x70, index);
-            crate::cpu::inb(0x71)
+            arch_x86_64::cpu::outb(0x70, index);
+            arch_x86_64::cpu::inb(0x71)
         }
     }
     fn snapshot() -> Option<RtcRegisters> {

@@ -1,0 +1,33 @@
+//! The PC chipset as KVM-class monitors emulate it (QEMU `q35`/`microvm`, Firecracker, Cloud
+//! Hypervisor): one home for the devices around the CPU that `platform-kvm` drives.
+//!
+//! - [`acpi`]: the firmware's ACPI tables, read for the S5 power-off (FADT, DSDT `_S5_`);
+//!   pure, over [`platform::PhysRead`], with seeded random-input tests.
+//! - [`pic`]: the legacy 8259 PICs, remapped and masked.
+//! - [`apic`]: the local APIC (xAPIC), whose one-shot timer is the platform timer; its IDT
+//!   entry stub.
+//! - [`rtc`]: the CMOS real-time clock (decoding host-tested), the wall clock.
+//! - [`pit`]: the 8254 PIT, to measure the TSC where nothing tells its frequency.
+//! - [`kvmclock`]: KVM's paravirtual clock, read once for the TSC frequency (its scale
+//!   arithmetic host-tested).
+//!
+//! The CPU itself (GDT, IDT, exceptions, page tables, the TSC) is the arch crate's; the
+//! IOAPIC and PCI configuration space belong here when devices come.
+//!
+//! The pure parts build and run on the host under `cargo test`; what touches ports, MSRs or
+//! MMIO is compiled only for the bare-metal target.
+//!
+//! # Cargo features
+//! None.
+#![cfg_attr(not(test), no_std)]
+
+pub mod acpi;
+pub mod kvmclock;
+pub mod rtc;
+
+#[cfg(target_os = "none")]
+pub mod apic;
+#[cfg(target_os = "none")]
+pub mod pic;
+#[cfg(target_os = "none")]
+pub mod pit;
