@@ -252,17 +252,20 @@ mod tests {
     use super::*;
 
     fn profile(sets: &[&str]) -> (Profile, Catalog) {
-        let catalog = Catalog::from_features([
-            "platform-kvm",
-            "platform-xen",
-            "allocator-none",
-            "allocator-talc",
-            "scheduler-none",
-            "scheduler-coop",
-            "scheduler-preempt",
-            "console-serial",
-            "console-xen",
-        ]);
+        let catalog = crate::profile::test_catalog(
+            &[
+                "platform-kvm",
+                "platform-xen",
+                "allocator-none",
+                "allocator-talc",
+                "scheduler-none",
+                "scheduler-coop",
+                "scheduler-preempt",
+                "console-serial",
+                "console-xen",
+            ],
+            "",
+        );
         let text = "platform = \"kvm\"\n[slots]\nallocator = \"talc\"\nscheduler = \"none\"\nconsole = \"serial\"\n";
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         let p = Profile::parse("default", text, &sets, &catalog).expect("valid");
