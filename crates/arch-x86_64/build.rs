@@ -1,9 +1,22 @@
 //! Writes the image's linker script (`stardust.ld`) into OUT_DIR and puts OUT_DIR on the linker
 //! search path; `.cargo/config.toml` passes `-Tstardust.ld` to every bare-metal link.
-//! The boot stack size comes from `STARDUST_STACK_SIZE` (bytes), set by xtask from the profile.
+//! The boot stack size comes from `STARDUST_STACK_SIZE` (bytes), set by xtask from the profile;
+//! unset, it is the `stack_size` of crates/stardust/Cargo.toml `[package.metadata.stardust.defaults]`.
 use std::{env, fs, path::PathBuf};
 
-const DEFAULT_STACK: u64 = 64 * 1024;
+/// The default `stack_size`, in bytes.
+fn default_stack() -> u64 {
+    let facade = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .join("../stardust/Cargo.toml");
+    println!("cargo:rerun-if-changed={}", facade.display());
+    let text =
+        fs::read_to_string(&facade).unwrap_or_else(|e| panic!("reading {}: {e}", facade.display()));
+    let catalog = slots::Catalog::from_manifest(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", facade.display()));
+    slots::default_setting(&catalog, "stack_size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{}: no default stack_size", facade.display()))
+}
 
 fn main() {
     println!("cargo:rerun-if-env-changed=STARDUST_STACK_SIZE");
@@ -15,7 +28,7 @@ fn main() {
                 "STARDUST_STACK_SIZE={s:?}: expected a byte count that is a multiple of 4096 and at least 16384"
             ),
         },
-        Err(_) => DEFAULT_STACK,
+        Err(_) => default_stack(),
     };
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let script = format!(

@@ -1,44 +1,64 @@
-//! Turns the profile's numeric settings (environment variables set by xtask) into constants.
-//! Unset variables get the defaults below, so a plain `cargo build` works too.
+//! Turns the profile's numeric settings (environment variables set by xtask) into constants, and
+//! refuses an impossible set of slot features. Unset variables get the defaults of the facade's
+//! `[package.metadata.stardust.defaults]`, so a plain `cargo build` works too; the slots and their
+//! rules come from the same `crates/stardust/Cargo.toml`, read through crate `slots` as xtask
+//! reads them, and each broken rule becomes a `compile_error!` in the generated `config.rs`.
 use std::{env, fs, path::PathBuf};
 
-fn setting(name: &str, default: &str) -> String {
-    println!("cargo:rerun-if-env-changed={name}");
-    env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
 fn main() {
-    let level = setting("STARDUST_LOG_LEVEL", "info");
-    let level = match level.to_ascii_lowercase().as_str() {
-        "off" => "Off",
-        "error" => "Error",
-        "warn" => "Warn",
-        "info" => "Info",
-        "debug" => "Debug",
-        "trace" => "Trace",
-        other => panic!(
-            "STARDUST_LOG_LEVEL={other:?}: expected one of off, error, warn, info, debug, trace"
-        ),
+    let facade = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .join("../stardust/Cargo.toml");
+    println!("cargo:rerun-if-changed={}", facade.display());
+    let text =
+        fs::read_to_string(&facade).unwrap_or_else(|e| panic!("reading {}: {e}", facade.display()));
+    let catalog = slots::Catalog::from_manifest(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", facade.display()));
+    let setting = |name: &str, key: &str| -> String {
+        println!("cargo:rerun-if-env-changed={name}");
+        env::var(name).unwrap_or_else(|_| {
+            slots::default_setting(&catalog, key)
+                .unwrap_or_else(|| panic!("{}: no default for `{key}`", facade.display()))
+        })
     };
-    let heap = setting("STARDUST_HEAP_SIZE", "0");
+
+    let level = setting("STARDUST_LOG_LEVEL", "log_level");
+    let level = slots::log_level(&level).unwrap_or_else(|| {
+        panic!(
+            "STARDUST_LOG_LEVEL={level:?}: expected one of {}",
+            slots::log_levels().join(", ")
+        )
+    });
+    let heap = setting("STARDUST_HEAP_SIZE", "heap_size");
     let heap: u64 = heap.trim().parse().unwrap_or_else(|_| {
         panic!("STARDUST_HEAP_SIZE={heap:?}: expected a byte count (0 = all free RAM)")
     });
-    let slice = setting("STARDUST_TIME_SLICE_NS", "10000000");
+    let slice = setting("STARDUST_TIME_SLICE_NS", "time_slice");
     let slice: u64 = slice
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("STARDUST_TIME_SLICE_NS={slice:?}: expected nanoseconds"));
+
+    // The kernel's features are the facade's, by the same names.
+    let errors = catalog.check_features(|feature| {
+        let var = format!("CARGO_FEATURE_{}", feature.to_uppercase().replace('-', "_"));
+        env::var_os(var).is_some()
+    });
+    let errors: String = errors
+        .iter()
+        .map(|e| format!("compile_error!({e:?});\n"))
+        .collect();
+
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::write(
         out.join("config.rs"),
         format!(
             "/// Default log level (profile `log_level`).\n\
-             pub const LOG_LEVEL: log::LevelFilter = log::LevelFilter::{level};\n\
+             pub const LOG_LEVEL: log::LevelFilter = log::LevelFilter::{level:?};\n\
              /// Heap cap in bytes, 0 = all free RAM (profile `heap_size`).\n\
              pub const HEAP_SIZE: u64 = {heap};\n\
              /// Preemption time slice in nanoseconds (profile `time_slice`).\n\
-             pub const TIME_SLICE_NS: u64 = {slice};\n"
+             pub const TIME_SLICE_NS: u64 = {slice};\n\
+             {errors}"
         ),
     )
     .expect("write config.rs");

@@ -2,23 +2,22 @@
 //! exhausting the heap ends in the out-of-memory panic, and an image holds only the allocator
 //! its profile selects.
 
-use stardust_tests::{Boot, Run, assert_exit, image_with, line_with};
+//! The allocators are those of crates/stardust/Cargo.toml (every `allocator` but `none`).
+
+use stardust_tests::{Boot, Run, assert_exit, image_with, line_with, workspace};
 use std::sync::OnceLock;
 
-const ALLOCATORS: [&str; 3] = ["bump", "buddy", "talc"];
-
-fn set(allocator: &str) -> &'static [&'static str] {
-    match allocator {
-        "bump" => &["allocator=bump"],
-        "buddy" => &["allocator=buddy"],
-        "talc" => &["allocator=talc"],
-        other => panic!("unknown allocator {other}"),
-    }
+/// The allocators that give a heap, from the facade's features.
+fn allocators() -> Vec<String> {
+    let all = workspace().allocators().expect("the facade's allocators");
+    assert!(all.len() >= 2, "{all:?}");
+    all
 }
 
 /// Runs the stress test and returns its checksum line's checksum.
 fn stress(allocator: &str) -> String {
-    let boot = Run::new("allocstress").set(set(allocator)).boot();
+    let set = format!("allocator={allocator}");
+    let boot = Run::new("allocstress").set(&[&set]).boot();
     assert_exit(&boot, 0);
     line_with(&boot, &["allocstress: ok"]);
     line_with(&boot, &["allocstress: heap: ", "used 0 B"]);
@@ -48,18 +47,17 @@ fn stress_passes_on_bump_with_talcs_checksum() {
 }
 
 fn oom(allocator: &str) -> Boot {
-    let sets: &[&str] = match allocator {
-        "bump" => &["allocator=bump", "memory=8M"],
-        "buddy" => &["allocator=buddy", "memory=8M"],
-        _ => &["allocator=talc", "memory=8M"],
-    };
-    Run::new("allocstress").set(sets).args(&["oom"]).boot()
+    let set = format!("allocator={allocator}");
+    Run::new("allocstress")
+        .set(&[&set, "memory=8M"])
+        .args(&["oom"])
+        .boot()
 }
 
 #[test]
 fn exhausting_the_heap_panics_with_the_request_and_the_stats() {
-    for allocator in ALLOCATORS {
-        let boot = oom(allocator);
+    for allocator in allocators() {
+        let boot = oom(&allocator);
         assert_exit(&boot, 101);
         let line = line_with(
             &boot,
@@ -78,7 +76,8 @@ fn exhausting_the_heap_panics_with_the_request_and_the_stats() {
 #[test]
 fn an_image_holds_only_the_selected_allocator() {
     let crates_of = |allocator: &str| -> Vec<String> {
-        let (_, image) = image_with("allocstress", "default", set(allocator));
+        let set = format!("allocator={allocator}");
+        let (_, image) = image_with("allocstress", "default", &[&set]);
         let elf = std::fs::read(image.elf.with_extension("debug")).expect("the .debug image");
         let symbols = xtask::size::sized_symbols(&elf).expect("symbols");
         xtask::size::crate_sizes(&symbols)
@@ -88,19 +87,21 @@ fn an_image_holds_only_the_selected_allocator() {
     };
     // Each allocator's crates (its code may be inlined into its wrapper crate, so one of them
     // is enough to name it).
-    let crates_by_allocator = [
-        ("bump", &["alloc_bump"][..]),
-        ("buddy", &["alloc_buddy", "buddy_system_allocator"][..]),
-        ("talc", &["alloc_talc", "talc"][..]),
-    ];
-    for (allocator, own) in crates_by_allocator {
+    let crates_by_allocator: Vec<(String, Vec<String>)> = allocators()
+        .into_iter()
+        .map(|a| {
+            let own = workspace().allocator_crates(&a).expect("its crates");
+            (a, own)
+        })
+        .collect();
+    for (allocator, own) in &crates_by_allocator {
         let crates = crates_of(allocator);
         assert!(
             own.iter().any(|name| crates.iter().any(|c| c == name)),
             "{allocator}: none of {own:?} in the size breakdown {crates:?}"
         );
-        for (other, theirs) in crates_by_allocator.iter().filter(|(o, _)| *o != allocator) {
-            for name in *theirs {
+        for (other, theirs) in crates_by_allocator.iter().filter(|(o, _)| o != allocator) {
+            for name in theirs {
                 assert!(
                     !crates.iter().any(|c| c == name),
                     "{allocator}: {other}'s crate {name} is in the image: {crates:?}"

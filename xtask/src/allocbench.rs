@@ -1,6 +1,7 @@
 //! `cargo xtask bench alloc`: the allocators side by side, in the guest, in one run.
 //!
-//! For each allocator (`bump`, `buddy`, `talc`): throughput (allocations + frees per second)
+//! For each allocator (every `allocator` of crates/stardust/Cargo.toml but `none`: `bump`,
+//! `buddy`, `talc`, the reference `bump` first): throughput (allocations + frees per second)
 //! and fragmentation (the heap's footprint over the peak of live bytes) of `apps/allocstress`'s
 //! benchmark workloads, medians of several boots; the image-size delta of hello against `bump`;
 //! and the smallest `-m` with which hello still boots (binary search, see `bench::memory`).
@@ -14,8 +15,6 @@ use crate::error::{Error, Result};
 use crate::qemu::{self, Outcome, QemuConfig};
 use crate::workspace::Workspace;
 
-/// The allocators compared, the reference (`bump`) first.
-pub const ALLOCATORS: [&str; 3] = ["bump", "buddy", "talc"];
 /// The workloads of `allocstress bench`.
 pub const WORKLOADS: [&str; 3] = ["small", "mixed", "vec"];
 /// Guest memory of the workload runs: enough for `bump`, which never reuses memory.
@@ -129,14 +128,14 @@ fn boot_workload(cfg: &QemuConfig, workload: &str) -> Result<Sample> {
 pub fn run(ws: &Workspace, opts: &Options) -> Result<Vec<AllocatorResult>> {
     let qemu_bin = crate::setup::ensure_qemu()?;
     let mut results = Vec::new();
-    for allocator in ALLOCATORS {
+    for allocator in ws.allocators()? {
         let set = vec![format!("allocator={allocator}")];
         let mut bench_set = set.clone();
         bench_set.push(format!("memory={BENCH_MEMORY}"));
         let (profile, image) = crate::build_app(ws, "allocstress", "default", &bench_set)?;
         let cfg = QemuConfig::new(qemu_bin.clone(), image.elf.clone(), &profile);
         let mut result = AllocatorResult {
-            allocator: allocator.into(),
+            allocator: allocator.clone(),
             ..AllocatorResult::default()
         };
         for workload in WORKLOADS {

@@ -304,18 +304,20 @@ pub fn build_empty_kernel(ws: &Workspace) -> Result<Image> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Catalog;
 
     #[test]
     fn plain_cargo_command_matches_the_contract() {
-        let catalog = Catalog::from_features([
-            "platform-kvm",
-            "allocator-none",
-            "allocator-bump",
-            "scheduler-none",
-            "console-serial",
-            "console-debugcon",
-        ]);
+        let catalog = crate::profile::test_catalog(
+            &[
+                "platform-kvm",
+                "allocator-none",
+                "allocator-bump",
+                "scheduler-none",
+                "console-serial",
+                "console-debugcon",
+            ],
+            "",
+        );
         let text = "platform = \"kvm\"\n[slots]\nallocator = \"bump\"\nscheduler = \"none\"\nconsole = \"serial\"\n[settings]\nstack_size = \"64K\"\n";
         let p = Profile::parse("default", text, &[], &catalog).expect("valid");
         assert_eq!(
@@ -333,12 +335,15 @@ mod tests {
 
     #[test]
     fn an_image_beyond_the_boot_mapping_is_refused() {
-        let catalog = Catalog::from_features([
-            "platform-kvm",
-            "allocator-bump",
-            "scheduler-none",
-            "console-serial",
-        ]);
+        let catalog = crate::profile::test_catalog(
+            &[
+                "platform-kvm",
+                "allocator-bump",
+                "scheduler-none",
+                "console-serial",
+            ],
+            "",
+        );
         let text = "platform = \"kvm\"\n[slots]\nallocator = \"bump\"\nscheduler = \"none\"\nconsole = \"serial\"\n[settings]\nstack_size = \"1022M\"\nmemory = \"1100M\"\n";
         let p = Profile::parse("big", text, &[], &catalog).expect("valid");
         check_image_end(MAX_IMAGE_END, &p).expect("at the limit");

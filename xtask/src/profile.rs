@@ -1,10 +1,12 @@
 //! Profiles (`profiles/NAME.toml`): parsing, `--set` overrides and validation.
 //!
 //! A profile names the platform, one implementation per slot, numeric settings and budgets
-//! (see docs/CONTRACT.md). The valid slots and values are not listed here: they come from the
-//! `[features]` of `crates/stardust/Cargo.toml` (features named `<slot>-<value>`), read into a
-//! [`Catalog`]. Everything else (keys, settings ranges) is checked here, and every error names the
-//! bad key or value and lists the valid choices.
+//! (see docs/CONTRACT.md); it may leave any of them out, which then takes its default. The
+//! slots, their values, defaults and the rules between them are not listed here: they come from
+//! `crates/stardust/Cargo.toml` (features named `<slot>-<value>` and
+//! `[package.metadata.stardust]`), read into a [`Catalog`] by crate `slots`, which the kernel's
+//! `build.rs` reads too. The settings and budgets are the tables [`SETTINGS`] and [`BUDGETS`];
+//! every error names the bad key or value and lists the valid choices.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,36 +16,48 @@ use toml::Value;
 use crate::bail;
 use crate::error::{Error, Result};
 
+pub use slots::{Catalog, PLATFORM, parse_duration_ns};
+
 /// Top-level scalar keys.
 pub const TOP_KEYS: &[&str] = &["description", "platform"];
-/// Keys of `[settings]`.
-pub const SETTINGS_KEYS: &[&str] = &[
-    "log_level",
-    "heap_size",
-    "stack_size",
-    "memory",
-    "time_slice",
-    "xen_guest",
+/// How a setting or budget value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A log level (the `log` crate's names).
+    LogLevel,
+    /// A byte count (`65536`, `"64K"`).
+    Size,
+    /// A duration (`"10ms"`), in nanoseconds.
+    Duration,
+    /// One of the given strings.
+    Choice(&'static [&'static str], &'static str),
+    /// A budget in bytes: a size above 0.
+    Budget,
+    /// A positive ratio (`1.10`).
+    Ratio,
+}
+/// The keys of `[settings]`; their defaults are in the facade's `[package.metadata.stardust]`.
+pub const SETTINGS: &[(&str, Kind)] = &[
+    ("log_level", Kind::LogLevel),
+    ("heap_size", Kind::Size),
+    ("stack_size", Kind::Size),
+    ("memory", Kind::Size),
+    ("time_slice", Kind::Duration),
+    ("xen_guest", Kind::Choice(XEN_GUESTS, "Xen guest mode")),
 ];
-/// Keys of `[budgets]`.
-pub const BUDGET_KEYS: &[&str] = &["image_bytes", "min_memory", "boot_ratio"];
-/// Values of `log_level` (and of the kernel's `log=` option).
-pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+/// The keys of `[budgets]` (no default: a budget left out is not checked).
+pub const BUDGETS: &[(&str, Kind)] = &[
+    ("image_bytes", Kind::Budget),
+    ("min_memory", Kind::Budget),
+    ("boot_ratio", Kind::Ratio),
+];
 /// Values of `xen_guest` (platform `xen` only): the Xen guest mode, PV or PVH.
 pub const XEN_GUESTS: &[&str] = &["pv", "pvh"];
 /// The facade feature `xen_guest = "pvh"` adds (no dash: the slot catalog ignores it).
 pub const XEN_GUEST_PVH_FEATURE: &str = "stardust/xen_guest_pvh";
-/// The slot that is a top-level key rather than a `[slots]` entry.
-pub const PLATFORM: &str = "platform";
 
-const DEFAULT_LOG_LEVEL: &str = "info";
-const DEFAULT_HEAP_SIZE: u64 = 0;
-const DEFAULT_STACK_SIZE: u64 = 64 * 1024;
-const DEFAULT_MEMORY: u64 = 32 * 1024 * 1024;
 const MIN_STACK_SIZE: u64 = 16 * 1024;
 const MIN_MEMORY: u64 = 1024 * 1024;
-const DEFAULT_TIME_SLICE_NS: u64 = 10_000_000;
-const DEFAULT_XEN_GUEST: &str = "pv";
 const MIN_TIME_SLICE_NS: u64 = 100_000;
 const MAX_TIME_SLICE_NS: u64 = 1_000_000_000;
 const MIB: u64 = 1 << 20;
@@ -73,72 +87,6 @@ pub fn size_text(bytes: u64) -> String {
         b if b.is_multiple_of(MIB) => format!("{}M", b >> 20),
         b if b.is_multiple_of(1024) => format!("{}K", b >> 10),
         b => b.to_string(),
-    }
-}
-
-/// The slots and the values each may take, in the order the features are declared.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Catalog {
-    slots: Vec<(String, Vec<String>)>,
-}
-
-impl Catalog {
-    /// Builds the catalog from feature names: `<slot>-<value>` adds `value` to `slot` (split at
-    /// the first `-`); names without a `-` (such as `default`) are not slot features.
-    pub fn from_features<'a>(features: impl IntoIterator<Item = &'a str>) -> Catalog {
-        let mut catalog = Catalog::default();
-        for feature in features {
-            let Some((slot, value)) = feature.split_once('-') else {
-                continue;
-            };
-            if slot.is_empty() || value.is_empty() {
-                continue;
-            }
-            match catalog.slots.iter_mut().find(|(s, _)| s == slot) {
-                Some((_, values)) => values.push(value.to_string()),
-                None => catalog
-                    .slots
-                    .push((slot.to_string(), vec![value.to_string()])),
-            }
-        }
-        catalog
-    }
-
-    /// Reads the `[features]` table of a `Cargo.toml`, keeping declaration order.
-    pub fn from_manifest(text: &str) -> Result<Catalog> {
-        #[derive(Deserialize)]
-        struct Manifest {
-            #[serde(default)]
-            features: BTreeMap<toml::Spanned<String>, Value>,
-        }
-        let manifest: Manifest = toml::from_str(text).map_err(|e| Error::new(e.to_string()))?;
-        let mut names: Vec<_> = manifest.features.keys().collect();
-        names.sort_by_key(|k| k.span().start);
-        Ok(Catalog::from_features(
-            names.into_iter().map(|k| k.get_ref().as_str()),
-        ))
-    }
-
-    /// All slot names (platform included), in declaration order.
-    pub fn slot_names(&self) -> impl Iterator<Item = &str> {
-        self.slots.iter().map(|(s, _)| s.as_str())
-    }
-
-    /// Slot names except `platform`.
-    pub fn non_platform_slots(&self) -> impl Iterator<Item = &str> {
-        self.slot_names().filter(|s| *s != PLATFORM)
-    }
-
-    /// The valid values of `slot`, or `None` for an unknown slot.
-    pub fn values(&self, slot: &str) -> Option<&[String]> {
-        self.slots
-            .iter()
-            .find(|(s, _)| s == slot)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    fn has_slot(&self, slot: &str) -> bool {
-        self.values(slot).is_some()
     }
 }
 
@@ -244,43 +192,9 @@ impl Profile {
             applied.retain(|(k, _): &(String, String)| *k != key);
             applied.push((key, value));
         }
-        // A platform chosen on the command line brings its own console when the profile's
-        // console is a device that platform does not have (`--platform xen` on `default`).
-        let platform_set = applied.iter().any(|(k, _)| k == PLATFORM);
-        let console_set = applied.iter().any(|(k, _)| k == "console");
-        if let (true, false, Some(Value::String(platform))) =
-            (platform_set, console_set, table.get(PLATFORM).cloned())
-        {
-            let console = table
-                .get("slots")
-                .and_then(|s| s.get("console"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            if let (Some(console), Some(default)) = (console, default_console(&platform))
-                && !console_fits(&platform, &console)
-                && let Some(Value::Table(slots)) = table.get_mut("slots")
-            {
-                slots.insert("console".into(), Value::String(default.into()));
-                applied.push(("console".into(), default.into()));
-            }
-        }
-        let overridden: BTreeSet<String> = applied.iter().map(|(k, _)| k.clone()).collect();
-        let mut profile = validate(name, &table, catalog, &overridden)?;
-        if let Some(console) = profile.slot("console")
-            && !console_fits(&profile.platform, console)
-        {
-            bail!(
-                "profile `{name}`: console `{console}` is not available on platform `{}`; \
-                 valid choices there: {}",
-                profile.platform,
-                PLATFORM_CONSOLES
-                    .iter()
-                    .filter(|(p, _)| *p == profile.platform)
-                    .map(|(_, c)| *c)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        let file = ProfileFile::deserialize(Value::Table(table))
+            .map_err(|e| Error::new(format!("profile `{name}` (profiles/{name}.toml): {e}")))?;
+        let mut profile = validate(name, file, catalog, &mut applied)?;
         profile.overrides = applied;
         Ok(profile)
     }
@@ -360,27 +274,6 @@ fn sanitize(s: &str) -> String {
     if out.is_empty() { "_".into() } else { out }
 }
 
-/// The consoles each platform has, its default first. A platform missing here takes any console.
-pub const PLATFORM_CONSOLES: &[(&str, &str)] = &[
-    ("kvm", "serial"),
-    ("kvm", "debugcon"),
-    ("xen", "xen"),
-    ("universal", "auto"),
-];
-
-/// The default console of `platform`.
-pub fn default_console(platform: &str) -> Option<&'static str> {
-    PLATFORM_CONSOLES
-        .iter()
-        .find(|(p, _)| *p == platform)
-        .map(|(_, c)| *c)
-}
-
-/// Whether `platform` has `console`.
-pub fn console_fits(platform: &str, console: &str) -> bool {
-    default_console(platform).is_none() || PLATFORM_CONSOLES.contains(&(platform, console))
-}
-
 /// Splits `KEY=VALUE` (the value may be empty; spaces around the key are trimmed).
 pub fn parse_override(raw: &str) -> Result<(String, String)> {
     let Some((key, value)) = raw.split_once('=') else {
@@ -399,8 +292,8 @@ pub fn resolve_key(key: &str, catalog: &Catalog) -> Result<(Section, String)> {
         match section {
             Section::Top => TOP_KEYS.contains(&k),
             Section::Slots => k != PLATFORM && catalog.has_slot(k),
-            Section::Settings => SETTINGS_KEYS.contains(&k),
-            Section::Budgets => BUDGET_KEYS.contains(&k),
+            Section::Settings => SETTINGS.iter().any(|(s, _)| *s == k),
+            Section::Budgets => BUDGETS.iter().any(|(s, _)| *s == k),
         }
     };
     let all = [
@@ -427,6 +320,10 @@ pub fn resolve_key(key: &str, catalog: &Catalog) -> Result<(Section, String)> {
     }
 }
 
+fn keys_of(table: &[(&str, Kind)]) -> String {
+    table.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
 fn valid_keys(catalog: &Catalog) -> String {
     let slots: Vec<&str> = catalog.non_platform_slots().collect();
     format!(
@@ -437,57 +334,15 @@ fn valid_keys(catalog: &Catalog) -> String {
         } else {
             slots.join(", ")
         },
-        SETTINGS_KEYS.join(", "),
-        BUDGET_KEYS.join(", ")
+        keys_of(SETTINGS),
+        keys_of(BUDGETS)
     )
 }
 
 /// Parses a byte count: `65536`, `64K`, `4M`, `1G` (binary units; `KiB`/`KB`/`B` suffixes and
 /// `_` separators accepted, case-insensitive).
-/// Parses a duration: nanoseconds, or a number with `ns`, `us`, `ms` or `s` (`"10ms"`).
-pub fn parse_duration_ns(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let unit_ns: u64 = match unit.trim() {
-        "" | "ns" => 1,
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "`{text}`: unknown unit `{other}`; use ns, us, ms or s (e.g. \"10ms\")"
-            ));
-        }
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_ns))
-        .ok_or_else(|| format!("`{text}` is not a duration like \"10ms\""))
-}
-
 pub fn parse_size(s: &str) -> Result<u64> {
-    let bad = || {
-        Error::new(format!(
-            "bad size `{s}` (expected a byte count like 65536, or a number with K, M or G, like \"64K\")"
-        ))
-    };
-    let t: String = s.trim().chars().filter(|c| *c != '_').collect();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, suffix) = t.split_at(digits_end);
-    if digits.is_empty() {
-        return Err(bad());
-    }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).ok_or_else(bad)
+    slots::parse_size(s).map_err(Error::new)
 }
 
 /// Formats a byte count the way QEMU's `-m` takes it (`32M`, or `K` when not whole MiB).
@@ -561,6 +416,47 @@ impl Checker<'_> {
         }
     }
 
+    /// Reads `v` as `kind` says.
+    fn parse(&self, key: &str, qualified: &str, kind: Kind, v: &Value) -> Result<Parsed> {
+        Ok(match kind {
+            Kind::LogLevel => {
+                let level = self.string(key, qualified, v)?;
+                if slots::log_level(&level).is_none() || level != level.to_ascii_lowercase() {
+                    return Err(self.err(
+                        key,
+                        qualified,
+                        format!(
+                            "`{level}` is not a log level; valid choices: {}",
+                            slots::log_levels().join(", ")
+                        ),
+                    ));
+                }
+                Parsed::Text(level)
+            }
+            Kind::Choice(choices, what) => {
+                let value = self.string(key, qualified, v)?;
+                if !choices.contains(&value.as_str()) {
+                    return Err(self.err(
+                        key,
+                        qualified,
+                        format!(
+                            "`{value}` is not a {what}; valid choices: {}",
+                            choices.join(", ")
+                        ),
+                    ));
+                }
+                Parsed::Text(value)
+            }
+            Kind::Size => Parsed::Number(self.size(key, qualified, v)?),
+            Kind::Duration => Parsed::Number(self.duration(key, qualified, v)?),
+            Kind::Budget => match self.size(key, qualified, v)? {
+                0 => return Err(self.err(key, qualified, "a budget of 0 bytes can never be met")),
+                n => Parsed::Number(n),
+            },
+            Kind::Ratio => Parsed::Ratio(self.ratio(key, qualified, v)?),
+        })
+    }
+
     fn slot_value(
         &self,
         catalog: &Catalog,
@@ -584,154 +480,326 @@ impl Checker<'_> {
     }
 }
 
-fn sub_table<'a>(
-    profile: &str,
-    table: &'a toml::Table,
-    name: &str,
-) -> Result<Option<&'a toml::Table>> {
-    match table.get(name) {
-        None => Ok(None),
-        Some(Value::Table(t)) => Ok(Some(t)),
-        Some(_) => bail!("profile `{profile}`: `{name}` must be a table ([{name}])"),
+/// A profile file as written (overrides applied): the tables typed, their values checked by
+/// [`validate`].
+#[derive(Debug, Deserialize)]
+struct ProfileFile {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    platform: Option<Value>,
+    #[serde(default)]
+    slots: BTreeMap<String, Value>,
+    #[serde(default)]
+    settings: BTreeMap<String, Value>,
+    #[serde(default)]
+    budgets: BTreeMap<String, Value>,
+    /// Anything else: an error that names it.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// A checked setting or budget value.
+enum Parsed {
+    Text(String),
+    Number(u64),
+    Ratio(f64),
+}
+
+impl Parsed {
+    fn number(&self) -> u64 {
+        match self {
+            Parsed::Number(n) => *n,
+            _ => 0,
+        }
+    }
+    fn text(self) -> String {
+        match self {
+            Parsed::Text(t) => t,
+            _ => String::new(),
+        }
     }
 }
 
 fn check_keys(
     profile: &str,
-    table: Option<&toml::Table>,
+    table: &BTreeMap<String, Value>,
     section: &str,
-    valid: &[&str],
+    valid: &[(&str, Kind)],
 ) -> Result<()> {
-    for key in table.into_iter().flat_map(|t| t.keys()) {
-        if !valid.contains(&key.as_str()) {
-            bail!(
-                "profile `{profile}`: unknown key `{key}` in [{section}]; valid keys: {}",
-                if valid.is_empty() {
-                    "none".to_string()
-                } else {
-                    valid.join(", ")
-                }
-            );
-        }
+    if let Some(key) = table.keys().find(|k| !valid.iter().any(|(v, _)| v == k)) {
+        let valid: Vec<&str> = valid.iter().map(|(k, _)| *k).collect();
+        bail!(
+            "profile `{profile}`: unknown key `{key}` in [{section}]; valid keys: {}",
+            valid.join(", ")
+        );
     }
     Ok(())
 }
 
 fn validate(
     name: &str,
-    table: &toml::Table,
+    file: ProfileFile,
     catalog: &Catalog,
-    overridden: &BTreeSet<String>,
+    applied: &mut Vec<(String, String)>,
 ) -> Result<Profile> {
+    let overridden: BTreeSet<String> = applied.iter().map(|(k, _)| k.clone()).collect();
     let c = Checker {
         profile: name,
-        overridden,
+        overridden: &overridden,
     };
-    const TABLES: &[&str] = &["slots", "settings", "budgets"];
-    for key in table.keys() {
-        if !TOP_KEYS.contains(&key.as_str()) && !TABLES.contains(&key.as_str()) {
-            let hint = match key.as_str() {
-                "budget" => " (did you mean [budgets]?)",
-                "slot" => " (did you mean [slots]?)",
-                "setting" => " (did you mean [settings]?)",
-                _ => "",
-            };
-            bail!(
-                "profile `{name}`: unknown top-level key `{key}`{hint}; valid: {}, [slots], [settings], [budgets]",
-                TOP_KEYS.join(", ")
-            );
+    check_unknown(name, &file, catalog)?;
+    let mut slots = slot_values(&c, catalog, &file)?;
+    let setting = |key: &str, kind: Kind| -> Result<Parsed> {
+        let qualified = format!("settings.{key}");
+        match (file.settings.get(key), catalog.default_of(key)) {
+            (Some(v), _) => c.parse(key, &qualified, kind, v),
+            (None, Some(v)) => c.parse(
+                key,
+                &format!("defaults.{key} of crates/stardust/Cargo.toml"),
+                kind,
+                v,
+            ),
+            (None, None) => bail!(
+                "crates/stardust/Cargo.toml: [package.metadata.stardust.defaults] has no `{key}`"
+            ),
         }
+    };
+    let mut parsed = SETTINGS
+        .iter()
+        .map(|(k, kind)| setting(k, *kind))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
+    let mut next = || parsed.next().expect("one value per setting");
+    let settings = Settings {
+        log_level: next().text(),
+        heap_size: next().number(),
+        stack_size: next().number(),
+        memory: next().number(),
+        time_slice_ns: next().number(),
+        xen_guest: next().text(),
+    };
+    check_settings(&c, &settings)?;
+    let budget = |key: &str, kind: Kind| -> Result<Option<Parsed>> {
+        file.budgets
+            .get(key)
+            .map(|v| c.parse(key, &format!("budgets.{key}"), kind, v))
+            .transpose()
+    };
+    let budgets = Budgets {
+        image_bytes: budget("image_bytes", Kind::Budget)?.map(|p| p.number()),
+        min_memory: budget("min_memory", Kind::Budget)?.map(|p| p.number()),
+        boot_ratio: budget("boot_ratio", Kind::Ratio)?.and_then(|p| match p {
+            Parsed::Ratio(r) => Some(r),
+            _ => None,
+        }),
+    };
+    check_rules(&c, catalog, &mut slots, &settings, applied)?;
+    let at = slots.iter().position(|(s, _)| s == PLATFORM);
+    let platform = at.map(|i| slots.remove(i).1).unwrap_or_default();
+    Ok(Profile {
+        name: name.to_string(),
+        description: file.description.unwrap_or_default(),
+        platform,
+        slots,
+        settings,
+        budgets,
+        overrides: Vec::new(),
+    })
+}
+
+/// Refuses a key that is neither a known table nor one of its keys, naming the valid ones.
+fn check_unknown(name: &str, file: &ProfileFile, catalog: &Catalog) -> Result<()> {
+    if let Some(key) = file.unknown.keys().next() {
+        let hint = match key.as_str() {
+            "budget" => " (did you mean [budgets]?)",
+            "slot" => " (did you mean [slots]?)",
+            "setting" => " (did you mean [settings]?)",
+            _ => "",
+        };
+        bail!(
+            "profile `{name}`: unknown top-level key `{key}`{hint}; valid: {}, [slots], [settings], [budgets]",
+            TOP_KEYS.join(", ")
+        );
     }
     if catalog.values(PLATFORM).is_none() {
         bail!(
             "crates/stardust/Cargo.toml declares no `platform-*` feature, so no platform can be selected"
         );
     }
-    let description = match table.get("description") {
-        Some(v) => c.string("description", "description", v)?,
-        None => String::new(),
-    };
-    let platform = match table.get(PLATFORM) {
-        Some(v) => c.slot_value(catalog, PLATFORM, PLATFORM, v)?,
-        None => bail!(
-            "profile `{name}`: `platform` is not set; valid choices: {}",
-            catalog.values(PLATFORM).unwrap_or(&[]).join(", ")
-        ),
-    };
-
-    let slots_table = sub_table(name, table, "slots")?;
     let slot_names: Vec<&str> = catalog.non_platform_slots().collect();
-    if let Some(t) = slots_table {
-        for key in t.keys() {
-            if key == PLATFORM {
-                bail!("profile `{name}`: `platform` is a top-level key, not a [slots] entry");
-            }
-            if !catalog.has_slot(key) {
-                bail!(
-                    "profile `{name}`: unknown slot `{key}` in [slots]; valid slots: {}",
-                    if slot_names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        slot_names.join(", ")
-                    }
-                );
-            }
-        }
+    if file.slots.contains_key(PLATFORM) {
+        bail!("profile `{name}`: `platform` is a top-level key, not a [slots] entry");
     }
-    let mut slots = Vec::new();
-    for slot in &slot_names {
-        let qualified = format!("slots.{slot}");
-        match slots_table.and_then(|t| t.get(*slot)) {
-            Some(v) => slots.push((
-                slot.to_string(),
-                c.slot_value(catalog, slot, &qualified, v)?,
-            )),
-            None => bail!(
-                "profile `{name}`: slot `{slot}` is not set; add `{slot} = \"...\"` to [slots] (valid choices: {})",
-                catalog.values(slot).unwrap_or(&[]).join(", ")
-            ),
-        }
+    if let Some(key) = file.slots.keys().find(|k| !catalog.has_slot(k)) {
+        bail!(
+            "profile `{name}`: unknown slot `{key}` in [slots]; valid slots: {}",
+            or_none(&slot_names)
+        );
     }
+    check_keys(name, &file.settings, "settings", SETTINGS)?;
+    check_keys(name, &file.budgets, "budgets", BUDGETS)?;
 
-    let settings_table = sub_table(name, table, "settings")?;
-    check_keys(name, settings_table, "settings", SETTINGS_KEYS)?;
-    let get = |t: Option<&toml::Table>, k: &str| t.and_then(|t| t.get(k)).cloned();
-    let log_level = match get(settings_table, "log_level") {
-        Some(v) => {
-            let level = c.string("log_level", "settings.log_level", &v)?;
-            if !LOG_LEVELS.contains(&level.as_str()) {
-                return Err(c.err(
-                    "log_level",
-                    "settings.log_level",
-                    format!(
-                        "`{level}` is not a log level; valid choices: {}",
-                        LOG_LEVELS.join(", ")
-                    ),
-                ));
-            }
-            level
+    Ok(())
+}
+
+/// Every slot's value (platform first): the profile's, or the default of one it leaves out.
+fn slot_values(
+    c: &Checker<'_>,
+    catalog: &Catalog,
+    file: &ProfileFile,
+) -> Result<Vec<(String, String)>> {
+    // Slots: the profile's values, then the defaults of those it leaves out.
+    let mut values: Vec<(String, Option<String>)> = Vec::new();
+    for slot in catalog.slot_names() {
+        let (qualified, given) = match slot {
+            PLATFORM => (PLATFORM.to_string(), file.platform.as_ref()),
+            _ => (format!("slots.{slot}"), file.slots.get(slot)),
+        };
+        let value = given
+            .map(|v| c.slot_value(catalog, slot, &qualified, v))
+            .transpose()?;
+        values.push((slot.to_string(), value));
+    }
+    for i in 0..values.len() {
+        if values[i].1.is_none() {
+            let features = features_of(&values, false);
+            let features: Vec<&str> = features.iter().map(String::as_str).collect();
+            values[i].1 = catalog
+                .slot_default(&values[i].0, &features)
+                .map(str::to_string);
         }
-        None => DEFAULT_LOG_LEVEL.into(),
+    }
+    Ok(values
+        .into_iter()
+        .map(|(s, v)| (s, v.unwrap_or_default()))
+        .collect())
+}
+
+fn or_none(list: &[&str]) -> String {
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// `<slot>-<value>` of every slot that has a value, and `xen_guest_pvh` when asked.
+fn features_of(values: &[(String, Option<String>)], xen_guest_pvh: bool) -> Vec<String> {
+    let mut features: Vec<String> = values
+        .iter()
+        .filter_map(|(s, v)| Some(format!("{s}-{}", v.as_ref()?)))
+        .collect();
+    if xen_guest_pvh {
+        features.push(
+            XEN_GUEST_PVH_FEATURE
+                .trim_start_matches("stardust/")
+                .to_string(),
+        );
+    }
+    features
+}
+
+/// The rules between slots (crates/stardust/Cargo.toml). A slot that the command line did not
+/// set and that has no declared default (the console) follows what the command line chose: it
+/// takes its first value that fits again (`--platform xen` on a profile with console `serial`).
+fn check_rules(
+    c: &Checker<'_>,
+    catalog: &Catalog,
+    slots: &mut [(String, String)],
+    settings: &Settings,
+    applied: &mut Vec<(String, String)>,
+) -> Result<()> {
+    loop {
+        let values: Vec<(String, Option<String>)> = slots
+            .iter()
+            .map(|(s, v)| (s.clone(), Some(v.clone())))
+            .collect();
+        let features = features_of(&values, settings.xen_guest == "pvh");
+        let features: Vec<&str> = features.iter().map(String::as_str).collect();
+        let Some(broken) = catalog.broken(&features) else {
+            return Ok(());
+        };
+        let trigger_slot = slots::split(broken.trigger).map(|(s, _)| s);
+        let rule_slot = broken.rule.slot.as_str();
+        let set = |s: &str| c.overridden.contains(s);
+        let follower = [trigger_slot, Some(rule_slot)]
+            .into_iter()
+            .flatten()
+            .find(|s| {
+                !set(s)
+                    && catalog.default_of(s).is_none()
+                    && [trigger_slot, Some(rule_slot)]
+                        .into_iter()
+                        .flatten()
+                        .any(set)
+            });
+        if let Some(follower) = follower {
+            let others: Vec<&str> = features
+                .iter()
+                .copied()
+                .filter(|f| slots::split(f).is_none_or(|(s, _)| s != follower))
+                .collect();
+            if let Some(value) = catalog.fitting(follower, &others).first() {
+                let value = value.to_string();
+                if let Some(entry) = slots.iter_mut().find(|(s, _)| s == follower) {
+                    entry.1 = value.clone();
+                }
+                applied.push((follower.to_string(), value));
+                continue;
+            }
+        }
+        if broken.trigger == XEN_GUEST_PVH_FEATURE.trim_start_matches("stardust/") {
+            return Err(c.err(
+                "xen_guest",
+                "settings.xen_guest",
+                format!(
+                    "`{}` needs platform `{}` (platform is `{}`); set platform={} or leave \
+                     xen_guest unset (default `{}`)",
+                    settings.xen_guest,
+                    broken.rule.one_of.join("` or `"),
+                    broken.value,
+                    broken.rule.one_of.first().map_or("", String::as_str),
+                    catalog
+                        .default_of("xen_guest")
+                        .and_then(Value::as_str)
+                        .unwrap_or("pv"),
+                ),
+            ));
+        }
+        let key = [trigger_slot, Some(rule_slot)]
+            .into_iter()
+            .flatten()
+            .find(|s| set(s))
+            .unwrap_or(rule_slot);
+        let qualified = if key == PLATFORM {
+            PLATFORM.to_string()
+        } else {
+            format!("slots.{key}")
+        };
+        return Err(c.err(key, &qualified, catalog.message(&broken, &features)));
+    }
+}
+
+/// The settings' bounds: what the image, loaded at 1 MiB with its boot stack, can do.
+fn check_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
+    let (stack_size, memory, heap_size) = (s.stack_size, s.memory, s.heap_size);
+    let blame = |keys: &[&'static str]| -> &'static str {
+        keys.iter()
+            .copied()
+            .find(|k| c.overridden.contains(*k))
+            .unwrap_or(keys[0])
     };
-    let heap_size = match get(settings_table, "heap_size") {
-        Some(v) => c.size("heap_size", "settings.heap_size", &v)?,
-        None => DEFAULT_HEAP_SIZE,
-    };
-    let stack_size = match get(settings_table, "stack_size") {
-        Some(v) => c.size("stack_size", "settings.stack_size", &v)?,
-        None => DEFAULT_STACK_SIZE,
-    };
+    let fail = |key: &str, msg: String| Err(c.err(key, &format!("settings.{key}"), msg));
     if !stack_size.is_multiple_of(PAGE) || stack_size < MIN_STACK_SIZE {
-        return Err(c.err(
+        return fail(
             "stack_size",
-            "settings.stack_size",
             format!("{stack_size} bytes: must be a multiple of 4096 and at least 16K"),
-        ));
+        );
     }
     if stack_size > MAX_STACK_SIZE {
-        return Err(c.err(
+        return fail(
             "stack_size",
-            "settings.stack_size",
             format!(
                 "stack_size = {}: at most {}: the image, loaded at 1 MiB with its boot stack, must end \
                  within the first GiB, which the boot page tables map, leaving a MiB there for \
@@ -739,60 +807,39 @@ fn validate(
                 size_text(stack_size),
                 size_text(MAX_STACK_SIZE)
             ),
-        ));
+        );
     }
-    let memory = match get(settings_table, "memory") {
-        Some(v) => c.size("memory", "settings.memory", &v)?,
-        None => DEFAULT_MEMORY,
-    };
     if memory < MIN_MEMORY {
-        return Err(c.err(
-            "memory",
-            "settings.memory",
-            format!("{memory} bytes: must be at least 1M"),
-        ));
+        return fail("memory", format!("{memory} bytes: must be at least 1M"));
     }
     if !heap_size.is_multiple_of(PAGE) {
-        return Err(c.err(
+        return fail(
             "heap_size",
-            "settings.heap_size",
             format!(
                 "{heap_size} bytes: must be 0 (all free RAM) or a multiple of 4096 (the heap \
                  takes whole pages)"
             ),
-        ));
+        );
     }
     // The image ends at least a guard page and the boot stack past the load address; RAM up
     // to there is not free. The exact end is checked after the build (`image::build`, `run`).
     let image_end_at_least = IMAGE_BASE + PAGE + stack_size;
-    let blame = |keys: &[&'static str]| {
-        keys.iter()
-            .copied()
-            .find(|k| c.overridden.contains(*k))
-            .unwrap_or(keys[0])
-    };
     if memory <= image_end_at_least {
-        let key = blame(&["memory", "stack_size"]);
-        return Err(c.err(
-            key,
-            &format!("settings.{key}"),
+        let needed = size_text(memory_for_image_end(image_end_at_least));
+        return fail(
+            blame(&["memory", "stack_size"]),
             format!(
                 "memory = {} is too small for stack_size = {}: the image (loaded at 1 MiB) \
-                 ends beyond {}; raise memory to at least {} (e.g. --set memory={})",
+                 ends beyond {}; raise memory to at least {needed} (e.g. --set memory={needed})",
                 size_text(memory),
                 size_text(stack_size),
                 size_text(image_end_at_least),
-                size_text(memory_for_image_end(image_end_at_least)),
-                size_text(memory_for_image_end(image_end_at_least)),
             ),
-        ));
+        );
     }
     if heap_size > memory - image_end_at_least {
-        let key = blame(&["heap_size", "memory", "stack_size"]);
-        let needed = memory_for_image_end(image_end_at_least + heap_size);
-        return Err(c.err(
-            key,
-            &format!("settings.{key}"),
+        return fail(
+            blame(&["heap_size", "memory", "stack_size"]),
             format!(
                 "heap_size = {} can never be met with memory = {}: the image (loaded at 1 MiB, \
                  with a {} boot stack) leaves less free RAM; raise memory to at least {}, or \
@@ -800,104 +847,40 @@ fn validate(
                 size_text(heap_size),
                 size_text(memory),
                 size_text(stack_size),
-                size_text(needed),
+                size_text(memory_for_image_end(image_end_at_least + heap_size)),
             ),
-        ));
+        );
     }
-
-    let time_slice_ns = match get(settings_table, "time_slice") {
-        Some(v) => c.duration("time_slice", "settings.time_slice", &v)?,
-        None => DEFAULT_TIME_SLICE_NS,
-    };
-    if !(MIN_TIME_SLICE_NS..=MAX_TIME_SLICE_NS).contains(&time_slice_ns) {
-        return Err(c.err(
+    if !(MIN_TIME_SLICE_NS..=MAX_TIME_SLICE_NS).contains(&s.time_slice_ns) {
+        return fail(
             "time_slice",
-            "settings.time_slice",
-            format!("{time_slice_ns} ns: must be between 100us and 1s"),
-        ));
+            format!("{} ns: must be between 100us and 1s", s.time_slice_ns),
+        );
     }
-    let xen_guest = match get(settings_table, "xen_guest") {
-        Some(v) => {
-            let mode = c.string("xen_guest", "settings.xen_guest", &v)?;
-            if !XEN_GUESTS.contains(&mode.as_str()) {
-                return Err(c.err(
-                    "xen_guest",
-                    "settings.xen_guest",
-                    format!(
-                        "`{mode}` is not a Xen guest mode; valid choices: {}",
-                        XEN_GUESTS.join(", ")
-                    ),
-                ));
-            }
-            mode
-        }
-        None => DEFAULT_XEN_GUEST.into(),
-    };
-    if xen_guest != DEFAULT_XEN_GUEST && platform != "xen" {
-        return Err(c.err(
-            "xen_guest",
-            "settings.xen_guest",
-            format!(
-                "`{xen_guest}` needs platform `xen` (platform is `{platform}`); set \
-                 platform=xen or leave xen_guest unset (default `{DEFAULT_XEN_GUEST}`)"
-            ),
-        ));
-    }
-    let slot_of = |s: &str| slots.iter().find(|(k, _)| k == s).map(|(_, v)| v.as_str());
-    if let (Some(scheduler), Some("none")) = (slot_of("scheduler"), slot_of("allocator"))
-        && scheduler != "none"
-    {
-        let key = if c.overridden.contains("scheduler") {
-            "scheduler"
-        } else {
-            "allocator"
-        };
-        return Err(c.err(
-            key,
-            &format!("slots.{key}"),
-            format!(
-                "scheduler `{scheduler}` needs a heap (thread stacks, tasks), but allocator is \
-                 `none`; pick an allocator (bump, buddy, talc) or scheduler `none`"
-            ),
-        ));
-    }
+    Ok(())
+}
 
-    let budgets_table = sub_table(name, table, "budgets")?;
-    check_keys(name, budgets_table, "budgets", BUDGET_KEYS)?;
-    let positive_size = |key: &str| -> Result<Option<u64>> {
-        let qualified = format!("budgets.{key}");
-        match get(budgets_table, key) {
-            None => Ok(None),
-            Some(v) => match c.size(key, &qualified, &v)? {
-                0 => Err(c.err(key, &qualified, "a budget of 0 bytes can never be met")),
-                n => Ok(Some(n)),
-            },
-        }
-    };
-    let budgets = Budgets {
-        image_bytes: positive_size("image_bytes")?,
-        min_memory: positive_size("min_memory")?,
-        boot_ratio: get(budgets_table, "boot_ratio")
-            .map(|v| c.ratio("boot_ratio", "budgets.boot_ratio", &v))
-            .transpose()?,
-    };
-
-    Ok(Profile {
-        name: name.to_string(),
-        description,
-        platform,
-        slots,
-        settings: Settings {
-            log_level,
-            heap_size,
-            stack_size,
-            memory,
-            time_slice_ns,
-            xen_guest,
-        },
-        budgets,
-        overrides: Vec::new(),
-    })
+/// A catalog of `features` with the settings' defaults of the real facade and the given
+/// `[[package.metadata.stardust.rules]]` text (for tests).
+#[cfg(test)]
+pub(crate) fn test_catalog(features: &[&str], rules: &str) -> Catalog {
+    let facade = include_str!("../../crates/stardust/Cargo.toml");
+    let defaults: String = facade
+        .lines()
+        .skip_while(|l| *l != "[package.metadata.stardust.defaults]")
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| {
+            SETTINGS
+                .iter()
+                .any(|(k, _)| l.starts_with(&format!("{k} =")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let features: String = features.iter().map(|f| format!("{f} = []\n")).collect();
+    let text =
+        format!("[features]\n{features}[package.metadata.stardust.defaults]\n{defaults}{rules}");
+    Catalog::from_manifest(&text).expect("a valid test catalog")
 }
 
 #[cfg(test)]
@@ -917,6 +900,28 @@ scheduler-none = []
 scheduler-coop = []
 console-serial = []
 console-debugcon = []
+
+[package.metadata.stardust.defaults]
+platform = "kvm"
+allocator = "bump"
+scheduler = "none"
+log_level = "info"
+heap_size = 0
+stack_size = "64K"
+memory = "32M"
+time_slice = "10ms"
+xen_guest = "pv"
+
+[[package.metadata.stardust.rules]]
+when = ["console-serial", "console-debugcon"]
+slot = "platform"
+one_of = ["kvm"]
+
+[[package.metadata.stardust.rules]]
+when = ["scheduler-coop"]
+slot = "allocator"
+none_of = ["none"]
+needs = "a heap (thread stacks, tasks)"
 "#;
 
     const DEFAULT: &str = r#"
@@ -1077,7 +1082,7 @@ boot_ratio = 1.10
             "platform-kvm = [\"dep:platform-kvm\"]",
             "platform-kvm = [\"dep:platform-kvm\"]\nplatform-xen = []\nconsole-xen = []\n\
              xen_guest_pvh = []",
-        );
+        ) + "\n[[package.metadata.stardust.rules]]\nwhen = [\"xen_guest_pvh\"]\nslot = \"platform\"\none_of = [\"xen\"]\n";
         Catalog::from_manifest(&facade).expect("catalog")
     }
 
@@ -1153,10 +1158,14 @@ boot_ratio = 1.10
             e.contains("`pvh` needs platform `xen` (platform is `kvm`)"),
             "{e}"
         );
-        let e = err(
+        let e = Profile::parse(
+            "default",
             &DEFAULT.replace("memory = \"32M\"", "xen_guest = \"pvh\""),
             &[],
-        );
+            &catalog,
+        )
+        .expect_err("pvh on kvm")
+        .to_string();
         assert!(
             e.contains("profile `default`: settings.xen_guest: `pvh` needs platform `xen`"),
             "{e}"
@@ -1253,15 +1262,32 @@ boot_ratio = 1.10
     }
 
     #[test]
-    fn missing_slot_or_platform_is_an_error() {
-        let e = err(&DEFAULT.replace("console = \"serial\"", ""), &[]);
-        assert!(e.contains("slot `console` is not set"), "{e}");
-        assert!(e.contains("serial, debugcon"), "{e}");
-        let e = err(&DEFAULT.replace("platform = \"kvm\"", ""), &[]);
-        assert!(
-            e.contains("`platform` is not set; valid choices: kvm"),
-            "{e}"
+    fn a_slot_left_out_takes_its_default() {
+        // The console has no declared default: the platform's first console.
+        let p = parse(&DEFAULT.replace("console = \"serial\"", ""), &[]).expect("valid");
+        assert_eq!(p.slot("console"), Some("serial"));
+        let p = parse(&DEFAULT.replace("platform = \"kvm\"", ""), &[]).expect("valid");
+        assert_eq!(p.platform, "kvm");
+        // An empty profile is the defaults of crates/stardust/Cargo.toml.
+        let p = parse("", &[]).expect("valid");
+        assert_eq!(
+            p.features(),
+            [
+                "stardust/platform-kvm",
+                "stardust/allocator-bump",
+                "stardust/scheduler-none",
+                "stardust/console-serial"
+            ]
         );
+        assert_eq!(p.settings.memory, 32 << 20);
+        assert_eq!(p.settings.log_level, "info");
+        // The default console follows the platform chosen.
+        let xen = xen_catalog();
+        let p = Profile::parse("x", "platform = \"xen\"", &[], &xen).expect("valid");
+        assert_eq!(p.slot("console"), Some("xen"));
+        // A default is still checked against the rules.
+        let e = err("[slots]\nscheduler = \"coop\"\nallocator = \"none\"", &[]);
+        assert!(e.contains("scheduler `coop` needs a heap"), "{e}");
     }
 
     #[test]

@@ -131,6 +131,33 @@ impl Workspace {
         Catalog::from_manifest(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// The allocators that give a heap: every `allocator` value of the catalog but `none`, in
+    /// the facade's order (`bump` first).
+    pub fn allocators(&self) -> Result<Vec<String>> {
+        let catalog = self.catalog()?;
+        let values = catalog.values("allocator").unwrap_or(&[]);
+        Ok(values.iter().filter(|v| *v != "none").cloned().collect())
+    }
+
+    /// The crates an allocator brings into an image: `alloc-<name>` and the crates.io crates
+    /// its `crates/alloc-<name>/Cargo.toml` depends on (as Rust names: `alloc_talc`, `talc`).
+    pub fn allocator_crates(&self, allocator: &str) -> Result<Vec<String>> {
+        let dir = format!("alloc-{allocator}");
+        let path = self.root.join("crates").join(&dir).join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let manifest: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut crates = vec![dir];
+        if let Some(deps) = manifest.get("dependencies").and_then(|d| d.as_table()) {
+            crates.extend(deps.iter().filter_map(|(name, dep)| {
+                let registry = dep.is_str() || dep.get("version").is_some();
+                registry.then(|| name.clone())
+            }));
+        }
+        Ok(crates.into_iter().map(|c| c.replace('-', "_")).collect())
+    }
+
     /// Loads, overrides and validates a profile.
     pub fn load_profile(&self, name: &str, overrides: &[String]) -> Result<Profile> {
         let names = self.profile_names()?;
@@ -252,17 +279,20 @@ mod tests {
     use super::*;
 
     fn profile(sets: &[&str]) -> (Profile, Catalog) {
-        let catalog = Catalog::from_features([
-            "platform-kvm",
-            "platform-xen",
-            "allocator-none",
-            "allocator-talc",
-            "scheduler-none",
-            "scheduler-coop",
-            "scheduler-preempt",
-            "console-serial",
-            "console-xen",
-        ]);
+        let catalog = crate::profile::test_catalog(
+            &[
+                "platform-kvm",
+                "platform-xen",
+                "allocator-none",
+                "allocator-talc",
+                "scheduler-none",
+                "scheduler-coop",
+                "scheduler-preempt",
+                "console-serial",
+                "console-xen",
+            ],
+            "",
+        );
         let text = "platform = \"kvm\"\n[slots]\nallocator = \"talc\"\nscheduler = \"none\"\nconsole = \"serial\"\n";
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         let p = Profile::parse("default", text, &sets, &catalog).expect("valid");
@@ -311,6 +341,39 @@ scheduler = ["coop", "preempt"]
         let none = AppRequires::from_manifest("[package]\nname = \"hello\"\n").unwrap();
         assert!(none.slots.is_empty());
         none.check("hello", &p, &c).unwrap();
+    }
+
+    #[test]
+    fn the_allocators_and_their_crates_come_from_the_manifests() {
+        let ws = Workspace::locate();
+        assert_eq!(ws.allocators().unwrap(), ["bump", "buddy", "talc"]);
+        assert_eq!(ws.allocator_crates("bump").unwrap(), ["alloc_bump"]);
+        assert_eq!(
+            ws.allocator_crates("buddy").unwrap(),
+            ["alloc_buddy", "buddy_system_allocator"]
+        );
+        assert_eq!(ws.allocator_crates("talc").unwrap(), ["alloc_talc", "talc"]);
+    }
+
+    #[test]
+    fn the_real_facade_is_a_valid_catalog_whose_defaults_build() {
+        let ws = Workspace::locate();
+        let catalog = ws.catalog().unwrap();
+        let p = Profile::parse("empty", "", &[], &catalog).unwrap();
+        assert_eq!(
+            p.features(),
+            [
+                "stardust/platform-kvm",
+                "stardust/allocator-talc",
+                "stardust/scheduler-none",
+                "stardust/console-serial"
+            ]
+        );
+        for (platform, console) in [("xen", "xen"), ("universal", "auto")] {
+            let p =
+                Profile::parse("empty", "", &[format!("platform={platform}")], &catalog).unwrap();
+            assert_eq!(p.slot("console"), Some(console));
+        }
     }
 
     #[test]

@@ -59,18 +59,10 @@ use log::LevelFilter;
 /// a closed list.
 pub const MONITOR_PARAMS: [&str; 1] = ["virtio_mmio.device="];
 
-/// Parses a log level name (`off`, `error`, `warn`, `info`, `debug`, `trace`).
+/// Parses a log level name (`off`, `error`, `warn`, `info`, `debug`, `trace`, any case): the
+/// `log` crate's own names, which the profile's `log_level` takes too (crate `slots`).
 pub fn parse_level(s: &str) -> Option<LevelFilter> {
-    [
-        LevelFilter::Off,
-        LevelFilter::Error,
-        LevelFilter::Warn,
-        LevelFilter::Info,
-        LevelFilter::Debug,
-        LevelFilter::Trace,
-    ]
-    .into_iter()
-    .find(|l| l.as_str().eq_ignore_ascii_case(s))
+    s.parse().ok()
 }
 
 /// A bad kernel command line.
