@@ -564,6 +564,12 @@ impl<M: Machine> Runtime<M> {
         })
     }
 
+    /// Whether some CPU's scheduler state is locked right now (a test's fake machine injects
+    /// another CPU's operations only where it is not: that CPU would wait for the lock).
+    pub fn is_locked(&self) -> bool {
+        self.cpus.iter().any(spin::Mutex::is_locked)
+    }
+
     /// The thread whose guard page holds `addr`, if any: `(name, id, stack bytes)`. Used by
     /// the exception report: never blocks (a CPU whose state is locked is skipped) and never
     /// allocates.
