@@ -21,7 +21,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -226,10 +226,10 @@ pub fn finish(stacks_left: usize) -> u64 {
         let event = {
             let w = world();
             let mut s = w.lock();
-            if s.events.is_empty() {
+            let Some(i) = (0..s.events.len()).min_by_key(|&i| (s.events[i].at, i)) else {
                 break;
-            }
-            s.events.remove(0)
+            };
+            s.events.remove(i)
         };
         deliver(event);
     }
@@ -525,7 +525,7 @@ impl Platform for SimPlatform {
         hook();
     }
 
-    /// Enables interrupts and waits for one: the next event (whatever its step: time passes
+    /// Enables interrupts and waits for one: the next event by step (whatever its step: time passes
     /// while the CPU idles), else the armed timer (the clock jumps to it). With neither, the
     /// real CPU would sleep for ever: a lost wake-up or a deadlock, reported.
     fn idle() {
@@ -533,11 +533,9 @@ impl Platform for SimPlatform {
         let mut s = w.lock();
         assert!(!s.irq, "idle called with interrupts enabled");
         s.idles += 1;
-        let event = if s.events.is_empty() {
-            None
-        } else {
-            Some(s.events.remove(0))
-        };
+        // The earliest event by step (the first scheduled among equals).
+        let first = (0..s.events.len()).min_by_key(|&i| (s.events[i].at, i));
+        let event = first.map(|i| s.events.remove(i));
         let armed = s.armed.take();
         drop(s);
         match (event, armed) {
