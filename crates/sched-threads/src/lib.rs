@@ -30,6 +30,14 @@
 //! THREADS.wait_exit(task, id);
 //! ```
 //!
+//! # Host tests
+//! `cargo test -p sched-threads`: `tests/runtime.rs` (spawn, join, yield order, sleep, a
+//! preempting tick, tokens, deadlock report, stacks and guard pages given back, canary) and
+//! `tests/interleavings.rs`, an exhaustive explorer: a scenario runs once for every step (or
+//! pair of steps) at which a racing event lands (another CPU's operation, a timer interrupt),
+//! with its invariants checked each time (no lost wake-up, woken once, mutual exclusion).
+//! The fake machine and platform are in `tests/common`.
+//!
 //! # Cargo features
 //! None.
 #![cfg_attr(not(test), no_std)]
