@@ -9,6 +9,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use logger::{Logger, Writer};
 use platform::{BootInfo, FreeMemory, Platform, Range, status};
 
+pub use crate::guard::{guard_page, unguard_page};
+
 /// The boot information, and its command line parsed (the app's arguments decoded).
 static BOOT: spin::Once<(BootInfo, Cmdline)> = spin::Once::new();
 /// L + 1 bytes hold the decoded arguments of any line of L bytes (see `cmdline::KernelArgs`).
@@ -343,32 +345,6 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         None => writeln!(w, "PANIC: panicked: {}", info.message()),
     };
     power_off(status::PANIC)
-}
-
-/// Unmaps the 4 KiB page at `page` (a stack guard), splitting a larger mapping with a page-table
-/// frame from the frame allocator where needed. Returns whether the page is now unmapped.
-///
-/// # Safety
-/// `page` is page-aligned heap memory the caller owns (e.g. the lowest frame of a stack it
-/// allocated), and nothing touches it until [`unguard_page`].
-pub unsafe fn guard_page(page: u64) -> bool {
-    use heap::FrameAllocator as _;
-    let mut table = || {
-        HEAP.alloc_frames_zeroed(1)
-            .map(|frames| frames.addr() as u64)
-    };
-    // SAFETY: forwarded to the caller; page tables taken here are never given back (they map
-    // the page's neighbours from now on).
-    unsafe { SelectedPlatform::unmap_page(page, &mut table) }
-}
-
-/// Maps a page [`guard_page`] unmapped again, read-write.
-///
-/// # Safety
-/// `page` was unmapped by [`guard_page`] and not remapped since.
-pub unsafe fn unguard_page(page: u64) {
-    // SAFETY: forwarded to the caller.
-    unsafe { SelectedPlatform::remap_page(page) }
 }
 
 /// Wall-clock nanoseconds since the Unix epoch, where the platform has a wall clock.

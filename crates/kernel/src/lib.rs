@@ -32,10 +32,12 @@ mod config {
 
 #[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod guard;
 /// Blocking synchronization for threads (`scheduler = "coop" | "preempt"`).
 #[cfg(all(target_os = "none", feature = "threads"))]
 pub mod sync;
-/// The thread runtime (`scheduler = "coop" | "preempt"`).
+/// The thread runtime (`scheduler = "coop" | "preempt"`): crate `sched-threads` on this kernel.
 #[cfg(all(target_os = "none", feature = "threads"))]
 pub mod threads;
 /// The async executor's crate: futures, timers and async synchronization.

@@ -1,660 +1,118 @@
-//! The thread runtime (`scheduler = "coop" | "preempt"`): stacks with guard pages, context
-//! switches, blocking and waking (park / unpark), sleeping on the platform timer, and the
-//! timer tick that preempts. *Which* thread runs next is the selected [`sched::Policy`]'s
-//! decision; this module only carries it out.
-//!
-//! State is per CPU ([`Cpu`]; one for now) behind a real lock, always taken with interrupts
-//! masked. A switch is decided under the lock, the lock is released, and the switch runs with
-//! interrupts still masked: on one CPU nothing can run in between. (With more CPUs a thread
-//! that is switched away from must not be picked elsewhere before its registers are saved: the
-//! multi-core issue adds an "on CPU" flag that the picker waits on.)
-//!
-//! Blocking uses a wake token, like `std::thread::park`: [`unpark`] on a thread that is not
-//! blocked sets the token and the next [`park`] returns at once, so a wake-up that comes
-//! between a check and the park is never lost. Every primitive re-checks its condition in a
-//! loop, so a stale token only costs one spurious return.
+//! Glue: the thread runtime (`scheduler = "coop" | "preempt"`, crate `sched-threads`) on this
+//! kernel's machine. [`Kernel`] names the concrete types (the selected platform and policy,
+//! `arch_x86_64::context`, stacks from the heap's frames, guard pages through the platform)
+//! and owns the one [`Runtime`]; the functions below forward to it for the facade and `boot.rs`.
 
-use crate::select::{SelectedPlatform as P, SelectedPolicy};
+use crate::select::{HEAP, SelectedPlatform, SelectedPolicy};
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::string::String;
-use alloc::vec::Vec;
 use arch_x86_64::context;
-use core::sync::atomic::{AtomicU64, Ordering};
-use heap::{FRAME_SIZE, FrameAllocator, Frames};
-use platform::Platform;
-pub use sched::TaskId;
-use sched::{Policy, TimerKey, Timers};
+use heap::{FrameAllocator, Frames};
+use sched::Policy;
+pub use sched_threads::{MIN_STACK, ShortName, SpawnError, Stats, TaskId, WaitQueue};
+use sched_threads::{Machine, Runtime};
 
 /// The selected policy's slot value.
 pub const POLICY: &str = SelectedPolicy::NAME;
-/// The smallest stack a thread may ask for (the rest of the request is rounded up to pages).
-pub const MIN_STACK: usize = 2 * FRAME_SIZE;
-/// Written at the lowest word above the guard page; checked at every switch away from the
-/// thread (catches an overflow where the platform cannot unmap a guard page).
-const CANARY: u64 = 0x5354_4152_4455_5354;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Running,
-    Ready,
-    Blocked,
-    Exited,
-}
+/// This kernel's machine: the thread runtime's types and services.
+#[derive(Debug)]
+pub struct Kernel;
 
-struct Stack {
-    frames: Frames,
-    guarded: bool,
-}
+/// The one thread runtime.
+static RUNTIME: Runtime<Kernel> = Runtime::new();
 
-impl Stack {
-    fn guard(&self) -> u64 {
-        self.frames.addr() as u64
-    }
-    fn canary(&self) -> *mut u64 {
-        (self.frames.addr() + FRAME_SIZE) as *mut u64
-    }
-}
+// SAFETY: stacks are frames of the kernel's heap (RAM mapped read-write, owned until given
+// back); guard pages go through the platform's `unmap_page`/`remap_page`, which report
+// whether the page is unmapped; `prepare_stack` and `switch` are `arch_x86_64::context`'s.
+unsafe impl Machine for Kernel {
+    type Platform = SelectedPlatform;
+    type Policy = SelectedPolicy;
 
-struct Thread {
-    id: u64,
-    name: String,
-    state: State,
-    sp: u64,
-    token: bool,
-    stack: Option<Stack>,
-    entry: Option<Box<dyn FnOnce() + Send>>,
-    timer: Option<TimerKey>,
-    waiters: Vec<TaskId>,
-}
-
-struct Cpu {
-    threads: Vec<Option<Box<Thread>>>,
-    free: Vec<usize>,
-    current: TaskId,
-    policy: SelectedPolicy,
-    timers: Timers,
-    picked_at: u64,
-    dead: Vec<TaskId>,
-    switches: u64,
-    preemptions: u64,
-    live: usize,
-    /// The deadline the platform timer is armed for (`None`: not armed, or it fired).
-    armed: Option<u64>,
-}
-
-/// CPUs with scheduler state (one until the multi-core issue brings the others up).
-const MAX_CPUS: usize = 1;
-/// Each CPU's scheduler state: its own ready set, timers and current thread, behind its own lock.
-static CPUS: [spin::Mutex<Option<Cpu>>; MAX_CPUS] = [const { spin::Mutex::new(None) }; MAX_CPUS];
-
-/// This CPU's scheduler state. (With one CPU the index is 0; the multi-core issue reads it
-/// from a per-CPU register such as `gs` or the APIC id.)
-fn this_cpu() -> &'static spin::Mutex<Option<Cpu>> {
-    &CPUS[0]
-}
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl Cpu {
-    fn thread(&mut self, t: TaskId) -> &mut Thread {
-        self.threads[t.0].as_mut().expect("a live thread id")
+    fn runtime() -> &'static Runtime<Self> {
+        &RUNTIME
     }
 
-    /// Makes a blocked thread ready, or leaves a wake token for one that is not blocked.
-    fn wake(&mut self, t: TaskId) {
-        let Some(Some(thread)) = self.threads.get_mut(t.0) else {
-            return;
-        };
-        match thread.state {
-            State::Blocked => {
-                thread.state = State::Ready;
-                if let Some(key) = thread.timer.take() {
-                    self.timers.cancel(key);
-                }
-                self.policy.enqueue(t);
-            }
-            State::Running | State::Ready => thread.token = true,
-            State::Exited => {}
-        }
+    fn alloc_stack(pages: usize) -> Option<Frames> {
+        HEAP.alloc_frames(pages)
     }
 
-    fn expire_timers(&mut self, now: u64) {
-        while let Some(t) = self.timers.pop_expired(now) {
-            if let Some(Some(thread)) = self.threads.get_mut(t.0) {
-                thread.timer = None;
-            }
-            self.wake(t);
-        }
+    unsafe fn free_stack(frames: Frames) {
+        // SAFETY: forwarded to the caller: the frames came from `alloc_stack`, unused now.
+        unsafe { HEAP.free_frames(frames) }
     }
 
-    /// Arms the platform timer for the next deadline: the earliest sleeper, or the end of the
-    /// running thread's slice when the policy wants a tick. A timer already armed for an
-    /// earlier deadline is left alone (programming it costs more than an early tick, which
-    /// only re-arms). Returns whether a timer is armed.
-    fn arm(&mut self) -> bool {
-        // A slice runs only while its thread does: a blocked current thread (the CPU idling
-        // on its stack) has no slice end, or a stale one would fire the timer at once.
-        let running = matches!(
-            self.threads.get(self.current.0),
-            Some(Some(t)) if t.state == State::Running
-        );
-        let slice_end = self
-            .policy
-            .slice_ns()
-            .filter(|_| running)
-            .map(|s| self.picked_at.saturating_add(s));
-        let deadline = match (self.timers.next_deadline(), slice_end) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(d) => d,
-                None => return self.armed.is_some(),
-            },
-        };
-        // An armed deadline already past is treated as fired (its tick may be on its way).
-        if self
-            .armed
-            .is_some_and(|armed| armed <= deadline && armed > now())
-        {
-            return true;
-        }
-        let armed = P::set_timer(deadline);
-        self.armed = armed.then_some(deadline);
-        armed
+    unsafe fn guard_page(page: u64) -> bool {
+        // SAFETY: forwarded to the caller: the lowest frame of a stack it owns.
+        unsafe { crate::guard::guard_page(page) }
     }
 
-    /// Frees the stacks of exited threads other than the running one.
-    fn reap(&mut self) {
-        let current = self.current;
-        let mut i = 0;
-        while i < self.dead.len() {
-            let t = self.dead[i];
-            if t == current {
-                i += 1;
-                continue;
-            }
-            self.dead.swap_remove(i);
-            if let Some(thread) = self.threads[t.0].take() {
-                free_stack(thread.stack);
-                self.free.push(t.0);
-            }
-        }
+    unsafe fn unguard_page(page: u64) {
+        // SAFETY: forwarded to the caller: a page `guard_page` unmapped.
+        unsafe { crate::guard::unguard_page(page) }
+    }
+
+    unsafe fn prepare_stack(top: u64, entry: extern "C" fn(u64) -> !, arg: u64) -> u64 {
+        // SAFETY: forwarded to the caller: the stack below `top` is its own.
+        unsafe { context::prepare_stack(top, entry, arg) }
+    }
+
+    unsafe fn switch(from_sp: *mut u64, to_sp: u64) {
+        // SAFETY: forwarded to the caller (interrupts masked, both contexts valid).
+        unsafe { context::switch(from_sp, to_sp) }
     }
 }
 
-fn now() -> u64 {
-    P::now_ns().unwrap_or(0)
-}
-
-fn free_stack(stack: Option<Stack>) {
-    let Some(stack) = stack else { return };
-    if stack.guarded {
-        // SAFETY: the guard page was unmapped by `guard_page` when the stack was made, and the
-        // thread has exited and is not running: nothing uses the stack any more.
-        unsafe { crate::boot::unguard_page(stack.guard()) };
-    }
-    // SAFETY: the frames came from this allocator in `spawn` and nothing uses them any more.
-    unsafe { crate::select::HEAP.free_frames(stack.frames) };
-}
-
-/// Starts the runtime: the running (boot) code becomes thread 0, `main`, on the boot stack.
-/// Then interrupts are enabled (the timer's tick and wake-ups).
+/// Starts the runtime: the boot code becomes thread 0, `main` (see [`Runtime::init`]).
 pub fn init(time_slice_ns: u64) {
-    let main = Box::new(Thread {
-        id: 0,
-        name: String::from("main"),
-        state: State::Running,
-        sp: 0,
-        token: false,
-        stack: None,
-        entry: None,
-        timer: None,
-        waiters: Vec::new(),
-    });
-    let threads = alloc::vec![Some(main)];
-    *this_cpu().lock() = Some(Cpu {
-        threads,
-        free: Vec::new(),
-        current: TaskId(0),
-        policy: SelectedPolicy::new(time_slice_ns),
-        timers: Timers::new(),
-        picked_at: now(),
-        dead: Vec::new(),
-        switches: 0,
-        preemptions: 0,
-        live: 1,
-        armed: None,
-    });
-    P::interrupts_restore(true);
+    RUNTIME.init(time_slice_ns)
 }
 
-/// Runs `f` with interrupts masked and the CPU's scheduler state locked.
-fn with_cpu<R>(f: impl FnOnce(&mut Cpu) -> R) -> R {
-    let irq = P::interrupts_disable();
-    let r = {
-        let mut guard = this_cpu().lock();
-        f(guard.as_mut().expect("threads::init ran"))
-    };
-    P::interrupts_restore(irq);
-    r
-}
-
-/// Switches to the next ready thread. The current thread's state is already set (Ready and
-/// enqueued for a yield or a preemption; Blocked; Exited). With nothing ready, idles on the
-/// current stack until an interrupt makes a thread ready. Called with interrupts masked;
-/// returns (masked) when the current thread runs again.
-fn switch_away(mut guard: spin::MutexGuard<'static, Option<Cpu>>) {
-    loop {
-        let cpu = guard.as_mut().expect("threads::init ran");
-        cpu.reap();
-        let now = now();
-        cpu.expire_timers(now);
-        if let Some(next) = cpu.policy.pick() {
-            let prev = cpu.current;
-            cpu.picked_at = now;
-            cpu.thread(next).state = State::Running;
-            cpu.current = next;
-            cpu.arm();
-            if next == prev {
-                return;
-            }
-            cpu.switches += 1;
-            let to_sp = cpu.thread(next).sp;
-            let from = cpu.thread(prev);
-            check_canary(from);
-            let from_sp: *mut u64 = &mut from.sp;
-            drop(guard);
-            // SAFETY: interrupts are masked (the caller's contract); `to_sp` was saved by a
-            // switch away from `next` or made by `prepare_stack`, and `next`'s stack lives until
-            // it exits and is reaped by another thread. `from_sp` points into `prev`'s boxed
-            // thread, which is only freed after `prev` exits and another thread runs.
-            unsafe { context::switch(from_sp, to_sp) };
-            return;
-        }
-        if !cpu.arm() && cpu.timers.is_empty() && cpu.thread(cpu.current).state != State::Ready {
-            let (live, name) = (cpu.live, ShortName::of(&cpu.thread(cpu.current).name));
-            drop(guard);
-            panic!(
-                "deadlock: all {live} threads are blocked and no timer is pending (the last to \
-                 block was '{name}')"
-            );
-        }
-        drop(guard);
-        // Returns with interrupts enabled after the timer (or another interrupt) fired.
-        P::idle();
-        P::interrupts_disable();
-        guard = this_cpu().lock();
-    }
-}
-
-fn check_canary(thread: &Thread) {
-    if let Some(stack) = &thread.stack {
-        // SAFETY: the canary word lies inside the thread's stack allocation (the page above
-        // the guard), which is mapped and lives as long as the thread.
-        if unsafe { stack.canary().read_volatile() } != CANARY {
-            panic!(
-                "stack overflow in thread '{}' (id {}): its {} KiB stack ran over its lowest word",
-                thread.name,
-                thread.id,
-                (stack.frames.len() - FRAME_SIZE) >> 10
-            );
-        }
-    }
-}
-
-/// Why a thread could not be spawned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpawnError {
-    /// No memory for the stack.
-    OutOfMemory {
-        /// The stack bytes asked for (guard page included).
-        bytes: usize,
-    },
-}
-
-impl core::fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            SpawnError::OutOfMemory { bytes } => {
-                write!(f, "out of memory for a {bytes}-byte thread stack")
-            }
-        }
-    }
-}
-
-/// Spawns a thread running `entry` with a stack of at least `stack_size` bytes (plus a guard
-/// page below it), named `name` or `thread-<id>`. Returns its runtime id, its unique thread id
-/// and its name.
+/// See [`Runtime::spawn`].
 pub fn spawn(
     name: Option<String>,
     stack_size: usize,
     entry: Box<dyn FnOnce() + Send>,
 ) -> Result<(TaskId, u64, String), SpawnError> {
-    let pages = stack_size.max(MIN_STACK).div_ceil(FRAME_SIZE) + 1;
-    let frames = crate::select::HEAP
-        .alloc_frames(pages)
-        .ok_or(SpawnError::OutOfMemory {
-            bytes: pages * FRAME_SIZE,
-        })?;
-    let base = frames.addr() as u64;
-    // SAFETY: the lowest frame of a stack just allocated: this code owns it and never touches
-    // it until `free_stack` maps it again.
-    let guarded = unsafe { crate::boot::guard_page(base) };
-    let stack = Stack { frames, guarded };
-    // SAFETY: the canary word is inside the new stack, mapped (above the guard page).
-    unsafe { stack.canary().write_volatile(CANARY) };
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let name = name.unwrap_or_else(|| alloc::format!("thread-{id}"));
-    let given = name.clone();
-    let top = base + (pages * FRAME_SIZE) as u64;
-    let task = with_cpu(|cpu| {
-        let index = cpu.free.pop().unwrap_or_else(|| {
-            cpu.threads.push(None);
-            cpu.threads.len() - 1
-        });
-        let task = TaskId(index);
-        // SAFETY: the top of the new stack, owned by this thread-to-be; 16-byte aligned.
-        let sp = unsafe { context::prepare_stack(top, thread_start, index as u64) };
-        cpu.threads[index] = Some(Box::new(Thread {
-            id,
-            name,
-            state: State::Ready,
-            sp,
-            token: false,
-            stack: Some(stack),
-            entry: Some(entry),
-            timer: None,
-            waiters: Vec::new(),
-        }));
-        cpu.live += 1;
-        cpu.policy.enqueue(task);
-        cpu.arm();
-        task
-    });
-    Ok((task, id, given))
+    RUNTIME.spawn(name, stack_size, entry)
 }
 
-/// Where a new thread starts (through the arch trampoline), interrupts masked.
-extern "C" fn thread_start(index: u64) -> ! {
-    let entry = {
-        let mut guard = this_cpu().lock();
-        let cpu = guard.as_mut().expect("threads::init ran");
-        cpu.thread(TaskId(index as usize)).entry.take()
-    };
-    P::interrupts_restore(true);
-    if let Some(entry) = entry {
-        entry();
-    }
-    exit_current()
-}
-
-/// Ends the running thread: wakes its joiners and switches away for good.
-fn exit_current() -> ! {
-    P::interrupts_disable();
-    let mut guard = this_cpu().lock();
-    let cpu = guard.as_mut().expect("threads::init ran");
-    let current = cpu.current;
-    let waiters = core::mem::take(&mut cpu.thread(current).waiters);
-    cpu.thread(current).state = State::Exited;
-    cpu.live -= 1;
-    cpu.dead.push(current);
-    for t in waiters {
-        cpu.wake(t);
-    }
-    switch_away(guard);
-    unreachable!("an exited thread was resumed");
-}
-
-/// Blocks until `thread` has exited (returns at once if it has).
+/// See [`Runtime::wait_exit`].
 pub fn wait_exit(thread: TaskId, id: u64) {
-    loop {
-        let exited = with_cpu(|cpu| {
-            let current = cpu.current;
-            match cpu.threads.get_mut(thread.0) {
-                Some(Some(t)) if t.id == id && t.state != State::Exited => {
-                    t.waiters.push(current);
-                    false
-                }
-                _ => true,
-            }
-        });
-        if exited {
-            return;
-        }
-        park();
-    }
+    RUNTIME.wait_exit(thread, id)
 }
 
-/// The running thread's runtime id.
-pub fn current() -> TaskId {
-    with_cpu(|cpu| cpu.current)
-}
-
-/// The running thread's unique id and name.
+/// See [`Runtime::current_info`].
 pub fn current_info() -> (u64, String) {
-    with_cpu(|cpu| {
-        let current = cpu.current;
-        let t = cpu.thread(current);
-        (t.id, t.name.clone())
-    })
+    RUNTIME.current_info()
 }
 
-/// The running thread's guard page (the unmapped 4 KiB page just below its stack), where its
-/// stack has one; `None` on the boot stack or where the platform could not unmap it.
+/// See [`Runtime::current_guard_page`].
 pub fn current_guard_page() -> Option<u64> {
-    with_cpu(|cpu| {
-        let t = cpu.thread(cpu.current);
-        t.stack.as_ref().filter(|s| s.guarded).map(Stack::guard)
-    })
+    RUNTIME.current_guard_page()
 }
 
-/// Blocks the running thread until [`unpark`] (or returns at once, consuming the token, if
-/// one is pending).
-pub fn park() {
-    park_until(None);
-}
-
-/// Like [`park`], but also wakes at `deadline_ns` on the platform clock.
-pub fn park_until(deadline_ns: Option<u64>) {
-    let irq = P::interrupts_disable();
-    let mut guard = this_cpu().lock();
-    let cpu = guard.as_mut().expect("threads::init ran");
-    let current = cpu.current;
-    if core::mem::take(&mut cpu.thread(current).token) {
-        drop(guard);
-        P::interrupts_restore(irq);
-        return;
-    }
-    if let Some(deadline) = deadline_ns {
-        if deadline <= now() {
-            drop(guard);
-            P::interrupts_restore(irq);
-            return;
-        }
-        let key = cpu.timers.insert(deadline, current);
-        cpu.thread(current).timer = Some(key);
-    }
-    cpu.thread(current).state = State::Blocked;
-    switch_away(guard);
-    P::interrupts_restore(irq);
-}
-
-/// Wakes a parked thread (or leaves it a token).
-pub fn unpark(thread: TaskId) {
-    with_cpu(|cpu| {
-        cpu.wake(thread);
-        if cpu.policy.slice_ns().is_some() {
-            cpu.arm();
-        }
-    });
-}
-
-/// Gives the CPU to the next ready thread, if any.
+/// See [`Runtime::yield_now`].
 pub fn yield_now() {
-    let irq = P::interrupts_disable();
-    let mut guard = this_cpu().lock();
-    let cpu = guard.as_mut().expect("threads::init ran");
-    if cpu.policy.ready() == 0 {
-        drop(guard);
-        P::interrupts_restore(irq);
-        return;
-    }
-    let current = cpu.current;
-    cpu.thread(current).state = State::Ready;
-    cpu.policy.enqueue(current);
-    switch_away(guard);
-    P::interrupts_restore(irq);
+    RUNTIME.yield_now()
 }
 
-/// Sleeps the running thread until `deadline_ns` on the platform clock.
+/// See [`Runtime::sleep_until`].
 pub fn sleep_until(deadline_ns: u64) {
-    while now() < deadline_ns {
-        park_until(Some(deadline_ns));
-    }
+    RUNTIME.sleep_until(deadline_ns)
 }
 
-/// The timer tick: wakes sleepers whose time has come and, if the policy says so, preempts the
-/// running thread. Called from the platform's timer interrupt, interrupts masked.
+/// See [`Runtime::timer_tick`] (the platform's timer interrupt).
 pub fn timer_tick() {
-    let Some(mut guard) = this_cpu().try_lock() else {
-        return;
-    };
-    let Some(cpu) = guard.as_mut() else { return };
-    cpu.armed = None;
-    let now = now();
-    cpu.expire_timers(now);
-    let current = cpu.current;
-    if cpu.thread(current).state == State::Running
-        && cpu
-            .policy
-            .should_preempt(current, now.saturating_sub(cpu.picked_at))
-    {
-        cpu.preemptions += 1;
-        cpu.thread(current).state = State::Ready;
-        cpu.policy.enqueue(current);
-        switch_away(guard);
-    } else {
-        cpu.arm();
-    }
+    RUNTIME.timer_tick()
 }
 
-/// Counters for benchmarks and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Context switches.
-    pub switches: u64,
-    /// Of which preemptions by the timer.
-    pub preemptions: u64,
-    /// Threads alive (main included).
-    pub live: usize,
-}
-
-/// The runtime's counters.
+/// See [`Runtime::stats`].
 pub fn stats() -> Stats {
-    with_cpu(|cpu| Stats {
-        switches: cpu.switches,
-        preemptions: cpu.preemptions,
-        live: cpu.live,
-    })
+    RUNTIME.stats()
 }
 
-/// A thread name copied without allocating (the exception path may run with the heap locked).
-#[derive(Clone, Copy, Debug)]
-pub struct ShortName {
-    bytes: [u8; 48],
-    len: usize,
-}
-
-impl ShortName {
-    fn of(name: &str) -> Self {
-        let mut bytes = [0; 48];
-        let mut len = name.len().min(bytes.len());
-        while !name.is_char_boundary(len) {
-            len -= 1;
-        }
-        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
-        ShortName { bytes, len }
-    }
-}
-
-impl core::fmt::Display for ShortName {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?"))
-    }
-}
-
-/// The thread whose guard page holds `addr`, if any: `(name, id, stack bytes)`. Used by the
-/// exception report: never blocks (a CPU whose state is locked is skipped) and never allocates.
+/// See [`Runtime::guard_owner`] (the exception report).
 pub fn guard_owner(addr: u64) -> Option<(ShortName, u64, usize)> {
-    CPUS.iter().find_map(|cpu| {
-        let guard = cpu.try_lock()?;
-        guard.as_ref()?.threads.iter().flatten().find_map(|t| {
-            let stack = t.stack.as_ref()?;
-            let page = stack.guard()..stack.guard() + FRAME_SIZE as u64;
-            (stack.guarded && page.contains(&addr)).then(|| {
-                (
-                    ShortName::of(&t.name),
-                    t.id,
-                    stack.frames.len() - FRAME_SIZE,
-                )
-            })
-        })
-    })
-}
-
-/// A FIFO of blocked threads: the building block of the synchronization primitives.
-#[derive(Debug, Default)]
-pub struct WaitQueue {
-    waiters: spin::Mutex<VecDeque<TaskId>>,
-}
-
-impl WaitQueue {
-    /// An empty queue.
-    pub const fn new() -> Self {
-        WaitQueue {
-            waiters: spin::Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// If `blocked()` still holds (checked under the queue's lock), queues the running thread
-    /// and parks it (until `deadline_ns`, if given). Returns at once otherwise. Callers loop:
-    /// a return does not promise the condition changed.
-    pub fn wait_if(&self, blocked: impl FnOnce() -> bool, deadline_ns: Option<u64>) {
-        let irq = P::interrupts_disable();
-        let me = current();
-        {
-            let mut waiters = self.waiters.lock();
-            if !blocked() {
-                drop(waiters);
-                P::interrupts_restore(irq);
-                return;
-            }
-            waiters.push_back(me);
-        }
-        park_until(deadline_ns);
-        // After a timeout, or a return on a stale wake token, the entry may still be queued:
-        // take it out, or a later notify would be spent on a thread that is not waiting.
-        self.waiters.lock().retain(|&t| t != me);
-        P::interrupts_restore(irq);
-    }
-
-    /// Wakes the longest waiter; returns whether there was one.
-    pub fn notify_one(&self) -> bool {
-        let irq = P::interrupts_disable();
-        let t = self.waiters.lock().pop_front();
-        if let Some(t) = t {
-            unpark(t);
-        }
-        P::interrupts_restore(irq);
-        t.is_some()
-    }
-
-    /// Wakes every waiter.
-    pub fn notify_all(&self) {
-        let irq = P::interrupts_disable();
-        let all: Vec<TaskId> = self.waiters.lock().drain(..).collect();
-        for t in all {
-            unpark(t);
-        }
-        P::interrupts_restore(irq);
-    }
+    RUNTIME.guard_owner(addr)
 }
