@@ -1,4 +1,7 @@
-//! One error type for the whole xtask: a message meant for a human, already complete.
+//! The older error type of xtask, kept only for `profile.rs` (which another change rewrites):
+//! everything else uses [`anyhow`]. Converting `profile.rs` (`Error::new` to
+//! `anyhow::Error::msg`, `crate::bail` to `anyhow::bail`) removes this module. `?` turns it into
+//! an `anyhow::Error` with the same message.
 
 use std::fmt;
 
@@ -30,23 +33,6 @@ impl std::error::Error for Error {}
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Adds a "what we were doing" prefix to any displayable error.
-pub trait Context<T> {
-    /// Wraps the error as `"{what}: {error}"`.
-    fn context(self, what: impl fmt::Display) -> Result<T>;
-    /// Like [`Context::context`], with the prefix built lazily.
-    fn with_context<S: fmt::Display>(self, what: impl FnOnce() -> S) -> Result<T>;
-}
-
-impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
-    fn context(self, what: impl fmt::Display) -> Result<T> {
-        self.map_err(|e| Error::new(format!("{what}: {e}")))
-    }
-    fn with_context<S: fmt::Display>(self, what: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|e| Error::new(format!("{}: {e}", what())))
-    }
-}
 
 /// Returns early with an [`Error`] built like `format!`.
 #[macro_export]

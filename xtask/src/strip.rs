@@ -6,8 +6,8 @@
 //! segments' file ranges zeroed, and the file cut after the last such byte. Offsets do not move,
 //! so the program headers stay valid as they are.
 
-use crate::bail;
-use crate::error::Result;
+use anyhow::Result;
+use anyhow::bail;
 
 const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;
@@ -206,14 +206,14 @@ mod tests {
         bad[0x204..0x208].copy_from_slice(&0x1000u32.to_le_bytes());
         assert!(note_types(&bad, "Xen").is_err());
         assert_eq!(
-            crate::xenlab_run::guest_type_of_image(&sample_with_note(18)).unwrap(),
+            crate::cmd::run::xen::guest_type_of_image(&sample_with_note(18)).unwrap(),
             crate::xenlab::GuestType::Pvh
         );
         assert_eq!(
-            crate::xenlab_run::guest_type_of_image(&sample_with_note(1)).unwrap(),
+            crate::cmd::run::xen::guest_type_of_image(&sample_with_note(1)).unwrap(),
             crate::xenlab::GuestType::Pv
         );
-        assert!(crate::xenlab_run::guest_type_of_image(&sample_with_note(5)).is_err());
+        assert!(crate::cmd::run::xen::guest_type_of_image(&sample_with_note(5)).is_err());
     }
 
     #[test]
@@ -377,7 +377,7 @@ mod tests {
             let result = std::panic::catch_unwind(|| {
                 let _ = note_types(&f, "Xen");
                 let _ = load_end(&f);
-                let _ = crate::xenlab_run::guest_type_of_image(&f);
+                let _ = crate::cmd::run::xen::guest_type_of_image(&f);
                 strip_elf(&f)
             });
             let Ok(out) = result else {

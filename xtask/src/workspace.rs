@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bail;
-use crate::error::{Context, Result};
 use crate::profile::{Catalog, Profile};
+use anyhow::bail;
+use anyhow::{Context, Result};
 
 /// The repository root and the paths derived from it.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ impl Workspace {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let catalog = self.catalog()?;
-        Profile::parse(name, &text, overrides, &catalog)
+        Ok(Profile::parse(name, &text, overrides, &catalog)?)
     }
 }
 
@@ -170,7 +170,7 @@ impl AppRequires {
     /// Reads `[package.metadata.stardust.requires]` of an app manifest (none: no requirement).
     pub fn from_manifest(text: &str) -> Result<AppRequires> {
         let doc: toml::Table =
-            toml::from_str(text).map_err(|e| crate::Error::new(e.to_string()))?;
+            toml::from_str(text).map_err(|e| anyhow::Error::msg(e.to_string()))?;
         let requires = doc
             .get("package")
             .and_then(|p| p.get("metadata"))

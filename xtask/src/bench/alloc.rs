@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::bench::memory;
-use crate::error::{Error, Result};
 use crate::qemu::{self, Outcome, QemuConfig};
 use crate::workspace::Workspace;
+use anyhow::{Error, Result};
 
 /// The allocators compared, the reference (`bump`) first.
 pub const ALLOCATORS: [&str; 3] = ["bump", "buddy", "talc"];
@@ -114,7 +114,7 @@ fn boot_workload(cfg: &QemuConfig, workload: &str) -> Result<Sample> {
     cfg.app_args = vec!["bench".into(), workload.into()];
     let boot = qemu::boot(&cfg, true, Some(Duration::from_secs(120)))?;
     if boot.outcome != Outcome::Guest(0) {
-        return Err(Error::new(format!(
+        return Err(Error::msg(format!(
             "allocstress bench {workload}: {:?}\n{}",
             boot.outcome, boot.stdout
         )));
@@ -122,12 +122,12 @@ fn boot_workload(cfg: &QemuConfig, workload: &str) -> Result<Sample> {
     boot.lines()
         .find_map(parse_line)
         .map(|(_, s)| s)
-        .ok_or_else(|| Error::new(format!("no allocbench line in:\n{}", boot.stdout)))
+        .ok_or_else(|| Error::msg(format!("no allocbench line in:\n{}", boot.stdout)))
 }
 
 /// Runs the benchmark; progress goes to stderr.
 pub fn run(ws: &Workspace, opts: &Options) -> Result<Vec<AllocatorResult>> {
-    let qemu_bin = crate::setup::ensure_qemu()?;
+    let qemu_bin = crate::cmd::setup::ensure_qemu()?;
     let mut results = Vec::new();
     for allocator in ALLOCATORS {
         let set = vec![format!("allocator={allocator}")];
