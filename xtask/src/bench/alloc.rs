@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::stats::median;
 use crate::bench::memory;
 use crate::qemu::{self, Outcome, QemuConfig};
 use crate::workspace::Workspace;
@@ -71,20 +72,6 @@ pub fn parse_line(line: &str) -> Option<(String, Sample)> {
             frees: num("frees")?,
         },
     ))
-}
-
-/// The median of `values` (`None` when empty).
-pub fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    })
 }
 
 /// One allocator's figures.
@@ -154,7 +141,7 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Vec<AllocatorResult>> {
             }
             result
                 .workloads
-                .push((workload.into(), median(&mut rates), median(&mut frags)));
+                .push((workload.into(), median(&rates), median(&frags)));
         }
         let (hello_profile, hello) = crate::build_app(ws, "hello", "default", &set)?;
         result.hello_bytes = hello.bytes;
@@ -227,13 +214,6 @@ mod tests {
         assert!(parse_line("allocbench: workload=x cycles=zz").is_none());
         let zero = Sample { hz: 0, ..s };
         assert_eq!(zero.ops_per_second(), None);
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(&mut []), None);
     }
 
     #[test]

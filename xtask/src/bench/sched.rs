@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::bench::alloc::median;
+use super::stats::median;
 use crate::qemu::{self, Outcome, QemuConfig};
 use crate::workspace::Workspace;
 use anyhow::{Error, Result};
@@ -93,9 +93,9 @@ pub fn run(ws: &Workspace, runs: usize) -> Result<(u64, Vec<SchedulerResult>)> {
         results.push(SchedulerResult {
             scheduler: scheduler.into(),
             median: Sample {
-                switch_ns: median(&mut switch),
-                spawn_ns: median(&mut spawn),
-                wake_us: median(&mut wake),
+                switch_ns: median(&switch),
+                spawn_ns: median(&spawn),
+                wake_us: median(&wake),
             },
             hello_bytes: hello.bytes,
         });
