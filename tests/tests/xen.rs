@@ -2,7 +2,7 @@
 //! run in ONE boot of the Xen lab (Xen 4.17 + Debian dom0 in QEMU, `cargo xtask xen-lab
 //! build`), after the lab's reference guest `pvhello` as a warm-up. Each `#[test]` then checks
 //! its own guest's console and how it ended (poweroff = status 0; a crash carries its status on
-//! the `xen: exit status N` line, see xtask/src/xenlab_run.rs).
+//! the `xen: exit status N` line, see xtask/src/cmd/run/xen.rs).
 //!
 //! Adding a guest is one line in [`GUESTS`] plus its `#[test]`.
 //!

@@ -21,7 +21,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     // First, before any thread: SIGTERM, SIGINT and SIGHUP kill every QEMU xtask started, then
-    // end xtask by that signal (see xtask/src/child.rs).
+    // end xtask by that signal (see xtask/xenlab/src/child.rs).
     xtask::child::stop_on_signals();
     // `run` exits with the guest's status, so its own failures (bad options, a failed build)
     // must not look like one: they are "the guest never ran" (125), as `timeout(1)` does.

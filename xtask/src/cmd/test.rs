@@ -1,9 +1,10 @@
 //! `cargo xtask test`: host unit tests of every host-testable package, then the whole-image
 //! tests (`cargo test -p stardust-tests`), with a summary.
 //!
-//! Host-testable packages are `xtask` plus every package under `crates/` (and `platform-*/`,
-//! and the crates inside a `platform-*/` directory)
-//! whose `src/lib.rs` says `#![cfg_attr(not(test), no_std)]`: discovered, not listed here.
+//! Host-testable packages are `xtask`, the host tools inside `xtask/` (every package in a
+//! subdirectory of it: the Xen lab, `xtask/xenlab`), plus every package under `crates/` (and
+//! `platform-*/`, and the crates inside a `platform-*/` directory) whose `src/lib.rs` says
+//! `#![cfg_attr(not(test), no_std)]`: discovered, not listed here.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -41,8 +42,18 @@ pub fn is_host_testable(lib_rs: &str) -> bool {
     compact.contains("cfg_attr(not(test),no_std)")
 }
 
-/// The packages whose unit tests run on the host, `xtask` first, then the discovered ones sorted.
+/// The packages whose unit tests run on the host: `xtask` first, then its host tools (the
+/// packages in `xtask/`'s subdirectories), then the discovered kernel-side ones, each sorted.
 pub fn host_test_packages(ws: &Workspace) -> Result<Vec<String>> {
+    let mut tools: Vec<String> = std::fs::read_dir(ws.root.join("xtask"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| package_name(&e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    tools.sort();
     let mut dirs = Vec::new();
     if let Ok(entries) = std::fs::read_dir(ws.root.join("crates")) {
         dirs.extend(entries.flatten().map(|e| e.path()));
@@ -75,10 +86,11 @@ pub fn host_test_packages(ws: &Workspace) -> Result<Vec<String>> {
     found.sort();
     found.dedup();
     let mut packages = vec!["xtask".to_string()];
+    packages.extend(tools.iter().cloned());
     packages.extend(
         found
             .into_iter()
-            .filter(|p| p != "xtask" && p != IMAGE_TESTS),
+            .filter(|p| p != "xtask" && p != IMAGE_TESTS && !tools.contains(p)),
     );
     Ok(packages)
 }
@@ -262,6 +274,15 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_xen_lab_crate_is_tested_on_the_host_after_xtask() {
+        let ws = Workspace::locate();
+        let packages = host_test_packages(&ws).expect("packages");
+        assert_eq!(packages[..2], ["xtask", "xenlab"], "{packages:?}");
+        assert!(packages.iter().any(|p| p == "heap"), "{packages:?}");
+        assert!(!packages.iter().any(|p| p == IMAGE_TESTS), "{packages:?}");
+    }
 
     #[test]
     fn host_testable_marker() {

@@ -1,4 +1,4 @@
-//! `cargo xtask xen-lab build|run|status`: the command line of [`xtask::xenlab`].
+//! `cargo xtask xen-lab build|run|status`: the command line of the Xen lab ([`crate::xenlab`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
