@@ -44,7 +44,7 @@ pub fn image_with(app: &str, profile: &str, overrides: &[&str]) -> (Profile, Ima
     });
     match entry {
         Ok(built) => built.clone(),
-        Err(e) => panic!("building {app} with profile {profile} {overrides:?} failed: {e}"),
+        Err(e) => panic!("building {app} with profile {profile} {overrides:?} failed: {e:#}"),
     }
 }
 
@@ -57,13 +57,13 @@ pub fn empty_kernel() -> Image {
     });
     match result {
         Ok(image) => image.clone(),
-        Err(e) => panic!("building the empty kernel failed: {e}"),
+        Err(e) => panic!("building the empty kernel failed: {e:#}"),
     }
 }
 
 /// QEMU, installed if missing (panics with the setup error).
 pub fn qemu_binary() -> std::path::PathBuf {
-    xtask::setup::ensure_qemu().unwrap_or_else(|e| panic!("{e}"))
+    xtask::cmd::setup::ensure_qemu().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// One boot: which image, on which machine, with which kernel options and app arguments.

@@ -1,4 +1,4 @@
-//! No signal to the xtask process leaves a QEMU behind (xtask/src/child.rs): SIGTERM, SIGINT and
+//! No signal to the xtask process leaves a QEMU behind (xtask/xenlab/src/child.rs): SIGTERM, SIGINT and
 //! SIGHUP sent to xtask alone (not to its process group) make it kill its QEMU, say so, and end
 //! by that same signal; SIGKILL ends it at once, and the kernel kills QEMU (`PR_SET_PDEATHSIG`).
 //! Each test starts `cargo xtask run` on a guest that idles for 10 minutes (or, with `--gdb`,

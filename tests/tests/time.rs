@@ -121,7 +121,7 @@ fn unknown_mode_prints_the_usage() {
 #[test]
 fn kvmclock_gives_the_tsc_frequency_without_a_pit() {
     if let Err(e) = xtask::qemu::check_kvm() {
-        return xtask::testcmd::report_skip(None, &e.to_string());
+        return xtask::cmd::test::report_skip(None, &e.to_string());
     }
     let boot = Run::new("timeprobe")
         .machine(Machine::Microvm)

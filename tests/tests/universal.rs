@@ -94,7 +94,7 @@ fn panic_exits_101_on_microvm_and_q35() {
 fn the_image_is_a_pvh_guest_for_qemu_and_xen() {
     let image = hello();
     assert_eq!(
-        xtask::xenlab_run::guest_type_of_image(&image.bytes).expect("Xen boots it"),
+        xtask::cmd::run::xen::guest_type_of_image(&image.bytes).expect("Xen boots it"),
         xtask::xenlab::GuestType::Pvh
     );
     let notes = xtask::strip::note_types(&image.bytes, "Xen").expect("an ELF");

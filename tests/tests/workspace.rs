@@ -212,9 +212,9 @@ fn the_readme_table_of_exit_statuses_is_what_the_code_does() {
     );
     assert_eq!(
         [
-            xtask::xenlab_run::TIMEOUT_EXIT,
-            xtask::xenlab_run::LAB_EXIT,
-            xtask::xenlab_run::NO_STATUS_EXIT
+            xtask::cmd::run::xen::TIMEOUT_EXIT,
+            xtask::cmd::run::xen::LAB_EXIT,
+            xtask::cmd::run::xen::NO_STATUS_EXIT
         ],
         [status::TIMEOUT, status::NEVER_RAN, status::NO_STATUS],
         "the Xen runner's statuses"

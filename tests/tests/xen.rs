@@ -2,7 +2,7 @@
 //! run in ONE boot of the Xen lab (Xen 4.17 + Debian dom0 in QEMU, `cargo xtask xen-lab
 //! build`), after the lab's reference guest `pvhello` as a warm-up. Each `#[test]` then checks
 //! its own guest's console and how it ended (poweroff = status 0; a crash carries its status on
-//! the `xen: exit status N` line, see xtask/src/xenlab_run.rs).
+//! the `xen: exit status N` line, see xtask/src/cmd/run/xen.rs).
 //!
 //! Adding a guest is one line in [`GUESTS`] plus its `#[test]`.
 //!
@@ -18,10 +18,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use stardust_tests::{Machine, assert_exit, boot_image, file_bytes, fingerprint, workspace};
+use xtask::cmd::run::xen::{self as xenlab_run, StatusSource, XenOutcome};
 use xtask::xenlab::{
     BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, RefGuest, Shutdown,
 };
-use xtask::xenlab_run::{self, StatusSource, XenOutcome};
 
 /// One guest of the batch: an app built with the default profile on `platform = "xen"` (or
 /// `"universal"`: the universal image).
@@ -343,7 +343,7 @@ fn run_batch() -> Batch {
     ));
     let report = match lab.run_batch(&all, &opts) {
         Ok(r) => r,
-        Err(e) => return Batch::LabFailed(e.to_string()),
+        Err(e) => return Batch::LabFailed(format!("{e:#}")),
     };
     summarize(&report, &dir);
     if let Some(e) = &report.lab_error {
@@ -437,7 +437,7 @@ fn guest(name: &str) -> Option<&'static Ran> {
             Some(Slot::Ran(ran)) => Some(ran),
             Some(Slot::BuildFailed(e)) => panic!("guest {name} did not build for Xen: {e}"),
             Some(Slot::LeftOut(why)) => {
-                xtask::testcmd::report_skip(None, why);
+                xtask::cmd::test::report_skip(None, why);
                 None
             }
             None => panic!("no guest {name} in GUESTS"),

@@ -13,12 +13,14 @@
 //! `report.md`, and with `--json FILE` as JSON; progress goes to stderr. Every figure is checked
 //! against its budget ([`budget`]); `--check` turns a violation into a failure.
 
+pub mod alloc;
 pub mod baseline;
 pub mod boot;
 pub mod bootchart;
 pub mod budget;
 pub mod memory;
 pub mod report;
+pub mod sched;
 pub mod size;
 pub mod stats;
 pub mod svg;
@@ -28,14 +30,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::bail;
-use crate::error::{Context, Error, Result};
+use crate::cmd::setup;
 use crate::image::{self, Image};
 use crate::profile::Profile;
 use crate::qemu::{self, Accel, Machine, QemuConfig};
-use crate::setup;
 use crate::strip;
 use crate::workspace::{Workspace, display_path};
+use anyhow::bail;
+use anyhow::{Context, Error, Result};
 
 pub use report::Report;
 
@@ -315,10 +317,10 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
                     });
                 }
                 Err(e) => {
-                    progress(format_args!("{step}: FAILED: {e}"));
+                    progress(format_args!("{step}: FAILED: {e:#}"));
                     report
                         .errors
-                        .push(format!("boot [{}] {app}: {e}", profile.tag()));
+                        .push(format!("boot [{}] {app}: {e:#}", profile.tag()));
                 }
             }
         }
@@ -395,8 +397,8 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
     }
     match failures.len() {
         0 => Ok(report),
-        1 => Err(Error::new(failures.remove(0))),
-        n => Err(Error::new(format!(
+        1 => Err(Error::msg(failures.remove(0))),
+        n => Err(Error::msg(format!(
             "{n} bench failures:\n  {}",
             failures.join("\n  ")
         ))),
@@ -470,13 +472,13 @@ fn bench_xen(
                 guest_type: if universal {
                     crate::xenlab::GuestType::Pvh
                 } else {
-                    crate::xenlab_run::guest_type(&p)
+                    crate::cmd::run::xen::guest_type(&p)
                 },
             }),
             Err(e) => report.skipped.push(format!(
                 "{app} [{}] on Xen: {}",
                 profile.tag(),
-                e.message().lines().next().unwrap_or_default()
+                format!("{e:#}").lines().next().unwrap_or_default()
             )),
         }
     }
@@ -525,7 +527,7 @@ fn write_outputs(ws: &Workspace, opts: &Options, report: &Report, markdown: &str
 /// One past the highest physical byte the image at `path` loads.
 pub fn image_end(path: &std::path::Path) -> Result<u64> {
     let bytes = std::fs::read(path).context(format!("reading {}", path.display()))?;
-    strip::load_end(&bytes).context(path.display())
+    strip::load_end(&bytes).with_context(|| path.display().to_string())
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 
 use std::borrow::Cow;
 
-use crate::bail;
-use crate::error::Result;
+use anyhow::Result;
+use anyhow::bail;
 
 /// One app argument as the kernel reads it back.
 pub fn encode_arg(arg: &str) -> Cow<'_, str> {

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use crate::bail;
-use crate::error::{Context, Error, Result};
+use crate::cmd::setup::{self, TARGET};
 use crate::profile::{MAX_IMAGE_END, Profile, size_text};
-use crate::setup::{self, TARGET};
 use crate::workspace::Workspace;
+use anyhow::bail;
+use anyhow::{Context, Error, Result};
 
 /// The fixture that `bench boot` compares images with.
 pub const EMPTY_KERNEL: &str = "empty-kernel";
@@ -133,7 +133,7 @@ pub const PLATFORM_NOTE: u32 = 0x5344_0001;
 /// (not Stardust's, or older). `Err` for a file that is not a readable ELF64.
 pub fn built_platform(elf: &[u8]) -> Result<Option<String>> {
     use object::read::elf::{ElfFile64, ProgramHeader as _};
-    let bad = |e: object::read::Error| Error::new(format!("reading the ELF notes: {e}"));
+    let bad = |e: object::read::Error| Error::msg(format!("reading the ELF notes: {e}"));
     let file = ElfFile64::<object::Endianness>::parse(elf).map_err(bad)?;
     let endian = file.endian();
     for ph in file.elf_program_headers() {
@@ -179,7 +179,7 @@ pub fn read_image_file(file: &Path) -> Result<Vec<u8>> {
     if let Some(what) = what {
         bail!("this is {what}, not an image file (an ELF that `cargo xtask build` wrote)");
     }
-    let bytes = std::fs::read(file).map_err(|e| Error::new(e.to_string()))?;
+    let bytes = std::fs::read(file).map_err(|e| Error::msg(e.to_string()))?;
     if bytes.is_empty() {
         bail!("the file is empty, not an ELF image");
     }
@@ -201,7 +201,7 @@ pub fn check_prebuilt(elf: &[u8], platform: &str) -> Result<Option<crate::xenlab
                  (`--platform xen`), or for both (`--platform universal`, the universal image)"
             );
         }
-        return crate::xenlab_run::guest_type_of_image(elf).map(Some);
+        return crate::cmd::run::xen::guest_type_of_image(elf).map(Some);
     }
     if let Some(xen @ ("xen" | "xen-pvh")) = built.as_deref() {
         bail!(
@@ -262,7 +262,7 @@ pub fn build(ws: &Workspace, app: &str, profile: &Profile) -> Result<Image> {
         &tag,
     )?;
     let end = crate::bench::image_end(&image.elf)?;
-    check_image_end(end, profile).map_err(|e| Error::new(format!("{app} [{tag}]: {e}")))?;
+    check_image_end(end, profile).map_err(|e| Error::msg(format!("{app} [{tag}]: {e:#}")))?;
     Ok(image)
 }
 
@@ -298,7 +298,7 @@ pub fn build_empty_kernel(ws: &Workspace) -> Result<Image> {
         EMPTY_KERNEL,
         "bench",
     )
-    .map_err(|e| Error::new(format!("empty kernel: {e}")))
+    .map_err(|e| Error::msg(format!("empty kernel: {e:#}")))
 }
 
 #[cfg(test)]

@@ -6,47 +6,46 @@
 //! ```no_run
 //! let ws = xtask::workspace::Workspace::locate();
 //! let (profile, image) = xtask::build_app(&ws, "hello", "default", &[]).expect("builds");
-//! let qemu = xtask::setup::ensure_qemu().expect("QEMU");
+//! let qemu = xtask::cmd::setup::ensure_qemu().expect("QEMU");
 //! let cfg = xtask::qemu::QemuConfig::new(qemu, image.elf, &profile);
 //! let boot = xtask::qemu::boot(&cfg, true, Some(xtask::qemu::DEFAULT_TIMEOUT)).expect("boots");
 //! assert_eq!(boot.outcome, xtask::qemu::Outcome::Guest(0));
 //! ```
 //!
-//! Modules: [`profile`] (profile files, `--set`, validation), [`image`] (the plain cargo
-//! command, copy and [`strip`]), [`cmdline`] (the kernel command line, app arguments encoded),
-//! [`qemu`] (command line, exit status, timeout), [`child`] (how QEMU is started so that it never
-//! outlives xtask, and stopped on signals), [`size`] (per-crate breakdown), [`status`] (the exit
-//! statuses of `run`), [`bench`], [`testcmd`], [`setup`] (target and QEMU installation),
-//! [`qemu_version`] (the QEMU versions known to work),
-//! [`xenlab`] (the Xen lab: run batches of guests on real Xen), [`xenlab_build`] (`xen-lab build`),
-//! [`xenlab_run`] (`run --platform xen`: one image in the lab, its exit status from the console)
-//! and [`gen_xen_sys`] (regenerates the Xen bindings).
+//! Where things are:
+//!
+//! - [`cmd`]: one module per subcommand (`build`, `run`, `test`, `size`, `bench`, `setup`,
+//!   `xen-lab`, `gen-xen-sys`): its command-line options and what it does. `main.rs` only
+//!   parses and dispatches.
+//! - What the subcommands share: [`profile`] (profile files, `--set`, validation), [`image`]
+//!   (the plain cargo command, copy and [`strip`]), [`cmdline`] (the kernel command line, app
+//!   arguments encoded), [`qemu`] (command line, exit status, timeout), [`size`] (per-crate
+//!   breakdown), [`status`] (the exit statuses of `run`), [`workspace`] (paths, apps, profiles).
+//! - [`bench`]: every bench (size, boot, memory, allocators, schedulers, Xen), their statistics,
+//!   budgets, baseline, reports and charts.
+//! - [`xenlab`]: the Xen lab, its own crate (`xtask/xenlab`, re-exported here), with
+//!   [`child`] (child processes that never outlive xtask) and [`qemu_version`] (the QEMU
+//!   versions known to work). `run --platform xen` is [`cmd::run::xen`].
+//!
+//! Errors are [`anyhow::Error`]: a message for a human, with what was being done before the
+//! cause (shown with `{:#}`).
 //!
 //! Cargo features: none.
 
-pub mod allocbench;
 pub mod bench;
-pub mod child;
+pub mod cmd;
 pub mod cmdline;
-pub mod error;
-pub mod gen_xen_sys;
 pub mod image;
 pub mod profile;
 pub mod qemu;
-pub mod qemu_version;
-pub mod schedbench;
-pub mod setup;
 pub mod size;
 pub mod status;
 pub mod strip;
-pub mod testcmd;
 pub mod workspace;
-pub mod xenlab;
-pub mod xenlab_build;
-pub mod xenlab_run;
 
-pub use error::{Error, Result};
+pub use xenlab::{self, child, qemu_version};
 
+use anyhow::Result;
 use image::Image;
 use profile::Profile;
 use workspace::Workspace;

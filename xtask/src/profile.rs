@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use toml::Value;
 
-use crate::bail;
-use crate::error::{Error, Result};
+use anyhow::{Error, Result, bail};
 
 pub use slots::{Catalog, PLATFORM, parse_duration_ns};
 
@@ -171,7 +170,7 @@ impl Profile {
         catalog: &Catalog,
     ) -> Result<Profile> {
         let mut table: toml::Table = toml::from_str(text)
-            .map_err(|e| Error::new(format!("profile `{name}` (profiles/{name}.toml): {e}")))?;
+            .map_err(|e| Error::msg(format!("profile `{name}` (profiles/{name}.toml): {e}")))?;
         let mut applied = Vec::new();
         for raw in overrides {
             let (key, value) = parse_override(raw)?;
@@ -193,7 +192,7 @@ impl Profile {
             applied.push((key, value));
         }
         let file = ProfileFile::deserialize(Value::Table(table))
-            .map_err(|e| Error::new(format!("profile `{name}` (profiles/{name}.toml): {e}")))?;
+            .map_err(|e| Error::msg(format!("profile `{name}` (profiles/{name}.toml): {e}")))?;
         let mut profile = validate(name, file, catalog, &mut applied)?;
         profile.overrides = applied;
         Ok(profile)
@@ -342,7 +341,7 @@ fn valid_keys(catalog: &Catalog) -> String {
 /// Parses a byte count: `65536`, `64K`, `4M`, `1G` (binary units; `KiB`/`KB`/`B` suffixes and
 /// `_` separators accepted, case-insensitive).
 pub fn parse_size(s: &str) -> Result<u64> {
-    slots::parse_size(s).map_err(Error::new)
+    slots::parse_size(s).map_err(Error::msg)
 }
 
 /// Formats a byte count the way QEMU's `-m` takes it (`32M`, or `K` when not whole MiB).
@@ -362,9 +361,9 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn err(&self, key: &str, qualified: &str, msg: impl std::fmt::Display) -> Error {
         if self.overridden.contains(key) {
-            Error::new(format!("{key} (set on the command line): {msg}"))
+            Error::msg(format!("{key} (set on the command line): {msg}"))
         } else {
-            Error::new(format!("profile `{}`: {qualified}: {msg}", self.profile))
+            Error::msg(format!("profile `{}`: {qualified}: {msg}", self.profile))
         }
     }
 

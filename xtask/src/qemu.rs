@@ -14,11 +14,11 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::bail;
-use crate::error::{Error, Result};
 use crate::image::shell_quote;
 use crate::profile::{Profile, qemu_memory_arg};
 use crate::status;
+use anyhow::bail;
+use anyhow::{Error, Result};
 
 /// Where qboot (a tiny firmware that skips SeaBIOS) is looked for.
 pub const QBOOT_PATHS: &[&str] = &[
@@ -29,9 +29,7 @@ pub const QBOOT_PATHS: &[&str] = &[
 /// Default time limit of a boot.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The longest time limit any option takes (`--timeout` of `run`, `bench` and `xen-lab run`):
-/// a week, far beyond any boot, and far from where durations overflow.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+pub use xenlab::MAX_TIMEOUT;
 
 /// The option `flag`'s value `text` (seconds, `2.5` or `1e3`) as a time limit: more than 0 and
 /// at most [`MAX_TIMEOUT`], else a one-line error that quotes `text` and gives the bounds.
@@ -418,7 +416,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = crate::child::spawn(&mut cmd, "QEMU")
-        .map_err(|e| Error::new(format!("could not start {}: {e}", cfg.qemu.display())))?;
+        .map_err(|e| Error::msg(format!("could not start {}: {e}", cfg.qemu.display())))?;
     let stdout = child.take_stdout().map(|mut out| {
         thread::spawn(move || {
             let mut buf = Vec::new();
@@ -458,7 +456,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
     let (exit, timed_out, elapsed) = loop {
         if let Some(exit) = child
             .try_wait()
-            .map_err(|e| Error::new(format!("waiting for QEMU: {e}")))?
+            .map_err(|e| Error::msg(format!("waiting for QEMU: {e}")))?
         {
             break (exit, None, start.elapsed());
         }
@@ -468,7 +466,7 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
             child.kill();
             let exit = child
                 .wait()
-                .map_err(|e| Error::new(format!("waiting for QEMU: {e}")))?;
+                .map_err(|e| Error::msg(format!("waiting for QEMU: {e}")))?;
             break (exit, Some(limit), start.elapsed());
         }
         thread::sleep(Duration::from_micros(500));
@@ -508,7 +506,7 @@ pub fn free_port() -> Result<u16> {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| Error::new(format!("finding a free TCP port for the GDB server: {e}")))
+        .map_err(|e| Error::msg(format!("finding a free TCP port for the GDB server: {e}")))
 }
 
 #[cfg(test)]

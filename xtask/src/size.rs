@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind, SymbolSection};
 
-use crate::error::{Error, Result};
+use anyhow::{Error, Result};
 
 /// Bucket for symbols that are not Rust paths (assembly labels, `#[no_mangle]` C names).
 pub const ASM_OTHER: &str = "[asm/other]";
@@ -147,7 +147,7 @@ pub struct SizedSymbol {
 /// The defined, sized symbols of `elf` that live in sections with file bytes.
 pub fn sized_symbols(elf: &[u8]) -> Result<Vec<SizedSymbol>> {
     let file =
-        object::File::parse(elf).map_err(|e| Error::new(format!("reading ELF symbols: {e}")))?;
+        object::File::parse(elf).map_err(|e| Error::msg(format!("reading ELF symbols: {e}")))?;
     let mut out = Vec::new();
     for sym in file.symbols() {
         if sym.size() == 0 || matches!(sym.kind(), SymbolKind::Section | SymbolKind::File) {
@@ -171,7 +171,7 @@ pub fn sized_symbols(elf: &[u8]) -> Result<Vec<SizedSymbol>> {
         });
     }
     if out.is_empty() && file.symbol_table().is_none() {
-        return Err(Error::new(
+        return Err(Error::msg(
             "the ELF has no .symtab (was it stripped?); use the .debug file",
         ));
     }
@@ -181,7 +181,7 @@ pub fn sized_symbols(elf: &[u8]) -> Result<Vec<SizedSymbol>> {
 /// Loaded sections with file bytes: `(name, size)`, in file order.
 pub fn loaded_sections(elf: &[u8]) -> Result<Vec<(String, u64)>> {
     let file =
-        object::File::parse(elf).map_err(|e| Error::new(format!("reading ELF sections: {e}")))?;
+        object::File::parse(elf).map_err(|e| Error::msg(format!("reading ELF sections: {e}")))?;
     let alloc = |flags| matches!(flags, SectionFlags::Elf { sh_flags, .. } if sh_flags.0 & object::elf::SHF_ALLOC.0 != 0);
     Ok(file
         .sections()
@@ -292,7 +292,7 @@ impl SizeReport {
         image: &crate::image::Image,
     ) -> Result<SizeReport> {
         let debug = std::fs::read(&image.debug)
-            .map_err(|e| Error::new(format!("reading {}: {e}", image.debug.display())))?;
+            .map_err(|e| Error::msg(format!("reading {}: {e}", image.debug.display())))?;
         SizeReport::new(
             app,
             &profile.tag(),

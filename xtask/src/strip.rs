@@ -6,96 +6,110 @@
 //! segments' file ranges zeroed, and the file cut after the last such byte. Offsets do not move,
 //! so the program headers stay valid as they are.
 
-use crate::bail;
-use crate::error::Result;
+//!
+//! The ELF header and the program headers are read with the `object` crate's ELF types
+//! (`FileHeader64`, `ProgramHeader64`), from their raw fields: no `PN_XNUM` lookup into the
+//! section table, which stripping clears. The notes of a `PT_NOTE` segment are walked here with
+//! 4-byte alignment, as Xen's loader reads them, so that padding shorter than a note header at
+//! the end of a segment is ignored, not an error.
 
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
+use anyhow::{Result, bail};
+use object::LittleEndian as LE;
+use object::elf::{FileHeader64, PT_LOAD, PT_NOTE, ProgramHeader64};
+use object::read::ReadRef;
+use object::read::elf::{FileHeader, ProgramHeader};
 
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
-}
+const EHDR_SIZE: usize = size_of::<FileHeader64<LE>>();
+const PHDR_SIZE: usize = size_of::<ProgramHeader64<LE>>();
 
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
-}
-
-/// A program header's file range: `(p_type, p_offset, p_filesz)`; a range with bytes lies inside
+/// A parsed image: its ELF header and its program headers, every segment's file bytes inside
 /// the file.
-fn segments(elf: &[u8]) -> Result<Vec<(u32, u64, u64)>> {
-    let phoff = u64_at(elf, 0x20);
-    let phentsize = u16_at(elf, 0x36) as usize;
-    let phnum = u16_at(elf, 0x38) as usize;
-    if phnum == 0 {
-        bail!("ELF has no program headers: nothing would be loaded");
-    }
-    if phentsize != PHDR_SIZE {
-        bail!("ELF program header size is {phentsize}, expected {PHDR_SIZE}");
-    }
-    let table_end = phoff.checked_add((phnum * PHDR_SIZE) as u64);
-    // Inside the file, after the ELF header (whose section-header fields stripping clears).
-    if phoff < EHDR_SIZE as u64 || table_end.is_none_or(|end| end > elf.len() as u64) {
-        bail!("ELF program header table lies outside the file");
-    }
-    let mut out = Vec::with_capacity(phnum);
-    for i in 0..phnum {
-        let ph = phoff as usize + i * PHDR_SIZE;
-        let p_type = u32::from_le_bytes([elf[ph], elf[ph + 1], elf[ph + 2], elf[ph + 3]]);
-        let offset = u64_at(elf, ph + 8);
-        let filesz = u64_at(elf, ph + 32);
-        // A segment with no file bytes (only bss) reads nothing: its offset does not matter
-        // (and a stripped file may end before it).
-        if filesz != 0
-            && offset
-                .checked_add(filesz)
-                .is_none_or(|end| end > elf.len() as u64)
-        {
-            bail!("ELF segment {i} (offset {offset:#x}, size {filesz:#x}) lies outside the file");
-        }
-        out.push((p_type, offset, filesz));
-    }
-    Ok(out)
+struct Elf<'a> {
+    phoff: usize,
+    phdrs: &'a [ProgramHeader64<LE>],
 }
 
-fn check_header(elf: &[u8]) -> Result<()> {
-    if elf.len() < EHDR_SIZE || &elf[..4] != b"\x7fELF" {
-        bail!("not an ELF file");
+impl<'a> Elf<'a> {
+    fn parse(elf: &'a [u8]) -> Result<Elf<'a>> {
+        if elf.len() < EHDR_SIZE || &elf[..4] != b"\x7fELF" {
+            bail!("not an ELF file");
+        }
+        if elf[4] != object::elf::ELFCLASS64.0 || elf[5] != object::elf::ELFDATA2LSB.0 {
+            bail!("only little-endian ELF64 images are supported");
+        }
+        let Ok(header) = FileHeader64::<LE>::parse(elf) else {
+            bail!("unsupported ELF header (ELF version {})", elf[6]);
+        };
+        let phoff = header.e_phoff(LE);
+        let phentsize = header.e_phentsize(LE) as usize;
+        let phnum = header.e_phnum(LE) as usize;
+        if phnum == 0 {
+            bail!("ELF has no program headers: nothing would be loaded");
+        }
+        if phentsize != PHDR_SIZE {
+            bail!("ELF program header size is {phentsize}, expected {PHDR_SIZE}");
+        }
+        // Inside the file, after the ELF header (whose section-header fields stripping clears).
+        let phdrs = match elf.read_slice_at::<ProgramHeader64<LE>>(phoff, phnum) {
+            Ok(phdrs) if phoff >= EHDR_SIZE as u64 => phdrs,
+            _ => bail!("ELF program header table lies outside the file"),
+        };
+        for (i, ph) in phdrs.iter().enumerate() {
+            let (offset, filesz) = (ph.p_offset(LE), ph.p_filesz(LE));
+            // A segment with no file bytes (only bss) reads nothing: its offset does not matter
+            // (and a stripped file may end before it).
+            if filesz != 0
+                && offset
+                    .checked_add(filesz)
+                    .is_none_or(|end| end > elf.len() as u64)
+            {
+                bail!(
+                    "ELF segment {i} (offset {offset:#x}, size {filesz:#x}) lies outside the file"
+                );
+            }
+        }
+        Ok(Elf {
+            phoff: phoff as usize,
+            phdrs,
+        })
     }
-    if elf[4] != 2 || elf[5] != 1 {
-        bail!("only little-endian ELF64 images are supported");
+
+    /// The file bytes of the segments of type `p_type` that have any.
+    fn segments(
+        &self,
+        elf: &'a [u8],
+        p_type: object::elf::ProgramType,
+    ) -> impl Iterator<Item = &'a [u8]> {
+        self.phdrs
+            .iter()
+            .filter(move |ph| ph.p_type(LE) == p_type && ph.p_filesz(LE) > 0)
+            .map(move |ph| {
+                let start = ph.p_offset(LE) as usize;
+                &elf[start..start + ph.p_filesz(LE) as usize]
+            })
     }
-    Ok(())
 }
 
 /// One past the highest physical byte a loader fills (PT_LOAD `p_paddr + p_memsz`): the guest
 /// needs at least this much memory just to hold the image.
 pub fn load_end(elf: &[u8]) -> Result<u64> {
-    check_header(elf)?;
-    let segs = segments(elf)?;
-    let phoff = u64_at(elf, 0x20) as usize;
-    let mut end = 0;
-    for (i, (p_type, _, _)) in segs.iter().enumerate() {
-        if *p_type == 1 {
-            let ph = phoff + i * PHDR_SIZE;
-            end = end.max(u64_at(elf, ph + 24).saturating_add(u64_at(elf, ph + 40)));
-        }
-    }
-    Ok(end)
+    let parsed = Elf::parse(elf)?;
+    Ok(parsed
+        .phdrs
+        .iter()
+        .filter(|ph| ph.p_type(LE) == PT_LOAD)
+        .map(|ph| ph.p_paddr(LE).saturating_add(ph.p_memsz(LE)))
+        .max()
+        .unwrap_or(0))
 }
 
 /// The types of the ELF notes named `name` in the image's `PT_NOTE` segments (e.g. `Xen`: type
 /// 18 is `XEN_ELFNOTE_PHYS32_ENTRY`, the PVH entry; type 1 `XEN_ELFNOTE_ENTRY`, the PV one).
 pub fn note_types(elf: &[u8], name: &str) -> Result<Vec<u32>> {
-    check_header(elf)?;
+    let parsed = Elf::parse(elf)?;
     let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
     let mut types = Vec::new();
-    for (p_type, off, filesz) in segments(elf)? {
-        if p_type != 4 || filesz == 0 {
-            continue;
-        }
-        let seg = &elf[off as usize..(off + filesz) as usize];
+    for seg in parsed.segments(elf, PT_NOTE) {
         let mut at = 0;
         while at + 12 <= seg.len() {
             let namesz = u32_at(seg, at) as usize;
@@ -119,24 +133,30 @@ pub fn note_types(elf: &[u8], name: &str) -> Result<Vec<u32>> {
 
 /// Strips a little-endian ELF64 executable (see the module docs). Pure: bytes in, bytes out.
 pub fn strip_elf(elf: &[u8]) -> Result<Vec<u8>> {
-    check_header(elf)?;
-    let segs = segments(elf)?;
-    let phoff = u64_at(elf, 0x20) as usize;
-    let mut keep: Vec<(usize, usize)> =
-        vec![(0, EHDR_SIZE), (phoff, phoff + segs.len() * PHDR_SIZE)];
+    let parsed = Elf::parse(elf)?;
+    let phoff = parsed.phoff;
+    let mut keep: Vec<(usize, usize)> = vec![
+        (0, EHDR_SIZE),
+        (phoff, phoff + parsed.phdrs.len() * PHDR_SIZE),
+    ];
     keep.extend(
-        segs.iter()
-            .filter(|(_, _, filesz)| *filesz > 0)
-            .map(|(_, off, filesz)| (*off as usize, (*off + *filesz) as usize)),
+        parsed
+            .phdrs
+            .iter()
+            .filter(|ph| ph.p_filesz(LE) > 0)
+            .map(|ph| {
+                let off = ph.p_offset(LE) as usize;
+                (off, off + ph.p_filesz(LE) as usize)
+            }),
     );
     let end = keep.iter().map(|(_, e)| *e).max().unwrap_or(EHDR_SIZE);
     let mut out = vec![0u8; end];
     for (start, stop) in keep {
         out[start..stop].copy_from_slice(&elf[start..stop]);
     }
-    out[0x28..0x30].fill(0); // e_shoff
-    out[0x3c..0x3e].fill(0); // e_shnum
-    out[0x3e..0x40].fill(0); // e_shstrndx
+    // The section-header fields of the ELF header: e_shoff, e_shnum, e_shstrndx.
+    out[0x28..0x30].fill(0);
+    out[0x3c..0x40].fill(0);
     Ok(out)
 }
 
@@ -206,14 +226,14 @@ mod tests {
         bad[0x204..0x208].copy_from_slice(&0x1000u32.to_le_bytes());
         assert!(note_types(&bad, "Xen").is_err());
         assert_eq!(
-            crate::xenlab_run::guest_type_of_image(&sample_with_note(18)).unwrap(),
+            crate::cmd::run::xen::guest_type_of_image(&sample_with_note(18)).unwrap(),
             crate::xenlab::GuestType::Pvh
         );
         assert_eq!(
-            crate::xenlab_run::guest_type_of_image(&sample_with_note(1)).unwrap(),
+            crate::cmd::run::xen::guest_type_of_image(&sample_with_note(1)).unwrap(),
             crate::xenlab::GuestType::Pv
         );
-        assert!(crate::xenlab_run::guest_type_of_image(&sample_with_note(5)).is_err());
+        assert!(crate::cmd::run::xen::guest_type_of_image(&sample_with_note(5)).is_err());
     }
 
     #[test]
@@ -377,7 +397,7 @@ mod tests {
             let result = std::panic::catch_unwind(|| {
                 let _ = note_types(&f, "Xen");
                 let _ = load_end(&f);
-                let _ = crate::xenlab_run::guest_type_of_image(&f);
+                let _ = crate::cmd::run::xen::guest_type_of_image(&f);
                 strip_elf(&f)
             });
             let Ok(out) = result else {

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bail;
-use crate::error::{Context, Result};
 use crate::profile::{Catalog, Profile};
+use anyhow::bail;
+use anyhow::{Context, Result};
 
 /// The repository root and the paths derived from it.
 #[derive(Debug, Clone)]
@@ -128,7 +128,8 @@ impl Workspace {
                 path.display()
             )
         })?;
-        Catalog::from_manifest(&text).with_context(|| format!("parsing {}", path.display()))
+        Catalog::from_manifest(&text)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
     }
 
     /// The allocators that give a heap: every `allocator` value of the catalog but `none`, in
@@ -197,7 +198,7 @@ impl AppRequires {
     /// Reads `[package.metadata.stardust.requires]` of an app manifest (none: no requirement).
     pub fn from_manifest(text: &str) -> Result<AppRequires> {
         let doc: toml::Table =
-            toml::from_str(text).map_err(|e| crate::Error::new(e.to_string()))?;
+            toml::from_str(text).map_err(|e| anyhow::Error::msg(e.to_string()))?;
         let requires = doc
             .get("package")
             .and_then(|p| p.get("metadata"))

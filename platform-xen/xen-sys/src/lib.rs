@@ -14,7 +14,7 @@
 //! data: no function, no `extern` block; the hypercall instructions belong to the platform crate.
 //!
 //! Regenerate with `cargo xtask gen-xen-sys` (needs Debian's `libxen-dev` headers and the
-//! `bindgen` command; see `xtask/src/gen_xen_sys.rs`). `wrapper.h` lists the headers and the
+//! `bindgen` command; see `xtask/src/cmd/gen_xen_sys.rs`). `wrapper.h` lists the headers and the
 //! allowlists live in that xtask module.
 //!
 //! # Cargo features

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::size::SizeResult;
-use crate::error::{Context, Error, Result};
+use anyhow::{Context, Error, Result};
 
 /// Where the baseline lives, relative to the workspace root.
 pub const PATH: &str = "benches/baseline.json";
@@ -57,7 +57,7 @@ impl Default for Baseline {
 impl Baseline {
     /// Parses the file's text.
     pub fn parse(text: &str) -> Result<Baseline> {
-        serde_json::from_str(text).map_err(|e| Error::new(e.to_string()))
+        serde_json::from_str(text).map_err(|e| Error::msg(e.to_string()))
     }
 
     /// Reads `path`; `None` when there is no such file.
@@ -72,7 +72,7 @@ impl Baseline {
                     )
                 }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::new(format!("reading {}: {e}", path.display()))),
+            Err(e) => Err(Error::msg(format!("reading {}: {e}", path.display()))),
         }
     }
 

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::bootchart::{self, Bootchart};
 use super::stats::{Summary, ratio};
-use crate::bail;
-use crate::error::Result;
 use crate::qemu::{self, Boot, Outcome, QemuConfig};
+use anyhow::Result;
+use anyhow::bail;
 
 /// Runs per kernel when not told otherwise.
 pub const DEFAULT_RUNS: usize = 10;

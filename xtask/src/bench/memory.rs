@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
 use crate::qemu::{self, Outcome, QemuConfig};
+use anyhow::Result;
 
 /// Granularity of the search.
 pub const STEP: u64 = 64 * 1024;
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn errors_stop_the_search() {
         let r = smallest_working(0, 1 << 20, STEP, |_| {
-            Err(crate::error::Error::new("QEMU is gone"))
+            Err(anyhow::Error::msg("QEMU is gone"))
         });
         assert!(r.is_err());
     }

@@ -51,7 +51,7 @@ pub struct Report {
 impl Report {
     /// Parses a `--json` output back.
     pub fn from_json(text: &str) -> crate::Result<Report> {
-        serde_json::from_str(text).map_err(|e| crate::Error::new(format!("bench report: {e}")))
+        serde_json::from_str(text).map_err(|e| anyhow::Error::msg(format!("bench report: {e}")))
     }
 
     /// Pretty JSON.

@@ -3,6 +3,9 @@
 //! Boot times under TCG on a shared machine vary by tens of percent from batch to batch, so the
 //! bench reports medians (robust to the odd slow boot) and the interquartile range as the spread,
 //! never a mean.
+//!
+//! The one statistics module of xtask: every bench (boot, memory, allocators, schedulers, Xen)
+//! takes its medians from here.
 
 use serde::{Deserialize, Serialize};
 

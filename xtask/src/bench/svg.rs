@@ -1,6 +1,12 @@
 //! Hand-written SVG charts of the bench results (rectangles and text, no dependencies):
 //! `size.svg`, image bytes per profile stacked by crate, and `boot.svg`, boot phases per profile
 //! (the guest's boot chart, and QEMU spawn → first line → exit on the host side).
+//!
+//! Why by hand, not with a plotting crate: the two charts are horizontal stacked bars with
+//! labels, which is rectangles and text and nothing else; this module (about 400 lines besides
+//! its tests) has one function per chart over a few shared helpers and pulls in no dependency
+//! tree (plotters and its font stack would be far larger than the charts). Should the charts
+//! grow beyond bars (axes with ticks, lines, several series), a crate would pay for itself.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

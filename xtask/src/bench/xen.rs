@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
 use super::boot::{BootResult, Samples};
 use super::bootchart::Bootchart;
 use super::memory::MemoryResult;
-use crate::error::Result;
 use crate::profile::PLATFORM;
 use crate::workspace::Workspace;
 use crate::xenlab::{self, BatchOptions, GuestResult, GuestSpec, GuestType, Lab, RefGuest};
+use anyhow::Result;
 
 /// The machine name Xen results carry.
 pub const MACHINE: &str = "xen-lab PV";
@@ -288,7 +288,7 @@ pub fn measure(
         .map(|(i, t)| guests_of(lab, i, t, work))
         .collect();
     if let Some(g) = groups.iter().find(|g| g.len() > per_batch) {
-        crate::bail!(
+        anyhow::bail!(
             "the Xen benches of one image need {} guests, more than one lab boot runs ({per_batch}); lower --runs",
             g.len()
         );
@@ -336,7 +336,7 @@ pub fn measure(
                         .zip(report.guests.iter().cloned()),
                 );
             }
-            Err(e) => out.errors.push(format!("Xen lab: {e}")),
+            Err(e) => out.errors.push(format!("Xen lab: {e:#}")),
         }
     }
     out.lab = format!(

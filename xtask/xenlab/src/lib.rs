@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use xtask::xenlab::{Expect, GuestSpec, GuestType, Lab, RefGuest};
+//! use xenlab::{Expect, GuestSpec, GuestType, Lab, RefGuest};
 //!
 //! let lab = Lab::from_env();
 //! if let Err(why) = lab.availability() {
@@ -40,7 +40,20 @@
 //! guest's console on the serial line, which this module reads, logs and parses.
 //!
 //! The lab directory is `$STARDUST_XENLAB_DIR`, else `~/.cache/stardust-xenlab`;
-//! `cargo xtask xen-lab build` makes it ([`crate::xenlab_build`]).
+//! `cargo xtask xen-lab build` makes it ([`build`]).
+//!
+//! This crate is the lab alone, used by xtask (`xen-lab`, `run --platform xen`, the Xen benches)
+//! and by the whole-image tests (`tests/tests/xen.rs`, as `xtask::xenlab`). Its modules: this
+//! one (guests, batches, the serial protocol, reports), [`build`] (`xen-lab build`), and what
+//! it shares with xtask because the lab boots QEMU too: [`child`] (child processes that never
+//! outlive xtask: one registry for every QEMU), [`qemu_version`] (the QEMU versions known to
+//! work) and [`skip`] (the `skipped:` lines of tests that cannot run here). The lab's files sit
+//! beside `src/`: dom0's init and batch runner, the reference guests' sources.
+
+pub mod build;
+pub mod child;
+pub mod qemu_version;
+pub mod skip;
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -49,22 +62,25 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::bail;
-use crate::error::{Context, Error, Result};
-use crate::setup::find_in_path;
+use crate::child::find_in_path;
+use anyhow::bail;
+use anyhow::{Context, Error, Result};
 
 /// dom0's init (PID 1), installed into the root file system by `xen-lab build`.
-pub const DOM0_INIT: &str = include_str!("../xenlab/dom0-init");
+pub const DOM0_INIT: &str = include_str!("../dom0-init");
 /// The dom0 batch runner, written into every payload.
-pub const DOM0_BATCH: &str = include_str!("../xenlab/dom0-batch");
+pub const DOM0_BATCH: &str = include_str!("../dom0-batch");
 /// The reference PV guest's source (GNU as).
-pub const PV_SOURCE: &str = include_str!("../xenlab/pvhello.S");
+pub const PV_SOURCE: &str = include_str!("../pvhello.S");
 /// Its link script.
-pub const PV_LINK: &str = include_str!("../xenlab/pv.ld");
+pub const PV_LINK: &str = include_str!("../pv.ld");
 /// The reference PVH guest's source (GNU as, 32-bit).
-pub const PVH_SOURCE: &str = include_str!("../xenlab/pvhhello.S");
+pub const PVH_SOURCE: &str = include_str!("../pvhhello.S");
 /// Its link script.
-pub const PVH_LINK: &str = include_str!("../xenlab/pvh.ld");
+pub const PVH_LINK: &str = include_str!("../pvh.ld");
+/// The longest time limit any option takes (`--timeout` of `run`, `bench` and `xen-lab run`):
+/// a week, far beyond any boot, and far from where durations overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Bumped when the lab's files change in a way that needs `xen-lab build` again.
 pub const LAB_FORMAT: u32 = 1;
 /// Environment variable naming the lab directory.
@@ -82,13 +98,13 @@ pub fn required() -> bool {
 }
 
 /// A test that needs the lab, where it cannot run for `why`: prints the `skipped: ` line
-/// ([`crate::testcmd::report_skip`]), or fails the test when [`required`].
+/// ([`crate::skip::report_skip`]), or fails the test when [`required`].
 #[track_caller]
 pub fn skip_test(why: &str) {
     if required() {
         panic!("the Xen lab is required here ({LAB_REQUIRED_ENV}=1) but cannot run: {why}");
     }
-    crate::testcmd::report_skip(None, why);
+    crate::skip::report_skip(None, why);
 }
 
 /// Seconds from QEMU start until dom0 must say it is ready (measured: 22-39 s; slack for load).
@@ -568,7 +584,7 @@ impl Lab {
         .arg(format!(
             "{} root=/dev/vda rw console=hvc0 init=/{} panic=5 quiet,{}",
             d("dom0-vmlinuz"),
-            crate::xenlab_build::INIT_PATH,
+            crate::build::INIT_PATH,
             d("dom0-initrd.img")
         ));
         cmd
@@ -833,11 +849,11 @@ impl GuestSpec {
                 self.memory_mb
             );
         }
-        if self.timeout < Duration::from_secs(1) || self.timeout > crate::qemu::MAX_TIMEOUT {
+        if self.timeout < Duration::from_secs(1) || self.timeout > MAX_TIMEOUT {
             bail!(
                 "guest {}: the time limit must be 1 to {} s",
                 self.name,
-                crate::qemu::MAX_TIMEOUT.as_secs()
+                MAX_TIMEOUT.as_secs()
             );
         }
         if let Some(c) = &self.cmdline {
@@ -1262,7 +1278,7 @@ pub fn lab_error(report: &BatchReport) -> Option<Error> {
     report
         .lab_error
         .as_ref()
-        .map(|e| Error::new(format!("Xen lab failure: {e}")))
+        .map(|e| Error::msg(format!("Xen lab failure: {e}")))
 }
 
 #[cfg(test)]

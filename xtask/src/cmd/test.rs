@@ -1,9 +1,10 @@
 //! `cargo xtask test`: host unit tests of every host-testable package, then the whole-image
 //! tests (`cargo test -p stardust-tests`), with a summary.
 //!
-//! Host-testable packages are `xtask` plus every package under `crates/` (and `platform-*/`,
-//! and the crates inside a `platform-*/` directory)
-//! whose `src/lib.rs` says `#![cfg_attr(not(test), no_std)]`: discovered, not listed here.
+//! Host-testable packages are `xtask`, the host tools inside `xtask/` (every package in a
+//! subdirectory of it: the Xen lab, `xtask/xenlab`), plus every package under `crates/` (and
+//! `platform-*/`, and the crates inside a `platform-*/` directory) whose `src/lib.rs` says
+//! `#![cfg_attr(not(test), no_std)]`: discovered, not listed here.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::bail;
-use crate::error::{Context, Result};
-use crate::setup;
+use crate::cmd::setup;
 use crate::workspace::Workspace;
+use anyhow::bail;
+use anyhow::{Context, Result};
 
 /// The package of whole-image tests.
 pub const IMAGE_TESTS: &str = "stardust-tests";
@@ -41,8 +42,18 @@ pub fn is_host_testable(lib_rs: &str) -> bool {
     compact.contains("cfg_attr(not(test),no_std)")
 }
 
-/// The packages whose unit tests run on the host, `xtask` first, then the discovered ones sorted.
+/// The packages whose unit tests run on the host: `xtask` first, then its host tools (the
+/// packages in `xtask/`'s subdirectories), then the discovered kernel-side ones, each sorted.
 pub fn host_test_packages(ws: &Workspace) -> Result<Vec<String>> {
+    let mut tools: Vec<String> = std::fs::read_dir(ws.root.join("xtask"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| package_name(&e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    tools.sort();
     let mut dirs = Vec::new();
     if let Ok(entries) = std::fs::read_dir(ws.root.join("crates")) {
         dirs.extend(entries.flatten().map(|e| e.path()));
@@ -75,50 +86,16 @@ pub fn host_test_packages(ws: &Workspace) -> Result<Vec<String>> {
     found.sort();
     found.dedup();
     let mut packages = vec!["xtask".to_string()];
+    packages.extend(tools.iter().cloned());
     packages.extend(
         found
             .into_iter()
-            .filter(|p| p != "xtask" && p != IMAGE_TESTS),
+            .filter(|p| p != "xtask" && p != IMAGE_TESTS && !tools.contains(p)),
     );
     Ok(packages)
 }
 
-/// Reports at run time that a test is skipped (libtest has no such outcome: the test then
-/// returns and counts as passed): prints `skipped: <test>: <why>` straight to stdout, past
-/// libtest's output capture, so it shows in every run, and `cargo xtask test` counts it as
-/// skipped, not passed. `test` is the test's name (the current thread's name under libtest when
-/// `None`).
-pub fn report_skip(test: Option<&str>, why: &str) {
-    use std::io::Write;
-    let thread = std::thread::current();
-    let name = test.or(thread.name()).unwrap_or("test");
-    let mut out = std::io::stdout().lock();
-    // A line of its own, even when libtest has just printed `test NAME ... ` (one test thread).
-    let _ = writeln!(out, "{}", skip_line(name, why));
-    let _ = out.flush();
-}
-
-/// The line [`report_skip`] prints: `skipped: <test>: <why>` (newlines in `why` become spaces).
-pub fn skip_line(test: &str, why: &str) -> String {
-    format!("{SKIP_PREFIX}{test}: {}", why.replace('\n', " "))
-}
-
-/// What starts a [`skip_line`].
-pub const SKIP_PREFIX: &str = "skipped: ";
-
-/// The test name of a [`skip_line`] found anywhere in `line` (libtest may have started the line
-/// with `test NAME ... `): `skipped: ` then a Rust path (`xen::hello`, `hello_powers_off`) and `: `.
-pub fn parse_skip_line(line: &str) -> Option<&str> {
-    line.match_indices(SKIP_PREFIX).find_map(|(at, _)| {
-        let rest = &line[at + SKIP_PREFIX.len()..];
-        let (name, _) = rest.split_once(": ")?;
-        let is_path = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-        is_path.then_some(name)
-    })
-}
+pub use xenlab::skip::{SKIP_PREFIX, parse_skip_line, report_skip, skip_line};
 
 /// Test counts, summed over `test result:` lines and [`skip_line`]s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -297,6 +274,15 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_xen_lab_crate_is_tested_on_the_host_after_xtask() {
+        let ws = Workspace::locate();
+        let packages = host_test_packages(&ws).expect("packages");
+        assert_eq!(packages[..2], ["xtask", "xenlab"], "{packages:?}");
+        assert!(packages.iter().any(|p| p == "heap"), "{packages:?}");
+        assert!(!packages.iter().any(|p| p == IMAGE_TESTS), "{packages:?}");
+    }
 
     #[test]
     fn host_testable_marker() {

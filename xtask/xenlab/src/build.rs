@@ -1,6 +1,6 @@
 //! `cargo xtask xen-lab build`: makes the Xen lab from Debian packages only.
 //!
-//! What it makes in the lab directory ([`crate::xenlab::Lab`]):
+//! What it makes in the lab directory ([`crate::Lab`]):
 //!
 //! | file | what |
 //! | --- | --- |
@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::bail;
-use crate::error::{Context, Error, Result};
-use crate::setup::{find_in_path, is_root, stderr_stdio};
-use crate::xenlab::{DOM0_INIT, Lab, PV_LINK, PV_SOURCE, PVH_LINK, PVH_SOURCE, RefGuest};
+use crate::child::{find_in_path, is_root, stderr_stdio};
+use crate::{DOM0_INIT, Lab, PV_LINK, PV_SOURCE, PVH_LINK, PVH_SOURCE, RefGuest};
+use anyhow::bail;
+use anyhow::{Context, Error, Result};
 
 /// The Debian release of dom0 (Xen 4.17 is bookworm's).
 pub const SUITE: &str = "bookworm";
@@ -164,7 +164,7 @@ pub fn debian_mirror() -> Result<String> {
         texts.push(t);
     }
     mirror_from_sources(&texts).ok_or_else(|| {
-        Error::new(
+        Error::msg(
             "no Debian mirror found in /etc/apt/sources.list*; set STARDUST_XENLAB_MIRROR=URL",
         )
     })
@@ -283,7 +283,7 @@ pub fn build(lab: &Lab, mode: BuildMode) -> Result<()> {
             lab.stamp(),
             format!(
                 "stardust xen lab\nformat = {}\nxen = {}\n",
-                crate::xenlab::LAB_FORMAT,
+                crate::LAB_FORMAT,
                 xen_version.trim()
             ),
         )
@@ -337,7 +337,7 @@ fn hypervisor(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .ok_or_else(|| Error::new("apt-get download left no .deb"))?;
+        .ok_or_else(|| Error::msg("apt-get download left no .deb"))?;
     let x = debs.join("x");
     run(
         Command::new("dpkg").arg("-x").arg(&deb).arg(&x),
@@ -371,7 +371,7 @@ fn dom0_kernel(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
     let kver = versions
         .last()
         .cloned()
-        .ok_or_else(|| Error::new("the root file system has no kernel modules"))?;
+        .ok_or_else(|| Error::msg("the root file system has no kernel modules"))?;
     let conf = rootfs.join("etc/initramfs-tools/initramfs.conf");
     let text =
         std::fs::read_to_string(&conf).with_context(|| format!("reading {}", conf.display()))?;

@@ -1,14 +1,14 @@
-//! `cargo xtask xen-lab build|run|status`: the command line of [`xtask::xenlab`].
+//! `cargo xtask xen-lab build|run|status`: the command line of the Xen lab ([`crate::xenlab`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use xtask::bail;
-use xtask::error::{Error, Result};
-use xtask::xenlab::{self, BatchOptions, Expect, GuestSpec, GuestType, Lab, RefGuest};
-use xtask::xenlab_build::{self, BuildMode};
+use anyhow::bail;
+use anyhow::{Error, Result};
+use xenlab::build::{self as xenlab_build, BuildMode};
+use xenlab::{self, BatchOptions, Expect, GuestSpec, GuestType, Lab, RefGuest};
 
 #[derive(Subcommand, Debug)]
 pub enum XenLabCmd {
@@ -98,8 +98,8 @@ pub fn dispatch(cmd: XenLabCmd) -> Result<ExitCode> {
                 Err(why) => println!("xen-lab: skipped: {why}"),
             }
             println!("xen-lab: {}; -cpu {}", lab.versions(), xenlab::lab_cpu());
-            if let Some(xtask::qemu_version::Support::Untested(why)) =
-                xtask::qemu_version::installed().map(|v| v.support())
+            if let Some(crate::qemu_version::Support::Untested(why)) =
+                crate::qemu_version::installed().map(|v| v.support())
             {
                 println!("xen-lab: warning: {why}");
             }
@@ -113,7 +113,7 @@ pub fn dispatch(cmd: XenLabCmd) -> Result<ExitCode> {
 }
 
 fn run(lab: &Lab, args: RunArgs) -> Result<ExitCode> {
-    let timeout = xtask::qemu::parse_timeout("--timeout", &args.timeout)?;
+    let timeout = crate::qemu::parse_timeout("--timeout", &args.timeout)?;
     if let Err(why) = lab.availability() {
         // Not an error of the guests: say so plainly, and fail (a run was asked for).
         println!("xen-lab: skipped: {why}");
@@ -163,7 +163,7 @@ fn run(lab: &Lab, args: RunArgs) -> Result<ExitCode> {
     };
     let report = lab.run_batch(&guests, &opts)?;
     let mut out = std::io::stdout().lock();
-    xenlab::print_report(&report, &mut out).map_err(|e| Error::new(format!("stdout: {e}")))?;
+    xenlab::print_report(&report, &mut out).map_err(|e| Error::msg(format!("stdout: {e}")))?;
     if let Some(e) = xenlab::lab_error(&report) {
         return Err(e);
     }

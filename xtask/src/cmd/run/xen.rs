@@ -26,10 +26,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
 use crate::profile::Profile;
 use crate::status;
 use crate::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, Shutdown};
+use anyhow::{Error, Result};
 
 /// `run`'s exit status when the guest was still running at its time limit (as `timeout(1)`).
 pub const TIMEOUT_EXIT: u8 = status::TIMEOUT;
@@ -269,7 +269,7 @@ pub fn guest_type_of_image(elf: &[u8]) -> Result<GuestType> {
     } else if notes.contains(&XEN_ELFNOTE_ENTRY) {
         Ok(GuestType::Pv)
     } else {
-        Err(Error::new(
+        Err(Error::msg(
             "the image has no Xen entry note (neither XEN_ELFNOTE_PHYS32_ENTRY nor \
              XEN_ELFNOTE_ENTRY): Xen cannot boot it",
         ))
@@ -297,10 +297,10 @@ pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenR
     };
     let report = lab.run_batch(std::slice::from_ref(spec), &opts)?;
     let Some(guest) = report.guests.first().cloned() else {
-        return Err(Error::new("the lab returned no result for the guest"));
+        return Err(Error::msg("the lab returned no result for the guest"));
     };
     let outcome = with_lab_end(guest_outcome(&guest, spec), report.qemu_signal);
-    let io = |e: std::io::Error| Error::new(format!("writing the console: {e}"));
+    let io = |e: std::io::Error| Error::msg(format!("writing the console: {e}"));
     for l in &guest.console {
         writeln!(console, "{l}").map_err(io)?;
     }
@@ -416,7 +416,7 @@ pub fn unavailable_message(lab: &Lab) -> Option<String> {
     let why = lab.availability().err()?;
     let mut msg = format!("cannot run on Xen here: {why}");
     if !lab.stamp().is_file()
-        && let Some(cannot) = crate::xenlab_build::cannot_build()
+        && let Some(cannot) = xenlab::build::cannot_build()
     {
         msg.push_str(&format!("; and this machine cannot build it: {cannot}"));
     }

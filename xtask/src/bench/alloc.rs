@@ -10,10 +10,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::stats::median;
 use crate::bench::memory;
-use crate::error::{Error, Result};
 use crate::qemu::{self, Outcome, QemuConfig};
 use crate::workspace::Workspace;
+use anyhow::{Error, Result};
 
 /// The workloads of `allocstress bench`.
 pub const WORKLOADS: [&str; 3] = ["small", "mixed", "vec"];
@@ -72,20 +73,6 @@ pub fn parse_line(line: &str) -> Option<(String, Sample)> {
     ))
 }
 
-/// The median of `values` (`None` when empty).
-pub fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    })
-}
-
 /// One allocator's figures.
 #[derive(Debug, Clone, Default)]
 pub struct AllocatorResult {
@@ -113,7 +100,7 @@ fn boot_workload(cfg: &QemuConfig, workload: &str) -> Result<Sample> {
     cfg.app_args = vec!["bench".into(), workload.into()];
     let boot = qemu::boot(&cfg, true, Some(Duration::from_secs(120)))?;
     if boot.outcome != Outcome::Guest(0) {
-        return Err(Error::new(format!(
+        return Err(Error::msg(format!(
             "allocstress bench {workload}: {:?}\n{}",
             boot.outcome, boot.stdout
         )));
@@ -121,12 +108,12 @@ fn boot_workload(cfg: &QemuConfig, workload: &str) -> Result<Sample> {
     boot.lines()
         .find_map(parse_line)
         .map(|(_, s)| s)
-        .ok_or_else(|| Error::new(format!("no allocbench line in:\n{}", boot.stdout)))
+        .ok_or_else(|| Error::msg(format!("no allocbench line in:\n{}", boot.stdout)))
 }
 
 /// Runs the benchmark; progress goes to stderr.
 pub fn run(ws: &Workspace, opts: &Options) -> Result<Vec<AllocatorResult>> {
-    let qemu_bin = crate::setup::ensure_qemu()?;
+    let qemu_bin = crate::cmd::setup::ensure_qemu()?;
     let mut results = Vec::new();
     for allocator in ws.allocators()? {
         let set = vec![format!("allocator={allocator}")];
@@ -153,7 +140,7 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Vec<AllocatorResult>> {
             }
             result
                 .workloads
-                .push((workload.into(), median(&mut rates), median(&mut frags)));
+                .push((workload.into(), median(&rates), median(&frags)));
         }
         let (hello_profile, hello) = crate::build_app(ws, "hello", "default", &set)?;
         result.hello_bytes = hello.bytes;
@@ -226,13 +213,6 @@ mod tests {
         assert!(parse_line("allocbench: workload=x cycles=zz").is_none());
         let zero = Sample { hz: 0, ..s };
         assert_eq!(zero.ops_per_second(), None);
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(&mut []), None);
     }
 
     #[test]

@@ -6,48 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::bail;
-use crate::error::{Error, Result};
 use crate::workspace::Workspace;
+use anyhow::bail;
+use anyhow::{Error, Result};
 
 /// The bare-metal target images are built for.
 pub const TARGET: &str = "x86_64-unknown-none";
-/// The QEMU binary.
-pub const QEMU: &str = "qemu-system-x86_64";
+pub use xenlab::child::{find_in_path, is_root, stderr_stdio};
+pub use xenlab::qemu_version::QEMU;
 
 const QEMU_HELP: &str = "Install it with (Debian/Ubuntu, as root):\n    apt-get update && apt-get install -y qemu-system-x86\n\
      (QEMU 7.2 on Debian bookworm, 10.0 on trixie: both run everything here, the Xen lab included)";
-
-/// A stdout handle that writes to our stderr, so child output never mixes into our stdout.
-pub fn stderr_stdio() -> Stdio {
-    use std::os::fd::AsFd;
-    match std::io::stderr().as_fd().try_clone_to_owned() {
-        Ok(fd) => Stdio::from(fd),
-        Err(_) => Stdio::inherit(),
-    }
-}
-
-/// Finds an executable on `$PATH`.
-pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// Is this process root (effective uid 0)?
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|uids| uids.split_whitespace().nth(1))
-            .is_some_and(|euid| euid == "0")
-    })
-}
 
 fn run_logged(cmd: &mut Command, what: &str) -> Result<()> {
     eprintln!("setup: running {what}");
@@ -55,7 +24,7 @@ fn run_logged(cmd: &mut Command, what: &str) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(stderr_stdio())
         .status()
-        .map_err(|e| Error::new(format!("could not run {what}: {e}")))?;
+        .map_err(|e| Error::msg(format!("could not run {what}: {e}")))?;
     if !status.success() {
         bail!("`{what}` failed ({status})");
     }
@@ -109,8 +78,11 @@ fn install_target(ws: &Workspace) -> Result<()> {
 
 /// Installs the `x86_64-unknown-none` target if missing (once per process).
 pub fn ensure_target(ws: &Workspace) -> Result<()> {
-    static DONE: OnceLock<Result<()>> = OnceLock::new();
-    DONE.get_or_init(|| install_target(ws)).clone()
+    // The outcome is kept as text: an error is not `Clone`.
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| install_target(ws).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(Error::msg)
 }
 
 fn install_qemu() -> Result<PathBuf> {
@@ -129,7 +101,7 @@ fn install_qemu() -> Result<PathBuf> {
     apt(&["update"])?;
     apt(&["install", "-y", "qemu-system-x86"])?;
     find_in_path(QEMU).ok_or_else(|| {
-        Error::new(format!(
+        Error::msg(format!(
             "apt-get installed qemu-system-x86 but {QEMU} is still not on PATH"
         ))
     })
@@ -137,8 +109,10 @@ fn install_qemu() -> Result<PathBuf> {
 
 /// Returns the QEMU binary, installing QEMU first if it is missing and we can (once per process).
 pub fn ensure_qemu() -> Result<PathBuf> {
-    static DONE: OnceLock<Result<PathBuf>> = OnceLock::new();
-    DONE.get_or_init(install_qemu).clone()
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| install_qemu().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(Error::msg)
 }
 
 /// Everything: the target and QEMU. Prints what it found.
@@ -147,7 +121,7 @@ pub fn setup_all(ws: &Workspace) -> Result<()> {
     eprintln!("setup: Rust target {TARGET}: installed");
     let qemu = ensure_qemu()?;
     let version = crate::child::output(Command::new(&qemu).arg("--version"), "QEMU")
-        .map_err(|e| Error::new(format!("{} does not run: {e}", qemu.display())))?;
+        .map_err(|e| Error::msg(format!("{} does not run: {e}", qemu.display())))?;
     let first = String::from_utf8_lossy(&version.stdout)
         .lines()
         .next()

@@ -9,10 +9,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::allocbench::median;
-use crate::error::{Error, Result};
+use super::stats::median;
 use crate::qemu::{self, Outcome, QemuConfig};
 use crate::workspace::Workspace;
+use anyhow::{Error, Result};
 
 /// The schedulers compared, and the probe app each runs.
 pub const SCHEDULERS: [(&str, &str); 3] = [
@@ -66,7 +66,7 @@ pub struct SchedulerResult {
 /// Runs the benchmark with `runs` boots per scheduler; progress goes to stderr. Returns the
 /// hello size with `scheduler = "none"` and the results.
 pub fn run(ws: &Workspace, runs: usize) -> Result<(u64, Vec<SchedulerResult>)> {
-    let qemu_bin = crate::setup::ensure_qemu()?;
+    let qemu_bin = crate::cmd::setup::ensure_qemu()?;
     let (_, none) = crate::build_app(ws, "hello", "default", &["scheduler=none".to_string()])?;
     let mut results = Vec::new();
     for (scheduler, app) in SCHEDULERS {
@@ -79,7 +79,7 @@ pub fn run(ws: &Workspace, runs: usize) -> Result<(u64, Vec<SchedulerResult>)> {
             eprintln!("bench sched: {scheduler} run {}/{runs}", run + 1);
             let boot = qemu::boot(&cfg, true, Some(Duration::from_secs(120)))?;
             if boot.outcome != Outcome::Guest(0) {
-                return Err(Error::new(format!(
+                return Err(Error::msg(format!(
                     "{app} bench under {scheduler}: {:?}\n{}",
                     boot.outcome, boot.stdout
                 )));
@@ -93,9 +93,9 @@ pub fn run(ws: &Workspace, runs: usize) -> Result<(u64, Vec<SchedulerResult>)> {
         results.push(SchedulerResult {
             scheduler: scheduler.into(),
             median: Sample {
-                switch_ns: median(&mut switch),
-                spawn_ns: median(&mut spawn),
-                wake_us: median(&mut wake),
+                switch_ns: median(&switch),
+                spawn_ns: median(&spawn),
+                wake_us: median(&wake),
             },
             hello_bytes: hello.bytes,
         });

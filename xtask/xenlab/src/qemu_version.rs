@@ -6,7 +6,7 @@
 //! chroot of its distribution (trixie's, Ubuntu 24.04's):
 //! - QEMU 7.2.22 (Debian bookworm's `qemu-system-x86`) and 10.0.2 (bookworm-backports): the whole
 //!   suite, the Xen lab included. 7.2 needs the lab's CPU model without SMAP
-//!   ([`crate::xenlab::LAB_CPU`]).
+//!   ([`crate::LAB_CPU`]).
 //! - QEMU 10.0.13 (Debian trixie's): the lab boots dom0 and runs PV and PVH guests.
 //! - QEMU 8.2.2 (Ubuntu 24.04's, `1:8.2.2+ds-0ubuntu1` and `ubuntu1.20` from noble-updates): images
 //!   boot (microvm, q35, the universal image), the lab boots dom0 and runs PV guests, but every
@@ -21,7 +21,8 @@
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::setup::QEMU;
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
 
 /// The command that installs a QEMU known to work, on Debian and Ubuntu.
 pub const INSTALL_HINT: &str = "apt-get update && apt-get install -y qemu-system-x86 \

@@ -8,10 +8,21 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::bail;
-use crate::error::{Context, Result};
-use crate::setup::find_in_path;
+use crate::cmd::setup::find_in_path;
 use crate::workspace::Workspace;
+use anyhow::bail;
+use anyhow::{Context, Result};
+
+/// The options of `gen-xen-sys`.
+#[derive(clap::Args, Debug)]
+pub struct GenArgs {
+    /// The directory holding xen/xen.h.
+    #[arg(long, default_value = "/usr/include")]
+    pub include: PathBuf,
+    /// Only check that the committed bindings are what the headers give.
+    #[arg(long)]
+    pub check: bool,
+}
 
 /// The Xen interface version the bindings are generated for (Xen 4.14 and later; the
 /// latest the 4.17 headers know).

@@ -1,0 +1,229 @@
+//! `cargo xtask run`: builds an image (or takes `--image`) and boots it: in QEMU, or on platform
+//! xen in the Xen lab ([`xen`]); exits with the guest's exit status.
+
+pub mod xen;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Error, Result, bail};
+use clap::Args;
+
+use super::{ProfileArgs, QemuArgs};
+use crate::cmd::setup;
+use crate::qemu::{self, Outcome, QemuConfig};
+use crate::workspace::{Workspace, display_path};
+use crate::{bench, image, xenlab};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// App: a directory under apps/ (not needed with --image).
+    #[arg(required_unless_present = "image")]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    #[command(flatten)]
+    pub qemu: QemuArgs,
+    /// Kernel options, e.g. "log=debug bootchart".
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub kargs: String,
+    /// Start halted with QEMU's GDB server on 127.0.0.1 (port --gdb-port, else a free one) and
+    /// print the gdb command.
+    #[arg(long)]
+    pub gdb: bool,
+    /// The GDB server's TCP port (with --gdb; default: a free port, printed).
+    #[arg(long, value_name = "PORT", requires = "gdb",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub gdb_port: Option<u16>,
+    /// Boot this image instead of building one (the profile still gives memory and console).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Arguments for the app (after `--`).
+    #[arg(last = true, value_name = "APP-ARGS")]
+    pub app_args: Vec<String>,
+}
+
+pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
+    // Bounds first, before anything is built.
+    args.qemu.timeout(None)?;
+    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
+    if let Some(app) = &args.app {
+        ws.check_app(app)?;
+        ws.check_app_fits(app, &profile)?;
+    }
+    crate::cmdline::check_kargs(&args.kargs)?;
+    // A prebuilt image: checked first (a missing file, not an ELF, no entry this platform
+    // boots), and on Xen its own notes say PV or PVH.
+    let prebuilt = match &args.image {
+        Some(file) => Some(check_image(file, &profile)?),
+        None => None,
+    };
+    let qemu_bin = setup::ensure_qemu()?;
+    if profile.platform == "xen" {
+        check_xen_run_args(&args)?;
+        // Before building: say at once when the lab cannot run here, and how to build it.
+        if let Some(why) = xen::unavailable_message(&xenlab::Lab::from_env()) {
+            eprintln!("error: {why}");
+            return Ok(ExitCode::from(xen::LAB_EXIT));
+        }
+    }
+    let (elf, debug) = match (&args.image, &args.app) {
+        (Some(file), _) => {
+            let debug = file.with_extension("debug");
+            (
+                file.clone(),
+                if debug.is_file() { debug } else { file.clone() },
+            )
+        }
+        (None, Some(app)) => {
+            let image = image::build(ws, app, &profile)?;
+            (image.elf, image.debug)
+        }
+        (None, None) => bail!("name an app (a directory under apps/) or --image FILE"),
+    };
+    // Below the image's own end QEMU cannot even load it and the guest hangs silently.
+    let end = bench::image_end(&elf)?;
+    // A prebuilt image was not checked by the build.
+    crate::image::check_image_end(end, &profile)?;
+    if profile.settings.memory <= end {
+        let needed = crate::profile::size_text(crate::profile::memory_for_image_end(end));
+        bail!(
+            "memory = {} is too small: the image alone ends at {:#x} ({} KiB); raise it to at \
+             least {needed} (the image's end rounded up to a MiB, plus a MiB for page tables \
+             and the heap): --set memory={needed}",
+            crate::profile::size_text(profile.settings.memory),
+            end,
+            end.div_ceil(1024)
+        );
+    }
+    if profile.platform == "xen" {
+        return run_xen(&args, &profile, elf, prebuilt.flatten());
+    }
+    let mut cfg = QemuConfig::new(qemu_bin, elf, &profile);
+    args.qemu.apply(&mut cfg)?;
+    cfg.kargs = args.kargs.clone();
+    cfg.app_args = args.app_args.clone();
+    cfg.gdb = match (args.gdb, args.gdb_port) {
+        (false, _) => None,
+        (true, Some(port)) => Some(port),
+        (true, None) => Some(qemu::free_port()?),
+    };
+    let append = cfg.append();
+    if append.len() > qemu::CMDLINE_LIMIT {
+        eprintln!(
+            "xtask: note: the kernel command line is {} bytes, over the kernel's {}-byte limit",
+            append.len(),
+            qemu::CMDLINE_LIMIT
+        );
+    }
+    let timeout = args.qemu.timeout(if args.gdb {
+        None
+    } else {
+        Some(qemu::DEFAULT_TIMEOUT)
+    })?;
+    eprintln!("xtask: {}", cfg.shell_line());
+    if let Some(port) = cfg.gdb {
+        eprintln!(
+            "xtask: QEMU waits for gdb on 127.0.0.1:{port}; attach with:\n    {}",
+            qemu::gdb_command(&debug, port)
+        );
+    }
+    let boot = qemu::boot(&cfg, false, timeout)?;
+    match &boot.outcome {
+        Outcome::Guest(_) => eprintln!("xtask: {}", boot.outcome.message()),
+        other => eprintln!("error: {}", other.message()),
+    }
+    Ok(ExitCode::from(boot.outcome.exit_code()))
+}
+
+/// Checks a prebuilt image for `run --image` on the profile's platform: it is a readable file
+/// (not a directory, a device or empty), an ELF, not built for the other platform, and with an
+/// entry that platform boots (QEMU: the PVH note; Xen: the PVH or the PV note). Returns the Xen
+/// guest type it boots as (`None` off Xen).
+pub fn check_image(
+    file: &std::path::Path,
+    profile: &crate::profile::Profile,
+) -> Result<Option<xenlab::GuestType>> {
+    let on = |e: Error| Error::msg(format!("--image {}: {e:#}", file.display()));
+    let bytes = crate::image::read_image_file(file).map_err(on)?;
+    let platform = if profile.platform == "xen" {
+        "xen"
+    } else {
+        "kvm"
+    };
+    crate::image::check_prebuilt(&bytes, platform).map_err(on)
+}
+
+/// The options that only mean something to QEMU on the KVM platform.
+pub fn check_xen_run_args(args: &RunArgs) -> Result<()> {
+    let qemu_only = [
+        ("--gdb", args.gdb),
+        ("--accel", args.qemu.accel.is_some()),
+        ("--machine", args.qemu.machine.is_some()),
+    ];
+    if let Some((flag, _)) = qemu_only.iter().find(|(_, given)| *given) {
+        bail!(
+            "{flag} is for QEMU on the KVM platform; on Xen the lab boots Xen + dom0 in QEMU \
+             (TCG) and runs the image with `xl create`"
+        );
+    }
+    Ok(())
+}
+
+/// `run` on platform xen: the image as the only guest of one lab boot (see [`xen`]).
+pub fn run_xen(
+    args: &RunArgs,
+    profile: &crate::profile::Profile,
+    elf: PathBuf,
+    guest_type: Option<xenlab::GuestType>,
+) -> Result<ExitCode> {
+    let timeout = args.qemu.timeout(Some(xenlab::DEFAULT_GUEST_TIMEOUT))?;
+    let timeout = timeout.unwrap_or(xenlab::DEFAULT_GUEST_TIMEOUT);
+    let name = elf
+        .file_name()
+        .map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+    let mut spec = xen::guest_spec(
+        &name,
+        elf,
+        profile,
+        &args.kargs,
+        &args.app_args,
+        // xl counts whole seconds.
+        Duration::from_secs(timeout.as_secs_f64().ceil().max(1.0) as u64),
+    );
+    // A prebuilt image boots as what its notes say (a universal image: PVH), whatever the
+    // profile's `xen_guest`.
+    if let Some(guest_type) = guest_type {
+        spec.guest_type = guest_type;
+    }
+    eprintln!(
+        "xtask: Xen {} guest {} ({} MiB, command line {:?}, time limit {} s)",
+        spec.guest_type.name().to_uppercase(),
+        display_path(&spec.kernel),
+        spec.memory_mb,
+        spec.cmdline.as_deref().unwrap_or(""),
+        spec.timeout.as_secs()
+    );
+    let lab = xenlab::Lab::from_env();
+    let run = match xen::run(&lab, &spec, &mut std::io::stdout().lock()) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(xen::LAB_EXIT));
+        }
+    };
+    match &run.outcome {
+        xen::XenOutcome::Exited { .. } => eprintln!("xtask: {}", run.outcome.message()),
+        other => eprintln!("error: {}", other.message()),
+    }
+    if let (xen::XenOutcome::NoStatus(_), Some(cr2)) =
+        (&run.outcome, xen::crash_cr2(&run.guest.xen_lines))
+    {
+        let debug = std::fs::read(spec.kernel.with_extension("debug")).ok();
+        let guard = debug.as_deref().and_then(xen::stack_guard);
+        let rsp = xen::crash_register(&run.guest.xen_lines, "rsp");
+        eprintln!("xtask: {}", xen::crash_hint(cr2, rsp, guard));
+    }
+    Ok(ExitCode::from(run.outcome.exit_code()))
+}
