@@ -1,0 +1,217 @@
+//! What a batch did: how each guest ended ([`Shutdown`], [`GuestResult`]), the whole
+//! [`BatchReport`], and how `cargo xtask xen-lab run` prints it ([`print_report`]).
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Error;
+
+use crate::Expect;
+
+/// How a guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Reason 0: `SCHEDOP_shutdown(SHUTDOWN_poweroff)` (and, on PVH, `cli; hlt`).
+    Poweroff,
+    /// Reason 1 (also a PVH triple fault).
+    Reboot,
+    /// Reason 2.
+    Suspend,
+    /// Reason 3: `SHUTDOWN_crash`, or Xen crashed the domain (an unhandled PV exception).
+    Crash,
+    /// Reason 4.
+    Watchdog,
+    /// Another reason code.
+    Other(u32),
+    /// Still running at its time limit (then destroyed).
+    Timeout,
+    /// No shutdown was seen (`xl create` failed, or the lab ended first).
+    NotSeen,
+}
+
+impl Shutdown {
+    /// From the batch runner's `REASON` word.
+    pub fn parse(word: &str) -> Shutdown {
+        match word {
+            "timeout" => Shutdown::Timeout,
+            "0" => Shutdown::Poweroff,
+            "1" => Shutdown::Reboot,
+            "2" => Shutdown::Suspend,
+            "3" => Shutdown::Crash,
+            "4" => Shutdown::Watchdog,
+            w => w.parse().map_or(Shutdown::NotSeen, Shutdown::Other),
+        }
+    }
+}
+
+impl fmt::Display for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shutdown::Poweroff => f.write_str("poweroff (reason 0)"),
+            Shutdown::Reboot => f.write_str("reboot (reason 1)"),
+            Shutdown::Suspend => f.write_str("suspend (reason 2)"),
+            Shutdown::Crash => f.write_str("crash (reason 3)"),
+            Shutdown::Watchdog => f.write_str("watchdog (reason 4)"),
+            Shutdown::Other(n) => write!(f, "reason {n}"),
+            Shutdown::Timeout => f.write_str("timeout"),
+            Shutdown::NotSeen => f.write_str("no shutdown seen"),
+        }
+    }
+}
+
+/// What one guest did.
+#[derive(Debug, Clone)]
+pub struct GuestResult {
+    /// [`GuestSpec::name`](crate::GuestSpec::name).
+    pub name: String,
+    /// The kernel it ran.
+    pub kernel: PathBuf,
+    /// [`GuestSpec::expect`](crate::GuestSpec::expect).
+    pub expect: Expect,
+    /// How it ended.
+    pub shutdown: Shutdown,
+    /// Its console output, line by line (from xenconsoled's log, timestamps removed).
+    pub console: Vec<String>,
+    /// Xen's own console lines while it ran (`(XEN) ...` crash dumps, `(dN) ...` PVH port 0xe9).
+    pub xen_lines: Vec<String>,
+    /// What `xl create -F` printed (errors when the domain could not be built).
+    pub xl_output: Vec<String>,
+    /// Its domain id.
+    pub domid: Option<u32>,
+    /// `xl create` → the domain exists (dom0 polls every 50 ms).
+    pub to_domid: Option<Duration>,
+    /// `xl create` → its console log is no longer empty (dom0 polls every 50 ms).
+    pub to_first_line: Option<Duration>,
+    /// `xl create` → shutdown seen (or the time limit).
+    pub to_shutdown: Option<Duration>,
+}
+
+impl GuestResult {
+    /// Did it end as expected?
+    pub fn passed(&self) -> bool {
+        self.expect.matches(self.shutdown)
+    }
+
+    /// The console as one string (lines joined by `\n`).
+    pub fn console_text(&self) -> String {
+        self.console.join("\n")
+    }
+
+    /// One line: name, shutdown, verdict, timings.
+    pub fn summary(&self) -> String {
+        let ms = |d: Option<Duration>| {
+            d.map_or_else(|| "-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+        };
+        format!(
+            "{}: {}{} (xl create -> domain {}, first line {}, shutdown {})",
+            self.name,
+            self.shutdown,
+            if self.passed() {
+                String::new()
+            } else {
+                format!(", expected {:?}: FAILED", self.expect)
+            },
+            ms(self.to_domid),
+            ms(self.to_first_line),
+            ms(self.to_shutdown)
+        )
+    }
+}
+
+/// What a batch did.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    /// One result per guest, in order.
+    pub guests: Vec<GuestResult>,
+    /// QEMU start → dom0 ready.
+    pub dom0_ready: Option<Duration>,
+    /// QEMU start → QEMU exit.
+    pub total: Duration,
+    /// The full, timestamped serial log.
+    pub log: PathBuf,
+    /// The lab went wrong after dom0 was ready (QEMU killed or died early); the guests it did
+    /// not reach are [`Shutdown::NotSeen`].
+    pub lab_error: Option<String>,
+    /// The Debian version of Xen.
+    pub xen_version: Option<String>,
+    /// The signal that killed the lab's QEMU, when one did that xtask did not send.
+    pub qemu_signal: Option<i32>,
+}
+
+impl BatchReport {
+    /// Every guest passed and the lab ended normally.
+    pub fn all_passed(&self) -> bool {
+        self.lab_error.is_none() && self.guests.iter().all(GuestResult::passed)
+    }
+}
+
+/// Prints a batch report the way `cargo xtask xen-lab run` shows it.
+pub fn print_report(report: &BatchReport, out: &mut impl Write) -> std::io::Result<()> {
+    for g in &report.guests {
+        writeln!(out, "=== {} ({}) ===", g.name, g.kernel.display())?;
+        for l in &g.console {
+            writeln!(out, "{l}")?;
+        }
+        if !g.xen_lines.is_empty() {
+            writeln!(out, "--- Xen console while it ran ---")?;
+            for l in g.xen_lines.iter().take(80) {
+                writeln!(out, "{l}")?;
+            }
+        }
+        if g.shutdown == Shutdown::NotSeen && !g.xl_output.is_empty() {
+            writeln!(out, "--- xl create ---")?;
+            for l in &g.xl_output {
+                writeln!(out, "{l}")?;
+            }
+        }
+    }
+    writeln!(out, "=== summary ===")?;
+    let s =
+        |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+    writeln!(
+        out,
+        "lab: Xen {}, dom0 ready {}, QEMU total {:.1} s, log {}",
+        report.xen_version.as_deref().unwrap_or("?"),
+        s(report.dom0_ready),
+        report.total.as_secs_f64(),
+        report.log.display()
+    )?;
+    for g in &report.guests {
+        writeln!(out, "{}", g.summary())?;
+    }
+    if let Some(e) = &report.lab_error {
+        writeln!(out, "lab failure: {e}")?;
+    }
+    let passed = report.guests.iter().filter(|g| g.passed()).count();
+    writeln!(
+        out,
+        "xen-lab: {passed} passed, {} failed",
+        report.guests.len() - passed
+    )
+}
+
+/// A lab failure as an [`Error`].
+pub fn lab_error(report: &BatchReport) -> Option<Error> {
+    report
+        .lab_error
+        .as_ref()
+        .map(|e| Error::msg(format!("Xen lab failure: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_words() {
+        assert_eq!(Shutdown::parse("0"), Shutdown::Poweroff);
+        assert_eq!(Shutdown::parse("3"), Shutdown::Crash);
+        assert_eq!(Shutdown::parse("5"), Shutdown::Other(5));
+        assert_eq!(Shutdown::parse("timeout"), Shutdown::Timeout);
+        assert_eq!(Shutdown::parse("none"), Shutdown::NotSeen);
+        assert!(Expect::Any.matches(Shutdown::NotSeen));
+        assert!(!Expect::Crash.matches(Shutdown::Poweroff));
+    }
+}
