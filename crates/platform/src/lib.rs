@@ -15,7 +15,8 @@
 //!
 //! # Cargo features
 //! - `test-utils`: fakes for host tests (a console that records what it was given, fake
-//!   physical memory) and [`fuzz`], seeded random inputs for the parsers' tests.
+//!   physical memory, [`fake_platform_unused_items!`] for fakes of the scheduler seam) and
+//!   [`fuzz`], seeded random inputs for the parsers' tests.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -307,6 +308,124 @@ pub mod fake {
                 .lock()
                 .expect("recording console lock poisoned")
                 .extend_from_slice(bytes);
+        }
+    }
+
+    /// The [`Platform`](crate::Platform) items a host fake of the scheduler seam does not use,
+    /// for use inside its `impl Platform`: the boot protocol (`boot_info` and `map_memory`
+    /// fail with `"fake"`, `init` finds no device memory, `init_cpu` does nothing), `exit`
+    /// (panics with `exit(N)`), no TSC frequency and no wall clock, and guard pages that cannot
+    /// be unmapped (`unmap_page` says no). The fake then writes only the seam itself:
+    /// `now_ns`, `set_timer`, `interrupts_disable`, `interrupts_restore` and `idle`.
+    ///
+    /// ```
+    /// struct Fake;
+    /// impl platform::Platform for Fake {
+    ///     platform::fake_platform_unused_items!();
+    ///
+    ///     fn now_ns() -> Option<u64> {
+    ///         Some(0)
+    ///     }
+    ///     fn set_timer(_deadline_ns: u64) -> bool {
+    ///         false
+    ///     }
+    ///     fn interrupts_disable() -> bool {
+    ///         false
+    ///     }
+    ///     fn interrupts_restore(_enabled: bool) {}
+    ///     fn idle() {}
+    /// }
+    /// ```
+    #[macro_export]
+    macro_rules! fake_platform_unused_items {
+        () => {
+            type BootError = &'static str;
+            type MapError = &'static str;
+
+            fn boot_info(_raw: u64) -> ::core::result::Result<$crate::BootInfo, &'static str> {
+                ::core::result::Result::Err("fake")
+            }
+
+            fn init(_boot: &$crate::BootInfo) -> $crate::DeviceMemory {
+                $crate::DeviceMemory::new()
+            }
+
+            fn init_cpu() {}
+
+            fn map_memory(
+                _boot: &$crate::BootInfo,
+                _free: &mut $crate::FreeMemory,
+                _devices: &$crate::DeviceMemory,
+            ) -> ::core::result::Result<u64, &'static str> {
+                ::core::result::Result::Err("fake")
+            }
+
+            fn exit(status: u8) -> ! {
+                ::core::panic!("exit({status})")
+            }
+
+            fn tsc_frequency() -> ::core::option::Option<u64> {
+                ::core::option::Option::None
+            }
+
+            fn wall_clock_ns() -> ::core::option::Option<u64> {
+                ::core::option::Option::None
+            }
+
+            #[allow(unsafe_code)]
+            unsafe fn unmap_page(
+                _page: u64,
+                _new_table: &mut dyn FnMut() -> ::core::option::Option<u64>,
+            ) -> bool {
+                false
+            }
+
+            #[allow(unsafe_code)]
+            unsafe fn remap_page(_page: u64) {}
+        };
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use crate::{BootInfo, FreeMemory, MemoryMap, Platform};
+
+        struct Fake;
+        impl Platform for Fake {
+            crate::fake_platform_unused_items!();
+
+            fn now_ns() -> Option<u64> {
+                Some(7)
+            }
+            fn set_timer(_deadline_ns: u64) -> bool {
+                true
+            }
+            fn interrupts_disable() -> bool {
+                false
+            }
+            fn interrupts_restore(_enabled: bool) {}
+            fn idle() {}
+        }
+
+        #[test]
+        fn the_unused_items_refuse_and_say_nothing() {
+            assert_eq!(Fake::boot_info(0x1000).err(), Some("fake"));
+            let boot = BootInfo::default();
+            let devices = Fake::init(&boot);
+            let mut free = FreeMemory::from_map(&MemoryMap::new(), 0).expect("an empty map");
+            assert_eq!(Fake::map_memory(&boot, &mut free, &devices), Err("fake"));
+            assert_eq!(Fake::tsc_frequency(), None);
+            assert_eq!(Fake::wall_clock_ns(), None);
+            #[allow(unsafe_code)]
+            // SAFETY: the fake touches no memory.
+            let unmapped = unsafe { Fake::unmap_page(0x1000, &mut || None) };
+            assert!(!unmapped);
+            // The seam stays the fake's own.
+            assert_eq!(Fake::now_ns(), Some(7));
+            let exit = std::panic::catch_unwind(|| Fake::exit(3)).expect_err("exit never returns");
+            assert_eq!(
+                exit.downcast_ref::<String>().map(String::as_str),
+                Some("exit(3)")
+            );
         }
     }
 }

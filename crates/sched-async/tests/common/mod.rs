@@ -5,7 +5,7 @@
 use std::boxed::Box;
 use std::cell::Cell;
 
-use platform::{BootInfo, DeviceMemory, FreeMemory, Platform};
+use platform::Platform;
 use sched_async::Executor;
 
 thread_local! {
@@ -51,36 +51,10 @@ pub struct Fake;
 #[derive(Debug)]
 pub struct FakeNoTimer;
 
+/// The items `Fake` and `FakeNoTimer` share: those the seam does not use, and the interrupt flag.
 macro_rules! common_platform_items {
     () => {
-        type BootError = &'static str;
-        type MapError = &'static str;
-
-        fn boot_info(_raw: u64) -> Result<BootInfo, &'static str> {
-            Err("fake")
-        }
-
-        fn init(_boot: &BootInfo) -> DeviceMemory {
-            DeviceMemory::new()
-        }
-
-        fn init_cpu() {}
-
-        fn map_memory(
-            _boot: &BootInfo,
-            _free: &mut FreeMemory,
-            _devices: &DeviceMemory,
-        ) -> Result<u64, &'static str> {
-            Err("fake")
-        }
-
-        fn exit(status: u8) -> ! {
-            panic!("exit({status})")
-        }
-
-        fn tsc_frequency() -> Option<u64> {
-            None
-        }
+        platform::fake_platform_unused_items!();
 
         fn interrupts_disable() -> bool {
             ENABLED.replace(false)
@@ -89,16 +63,6 @@ macro_rules! common_platform_items {
         fn interrupts_restore(enabled: bool) {
             ENABLED.set(enabled);
         }
-
-        fn wall_clock_ns() -> Option<u64> {
-            None
-        }
-
-        unsafe fn unmap_page(_page: u64, _new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
-            false
-        }
-
-        unsafe fn remap_page(_page: u64) {}
     };
 }
 

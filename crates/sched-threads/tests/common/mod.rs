@@ -26,7 +26,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex};
 
 use heap::{FRAME_SIZE, Frames};
-use platform::{BootInfo, DeviceMemory, FreeMemory, Platform};
+use platform::Platform;
 use sched::{Policy, TaskId};
 use sched_threads::{Machine, Runtime};
 
@@ -465,44 +465,7 @@ unsafe impl<Pol: Policy + Send + 'static> Machine for Sim<Pol> {
 }
 
 impl Platform for SimPlatform {
-    type BootError = &'static str;
-    type MapError = &'static str;
-
-    fn boot_info(_raw: u64) -> Result<BootInfo, &'static str> {
-        Err("fake")
-    }
-
-    fn init(_boot: &BootInfo) -> DeviceMemory {
-        DeviceMemory::new()
-    }
-
-    fn init_cpu() {}
-
-    fn map_memory(
-        _boot: &BootInfo,
-        _free: &mut FreeMemory,
-        _devices: &DeviceMemory,
-    ) -> Result<u64, &'static str> {
-        Err("fake")
-    }
-
-    fn exit(status: u8) -> ! {
-        panic!("exit({status})")
-    }
-
-    fn tsc_frequency() -> Option<u64> {
-        None
-    }
-
-    fn wall_clock_ns() -> Option<u64> {
-        None
-    }
-
-    unsafe fn unmap_page(_page: u64, _new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
-        false
-    }
-
-    unsafe fn remap_page(_page: u64) {}
+    platform::fake_platform_unused_items!();
 
     fn now_ns() -> Option<u64> {
         hook();
