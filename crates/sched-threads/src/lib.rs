@@ -16,7 +16,7 @@
 //! The kernel names the concrete types once (a zero-sized type implementing [`Machine`], whose
 //! [`Machine::runtime`] returns its one `static` [`Runtime`]) and forwards to it.
 //!
-//! ```ignore
+//! ```text
 //! struct Kernel;
 //! static THREADS: Runtime<Kernel> = Runtime::new();
 //! unsafe impl Machine for Kernel {
