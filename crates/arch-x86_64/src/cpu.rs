@@ -373,6 +373,16 @@ pub unsafe fn inb(port: u16) -> u8 {
     unsafe { x86_64::instructions::port::PortReadOnly::<u8>::new(port).read() }
 }
 
+/// Reads a 32-bit value from an I/O port.
+///
+/// # Safety
+/// The caller must know what the device at `port` does on a read.
+#[inline]
+pub unsafe fn inl(port: u16) -> u32 {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::instructions::port::PortReadOnly::<u32>::new(port).read() }
+}
+
 /// Loads a new top-level page table.
 ///
 /// # Safety

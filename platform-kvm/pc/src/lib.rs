@@ -10,9 +10,12 @@
 //! - [`pit`]: the 8254 PIT, to measure the TSC where nothing tells its frequency.
 //! - [`kvmclock`]: KVM's paravirtual clock, read once for the TSC frequency (its scale
 //!   arithmetic host-tested).
+//! - [`pci`]: PCI enumeration on `q35`: a bus-0 scan behind a configuration-space trait (ports
+//!   0xCF8/0xCFC on bare metal), BAR sizing and assignment (qboot assigns none); host-tested over
+//!   a fake `q35` and seeded random configuration spaces.
 //!
 //! The CPU itself (GDT, IDT, exceptions, page tables, the TSC) is the arch crate's; the
-//! IOAPIC and PCI configuration space belong here when devices come.
+//! IOAPIC belongs here when devices come.
 //!
 //! The pure parts build and run on the host under `cargo test`; what touches ports, MSRs or
 //! MMIO is compiled only for the bare-metal target.
@@ -23,6 +26,7 @@
 
 pub mod acpi;
 pub mod kvmclock;
+pub mod pci;
 pub mod rtc;
 
 #[cfg(target_os = "none")]
