@@ -17,7 +17,7 @@
 //! Configuration space is untrusted input: a function that returns all-ones is absent; one
 //! whose BARs are not powers of two, do not fit the window, or whose capability list loops or
 //! points outside the header is skipped (counted in [`Scan::skipped`]) and left with decoding
-//! off. Every loop is bounded. [`PortConfigSpace`] (bare metal) is the real access through
+//! off. Every loop is bounded. `PortConfigSpace` (bare metal) is the real access through
 //! ports 0xCF8/0xCFC; the host tests use a fake.
 
 /// A PCI function's address.
