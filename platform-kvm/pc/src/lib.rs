@@ -10,6 +10,9 @@
 //! - [`pit`]: the 8254 PIT, to measure the TSC where nothing tells its frequency.
 //! - [`kvmclock`]: KVM's paravirtual clock, read once for the TSC frequency (its scale
 //!   arithmetic host-tested).
+//! - [`virtio_mmio`]: where the virtio-mmio transports are (the command line's
+//!   `virtio_mmio.device=` tokens, `microvm`'s fixed table with ACPI) and what sits behind
+//!   one (a probe over a small MMIO-read trait); pure, with seeded random-input tests.
 //!
 //! The CPU itself (GDT, IDT, exceptions, page tables, the TSC) is the arch crate's; the
 //! IOAPIC and PCI configuration space belong here when devices come.
@@ -24,6 +27,7 @@
 pub mod acpi;
 pub mod kvmclock;
 pub mod rtc;
+pub mod virtio_mmio;
 
 #[cfg(target_os = "none")]
 pub mod apic;
