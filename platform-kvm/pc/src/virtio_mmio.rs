@@ -9,7 +9,8 @@
 //!   which QEMU `microvm` with `acpi=off` appends for each transport that holds a device
 //!   (`512@0xfeb00e00:12`; 8 transports, IRQ 5 + n) and Firecracker for each of its devices
 //!   (`4K@0xd0000000:5`). [`parse_device`] reads one value, [`Transports::from_params`] the
-//!   monitor's tokens (crate `cmdline`'s `monitor_params` gives them);
+//!   monitor's tokens (crate `cmdline`'s `monitor_params(line)` gives them, leaving out any
+//!   the app's arguments hold);
 //! - [`MICROVM_ACPI`]: QEMU `microvm` with ACPI (as xtask starts it) names its transports only
 //!   in the DSDT's AML, and appends nothing to the command line. Its layout is fixed by QEMU
 //!   (`hw/i386/microvm.c`): 24 transports at 0xfeb00000 + 512·n, each on GSI 24 + n of the

@@ -173,6 +173,23 @@ fn params_make_a_list_of_the_good_ones_and_name_the_first_bad_one() {
 }
 
 #[test]
+fn the_monitor_tokens_of_a_command_line_make_the_list() {
+    // As xtask writes the app's arguments and Firecracker appends its devices; a closed list
+    // keeps an argument that looks like a transport the app's.
+    let line = "log=info -- \"two words\" virtio_mmio.device=4K@0x1000:1 -- \
+                virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6";
+    let (list, result) = Transports::from_params(cmdline::monitor_params(line));
+    assert_eq!(result, Ok(()));
+    assert_eq!(
+        list.as_slice(),
+        &[t(0xd000_0000, 4096, 5), t(0xd000_1000, 4096, 6)]
+    );
+    // QEMU microvm with ACPI appends nothing: the list is empty, the table is the caller's.
+    let (list, result) = Transports::from_params(cmdline::monitor_params("-- hello --"));
+    assert!(list.is_empty() && result.is_ok());
+}
+
+#[test]
 fn a_list_refuses_overlaps_and_stops_when_full() {
     let mut list = Transports::new();
     for n in 0..MAX_TRANSPORTS as u64 {
