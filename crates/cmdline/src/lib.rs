@@ -56,7 +56,7 @@ use log::LevelFilter;
 
 /// Parameters that monitors append to the command line (QEMU `microvm` with `acpi=off`,
 /// Firecracker): bare tokens starting with one of these are never the app's arguments outside
-/// a closed list.
+/// a closed list. [`monitor_params`] gives them (crate `pc`'s `virtio_mmio` reads them).
 pub const MONITOR_PARAMS: [&str; 1] = ["virtio_mmio.device="];
 
 /// Parses a log level name (`off`, `error`, `warn`, `info`, `debug`, `trace`, any case): the
@@ -426,6 +426,67 @@ impl<const N: usize> KernelArgs<N> {
     /// Bytes the decoded arguments take (at most the length of the line plus one).
     pub fn app_args_bytes(&self) -> usize {
         self.args.len
+    }
+}
+
+/// The monitor's parameters on a command line: its bare tokens that start with one of
+/// [`MONITOR_PARAMS`] and are not the app's by the rules of the module docs (before the
+/// arguments, after a closed list, or in the trailing run of an open one), as written (a bare
+/// token is its own decoding), in order. A bad quote or escape ends them
+/// ([`KernelArgs::parse`] reports it).
+///
+/// ```
+/// let line = "-- virtio_mmio.device=1@0x0:0 -- virtio_mmio.device=4K@0xd0000000:5";
+/// assert_eq!(
+///     cmdline::monitor_params(line).collect::<Vec<_>>(),
+///     ["virtio_mmio.device=4K@0xd0000000:5"]
+/// );
+/// ```
+pub fn monitor_params(line: &str) -> MonitorParams<'_> {
+    MonitorParams {
+        tokens: tokens(line),
+        part: Part::Before,
+    }
+}
+
+/// The monitor's parameters on a command line (see [`monitor_params`]).
+#[derive(Clone, Debug)]
+pub struct MonitorParams<'a> {
+    tokens: Tokens<'a>,
+    part: Part,
+}
+
+impl<'a> Iterator for MonitorParams<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        while let Some(token) = self.tokens.next() {
+            let token = token.ok()?;
+            match self.part {
+                Part::Before | Part::List if token.is_marker() => {
+                    self.part = if self.part == Part::Before {
+                        Part::List
+                    } else {
+                        Part::After
+                    };
+                }
+                // In a list, only the trailing run of an open one: every token after this one
+                // is a monitor parameter too, and no marker closes the list.
+                Part::List => {
+                    let trailing = token.is_monitor_param()
+                        && self
+                            .tokens
+                            .clone()
+                            .all(|t| t.is_ok_and(|t| t.is_monitor_param()));
+                    if trailing {
+                        return Some(token.raw);
+                    }
+                }
+                Part::Before | Part::After if token.is_monitor_param() => return Some(token.raw),
+                Part::Before | Part::After => {}
+            }
+        }
+        None
     }
 }
 

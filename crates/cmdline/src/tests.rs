@@ -106,6 +106,36 @@ fn monitor_parameters_are_not_the_apps() {
     assert_eq!(app(&format!("-- {dev} -- {dev}")), [dev]);
 }
 
+/// The monitor's parameters of `line`.
+fn monitor(line: &str) -> Vec<&str> {
+    monitor_params(line).collect()
+}
+
+#[test]
+fn monitor_params_are_the_tokens_the_app_does_not_get() {
+    let dev = "virtio_mmio.device=512@0xfeb00e00:12";
+    let fc = "virtio_mmio.device=4K@0xd0000000:5";
+    // The cases of `monitor_parameters_are_not_the_apps`, from the other side.
+    assert_eq!(monitor(&format!("-- a \"\" -- {dev} {fc}")), [dev, fc]);
+    assert_eq!(monitor(&format!("-- a -- {dev} unknown token")), [dev]);
+    assert_eq!(monitor(dev), [dev]);
+    assert_eq!(monitor(&format!("log=info hi {dev}")), [dev]);
+    assert_eq!(monitor(&format!("-- one two {dev} {fc}")), [dev, fc]);
+    assert_eq!(monitor(&format!("-- {dev} x \"{dev}\"")), [] as [&str; 0]);
+    assert_eq!(monitor(&format!("-- {dev} -- {dev}")), [dev]);
+    // Before the list, and after it, in order; kernel options are not the monitor's.
+    assert_eq!(
+        monitor(&format!("{fc} bootchart -- {dev} -- log=info {dev}")),
+        [fc, dev]
+    );
+    // A run that a marker closes is the app's; one that another token follows too.
+    assert_eq!(monitor(&format!("-- {dev} {fc} --")), [] as [&str; 0]);
+    assert_eq!(monitor(&format!("-- {dev} {fc} x")), [] as [&str; 0]);
+    assert!(monitor("").is_empty());
+    // A bad escape ends them.
+    assert_eq!(monitor(&format!("{dev} \\q {fc}")), [dev]);
+}
+
 #[test]
 fn bad_quotes_and_escapes_are_errors_that_say_where() {
     assert_eq!(err(r#"-- "open"#), ArgsError::UnterminatedQuote(3));
@@ -228,7 +258,7 @@ fn random_line(rng: &mut Rng) -> Vec<u8> {
 fn random_lines_never_panic_and_parsed_lines_always_fit() {
     // `STARDUST_FUZZ_CASES=N` runs N cases, `STARDUST_FUZZ_SEED=N` other ones (by hand).
     let mut rng = Rng::new(0xc3d1_0001);
-    let (mut parsed, total) = (0, cases(200_000));
+    let (mut parsed, mut plain, total) = (0, 0, cases(200_000));
     for case in 0..total {
         let bytes = random_line(&mut rng);
         let Ok(line) = core::str::from_utf8(&bytes) else {
@@ -237,6 +267,28 @@ fn random_lines_never_panic_and_parsed_lines_always_fit() {
         match Args::parse(line) {
             Ok(args) => {
                 parsed += 1;
+                // Every bare monitor token is either the app's or the monitor's (exactly, when
+                // no token is quoted or escaped: then an argument is its token as written).
+                let params: Vec<&str> = monitor_params(line).collect();
+                let bare = tokens(line)
+                    .filter_map(Result::ok)
+                    .filter(Token::is_monitor_param)
+                    .count();
+                let apps = args
+                    .app_args()
+                    .filter(|a| a.starts_with(MONITOR_PARAMS[0]))
+                    .count();
+                assert!(
+                    params.iter().all(|p| p.starts_with(MONITOR_PARAMS[0])),
+                    "case {case}: {line:?}"
+                );
+                assert!(params.len() <= bare, "case {case}: {line:?}");
+                if !line.contains(['"', '\\']) {
+                    assert_eq!(params.len() + apps, bare, "case {case}: {line:?}");
+                    plain += 1;
+                } else {
+                    assert!(params.len() + apps >= bare, "case {case}: {line:?}");
+                }
                 // A line of L bytes decodes into L + 1.
                 assert!(
                     args.app_args_bytes() <= line.len() + 1,
@@ -251,6 +303,7 @@ fn random_lines_never_panic_and_parsed_lines_always_fit() {
     }
     // The generator makes parseable lines too, not only errors.
     assert!(parsed > total / 20, "{parsed} of {total}");
+    assert!(plain > total / 100, "{plain} of {total}");
 }
 
 #[test]

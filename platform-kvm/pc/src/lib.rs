@@ -13,6 +13,9 @@
 //! - [`pci`]: PCI enumeration on `q35`: a bus-0 scan behind a configuration-space trait (ports
 //!   0xCF8/0xCFC on bare metal), BAR sizing and assignment (qboot assigns none); host-tested over
 //!   a fake `q35` and seeded random configuration spaces.
+//! - [`virtio_mmio`]: where the virtio-mmio transports are (the command line's
+//!   `virtio_mmio.device=` tokens, `microvm`'s fixed table with ACPI) and what sits behind
+//!   one (a probe over a small MMIO-read trait); pure, with seeded random-input tests.
 //!
 //! The CPU itself (GDT, IDT, exceptions, page tables, the TSC) is the arch crate's; the
 //! IOAPIC belongs here when devices come.
@@ -28,6 +31,7 @@ pub mod acpi;
 pub mod kvmclock;
 pub mod pci;
 pub mod rtc;
+pub mod virtio_mmio;
 
 #[cfg(target_os = "none")]
 pub mod apic;
