@@ -6,13 +6,8 @@ use std::{env, fs, path::PathBuf};
 
 /// The default `stack_size`, in bytes.
 fn default_stack() -> u64 {
-    let facade = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
-        .join("../stardust/Cargo.toml");
-    println!("cargo:rerun-if-changed={}", facade.display());
-    let text =
-        fs::read_to_string(&facade).unwrap_or_else(|e| panic!("reading {}: {e}", facade.display()));
-    let catalog = slots::Catalog::from_manifest(&text)
-        .unwrap_or_else(|e| panic!("{}: {e}", facade.display()));
+    let (facade, catalog) =
+        slots::facade_for_build_script(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     slots::default_setting(&catalog, "stack_size")
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{}: no default stack_size", facade.display()))

@@ -6,13 +6,8 @@
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    let facade = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
-        .join("../stardust/Cargo.toml");
-    println!("cargo:rerun-if-changed={}", facade.display());
-    let text =
-        fs::read_to_string(&facade).unwrap_or_else(|e| panic!("reading {}: {e}", facade.display()));
-    let catalog = slots::Catalog::from_manifest(&text)
-        .unwrap_or_else(|e| panic!("{}: {e}", facade.display()));
+    let (facade, catalog) =
+        slots::facade_for_build_script(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let setting = |name: &str, key: &str| -> String {
         println!("cargo:rerun-if-env-changed={name}");
         env::var(name).unwrap_or_else(|_| {

@@ -34,7 +34,7 @@
 //!     "scheduler `coop` needs a heap, but allocator is `none`; pick allocator `bump`, or scheduler `none`"
 //! );
 //! ```
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
@@ -472,6 +472,21 @@ pub fn default_setting(catalog: &Catalog, key: &str) -> Option<String> {
         (_, toml::Value::String(s)) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// For build scripts (feature `std`): reads the facade's manifest, `crates/stardust/Cargo.toml`,
+/// seen from the crate at `manifest_dir` (a sibling under `crates/`), tells cargo to run the
+/// script again when it changes, and returns its path and catalog. Panics, naming the file, when
+/// it cannot be read or parsed: a build script has no better way to fail.
+#[cfg(feature = "std")]
+pub fn facade_for_build_script(manifest_dir: &str) -> (std::path::PathBuf, Catalog) {
+    let facade = std::path::Path::new(manifest_dir).join("../stardust/Cargo.toml");
+    std::println!("cargo:rerun-if-changed={}", facade.display());
+    let text = std::fs::read_to_string(&facade)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", facade.display()));
+    let catalog =
+        Catalog::from_manifest(&text).unwrap_or_else(|e| panic!("{}: {e}", facade.display()));
+    (facade, catalog)
 }
 
 #[cfg(test)]
