@@ -34,10 +34,12 @@
 //!     "scheduler `coop` needs a heap, but allocator is `none`; pick allocator `bump`, or scheduler `none`"
 //! );
 //! ```
-#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+#[cfg(all(feature = "std", not(test)))]
+extern crate std;
 
 use alloc::collections::BTreeMap;
 use alloc::format;
