@@ -367,7 +367,8 @@ scheduler = ["coop", "preempt"]
                 "stardust/platform-kvm",
                 "stardust/allocator-talc",
                 "stardust/scheduler-none",
-                "stardust/console-serial"
+                "stardust/console-serial",
+                "stardust/net_device-none"
             ]
         );
         for (platform, console) in [("xen", "xen"), ("universal", "auto")] {

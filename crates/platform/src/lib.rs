@@ -25,8 +25,10 @@
 extern crate std;
 
 mod boot;
+pub mod device;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fuzz;
+pub mod irq;
 mod memory;
 mod phys;
 pub mod universal;
@@ -161,6 +163,39 @@ pub trait Platform {
     /// `page` was unmapped by [`Platform::unmap_page`] and not remapped since.
     #[allow(unsafe_code)]
     unsafe fn remap_page(page: u64);
+
+    // Devices and their interrupts (`device`, `irq`): after `init`, and `map_memory` for
+    // anything that touches a device.
+
+    /// Shows `visit` every device the platform found at `init` (PCI functions, virtio-mmio
+    /// transports), their registers mapped as device memory. The default: none.
+    fn devices(visit: &mut dyn FnMut(&device::Device)) {
+        let _ = visit;
+    }
+
+    /// Routes interrupt line `irq` to `cpu` and registers `handler(data)` for it, then unmasks
+    /// the line. The handler contract is `irq`'s module docs': the platform masks the line before
+    /// each call, and [`Platform::irq_unmask`] opens it again. The default: no device interrupts.
+    fn irq_register(
+        irq: irq::Irq,
+        cpu: irq::CpuId,
+        handler: irq::Handler,
+        data: usize,
+    ) -> Result<(), irq::IrqError> {
+        let _ = (irq, cpu, handler, data);
+        Err(irq::IrqError::Unsupported)
+    }
+
+    /// Unmasks `irq` after its handler ran and the device's interrupt status was acknowledged.
+    /// The default does nothing.
+    fn irq_unmask(irq: irq::Irq) {
+        let _ = irq;
+    }
+
+    /// The CPU the caller runs on. The default: the boot CPU (one CPU).
+    fn current_cpu() -> irq::CpuId {
+        irq::CpuId(0)
+    }
 }
 
 /// Exit statuses: the contract between an app, the kernel and `cargo xtask run` (README.md,

@@ -211,6 +211,27 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Platform for Universal<A, B, C> {
         // SAFETY: as `unmap_page`: forwarded to the platform that unmapped the page.
         unsafe { forward!(remap_page(page)) }
     }
+
+    fn devices(visit: &mut dyn FnMut(&crate::device::Device)) {
+        forward!(devices(visit))
+    }
+
+    fn irq_register(
+        irq: crate::irq::Irq,
+        cpu: crate::irq::CpuId,
+        handler: crate::irq::Handler,
+        data: usize,
+    ) -> Result<(), crate::irq::IrqError> {
+        forward!(irq_register(irq, cpu, handler, data))
+    }
+
+    fn irq_unmask(irq: crate::irq::Irq) {
+        forward!(irq_unmask(irq))
+    }
+
+    fn current_cpu() -> crate::irq::CpuId {
+        forward!(current_cpu())
+    }
 }
 
 /// The console of the platform `P` chose: `a` on the first platform, `b` on the second. Its

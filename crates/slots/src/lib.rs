@@ -6,7 +6,8 @@
 //!   without a dash (`default`, `xen_guest_pvh`) is not a slot value.
 //! - **Defaults**: `[package.metadata.stardust.defaults]`, `key = value` for the slots and settings
 //!   a profile may leave out. A slot without a default there takes its first value that the rules
-//!   allow with the other slots (the platform's own console).
+//!   allow with the other slots (the platform's own console). A slot whose default is `none` may
+//!   also be left out of a plain cargo line's features: no feature means `none`.
 //! - **Rules**: `[[package.metadata.stardust.rules]]`, each `when` = the features it applies to
 //!   (any of them on), `slot` = the slot it constrains, and `one_of` (the values that slot may
 //!   take then) or `none_of` (those it may not), plus `needs`, what the features need (for the
@@ -354,6 +355,13 @@ impl Catalog {
             let features: Vec<String> = values.iter().map(|v| format!("{slot}-{v}")).collect();
             let chosen: Vec<&String> = features.iter().filter(|f| enabled(f)).collect();
             match chosen.len() {
+                // A slot whose default is `none` may be left out (`net_device`): plain cargo
+                // lines need not name every device slot.
+                0 if self.defaults.get(slot).and_then(|v| v.as_str()) == Some("none")
+                    && values.iter().any(|v| v == "none") =>
+                {
+                    on.push(format!("{slot}-none"));
+                }
                 0 => errors.push(format!(
                     "no {slot} selected: build with `cargo xtask build APP --profile P` (its \
                      `--print-cargo` shows the plain cargo command), or enable one of the \
@@ -532,6 +540,23 @@ mod tests {
         );
         let e = ok(&[
             "platform-kvm",
+            "allocator-talc",
+            "scheduler-none",
+            "console-serial",
+            "net_device-none",
+            "net_device-virtio",
+        ]);
+        assert!(e[0].starts_with("two net_devices selected"), "{e:?}");
+        let e = ok(&[
+            "platform-xen",
+            "allocator-talc",
+            "scheduler-none",
+            "console-xen",
+            "net_device-virtio",
+        ]);
+        assert!(e[0].contains("net_device `virtio`"), "{e:?}");
+        let e = ok(&[
+            "platform-kvm",
             "allocator-none",
             "scheduler-coop",
             "console-serial",
@@ -603,9 +628,10 @@ mod tests {
                 good += 1;
             }
         }
-        // kvm: 2 consoles, xen and pvh: 1; with 4 allocators and 4 schedulers less the 3
-        // schedulers without a heap: 4 * 13.
-        assert_eq!(good, 4 * 13);
+        // net_device none: kvm: 2 consoles, xen and pvh: 1; with 4 allocators and 4 schedulers
+        // less the 3 schedulers without a heap: 4 * 13. net_device virtio: kvm (2 consoles) and
+        // universal (1), 3 allocators with a heap, 4 schedulers: 3 * 12.
+        assert_eq!(good, 4 * 13 + 3 * 12);
     }
 
     #[test]
