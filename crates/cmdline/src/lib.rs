@@ -32,7 +32,9 @@
 //!
 //! `[kernel options] [-- app args [-- kernel options]]`
 //!
-//! - Before the first bare `--`: bare `log=LEVEL` and `bootchart` are kernel options, bare
+//! - Before the first bare `--`: bare `log=LEVEL` and `bootchart` are kernel options, and so
+//!   are bare `ip=...` and `gw=...` (the network's address and gateway, see [`VALUE_OPTIONS`]
+//!   and [`kernel_option`]: the network stack checks their values), bare
 //!   `virtio_mmio.device=...` tokens are the monitor's (see [`MONITOR_PARAMS`]), and every
 //!   other token is an argument of the app (so `hello world` works without `--`).
 //! - After the first bare `--`, every token is an argument of the app, up to a second bare
@@ -58,6 +60,51 @@ use log::LevelFilter;
 /// Firecracker): bare tokens starting with one of these are never the app's arguments outside
 /// a closed list. [`monitor_params`] gives them (crate `pc`'s `virtio_mmio` reads them).
 pub const MONITOR_PARAMS: [&str; 1] = ["virtio_mmio.device="];
+
+/// Kernel options with a value that a kernel component reads for itself with
+/// [`kernel_option`]: `ip=ADDRESS/PREFIX` or `ip=dhcp`, and `gw=ADDRESS` (crate `net` checks the
+/// values). Like `log=`, bare ones outside the app's list are never the app's arguments.
+pub const VALUE_OPTIONS: [&str; 2] = ["ip=", "gw="];
+
+/// The value of the kernel option `key` (one of [`VALUE_OPTIONS`] without its `=`) on `line`:
+/// the last bare `key=VALUE` token where kernel options go (before the app's arguments, or after
+/// a closed list), or `None`. A bad quote or escape ends the search ([`KernelArgs::parse`]
+/// reports it).
+///
+/// ```
+/// let line = "ip=10.0.2.15/24 -- ip=not-this -- gw=10.0.2.2";
+/// assert_eq!(cmdline::kernel_option(line, "ip"), Some("10.0.2.15/24"));
+/// assert_eq!(cmdline::kernel_option(line, "gw"), Some("10.0.2.2"));
+/// assert_eq!(cmdline::kernel_option("hello", "ip"), None);
+/// ```
+pub fn kernel_option<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let mut part = Part::Before;
+    let mut found = None;
+    for token in tokens(line) {
+        let Ok(token) = token else { break };
+        match part {
+            Part::Before | Part::List if token.is_marker() => {
+                part = if part == Part::Before {
+                    Part::List
+                } else {
+                    Part::After
+                };
+            }
+            Part::List => {}
+            Part::Before | Part::After => {
+                if token.is_bare()
+                    && let Some(value) = token
+                        .raw
+                        .strip_prefix(key)
+                        .and_then(|rest| rest.strip_prefix('='))
+                {
+                    found = Some(value);
+                }
+            }
+        }
+    }
+    found
+}
 
 /// Parses a log level name (`off`, `error`, `warn`, `info`, `debug`, `trace`, any case): the
 /// `log` crate's own names, which the profile's `log_level` takes too (crate `slots`).
@@ -406,6 +453,8 @@ impl<const N: usize> KernelArgs<N> {
                             Some(parse_level(level).ok_or(ArgsError::BadLogLevel(level))?);
                     } else if raw == b"bootchart" {
                         args.bootchart = true;
+                    } else if VALUE_OPTIONS.iter().any(|o| has_prefix(raw, o.as_bytes())) {
+                        // The network's own (see `kernel_option`).
                     } else if part == Part::Before && !token.is_monitor_param() {
                         args.args.push(token)?;
                     }

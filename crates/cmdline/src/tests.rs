@@ -323,3 +323,22 @@ fn random_tokens_never_panic() {
         }
     }
 }
+
+#[test]
+fn value_options_are_the_kernels_not_the_apps() {
+    let line = "ip=dhcp gw=10.0.0.1 hello -- ip=arg -- ip=10.0.0.2/24";
+    let args = KernelArgs::<128>::parse(line).expect("a good line");
+    let app: Vec<&str> = args.app_args().collect();
+    assert_eq!(app, ["hello", "ip=arg"]);
+    // The last one where kernel options go wins; the app's list is never read.
+    assert_eq!(kernel_option(line, "ip"), Some("10.0.0.2/24"));
+    assert_eq!(kernel_option(line, "gw"), Some("10.0.0.1"));
+    assert_eq!(kernel_option("-- ip=1.2.3.4/8", "ip"), None);
+    assert_eq!(
+        kernel_option("\"ip=1.2.3.4/8\"", "ip"),
+        None,
+        "a quoted token is an argument"
+    );
+    assert_eq!(kernel_option("ipx=1", "ip"), None);
+    assert_eq!(kernel_option("ip=", "ip"), Some(""));
+}
