@@ -328,6 +328,12 @@ impl<S: Shared> TcpStream<S> {
         core::mem::forget(self);
     }
 
+    /// smoltcp's TCP state of the connection (for diagnostics).
+    pub fn state(&self) -> smoltcp::socket::tcp::State {
+        let h = self.handle;
+        self.shared.with_stack(|st| st.tcp_state(h))
+    }
+
     /// Whether a read would not block.
     pub fn read_ready(&self) -> bool {
         let h = self.handle;

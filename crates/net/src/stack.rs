@@ -136,9 +136,10 @@ pub struct StackStats {
     pub pool_starved: u64,
 }
 
-/// smoltcp's retransmission timeout for every TCP socket: a connection whose peer stops
-/// answering (or a SYN-RECEIVED that never completes) closes after this.
-const TCP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a handshake may take: a SYN-SENT or SYN-RECEIVED socket closes after this without
+/// an answer. smoltcp's timeout also aborts an established connection that heard nothing from
+/// its peer for as long (idle or not), so it is cleared once the connection is established.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first ephemeral port (IANA's range, 49152 to 65535).
 const EPHEMERAL: u16 = 49152;
@@ -429,6 +430,8 @@ impl<D: NetDevice> Stack<D> {
                     i += 1;
                 }
                 _ => {
+                    // Connected: from now on idle is fine (see `HANDSHAKE_TIMEOUT`).
+                    socket.set_timeout(None);
                     l.ready.push_back(h);
                     l.pool.swap_remove(i);
                     changed = true;
@@ -596,20 +599,31 @@ impl<D: NetDevice> Stack<D> {
         self.sockets.get_mut::<tcp::Socket<'static>>(h)
     }
 
+    /// smoltcp's state of a connection (for diagnostics).
+    pub fn tcp_state(&mut self, h: SocketHandle) -> tcp::State {
+        self.tcp(h).state()
+    }
+
     /// `Ok` once a connection started by [`Stack::tcp_connect`] is established, `WouldBlock`
     /// while the handshake runs, `ConnectionRefused` if it failed.
     pub fn tcp_connected(&mut self, h: SocketHandle) -> Result<(), Error> {
-        match self.tcp(h).state() {
+        let socket = self.tcp(h);
+        match socket.state() {
             tcp::State::SynSent | tcp::State::SynReceived => Err(Error::WouldBlock),
             tcp::State::Closed => Err(Error::ConnectionRefused),
-            _ => Ok(()),
+            _ => {
+                socket.set_timeout(None);
+                Ok(())
+            }
         }
     }
 
     /// Reads what was received into `buf`: the bytes read, 0 at the end of the stream
-    /// (the peer closed its half, or ours was shut down for reading), or `WouldBlock`.
-    /// `write_closed` says whether the application closed its sending half (then a closed
-    /// socket is a normal end, not a reset).
+    /// (the peer closed its half with a FIN), `WouldBlock`, or `ConnectionReset` (closed
+    /// without a FIN from the peer: an RST, or a timeout). `write_closed` says whether the
+    /// application closed its sending half: then a closed socket is an end of stream (smoltcp
+    /// forgets the peer's FIN when TIME-WAIT ends, and a reset after our FIN loses nothing
+    /// we still expect to read... but what the peer had yet to send).
     pub fn tcp_recv(
         &mut self,
         h: SocketHandle,
@@ -617,14 +631,16 @@ impl<D: NetDevice> Stack<D> {
         write_closed: bool,
     ) -> Result<usize, Error> {
         let socket = self.tcp(h);
+        established(socket);
         match socket.recv_slice(buf) {
             Ok(0) if !buf.is_empty() => Err(Error::WouldBlock),
             Ok(n) => Ok(n),
             Err(tcp::RecvError::Finished) => Ok(0),
             Err(tcp::RecvError::InvalidState) => match socket.state() {
                 tcp::State::SynSent | tcp::State::SynReceived => Err(Error::WouldBlock),
-                tcp::State::Closed if !write_closed => Err(Error::ConnectionReset),
-                _ => Ok(0),
+                tcp::State::Closed if write_closed => Ok(0),
+                tcp::State::Closed => Err(Error::ConnectionReset),
+                _ => Err(Error::NotConnected),
             },
         }
     }
@@ -633,6 +649,7 @@ impl<D: NetDevice> Stack<D> {
     /// transmit buffer is full.
     pub fn tcp_send(&mut self, h: SocketHandle, buf: &[u8]) -> Result<usize, Error> {
         let socket = self.tcp(h);
+        established(socket);
         match socket.state() {
             tcp::State::SynSent | tcp::State::SynReceived => return Err(Error::WouldBlock),
             tcp::State::Closed => return Err(Error::ConnectionReset),
@@ -809,11 +826,23 @@ impl<D: NetDevice> Stack<D> {
     }
 }
 
+/// Clears the handshake timeout of a socket past its handshake.
+fn established(socket: &mut tcp::Socket<'_>) {
+    if socket.timeout().is_some()
+        && !matches!(
+            socket.state(),
+            tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Listen
+        )
+    {
+        socket.set_timeout(None);
+    }
+}
+
 fn new_tcp(l: &Limits) -> tcp::Socket<'static> {
     let mut s = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; l.tcp_buffer]),
         tcp::SocketBuffer::new(vec![0; l.tcp_buffer]),
     );
-    s.set_timeout(Some(TCP_TIMEOUT));
+    s.set_timeout(Some(HANDSHAKE_TIMEOUT));
     s
 }
