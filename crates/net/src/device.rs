@@ -190,6 +190,52 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_checksum_is_filled_in() {
+        use smoltcp::wire::{EthernetAddress, EthernetRepr, IpAddress, Ipv4Repr, UdpRepr};
+        let (src, dst) = ([10, 0, 2, 2].into(), [10, 0, 2, 15].into());
+        let udp = UdpRepr {
+            src_port: 1000,
+            dst_port: 7,
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Udp,
+            payload_len: 8 + 5,
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut frame = vec![0; 14 + 20 + 8 + 5];
+        let caps = ChecksumCapabilities::default();
+        let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
+        eth.emit(&mut f);
+        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+        ip.emit(&mut p, &caps);
+        udp.emit(
+            &mut UdpPacket::new_unchecked(p.payload_mut()),
+            &IpAddress::Ipv4(src),
+            &IpAddress::Ipv4(dst),
+            5,
+            |b| b.copy_from_slice(b"hello"),
+            &caps,
+        );
+        let good = frame.clone();
+        frame[14 + 20 + 6] = 0; // the UDP checksum, blank
+        frame[14 + 20 + 7] = 0;
+        assert_ne!(frame, good);
+        fill_transport_checksum(&mut frame);
+        assert_eq!(frame, good);
+        // Garbage is left alone, without a panic.
+        let mut junk = vec![0xff; 30];
+        fill_transport_checksum(&mut junk);
+        assert_eq!(junk, vec![0xff; 30]);
+    }
+
+    #[test]
     fn capabilities_carry_the_frame_size_and_burst() {
         let mut caps = Capabilities::ethernet(MacAddress([2, 0, 0, 0, 0, 1]));
         caps.mtu = 9000;

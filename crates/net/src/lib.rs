@@ -73,6 +73,10 @@
 //! after 60 s without acknowledgement of what it sent (smoltcp's timeout), so a handshake that
 //! never completes frees its pool socket.
 //!
+//! A live stream in TIME-WAIT (the application shut its side down and the peer closed too)
+//! stays until the application drops it; smoltcp discards data still unread when those 10 s
+//! end, so read to the end of the stream soon after both sides closed.
+//!
 //! # Errors
 //! Running out of sockets is [`Error::NoSockets`] from `bind` and `connect` (a listener's pool
 //! shrinks instead), never a panic; `read` returns `Ok(0)` at the end of the stream,
