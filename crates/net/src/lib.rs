@@ -1,0 +1,98 @@
+//! The network stack: smoltcp 0.14 over any [`netdev::NetDevice`], with IPv4 (static or
+//! DHCPv4), ARP, ICMP echo, TCP and UDP, and sockets shaped like `std::net`.
+//!
+//! # Parts
+//! - [`device`]: the adapter from a `NetDevice` to smoltcp's `phy::Device` (tokens one to one,
+//!   MTU, burst size and checksum offloads; frames with a blank checksum are completed).
+//! - [`config`]: [`IpConfig`] from the settings `net_ip`/`net_gateway` and the kernel command
+//!   line's `ip=`/`gw=`, checked with clear errors; [`Limits`] from `net_sockets`,
+//!   `net_tcp_buffer`, `net_udp_buffer`.
+//! - [`stack`]: [`Stack`]: the interface, the device, the socket set, the listener pools, the
+//!   closing sockets, DHCP, and a generation counter. Every operation is non-blocking.
+//! - [`socket`]: [`TcpListener`], [`TcpStream`], [`UdpSocket`], generic over the glue's
+//!   [`Shared`] (and [`Wait`] for blocking calls); embedded-io and embedded-io-async traits.
+//!
+//! ARP and ICMP echo need nothing from the application: smoltcp's interface answers ARP
+//! requests and pings (its `auto-icmp-echo-reply` feature) in every poll.
+//!
+//! # How the kernel drives it
+//! The crate has no clock, no lock and no thread: the glue gives it all three.
+//! - One `Stack` per NIC, behind one lock (a spin lock or the scheduler's mutex), created with
+//!   `Stack::new(device, ip, limits, seed, now_ns)`.
+//! - The glue implements [`Shared`] for a small `Clone + Send` value (a reference to the
+//!   static, say): `with_stack` locks and runs the closure, `now_ns` reads the clock. It
+//!   implements [`Wait`] for blocking calls: `wait(generation, deadline)` returns once
+//!   `Stack::generation` differs from `generation` or the deadline passed.
+//! - The network thread (or task) loops: lock; `stack.poll(now)` (it calls the device's
+//!   `poll_interrupt` first, so after an interrupt the glue just polls, then unmasks the line);
+//!   if `poll` returned true, the generation moved: wake every blocked thread (the stack wakes
+//!   async tasks itself); read `stack.poll_at(now)`; unlock; sleep until the device's interrupt
+//!   or that deadline. Nothing busy-polls: with no socket busy, `poll_at` is `None` or far off.
+//! - A blocking socket call locks, tries, polls, reads the generation and unlocks; on
+//!   would-block it calls `wait(generation, deadline)`. The generation is read under the same
+//!   lock under which a poll changes it, so no wake-up is lost. With `scheduler = "none"`,
+//!   `wait` polls the stack itself and idles (`Platform::idle`) until an interrupt or
+//!   `poll_at`.
+//! - Async sockets register their task's waker under the lock; `poll` wakes them all when the
+//!   generation moves.
+//!
+//! # The listener pool
+//! smoltcp has no listen backlog: a listening socket becomes the connection. So
+//! [`TcpListener::bind`] puts `backlog` sockets in LISTEN on the port. After each poll, a pool
+//! socket that got past the handshake moves to the listener's accept queue and a fresh listening
+//! socket takes its place, while the pool has fewer than `backlog` sockets and the queue fewer
+//! than `backlog` connections (so at most `2 × backlog` sockets per listener, like Linux's SYN
+//! and accept queues). A SYN that finds no listening socket (a burst beyond the pool within one
+//! poll, or no socket left under `net_sockets`) is answered with an RST by smoltcp: the client
+//! sees "connection refused" and may retry; a connection once in the queue is never lost. When
+//! sockets run out, the pool shrinks instead of failing; it refills on the next poll or
+//! `accept` after sockets free up ([`StackStats::pool_starved`] counts the shortfalls).
+//!
+//! # TIME-WAIT
+//! smoltcp keeps a closed socket in TIME-WAIT for 10 s, with its buffers. At thousands of
+//! connections a second (an HTTP server closing after each response is the side that enters
+//! TIME-WAIT) that would be tens of thousands of sockets. So a stream the application dropped
+//! stays in the socket set only while it still has work: sending its queued data and FIN, and
+//! waiting for the FIN to be acknowledged (FIN-WAIT-1, FIN-WAIT-2, CLOSING, LAST-ACK). Once it
+//! is CLOSED or in TIME-WAIT it is removed at the end of the poll that saw it (its buffers
+//! freed, its slot free for a new connection).
+//!
+//! TIME-WAIT is reached only when both FINs were exchanged and ours acknowledged, and the poll
+//! that got there also sent our last ACK. What removing it gives up:
+//! - if that last ACK is lost, the peer (in LAST-ACK) retransmits its FIN, finds no socket and
+//!   gets an RST, which closes its side just the same: every byte was delivered both ways
+//!   already; only the peer's close is reported as a reset (RFC 1337's "TIME-WAIT
+//!   assassination" hazard is of the same kind, and a server may accept it);
+//! - old duplicate segments of the connection could reach a new connection of the same four
+//!   tuple: the client picks its port, and smoltcp takes the initial sequence number at
+//!   random, so a new incarnation's window is unrelated to the old one's, which is what RFC
+//!   6191 relies on for a server to reuse a TIME-WAIT tuple early.
+//!
+//! A stream dropped with unread data is reset (as Linux does, RFC 2525); one whose peer never
+//! finishes the close is aborted after [`Limits::linger_ns`]. Every TCP socket also gives up
+//! after 60 s without acknowledgement of what it sent (smoltcp's timeout), so a handshake that
+//! never completes frees its pool socket.
+//!
+//! A live stream in TIME-WAIT (the application shut its side down and the peer closed too)
+//! stays until the application drops it; smoltcp discards data still unread when those 10 s
+//! end, so read to the end of the stream soon after both sides closed.
+//!
+//! # Errors
+//! Running out of sockets is [`Error::NoSockets`] from `bind` and `connect` (a listener's pool
+//! shrinks instead), never a panic; `read` returns `Ok(0)` at the end of the stream,
+//! [`Error::ConnectionReset`] after an RST, [`Error::TimedOut`] after its timeout.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod config;
+pub mod device;
+pub mod socket;
+pub mod stack;
+
+pub use config::{ConfigError, IpConfig, Limits};
+/// smoltcp, for the glue's and the tests' use of its types.
+pub use smoltcp;
+pub use socket::{Shared, TcpListener, TcpStream, UdpSocket, Wait};
+pub use stack::{Error, ListenerId, Shutdown, Stack, StackStats};

@@ -1,0 +1,848 @@
+//! The stack: smoltcp's interface over one device, the sockets, the listener pools, the closing
+//! sockets, DHCP, and the generation counter the glue wakes waiters with.
+//!
+//! Every operation here is non-blocking: it does what it can now, or returns
+//! [`Error::WouldBlock`]. The socket types in [`crate::socket`] build the blocking and async
+//! calls on top.
+use crate::config::{IpConfig, Limits};
+use crate::device::Phy;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::task::Waker;
+use netdev::NetDevice;
+use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,
+    Ipv4Cidr,
+};
+
+/// What a socket operation can fail with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Nothing can be done now: wait for the stack's next event and try again.
+    WouldBlock,
+    /// The operation's timeout expired.
+    TimedOut,
+    /// The peer refused the connection (an RST to our SYN), or gave no answer.
+    ConnectionRefused,
+    /// The connection was reset (an RST, or retransmissions gave up).
+    ConnectionReset,
+    /// The socket is not connected (yet, or any more).
+    NotConnected,
+    /// Writing after `shutdown(Write)` or `close`.
+    BrokenPipe,
+    /// Another socket listens on (or is bound to) that port.
+    AddrInUse,
+    /// No route or source address for the destination, or a port of 0.
+    Unaddressable,
+    /// Every socket the limits allow is in use (`net_sockets`); sockets free up as connections
+    /// close.
+    NoSockets,
+    /// A datagram larger than the socket's buffer.
+    TooLarge,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::WouldBlock => "the operation would block",
+            Error::TimedOut => "timed out",
+            Error::ConnectionRefused => "connection refused",
+            Error::ConnectionReset => "connection reset",
+            Error::NotConnected => "not connected",
+            Error::BrokenPipe => "the connection's sending half is closed",
+            Error::AddrInUse => "address in use",
+            Error::Unaddressable => "no route or address for the destination",
+            Error::NoSockets => "out of sockets (net_sockets)",
+            Error::TooLarge => "datagram larger than the socket's buffer",
+        })
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl embedded_io::Error for Error {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        use embedded_io::ErrorKind as K;
+        match self {
+            Error::WouldBlock => K::Interrupted,
+            Error::TimedOut => K::TimedOut,
+            Error::ConnectionRefused => K::ConnectionRefused,
+            Error::ConnectionReset => K::ConnectionReset,
+            Error::NotConnected => K::NotConnected,
+            Error::BrokenPipe => K::BrokenPipe,
+            Error::AddrInUse => K::AddrInUse,
+            Error::Unaddressable => K::AddrNotAvailable,
+            Error::NoSockets => K::OutOfMemory,
+            Error::TooLarge => K::InvalidInput,
+        }
+    }
+}
+
+/// Which halves `shutdown` closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// No more reading (further reads return end of file).
+    Read,
+    /// No more writing: sends FIN once the data queued is sent.
+    Write,
+    /// Both.
+    Both,
+}
+
+/// A listener's identity in its stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerId(usize);
+
+/// A listening port: a pool of listening sockets and the connections not yet accepted.
+#[derive(Debug)]
+struct Listener {
+    port: u16,
+    backlog: usize,
+    /// Sockets in LISTEN or SYN-RECEIVED.
+    pool: Vec<SocketHandle>,
+    /// Established connections waiting for `accept`.
+    ready: VecDeque<SocketHandle>,
+}
+
+/// A socket the application closed that is still finishing its close, and when it is aborted.
+#[derive(Debug, Clone, Copy)]
+struct Orphan {
+    handle: SocketHandle,
+    deadline_ns: u64,
+}
+
+/// Counters, for tests and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StackStats {
+    /// Sockets counted against [`Limits::sockets`] now.
+    pub live_sockets: usize,
+    /// Sockets the application closed that are still closing.
+    pub closing: usize,
+    /// Slots in smoltcp's socket set (it grows to the most sockets ever live at once, plus the
+    /// DHCP client's).
+    pub set_slots: usize,
+    /// Connections the listeners handed to `accept` so far.
+    pub accepted: u64,
+    /// Sockets removed in TIME-WAIT (without waiting 10 s).
+    pub time_wait_reaped: u64,
+    /// Closing sockets aborted at their linger deadline.
+    pub lingered_out: u64,
+    /// Times a listener could not refill its pool for lack of sockets.
+    pub pool_starved: u64,
+}
+
+/// How long a handshake may take: a SYN-SENT or SYN-RECEIVED socket closes after this without
+/// an answer. smoltcp's timeout also aborts an established connection that heard nothing from
+/// its peer for as long (idle or not), so it is cleared once the connection is established.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The first ephemeral port (IANA's range, 49152 to 65535).
+const EPHEMERAL: u16 = 49152;
+
+fn instant(ns: u64) -> Instant {
+    Instant::from_micros(i64::try_from(ns / 1000).unwrap_or(i64::MAX))
+}
+
+fn ns(i: Instant) -> u64 {
+    u64::try_from(i.total_micros())
+        .unwrap_or(0)
+        .saturating_mul(1000)
+}
+
+/// One network interface: smoltcp over the device `D`, with its sockets.
+pub struct Stack<D: NetDevice> {
+    iface: Interface,
+    phy: Phy<D>,
+    sockets: SocketSet<'static>,
+    limits: Limits,
+    ip: IpConfig,
+    gateway: Option<Ipv4Address>,
+    dhcp: Option<SocketHandle>,
+    listeners: Vec<Option<Listener>>,
+    orphans: Vec<Orphan>,
+    live: usize,
+    generation: u64,
+    wakers: Vec<Waker>,
+    next_port: u16,
+    now_ns: u64,
+    stats: StackStats,
+}
+
+impl<D: NetDevice> fmt::Debug for Stack<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("ip", &self.ip)
+            .field("limits", &self.limits)
+            .field("generation", &self.generation)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: NetDevice> Stack<D> {
+    /// A stack on `device` with `ip` and `limits`, at time `now_ns`. `seed` should differ on
+    /// every boot (TCP initial sequence numbers and the first ephemeral port come from it).
+    pub fn new(device: D, ip: IpConfig, limits: Limits, seed: u64, now_ns: u64) -> Self {
+        let mut phy = Phy::new(device);
+        let mac = phy.device().capabilities().mac;
+        let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
+        config.random_seed = seed;
+        let mut iface = Interface::new(config, &mut phy, instant(now_ns));
+        let mut sockets = SocketSet::new(vec![]);
+        let mut dhcp = None;
+        let mut gw = None;
+        match ip {
+            IpConfig::Static {
+                address,
+                prefix,
+                gateway,
+            } => {
+                iface.update_ip_addrs(|addrs| {
+                    // One address: the vector has room for it.
+                    let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(address, prefix)));
+                });
+                gw = gateway;
+                if let Some(g) = gateway {
+                    // The route table holds at least one route (smoltcp's default is 2).
+                    let _ = iface.routes_mut().add_default_ipv4_route(g);
+                }
+                log::info!("net: {mac} {ip}");
+            }
+            IpConfig::Dhcp => {
+                dhcp = Some(sockets.add(dhcpv4::Socket::new()));
+                log::info!("net: {mac} asking for a DHCP lease");
+            }
+        }
+        let span = u64::from(u16::MAX - EPHEMERAL) + 1;
+        Stack {
+            iface,
+            phy,
+            sockets,
+            limits,
+            ip,
+            gateway: gw,
+            dhcp,
+            listeners: Vec::new(),
+            orphans: Vec::new(),
+            live: 0,
+            generation: 0,
+            wakers: Vec::new(),
+            // Below 2^14: fits.
+            next_port: EPHEMERAL + (seed % span) as u16,
+            now_ns,
+            stats: StackStats::default(),
+        }
+    }
+
+    /// The configuration it was made with.
+    pub fn ip_config(&self) -> IpConfig {
+        self.ip
+    }
+
+    /// The interface's IPv4 address now (none before a DHCP lease).
+    pub fn ipv4_addr(&self) -> Option<Ipv4Address> {
+        self.iface.ipv4_addr()
+    }
+
+    /// The default gateway now.
+    pub fn gateway(&self) -> Option<Ipv4Address> {
+        self.gateway
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        self.phy.device()
+    }
+
+    /// The device, mutably.
+    pub fn device_mut(&mut self) -> &mut D {
+        self.phy.device_mut()
+    }
+
+    /// The generation: it increases whenever a poll may have made some socket ready. A waiter
+    /// reads it (under the stack's lock) before it waits, and waits until it changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Wakes `waker` at the next generation (async sockets).
+    pub fn register_waker(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+            self.wakers.push(waker.clone());
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StackStats {
+        StackStats {
+            live_sockets: self.live,
+            closing: self.orphans.len(),
+            set_slots: self.sockets.iter().count(),
+            ..self.stats
+        }
+    }
+
+    /// Starts a new generation: wakes every waiter.
+    fn bump(&mut self) {
+        self.generation += 1;
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Does everything due at `now_ns`: takes the device's news (`poll_interrupt`), receives,
+    /// transmits, runs the timers, applies a DHCP lease, refills the listeners' pools and
+    /// frees the sockets that finished closing. Returns whether some socket may have become
+    /// ready, in which case the generation was bumped and the async wakers woken (the glue
+    /// then wakes its blocked threads).
+    pub fn poll(&mut self, now_ns: u64) -> bool {
+        self.now_ns = self.now_ns.max(now_ns);
+        let now = instant(self.now_ns);
+        self.phy.device_mut().poll_interrupt();
+        let mut changed = self.iface.poll(now, &mut self.phy, &mut self.sockets)
+            == PollResult::SocketStateChanged;
+        changed |= self.poll_dhcp();
+        changed |= self.maintain();
+        if changed {
+            self.bump();
+        }
+        changed
+    }
+
+    /// When to poll next at the latest if nothing arrives (ns on the caller's clock), or
+    /// `None` when only a received frame or a socket call can make work. A deadline at or
+    /// before `now_ns` means "now".
+    pub fn poll_at(&mut self, now_ns: u64) -> Option<u64> {
+        let smol = self
+            .iface
+            .poll_at(instant(now_ns.max(self.now_ns)), &self.sockets)
+            .map(ns);
+        let linger = self.orphans.iter().map(|o| o.deadline_ns).min();
+        match (smol, linger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn poll_dhcp(&mut self) -> bool {
+        let Some(h) = self.dhcp else {
+            return false;
+        };
+        let event = self.sockets.get_mut::<dhcpv4::Socket<'_>>(h).poll();
+        match event {
+            None => false,
+            Some(dhcpv4::Event::Configured(lease)) => {
+                let (address, router) = (lease.address, lease.router);
+                self.iface.update_ip_addrs(|addrs| {
+                    addrs.clear();
+                    let _ = addrs.push(IpCidr::Ipv4(address));
+                });
+                self.iface.routes_mut().remove_default_ipv4_route();
+                self.gateway = router;
+                if let Some(r) = router {
+                    let _ = self.iface.routes_mut().add_default_ipv4_route(r);
+                }
+                match router {
+                    Some(r) => log::info!("net: DHCP lease {address} gw {r}"),
+                    None => log::info!("net: DHCP lease {address} (no router)"),
+                }
+                true
+            }
+            Some(dhcpv4::Event::Deconfigured) => {
+                self.iface.update_ip_addrs(|addrs| addrs.clear());
+                self.iface.routes_mut().remove_default_ipv4_route();
+                self.gateway = None;
+                log::warn!("net: DHCP lease lost");
+                true
+            }
+        }
+    }
+
+    /// Moves connected pool sockets to their listener's accept queue and refills the pools;
+    /// frees closing sockets that are done (or in TIME-WAIT), aborts those past their linger
+    /// deadline. Returns whether anything became ready.
+    fn maintain(&mut self) -> bool {
+        let mut changed = false;
+        for i in 0..self.listeners.len() {
+            changed |= self.maintain_listener(i);
+        }
+        let now = self.now_ns;
+        let mut i = 0;
+        while i < self.orphans.len() {
+            let o = self.orphans[i];
+            let socket = self.sockets.get_mut::<tcp::Socket<'_>>(o.handle);
+            match socket.state() {
+                tcp::State::Closed | tcp::State::TimeWait => {
+                    if socket.state() == tcp::State::TimeWait {
+                        self.stats.time_wait_reaped += 1;
+                    }
+                    self.sockets.remove(o.handle);
+                    self.live -= 1;
+                    self.orphans.swap_remove(i);
+                    // A socket freed: a starved listener may refill.
+                    changed = true;
+                    continue;
+                }
+                _ if now >= o.deadline_ns => {
+                    socket.abort();
+                    self.stats.lingered_out += 1;
+                    // Freed at the next poll, once its RST went out.
+                    self.orphans[i].deadline_ns = u64::MAX;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if changed {
+            for i in 0..self.listeners.len() {
+                self.maintain_listener(i);
+            }
+        }
+        changed
+    }
+
+    fn maintain_listener(&mut self, index: usize) -> bool {
+        let Some(l) = self.listeners[index].as_mut() else {
+            return false;
+        };
+        let mut changed = false;
+        let mut i = 0;
+        while i < l.pool.len() {
+            let h = l.pool[i];
+            let socket = self.sockets.get_mut::<tcp::Socket<'_>>(h);
+            match socket.state() {
+                tcp::State::Listen | tcp::State::SynReceived => i += 1,
+                tcp::State::Closed => {
+                    // A handshake that failed: listen again.
+                    if socket.listen(l.port).is_err() {
+                        log::warn!("net: pool socket of port {} cannot listen again", l.port);
+                    }
+                    i += 1;
+                }
+                _ => {
+                    // Connected: from now on idle is fine (see `HANDSHAKE_TIMEOUT`).
+                    socket.set_timeout(None);
+                    l.ready.push_back(h);
+                    l.pool.swap_remove(i);
+                    changed = true;
+                }
+            }
+        }
+        while l.pool.len() < l.backlog && l.ready.len() < l.backlog {
+            if self.live >= self.limits.sockets {
+                self.stats.pool_starved += 1;
+                break;
+            }
+            let mut socket = new_tcp(&self.limits);
+            if socket.listen(l.port).is_err() {
+                break;
+            }
+            l.pool.push(self.sockets.add(socket));
+            self.live += 1;
+        }
+        changed
+    }
+
+    fn reserve(&mut self) -> Result<(), Error> {
+        if self.live >= self.limits.sockets {
+            return Err(Error::NoSockets);
+        }
+        self.live += 1;
+        Ok(())
+    }
+
+    fn port_in_use(&self, port: u16) -> bool {
+        self.listeners.iter().flatten().any(|l| l.port == port)
+            || self.sockets.iter().any(|(_, s)| match s {
+                smoltcp::socket::Socket::Tcp(t) => {
+                    t.local_endpoint().is_some_and(|e| e.port == port)
+                }
+                smoltcp::socket::Socket::Udp(u) => u.endpoint().port == port,
+                _ => false,
+            })
+    }
+
+    // ---------------------------------------------------------------- TCP listeners
+
+    /// Listens on `port` with a pool of `backlog` (at least 1) listening sockets: up to
+    /// `backlog` handshakes in progress and `backlog` connections waiting for `accept`.
+    pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<ListenerId, Error> {
+        if port == 0 {
+            return Err(Error::Unaddressable);
+        }
+        if self.listeners.iter().flatten().any(|l| l.port == port) {
+            return Err(Error::AddrInUse);
+        }
+        if self.live >= self.limits.sockets {
+            return Err(Error::NoSockets);
+        }
+        let l = Listener {
+            port,
+            backlog: backlog.max(1),
+            pool: Vec::new(),
+            ready: VecDeque::new(),
+        };
+        let index = match self.listeners.iter().position(Option::is_none) {
+            Some(i) => {
+                self.listeners[i] = Some(l);
+                i
+            }
+            None => {
+                self.listeners.push(Some(l));
+                self.listeners.len() - 1
+            }
+        };
+        self.maintain_listener(index);
+        Ok(ListenerId(index))
+    }
+
+    fn listener(&mut self, id: ListenerId) -> Result<&mut Listener, Error> {
+        self.listeners
+            .get_mut(id.0)
+            .and_then(Option::as_mut)
+            .ok_or(Error::NotConnected)
+    }
+
+    /// A connection waiting on the listener, or `WouldBlock`.
+    pub fn tcp_accept(&mut self, id: ListenerId) -> Result<SocketHandle, Error> {
+        let got = self.listener(id)?.ready.pop_front();
+        let h = match got {
+            Some(h) => h,
+            None => {
+                // Sockets may have freed up since the last poll.
+                self.maintain_listener(id.0);
+                self.listener(id)?
+                    .ready
+                    .pop_front()
+                    .ok_or(Error::WouldBlock)?
+            }
+        };
+        self.stats.accepted += 1;
+        self.maintain_listener(id.0);
+        Ok(h)
+    }
+
+    /// The listener's port.
+    pub fn tcp_listener_port(&mut self, id: ListenerId) -> Result<u16, Error> {
+        Ok(self.listener(id)?.port)
+    }
+
+    /// Stops listening: the pool's sockets are freed, connections not accepted are reset.
+    pub fn tcp_unlisten(&mut self, id: ListenerId) {
+        let Some(l) = self.listeners.get_mut(id.0).and_then(Option::take) else {
+            return;
+        };
+        for h in l.pool {
+            let socket = self.sockets.get_mut::<tcp::Socket<'_>>(h);
+            if socket.state() == tcp::State::Listen {
+                self.sockets.remove(h);
+                self.live -= 1;
+            } else {
+                socket.abort();
+                self.orphans.push(Orphan {
+                    handle: h,
+                    deadline_ns: u64::MAX,
+                });
+            }
+        }
+        for h in l.ready {
+            self.sockets.get_mut::<tcp::Socket<'_>>(h).abort();
+            self.orphans.push(Orphan {
+                handle: h,
+                deadline_ns: u64::MAX,
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- TCP streams
+
+    /// Starts connecting to `remote` from an ephemeral port; [`Stack::tcp_connected`] tells
+    /// when it is done.
+    pub fn tcp_connect(&mut self, remote: IpEndpoint) -> Result<SocketHandle, Error> {
+        if remote.port == 0 || remote.addr.is_unspecified() {
+            return Err(Error::Unaddressable);
+        }
+        self.reserve()?;
+        let mut port = self.next_port;
+        for _ in 0..=(u16::MAX - EPHEMERAL) {
+            port = if port == u16::MAX {
+                EPHEMERAL
+            } else {
+                port + 1
+            };
+            if !self.port_in_use(port) {
+                break;
+            }
+        }
+        self.next_port = port;
+        let mut socket = new_tcp(&self.limits);
+        match socket.connect(self.iface.context(), remote, port) {
+            Ok(()) => Ok(self.sockets.add(socket)),
+            Err(_) => {
+                self.live -= 1;
+                Err(Error::Unaddressable)
+            }
+        }
+    }
+
+    fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket<'static>>(h)
+    }
+
+    /// smoltcp's state of a connection (for diagnostics).
+    pub fn tcp_state(&mut self, h: SocketHandle) -> tcp::State {
+        self.tcp(h).state()
+    }
+
+    /// `Ok` once a connection started by [`Stack::tcp_connect`] is established, `WouldBlock`
+    /// while the handshake runs, `ConnectionRefused` if it failed.
+    pub fn tcp_connected(&mut self, h: SocketHandle) -> Result<(), Error> {
+        let socket = self.tcp(h);
+        match socket.state() {
+            tcp::State::SynSent | tcp::State::SynReceived => Err(Error::WouldBlock),
+            tcp::State::Closed => Err(Error::ConnectionRefused),
+            _ => {
+                socket.set_timeout(None);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads what was received into `buf`: the bytes read, 0 at the end of the stream
+    /// (the peer closed its half with a FIN), `WouldBlock`, or `ConnectionReset` (closed
+    /// without a FIN from the peer: an RST, or a timeout). `write_closed` says whether the
+    /// application closed its sending half: then a closed socket is an end of stream (smoltcp
+    /// forgets the peer's FIN when TIME-WAIT ends, and a reset after our FIN loses nothing
+    /// we still expect to read... but what the peer had yet to send).
+    pub fn tcp_recv(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+        write_closed: bool,
+    ) -> Result<usize, Error> {
+        let socket = self.tcp(h);
+        established(socket);
+        match socket.recv_slice(buf) {
+            Ok(0) if !buf.is_empty() => Err(Error::WouldBlock),
+            Ok(n) => Ok(n),
+            Err(tcp::RecvError::Finished) => Ok(0),
+            Err(tcp::RecvError::InvalidState) => match socket.state() {
+                tcp::State::SynSent | tcp::State::SynReceived => Err(Error::WouldBlock),
+                tcp::State::Closed if write_closed => Ok(0),
+                tcp::State::Closed => Err(Error::ConnectionReset),
+                _ => Err(Error::NotConnected),
+            },
+        }
+    }
+
+    /// Queues `buf` for sending: the bytes queued (maybe fewer), or `WouldBlock` when the
+    /// transmit buffer is full.
+    pub fn tcp_send(&mut self, h: SocketHandle, buf: &[u8]) -> Result<usize, Error> {
+        let socket = self.tcp(h);
+        established(socket);
+        match socket.state() {
+            tcp::State::SynSent | tcp::State::SynReceived => return Err(Error::WouldBlock),
+            tcp::State::Closed => return Err(Error::ConnectionReset),
+            _ => {}
+        }
+        if !socket.may_send() {
+            return Err(Error::BrokenPipe);
+        }
+        match socket.send_slice(buf) {
+            Ok(0) if !buf.is_empty() => Err(Error::WouldBlock),
+            Ok(n) => Ok(n),
+            Err(tcp::SendError::InvalidState) => Err(Error::BrokenPipe),
+        }
+    }
+
+    /// `Ok` once everything queued was acknowledged by the peer, else `WouldBlock`.
+    pub fn tcp_flush(&mut self, h: SocketHandle) -> Result<(), Error> {
+        let socket = self.tcp(h);
+        if socket.send_queue() == 0 {
+            Ok(())
+        } else if socket.state() == tcp::State::Closed {
+            Err(Error::ConnectionReset)
+        } else {
+            Err(Error::WouldBlock)
+        }
+    }
+
+    /// Closes the sending half (FIN after the queued data).
+    pub fn tcp_close_write(&mut self, h: SocketHandle) {
+        self.tcp(h).close();
+    }
+
+    /// The local and remote endpoints of a connection.
+    pub fn tcp_endpoints(&mut self, h: SocketHandle) -> Result<(IpEndpoint, IpEndpoint), Error> {
+        let socket = self.tcp(h);
+        match (socket.local_endpoint(), socket.remote_endpoint()) {
+            (Some(l), Some(r)) => Ok((l, r)),
+            _ => Err(Error::NotConnected),
+        }
+    }
+
+    /// Whether `read` would not block (data, end of stream or an error to report).
+    pub fn tcp_can_read(&mut self, h: SocketHandle) -> bool {
+        let s = self.tcp(h);
+        s.can_recv()
+            || (!s.may_recv()
+                && !matches!(s.state(), tcp::State::SynSent | tcp::State::SynReceived))
+    }
+
+    /// The application is done with the connection (its stream was dropped): the socket closes
+    /// gracefully (FIN after the queued data) and is freed once closed, or as soon as it reaches
+    /// TIME-WAIT (see the crate docs), or aborted after [`Limits::linger_ns`].
+    pub fn tcp_release(&mut self, h: SocketHandle) {
+        let socket = self.tcp(h);
+        if socket.state() == tcp::State::Closed {
+            self.sockets.remove(h);
+            self.live -= 1;
+            self.bump();
+            return;
+        }
+        // Unread data: nobody will read it. Linux resets such a connection (RFC 2525 2.17)
+        // so the peer learns its data was lost; do the same.
+        if socket.recv_queue() > 0 {
+            socket.abort();
+        } else {
+            socket.close();
+        }
+        self.orphans.push(Orphan {
+            handle: h,
+            deadline_ns: self.now_ns.saturating_add(self.limits.linger_ns),
+        });
+    }
+
+    /// Aborts a connection (RST) and frees its socket.
+    pub fn tcp_abort(&mut self, h: SocketHandle) {
+        self.tcp(h).abort();
+        self.orphans.push(Orphan {
+            handle: h,
+            deadline_ns: u64::MAX,
+        });
+    }
+
+    // ---------------------------------------------------------------- UDP
+
+    /// A UDP socket bound to `port` (0: an ephemeral port).
+    pub fn udp_bind(&mut self, port: u16) -> Result<SocketHandle, Error> {
+        let port = if port == 0 {
+            let mut p = self.next_port;
+            for _ in 0..=(u16::MAX - EPHEMERAL) {
+                p = if p == u16::MAX { EPHEMERAL } else { p + 1 };
+                if !self.port_in_use(p) {
+                    break;
+                }
+            }
+            self.next_port = p;
+            p
+        } else if self.sockets.iter().any(|(_, s)| match s {
+            smoltcp::socket::Socket::Udp(u) => u.endpoint().port == port,
+            _ => false,
+        }) {
+            return Err(Error::AddrInUse);
+        } else {
+            port
+        };
+        self.reserve()?;
+        let l = self.limits;
+        let buffer = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; l.udp_packets.max(1)],
+                vec![0; l.udp_buffer],
+            )
+        };
+        let mut socket = udp::Socket::new(buffer(), buffer());
+        if socket.bind(port).is_err() {
+            self.live -= 1;
+            return Err(Error::Unaddressable);
+        }
+        Ok(self.sockets.add(socket))
+    }
+
+    fn udp(&mut self, h: SocketHandle) -> &mut udp::Socket<'static> {
+        self.sockets.get_mut::<udp::Socket<'static>>(h)
+    }
+
+    /// Queues one datagram to `to`, or `WouldBlock` when the transmit buffer is full.
+    pub fn udp_send_to(
+        &mut self,
+        h: SocketHandle,
+        buf: &[u8],
+        to: IpEndpoint,
+    ) -> Result<(), Error> {
+        let socket = self.udp(h);
+        if buf.len() > socket.payload_send_capacity() {
+            return Err(Error::TooLarge);
+        }
+        match socket.send_slice(buf, to) {
+            Ok(()) => Ok(()),
+            Err(udp::SendError::BufferFull) => Err(Error::WouldBlock),
+            Err(udp::SendError::Unaddressable) => Err(Error::Unaddressable),
+        }
+    }
+
+    /// The next datagram: its length and sender. A datagram longer than `buf` is cut to fit
+    /// (the rest is lost, as with `std::net::UdpSocket`).
+    pub fn udp_recv_from(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> Result<(usize, IpEndpoint), Error> {
+        match self.udp(h).recv() {
+            Ok((data, meta)) => {
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok((n, meta.endpoint))
+            }
+            Err(_) => Err(Error::WouldBlock),
+        }
+    }
+
+    /// The local endpoint of a UDP socket (its address is the interface's).
+    pub fn udp_local(&mut self, h: SocketHandle) -> IpListenEndpoint {
+        self.udp(h).endpoint()
+    }
+
+    /// Frees a UDP socket.
+    pub fn udp_release(&mut self, h: SocketHandle) {
+        self.sockets.remove(h);
+        self.live -= 1;
+    }
+
+    /// The interface's address as an [`IpAddress`], if it has one.
+    pub fn local_address(&self) -> Option<IpAddress> {
+        self.ipv4_addr().map(IpAddress::Ipv4)
+    }
+}
+
+/// Clears the handshake timeout of a socket past its handshake.
+fn established(socket: &mut tcp::Socket<'_>) {
+    if socket.timeout().is_some()
+        && !matches!(
+            socket.state(),
+            tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Listen
+        )
+    {
+        socket.set_timeout(None);
+    }
+}
+
+fn new_tcp(l: &Limits) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; l.tcp_buffer]),
+        tcp::SocketBuffer::new(vec![0; l.tcp_buffer]),
+    );
+    s.set_timeout(Some(HANDSHAKE_TIMEOUT));
+    s
+}

@@ -1,0 +1,314 @@
+//! TCP and UDP between two stacks over `netdev`'s fakes, on a virtual clock.
+mod common;
+
+use common::*;
+use net::{Error, Limits, Shared, Shutdown, TcpListener, TcpStream, UdpSocket};
+use netdev::fake::Faults;
+use std::time::Duration;
+
+/// Connects, sends `data`, has the server echo it, half-closes, and checks every byte.
+fn echo<D: Pending>(client: &Side<D>, server: &Side<D>, data: &[u8], steps: u64) {
+    let listener = TcpListener::bind(server, 7, 4).expect("bind");
+    let mut c = TcpStream::connect_start(client, server_addr(7)).expect("connect");
+    let mut s: Option<TcpStream<Side<D>>> = None;
+    let (mut sent, mut back, mut pending) = (0, Vec::new(), Vec::new());
+    let mut buf = vec![0; 4096];
+    let mut server_eof = false;
+    let mut client_closed = false;
+    for _ in 0..steps {
+        if s.is_none() {
+            match listener.try_accept() {
+                Ok((conn, peer)) => {
+                    assert_eq!(*peer.ip(), CLIENT_IP);
+                    assert_eq!(conn.local_addr().expect("local"), server_addr(7));
+                    s = Some(conn);
+                }
+                Err(Error::WouldBlock) => {}
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        if sent < data.len() {
+            match c.try_write(&data[sent..]) {
+                Ok(n) => sent += n,
+                Err(Error::WouldBlock) => {}
+                Err(e) => panic!("client write: {e}"),
+            }
+        } else if !client_closed {
+            c.shutdown(Shutdown::Write).expect("shutdown");
+            client_closed = true;
+        }
+        if let Some(conn) = s.as_mut() {
+            if !pending.is_empty() {
+                match conn.try_write(&pending) {
+                    Ok(n) => {
+                        pending.drain(..n);
+                    }
+                    Err(Error::WouldBlock) => {}
+                    Err(e) => panic!("server write: {e}"),
+                }
+            }
+            if pending.is_empty() && !server_eof {
+                match conn.try_read(&mut buf) {
+                    Ok(0) => {
+                        server_eof = true;
+                        conn.shutdown(Shutdown::Write).expect("server shutdown");
+                    }
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    Err(Error::WouldBlock) => {}
+                    Err(e) => panic!("server read: {e}"),
+                }
+            }
+        }
+        // Drain what arrived (smoltcp drops unread data when TIME-WAIT ends).
+        loop {
+            match c.try_read(&mut buf) {
+                Ok(0) => {
+                    assert!(
+                        back.len() == data.len(),
+                        "client state {:?} server state {:?} now {} eof {server_eof} back {}",
+                        c.state(),
+                        s.as_ref().map(|s| s.state()),
+                        client.now(),
+                        back.len()
+                    );
+                    assert!(server_eof && pending.is_empty());
+                    assert!(back == data, "the echo differs");
+                    return;
+                }
+                Ok(n) => back.extend_from_slice(&buf[..n]),
+                Err(Error::WouldBlock) => break,
+                Err(e) => panic!("client read: {e}"),
+            }
+        }
+        client.step();
+    }
+    panic!(
+        "echo of {} bytes not done: sent {sent}, back {}, server eof {server_eof}",
+        data.len(),
+        back.len()
+    );
+}
+
+#[test]
+fn tcp_echo_of_1_byte_to_1_mib_is_byte_exact() {
+    for (i, len) in [1, 2, 100, 1460, 1461, 65_535, 65_536, 200_000, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let (c, s) = plain(limits());
+        echo(&c, &s, &pattern(len, i as u8), 200_000);
+        assert_eq!(s.stats().accepted, 1);
+    }
+}
+
+#[test]
+fn tcp_delivers_every_byte_in_order_over_a_faulty_link() {
+    for seed in 1..=3 {
+        let (c, s) = faulty(Faults::each(5), seed);
+        echo(&c, &s, &pattern(300_000, seed as u8), 2_000_000);
+        let counts = c.with_stack(|st| st.device().counts());
+        assert!(counts.dropped > 0 && counts.corrupted > 0 && counts.reordered > 0);
+        assert!(counts.duplicated > 0 && counts.truncated > 0, "{counts:?}");
+    }
+}
+
+#[test]
+fn a_read_times_out_on_the_virtual_clock() {
+    let (c, s) = plain(limits());
+    let listener = TcpListener::bind(&s, 80, 2).expect("bind");
+    let mut client = TcpStream::connect(&c, server_addr(80), None).expect("connect");
+    let (mut conn, _) = listener.accept().expect("accept");
+    conn.set_read_timeout(Some(Duration::from_secs(3)));
+    let start = s.now();
+    let mut buf = [0; 16];
+    assert_eq!(conn.read(&mut buf), Err(Error::TimedOut));
+    assert!(s.now() >= start + 3_000_000_000);
+    // Data still comes through afterwards, by the blocking calls and embedded-io.
+    embedded_io::Write::write_all(&mut client, b"hello").expect("write");
+    embedded_io::Read::read_exact(&mut conn, &mut buf[..5]).expect("read");
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(
+        conn.peer_addr().expect("peer"),
+        client.local_addr().expect("local")
+    );
+    // A write timeout: the peer reads nothing, the buffers fill.
+    conn.set_write_timeout(Some(Duration::from_secs(1)));
+    let big = vec![7; 1 << 20];
+    let mut written = 0;
+    loop {
+        match conn.write(&big) {
+            Ok(n) => written += n,
+            Err(e) => {
+                assert_eq!(e, Error::TimedOut);
+                break;
+            }
+        }
+        assert!(
+            written < big.len(),
+            "a peer that reads nothing took everything"
+        );
+    }
+    assert!(written >= 64 * 1024, "{written}");
+}
+
+#[test]
+fn a_reset_is_reported_and_refusal_too() {
+    let (c, s) = plain(limits());
+    // Nobody listens on port 9: refused.
+    assert_eq!(
+        TcpStream::connect(&c, server_addr(9), None).map(|_| ()),
+        Err(Error::ConnectionRefused)
+    );
+    let listener = TcpListener::bind(&s, 80, 2).expect("bind");
+    assert_eq!(
+        TcpListener::bind(&s, 80, 2).map(|_| ()),
+        Err(Error::AddrInUse)
+    );
+    let mut client = TcpStream::connect(&c, server_addr(80), None).expect("connect");
+    let (conn, _) = listener.accept().expect("accept");
+    conn.abort();
+    let mut buf = [0; 4];
+    assert_eq!(client.read(&mut buf), Err(Error::ConnectionReset));
+    let e = embedded_io::Read::read(&mut client, &mut buf).expect_err("reset");
+    assert_eq!(
+        embedded_io::Error::kind(&e),
+        embedded_io::ErrorKind::ConnectionReset
+    );
+}
+
+/// Drives `n` clients at once against a listener with a pool of `backlog`: clients refused
+/// retry; every connection accepted carries its bytes.
+fn concurrent(n: usize, backlog: usize) -> (u64, usize) {
+    let (c, s) = plain(limits());
+    let listener = TcpListener::bind(&s, 80, backlog).expect("bind");
+    let mut clients: Vec<Option<TcpStream<_>>> = (0..n)
+        .map(|_| Some(TcpStream::connect_start(&c, server_addr(80)).expect("connect")))
+        .collect();
+    let mut done = vec![false; n];
+    let mut greeted = vec![false; n];
+    let mut servers = Vec::new();
+    let mut refused = 0;
+    for _ in 0..100_000 {
+        while let Ok((conn, _)) = listener.try_accept() {
+            servers.push(conn);
+        }
+        for conn in &mut servers {
+            let mut id = [0; 2];
+            if let Ok(2) = conn.try_read(&mut id) {
+                conn.try_write(&id).expect("room for 2 bytes");
+            }
+        }
+        for (i, slot) in clients.iter_mut().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let client = slot.as_mut().expect("a client");
+            match client.try_connected() {
+                Err(Error::WouldBlock) => continue,
+                Err(Error::ConnectionRefused) => {
+                    refused += 1;
+                    *slot = Some(TcpStream::connect_start(&c, server_addr(80)).expect("retry"));
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+                Ok(()) => {}
+            }
+            let id = (i as u16).to_le_bytes();
+            if !greeted[i] {
+                client.try_write(&id).expect("room");
+                greeted[i] = true;
+            }
+            let mut got = [0; 2];
+            if let Ok(2) = client.try_read(&mut got) {
+                assert_eq!(got, id);
+                done[i] = true;
+            }
+        }
+        if done.iter().all(|&d| d) {
+            assert_eq!(servers.len(), n, "accepted more than connected");
+            let max_live = s.stats().live_sockets;
+            assert!(max_live <= n + 2 * backlog, "{max_live}");
+            return (s.stats().accepted, refused);
+        }
+        c.step();
+    }
+    panic!("not all connected");
+}
+
+#[test]
+fn the_listener_pool_accepts_100_concurrent_connections() {
+    let (accepted, _) = concurrent(100, 128);
+    assert_eq!(accepted, 100);
+}
+
+#[test]
+fn a_burst_beyond_the_pool_is_refused_and_retried_never_lost() {
+    let (accepted, refused) = concurrent(100, 4);
+    assert_eq!(accepted, 100);
+    assert!(
+        refused > 0,
+        "a burst of 100 SYNs on a pool of 4 was never refused"
+    );
+}
+
+#[test]
+fn running_out_of_sockets_is_an_error_and_accept_recovers() {
+    let l = Limits {
+        sockets: 4,
+        ..Limits::default()
+    };
+    let (c, s) = plain(l);
+    let listener = TcpListener::bind(&s, 80, 2).expect("bind");
+    let _other = TcpListener::bind(&s, 81, 2).expect("bind");
+    assert_eq!(s.stats().live_sockets, 4);
+    assert_eq!(
+        TcpListener::bind(&s, 82, 2).map(|_| ()),
+        Err(Error::NoSockets)
+    );
+    assert_eq!(UdpSocket::bind(&s, 53).map(|_| ()), Err(Error::NoSockets));
+    // Two connections fill the pool's sockets; it cannot refill.
+    let a = TcpStream::connect(&c, server_addr(80), None).expect("a");
+    let b = TcpStream::connect(&c, server_addr(80), None).expect("b");
+    let (sa, _) = listener.accept().expect("accept a");
+    let (sb, _) = listener.accept().expect("accept b");
+    assert!(s.stats().pool_starved > 0);
+    assert_eq!(s.stats().live_sockets, 4);
+    // A third is refused, not a panic.
+    assert_eq!(
+        TcpStream::connect(&c, server_addr(80), None).map(|_| ()),
+        Err(Error::ConnectionRefused)
+    );
+    // Closing frees sockets: the pool refills and accept works again.
+    drop((a, b, sa, sb));
+    s.run_until(10_000, || {
+        s.stats().closing == 0 && s.stats().live_sockets == 4
+    });
+    let _d = TcpStream::connect(&c, server_addr(80), None).expect("d");
+    listener.accept().expect("accept d");
+}
+
+#[test]
+fn udp_echo() {
+    let (c, s) = plain(limits());
+    let server = UdpSocket::bind(&s, 7).expect("bind");
+    assert_eq!(UdpSocket::bind(&s, 7).map(|_| ()), Err(Error::AddrInUse));
+    let mut client = UdpSocket::bind(&c, 0).expect("bind");
+    client.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = vec![0; 2048];
+    for len in [0, 1, 100, 1472] {
+        let data = pattern(len, 3);
+        assert_eq!(client.send_to(&data, server_addr(7)), Ok(len));
+        let (n, from) = server.recv_from(&mut buf).expect("server recv");
+        assert_eq!(from, client.local_addr());
+        assert_eq!(&buf[..n], &data[..]);
+        server.send_to(&buf[..n], from).expect("server send");
+        let (n, from) = client.recv_from(&mut buf).expect("client recv");
+        assert_eq!(from, server_addr(7));
+        assert_eq!(&buf[..n], &data[..]);
+    }
+    assert_eq!(client.recv_from(&mut buf), Err(Error::TimedOut));
+    assert_eq!(
+        client.send_to(&vec![0; 20_000], server_addr(7)),
+        Err(Error::TooLarge)
+    );
+}
