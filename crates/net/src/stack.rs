@@ -44,6 +44,9 @@ pub enum Error {
     NoSockets,
     /// A datagram larger than the socket's buffer.
     TooLarge,
+    /// The image has no network: no NIC was found at boot (or its profile has none), so no
+    /// socket can be made.
+    NoNetwork,
 }
 
 impl fmt::Display for Error {
@@ -59,6 +62,7 @@ impl fmt::Display for Error {
             Error::Unaddressable => "no route or address for the destination",
             Error::NoSockets => "out of sockets (net_sockets)",
             Error::TooLarge => "datagram larger than the socket's buffer",
+            Error::NoNetwork => "no network device",
         })
     }
 }
@@ -79,6 +83,7 @@ impl embedded_io::Error for Error {
             Error::Unaddressable => K::AddrNotAvailable,
             Error::NoSockets => K::OutOfMemory,
             Error::TooLarge => K::InvalidInput,
+            Error::NoNetwork => K::NotConnected,
         }
     }
 }
