@@ -33,6 +33,22 @@ fn main() {
         .parse()
         .unwrap_or_else(|_| panic!("STARDUST_TIME_SLICE_NS={slice:?}: expected nanoseconds"));
 
+    // The network settings: the address and gateway stay text (the kernel parses them at boot,
+    // where the command line's `ip=` and `gw=` override them); sizes and counts become numbers.
+    let net_ip = setting("STARDUST_NET_IP", "net_ip");
+    let net_gateway = setting("STARDUST_NET_GATEWAY", "net_gateway");
+    let size = |name: &str, key: &str| -> u64 {
+        let text = setting(name, key);
+        slots::parse_size(&text).unwrap_or_else(|e| panic!("{name}={text:?}: {e}"))
+    };
+    let tcp_buffer = size("STARDUST_NET_TCP_BUFFER", "net_tcp_buffer");
+    let udp_buffer = size("STARDUST_NET_UDP_BUFFER", "net_udp_buffer");
+    let sockets = setting("STARDUST_NET_SOCKETS", "net_sockets");
+    let sockets: u64 = sockets
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("STARDUST_NET_SOCKETS={sockets:?}: expected a count"));
+
     // The kernel's features are the facade's, by the same names.
     let errors = catalog.check_features(|feature| {
         let var = format!("CARGO_FEATURE_{}", feature.to_uppercase().replace('-', "_"));
@@ -53,6 +69,17 @@ fn main() {
              pub const HEAP_SIZE: u64 = {heap};\n\
              /// Preemption time slice in nanoseconds (profile `time_slice`).\n\
              pub const TIME_SLICE_NS: u64 = {slice};\n\
+             /// The guest's IPv4 address with its prefix length, or `dhcp` (profile `net_ip`;\n\
+             /// the command line's `ip=` overrides it).\n\
+             pub const NET_IP: &str = {net_ip:?};\n\
+             /// The default gateway, empty for none (profile `net_gateway`; `gw=` overrides it).\n\
+             pub const NET_GATEWAY: &str = {net_gateway:?};\n\
+             /// Bytes of each TCP socket's receive and of its transmit buffer (`net_tcp_buffer`).\n\
+             pub const NET_TCP_BUFFER: usize = {tcp_buffer};\n\
+             /// Bytes of each UDP socket's receive and of its transmit buffer (`net_udp_buffer`).\n\
+             pub const NET_UDP_BUFFER: usize = {udp_buffer};\n\
+             /// TCP sockets in all, listening pools included (profile `net_sockets`).\n\
+             pub const NET_SOCKETS: usize = {sockets};\n\
              {errors}"
         ),
     )

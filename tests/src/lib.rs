@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
+pub use xtask::guest::Guest;
 pub use xtask::image::Image;
+pub use xtask::net::Forward;
 pub use xtask::profile::Profile;
 use xtask::qemu::{self, QemuConfig};
 pub use xtask::qemu::{Boot, Machine, Outcome};
@@ -87,6 +89,12 @@ pub struct Run<'a> {
     pub machine_opts: &'a str,
     /// The accelerator (default TCG).
     pub accel: xtask::qemu::Accel,
+    /// Ports forwarded from 127.0.0.1 to the guest over QEMU user networking.
+    pub forwards: Vec<Forward>,
+    /// A NIC even without forwards (a profile with a NIC driver always has one).
+    pub nic: bool,
+    /// QEMU's time limit (default [`xtask::qemu::DEFAULT_TIMEOUT`]).
+    pub timeout: std::time::Duration,
 }
 
 impl<'a> Run<'a> {
@@ -102,7 +110,35 @@ impl<'a> Run<'a> {
             debug_exit: true,
             machine_opts: "",
             accel: xtask::qemu::Accel::Tcg,
+            forwards: Vec::new(),
+            nic: false,
+            timeout: qemu::DEFAULT_TIMEOUT,
         }
+    }
+
+    /// With 127.0.0.1:`host` forwarded to the guest's TCP port `guest` (QEMU user networking;
+    /// the profile needs a NIC driver, e.g. `net`). Take `host` from [`free_port`].
+    pub fn forward(mut self, host: u16, guest: u16) -> Self {
+        self.forwards.push(Forward::tcp(host, guest));
+        self
+    }
+
+    /// With 127.0.0.1:`host` forwarded to the guest's UDP port `guest`.
+    pub fn forward_udp(mut self, host: u16, guest: u16) -> Self {
+        self.forwards.push(Forward::udp(host, guest));
+        self
+    }
+
+    /// With a NIC on QEMU user networking (no forwards needed; the profile needs a NIC driver).
+    pub fn nic(mut self) -> Self {
+        self.nic = true;
+        self
+    }
+
+    /// With this time limit for QEMU (a background guest is killed after it too).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Under this accelerator.
@@ -153,8 +189,9 @@ impl<'a> Run<'a> {
         self
     }
 
-    /// Builds (if needed) and boots, capturing the console.
-    pub fn boot(&self) -> Boot {
+    /// The QEMU configuration of this run (builds the image if needed). Panics when a NIC is
+    /// asked for and the profile has no NIC driver, or a forward is given twice.
+    pub fn config(&self) -> QemuConfig {
         let (profile, image) = image_with(self.app, self.profile, self.set);
         let mut cfg = QemuConfig::new(qemu_binary(), image.elf, &profile);
         cfg.machine = self.machine;
@@ -163,7 +200,40 @@ impl<'a> Run<'a> {
         cfg.accel = self.accel;
         cfg.kargs = self.kargs.to_string();
         cfg.app_args = self.args.iter().map(|s| s.to_string()).collect();
-        let boot = qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT))
+        if self.nic || !self.forwards.is_empty() {
+            let asked = if self.forwards.is_empty() {
+                "Run::nic"
+            } else {
+                "Run::forward"
+            };
+            xtask::net::check_driver(&profile, asked).unwrap_or_else(|e| panic!("{self:?}: {e}"));
+            xtask::net::check_distinct(&self.forwards).unwrap_or_else(|e| panic!("{self:?}: {e}"));
+        }
+        if let Some(nic) = &mut cfg.nic {
+            nic.forwards = self.forwards.clone();
+            nic.guest_ip = xtask::net::guest_ip(&profile, &cfg.kargs);
+        }
+        cfg
+    }
+
+    /// Builds (if needed) and starts the guest in the background (see [`Guest`]): wait for a
+    /// console line, talk to it over its forwarded ports, then [`Guest::stop`] it; dropping it
+    /// kills QEMU. Panics when a forwarded host port is in use or QEMU cannot start.
+    pub fn start(&self) -> Guest {
+        let cfg = self.config();
+        if let Some(nic) = &cfg.nic {
+            xtask::net::check_host_ports(&nic.forwards)
+                .unwrap_or_else(|e| panic!("starting {self:?}: {e}"));
+        }
+        eprintln!("--- {self:?}: starting\n$ {}", cfg.shell_line());
+        xtask::guest::start(&cfg, Some(self.timeout))
+            .unwrap_or_else(|e| panic!("starting {self:?}: {e:#}"))
+    }
+
+    /// Builds (if needed) and boots, capturing the console.
+    pub fn boot(&self) -> Boot {
+        let cfg = self.config();
+        let boot = qemu::boot(&cfg, true, Some(self.timeout))
             .unwrap_or_else(|e| panic!("booting {self:?}: {e}"));
         eprintln!(
             "--- {self:?}: {:?} in {:?}\n$ {}\n{}",
@@ -198,6 +268,21 @@ pub fn boot_image(elf: &std::path::Path, machine: Machine, args: &[&str]) -> Boo
         boot.stdout
     );
     boot
+}
+
+/// A TCP port of 127.0.0.1 that is free now and that no other call in this test process has
+/// returned (parallel tests each get their own), for [`Run::forward`].
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = qemu::free_port().unwrap_or_else(|e| panic!("{e:#}"));
+        // Free for UDP too, so that the port suits either protocol.
+        if !given.contains(&port) && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A file's bytes (panics when it cannot be read): to check that the same image, byte for

@@ -35,7 +35,9 @@
 pub mod bench;
 pub mod cmd;
 pub mod cmdline;
+pub mod guest;
 pub mod image;
+pub mod net;
 pub mod profile;
 pub mod qemu;
 pub mod size;

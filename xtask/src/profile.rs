@@ -9,6 +9,7 @@
 //! every error names the bad key or value and lists the valid choices.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
 use serde::Deserialize;
 use toml::Value;
@@ -34,6 +35,12 @@ pub enum Kind {
     Budget,
     /// A positive ratio (`1.10`).
     Ratio,
+    /// An IPv4 address with its prefix length (`"10.0.2.15/24"`), or `"dhcp"`.
+    NetIp,
+    /// An IPv4 address, or `""` for none.
+    Gateway,
+    /// A count (`64`).
+    Count,
 }
 /// The keys of `[settings]`; their defaults are in the facade's `[package.metadata.stardust]`.
 pub const SETTINGS: &[(&str, Kind)] = &[
@@ -43,6 +50,11 @@ pub const SETTINGS: &[(&str, Kind)] = &[
     ("memory", Kind::Size),
     ("time_slice", Kind::Duration),
     ("xen_guest", Kind::Choice(XEN_GUESTS, "Xen guest mode")),
+    ("net_ip", Kind::NetIp),
+    ("net_gateway", Kind::Gateway),
+    ("net_tcp_buffer", Kind::Size),
+    ("net_udp_buffer", Kind::Size),
+    ("net_sockets", Kind::Count),
 ];
 /// The keys of `[budgets]` (no default: a budget left out is not checked).
 pub const BUDGETS: &[(&str, Kind)] = &[
@@ -61,6 +73,12 @@ const MIN_TIME_SLICE_NS: u64 = 100_000;
 const MAX_TIME_SLICE_NS: u64 = 1_000_000_000;
 const MIB: u64 = 1 << 20;
 const PAGE: u64 = 4096;
+/// The smallest socket buffer: room for one full-sized segment or datagram of a 1500-byte MTU.
+pub const MIN_NET_BUFFER: u64 = 2048;
+/// The largest socket buffer (TCP's window scaling would allow 1 GiB; no guest needs that).
+pub const MAX_NET_BUFFER: u64 = 64 * MIB;
+/// The most TCP sockets (`net_sockets`).
+pub const MAX_NET_SOCKETS: u64 = 16384;
 
 /// Where the image is loaded (the linker script of `crates/arch-x86_64/build.rs`).
 pub const IMAGE_BASE: u64 = MIB;
@@ -128,6 +146,18 @@ pub struct Settings {
     pub time_slice_ns: u64,
     /// The Xen guest mode (`pv` or `pvh`; only `pv`, the default, on other platforms).
     pub xen_guest: String,
+    /// The guest's IPv4 address and prefix (`10.0.2.15/24`) or `dhcp`; the kernel command line's
+    /// `ip=` overrides it at boot.
+    pub net_ip: String,
+    /// The default gateway (`10.0.2.2`), empty for none; `gw=` overrides it at boot. Not used
+    /// with `dhcp` (the DHCP server names the router).
+    pub net_gateway: String,
+    /// Bytes of each TCP socket's receive buffer, and of its transmit buffer.
+    pub net_tcp_buffer: u64,
+    /// Bytes of each UDP socket's receive buffer, and of its transmit buffer.
+    pub net_udp_buffer: u64,
+    /// TCP sockets in all, listening pools included.
+    pub net_sockets: u64,
 }
 
 /// Budgets checked by `cargo xtask size` and `cargo xtask bench`.
@@ -231,6 +261,23 @@ impl Profile {
             (
                 "STARDUST_TIME_SLICE_NS".into(),
                 self.settings.time_slice_ns.to_string(),
+            ),
+            ("STARDUST_NET_IP".into(), self.settings.net_ip.clone()),
+            (
+                "STARDUST_NET_GATEWAY".into(),
+                self.settings.net_gateway.clone(),
+            ),
+            (
+                "STARDUST_NET_TCP_BUFFER".into(),
+                self.settings.net_tcp_buffer.to_string(),
+            ),
+            (
+                "STARDUST_NET_UDP_BUFFER".into(),
+                self.settings.net_udp_buffer.to_string(),
+            ),
+            (
+                "STARDUST_NET_SOCKETS".into(),
+                self.settings.net_sockets.to_string(),
             ),
         ]
     }
@@ -415,6 +462,22 @@ impl Checker<'_> {
         }
     }
 
+    fn count(&self, key: &str, qualified: &str, v: &Value) -> Result<u64> {
+        let n = match v {
+            Value::Integer(i) => u64::try_from(*i).ok(),
+            Value::String(s) => {
+                let t = s.trim().replace('_', "");
+                if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                    None
+                } else {
+                    t.parse().ok()
+                }
+            }
+            _ => None,
+        };
+        n.ok_or_else(|| self.err(key, qualified, format!("expected a count like 64, got {v}")))
+    }
+
     /// Reads `v` as `kind` says.
     fn parse(&self, key: &str, qualified: &str, kind: Kind, v: &Value) -> Result<Parsed> {
         Ok(match kind {
@@ -453,6 +516,17 @@ impl Checker<'_> {
                 n => Parsed::Number(n),
             },
             Kind::Ratio => Parsed::Ratio(self.ratio(key, qualified, v)?),
+            Kind::NetIp => {
+                let text = self.string(key, qualified, v)?;
+                parse_net_ip(&text).map_err(|e| self.err(key, qualified, e))?;
+                Parsed::Text(text.trim().to_string())
+            }
+            Kind::Gateway => {
+                let text = self.string(key, qualified, v)?;
+                parse_gateway(&text).map_err(|e| self.err(key, qualified, e))?;
+                Parsed::Text(text.trim().to_string())
+            }
+            Kind::Count => Parsed::Number(self.count(key, qualified, v)?),
         })
     }
 
@@ -577,8 +651,14 @@ fn validate(
         memory: next().number(),
         time_slice_ns: next().number(),
         xen_guest: next().text(),
+        net_ip: next().text(),
+        net_gateway: next().text(),
+        net_tcp_buffer: next().number(),
+        net_udp_buffer: next().number(),
+        net_sockets: next().number(),
     };
     check_settings(&c, &settings)?;
+    check_net_settings(&c, &settings)?;
     let budget = |key: &str, kind: Kind| -> Result<Option<Parsed>> {
         file.budgets
             .get(key)
@@ -594,6 +674,9 @@ fn validate(
         }),
     };
     check_rules(&c, catalog, &mut slots, &settings, applied)?;
+    if slots.iter().any(|(s, v)| s == "net_device" && v != "none") {
+        check_net_memory(&c, &settings)?;
+    }
     let at = slots.iter().position(|(s, _)| s == PLATFORM);
     let platform = at.map(|i| slots.remove(i).1).unwrap_or_default();
     Ok(Profile {
@@ -857,6 +940,206 @@ fn check_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `net_ip`: a static address with its prefix length, or DHCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetIp {
+    /// `dhcp`: the address, prefix and router come from a DHCPv4 server.
+    Dhcp,
+    /// `A.B.C.D/P`.
+    Static {
+        /// The guest's own address.
+        addr: Ipv4Addr,
+        /// The prefix length, 1..=32.
+        prefix: u8,
+    },
+}
+
+impl NetIp {
+    /// Whether `other` lies in this address's subnet (never for DHCP).
+    pub fn contains(&self, other: Ipv4Addr) -> bool {
+        match *self {
+            NetIp::Dhcp => false,
+            NetIp::Static { addr, prefix } => {
+                let mask = u32::MAX << (32 - u32::from(prefix));
+                u32::from(addr) & mask == u32::from(other) & mask
+            }
+        }
+    }
+}
+
+/// Why `addr` cannot be a host's own address (`None` if it can).
+fn not_a_host_address(addr: Ipv4Addr) -> Option<&'static str> {
+    if addr.is_unspecified() {
+        Some("the unspecified address")
+    } else if addr.octets()[0] == 0 {
+        Some("in 0.0.0.0/8 (\"this network\")")
+    } else if addr.is_broadcast() {
+        Some("the broadcast address")
+    } else if addr.is_multicast() {
+        Some("a multicast address")
+    } else if addr.is_loopback() {
+        Some("a loopback address")
+    } else if addr.octets()[0] >= 240 {
+        Some("a reserved (class E) address")
+    } else {
+        None
+    }
+}
+
+/// Parses `net_ip`: `dhcp` or `A.B.C.D/P` (P from 1 to 32), a host's own address: not
+/// 0.0.0.0, a broadcast, multicast, loopback or class E address, nor, up to /30, the subnet's
+/// network or broadcast address.
+pub fn parse_net_ip(text: &str) -> std::result::Result<NetIp, String> {
+    let t = text.trim();
+    if t == "dhcp" {
+        return Ok(NetIp::Dhcp);
+    }
+    let usage =
+        "expected an IPv4 address with its prefix length, like \"10.0.2.15/24\", or \"dhcp\"";
+    let Some((addr, prefix)) = t.split_once('/') else {
+        return Err(match t.parse::<Ipv4Addr>() {
+            Ok(_) => format!("`{text}`: no prefix length; {usage}"),
+            Err(_) => format!("`{text}` is not an IPv4 address; {usage}"),
+        });
+    };
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("`{text}`: `{addr}` is not an IPv4 address; {usage}"))?;
+    let prefix: u8 = match prefix.parse() {
+        Ok(p) if prefix.bytes().all(|b| b.is_ascii_digit()) && (1..=32).contains(&p) => p,
+        _ => {
+            return Err(format!(
+                "`{text}`: `{prefix}` is not a prefix length from 1 to 32; {usage}"
+            ));
+        }
+    };
+    if let Some(why) = not_a_host_address(addr) {
+        return Err(format!("`{text}`: {addr} is {why}, not a host's address"));
+    }
+    if prefix <= 30 {
+        let host = u32::from(addr) & (u32::MAX >> prefix);
+        if host == 0 || host == u32::MAX >> prefix {
+            let what = if host == 0 { "network" } else { "broadcast" };
+            return Err(format!(
+                "`{text}`: {addr} is the {what} address of its /{prefix} subnet, not a host's address"
+            ));
+        }
+    }
+    Ok(NetIp::Static { addr, prefix })
+}
+
+/// Parses `net_gateway`: an IPv4 address, or empty for none.
+pub fn parse_gateway(text: &str) -> std::result::Result<Option<Ipv4Addr>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let addr: Ipv4Addr = t.parse().map_err(|_| {
+        format!("`{text}` is not an IPv4 address (expected like \"10.0.2.2\", or \"\" for none)")
+    })?;
+    if let Some(why) = not_a_host_address(addr) {
+        return Err(format!("`{text}` is {why}, not a gateway's address"));
+    }
+    Ok(Some(addr))
+}
+
+/// The network settings' bounds: the gateway in the address's subnet, buffer sizes, socket count.
+fn check_net_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
+    let fail = |key: &str, msg: String| Err(c.err(key, &format!("settings.{key}"), msg));
+    let blame = |keys: &[&'static str]| -> &'static str {
+        keys.iter()
+            .copied()
+            .find(|k| c.overridden.contains(*k))
+            .unwrap_or(keys[0])
+    };
+    // Both parsed already (Kind::NetIp, Kind::Gateway).
+    let ip = parse_net_ip(&s.net_ip).map_err(Error::msg)?;
+    let gateway = parse_gateway(&s.net_gateway).map_err(Error::msg)?;
+    if let (NetIp::Static { addr, prefix }, Some(gw)) = (ip, gateway) {
+        if gw == addr {
+            return fail(
+                blame(&["net_gateway", "net_ip"]),
+                format!(
+                    "the gateway {gw} is the guest's own address (net_ip = {})",
+                    s.net_ip
+                ),
+            );
+        }
+        if !ip.contains(gw) {
+            return fail(
+                blame(&["net_gateway", "net_ip"]),
+                format!(
+                    "the gateway {gw} is not in the guest's subnet {addr}/{prefix} (net_ip); \
+                     give a gateway in it, or net_gateway = \"\" for none"
+                ),
+            );
+        }
+    }
+    for key in ["net_tcp_buffer", "net_udp_buffer"] {
+        let bytes = if key == "net_tcp_buffer" {
+            s.net_tcp_buffer
+        } else {
+            s.net_udp_buffer
+        };
+        if !(MIN_NET_BUFFER..=MAX_NET_BUFFER).contains(&bytes) {
+            return fail(
+                key,
+                format!(
+                    "{} bytes: must be between {} (one full-sized packet of a 1500-byte MTU) \
+                     and {}",
+                    bytes,
+                    size_text(MIN_NET_BUFFER),
+                    size_text(MAX_NET_BUFFER)
+                ),
+            );
+        }
+    }
+    if !(1..=MAX_NET_SOCKETS).contains(&s.net_sockets) {
+        return fail(
+            "net_sockets",
+            format!(
+                "{}: must be between 1 and {MAX_NET_SOCKETS} (TCP sockets in all, listening \
+                 pools included)",
+                s.net_sockets
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// With a NIC: every TCP socket's two buffers must fit in the heap (or the whole memory).
+fn check_net_memory(c: &Checker<'_>, s: &Settings) -> Result<()> {
+    let needed = s
+        .net_sockets
+        .saturating_mul(2)
+        .saturating_mul(s.net_tcp_buffer);
+    let (limit, what) = if s.heap_size != 0 {
+        (s.heap_size, "heap_size")
+    } else {
+        (s.memory, "memory")
+    };
+    if needed <= limit {
+        return Ok(());
+    }
+    let key = ["net_sockets", "net_tcp_buffer", what]
+        .into_iter()
+        .find(|k| c.overridden.contains(*k))
+        .unwrap_or("net_sockets");
+    Err(c.err(
+        key,
+        &format!("settings.{key}"),
+        format!(
+            "net_sockets = {} TCP sockets with a receive and a transmit buffer of \
+             net_tcp_buffer = {} each need {}, more than {what} = {}: fewer sockets, smaller \
+             buffers or more {what}",
+            s.net_sockets,
+            size_text(s.net_tcp_buffer),
+            size_text(needed),
+            size_text(limit)
+        ),
+    ))
 }
 
 /// A catalog of `features` with the settings' defaults of the real facade and the given

@@ -199,6 +199,9 @@ pub struct QemuConfig {
     pub debug_exit: bool,
     /// Extra machine options, appended to `-machine NAME` after a comma (`acpi=off`).
     pub machine_opts: String,
+    /// A virtio-net NIC on QEMU user networking ([`crate::net`]): given by [`QemuConfig::new`]
+    /// to a profile with a NIC driver (`net_device` not `none`), forwards by `run --forward`.
+    pub nic: Option<crate::net::Nic>,
 }
 
 impl QemuConfig {
@@ -216,6 +219,7 @@ impl QemuConfig {
             gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
+            nic: crate::net::has_driver(profile).then(crate::net::Nic::default),
         }
     }
 
@@ -260,6 +264,10 @@ impl QemuConfig {
         if self.debug_exit {
             push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         }
+        if let Some(nic) = &self.nic {
+            let nic = nic.qemu_args(self.effective_machine());
+            push(&nic.iter().map(String::as_str).collect::<Vec<_>>());
+        }
         push(&["-kernel", &self.kernel.display().to_string()]);
         let append = self.append();
         if !append.is_empty() {
@@ -302,6 +310,9 @@ pub enum Outcome {
     Killed,
     /// QEMU ran longer than the time limit and was killed.
     TimedOut(Duration),
+    /// A background guest ([`crate::guest::Guest`]) was still running when its owner stopped
+    /// it (killed QEMU).
+    Stopped,
 }
 
 impl Outcome {
@@ -312,7 +323,7 @@ impl Outcome {
             Outcome::Guest(code) => (*code).clamp(0, 255) as u8,
             Outcome::NoStatus | Outcome::StatusNotOnConsole => status::NO_STATUS,
             Outcome::QemuFailed(_) => status::NEVER_RAN,
-            Outcome::Killed => status::KILLED,
+            Outcome::Killed | Outcome::Stopped => status::KILLED,
             Outcome::TimedOut(_) => status::TIMEOUT,
         }
     }
@@ -341,6 +352,9 @@ impl Outcome {
             ),
             Outcome::Killed => {
                 format!("QEMU was killed by a signal; exit status {code}")
+            }
+            Outcome::Stopped => {
+                format!("QEMU was still running and was stopped; exit status {code}")
             }
             Outcome::TimedOut(t) => format!(
                 "timeout: QEMU did not exit within {} s and was killed (the guest hangs? raise \
@@ -526,6 +540,33 @@ mod tests {
             gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
+            nic: None,
+        }
+    }
+
+    #[test]
+    fn a_nic_follows_the_debug_exit_device() {
+        let mut c = cfg();
+        c.nic = Some(crate::net::Nic::with_forwards(vec![
+            crate::net::Forward::tcp(8080, 80),
+        ]));
+        let args = c.args().join(" ");
+        assert!(
+            args.contains(
+                "iosize=0x04 -netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80 \
+                 -global virtio-mmio.force-legacy=false \
+                 -device virtio-net-device,netdev=n0,mac=52:54:00:12:34:56 -kernel k.elf"
+            ),
+            "{args}"
+        );
+        c.machine = Machine::Q35;
+        let args = c.args().join(" ");
+        if qboot_rom().is_some() {
+            assert!(
+                args.contains(" -device virtio-net-pci,netdev=n0,"),
+                "{args}"
+            );
+            assert!(!args.contains("virtio-mmio"), "{args}");
         }
     }
 

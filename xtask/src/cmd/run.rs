@@ -14,7 +14,7 @@ use super::{ProfileArgs, QemuArgs};
 use crate::cmd::setup;
 use crate::qemu::{self, Outcome, QemuConfig};
 use crate::workspace::{Workspace, display_path};
-use crate::{bench, image, xenlab};
+use crate::{bench, image, net, xenlab};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -28,6 +28,19 @@ pub struct RunArgs {
     /// Kernel options, e.g. "log=debug bootchart".
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub kargs: String,
+    /// Forward 127.0.0.1:HOSTPORT to the guest's GUESTPORT over QEMU user networking
+    /// (repeatable; TCP by default, `udp:H:G` for UDP), e.g. `--forward 8080:80`. Gives the
+    /// guest a virtio-net NIC, so the profile needs a NIC driver (`--profile net` or
+    /// `--set net_device=virtio`); such a profile gets the NIC even without --forward or --nic.
+    #[arg(long, value_name = "[tcp:|udp:]HOSTPORT:GUESTPORT")]
+    pub forward: Vec<String>,
+    /// A virtio-net NIC on QEMU user networking without forwarded ports (guest 10.0.2.15,
+    /// gateway 10.0.2.2); implied by --forward and by a profile with a NIC driver.
+    #[arg(long)]
+    pub nic: bool,
+    /// The NIC's MAC address (default 52:54:00:12:34:56).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
     /// Start halted with QEMU's GDB server on 127.0.0.1 (port --gdb-port, else a free one) and
     /// print the gdb command.
     #[arg(long)]
@@ -53,6 +66,7 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         ws.check_app_fits(app, &profile)?;
     }
     crate::cmdline::check_kargs(&args.kargs)?;
+    let nic = check_nic_args(&args, &profile)?;
     // A prebuilt image: checked first (a missing file, not an ELF, no entry this platform
     // boots), and on Xen its own notes say PV or PVH.
     let prebuilt = match &args.image {
@@ -109,6 +123,16 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         (true, Some(port)) => Some(port),
         (true, None) => Some(qemu::free_port()?),
     };
+    if let (Some(nic), Some((forwards, mac))) = (&mut cfg.nic, nic) {
+        nic.forwards = forwards;
+        nic.mac = mac;
+        nic.guest_ip = net::guest_ip(&profile, &cfg.kargs);
+        if let Some(note) = net::user_net_note(nic.guest_ip) {
+            eprintln!("xtask: note: {note}");
+        }
+        net::check_host_ports(&nic.forwards)?;
+        eprintln!("xtask: {}", net::describe(nic));
+    }
     let append = cfg.append();
     if append.len() > qemu::CMDLINE_LIMIT {
         eprintln!(
@@ -155,9 +179,37 @@ pub fn check_image(
     crate::image::check_prebuilt(&bytes, platform).map_err(on)
 }
 
+/// `--forward`, `--nic` and `--mac` checked against the profile: the forwards and the MAC of the
+/// NIC that a profile with a NIC driver gets (`None` without a driver, and then none may be
+/// given).
+pub fn check_nic_args(
+    args: &RunArgs,
+    profile: &crate::profile::Profile,
+) -> Result<Option<(Vec<net::Forward>, String)>> {
+    let forwards = net::parse_forwards(&args.forward)?;
+    let mac = match &args.mac {
+        Some(mac) => net::parse_mac(mac)?,
+        None => net::GUEST_MAC.to_string(),
+    };
+    let asked = [
+        ("--forward", !forwards.is_empty()),
+        ("--nic", args.nic),
+        ("--mac", args.mac.is_some()),
+    ];
+    if let Some((flag, _)) = asked.iter().find(|(_, given)| *given)
+        && profile.platform != "xen"
+    {
+        net::check_driver(profile, flag)?;
+    }
+    Ok(net::has_driver(profile).then_some((forwards, mac)))
+}
+
 /// The options that only mean something to QEMU on the KVM platform.
 pub fn check_xen_run_args(args: &RunArgs) -> Result<()> {
     let qemu_only = [
+        ("--forward", !args.forward.is_empty()),
+        ("--nic", args.nic),
+        ("--mac", args.mac.is_some()),
         ("--gdb", args.gdb),
         ("--accel", args.qemu.accel.is_some()),
         ("--machine", args.qemu.machine.is_some()),

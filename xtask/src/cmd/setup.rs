@@ -18,6 +18,66 @@ pub use xenlab::qemu_version::QEMU;
 const QEMU_HELP: &str = "Install it with (Debian/Ubuntu, as root):\n    apt-get update && apt-get install -y qemu-system-x86\n\
      (QEMU 7.2 on Debian bookworm, 10.0 on trixie: both run everything here, the Xen lab included)";
 
+/// The host tools that the network tests and benches use: `(command, Debian package, what for)`.
+/// `setup` installs the missing ones as it installs QEMU (apt-get, as root), else prints the
+/// command. The one list to extend (the benches add theirs here).
+pub const HOST_TOOLS: &[(&str, &str, &str)] =
+    &[("curl", "curl", "HTTP requests of the network tests")];
+
+/// The tools of [`HOST_TOOLS`] not on `PATH`.
+pub fn missing_host_tools() -> Vec<(&'static str, &'static str, &'static str)> {
+    HOST_TOOLS
+        .iter()
+        .copied()
+        .filter(|(cmd, _, _)| find_in_path(cmd).is_none())
+        .collect()
+}
+
+/// Installs what [`HOST_TOOLS`] lists and is missing (once per process): one `apt-get install`
+/// as root, else an error with the command to run.
+pub fn ensure_host_tools() -> Result<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| install_host_tools().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(Error::msg)
+}
+
+fn install_host_tools() -> Result<()> {
+    let missing = missing_host_tools();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|(_, p, _)| *p).collect();
+    let command = format!(
+        "apt-get update && apt-get install -y {}",
+        packages.join(" ")
+    );
+    if !is_root() || find_in_path("apt-get").is_none() {
+        let what: Vec<String> = missing
+            .iter()
+            .map(|(cmd, _, why)| format!("{cmd} ({why})"))
+            .collect();
+        bail!(
+            "missing: {}. Install them with (Debian/Ubuntu, as root):\n    {command}",
+            what.join(", ")
+        );
+    }
+    eprintln!("setup: missing {}; installing", packages.join(", "));
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run_logged(&mut cmd, &format!("apt-get {}", args.join(" ")))
+    };
+    apt(&["update"])?;
+    let mut install = vec!["install", "-y"];
+    install.extend(&packages);
+    apt(&install)?;
+    if let Some((cmd, pkg, _)) = missing_host_tools().first() {
+        bail!("apt-get installed {pkg} but {cmd} is still not on PATH");
+    }
+    Ok(())
+}
+
 fn run_logged(cmd: &mut Command, what: &str) -> Result<()> {
     eprintln!("setup: running {what}");
     let status = cmd
@@ -115,7 +175,7 @@ pub fn ensure_qemu() -> Result<PathBuf> {
         .map_err(Error::msg)
 }
 
-/// Everything: the target and QEMU. Prints what it found.
+/// Everything: the target, QEMU and the host tools of [`HOST_TOOLS`]. Prints what it found.
 pub fn setup_all(ws: &Workspace) -> Result<()> {
     ensure_target(ws)?;
     eprintln!("setup: Rust target {TARGET}: installed");
@@ -145,5 +205,27 @@ pub fn setup_all(ws: &Workspace) -> Result<()> {
         ),
         None => eprintln!("setup: qboot.rom not found: `run` uses the microvm machine by default"),
     }
+    ensure_host_tools()?;
+    for (cmd, _, why) in HOST_TOOLS {
+        let path = find_in_path(cmd).map_or_else(|| "?".into(), |p| p.display().to_string());
+        eprintln!("setup: {cmd}: {path} ({why})");
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_tools_are_named_once_each() {
+        for (i, (cmd, pkg, why)) in HOST_TOOLS.iter().enumerate() {
+            assert!(!cmd.is_empty() && !pkg.is_empty() && !why.is_empty());
+            assert!(
+                !HOST_TOOLS[..i].iter().any(|(c, _, _)| c == cmd),
+                "{cmd} listed twice"
+            );
+        }
+        assert!(HOST_TOOLS.iter().any(|(cmd, _, _)| *cmd == "curl"));
+    }
 }

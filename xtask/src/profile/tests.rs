@@ -26,6 +26,11 @@ stack_size = "64K"
 memory = "32M"
 time_slice = "10ms"
 xen_guest = "pv"
+net_ip = "10.0.2.15/24"
+net_gateway = "10.0.2.2"
+net_tcp_buffer = "64K"
+net_udp_buffer = "16K"
+net_sockets = 64
 
 [[package.metadata.stardust.rules]]
 when = ["console-serial", "console-debugcon"]
@@ -118,6 +123,11 @@ fn parses_the_contract_example() {
             ("STARDUST_HEAP_SIZE".to_string(), "0".to_string()),
             ("STARDUST_STACK_SIZE".to_string(), "65536".to_string()),
             ("STARDUST_TIME_SLICE_NS".to_string(), "10000000".to_string()),
+            ("STARDUST_NET_IP".to_string(), "10.0.2.15/24".to_string()),
+            ("STARDUST_NET_GATEWAY".to_string(), "10.0.2.2".to_string()),
+            ("STARDUST_NET_TCP_BUFFER".to_string(), "65536".to_string()),
+            ("STARDUST_NET_UDP_BUFFER".to_string(), "16384".to_string()),
+            ("STARDUST_NET_SOCKETS".to_string(), "64".to_string()),
         ]
     );
     assert_eq!(p.tag(), "default");
@@ -595,4 +605,277 @@ fn size_strings() {
 fn qemu_memory_strings() {
     assert_eq!(qemu_memory_arg(32 << 20), "32M");
     assert_eq!(qemu_memory_arg((4 << 20) + 512 * 1024), "4608K");
+}
+
+#[test]
+fn network_settings_have_defaults_and_become_environment_variables() {
+    let p = parse(DEFAULT, &[]).expect("parses");
+    assert_eq!(p.settings.net_ip, "10.0.2.15/24");
+    assert_eq!(p.settings.net_gateway, "10.0.2.2");
+    assert_eq!(p.settings.net_tcp_buffer, 64 * 1024);
+    assert_eq!(p.settings.net_udp_buffer, 16 * 1024);
+    assert_eq!(p.settings.net_sockets, 64);
+    let env = p.env();
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{k} missing from {env:?}"))
+    };
+    assert_eq!(var("STARDUST_NET_IP"), "10.0.2.15/24");
+    assert_eq!(var("STARDUST_NET_GATEWAY"), "10.0.2.2");
+    assert_eq!(var("STARDUST_NET_TCP_BUFFER"), "65536");
+    assert_eq!(var("STARDUST_NET_UDP_BUFFER"), "16384");
+    assert_eq!(var("STARDUST_NET_SOCKETS"), "64");
+    let p = parse(
+        DEFAULT,
+        &[
+            "net_ip=dhcp",
+            "net_gateway=",
+            "net_tcp_buffer=256K",
+            "net_sockets=1000",
+        ],
+    )
+    .expect("parses");
+    assert_eq!(p.settings.net_ip, "dhcp");
+    assert_eq!(p.settings.net_gateway, "");
+    assert_eq!(p.settings.net_tcp_buffer, 256 * 1024);
+    assert_eq!(p.settings.net_sockets, 1000);
+    assert_eq!(
+        p.tag(),
+        "default+net_ip-dhcp+net_gateway-_+net_tcp_buffer-256K+net_sockets-1000"
+    );
+    let p = parse(
+        &format!("{DEFAULT}\n").replace(
+            "memory = \"32M\"",
+            "memory = \"32M\"\nnet_ip = \"192.168.7.9/16\"\nnet_gateway = \"192.168.0.1\"\nnet_sockets = \"128\"",
+        ),
+        &[],
+    )
+    .expect("parses");
+    assert_eq!(p.settings.net_ip, "192.168.7.9/16");
+    assert_eq!(p.settings.net_sockets, 128);
+    // With DHCP the gateway is the DHCP server's to name: the profile's is not checked
+    // against a subnet.
+    assert!(parse(DEFAULT, &["net_ip=dhcp", "net_gateway=192.168.0.1"]).is_ok());
+}
+
+#[test]
+fn bad_network_settings_say_what_is_wrong() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["net_ip=10.0.2.15"],
+            &[
+                "net_ip (set on the command line)",
+                "no prefix length",
+                "\"dhcp\"",
+            ],
+        ),
+        (&["net_ip=10.0.2/24"], &["`10.0.2` is not an IPv4 address"]),
+        (
+            &["net_ip=10.0.2.15/33"],
+            &["`33` is not a prefix length from 1 to 32"],
+        ),
+        (&["net_ip=10.0.2.15/0"], &["`0` is not a prefix length"]),
+        (&["net_ip=10.0.2.15/+8"], &["`+8` is not a prefix length"]),
+        (
+            &["net_ip=10.0.2.0/24"],
+            &["network address of its /24 subnet"],
+        ),
+        (
+            &["net_ip=10.0.2.255/24"],
+            &["broadcast address of its /24 subnet"],
+        ),
+        (&["net_ip=0.0.0.0/8"], &["the unspecified address"]),
+        (&["net_ip=0.1.2.3/8"], &["0.0.0.0/8"]),
+        (&["net_ip=224.0.0.1/4"], &["a multicast address"]),
+        (&["net_ip=127.0.0.1/8"], &["a loopback address"]),
+        (&["net_ip=DHCP"], &["not an IPv4 address"]),
+        (
+            &["net_gateway=10.0.2"],
+            &[
+                "net_gateway (set on the command line)",
+                "not an IPv4 address",
+                "for none",
+            ],
+        ),
+        (&["net_gateway=255.255.255.255"], &["the broadcast address"]),
+        (
+            &["net_gateway=10.0.3.2"],
+            &[
+                "net_gateway",
+                "not in the guest's subnet 10.0.2.15/24",
+                "net_gateway = \"\"",
+            ],
+        ),
+        (&["net_gateway=10.0.2.15"], &["the guest's own address"]),
+        (
+            &["net_ip=10.0.9.9/24"],
+            &[
+                "net_ip (set on the command line)",
+                "10.0.2.2 is not in the guest's subnet 10.0.9.9/24",
+            ],
+        ),
+        (
+            &["net_tcp_buffer=1K"],
+            &[
+                "net_tcp_buffer",
+                "1024 bytes: must be between 2K",
+                "and 64M",
+            ],
+        ),
+        (&["net_udp_buffer=128M"], &["net_udp_buffer", "between 2K"]),
+        (
+            &["net_tcp_buffer=lots"],
+            &["net_tcp_buffer", "bad size `lots`"],
+        ),
+        (&["net_sockets=0"], &["net_sockets", "between 1 and 16384"]),
+        (&["net_sockets=99999"], &["between 1 and 16384"]),
+        (&["net_sockets=-3"], &["expected a count like 64"]),
+        (&["net_sockets=4K"], &["expected a count like 64"]),
+    ];
+    for (sets, words) in cases {
+        let e = err(DEFAULT, sets);
+        for w in *words {
+            assert!(e.contains(w), "{sets:?}: {e:?} lacks {w:?}");
+        }
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // In the file, the error names the file's key.
+    let e = err(
+        &DEFAULT.replace("memory = \"32M\"", "memory = \"32M\"\nnet_sockets = true"),
+        &[],
+    );
+    assert!(
+        e.contains("profile `default`: settings.net_sockets: expected a count"),
+        "{e}"
+    );
+    let e = err(
+        &DEFAULT.replace("memory = \"32M\"", "memory = \"32M\"\nnet_ip = 10"),
+        &[],
+    );
+    assert!(e.contains("settings.net_ip: expected a string"), "{e}");
+}
+
+#[test]
+fn socket_buffers_must_fit_in_memory_with_a_nic() {
+    let facade = FACADE.replace(
+        "console-debugcon = []",
+        "console-debugcon = []\nnet_device-none = []\nnet_device-virtio = []",
+    );
+    let catalog = Catalog::from_manifest(&facade).expect("parses");
+    let parse = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Profile::parse("net", DEFAULT, &sets, &catalog)
+    };
+    // 1024 sockets of 2 x 64K = 128M: more than 32M, but only a NIC makes it matter.
+    assert!(parse(&["net_sockets=1024"]).is_ok());
+    let e = parse(&["net_sockets=1024", "net_device=virtio"])
+        .expect_err("too much")
+        .to_string();
+    assert!(
+        e.contains("net_sockets (set on the command line)")
+            && e.contains("need 128M, more than memory = 32M"),
+        "{e}"
+    );
+    let e = parse(&["net_device=virtio", "heap_size=4M"])
+        .expect_err("8M of buffers in a 4M heap")
+        .to_string();
+    assert!(
+        e.contains("heap_size (set on the command line)") && e.contains("more than heap_size = 4M"),
+        "{e}"
+    );
+    assert!(parse(&["net_device=virtio", "net_sockets=128"]).is_ok());
+}
+
+/// Random, mostly nearly valid `net_ip` and `net_gateway` texts: the parsers never panic, and
+/// accept exactly the host addresses with a prefix of 1 to 32 written the one canonical way.
+#[test]
+fn network_address_parsers_take_random_inputs() {
+    use platform::fuzz::{Rng, cases};
+    let mut rng = Rng::new(0x16_0001);
+    let pieces = [
+        "10",
+        "0",
+        "2",
+        "15",
+        "255",
+        "256",
+        "1",
+        "00",
+        "01",
+        "192",
+        "168",
+        ".",
+        ".",
+        ".",
+        "/",
+        "/",
+        "24",
+        "32",
+        "33",
+        "0",
+        " ",
+        "dhcp",
+        "-",
+        "+",
+        "x",
+        "",
+        "4294967296",
+    ];
+    let mut accepted = 0;
+    for _ in 0..cases(20_000) {
+        let text: String = if rng.chance(50) {
+            // A dotted quad with a prefix, each part near an edge.
+            let octet = |rng: &mut Rng| match rng.below(4) {
+                0 => rng.below(256).to_string(),
+                1 => rng
+                    .pick(&["0", "255", "256", "00", "01", "-1", ""])
+                    .to_string(),
+                _ => rng.below(300).to_string(),
+            };
+            let mut t = format!(
+                "{}.{}.{}.{}",
+                octet(&mut rng),
+                octet(&mut rng),
+                octet(&mut rng),
+                octet(&mut rng)
+            );
+            if rng.chance(90) {
+                t.push('/');
+                t.push_str(&rng.below(40).to_string());
+            }
+            t
+        } else {
+            (0..rng.below(12)).map(|_| rng.pick(&pieces)).collect()
+        };
+        if let Ok(NetIp::Static { addr, prefix }) = parse_net_ip(&text) {
+            accepted += 1;
+            assert_eq!(format!("{addr}/{prefix}"), text.trim(), "{text:?}");
+            assert!((1..=32).contains(&prefix), "{text:?}");
+            let o = addr.octets();
+            assert!(o[0] != 0 && o[0] != 127 && o[0] < 224, "{text:?}");
+            assert!(parse_gateway(&addr.to_string()).is_ok(), "{text:?}");
+            if prefix <= 30 {
+                let host = u32::from(addr) & (u32::MAX >> prefix);
+                assert!(host != 0 && host != u32::MAX >> prefix, "{text:?}");
+            }
+        }
+        if let Ok(Some(gw)) = parse_gateway(&text) {
+            assert_eq!(gw.to_string(), text.trim(), "{text:?}");
+        }
+        // Whatever the text, a profile with it is either valid or a one-line error naming
+        // the key (one case in ten: a whole profile parse is slower).
+        if !rng.chance(10) {
+            continue;
+        }
+        for key in ["net_ip", "net_gateway"] {
+            if let Err(e) = parse(DEFAULT, &[&format!("{key}={text}")]) {
+                let e = e.to_string();
+                assert!(e.starts_with("net_"), "{text:?}: {e}");
+                assert!(!e.contains('\n'), "{text:?}: {e}");
+            }
+        }
+    }
+    assert!(accepted > 100, "only {accepted} valid addresses generated");
 }
