@@ -87,6 +87,8 @@ pub struct Run<'a> {
     pub machine_opts: &'a str,
     /// The accelerator (default TCG).
     pub accel: xtask::qemu::Accel,
+    /// Extra QEMU arguments, appended last.
+    pub extra: &'a [&'a str],
 }
 
 impl<'a> Run<'a> {
@@ -102,7 +104,14 @@ impl<'a> Run<'a> {
             debug_exit: true,
             machine_opts: "",
             accel: xtask::qemu::Accel::Tcg,
+            extra: &[],
         }
+    }
+
+    /// With these extra QEMU arguments, appended last (`-device ...`, `-netdev ...`).
+    pub fn extra(mut self, extra: &'a [&'a str]) -> Self {
+        self.extra = extra;
+        self
     }
 
     /// Under this accelerator.
@@ -161,6 +170,7 @@ impl<'a> Run<'a> {
         cfg.debug_exit = self.debug_exit;
         cfg.machine_opts = self.machine_opts.to_string();
         cfg.accel = self.accel;
+        cfg.extra_args = self.extra.iter().map(|s| s.to_string()).collect();
         cfg.kargs = self.kargs.to_string();
         cfg.app_args = self.args.iter().map(|s| s.to_string()).collect();
         let boot = qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT))

@@ -199,6 +199,8 @@ pub struct QemuConfig {
     pub debug_exit: bool,
     /// Extra machine options, appended to `-machine NAME` after a comma (`acpi=off`).
     pub machine_opts: String,
+    /// Extra QEMU arguments, appended last (`-device virtio-net-pci,netdev=n0`).
+    pub extra_args: Vec<String>,
 }
 
 impl QemuConfig {
@@ -216,6 +218,7 @@ impl QemuConfig {
             gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -272,6 +275,7 @@ impl QemuConfig {
         if let Some(port) = self.gdb {
             push(&["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
         }
+        a.extend(self.extra_args.iter().cloned());
         a
     }
 
@@ -526,6 +530,7 @@ mod tests {
             gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -576,6 +581,14 @@ mod tests {
         let args = c.args().join(" ");
         assert!(!args.contains("isa-debug-exit"), "{args}");
         assert!(args.contains("-machine microvm,acpi=off "), "{args}");
+    }
+
+    #[test]
+    fn extra_args_come_last() {
+        let mut c = cfg();
+        c.extra_args = vec!["-device".into(), "virtio-net-device,netdev=n0".into()];
+        let args = c.args();
+        assert_eq!(args[args.len() - 2..], c.extra_args[..]);
     }
 
     #[test]
