@@ -22,6 +22,7 @@
 //! thread exists); afterwards it is read-only. The phase atomic publishes each step.
 
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 use pc::discovery::{self, DeviceList, Machine, MmioSource, Probe};
 use pc::pci::{self, Address, ConfigSpace, HostBridge, MmioWindow, PortConfigSpace};
@@ -36,17 +37,14 @@ struct Found {
     fixed_table: bool,
 }
 
-struct Shared(UnsafeCell<Found>);
+/// Zeroed until `init` writes it (so it costs the image no bytes: `.bss`).
+struct Shared(UnsafeCell<MaybeUninit<Found>>);
 
 // SAFETY: written only on the boot CPU before any other CPU or thread runs (see the module
 // docs), in the phases `PHASE` publishes; read-only afterwards.
 unsafe impl Sync for Shared {}
 
-static FOUND: Shared = Shared(UnsafeCell::new(Found {
-    list: DeviceList::new(),
-    transports: Transports::new(),
-    fixed_table: false,
-}));
+static FOUND: Shared = Shared(UnsafeCell::new(MaybeUninit::zeroed()));
 
 /// 0: before `init`; 1: `init` done (PCI listed, transports noted); 2: transports being probed;
 /// 3: all done.
@@ -61,7 +59,11 @@ pub(crate) fn init(boot: &BootInfo, memory: &mut DeviceMemory) {
         return;
     }
     // SAFETY: phase 0: `init` runs once, on the boot CPU, before anything reads the list.
-    let found = unsafe { &mut *FOUND.0.get() };
+    let found = unsafe { &mut *FOUND.0.get() }.write(Found {
+        list: DeviceList::new(),
+        transports: Transports::new(),
+        fixed_table: false,
+    });
 
     let line = boot.cmdline.as_str().unwrap_or_default();
     let (tokens, bad) = Transports::from_params(cmdline::monitor_params(line));
@@ -89,7 +91,18 @@ pub(crate) fn init(boot: &BootInfo, memory: &mut DeviceMemory) {
         qemu: crate::fw_cfg_is_qemu(),
     };
     let source = discovery::mmio_source(machine);
-    log::debug!("virtio-mmio transports: {source:?} ({machine:?})");
+    log::debug!(
+        "virtio-mmio transports: {} (command line: {}, PCI: {}, ACPI: {}, QEMU: {})",
+        match source {
+            MmioSource::CommandLine => "the command line's",
+            MmioSource::MicrovmAcpi => "microvm's ACPI layout",
+            MmioSource::None => "none",
+        },
+        machine.command_line_transports,
+        machine.pci_host_bridge,
+        machine.acpi,
+        machine.qemu,
+    );
     (found.transports, found.fixed_table) = match source {
         MmioSource::CommandLine => (tokens, false),
         MmioSource::MicrovmAcpi => (Transports::microvm_acpi(), true),
@@ -122,29 +135,30 @@ fn scan_pci(
 ) {
     let mut window = MmioWindow::new(pci::Q35_MMIO_WINDOW);
     let mut functions = [pci::Device::default(); PCI_MAX];
-    let scan = pci::scan_filtered(cfg, &mut window, &mut functions, |vendor, device| {
-        let keep = vendor == pci::VIRTIO_VENDOR;
-        if !keep {
-            log::debug!("PCI [{vendor:04x}:{device:04x}]: not a virtio device, left alone");
-        }
-        keep
+    let scan = pci::scan_filtered(cfg, &mut window, &mut functions, |vendor, _| {
+        vendor == pci::VIRTIO_VENDOR
     });
     log::debug!(
-        "PCI bus 0 ({bridge:?} host bridge): {} virtio functions, {} others left alone, {} \
-         skipped (the last: {:?})",
+        "PCI bus 0 ({} host bridge): {} virtio functions, {} others left alone, {} skipped",
+        match bridge {
+            HostBridge::Q35 => "Q35",
+            HostBridge::Other => "other",
+        },
         scan.found,
         scan.ignored,
         scan.skipped,
-        scan.last_skip,
     );
-    for f in &functions[..scan.found] {
+    for f in functions.get(..scan.found).unwrap_or_default() {
         let mut room = true;
         for bar in f.memory_bars() {
             log::debug!(
-                "PCI {}: BAR{} {:?} at {:#x}, {:#x} bytes",
+                "PCI {}: BAR{} {} at {:#x}, {:#x} bytes",
                 f.address,
                 bar.index,
-                bar.kind,
+                match bar.kind {
+                    pci::BarKind::Memory64 => "64-bit",
+                    _ => "32-bit",
+                },
                 bar.address,
                 bar.size
             );
@@ -190,8 +204,8 @@ pub(crate) fn visit(mapped: bool, visit: &mut dyn FnMut(&Device)) {
             .is_ok()
     {
         // SAFETY: phase 2 is this caller's alone (the exchange above), on the boot CPU; no
-        // reader looks at the list until phase 3 is published.
-        let found = unsafe { &mut *FOUND.0.get() };
+        // reader looks at the list until phase 3 is published. `init` wrote it (phase >= 1).
+        let found = unsafe { (*FOUND.0.get()).assume_init_mut() };
         probe(found);
         PHASE.store(3, Ordering::Release);
     }
@@ -201,9 +215,9 @@ pub(crate) fn visit(mapped: bool, visit: &mut dyn FnMut(&Device)) {
     if PHASE.load(Ordering::Acquire) == 0 {
         return;
     }
-    // SAFETY: phase 1 or 3: nobody writes the list any more (phase 1 before `map_memory` is
-    // the boot CPU's alone, and the probe starts only on it).
-    let found = unsafe { &*FOUND.0.get() };
+    // SAFETY: phase 1 or 3: `init` wrote it, and nobody writes it any more (phase 1 before
+    // `map_memory` is the boot CPU's alone, and the probe starts only on it).
+    let found = unsafe { (*FOUND.0.get()).assume_init_ref() };
     for d in found.list.as_slice() {
         visit(d);
     }

@@ -24,10 +24,16 @@
 //! port reads 0xff) the first method always works, and skipping the tables saves about a
 //! quarter of the guest's boot time under TCG.
 //!
+//! Devices (feature `devices`, which the kernel turns on with a device driver: `net_device =
+//! "virtio"`): [`Platform::init`] scans PCI bus 0 and chooses the virtio-mmio transports,
+//! [`Platform::devices`] probes the transports on its first call after `map_memory` and shows
+//! the list (`devices.rs`). Without it `devices` shows none and no image pays for discovery.
+//!
 //! # Cargo features
-//! None.
+//! - `devices`: device discovery (PCI, virtio-mmio) and [`Platform::devices`].
 #![no_std]
 
+#[cfg(feature = "devices")]
 mod devices;
 
 use arch_x86_64::{cpu, tsc};
@@ -160,6 +166,7 @@ impl platform::Platform for Kvm {
             }
             None => log::debug!("no local APIC in xAPIC mode: no timer interrupts"),
         }
+        #[cfg(feature = "devices")]
         devices::init(boot, &mut devices);
         if qemu_debug_exit_present() {
             log::debug!("QEMU isa-debug-exit present: ACPI power-off not needed");
@@ -299,6 +306,7 @@ impl platform::Platform for Kvm {
         unsafe { arch_x86_64::remap_page(page) }
     }
 
+    #[cfg(feature = "devices")]
     fn devices(visit: &mut dyn FnMut(&platform::device::Device)) {
         devices::visit(MAPPED.load(Ordering::Acquire), visit)
     }

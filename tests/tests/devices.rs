@@ -1,7 +1,8 @@
 //! Device discovery at boot (`log=debug` shows a `device: ...` line per device the platform
 //! found): virtio PCI functions on q35 with their INTx routed by the ICH9 swizzle, virtio-mmio
 //! transports on microvm with ACPI (the fixed layout, GSI 24 + n) and with `acpi=off` (the
-//! command line's tokens, IRQ 5 + n), and none on machines without devices.
+//! command line's tokens, IRQ 5 + n), and none on machines without devices. Discovery is built
+//! into images with a device driver only (`net_device = "virtio"`).
 
 use stardust_tests::{Boot, Machine, Run, assert_exit};
 
@@ -26,6 +27,7 @@ fn devices(boot: &Boot) -> (Vec<String>, String) {
 
 fn boot(machine: Machine, opts: &str, extra: &[&str]) -> Boot {
     let boot = Run::new("hello")
+        .set(&["net_device=virtio"])
         .machine(machine)
         .machine_opts(opts)
         .kargs("log=debug")
@@ -72,7 +74,7 @@ fn q35_lists_virtio_pci_functions_with_their_gsi() {
         boot.stdout
     );
     assert!(
-        boot.stdout.contains("BAR4 Memory64 at 0xc0"),
+        boot.stdout.contains("BAR4 64-bit at 0xc0"),
         "{}",
         boot.stdout
     );
@@ -150,6 +152,20 @@ fn modern_transports_are_listed_too() {
 }
 
 #[test]
+fn images_without_a_device_driver_do_not_look() {
+    let boot = Run::new("hello")
+        .kargs("log=debug")
+        .extra(NET_AND_BLOCK_PCI)
+        .boot();
+    assert_exit(&boot, 0);
+    assert!(
+        !boot.stdout.contains("device"),
+        "net_device = none: no discovery\n{}",
+        boot.stdout
+    );
+}
+
+#[test]
 fn machines_without_devices_list_none() {
     for (machine, opts) in [
         (Machine::Q35, ""),
@@ -178,7 +194,7 @@ fn the_universal_image_finds_devices_on_kvm_class_monitors() {
         ),
     ] {
         let boot = Run::new("hello")
-            .set(&["platform=universal"])
+            .set(&["platform=universal", "net_device=virtio"])
             .machine(machine)
             .kargs("log=debug")
             .extra(extra)

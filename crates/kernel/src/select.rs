@@ -33,6 +33,10 @@ pub const IDENTITY_DMA: bool = !cfg!(all(
     not(feature = "xen_guest_pvh")
 ));
 
+/// Whether the profile has a device driver, and so the platform's device discovery
+/// (`net_device`).
+pub const HAS_DEVICES: bool = cfg!(feature = "net_device-virtio");
+
 /// The console device, and its one instance.
 #[cfg(all(feature = "platform-kvm", feature = "console-serial"))]
 pub type SelectedConsole = platform_kvm::Com1;
