@@ -22,7 +22,8 @@
 //! [`probe`] tells a device, an empty slot, and something that is not a transport apart,
 //! through the small [`MmioRead`] trait, which the host tests fake.
 //!
-//! Everything here is pure: nothing maps device memory yet.
+//! Everything here is pure: `platform-kvm`'s `devices.rs` maps the windows and probes them
+//! (through [`crate::discovery`]).
 
 use core::fmt;
 
