@@ -24,9 +24,17 @@
 //! port reads 0xff) the first method always works, and skipping the tables saves about a
 //! quarter of the guest's boot time under TCG.
 //!
+//! Devices (feature `devices`, which the kernel turns on with a device driver: `net_device =
+//! "virtio"`): [`Platform::init`] scans PCI bus 0 and chooses the virtio-mmio transports,
+//! [`Platform::devices`] probes the transports on its first call after `map_memory` and shows
+//! the list (`devices.rs`). Without it `devices` shows none and no image pays for discovery.
+//!
 //! # Cargo features
-//! None.
+//! - `devices`: device discovery (PCI, virtio-mmio) and [`Platform::devices`].
 #![no_std]
+
+#[cfg(feature = "devices")]
+mod devices;
 
 use arch_x86_64::{cpu, tsc};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
@@ -158,6 +166,8 @@ impl platform::Platform for Kvm {
             }
             None => log::debug!("no local APIC in xAPIC mode: no timer interrupts"),
         }
+        #[cfg(feature = "devices")]
+        devices::init(boot, &mut devices);
         if qemu_debug_exit_present() {
             log::debug!("QEMU isa-debug-exit present: ACPI power-off not needed");
             return devices;
@@ -169,8 +179,9 @@ impl platform::Platform for Kvm {
                     PowerOffRegister::Pm1aControl(port) => (1, u64::from(port)),
                     PowerOffRegister::SleepControlPort(port) => (2, u64::from(port)),
                     PowerOffRegister::SleepControlMmio(addr) => {
-                        // Cannot fail: the list holds at most the APIC page before this push.
-                        let _ = devices.push(Range::new(addr, addr + 1));
+                        if let Err(e) = devices.push_merged(Range::new(addr, addr + 1)) {
+                            log::warn!("ACPI sleep control register not mapped: {e}");
+                        }
                         (3, addr)
                     }
                 };
@@ -294,6 +305,11 @@ impl platform::Platform for Kvm {
         // SAFETY: forwarded to the caller.
         unsafe { arch_x86_64::remap_page(page) }
     }
+
+    #[cfg(feature = "devices")]
+    fn devices(visit: &mut dyn FnMut(&platform::device::Device)) {
+        devices::visit(MAPPED.load(Ordering::Acquire), visit)
+    }
 }
 
 /// Whether the local APIC timer works, setting it up on the first call after the kernel's page
@@ -371,9 +387,14 @@ fn read_rtc() -> Option<u64> {
 /// QEMU (its fw_cfg device answers with the signature "QEMU") with `isa-debug-exit` at 0xf4 (the
 /// device reads 0; a port nobody decodes reads 0xff).
 fn qemu_debug_exit_present() -> bool {
+    // SAFETY: reading port 0xf4 has no effect on isa-debug-exit (only writes end the VM).
+    fw_cfg_is_qemu() && unsafe { cpu::inb(0xf4) } == 0
+}
+
+/// Whether QEMU's fw_cfg device answers with its signature "QEMU".
+fn fw_cfg_is_qemu() -> bool {
     // SAFETY: fw_cfg: selecting item 0 (the signature) at port 0x510 and reading it from 0x511
-    // has no other effect; where there is no fw_cfg the ports read 0xff. Reading port 0xf4 has
-    // no effect on isa-debug-exit (only writes end the VM).
+    // has no other effect; where there is no fw_cfg the ports read 0xff.
     unsafe {
         cpu::outw(0x510, 0);
         let signature = [
@@ -382,6 +403,6 @@ fn qemu_debug_exit_present() -> bool {
             cpu::inb(0x511),
             cpu::inb(0x511),
         ];
-        &signature == b"QEMU" && cpu::inb(0xf4) == 0
+        &signature == b"QEMU"
     }
 }

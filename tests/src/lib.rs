@@ -95,6 +95,8 @@ pub struct Run<'a> {
     pub nic: bool,
     /// QEMU's time limit (default [`xtask::qemu::DEFAULT_TIMEOUT`]).
     pub timeout: std::time::Duration,
+    /// Extra QEMU arguments, appended last.
+    pub extra: &'a [&'a str],
 }
 
 impl<'a> Run<'a> {
@@ -113,6 +115,7 @@ impl<'a> Run<'a> {
             forwards: Vec::new(),
             nic: false,
             timeout: qemu::DEFAULT_TIMEOUT,
+            extra: &[],
         }
     }
 
@@ -138,6 +141,12 @@ impl<'a> Run<'a> {
     /// With this time limit for QEMU (a background guest is killed after it too).
     pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// With these extra QEMU arguments, appended last (`-device ...`, `-netdev ...`).
+    pub fn extra(mut self, extra: &'a [&'a str]) -> Self {
+        self.extra = extra;
         self
     }
 
@@ -198,6 +207,7 @@ impl<'a> Run<'a> {
         cfg.debug_exit = self.debug_exit;
         cfg.machine_opts = self.machine_opts.to_string();
         cfg.accel = self.accel;
+        cfg.extra_args = self.extra.iter().map(|s| s.to_string()).collect();
         cfg.kargs = self.kargs.to_string();
         cfg.app_args = self.args.iter().map(|s| s.to_string()).collect();
         if self.nic || !self.forwards.is_empty() {

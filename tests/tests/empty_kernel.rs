@@ -20,6 +20,7 @@ fn boot(machine: Machine) -> xtask::qemu::Boot {
         debug_exit: true,
         machine_opts: String::new(),
         nic: None,
+        extra_args: Vec::new(),
     };
     qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT)).expect("QEMU starts")
 }
@@ -80,6 +81,7 @@ fn a_boot_that_outlives_its_timeout_is_killed() {
         debug_exit: true,
         machine_opts: String::new(),
         nic: None,
+        extra_args: Vec::new(),
     };
     let limit = std::time::Duration::from_millis(300);
     let boot = qemu::boot(&cfg, true, Some(limit)).expect("QEMU starts");

@@ -202,6 +202,8 @@ pub struct QemuConfig {
     /// A virtio-net NIC on QEMU user networking ([`crate::net`]): given by [`QemuConfig::new`]
     /// to a profile with a NIC driver (`net_device` not `none`), forwards by `run --forward`.
     pub nic: Option<crate::net::Nic>,
+    /// Extra QEMU arguments, appended last (`-device virtio-net-pci,netdev=n0`).
+    pub extra_args: Vec<String>,
 }
 
 impl QemuConfig {
@@ -220,6 +222,7 @@ impl QemuConfig {
             debug_exit: true,
             machine_opts: String::new(),
             nic: crate::net::has_driver(profile).then(crate::net::Nic::default),
+            extra_args: Vec::new(),
         }
     }
 
@@ -280,6 +283,7 @@ impl QemuConfig {
         if let Some(port) = self.gdb {
             push(&["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
         }
+        a.extend(self.extra_args.iter().cloned());
         a
     }
 
@@ -541,6 +545,7 @@ mod tests {
             debug_exit: true,
             machine_opts: String::new(),
             nic: None,
+            extra_args: Vec::new(),
         }
     }
 
@@ -617,6 +622,14 @@ mod tests {
         let args = c.args().join(" ");
         assert!(!args.contains("isa-debug-exit"), "{args}");
         assert!(args.contains("-machine microvm,acpi=off "), "{args}");
+    }
+
+    #[test]
+    fn extra_args_come_last() {
+        let mut c = cfg();
+        c.extra_args = vec!["-device".into(), "virtio-net-device,netdev=n0".into()];
+        let args = c.args();
+        assert_eq!(args[args.len() - 2..], c.extra_args[..]);
     }
 
     #[test]

@@ -107,6 +107,16 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
         free.total() >> 10,
     );
 
+    if crate::select::HAS_DEVICES {
+        // The platform probes what needs its windows mapped on this first call.
+        let mut count = 0;
+        SelectedPlatform::devices(&mut |d| {
+            count += 1;
+            log::debug!("device: {d}");
+        });
+        log::debug!("{count} devices");
+    }
+
     #[cfg(feature = "threads")]
     crate::threads::init(config::TIME_SLICE_NS);
     mark(7);

@@ -32,6 +32,9 @@ mod config {
 
 #[cfg(target_os = "none")]
 mod boot;
+/// DMA memory for device drivers: page-aligned, zeroed, physically contiguous.
+#[cfg(target_os = "none")]
+pub mod dma;
 #[cfg(target_os = "none")]
 mod guard;
 /// Blocking synchronization for threads (`scheduler = "coop" | "preempt"`).

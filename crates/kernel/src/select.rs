@@ -26,6 +26,17 @@ pub type SelectedPlatform = platform_xen::Xen;
 #[cfg(feature = "platform-universal")]
 pub type SelectedPlatform = platform::universal::Universal<platform_kvm::Kvm, platform_xen::Xen>;
 
+/// Whether RAM is mapped at its guest-physical address, so DMA memory's address for a device
+/// is its address for the CPU (`dma.rs`): KVM-class monitors and Xen PVH, not Xen PV.
+pub const IDENTITY_DMA: bool = !cfg!(all(
+    feature = "platform-xen",
+    not(feature = "xen_guest_pvh")
+));
+
+/// Whether the profile has a device driver, and so the platform's device discovery
+/// (`net_device`).
+pub const HAS_DEVICES: bool = cfg!(feature = "net_device-virtio");
+
 /// The console device, and its one instance.
 #[cfg(all(feature = "platform-kvm", feature = "console-serial"))]
 pub type SelectedConsole = platform_kvm::Com1;

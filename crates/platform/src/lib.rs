@@ -35,8 +35,8 @@ pub mod universal;
 
 pub use boot::{BootInfo, CMDLINE_MAX, CMDLINE_SCAN_MAX, Cmdline, MODULES_MAX, Module};
 pub use memory::{
-    DeviceMemory, FreeMemory, MEMORY_MAP_MAX, MemoryError, MemoryKind, MemoryMap, MemoryRegion,
-    PAGE_SIZE, PhysAddr, Range,
+    DEVICE_MEMORY_MAX, DeviceMemory, FreeMemory, MEMORY_MAP_MAX, MemoryError, MemoryKind,
+    MemoryMap, MemoryRegion, PAGE_SIZE, PhysAddr, Range,
 };
 #[cfg(any(test, feature = "test-utils"))]
 pub use phys::FakeMemory;

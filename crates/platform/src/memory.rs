@@ -183,10 +183,15 @@ impl MemoryMap {
     }
 }
 
-/// Device memory (MMIO registers) a platform needs mapped. Holds a few ranges.
+/// Most ranges a [`DeviceMemory`] holds: the local APIC, the IOAPICs, an ACPI register, the
+/// PCI BARs and the virtio-mmio windows the platform found (each merged by page where it can,
+/// see [`DeviceMemory::push_merged`]).
+pub const DEVICE_MEMORY_MAX: usize = 16;
+
+/// Device memory (MMIO registers) a platform needs mapped. Holds [`DEVICE_MEMORY_MAX`] ranges.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DeviceMemory {
-    ranges: [Range; 4],
+    ranges: [Range; DEVICE_MEMORY_MAX],
     len: usize,
 }
 
@@ -194,7 +199,7 @@ impl DeviceMemory {
     /// No ranges.
     pub const fn new() -> Self {
         DeviceMemory {
-            ranges: [Range::new(0, 0); 4],
+            ranges: [Range::new(0, 0); DEVICE_MEMORY_MAX],
             len: 0,
         }
     }
@@ -207,6 +212,26 @@ impl DeviceMemory {
         *slot = range;
         self.len += 1;
         Ok(())
+    }
+    /// Adds a range, widening the first one it shares a page with, or lies next to by page
+    /// (they are mapped page by page: the result maps the same pages); else as
+    /// [`DeviceMemory::push`]. An empty range is not added.
+    pub fn push_merged(&mut self, range: Range) -> Result<(), MemoryError> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let pages = |r: &Range| (r.start / PAGE_SIZE, r.end.div_ceil(PAGE_SIZE));
+        let (first, end) = pages(&range);
+        let len = self.len;
+        if let Some(r) = self.ranges[..len].iter_mut().find(|r| {
+            let (f, e) = pages(r);
+            !r.is_empty() && first <= e && f <= end
+        }) {
+            r.start = r.start.min(range.start);
+            r.end = r.end.max(range.end);
+            return Ok(());
+        }
+        self.push(range)
     }
     /// The ranges.
     pub fn ranges(&self) -> &[Range] {
@@ -572,5 +597,42 @@ mod tests {
                 check(&free, &what);
             }
         }
+    }
+
+    #[test]
+    fn device_memory_merges_by_page() {
+        let mut d = DeviceMemory::new();
+        // microvm's 24 transports of 512 bytes: one range.
+        for n in 0..24 {
+            let base = 0xfeb0_0000 + 512 * n;
+            d.push_merged(Range::new(base, base + 512)).unwrap();
+        }
+        assert_eq!(d.ranges(), &[Range::new(0xfeb0_0000, 0xfeb0_3000)]);
+        // The next page is adjacent: merged; one two pages away is not.
+        d.push_merged(Range::new(0xfeb0_3000, 0xfeb0_3004)).unwrap();
+        d.push_merged(Range::new(0xfeb0_5000, 0xfeb0_5004)).unwrap();
+        d.push_merged(Range::new(0xfeb0_5000, 0xfeb0_5000)).unwrap();
+        assert_eq!(
+            d.ranges(),
+            &[
+                Range::new(0xfeb0_0000, 0xfeb0_3004),
+                Range::new(0xfeb0_5000, 0xfeb0_5004)
+            ]
+        );
+    }
+
+    #[test]
+    fn device_memory_fills_up() {
+        let mut d = DeviceMemory::new();
+        for n in 0..DEVICE_MEMORY_MAX as u64 {
+            d.push_merged(Range::new(n << 20, (n << 20) + 1)).unwrap();
+        }
+        assert_eq!(
+            d.push_merged(Range::new(1 << 40, (1 << 40) + 1)),
+            Err(MemoryError::TooManyRegions)
+        );
+        // A range that merges still fits.
+        d.push_merged(Range::new(8, 16)).unwrap();
+        assert_eq!(d.ranges().len(), DEVICE_MEMORY_MAX);
     }
 }

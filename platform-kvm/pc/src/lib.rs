@@ -16,6 +16,8 @@
 //! - [`virtio_mmio`]: where the virtio-mmio transports are (the command line's
 //!   `virtio_mmio.device=` tokens, `microvm`'s fixed table with ACPI) and what sits behind
 //!   one (a probe over a small MMIO-read trait); pure, with seeded random-input tests.
+//! - [`discovery`]: where the platform looks for virtio-mmio transports, PCI functions and
+//!   probed transports as `platform::device::Device`s, the fixed-capacity device list; pure.
 //!
 //! The CPU itself (GDT, IDT, exceptions, page tables, the TSC) is the arch crate's; the
 //! IOAPIC belongs here when devices come.
@@ -28,6 +30,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod acpi;
+pub mod discovery;
 pub mod kvmclock;
 pub mod pci;
 pub mod rtc;

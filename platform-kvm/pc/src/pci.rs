@@ -181,6 +181,9 @@ pub struct Scan {
     pub skipped: usize,
     /// Why the last one was skipped.
     pub last_skip: Option<SkipReason>,
+    /// How many present functions the filter of [`scan_filtered`] left alone (not sized, not
+    /// assigned, decoding as the firmware left it, not in the list).
+    pub ignored: usize,
 }
 
 const COMMAND_IO: u32 = 1 << 0;
@@ -192,6 +195,20 @@ const STATUS_CAPABILITIES: u32 = 1 << (16 + 4);
 /// decoding and bus mastering on functions with a memory BAR, and writes what it found to
 /// `out` in bus order. Never panics, whatever `cfg` returns.
 pub fn scan(cfg: &mut impl ConfigSpace, window: &mut MmioWindow, out: &mut [Device]) -> Scan {
+    scan_filtered(cfg, window, out, |_, _| true)
+}
+
+/// [`scan`], keeping only the functions for which `keep(vendor, device)` says yes: the others
+/// are counted in [`Scan::ignored`] and left untouched (their BARs unsized and unassigned, their
+/// command register as the firmware left it). The platform keeps virtio functions only
+/// ([`VIRTIO_VENDOR`]), so that no function it has no driver for decodes memory or masters
+/// the bus.
+pub fn scan_filtered(
+    cfg: &mut impl ConfigSpace,
+    window: &mut MmioWindow,
+    out: &mut [Device],
+    mut keep: impl FnMut(u16, u16) -> bool,
+) -> Scan {
     let mut result = Scan::default();
     for device in 0..32u8 {
         let first = Address {
@@ -206,6 +223,11 @@ pub fn scan(cfg: &mut impl ConfigSpace, window: &mut MmioWindow, out: &mut [Devi
         for function in 0..if multi { 8 } else { 1 } {
             let at = Address { function, ..first };
             if function != 0 && !present(cfg, at) {
+                continue;
+            }
+            let id = cfg.read(at, 0);
+            if !keep(id as u16, (id >> 16) as u16) {
+                result.ignored += 1;
                 continue;
             }
             let Some(slot) = out.get_mut(result.found) else {
@@ -407,6 +429,86 @@ fn read_capabilities(
         next = (header >> 8) as u8;
     }
     Ok(())
+}
+
+/// The PCI vendor ID of virtio devices (Red Hat, Inc.).
+pub const VIRTIO_VENDOR: u16 = 0x1af4;
+
+/// The virtio device type (virtio 1.2, §5: 1 network, 2 block, ...) of a virtio PCI function
+/// from its device ID (virtio 1.2, §4.1.2.1): 0x1040 + type for a modern device; for a
+/// transitional one (0x1000-0x103f) the spec takes the type from the subsystem ID, which these
+/// IDs fix (0x1000 network, 0x1001 block, 0x1002 balloon, 0x1003 console, 0x1004 SCSI, 0x1005
+/// entropy, 0x1009 9p); `None` for any other.
+pub fn virtio_type(vendor: u16, device: u16) -> Option<u32> {
+    if vendor != VIRTIO_VENDOR {
+        return None;
+    }
+    match device {
+        0x1000 => Some(1),
+        0x1001 => Some(2),
+        0x1002 => Some(5),
+        0x1003 => Some(3),
+        0x1004 => Some(8),
+        0x1005 => Some(4),
+        0x1009 => Some(9),
+        0x1041..=0x107f => Some(u32::from(device - 0x1040)),
+        _ => None,
+    }
+}
+
+/// The host bridge at 00:00.0, which tells how INTx pins reach the IOAPIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostBridge {
+    /// Intel Q35 MCH (8086:29c0), QEMU `q35`: the ICH9 routes the pins (see [`intx_gsi`]).
+    Q35,
+    /// Anything else (QEMU `pc`'s i440FX, Cloud Hypervisor's): the interrupt line the firmware
+    /// or the monitor wrote (see [`intx_gsi`]).
+    Other,
+}
+
+impl HostBridge {
+    /// The host bridge with these IDs.
+    pub fn of(vendor: u16, device: u16) -> Self {
+        match (vendor, device) {
+            (0x8086, 0x29c0) => HostBridge::Q35,
+            _ => HostBridge::Other,
+        }
+    }
+}
+
+/// The GSI of the IOAPIC input an INTx pin of a bus-0 function raises, or `None` when it has no
+/// pin or the route is unknown.
+///
+/// - `q35`: QEMU's ICH9 (`hw/isa/lpc_ich9.c`) maps device `d`'s pin to a PIRQ line: for
+///   `d` <= 24, PIRQ E + (d + pin - 1) mod 4 (the swizzle `ich9_cc_init` sets, which QEMU's
+///   DSDT `_PRT` repeats); for the chipset's own devices 25-29 and 31, the `D{n}IR` registers'
+///   reset value 0x3210, PIRQ A + pin - 1; for 30 (the DMI-to-PCI bridge), PIRQ E + pin - 1.
+///   PIRQ A-H always drive IOAPIC inputs 16-23 (`ich9_pirq_to_gsi`), whatever the PIRQ
+///   routing registers say (those only choose the 8259's line). The interrupt line register
+///   is not used: qboot writes the 8259's IRQ there (10 or 11), not the GSI.
+/// - Other host bridges: the interrupt line register when it holds a line the firmware or the
+///   monitor wrote (1-254; on `pc`, an ISA IRQ, which is also its GSI), else `None`.
+///
+/// `pin` is the interrupt pin register (1-4 for INTA-INTD, anything else: no pin).
+pub fn intx_gsi(bridge: HostBridge, device: u8, pin: u8, line: u8) -> Option<u32> {
+    if !(1..=4).contains(&pin) || device >= 32 {
+        return None;
+    }
+    let intx = u32::from(pin - 1);
+    match bridge {
+        HostBridge::Q35 => {
+            let pirq = match device {
+                0..=24 => 4 + (u32::from(device) + intx) % 4,
+                30 => 4 + intx,
+                _ => intx,
+            };
+            Some(16 + pirq)
+        }
+        HostBridge::Other => match line {
+            0 | 0xff => None,
+            line => Some(u32::from(line)),
+        },
+    }
 }
 
 /// Configuration space through the legacy ports 0xCF8 (address) and 0xCFC (data), which every

@@ -22,7 +22,8 @@
 //! [`probe`] tells a device, an empty slot, and something that is not a transport apart,
 //! through the small [`MmioRead`] trait, which the host tests fake.
 //!
-//! Everything here is pure: nothing maps device memory yet.
+//! Everything here is pure: `platform-kvm`'s `devices.rs` maps the windows and probes them
+//! (through [`crate::discovery`]).
 
 use core::fmt;
 
@@ -175,17 +176,19 @@ fn number(s: &str, radix: u32) -> Option<(u64, &str)> {
     if digits == 0 {
         return None;
     }
-    let (n, rest) = s.split_at(digits);
+    // `digits` ASCII bytes: both are char boundaries (`get` keeps the panic path out).
+    let (n, rest) = (s.get(..digits)?, s.get(digits..)?);
     Some((u64::from_str_radix(n, radix).ok()?, rest))
 }
 
 /// A decimal number with an optional K, M or G suffix (either case), as Linux's `memparse`.
 fn size(s: &str) -> Option<(u64, &str)> {
     let (n, rest) = number(s, 10)?;
+    let after = rest.get(1..).unwrap_or_default();
     let (shift, rest) = match rest.as_bytes().first() {
-        Some(b'k' | b'K') => (10, &rest[1..]),
-        Some(b'm' | b'M') => (20, &rest[1..]),
-        Some(b'g' | b'G') => (30, &rest[1..]),
+        Some(b'k' | b'K') => (10, after),
+        Some(b'm' | b'M') => (20, after),
+        Some(b'g' | b'G') => (30, after),
         _ => (0, rest),
     };
     Some((n.checked_mul(1 << shift)?, rest))
@@ -194,7 +197,7 @@ fn size(s: &str) -> Option<(u64, &str)> {
 /// A hex number with `0x` (or `0X`), or a decimal one.
 fn address(s: &str) -> Option<(u64, &str)> {
     match s.get(..2) {
-        Some("0x" | "0X") => number(&s[2..], 16),
+        Some("0x" | "0X") => number(s.get(2..)?, 16),
         _ => number(s, 10),
     }
 }

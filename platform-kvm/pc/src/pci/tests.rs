@@ -454,3 +454,109 @@ fn random_config_spaces_never_panic_nor_overlap() {
     }
     assert!(found > 0 && skipped > 0, "found {found}, skipped {skipped}");
 }
+
+#[test]
+fn the_virtio_filter_leaves_every_other_function_alone() {
+    let mut fake = q35();
+    let before = fake.functions.clone();
+    let mut out = [Device::default(); 16];
+    let scan = scan_filtered(
+        &mut fake,
+        &mut MmioWindow::new(Q35_MMIO_WINDOW),
+        &mut out,
+        |vendor, _| vendor == VIRTIO_VENDOR,
+    );
+    assert_eq!((scan.found, scan.skipped, scan.ignored), (2, 0, 5));
+    let kept: Vec<_> = out[..scan.found]
+        .iter()
+        .map(|d| d.address.to_string())
+        .collect();
+    assert_eq!(kept, ["00:02.0", "00:03.0"]);
+    check_assignments(&out[..scan.found], &Q35_MMIO_WINDOW);
+    for (key, f) in &fake.functions {
+        let old = &before[key];
+        if old.regs[0] as u16 == VIRTIO_VENDOR {
+            assert_eq!(
+                f.command() & 0b110,
+                0b110,
+                "{key:?}: memory and bus master on"
+            );
+        } else {
+            assert_eq!(f.regs, old.regs, "{key:?} was touched");
+        }
+    }
+    // The modern virtio-net's 64-bit BAR is the first thing in the window.
+    assert!(
+        out[0]
+            .memory_bars()
+            .all(|b| b.address >= Q35_MMIO_WINDOW.start)
+    );
+}
+
+#[test]
+fn virtio_types_from_pci_ids() {
+    assert_eq!(virtio_type(0x1af4, 0x1000), Some(1));
+    assert_eq!(virtio_type(0x1af4, 0x1041), Some(1));
+    assert_eq!(virtio_type(0x1af4, 0x1001), Some(2));
+    assert_eq!(virtio_type(0x1af4, 0x1042), Some(2));
+    assert_eq!(virtio_type(0x1af4, 0x1005), Some(4));
+    assert_eq!(virtio_type(0x1af4, 0x1040), None);
+    assert_eq!(virtio_type(0x1af4, 0x1110), None);
+    assert_eq!(virtio_type(0x8086, 0x1041), None);
+}
+
+#[test]
+fn q35_intx_follows_the_ich9_swizzle() {
+    let q = HostBridge::of(0x8086, 0x29c0);
+    assert_eq!(q, HostBridge::Q35);
+    // The interrupt line (qboot's 8259 IRQ) is ignored on q35.
+    assert_eq!(intx_gsi(q, 1, 1, 10), Some(21));
+    assert_eq!(intx_gsi(q, 2, 1, 11), Some(22));
+    assert_eq!(intx_gsi(q, 3, 1, 0xff), Some(23));
+    assert_eq!(intx_gsi(q, 4, 1, 0), Some(20));
+    assert_eq!(intx_gsi(q, 2, 2, 0), Some(23));
+    assert_eq!(intx_gsi(q, 2, 3, 0), Some(20));
+    assert_eq!(intx_gsi(q, 24, 4, 0), Some(23));
+    // The chipset's own devices: D{n}IR reset value 0x3210, no swizzle.
+    assert_eq!(intx_gsi(q, 31, 1, 10), Some(16));
+    assert_eq!(intx_gsi(q, 25, 4, 10), Some(19));
+    assert_eq!(intx_gsi(q, 30, 2, 10), Some(21));
+    // No pin.
+    assert_eq!(intx_gsi(q, 2, 0, 10), None);
+    assert_eq!(intx_gsi(q, 2, 5, 10), None);
+    assert_eq!(intx_gsi(q, 32, 1, 10), None);
+}
+
+#[test]
+fn other_host_bridges_use_the_interrupt_line() {
+    let pc = HostBridge::of(0x8086, 0x1237);
+    assert_eq!(pc, HostBridge::Other);
+    assert_eq!(intx_gsi(pc, 2, 1, 11), Some(11));
+    assert_eq!(intx_gsi(pc, 2, 1, 0xff), None);
+    assert_eq!(intx_gsi(pc, 2, 1, 0), None);
+    assert_eq!(intx_gsi(pc, 2, 0, 11), None);
+}
+
+#[test]
+fn random_intx_routes_stay_on_the_pirq_inputs() {
+    let mut r = Rng::new(0x1a7_0001);
+    for _ in 0..cases(20_000) {
+        let (device, pin, line) = (r.edgy(8) as u8, r.edgy(8) as u8, r.edgy(8) as u8);
+        let q = intx_gsi(HostBridge::Q35, device, pin, line);
+        let other = intx_gsi(HostBridge::Other, device, pin, line);
+        if device >= 32 || !(1..=4).contains(&pin) {
+            assert_eq!((q, other), (None, None), "{device} {pin} {line}");
+            continue;
+        }
+        let gsi = q.expect("a pin on q35 always has a route");
+        assert!((16..24).contains(&gsi), "{device} {pin}: {gsi}");
+        // The swizzle: device d's pin p shares its PIRQ with device d + 1's pin p - 1.
+        if device < 24 && pin > 1 {
+            assert_eq!(intx_gsi(HostBridge::Q35, device + 1, pin - 1, line), q);
+        }
+        assert_eq!(
+            other,
+            (line != 0 && line != 0xff).then_some(u32::from(line))
+        );
+    }
+}
