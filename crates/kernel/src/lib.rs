@@ -40,12 +40,18 @@ pub mod sync;
 /// The thread runtime (`scheduler = "coop" | "preempt"`): crate `sched-threads` on this kernel.
 #[cfg(all(target_os = "none", feature = "threads"))]
 pub mod threads;
+/// The virtio glue and the NIC probe (`net_device = "virtio"`).
+#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
+pub mod virtio;
 /// The async executor's crate: futures, timers and async synchronization.
 #[cfg(feature = "scheduler-async")]
 pub use sched_async;
 /// The async executor (`scheduler = "async"`), the one instance apps' tasks run on.
 #[cfg(feature = "scheduler-async")]
 pub use select::EXECUTOR;
+/// The NIC driver's type (`net_device = "virtio"`).
+#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
+pub use select::SelectedNetDevice;
 /// The platform type (for generic parameters such as the executor's).
 pub use select::SelectedPlatform;
 
