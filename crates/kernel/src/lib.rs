@@ -16,6 +16,7 @@
 //! `console-xen`, `console-auto` (platform-universal's: COM1 or the Xen ring); `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`;
 //! `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`. `threads` (not a
 //! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
+//! `net_device-none`, `net_device-virtio` (crate `net-virtio` and the glue in `virtio.rs`).
 //! `xen_guest_pvh` (not a slot value) makes `platform-xen` a Xen PVH guest (`platform-xen/pvh`).
 #![no_std]
 
