@@ -16,6 +16,7 @@
 //! `console-xen`, `console-auto` (platform-universal's: COM1 or the Xen ring); `allocator-none`, `allocator-bump`, `allocator-buddy`, `allocator-talc`;
 //! `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`. `threads` (not a
 //! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
+//! `net_device-none`, `net_device-virtio` (crate `net-virtio` and the glue in `virtio.rs`).
 //! `xen_guest_pvh` (not a slot value) makes `platform-xen` a Xen PVH guest (`platform-xen/pvh`).
 #![no_std]
 
@@ -43,12 +44,18 @@ pub mod sync;
 /// The thread runtime (`scheduler = "coop" | "preempt"`): crate `sched-threads` on this kernel.
 #[cfg(all(target_os = "none", feature = "threads"))]
 pub mod threads;
+/// The virtio glue and the NIC probe (`net_device = "virtio"`).
+#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
+pub mod virtio;
 /// The async executor's crate: futures, timers and async synchronization.
 #[cfg(feature = "scheduler-async")]
 pub use sched_async;
 /// The async executor (`scheduler = "async"`), the one instance apps' tasks run on.
 #[cfg(feature = "scheduler-async")]
 pub use select::EXECUTOR;
+/// The NIC driver's type (`net_device = "virtio"`).
+#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
+pub use select::SelectedNetDevice;
 /// The platform type (for generic parameters such as the executor's).
 pub use select::SelectedPlatform;
 

@@ -61,6 +61,14 @@ pub type SelectedConsole = platform::universal::UniversalConsole<
 pub static CONSOLE: &SelectedConsole =
     &SelectedConsole::new(&platform_kvm::COM1, &platform_xen::XEN_CONSOLE);
 
+/// The NIC driver (`net_device = "virtio"`): virtio-net over whichever transport the platform
+/// found it on (virtio-mmio or PCI), with DMA from the kernel's frames (`crate::virtio`).
+#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
+pub type SelectedNetDevice = net_virtio::VirtioNet<
+    crate::virtio::KernelHal,
+    virtio_drivers::transport::SomeTransport<'static>,
+>;
+
 /// The heap implementation (`heap::NoHeap` refuses every allocation), and the one instance,
 /// which is the image's `#[global_allocator]` when the profile has an allocator.
 #[cfg(feature = "allocator-bump")]

@@ -1,0 +1,254 @@
+//! The kernel's virtio glue (`net_device = "virtio"`): what crate `virtio-drivers` needs from
+//! this kernel, and the probe that finds the NIC.
+//!
+//! - [`KernelHal`]: `virtio_drivers::Hal` over the kernel's DMA pages. On KVM-class monitors
+//!   RAM and the device windows are identity-mapped (physical = virtual), so sharing a buffer
+//!   with a device is its address, and unsharing is nothing.
+//! - [`PortCam`]: PCI configuration space through ports 0xCF8/0xCFC (`ConfigurationAccess`).
+//! - [`transport`]: a virtio transport for a device the platform found (`Platform::devices`):
+//!   `MmioTransport` on its register window, `PciTransport` on its PCI function (BARs assigned
+//!   and memory decoding on, by discovery).
+//! - [`probe_nics`]: the first virtio-net device, brought up as the [`SelectedNetDevice`], with
+//!   its interrupt line.
+//!
+//! Interrupts follow `platform::irq`'s oneshot contract: the lead's glue registers a handler
+//! with [`Nic::register_interrupt`] (the platform masks the line when it fires), the network
+//! thread calls `NetDevice::poll_interrupt` (which acknowledges the device's ISR, reclaims
+//! transmit buffers and posts receive buffers), then [`Nic::unmask_interrupt`].
+
+use crate::select::{SelectedNetDevice, SelectedPlatform};
+use core::ptr::NonNull;
+use netdev::NetDevice;
+use platform::Platform;
+use platform::device::{Bus, Device, VIRTIO_NET};
+use platform::irq::{Handler, Irq, IrqError};
+use virtio_drivers::transport::SomeTransport;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+
+/// `virtio_drivers::Hal` for this kernel: DMA from the frame allocator, identity-mapped.
+#[derive(Debug)]
+pub struct KernelHal;
+
+// SAFETY: `dma_alloc` returns zeroed, page-aligned frames owned until `dma_dealloc` (the frame
+// allocator's promise), whose physical address is their address (identity map); device windows
+// are identity-mapped (uncached) by the platform; `share` hands the device the buffer's own
+// address, which is its physical one.
+unsafe impl Hal for KernelHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        match crate::dma::dma_alloc(pages) {
+            Some((phys, virt)) => (phys as PhysAddr, virt),
+            // virtio-drivers reads a physical address of 0 as "no memory".
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        // SAFETY: virtio-drivers gives back what `dma_alloc` returned, once.
+        unsafe { crate::dma::dma_dealloc(paddr as u64, vaddr, pages) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        // Identity-mapped by the platform (device memory, uncached). A BAR at 0 would be one
+        // discovery did not assign; virtio-drivers never asks for one.
+        NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr().cast::<u8>() as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// PCI configuration space through ports 0xCF8 (address) and 0xCFC (data), the mechanism
+/// every x86 PC chipset (`q35`, `pc`) has. The two port accesses are one step under a lock.
+#[derive(Debug)]
+pub struct PortCam;
+
+static CONFIG_PORTS: spin::Mutex<()> = spin::Mutex::new(());
+
+impl PortCam {
+    fn address(df: DeviceFunction, offset: u8) -> u32 {
+        0x8000_0000
+            | u32::from(df.bus) << 16
+            | u32::from(df.device & 0x1f) << 11
+            | u32::from(df.function & 0x7) << 8
+            | u32::from(offset & 0xfc)
+    }
+}
+
+impl ConfigurationAccess for PortCam {
+    fn read_word(&self, device_function: DeviceFunction, register_offset: u8) -> u32 {
+        let _ports = CONFIG_PORTS.lock();
+        // SAFETY: CONFIG_ADDRESS then CONFIG_DATA, under the lock, is a configuration read: it
+        // touches no memory.
+        unsafe {
+            arch_x86_64::cpu::outl(0xcf8, Self::address(device_function, register_offset));
+            arch_x86_64::cpu::inl(0xcfc)
+        }
+    }
+
+    fn write_word(&mut self, device_function: DeviceFunction, register_offset: u8, data: u32) {
+        let _ports = CONFIG_PORTS.lock();
+        // SAFETY: a configuration write to a virtio function, as virtio-drivers' PCI transport
+        // asks (it only reads, except for what it documents).
+        unsafe {
+            arch_x86_64::cpu::outl(0xcf8, Self::address(device_function, register_offset));
+            arch_x86_64::cpu::outl(0xcfc, data);
+        }
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        PortCam
+    }
+}
+
+/// Why a device got no transport or driver.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The virtio-mmio window is not a virtio device (bad magic, version, device id).
+    Mmio(virtio_drivers::transport::mmio::MmioError),
+    /// The PCI function lacks what a modern virtio transport needs (capabilities, BARs).
+    Pci(virtio_drivers::transport::pci::VirtioPciError),
+    /// The driver refused the device.
+    Driver(net_virtio::InitError),
+    /// A window at address 0.
+    NoWindow,
+}
+
+impl core::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ProbeError::Mmio(e) => write!(f, "virtio-mmio: {e}"),
+            ProbeError::Pci(e) => write!(f, "virtio-pci: {e}"),
+            ProbeError::Driver(e) => write!(f, "{e}"),
+            ProbeError::NoWindow => f.write_str("no register window"),
+        }
+    }
+}
+
+/// A virtio transport for `device`.
+pub fn transport(device: &Device) -> Result<SomeTransport<'static>, ProbeError> {
+    match device.bus {
+        Bus::VirtioMmio { base, size } => {
+            let header = NonNull::new(base as *mut VirtIOHeader).ok_or(ProbeError::NoWindow)?;
+            // SAFETY: discovery found a virtio-mmio transport in this window and the platform
+            // mapped it (uncached, identity) for good; only this driver uses it.
+            let t =
+                unsafe { MmioTransport::new(header, size as usize) }.map_err(ProbeError::Mmio)?;
+            Ok(t.into())
+        }
+        Bus::Pci {
+            bus,
+            device,
+            function,
+        } => {
+            let mut root = PciRoot::new(PortCam);
+            let df = DeviceFunction {
+                bus,
+                device,
+                function,
+            };
+            let t = PciTransport::new::<KernelHal, _>(&mut root, df).map_err(ProbeError::Pci)?;
+            Ok(t.into())
+        }
+    }
+}
+
+/// Where a device is, as the log line says it.
+struct Where(Bus);
+
+impl core::fmt::Display for Where {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Bus::VirtioMmio { base, .. } => write!(f, "virtio-mmio {base:#x}"),
+            Bus::Pci {
+                bus,
+                device,
+                function,
+            } => write!(f, "PCI {bus:02x}:{device:02x}.{function}"),
+        }
+    }
+}
+
+/// The NIC the probe brought up.
+#[derive(Debug)]
+pub struct Nic {
+    /// The driver.
+    pub device: SelectedNetDevice,
+    /// Its interrupt line, when the platform routed one (without one, the stack polls).
+    pub irq: Option<Irq>,
+    /// What discovery found.
+    pub found: Device,
+}
+
+impl Nic {
+    /// Registers `handler(data)` for the NIC's line on the calling CPU (oneshot: the platform
+    /// masks the line when it fires; see [`Nic::unmask_interrupt`]).
+    pub fn register_interrupt(&self, handler: Handler, data: usize) -> Result<(), IrqError> {
+        let irq = self.irq.ok_or(IrqError::Unsupported)?;
+        SelectedPlatform::irq_register(irq, SelectedPlatform::current_cpu(), handler, data)
+    }
+
+    /// Unmasks the NIC's line, after `NetDevice::poll_interrupt` acknowledged the device.
+    pub fn unmask_interrupt(&self) {
+        if let Some(irq) = self.irq {
+            SelectedPlatform::irq_unmask(irq);
+        }
+    }
+}
+
+/// Candidates looked at, at most.
+const CANDIDATES: usize = 4;
+
+/// Brings up the first virtio-net device the platform found (`Platform::devices`, after
+/// `Platform::init`), logging `net: virtio-net <MAC> at <where>, interrupt N`, or why there is
+/// none. A device that fails is logged and the next one tried.
+pub fn probe_nics() -> Option<Nic> {
+    let mut found: [Option<Device>; CANDIDATES] = [None; CANDIDATES];
+    let mut n = 0;
+    SelectedPlatform::devices(&mut |d| {
+        if d.virtio_type == Some(VIRTIO_NET) && n < CANDIDATES {
+            found[n] = Some(*d);
+            n += 1;
+        }
+    });
+    for d in found.iter().flatten() {
+        let at = Where(d.bus);
+        let device = match transport(d)
+            .and_then(|t| SelectedNetDevice::new(t).map_err(ProbeError::Driver))
+        {
+            Ok(device) => device,
+            Err(e) => {
+                log::warn!("net: virtio-net at {at}: {e}; skipped");
+                continue;
+            }
+        };
+        let mac = device.capabilities().mac;
+        match d.irq {
+            Some(irq) => log::info!("net: virtio-net {mac} at {at}, interrupt {}", irq.0),
+            None => log::info!("net: virtio-net {mac} at {at}, no interrupt (polled)"),
+        }
+        return Some(Nic {
+            device,
+            irq: d.irq,
+            found: *d,
+        });
+    }
+    if n == 0 {
+        log::info!("net: no virtio-net device (none found by the platform)");
+    } else {
+        log::warn!("net: no virtio-net device came up ({n} found)");
+    }
+    None
+}
+
+// The stack keeps the NIC behind a lock in a static: it must be `Send`.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Nic>();
+};
