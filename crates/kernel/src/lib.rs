@@ -20,7 +20,7 @@
 //! `xen_guest_pvh` (not a slot value) makes `platform-xen` a Xen PVH guest (`platform-xen/pvh`).
 #![no_std]
 
-#[cfg(feature = "threads")]
+#[cfg(any(feature = "threads", feature = "net"))]
 extern crate alloc;
 
 mod kernel_heap;
@@ -38,6 +38,10 @@ mod boot;
 pub mod dma;
 #[cfg(target_os = "none")]
 mod guard;
+/// The network (any NIC driver): crate `net` on this kernel's NIC, interrupt and scheduler;
+/// the sockets the facade's `stardust::net` gives apps.
+#[cfg(all(target_os = "none", feature = "net"))]
+pub mod net;
 /// Blocking synchronization for threads (`scheduler = "coop" | "preempt"`).
 #[cfg(all(target_os = "none", feature = "threads"))]
 pub mod sync;

@@ -47,7 +47,7 @@ unsafe impl Hal for KernelHal {
 
     unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
         // SAFETY: virtio-drivers gives back what `dma_alloc` returned, once.
-        unsafe { crate::dma::dma_dealloc(paddr as u64, vaddr, pages) };
+        unsafe { crate::dma::dma_dealloc(paddr, vaddr, pages) };
         0
     }
 

@@ -65,6 +65,21 @@ pub mod xen {
 #[cfg(any(feature = "scheduler-coop", feature = "scheduler-preempt"))]
 pub mod thread;
 
+/// Networking (a profile with a NIC driver: `net_device = "virtio"`): TCP and UDP sockets
+/// shaped like `std::net`'s, over the kernel's network stack (smoltcp). Blocking calls block the
+/// calling thread (a receive interrupt wakes it); with `scheduler = "none"` they poll and idle.
+/// Streams implement `embedded_io::{Read, Write}`; every method of crate `net`'s stream
+/// (`read`, `write_all`, `set_read_timeout`, `shutdown`, ...) is reachable on them.
+///
+/// The address is the profile's `net_ip` (and `net_gateway`), or the kernel command line's
+/// `ip=ADDR/PREFIX` (`ip=dhcp`) and `gw=ADDR`. Without a NIC the image runs on, and every
+/// socket fails with [`net::Error::NoNetwork`].
+#[cfg(feature = "net_device-virtio")]
+pub mod net {
+    pub use core::net::{Ipv4Addr, SocketAddrV4};
+    pub use kernel::net::{Error, TcpListener, TcpStream, UdpSocket, is_up, stats};
+}
+
 /// Blocking synchronization between threads (`scheduler = "coop"` or `"preempt"`): [`Mutex`],
 /// [`Condvar`], [`Semaphore`] and a bounded [`channel`]. Waiters are parked (the CPU runs other
 /// threads or idles), never spinning.

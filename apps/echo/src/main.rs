@@ -1,0 +1,170 @@
+//! Echo: TCP echo and UDP echo on one port (default 7, RFC 862), and a TCP sink that reads and
+//! discards everything (default 9, RFC 863), each connection on its own thread. With `source`
+//! it also sends a never-ending stream of bytes to whoever connects to the source port (default
+//! 19, like chargen, RFC 864), for guest-to-client bulk measurements.
+//!
+//! Arguments (`key=value`): `port=7`, `sink=9`, `source=19` (0 turns a service off),
+//! `stack=32K` (each connection thread's stack). Prints `echo: ready` once it listens; logs each
+//! connection at debug level. A bad argument prints the usage, status 2.
+#![no_std]
+#![no_main]
+
+use stardust::net::{TcpListener, TcpStream, UdpSocket};
+use stardust::println;
+use stardust::thread;
+
+/// Bytes a connection's thread moves per read.
+const CHUNK: usize = 4096;
+
+#[derive(Clone, Copy)]
+struct Config {
+    port: u16,
+    sink: u16,
+    source: u16,
+    stack: usize,
+}
+
+fn parse(args: impl Iterator<Item = &'static str>) -> Result<Config, &'static str> {
+    let mut c = Config {
+        port: 7,
+        sink: 9,
+        source: 19,
+        stack: 32 * 1024,
+    };
+    for arg in args {
+        let (key, value) = arg.split_once('=').ok_or(arg)?;
+        match key {
+            "port" => c.port = value.parse().map_err(|_| arg)?,
+            "sink" => c.sink = value.parse().map_err(|_| arg)?,
+            "source" => c.source = value.parse().map_err(|_| arg)?,
+            "stack" => {
+                let k = value.strip_suffix('K').ok_or(arg)?;
+                c.stack = k.parse::<usize>().map_err(|_| arg)? * 1024;
+            }
+            _ => return Err(arg),
+        }
+    }
+    Ok(c)
+}
+
+#[stardust::main]
+fn main() -> u8 {
+    let config = match parse(stardust::args()) {
+        Ok(c) => c,
+        Err(bad) => {
+            println!(
+                "echo: bad argument {bad:?}; usage: echo [port=7] [sink=9] [source=19] [stack=32K]"
+            );
+            return 2;
+        }
+    };
+    if config.port != 0 {
+        let udp = match UdpSocket::bind(config.port) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("echo: udp port {}: {e}", config.port);
+                return 1;
+            }
+        };
+        thread::spawn(move || udp_echo(udp));
+    }
+    for (port, serve) in [
+        (config.sink, sink as fn(TcpStream)),
+        (config.source, source as fn(TcpStream)),
+    ] {
+        if port != 0 {
+            match TcpListener::bind(port) {
+                Ok(l) => {
+                    thread::spawn(move || accept_loop(l, serve, config.stack));
+                }
+                Err(e) => {
+                    println!("echo: tcp port {port}: {e}");
+                    return 1;
+                }
+            }
+        }
+    }
+    if config.port == 0 {
+        println!("echo: ready");
+        loop {
+            thread::sleep(core::time::Duration::from_secs(3600));
+        }
+    }
+    match TcpListener::bind(config.port) {
+        Ok(l) => {
+            println!(
+                "echo: ready: echo tcp/udp {}, sink tcp {}, source tcp {}",
+                config.port, config.sink, config.source
+            );
+            accept_loop(l, echo, config.stack)
+        }
+        Err(e) => {
+            println!("echo: tcp port {}: {e}", config.port);
+            1
+        }
+    }
+}
+
+/// Accepts for ever, one thread per connection. Out of threads, a connection is closed at once.
+fn accept_loop(listener: TcpListener, serve: fn(TcpStream), stack: usize) -> ! {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                stardust::log::debug!("echo: {peer} on port {}", listener.local_addr().port());
+                if let Err(e) = thread::Builder::new()
+                    .stack_size(stack)
+                    .spawn(move || serve(stream))
+                {
+                    stardust::log::warn!("echo: {peer}: no thread ({e}); closed");
+                }
+            }
+            Err(e) => {
+                stardust::log::warn!("echo: accept: {e}");
+                thread::yield_now();
+            }
+        }
+    }
+}
+
+fn echo(mut stream: TcpStream) {
+    let mut buf = [0u8; CHUNK];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn sink(mut stream: TcpStream) {
+    let mut buf = [0u8; CHUNK];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+fn source(mut stream: TcpStream) {
+    let mut buf = [0u8; CHUNK];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = b' ' + (i % 95) as u8;
+    }
+    while stream.write_all(&buf).is_ok() {}
+}
+
+fn udp_echo(socket: UdpSocket) {
+    let mut buf = [0u8; 2048];
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let _ = socket.send_to(&buf[..n], from);
+            }
+            Err(e) => stardust::log::debug!("echo: udp: {e}"),
+        }
+    }
+}

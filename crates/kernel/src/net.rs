@@ -1,0 +1,420 @@
+//! Glue: the network stack (crate `net`) on this kernel's NIC (`net_device`), its interrupt and
+//! its scheduler. Crate `net` has no lock, no clock and no thread; this module gives it all
+//! three (the crate docs, "How the kernel drives it"):
+//!
+//! - One [`net::Stack`] behind a spin lock taken with interrupts masked ([`Net::with_stack`]):
+//!   a socket call or a poll is short, and on one CPU nothing can contend with it.
+//! - The NIC's interrupt handler (oneshot: the platform masked the line) only notes the
+//!   interrupt and wakes the poller. The poller polls the stack (which acknowledges the device
+//!   first), then unmasks the line.
+//! - With a thread scheduler, the poller is a kernel thread, `net`: it polls, wakes the threads
+//!   blocked in socket calls when the stack's generation moved, and sleeps until the next
+//!   interrupt or the stack's `poll_at`. A blocked socket call parks on a wait queue until the
+//!   generation moves (read under the stack's lock, compared under the wait queue's: no lost
+//!   wake-up) or its deadline.
+//! - With `scheduler = "none"` there is no thread: a blocking socket call polls the stack itself
+//!   and idles (`Platform::idle`, the timer armed for the stack's next deadline) between polls.
+//! - Nothing busy-polls: an idle server sleeps in `hlt` until a frame arrives.
+//!
+//! The configuration is the profile's (`net_ip`, `net_gateway`, `net_sockets`,
+//! `net_tcp_buffer`, `net_udp_buffer`) with the kernel command line's `ip=` and `gw=` over it.
+
+use crate::config;
+use crate::select::{SelectedNetDevice, SelectedPlatform};
+use crate::virtio::{Nic, probe_nics};
+pub use ::net::Error;
+use ::net::{IpConfig, Limits, Stack};
+use core::net::SocketAddrV4;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use platform::Platform;
+use platform::irq::Irq;
+
+/// The one stack (none until [`init`] found a NIC).
+static STACK: spin::Mutex<Option<Stack<SelectedNetDevice>>> = spin::Mutex::new(None);
+/// The NIC's interrupt line (`u32::MAX`: none).
+static NIC_IRQ: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Whether [`init`] brought the network up.
+static UP: AtomicBool = AtomicBool::new(false);
+/// The stack's generation as of the last lock release (what blocked callers compare with).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The NIC interrupted since the last poll.
+static IRQ_PENDING: AtomicBool = AtomicBool::new(false);
+/// When the poller wakes next at the latest (ns; `u64::MAX`: only on an interrupt).
+static POLL_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Without a working interrupt line, the longest the stack goes unpolled (ns; `u64::MAX`: the
+/// NIC interrupts).
+static POLL_CAP_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// When to poll next: the stack's deadline, or sooner without an interrupt line.
+fn next_poll(at: Option<u64>) -> Option<u64> {
+    let cap = POLL_CAP_NS.load(Ordering::Relaxed);
+    if cap == u64::MAX {
+        return at;
+    }
+    let capped = now().saturating_add(cap);
+    Some(at.map_or(capped, |a| a.min(capped)))
+}
+
+/// Listening sockets per listener (smoltcp has no backlog: crate `net`'s pool).
+fn backlog() -> usize {
+    (config::NET_SOCKETS / 4).clamp(1, 16)
+}
+
+fn now() -> u64 {
+    SelectedPlatform::now_ns().unwrap_or(0)
+}
+
+/// The kernel's handle on the stack, for crate `net`'s sockets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Net;
+
+impl ::net::Shared for Net {
+    type Device = SelectedNetDevice;
+
+    fn with_stack<R>(&self, f: impl FnOnce(&mut Stack<SelectedNetDevice>) -> R) -> R {
+        let enabled = SelectedPlatform::interrupts_disable();
+        let (result, generation, at) = {
+            let mut guard = STACK.lock();
+            let stack = guard
+                .as_mut()
+                .expect("sockets exist only once the stack does");
+            let result = f(stack);
+            let at = stack.poll_at(now());
+            (result, stack.generation(), at)
+        };
+        SelectedPlatform::interrupts_restore(enabled);
+        changed(generation, at);
+        result
+    }
+
+    fn now_ns(&self) -> u64 {
+        now()
+    }
+}
+
+/// After the lock is released: wakes blocked callers when the generation moved, and the poller
+/// when the stack needs it earlier than it sleeps.
+fn changed(generation: u64, poll_at: Option<u64>) {
+    if GENERATION.swap(generation, Ordering::AcqRel) != generation {
+        waiters::wake_all();
+    }
+    if poll_at.unwrap_or(u64::MAX) < POLL_DEADLINE.load(Ordering::Acquire) {
+        waiters::wake_poller();
+    }
+}
+
+/// One poll: the device's news, frames in and out, timers; then the NIC's line is unmasked if
+/// it had fired. Returns the stack's next deadline.
+fn poll_once() -> Option<u64> {
+    let fired = IRQ_PENDING.swap(false, Ordering::AcqRel);
+    let enabled = SelectedPlatform::interrupts_disable();
+    let (generation, at) = {
+        let mut guard = STACK.lock();
+        let Some(stack) = guard.as_mut() else {
+            SelectedPlatform::interrupts_restore(enabled);
+            return None;
+        };
+        let now = now();
+        stack.poll(now);
+        let line = NIC_IRQ.load(Ordering::Acquire);
+        if fired && line != u32::MAX {
+            // `poll` acknowledged the device (`poll_interrupt`) before it received.
+            SelectedPlatform::irq_unmask(Irq(line));
+        }
+        (stack.generation(), stack.poll_at(now))
+    };
+    SelectedPlatform::interrupts_restore(enabled);
+    changed(generation, at);
+    at
+}
+
+/// The NIC's interrupt handler: the line is masked until the poller polled.
+fn nic_interrupt(_data: usize) {
+    IRQ_PENDING.store(true, Ordering::Release);
+    waiters::wake_poller();
+}
+
+impl ::net::Wait for Net {
+    fn wait(&self, generation: u64, deadline_ns: Option<u64>) {
+        waiters::wait(generation, deadline_ns)
+    }
+}
+
+#[cfg(feature = "threads")]
+mod waiters {
+    //! Threads block on wait queues; the `net` thread polls.
+    use super::{GENERATION, IRQ_PENDING, POLL_DEADLINE, next_poll, poll_once};
+    use crate::threads::{Kernel, WaitQueue};
+    use core::sync::atomic::Ordering;
+
+    /// Threads blocked in socket calls.
+    static WAITERS: WaitQueue<Kernel> = WaitQueue::new();
+    /// The `net` thread, between polls.
+    static POLLER: WaitQueue<Kernel> = WaitQueue::new();
+
+    pub fn wake_all() {
+        WAITERS.notify_all();
+    }
+
+    pub fn wake_poller() {
+        POLLER.notify_one();
+    }
+
+    pub fn wait(generation: u64, deadline_ns: Option<u64>) {
+        WAITERS.wait_if(
+            || GENERATION.load(Ordering::Acquire) == generation,
+            deadline_ns,
+        );
+    }
+
+    /// Starts the `net` thread.
+    pub fn start() -> Result<(), crate::threads::SpawnError> {
+        crate::threads::spawn(
+            Some(alloc::string::String::from("net")),
+            16 * 1024,
+            alloc::boxed::Box::new(|| {
+                loop {
+                    let at = next_poll(poll_once()).unwrap_or(u64::MAX);
+                    POLL_DEADLINE.store(at, Ordering::Release);
+                    POLLER.wait_if(
+                        || {
+                            !IRQ_PENDING.load(Ordering::Acquire)
+                                && POLL_DEADLINE.load(Ordering::Acquire) == at
+                        },
+                        (at != u64::MAX).then_some(at),
+                    );
+                    POLL_DEADLINE.store(0, Ordering::Release);
+                }
+            }),
+        )
+        .map(|_| ())
+    }
+}
+
+#[cfg(not(feature = "threads"))]
+mod waiters {
+    //! No scheduler threads: the caller polls, and idles between polls.
+    use super::{GENERATION, IRQ_PENDING, next_poll, now, poll_once};
+    use crate::select::SelectedPlatform;
+    use core::sync::atomic::Ordering;
+    use platform::Platform;
+
+    pub fn wake_all() {}
+
+    pub fn wake_poller() {}
+
+    pub fn wait(generation: u64, deadline_ns: Option<u64>) {
+        loop {
+            let at = next_poll(poll_once());
+            if GENERATION.load(Ordering::Acquire) != generation {
+                return;
+            }
+            let now = now();
+            if deadline_ns.is_some_and(|d| now >= d) {
+                return;
+            }
+            let wake = match (at, deadline_ns) {
+                (Some(a), Some(d)) => Some(a.min(d)),
+                (a, d) => a.or(d),
+            };
+            if wake.is_some_and(|w| w <= now) {
+                continue;
+            }
+            let enabled = SelectedPlatform::interrupts_disable();
+            if !IRQ_PENDING.load(Ordering::Acquire) {
+                let armed = wake.is_none_or(SelectedPlatform::set_timer);
+                if armed {
+                    // Until the NIC's interrupt or the timer.
+                    SelectedPlatform::idle();
+                }
+            }
+            SelectedPlatform::interrupts_restore(enabled);
+        }
+    }
+
+    pub fn start() -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+/// Brings the network up: the first NIC the profile's driver finds, the profile's address
+/// (the command line's `ip=`/`gw=` over it), the NIC's interrupt, and the poller. Without a NIC
+/// the image runs on, and sockets fail with [`Error::NoNetwork`]. A bad address is a
+/// configuration error (the kernel stops with status 103).
+pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
+    let options = ["ip", "gw"].map(|key| {
+        cmdline::kernel_option(cmdline, key).map(|value| alloc::format!("{key}={value}"))
+    });
+    let ip = IpConfig::from_settings(config::NET_IP, config::NET_GATEWAY)?
+        .with_options(options.iter().flatten().map(|s| s.as_str()))?;
+    let Some(Nic { device, irq, .. }) = probe_nics() else {
+        log::info!("net: no network device: the network is down");
+        return Ok(());
+    };
+    let limits = Limits {
+        sockets: config::NET_SOCKETS,
+        tcp_buffer: config::NET_TCP_BUFFER,
+        udp_buffer: config::NET_UDP_BUFFER,
+        ..Limits::default()
+    };
+    let stack = Stack::new(device, ip, limits, arch_x86_64::tsc::now(), now());
+    let enabled = SelectedPlatform::interrupts_disable();
+    *STACK.lock() = Some(stack);
+    SelectedPlatform::interrupts_restore(enabled);
+    let registered = irq.map(|irq| {
+        NIC_IRQ.store(irq.0, Ordering::Release);
+        SelectedPlatform::irq_register(irq, SelectedPlatform::current_cpu(), nic_interrupt, 0)
+    });
+    if !matches!(registered, Some(Ok(()))) {
+        match registered {
+            Some(Err(e)) => log::warn!("net: {e}: polling every {POLL_WITHOUT_IRQ_MS} ms"),
+            _ => log::info!("net: no interrupt line: polling every {POLL_WITHOUT_IRQ_MS} ms"),
+        }
+        NIC_IRQ.store(u32::MAX, Ordering::Release);
+        POLL_CAP_NS.store(POLL_WITHOUT_IRQ_MS * 1_000_000, Ordering::Relaxed);
+    }
+    if let Err(e) = waiters::start() {
+        log::error!("net: no poller ({e:?}): the network is down");
+        return Ok(());
+    }
+    UP.store(true, Ordering::Release);
+    match ip {
+        IpConfig::Static { .. } => log::info!("net: {ip} up"),
+        IpConfig::Dhcp => log::info!("net: up, asking DHCP for an address"),
+    }
+    Ok(())
+}
+
+/// Without an interrupt, how often the poller polls.
+const POLL_WITHOUT_IRQ_MS: u64 = 10;
+
+/// Whether the network is up.
+pub fn is_up() -> bool {
+    UP.load(Ordering::Acquire)
+}
+
+fn up() -> Result<(), Error> {
+    if is_up() {
+        Ok(())
+    } else {
+        Err(Error::NoNetwork)
+    }
+}
+
+/// A TCP socket listening on a port (`std::net::TcpListener`'s shape).
+#[derive(Debug)]
+pub struct TcpListener(::net::TcpListener<Net>);
+
+impl TcpListener {
+    /// Listens on `port` of the NIC's address, with a pool of listening sockets (the backlog:
+    /// a quarter of `net_sockets`, at most 16).
+    pub fn bind(port: u16) -> Result<Self, Error> {
+        Self::bind_with_backlog(port, backlog())
+    }
+
+    /// Listens on `port` with `backlog` sockets in the listening pool.
+    pub fn bind_with_backlog(port: u16, backlog: usize) -> Result<Self, Error> {
+        up()?;
+        ::net::TcpListener::bind(&Net, port, backlog).map(TcpListener)
+    }
+
+    /// Waits for the next connection.
+    pub fn accept(&self) -> Result<(TcpStream, SocketAddrV4), Error> {
+        self.0.accept().map(|(s, a)| (TcpStream(s), a))
+    }
+
+    /// The next connection if one is waiting, else [`Error::WouldBlock`].
+    pub fn try_accept(&self) -> Result<(TcpStream, SocketAddrV4), Error> {
+        self.0.try_accept().map(|(s, a)| (TcpStream(s), a))
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        self.0.local_addr()
+    }
+}
+
+/// A TCP connection (`std::net::TcpStream`'s shape): blocking `read`/`write` with optional
+/// timeouts, `embedded_io::{Read, Write}`. Every method of crate `net`'s stream is reachable
+/// through `Deref`.
+#[derive(Debug)]
+pub struct TcpStream(::net::TcpStream<Net>);
+
+impl TcpStream {
+    /// Connects to `to`, waiting at most `timeout` (`None`: smoltcp's handshake timeout).
+    pub fn connect(to: SocketAddrV4, timeout: Option<core::time::Duration>) -> Result<Self, Error> {
+        up()?;
+        ::net::TcpStream::connect(&Net, to, timeout).map(TcpStream)
+    }
+}
+
+impl Deref for TcpStream {
+    type Target = ::net::TcpStream<Net>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for TcpStream {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl embedded_io::ErrorType for TcpStream {
+    type Error = Error;
+}
+
+impl embedded_io::Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.0.read(buf)
+    }
+}
+
+impl embedded_io::Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        self.0.flush()
+    }
+}
+
+/// A UDP socket (`std::net::UdpSocket`'s shape).
+#[derive(Debug)]
+pub struct UdpSocket(::net::UdpSocket<Net>);
+
+impl UdpSocket {
+    /// Binds `port` of the NIC's address.
+    pub fn bind(port: u16) -> Result<Self, Error> {
+        up()?;
+        ::net::UdpSocket::bind(&Net, port).map(UdpSocket)
+    }
+}
+
+impl Deref for UdpSocket {
+    type Target = ::net::UdpSocket<Net>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for UdpSocket {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// The stack's counters (for leak checks and logs), or `None` when the network is down.
+pub fn stats() -> Option<(::net::StackStats, netdev::DeviceStats)> {
+    if !is_up() {
+        return None;
+    }
+    Some(::net::Shared::with_stack(&Net, |s| {
+        (s.stats(), netdev::NetDevice::stats(s.device()))
+    }))
+}
