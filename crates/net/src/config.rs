@@ -416,6 +416,10 @@ mod tests {
             "gw=10.0.3.2: 10.0.3.2 is not on the subnet 10.0.2.15/24"
         );
         assert_eq!(
+            e("ip=10.0.2.15/24", "gw=10.0.2.255"),
+            "gw=10.0.2.255: 10.0.2.255 is the broadcast address of the subnet 10.0.2.15/24"
+        );
+        assert_eq!(
             e("ip=10.0.2.15/24", "gw=10.0.2.x"),
             "gw=10.0.2.x: \"x\" is not a decimal octet"
         );
