@@ -120,6 +120,49 @@ fn check_host(a: Ipv4Address) -> Result<(), String> {
     }
 }
 
+/// Checks that `address/prefix` can be this host's: a unicast address, a prefix of 1 to 32,
+/// and (below /31) neither the network nor the broadcast address of its subnet.
+pub fn check_address(address: Ipv4Address, prefix: u8) -> Result<(), String> {
+    if !(1..=32).contains(&prefix) {
+        return Err(alloc::format!("{prefix} is not a prefix length (1 to 32)"));
+    }
+    check_host(address)?;
+    if prefix <= 30 {
+        let host = u32::from(address) & !mask(prefix);
+        if host == 0 {
+            return Err(alloc::format!(
+                "{address} is the network address of its subnet"
+            ));
+        }
+        if host == !mask(prefix) {
+            return Err(alloc::format!(
+                "{address} is the broadcast address of its subnet"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `gateway` can be the router of the host `address/prefix`: a unicast address
+/// on its subnet, not the host itself nor the subnet's broadcast address.
+pub fn check_gateway(address: Ipv4Address, prefix: u8, gateway: Ipv4Address) -> Result<(), String> {
+    check_host(gateway)?;
+    if gateway == address {
+        return Err("the gateway is this host's address".into());
+    }
+    if !same_subnet(address, prefix, gateway) {
+        return Err(alloc::format!(
+            "{gateway} is not on the subnet {address}/{prefix}"
+        ));
+    }
+    if prefix <= 30 && u32::from(gateway) & !mask(prefix) == !mask(prefix) {
+        return Err(alloc::format!(
+            "{gateway} is the broadcast address of the subnet {address}/{prefix}"
+        ));
+    }
+    Ok(())
+}
+
 impl IpConfig {
     /// The profile's configuration: `ip` as the `net_ip` setting ("ADDR/PREFIX" or "dhcp"),
     /// `gateway` as `net_gateway` (an address, or "" for none).
@@ -206,24 +249,7 @@ impl IpConfig {
                 alloc::format!("{prefix} is not a prefix length (1 to 32)"),
             ));
         }
-        check_host(address).map_err(|e| error(option, value, e))?;
-        if prefix <= 30 {
-            let host = u32::from(address) & !mask(prefix);
-            if host == 0 {
-                return Err(error(
-                    option,
-                    value,
-                    alloc::format!("{address} is the network address of its subnet"),
-                ));
-            }
-            if host == !mask(prefix) {
-                return Err(error(
-                    option,
-                    value,
-                    alloc::format!("{address} is the broadcast address of its subnet"),
-                ));
-            }
-        }
+        check_address(address, prefix).map_err(|e| error(option, value, e))?;
         Ok(IpConfig::Static {
             address,
             prefix,
@@ -245,16 +271,7 @@ impl IpConfig {
                 address, prefix, ..
             } => {
                 if let Some(g) = gateway {
-                    if g == address {
-                        return Err(error(option, value, "the gateway is this host's address"));
-                    }
-                    if !same_subnet(address, prefix, g) {
-                        return Err(error(
-                            option,
-                            value,
-                            alloc::format!("{g} is not on the subnet {address}/{prefix}"),
-                        ));
-                    }
+                    check_gateway(address, prefix, g).map_err(|e| error(option, value, e))?;
                 }
                 Ok(IpConfig::Static {
                     address,
@@ -397,6 +414,10 @@ mod tests {
         assert_eq!(
             e("ip=10.0.2.15/24", "gw=10.0.3.2"),
             "gw=10.0.3.2: 10.0.3.2 is not on the subnet 10.0.2.15/24"
+        );
+        assert_eq!(
+            e("ip=10.0.2.15/24", "gw=10.0.2.255"),
+            "gw=10.0.2.255: 10.0.2.255 is the broadcast address of the subnet 10.0.2.15/24"
         );
         assert_eq!(
             e("ip=10.0.2.15/24", "gw=10.0.2.x"),

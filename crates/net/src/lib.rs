@@ -36,6 +36,24 @@
 //! - Async sockets register their task's waker under the lock; `poll` wakes them all when the
 //!   generation moves.
 //!
+//! # DHCPv4
+//! With `ip=dhcp` the stack runs smoltcp's DHCP client and applies each lease itself in `poll`:
+//! the address with its prefix, and the router as the default route ([`Stack::ipv4_cidr`],
+//! [`Stack::gateway`]). [`Stack::dhcp_status`] says where it stands (`Waiting` since when,
+//! `Bound` to what) for the glue to log; a stack still waiting logs so every 60 s. Without an
+//! answer the client asks again every 10 s, for ever, and the interface stays without an address
+//! (sockets can be bound meanwhile; they work once the lease comes). It renews at T1 (half the
+//! lease) with the server, rebinds at T2 by broadcast, and drops the address when the lease
+//! expires or the server NAKs.
+//!
+//! smoltcp takes any lease whose address is not unspecified, broadcast or multicast. The stack
+//! checks more, with the rules of the static configuration: a lease whose address is not a usable
+//! host address (loopback, class E, 0.x, a /0, the network or broadcast address of its subnet) is
+//! refused and the client starts over; a router that is not a host on the lease's subnet is left
+//! out (the address applies, without a default route). [`StackStats`] counts leases, refusals and
+//! losses. smoltcp starts over at once after a NAK (or a refusal), so a server that NAKs every
+//! REQUEST is asked again at its own pace: it is that server which sets the rate.
+//!
 //! # The listener pool
 //! smoltcp has no listen backlog: a listening socket becomes the connection. So
 //! [`TcpListener::bind`] puts `backlog` sockets in LISTEN on the port. After each poll, a pool
@@ -95,4 +113,4 @@ pub use config::{ConfigError, IpConfig, Limits};
 /// smoltcp, for the glue's and the tests' use of its types.
 pub use smoltcp;
 pub use socket::{Shared, TcpListener, TcpStream, UdpSocket, Wait};
-pub use stack::{Error, ListenerId, Shutdown, Stack, StackStats};
+pub use stack::{DhcpStatus, Error, ListenerId, Shutdown, Stack, StackStats};

@@ -12,7 +12,11 @@
 //!   stack's next generation (or the timeout);
 //! - async (`accept_async`, `connect_async`, embedded-io-async's `Read`/`Write`, ...): the task's
 //!   waker is registered with the stack (under its lock, so no wake-up is lost) and woken by the
-//!   next poll that changes anything.
+//!   next poll that changes anything. The try, a poll and a second try run under that one lock
+//!   before the registration, so data already waiting on the device is seen, not slept on. Every
+//!   waiting task is woken on every change, so a wake-up may be spurious: the task tries again
+//!   (and registers again). The tests (`tests/async.rs`) run the tasks on an executor that
+//!   fails on a wake-up lost.
 //!
 //! Every operation polls the stack after it (so that data written goes out at once, and a
 //! window freed by a read is announced at once).

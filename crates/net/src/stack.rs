@@ -4,7 +4,7 @@
 //! Every operation here is non-blocking: it does what it can now, or returns
 //! [`Error::WouldBlock`]. The socket types in [`crate::socket`] build the blocking and async
 //! calls on top.
-use crate::config::{IpConfig, Limits};
+use crate::config::{IpConfig, Limits, check_address, check_gateway};
 use crate::device::Phy;
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -121,6 +121,46 @@ struct Orphan {
     deadline_ns: u64,
 }
 
+/// Where the interface's IPv4 configuration stands (for the glue to log and the tests to check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpStatus {
+    /// A static configuration: no DHCP client runs.
+    Static,
+    /// No lease (yet, or any more): the client keeps asking (a DISCOVER every 10 s, smoltcp's
+    /// default) and the interface has no address. `since_ns` is when it started waiting.
+    Waiting {
+        /// When the stack started waiting (its creation, or the loss of the last lease).
+        since_ns: u64,
+    },
+    /// A lease is applied: the interface has `address`, and `router` as its default route.
+    Bound {
+        /// The leased address and the subnet's prefix.
+        address: Ipv4Cidr,
+        /// The default gateway from the lease, if it gave a usable one.
+        router: Option<Ipv4Address>,
+        /// When the lease (or its last change) was applied.
+        since_ns: u64,
+    },
+}
+
+impl fmt::Display for DhcpStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DhcpStatus::Static => f.write_str("static"),
+            DhcpStatus::Waiting { .. } => f.write_str("waiting for a DHCP lease"),
+            DhcpStatus::Bound {
+                address,
+                router: Some(r),
+                ..
+            } => write!(f, "DHCP lease {address} gw {r}"),
+            DhcpStatus::Bound { address, .. } => write!(f, "DHCP lease {address}"),
+        }
+    }
+}
+
+/// How often a stack still waiting for a DHCP lease says so in the log.
+const DHCP_WAIT_LOG_NS: u64 = 60_000_000_000;
+
 /// Counters, for tests and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StackStats {
@@ -139,6 +179,16 @@ pub struct StackStats {
     pub lingered_out: u64,
     /// Times a listener could not refill its pool for lack of sockets.
     pub pool_starved: u64,
+    /// DHCP leases applied (a renewal that changes nothing does not count).
+    pub dhcp_leases: u64,
+    /// DHCP leases refused because their address could not be this host's (the client then
+    /// starts over with a DISCOVER).
+    pub dhcp_refused: u64,
+    /// DHCP routers left out of an applied lease because they are not on its subnet (or not
+    /// a host address).
+    pub dhcp_router_refused: u64,
+    /// DHCP leases lost (expired, or a NAK).
+    pub dhcp_lost: u64,
 }
 
 /// How long a handshake may take: a SYN-SENT or SYN-RECEIVED socket closes after this without
@@ -168,6 +218,9 @@ pub struct Stack<D: NetDevice> {
     ip: IpConfig,
     gateway: Option<Ipv4Address>,
     dhcp: Option<SocketHandle>,
+    dhcp_status: DhcpStatus,
+    /// When a stack waiting for a lease last said so.
+    dhcp_logged_ns: u64,
     listeners: Vec<Option<Listener>>,
     orphans: Vec<Orphan>,
     live: usize,
@@ -231,6 +284,11 @@ impl<D: NetDevice> Stack<D> {
             limits,
             ip,
             gateway: gw,
+            dhcp_status: match dhcp {
+                Some(_) => DhcpStatus::Waiting { since_ns: now_ns },
+                None => DhcpStatus::Static,
+            },
+            dhcp_logged_ns: now_ns,
             dhcp,
             listeners: Vec::new(),
             orphans: Vec::new(),
@@ -252,6 +310,20 @@ impl<D: NetDevice> Stack<D> {
     /// The interface's IPv4 address now (none before a DHCP lease).
     pub fn ipv4_addr(&self) -> Option<Ipv4Address> {
         self.iface.ipv4_addr()
+    }
+
+    /// The interface's IPv4 address and subnet prefix now (none before a DHCP lease).
+    pub fn ipv4_cidr(&self) -> Option<Ipv4Cidr> {
+        self.iface.ip_addrs().iter().find_map(|a| match a {
+            IpCidr::Ipv4(c) => Some(*c),
+            #[allow(unreachable_patterns)] // IPv6, if another crate turns smoltcp's on.
+            _ => None,
+        })
+    }
+
+    /// Where the IPv4 configuration stands: static, waiting for a DHCP lease, or bound.
+    pub fn dhcp_status(&self) -> DhcpStatus {
+        self.dhcp_status
     }
 
     /// The default gateway now.
@@ -339,38 +411,96 @@ impl<D: NetDevice> Stack<D> {
         }
     }
 
+    /// Takes the DHCP client's news and applies it. A lease whose address cannot be this
+    /// host's (smoltcp only refuses the unspecified, broadcast and multicast addresses) is
+    /// refused: the client starts over. A router that is not on the lease's subnet is left out
+    /// (the lease applies without a default route).
     fn poll_dhcp(&mut self) -> bool {
         let Some(h) = self.dhcp else {
             return false;
         };
-        let event = self.sockets.get_mut::<dhcpv4::Socket<'_>>(h).poll();
-        match event {
-            None => false,
-            Some(dhcpv4::Event::Configured(lease)) => {
-                let (address, router) = (lease.address, lease.router);
-                self.iface.update_ip_addrs(|addrs| {
-                    addrs.clear();
-                    let _ = addrs.push(IpCidr::Ipv4(address));
-                });
-                self.iface.routes_mut().remove_default_ipv4_route();
-                self.gateway = router;
-                if let Some(r) = router {
-                    let _ = self.iface.routes_mut().add_default_ipv4_route(r);
+        let now = self.now_ns;
+        let mut changed = false;
+        // At most a refusal and the deconfiguration it causes.
+        for _ in 0..3 {
+            let socket = self.sockets.get_mut::<dhcpv4::Socket<'_>>(h);
+            let lease = match socket.poll() {
+                None => break,
+                Some(dhcpv4::Event::Configured(lease)) => Some((lease.address, lease.router)),
+                Some(dhcpv4::Event::Deconfigured) => None,
+            };
+            match lease {
+                Some((address, router)) => {
+                    if let Err(why) = check_address(address.address(), address.prefix_len()) {
+                        log::warn!("net: DHCP lease {address} refused: {why}");
+                        self.stats.dhcp_refused += 1;
+                        // Back to DISCOVER; the socket reports `Deconfigured` next.
+                        socket.reset();
+                        continue;
+                    }
+                    let router = router.filter(|&r| {
+                        match check_gateway(address.address(), address.prefix_len(), r) {
+                            Ok(()) => true,
+                            Err(why) => {
+                                log::warn!("net: DHCP router {r} left out: {why}");
+                                self.stats.dhcp_router_refused += 1;
+                                false
+                            }
+                        }
+                    });
+                    self.apply_lease(address, router);
+                    changed = true;
                 }
-                match router {
-                    Some(r) => log::info!("net: DHCP lease {address} gw {r}"),
-                    None => log::info!("net: DHCP lease {address} (no router)"),
+                None => {
+                    if let DhcpStatus::Bound { address, .. } = self.dhcp_status {
+                        log::warn!("net: DHCP lease {address} lost, asking again");
+                        self.stats.dhcp_lost += 1;
+                        changed = true;
+                    }
+                    self.iface.update_ip_addrs(|addrs| addrs.clear());
+                    self.iface.routes_mut().remove_default_ipv4_route();
+                    self.gateway = None;
+                    if !matches!(self.dhcp_status, DhcpStatus::Waiting { .. }) {
+                        self.dhcp_status = DhcpStatus::Waiting { since_ns: now };
+                        self.dhcp_logged_ns = now;
+                    }
                 }
-                true
-            }
-            Some(dhcpv4::Event::Deconfigured) => {
-                self.iface.update_ip_addrs(|addrs| addrs.clear());
-                self.iface.routes_mut().remove_default_ipv4_route();
-                self.gateway = None;
-                log::warn!("net: DHCP lease lost");
-                true
             }
         }
+        if let DhcpStatus::Waiting { since_ns } = self.dhcp_status
+            && now.saturating_sub(self.dhcp_logged_ns) >= DHCP_WAIT_LOG_NS
+        {
+            self.dhcp_logged_ns = now;
+            log::warn!(
+                "net: no DHCP lease after {} s, still asking",
+                (now - since_ns) / 1_000_000_000
+            );
+        }
+        changed
+    }
+
+    fn apply_lease(&mut self, address: Ipv4Cidr, router: Option<Ipv4Address>) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            // One address: the vector has room for it.
+            let _ = addrs.push(IpCidr::Ipv4(address));
+        });
+        self.iface.routes_mut().remove_default_ipv4_route();
+        self.gateway = router;
+        if let Some(r) = router {
+            // The route table holds at least one route (smoltcp's default is 2).
+            let _ = self.iface.routes_mut().add_default_ipv4_route(r);
+        }
+        match router {
+            Some(r) => log::info!("net: DHCP lease {address} gw {r}"),
+            None => log::info!("net: DHCP lease {address} (no router)"),
+        }
+        self.stats.dhcp_leases += 1;
+        self.dhcp_status = DhcpStatus::Bound {
+            address,
+            router,
+            since_ns: self.now_ns,
+        };
     }
 
     /// Moves connected pool sockets to their listener's accept queue and refills the pools;

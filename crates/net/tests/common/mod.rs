@@ -123,10 +123,21 @@ impl<D: Pending> World<D> {
 
 /// A client side (0) and a server side (1) over `a` and `b`.
 pub fn world<D: Pending>(a: D, b: D, limits: Limits) -> (Side<D>, Side<D>) {
+    world_with(a, b, static_ip(CLIENT_IP), static_ip(SERVER_IP), limits)
+}
+
+/// Side 0 over `a` configured with `ip_a`, side 1 over `b` with `ip_b`.
+pub fn world_with<D: Pending>(
+    a: D,
+    b: D,
+    ip_a: IpConfig,
+    ip_b: IpConfig,
+    limits: Limits,
+) -> (Side<D>, Side<D>) {
     let world = Rc::new(RefCell::new(World {
         stacks: [
-            Stack::new(a, static_ip(CLIENT_IP), limits, 1, 0),
-            Stack::new(b, static_ip(SERVER_IP), limits, 2, 0),
+            Stack::new(a, ip_a, limits, 1, 0),
+            Stack::new(b, ip_b, limits, 2, 0),
         ],
         now: 0,
         steps: 0,
