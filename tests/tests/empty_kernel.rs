@@ -19,6 +19,7 @@ fn boot(machine: Machine) -> xtask::qemu::Boot {
         gdb: None,
         debug_exit: true,
         machine_opts: String::new(),
+        tap: None,
     };
     qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT)).expect("QEMU starts")
 }
@@ -78,6 +79,7 @@ fn a_boot_that_outlives_its_timeout_is_killed() {
         gdb: Some(qemu::free_port().expect("a free port")),
         debug_exit: true,
         machine_opts: String::new(),
+        tap: None,
     };
     let limit = std::time::Duration::from_millis(300);
     let boot = qemu::boot(&cfg, true, Some(limit)).expect("QEMU starts");

@@ -36,6 +36,8 @@ pub mod bench;
 pub mod cmd;
 pub mod cmdline;
 pub mod image;
+pub mod netns;
+pub mod netref;
 pub mod profile;
 pub mod qemu;
 pub mod size;

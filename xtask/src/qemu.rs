@@ -199,6 +199,9 @@ pub struct QemuConfig {
     pub debug_exit: bool,
     /// Extra machine options, appended to `-machine NAME` after a comma (`acpi=off`).
     pub machine_opts: String,
+    /// A virtio-net NIC on a TAP device; QEMU then runs inside its network namespace
+    /// (`--net tap`, [`crate::netns`]).
+    pub tap: Option<crate::netns::TapNic>,
 }
 
 impl QemuConfig {
@@ -216,6 +219,7 @@ impl QemuConfig {
             gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
+            tap: None,
         }
     }
 
@@ -272,12 +276,37 @@ impl QemuConfig {
         if let Some(port) = self.gdb {
             push(&["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
         }
+        if let Some(tap) = &self.tap {
+            a.extend(tap.qemu_args(self.effective_machine() == Machine::Q35));
+        }
         a
+    }
+
+    /// The program and arguments before QEMU's own: `ip netns exec NS` with a TAP NIC.
+    fn prefix(&self) -> Vec<String> {
+        match &self.tap {
+            Some(tap) => ["ip", "netns", "exec", &tap.netns]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The command that starts QEMU (inside the TAP NIC's namespace, if any).
+    pub fn command(&self) -> Command {
+        let mut words = self.prefix();
+        words.push(self.qemu.display().to_string());
+        let mut cmd = Command::new(&words[0]);
+        cmd.args(&words[1..]).args(self.args());
+        cmd
     }
 
     /// The command as one shell line.
     pub fn shell_line(&self) -> String {
-        std::iter::once(self.qemu.display().to_string())
+        self.prefix()
+            .into_iter()
+            .chain(std::iter::once(self.qemu.display().to_string()))
             .chain(self.args())
             .map(|a| shell_quote(&a))
             .collect::<Vec<_>>()
@@ -409,9 +438,8 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
     if !cfg.kernel.is_file() {
         bail!("image {} does not exist", cfg.kernel.display());
     }
-    let mut cmd = Command::new(&cfg.qemu);
-    cmd.args(cfg.args())
-        .stdin(Stdio::null())
+    let mut cmd = cfg.command();
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
@@ -526,7 +554,27 @@ mod tests {
             gdb: None,
             debug_exit: true,
             machine_opts: String::new(),
+            tap: None,
         }
+    }
+
+    #[test]
+    fn a_tap_nic_runs_qemu_in_its_namespace() {
+        let mut c = cfg();
+        c.tap = Some(crate::netns::TapNic {
+            netns: "stardust-9-0".into(),
+            ifname: "tap0".into(),
+        });
+        let line = c.shell_line();
+        assert!(
+            line.starts_with("ip netns exec stardust-9-0 qemu-system-x86_64 "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("-device virtio-net-device,netdev=n0"),
+            "{line}"
+        );
+        assert_eq!(c.command().get_program(), "ip");
     }
 
     #[test]
