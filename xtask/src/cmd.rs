@@ -33,7 +33,8 @@ pub enum Cmd {
     Size(size::SizeArgs),
     /// Regression benches of every profile (size, boot time, minimum memory) against budgets.
     Bench(bench::BenchArgs),
-    /// Install what is missing: the x86_64-unknown-none target, QEMU.
+    /// Install what is missing: the x86_64-unknown-none target, QEMU, and the network bench's
+    /// tools (wrk, nginx-light, socat, iproute2, curl, debootstrap).
     Setup,
     /// The Xen lab: real Xen 4.17 + Debian dom0 in QEMU (TCG) that runs guests with `xl create`.
     XenLab {

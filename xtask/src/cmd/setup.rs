@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: makes sure the toolchain pieces exist (the bare-metal Rust target, QEMU),
+//! `cargo xtask setup`: makes sure the toolchain pieces exist (the bare-metal Rust target, QEMU,
+//! and the network bench's tools: [`BENCH_TOOLS`]),
 //! installing them when it can and printing the exact command when it cannot. `build`, `run`,
 //! `test`, `size` and `bench` call the parts they need first.
 
@@ -115,7 +116,71 @@ pub fn ensure_qemu() -> Result<PathBuf> {
         .map_err(Error::msg)
 }
 
-/// Everything: the target and QEMU. Prints what it found.
+/// What the network bench (`bench net`) and `run --net tap` use on the host: (command, Debian
+/// package). nginx-light: the same nginx as the Linux reference guest's (the bench runs its own
+/// from a temporary configuration, never the system's service); debootstrap and mke2fs build
+/// that guest.
+pub const BENCH_TOOLS: &[(&str, &str)] = &[
+    ("wrk", "wrk"),
+    ("nginx", "nginx-light"),
+    ("socat", "socat"),
+    ("ip", "iproute2"),
+    ("curl", "curl"),
+    ("debootstrap", "debootstrap"),
+    ("mke2fs", "e2fsprogs"),
+];
+
+/// The Debian packages of [`BENCH_TOOLS`] whose command is missing (by `have`).
+pub fn missing_bench_packages(have: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    let mut packages: Vec<&'static str> = Vec::new();
+    for (tool, package) in BENCH_TOOLS {
+        if !have(tool) && !packages.contains(package) {
+            packages.push(package);
+        }
+    }
+    packages
+}
+
+/// Installs the network bench's tools that are missing, with apt-get as root; elsewhere says
+/// how (a warning: only `bench net` and `run --net tap` need them).
+pub fn ensure_bench_tools() -> Result<()> {
+    let missing = missing_bench_packages(|t| find_in_path(t).is_some());
+    if missing.is_empty() {
+        eprintln!(
+            "setup: network bench tools ({}): installed",
+            BENCH_TOOLS
+                .iter()
+                .map(|(t, _)| *t)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
+    if !is_root() || find_in_path("apt-get").is_none() {
+        eprintln!(
+            "setup: warning: `bench net` and `run --net tap` need {}; install them with \
+             (Debian/Ubuntu, as root):\n    apt-get install -y {}",
+            missing.join(", "),
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "setup: the network bench needs {}; installing them with apt-get",
+        missing.join(" ")
+    );
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run_logged(&mut cmd, &format!("apt-get {}", args.join(" ")))
+    };
+    apt(&["update"])?;
+    let mut install = vec!["install", "-y"];
+    install.extend(&missing);
+    apt(&install)
+}
+
+/// Everything: the target, QEMU and the network bench's tools. Prints what it found.
 pub fn setup_all(ws: &Workspace) -> Result<()> {
     ensure_target(ws)?;
     eprintln!("setup: Rust target {TARGET}: installed");
@@ -145,5 +210,29 @@ pub fn setup_all(ws: &Workspace) -> Result<()> {
         ),
         None => eprintln!("setup: qboot.rom not found: `run` uses the microvm machine by default"),
     }
-    Ok(())
+    ensure_bench_tools()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_bench_tools_name_their_packages_once() {
+        assert!(missing_bench_packages(|_| true).is_empty());
+        let all = missing_bench_packages(|_| false);
+        assert_eq!(
+            all,
+            [
+                "wrk",
+                "nginx-light",
+                "socat",
+                "iproute2",
+                "curl",
+                "debootstrap",
+                "e2fsprogs"
+            ]
+        );
+        assert_eq!(missing_bench_packages(|t| t != "nginx"), ["nginx-light"]);
+    }
 }
