@@ -46,7 +46,7 @@ pub const SUITE: &str = "bookworm";
 /// What debootstrap adds to `minbase`.
 pub const PACKAGES: &str = "linux-image-amd64,kmod,udev,iproute2,nginx-light,socat,netbase";
 /// Bumped when the guest's files change in a way that needs a rebuild.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// The line the init prints once every server listens.
 pub const READY_LINE: &str = "NETREF: READY";
 /// Environment variable naming the directory.
@@ -54,7 +54,8 @@ pub const DIR_ENV: &str = "STARDUST_NETREF_DIR";
 /// The size of `rootfs.img` (sparse).
 const ROOTFS_IMG_SIZE: &str = "1024M";
 /// The root file system's size, roughly, for the first-use message.
-pub const ESTIMATE: &str = "1 to 3 minutes and about 1 GB";
+pub const ESTIMATE: &str =
+    "1 to 3 minutes and about 1 GB from scratch, seconds when only its own files changed";
 
 /// The guest's directory.
 pub fn dir() -> PathBuf {
@@ -178,8 +179,10 @@ fn missing_tools() -> Vec<&'static str> {
         .collect()
 }
 
-/// Builds the guest from scratch in `dir`.
-pub fn build(dir: &Path) -> Result<RefGuest> {
+/// Builds the guest in `dir`: from scratch when `fresh` or when there is no root file system
+/// yet; otherwise (an older [`FORMAT`]) it keeps `rootfs/`, the kernel and the initramfs and
+/// redoes only the init, nginx's configuration and `rootfs.img` (seconds).
+pub fn build(dir: &Path, fresh: bool) -> Result<RefGuest> {
     let t0 = Instant::now();
     if let Some(why) = cannot_build() {
         bail!("{why}");
@@ -203,43 +206,13 @@ pub fn build(dir: &Path) -> Result<RefGuest> {
     // The stamp goes first: a half-made guest is never taken for a complete one.
     let _ = std::fs::remove_file(dir.join("netref.stamp"));
     let rootfs = dir.join("rootfs");
-    let mirror = crate::xenlab::build::debian_mirror()?;
-    step(
-        t0,
-        &format!("debootstrap {SUITE} minbase + {PACKAGES} from {mirror} (about 2 minutes)"),
-    );
-    if rootfs.exists() {
-        std::fs::remove_dir_all(&rootfs)
-            .with_context(|| format!("removing {}", rootfs.display()))?;
+    let reuse = !fresh
+        && rootfs.join("usr").is_dir()
+        && dir.join("vmlinuz").is_file()
+        && dir.join("initrd.img").is_file();
+    if !reuse {
+        debootstrap(t0, dir, &rootfs)?;
     }
-    let log = dir.join("debootstrap.log");
-    let logfile =
-        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let status = Command::new("debootstrap")
-        .arg("--variant=minbase")
-        .arg(format!("--include={PACKAGES}"))
-        .args([SUITE, "rootfs", &mirror])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(logfile.try_clone().context("log file")?)
-        .stderr(logfile)
-        .status()
-        .context("could not start debootstrap")?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "debootstrap failed ({status}); the end of {}:\n{}",
-            log.display(),
-            tail.join("\n")
-        );
-    }
-    step(
-        t0,
-        "kernel and a small initramfs (virtio_pci, virtio_blk, ext4)",
-    );
-    kernel(dir, &rootfs)?;
     step(
         t0,
         "init, nginx configuration; rootfs.img (mke2fs -d, no mount)",
@@ -272,6 +245,47 @@ pub fn build(dir: &Path) -> Result<RefGuest> {
     .context("writing netref.stamp")?;
     step(t0, &format!("done: {}", dir.display()));
     RefGuest::find(dir).ok_or_else(|| Error::msg("the build left no complete guest"))
+}
+
+/// debootstrap into `rootfs` (from scratch), then the kernel and initramfs out of it.
+fn debootstrap(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
+    let mirror = crate::xenlab::build::debian_mirror()?;
+    step(
+        t0,
+        &format!("debootstrap {SUITE} minbase + {PACKAGES} from {mirror} (about 2 minutes)"),
+    );
+    if rootfs.exists() {
+        std::fs::remove_dir_all(rootfs)
+            .with_context(|| format!("removing {}", rootfs.display()))?;
+    }
+    let log = dir.join("debootstrap.log");
+    let logfile =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let status = Command::new("debootstrap")
+        .arg("--variant=minbase")
+        .arg(format!("--include={PACKAGES}"))
+        .args([SUITE, "rootfs", &mirror])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(logfile.try_clone().context("log file")?)
+        .stderr(logfile)
+        .status()
+        .context("could not start debootstrap")?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "debootstrap failed ({status}); the end of {}:\n{}",
+            log.display(),
+            tail.join("\n")
+        );
+    }
+    step(
+        t0,
+        "kernel and a small initramfs (virtio_pci, virtio_blk, ext4)",
+    );
+    kernel(dir, rootfs)
 }
 
 /// Cuts the initramfs down to virtio + ext4 and copies kernel and initramfs out.
@@ -343,11 +357,11 @@ pub fn ensure() -> Result<RefGuest> {
         return Ok(g);
     }
     eprintln!(
-        "bench: the Linux reference guest is not built in {}; building it now ({ESTIMATE}; \
+        "bench: the Linux reference guest in {} is missing or out of date; building it now ({ESTIMATE}; \
          once: it is cached there, `--build-reference` rebuilds it)",
         d.display()
     );
-    build(&d)
+    build(&d, false)
 }
 
 #[cfg(test)]

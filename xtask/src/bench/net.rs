@@ -819,17 +819,26 @@ fn host_servers(ns: &NetNs, tmp: &Path, page_bytes: &[u8]) -> Result<Vec<child::
         .stderr(child::stderr_stdio());
     servers
         .push(child::spawn(&mut nginx, "nginx").context("starting nginx (`cargo xtask setup`)")?);
+    // The guest's very commands (xtask/netref/init), on 127.0.0.1. The echo's block is 4 KiB:
+    // socat writes a whole block into the pipe it reads back itself once poll says the pipe is
+    // writable (a page free), so a bigger block can block that write for ever.
     for spec in [
         vec![
+            "-b".into(),
+            "4096".into(),
             format!("TCP-LISTEN:{ECHO_PORT},bind=127.0.0.1,fork,reuseaddr"),
             "PIPE".into(),
         ],
         vec![
+            "-b".into(),
+            "65536".into(),
             "-u".into(),
             format!("TCP-LISTEN:{SINK_PORT},bind=127.0.0.1,fork,reuseaddr"),
             "OPEN:/dev/null,wronly".into(),
         ],
         vec![
+            "-b".into(),
+            "65536".into(),
             "-U".into(),
             format!("TCP-LISTEN:{SOURCE_PORT},bind=127.0.0.1,fork,reuseaddr"),
             "OPEN:/dev/zero,rdonly".into(),
@@ -837,7 +846,6 @@ fn host_servers(ns: &NetNs, tmp: &Path, page_bytes: &[u8]) -> Result<Vec<child::
     ] {
         let mut socat = ns.command("socat");
         socat
-            .args(["-b", "65536"])
             .args(spec)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -870,7 +878,7 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
         if let Some(why) = netref::cannot_build() {
             bail!("{why}");
         }
-        netref::build(&netref::dir())?;
+        netref::build(&netref::dir(), true)?;
     }
     if let Some(why) = netns::unavailable() {
         bail!("`bench net` runs over TAP: {why}");
@@ -921,7 +929,7 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
         skipped: Vec::new(),
     };
     let guest_cfg = |kernel: PathBuf, kargs: String, tap: bool| -> QemuConfig {
-        let mut cfg = QemuConfig {
+        QemuConfig {
             qemu: qemu_bin.clone(),
             accel,
             machine,
@@ -934,11 +942,7 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
             debug_exit: true,
             machine_opts: String::new(),
             tap: tap.then(|| ns.nic()),
-        };
-        if !tap {
-            cfg.tap = None;
         }
-        cfg
     };
     let reference = if targets
         .iter()
