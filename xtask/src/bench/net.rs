@@ -26,7 +26,8 @@
 //!   - up (client → guest): a one-way stream to the sink (TCP 9), until the sink closes after
 //!     the client's FIN;
 //!   - down (guest → client): a one-way stream read from the source (TCP 19, zeros, checked),
-//!     where the target has one (Stardust has no source app: its down figure is the echo's).
+//!     where the target has one (Stardust has no source app: its down cell stays empty, and its
+//!     echo gives the guest → client rate).
 //!
 //! Results: a Markdown table on stdout, and `target/bench/net.md` + `net.json`.
 
