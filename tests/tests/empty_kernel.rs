@@ -21,6 +21,7 @@ fn boot(machine: Machine) -> xtask::qemu::Boot {
         machine_opts: String::new(),
         nic: None,
         extra_args: Vec::new(),
+        tap: None,
     };
     qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT)).expect("QEMU starts")
 }
@@ -82,6 +83,7 @@ fn a_boot_that_outlives_its_timeout_is_killed() {
         machine_opts: String::new(),
         nic: None,
         extra_args: Vec::new(),
+        tap: None,
     };
     let limit = std::time::Duration::from_millis(300);
     let boot = qemu::boot(&cfg, true, Some(limit)).expect("QEMU starts");

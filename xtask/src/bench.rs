@@ -19,6 +19,7 @@ pub mod boot;
 pub mod bootchart;
 pub mod budget;
 pub mod memory;
+pub mod net;
 pub mod report;
 pub mod sched;
 pub mod size;

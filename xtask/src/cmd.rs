@@ -33,8 +33,8 @@ pub enum Cmd {
     Size(size::SizeArgs),
     /// Regression benches of every profile (size, boot time, minimum memory) against budgets.
     Bench(bench::BenchArgs),
-    /// Install what is missing: the x86_64-unknown-none target, QEMU, the network tests' tools
-    /// (curl).
+    /// Install what is missing: the x86_64-unknown-none target, QEMU, and the network tests'
+    /// and bench's tools (curl, wrk, nginx-light, socat, iproute2, debootstrap, e2fsprogs).
     Setup,
     /// The Xen lab: real Xen 4.17 + Debian dom0 in QEMU (TCG) that runs guests with `xl create`.
     XenLab {

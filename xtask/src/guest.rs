@@ -338,6 +338,7 @@ mod tests {
             debug_exit: true,
             machine_opts: String::new(),
             nic: None,
+            tap: None,
             extra_args: Vec::new(),
         }
     }

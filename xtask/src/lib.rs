@@ -38,6 +38,8 @@ pub mod cmdline;
 pub mod guest;
 pub mod image;
 pub mod net;
+pub mod netns;
+pub mod netref;
 pub mod profile;
 pub mod qemu;
 pub mod size;

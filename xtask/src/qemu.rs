@@ -204,6 +204,9 @@ pub struct QemuConfig {
     pub nic: Option<crate::net::Nic>,
     /// Extra QEMU arguments, appended last (`-device virtio-net-pci,netdev=n0`).
     pub extra_args: Vec<String>,
+    /// A virtio-net NIC on a TAP device; QEMU then runs inside its network namespace
+    /// (`--net tap`, [`crate::netns`]).
+    pub tap: Option<crate::netns::TapNic>,
 }
 
 impl QemuConfig {
@@ -223,6 +226,7 @@ impl QemuConfig {
             machine_opts: String::new(),
             nic: crate::net::has_driver(profile).then(crate::net::Nic::default),
             extra_args: Vec::new(),
+            tap: None,
         }
     }
 
@@ -267,7 +271,8 @@ impl QemuConfig {
         if self.debug_exit {
             push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         }
-        if let Some(nic) = &self.nic {
+        // A TAP NIC (`--net tap`) replaces the user-networking one a net profile gets.
+        if let (Some(nic), None) = (&self.nic, &self.tap) {
             let nic = nic.qemu_args(self.effective_machine());
             push(&nic.iter().map(String::as_str).collect::<Vec<_>>());
         }
@@ -284,12 +289,37 @@ impl QemuConfig {
             push(&["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
         }
         a.extend(self.extra_args.iter().cloned());
+        if let Some(tap) = &self.tap {
+            a.extend(tap.qemu_args(self.effective_machine()));
+        }
         a
+    }
+
+    /// The program and arguments before QEMU's own: `ip netns exec NS` with a TAP NIC.
+    fn prefix(&self) -> Vec<String> {
+        match &self.tap {
+            Some(tap) => ["ip", "netns", "exec", &tap.netns]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The command that starts QEMU (inside the TAP NIC's namespace, if any).
+    pub fn command(&self) -> Command {
+        let mut words = self.prefix();
+        words.push(self.qemu.display().to_string());
+        let mut cmd = Command::new(&words[0]);
+        cmd.args(&words[1..]).args(self.args());
+        cmd
     }
 
     /// The command as one shell line.
     pub fn shell_line(&self) -> String {
-        std::iter::once(self.qemu.display().to_string())
+        self.prefix()
+            .into_iter()
+            .chain(std::iter::once(self.qemu.display().to_string()))
             .chain(self.args())
             .map(|a| shell_quote(&a))
             .collect::<Vec<_>>()
@@ -427,9 +457,8 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
     if !cfg.kernel.is_file() {
         bail!("image {} does not exist", cfg.kernel.display());
     }
-    let mut cmd = Command::new(&cfg.qemu);
-    cmd.args(cfg.args())
-        .stdin(Stdio::null())
+    let mut cmd = cfg.command();
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
@@ -546,6 +575,7 @@ mod tests {
             machine_opts: String::new(),
             nic: None,
             extra_args: Vec::new(),
+            tap: None,
         }
     }
 
@@ -573,6 +603,25 @@ mod tests {
             );
             assert!(!args.contains("virtio-mmio"), "{args}");
         }
+    }
+
+    #[test]
+    fn a_tap_nic_runs_qemu_in_its_namespace() {
+        let mut c = cfg();
+        c.tap = Some(crate::netns::TapNic {
+            netns: "stardust-9-0".into(),
+            ifname: "tap0".into(),
+        });
+        let line = c.shell_line();
+        assert!(
+            line.starts_with("ip netns exec stardust-9-0 qemu-system-x86_64 "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("-device virtio-net-device,netdev=n0,mac=52:54:00:12:34:56"),
+            "{line}"
+        );
+        assert_eq!(c.command().get_program(), "ip");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Echo: TCP echo and UDP echo on one port (default 7, RFC 862), and a TCP sink that reads and
-//! discards everything (default 9, RFC 863), each connection on its own thread. With `source`
-//! it also sends a never-ending stream of bytes to whoever connects to the source port (default
-//! 19, like chargen, RFC 864), for guest-to-client bulk measurements.
+//! discards everything (default 9, RFC 863), each connection on its own thread, and a TCP source
+//! that sends zeros for ever to whoever connects (default 19, the port of chargen, RFC 864; zeros
+//! like the Linux reference's `/dev/zero`), for guest-to-client bulk measurements.
 //!
 //! Arguments (`key=value`): `port=7`, `sink=9`, `source=19` (0 turns a service off),
 //! `stack=32K` (each connection thread's stack). Prints `echo: ready` once it listens; logs each
@@ -150,10 +150,7 @@ fn sink(mut stream: TcpStream) {
 }
 
 fn source(mut stream: TcpStream) {
-    let mut buf = [0u8; CHUNK];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = b' ' + (i % 95) as u8;
-    }
+    let buf = [0u8; CHUNK];
     while stream.write_all(&buf).is_ok() {}
 }
 

@@ -25,6 +25,9 @@ pub enum BenchWhich {
     Alloc,
     /// The schedulers side by side: switch time, spawn + join, wake-up latency, size delta.
     Sched,
+    /// Networking over TAP: HTTP (wrk) and bulk TCP against Stardust, the Linux reference
+    /// guest and the host; user networking for reference (root only).
+    Net,
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +62,8 @@ pub struct BenchArgs {
     /// scheduler bench (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub alloc_runs: usize,
+    #[command(flatten)]
+    pub net: crate::bench::net::NetArgs,
 }
 
 pub fn run(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
@@ -78,6 +83,14 @@ pub fn run(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
             );
         }
         bench::check_json_path(path)?;
+    }
+    if args.which.contains(&BenchWhich::Net) {
+        if args.which.len() > 1 {
+            bail!(
+                "`bench net` runs alone (it needs the machine to itself): drop the other benches"
+            );
+        }
+        return bench::net::run(ws, &args.net, &args.qemu).map(|()| ExitCode::SUCCESS);
     }
     if args.which.contains(&BenchWhich::Sched) {
         let (none, results) = bench::sched::run(ws, args.alloc_runs.max(1))?;

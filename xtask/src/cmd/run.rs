@@ -52,9 +52,20 @@ pub struct RunArgs {
     /// Boot this image instead of building one (the profile still gives memory and console).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
+    /// `--net tap`: a virtio-net NIC on a TAP device in a network namespace that xtask creates
+    /// and removes (host 10.0.0.1, guest 10.0.0.2 by `ip=10.0.0.2/24 gw=10.0.0.1`; root only).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub net: Option<NetArg>,
     /// Arguments for the app (after `--`).
     #[arg(last = true, value_name = "APP-ARGS")]
     pub app_args: Vec<String>,
+}
+
+/// `--net`'s values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetArg {
+    /// A TAP device in a network namespace ([`crate::netns`]).
+    Tap,
 }
 
 pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
@@ -118,6 +129,27 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     args.qemu.apply(&mut cfg)?;
     cfg.kargs = args.kargs.clone();
     cfg.app_args = args.app_args.clone();
+    // Kept to the end of `run`: dropping it removes the namespace.
+    let _netns = match args.net {
+        Some(NetArg::Tap) => {
+            let ns = crate::netns::NetNs::create()?;
+            cfg.tap = Some(ns.nic());
+            cfg.kargs = format!("{} {}", crate::netns::guest_kargs(), cfg.kargs)
+                .trim()
+                .to_string();
+            eprintln!(
+                "xtask: guest {} on a TAP device in network namespace {} (host side {}); \
+                 reach it from another shell with e.g.\n    ip netns exec {} curl http://{}/",
+                crate::netns::GUEST_IP,
+                ns.name(),
+                crate::netns::HOST_CIDR,
+                ns.name(),
+                crate::netns::GUEST_IP
+            );
+            Some(ns)
+        }
+        None => None,
+    };
     cfg.gdb = match (args.gdb, args.gdb_port) {
         (false, _) => None,
         (true, Some(port)) => Some(port),
@@ -213,6 +245,7 @@ pub fn check_xen_run_args(args: &RunArgs) -> Result<()> {
         ("--gdb", args.gdb),
         ("--accel", args.qemu.accel.is_some()),
         ("--machine", args.qemu.machine.is_some()),
+        ("--net", args.net.is_some()),
     ];
     if let Some((flag, _)) = qemu_only.iter().find(|(_, given)| *given) {
         bail!(

@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: makes sure the toolchain pieces exist (the bare-metal Rust target, QEMU),
+//! `cargo xtask setup`: makes sure the toolchain pieces exist (the bare-metal Rust target, QEMU,
+//! and the network bench's tools: [`BENCH_TOOLS`]),
 //! installing them when it can and printing the exact command when it cannot. `build`, `run`,
 //! `test`, `size` and `bench` call the parts they need first.
 
@@ -21,8 +22,35 @@ const QEMU_HELP: &str = "Install it with (Debian/Ubuntu, as root):\n    apt-get 
 /// The host tools that the network tests and benches use: `(command, Debian package, what for)`.
 /// `setup` installs the missing ones as it installs QEMU (apt-get, as root), else prints the
 /// command. The one list to extend (the benches add theirs here).
-pub const HOST_TOOLS: &[(&str, &str, &str)] =
-    &[("curl", "curl", "HTTP requests of the network tests")];
+pub const HOST_TOOLS: &[(&str, &str, &str)] = &[
+    ("curl", "curl", "HTTP requests of the network tests"),
+    ("wrk", "wrk", "the HTTP load of `bench net`"),
+    (
+        "nginx",
+        "nginx-light",
+        "`bench net`'s host ceiling (its own temporary configuration, never the system service)",
+    ),
+    (
+        "socat",
+        "socat",
+        "`bench net`'s echo, sink and source servers on the host",
+    ),
+    (
+        "ip",
+        "iproute2",
+        "`run --net tap` and `bench net`: network namespaces and TAP",
+    ),
+    (
+        "debootstrap",
+        "debootstrap",
+        "building `bench net`'s Linux reference guest",
+    ),
+    (
+        "mke2fs",
+        "e2fsprogs",
+        "the reference guest's root file system image",
+    ),
+];
 
 /// The tools of [`HOST_TOOLS`] not on `PATH`.
 pub fn missing_host_tools() -> Vec<(&'static str, &'static str, &'static str)> {

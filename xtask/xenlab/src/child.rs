@@ -16,7 +16,8 @@
 //!   for SIGINT, 129 for SIGHUP), never an exit status: neither a guest's status nor one of
 //!   xtask's own (such as the one for a QEMU killed by a signal that did not come from xtask:
 //!   QEMU's own end, which `run` reports, unlike xtask being stopped). Directories registered with [`remove_if_stopped`] (the Xen lab's run directory) are
-//!   removed too.
+//!   removed too, and the clean-up steps registered with [`run_if_stopped`] (network
+//!   namespaces) run.
 //!
 //! Waiting goes through `wait4`, which also gives the child's CPU time ([`Exit::cpu`]; the idle
 //! test compares it with the wall time of a guest that sleeps).
@@ -33,6 +34,11 @@ use std::time::Duration;
 static LIVE: Mutex<Vec<(libc::pid_t, &'static str)>> = Mutex::new(Vec::new());
 /// Directories to remove when a signal stops xtask (the Xen lab's run directory).
 static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Clean-up steps to run when a signal stops xtask, by key (the network namespaces of
+/// `--net tap` and the network bench: `ip netns delete`), after every child was killed.
+static STOP_HOOKS: Mutex<Vec<StopHook>> = Mutex::new(Vec::new());
+/// A clean-up step: its key and what runs with it.
+type StopHook = (String, fn(&str));
 /// Set once a signal stops xtask: waiters then never return (the signal thread ends xtask).
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
@@ -294,6 +300,24 @@ pub fn forget_temp_dir(dir: &Path) {
         .retain(|d| d != dir);
 }
 
+/// Has `hook(key)` run should a signal stop xtask (until [`forget_stop_hook`]), after every
+/// child was killed: for what outlives a process and is not a directory (a network namespace).
+/// The owner undoes it itself otherwise. (SIGKILL leaves it: the owner's next start cleans up.)
+pub fn run_if_stopped(key: &str, hook: fn(&str)) {
+    STOP_HOOKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((key.to_string(), hook));
+}
+
+/// Undoes [`run_if_stopped`] for `key`.
+pub fn forget_stop_hook(key: &str) {
+    STOP_HOOKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(k, _)| k != key);
+}
+
 fn signal_set(signals: impl Iterator<Item = libc::c_int>) -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set; all-zero bytes are a valid starting value.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -332,6 +356,11 @@ fn stop(sig: libc::c_int) -> ! {
     if let Ok(dirs) = TEMP_DIRS.try_lock() {
         for dir in dirs.iter() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    if let Ok(hooks) = STOP_HOOKS.try_lock() {
+        for (key, hook) in hooks.iter() {
+            hook(key);
         }
     }
     let set = signal_set(std::iter::once(sig));

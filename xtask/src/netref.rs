@@ -1,0 +1,423 @@
+//! The Linux reference guest of `cargo xtask bench net`, made the way the Xen lab makes its dom0
+//! (`xtask/xenlab/src/build.rs`): Debian packages only, never a mount.
+//!
+//! | file (in [`dir`]) | what |
+//! | --- | --- |
+//! | `vmlinuz`, `initrd.img` | Debian bookworm's kernel and an initramfs cut to virtio-pci, virtio-blk and ext4 |
+//! | `rootfs.img` | ext4 made by `mke2fs -d`: debootstrap `minbase` + [`PACKAGES`] (nginx-light, socat) + the init (`xtask/netref/init`) + nginx's configuration (`xtask/netref/nginx.conf`) |
+//! | `netref.stamp` | written last: the guest is complete (with [`FORMAT`]) |
+//!
+//! The guest's init configures `eth0` from `netref.ip=` / `netref.gw=` on its kernel command line
+//! (not `ip=`: Linux and its initramfs have their own meaning for that), copies the page from a
+//! second disk, and starts:
+//! - nginx on TCP 80 (one worker; the page at `/`),
+//! - an echo server on TCP 7, a sink on TCP 9 and a source of zeros on TCP 19, all three `socat`
+//!   (`PIPE`, `/dev/null`, `/dev/zero`) with 64 KiB blocks. socat rather than a program of ours:
+//!   it is a Debian package (nothing to compile for the guest), a process per connection as the
+//!   classic inetd services, and the host runs the very same commands for its ceiling.
+//!
+//! Then it prints [`READY_LINE`] on the serial console. The QEMU line is the one a Stardust
+//! guest gets (q35, TCG, the same `-m`, the same virtio-net NIC), plus what Linux alone needs:
+//! `-initrd`, the root disk (`snapshot=on`: read-only, several guests may share it) and the page
+//! disk.
+//!
+//! The directory is `$STARDUST_NETREF_DIR`, else `~/.cache/stardust-netref`. [`build`] needs root
+//! (debootstrap, chroot), `debootstrap` and `mke2fs` (installed with apt-get when missing) and a
+//! Debian mirror (apt's sources, or `$STARDUST_XENLAB_MIRROR` as for the lab). It takes about
+//! 1 to 3 minutes (70 s here) and about 1 GB.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Error, Result, bail};
+
+use crate::child::{find_in_path, is_root, stderr_stdio};
+
+/// The guest's init (PID 1).
+pub const INIT: &str = include_str!("../netref/init");
+/// nginx's configuration, a template (`@RUN@`, `@LISTEN@`, `@ROOT@`) shared with the host's
+/// ceiling ([`nginx_conf`]).
+pub const NGINX_CONF: &str = include_str!("../netref/nginx.conf");
+/// Where the init lives in the root file system.
+pub const INIT_PATH: &str = "sbin/netref-init";
+/// The Debian release.
+pub const SUITE: &str = "bookworm";
+/// What debootstrap adds to `minbase`.
+pub const PACKAGES: &str = "linux-image-amd64,kmod,udev,iproute2,nginx-light,socat,netbase";
+/// Bumped when the guest's files change in a way that needs a rebuild.
+pub const FORMAT: u32 = 2;
+/// The line the init prints once every server listens.
+pub const READY_LINE: &str = "NETREF: READY";
+/// Environment variable naming the directory.
+pub const DIR_ENV: &str = "STARDUST_NETREF_DIR";
+/// The size of `rootfs.img` (sparse).
+const ROOTFS_IMG_SIZE: &str = "1024M";
+/// The root file system's size, roughly, for the first-use message.
+pub const ESTIMATE: &str =
+    "1 to 3 minutes and about 1 GB from scratch, seconds when only its own files changed";
+
+/// The guest's directory.
+pub fn dir() -> PathBuf {
+    if let Some(d) = std::env::var_os(DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache").join("stardust-netref")
+}
+
+/// The files of a built guest.
+#[derive(Debug, Clone)]
+pub struct RefGuest {
+    /// Debian's kernel.
+    pub kernel: PathBuf,
+    /// Its initramfs.
+    pub initrd: PathBuf,
+    /// The root file system (ext4).
+    pub rootfs: PathBuf,
+}
+
+impl RefGuest {
+    /// The guest in `dir`, if it is complete.
+    pub fn find(dir: &Path) -> Option<RefGuest> {
+        let stamp = std::fs::read_to_string(dir.join("netref.stamp")).ok()?;
+        if !stamp.contains(&format!("format = {FORMAT}\n")) {
+            return None;
+        }
+        let g = RefGuest {
+            kernel: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+            rootfs: dir.join("rootfs.img"),
+        };
+        (g.kernel.is_file() && g.initrd.is_file() && g.rootfs.is_file()).then_some(g)
+    }
+
+    /// The kernel command line: serial console, the root disk, the init, and the network and
+    /// page for the init.
+    pub fn cmdline(ip_cidr: &str, gateway: &str, page: usize) -> String {
+        format!(
+            "console=ttyS0 root=/dev/vda ro init=/{INIT_PATH} net.ifnames=0 quiet panic=-1 \
+             netref.ip={ip_cidr} netref.gw={gateway} netref.page={page}"
+        )
+    }
+
+    /// QEMU arguments beyond the kernel's: the initramfs, the root disk (read-only through
+    /// `snapshot=on`) and the page disk (raw, `page_disk`).
+    pub fn extra_args(&self, page_disk: &Path) -> Vec<String> {
+        vec![
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=virtio,snapshot=on",
+                self.rootfs.display()
+            ),
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                page_disk.display()
+            ),
+        ]
+    }
+}
+
+/// nginx's configuration: its run directory (pid, error log, temp paths), what it listens on
+/// (`80`, `127.0.0.1:8080`) and the page's directory.
+pub fn nginx_conf(run: &str, listen: &str, root: &str) -> String {
+    NGINX_CONF
+        .replace("@RUN@", run)
+        .replace("@LISTEN@", listen)
+        .replace("@ROOT@", root)
+}
+
+/// Writes the page disk: `page` padded with zeros to whole 512-byte sectors (the init copies
+/// the first `netref.page=` bytes).
+pub fn write_page_disk(path: &Path, page: &[u8]) -> Result<()> {
+    let mut bytes = page.to_vec();
+    bytes.resize(page.len().div_ceil(512).max(1) * 512, 0);
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn step(t0: Instant, what: &str) {
+    eprintln!("netref build [+{:>3}s] {what}", t0.elapsed().as_secs());
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(stderr_stdio())
+        .status()
+        .with_context(|| format!("could not start {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Why the guest cannot be built here, or `None`.
+pub fn cannot_build() -> Option<String> {
+    if !is_root() {
+        return Some(
+            "building the Linux reference guest needs root (debootstrap, chroot)".to_string(),
+        );
+    }
+    let missing = missing_tools();
+    if !missing.is_empty() && find_in_path("apt-get").is_none() {
+        return Some(format!(
+            "missing host tools ({}) and no apt-get to install them",
+            missing.join(", ")
+        ));
+    }
+    None
+}
+
+fn missing_tools() -> Vec<&'static str> {
+    [("debootstrap", "debootstrap"), ("mke2fs", "e2fsprogs")]
+        .into_iter()
+        .filter(|(tool, _)| find_in_path(tool).is_none())
+        .map(|(_, package)| package)
+        .collect()
+}
+
+/// Builds the guest in `dir`: from scratch when `fresh` or when there is no root file system
+/// yet; otherwise (an older [`FORMAT`]) it keeps `rootfs/`, the kernel and the initramfs and
+/// redoes only the init, nginx's configuration and `rootfs.img` (seconds).
+pub fn build(dir: &Path, fresh: bool) -> Result<RefGuest> {
+    let t0 = Instant::now();
+    if let Some(why) = cannot_build() {
+        bail!("{why}");
+    }
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        eprintln!("netref build: installing {}", missing.join(" "));
+        run(
+            Command::new("apt-get").args(["update", "-q"]),
+            "apt-get update",
+        )?;
+        run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            "apt-get install",
+        )?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The stamp goes first: a half-made guest is never taken for a complete one.
+    let _ = std::fs::remove_file(dir.join("netref.stamp"));
+    let rootfs = dir.join("rootfs");
+    let reuse = !fresh
+        && rootfs.join("usr").is_dir()
+        && dir.join("vmlinuz").is_file()
+        && dir.join("initrd.img").is_file();
+    if !reuse {
+        debootstrap(t0, dir, &rootfs)?;
+    }
+    step(
+        t0,
+        "init, nginx configuration; rootfs.img (mke2fs -d, no mount)",
+    );
+    let init = rootfs.join(INIT_PATH);
+    std::fs::write(&init, INIT).with_context(|| format!("writing {}", init.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {}", init.display()))?;
+    }
+    let conf = rootfs.join("etc/nginx/netref.conf");
+    std::fs::write(&conf, nginx_conf("/run/nginx", "80", "/srv/www"))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    std::fs::write(rootfs.join("etc/hostname"), "stardust-netref\n").context("hostname")?;
+    let img = dir.join("rootfs.img");
+    let _ = std::fs::remove_file(&img);
+    run(
+        Command::new("mke2fs")
+            .args(["-q", "-t", "ext4", "-L", "stardust-netref", "-d"])
+            .arg(&rootfs)
+            .arg(&img)
+            .arg(ROOTFS_IMG_SIZE),
+        "mke2fs (rootfs.img)",
+    )?;
+    std::fs::write(
+        dir.join("netref.stamp"),
+        format!("stardust netref\nformat = {FORMAT}\nsuite = {SUITE}\n"),
+    )
+    .context("writing netref.stamp")?;
+    step(t0, &format!("done: {}", dir.display()));
+    RefGuest::find(dir).ok_or_else(|| Error::msg("the build left no complete guest"))
+}
+
+/// debootstrap into `rootfs` (from scratch), then the kernel and initramfs out of it.
+fn debootstrap(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
+    let mirror = crate::xenlab::build::debian_mirror()?;
+    step(
+        t0,
+        &format!("debootstrap {SUITE} minbase + {PACKAGES} from {mirror} (about 2 minutes)"),
+    );
+    if rootfs.exists() {
+        std::fs::remove_dir_all(rootfs)
+            .with_context(|| format!("removing {}", rootfs.display()))?;
+    }
+    let log = dir.join("debootstrap.log");
+    let logfile =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let status = Command::new("debootstrap")
+        .arg("--variant=minbase")
+        .arg(format!("--include={PACKAGES}"))
+        .args([SUITE, "rootfs", &mirror])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(logfile.try_clone().context("log file")?)
+        .stderr(logfile)
+        .status()
+        .context("could not start debootstrap")?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "debootstrap failed ({status}); the end of {}:\n{}",
+            log.display(),
+            tail.join("\n")
+        );
+    }
+    step(
+        t0,
+        "kernel and a small initramfs (virtio_pci, virtio_blk, ext4)",
+    );
+    kernel(dir, rootfs)
+}
+
+/// Cuts the initramfs down to virtio + ext4 and copies kernel and initramfs out.
+fn kernel(dir: &Path, rootfs: &Path) -> Result<()> {
+    let modules = rootfs.join("lib/modules");
+    let mut versions: Vec<String> = std::fs::read_dir(&modules)
+        .with_context(|| format!("reading {}", modules.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    versions.sort();
+    let kver = versions
+        .last()
+        .cloned()
+        .ok_or_else(|| Error::msg("the root file system has no kernel modules"))?;
+    let conf = rootfs.join("etc/initramfs-tools/initramfs.conf");
+    let text =
+        std::fs::read_to_string(&conf).with_context(|| format!("reading {}", conf.display()))?;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("MODULES=") {
+                "MODULES=list"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(&conf, text).context("writing initramfs.conf")?;
+    std::fs::write(
+        rootfs.join("etc/initramfs-tools/modules"),
+        "virtio_pci\nvirtio_mmio\nvirtio_blk\next4\n",
+    )
+    .context("writing initramfs modules")?;
+    run(
+        Command::new("chroot")
+            .arg(rootfs)
+            .args(["update-initramfs", "-u", "-k", &kver])
+            .stderr(Stdio::null()),
+        "update-initramfs in the root file system",
+    )?;
+    let archives = rootfs.join("var/cache/apt/archives");
+    if let Ok(entries) = std::fs::read_dir(&archives) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "deb") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    std::fs::copy(
+        rootfs.join(format!("boot/vmlinuz-{kver}")),
+        dir.join("vmlinuz"),
+    )
+    .context("copying the kernel")?;
+    std::fs::copy(
+        rootfs.join(format!("boot/initrd.img-{kver}")),
+        dir.join("initrd.img"),
+    )
+    .context("copying the initramfs")?;
+    Ok(())
+}
+
+/// The guest, built first (with a message saying how long that takes) when it is missing.
+pub fn ensure() -> Result<RefGuest> {
+    let d = dir();
+    if let Some(g) = RefGuest::find(&d) {
+        return Ok(g);
+    }
+    eprintln!(
+        "bench: the Linux reference guest in {} is missing or out of date; building it now ({ESTIMATE}; \
+         once: it is cached there, `--build-reference` rebuilds it)",
+        d.display()
+    );
+    build(&d, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_and_qemu_arguments() {
+        let line = RefGuest::cmdline("10.0.0.2/24", "10.0.0.1", 612);
+        assert!(line.contains("init=/sbin/netref-init"), "{line}");
+        assert!(
+            line.ends_with("netref.ip=10.0.0.2/24 netref.gw=10.0.0.1 netref.page=612"),
+            "{line}"
+        );
+        let g = RefGuest {
+            kernel: "/c/vmlinuz".into(),
+            initrd: "/c/initrd.img".into(),
+            rootfs: "/c/rootfs.img".into(),
+        };
+        assert_eq!(
+            g.extra_args(Path::new("/t/page.img")).join(" "),
+            "-initrd /c/initrd.img -drive file=/c/rootfs.img,format=raw,if=virtio,snapshot=on \
+             -drive file=/t/page.img,format=raw,if=virtio,readonly=on"
+        );
+    }
+
+    #[test]
+    fn nginx_configuration_has_no_placeholder_left() {
+        let c = nginx_conf("/tmp/x", "127.0.0.1:80", "/tmp/x/www");
+        assert!(!c.contains('@'), "{c}");
+        assert!(c.contains("listen 127.0.0.1:80;") && c.contains("root /tmp/x/www;"));
+        assert!(c.contains("pid /tmp/x/nginx.pid;"));
+    }
+
+    #[test]
+    fn the_page_disk_is_whole_sectors() {
+        let path = std::env::temp_dir().join(format!("netref-page-{}.img", std::process::id()));
+        write_page_disk(&path, &[7u8; 613]).expect("written");
+        let bytes = std::fs::read(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(bytes.len(), 1024);
+        assert!(bytes[..613].iter().all(|b| *b == 7) && bytes[613..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn an_incomplete_guest_is_not_found() {
+        let d = std::env::temp_dir().join(format!("netref-find-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("dir");
+        for f in ["vmlinuz", "initrd.img", "rootfs.img"] {
+            std::fs::write(d.join(f), "x").expect("file");
+        }
+        assert!(RefGuest::find(&d).is_none(), "no stamp");
+        std::fs::write(d.join("netref.stamp"), "stardust netref\nformat = 0\n").expect("stamp");
+        assert!(RefGuest::find(&d).is_none(), "an old format");
+        std::fs::write(d.join("netref.stamp"), format!("format = {FORMAT}\n")).expect("stamp");
+        assert!(RefGuest::find(&d).is_some());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
