@@ -28,6 +28,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod acpi;
+pub mod ioapic;
 pub mod kvmclock;
 pub mod pci;
 pub mod rtc;
