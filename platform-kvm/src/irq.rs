@@ -59,20 +59,29 @@ unsafe extern "C" {
     static stardust_device_entries: [u64; SLOTS];
 }
 
-/// Points the timer's and the device vectors' IDT gates at their stubs, on the interrupted
-/// code's stack (no IST: the kernel may switch threads inside an interrupt, and each thread's
-/// interrupt frame must stay on that thread's stack). Call after `cpu::init_cpu`.
+/// Points the timer's IDT gate at its stub, on the interrupted code's stack (no IST: the
+/// kernel may switch threads inside an interrupt, and each thread's interrupt frame must stay
+/// on that thread's stack). Call after `cpu::init_cpu`. The device vectors' gates are installed
+/// by the first registration ([`device_gates`]): an image that registers no device line does
+/// not carry their stubs and dispatcher.
 pub fn install_gates() {
-    // SAFETY: the stubs above save every caller-saved register and return by `iretq`.
+    // SAFETY: the stub above saves every caller-saved register and returns by `iretq`.
     unsafe {
         cpu::set_interrupt_gate(apic::TIMER_VECTOR, (&raw const stardust_timer_entry) as u64)
     };
-    // SAFETY: a table of 32 code addresses the linker filled in; it is never written.
-    let stubs = unsafe { &stardust_device_entries };
-    for (vector, &stub) in cpu::DEVICE_VECTORS.zip(stubs.iter()) {
-        // SAFETY: as above.
-        unsafe { cpu::set_interrupt_gate(vector, stub) };
-    }
+}
+
+/// Points the device vectors' gates at their stubs (once; the IDT is shared by all CPUs).
+fn device_gates() {
+    static DONE: spin::Once = spin::Once::new();
+    DONE.call_once(|| {
+        // SAFETY: a table of 32 code addresses the linker filled in; it is never written.
+        let stubs = unsafe { &stardust_device_entries };
+        for (vector, &stub) in cpu::DEVICE_VECTORS.zip(stubs.iter()) {
+            // SAFETY: the stubs save every caller-saved register and return by `iretq`.
+            unsafe { cpu::set_interrupt_gate(vector, stub) };
+        }
+    });
 }
 
 /// Finds the IOAPICs (the MADT under `rsdp`, else the standard one) and returns the device
@@ -80,24 +89,15 @@ pub fn install_gates() {
 pub fn discover(mem: &impl PhysRead, rsdp: u64) -> Option<Range> {
     let routing = match Routing::from_madt(mem, rsdp) {
         Ok(r) => r,
-        Err(e) => {
-            log::debug!(
-                "{e}: assuming the standard IOAPIC at {:#x}",
-                ioapic::DEFAULT_ADDRESS
-            );
+        // (The reason is not printed: its formatting would cost every image that never
+        // registers a line; `pc::ioapic`'s tests cover the parser.)
+        Err(_) => {
+            log::debug!("no usable ACPI MADT: assuming the standard IOAPIC at 0xfec00000");
             Routing::legacy()
         }
     };
     let start = routing.ioapics().map(|io| io.address).min()?;
     let end = routing.ioapics().map(|io| io.address + PAGE_SIZE).max()?;
-    for io in routing.ioapics() {
-        log::debug!(
-            "IOAPIC {} at {:#x}, from GSI {}",
-            io.id,
-            io.address,
-            io.gsi_base
-        );
-    }
     IOAPICS.lock().routing = Some(routing);
     Some(Range::new(start, end))
 }
@@ -172,6 +172,7 @@ pub fn register(irq: Irq, cpu: CpuId, handler: Handler, data: usize) -> Result<(
         .filter(|b| b.online())
         .ok_or(IrqError::NoSuchCpu(cpu))?;
     let apic_id = u8::try_from(target.apic_id()).map_err(|_| IrqError::NoSuchCpu(cpu))?;
+    device_gates();
     let was = cpu::interrupts_disable();
     let result = (|| {
         let mut state = IOAPICS.lock();

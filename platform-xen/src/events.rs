@@ -214,6 +214,12 @@ fn on_timer(_port: EventChannel, _ctx: usize) {
 /// Binds the timer VIRQ to its handler, marks events ready and enables them: the end of
 /// the guest type's `init_events` (`pv.rs`, `pvh.rs`), once Xen calls [`xen_upcall`].
 pub(crate) fn bind_timer() {
+    // The boot vCPU's vcpu_info, recorded in its per-CPU block (this module still reads
+    // vcpu_info[0] directly: one vCPU; multi-core reads the block's).
+    arch_x86_64::percpu::current().vcpu_info.store(
+        vcpu() as *const xen_sys::vcpu_info as u64,
+        Ordering::Relaxed,
+    );
     let mut virq = xen_sys::evtchn_bind_virq {
         virq: xen_sys::VIRQ_TIMER,
         vcpu: 0,

@@ -40,7 +40,10 @@ fn without_acpi_the_standard_ioapic_is_assumed() {
         .kargs("log=debug")
         .boot();
     assert_exit(&boot, 0);
-    line_with(&boot, &["assuming the standard IOAPIC at 0xfec00000"]);
+    line_with(
+        &boot,
+        &["no usable ACPI MADT: assuming the standard IOAPIC at 0xfec00000"],
+    );
     line_with(&boot, &["irqprobe: 20 interrupts on line 2 (CPU 0)"]);
 }
 

@@ -308,6 +308,11 @@ pub fn init_cpu(cpu: CpuId) {
     let block = percpu::install(cpu, true);
     let tss_words = &block.tss.0;
     let ist1 = block.ist1_top();
+    assert!(
+        ist1 != 0,
+        "CPU {} has no double-fault stack (percpu::set_ist_stack)",
+        cpu.0
+    );
     // IST1 is at byte offset 0x24: words 9 and 10.
     tss_words[9].store(ist1 as u32, Ordering::Relaxed);
     tss_words[10].store((ist1 >> 32) as u32, Ordering::Relaxed);

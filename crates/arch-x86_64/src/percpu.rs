@@ -9,9 +9,11 @@
 //! done yet), [`current`] is the boot CPU's block: correct while only one CPU runs.
 //!
 //! Only the boot CPU (block 0) is brought up now. Multi-core brings up CPUs 1.. and calls
-//! `cpu::init_cpu(CpuId(n))` on each, which fills block `n` (its TSS, its IST stack) and
-//! installs it; each CPU then also needs its own TSS descriptor (a GDT per CPU, or more GDT
-//! slots), which comes with it.
+//! `cpu::init_cpu(CpuId(n))` on each, which fills block `n` (its TSS, pointing at its IST
+//! stack) and installs it; each CPU then also needs its own TSS descriptor (a GDT per CPU, or
+//! more GDT slots), which comes with it. The boot CPU's double-fault stack is a static; the
+//! others' come from the frame allocator ([`set_ist_stack`] before their `init_cpu`), so the
+//! image does not carry `MAX_CPUS` stacks of which one is used.
 //!
 //! Hermit (`core_local.rs`) keeps its per-core data the same way: a self pointer at GS:0.
 
@@ -36,6 +38,13 @@ pub(crate) struct Tss(pub(crate) [AtomicU32; 26]);
 #[repr(C, align(16))]
 struct IstStack(UnsafeCell<[u8; IST_STACK_SIZE]>);
 
+// SAFETY: the stack is never accessed through a reference, only by its address, as the stack
+// of the one CPU whose TSS points at it.
+unsafe impl Sync for IstStack {}
+
+/// The boot CPU's double-fault stack.
+static BOOT_IST: IstStack = IstStack(UnsafeCell::new([0; IST_STACK_SIZE]));
+
 /// One CPU's block.
 #[repr(C, align(64))]
 pub struct PerCpu {
@@ -54,13 +63,9 @@ pub struct PerCpu {
     online: AtomicBool,
     /// Its TSS.
     pub(crate) tss: Tss,
-    /// Its double-fault stack (IST1).
-    ist1: IstStack,
+    /// The top of its double-fault stack (IST1); 0 until set.
+    ist1_top: AtomicU64,
 }
-
-// SAFETY: every field but the IST stack is atomic; the stack is never accessed through a
-// reference, only by its address, as the stack of the CPU that owns the block.
-unsafe impl Sync for PerCpu {}
 
 impl PerCpu {
     const fn new() -> Self {
@@ -72,7 +77,7 @@ impl PerCpu {
             vcpu_info: AtomicU64::new(0),
             online: AtomicBool::new(false),
             tss: Tss([const { AtomicU32::new(0) }; 26]),
-            ist1: IstStack(UnsafeCell::new([0; IST_STACK_SIZE])),
+            ist1_top: AtomicU64::new(0),
         }
     }
 
@@ -91,9 +96,14 @@ impl PerCpu {
         self.online.load(Ordering::Acquire)
     }
 
-    /// The top of the IST1 stack (its end address).
+    /// The top of the IST1 stack (its end address): the boot CPU's static one for block 0.
     pub(crate) fn ist1_top(&self) -> u64 {
-        self.ist1.0.get() as u64 + IST_STACK_SIZE as u64
+        match self.ist1_top.load(Ordering::Acquire) {
+            0 if self.id.load(Ordering::Relaxed) == 0 => {
+                BOOT_IST.0.get() as u64 + IST_STACK_SIZE as u64
+            }
+            top => top,
+        }
     }
 }
 
@@ -131,6 +141,15 @@ pub fn current() -> &'static PerCpu {
     };
     // SAFETY: `this` is the address of one of BLOCKS (written by `install`), which are statics.
     unsafe { &*(this as *const PerCpu) }
+}
+
+/// Gives CPU `cpu` (not the boot CPU, whose stack is static) its double-fault stack: `top` is
+/// the end of [`IST_STACK_SIZE`] bytes of memory it owns for good (from the frame allocator).
+/// Call before that CPU's `cpu::init_cpu`.
+pub fn set_ist_stack(cpu: CpuId, top: u64) {
+    if let Some(b) = block(cpu) {
+        b.ist1_top.store(top, Ordering::Release);
+    }
 }
 
 /// The CPUs that are up.
