@@ -207,6 +207,14 @@ pub(crate) fn visit(mapped: bool, visit: &mut dyn FnMut(&Device)) {
         // reader looks at the list until phase 3 is published. `init` wrote it (phase >= 1).
         let found = unsafe { (*FOUND.0.get()).assume_init_mut() };
         probe(found);
+        // virtio-mmio raises a level, active-high line (QEMU's microvm DSDT says so for its
+        // second IOAPIC, whose lines default to it); a transport on an ISA line (`acpi=off`,
+        // Firecracker: IRQ 5 + n) would otherwise be taken as edge-triggered.
+        for d in found.list.as_slice() {
+            if let (platform::device::Bus::VirtioMmio { .. }, Some(irq)) = (d.bus, d.irq) {
+                crate::irq::set_line_mode(irq, pc::ioapic::Mode::LEVEL_HIGH);
+            }
+        }
         PHASE.store(3, Ordering::Release);
     }
     while PHASE.load(Ordering::Acquire) == 2 {

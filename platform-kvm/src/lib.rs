@@ -5,11 +5,14 @@
 //! crate's; the PC chipset (ACPI, PICs, local APIC, RTC, PIT, kvmclock) is the `pc` crate's
 //! (`platform-kvm/pc`).
 //!
-//! Interrupts: [`Platform::init_cpu`] remaps and masks the legacy PICs (the IDT has the
-//! spurious and PIC gates, and the APIC timer's, which `init_cpu` adds); the local APIC (xAPIC, MMIO, whose page [`Platform::init`] returns
-//! as device memory) is set up on the first [`Platform::set_timer`], after the kernel's page
-//! tables map it, and its one-shot timer is calibrated against the TSC then. Without an APIC
-//! or a TSC frequency there is no timer: `set_timer` returns false and `idle` spins.
+//! Interrupts ([`irq`]): [`Platform::init_cpu`] fills the boot CPU's per-CPU block, remaps and
+//! masks the legacy PICs (the IDT has the spurious and PIC gates, and the APIC timer's and the
+//! device vectors', which `init_cpu` adds); the local APIC (xAPIC, MMIO, whose page
+//! [`Platform::init`] returns as device memory, with the IOAPICs') is set up on the first
+//! [`Platform::set_timer`] (or device registration), after the kernel's page tables map it,
+//! and its one-shot timer is calibrated against the TSC then. Without an APIC or a TSC
+//! frequency there is no timer: `set_timer` returns false and `idle` spins. Device lines go
+//! through the IOAPICs to a handler table ([`irq`]).
 //!
 //! Power-off tries, in order: QEMU's `isa-debug-exit` device at port 0xf4 (the monitor exits
 //! with status `(code << 1) | 1`; it carries 7 bits, so for a status of 127 or more the kernel
@@ -35,6 +38,7 @@
 
 #[cfg(feature = "devices")]
 mod devices;
+pub mod irq;
 
 use arch_x86_64::{cpu, tsc};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
@@ -119,7 +123,7 @@ static APIC_BASE: AtomicU64 = AtomicU64::new(0);
 /// The APIC state: 0 = not tried, 1 = ready, 2 = unusable (no APIC, no TSC frequency).
 static APIC_STATE: AtomicU8 = AtomicU8::new(0);
 /// Whether `map_memory` installed the kernel's tables (which map the APIC page).
-static MAPPED: AtomicBool = AtomicBool::new(false);
+pub(crate) static MAPPED: AtomicBool = AtomicBool::new(false);
 
 /// The wall clock: Unix nanoseconds at the RTC read, and `now_ns` then (`u64::MAX`: not read).
 static WALL_AT_READ: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -141,7 +145,7 @@ impl platform::Platform for Kvm {
 
     fn init_cpu() {
         cpu::init();
-        apic::install_timer_gate();
+        irq::install_gates();
         pic::disable();
     }
 
@@ -165,6 +169,11 @@ impl platform::Platform for Kvm {
                 APIC_BASE.store(base, Ordering::Relaxed);
             }
             None => log::debug!("no local APIC in xAPIC mode: no timer interrupts"),
+        }
+        if let Some(ioapics) = irq::discover(mem, boot.rsdp.0)
+            && let Err(e) = devices.push_merged(ioapics)
+        {
+            log::warn!("IOAPICs not mapped: {e}");
         }
         #[cfg(feature = "devices")]
         devices::init(boot, &mut devices);
@@ -310,11 +319,32 @@ impl platform::Platform for Kvm {
     fn devices(visit: &mut dyn FnMut(&platform::device::Device)) {
         devices::visit(MAPPED.load(Ordering::Acquire), visit)
     }
+
+    fn set_timer_handler(handler: platform::irq::Handler, data: usize) {
+        irq::set_timer_handler(handler, data);
+    }
+
+    fn irq_register(
+        line: platform::irq::Irq,
+        cpu: platform::irq::CpuId,
+        handler: platform::irq::Handler,
+        data: usize,
+    ) -> Result<(), platform::irq::IrqError> {
+        irq::register(line, cpu, handler, data)
+    }
+
+    fn irq_unmask(line: platform::irq::Irq) {
+        irq::unmask(line);
+    }
+
+    fn current_cpu() -> platform::irq::CpuId {
+        arch_x86_64::percpu::current().id()
+    }
 }
 
 /// Whether the local APIC timer works, setting it up on the first call after the kernel's page
 /// tables are in place (they map the APIC page).
-fn apic_ready() -> bool {
+pub(crate) fn apic_ready() -> bool {
     match APIC_STATE.load(Ordering::Acquire) {
         1 => return true,
         2 => return false,

@@ -15,7 +15,8 @@
 //! masking ([`disable`], [`enable`]) differs here, because [`bind`] needs it.
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
-use xen_services::event::{EventBits, EventChannel, Handler, Handlers};
+use platform::irq::{CpuId, HandlerTable, Irq, IrqError};
+use xen_services::event::{EventBits, EventChannel, EventError, Handler, Handlers};
 
 /// Ports with a handler slot (2-level ABI ports go up to 4095; a unikernel uses a handful).
 const PORTS: usize = 256;
@@ -26,6 +27,10 @@ static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static READY: AtomicBool = AtomicBool::new(false);
 /// Set by the timer VIRQ's handler, taken by the upcall.
 static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
+/// The kernel's timer handler (`Platform::set_timer_handler`): the table's one slot.
+static TIMER_HANDLER: HandlerTable<1> = HandlerTable::new();
+/// Device handlers (`Platform::irq_register`): their slots, found by the port's context word.
+static DEVICES: HandlerTable<32> = HandlerTable::new();
 
 fn vcpu() -> &'static xen_sys::vcpu_info {
     // SAFETY: the shared info page is mapped (the guest type's map_shared_info runs in Platform::init,
@@ -79,11 +84,11 @@ impl EventBits for SharedBits {
 }
 
 /// The upcall: handles pending ports until none is left; then, if the timer fired, calls the
-/// kernel's timer hook (last, with events still masked, no lock held: the kernel may switch
+/// kernel's timer handler (last, with events still masked, no lock held: the kernel may switch
 /// threads inside it, and this upcall finishes when this thread is switched back to); then
 /// unmasks events, and starts over if more arrived meanwhile.
 ///
-/// The hook runs at most once per upcall: a hook that arms the timer for a time already past
+/// The handler runs at most once per upcall: a handler that arms the timer for a time already past
 /// (Xen raises the VIRQ at once) would otherwise keep the upcall looping and never let the
 /// interrupted code run. A timer that fires again is re-raised as pending ([`defer_timer`]),
 /// for Xen to deliver on its next return to the guest.
@@ -105,7 +110,7 @@ extern "C" fn xen_upcall() {
             ticked = true;
             // The timer's pending bit is cleared, every other pending port handled, the
             // handler lock released; the upcall's state is all on this stack.
-            arch_x86_64::cpu::timer_interrupt();
+            TIMER_HANDLER.dispatch(0);
         }
         if TIMER_FIRED.swap(false, Ordering::AcqRel) {
             defer_timer();
@@ -201,7 +206,7 @@ pub fn unmask(port: u32) {
     };
 }
 
-/// The timer VIRQ's handler: only notes it; the upcall calls the kernel's hook at its end.
+/// The timer VIRQ's handler: only notes it; the upcall calls the kernel's handler at its end.
 fn on_timer(_port: EventChannel, _ctx: usize) {
     TIMER_FIRED.store(true, Ordering::Release);
 }
@@ -209,6 +214,12 @@ fn on_timer(_port: EventChannel, _ctx: usize) {
 /// Binds the timer VIRQ to its handler, marks events ready and enables them: the end of
 /// the guest type's `init_events` (`pv.rs`, `pvh.rs`), once Xen calls [`xen_upcall`].
 pub(crate) fn bind_timer() {
+    // The boot vCPU's vcpu_info, recorded in its per-CPU block (this module still reads
+    // vcpu_info[0] directly: one vCPU; multi-core reads the block's).
+    arch_x86_64::percpu::current().vcpu_info.store(
+        vcpu() as *const xen_sys::vcpu_info as u64,
+        Ordering::Relaxed,
+    );
     let mut virq = xen_sys::evtchn_bind_virq {
         virq: xen_sys::VIRQ_TIMER,
         vcpu: 0,
@@ -243,4 +254,52 @@ pub fn upcalls() -> u64 {
 pub fn set_timer(deadline_ns: u64) {
     // SAFETY: set_timer_op takes an absolute system time; it only schedules VIRQ_TIMER.
     unsafe { crate::hypercall::hypercall2(xen_sys::__HYPERVISOR_set_timer_op, deadline_ns, 0) };
+}
+
+/// `Platform::set_timer_handler`: the handler the upcall calls when the timer fired.
+pub fn set_timer_handler(handler: platform::irq::Handler, data: usize) {
+    let was = disable();
+    TIMER_HANDLER.unregister(0);
+    // Cannot fail: the one slot was just freed, and line 0 is not a marker.
+    let _ = TIMER_HANDLER.register(Irq(0), CpuId(0), handler, data);
+    restore(was);
+}
+
+/// Masks `port` in shared info (delivery stops until [`unmask`]).
+fn mask(port: u32) {
+    let w = (port / 64) as usize;
+    // SAFETY: address of a field of the mapped page; nothing is read through the raw place.
+    word(unsafe { (&raw const (*shared()).evtchn_mask).cast() }, w)
+        .fetch_or(1u64 << (port % 64), Ordering::AcqRel);
+}
+
+/// A device port's handler (the port table's): masks the port, then calls the registered
+/// handler (the oneshot contract of `platform::irq`; an event channel needs no EOI).
+fn on_device(port: EventChannel, slot: usize) {
+    mask(port.0);
+    DEVICES.dispatch(slot);
+}
+
+/// `Platform::irq_register` on Xen: `irq` is an event-channel port (bound by the caller), on
+/// vCPU 0 (the one CPU; `EVTCHNOP_bind_vcpu` comes with multi-core).
+pub fn register(
+    irq: Irq,
+    cpu: CpuId,
+    handler: platform::irq::Handler,
+    data: usize,
+) -> Result<(), IrqError> {
+    if !READY.load(Ordering::Acquire) {
+        return Err(IrqError::Unsupported);
+    }
+    if cpu != CpuId(0) {
+        return Err(IrqError::NoSuchCpu(cpu));
+    }
+    let slot = DEVICES.register(irq, cpu, handler, data)?;
+    bind(irq.0, on_device, slot).map_err(|e| {
+        DEVICES.unregister(slot);
+        match e {
+            EventError::OutOfRange(_) => IrqError::NoSuchLine(irq),
+            EventError::Busy(_) => IrqError::Busy(irq),
+        }
+    })
 }

@@ -14,8 +14,8 @@
 //! - [`time`]: the shared info page (mapped by the guest type's code), the PV clock and the wall
 //!   clock.
 //! - [`events`]: the event upcall, masking (PV: in `vcpu_info`; PVH: `cli`/`sti`), handlers per
-//!   port, the one-shot timer (its VIRQ calls the kernel's timer hook at the end of the
-//!   upcall). The callback's entry and registration and idle are the guest type's (PV:
+//!   port (device handlers: `Platform::irq_register` with a port, masked before each call), the
+//!   one-shot timer (its VIRQ calls the kernel's timer handler at the end of the upcall). The callback's entry and registration and idle are the guest type's (PV:
 //!   `set_callbacks`, `SCHEDOP_block`; PVH: the HVM callback vector, `sti; hlt`).
 //! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
 //! - [`grant`]: the grant table (PV: `GNTTABOP_setup_table`; PVH: `XENMEM_add_to_physmap`;
@@ -149,5 +149,27 @@ impl platform::Platform for Xen {
     unsafe fn remap_page(page: u64) {
         // SAFETY: forwarded to the caller.
         unsafe { guest::remap_page(page) }
+    }
+
+    fn set_timer_handler(handler: platform::irq::Handler, data: usize) {
+        events::set_timer_handler(handler, data);
+    }
+
+    /// `irq` is an event-channel port the caller bound (the device's, from XenStore).
+    fn irq_register(
+        irq: platform::irq::Irq,
+        cpu: platform::irq::CpuId,
+        handler: platform::irq::Handler,
+        data: usize,
+    ) -> Result<(), platform::irq::IrqError> {
+        events::register(irq, cpu, handler, data)
+    }
+
+    fn irq_unmask(irq: platform::irq::Irq) {
+        events::unmask(irq.0);
+    }
+
+    fn current_cpu() -> platform::irq::CpuId {
+        arch_x86_64::percpu::current().id()
     }
 }

@@ -21,6 +21,10 @@ pub fn init(_boot: &BootInfo) -> DeviceMemory {
 }
 
 pub fn init_cpu() {
+    // The boot CPU's per-CPU block, without a GS base (the PV kernel runs in ring 3; the base
+    // would be `HYPERVISOR_set_segment_base`'s): `percpu::current` is block 0 while one vCPU
+    // runs.
+    arch_x86_64::percpu::install(platform::irq::CpuId(0), false);
     crate::entry::install_trap_table();
     init_events();
 }

@@ -1,9 +1,11 @@
 //! CPU tables (GDT + TSS, IDT), fatal exception reports, and the few privileged instructions the
 //! rest of the kernel needs.
 
+use crate::percpu;
 use core::arch::{asm, global_asm};
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
+use platform::irq::CpuId;
 use x86_64::VirtAddr;
 use x86_64::instructions::tables::{lidt, load_tss};
 use x86_64::structures::DescriptorTablePointer;
@@ -142,24 +144,7 @@ unsafe extern "Rust" {
     /// Reports a fatal exception and powers off; defined by the kernel (composition root), like
     /// `__stardust_start`. Must not return.
     fn __stardust_exception(exception: &Exception) -> !;
-    /// The kernel's timer-interrupt hook (see [`timer_interrupt`]).
-    fn __stardust_timer_interrupt();
 }
-
-/// Tells the kernel that the platform timer fired. Platforms call it from their timer
-/// interrupt (event) handler with interrupts masked, on the interrupted code's stack, after
-/// acknowledging the interrupt. The kernel may switch threads before it returns.
-pub fn timer_interrupt() {
-    // SAFETY: the kernel defines `__stardust_timer_interrupt` with exactly this signature; it
-    // has no precondition beyond the calling context documented above.
-    unsafe { __stardust_timer_interrupt() }
-}
-
-/// 104-byte 64-bit TSS as 32-bit words (it is only 4-byte aligned inside, so no u64 fields).
-#[repr(C, align(16))]
-struct Tss([AtomicU32; 26]);
-
-static TSS: Tss = Tss([const { AtomicU32::new(0) }; 26]);
 
 /// 256 gates of 16 bytes: the 32 exception vectors, the PIC range, the APIC timer and spurious vectors.
 #[repr(C, align(16))]
@@ -167,15 +152,11 @@ struct Idt([AtomicU64; 512]);
 
 static IDT: Idt = Idt([const { AtomicU64::new(0) }; 512]);
 
-const IST_STACK_SIZE: usize = 16 * 1024;
-
 unsafe extern "C" {
     /// The GDT in `boot.rs`; entries 3 and 4 are the TSS descriptor.
     static mut stardust_gdt: [u64; 5];
     /// Entry points of the 32 exception stubs below.
     static stardust_exception_stubs: [u64; 32];
-    /// Top of the double-fault stack (IST1).
-    static stardust_ist1_top: u8;
     /// The entry stub of interrupts that need nothing but `iretq` (spurious ones).
     static stardust_ignore_entry: u8;
 }
@@ -209,6 +190,66 @@ macro_rules! interrupt_entry {
                 "pop %rbx\n pop %r11\n pop %r10\n pop %r9\n pop %r8\n",
                 "pop %rdi\n pop %rsi\n pop %rdx\n pop %rcx\n pop %rax\n",
                 "iretq\n",
+            ),
+            options(att_syntax)
+        );
+    };
+}
+
+/// The device vectors: IDT vectors `0x40 + i`, one per slot `i` of a platform's interrupt
+/// handler table (`platform::irq::HandlerTable<32>`).
+pub const DEVICE_VECTORS: core::ops::Range<u8> = 0x40..0x60;
+
+/// Defines [`DEVICE_VECTORS`]`.len()` interrupt entry stubs and a table of their addresses,
+/// `$table` (`[u64; 32]`, in `.rodata`): stub `i` pushes `i` and joins a common path that
+/// saves every caller-saved register (as [`interrupt_entry!`]), calls
+/// `extern "C" fn $handler(index: u64)` with interrupts masked on the interrupted code's stack,
+/// restores and returns with `iretq`. A platform points gate `0x40 + i` at entry `i`
+/// ([`set_interrupt_gate`]) and dispatches from its handler table in `$handler`.
+#[macro_export]
+macro_rules! device_interrupt_entries {
+    ($table:literal, $handler:literal) => {
+        core::arch::global_asm!(
+            concat!(
+                ".section .text.",
+                $table,
+                ", \"ax\", @progbits\n",
+                ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31\n",
+                $table,
+                "_\\n:\n",
+                "push $\\n\n",
+                "jmp ",
+                $table,
+                "_common\n",
+                ".endr\n",
+                $table,
+                "_common:\n",
+                "push %rax\n push %rcx\n push %rdx\n push %rsi\n push %rdi\n",
+                "push %r8\n push %r9\n push %r10\n push %r11\n push %rbx\n",
+                "mov 80(%rsp), %rdi\n",
+                "mov %rsp, %rbx\n and $-16, %rsp\n cld\n",
+                "call ",
+                $handler,
+                "\n",
+                "mov %rbx, %rsp\n",
+                "pop %rbx\n pop %r11\n pop %r10\n pop %r9\n pop %r8\n",
+                "pop %rdi\n pop %rsi\n pop %rdx\n pop %rcx\n pop %rax\n",
+                "add $8, %rsp\n",
+                "iretq\n",
+                ".section .rodata.",
+                $table,
+                ", \"a\", @progbits\n",
+                ".p2align 3\n",
+                ".global ",
+                $table,
+                "\n",
+                $table,
+                ":\n",
+                ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31\n",
+                ".quad ",
+                $table,
+                "_\\n\n",
+                ".endr\n",
             ),
             options(att_syntax)
         );
@@ -250,18 +291,35 @@ pub unsafe fn set_interrupt_gate(vector: u8, stub: u64) {
     set_gate(vector.into(), stub, 0);
 }
 
-/// Installs the TSS (with a separate stack for double faults, so that a boot-stack overflow into
-/// the guard page is reported instead of triple-faulting) and the IDT. Exceptions go to the
-/// kernel's `__stardust_exception`. Call once, on the boot CPU, before anything can fault.
+/// Sets up the boot CPU: [`init_cpu`] for CPU 0.
 pub fn init() {
-    let ist1 = (&raw const stardust_ist1_top) as u64;
-    // IST1 is at byte offset 0x24: words 9 and 10.
-    TSS.0[9].store(ist1 as u32, Ordering::Relaxed);
-    TSS.0[10].store((ist1 >> 32) as u32, Ordering::Relaxed);
-    // I/O map base = size of the TSS: no I/O permission bitmap (offset 0x66, upper half of word 25).
-    TSS.0[25].store(104 << 16, Ordering::Relaxed);
+    init_cpu(CpuId(0));
+}
 
-    let tss = (&raw const TSS) as u64;
+/// Sets up the calling CPU as CPU `cpu`: fills and installs its per-CPU block
+/// ([`percpu::install`], GS base included), loads its TSS (with a separate stack for double
+/// faults, so that a stack overflow into a guard page is reported instead of triple-faulting)
+/// and the IDT (shared by all CPUs; filled by CPU 0). Exceptions go to the kernel's
+/// `__stardust_exception`. Call once per CPU, on that CPU, before anything can fault.
+///
+/// Only CPU 0 is brought up now: the GDT has one TSS descriptor, which a second CPU will need
+/// its own of (see [`percpu`]).
+pub fn init_cpu(cpu: CpuId) {
+    let block = percpu::install(cpu, true);
+    let tss_words = &block.tss.0;
+    let ist1 = block.ist1_top();
+    assert!(
+        ist1 != 0,
+        "CPU {} has no double-fault stack (percpu::set_ist_stack)",
+        cpu.0
+    );
+    // IST1 is at byte offset 0x24: words 9 and 10.
+    tss_words[9].store(ist1 as u32, Ordering::Relaxed);
+    tss_words[10].store((ist1 >> 32) as u32, Ordering::Relaxed);
+    // I/O map base = size of the TSS: no I/O permission bitmap (offset 0x66, upper half of word 25).
+    tss_words[25].store(104 << 16, Ordering::Relaxed);
+
+    let tss = (&raw const block.tss) as u64;
     let limit = 103u64;
     let low = (limit & 0xffff)
         | ((tss & 0xff_ffff) << 16)
@@ -275,18 +333,20 @@ pub fn init() {
         (*gdt)[3] = low;
         (*gdt)[4] = high;
     }
-    // SAFETY: selector 0x18 is the valid, available TSS descriptor written just above, and TSS
-    // is a static that lives forever.
+    // SAFETY: selector 0x18 is the valid, available TSS descriptor written just above, and the
+    // TSS is in a static per-CPU block that lives forever.
     unsafe { load_tss(SegmentSelector(0x18)) };
 
-    // SAFETY: reading a table of 32 code addresses the linker filled in; it is never written.
-    let stubs = unsafe { &stardust_exception_stubs };
-    for (vector, &stub) in stubs.iter().enumerate() {
-        set_gate(vector, stub, if vector == 8 { 1 } else { 0 });
-    }
-    let ignore = (&raw const stardust_ignore_entry) as u64;
-    for vector in PIC_VECTORS.chain([SPURIOUS_VECTOR]) {
-        set_gate(vector.into(), ignore, 0);
+    if cpu.0 == 0 {
+        // SAFETY: reading a table of 32 code addresses the linker filled in; it is never written.
+        let stubs = unsafe { &stardust_exception_stubs };
+        for (vector, &stub) in stubs.iter().enumerate() {
+            set_gate(vector, stub, if vector == 8 { 1 } else { 0 });
+        }
+        let ignore = (&raw const stardust_ignore_entry) as u64;
+        for vector in PIC_VECTORS.chain([SPURIOUS_VECTOR]) {
+            set_gate(vector.into(), ignore, 0);
+        }
     }
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
@@ -452,12 +512,6 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
 
 global_asm!(
     r#"
-    .section .bss.ist1, "aw", @nobits
-    .p2align 4
-    .skip {ist_size}
-    .global stardust_ist1_top
-stardust_ist1_top:
-
     .section .text.exceptions, "ax", @progbits
     .macro EXC_NOERR n
 exc_\n:
@@ -538,6 +592,5 @@ stardust_exception_stubs:
     .quad exc_\n
     .endr
 "#,
-    ist_size = const IST_STACK_SIZE,
     options(att_syntax)
 );

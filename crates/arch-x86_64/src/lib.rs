@@ -26,6 +26,8 @@ pub mod context;
 #[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
+pub mod percpu;
+#[cfg(target_os = "none")]
 pub mod tsc;
 
 #[cfg(target_os = "none")]

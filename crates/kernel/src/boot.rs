@@ -67,6 +67,7 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     mark(3);
 
     SelectedPlatform::init_cpu();
+    SelectedPlatform::set_timer_handler(timer_tick, 0);
     mark(4);
 
     let mut free = match FreeMemory::from_map(&boot.memory, 1 << 20) {
@@ -366,9 +367,35 @@ pub fn wall_clock_ns() -> Option<u64> {
     SelectedPlatform::wall_clock_ns()
 }
 
-/// Called by the platform when its timer fires (see `arch_x86_64::cpu::timer_interrupt`).
-#[unsafe(no_mangle)]
-fn __stardust_timer_interrupt() {
+/// Registers `handler(data)` for device interrupt line `irq` on `cpu` (`Platform::irq_register`:
+/// the line is masked before each call; [`irq_unmask`] opens it again). From then on, threads
+/// all blocked without a timer wait for the device rather than being reported as a deadlock.
+pub fn irq_register(
+    irq: platform::irq::Irq,
+    cpu: platform::irq::CpuId,
+    handler: platform::irq::Handler,
+    data: usize,
+) -> Result<(), platform::irq::IrqError> {
+    SelectedPlatform::irq_register(irq, cpu, handler, data)?;
+    #[cfg(feature = "threads")]
+    crate::threads::expect_device_wakeups();
+    Ok(())
+}
+
+/// Unmasks `irq` after its handler ran (`Platform::irq_unmask`).
+pub fn irq_unmask(irq: platform::irq::Irq) {
+    SelectedPlatform::irq_unmask(irq);
+}
+
+/// The CPU the caller runs on.
+pub fn current_cpu() -> platform::irq::CpuId {
+    SelectedPlatform::current_cpu()
+}
+
+/// The timer's handler, registered with the platform at boot (`Platform::set_timer_handler`):
+/// called when the timer [`Platform::set_timer`] armed fires, interrupts masked, on the
+/// interrupted stack. The thread runtime may switch threads inside it.
+fn timer_tick(_data: usize) {
     #[cfg(feature = "threads")]
     crate::threads::timer_tick();
 }

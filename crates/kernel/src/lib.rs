@@ -69,6 +69,8 @@ pub use platform_xen as xen;
 
 #[cfg(target_os = "none")]
 pub use boot::{
-    args, cycles, cycles_per_second, exit, frames, guard_page, heap_stats, now_ns, print,
-    sleep_until_ns, unguard_page, wall_clock_ns,
+    args, current_cpu, cycles, cycles_per_second, exit, frames, guard_page, heap_stats,
+    irq_register, irq_unmask, now_ns, print, sleep_until_ns, unguard_page, wall_clock_ns,
 };
+/// Interrupt lines, CPUs and handlers (`platform::irq`).
+pub use platform::irq;

@@ -264,7 +264,7 @@ pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
     SelectedPlatform::interrupts_restore(enabled);
     let registered = irq.map(|irq| {
         NIC_IRQ.store(irq.0, Ordering::Release);
-        SelectedPlatform::irq_register(irq, SelectedPlatform::current_cpu(), nic_interrupt, 0)
+        crate::boot::irq_register(irq, SelectedPlatform::current_cpu(), nic_interrupt, 0)
     });
     if !matches!(registered, Some(Ok(()))) {
         match registered {

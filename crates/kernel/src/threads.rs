@@ -116,3 +116,8 @@ pub fn stats() -> Stats {
 pub fn guard_owner(addr: u64) -> Option<(ShortName, u64, usize)> {
     RUNTIME.guard_owner(addr)
 }
+
+/// See [`Runtime::expect_device_wakeups`] (a device interrupt was registered).
+pub fn expect_device_wakeups() {
+    RUNTIME.expect_device_wakeups()
+}

@@ -11,17 +11,17 @@
 //! - [`probe_nics`]: the first virtio-net device, brought up as the [`SelectedNetDevice`], with
 //!   its interrupt line.
 //!
-//! Interrupts follow `platform::irq`'s oneshot contract: the lead's glue registers a handler
-//! with [`Nic::register_interrupt`] (the platform masks the line when it fires), the network
-//! thread calls `NetDevice::poll_interrupt` (which acknowledges the device's ISR, reclaims
-//! transmit buffers and posts receive buffers), then [`Nic::unmask_interrupt`].
+//! Interrupts follow `platform::irq`'s oneshot contract: the network glue (`net.rs`) registers a
+//! handler for [`Nic::irq`] (the platform masks the line when it fires), its poller calls
+//! `NetDevice::poll_interrupt` (which acknowledges the device's ISR, reclaims transmit buffers
+//! and posts receive buffers), then unmasks the line.
 
 use crate::select::{SelectedNetDevice, SelectedPlatform};
 use core::ptr::NonNull;
 use netdev::NetDevice;
 use platform::Platform;
 use platform::device::{Bus, Device, VIRTIO_NET};
-use platform::irq::{Handler, Irq, IrqError};
+use platform::irq::Irq;
 use virtio_drivers::transport::SomeTransport;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::PciTransport;
@@ -184,22 +184,6 @@ pub struct Nic {
     pub irq: Option<Irq>,
     /// What discovery found.
     pub found: Device,
-}
-
-impl Nic {
-    /// Registers `handler(data)` for the NIC's line on the calling CPU (oneshot: the platform
-    /// masks the line when it fires; see [`Nic::unmask_interrupt`]).
-    pub fn register_interrupt(&self, handler: Handler, data: usize) -> Result<(), IrqError> {
-        let irq = self.irq.ok_or(IrqError::Unsupported)?;
-        SelectedPlatform::irq_register(irq, SelectedPlatform::current_cpu(), handler, data)
-    }
-
-    /// Unmasks the NIC's line, after `NetDevice::poll_interrupt` acknowledged the device.
-    pub fn unmask_interrupt(&self) {
-        if let Some(irq) = self.irq {
-            SelectedPlatform::irq_unmask(irq);
-        }
-    }
 }
 
 /// Candidates looked at, at most.

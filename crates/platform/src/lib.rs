@@ -134,12 +134,21 @@ pub trait Platform {
     /// interrupt that arrived after the caller's last check is not missed). Returns with
     /// interrupts enabled, after the handler ran.
     ///
-    /// The platform's timer interrupt (the one [`Platform::set_timer`] arms) calls the kernel's
-    /// `__stardust_timer_interrupt` (through `arch_x86_64::cpu::timer_interrupt`) with
-    /// interrupts masked, on the interrupted code's stack, after acknowledging the interrupt:
-    /// the kernel may switch threads inside it, and the interrupted code resumes when it is
-    /// switched back to.
+    /// The platform's timer interrupt (the one [`Platform::set_timer`] arms) calls the handler
+    /// given to [`Platform::set_timer_handler`].
     fn idle();
+
+    /// Registers the timer's handler: the platform's timer interrupt (event) calls
+    /// `handler(data)` on the CPU whose timer fired, with interrupts masked, on the interrupted
+    /// code's stack, after acknowledging the interrupt, and only at or after the deadline
+    /// [`Platform::set_timer`] gave (an early interrupt re-arms the timer instead). The handler
+    /// may switch threads inside it; the interrupted code resumes when it is switched back to.
+    /// Unlike a device line's (`irq_register`), nothing is masked: the timer is one-shot
+    /// already. The kernel registers its tick here at boot, before it arms the timer; a later
+    /// call replaces the handler. The default: no timer handler (a platform without a timer).
+    fn set_timer_handler(handler: irq::Handler, data: usize) {
+        let _ = (handler, data);
+    }
 
     /// Wall-clock time in nanoseconds since the Unix epoch (UTC), where the platform has a
     /// clock for it (KVM: the CMOS RTC; Xen: shared info's wall clock), else `None`.

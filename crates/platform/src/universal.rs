@@ -212,6 +212,10 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Platform for Universal<A, B, C> {
         unsafe { forward!(remap_page(page)) }
     }
 
+    fn set_timer_handler(handler: crate::irq::Handler, data: usize) {
+        forward!(set_timer_handler(handler, data))
+    }
+
     fn devices(visit: &mut dyn FnMut(&crate::device::Device)) {
         forward!(devices(visit))
     }

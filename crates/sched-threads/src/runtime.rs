@@ -19,7 +19,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use heap::{FRAME_SIZE, Frames};
 use platform::Platform;
 use sched::{Policy, TaskId, TimerKey, Timers};
@@ -90,6 +90,10 @@ const MAX_CPUS: usize = 1;
 pub struct Runtime<M: Machine> {
     cpus: [spin::Mutex<Option<Cpu<M::Policy>>>; MAX_CPUS],
     next_id: AtomicU64,
+    /// Whether something besides the timer can make a thread ready (a device interrupt's
+    /// handler waking a waiter): then every thread blocked without a timer is waiting for it,
+    /// not a deadlock ([`Runtime::expect_device_wakeups`]).
+    device_wakeups: AtomicBool,
     _machine: PhantomData<fn() -> M>,
 }
 
@@ -249,6 +253,7 @@ impl<M: Machine> Runtime<M> {
         Runtime {
             cpus: [const { spin::Mutex::new(None) }; MAX_CPUS],
             next_id: AtomicU64::new(1),
+            device_wakeups: AtomicBool::new(false),
             _machine: PhantomData,
         }
     }
@@ -257,6 +262,13 @@ impl<M: Machine> Runtime<M> {
     /// from a per-CPU register such as `gs` or the APIC id.)
     fn this_cpu(&self) -> &spin::Mutex<Option<Cpu<M::Policy>>> {
         &self.cpus[0]
+    }
+
+    /// Says that device interrupts may wake threads from now on (a driver registered its
+    /// interrupt, whose handler wakes a waiter): with every thread blocked and no timer
+    /// pending, the CPU then idles until an interrupt instead of reporting a deadlock.
+    pub fn expect_device_wakeups(&self) {
+        self.device_wakeups.store(true, Ordering::Relaxed);
     }
 
     /// Starts the runtime: the running (boot) code becomes thread 0, `main`, on the boot
@@ -337,6 +349,7 @@ impl<M: Machine> Runtime<M> {
             if !cpu.arm::<M::Platform>()
                 && cpu.timers.is_empty()
                 && cpu.thread(cpu.current).state != State::Ready
+                && !self.device_wakeups.load(Ordering::Relaxed)
             {
                 let (live, name) = (cpu.live, ShortName::of(&cpu.thread(cpu.current).name));
                 drop(guard);

@@ -159,6 +159,19 @@ fn parking_the_last_thread_for_ever_is_a_reported_deadlock() {
 }
 
 #[test]
+fn with_device_wakeups_the_last_thread_parked_waits_for_an_interrupt() {
+    let rt = boot::<Coop>();
+    rt.expect_device_wakeups();
+    let me = rt.current();
+    // A device interrupt's handler wakes the thread while the CPU idles.
+    remote_at(steps() + 5, move || rt.unpark(me));
+    let idled = idles();
+    rt.park();
+    assert!(idles() > idled, "the CPU idled until the interrupt");
+    finish(0);
+}
+
+#[test]
 fn stacks_and_guard_pages_are_given_back() {
     let rt = boot::<Preempt>();
     for _ in 0..3 {

@@ -221,6 +221,31 @@ pub mod time {
     }
 }
 
+/// Device interrupts, for drivers and probes (apps seldom need them): register a handler for a
+/// line on a CPU, unmask the line after each call. The contract is "oneshot": the platform
+/// masks the line before it calls the handler (with interrupts masked, on the interrupted
+/// stack; it may wake threads and must not block), and [`irq::unmask`] opens it again once the
+/// device's own interrupt status was acknowledged. A line is a GSI (IOAPIC input) on KVM-class
+/// monitors, an event-channel port on Xen.
+pub mod irq {
+    pub use kernel::irq::{CpuId, Handler, Irq, IrqError};
+
+    /// Registers `handler(data)` for `irq` on `cpu`, and unmasks the line.
+    pub fn register(irq: Irq, cpu: CpuId, handler: Handler, data: usize) -> Result<(), IrqError> {
+        kernel::irq_register(irq, cpu, handler, data)
+    }
+
+    /// Unmasks `irq` (after its handler ran and the device was acknowledged).
+    pub fn unmask(irq: Irq) {
+        kernel::irq_unmask(irq)
+    }
+
+    /// The CPU the caller runs on.
+    pub fn current_cpu() -> CpuId {
+        kernel::current_cpu()
+    }
+}
+
 /// The CPU's cycle counter: raw and monotonic, for timing code (benchmarks). The scheduler
 /// issue brings clocks and sleeping.
 pub fn cycles() -> u64 {

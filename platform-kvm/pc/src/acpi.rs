@@ -127,8 +127,15 @@ fn table(mem: &impl PhysRead, at: u64, signature: Option<&[u8; 4]>) -> Result<u3
     Ok(len)
 }
 
-/// Finds how to power off from the tables under the RSDP at `rsdp`.
-pub fn find_power_off(mem: &impl PhysRead, rsdp: u64) -> Result<PowerOff, AcpiError> {
+/// Finds the first table with `signature` under the RSDP at `rsdp` (through the XSDT when the
+/// RSDP has one, else the RSDT): its address and its checked length, or `None` when the root
+/// table lists no such table. The root table and the found one are bounds- and
+/// checksum-checked; the found table lies wholly below the end of the address space.
+pub(crate) fn find_table(
+    mem: &impl PhysRead,
+    rsdp: u64,
+    signature: &[u8; 4],
+) -> Result<Option<(u64, u32)>, AcpiError> {
     if rsdp == 0 {
         return Err(AcpiError::NoRsdp);
     }
@@ -150,7 +157,6 @@ pub fn find_power_off(mem: &impl PhysRead, rsdp: u64) -> Result<PowerOff, AcpiEr
         (u64::from(mem.read_u32(rsdp + 16)?), 4)
     };
     let root_len = table(mem, root, None)?;
-    let mut fadt = None;
     for i in 0..u64::from((root_len - HEADER_LEN) / entry_size) {
         // Inside the root table (`table` checked that it ends below 2^64).
         let e = root + u64::from(HEADER_LEN) + i * u64::from(entry_size);
@@ -161,13 +167,16 @@ pub fn find_power_off(mem: &impl PhysRead, rsdp: u64) -> Result<PowerOff, AcpiEr
         };
         let mut s = [0u8; 4];
         mem.read(at, &mut s)?;
-        if &s == b"FACP" {
-            fadt = Some(at);
-            break;
+        if &s == signature {
+            return Ok(Some((at, table(mem, at, Some(signature))?)));
         }
     }
-    let fadt = fadt.ok_or(AcpiError::NoFadt)?;
-    let fadt_len = table(mem, fadt, Some(b"FACP"))?;
+    Ok(None)
+}
+
+/// Finds how to power off from the tables under the RSDP at `rsdp`.
+pub fn find_power_off(mem: &impl PhysRead, rsdp: u64) -> Result<PowerOff, AcpiError> {
+    let (fadt, fadt_len) = find_table(mem, rsdp, b"FACP")?.ok_or(AcpiError::NoFadt)?;
     // Whether the FADT holds the field; a field it holds lies below 2^64 (see `table`).
     let field = |offset: u32, size: u32| fadt_len >= offset + size;
 
@@ -268,20 +277,20 @@ pub(crate) mod tests {
 
     const BASE: u64 = 0xe0000;
 
-    fn fix_checksum(m: &mut FakeMemory, at: u64, len: usize, checksum_at: u64) {
+    pub(crate) fn fix_checksum(m: &mut FakeMemory, at: u64, len: usize, checksum_at: u64) {
         m.put(checksum_at, &[0]);
         let sum = m.get(at, len).iter().fold(0u8, |s, b| s.wrapping_add(*b));
         m.put(checksum_at, &[0u8.wrapping_sub(sum)]);
     }
 
-    fn header(m: &mut FakeMemory, at: u64, sig: &[u8; 4], len: u32) {
+    pub(crate) fn header(m: &mut FakeMemory, at: u64, sig: &[u8; 4], len: u32) {
         m.put(at, sig);
         m.put_u32(at + 4, len);
     }
 
     /// RSDP (rev 0) -> RSDT -> FADT -> DSDT, like QEMU q35 (PM1a at 0x604, \_S5 = 0) or like
     /// microvm (hardware reduced, sleep control at 0xfea00200, \_S5 = 5).
-    pub(super) fn tables(microvm: bool) -> FakeMemory {
+    pub(crate) fn tables(microvm: bool) -> FakeMemory {
         let mut m = FakeMemory::new(BASE, 0x2000);
         let (rsdp, rsdt, fadt, dsdt) = (BASE, BASE + 0x100, BASE + 0x200, BASE + 0x400);
         m.put(rsdp, b"RSD PTR ");

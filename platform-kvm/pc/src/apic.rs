@@ -1,34 +1,21 @@
 //! The local APIC in xAPIC mode (MMIO), whose one-shot timer is the platform timer, on IDT
-//! vector [`TIMER_VECTOR`] (its entry stub is here; [`install_timer_gate`] points the gate at it).
+//! vector [`TIMER_VECTOR`] (the platform's entry stub calls [`timer_fired`], then the handler
+//! the kernel registered), and whose EOI ([`eoi`]) ends every interrupt but the spurious one.
 //!
 //! The timer counts down at the APIC bus clock over a divider (QEMU: 1 GHz / 16); its rate is
 //! measured against the TSC when the APIC is set up. It is armed for a TSC deadline: the
 //! interrupt handler checks that deadline and re-arms the timer when it fired early (a rounding
 //! or calibration error, a stale interrupt after a re-arm, a deadline beyond the 32-bit count),
-//! so the kernel's hook only ever runs at or after the deadline. TSC-deadline mode is not used:
+//! so the kernel's handler only ever runs at or after the deadline. The deadline is per CPU
+//! (`arch_x86_64::percpu`'s `timer_deadline`). TSC-deadline mode is not used:
 //! under TCG, CPUID does not report it (QEMU 10.0.2, `qemu64` and `-cpu max`), so it could not
 //! be tested; the count mode works on every local APIC.
 
-use arch_x86_64::{cpu, tsc};
+use arch_x86_64::{cpu, percpu, tsc};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 0x30;
-
-arch_x86_64::interrupt_entry!("stardust_timer_entry", "stardust_apic_timer");
-
-unsafe extern "C" {
-    /// The timer interrupt's entry stub (above).
-    static stardust_timer_entry: u8;
-}
-
-/// Points the IDT's [`TIMER_VECTOR`] gate at the timer's entry stub, on the interrupted code's
-/// stack (no IST): the kernel may switch threads inside the interrupt, and each thread's
-/// interrupt frame must stay on that thread's stack. Call after [`cpu::init`].
-pub fn install_timer_gate() {
-    // SAFETY: the stub above saves every caller-saved register and returns by `iretq`.
-    unsafe { cpu::set_interrupt_gate(TIMER_VECTOR, (&raw const stardust_timer_entry) as u64) };
-}
 
 /// MSR IA32_APIC_BASE: the APIC's physical base address (bits 12..), global enable (bit 11).
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -58,8 +45,6 @@ static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 /// Timer ticks per TSC tick, 32.32 fixed point: arming the timer is then one multiply (no
 /// 128-bit division on the scheduler's hot path).
 static TICKS_PER_TSC: AtomicU64 = AtomicU64::new(0);
-/// The TSC value the armed timer is for (`u64::MAX`: none).
-static DEADLINE_TSC: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// The local APIC's base address from IA32_APIC_BASE, when CPUID reports an APIC that is
 /// enabled and in xAPIC mode (the page to map uncached before [`init`]).
@@ -99,12 +84,13 @@ fn write(base: u64, register: u64, value: u32) {
 
 /// Enables the local APIC at `base` (software enable, spurious vector
 /// [`cpu::SPURIOUS_VECTOR`], LINT0 and error interrupts masked), and measures its timer against
-/// the TSC (`tsc_hz`) for about two milliseconds. Returns the timer's rate in Hz (after its
+/// the TSC (`tsc_hz`) for about two milliseconds. Its ID register gives its APIC id. Returns the timer's rate in Hz (after its
 /// divider), or `None` if it does not count.
 ///
 /// # Safety
 /// `base` is the xAPIC page ([`xapic_base`]), identity-mapped uncached; [`cpu::init`] installed
-/// the spurious gates and [`install_timer_gate`] the timer's; interrupts are masked; call once.
+/// the spurious gates and the platform the timer's ([`TIMER_VECTOR`]); interrupts are masked;
+/// call once.
 pub unsafe fn init(base: u64, tsc_hz: u64) -> Option<u64> {
     write(base, TASK_PRIORITY, 0);
     write(base, LVT_LINT0, LVT_MASKED);
@@ -164,7 +150,7 @@ fn start(base: u64, tsc_ticks: u64) {
     write(base, TIMER_INITIAL, count);
 }
 
-/// Arms the timer: its interrupt calls the kernel's hook at or after TSC value `deadline`
+/// Arms the timer: its interrupt calls the kernel's handler at or after TSC value `deadline`
 /// (one in the past fires almost at once). Call with interrupts masked. Returns `false` when
 /// the APIC is not set up.
 pub fn set_deadline(deadline: u64) -> bool {
@@ -172,31 +158,43 @@ pub fn set_deadline(deadline: u64) -> bool {
     if base == 0 {
         return false;
     }
-    DEADLINE_TSC.store(deadline, Ordering::Relaxed);
+    percpu::current()
+        .timer_deadline
+        .store(deadline, Ordering::Relaxed);
     start(base, deadline.saturating_sub(tsc::now()));
     true
 }
 
-/// Called by the timer stub (above) with interrupts masked, on the interrupted stack:
-/// acknowledges the interrupt, then calls the kernel's hook if the deadline has passed, else
-/// re-arms for the rest.
-#[unsafe(no_mangle)]
-extern "C" fn stardust_apic_timer() {
+/// Acknowledges an interrupt at the local APIC (end of interrupt). Call from the handler of
+/// every vector but the spurious one, once the interrupt's source cannot raise it again (its
+/// line masked) or has been served.
+pub fn eoi() {
+    let base = BASE.load(Ordering::Acquire);
+    if base != 0 {
+        write(base, EOI, 0);
+    }
+}
+
+/// Called by the platform's timer entry with interrupts masked, on the interrupted stack:
+/// acknowledges the interrupt, then returns `true` if this CPU's deadline has passed (the
+/// caller then calls the kernel's handler), else re-arms for the rest and returns `false`.
+pub fn timer_fired() -> bool {
     let base = BASE.load(Ordering::Acquire);
     if base == 0 {
-        return;
+        return false;
     }
     write(base, EOI, 0);
-    let deadline = DEADLINE_TSC.load(Ordering::Relaxed);
+    let slot = &percpu::current().timer_deadline;
+    let deadline = slot.load(Ordering::Relaxed);
     if deadline == u64::MAX {
-        return;
+        return false;
     }
     let now = tsc::now();
     if now < deadline {
         start(base, deadline - now);
-        return;
+        return false;
     }
-    DEADLINE_TSC.store(u64::MAX, Ordering::Relaxed);
+    slot.store(u64::MAX, Ordering::Relaxed);
     // The acknowledgement is done and no APIC state is held: the kernel may switch threads.
-    cpu::timer_interrupt();
+    true
 }

@@ -31,6 +31,7 @@
 
 pub mod acpi;
 pub mod discovery;
+pub mod ioapic;
 pub mod kvmclock;
 pub mod pci;
 pub mod rtc;
