@@ -276,6 +276,10 @@ mod waiters {
                 POLL_DEADLINE.store(at, Ordering::Release);
                 if at == u64::MAX {
                     news().await;
+                } else if at <= super::now() {
+                    // Due already (smoltcp has more to send, say): poll again, after the other
+                    // ready tasks had their turn (a past deadline would not yield).
+                    sched_async::yield_now().await;
                 } else {
                     // Either way, poll again.
                     let _ = EXECUTOR.timeout_until(at, news()).await;
