@@ -14,6 +14,12 @@
 //!   wake-up) or its deadline.
 //! - With `scheduler = "none"` there is no thread: a blocking socket call polls the stack itself
 //!   and idles (`Platform::idle`, the timer armed for the stack's next deadline) between polls.
+//! - With `scheduler = "async"` the poller is a task on the executor, `net`: the same loop, its
+//!   sleep a future that the NIC's handler (or a socket call needing an earlier poll) wakes
+//!   through a one-waker cell, raced with the executor's timer at the stack's `poll_at`. Socket
+//!   calls are async only (crate `net` registers the tasks' wakers with the stack, and the poll
+//!   that makes progress wakes them); the blocking ones are not offered, since a blocked call
+//!   would stop the executor and with it the poller.
 //! - Nothing busy-polls: an idle server sleeps in `hlt` until a frame arrives.
 //!
 //! The configuration is the profile's (`net_ip`, `net_gateway`, `net_sockets`,
@@ -27,6 +33,9 @@ use ::net::{IpConfig, Limits, Stack};
 use core::net::SocketAddrV4;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+/// The async read and write traits the streams implement under `scheduler = "async"`.
+#[cfg(feature = "scheduler-async")]
+pub use embedded_io_async::{self, Read as AsyncRead, Write as AsyncWrite};
 use platform::Platform;
 use platform::irq::Irq;
 
@@ -135,6 +144,8 @@ fn nic_interrupt(_data: usize) {
     waiters::wake_poller();
 }
 
+/// Blocking calls (threads, or no scheduler); under the async executor there are none.
+#[cfg(not(feature = "scheduler-async"))]
 impl ::net::Wait for Net {
     fn wait(&self, generation: u64, deadline_ns: Option<u64>) {
         waiters::wait(generation, deadline_ns)
@@ -192,7 +203,95 @@ mod waiters {
     }
 }
 
-#[cfg(not(feature = "threads"))]
+#[cfg(feature = "scheduler-async")]
+mod waiters {
+    //! Tasks: the `net` task polls. Async sockets register their wakers with the stack, whose
+    //! poll wakes them, so there is nobody else to wake here.
+    //!
+    //! The NIC's handler wakes the task from interrupt context, as the timer path never does
+    //! (the executor fires its timers after `idle` returns). That is safe: waking pushes onto
+    //! the executor's ready queue, a spin lock taken with interrupts masked, and may allocate,
+    //! which the kernel's heap also does with interrupts masked; so no lock the handler takes
+    //! can be held by the code it interrupted. The task's waker sits in [`POLLER`], a spin lock
+    //! taken with interrupts masked (the handler runs masked already): on one CPU it is never
+    //! contended; on several, a handler on one CPU spins for the few instructions the task on
+    //! another holds it. The task registers before it checks, and the handler notes before it
+    //! takes the waker, so the lock orders them: no wake-up is lost.
+    use super::{IRQ_PENDING, POLL_DEADLINE, next_poll, poll_once};
+    use crate::select::{EXECUTOR, SelectedPlatform};
+    use core::future::poll_fn;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::task::{Poll, Waker};
+    use platform::Platform;
+
+    /// The `net` task's waker, while it waits.
+    static POLLER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+    /// Someone asked for a poll sooner than the task sleeps.
+    static POKED: AtomicBool = AtomicBool::new(false);
+
+    pub fn wake_all() {}
+
+    pub fn wake_poller() {
+        POKED.store(true, Ordering::Release);
+        let enabled = SelectedPlatform::interrupts_disable();
+        let waker = POLLER.lock().take();
+        SelectedPlatform::interrupts_restore(enabled);
+        // Outside the lock: waking queues the task (and may drop the last reference).
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn register(waker: &Waker) {
+        let enabled = SelectedPlatform::interrupts_disable();
+        {
+            let mut slot = POLLER.lock();
+            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                *slot = Some(waker.clone());
+            }
+        }
+        SelectedPlatform::interrupts_restore(enabled);
+    }
+
+    /// Until the NIC interrupts or a socket call wants a poll sooner.
+    async fn news() {
+        poll_fn(|cx| {
+            register(cx.waker());
+            if POKED.swap(false, Ordering::AcqRel) || IRQ_PENDING.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Spawns the `net` task (it runs once the app's `main` runs the executor).
+    pub fn start() -> Result<(), &'static str> {
+        // Detached: it never ends.
+        drop(EXECUTOR.spawn(async {
+            loop {
+                POKED.store(false, Ordering::Release);
+                let at = next_poll(poll_once()).unwrap_or(u64::MAX);
+                POLL_DEADLINE.store(at, Ordering::Release);
+                if at == u64::MAX {
+                    news().await;
+                } else if at <= super::now() {
+                    // Due already (smoltcp has more to send, say): poll again, after the other
+                    // ready tasks had their turn (a past deadline would not yield).
+                    sched_async::yield_now().await;
+                } else {
+                    // Either way, poll again.
+                    let _ = EXECUTOR.timeout_until(at, news()).await;
+                }
+                POLL_DEADLINE.store(0, Ordering::Release);
+            }
+        }));
+        Ok(())
+    }
+}
+
+#[cfg(not(any(feature = "threads", feature = "scheduler-async")))]
 mod waiters {
     //! No scheduler threads: the caller polls, and idles between polls.
     use super::{GENERATION, IRQ_PENDING, next_poll, now, poll_once};
@@ -319,9 +418,17 @@ impl TcpListener {
         ::net::TcpListener::bind(&Net, port, backlog).map(TcpListener)
     }
 
-    /// Waits for the next connection.
+    /// Waits for the next connection (blocks the thread; with `scheduler = "none"`, polls and
+    /// idles).
+    #[cfg(not(feature = "scheduler-async"))]
     pub fn accept(&self) -> Result<(TcpStream, SocketAddrV4), Error> {
         self.0.accept().map(|(s, a)| (TcpStream(s), a))
+    }
+
+    /// Waits for the next connection (async: the task sleeps until a poll brings one).
+    #[cfg(feature = "scheduler-async")]
+    pub async fn accept_async(&self) -> Result<(TcpStream, SocketAddrV4), Error> {
+        self.0.accept_async().await.map(|(s, a)| (TcpStream(s), a))
     }
 
     /// The next connection if one is waiting, else [`Error::WouldBlock`].
@@ -336,16 +443,28 @@ impl TcpListener {
 }
 
 /// A TCP connection (`std::net::TcpStream`'s shape): blocking `read`/`write` with optional
-/// timeouts, `embedded_io::{Read, Write}`. Every method of crate `net`'s stream is reachable
-/// through `Deref`.
+/// timeouts, `embedded_io::{Read, Write}`; under `scheduler = "async"`,
+/// `embedded_io_async::{Read, Write}` instead (the blocking calls are not offered there). Every
+/// method of crate `net`'s stream that the scheduler allows is reachable through `Deref`.
 #[derive(Debug)]
 pub struct TcpStream(::net::TcpStream<Net>);
 
 impl TcpStream {
     /// Connects to `to`, waiting at most `timeout` (`None`: smoltcp's handshake timeout).
+    #[cfg(not(feature = "scheduler-async"))]
     pub fn connect(to: SocketAddrV4, timeout: Option<core::time::Duration>) -> Result<Self, Error> {
         up()?;
         ::net::TcpStream::connect(&Net, to, timeout).map(TcpStream)
+    }
+
+    /// Connects to `to` (async; smoltcp's handshake timeout, or the executor's `timeout`
+    /// around it).
+    #[cfg(feature = "scheduler-async")]
+    pub async fn connect_async(to: SocketAddrV4) -> Result<Self, Error> {
+        up()?;
+        ::net::TcpStream::connect_async(&Net, to)
+            .await
+            .map(TcpStream)
     }
 }
 
@@ -367,12 +486,14 @@ impl embedded_io::ErrorType for TcpStream {
     type Error = Error;
 }
 
+#[cfg(not(feature = "scheduler-async"))]
 impl embedded_io::Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         self.0.read(buf)
     }
 }
 
+#[cfg(not(feature = "scheduler-async"))]
 impl embedded_io::Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
         self.0.write(buf)
@@ -383,7 +504,27 @@ impl embedded_io::Write for TcpStream {
     }
 }
 
-/// A UDP socket (`std::net::UdpSocket`'s shape).
+#[cfg(feature = "scheduler-async")]
+impl embedded_io_async::Read for TcpStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        embedded_io_async::Read::read(&mut self.0, buf).await
+    }
+}
+
+#[cfg(feature = "scheduler-async")]
+impl embedded_io_async::Write for TcpStream {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        embedded_io_async::Write::write(&mut self.0, buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        embedded_io_async::Write::flush(&mut self.0).await
+    }
+}
+
+/// A UDP socket (`std::net::UdpSocket`'s shape): blocking `send_to`/`recv_from` (through
+/// `Deref`), or under `scheduler = "async"` [`UdpSocket::send_to_async`] and
+/// [`UdpSocket::recv_from_async`] only.
 #[derive(Debug)]
 pub struct UdpSocket(::net::UdpSocket<Net>);
 
@@ -392,6 +533,18 @@ impl UdpSocket {
     pub fn bind(port: u16) -> Result<Self, Error> {
         up()?;
         ::net::UdpSocket::bind(&Net, port).map(UdpSocket)
+    }
+
+    /// Sends a datagram to `to` (async: waits for room in the send buffer).
+    #[cfg(feature = "scheduler-async")]
+    pub async fn send_to_async(&self, buf: &[u8], to: SocketAddrV4) -> Result<usize, Error> {
+        self.0.send_to_async(buf, to).await
+    }
+
+    /// Receives a datagram (cut to `buf`'s length) and its sender (async).
+    #[cfg(feature = "scheduler-async")]
+    pub async fn recv_from_async(&self, buf: &mut [u8]) -> Result<(usize, SocketAddrV4), Error> {
+        self.0.recv_from_async(buf).await
     }
 }
 

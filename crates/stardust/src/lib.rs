@@ -71,12 +71,23 @@ pub mod thread;
 /// Streams implement `embedded_io::{Read, Write}`; every method of crate `net`'s stream
 /// (`read`, `write_all`, `set_read_timeout`, `shutdown`, ...) is reachable on them.
 ///
+/// With `scheduler = "async"` the calls are async instead, and the blocking ones do not exist
+/// (one would stop the executor, and with it the kernel's `net` task that polls the stack):
+/// [`TcpListener::accept_async`](net::TcpListener), `TcpStream::connect_async`,
+/// `UdpSocket::{send_to_async, recv_from_async}`, and streams implement
+/// `embedded_io_async::{Read, Write}` (here as [`AsyncRead`](net::AsyncRead) and
+/// [`AsyncWrite`](net::AsyncWrite); `write_all` is `AsyncWrite`'s). A task waiting on a socket
+/// sleeps until the poll that makes it ready; the non-blocking `try_*` calls work under every
+/// scheduler.
+///
 /// The address is the profile's `net_ip` (and `net_gateway`), or the kernel command line's
 /// `ip=ADDR/PREFIX` (`ip=dhcp`) and `gw=ADDR`. Without a NIC the image runs on, and every
 /// socket fails with [`net::Error::NoNetwork`].
 #[cfg(feature = "net_device-virtio")]
 pub mod net {
     pub use core::net::{Ipv4Addr, SocketAddrV4};
+    #[cfg(feature = "scheduler-async")]
+    pub use kernel::net::{AsyncRead, AsyncWrite, embedded_io_async};
     pub use kernel::net::{Error, TcpListener, TcpStream, UdpSocket, is_up, stats};
 }
 
