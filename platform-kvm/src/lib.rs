@@ -170,6 +170,7 @@ impl platform::Platform for Kvm {
             }
             None => log::debug!("no local APIC in xAPIC mode: no timer interrupts"),
         }
+        #[cfg(feature = "devices")]
         if let Some(ioapics) = irq::discover(mem, boot.rsdp.0)
             && let Err(e) = devices.push_merged(ioapics)
         {

@@ -33,9 +33,9 @@ pub const IDENTITY_DMA: bool = !cfg!(all(
     not(feature = "xen_guest_pvh")
 ));
 
-/// Whether the profile has a device driver, and so the platform's device discovery
-/// (`net_device`).
-pub const HAS_DEVICES: bool = cfg!(feature = "net_device-virtio");
+/// Whether the image has device support, and so the platform's device discovery (a device
+/// driver, `net_device`, or an app that asked for `stardust/devices`).
+pub const HAS_DEVICES: bool = cfg!(feature = "devices");
 
 /// The console device, and its one instance.
 #[cfg(all(feature = "platform-kvm", feature = "console-serial"))]

@@ -237,7 +237,9 @@ pub mod time {
 /// masks the line before it calls the handler (with interrupts masked, on the interrupted
 /// stack; it may wake threads and must not block), and [`irq::unmask`] opens it again once the
 /// device's own interrupt status was acknowledged. A line is a GSI (IOAPIC input) on KVM-class
-/// monitors, an event-channel port on Xen.
+/// monitors, an event-channel port on Xen. On KVM-class monitors lines exist only in images with
+/// device support: a NIC driver (`net_device`), or the facade's feature `devices`, which an app
+/// asks for in its `Cargo.toml` (`stardust = { ..., features = ["devices"] }`).
 pub mod irq {
     pub use kernel::irq::{CpuId, Handler, Irq, IrqError};
 
