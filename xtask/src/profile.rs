@@ -55,6 +55,7 @@ pub const SETTINGS: &[(&str, Kind)] = &[
     ("net_tcp_buffer", Kind::Size),
     ("net_udp_buffer", Kind::Size),
     ("net_sockets", Kind::Count),
+    ("log_max", Kind::LogLevel),
 ];
 /// The keys of `[budgets]` (no default: a budget left out is not checked).
 pub const BUDGETS: &[(&str, Kind)] = &[
@@ -158,6 +159,9 @@ pub struct Settings {
     pub net_udp_buffer: u64,
     /// TCP sockets in all, listening pools included.
     pub net_sockets: u64,
+    /// The most verbose log level compiled in (`trace`: all); below `trace` it adds the feature
+    /// `stardust/log_max_<level>`, which compiles the records above it out of every crate.
+    pub log_max: String,
 }
 
 /// Budgets checked by `cargo xtask size` and `cargo xtask bench`.
@@ -229,7 +233,8 @@ impl Profile {
     }
 
     /// `stardust/<slot>-<value>` for the platform and every slot (platform first), then
-    /// `stardust/xen_guest_pvh` for a Xen PVH guest.
+    /// `stardust/xen_guest_pvh` for a Xen PVH guest, then `stardust/log_max_<level>` for a
+    /// `log_max` other than `trace`.
     pub fn features(&self) -> Vec<String> {
         let mut features: Vec<String> = std::iter::once((PLATFORM, self.platform.as_str()))
             .chain(self.slots.iter().map(|(s, v)| (s.as_str(), v.as_str())))
@@ -237,6 +242,9 @@ impl Profile {
             .collect();
         if self.xen_pvh() {
             features.push(XEN_GUEST_PVH_FEATURE.into());
+        }
+        if self.settings.log_max != "trace" {
+            features.push(format!("stardust/log_max_{}", self.settings.log_max));
         }
         features
     }
@@ -656,6 +664,7 @@ fn validate(
         net_tcp_buffer: next().number(),
         net_udp_buffer: next().number(),
         net_sockets: next().number(),
+        log_max: next().text(),
     };
     check_settings(&c, &settings)?;
     check_net_settings(&c, &settings)?;
@@ -873,6 +882,17 @@ fn check_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
             .unwrap_or(keys[0])
     };
     let fail = |key: &str, msg: String| Err(c.err(key, &format!("settings.{key}"), msg));
+    if slots::log_level(&s.log_level) > slots::log_level(&s.log_max) {
+        let key = blame(&["log_level", "log_max"]);
+        return fail(
+            key,
+            format!(
+                "log_level `{}` is above log_max `{}`, the most verbose level compiled in: \
+                 lower log_level or raise log_max",
+                s.log_level, s.log_max
+            ),
+        );
+    }
     if !stack_size.is_multiple_of(PAGE) || stack_size < MIN_STACK_SIZE {
         return fail(
             "stack_size",
