@@ -41,6 +41,8 @@ pub enum Kind {
     Gateway,
     /// A count (`64`).
     Count,
+    /// An app's name (a directory under `apps/`; the workspace checks that it exists).
+    App,
 }
 /// The keys of `[settings]`; their defaults are in the facade's `[package.metadata.stardust]`.
 pub const SETTINGS: &[(&str, Kind)] = &[
@@ -62,7 +64,10 @@ pub const BUDGETS: &[(&str, Kind)] = &[
     ("image_bytes", Kind::Budget),
     ("min_memory", Kind::Budget),
     ("boot_ratio", Kind::Ratio),
+    ("image_app", Kind::App),
 ];
+/// The app whose image `image_bytes` bounds when a profile names none (`[budgets] image_app`).
+pub const DEFAULT_IMAGE_APP: &str = "hello";
 /// Values of `xen_guest` (platform `xen` only): the Xen guest mode, PV or PVH.
 pub const XEN_GUESTS: &[&str] = &["pv", "pvh"];
 /// The facade feature `xen_guest = "pvh"` adds (no dash: the slot catalog ignores it).
@@ -173,6 +178,10 @@ pub struct Budgets {
     pub min_memory: Option<u64>,
     /// Largest allowed boot time as a ratio to the empty kernel.
     pub boot_ratio: Option<f64>,
+    /// The app whose stripped image `image_bytes` bounds, and that `cargo xtask size` and `bench
+    /// size` measure by default (`None`: [`DEFAULT_IMAGE_APP`]). Boot and memory stay with hello,
+    /// which exits.
+    pub image_app: Option<String>,
 }
 
 /// A validated profile, overrides applied.
@@ -247,6 +256,14 @@ impl Profile {
             features.push(format!("stardust/log_max_{}", self.settings.log_max));
         }
         features
+    }
+
+    /// The app whose image `image_bytes` bounds (`[budgets] image_app`, default hello).
+    pub fn image_app(&self) -> &str {
+        self.budgets
+            .image_app
+            .as_deref()
+            .unwrap_or(DEFAULT_IMAGE_APP)
     }
 
     /// Whether the image is a Xen PVH guest (`platform = "xen"`, `xen_guest = "pvh"`).
@@ -535,6 +552,21 @@ impl Checker<'_> {
                 Parsed::Text(text.trim().to_string())
             }
             Kind::Count => Parsed::Number(self.count(key, qualified, v)?),
+            Kind::App => {
+                let name = self.string(key, qualified, v)?;
+                let valid = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !valid {
+                    return Err(self.err(
+                        key,
+                        qualified,
+                        format!("`{name}` is not an app name (a directory under apps/)"),
+                    ));
+                }
+                Parsed::Text(name)
+            }
         })
     }
 
@@ -681,6 +713,7 @@ fn validate(
             Parsed::Ratio(r) => Some(r),
             _ => None,
         }),
+        image_app: budget("image_app", Kind::App)?.map(Parsed::text),
     };
     check_rules(&c, catalog, &mut slots, &settings, applied)?;
     if slots.iter().any(|(s, v)| s == "net_device" && v != "none") {

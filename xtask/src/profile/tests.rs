@@ -907,3 +907,18 @@ fn log_max_below_trace_adds_its_feature_and_bounds_log_level() {
     let e = err(DEFAULT, &["log_max=loud"]);
     assert!(e.contains("`loud` is not a log level"), "{e}");
 }
+
+#[test]
+fn image_app_names_the_app_the_image_budget_is_for() {
+    let p = parse(DEFAULT, &[]).expect("valid");
+    assert_eq!(
+        (p.budgets.image_app.as_deref(), p.image_app()),
+        (None, "hello")
+    );
+    let p = parse(&format!("{DEFAULT}image_app = \"httpd\"\n"), &[]).expect("valid");
+    assert_eq!(p.image_app(), "httpd");
+    let p = parse(DEFAULT, &["image_app=echo"]).expect("valid");
+    assert_eq!(p.image_app(), "echo");
+    let e = err(DEFAULT, &["image_app=../etc"]);
+    assert!(e.contains("`../etc` is not an app name"), "{e}");
+}
