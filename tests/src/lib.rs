@@ -97,6 +97,9 @@ pub struct Run<'a> {
     pub timeout: std::time::Duration,
     /// Extra QEMU arguments, appended last.
     pub extra: &'a [&'a str],
+    /// The NIC a profile with a NIC driver gets by itself (default yes; tests that attach their
+    /// own devices with [`Run::extra`] turn it off).
+    pub auto_nic: bool,
 }
 
 impl<'a> Run<'a> {
@@ -116,6 +119,7 @@ impl<'a> Run<'a> {
             nic: false,
             timeout: qemu::DEFAULT_TIMEOUT,
             extra: &[],
+            auto_nic: true,
         }
     }
 
@@ -141,6 +145,13 @@ impl<'a> Run<'a> {
     /// With this time limit for QEMU (a background guest is killed after it too).
     pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Without the NIC a profile with a NIC driver gets by itself (the test attaches its own
+    /// devices, or none).
+    pub fn without_nic(mut self) -> Self {
+        self.auto_nic = false;
         self
     }
 
@@ -203,6 +214,9 @@ impl<'a> Run<'a> {
     pub fn config(&self) -> QemuConfig {
         let (profile, image) = image_with(self.app, self.profile, self.set);
         let mut cfg = QemuConfig::new(qemu_binary(), image.elf, &profile);
+        if !self.auto_nic {
+            cfg.nic = None;
+        }
         cfg.machine = self.machine;
         cfg.debug_exit = self.debug_exit;
         cfg.machine_opts = self.machine_opts.to_string();

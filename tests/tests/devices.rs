@@ -28,6 +28,7 @@ fn devices(boot: &Boot) -> (Vec<String>, String) {
 fn boot(machine: Machine, opts: &str, extra: &[&str]) -> Boot {
     let boot = Run::new("hello")
         .set(&["net_device=virtio"])
+        .without_nic()
         .machine(machine)
         .machine_opts(opts)
         .kargs("log=debug")
@@ -195,6 +196,7 @@ fn the_universal_image_finds_devices_on_kvm_class_monitors() {
     ] {
         let boot = Run::new("hello")
             .set(&["platform=universal", "net_device=virtio"])
+            .without_nic()
             .machine(machine)
             .kargs("log=debug")
             .extra(extra)

@@ -196,10 +196,26 @@ fn prepare(ws: &Workspace, opts: &Options) -> Result<(Vec<Profile>, Vec<String>)
     } else {
         unique(&opts.apps)
     };
-    for app in &apps {
+    for app in apps
+        .iter()
+        .map(String::as_str)
+        .chain(profiles.iter().map(Profile::image_app))
+    {
         ws.check_app(app)?;
     }
     Ok((profiles, apps))
+}
+
+/// What the size bench measures: every `--app` with every profile, or else each profile's
+/// `image_app` (the app its `image_bytes` budget is for; hello unless it names one).
+fn size_pairs<'a>(profiles: &'a [Profile], apps: &[String]) -> Vec<(&'a Profile, String)> {
+    profiles
+        .iter()
+        .flat_map(|p| match apps {
+            [] => vec![(p, p.image_app().to_string())],
+            apps => apps.iter().map(|a| (p, a.clone())).collect(),
+        })
+        .collect()
 }
 
 /// Runs the benches, prints the report, writes charts, JSON and (when asked) the baseline.
@@ -223,11 +239,12 @@ pub fn run(ws: &Workspace, opts: &Options) -> Result<Report> {
     report.baseline_rustc = saved.as_ref().and_then(|b| b.rustc.clone());
 
     if benches.contains(&Bench::Size) {
-        for (i, (profile, app)) in pairs.iter().enumerate() {
+        let sized_pairs = size_pairs(&profiles, &unique(&opts.apps));
+        for (i, (profile, app)) in sized_pairs.iter().enumerate() {
             progress(format_args!(
                 "size {}/{}: {app} [{}]",
                 i + 1,
-                pairs.len(),
+                sized_pairs.len(),
                 profile.tag()
             ));
             let image = images.get(ws, app, profile)?;
@@ -606,5 +623,36 @@ mod tests {
         let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         assert_eq!(names, ws.profile_names().expect("profiles/"));
         assert_eq!(apps, [DEFAULT_APP]);
+    }
+
+    #[test]
+    fn the_size_bench_measures_each_profiles_image_app_unless_apps_are_given() {
+        let ws = Workspace::locate();
+        let load = |name: &str, sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            ws.load_profile(name, &sets).expect("valid profile")
+        };
+        let profiles = [load("default", &[]), load("default", &["image_app=echo"])];
+        let names = |pairs: Vec<(&Profile, String)>| -> Vec<String> {
+            pairs.into_iter().map(|(_, a)| a).collect()
+        };
+        assert_eq!(names(size_pairs(&profiles, &[])), ["hello", "echo"]);
+        let apps = ["hello".to_string(), "httpd".to_string()];
+        assert_eq!(
+            names(size_pairs(&profiles, &apps)),
+            ["hello", "httpd", "hello", "httpd"]
+        );
+        // The net profile's budget is for httpd, and an unknown app is refused before building.
+        assert_eq!(load("net", &[]).image_app(), "httpd");
+        let e = prepare(
+            &ws,
+            &Options {
+                overrides: vec!["image_app=nosuchapp".into()],
+                ..Options::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown app `nosuchapp`"), "{e}");
     }
 }

@@ -41,6 +41,8 @@ pub enum Kind {
     Gateway,
     /// A count (`64`).
     Count,
+    /// An app's name (a directory under `apps/`; the workspace checks that it exists).
+    App,
 }
 /// The keys of `[settings]`; their defaults are in the facade's `[package.metadata.stardust]`.
 pub const SETTINGS: &[(&str, Kind)] = &[
@@ -55,13 +57,17 @@ pub const SETTINGS: &[(&str, Kind)] = &[
     ("net_tcp_buffer", Kind::Size),
     ("net_udp_buffer", Kind::Size),
     ("net_sockets", Kind::Count),
+    ("log_max", Kind::LogLevel),
 ];
 /// The keys of `[budgets]` (no default: a budget left out is not checked).
 pub const BUDGETS: &[(&str, Kind)] = &[
     ("image_bytes", Kind::Budget),
     ("min_memory", Kind::Budget),
     ("boot_ratio", Kind::Ratio),
+    ("image_app", Kind::App),
 ];
+/// The app whose image `image_bytes` bounds when a profile names none (`[budgets] image_app`).
+pub const DEFAULT_IMAGE_APP: &str = "hello";
 /// Values of `xen_guest` (platform `xen` only): the Xen guest mode, PV or PVH.
 pub const XEN_GUESTS: &[&str] = &["pv", "pvh"];
 /// The facade feature `xen_guest = "pvh"` adds (no dash: the slot catalog ignores it).
@@ -158,6 +164,9 @@ pub struct Settings {
     pub net_udp_buffer: u64,
     /// TCP sockets in all, listening pools included.
     pub net_sockets: u64,
+    /// The most verbose log level compiled in (`trace`: all); below `trace` it adds the feature
+    /// `stardust/log_max_<level>`, which compiles the records above it out of every crate.
+    pub log_max: String,
 }
 
 /// Budgets checked by `cargo xtask size` and `cargo xtask bench`.
@@ -169,6 +178,10 @@ pub struct Budgets {
     pub min_memory: Option<u64>,
     /// Largest allowed boot time as a ratio to the empty kernel.
     pub boot_ratio: Option<f64>,
+    /// The app whose stripped image `image_bytes` bounds, and that `cargo xtask size` and `bench
+    /// size` measure by default (`None`: [`DEFAULT_IMAGE_APP`]). Boot and memory stay with hello,
+    /// which exits.
+    pub image_app: Option<String>,
 }
 
 /// A validated profile, overrides applied.
@@ -229,7 +242,8 @@ impl Profile {
     }
 
     /// `stardust/<slot>-<value>` for the platform and every slot (platform first), then
-    /// `stardust/xen_guest_pvh` for a Xen PVH guest.
+    /// `stardust/xen_guest_pvh` for a Xen PVH guest, then `stardust/log_max_<level>` for a
+    /// `log_max` other than `trace`.
     pub fn features(&self) -> Vec<String> {
         let mut features: Vec<String> = std::iter::once((PLATFORM, self.platform.as_str()))
             .chain(self.slots.iter().map(|(s, v)| (s.as_str(), v.as_str())))
@@ -238,7 +252,18 @@ impl Profile {
         if self.xen_pvh() {
             features.push(XEN_GUEST_PVH_FEATURE.into());
         }
+        if self.settings.log_max != "trace" {
+            features.push(format!("stardust/log_max_{}", self.settings.log_max));
+        }
         features
+    }
+
+    /// The app whose image `image_bytes` bounds (`[budgets] image_app`, default hello).
+    pub fn image_app(&self) -> &str {
+        self.budgets
+            .image_app
+            .as_deref()
+            .unwrap_or(DEFAULT_IMAGE_APP)
     }
 
     /// Whether the image is a Xen PVH guest (`platform = "xen"`, `xen_guest = "pvh"`).
@@ -527,6 +552,21 @@ impl Checker<'_> {
                 Parsed::Text(text.trim().to_string())
             }
             Kind::Count => Parsed::Number(self.count(key, qualified, v)?),
+            Kind::App => {
+                let name = self.string(key, qualified, v)?;
+                let valid = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !valid {
+                    return Err(self.err(
+                        key,
+                        qualified,
+                        format!("`{name}` is not an app name (a directory under apps/)"),
+                    ));
+                }
+                Parsed::Text(name)
+            }
         })
     }
 
@@ -656,6 +696,7 @@ fn validate(
         net_tcp_buffer: next().number(),
         net_udp_buffer: next().number(),
         net_sockets: next().number(),
+        log_max: next().text(),
     };
     check_settings(&c, &settings)?;
     check_net_settings(&c, &settings)?;
@@ -672,6 +713,7 @@ fn validate(
             Parsed::Ratio(r) => Some(r),
             _ => None,
         }),
+        image_app: budget("image_app", Kind::App)?.map(Parsed::text),
     };
     check_rules(&c, catalog, &mut slots, &settings, applied)?;
     if slots.iter().any(|(s, v)| s == "net_device" && v != "none") {
@@ -873,6 +915,17 @@ fn check_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
             .unwrap_or(keys[0])
     };
     let fail = |key: &str, msg: String| Err(c.err(key, &format!("settings.{key}"), msg));
+    if slots::log_level(&s.log_level) > slots::log_level(&s.log_max) {
+        let key = blame(&["log_level", "log_max"]);
+        return fail(
+            key,
+            format!(
+                "log_level `{}` is above log_max `{}`, the most verbose level compiled in: \
+                 lower log_level or raise log_max",
+                s.log_level, s.log_max
+            ),
+        );
+    }
     if !stack_size.is_multiple_of(PAGE) || stack_size < MIN_STACK_SIZE {
         return fail(
             "stack_size",

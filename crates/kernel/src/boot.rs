@@ -59,6 +59,15 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     log::set_max_level(args.log_level.unwrap_or(config::LOG_LEVEL));
     // The logger is set once, here, before anything logs; failure is impossible.
     let _ = log::set_logger(&LOGGER);
+    if let Some(asked) = args.log_level
+        && asked > log::STATIC_MAX_LEVEL
+    {
+        // `log=debug` on an image built with `log_max = "info"`: the records are not there.
+        log::warn!(
+            "log={asked}: this image has no records above {} (profile setting log_max)",
+            log::STATIC_MAX_LEVEL
+        );
+    }
     log::debug!(
         "kernel command line: {}",
         boot.cmdline.as_str().unwrap_or_default()

@@ -374,7 +374,7 @@ pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
         POLL_CAP_NS.store(POLL_WITHOUT_IRQ_MS * 1_000_000, Ordering::Relaxed);
     }
     if let Err(e) = waiters::start() {
-        log::error!("net: no poller ({e:?}): the network is down");
+        log::error!("net: no poller ({e}): the network is down");
         return Ok(());
     }
     UP.store(true, Ordering::Release);

@@ -68,7 +68,7 @@ pub fn parse_ipv4(s: &str) -> Result<Ipv4Address, String> {
             ));
         };
         if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(alloc::format!("{part:?} is not a decimal octet"));
+            return Err(alloc::format!("`{part}` is not a decimal octet"));
         }
         if part.len() > 1 && part.starts_with('0') {
             return Err(alloc::format!(
@@ -236,7 +236,7 @@ impl IpConfig {
             return Err(error(
                 option,
                 value,
-                alloc::format!("{prefix:?} is not a prefix length (1 to 32)"),
+                alloc::format!("`{prefix}` is not a prefix length (1 to 32)"),
             ));
         }
         let prefix: u8 = prefix
@@ -421,7 +421,7 @@ mod tests {
         );
         assert_eq!(
             e("ip=10.0.2.15/24", "gw=10.0.2.x"),
-            "gw=10.0.2.x: \"x\" is not a decimal octet"
+            "gw=10.0.2.x: `x` is not a decimal octet"
         );
         let s = IpConfig::from_settings("10.0.2.15/24", "10.0.2.15").expect_err("gw = self");
         assert_eq!(

@@ -12,9 +12,8 @@ use crate::workspace::Workspace;
 
 #[derive(Args, Debug)]
 pub struct SizeArgs {
-    /// App (default: hello).
-    #[arg(default_value = "hello")]
-    pub app: String,
+    /// App (default: each profile's `[budgets] image_app`, hello unless it names one).
+    pub app: Option<String>,
     /// Profile(s) to measure (repeatable; default: all profiles).
     #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
@@ -40,11 +39,14 @@ pub fn run(ws: &Workspace, args: SizeArgs) -> Result<ExitCode> {
         .iter()
         .map(|p| ws.load_profile(p, &args.set))
         .collect::<Result<Vec<_>>>()?;
-    ws.check_app(&args.app)?;
+    for profile in &loaded {
+        ws.check_app(args.app.as_deref().unwrap_or(profile.image_app()))?;
+    }
     let mut reports = Vec::new();
     for profile in &loaded {
-        let image = image::build(ws, &args.app, profile)?;
-        let report = SizeReport::of_image(&args.app, profile, &image)?;
+        let app = args.app.as_deref().unwrap_or(profile.image_app());
+        let image = image::build(ws, app, profile)?;
+        let report = SizeReport::of_image(app, profile, &image)?;
         if !args.json {
             print!("{}", report.to_text());
         }

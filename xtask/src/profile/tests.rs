@@ -31,6 +31,7 @@ net_gateway = "10.0.2.2"
 net_tcp_buffer = "64K"
 net_udp_buffer = "16K"
 net_sockets = 64
+log_max = "trace"
 
 [[package.metadata.stardust.rules]]
 when = ["console-serial", "console-debugcon"]
@@ -878,4 +879,46 @@ fn network_address_parsers_take_random_inputs() {
         }
     }
     assert!(accepted > 100, "only {accepted} valid addresses generated");
+}
+
+#[test]
+fn log_max_below_trace_adds_its_feature_and_bounds_log_level() {
+    let p = parse(DEFAULT, &[]).expect("valid");
+    assert_eq!(p.settings.log_max, "trace");
+    assert!(!p.features().iter().any(|f| f.contains("log_max")));
+
+    let p = parse(DEFAULT, &["log_max=info"]).expect("valid");
+    assert_eq!(
+        p.features().last().map(String::as_str),
+        Some("stardust/log_max_info")
+    );
+    assert_eq!(p.tag(), "default+log_max-info");
+
+    let e = err(DEFAULT, &["log_max=warn"]);
+    assert!(
+        e.contains("log_level `info` is above log_max `warn`") && e.contains("log_max"),
+        "{e}"
+    );
+    let e = err(DEFAULT, &["log_max=info", "log_level=debug"]);
+    assert!(
+        e.contains("log_level `debug` is above log_max `info`"),
+        "{e}"
+    );
+    let e = err(DEFAULT, &["log_max=loud"]);
+    assert!(e.contains("`loud` is not a log level"), "{e}");
+}
+
+#[test]
+fn image_app_names_the_app_the_image_budget_is_for() {
+    let p = parse(DEFAULT, &[]).expect("valid");
+    assert_eq!(
+        (p.budgets.image_app.as_deref(), p.image_app()),
+        (None, "hello")
+    );
+    let p = parse(&format!("{DEFAULT}image_app = \"httpd\"\n"), &[]).expect("valid");
+    assert_eq!(p.image_app(), "httpd");
+    let p = parse(DEFAULT, &["image_app=echo"]).expect("valid");
+    assert_eq!(p.image_app(), "echo");
+    let e = err(DEFAULT, &["image_app=../etc"]);
+    assert!(e.contains("`../etc` is not an app name"), "{e}");
 }
