@@ -30,6 +30,7 @@ use crate::select::{SelectedNetDevice, SelectedPlatform};
 use crate::virtio::{Nic, probe_nics};
 pub use ::net::Error;
 use ::net::{IpConfig, Limits, Stack};
+use alloc::boxed::Box;
 use core::net::SocketAddrV4;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -40,7 +41,9 @@ use platform::Platform;
 use platform::irq::Irq;
 
 /// The one stack (none until [`init`] found a NIC).
-static STACK: spin::Mutex<Option<Stack<SelectedNetDevice>>> = spin::Mutex::new(None);
+// Boxed: `None` of the box is all zeros, so the static is in `.bss`, not 4 KB of `.data` in
+// the image.
+static STACK: spin::Mutex<Option<Box<Stack<SelectedNetDevice>>>> = spin::Mutex::new(None);
 /// The NIC's interrupt line (`u32::MAX`: none).
 static NIC_IRQ: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Whether [`init`] brought the network up.
@@ -359,7 +362,7 @@ pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
     };
     let stack = Stack::new(device, ip, limits, arch_x86_64::tsc::now(), now());
     let enabled = SelectedPlatform::interrupts_disable();
-    *STACK.lock() = Some(stack);
+    *STACK.lock() = Some(Box::new(stack));
     SelectedPlatform::interrupts_restore(enabled);
     let registered = irq.map(|irq| {
         NIC_IRQ.store(irq.0, Ordering::Release);

@@ -66,10 +66,17 @@ impl fmt::Display for IrqError {
     }
 }
 
-/// A line no slot holds.
-const FREE: u32 = u32::MAX;
-/// A slot being filled in (its registration not yet published).
-const CLAIMED: u32 = u32::MAX - 1;
+// A slot's `line` word: 0 free, `u32::MAX` being written, else the line plus one (so an empty
+// table is all zeros: a `static` of it takes no image bytes, it is in `.bss`).
+/// A slot no line holds.
+const FREE: u32 = 0;
+/// A slot being filled in or emptied (its registration not readable).
+const CLAIMED: u32 = u32::MAX;
+
+/// The slot word of a line (lines `u32::MAX - 1` and up are refused before this).
+const fn word(irq: Irq) -> u32 {
+    irq.0 + 1
+}
 
 /// A table of `N` handler slots. A platform maps slot `i` to something of its own (IDT vector
 /// `BASE + i` on KVM-class monitors) and calls [`HandlerTable::dispatch`] from there.
@@ -85,7 +92,7 @@ pub struct HandlerTable<const N: usize> {
 
 #[derive(Debug)]
 struct Slot {
-    /// The line ([`FREE`], [`CLAIMED`] while registering), for lookups without the lock.
+    /// The line's word ([`FREE`], [`CLAIMED`] while registering), for lookups without the lock.
     line: AtomicU32,
     registration: spin::Mutex<Option<Registration>>,
 }
@@ -130,11 +137,11 @@ impl<const N: usize> HandlerTable<N> {
     pub fn find(&self, irq: Irq) -> Option<usize> {
         self.slots
             .iter()
-            .position(|s| s.line.load(Ordering::Acquire) == irq.0)
+            .position(|s| irq.0 < CLAIMED - 1 && s.line.load(Ordering::Acquire) == word(irq))
     }
 
     /// Puts `handler` for `irq` on `cpu` into a free slot; returns the slot's index. Lines
-    /// [`u32::MAX`] and `u32::MAX - 1` are the table's own markers and refused.
+    /// [`u32::MAX`] and `u32::MAX - 1` are refused (the table's markers need their words).
     pub fn register(
         &self,
         irq: Irq,
@@ -142,7 +149,7 @@ impl<const N: usize> HandlerTable<N> {
         handler: Handler,
         data: usize,
     ) -> Result<usize, IrqError> {
-        if irq.0 >= CLAIMED {
+        if irq.0 >= CLAIMED - 1 {
             return Err(IrqError::NoSuchLine(irq));
         }
         if self.find(irq).is_some() {
@@ -160,7 +167,7 @@ impl<const N: usize> HandlerTable<N> {
                     handler,
                     data,
                 });
-                slot.line.store(irq.0, Ordering::Release);
+                slot.line.store(word(irq), Ordering::Release);
                 return Ok(i);
             }
         }
@@ -170,7 +177,7 @@ impl<const N: usize> HandlerTable<N> {
     /// What slot `index` holds, or `None` (free, being written, out of range).
     pub fn get(&self, index: usize) -> Option<Registration> {
         let slot = self.slots.get(index)?;
-        if slot.line.load(Ordering::Acquire) >= CLAIMED {
+        if matches!(slot.line.load(Ordering::Acquire), FREE | CLAIMED) {
             return None;
         }
         *slot.registration.try_lock()?
@@ -192,7 +199,7 @@ impl<const N: usize> HandlerTable<N> {
     pub fn unregister(&self, index: usize) {
         if let Some(slot) = self.slots.get(index) {
             let line = slot.line.load(Ordering::Acquire);
-            if line >= CLAIMED {
+            if matches!(line, FREE | CLAIMED) {
                 return;
             }
             if slot
@@ -258,10 +265,20 @@ mod tests {
             "the slot is reused"
         );
         assert!(table.get(99).is_none());
+        for line in [u32::MAX, u32::MAX - 1] {
+            assert_eq!(
+                table.register(Irq(line), CpuId(0), other, 0),
+                Err(IrqError::NoSuchLine(Irq(line)))
+            );
+            assert_eq!(table.find(Irq(line)), None);
+        }
+        table.unregister(a);
         assert_eq!(
-            table.register(Irq(u32::MAX), CpuId(0), other, 0),
-            Err(IrqError::NoSuchLine(Irq(u32::MAX)))
+            table.register(Irq(0), CpuId(0), other, 0),
+            Ok(a),
+            "line 0 is a line"
         );
+        assert_eq!(table.find(Irq(0)), Some(a));
     }
 
     #[test]
