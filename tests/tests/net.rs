@@ -1,7 +1,7 @@
 //! The network end to end, on whole images under QEMU (TCG): apps `echo` and `httpd` with
 //! profile `net`, on `q35` (virtio-net PCI), `microvm` (virtio-mmio) and the universal image
-//! (`platform=universal`) on `q35`, each reached through `--forward` on 127.0.0.1 (QEMU user
-//! networking, slirp).
+//! (`platform=universal`) on `q35` (and on `microvm` for the echo round trips), each reached
+//! through `--forward` on 127.0.0.1 (QEMU user networking, slirp).
 //!
 //! - echo: TCP round trips of 1 B to 1 MiB, byte-exact, written and read at once; UDP echo;
 //!   100 concurrent connections; clients that vanish (drop, reset, never read);
@@ -13,12 +13,18 @@
 //!   idle httpd that costs QEMU almost no CPU.
 //!
 //! After every test the guest must still run and serve, and its console must hold no `PANIC`
-//! or `EXCEPTION`. Each test boots one guest per machine and runs the machines in parallel
+//! or `EXCEPTION` or `[ERROR` (its warnings are printed). Each test boots one guest per machine and runs the machines in parallel
 //! threads; a guest is killed on every path (dropping a [`Guest`] kills QEMU).
 //!
+//! The guest's listener pool answers a burst of connects beyond it with an RST (crate net's
+//! docs, "The listener pool"), and QEMU's forward listens with a backlog of 1, so under a burst
+//! the host's kernel leaves some connections half open: the 100-connection tests retry both
+//! (telling them apart by whether QEMU acknowledged any byte) and print how many there were.
+//!
 //! The soak does `STARDUST_SOAK` connections (default [`SOAK_DEFAULT`]): measured here under
-//! TCG with slirp, short connections run at about 200 a second, so the 100,000 take
-//! about 8 minutes: `STARDUST_SOAK=100000 cargo test -p stardust-tests --test net soak`.
+//! TCG with slirp, 600 to 1,900 short connections a second (16 client threads), so the
+//! issue's 100,000 take one to three minutes, run alongside the other tests. Fewer for a quick
+//! run: `STARDUST_SOAK=10000 cargo test -p stardust-tests --test net soak`.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
@@ -61,6 +67,11 @@ const MICROVM: Target = Target {
 const UNIVERSAL_Q35: Target = Target {
     name: "universal on q35",
     machine: Machine::Q35,
+    set: &["platform=universal"],
+};
+const UNIVERSAL_MICROVM: Target = Target {
+    name: "universal on microvm",
+    machine: Machine::Microvm,
     set: &["platform=universal"],
 };
 const TARGETS: [Target; 3] = [Q35, MICROVM, UNIVERSAL_Q35];
@@ -175,13 +186,16 @@ fn assert_healthy(mut vm: Vm, t: Target) {
     let guest = vm.guest.take().expect("running");
     let running = guest.is_running();
     let boot = guest.stop().unwrap_or_else(|e| panic!("{}: {e:#}", t.name));
-    for bad in ["PANIC", "EXCEPTION"] {
+    for bad in ["PANIC", "EXCEPTION", "[ERROR"] {
         assert!(
             !boot.stdout.contains(bad),
             "{}: {bad} on the console\n--- console ---\n{}",
             t.name,
             boot.stdout
         );
+    }
+    for warning in boot.lines().filter(|l| l.contains("[WARN")) {
+        eprintln!("{}: console: {warning}", t.name);
     }
     assert!(
         running && boot.outcome == Outcome::Stopped,
@@ -289,7 +303,7 @@ fn udp_round_trip(port: u16, data: &[u8]) {
 
 #[test]
 fn echo_round_trips_are_byte_exact() {
-    on_targets(&TARGETS, |t| {
+    on_targets(&[Q35, MICROVM, UNIVERSAL_Q35, UNIVERSAL_MICROVM], |t| {
         let echo = start_echo(t);
         for (i, len) in [1, 1024, 64 * 1024, 1024 * 1024].into_iter().enumerate() {
             let started = Instant::now();
