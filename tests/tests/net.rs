@@ -739,6 +739,22 @@ fn httpd_answers_curl_style_requests() {
         assert_bytes(&response, 77);
         assert!(response.closes(), "{response:?}");
         assert_closed(&mut r, "Connection: close");
+        // Content sent with requests is read and skipped: the next request on the connection
+        // is answered (a GET with a Content-Length, a chunked POST answered 405).
+        let mut r = BufReader::new(connect(port));
+        r.get_mut()
+            .write_all(b"GET /bytes/4 HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world")
+            .expect("write");
+        r.get_mut()
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            )
+            .expect("write");
+        assert_bytes(&read_response(&mut r, false).expect("GET with content"), 4);
+        let post = read_response(&mut r, false).expect("POST");
+        assert_eq!(post.status, 405, "{post:?}");
+        assert_eq!(post.header("allow"), Some("GET, HEAD, OPTIONS"));
+        assert_closed(&mut r, "after a 405");
         // HTTP/1.0 without keep-alive: closed after the response.
         let mut s = connect(port);
         s.write_all(b"GET /bytes/5 HTTP/1.0\r\n\r\n")
@@ -906,6 +922,40 @@ fn httpd_outlives_clients_that_vanish() {
             let (response, _) = exchange(port, &get(&format!("/bytes/{n}")), false);
             assert_bytes(&response, n);
         }
+        // A client that trickles its request, a byte every 300 ms: 408 at the request timeout
+        // (3 s), then the close; one that sends nothing: closed at the idle timeout (2 s),
+        // without an answer. Both while the two above still hold their connections.
+        let started = Instant::now();
+        let mut slow = connect(port);
+        let mut answer = Vec::new();
+        for b in b"GET /bytes/10 HTTP/1.1\r\nHost: slow-client-trickling-bytes\r\n\r\n" {
+            if slow.write_all(&[*b]).is_err() {
+                break;
+            }
+            slow.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+            match slow.read_to_end(&mut answer) {
+                Ok(_) => break,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("the trickling client: {e} after {answer:?}"),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 408 ") && answer.contains("Connection: close\r\n"),
+            "the trickling client after {:?}: {answer:?}",
+            started.elapsed()
+        );
+        let mut silent = connect(port);
+        let mut nothing = Vec::new();
+        let read = silent.read_to_end(&mut nothing);
+        assert!(
+            matches!(read, Ok(0))
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::ConnectionReset),
+            "a silent client: {read:?} {nothing:?} (expected a close at the idle timeout)"
+        );
         // Past the write timeout, then gone (one quietly, one with a reset).
         thread::sleep(Duration::from_secs(4));
         drop(stuck.pop());
