@@ -346,3 +346,17 @@ pub fn line_with<'b>(boot: &'b Boot, needles: &[&str]) -> &'b str {
         ),
     }
 }
+
+/// `len` pseudo-random bytes from `seed` (xorshift64): payloads that a stream cannot deliver
+/// right by accident (the network tests' echoes).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

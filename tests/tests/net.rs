@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use stardust_tests::{Guest, Machine, Outcome, Run, free_port};
+use stardust_tests::{Guest, Machine, Outcome, Run, free_port, random_bytes};
 
 /// How long a guest may take to say it is ready (TCG, with other guests booting at once).
 const READY_WAIT: Duration = Duration::from_secs(180);
@@ -239,20 +239,6 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-/// `len` bytes that differ from one position to the next (xorshift from `seed`): a lost,
-/// repeated or reordered segment shows.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Sends `data` to the echo port from one thread while reading it back on this one; checks
 /// the bytes, then closes.
 #[track_caller]
@@ -308,11 +294,11 @@ fn echo_round_trips_are_byte_exact() {
         let echo = start_echo(t);
         for (i, len) in [1, 1024, 64 * 1024, 1024 * 1024].into_iter().enumerate() {
             let started = Instant::now();
-            echo_round_trip(echo.tcp, &noise(len, i as u64 + 1));
+            echo_round_trip(echo.tcp, &random_bytes(len, i as u64 + 1));
             eprintln!("{}: echo of {len} bytes in {:?}", t.name, started.elapsed());
         }
         for len in [1, 100, 1400] {
-            udp_round_trip(echo.udp, &noise(len, len as u64));
+            udp_round_trip(echo.udp, &random_bytes(len, len as u64));
         }
         assert_healthy(echo.guest, t);
     });
@@ -465,7 +451,7 @@ fn echo_serves_100_concurrent_connections_and_clients_that_vanish() {
         let echo = start_echo(t);
         let port = echo.tcp;
         let (refused, unaccepted) = concurrently(100, |i| {
-            echo_try(port, &noise(1000 + i * 100, i as u64 + 7))
+            echo_try(port, &random_bytes(1000 + i * 100, i as u64 + 7))
         });
         eprintln!(
             "{}: 100 concurrent echoes; tries refused by the guest: {refused}, not accepted by \
@@ -480,17 +466,17 @@ fn echo_serves_100_concurrent_connections_and_clients_that_vanish() {
         // Send a lot, read nothing (the echo blocks writing back), vanish.
         let s = connect(port);
         let mut w = s.try_clone().expect("clone");
-        let writer = thread::spawn(move || w.write_all(&noise(1 << 20, 3)));
+        let writer = thread::spawn(move || w.write_all(&random_bytes(1 << 20, 3)));
         thread::sleep(Duration::from_secs(2));
         reset(s);
         let _ = writer.join();
         // Half a round trip, then a reset while the echo writes.
         let mut s = connect(port);
-        s.write_all(&noise(200_000, 4)).expect("write");
+        s.write_all(&random_bytes(200_000, 4)).expect("write");
         thread::sleep(Duration::from_millis(200));
         reset(s);
         // Still serving.
-        echo_round_trip(port, &noise(64 * 1024, 9));
+        echo_round_trip(port, &random_bytes(64 * 1024, 9));
         udp_round_trip(echo.udp, b"still there");
         assert_healthy(echo.guest, t);
     });

@@ -6,23 +6,10 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use stardust_tests::{Outcome, Run, free_port};
+use stardust_tests::{Outcome, Run, free_port, random_bytes};
 
 const WAIT: Duration = Duration::from_secs(60);
 const ASYNC: &[&str] = &["scheduler=async"];
-
-/// Bytes that are not periodic in any small number (a lost or repeated segment shows).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Sends `data` to the echo at 127.0.0.1:`port` (from a second thread, so that neither side
 /// waits on a full window) and returns what came back.
@@ -55,7 +42,7 @@ fn asyncecho_echoes_tcp_and_udp_under_the_async_executor() {
         .unwrap_or_else(|e| panic!("{e:#}"));
 
     // 64 KiB echoed, byte for byte.
-    let data = pattern(64 * 1024, 16);
+    let data = random_bytes(64 * 1024, 16);
     let back = echo(tcp, &data);
     assert!(back == data, "the echo of 64 KiB differs");
 
@@ -64,7 +51,7 @@ fn asyncecho_echoes_tcp_and_udp_under_the_async_executor() {
     socket
         .set_read_timeout(Some(Duration::from_secs(2)))
         .expect("timeout");
-    let datagram = pattern(1000, 7);
+    let datagram = random_bytes(1000, 7);
     let mut buf = [0u8; 2048];
     let echoed = (0..10).any(|_| {
         socket
@@ -80,7 +67,7 @@ fn asyncecho_echoes_tcp_and_udp_under_the_async_executor() {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", sink)).expect("connects");
     stream.set_write_timeout(Some(WAIT)).expect("timeout");
     stream
-        .write_all(&pattern(1 << 20, 9))
+        .write_all(&random_bytes(1 << 20, 9))
         .expect("the sink takes 1 MiB");
     stream
         .shutdown(std::net::Shutdown::Write)
@@ -94,7 +81,7 @@ fn asyncecho_echoes_tcp_and_udp_under_the_async_executor() {
     let clients: Vec<_> = (0..8)
         .map(|i| {
             std::thread::spawn(move || {
-                let data = pattern(16 * 1024, 100 + i);
+                let data = random_bytes(16 * 1024, 100 + i);
                 echo(tcp, &data) == data
             })
         })

@@ -32,7 +32,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Error, Result, bail};
 
-use crate::child::{find_in_path, is_root, stderr_stdio};
+use crate::child::{find_in_path, is_root};
+use crate::xenlab::build::run;
 
 /// The guest's init (PID 1).
 pub const INIT: &str = include_str!("../netref/init");
@@ -142,18 +143,6 @@ fn step(t0: Instant, what: &str) {
     eprintln!("netref build [+{:>3}s] {what}", t0.elapsed().as_secs());
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(stderr_stdio())
-        .status()
-        .with_context(|| format!("could not start {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
-}
-
 /// Why the guest cannot be built here, or `None`.
 pub fn cannot_build() -> Option<String> {
     if !is_root() {
@@ -254,33 +243,7 @@ fn debootstrap(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
         t0,
         &format!("debootstrap {SUITE} minbase + {PACKAGES} from {mirror} (about 2 minutes)"),
     );
-    if rootfs.exists() {
-        std::fs::remove_dir_all(rootfs)
-            .with_context(|| format!("removing {}", rootfs.display()))?;
-    }
-    let log = dir.join("debootstrap.log");
-    let logfile =
-        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let status = Command::new("debootstrap")
-        .arg("--variant=minbase")
-        .arg(format!("--include={PACKAGES}"))
-        .args([SUITE, "rootfs", &mirror])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(logfile.try_clone().context("log file")?)
-        .stderr(logfile)
-        .status()
-        .context("could not start debootstrap")?;
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "debootstrap failed ({status}); the end of {}:\n{}",
-            log.display(),
-            tail.join("\n")
-        );
-    }
+    crate::xenlab::build::debootstrap(dir, SUITE, PACKAGES, &mirror)?;
     step(
         t0,
         "kernel and a small initramfs (virtio_pci, virtio_blk, ext4)",

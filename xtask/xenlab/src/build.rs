@@ -93,7 +93,7 @@ fn step(t0: Instant, what: &str) {
 }
 
 /// Runs `cmd`, its output on our stderr; fails with `what` and the status.
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
+pub fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let status = cmd
         .stdin(Stdio::null())
         .stdout(stderr_stdio())
@@ -199,6 +199,42 @@ pub fn mirror_from_sources(texts: &[String]) -> Option<String> {
     None
 }
 
+/// debootstrap `suite` (variant minbase, with `packages`, comma-separated) from `mirror` into
+/// `dir/rootfs`, from scratch (an old `rootfs` is removed first), its output in
+/// `dir/debootstrap.log`; a failure quotes the log's last lines. The Xen lab's dom0 and `bench
+/// net`'s Linux reference guest are both made this way.
+pub fn debootstrap(dir: &Path, suite: &str, packages: &str, mirror: &str) -> Result<()> {
+    let rootfs = dir.join("rootfs");
+    if rootfs.exists() {
+        std::fs::remove_dir_all(&rootfs)
+            .with_context(|| format!("removing {}", rootfs.display()))?;
+    }
+    let log = dir.join("debootstrap.log");
+    let logfile =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let status = Command::new("debootstrap")
+        .arg("--variant=minbase")
+        .arg(format!("--include={packages}"))
+        .args([suite, "rootfs", mirror])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(logfile.try_clone().context("log file")?)
+        .stderr(logfile)
+        .status()
+        .context("could not start debootstrap")?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "debootstrap failed ({status}); the end of {}:\n{}",
+            log.display(),
+            tail.join("\n")
+        );
+    }
+    Ok(())
+}
+
 /// Builds (or rebuilds part of) the lab in `lab.dir`.
 pub fn build(lab: &Lab, mode: BuildMode) -> Result<()> {
     let t0 = Instant::now();
@@ -221,33 +257,7 @@ pub fn build(lab: &Lab, mode: BuildMode) -> Result<()> {
             t0,
             &format!("debootstrap {SUITE} minbase + the Xen tools from {mirror} (about 2 minutes)"),
         );
-        if rootfs.exists() {
-            std::fs::remove_dir_all(&rootfs)
-                .with_context(|| format!("removing {}", rootfs.display()))?;
-        }
-        let log = dir.join("debootstrap.log");
-        let logfile =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let status = Command::new("debootstrap")
-            .arg("--variant=minbase")
-            .arg(format!("--include={DOM0_PACKAGES}"))
-            .args([SUITE, "rootfs", &mirror])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(logfile.try_clone().context("log file")?)
-            .stderr(logfile)
-            .status()
-            .context("could not start debootstrap")?;
-        if !status.success() {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!(
-                "debootstrap failed ({status}); the end of {}:\n{}",
-                log.display(),
-                tail.join("\n")
-            );
-        }
+        debootstrap(dir, SUITE, DOM0_PACKAGES, &mirror)?;
         hypervisor(t0, dir, &rootfs)?;
         dom0_kernel(t0, dir, &rootfs)?;
     } else if mode == BuildMode::Reimage && !rootfs.join("usr").is_dir() {
