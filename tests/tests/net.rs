@@ -288,6 +288,46 @@ fn udp_round_trip(port: u16, data: &[u8]) {
     panic!("{} bytes over UDP: no echo in 10 tries", data.len());
 }
 
+/// `ip=dhcp` on the kernel command line: the guest asks QEMU's DHCP server (slirp's, whose first
+/// lease is 10.0.2.15 with router 10.0.2.2), logs the lease, and serves on it.
+#[test]
+fn a_dhcp_lease_from_qemu_is_applied_and_served_on() {
+    on_targets(&[Q35, MICROVM], |t| {
+        let tcp = free_port();
+        let guest = Run::new("echo")
+            .profile("net")
+            .set(t.set)
+            .machine(t.machine)
+            .kargs("ip=dhcp")
+            .timeout(GUEST_LIMIT)
+            .forward(tcp, 7)
+            .start();
+        let vm = Vm {
+            guest: Some(guest),
+            name: t.name,
+        };
+        let lease = vm
+            .guest()
+            .wait_for_line("net: DHCP lease", READY_WAIT)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", t.name));
+        assert!(
+            lease.contains("net: DHCP lease 10.0.2.15") && lease.contains("gw 10.0.2.2"),
+            "{}: {lease}",
+            t.name
+        );
+        assert!(
+            vm.guest().console().contains("asking for a DHCP lease"),
+            "{}: the stack said it would ask",
+            t.name
+        );
+        vm.guest()
+            .wait_for_line("echo: ready", READY_WAIT)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", t.name));
+        echo_round_trip(tcp, &random_bytes(64 * 1024, 64));
+        assert_healthy(vm, t);
+    });
+}
+
 #[test]
 fn echo_round_trips_are_byte_exact() {
     on_targets(&[Q35, MICROVM, UNIVERSAL_Q35, UNIVERSAL_MICROVM], |t| {
