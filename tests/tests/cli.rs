@@ -105,7 +105,7 @@ fn bad_input_exits_non_zero_with_the_choices() {
     for (args, needle) in [
         (
             &["build", "nope"][..],
-            "valid apps: allocstress, asyncecho, asyncprobe, echo, faults, hello, httpd, irqprobe, threads, timeprobe, xenprobe",
+            "valid apps: allocstress, asyncecho, asyncprobe, echo, faults, hello, httpd, irqprobe, netprobe, threads, timeprobe, xenprobe",
         ),
         (
             &["build", "hello", "--profile", "nope"][..],

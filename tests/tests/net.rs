@@ -1126,6 +1126,69 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_secs_f64(ticks as f64 / hz as f64)
 }
 
+/// Without threads (`scheduler = "none"`): a blocking call polls the stack and idles between
+/// polls. `netprobe` echoes two connections one after the other, idling in `accept` between
+/// them at almost no CPU, then exits 0.
+#[test]
+fn without_threads_blocking_calls_poll_and_idle() {
+    on_targets(&[Q35, MICROVM], |t| {
+        let tcp = free_port();
+        let guest = Run::new("netprobe")
+            .profile("net")
+            .set(&["scheduler=none"])
+            .machine(t.machine)
+            .args(&["connections=2"])
+            .timeout(GUEST_LIMIT)
+            .forward(tcp, 7)
+            .start();
+        guest
+            .wait_for_line("netprobe: ready", READY_WAIT)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", t.name));
+        echo_round_trip(tcp, &random_bytes(64 * 1024, 3));
+        thread::sleep(Duration::from_secs(1));
+        let (cpu0, wall0) = (cpu_time(guest.pid()), Instant::now());
+        thread::sleep(Duration::from_secs(3));
+        let (cpu, wall) = (cpu_time(guest.pid()) - cpu0, wall0.elapsed());
+        let share = cpu.as_secs_f64() / wall.as_secs_f64();
+        eprintln!(
+            "{}: netprobe idle in accept: QEMU used {:.3} s of CPU in {:.3} s",
+            t.name,
+            cpu.as_secs_f64(),
+            wall.as_secs_f64()
+        );
+        assert!(
+            share <= MAX_IDLE_SHARE,
+            "{}: an idle accept without threads used {:.0} % of a CPU",
+            t.name,
+            share * 100.0
+        );
+        // The second connection: read the echo back without waiting for the close (the guest
+        // powers off right after it).
+        let data = random_bytes(16 * 1024, 4);
+        let mut s = TcpStream::connect(("127.0.0.1", tcp)).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.write_all(&data).expect("write");
+        let mut back = vec![0; data.len()];
+        s.read_exact(&mut back).expect("the echo");
+        assert!(back == data, "{}: the echo differs", t.name);
+        s.shutdown(Shutdown::Write).expect("shutdown");
+        let boot = guest.wait(READY_WAIT).expect("the guest ends");
+        assert!(
+            boot.stdout.contains("netprobe: done 2"),
+            "{}: {}",
+            t.name,
+            boot.stdout
+        );
+        assert_eq!(
+            boot.outcome,
+            Outcome::Guest(0),
+            "{}: {}",
+            t.name,
+            boot.stdout
+        );
+    });
+}
+
 /// An httpd that waits for connections costs QEMU little CPU: measured over a few seconds once
 /// it is ready (the boot itself is not idle), as a share of the wall time, as tests/idle.rs
 /// does for a sleeping guest. Then it must still answer.
