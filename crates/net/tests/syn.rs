@@ -392,7 +392,7 @@ fn syn_frame(w: &Wire, p: u16) -> Vec<u8> {
 
 #[test]
 fn random_and_mangled_frames_never_panic_the_gate_nor_the_stack() {
-    let mut rng = Rng::new(0x5e_ed_16);
+    let mut rng = Rng::new(0x5eed_0016);
     let mut w = Wire::new(64);
     let l = w.server.tcp_listen(80, 1).expect("listen");
     // Valid SYNs from 16 ports, to be cut and changed.
