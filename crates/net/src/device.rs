@@ -12,12 +12,17 @@
 //!   skip the check for one frame, and refusing such frames would lose every packet from a
 //!   neighbouring domain that offloads its checksums). Such frames are rare outside Xen, so the
 //!   copy costs nothing elsewhere.
+//!
+//! Before smoltcp sees a frame, the adapter's [`SynGate`] may drop it: a TCP SYN to a port whose
+//! listener has no listening socket left for it (crate docs, "The listener pool"). smoltcp
+//! would answer it with an RST; dropped, it is retransmitted by the client a second later, as
+//! Linux's full SYN queue does.
 use alloc::vec::Vec;
 use netdev::{ChecksumOffload, NetDevice, RxChecksum};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket, UdpPacket,
 };
 
 /// A [`NetDevice`] adapted to smoltcp.
@@ -26,6 +31,8 @@ pub struct Phy<D> {
     device: D,
     /// Where a frame with a blank checksum is copied to be completed.
     scratch: Vec<u8>,
+    /// Which SYNs are dropped before smoltcp sees them.
+    gate: SynGate,
 }
 
 impl<D: NetDevice> Phy<D> {
@@ -34,7 +41,18 @@ impl<D: NetDevice> Phy<D> {
         Phy {
             device,
             scratch: Vec::new(),
+            gate: SynGate::default(),
         }
+    }
+
+    /// The SYN gate.
+    pub fn gate(&self) -> &SynGate {
+        &self.gate
+    }
+
+    /// The SYN gate, mutably (the stack tells it what its listeners can take).
+    pub fn gate_mut(&mut self) -> &mut SynGate {
+        &mut self.gate
     }
 
     /// The device.
@@ -100,11 +118,168 @@ pub fn fill_transport_checksum(frame: &mut [u8]) {
     }
 }
 
+/// A TCP SYN (without ACK or RST) in an IPv4 Ethernet frame: what a listening socket takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Syn {
+    /// The sender's address.
+    pub src: Ipv4Address,
+    /// The sender's port.
+    pub src_port: u16,
+    /// The port it asks for.
+    pub dst_port: u16,
+}
+
+/// What a TCP segment in an IPv4 Ethernet frame is, for the [`SynGate`]: `None` for anything
+/// else (and for every frame too short or malformed to tell: smoltcp drops those itself).
+/// Every access is bounds-checked: no frame makes it panic.
+pub fn tcp_segment(frame: &[u8]) -> Option<(Syn, bool)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    // Fragments are smoltcp's to drop (it reassembles none).
+    if ip.version() != 4
+        || ip.next_header() != IpProtocol::Tcp
+        || ip.more_frags()
+        || ip.frag_offset() != 0
+    {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    let syn = Syn {
+        src: ip.src_addr(),
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+    };
+    Some((syn, tcp.syn() && !tcp.ack() && !tcp.rst()))
+}
+
+/// A listened port, as the gate knows it.
+#[derive(Debug, Clone, Copy)]
+struct Gated {
+    /// The stack's key for the listener (its index).
+    key: usize,
+    port: u16,
+    /// Listening sockets still free in the pool: SYNs it may pass before the stack looks again.
+    free: usize,
+    /// Whether the pool has a handshake in progress: then any segment to the port may change
+    /// the pool (an ACK completes a handshake, an RST ends one).
+    busy: bool,
+}
+
+/// Drops, before smoltcp sees them, the TCP SYNs that would find no listening socket on a port
+/// that has a listener: smoltcp would answer each with an RST, which a client takes for
+/// "connection refused". Dropped, the SYN is retransmitted by the client (after 1 s, then 2,
+/// 4...) as when Linux's SYN or accept queue is full (`tcp_abort_on_overflow = 0`).
+///
+/// The stack tells the gate, per listener, how many listening sockets are free (`open`), at the
+/// start of each poll and again after each frame that went to a listened port while its pool
+/// had a handshake in progress ([`SynGate::take_touched`]), having refilled the pool in between.
+/// Each SYN the gate passes to a port takes one from its budget; once it is spent, SYNs to the
+/// port are dropped and counted, except those of a connection that already has a socket (a
+/// retransmitted SYN to a socket in SYN-RECEIVED, which smoltcp answers; `know`). A port without
+/// a listener is not the gate's: smoltcp's RST says "connection refused" there, rightly.
+#[derive(Debug, Default)]
+pub struct SynGate {
+    ports: Vec<Gated>,
+    /// Connections (listener key, remote address, remote port) that have a socket, on the
+    /// ports whose budget is spent.
+    known: Vec<(usize, Ipv4Address, u16)>,
+    /// The listener a frame went to that may have changed its pool.
+    touched: Option<usize>,
+    dropped: u64,
+}
+
+impl SynGate {
+    /// Forgets every listener (before `open`ing each again).
+    pub fn clear(&mut self) {
+        self.ports.clear();
+        self.known.clear();
+        self.touched = None;
+    }
+
+    /// Listener `key` on `port` can take `free` more SYNs; `busy` says it has handshakes in
+    /// progress. Forgets the connections known on it.
+    pub fn open(&mut self, key: usize, port: u16, free: usize, busy: bool) {
+        self.known.retain(|k| k.0 != key);
+        let g = Gated {
+            key,
+            port,
+            free,
+            busy,
+        };
+        match self.ports.iter_mut().find(|p| p.key == key) {
+            Some(p) => *p = g,
+            None => self.ports.push(g),
+        }
+    }
+
+    /// Listener `key` is gone.
+    pub fn close(&mut self, key: usize) {
+        self.ports.retain(|p| p.key != key);
+        self.known.retain(|k| k.0 != key);
+    }
+
+    /// A connection from `remote:remote_port` to listener `key`'s port has a socket: its SYNs
+    /// pass even when the budget is spent.
+    pub fn know(&mut self, key: usize, remote: Ipv4Address, remote_port: u16) {
+        self.known.push((key, remote, remote_port));
+    }
+
+    /// The listener whose pool the last frames may have changed (taken once).
+    pub fn take_touched(&mut self) -> Option<usize> {
+        self.touched.take()
+    }
+
+    /// SYNs dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether smoltcp should see `frame`.
+    pub fn pass(&mut self, frame: &[u8]) -> bool {
+        if self.ports.is_empty() {
+            return true;
+        }
+        let Some((seg, syn)) = tcp_segment(frame) else {
+            return true;
+        };
+        let Some(g) = self.ports.iter_mut().find(|g| g.port == seg.dst_port) else {
+            return true;
+        };
+        if !syn {
+            if g.busy {
+                self.touched = Some(g.key);
+            }
+            return true;
+        }
+        let key = g.key;
+        if g.free > 0 {
+            g.free -= 1;
+            g.busy = true;
+            self.touched = Some(key);
+            return true;
+        }
+        if self
+            .known
+            .iter()
+            .any(|&(k, a, p)| k == key && a == seg.src && p == seg.src_port)
+        {
+            self.touched = Some(key);
+            return true;
+        }
+        self.dropped += 1;
+        false
+    }
+}
+
 /// A received frame (the device's token).
 #[derive(Debug)]
 pub struct PhyRx<'a, T> {
     token: T,
     scratch: &'a mut Vec<u8>,
+    gate: &'a mut SynGate,
 }
 
 impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
@@ -112,17 +287,26 @@ impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
     where
         F: FnOnce(&[u8]) -> R,
     {
-        if self.token.checksum() == RxChecksum::Blank {
-            let scratch = self.scratch;
-            self.token.consume(|frame| {
+        let PhyRx {
+            token,
+            scratch,
+            gate,
+        } = self;
+        let blank = token.checksum() == RxChecksum::Blank;
+        token.consume(|frame| {
+            if !gate.pass(frame) {
+                // smoltcp takes an empty frame for processed, and answers nothing.
+                return f(&[]);
+            }
+            if blank {
                 scratch.clear();
                 scratch.extend_from_slice(frame);
-            });
-            fill_transport_checksum(scratch);
-            f(scratch)
-        } else {
-            self.token.consume(f)
-        }
+                fill_transport_checksum(scratch);
+                f(scratch)
+            } else {
+                f(frame)
+            }
+        })
     }
 }
 
@@ -150,9 +334,20 @@ impl<D: NetDevice> phy::Device for Phy<D> {
         Self: 'a;
 
     fn receive(&mut self, _: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let Phy { device, scratch } = self;
+        let Phy {
+            device,
+            scratch,
+            gate,
+        } = self;
         let (rx, tx) = device.receive()?;
-        Some((PhyRx { token: rx, scratch }, PhyTx(tx)))
+        Some((
+            PhyRx {
+                token: rx,
+                scratch,
+                gate,
+            },
+            PhyTx(tx),
+        ))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<Self::TxToken<'_>> {

@@ -56,14 +56,32 @@
 //!
 //! # The listener pool
 //! smoltcp has no listen backlog: a listening socket becomes the connection. So
-//! [`TcpListener::bind`] puts `backlog` sockets in LISTEN on the port. After each poll, a pool
-//! socket that got past the handshake moves to the listener's accept queue and a fresh listening
-//! socket takes its place, while the pool has fewer than `backlog` sockets and the queue fewer
-//! than `backlog` connections (so at most `2 × backlog` sockets per listener, like Linux's SYN
-//! and accept queues). A SYN that finds no listening socket (a burst beyond the pool within one
-//! poll, or no socket left under `net_sockets`) is answered with an RST by smoltcp: the client
-//! sees "connection refused" and may retry; a connection once in the queue is never lost. When
-//! sockets run out, the pool shrinks instead of failing; it refills on the next poll or
+//! [`TcpListener::bind`] puts `backlog` sockets in LISTEN on the port. A pool socket that got
+//! past the handshake moves to the listener's accept queue and a fresh listening socket takes its
+//! place, while the pool has fewer than `backlog` sockets and the queue fewer than `backlog`
+//! connections (so at most `2 × backlog` sockets per listener, like Linux's SYN and accept
+//! queues). A connection once in the queue is never lost.
+//!
+//! The pool is refilled between the frames of a poll: the stack hands smoltcp one received frame
+//! at a time (`poll_ingress_single`), and after each frame that may have changed a pool (a SYN
+//! it took, a segment that completed or ended a handshake) moves what is connected to the queue
+//! and puts a listening socket in its place, so that a SYN later in the same poll finds it.
+//!
+//! A SYN that would still find no listening socket (a burst beyond the pool within one poll, a
+//! full accept queue, or no socket left under `net_sockets`) would get an RST from smoltcp, which
+//! a client takes for "connection refused". So the device adapter's gate
+//! ([`device::SynGate`]) drops it unanswered before smoltcp sees it, and counts it in
+//! [`StackStats::syn_dropped`]: the client retransmits its SYN (after 1 s, then 2, 4...) and
+//! gets in once the pool has room, as with Linux when its SYN or accept queue is full
+//! (`tcp_abort_on_overflow = 0`). The gate knows, per listener, how many listening sockets are
+//! free; each SYN it passes takes one, and the stack tells it again after each frame that may
+//! have changed the pool. A SYN with an ACK, a SYN of a connection that already has a socket (a
+//! retransmission to a socket in SYN-RECEIVED), and a SYN to a port nobody listens on go to
+//! smoltcp as before: the last gets an RST, "connection refused", rightly. The gate reads only
+//! the headers, with every access bounds-checked. What it costs: about 1 % more instructions in
+//! the host tests' echo and 10,000-connection soak (callgrind, both stacks counted).
+//!
+//! When sockets run out, the pool shrinks instead of failing; it refills on the next poll or
 //! `accept` after sockets free up ([`StackStats::pool_starved`] counts the shortfalls).
 //!
 //! # TIME-WAIT

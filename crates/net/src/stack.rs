@@ -12,7 +12,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::task::Waker;
 use netdev::NetDevice;
-use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
@@ -179,6 +181,10 @@ pub struct StackStats {
     pub lingered_out: u64,
     /// Times a listener could not refill its pool for lack of sockets.
     pub pool_starved: u64,
+    /// TCP SYNs dropped unanswered because their listener had no listening socket left for them
+    /// (a burst beyond its pool, a full accept queue, or no socket left under `net_sockets`):
+    /// the client retransmits them (see [`crate::device::SynGate`]).
+    pub syn_dropped: u64,
     /// DHCP leases applied (a renewal that changes nothing does not count).
     pub dhcp_leases: u64,
     /// DHCP leases refused because their address could not be this host's (the client then
@@ -365,6 +371,7 @@ impl<D: NetDevice> Stack<D> {
             live_sockets: self.live,
             closing: self.orphans.len(),
             set_slots: self.sockets.iter().count(),
+            syn_dropped: self.phy.gate().dropped(),
             ..self.stats
         }
     }
@@ -386,8 +393,7 @@ impl<D: NetDevice> Stack<D> {
         self.now_ns = self.now_ns.max(now_ns);
         let now = instant(self.now_ns);
         self.phy.device_mut().poll_interrupt();
-        let mut changed = self.iface.poll(now, &mut self.phy, &mut self.sockets)
-            == PollResult::SocketStateChanged;
+        let mut changed = self.poll_iface(now);
         changed |= self.poll_dhcp();
         changed |= self.maintain();
         if changed {
@@ -501,6 +507,75 @@ impl<D: NetDevice> Stack<D> {
             router,
             since_ns: self.now_ns,
         };
+    }
+
+    /// smoltcp's `Interface::poll`, one received frame at a time: the SYN gate
+    /// ([`crate::device::SynGate`]) learns at the start what each listener's pool can take, and
+    /// after each frame that may have changed a pool (a SYN it took, a segment completing or
+    /// ending a handshake) the pool is refilled and the gate told again, so that a SYN later in
+    /// the same poll finds the listening socket that frame freed. Returns whether some socket
+    /// may have changed.
+    fn poll_iface(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        self.iface.poll_maintenance(now);
+        self.phy.gate_mut().clear();
+        for i in 0..self.listeners.len() {
+            self.gate_listener(i);
+        }
+        loop {
+            match self
+                .iface
+                .poll_ingress_single(now, &mut self.phy, &mut self.sockets)
+            {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => changed = true,
+            }
+            if let Some(i) = self.phy.gate_mut().take_touched() {
+                changed |= self.maintain_listener(i);
+                self.gate_listener(i);
+            }
+        }
+        while self
+            .iface
+            .poll_egress(now, &mut self.phy, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {
+            changed = true;
+        }
+        changed
+    }
+
+    /// Tells the SYN gate how many SYNs listener `index` can take now: its free listening
+    /// sockets; when there are none, which connections on its port have a socket already
+    /// (their retransmitted SYNs are smoltcp's to answer).
+    fn gate_listener(&mut self, index: usize) {
+        let Some(l) = self.listeners.get(index).and_then(Option::as_ref) else {
+            self.phy.gate_mut().close(index);
+            return;
+        };
+        let port = l.port;
+        let free = l
+            .pool
+            .iter()
+            .filter(|&&h| self.sockets.get::<tcp::Socket<'_>>(h).state() == tcp::State::Listen)
+            .count();
+        let busy = free < l.pool.len();
+        let gate = self.phy.gate_mut();
+        gate.open(index, port, free, busy);
+        if free == 0 {
+            for (_, s) in self.sockets.iter() {
+                if let smoltcp::socket::Socket::Tcp(t) = s
+                    && t.local_endpoint().is_some_and(|e| e.port == port)
+                    && let Some(IpEndpoint {
+                        addr: IpAddress::Ipv4(a),
+                        port: p,
+                    }) = t.remote_endpoint()
+                {
+                    gate.know(index, a, p);
+                }
+            }
+        }
     }
 
     /// Moves connected pool sockets to their listener's accept queue and refills the pools;

@@ -154,11 +154,13 @@ fn a_read_times_out_on_the_virtual_clock() {
 #[test]
 fn a_reset_is_reported_and_refusal_too() {
     let (c, s) = plain(limits());
-    // Nobody listens on port 9: refused.
+    // Nobody listens on port 9: refused at once, by an RST (not a dropped SYN and a timeout).
     assert_eq!(
         TcpStream::connect(&c, server_addr(9), None).map(|_| ()),
         Err(Error::ConnectionRefused)
     );
+    assert!(c.now() < 1_000_000_000, "refused after {} ns", c.now());
+    assert_eq!(s.stats().syn_dropped, 0);
     let listener = TcpListener::bind(&s, 80, 2).expect("bind");
     assert_eq!(
         TcpListener::bind(&s, 80, 2).map(|_| ()),
@@ -176,19 +178,39 @@ fn a_reset_is_reported_and_refusal_too() {
     );
 }
 
-/// Drives `n` clients at once against a listener with a pool of `backlog`: clients refused
-/// retry; every connection accepted carries its bytes.
-fn concurrent(n: usize, backlog: usize) -> (u64, usize) {
+/// What a burst of clients met.
+#[derive(Debug)]
+struct Burst {
+    /// Connections the server accepted.
+    accepted: u64,
+    /// Connects that failed (an RST, or a handshake that timed out) and were retried.
+    refused: usize,
+    /// SYNs the server dropped unanswered.
+    syn_dropped: u64,
+    /// When the last client was done (virtual ns).
+    done_ns: u64,
+}
+
+/// Drives `n` clients against a listener with a pool of `backlog`: `wave` clients start
+/// connecting together every `gap_ns` (all at once when `wave` is `n`). Clients refused retry;
+/// every connection accepted carries its bytes.
+fn concurrent(n: usize, backlog: usize, wave: usize, gap_ns: u64) -> Burst {
     let (c, s) = plain(limits());
     let listener = TcpListener::bind(&s, 80, backlog).expect("bind");
-    let mut clients: Vec<Option<TcpStream<_>>> = (0..n)
-        .map(|_| Some(TcpStream::connect_start(&c, server_addr(80)).expect("connect")))
-        .collect();
+    let mut clients: Vec<Option<TcpStream<_>>> = (0..n).map(|_| None).collect();
+    let (mut started, mut next_wave) = (0, c.now());
     let mut done = vec![false; n];
     let mut greeted = vec![false; n];
     let mut servers = Vec::new();
     let mut refused = 0;
     for _ in 0..100_000 {
+        if started < n && c.now() >= next_wave {
+            for slot in clients.iter_mut().skip(started).take(wave) {
+                *slot = Some(TcpStream::connect_start(&c, server_addr(80)).expect("connect"));
+            }
+            started = (started + wave).min(n);
+            next_wave += gap_ns;
+        }
         while let Ok((conn, _)) = listener.try_accept() {
             servers.push(conn);
         }
@@ -202,7 +224,9 @@ fn concurrent(n: usize, backlog: usize) -> (u64, usize) {
             if done[i] {
                 continue;
             }
-            let client = slot.as_mut().expect("a client");
+            let Some(client) = slot.as_mut() else {
+                continue;
+            };
             match client.try_connected() {
                 Err(Error::WouldBlock) => continue,
                 Err(Error::ConnectionRefused) => {
@@ -228,27 +252,49 @@ fn concurrent(n: usize, backlog: usize) -> (u64, usize) {
             assert_eq!(servers.len(), n, "accepted more than connected");
             let max_live = s.stats().live_sockets;
             assert!(max_live <= n + 2 * backlog, "{max_live}");
-            return (s.stats().accepted, refused);
+            let stats = s.stats();
+            return Burst {
+                accepted: stats.accepted,
+                refused,
+                syn_dropped: stats.syn_dropped,
+                done_ns: s.now(),
+            };
         }
-        c.step();
+        c.world
+            .borrow_mut()
+            .step((started < n).then_some(next_wave));
     }
     panic!("not all connected");
 }
 
 #[test]
 fn the_listener_pool_accepts_100_concurrent_connections() {
-    let (accepted, _) = concurrent(100, 128);
-    assert_eq!(accepted, 100);
+    let b = concurrent(100, 128, 100, 0);
+    assert_eq!(b.accepted, 100);
+    assert_eq!((b.refused, b.syn_dropped), (0, 0), "{b:?}");
 }
 
 #[test]
-fn a_burst_beyond_the_pool_is_refused_and_retried_never_lost() {
-    let (accepted, refused) = concurrent(100, 4);
-    assert_eq!(accepted, 100);
+fn a_burst_beyond_the_pool_is_dropped_and_retransmitted_never_refused() {
+    // 100 clients within 100 ms (waves of 10, 10 ms apart) on a pool of 4: the SYNs beyond the
+    // pool are dropped unanswered; the clients retransmit them (after 1 s, then 2 s) and all get
+    // in, none refused.
+    let b = concurrent(100, 4, 10, 10_000_000);
+    assert_eq!(b.accepted, 100);
+    assert_eq!(b.refused, 0, "{b:?}");
+    assert!(b.syn_dropped > 0, "{b:?}");
     assert!(
-        refused > 0,
-        "a burst of 100 SYNs on a pool of 4 was never refused"
+        b.done_ns > 1_000_000_000,
+        "done before any retransmission: {b:?}"
     );
+    eprintln!("{b:?}");
+    // 100 clients at once, on a pool of 25: they get in 25 at a time, at each retransmission
+    // (0, 1, 3 and 7 s), all before their handshake timeout.
+    let b = concurrent(100, 25, 100, 0);
+    assert_eq!(b.accepted, 100);
+    assert_eq!(b.refused, 0, "{b:?}");
+    assert!(b.syn_dropped >= 75, "{b:?}");
+    eprintln!("{b:?}");
 }
 
 #[test]
@@ -273,11 +319,13 @@ fn running_out_of_sockets_is_an_error_and_accept_recovers() {
     let (sb, _) = listener.accept().expect("accept b");
     assert!(s.stats().pool_starved > 0);
     assert_eq!(s.stats().live_sockets, 4);
-    // A third is refused, not a panic.
+    // A third gets no answer (its SYNs are dropped, not reset): its handshake times out. No
+    // panic.
     assert_eq!(
         TcpStream::connect(&c, server_addr(80), None).map(|_| ()),
         Err(Error::ConnectionRefused)
     );
+    assert!(s.stats().syn_dropped > 1, "{:?}", s.stats());
     // Closing frees sockets: the pool refills and accept works again.
     drop((a, b, sa, sb));
     s.run_until(10_000, || {
