@@ -222,6 +222,14 @@ const GUESTS: &[Guest] = &[
     Guest::new("universal-net-echo", "echo")
         .profile("net")
         .universal(),
+    Guest::new("universal-net-httpd", "httpd")
+        .profile("net")
+        .universal(),
+    // The async network (the kernel's `net` task): none without a NIC either.
+    Guest::new("universal-net-asyncecho", "asyncecho")
+        .profile("net")
+        .universal()
+        .set(&["scheduler=async"]),
 ];
 
 /// A guest that ran.
@@ -1075,11 +1083,17 @@ fn event_channel_interrupts_pass_the_seam_on_pv_pvh_and_universal() {
 }
 
 /// The universal image of the network profile as a Xen PVH guest: virtio-net finds no device
-/// on Xen, the kernel says the network is down, and the app runs on: hello powers off, echo
-/// ends with its own status 1 naming the missing device. Nothing panics or faults.
+/// on Xen, the kernel says the network is down, and the app runs on: hello powers off, the
+/// servers (echo, httpd, and asyncecho under the async executor) end with their own status 1
+/// naming the missing device. Nothing panics or faults.
 #[test]
 fn the_universal_net_image_runs_without_a_nic_on_xen() {
-    for name in ["universal-net-hello", "universal-net-echo"] {
+    for name in [
+        "universal-net-hello",
+        "universal-net-echo",
+        "universal-net-httpd",
+        "universal-net-asyncecho",
+    ] {
         let Some(ran) = guest(name) else { return };
         assert_eq!(ran.spec.guest_type, GuestType::Pvh, "{}", describe(ran));
         line_with(ran, &["net: no network device: the network is down"]);
@@ -1101,7 +1115,8 @@ fn the_universal_net_image_runs_without_a_nic_on_xen() {
             );
         } else {
             assert_ended(ran, Shutdown::Crash, 1);
-            line_with(ran, &["echo: ", "no network device"]);
+            let app = name.trim_start_matches("universal-net-");
+            line_with(ran, &[&format!("{app}: "), "no network device"]);
         }
     }
 }
