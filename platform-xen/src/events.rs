@@ -265,8 +265,14 @@ pub fn set_timer_handler(handler: platform::irq::Handler, data: usize) {
     restore(was);
 }
 
-/// Masks `port` in shared info (delivery stops until [`unmask`]).
+/// The ports of the 2-level ABI (64 words of 64 bits in shared info).
+const ABI_PORTS: u32 = 64 * 64;
+
+/// Masks `port` in shared info (delivery stops until [`unmask`]); no port beyond the ABI's.
 fn mask(port: u32) {
+    if port >= ABI_PORTS {
+        return;
+    }
     let w = (port / 64) as usize;
     // SAFETY: address of a field of the mapped page; nothing is read through the raw place.
     word(unsafe { (&raw const (*shared()).evtchn_mask).cast() }, w)
@@ -280,8 +286,8 @@ fn on_device(port: EventChannel, slot: usize) {
     DEVICES.dispatch(slot);
 }
 
-/// `Platform::irq_register` on Xen: `irq` is an event-channel port (bound by the caller), on
-/// vCPU 0 (the one CPU; `EVTCHNOP_bind_vcpu` comes with multi-core).
+/// `Platform::irq_register` on Xen: `irq` is an event-channel port (bound by the caller: see
+/// [`alloc_unbound`]), on vCPU 0 (the one CPU; `EVTCHNOP_bind_vcpu` comes with multi-core).
 pub fn register(
     irq: Irq,
     cpu: CpuId,
@@ -302,4 +308,91 @@ pub fn register(
             EventError::Busy(_) => IrqError::Busy(irq),
         }
     })
+}
+
+/// Xen's refusal of an event-channel operation: its negative errno (`-EINVAL` = -22, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XenError(pub i32);
+
+impl core::fmt::Display for XenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Xen error {}", self.0)
+    }
+}
+
+fn evtchn_op<T>(cmd: u32, arg: &mut T) -> Result<(), XenError> {
+    // SAFETY: every caller passes the structure `cmd` takes (the wrappers below pair them), live
+    // for the call; these operations only allocate, bind, signal or close this domain's ports.
+    let rc = unsafe { crate::hypercall::event_channel_op(cmd, (arg as *mut T).cast()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(XenError(i32::try_from(rc).unwrap_or(i32::MIN)))
+    }
+}
+
+/// `EVTCHNOP_alloc_unbound`: a fresh port of this domain, unbound, that domain `remote` may
+/// connect to with `EVTCHNOP_bind_interdomain` (a split driver's frontend does this, then writes
+/// the port to XenStore for its backend). `remote` may be [`xen_sys::DOMID_SELF`]: a loopback
+/// channel (see [`bind_interdomain`]). Give the port a handler with `Platform::irq_register`
+/// (`Irq(port)`), which unmasks it.
+pub fn alloc_unbound(remote: u16) -> Result<u32, XenError> {
+    let mut arg = xen_sys::evtchn_alloc_unbound {
+        dom: xen_sys::DOMID_SELF,
+        remote_dom: remote,
+        port: 0,
+    };
+    evtchn_op(xen_sys::EVTCHNOP_alloc_unbound, &mut arg)?;
+    Ok(arg.port)
+}
+
+/// `EVTCHNOP_bind_interdomain`: a fresh port of this domain connected to port `remote_port` of
+/// domain `remote` (which allocated it unbound for us: a backend's side; with
+/// [`xen_sys::DOMID_SELF`], the other end of a loopback channel). Sending on either end signals
+/// the other.
+pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32, XenError> {
+    let mut arg = xen_sys::evtchn_bind_interdomain {
+        remote_dom: remote,
+        remote_port,
+        local_port: 0,
+    };
+    evtchn_op(xen_sys::EVTCHNOP_bind_interdomain, &mut arg)?;
+    Ok(arg.local_port)
+}
+
+/// `EVTCHNOP_send`: signals the other end of `port` (the port itself for an IPI or a VIRQ).
+pub fn send(port: u32) -> Result<(), XenError> {
+    let mut arg = xen_sys::evtchn_send { port };
+    evtchn_op(xen_sys::EVTCHNOP_send, &mut arg)
+}
+
+/// Closes `port` (`EVTCHNOP_close`): masks it, drops its handler (a device's slot of
+/// `Platform::irq_register` too), then gives it back to Xen (the other end, if any, becomes
+/// unbound). Not for the timer's port, which is the platform's.
+pub fn close(port: u32) -> Result<(), XenError> {
+    mask(port);
+    let was = disable();
+    HANDLERS.lock().unbind(EventChannel(port));
+    if let Some(slot) = DEVICES.find(Irq(port)) {
+        DEVICES.unregister(slot);
+    }
+    restore(was);
+    let mut arg = xen_sys::evtchn_close { port };
+    evtchn_op(xen_sys::EVTCHNOP_close, &mut arg)
+}
+
+/// Whether `port`'s pending bit is set in shared info: an event Xen holds for it (while it is
+/// masked, or not yet delivered).
+pub fn is_pending(port: u32) -> bool {
+    if port >= ABI_PORTS {
+        return false;
+    }
+    // SAFETY: address of a field of the mapped page; nothing is read through the raw place.
+    word(
+        unsafe { (&raw const (*shared()).evtchn_pending).cast() },
+        (port / 64) as usize,
+    )
+    .load(Ordering::Acquire)
+        & (1u64 << (port % 64))
+        != 0
 }

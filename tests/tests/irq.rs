@@ -67,3 +67,21 @@ fn device_interrupts_and_the_preemptive_tick_share_the_cpu() {
     assert_exit(&boot, 0);
     line_with(&boot, &["irqprobe: 200 interrupts on line 2 (CPU 0)"]);
 }
+
+/// `irqprobe evtchn` off Xen: the facade's event-channel calls refuse (`NOT_XEN`), on platform
+/// `kvm` and in the universal image on QEMU alike.
+#[test]
+fn event_channels_are_refused_off_xen() {
+    for set in [&[][..], &["platform=universal"][..]] {
+        let boot = Run::new("irqprobe")
+            .machine(Machine::Microvm)
+            .set(set)
+            .args(&["evtchn"])
+            .boot();
+        assert_exit(&boot, 3);
+        line_with(
+            &boot,
+            &["irqprobe: not on Xen: no event channels (Xen error -38)"],
+        );
+    }
+}

@@ -9,6 +9,20 @@
 //! `N` interrupts (the first argument, default 20). Then it stops the PIT and prints
 //! `irqprobe: N interrupts on line 2 (CPU c)`. Exit 1 when they did not all arrive within two
 //! seconds (`irqprobe: only K interrupts ...`), 2 when the line cannot be registered.
+//!
+//! `irqprobe evtchn [N]` (Xen PV and PVH, and the universal image on Xen) checks the same seam
+//! on Xen's event channels, the lines of Xen's split drivers: it allocates an unbound port for
+//! itself (`EVTCHNOP_alloc_unbound` with `DOMID_SELF`, as a frontend does) and binds a second
+//! port to it (`EVTCHNOP_bind_interdomain`, as a backend does: a loopback pair), registers a
+//! handler for the first through `stardust::irq`, then sends `N` events (default 20) on the
+//! second, one at a time. The handler only counts: the platform masked the port before calling
+//! it (oneshot), so each next event, sent while the port is masked, must be held by Xen (its
+//! pending bit set, the handler not called) until the probe unmasks the port, and then arrive.
+//! Last, two events sent while masked arrive as one after the unmask (a port is a bit, not a
+//! queue), and nothing arrives after that. Prints `irqprobe: N events on port P (CPU c), each
+//! held while masked until unmasked`, `irqprobe: two events sent while masked arrived as one`,
+//! `irqprobe: ok`; exit 1 on a failed check (`irqprobe: FAIL: ...`), 2 when a port cannot be
+//! allocated, bound or registered, 3 when not on Xen (`irqprobe: not on Xen: ...`).
 #![no_std]
 #![no_main]
 
@@ -43,7 +57,13 @@ fn on_tick(data: usize) {
 
 #[stardust::main]
 fn main() -> ExitCode {
-    let wanted = stardust::args()
+    let mut args = stardust::args().peekable();
+    if args.peek() == Some(&"evtchn") {
+        args.next();
+        let wanted = args.next().and_then(|a| a.parse().ok()).unwrap_or(20u32);
+        return evtchn::probe(wanted.max(1));
+    }
+    let wanted = args
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(20u32)
@@ -78,4 +98,148 @@ fn main() -> ExitCode {
         PIT_LINE.0, cpu.0
     );
     ExitCode(0)
+}
+
+/// `irqprobe evtchn`: the seam on Xen's event channels (see the crate docs).
+mod evtchn {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    use stardust::irq::{self, xen};
+    use stardust::time::Instant;
+    use stardust::{ExitCode, println};
+
+    /// Events the handler saw.
+    static EVENTS: AtomicU32 = AtomicU32::new(0);
+
+    /// The handler: counts, and leaves the port masked (the probe unmasks it).
+    fn on_event(_port: usize) {
+        EVENTS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn events() -> u32 {
+        EVENTS.load(Ordering::Relaxed)
+    }
+
+    /// Waits (sleeping, so the vCPU blocks between events) until the handler counted `n`, at
+    /// most two seconds; returns the count.
+    fn wait_for(n: u32) -> u32 {
+        let start = Instant::now();
+        while events() < n && start.elapsed().as_millis() < 2000 {
+            stardust::time::sleep_ns(1_000_000);
+        }
+        events()
+    }
+
+    /// Lets Xen deliver anything it would (a few timer wake-ups), then returns the count.
+    fn settle() -> u32 {
+        stardust::time::sleep_ns(5_000_000);
+        events()
+    }
+
+    fn fail(what: core::fmt::Arguments<'_>) -> ExitCode {
+        println!("irqprobe: FAIL: {what}");
+        ExitCode(1)
+    }
+
+    pub fn probe(wanted: u32) -> ExitCode {
+        let port = match xen::alloc_unbound(xen::DOMID_SELF) {
+            Ok(p) => p,
+            Err(e) if e == xen::NOT_XEN => {
+                println!("irqprobe: not on Xen: no event channels ({e})");
+                return ExitCode(3);
+            }
+            Err(e) => {
+                println!("irqprobe: cannot allocate an event channel: {e}");
+                return ExitCode(2);
+            }
+        };
+        let other = match xen::bind_interdomain(xen::DOMID_SELF, port) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("irqprobe: cannot bind to port {}: {e}", port.0);
+                return ExitCode(2);
+            }
+        };
+        println!(
+            "irqprobe: event channel ports {} (handler) and {} (sender), a loopback pair",
+            port.0, other.0
+        );
+        let cpu = irq::current_cpu();
+        if let Err(e) = irq::register(port, cpu, on_event, port.0 as usize) {
+            println!("irqprobe: cannot register port {}: {e}", port.0);
+            return ExitCode(2);
+        }
+        if settle() != 0 {
+            return fail(format_args!(
+                "an event on port {} before any was sent",
+                port.0
+            ));
+        }
+        for n in 1..=wanted {
+            if let Err(e) = xen::send(other) {
+                return fail(format_args!("send on port {}: {e}", other.0));
+            }
+            if n > 1 {
+                // The port is masked since the last call: Xen holds the event.
+                let got = settle();
+                if got != n - 1 {
+                    return fail(format_args!(
+                        "event {n} arrived while port {} was masked ({got} events)",
+                        port.0
+                    ));
+                }
+                if !xen::is_pending(port) {
+                    return fail(format_args!(
+                        "event {n} not pending on masked port {}",
+                        port.0
+                    ));
+                }
+                irq::unmask(port);
+            }
+            let got = wait_for(n);
+            if got != n {
+                return fail(format_args!(
+                    "{got} events on port {} in 2 s after sending {n}",
+                    port.0
+                ));
+            }
+        }
+        println!(
+            "irqprobe: {wanted} events on port {} (CPU {}), each held while masked until unmasked",
+            port.0, cpu.0
+        );
+        // Two sends while masked set one pending bit: one event after the unmask, then none.
+        for _ in 0..2 {
+            if let Err(e) = xen::send(other) {
+                return fail(format_args!("send on port {}: {e}", other.0));
+            }
+        }
+        let before = settle();
+        irq::unmask(port);
+        let after = wait_for(wanted + 1);
+        irq::unmask(port);
+        let last = settle();
+        if before != wanted || after != wanted + 1 || last != wanted + 1 {
+            return fail(format_args!(
+                "two sends while masked: {} events before the unmask, {} after, {} later \
+                 (wanted {wanted}, {}, {})",
+                before,
+                after,
+                last,
+                wanted + 1,
+                wanted + 1
+            ));
+        }
+        println!("irqprobe: two events sent while masked arrived as one");
+        for p in [other, port] {
+            if let Err(e) = xen::close(p) {
+                return fail(format_args!("closing port {}: {e}", p.0));
+            }
+        }
+        // A closed port has no handler: sending on it is refused.
+        if xen::send(other).is_ok() {
+            return fail(format_args!("send on closed port {} accepted", other.0));
+        }
+        println!("irqprobe: ok");
+        ExitCode(0)
+    }
 }

@@ -51,6 +51,9 @@ pub mod threads;
 /// The virtio glue and the NIC probe (`net_device = "virtio"`).
 #[cfg(all(target_os = "none", feature = "net_device-virtio"))]
 pub mod virtio;
+/// Xen event channels of the guest's own (split drivers, probes); they fail off Xen.
+#[cfg(target_os = "none")]
+pub mod xen_events;
 /// The async executor's crate: futures, timers and async synchronization.
 #[cfg(feature = "scheduler-async")]
 pub use sched_async;

@@ -26,6 +26,23 @@ pub type SelectedPlatform = platform_xen::Xen;
 #[cfg(feature = "platform-universal")]
 pub type SelectedPlatform = platform::universal::Universal<platform_kvm::Kvm, platform_xen::Xen>;
 
+/// Whether the image runs on Xen (its hypercalls and event channels are there to call).
+#[cfg(feature = "platform-xen")]
+pub fn on_xen() -> bool {
+    true
+}
+/// Whether the image runs on Xen: the universal image's choice at boot.
+#[cfg(feature = "platform-universal")]
+pub fn on_xen() -> bool {
+    SelectedPlatform::chosen() == Some(platform::universal::Choice::Detected)
+}
+/// Whether the image runs on Xen (never, with platform `kvm`).
+#[cfg(feature = "platform-kvm")]
+#[allow(dead_code)]
+pub fn on_xen() -> bool {
+    false
+}
+
 /// Whether RAM is mapped at its guest-physical address, so DMA memory's address for a device
 /// is its address for the CPU (`dma.rs`): KVM-class monitors and Xen PVH, not Xen PV.
 pub const IDENTITY_DMA: bool = !cfg!(all(

@@ -257,6 +257,18 @@ pub mod irq {
     pub fn current_cpu() -> CpuId {
         kernel::current_cpu()
     }
+
+    /// Xen event channels of the guest's own, as interrupt lines (`Irq(port)`): allocate a
+    /// port ([`alloc_unbound`](xen::alloc_unbound), which a split driver's frontend offers its
+    /// backend; with [`DOMID_SELF`](xen::DOMID_SELF) and
+    /// [`bind_interdomain`](xen::bind_interdomain), a loopback pair), [`register`] a handler
+    /// for it, [`send`](xen::send) on the other end. Off Xen (platform `kvm`, the universal image
+    /// on a KVM-class monitor) every call fails with [`NOT_XEN`](xen::NOT_XEN).
+    pub mod xen {
+        pub use kernel::xen_events::{
+            DOMID_SELF, NOT_XEN, XenError, alloc_unbound, bind_interdomain, close, is_pending, send,
+        };
+    }
 }
 
 /// The CPU's cycle counter: raw and monotonic, for timing code (benchmarks). The scheduler
