@@ -138,7 +138,9 @@ impl Config {
 /// `65536`, `64K`, `4M`, `1G` (binary units, `k`/`m`/`g` too).
 fn size(s: &str) -> Option<u64> {
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(digits_end);
+    // `split_at_checked`, not `split_at`: no str-slicing panic path (its message formats chars
+    // with `Debug`, which brings core's Unicode tables into the image).
+    let (digits, unit) = s.split_at_checked(digits_end)?;
     let n = number(digits)?;
     let shift = match unit {
         "" => 0,

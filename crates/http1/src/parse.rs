@@ -407,10 +407,16 @@ fn request_line(line: &[u8]) -> Result<(Method, &str, &str, Version), Error> {
 
 /// The path of a request-target (RFC 9112 §3.2): origin form, absolute form (`http` or
 /// `https`), or `*` for `OPTIONS`. Authority form is `CONNECT`'s, which is not served.
+/// `s` up to its query or fragment.
+fn without_query(s: &str) -> &str {
+    s.split(['?', '#']).next().unwrap_or(s)
+}
+
 fn target_path(method: Method, target: &str) -> Result<&str, Error> {
-    let without_query = |s: &'_ str| -> usize { s.find(['?', '#']).unwrap_or(s.len()) };
+    // No `&str[range]` here: a str-slicing panic path formats chars with `Debug`, which brings
+    // core's Unicode tables into the image (`split`, `split_once` and `get` cannot panic).
     if target.starts_with('/') {
-        return Ok(&target[..without_query(target)]);
+        return Ok(without_query(target));
     }
     if target == "*" {
         return if method == Method::Options {
@@ -419,18 +425,15 @@ fn target_path(method: Method, target: &str) -> Result<&str, Error> {
             Err(Error::BadTarget)
         };
     }
-    let scheme_end = target.find("://").ok_or(Error::BadTarget)?;
-    let scheme = &target[..scheme_end];
+    let (scheme, rest) = target.split_once("://").ok_or(Error::BadTarget)?;
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return Err(Error::BadTarget);
     }
-    let rest = &target[scheme_end + 3..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     if authority_end == 0 {
         return Err(Error::BadTarget);
     }
-    let rest = &rest[authority_end..];
-    let path = &rest[..without_query(rest)];
+    let path = without_query(rest.get(authority_end..).unwrap_or_default());
     Ok(if path.is_empty() { "/" } else { path })
 }
 
