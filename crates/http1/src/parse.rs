@@ -407,14 +407,20 @@ fn request_line(line: &[u8]) -> Result<(Method, &str, &str, Version), Error> {
 
 /// The path of a request-target (RFC 9112 §3.2): origin form, absolute form (`http` or
 /// `https`), or `*` for `OPTIONS`. Authority form is `CONNECT`'s, which is not served.
+/// Where the first of `delimiters` (ASCII) is in `s`: a byte search, so a char boundary.
+fn find_ascii(s: &str, delimiters: &[u8]) -> Option<usize> {
+    s.bytes().position(|b| delimiters.contains(&b))
+}
+
 /// `s` up to its query or fragment.
 fn without_query(s: &str) -> &str {
-    s.split(['?', '#']).next().unwrap_or(s)
+    find_ascii(s, b"?#").and_then(|i| s.get(..i)).unwrap_or(s)
 }
 
 fn target_path(method: Method, target: &str) -> Result<&str, Error> {
-    // No `&str[range]` here: a str-slicing panic path formats chars with `Debug`, which brings
-    // core's Unicode tables into the image (`split`, `split_once` and `get` cannot panic).
+    // Byte searches and `get`, not `str::find` of a string and `&str[range]`: the substring
+    // searcher is large, and a str-slicing panic path formats chars with `Debug`, which brings
+    // core's Unicode tables into the image.
     if target.starts_with('/') {
         return Ok(without_query(target));
     }
@@ -425,11 +431,20 @@ fn target_path(method: Method, target: &str) -> Result<&str, Error> {
             Err(Error::BadTarget)
         };
     }
-    let (scheme, rest) = target.split_once("://").ok_or(Error::BadTarget)?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+    let scheme_end = target
+        .as_bytes()
+        .windows(3)
+        .position(|w| w == b"://")
+        .ok_or(Error::BadTarget)?;
+    let (scheme, rest) = (
+        &target.as_bytes()[..scheme_end],
+        target.get(scheme_end + 3..),
+    );
+    if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
         return Err(Error::BadTarget);
     }
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = rest.unwrap_or_default();
+    let authority_end = find_ascii(rest, b"/?#").unwrap_or(rest.len());
     if authority_end == 0 {
         return Err(Error::BadTarget);
     }
