@@ -71,55 +71,48 @@ impl Config {
                     KEYS.join(", ")
                 ));
             };
-            let bad = |what: &str| format!("`{arg}`: {key} must be {what}");
-            match key {
-                "port" => {
-                    c.port = number(value)
-                        .and_then(|n| u16::try_from(n).ok())
-                        .filter(|&p| p != 0)
-                        .ok_or_else(|| bad("a port number, 1 to 65535"))?;
-                }
-                "size" => c.size = Some(size(value).ok_or_else(|| bad("a size like 1024 or 64K"))?),
-                "bytes_max" => c.bytes_max = size(value).ok_or_else(|| bad("a size like 64M"))?,
-                "line_max" => {
-                    c.limits.line_max = size(value)
-                        .and_then(|n| usize::try_from(n).ok())
-                        .filter(|n| (16..=1 << 20).contains(n))
-                        .ok_or_else(|| bad("a size from 16 to 1M"))?;
-                }
-                "header_max" => {
-                    c.limits.header_max = size(value)
-                        .and_then(|n| usize::try_from(n).ok())
-                        .filter(|n| (2..=1 << 20).contains(n))
-                        .ok_or_else(|| bad("a size from 2 to 1M"))?;
-                }
-                "headers_max" => {
-                    c.limits.headers_max = number(value)
-                        .and_then(|n| usize::try_from(n).ok())
-                        .filter(|n| (1..=1024).contains(n))
-                        .ok_or_else(|| bad("a count from 1 to 1024"))?;
-                }
-                "body_max" => {
-                    c.limits.body_max = size(value).ok_or_else(|| bad("a size like 1M"))?
-                }
-                "idle_timeout" => {
-                    c.idle_timeout =
-                        duration(value).ok_or_else(|| bad("a duration like 5s or 500ms, not 0"))?;
-                }
-                "request_timeout" => {
-                    c.request_timeout = duration(value)
-                        .ok_or_else(|| bad("a duration like 10s or 500ms, not 0"))?;
-                }
-                "requests_max" => {
-                    c.requests_max = number(value).ok_or_else(|| bad("a count (0: no bound)"))?;
-                }
+            // What the value must be, when it is not: one `format!` for every key.
+            let set = match key {
+                "port" => number(value)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&p| p != 0)
+                    .map(|p| c.port = p)
+                    .ok_or("a port number, 1 to 65535"),
+                "size" => size(value)
+                    .map(|n| c.size = Some(n))
+                    .ok_or("a size like 1024 or 64K"),
+                "bytes_max" => size(value)
+                    .map(|n| c.bytes_max = n)
+                    .ok_or("a size like 64M"),
+                "line_max" => bounded(size(value), 16, 1 << 20)
+                    .map(|n| c.limits.line_max = n)
+                    .ok_or("a size from 16 to 1M"),
+                "header_max" => bounded(size(value), 2, 1 << 20)
+                    .map(|n| c.limits.header_max = n)
+                    .ok_or("a size from 2 to 1M"),
+                "headers_max" => bounded(number(value), 1, 1024)
+                    .map(|n| c.limits.headers_max = n)
+                    .ok_or("a count from 1 to 1024"),
+                "body_max" => size(value)
+                    .map(|n| c.limits.body_max = n)
+                    .ok_or("a size like 1M"),
+                "idle_timeout" => duration(value)
+                    .map(|d| c.idle_timeout = d)
+                    .ok_or("a duration like 5s or 500ms, not 0"),
+                "request_timeout" => duration(value)
+                    .map(|d| c.request_timeout = d)
+                    .ok_or("a duration like 10s or 500ms, not 0"),
+                "requests_max" => number(value)
+                    .map(|n| c.requests_max = n)
+                    .ok_or("a count (0: no bound)"),
                 _ => {
                     return Err(format!(
                         "`{arg}`: unknown key `{key}` (keys: {})",
                         KEYS.join(", ")
                     ));
                 }
-            }
+            };
+            set.map_err(|what| format!("`{arg}`: {key} must be {what}"))?;
         }
         if let Some(n) = c.size.filter(|&n| n > c.bytes_max) {
             return Err(format!("size={n} is above bytes_max={}", c.bytes_max));
@@ -150,6 +143,12 @@ fn size(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(1 << shift)
+}
+
+/// `n` as a `usize` within `min..=max`.
+fn bounded(n: Option<u64>, min: usize, max: usize) -> Option<usize> {
+    n.and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (min..=max).contains(n))
 }
 
 /// `500ms`, `5s` (not zero).
