@@ -100,7 +100,11 @@ pub enum InitError {
 impl core::fmt::Display for InitError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            InitError::NotNetwork(t) => write!(f, "not a network device ({t:?})"),
+            // The type's number, not its `Debug` name: that table of every virtio device's
+            // name would be in the image for this one message.
+            InitError::NotNetwork(t) => {
+                write!(f, "not a network device (virtio device type {})", *t as u8)
+            }
             InitError::Virtio(e) => write!(f, "virtio: {e}"),
             InitError::NoDmaMemory => f.write_str("no DMA memory for the buffers"),
             InitError::Posting => f.write_str("the receive queue refused its buffers"),
