@@ -57,6 +57,21 @@ pub const KEYS: &[&str] = &[
     "requests_max",
 ];
 
+/// [`KEYS`], comma-separated (without `join`'s allocation and code).
+struct Keys;
+
+impl core::fmt::Display for Keys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, key) in KEYS.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(key)?;
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads `key=value` arguments over the defaults. Sizes are a byte count or a number with
     /// `K`, `M` or `G` (binary: `64K` = 65536); durations are a number with `ms` or `s`
@@ -66,10 +81,7 @@ impl Config {
         let mut c = Config::default();
         for arg in args {
             let Some((key, value)) = arg.split_once('=') else {
-                return Err(format!(
-                    "`{arg}`: expected key=value (keys: {})",
-                    KEYS.join(", ")
-                ));
+                return Err(format!("`{arg}`: expected key=value (keys: {})", Keys));
             };
             // What the value must be, when it is not: one `format!` for every key.
             let set = match key {
@@ -106,10 +118,7 @@ impl Config {
                     .map(|n| c.requests_max = n)
                     .ok_or("a count (0: no bound)"),
                 _ => {
-                    return Err(format!(
-                        "`{arg}`: unknown key `{key}` (keys: {})",
-                        KEYS.join(", ")
-                    ));
+                    return Err(format!("`{arg}`: unknown key `{key}` (keys: {})", Keys));
                 }
             };
             set.map_err(|what| format!("`{arg}`: {key} must be {what}"))?;
