@@ -54,11 +54,7 @@ fn print_cargo_builds_the_same_image_with_plain_cargo() {
     let mut cmd = cargo();
     for p in parts.by_ref() {
         match p.split_once('=') {
-            // `STARDUST_*` settings, and the target's rustflags (registry paths remapped).
-            Some((k, v))
-                if k.starts_with("STARDUST_")
-                    || k == "CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS" =>
-            {
+            Some((k, v)) if k.starts_with("STARDUST_") => {
                 cmd.env(k, v);
             }
             _ => {
