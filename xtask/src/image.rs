@@ -35,9 +35,10 @@ impl CargoCommand {
         let mut args = release_build(app);
         args.push("--features".into());
         args.push(profile.features().join(","));
-        let mut env = profile.env();
-        env.extend(remap_registry_paths());
-        CargoCommand { env, args }
+        CargoCommand {
+            env: profile.env(),
+            args,
+        }
     }
 
     /// `cargo build --release --target x86_64-unknown-none -p empty-kernel`.
@@ -84,34 +85,6 @@ impl CargoCommand {
         }
         Ok(())
     }
-}
-
-/// The variable of the target's extra rustflags (cargo joins it to `.cargo/config.toml`'s).
-pub const TARGET_RUSTFLAGS: &str = "CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS";
-
-/// `--remap-path-prefix=<CARGO_HOME>/registry/src/<index>/=` for each registry index: the panic
-/// locations of dependencies then name `smoltcp-0.14.0/src/wire/tcp.rs`, not the machine's
-/// whole registry path (the net profile's httpd: -1.8 KB). None when there is no registry or a
-/// path has whitespace (the variable is split at whitespace).
-fn remap_registry_paths() -> Option<(String, String)> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
-    let mut dirs: Vec<String> = std::fs::read_dir(home.join("registry").join("src"))
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.path().to_str().map(String::from))
-        .collect();
-    if dirs.is_empty() || dirs.iter().any(|d| d.contains(char::is_whitespace)) {
-        return None;
-    }
-    dirs.sort();
-    let flags = dirs
-        .iter()
-        .map(|d| format!("--remap-path-prefix={d}/="))
-        .collect::<Vec<_>>()
-        .join(" ");
-    Some((TARGET_RUSTFLAGS.to_string(), flags))
 }
 
 fn release_build(package: &str) -> Vec<String> {
@@ -347,12 +320,8 @@ mod tests {
         );
         let text = "platform = \"kvm\"\n[slots]\nallocator = \"bump\"\nscheduler = \"none\"\nconsole = \"serial\"\n[settings]\nstack_size = \"64K\"\n";
         let p = Profile::parse("default", text, &[], &catalog).expect("valid");
-        let mut cmd = CargoCommand::for_image(&p, "hello");
-        // The registry's paths are the machine's.
-        cmd.env
-            .retain(|(k, v)| !(k == TARGET_RUSTFLAGS && v.starts_with("--remap-path-prefix=")));
         assert_eq!(
-            cmd.shell_line(),
+            CargoCommand::for_image(&p, "hello").shell_line(),
             "STARDUST_LOG_LEVEL=info STARDUST_HEAP_SIZE=0 STARDUST_STACK_SIZE=65536 \
              STARDUST_TIME_SLICE_NS=10000000 STARDUST_NET_IP=10.0.2.15/24 \
              STARDUST_NET_GATEWAY=10.0.2.2 STARDUST_NET_TCP_BUFFER=65536 \
