@@ -142,16 +142,32 @@ fn echo(mut stream: TcpStream) {
 
 fn sink(mut stream: TcpStream) {
     let mut buf = [0u8; CHUNK];
+    let mut total = 0u64;
     while let Ok(n) = stream.read(&mut buf) {
         if n == 0 {
-            return;
+            break;
         }
+        total += n as u64;
     }
+    report("sink", total);
 }
 
 fn source(mut stream: TcpStream) {
     let buf = [0u8; CHUNK];
-    while stream.write_all(&buf).is_ok() {}
+    let mut total = 0u64;
+    while stream.write_all(&buf).is_ok() {
+        total += CHUNK as u64;
+    }
+    report("source", total);
+}
+
+/// After a bulk stream: its bytes and the network's counters, on one console line.
+fn report(what: &str, bytes: u64) {
+    let text = stardust::net::stats_text().unwrap_or_default();
+    println!(
+        "echo: {what} stream of {bytes} bytes done; {}",
+        text.trim_end().replace('\n', ", ")
+    );
 }
 
 fn udp_echo(socket: UdpSocket) {

@@ -86,6 +86,12 @@
 //!   random, so a new incarnation's window is unrelated to the old one's, which is what RFC
 //!   6191 relies on for a server to reuse a TIME-WAIT tuple early.
 //!
+//! A dropped stream in CLOSING (both sides sent a FIN at once, ours not yet acknowledged) whose
+//! data the peer has all acknowledged is removed the same way: the peer has every byte and has
+//! closed its side; if it never got our FIN, its retransmitted FIN gets an RST, as above. QEMU's
+//! user networking leaves such closes unacknowledged for seconds, which starved the listener
+//! pools of an HTTP server closing after each response.
+//!
 //! A stream dropped with unread data is reset (as Linux does, RFC 2525); one whose peer never
 //! finishes the close is aborted after [`Limits::linger_ns`]. Every TCP socket also gives up
 //! after 60 s without acknowledgement of what it sent (smoltcp's timeout), so a handshake that
@@ -113,4 +119,4 @@ pub use config::{ConfigError, IpConfig, Limits};
 /// smoltcp, for the glue's and the tests' use of its types.
 pub use smoltcp;
 pub use socket::{Shared, TcpListener, TcpStream, UdpSocket, Wait};
-pub use stack::{DhcpStatus, Error, ListenerId, Shutdown, Stack, StackStats};
+pub use stack::{DhcpStatus, Error, ListenerId, Shutdown, Stack, StackStats, TCP_STATES};

@@ -175,6 +175,9 @@ pub struct StackStats {
     pub accepted: u64,
     /// Sockets removed in TIME-WAIT (without waiting 10 s).
     pub time_wait_reaped: u64,
+    /// Sockets removed in CLOSING with all their data acknowledged (only the acknowledgement
+    /// of their FIN missing: see the crate docs).
+    pub closing_reaped: u64,
     /// Closing sockets aborted at their linger deadline.
     pub lingered_out: u64,
     /// Times a listener could not refill its pool for lack of sockets.
@@ -189,7 +192,26 @@ pub struct StackStats {
     pub dhcp_router_refused: u64,
     /// DHCP leases lost (expired, or a NAK).
     pub dhcp_lost: u64,
+    /// Polls ([`Stack::poll`]: the glue's poller and every socket call).
+    pub polls: u64,
+    /// Polls that changed some socket's state (bumped the generation).
+    pub polls_changed: u64,
 }
+
+/// smoltcp's TCP states, in the order [`Stack::tcp_state_counts`] counts them.
+pub const TCP_STATES: [tcp::State; 11] = [
+    tcp::State::Closed,
+    tcp::State::Listen,
+    tcp::State::SynSent,
+    tcp::State::SynReceived,
+    tcp::State::Established,
+    tcp::State::FinWait1,
+    tcp::State::FinWait2,
+    tcp::State::CloseWait,
+    tcp::State::Closing,
+    tcp::State::LastAck,
+    tcp::State::TimeWait,
+];
 
 /// How long a handshake may take: a SYN-SENT or SYN-RECEIVED socket closes after this without
 /// an answer. smoltcp's timeout also aborts an established connection that heard nothing from
@@ -369,6 +391,20 @@ impl<D: NetDevice> Stack<D> {
         }
     }
 
+    /// How many TCP sockets are in each state (listening pools, connections and closing
+    /// sockets alike), in the order of [`TCP_STATES`].
+    pub fn tcp_state_counts(&self) -> [usize; TCP_STATES.len()] {
+        let mut counts = [0; TCP_STATES.len()];
+        for (_, s) in self.sockets.iter() {
+            if let smoltcp::socket::Socket::Tcp(t) = s
+                && let Some(i) = TCP_STATES.iter().position(|&st| st == t.state())
+            {
+                counts[i] += 1;
+            }
+        }
+        counts
+    }
+
     /// Starts a new generation: wakes every waiter.
     fn bump(&mut self) {
         self.generation += 1;
@@ -390,7 +426,9 @@ impl<D: NetDevice> Stack<D> {
             == PollResult::SocketStateChanged;
         changed |= self.poll_dhcp();
         changed |= self.maintain();
+        self.stats.polls += 1;
         if changed {
+            self.stats.polls_changed += 1;
             self.bump();
         }
         changed
@@ -517,9 +555,16 @@ impl<D: NetDevice> Stack<D> {
             let o = self.orphans[i];
             let socket = self.sockets.get_mut::<tcp::Socket<'_>>(o.handle);
             match socket.state() {
-                tcp::State::Closed | tcp::State::TimeWait => {
-                    if socket.state() == tcp::State::TimeWait {
-                        self.stats.time_wait_reaped += 1;
+                // CLOSING with nothing left to send: the peer acknowledged every byte and sent
+                // its FIN; only the acknowledgement of our FIN is missing (QEMU's slirp leaves
+                // simultaneous closes there for seconds). As good as TIME-WAIT (crate docs).
+                tcp::State::Closed | tcp::State::TimeWait | tcp::State::Closing
+                    if socket.state() != tcp::State::Closing || socket.send_queue() == 0 =>
+                {
+                    match socket.state() {
+                        tcp::State::TimeWait => self.stats.time_wait_reaped += 1,
+                        tcp::State::Closing => self.stats.closing_reaped += 1,
+                        _ => {}
                     }
                     self.sockets.remove(o.handle);
                     self.live -= 1;
