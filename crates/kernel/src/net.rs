@@ -133,6 +133,10 @@ fn poll_once() -> Option<u64> {
             return None;
         };
         let now = now();
+        if fired {
+            // Only this poll reads the device's interrupt status (socket calls' polls skip it).
+            stack.interrupted();
+        }
         stack.poll(now);
         let line = NIC_IRQ.load(Ordering::Acquire);
         if fired && line != u32::MAX {
@@ -381,6 +385,13 @@ pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
         }
         NIC_IRQ.store(u32::MAX, Ordering::Release);
         POLL_CAP_NS.store(POLL_WITHOUT_IRQ_MS * 1_000_000, Ordering::Relaxed);
+    } else {
+        // Every interrupt reaches `poll_once`, which tells the stack.
+        let enabled = SelectedPlatform::interrupts_disable();
+        if let Some(stack) = STACK.lock().as_mut() {
+            stack.set_interrupt_driven(true);
+        }
+        SelectedPlatform::interrupts_restore(enabled);
     }
     if let Err(e) = waiters::start() {
         log::error!("net: no poller ({e}): the network is down");
@@ -608,13 +619,14 @@ pub fn stats_text() -> Option<alloc::string::String> {
     let mut t = alloc::string::String::new();
     let _ = write!(
         t,
-        "net_polls {}\nnet_polls_changed {}\nnet_poller_polls {}\nnet_irqs {}\n\
+        "net_polls {}\nnet_polls_changed {}\nnet_polls_tx_full {}\nnet_poller_polls {}\nnet_irqs {}\n\
          net_rx_frames {}\nnet_tx_frames {}\nnet_rx_dropped {}\nnet_tx_dropped {}\n\
          net_accepted {}\nnet_pool_starved {}\nnet_time_wait_reaped {}\nnet_closing_reaped {}\n\
          net_lingered_out {}\n\
          net_live_sockets {}\nnet_closing {}\n",
         s.polls,
         s.polls_changed,
+        s.polls_tx_full,
         g.poller_polls,
         g.irqs,
         d.rx_frames,

@@ -196,6 +196,9 @@ pub struct StackStats {
     pub polls: u64,
     /// Polls that changed some socket's state (bumped the generation).
     pub polls_changed: u64,
+    /// Times the stack was due at once but the device had no transmit buffer free (the next
+    /// poll then waits for the device).
+    pub polls_tx_full: u64,
 }
 
 /// smoltcp's TCP states, in the order [`Stack::tcp_state_counts`] counts them.
@@ -251,6 +254,10 @@ pub struct Stack<D: NetDevice> {
     next_port: u16,
     now_ns: u64,
     stats: StackStats,
+    /// The glue tells of the device's interrupts ([`Stack::set_interrupt_driven`]).
+    interrupt_driven: bool,
+    /// An interrupt came since the last poll (when interrupt driven).
+    interrupted: bool,
 }
 
 impl<D: NetDevice> fmt::Debug for Stack<D> {
@@ -321,6 +328,8 @@ impl<D: NetDevice> Stack<D> {
             next_port: EPHEMERAL + (seed % span) as u16,
             now_ns,
             stats: StackStats::default(),
+            interrupt_driven: false,
+            interrupted: false,
         }
     }
 
@@ -405,6 +414,20 @@ impl<D: NetDevice> Stack<D> {
         counts
     }
 
+    /// Says whether the glue reports every device interrupt with [`Stack::interrupted`]. Then
+    /// only the poll after an interrupt takes the device's news (`poll_interrupt`: on virtio an
+    /// ISR read, a trap to the monitor each time); the polls of socket calls in between receive
+    /// and transmit without it. Otherwise (the default) every poll does.
+    pub fn set_interrupt_driven(&mut self, yes: bool) {
+        self.interrupt_driven = yes;
+    }
+
+    /// The device interrupted: the next poll takes its news (see
+    /// [`Stack::set_interrupt_driven`]).
+    pub fn interrupted(&mut self) {
+        self.interrupted = true;
+    }
+
     /// Starts a new generation: wakes every waiter.
     fn bump(&mut self) {
         self.generation += 1;
@@ -421,7 +444,9 @@ impl<D: NetDevice> Stack<D> {
     pub fn poll(&mut self, now_ns: u64) -> bool {
         self.now_ns = self.now_ns.max(now_ns);
         let now = instant(self.now_ns);
-        self.phy.device_mut().poll_interrupt();
+        if !self.interrupt_driven || core::mem::take(&mut self.interrupted) {
+            self.phy.device_mut().poll_interrupt();
+        }
         let mut changed = self.iface.poll(now, &mut self.phy, &mut self.sockets)
             == PollResult::SocketStateChanged;
         changed |= self.poll_dhcp();
@@ -438,10 +463,18 @@ impl<D: NetDevice> Stack<D> {
     /// `None` when only a received frame or a socket call can make work. A deadline at or
     /// before `now_ns` means "now".
     pub fn poll_at(&mut self, now_ns: u64) -> Option<u64> {
-        let smol = self
-            .iface
-            .poll_at(instant(now_ns.max(self.now_ns)), &self.sockets)
-            .map(ns);
+        let now = now_ns.max(self.now_ns);
+        let smol = self.iface.poll_at(instant(now), &self.sockets).map(ns);
+        // Due now but the device has no transmit buffer free: polling again at once would spin
+        // (smoltcp has frames to send and nowhere to put them) until the device completes
+        // some; its interrupt for those completions brings the next poll instead.
+        let smol = match smol {
+            Some(at) if at <= now && self.phy.device_mut().transmit().is_none() => {
+                self.stats.polls_tx_full += 1;
+                None
+            }
+            at => at,
+        };
         let linger = self.orphans.iter().map(|o| o.deadline_ns).min();
         match (smol, linger) {
             (Some(a), Some(b)) => Some(a.min(b)),
