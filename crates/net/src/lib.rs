@@ -24,7 +24,9 @@
 //!   implements [`Wait`] for blocking calls: `wait(generation, deadline)` returns once
 //!   `Stack::generation` differs from `generation` or the deadline passed.
 //! - The network thread (or task) loops: lock; `stack.poll(now)` (it calls the device's
-//!   `poll_interrupt` first, so after an interrupt the glue just polls, then unmasks the line);
+//!   `poll_interrupt` first, so after an interrupt the glue just polls, then unmasks the line;
+//!   a glue that reports every interrupt with `Stack::interrupted` sets
+//!   `Stack::set_interrupt_driven`, and then only the poll after an interrupt calls it);
 //!   if `poll` returned true, the generation moved: wake every blocked thread (the stack wakes
 //!   async tasks itself); read `stack.poll_at(now)`; unlock; sleep until the device's interrupt
 //!   or that deadline. Nothing busy-polls: with no socket busy, `poll_at` is `None` or far off.
