@@ -926,6 +926,22 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
     let page_disk = tmp.0.join("page.img");
     netref::write_page_disk(&page_disk, &page_bytes)?;
     let ns = NetNs::create()?;
+    // Every client shares the namespace, and wrk closes first after `Connection: close`, so each
+    // target leaves its connections' ports in TIME-WAIT for 60 s; with the default 28,232
+    // ephemeral ports, one target's ~20,000 connections to 10.0.0.2:80 held the next target's
+    // connects back (Stardust's close rate fell from ~5,000 to ~800 req/s after Linux's, and
+    // not when measured alone). Let the clients reuse those ports (TIME-WAIT with timestamps)
+    // and take more of them (above 10000: below the forwards' 8080-8019 stay free).
+    let mut sysctl = ns.command("sysctl");
+    sysctl.args([
+        "-q",
+        "-w",
+        "net.ipv4.tcp_tw_reuse=1",
+        "net.ipv4.ip_local_port_range=10000 65535",
+    ]);
+    if let Err(e) = child::output(&mut sysctl, "sysctl") {
+        progress(format_args!("sysctl in the namespace: {e:#}"));
+    }
     progress(format_args!(
         "network namespace {} (TAP {} at {}, guest {})",
         ns.name(),
