@@ -4,8 +4,9 @@
 //!
 //! Arguments: `http1::Config::from_args`'s `key=value` (`port=80`, `size=N` for `GET /`,
 //! `idle_timeout=5s`, ...), plus `stack=32K` (each connection thread's stack). Besides the
-//! static site, `GET /stats` answers the server's counters and the heap in use (text, one
-//! `name value` per line), for leak checks from outside. Prints `httpd: ready on port N`.
+//! static site, `GET /stats` answers the server's counters, the heap in use and the network's
+//! counters (`stardust::net::stats_text`: polls, interrupts, frames, ...; text, one `name value`
+//! per line), for leak checks and profiles from outside. Prints `httpd: ready on port N`.
 //! A bad argument prints why, status 2.
 #![no_std]
 #![no_main]
@@ -37,13 +38,14 @@ impl Site for Server {
         if request.path == "/stats" {
             let heap = stardust::heap_stats();
             let text = format!(
-                "connections {}\nrequests {}\nerrors {}\nrefused {}\nheap_used {}\nheap_peak {}\n",
+                "connections {}\nrequests {}\nerrors {}\nrefused {}\nheap_used {}\nheap_peak {}\n{}",
                 CONNECTIONS.load(Ordering::Relaxed),
                 REQUESTS.load(Ordering::Relaxed),
                 ERRORS.load(Ordering::Relaxed),
                 REFUSED.load(Ordering::Relaxed),
                 heap.map_or(0, |h| h.used),
                 heap.map_or(0, |h| h.peak),
+                stardust::net::stats_text().unwrap_or_default(),
             );
             return Reply::new(Status::Ok, "text/plain", Body::Owned(text.into_bytes()));
         }

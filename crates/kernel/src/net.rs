@@ -54,6 +54,10 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static IRQ_PENDING: AtomicBool = AtomicBool::new(false);
 /// When the poller wakes next at the latest (ns; `u64::MAX`: only on an interrupt).
 static POLL_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The NIC's interrupts so far (its handler's calls).
+static IRQS: AtomicU64 = AtomicU64::new(0);
+/// The poller's polls so far (the rest of the stack's polls are socket calls').
+static POLLER_POLLS: AtomicU64 = AtomicU64::new(0);
 /// Without a working interrupt line, the longest the stack goes unpolled (ns; `u64::MAX`: the
 /// NIC interrupts).
 static POLL_CAP_NS: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -119,6 +123,7 @@ fn changed(generation: u64, poll_at: Option<u64>) {
 /// One poll: the device's news, frames in and out, timers; then the NIC's line is unmasked if
 /// it had fired. Returns the stack's next deadline.
 fn poll_once() -> Option<u64> {
+    POLLER_POLLS.fetch_add(1, Ordering::Relaxed);
     let fired = IRQ_PENDING.swap(false, Ordering::AcqRel);
     let enabled = SelectedPlatform::interrupts_disable();
     let (generation, at) = {
@@ -128,6 +133,10 @@ fn poll_once() -> Option<u64> {
             return None;
         };
         let now = now();
+        if fired {
+            // Only this poll reads the device's interrupt status (socket calls' polls skip it).
+            stack.interrupted();
+        }
         stack.poll(now);
         let line = NIC_IRQ.load(Ordering::Acquire);
         if fired && line != u32::MAX {
@@ -143,6 +152,7 @@ fn poll_once() -> Option<u64> {
 
 /// The NIC's interrupt handler: the line is masked until the poller polled.
 fn nic_interrupt(_data: usize) {
+    IRQS.fetch_add(1, Ordering::Relaxed);
     IRQ_PENDING.store(true, Ordering::Release);
     waiters::wake_poller();
 }
@@ -375,6 +385,13 @@ pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
         }
         NIC_IRQ.store(u32::MAX, Ordering::Release);
         POLL_CAP_NS.store(POLL_WITHOUT_IRQ_MS * 1_000_000, Ordering::Relaxed);
+    } else {
+        // Every interrupt reaches `poll_once`, which tells the stack.
+        let enabled = SelectedPlatform::interrupts_disable();
+        if let Some(stack) = STACK.lock().as_mut() {
+            stack.set_interrupt_driven(true);
+        }
+        SelectedPlatform::interrupts_restore(enabled);
     }
     if let Err(e) = waiters::start() {
         log::error!("net: no poller ({e}): the network is down");
@@ -573,4 +590,61 @@ pub fn stats() -> Option<(::net::StackStats, netdev::DeviceStats)> {
     Some(::net::Shared::with_stack(&Net, |s| {
         (s.stats(), netdev::NetDevice::stats(s.device()))
     }))
+}
+
+/// The glue's counters: the NIC's interrupts and the poller's polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GlueStats {
+    /// Interrupts from the NIC.
+    pub irqs: u64,
+    /// Polls by the poller (thread or task); the stack's `polls` less these are socket calls'.
+    pub poller_polls: u64,
+}
+
+/// The glue's counters.
+pub fn glue_stats() -> GlueStats {
+    GlueStats {
+        irqs: IRQS.load(Ordering::Relaxed),
+        poller_polls: POLLER_POLLS.load(Ordering::Relaxed),
+    }
+}
+
+/// Every network counter as `name value` lines (for an app's `/stats`, or a log line), or
+/// `None` when the network is down.
+pub fn stats_text() -> Option<alloc::string::String> {
+    use core::fmt::Write;
+    let (s, d) = stats()?;
+    let states = ::net::Shared::with_stack(&Net, |st| st.tcp_state_counts());
+    let g = glue_stats();
+    let mut t = alloc::string::String::new();
+    let _ = write!(
+        t,
+        "net_polls {}\nnet_polls_changed {}\nnet_polls_tx_full {}\nnet_poller_polls {}\nnet_irqs {}\n\
+         net_rx_frames {}\nnet_tx_frames {}\nnet_rx_dropped {}\nnet_tx_dropped {}\n\
+         net_accepted {}\nnet_pool_starved {}\nnet_time_wait_reaped {}\nnet_closing_reaped {}\n\
+         net_lingered_out {}\n\
+         net_live_sockets {}\nnet_closing {}\n",
+        s.polls,
+        s.polls_changed,
+        s.polls_tx_full,
+        g.poller_polls,
+        g.irqs,
+        d.rx_frames,
+        d.tx_frames,
+        d.rx_dropped,
+        d.tx_dropped,
+        s.accepted,
+        s.pool_starved,
+        s.time_wait_reaped,
+        s.closing_reaped,
+        s.lingered_out,
+        s.live_sockets,
+        s.closing,
+    );
+    for (state, n) in ::net::TCP_STATES.iter().zip(states) {
+        if n > 0 {
+            let _ = writeln!(t, "net_tcp_{state} {n}");
+        }
+    }
+    Some(t)
 }

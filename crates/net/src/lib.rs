@@ -24,7 +24,9 @@
 //!   implements [`Wait`] for blocking calls: `wait(generation, deadline)` returns once
 //!   `Stack::generation` differs from `generation` or the deadline passed.
 //! - The network thread (or task) loops: lock; `stack.poll(now)` (it calls the device's
-//!   `poll_interrupt` first, so after an interrupt the glue just polls, then unmasks the line);
+//!   `poll_interrupt` first, so after an interrupt the glue just polls, then unmasks the line;
+//!   a glue that reports every interrupt with `Stack::interrupted` sets
+//!   `Stack::set_interrupt_driven`, and then only the poll after an interrupt calls it);
 //!   if `poll` returned true, the generation moved: wake every blocked thread (the stack wakes
 //!   async tasks itself); read `stack.poll_at(now)`; unlock; sleep until the device's interrupt
 //!   or that deadline. Nothing busy-polls: with no socket busy, `poll_at` is `None` or far off.
@@ -104,6 +106,12 @@
 //!   random, so a new incarnation's window is unrelated to the old one's, which is what RFC
 //!   6191 relies on for a server to reuse a TIME-WAIT tuple early.
 //!
+//! A dropped stream in CLOSING (both sides sent a FIN at once, ours not yet acknowledged) whose
+//! data the peer has all acknowledged is removed the same way: the peer has every byte and has
+//! closed its side; if it never got our FIN, its retransmitted FIN gets an RST, as above. QEMU's
+//! user networking leaves such closes unacknowledged for seconds, which starved the listener
+//! pools of an HTTP server closing after each response.
+//!
 //! A stream dropped with unread data is reset (as Linux does, RFC 2525); one whose peer never
 //! finishes the close is aborted after [`Limits::linger_ns`]. Every TCP socket also gives up
 //! after 60 s without acknowledgement of what it sent (smoltcp's timeout), so a handshake that
@@ -131,4 +139,4 @@ pub use config::{ConfigError, IpConfig, Limits};
 /// smoltcp, for the glue's and the tests' use of its types.
 pub use smoltcp;
 pub use socket::{Shared, TcpListener, TcpStream, UdpSocket, Wait};
-pub use stack::{DhcpStatus, Error, ListenerId, Shutdown, Stack, StackStats};
+pub use stack::{DhcpStatus, Error, ListenerId, Shutdown, Stack, StackStats, TCP_STATES};

@@ -177,6 +177,9 @@ pub struct StackStats {
     pub accepted: u64,
     /// Sockets removed in TIME-WAIT (without waiting 10 s).
     pub time_wait_reaped: u64,
+    /// Sockets removed in CLOSING with all their data acknowledged (only the acknowledgement
+    /// of their FIN missing: see the crate docs).
+    pub closing_reaped: u64,
     /// Closing sockets aborted at their linger deadline.
     pub lingered_out: u64,
     /// Times a listener could not refill its pool for lack of sockets.
@@ -195,7 +198,29 @@ pub struct StackStats {
     pub dhcp_router_refused: u64,
     /// DHCP leases lost (expired, or a NAK).
     pub dhcp_lost: u64,
+    /// Polls ([`Stack::poll`]: the glue's poller and every socket call).
+    pub polls: u64,
+    /// Polls that changed some socket's state (bumped the generation).
+    pub polls_changed: u64,
+    /// Times the stack was due at once but the device had no transmit buffer free (the next
+    /// poll then waits for the device).
+    pub polls_tx_full: u64,
 }
+
+/// smoltcp's TCP states, in the order [`Stack::tcp_state_counts`] counts them.
+pub const TCP_STATES: [tcp::State; 11] = [
+    tcp::State::Closed,
+    tcp::State::Listen,
+    tcp::State::SynSent,
+    tcp::State::SynReceived,
+    tcp::State::Established,
+    tcp::State::FinWait1,
+    tcp::State::FinWait2,
+    tcp::State::CloseWait,
+    tcp::State::Closing,
+    tcp::State::LastAck,
+    tcp::State::TimeWait,
+];
 
 /// How long a handshake may take: a SYN-SENT or SYN-RECEIVED socket closes after this without
 /// an answer. smoltcp's timeout also aborts an established connection that heard nothing from
@@ -235,6 +260,10 @@ pub struct Stack<D: NetDevice> {
     next_port: u16,
     now_ns: u64,
     stats: StackStats,
+    /// The glue tells of the device's interrupts ([`Stack::set_interrupt_driven`]).
+    interrupt_driven: bool,
+    /// An interrupt came since the last poll (when interrupt driven).
+    interrupted: bool,
 }
 
 impl<D: NetDevice> fmt::Debug for Stack<D> {
@@ -305,6 +334,8 @@ impl<D: NetDevice> Stack<D> {
             next_port: EPHEMERAL + (seed % span) as u16,
             now_ns,
             stats: StackStats::default(),
+            interrupt_driven: false,
+            interrupted: false,
         }
     }
 
@@ -376,6 +407,34 @@ impl<D: NetDevice> Stack<D> {
         }
     }
 
+    /// How many TCP sockets are in each state (listening pools, connections and closing
+    /// sockets alike), in the order of [`TCP_STATES`].
+    pub fn tcp_state_counts(&self) -> [usize; TCP_STATES.len()] {
+        let mut counts = [0; TCP_STATES.len()];
+        for (_, s) in self.sockets.iter() {
+            if let smoltcp::socket::Socket::Tcp(t) = s
+                && let Some(i) = TCP_STATES.iter().position(|&st| st == t.state())
+            {
+                counts[i] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Says whether the glue reports every device interrupt with [`Stack::interrupted`]. Then
+    /// only the poll after an interrupt takes the device's news (`poll_interrupt`: on virtio an
+    /// ISR read, a trap to the monitor each time); the polls of socket calls in between receive
+    /// and transmit without it. Otherwise (the default) every poll does.
+    pub fn set_interrupt_driven(&mut self, yes: bool) {
+        self.interrupt_driven = yes;
+    }
+
+    /// The device interrupted: the next poll takes its news (see
+    /// [`Stack::set_interrupt_driven`]).
+    pub fn interrupted(&mut self) {
+        self.interrupted = true;
+    }
+
     /// Starts a new generation: wakes every waiter.
     fn bump(&mut self) {
         self.generation += 1;
@@ -392,11 +451,15 @@ impl<D: NetDevice> Stack<D> {
     pub fn poll(&mut self, now_ns: u64) -> bool {
         self.now_ns = self.now_ns.max(now_ns);
         let now = instant(self.now_ns);
-        self.phy.device_mut().poll_interrupt();
+        if !self.interrupt_driven || core::mem::take(&mut self.interrupted) {
+            self.phy.device_mut().poll_interrupt();
+        }
         let mut changed = self.poll_iface(now);
         changed |= self.poll_dhcp();
         changed |= self.maintain();
+        self.stats.polls += 1;
         if changed {
+            self.stats.polls_changed += 1;
             self.bump();
         }
         changed
@@ -406,10 +469,18 @@ impl<D: NetDevice> Stack<D> {
     /// `None` when only a received frame or a socket call can make work. A deadline at or
     /// before `now_ns` means "now".
     pub fn poll_at(&mut self, now_ns: u64) -> Option<u64> {
-        let smol = self
-            .iface
-            .poll_at(instant(now_ns.max(self.now_ns)), &self.sockets)
-            .map(ns);
+        let now = now_ns.max(self.now_ns);
+        let smol = self.iface.poll_at(instant(now), &self.sockets).map(ns);
+        // Due now but the device has no transmit buffer free: polling again at once would spin
+        // (smoltcp has frames to send and nowhere to put them) until the device completes
+        // some; its interrupt for those completions brings the next poll instead.
+        let smol = match smol {
+            Some(at) if at <= now && self.phy.device_mut().transmit().is_none() => {
+                self.stats.polls_tx_full += 1;
+                None
+            }
+            at => at,
+        };
         let linger = self.orphans.iter().map(|o| o.deadline_ns).min();
         match (smol, linger) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -592,9 +663,16 @@ impl<D: NetDevice> Stack<D> {
             let o = self.orphans[i];
             let socket = self.sockets.get_mut::<tcp::Socket<'_>>(o.handle);
             match socket.state() {
-                tcp::State::Closed | tcp::State::TimeWait => {
-                    if socket.state() == tcp::State::TimeWait {
-                        self.stats.time_wait_reaped += 1;
+                // CLOSING with nothing left to send: the peer acknowledged every byte and sent
+                // its FIN; only the acknowledgement of our FIN is missing (QEMU's slirp leaves
+                // simultaneous closes there for seconds). As good as TIME-WAIT (crate docs).
+                tcp::State::Closed | tcp::State::TimeWait | tcp::State::Closing
+                    if socket.state() != tcp::State::Closing || socket.send_queue() == 0 =>
+                {
+                    match socket.state() {
+                        tcp::State::TimeWait => self.stats.time_wait_reaped += 1,
+                        tcp::State::Closing => self.stats.closing_reaped += 1,
+                        _ => {}
                     }
                     self.sockets.remove(o.handle);
                     self.live -= 1;

@@ -360,3 +360,35 @@ fn udp_echo() {
         Err(Error::TooLarge)
     );
 }
+
+/// Both sides close at once: the server's dropped stream goes to CLOSING (the client's FIN
+/// arrives before the acknowledgement of the server's), with all its data acknowledged. It is
+/// freed at once, as in TIME-WAIT, instead of holding its socket until its FIN is acknowledged
+/// (QEMU's slirp left such closes for seconds, and the listener pool starved); the client still
+/// reads the end of the stream.
+#[test]
+fn a_simultaneous_close_frees_the_closing_socket_at_once() {
+    let (c, s) = plain(limits());
+    let listener = TcpListener::bind(&s, 80, 2).expect("bind");
+    let mut client = TcpStream::connect(&c, server_addr(80), None).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    client.write_all(b"hi").expect("write");
+    let mut buf = [0; 8];
+    assert_eq!(server.read(&mut buf), Ok(2));
+    server.write_all(b"ok").expect("write");
+    assert_eq!(client.read(&mut buf), Ok(2));
+    // Everything acknowledged both ways.
+    s.run_until(1000, || c.with_stack(|st| st.device().pending()) == 0);
+    let live = s.stats().live_sockets;
+    // The client's FIN goes out at once (the call polls); the server closes before its stack
+    // polls, so its FIN cannot acknowledge the client's: CLOSING once the client's FIN arrives,
+    // in the poll of the drop itself.
+    client.shutdown(Shutdown::Write).expect("shutdown");
+    drop(server);
+    let stats = s.stats();
+    assert_eq!(stats.closing_reaped, 1, "{stats:?}");
+    assert_eq!(stats.closing, 0, "{stats:?}");
+    assert_eq!(stats.live_sockets, live - 1, "{stats:?}");
+    // The server's FIN (sent by that poll) still reaches the client.
+    assert_eq!(client.read(&mut buf), Ok(0));
+}

@@ -88,7 +88,9 @@ pub mod net {
     pub use core::net::{Ipv4Addr, SocketAddrV4};
     #[cfg(feature = "scheduler-async")]
     pub use kernel::net::{AsyncRead, AsyncWrite, embedded_io_async};
-    pub use kernel::net::{Error, TcpListener, TcpStream, UdpSocket, is_up, stats};
+    pub use kernel::net::{
+        Error, GlueStats, TcpListener, TcpStream, UdpSocket, glue_stats, is_up, stats, stats_text,
+    };
 }
 
 /// Blocking synchronization between threads (`scheduler = "coop"` or `"preempt"`): [`Mutex`],

@@ -92,6 +92,10 @@ pub struct NetArgs {
     /// `bench net`: only these targets (repeatable; default all).
     #[arg(long = "target", value_enum)]
     pub targets: Vec<TargetKind>,
+    /// `bench net`: a setting over the profile for Stardust's apps (`KEY=VALUE`, repeatable,
+    /// as `build --set`), to measure a change without editing the profile.
+    #[arg(long = "net-set", value_name = "KEY=VALUE")]
+    pub net_set: Vec<String>,
 }
 
 /// What is measured.
@@ -105,6 +109,8 @@ pub enum TargetKind {
     Stardust,
     /// The Linux reference guest over QEMU user networking (slirp).
     User,
+    /// Stardust's apps over QEMU user networking (slirp), through `--forward`.
+    StardustUser,
 }
 
 impl TargetKind {
@@ -114,6 +120,7 @@ impl TargetKind {
             TargetKind::Linux => "Linux guest, TAP",
             TargetKind::Stardust => "Stardust, TAP",
             TargetKind::User => "Linux guest, user net (slirp-capped)",
+            TargetKind::StardustUser => "Stardust, user net (slirp-capped)",
         }
     }
 }
@@ -342,15 +349,27 @@ impl NetReport {
             ));
         }
         let find = |k| self.targets.iter().find(|t| t.kind == k);
-        if let (Some(sd), Some(lx)) = (find(TargetKind::Stardust), find(TargetKind::Linux)) {
+        let pairs = [
+            ("", TargetKind::Stardust, TargetKind::Linux),
+            (" (user net)", TargetKind::StardustUser, TargetKind::User),
+        ];
+        let mut first = true;
+        for (what, a, b) in pairs {
+            let (Some(sd), Some(lx)) = (find(a), find(b)) else {
+                continue;
+            };
             let r = |a: Option<f64>, b: Option<f64>| {
                 a.zip(b)
                     .and_then(|(a, b)| super::stats::ratio(a, b))
                     .map_or("—".into(), |r| format!("{r:.2}×"))
             };
             let rps = |w: &Option<WrkSummary>| w.as_ref().map(|w| w.rps);
+            if first {
+                s.push('\n');
+                first = false;
+            }
             s.push_str(&format!(
-                "\nStardust / Linux: HTTP close {}, keep-alive {}, echo {}, up {}, down {}\n",
+                "Stardust / Linux{what}: HTTP close {}, keep-alive {}, echo {}, up {}, down {}\n",
                 r(rps(&sd.http_close), rps(&lx.http_close)),
                 r(rps(&sd.http_keepalive), rps(&lx.http_keepalive)),
                 r(sd.echo, lx.echo),
@@ -523,8 +542,13 @@ pub fn downstream(addr: SocketAddr, bytes: u64) -> Result<f64> {
 
 /// GETs `/` and returns the body (HTTP/1.0, read to the end).
 pub fn http_get(addr: SocketAddr) -> Result<Vec<u8>> {
+    http_get_path(addr, "/")
+}
+
+/// GETs `path` and returns the body (HTTP/1.0, read to the end).
+pub fn http_get_path(addr: SocketAddr, path: &str) -> Result<Vec<u8>> {
     let mut s = connect(addr)?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())?;
     let mut all = Vec::new();
     s.read_to_end(&mut all)?;
     let at = all
@@ -890,6 +914,7 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
             TargetKind::Linux,
             TargetKind::Stardust,
             TargetKind::User,
+            TargetKind::StardustUser,
         ]
     } else {
         args.targets.clone()
@@ -901,6 +926,22 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
     let page_disk = tmp.0.join("page.img");
     netref::write_page_disk(&page_disk, &page_bytes)?;
     let ns = NetNs::create()?;
+    // Every client shares the namespace, and wrk closes first after `Connection: close`, so each
+    // target leaves its connections' ports in TIME-WAIT for 60 s; with the default 28,232
+    // ephemeral ports, one target's ~20,000 connections to 10.0.0.2:80 held the next target's
+    // connects back (Stardust's close rate fell from ~5,000 to ~800 req/s after Linux's, and
+    // not when measured alone). Let the clients reuse those ports (TIME-WAIT with timestamps)
+    // and take more of them (above 10000: below the forwards' 8080-8019 stay free).
+    let mut sysctl = ns.command("sysctl");
+    sysctl.args([
+        "-q",
+        "-w",
+        "net.ipv4.tcp_tw_reuse=1",
+        "net.ipv4.ip_local_port_range=10000 65535",
+    ]);
+    if let Err(e) = child::output(&mut sysctl, "sysctl") {
+        progress(format_args!("sysctl in the namespace: {e:#}"));
+    }
     progress(format_args!(
         "network namespace {} (TAP {} at {}, guest {})",
         ns.name(),
@@ -982,12 +1023,14 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
                     run_linux(&ns, &cfg, g, &page_disk, tap, args, &mut res)
                 }
             },
-            TargetKind::Stardust => run_stardust(ws, &ns, args, &guest_cfg, &mut res),
+            TargetKind::Stardust | TargetKind::StardustUser => {
+                run_stardust(ws, &ns, args, &guest_cfg, &mut res)
+            }
         };
         match outcome {
             Ok(true) => report.targets.push(res),
             Ok(false) => {
-                if kind == TargetKind::Stardust {
+                if matches!(kind, TargetKind::Stardust | TargetKind::StardustUser) {
                     report.skipped.extend(res.notes);
                 }
             }
@@ -1082,8 +1125,10 @@ fn run_linux(
     Ok(true)
 }
 
-/// Stardust's apps over TAP: `httpd` (HTTP) and `echo` (echo and sink), when they exist.
-/// `Ok(false)` (with the reasons in `res.notes`) when neither can run.
+/// Stardust's apps over TAP ([`TargetKind::Stardust`]) or user networking
+/// ([`TargetKind::StardustUser`], the [`USER_FORWARDS`] as for Linux): `httpd` (HTTP) and `echo`
+/// (echo, sink and source), when they exist. `Ok(false)` (with the reasons in `res.notes`) when
+/// neither can run.
 fn run_stardust(
     ws: &Workspace,
     ns: &NetNs,
@@ -1091,11 +1136,23 @@ fn run_stardust(
     guest_cfg: &dyn Fn(PathBuf, String, bool) -> QemuConfig,
     res: &mut TargetResult,
 ) -> Result<bool> {
+    let tap = res.kind == TargetKind::Stardust;
+    let at = |guest_port: u16| {
+        if tap {
+            addr(netns::GUEST_IP, guest_port)
+        } else {
+            let (h, _) = USER_FORWARDS
+                .iter()
+                .find(|(_, g)| *g == guest_port)
+                .expect("every service port is forwarded");
+            addr("127.0.0.1", *h)
+        }
+    };
     let apps: [(&str, Endpoints); 2] = [
         (
             "httpd",
             Endpoints {
-                http: Some(addr(netns::GUEST_IP, HTTP_PORT)),
+                http: Some(at(HTTP_PORT)),
                 echo: None,
                 sink: None,
                 source: None,
@@ -1105,9 +1162,9 @@ fn run_stardust(
             "echo",
             Endpoints {
                 http: None,
-                echo: Some(addr(netns::GUEST_IP, ECHO_PORT)),
-                sink: Some(addr(netns::GUEST_IP, SINK_PORT)),
-                source: Some(addr(netns::GUEST_IP, SOURCE_PORT)),
+                echo: Some(at(ECHO_PORT)),
+                sink: Some(at(SINK_PORT)),
+                source: Some(at(SOURCE_PORT)),
             },
         ),
     ];
@@ -1120,7 +1177,7 @@ fn run_stardust(
             ));
             continue;
         }
-        let built = crate::build_app(ws, app, &args.net_profile, &[]);
+        let built = crate::build_app(ws, app, &args.net_profile, &args.net_set);
         let (_, image) = match built {
             Ok(b) => b,
             Err(e) => {
@@ -1132,19 +1189,61 @@ fn run_stardust(
                 continue;
             }
         };
-        let mut cfg = guest_cfg(image.elf.clone(), netns::guest_kargs(), true);
+        let kargs = if tap {
+            netns::guest_kargs()
+        } else {
+            "ip=10.0.2.15/24 gw=10.0.2.2".into()
+        };
+        let mut cfg = guest_cfg(image.elf.clone(), kargs, tap);
         if app == "httpd" {
             // `GET /` answers the bench's page.
             cfg.app_args = vec![format!("size={}", args.page)];
         }
+        let cmd = if tap {
+            cfg.command()
+        } else {
+            // In the namespace, as for Linux: the forwards bind its loopback.
+            cfg.nic = Some(crate::net::Nic::with_forwards(
+                USER_FORWARDS
+                    .iter()
+                    .map(|&(h, g)| crate::net::Forward::tcp(h, g))
+                    .collect(),
+            ));
+            let mut c = ns.command(&cfg.qemu.display().to_string());
+            c.args(cfg.args());
+            c
+        };
         progress(format_args!("Stardust {app}: {}", cfg.shell_line()));
-        let mut guest = Guest::start(cfg.command())?;
+        let mut guest = Guest::start(cmd)?;
         let first = ends.http.or(ends.echo).expect("every app has a port");
         if let Err(e) = wait_port(ns.name(), first, BOOT_LIMIT) {
             let _ = guest.wait_line("\u{0}", Duration::from_millis(100));
             bail!("Stardust `{app}`: {e:#}; {}", guest.tail());
         }
+        if !tap {
+            // slirp accepts on the forwarded port before the guest listens: wait for the
+            // guest's own line.
+            guest.wait_line("ready", BOOT_LIMIT)?;
+        }
         measure(ns, ends, args, res);
+        // The guest's own counters (polls, interrupts, frames): httpd's `/stats`, echo's lines
+        // after each bulk stream.
+        if let Some(http) = ends.http {
+            match in_ns(ns.name(), move || http_get_path(http, "/stats")) {
+                Ok(body) => progress(format_args!(
+                    "{} httpd /stats: {}",
+                    res.kind.label(),
+                    String::from_utf8_lossy(&body)
+                        .trim_end()
+                        .replace('\n', ", ")
+                )),
+                Err(e) => progress(format_args!("httpd /stats: {e:#}")),
+            }
+        }
+        let _ = guest.wait_line("\u{0}", Duration::from_millis(300));
+        for line in guest.console.iter().filter(|l| l.contains("stream of")) {
+            progress(format_args!("{} {line}", res.kind.label()));
+        }
         drop(guest);
         ran = true;
     }
