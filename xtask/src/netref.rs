@@ -27,7 +27,7 @@
 //! 1 to 3 minutes (70 s here) and about 1 GB.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Error, Result, bail};
@@ -253,64 +253,12 @@ fn debootstrap(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
 
 /// Cuts the initramfs down to virtio + ext4 and copies kernel and initramfs out.
 fn kernel(dir: &Path, rootfs: &Path) -> Result<()> {
-    let modules = rootfs.join("lib/modules");
-    let mut versions: Vec<String> = std::fs::read_dir(&modules)
-        .with_context(|| format!("reading {}", modules.display()))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    versions.sort();
-    let kver = versions
-        .last()
-        .cloned()
-        .ok_or_else(|| Error::msg("the root file system has no kernel modules"))?;
-    let conf = rootfs.join("etc/initramfs-tools/initramfs.conf");
-    let text =
-        std::fs::read_to_string(&conf).with_context(|| format!("reading {}", conf.display()))?;
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("MODULES=") {
-                "MODULES=list"
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n";
-    std::fs::write(&conf, text).context("writing initramfs.conf")?;
-    std::fs::write(
-        rootfs.join("etc/initramfs-tools/modules"),
-        "virtio_pci\nvirtio_mmio\nvirtio_blk\next4\n",
+    crate::xenlab::build::small_kernel(
+        dir,
+        rootfs,
+        &["virtio_pci", "virtio_mmio", "virtio_blk", "ext4"],
+        "",
     )
-    .context("writing initramfs modules")?;
-    run(
-        Command::new("chroot")
-            .arg(rootfs)
-            .args(["update-initramfs", "-u", "-k", &kver])
-            .stderr(Stdio::null()),
-        "update-initramfs in the root file system",
-    )?;
-    let archives = rootfs.join("var/cache/apt/archives");
-    if let Ok(entries) = std::fs::read_dir(&archives) {
-        for e in entries.flatten() {
-            if e.path().extension().is_some_and(|x| x == "deb") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    std::fs::copy(
-        rootfs.join(format!("boot/vmlinuz-{kver}")),
-        dir.join("vmlinuz"),
-    )
-    .context("copying the kernel")?;
-    std::fs::copy(
-        rootfs.join(format!("boot/initrd.img-{kver}")),
-        dir.join("initrd.img"),
-    )
-    .context("copying the initramfs")?;
-    Ok(())
 }
 
 /// The guest, built first (with a message saying how long that takes) when it is missing.

@@ -371,9 +371,19 @@ fn hypervisor(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
 /// Cuts dom0's initramfs down to virtio-blk + ext4 and copies kernel and initramfs out.
 fn dom0_kernel(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
     step(t0, "dom0 kernel and a small initramfs (virtio_blk, ext4)");
-    let modules = rootfs.join("lib/modules");
-    let mut versions: Vec<String> = std::fs::read_dir(&modules)
-        .with_context(|| format!("reading {}", modules.display()))?
+    std::fs::write(rootfs.join("etc/hostname"), "stardust-dom0\n").context("hostname")?;
+    small_kernel(dir, rootfs, &["virtio_pci", "virtio_blk", "ext4"], "dom0-")
+}
+
+/// The newest kernel of the debootstrapped `rootfs`, with an initramfs cut down to `modules`
+/// (`MODULES=list`, the modules added to the list) and built in the root file system, copied
+/// out as `dir/{prefix}vmlinuz` and `dir/{prefix}initrd.img`; the downloaded packages are
+/// removed from the root file system. The Xen lab's dom0 and `bench net`'s Linux reference
+/// guest are both made this way.
+pub fn small_kernel(dir: &Path, rootfs: &Path, modules: &[&str], prefix: &str) -> Result<()> {
+    let tree = rootfs.join("lib/modules");
+    let mut versions: Vec<String> = std::fs::read_dir(&tree)
+        .with_context(|| format!("reading {}", tree.display()))?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
@@ -389,9 +399,9 @@ fn dom0_kernel(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
         .lines()
         .map(|l| {
             if l.starts_with("MODULES=") {
-                "MODULES=list".to_string()
+                "MODULES=list"
             } else {
-                l.to_string()
+                l
             }
         })
         .collect::<Vec<_>>()
@@ -400,8 +410,8 @@ fn dom0_kernel(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
     std::fs::write(&conf, text).context("writing initramfs.conf")?;
     let list = rootfs.join("etc/initramfs-tools/modules");
     let mut mods = std::fs::read_to_string(&list).unwrap_or_default();
-    for m in ["virtio_pci", "virtio_blk", "ext4"] {
-        if !mods.lines().any(|l| l.trim() == m) {
+    for m in modules {
+        if !mods.lines().any(|l| l.trim() == *m) {
             mods.push_str(m);
             mods.push('\n');
         }
@@ -414,7 +424,6 @@ fn dom0_kernel(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
             .stderr(Stdio::null()),
         "update-initramfs in the root file system",
     )?;
-    std::fs::write(rootfs.join("etc/hostname"), "stardust-dom0\n").context("hostname")?;
     let archives = rootfs.join("var/cache/apt/archives");
     if let Ok(entries) = std::fs::read_dir(&archives) {
         for e in entries.flatten() {
@@ -423,16 +432,13 @@ fn dom0_kernel(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
             }
         }
     }
-    std::fs::copy(
-        rootfs.join(format!("boot/vmlinuz-{kver}")),
-        dir.join("dom0-vmlinuz"),
-    )
-    .context("copying the dom0 kernel")?;
-    std::fs::copy(
-        rootfs.join(format!("boot/initrd.img-{kver}")),
-        dir.join("dom0-initrd.img"),
-    )
-    .context("copying the dom0 initramfs")?;
+    for (file, what) in [("vmlinuz", "kernel"), ("initrd.img", "initramfs")] {
+        std::fs::copy(
+            rootfs.join(format!("boot/{file}-{kver}")),
+            dir.join(format!("{prefix}{file}")),
+        )
+        .with_context(|| format!("copying the {what}"))?;
+    }
     Ok(())
 }
 
