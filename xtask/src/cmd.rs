@@ -64,9 +64,10 @@ pub fn dispatch(ws: &Workspace, cmd: Cmd) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct ProfileArgs {
-    /// Profile: profiles/PROFILE.toml.
-    #[arg(long, default_value = "default")]
-    pub profile: String,
+    /// Profile: profiles/PROFILE.toml (default: the app's own, `[package.metadata.stardust]
+    /// profile` in its Cargo.toml, else `default`).
+    #[arg(long)]
+    pub profile: Option<String>,
     /// Platform (overrides the profile's `platform`).
     #[arg(long, value_enum)]
     pub platform: Option<PlatformArg>,
@@ -76,6 +77,21 @@ pub struct ProfileArgs {
 }
 
 impl ProfileArgs {
+    /// The profile to use: `--profile`, else `app`'s own (`[package.metadata.stardust]
+    /// profile`: `httpd` and `echo` name `net`), else `default`.
+    pub fn name(&self, ws: &Workspace, app: Option<&str>) -> Result<String> {
+        if let Some(p) = &self.profile {
+            return Ok(p.clone());
+        }
+        if let Some(app) = app
+            && ws.check_app(app).is_ok()
+            && let Some(p) = ws.app_profile(app)?
+        {
+            return Ok(p);
+        }
+        Ok("default".into())
+    }
+
     pub fn overrides(&self) -> Vec<String> {
         let mut o = self.set.clone();
         if let Some(p) = self.platform {

@@ -111,6 +111,15 @@ impl Workspace {
         AppRequires::from_manifest(&text).with_context(|| format!("apps/{app}/Cargo.toml"))
     }
 
+    /// The profile `app` is built with when none is given (`[package.metadata.stardust] profile`
+    /// in its Cargo.toml), if it names one.
+    pub fn app_profile(&self, app: &str) -> Result<Option<String>> {
+        let path = self.apps_dir().join(app).join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        app_profile_of(&text).with_context(|| format!("apps/{app}/Cargo.toml"))
+    }
+
     /// Fails, before anything is built, when `app` cannot be built with `profile`: a slot value
     /// its `requires` does not list (rustc would only say "unresolved import"), or a
     /// requirement that names no slot or value of the catalog.
@@ -192,6 +201,24 @@ impl Workspace {
 pub struct AppRequires {
     /// `(slot, accepted values)`, in the manifest's order.
     pub slots: Vec<(String, Vec<String>)>,
+}
+
+/// `[package.metadata.stardust] profile` of an app manifest: the profile the app is built with
+/// when none is given, or `None`.
+pub fn app_profile_of(text: &str) -> Result<Option<String>> {
+    let doc: toml::Table = toml::from_str(text).map_err(|e| anyhow::Error::msg(e.to_string()))?;
+    let profile = doc
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("stardust"))
+        .and_then(|s| s.get("profile"));
+    match profile {
+        None => Ok(None),
+        Some(toml::Value::String(p)) if !p.is_empty() => Ok(Some(p.clone())),
+        Some(other) => {
+            bail!("[package.metadata.stardust] profile must be a profile's name, not {other}")
+        }
+    }
 }
 
 impl AppRequires {
@@ -307,6 +334,37 @@ name = "threads"
 [package.metadata.stardust.requires]
 scheduler = ["coop", "preempt"]
 "#;
+
+    #[test]
+    fn an_app_may_name_its_own_profile() {
+        let text = "[package]\nname = \"httpd\"\n[package.metadata.stardust]\nprofile = \"net\"\n";
+        assert_eq!(app_profile_of(text).unwrap().as_deref(), Some("net"));
+        assert_eq!(
+            app_profile_of("[package]\nname = \"hello\"\n").unwrap(),
+            None
+        );
+        let bad = "[package.metadata.stardust]\nprofile = 3\n";
+        assert!(
+            app_profile_of(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("profile's name")
+        );
+        assert!(app_profile_of("[package.metadata.stardust]\nprofile = \"\"\n").is_err());
+        let ws = Workspace::locate();
+        assert_eq!(ws.app_profile("httpd").unwrap().as_deref(), Some("net"));
+        assert_eq!(ws.app_profile("echo").unwrap().as_deref(), Some("net"));
+        assert_eq!(ws.app_profile("hello").unwrap(), None);
+        // Every app's own profile exists and fits it.
+        let apps = std::fs::read_dir(ws.apps_dir()).unwrap();
+        for app in apps.flatten() {
+            let app = app.file_name().to_string_lossy().into_owned();
+            if let Some(p) = ws.app_profile(&app).unwrap() {
+                let profile = ws.load_profile(&p, &[]).unwrap();
+                ws.check_app_fits(&app, &profile).unwrap();
+            }
+        }
+    }
 
     #[test]
     fn an_app_names_the_slot_values_it_needs() {

@@ -21,7 +21,8 @@ pub struct BuildArgs {
 }
 
 pub fn run(ws: &Workspace, args: BuildArgs) -> Result<ExitCode> {
-    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
+    let name = args.profile.name(ws, Some(&args.app))?;
+    let profile = ws.load_profile(&name, &args.profile.overrides())?;
     ws.check_app(&args.app)?;
     ws.check_app_fits(&args.app, &profile)?;
     if args.print_cargo {

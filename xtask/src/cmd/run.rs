@@ -71,7 +71,8 @@ pub enum NetArg {
 pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     // Bounds first, before anything is built.
     args.qemu.timeout(None)?;
-    let profile = ws.load_profile(&args.profile.profile, &args.profile.overrides())?;
+    let name = args.profile.name(ws, args.app.as_deref())?;
+    let profile = ws.load_profile(&name, &args.profile.overrides())?;
     if let Some(app) = &args.app {
         ws.check_app(app)?;
         ws.check_app_fits(app, &profile)?;
