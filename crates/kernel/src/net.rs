@@ -54,6 +54,10 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static IRQ_PENDING: AtomicBool = AtomicBool::new(false);
 /// When the poller wakes next at the latest (ns; `u64::MAX`: only on an interrupt).
 static POLL_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The earliest poll a socket call asked for since the poller's last poll began (`u64::MAX`:
+/// none): a call that asks while the poller polls, before it publishes `POLL_DEADLINE`, is seen
+/// here instead of being lost ([`poller_step`]).
+static POLL_WANTED: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The NIC's interrupts so far (its handler's calls).
 static IRQS: AtomicU64 = AtomicU64::new(0);
 /// The poller's polls so far (the rest of the stack's polls are socket calls').
@@ -115,9 +119,30 @@ fn changed(generation: u64, poll_at: Option<u64>) {
     if GENERATION.swap(generation, Ordering::AcqRel) != generation {
         waiters::wake_all();
     }
-    if poll_at.unwrap_or(u64::MAX) < POLL_DEADLINE.load(Ordering::Acquire) {
-        waiters::wake_poller();
+    if let Some(at) = poll_at {
+        POLL_WANTED.fetch_min(at, Ordering::AcqRel);
+        if at < POLL_DEADLINE.load(Ordering::Acquire) {
+            waiters::wake_poller();
+        }
     }
+}
+
+/// The poller's step: one poll, then when to poll next (`u64::MAX`: on the NIC's interrupt
+/// only). The deadline is published before the socket calls' wishes are read, so a call either
+/// lowered `POLL_WANTED` before that read (and is in the answer) or sees the deadline and wakes
+/// the poller.
+#[cfg(any(feature = "threads", feature = "scheduler-async"))]
+fn poller_step() -> u64 {
+    POLL_WANTED.store(u64::MAX, Ordering::Release);
+    let at = next_poll(poll_once()).unwrap_or(u64::MAX);
+    POLL_DEADLINE.store(at, Ordering::Release);
+    at.min(POLL_WANTED.load(Ordering::Acquire))
+}
+
+/// Whether the poller, due again at `at`, may sleep: no interrupt, no earlier poll asked for.
+#[cfg(feature = "threads")]
+fn poller_may_sleep(at: u64) -> bool {
+    !IRQ_PENDING.load(Ordering::Acquire) && POLL_WANTED.load(Ordering::Acquire) >= at
 }
 
 /// One poll: the device's news, frames in and out, timers; then the NIC's line is unmasked if
@@ -168,7 +193,7 @@ impl ::net::Wait for Net {
 #[cfg(feature = "threads")]
 mod waiters {
     //! Threads block on wait queues; the `net` thread polls.
-    use super::{GENERATION, IRQ_PENDING, POLL_DEADLINE, next_poll, poll_once};
+    use super::{GENERATION, POLL_DEADLINE, poller_may_sleep, poller_step};
     use crate::threads::{Kernel, WaitQueue};
     use core::sync::atomic::Ordering;
 
@@ -199,15 +224,8 @@ mod waiters {
             16 * 1024,
             alloc::boxed::Box::new(|| {
                 loop {
-                    let at = next_poll(poll_once()).unwrap_or(u64::MAX);
-                    POLL_DEADLINE.store(at, Ordering::Release);
-                    POLLER.wait_if(
-                        || {
-                            !IRQ_PENDING.load(Ordering::Acquire)
-                                && POLL_DEADLINE.load(Ordering::Acquire) == at
-                        },
-                        (at != u64::MAX).then_some(at),
-                    );
+                    let at = poller_step();
+                    POLLER.wait_if(|| poller_may_sleep(at), (at != u64::MAX).then_some(at));
                     POLL_DEADLINE.store(0, Ordering::Release);
                 }
             }),
@@ -230,7 +248,7 @@ mod waiters {
     //! contended; on several, a handler on one CPU spins for the few instructions the task on
     //! another holds it. The task registers before it checks, and the handler notes before it
     //! takes the waker, so the lock orders them: no wake-up is lost.
-    use super::{IRQ_PENDING, POLL_DEADLINE, next_poll, poll_once};
+    use super::{IRQ_PENDING, POLL_DEADLINE, poller_step};
     use crate::select::{EXECUTOR, SelectedPlatform};
     use core::future::poll_fn;
     use core::sync::atomic::{AtomicBool, Ordering};
@@ -285,8 +303,7 @@ mod waiters {
         drop(EXECUTOR.spawn(async {
             loop {
                 POKED.store(false, Ordering::Release);
-                let at = next_poll(poll_once()).unwrap_or(u64::MAX);
-                POLL_DEADLINE.store(at, Ordering::Release);
+                let at = poller_step();
                 if at == u64::MAX {
                     news().await;
                 } else if at <= super::now() {
