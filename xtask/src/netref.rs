@@ -176,21 +176,8 @@ pub fn build(dir: &Path, fresh: bool) -> Result<RefGuest> {
     if let Some(why) = cannot_build() {
         bail!("{why}");
     }
-    let missing = missing_tools();
-    if !missing.is_empty() {
-        eprintln!("netref build: installing {}", missing.join(" "));
-        run(
-            Command::new("apt-get").args(["update", "-q"]),
-            "apt-get update",
-        )?;
-        run(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-            "apt-get install",
-        )?;
-    }
+    // debootstrap and mke2fs, with the bench's other tools (one list: `cargo xtask setup`'s).
+    crate::cmd::setup::ensure_host_tools()?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // The stamp goes first: a half-made guest is never taken for a complete one.
     let _ = std::fs::remove_file(dir.join("netref.stamp"));
