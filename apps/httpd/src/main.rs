@@ -65,6 +65,15 @@ impl Timeouts<TcpStream> for StreamTimeouts {
     fn set_read_timeout(&mut self, conn: &mut TcpStream, timeout: Duration) {
         conn.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
     }
+
+    fn write_last(
+        &mut self,
+        conn: &mut TcpStream,
+        bytes: &[u8],
+    ) -> Result<(), stardust::net::Error> {
+        // The reply and the FIN in one segment (see `TcpStream::write_last`).
+        conn.write_last(bytes)
+    }
 }
 
 #[stardust::main]

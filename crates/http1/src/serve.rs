@@ -21,6 +21,15 @@ pub trait Timeouts<C> {
     /// Makes `conn`'s next reads fail with [`ErrorKind::TimedOut`] after `timeout` without
     /// data.
     fn set_read_timeout(&mut self, conn: &mut C, timeout: Duration);
+    /// Writes the last bytes of a connection that closes after them (`bytes` may be empty).
+    /// The default writes them; a TCP connection can queue them with its close in one step
+    /// (`net::TcpStream::write_last`), so that they leave with the FIN.
+    fn write_last(&mut self, conn: &mut C, bytes: &[u8]) -> Result<(), C::Error>
+    where
+        C: Write,
+    {
+        conn.write_all(bytes)
+    }
 }
 
 /// No clock and no timeout setting: the connection's own read timeout, if any, is all there
@@ -106,7 +115,9 @@ pub struct Outcome {
 }
 
 /// Serves one connection until it ends (see [`End`]), with the connection's own read timeout.
-/// Never panics, whatever the peer sends; returns when the connection should be closed.
+/// Never panics, whatever the peer sends; returns when the connection should be closed. A
+/// closing reply's last bytes go through [`Timeouts::write_last`], so that a TCP connection can
+/// send them with its FIN; the caller closes the connection right after.
 pub fn serve<C: Read + Write>(conn: &mut C, config: &Config, site: &impl Site) -> Outcome {
     serve_with(conn, config, site, &mut NoTimeouts)
 }
@@ -211,7 +222,7 @@ impl<C: Read + Write, T: Timeouts<C>> Connection<'_, C, T> {
                 return end;
             }
             if persistence == Persistence::Close {
-                return match self.out.flush(self.conn) {
+                return match self.out.finish(self.conn, self.timeouts) {
                     Err(e) => End::WriteError(e.kind()),
                     Ok(()) if keep_alive && !reply.status.is_error() => End::RequestLimit,
                     Ok(()) => End::Closed,
@@ -243,7 +254,7 @@ impl<C: Read + Write, T: Timeouts<C>> Connection<'_, C, T> {
         if let Err(end) = self.answer(&reply, Persistence::Close, false) {
             return end;
         }
-        match self.out.flush(self.conn) {
+        match self.out.finish(self.conn, self.timeouts) {
             Ok(()) => End::Rejected(status),
             Err(e) => End::WriteError(e.kind()),
         }

@@ -392,3 +392,38 @@ fn a_simultaneous_close_frees_the_closing_socket_at_once() {
     // The server's FIN (sent by that poll) still reaches the client.
     assert_eq!(client.read(&mut buf), Ok(0));
 }
+
+/// `write_last` queues a server's last bytes with its close, so one segment carries the data
+/// and the FIN; `write_all` then `shutdown` sends them apart (the call that writes polls). A
+/// peer that gets the FIN with the data does not close first (see `TcpStream::write_last`).
+#[test]
+fn write_last_sends_the_data_with_the_fin_in_one_segment() {
+    use netdev::NetDevice;
+    for last in [true, false] {
+        let (c, s) = plain(limits());
+        let listener = TcpListener::bind(&s, 80, 2).expect("bind");
+        let mut client = TcpStream::connect(&c, server_addr(80), None).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        s.run_until(1000, || {
+            c.with_stack(|st| st.device().pending()) == 0
+                && s.with_stack(|st| st.device().pending()) == 0
+        });
+        let frames = || s.with_stack(|st| st.device().stats().tx_frames);
+        let before = frames();
+        if last {
+            server.write_last(b"reply").expect("write_last");
+        } else {
+            server.write_all(b"reply").expect("write");
+            server.shutdown(Shutdown::Write).expect("shutdown");
+        }
+        assert_eq!(frames() - before, if last { 1 } else { 2 }, "last: {last}");
+        let mut buf = [0; 8];
+        assert_eq!(client.read(&mut buf), Ok(5));
+        assert_eq!(&buf[..5], b"reply");
+        assert_eq!(client.read(&mut buf), Ok(0), "then the end of the stream");
+        assert!(
+            server.write(b"x").is_err(),
+            "nothing more to write after the close"
+        );
+    }
+}

@@ -46,6 +46,9 @@ pub struct Mock {
     pub now: Rc<Cell<Duration>>,
     /// Read timeouts set through [`MockTimeouts`].
     pub timeouts: Vec<Duration>,
+    /// Where the last bytes went through [`MockTimeouts`]' `write_last` (an offset in
+    /// `written`), if they did.
+    pub last_at: Option<usize>,
 }
 
 impl Mock {
@@ -135,6 +138,10 @@ impl crate::Timeouts<Mock> for MockTimeouts {
     }
     fn set_read_timeout(&mut self, conn: &mut Mock, timeout: Duration) {
         conn.timeouts.push(timeout);
+    }
+    fn write_last(&mut self, conn: &mut Mock, bytes: &[u8]) -> Result<(), ErrorKind> {
+        conn.last_at = Some(conn.written.len());
+        embedded_io::Write::write_all(conn, bytes)
     }
 }
 

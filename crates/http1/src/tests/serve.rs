@@ -426,6 +426,38 @@ fn a_slow_client_is_timed_out_by_the_clock() {
     );
 }
 
+/// A closing reply goes out through `write_last` (so a TCP connection can send it with its
+/// FIN), whole; a kept-alive one does not.
+#[test]
+fn a_closing_reply_is_written_last() {
+    let cfg = Config::from_args(&["idle_timeout=5s"]).unwrap();
+    let close = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut mock = Mock::new([Step::Data(GET.into()), Step::Data(close.into())]);
+    let mut timeouts = MockTimeouts::of(&mock);
+    let outcome = serve_with(&mut mock, &cfg, &StaticSite::new(&cfg), &mut timeouts);
+    assert_eq!(outcome.end, End::Closed);
+    let r = responses(&mock.written, &[]);
+    assert_eq!((r.len(), r[1].closes()), (2, true));
+    let at = mock
+        .last_at
+        .expect("the closing reply went through write_last");
+    assert!(
+        mock.written[at..].starts_with(b"HTTP/1.1 200"),
+        "the whole second reply, from its status line"
+    );
+    // A rejected request closes the same way.
+    let mut mock = Mock::new([Step::Data(b"BAD\r\n\r\n".to_vec())]);
+    let mut timeouts = MockTimeouts::of(&mock);
+    let outcome = serve_with(&mut mock, &cfg, &StaticSite::new(&cfg), &mut timeouts);
+    assert!(matches!(outcome.end, End::Rejected(_)), "{:?}", outcome.end);
+    assert_eq!(mock.last_at, Some(0));
+    // Keep-alive only: nothing written last.
+    let mut mock = Mock::new([Step::Data(GET.into())]);
+    let mut timeouts = MockTimeouts::of(&mock);
+    serve_with(&mut mock, &cfg, &StaticSite::new(&cfg), &mut timeouts);
+    assert_eq!(mock.last_at, None);
+}
+
 #[test]
 fn stats_add_up() {
     let mut total = Stats::default();
