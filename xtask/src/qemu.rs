@@ -672,6 +672,39 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_is_virtio_blk_on_either_machine_read_only_when_asked_and_commas_doubled() {
+        let mut c = cfg();
+        c.disk = Some(Disk::new("/tmp/a,b.img"));
+        let args = c.args().join(" ");
+        assert!(
+            args.contains(
+                "-drive file=/tmp/a,,b.img,format=raw,if=none,id=disk0 \
+                 -device virtio-blk-device,drive=disk0 -kernel k.elf"
+            ),
+            "{args}"
+        );
+        let disk = Disk {
+            read_only: true,
+            ..Disk::new("d.img")
+        };
+        let args = disk.qemu_args(Machine::Q35).join(" ");
+        assert_eq!(
+            args,
+            "-drive file=d.img,format=raw,if=none,id=disk0,readonly=on \
+             -device virtio-blk-pci,drive=disk0,disable-legacy=on,romfile="
+        );
+    }
+
+    #[test]
+    fn a_missing_disk_file_or_a_directory_is_a_clear_error() {
+        let e = Disk::new("/nonexistent/disk.img").check().unwrap_err();
+        assert!(e.to_string().contains("no such file"), "{e}");
+        assert!(e.to_string().contains("truncate -s"), "{e}");
+        let e = Disk::new(std::env::temp_dir()).check().unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+    }
+
+    #[test]
     fn a_tap_nic_runs_qemu_in_its_namespace() {
         let mut c = cfg();
         c.tap = Some(crate::netns::TapNic {
