@@ -100,6 +100,9 @@ pub struct Run<'a> {
     /// The NIC a profile with a NIC driver gets by itself (default yes; tests that attach their
     /// own devices with [`Run::extra`] turn it off).
     pub auto_nic: bool,
+    /// A raw disk image as the guest's virtio-blk disk (the profile needs a disk driver, e.g.
+    /// `storage`).
+    pub disk: Option<xtask::qemu::Disk>,
 }
 
 impl<'a> Run<'a> {
@@ -120,7 +123,17 @@ impl<'a> Run<'a> {
             timeout: qemu::DEFAULT_TIMEOUT,
             extra: &[],
             auto_nic: true,
+            disk: None,
         }
+    }
+
+    /// With `file` (a raw image) as the guest's virtio-blk disk, read-write or read-only.
+    pub fn disk(mut self, file: &std::path::Path, read_only: bool) -> Self {
+        self.disk = Some(xtask::qemu::Disk {
+            file: file.to_path_buf(),
+            read_only,
+        });
+        self
     }
 
     /// With 127.0.0.1:`host` forwarded to the guest's TCP port `guest` (QEMU user networking;
@@ -232,6 +245,12 @@ impl<'a> Run<'a> {
             };
             xtask::net::check_driver(&profile, asked).unwrap_or_else(|e| panic!("{self:?}: {e}"));
             xtask::net::check_distinct(&self.forwards).unwrap_or_else(|e| panic!("{self:?}: {e}"));
+        }
+        if let Some(disk) = &self.disk {
+            xtask::cmd::run::check_disk_driver(&profile)
+                .unwrap_or_else(|e| panic!("{self:?}: {e}"));
+            disk.check().unwrap_or_else(|e| panic!("{self:?}: {e}"));
+            cfg.disk = Some(disk.clone());
         }
         if let Some(nic) = &mut cfg.nic {
             nic.forwards = self.forwards.clone();

@@ -22,6 +22,7 @@ fn boot(machine: Machine) -> xtask::qemu::Boot {
         nic: None,
         extra_args: Vec::new(),
         tap: None,
+        disk: None,
     };
     qemu::boot(&cfg, true, Some(qemu::DEFAULT_TIMEOUT)).expect("QEMU starts")
 }
@@ -84,6 +85,7 @@ fn a_boot_that_outlives_its_timeout_is_killed() {
         nic: None,
         extra_args: Vec::new(),
         tap: None,
+        disk: None,
     };
     let limit = std::time::Duration::from_millis(300);
     let boot = qemu::boot(&cfg, true, Some(limit)).expect("QEMU starts");

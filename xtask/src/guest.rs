@@ -340,6 +340,7 @@ mod tests {
             nic: None,
             tap: None,
             extra_args: Vec::new(),
+            disk: None,
         }
     }
 

@@ -426,7 +426,8 @@ scheduler = ["coop", "preempt"]
                 "stardust/allocator-talc",
                 "stardust/scheduler-none",
                 "stardust/console-serial",
-                "stardust/net_device-none"
+                "stardust/net_device-none",
+                "stardust/block_device-none"
             ]
         );
         for (platform, console) in [("xen", "xen"), ("universal", "auto")] {

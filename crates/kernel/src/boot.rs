@@ -133,6 +133,8 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     if let Err(e) = crate::net::init(boot.cmdline.as_str().unwrap_or_default()) {
         fail(status::BAD_CONFIG, format_args!("net: {e}"));
     }
+    #[cfg(feature = "block")]
+    crate::block::init();
     mark(7);
     if args.bootchart {
         print_bootchart();

@@ -17,10 +17,11 @@
 //! `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`. `threads` (not a
 //! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
 //! `net_device-none`, `net_device-virtio` (crate `net-virtio` and the glue in `virtio.rs`).
+//! `block_device-none`, `block_device-virtio` (crate `blk-virtio`, the glue in `block.rs`).
 //! `xen_guest_pvh` (not a slot value) makes `platform-xen` a Xen PVH guest (`platform-xen/pvh`).
 #![no_std]
 
-#[cfg(any(feature = "threads", feature = "net"))]
+#[cfg(any(feature = "threads", feature = "net", feature = "block"))]
 extern crate alloc;
 
 mod kernel_heap;
@@ -31,6 +32,10 @@ mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
 
+/// The disk (any disk driver): the one found at boot, its interrupt, and the `BlockIo` handle
+/// the facade's `stardust::block` gives apps.
+#[cfg(all(target_os = "none", feature = "block"))]
+pub mod block;
 #[cfg(target_os = "none")]
 mod boot;
 /// DMA memory for device drivers: page-aligned, zeroed, physically contiguous.
@@ -48,9 +53,13 @@ pub mod sync;
 /// The thread runtime (`scheduler = "coop" | "preempt"`): crate `sched-threads` on this kernel.
 #[cfg(all(target_os = "none", feature = "threads"))]
 pub mod threads;
-/// The virtio glue and the NIC probe (`net_device = "virtio"`).
-#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
+/// The virtio glue and the NIC probe (`net_device = "virtio"`, `block_device = "virtio"`).
+#[cfg(all(target_os = "none", feature = "virtio"))]
 pub mod virtio;
+/// The block-device interface (`BlockIo`, `Info`, `Error`, `Stats`), for apps through the
+/// facade.
+#[cfg(feature = "block")]
+pub use blockdev;
 /// Xen event channels of the guest's own (split drivers, probes); they fail off Xen.
 #[cfg(target_os = "none")]
 pub mod xen_events;

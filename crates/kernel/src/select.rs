@@ -86,6 +86,14 @@ pub type SelectedNetDevice = net_virtio::VirtioNet<
     virtio_drivers::transport::SomeTransport<'static>,
 >;
 
+/// The disk driver (`block_device = "virtio"`): virtio-blk over whichever transport the
+/// platform found it on, with DMA from the kernel's frames (`crate::virtio`).
+#[cfg(all(target_os = "none", feature = "block_device-virtio"))]
+pub type SelectedBlockDevice = blk_virtio::VirtioBlk<
+    crate::virtio::KernelHal,
+    virtio_drivers::transport::SomeTransport<'static>,
+>;
+
 /// The heap implementation (`heap::NoHeap` refuses every allocation), and the one instance,
 /// which is the image's `#[global_allocator]` when the profile has an allocator.
 #[cfg(feature = "allocator-bump")]

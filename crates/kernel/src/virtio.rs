@@ -1,5 +1,6 @@
-//! The kernel's virtio glue (`net_device = "virtio"`): what crate `virtio-drivers` needs from
-//! this kernel, and the probe that finds the NIC.
+//! The kernel's virtio glue (`net_device = "virtio"`, `block_device = "virtio"`): what crate
+//! `virtio-drivers` needs from this kernel, and the probe that finds the NIC (the disk's is in
+//! `block.rs`).
 //!
 //! - [`KernelHal`]: `virtio_drivers::Hal` over the kernel's DMA pages. On KVM-class monitors
 //!   RAM and the device windows are identity-mapped (physical = virtual), so sharing a buffer
@@ -16,11 +17,17 @@
 //! `NetDevice::poll_interrupt` (which acknowledges the device's ISR, reclaims transmit buffers
 //! and posts receive buffers), then unmasks the line.
 
+#[cfg(feature = "net_device-virtio")]
 use crate::select::{SelectedNetDevice, SelectedPlatform};
 use core::ptr::NonNull;
+#[cfg(feature = "net_device-virtio")]
 use netdev::NetDevice;
+#[cfg(feature = "net_device-virtio")]
 use platform::Platform;
-use platform::device::{Bus, Device, VIRTIO_NET};
+#[cfg(feature = "net_device-virtio")]
+use platform::device::VIRTIO_NET;
+use platform::device::{Bus, Device};
+#[cfg(feature = "net_device-virtio")]
 use platform::irq::Irq;
 use virtio_drivers::transport::SomeTransport;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
@@ -115,6 +122,7 @@ pub enum ProbeError {
     /// The PCI function lacks what a modern virtio transport needs (capabilities, BARs).
     Pci(virtio_drivers::transport::pci::VirtioPciError),
     /// The driver refused the device.
+    #[cfg(feature = "net_device-virtio")]
     Driver(net_virtio::InitError),
     /// A window at address 0.
     NoWindow,
@@ -125,6 +133,7 @@ impl core::fmt::Display for ProbeError {
         match self {
             ProbeError::Mmio(e) => write!(f, "virtio-mmio: {e}"),
             ProbeError::Pci(e) => write!(f, "virtio-pci: {e}"),
+            #[cfg(feature = "net_device-virtio")]
             ProbeError::Driver(e) => write!(f, "{e}"),
             ProbeError::NoWindow => f.write_str("no register window"),
         }
@@ -160,7 +169,7 @@ pub fn transport(device: &Device) -> Result<SomeTransport<'static>, ProbeError> 
 }
 
 /// Where a device is, as the log line says it.
-struct Where(Bus);
+pub(crate) struct Where(pub(crate) Bus);
 
 impl core::fmt::Display for Where {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -176,6 +185,7 @@ impl core::fmt::Display for Where {
 }
 
 /// The NIC the probe brought up.
+#[cfg(feature = "net_device-virtio")]
 #[derive(Debug)]
 pub struct Nic {
     /// The driver.
@@ -187,11 +197,12 @@ pub struct Nic {
 }
 
 /// Candidates looked at, at most.
-const CANDIDATES: usize = 4;
+pub(crate) const CANDIDATES: usize = 4;
 
 /// Brings up the first virtio-net device the platform found (`Platform::devices`, after
 /// `Platform::init`), logging `net: virtio-net <MAC> at <where>, interrupt N`, or why there is
 /// none. A device that fails is logged and the next one tried.
+#[cfg(feature = "net_device-virtio")]
 pub fn probe_nics() -> Option<Nic> {
     let mut found: [Option<Device>; CANDIDATES] = [None; CANDIDATES];
     let mut n = 0;
@@ -232,6 +243,7 @@ pub fn probe_nics() -> Option<Nic> {
 }
 
 // The stack keeps the NIC behind a lock in a static: it must be `Send`.
+#[cfg(feature = "net_device-virtio")]
 const _: fn() = || {
     fn send<T: Send>() {}
     send::<Nic>();

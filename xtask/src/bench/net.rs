@@ -976,6 +976,7 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
             nic: None,
             tap: tap.then(|| ns.nic()),
             extra_args: Vec::new(),
+            disk: None,
         }
     };
     let reference = if targets

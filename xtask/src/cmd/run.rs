@@ -56,6 +56,14 @@ pub struct RunArgs {
     /// and removes (host 10.0.0.1, guest 10.0.0.2 by `ip=10.0.0.2/24 gw=10.0.0.1`; root only).
     #[arg(long, value_enum, value_name = "KIND")]
     pub net: Option<NetArg>,
+    /// Attach FILE, a raw disk image, as the guest's virtio-blk disk (virtio-blk-pci on q35,
+    /// virtio-blk-device on microvm; QEMU's default cache=writeback, a guest flush is an fsync).
+    /// The profile needs a disk driver (`--profile storage` or `--set block_device=virtio`).
+    #[arg(long, value_name = "FILE")]
+    pub disk: Option<PathBuf>,
+    /// Attach the --disk read-only (`readonly=on`).
+    #[arg(long, requires = "disk")]
+    pub disk_read_only: bool,
     /// Arguments for the app (after `--`).
     #[arg(last = true, value_name = "APP-ARGS")]
     pub app_args: Vec<String>,
@@ -79,6 +87,7 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     }
     crate::cmdline::check_kargs(&args.kargs)?;
     let nic = check_nic_args(&args, &profile)?;
+    let disk = check_disk_args(&args, &profile)?;
     // A prebuilt image: checked first (a missing file, not an ELF, no entry this platform
     // boots), and on Xen its own notes say PV or PVH.
     let prebuilt = match &args.image {
@@ -130,6 +139,7 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
     args.qemu.apply(&mut cfg)?;
     cfg.kargs = args.kargs.clone();
     cfg.app_args = args.app_args.clone();
+    cfg.disk = disk;
     // Kept to the end of `run`: dropping it removes the namespace.
     let _netns = match args.net {
         Some(NetArg::Tap) => {
@@ -235,6 +245,43 @@ pub fn check_nic_args(
         net::check_driver(profile, flag)?;
     }
     Ok(net::has_driver(profile).then_some((forwards, mac)))
+}
+
+/// `--disk` checked: the file is there, and the profile has a disk driver (on platform xen: not
+/// yet, blkfront comes with the Xen split drivers).
+pub fn check_disk_args(
+    args: &RunArgs,
+    profile: &crate::profile::Profile,
+) -> Result<Option<qemu::Disk>> {
+    let Some(file) = &args.disk else {
+        return Ok(None);
+    };
+    if profile.platform == "xen" {
+        bail!(
+            "--disk is not supported on platform xen yet (a disk there needs blkfront, the Xen \
+             split block driver, which is not written): use platform kvm or universal on QEMU"
+        );
+    }
+    check_disk_driver(profile)?;
+    let disk = qemu::Disk {
+        file: file.clone(),
+        read_only: args.disk_read_only,
+    };
+    disk.check()?;
+    Ok(Some(disk))
+}
+
+/// Refuses a disk for a profile whose image has no disk driver.
+pub fn check_disk_driver(profile: &crate::profile::Profile) -> Result<()> {
+    let driver = profile.slot("block_device").unwrap_or("none");
+    if driver == "none" {
+        bail!(
+            "--disk gives the guest a disk, but profile `{}` has no disk driver (block_device = \
+             \"{driver}\"): use --profile storage or --set block_device=virtio",
+            profile.name
+        );
+    }
+    Ok(())
 }
 
 /// The options that only mean something to QEMU on the KVM platform.
