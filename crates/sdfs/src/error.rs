@@ -128,7 +128,7 @@ pub enum Error {
     InvalidPath,
     /// The disk is full.
     NoSpace,
-    /// Past the largest file (256 TiB).
+    /// Past the largest file: the filesystem's size (and at most 256 TiB).
     FileTooLarge,
 }
 
@@ -168,7 +168,7 @@ impl fmt::Display for Error {
                 "the root cannot be removed or renamed, nor a directory moved into itself",
             ),
             Error::NoSpace => f.write_str("no space left on the disk"),
-            Error::FileTooLarge => f.write_str("file too large"),
+            Error::FileTooLarge => f.write_str("file too large (larger than the filesystem)"),
         }
     }
 }

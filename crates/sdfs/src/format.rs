@@ -158,6 +158,9 @@ impl Record {
         if r.size > capacity(r.height) {
             return bad("size larger than its tree holds");
         }
+        if r.size > blocks * BLOCK as u64 {
+            return bad("size larger than the filesystem");
+        }
         let unit = match (table, kind) {
             (true, _) => INODE_SIZE as u64,
             (false, Some(Kind::Dir)) => ENTRY_SIZE as u64,

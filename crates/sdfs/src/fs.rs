@@ -738,6 +738,12 @@ impl<D: BlockIo> Filesystem<D> {
 
     // ----- changes -----
 
+    /// The largest file: no larger than the filesystem (so that no size read from a disk,
+    /// checked against the same bound at mount, makes a reader allocate more than the disk).
+    fn max_file(&self) -> u64 {
+        capacity(MAX_HEIGHT).min(self.store.blocks * BLOCK as u64)
+    }
+
     fn writable(&self) -> Result<(), Error> {
         if self.poisoned {
             Err(Error::Poisoned)
@@ -847,8 +853,8 @@ impl<D: BlockIo> Filesystem<D> {
         self.read_ino(f.ino, off, buf)
     }
 
-    /// Writes `data` at `off` (past the end, the gap reads as zeros). Kept in memory until
-    /// [`sync`](Self::sync).
+    /// Writes `data` at `off` (past the end, the gap reads as zeros; no file grows past the
+    /// filesystem's size, [`Error::FileTooLarge`]). Kept in memory until [`sync`](Self::sync).
     pub fn write(&mut self, f: FileId, off: u64, data: &[u8]) -> Result<(), Error> {
         self.writable()?;
         if self.check_id(f)? != Kind::File {
@@ -859,7 +865,7 @@ impl<D: BlockIo> Filesystem<D> {
         }
         let end = off
             .checked_add(data.len() as u64)
-            .filter(|&e| e <= capacity(MAX_HEIGHT))
+            .filter(|&e| e <= self.max_file())
             .ok_or(Error::FileTooLarge)?;
         let leaves = (end - 1) / BLOCK as u64 - off / BLOCK as u64 + 1;
         let cost = leaves + leaves / FANOUT as u64 + 2 * (u64::from(MAX_HEIGHT) + 1);
@@ -881,7 +887,7 @@ impl<D: BlockIo> Filesystem<D> {
         if self.check_id(f)? != Kind::File {
             return Err(Error::IsADirectory);
         }
-        if size > capacity(MAX_HEIGHT) {
+        if size > self.max_file() {
             return Err(Error::FileTooLarge);
         }
         self.store.ensure(META_COST)?;

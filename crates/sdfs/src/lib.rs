@@ -47,8 +47,10 @@
 //!
 //! **Errors half-way**: a change whose checks passed can still meet a device error or damaged
 //! metadata half-way; the filesystem is then *poisoned* ([`Error::Poisoned`]): it refuses further
-//! changes and syncs, so a half-made change is never committed. Mount again to get the last
-//! commit. A failed sync poisons it the same way.
+//! changes, syncs and reads (the tree in memory may point to blocks never written), so a
+//! half-made change is never committed. Mount again to get the last commit. A failed sync
+//! poisons it the same way. [`Error::NoSpace`] never poisons: it is found before anything
+//! changes.
 //!
 //! # Mounting
 //! [`Filesystem::mount`] reads both superblocks and walks every tree, checking each metadata
@@ -82,7 +84,8 @@
 //! entries a unikernel's disk holds, slow for a million); changes wait in memory until a sync
 //! (the caller bounds them by syncing); mount time grows with the metadata, since mount walks it
 //! (the price of keeping no free-space map on disk, which is what keeps a sync O(changed));
-//! no hard links, symbolic links, timestamps or permissions.
+//! a file is at most as large as the filesystem (sparse files included); no hard links,
+//! symbolic links, timestamps or permissions.
 //!
 //! # Why not a published crate
 //! The issue asks for a no_std filesystem with this guarantee. `littlefs2` binds littlefs, which

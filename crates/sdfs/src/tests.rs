@@ -230,6 +230,14 @@ fn errors_say_what() {
     assert_eq!(fs.truncate(d, 0), Err(Error::IsADirectory));
     assert_eq!(fs.list("/e/f"), Err(Error::NotADirectory));
     assert_eq!(fs.write(f, u64::MAX - 1, b"xx"), Err(Error::FileTooLarge));
+    assert_eq!(
+        fs.write(f, 1 << 20, b"x"),
+        Err(Error::FileTooLarge),
+        "past the disk"
+    );
+    fs.write(f, (1 << 20) - 1, b"x")
+        .expect("a sparse file as large as the disk");
+    fs.truncate(f, 0).expect("truncate");
     assert_eq!(fs.truncate(f, 1 << 60), Err(Error::FileTooLarge));
     fs.rename("/e/f", "/e/f").expect("rename to itself");
     check_dirty(&fs);
@@ -396,6 +404,32 @@ fn space_follows_live_data() {
     for i in 0..50 {
         fs.remove(&alloc::format!("/n{i}")).expect("remove");
     }
+    fs.sync().expect("sync");
+    assert_eq!(fs.usage().used, base, "{:?}", fs.usage());
+    // kvstore's compaction: a new log written beside the old, renamed over it, synced
+    let mut log = fs.create("/log").expect("create");
+    for round in 0..30u8 {
+        fs.append(log, &[round; 3000]).expect("append");
+        fs.sync().expect("sync");
+        if round % 5 == 4 {
+            fs.write_file("/log.new", &vec![round; 20_000])
+                .expect("compacted");
+            fs.rename("/log.new", "/log").expect("rename over");
+            fs.sync().expect("sync");
+            assert_eq!(
+                fs.append(log, b"x"),
+                Err(Error::NotFound),
+                "the old log is gone"
+            );
+            log = fs.open("/log").expect("open");
+        }
+        assert!(
+            fs.usage().used < base + 20,
+            "round {round}: {:?}",
+            fs.usage()
+        );
+    }
+    fs.remove("/log").expect("remove");
     fs.sync().expect("sync");
     assert_eq!(fs.usage().used, base, "{:?}", fs.usage());
     let report = check(fs.into_inner()).expect("checks");
@@ -699,7 +733,10 @@ fn workload(
         .into_inner()
         .0
         .after_power_cut(Survival::None);
-    let dev = Blocking::new(PowerCut::new(formatted, 512, cut, tear), NoWait);
+    let dev = Blocking::new(
+        PowerCut::new(formatted, 512, cut, tear).reorder(seed),
+        NoWait,
+    );
     let (mut fs, _) = Filesystem::mount(dev).expect("mounts");
     let mut rng = Rng(seed);
     let mut model = Tree::new();
