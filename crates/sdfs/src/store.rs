@@ -60,7 +60,13 @@ pub struct Store<D> {
     cursor: u64,
     /// Blocks allocated and not yet written: the first block and the bytes.
     run: Option<(u32, Vec<u8>)>,
+    /// Indirect blocks read lately (checked), so that reading a file leaf by leaf reads each
+    /// of them once: (pointer, contents), the newest last.
+    cache: Vec<(Ptr, Block)>,
 }
+
+/// Indirect blocks kept by the read cache: a path of the tallest tree, twice.
+const CACHE_BLOCKS: usize = 2 * crate::format::MAX_HEIGHT as usize;
 
 impl<D: BlockIo> Store<D> {
     /// A store over `dev` for `blocks` filesystem blocks, all free but the superblocks.
@@ -78,6 +84,7 @@ impl<D: BlockIo> Store<D> {
             retired: Vec::new(),
             cursor: u64::from(FIRST_DATA_BLOCK),
             run: None,
+            cache: Vec::new(),
         }
     }
 
@@ -113,6 +120,25 @@ impl<D: BlockIo> Store<D> {
         let mut b = zeroed();
         self.read(ptr, &mut b)?;
         Ok(b)
+    }
+
+    /// Reads the indirect block `ptr` points to into `buf`, through the cache.
+    pub fn read_cached(&mut self, ptr: Ptr, buf: &mut [u8; BLOCK]) -> Result<(), Error> {
+        if let Some(i) = self.cache.iter().position(|(p, _)| *p == ptr) {
+            let entry = self.cache.remove(i);
+            buf.copy_from_slice(&entry.1[..]);
+            self.cache.push(entry);
+            return Ok(());
+        }
+        self.read(ptr, buf)?;
+        let mut copy = if self.cache.len() >= CACHE_BLOCKS {
+            self.cache.remove(0).1
+        } else {
+            zeroed()
+        };
+        copy.copy_from_slice(&buf[..]);
+        self.cache.push((ptr, copy));
+        Ok(())
     }
 
     /// Whether `n` more dirty blocks fit in the free space.
@@ -151,6 +177,8 @@ impl<D: BlockIo> Store<D> {
     /// Writes a dirty block to a free block: its pointer.
     pub fn write_new(&mut self, data: &[u8; BLOCK]) -> Result<Ptr, Error> {
         let block = self.find_free()?;
+        // A cached copy of what this block held before it was freed is stale now.
+        self.cache.retain(|(p, _)| p.block != block);
         // Combine with the run being built when it follows it; else write that run first.
         let fits = matches!(&self.run, Some((start, bytes))
             if u64::from(*start) + (bytes.len() / BLOCK) as u64 == u64::from(block)

@@ -495,6 +495,14 @@ fn sync_after_append_writes_few_blocks() {
         written <= 6 * BLOCK as u64,
         "a small append's sync wrote {written} bytes"
     );
+    // reading the log reads each indirect block once, not once per data block
+    let before = fs.device().device().stats().read_bytes;
+    assert_eq!(fs.read_file("/d3/log").expect("read").len(), (3 << 20) + 9);
+    let read = fs.device().device().stats().read_bytes - before;
+    assert!(
+        read <= (769 + 32) * BLOCK as u64,
+        "reading 769 blocks read {read} bytes"
+    );
 }
 
 // ----- the model-based random test -----
@@ -821,6 +829,43 @@ fn power_cut_during_format_formats_again() {
             }
         }
     }
+}
+
+#[test]
+fn a_failed_sync_poisons_until_remount() {
+    // format, one synced file, then the power fails at the next write
+    let (fs, _) = Filesystem::mount(Blocking::new(
+        PowerCut::new(vec![0; CUT_DISK], 512, None, None),
+        NoWait,
+    ))
+    .expect("formats");
+    let img = fs
+        .into_inner()
+        .into_inner()
+        .0
+        .after_power_cut(Survival::None);
+    let dev = Blocking::new(PowerCut::new(img, 512, Some(2), None), NoWait);
+    let (mut fs, _) = Filesystem::mount(dev).expect("mounts");
+    fs.write_file("/a", b"synced").expect("write");
+    fs.sync()
+        .expect("the first sync (a run of blocks and the superblock) gets through");
+    fs.write_file("/b", b"lost").expect("write");
+    assert_eq!(
+        fs.sync(),
+        Err(Error::Device(blockdev::Error::PowerCut)),
+        "the cut"
+    );
+    assert_eq!(fs.sync(), Err(Error::Poisoned));
+    assert_eq!(fs.create("/c"), Err(Error::Poisoned));
+    assert_eq!(fs.open("/a"), Err(Error::Poisoned));
+    let img = fs
+        .into_inner()
+        .into_inner()
+        .0
+        .after_power_cut(Survival::All);
+    let (mut fs, _) = Filesystem::mount(ram_image(img)).expect("mounts");
+    assert_eq!(fs.read_file("/a").expect("read"), b"synced");
+    assert_eq!(fs.open("/b"), Err(Error::NotFound));
 }
 
 // ----- corrupt images -----

@@ -85,7 +85,7 @@ impl Tree {
             }
         };
         while h > 0 && !ptr.is_hole() {
-            store.read(ptr, out)?;
+            store.read_cached(ptr, out)?;
             let s = span(h - 1);
             ptr = Ptr::decode(&out[..], (idx / s) as usize * 8, store.blocks)?;
             idx %= s;
