@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod disk;
 pub mod gen_xen_sys;
 pub mod run;
 pub mod setup;
@@ -41,6 +42,12 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: xen_lab::XenLabCmd,
     },
+    /// Disk images of the Stardust filesystem: create one from a directory, ls, cat, extract,
+    /// check.
+    Disk {
+        #[command(subcommand)]
+        cmd: disk::DiskCmd,
+    },
     /// Regenerate platform-xen/xen-sys/src/bindings.rs from the Xen public headers (needs the
     /// `bindgen` command and libclang; only this command does).
     GenXenSys(gen_xen_sys::GenArgs),
@@ -56,6 +63,7 @@ pub fn dispatch(ws: &Workspace, cmd: Cmd) -> Result<ExitCode> {
         Cmd::Bench(args) => bench::run(ws, args),
         Cmd::Setup => setup::setup_all(ws).map(|()| ExitCode::SUCCESS),
         Cmd::XenLab { cmd } => xen_lab::dispatch(cmd),
+        Cmd::Disk { cmd } => disk::run(cmd),
         Cmd::GenXenSys(args) => {
             gen_xen_sys::generate(ws, &args.include, args.check).map(|()| ExitCode::SUCCESS)
         }

@@ -15,12 +15,14 @@
 //! Where things are:
 //!
 //! - [`cmd`]: one module per subcommand (`build`, `run`, `test`, `size`, `bench`, `setup`,
-//!   `xen-lab`, `gen-xen-sys`): its command-line options and what it does. `main.rs` only
+//!   `xen-lab`, `gen-xen-sys`, `disk`): its command-line options and what it does. `main.rs` only
 //!   parses and dispatches.
 //! - What the subcommands share: [`profile`] (profile files, `--set`, validation), [`image`]
 //!   (the plain cargo command, copy and [`strip`]), [`cmdline`] (the kernel command line, app
 //!   arguments encoded), [`qemu`] (command line, exit status, timeout), [`size`] (per-crate
 //!   breakdown), [`status`] (the exit statuses of `run`), [`workspace`] (paths, apps, profiles).
+//! - [`disk`]: disk images of the Stardust filesystem (`crates/sdfs` built for the host, over a
+//!   file-backed `BlockIo`), for `cargo xtask disk`.
 //! - [`bench`]: every bench (size, boot, memory, allocators, schedulers, Xen), their statistics,
 //!   budgets, baseline, reports and charts.
 //! - [`xenlab`]: the Xen lab, its own crate (`xtask/xenlab`, re-exported here), with
@@ -35,6 +37,7 @@
 pub mod bench;
 pub mod cmd;
 pub mod cmdline;
+pub mod disk;
 pub mod guest;
 pub mod image;
 pub mod net;

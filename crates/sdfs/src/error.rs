@@ -1,0 +1,182 @@
+//! What goes wrong, said precisely.
+
+use core::fmt;
+
+/// What is wrong with an image's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    /// A superblock that passed its checksum holds an impossible value.
+    BadSuper(&'static str),
+    /// A block's contents do not match the checksum its parent keeps.
+    Checksum {
+        /// The block.
+        block: u32,
+    },
+    /// A pointer names a block outside the filesystem (or a superblock slot).
+    BadPointer {
+        /// The block it names.
+        block: u32,
+    },
+    /// An inode record holds an impossible value.
+    BadInode(&'static str),
+    /// A directory entry holds an impossible value.
+    BadEntry(&'static str),
+    /// A tree holds a block past the end of its file.
+    PastEnd {
+        /// The block.
+        block: u32,
+    },
+    /// Two pointers name the same block.
+    DoubleUse {
+        /// The block.
+        block: u32,
+    },
+    /// A directory or the inode table has a hole where entries must be.
+    Hole,
+    /// The root is not a directory.
+    BadRoot,
+    /// An entry names a free inode, or one past the table.
+    Dangling {
+        /// The inode it names.
+        ino: u32,
+    },
+    /// An inode is named by two entries (a second name, or a directory inside itself).
+    Linked {
+        /// The inode.
+        ino: u32,
+    },
+    /// An inode no directory names.
+    Orphan {
+        /// The inode.
+        ino: u32,
+    },
+    /// A directory holds a name twice.
+    DuplicateName,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Corruption::BadSuper(what) => write!(f, "superblock: {what}"),
+            Corruption::Checksum { block } => write!(f, "bad checksum in block {block}"),
+            Corruption::BadPointer { block } => {
+                write!(f, "a pointer names block {block}, outside the filesystem")
+            }
+            Corruption::BadInode(what) => write!(f, "inode record: {what}"),
+            Corruption::BadEntry(what) => write!(f, "directory entry: {what}"),
+            Corruption::PastEnd { block } => {
+                write!(f, "block {block} lies past the end of its file")
+            }
+            Corruption::DoubleUse { block } => write!(f, "block {block} is used twice"),
+            Corruption::Hole => f.write_str("a directory or the inode table has a hole"),
+            Corruption::BadRoot => f.write_str("the root is not a directory"),
+            Corruption::Dangling { ino } => {
+                write!(f, "an entry names inode {ino}, which does not exist")
+            }
+            Corruption::Linked { ino } => write!(f, "inode {ino} has two names"),
+            Corruption::Orphan { ino } => write!(f, "inode {ino} is in no directory"),
+            Corruption::DuplicateName => f.write_str("a directory holds a name twice"),
+        }
+    }
+}
+
+/// A filesystem error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The device failed.
+    Device(blockdev::Error),
+    /// The disk holds something that is not a Stardust filesystem (no magic number in either
+    /// superblock slot, and not blank): refused, never written.
+    NotStardust,
+    /// A superblock slot holds our magic number but a wrong checksum, and the other slot
+    /// holds no valid superblock.
+    SuperChecksum,
+    /// A format version this crate does not read.
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// The image's metadata is damaged.
+    Corrupt(Corruption),
+    /// The filesystem spans more blocks than the disk has.
+    TooSmall {
+        /// Blocks the filesystem spans (or needs).
+        blocks: u64,
+        /// Blocks the disk has.
+        disk_blocks: u64,
+    },
+    /// The device's block size does not divide 4096.
+    Geometry,
+    /// The disk is read-only (or cannot flush): no change and no format.
+    ReadOnly,
+    /// An earlier change failed half-way (a device error or damaged metadata met while
+    /// changing): no more changes or syncs; mount again to get the last synced state.
+    Poisoned,
+    /// No such file or directory (or a handle to a removed file).
+    NotFound,
+    /// The name is taken.
+    AlreadyExists,
+    /// A path goes through a file, or a directory was wanted.
+    NotADirectory,
+    /// A file was wanted.
+    IsADirectory,
+    /// The directory is not empty.
+    NotEmpty,
+    /// A name is empty, `.` or `..`, longer than 120 bytes, or holds `/` or NUL.
+    InvalidName,
+    /// The root cannot be removed or renamed, nor a directory moved into itself.
+    InvalidPath,
+    /// The disk is full.
+    NoSpace,
+    /// Past the largest file: the filesystem's size (and at most 256 TiB).
+    FileTooLarge,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Device(e) => write!(f, "device: {e}"),
+            Error::NotStardust => f.write_str("not a Stardust filesystem (bad magic number)"),
+            Error::SuperChecksum => f.write_str("bad checksum in the superblock"),
+            Error::Version { found } => write!(
+                f,
+                "unsupported filesystem version {found} (this build reads version {})",
+                crate::format::VERSION
+            ),
+            Error::Corrupt(c) => write!(f, "corrupt filesystem: {c}"),
+            Error::TooSmall {
+                blocks,
+                disk_blocks,
+            } => write!(
+                f,
+                "the filesystem needs {blocks} blocks of 4096 bytes, the disk has {disk_blocks}"
+            ),
+            Error::Geometry => f.write_str("the disk's block size does not divide 4096"),
+            Error::ReadOnly => f.write_str("the disk is read-only"),
+            Error::Poisoned => f.write_str(
+                "an earlier change failed half-way: mount again to get the last synced state",
+            ),
+            Error::NotFound => f.write_str("no such file or directory"),
+            Error::AlreadyExists => f.write_str("the name is taken"),
+            Error::NotADirectory => f.write_str("not a directory"),
+            Error::IsADirectory => f.write_str("is a directory"),
+            Error::NotEmpty => f.write_str("the directory is not empty"),
+            Error::InvalidName => f.write_str(
+                "invalid name (empty, `.`, `..`, longer than 120 bytes, or holding `/` or NUL)",
+            ),
+            Error::InvalidPath => f.write_str(
+                "the root cannot be removed or renamed, nor a directory moved into itself",
+            ),
+            Error::NoSpace => f.write_str("no space left on the disk"),
+            Error::FileTooLarge => f.write_str("file too large (larger than the filesystem)"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<blockdev::Error> for Error {
+    fn from(e: blockdev::Error) -> Self {
+        Error::Device(e)
+    }
+}
