@@ -434,6 +434,31 @@ impl DiskReport {
             self.iodepth,
             self.runs
         ));
+        if self.targets.is_empty() {
+            s.push_str("No target was measured.\n");
+        } else {
+            self.tables(&mut s);
+        }
+        let notes: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|n| format!("- skipped: {n}"))
+            .chain(self.targets.iter().flat_map(|t| {
+                t.notes
+                    .iter()
+                    .map(move |n| format!("- {}, {}: {n}", t.kind.label(), t.layer.word()))
+            }))
+            .collect();
+        if !notes.is_empty() {
+            s.push('\n');
+            s.push_str(&notes.join("\n"));
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The tables (MB/s, IOPS) and the ratios.
+    fn tables(&self, s: &mut String) {
         let head: Vec<&str> = Pattern::ALL.iter().map(|p| p.label()).collect();
         for (what, digits, f) in [
             (
@@ -443,6 +468,9 @@ impl DiskReport {
             ),
             ("IOPS", 0, |d: &DiskSummary| d.iops),
         ] {
+            if what == "IOPS" {
+                s.push('\n');
+            }
             s.push_str(&format!(
                 "{what}:\n\n| target | layer | {} |\n",
                 head.join(" | ")
@@ -460,8 +488,8 @@ impl DiskReport {
                     cells.join(" | ")
                 ));
             }
-            s.push('\n');
         }
+        let mut first = true;
         let find = |k, l| self.targets.iter().find(|t| t.kind == k && t.layer == l);
         for layer in Layer::ALL {
             let (Some(sd), Some(lx)) = (
@@ -484,28 +512,16 @@ impl DiskReport {
                     )
                 })
                 .collect();
+            if first {
+                s.push('\n');
+                first = false;
+            }
             s.push_str(&format!(
                 "Stardust / Linux, {}: {}\n",
                 layer.word(),
                 r.join(", ")
             ));
         }
-        let notes: Vec<String> = self
-            .skipped
-            .iter()
-            .map(|n| format!("- skipped: {n}"))
-            .chain(self.targets.iter().flat_map(|t| {
-                t.notes
-                    .iter()
-                    .map(move |n| format!("- {}, {}: {n}", t.kind.label(), t.layer.word()))
-            }))
-            .collect();
-        if !notes.is_empty() {
-            s.push('\n');
-            s.push_str(&notes.join("\n"));
-            s.push('\n');
-        }
-        s
     }
 }
 
@@ -968,5 +984,13 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- skipped: x"));
+        assert!(!md.contains("\n\n\n"), "{md}");
+        let none = DiskReport {
+            targets: Vec::new(),
+            ..report
+        }
+        .markdown();
+        assert!(none.contains("No target was measured.\n") && !none.contains("| target"));
+        assert!(none.contains("- skipped: x"), "{none}");
     }
 }

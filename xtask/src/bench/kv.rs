@@ -293,7 +293,6 @@ impl KvReport {
     /// The report as Markdown: requests per second, latencies, the Stardust/Linux ratios,
     /// skips and notes.
     pub fn markdown(&self) -> String {
-        let workloads = Workload::all(self.pipeline);
         let mut s = String::from("## Key-value server (redis-benchmark)\n\n");
         s.push_str(&format!(
             "Guests: QEMU {} ({}), -m {}M, virtio-net over TAP, data disk `{}` (fresh, sparse); \
@@ -309,6 +308,32 @@ impl KvReport {
             self.duration,
             self.runs
         ));
+        if self.targets.is_empty() {
+            s.push_str("No target was measured.\n");
+        } else {
+            self.tables(&mut s);
+        }
+        let notes: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|n| format!("- skipped: {n}"))
+            .chain(self.targets.iter().flat_map(|t| {
+                t.notes
+                    .iter()
+                    .map(move |n| format!("- {}: {n}", t.kind.label()))
+            }))
+            .collect();
+        if !notes.is_empty() {
+            s.push('\n');
+            s.push_str(&notes.join("\n"));
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The tables (req/s, latencies) and the ratios.
+    fn tables(&self, s: &mut String) {
+        let workloads = Workload::all(self.pipeline);
         let head: Vec<String> = workloads
             .iter()
             .map(|w| format!("{} req/s", w.label()))
@@ -354,22 +379,6 @@ impl KvReport {
                 .collect();
             s.push_str(&format!("\nStardust / Linux: {}\n", r.join(", ")));
         }
-        let notes: Vec<String> = self
-            .skipped
-            .iter()
-            .map(|n| format!("- skipped: {n}"))
-            .chain(self.targets.iter().flat_map(|t| {
-                t.notes
-                    .iter()
-                    .map(move |n| format!("- {}: {n}", t.kind.label()))
-            }))
-            .collect();
-        if !notes.is_empty() {
-            s.push('\n');
-            s.push_str(&notes.join("\n"));
-            s.push('\n');
-        }
-        s
     }
 }
 
@@ -866,5 +875,12 @@ mod tests {
         );
         assert!(md.contains("- skipped: host: x") && md.contains("- Stardust, TAP: GET: refused"));
         assert!(KvSummary::of(ws[0], 1, Vec::new()).is_none());
+        let none = KvReport {
+            targets: Vec::new(),
+            ..report
+        }
+        .markdown();
+        assert!(none.contains("No target was measured.\n") && !none.contains("| target"));
+        assert!(none.contains("- skipped: host: x"), "{none}");
     }
 }

@@ -79,10 +79,11 @@ pub fn targets(
     for t in asked {
         if !default.contains(t) {
             skipped.push(format!(
-                "target `{t:?}`: not measured by this bench (targets: {})",
+                "target `{}`: not measured by this bench (targets: {})",
+                name(*t),
                 default
                     .iter()
-                    .map(|t| format!("{t:?}").to_lowercase())
+                    .map(|t| name(*t))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
@@ -91,6 +92,13 @@ pub fn targets(
         }
     }
     out
+}
+
+/// A target's name on the command line (`--target stardust-user`).
+fn name(t: TargetKind) -> String {
+    use clap::ValueEnum;
+    t.to_possible_value()
+        .map_or_else(|| format!("{t:?}"), |v| v.get_name().to_string())
 }
 
 /// What every storage bench sets up before its targets.
@@ -261,7 +269,12 @@ mod tests {
         ];
         assert_eq!(targets(&asked, false, &mut skipped), [TargetKind::Linux]);
         assert_eq!(skipped.len(), 2, "{skipped:?}");
-        assert!(skipped[0].contains("User") && skipped[0].contains("linux, stardust"));
+        assert!(
+            skipped[0].contains("`user`") && skipped[0].contains("linux, stardust"),
+            "{skipped:?}"
+        );
+        targets(&[TargetKind::StardustUser], true, &mut skipped);
+        assert!(skipped[2].contains("`stardust-user`"), "{skipped:?}");
     }
 
     #[test]
