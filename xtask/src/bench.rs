@@ -18,12 +18,15 @@ pub mod baseline;
 pub mod boot;
 pub mod bootchart;
 pub mod budget;
+pub mod disk;
+pub mod kv;
 pub mod memory;
 pub mod net;
 pub mod report;
 pub mod sched;
 pub mod size;
 pub mod stats;
+pub mod storage;
 pub mod svg;
 pub mod xen;
 

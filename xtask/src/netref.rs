@@ -1,11 +1,11 @@
-//! The Linux reference guest of `cargo xtask bench net`, made the way the Xen lab makes its dom0
+//! The Linux reference guest of `cargo xtask bench net`, `bench kv` and `bench disk`, made the way the Xen lab makes its dom0
 //! (`xtask/xenlab/src/build.rs`): Debian packages only, never a mount.
 //!
 //! | file (in [`dir`]) | what |
 //! | --- | --- |
 //! | `vmlinuz`, `initrd.img` | Debian bookworm's kernel and an initramfs cut to virtio-pci, virtio-blk and ext4 |
-//! | `rootfs.img` | ext4 made by `mke2fs -d`: debootstrap `minbase` + [`PACKAGES`] (nginx-light, socat) + the init (`xtask/netref/init`) + nginx's configuration (`xtask/netref/nginx.conf`) |
-//! | `netref.stamp` | written last: the guest is complete (with [`FORMAT`]) |
+//! | `rootfs.img` | ext4 made by `mke2fs -d`: debootstrap `minbase` + [`PACKAGES`] (nginx-light, socat, redis-server, fio, e2fsprogs) + the init (`xtask/netref/init`) + nginx's configuration (`xtask/netref/nginx.conf`) |
+//! | `netref.stamp` | written last: the guest is complete (with [`FORMAT`] and [`PACKAGES`]) |
 //!
 //! The guest's init configures `eth0` from `netref.ip=` / `netref.gw=` on its kernel command line
 //! (not `ip=`: Linux and its initramfs have their own meaning for that), copies the page from a
@@ -16,6 +16,14 @@
 //!   it is a Debian package (nothing to compile for the guest), a process per connection as the
 //!   classic inetd services, and the host runs the very same commands for its ceiling.
 //!
+//! With a data disk ([`data_disk_args`]: serial [`DATA_SERIAL`], the third disk), it formats it
+//! (ext4, unless `netref.data=raw`), mounts it at `/data` and starts `redis-server` 7 on TCP
+//! 6379 with the append-only file there, fsynced before each reply (`--appendfsync always`, no
+//! snapshots): a reply to a write means it is on disk, as with Stardust's `kvstore`. With
+//! `netref.fio=N` ([`RefGuest::fio_cmdline`]), the first `N` bytes of the second disk are a fio
+//! job file: the init runs it before any server, prints fio's JSON between [`FIO_BEGIN`] and
+//! [`FIO_END`] and powers the guest off.
+//!
 //! Then it prints [`READY_LINE`] on the serial console. The QEMU line is the one a Stardust
 //! guest gets (q35, TCG, the same `-m`, the same virtio-net NIC), plus what Linux alone needs:
 //! `-initrd`, the root disk (`snapshot=on`: read-only, several guests may share it) and the page
@@ -24,7 +32,8 @@
 //! The directory is `$STARDUST_NETREF_DIR`, else `~/.cache/stardust-netref`. [`build`] needs root
 //! (debootstrap, chroot), `debootstrap` and `mke2fs` (installed with apt-get when missing) and a
 //! Debian mirror (apt's sources, or `$STARDUST_XENLAB_MIRROR` as for the lab). It takes about
-//! 1 to 3 minutes (70 s here) and about 1 GB.
+//! 1 to 4 minutes (225 s here, most of it debootstrap) and about 1 GB (the root file system is
+//! 760 MB of the 1 GiB `rootfs.img`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,18 +54,27 @@ pub const INIT_PATH: &str = "sbin/netref-init";
 /// The Debian release.
 pub const SUITE: &str = "bookworm";
 /// What debootstrap adds to `minbase`.
-pub const PACKAGES: &str = "linux-image-amd64,kmod,udev,iproute2,nginx-light,socat,netbase";
-/// Bumped when the guest's files change in a way that needs a rebuild.
-pub const FORMAT: u32 = 2;
+pub const PACKAGES: &str = "linux-image-amd64,kmod,udev,iproute2,nginx-light,socat,netbase,\
+                            redis-server,fio,e2fsprogs";
+/// Bumped when the guest's files change in a way that needs a rebuild (a change of
+/// [`PACKAGES`] alone also rebuilds from scratch: the stamp records them).
+pub const FORMAT: u32 = 3;
 /// The line the init prints once every server listens.
 pub const READY_LINE: &str = "NETREF: READY";
+/// What the init prints before fio's JSON (`netref.fio=`).
+pub const FIO_BEGIN: &str = "NETREF: FIO BEGIN";
+/// What the init prints after fio's JSON: `NETREF: FIO END status=0` (1: fio failed; its
+/// messages follow).
+pub const FIO_END: &str = "NETREF: FIO END";
+/// The serial number of the data disk (`/sys/block/vdX/serial` in the guest).
+pub const DATA_SERIAL: &str = "netref-data";
 /// Environment variable naming the directory.
 pub const DIR_ENV: &str = "STARDUST_NETREF_DIR";
 /// The size of `rootfs.img` (sparse).
 const ROOTFS_IMG_SIZE: &str = "1024M";
 /// The root file system's size, roughly, for the first-use message.
 pub const ESTIMATE: &str =
-    "1 to 3 minutes and about 1 GB from scratch, seconds when only its own files changed";
+    "1 to 4 minutes and about 1 GB from scratch, seconds when only its own files changed";
 
 /// The guest's directory.
 pub fn dir() -> PathBuf {
@@ -102,6 +120,52 @@ impl RefGuest {
         )
     }
 
+    /// [`RefGuest::extra_args`] for a guest that also gets the data disk ([`data_disk_args`],
+    /// given after these): the root and page disks as `-device`s too, so that they come first
+    /// (QEMU creates `if=virtio` drives after every `-device`: the data disk would be `vda`).
+    pub fn extra_args_with_data(
+        &self,
+        machine: crate::qemu::Machine,
+        page_disk: &Path,
+    ) -> Vec<String> {
+        let device = match machine {
+            crate::qemu::Machine::Q35 => "virtio-blk-pci",
+            crate::qemu::Machine::Microvm => "virtio-blk-device",
+        };
+        vec![
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=none,id=root,snapshot=on",
+                self.rootfs.display()
+            ),
+            "-device".into(),
+            format!("{device},drive=root"),
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=none,id=page,readonly=on",
+                page_disk.display()
+            ),
+            "-device".into(),
+            format!("{device},drive=page"),
+        ]
+    }
+
+    /// The kernel command line of a fio run: [`RefGuest::cmdline`] plus `netref.fio=` (the job
+    /// file's length: the file is on the page disk, [`write_page_disk`]) and `netref.data=raw`
+    /// when the data disk is to stay unformatted.
+    pub fn fio_cmdline(ip_cidr: &str, gateway: &str, job_bytes: usize, raw: bool) -> String {
+        let mut line = format!(
+            "{} netref.fio={job_bytes}",
+            RefGuest::cmdline(ip_cidr, gateway, 0)
+        );
+        if raw {
+            line.push_str(" netref.data=raw");
+        }
+        line
+    }
+
     /// QEMU arguments beyond the kernel's: the initramfs, the root disk (read-only through
     /// `snapshot=on`) and the page disk (raw, `page_disk`).
     pub fn extra_args(&self, page_disk: &Path) -> Vec<String> {
@@ -120,6 +184,31 @@ impl RefGuest {
             ),
         ]
     }
+}
+
+/// The data disk's QEMU arguments, the same for every guest of `bench kv` and `bench disk`
+/// (Linux and Stardust): a raw image, no host page cache (`cache=none`: `O_DIRECT` on the host,
+/// and a guest's flush is an `fdatasync` of the image), QEMU's thread pool for I/O, on
+/// virtio-blk (PCI on q35, virtio-mmio on microvm) with the serial [`DATA_SERIAL`].
+pub fn data_disk_args(machine: crate::qemu::Machine, image: &Path) -> Vec<String> {
+    let drive = format!(
+        "file={},format=raw,if=none,id=data,cache=none,aio=threads",
+        image.display()
+    );
+    let device = match machine {
+        crate::qemu::Machine::Q35 => {
+            format!("virtio-blk-pci,drive=data,serial={DATA_SERIAL},disable-legacy=on,romfile=")
+        }
+        crate::qemu::Machine::Microvm => {
+            format!("virtio-blk-device,drive=data,serial={DATA_SERIAL}")
+        }
+    };
+    let mut a = vec!["-drive".into(), drive];
+    if machine == crate::qemu::Machine::Microvm {
+        a.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
+    }
+    a.extend(["-device".into(), device]);
+    a
 }
 
 /// nginx's configuration: its run directory (pid, error log, temp paths), what it listens on
@@ -168,8 +257,8 @@ fn missing_tools() -> Vec<&'static str> {
         .collect()
 }
 
-/// Builds the guest in `dir`: from scratch when `fresh` or when there is no root file system
-/// yet; otherwise (an older [`FORMAT`]) it keeps `rootfs/`, the kernel and the initramfs and
+/// Builds the guest in `dir`: from scratch when `fresh`, when there is no root file system
+/// yet or when it was made with other [`PACKAGES`]; otherwise (an older [`FORMAT`]) it keeps `rootfs/`, the kernel and the initramfs and
 /// redoes only the init, nginx's configuration and `rootfs.img` (seconds).
 pub fn build(dir: &Path, fresh: bool) -> Result<RefGuest> {
     let t0 = Instant::now();
@@ -179,10 +268,14 @@ pub fn build(dir: &Path, fresh: bool) -> Result<RefGuest> {
     // debootstrap and mke2fs, with the bench's other tools (one list: `cargo xtask setup`'s).
     crate::cmd::setup::ensure_host_tools()?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The packages the root file system was made with (an older stamp's): other packages now
+    // need debootstrap again.
+    let old_stamp = std::fs::read_to_string(dir.join("netref.stamp")).unwrap_or_default();
     // The stamp goes first: a half-made guest is never taken for a complete one.
     let _ = std::fs::remove_file(dir.join("netref.stamp"));
     let rootfs = dir.join("rootfs");
     let reuse = !fresh
+        && same_packages(&old_stamp)
         && rootfs.join("usr").is_dir()
         && dir.join("vmlinuz").is_file()
         && dir.join("initrd.img").is_file();
@@ -214,13 +307,21 @@ pub fn build(dir: &Path, fresh: bool) -> Result<RefGuest> {
             .arg(ROOTFS_IMG_SIZE),
         "mke2fs (rootfs.img)",
     )?;
-    std::fs::write(
-        dir.join("netref.stamp"),
-        format!("stardust netref\nformat = {FORMAT}\nsuite = {SUITE}\n"),
-    )
-    .context("writing netref.stamp")?;
+    std::fs::write(dir.join("netref.stamp"), stamp()).context("writing netref.stamp")?;
     step(t0, &format!("done: {}", dir.display()));
     RefGuest::find(dir).ok_or_else(|| Error::msg("the build left no complete guest"))
+}
+
+/// The stamp's text: the format, the suite and the packages.
+fn stamp() -> String {
+    format!("stardust netref\nformat = {FORMAT}\nsuite = {SUITE}\npackages = {PACKAGES}\n")
+}
+
+/// Whether a stamp's root file system has [`PACKAGES`] (an older stamp without the line: no).
+fn same_packages(old_stamp: &str) -> bool {
+    old_stamp
+        .lines()
+        .any(|l| l.strip_prefix("packages = ") == Some(PACKAGES))
 }
 
 /// debootstrap into `rootfs` (from scratch), then the kernel and initramfs out of it.
@@ -284,6 +385,49 @@ mod tests {
             "-initrd /c/initrd.img -drive file=/c/rootfs.img,format=raw,if=virtio,snapshot=on \
              -drive file=/t/page.img,format=raw,if=virtio,readonly=on"
         );
+    }
+
+    #[test]
+    fn fio_command_line_and_data_disk() {
+        let line = RefGuest::fio_cmdline("10.0.0.2/24", "10.0.0.1", 345, true);
+        assert!(
+            line.ends_with("netref.page=0 netref.fio=345 netref.data=raw"),
+            "{line}"
+        );
+        let line = RefGuest::fio_cmdline("10.0.0.2/24", "10.0.0.1", 7, false);
+        assert!(line.ends_with("netref.fio=7"), "{line}");
+        assert_eq!(
+            data_disk_args(crate::qemu::Machine::Q35, Path::new("/t/data.img")).join(" "),
+            "-drive file=/t/data.img,format=raw,if=none,id=data,cache=none,aio=threads \
+             -device virtio-blk-pci,drive=data,serial=netref-data,disable-legacy=on,romfile="
+        );
+        let g = RefGuest {
+            kernel: "/c/vmlinuz".into(),
+            initrd: "/c/initrd.img".into(),
+            rootfs: "/c/rootfs.img".into(),
+        };
+        assert_eq!(
+            g.extra_args_with_data(crate::qemu::Machine::Q35, Path::new("/t/p.img"))
+                .join(" "),
+            "-initrd /c/initrd.img -drive file=/c/rootfs.img,format=raw,if=none,id=root,snapshot=on \
+             -device virtio-blk-pci,drive=root \
+             -drive file=/t/p.img,format=raw,if=none,id=page,readonly=on -device virtio-blk-pci,drive=page"
+        );
+        let mmio = data_disk_args(crate::qemu::Machine::Microvm, Path::new("/t/d.img"));
+        assert_eq!(
+            mmio.last().map(String::as_str),
+            Some("virtio-blk-device,drive=data,serial=netref-data")
+        );
+    }
+
+    #[test]
+    fn other_packages_need_debootstrap_again() {
+        assert!(same_packages(&stamp()));
+        assert!(!same_packages(
+            "stardust netref\nformat = 2\nsuite = bookworm\n"
+        ));
+        assert!(!same_packages(&stamp().replace(",fio", "")));
+        assert!(RefGuest::find(Path::new("/nonexistent")).is_none());
     }
 
     #[test]

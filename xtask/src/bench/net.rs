@@ -68,13 +68,14 @@ pub fn page(size: usize) -> Vec<u8> {
 
 #[derive(clap::Args, Debug)]
 pub struct NetArgs {
-    /// `bench net`: build (or rebuild) the Linux reference guest first (~/.cache/stardust-netref).
+    /// `bench net`, `kv`, `disk`: build (or rebuild) the Linux reference guest first (~/.cache/stardust-netref).
     #[arg(long)]
     pub build_reference: bool,
     /// `bench net`: repetitions of each workload (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub net_runs: usize,
-    /// `bench net`: seconds of each wrk run.
+    /// `bench net`: seconds of each wrk run; `bench kv`: of each redis-benchmark run;
+    /// `bench disk`: of each fio workload.
     #[arg(long, default_value_t = 5)]
     pub duration: u64,
     /// `bench net`: MiB of each bulk transfer (echo, up, down).
@@ -83,13 +84,13 @@ pub struct NetArgs {
     /// `bench net`: bytes of the page the HTTP servers serve.
     #[arg(long, default_value_t = PAGE_BYTES)]
     pub page: usize,
-    /// `bench net`: guest memory in MiB (the same for Stardust and Linux).
+    /// `bench net`, `kv`, `disk`: guest memory in MiB (the same for Stardust and Linux).
     #[arg(long, default_value_t = 256)]
     pub guest_memory: u64,
     /// `bench net`: the profile Stardust's apps are built with.
     #[arg(long, default_value = "net")]
     pub net_profile: String,
-    /// `bench net`: only these targets (repeatable; default all).
+    /// `bench net`, `kv`, `disk`: only these targets (repeatable; default all).
     #[arg(long = "target", value_enum)]
     pub targets: Vec<TargetKind>,
     /// `bench net`: a setting over the profile for Stardust's apps (`KEY=VALUE`, repeatable,
@@ -114,7 +115,7 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             TargetKind::Host => "host (ceiling)",
             TargetKind::Linux => "Linux guest, TAP",
@@ -396,12 +397,15 @@ impl NetReport {
     }
 }
 
-fn progress(msg: impl std::fmt::Display) {
+pub(crate) fn progress(msg: impl std::fmt::Display) {
     eprintln!("bench net: {msg}");
 }
 
 /// Runs `f` in a thread moved into `ns` (its sockets live there).
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     let path = Path::new(netns::NETNS_DIR).join(ns);
     std::thread::spawn(move || {
         let file =
@@ -418,7 +422,7 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> Result<T> + Send + 'st
     .map_err(|_| Error::msg("a client thread panicked"))?
 }
 
-fn connect(addr: SocketAddr) -> Result<TcpStream> {
+pub(crate) fn connect(addr: SocketAddr) -> Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -428,7 +432,7 @@ fn connect(addr: SocketAddr) -> Result<TcpStream> {
 }
 
 /// Waits until `addr` accepts a connection (from inside `ns`), up to `limit`.
-fn wait_port(ns: &str, addr: SocketAddr, limit: Duration) -> Result<()> {
+pub(crate) fn wait_port(ns: &str, addr: SocketAddr, limit: Duration) -> Result<()> {
     in_ns(ns, move || {
         let t0 = Instant::now();
         loop {
@@ -567,14 +571,14 @@ pub fn http_get_path(addr: SocketAddr, path: &str) -> Result<Vec<u8>> {
 }
 
 /// A guest running in the background: its console lines come through a channel.
-struct Guest {
+pub(crate) struct Guest {
     child: child::Child,
     lines: mpsc::Receiver<String>,
-    console: Vec<String>,
+    pub(crate) console: Vec<String>,
 }
 
 impl Guest {
-    fn start(mut cmd: Command) -> Result<Guest> {
+    pub(crate) fn start(mut cmd: Command) -> Result<Guest> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -615,7 +619,7 @@ impl Guest {
     }
 
     /// Waits for a console line containing `needle`.
-    fn wait_line(&mut self, needle: &str, limit: Duration) -> Result<String> {
+    pub(crate) fn wait_line(&mut self, needle: &str, limit: Duration) -> Result<String> {
         let t0 = Instant::now();
         loop {
             let left = limit.saturating_sub(t0.elapsed());
@@ -648,7 +652,7 @@ impl Guest {
         }
     }
 
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let n = self.console.len().saturating_sub(12);
         format!(
             "the console's last lines:\n    {}",
@@ -694,7 +698,7 @@ struct Endpoints {
     source: Option<SocketAddr>,
 }
 
-fn addr(ip: &str, port: u16) -> SocketAddr {
+pub(crate) fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("a literal IPv4 address"), port)
 }
 
@@ -790,11 +794,18 @@ fn measure(ns: &NetNs, ends: Endpoints, opts: &NetArgs, res: &mut TargetResult) 
 }
 
 /// A temporary directory, removed when dropped (and on a stopping signal).
-struct TempDir(PathBuf);
+#[derive(Debug)]
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> Result<TempDir> {
-        let d = std::env::temp_dir().join(format!("stardust-{tag}-{}", std::process::id()));
+    pub(crate) fn new(tag: &str) -> Result<TempDir> {
+        TempDir::under(&std::env::temp_dir(), tag)
+    }
+
+    /// `stardust-<tag>-<pid>` in `parent` (disk images that QEMU opens with `O_DIRECT` need a
+    /// real file system, which /tmp may not be).
+    pub(crate) fn under(parent: &Path, tag: &str) -> Result<TempDir> {
+        let d = parent.join(format!("stardust-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         child::remove_if_stopped(&d);
@@ -885,7 +896,7 @@ fn missing_tools() -> Vec<&'static str> {
 }
 
 /// How long a guest may take to come up under TCG.
-const BOOT_LIMIT: Duration = Duration::from_secs(180);
+pub(crate) const BOOT_LIMIT: Duration = Duration::from_secs(180);
 
 /// `cargo xtask bench net`.
 pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {

@@ -28,6 +28,12 @@ pub enum BenchWhich {
     /// Networking over TAP: HTTP (wrk) and bulk TCP against Stardust, the Linux reference
     /// guest and the host; user networking for reference (root only).
     Net,
+    /// A Redis-protocol server under redis-benchmark over TAP: Stardust's kvstore, redis-server
+    /// in the Linux reference guest, the host's redis-server (root only).
+    Kv,
+    /// Disk throughput (MB/s, IOPS) through the driver and through the filesystem: Stardust's
+    /// blkprobe beside fio in the Linux reference guest (root only).
+    Disk,
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +70,8 @@ pub struct BenchArgs {
     pub alloc_runs: usize,
     #[command(flatten)]
     pub net: crate::bench::net::NetArgs,
+    #[command(flatten)]
+    pub storage: crate::bench::storage::StorageArgs,
 }
 
 pub fn run(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
@@ -84,13 +92,25 @@ pub fn run(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
         }
         bench::check_json_path(path)?;
     }
-    if args.which.contains(&BenchWhich::Net) {
+    for (which, name) in [
+        (BenchWhich::Net, "net"),
+        (BenchWhich::Kv, "kv"),
+        (BenchWhich::Disk, "disk"),
+    ] {
+        if !args.which.contains(&which) {
+            continue;
+        }
         if args.which.len() > 1 {
             bail!(
-                "`bench net` runs alone (it needs the machine to itself): drop the other benches"
+                "`bench {name}` runs alone (it needs the machine to itself): drop the other benches"
             );
         }
-        return bench::net::run(ws, &args.net, &args.qemu).map(|()| ExitCode::SUCCESS);
+        return match which {
+            BenchWhich::Net => bench::net::run(ws, &args.net, &args.qemu),
+            BenchWhich::Kv => bench::kv::run(ws, &args.net, &args.storage, &args.qemu),
+            _ => bench::disk::run(ws, &args.net, &args.storage, &args.qemu),
+        }
+        .map(|()| ExitCode::SUCCESS);
     }
     if args.which.contains(&BenchWhich::Sched) {
         let (none, results) = bench::sched::run(ws, args.alloc_runs.max(1))?;

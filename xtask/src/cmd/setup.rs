@@ -50,6 +50,16 @@ pub const HOST_TOOLS: &[(&str, &str, &str)] = &[
         "e2fsprogs",
         "the reference guest's root file system image",
     ),
+    (
+        "redis-server",
+        "redis-server",
+        "`bench kv`'s host ceiling (its own temporary configuration, never the system service)",
+    ),
+    (
+        "redis-benchmark",
+        "redis-tools",
+        "`bench kv`'s load (redis-benchmark; the package also has redis-cli)",
+    ),
 ];
 
 /// The tools of [`HOST_TOOLS`] not on `PATH`.
