@@ -50,6 +50,16 @@ pub const HOST_TOOLS: &[(&str, &str, &str)] = &[
         "e2fsprogs",
         "the reference guest's root file system image",
     ),
+    (
+        "redis-cli",
+        "redis-tools",
+        "`kvstore`'s whole-image tests and `bench kv` (redis-cli, redis-benchmark)",
+    ),
+    (
+        "redis-server",
+        "redis-server",
+        "`bench kv`'s host ceiling (its own temporary configuration, never the system service)",
+    ),
 ];
 
 /// The tools of [`HOST_TOOLS`] not on `PATH`.
