@@ -530,6 +530,16 @@ pub fn error(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `-text\r\n` from bytes (CR and LF turned into spaces): for messages that quote arguments.
+pub fn error_bytes(out: &mut Vec<u8>, text: &[u8]) {
+    out.push(b'-');
+    out.extend(
+        text.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
+    out.extend_from_slice(b"\r\n");
+}
+
 /// `-...\r\n` from formatted text (CR and LF turned into spaces).
 pub fn error_fmt(out: &mut Vec<u8>, args: fmt::Arguments<'_>) {
     struct Sanitize<'a>(&'a mut Vec<u8>);
