@@ -36,8 +36,9 @@ use stardust::thread;
 
 /// Bytes asked of the socket per read (and the least room kept free in the input buffer).
 const READ_CHUNK: usize = 16 * 1024;
-/// The most arguments in one request (MSET of 512 pairs).
-const MAX_ARGS: usize = 1025;
+/// The most arguments in one request: as many as `kv_max_frame` bytes can hold (the smallest
+/// argument, `$0\r\n\r\n`, takes 6), so only the frame's size bounds a request.
+const MAX_ARGS: usize = KV_MAX_FRAME / 6;
 /// Keys the expiry sweeper removes per round, and how often it runs.
 const SWEEP_BUDGET: usize = 1000;
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
