@@ -26,7 +26,9 @@
 //! [ASYNC|SYNC]`, `FLUSHDB`, `SELECT 0`, `QUIT`, and what clients send on connecting:
 //! `CLIENT SETNAME|GETNAME|ID`, `COMMAND [COUNT|DOCS|INFO|LIST]` (an empty list: `redis-cli`
 //! then has no hints, and says nothing), `CONFIG GET` (`save`, `appendonly`, `databases`:
-//! `redis-benchmark` reads the first two at start), `INFO`. Values are strings only.
+//! `redis-benchmark` reads the first two at start; tried with redis-benchmark 7.0.15 against a
+//! server that refuses `CONFIG`: it prints `WARNING: Could not fetch server CONFIG` and runs
+//! anyway, so answering is only for a clean output), `INFO`. Values are strings only.
 //!
 //! Replies and errors are Redis 7's, word for word where a client could tell: `ERR unknown
 //! command 'foo', with args beginning with: 'a' `, `ERR wrong number of arguments for 'get'
@@ -40,8 +42,10 @@
 //! Times are Unix milliseconds from the caller's clock (`now_ms` on every call), so expiries in
 //! the log keep their meaning across a restart. A key past its time is removed when a command
 //! touches it (lazily) and by [`Engine::sweep`], which the caller runs now and then with a
-//! budget: it takes keys in expiry order from an index (`BTreeSet` of `(expire_at, key)`, one
-//! entry per key with an expiry), so each call does at most `budget` removals and no scan.
+//! budget, as Redis's active expiry cycle: it looks at the next `budget` keys of the list of keys
+//! that have an expiry (a `Vec`, one slot per such key, each entry knowing its slot), going round
+//! it, and removes those whose time has passed. Each call costs at most `budget` look-ups, never
+//! a scan of the store; an expired key nobody touches is gone within one round of the list.
 //! Expiry removals are not logged: a replay drops keys whose time has passed.
 //!
 //! # Persistence contract
@@ -70,7 +74,6 @@ pub mod log;
 #[cfg(test)]
 mod tests;
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use hashbrown::HashMap;
 use resp::Request;
@@ -122,13 +125,18 @@ pub struct Effect {
 struct Entry {
     value: Vec<u8>,
     expire_at: Option<u64>,
+    /// With an expiry: this key's slot in `Engine::volatile`.
+    slot: usize,
 }
 
 /// The store and its command interpreter.
 #[derive(Debug)]
 pub struct Engine {
     map: HashMap<Vec<u8>, Entry>,
-    expiries: BTreeSet<(u64, Vec<u8>)>,
+    /// The keys that have an expiry, each once (their entries hold their slots).
+    volatile: Vec<Vec<u8>>,
+    /// Where the next sweep goes on in `volatile`.
+    cursor: usize,
     settings: Settings,
 }
 
@@ -170,7 +178,8 @@ impl Engine {
     pub fn new(settings: Settings) -> Self {
         Engine {
             map: HashMap::new(),
-            expiries: BTreeSet::new(),
+            volatile: Vec::new(),
+            cursor: 0,
             settings,
         }
     }
@@ -192,7 +201,7 @@ impl Engine {
 
     /// Keys with an expiry.
     pub fn expiring(&self) -> usize {
-        self.expiries.len()
+        self.volatile.len()
     }
 
     /// The live keys at `now_ms`, with their values and expiries (for a compacted log: one
@@ -204,21 +213,25 @@ impl Engine {
             .map(|(k, e)| (k.as_slice(), e.value.as_slice(), e.expire_at))
     }
 
-    /// Removes up to `budget` keys whose time has come; returns how many.
+    /// Looks at up to `budget` keys that have an expiry (going on where the last call
+    /// stopped) and removes those whose time has come; returns how many.
     pub fn sweep(&mut self, now_ms: u64, budget: usize) -> usize {
         let mut removed = 0;
-        while removed < budget {
-            let Some((at, _)) = self.expiries.first() else {
-                break;
-            };
-            if *at > now_ms {
-                break;
+        for _ in 0..budget.min(self.volatile.len()) {
+            if self.cursor >= self.volatile.len() {
+                self.cursor = 0;
             }
-            let Some((_, key)) = self.expiries.pop_first() else {
+            let Some(key) = self.volatile.get(self.cursor) else {
                 break;
             };
-            self.map.remove(&key);
-            removed += 1;
+            if self.map.get(key).is_some_and(|e| expired(e, now_ms)) {
+                // The last key moves into this slot: look at it next.
+                let key = self.unindex(self.cursor);
+                self.map.remove(&key);
+                removed += 1;
+            } else {
+                self.cursor += 1;
+            }
         }
         removed
     }
@@ -254,38 +267,63 @@ impl Engine {
 
     fn flush(&mut self) {
         self.map.clear();
-        self.expiries.clear();
+        self.volatile.clear();
+        self.cursor = 0;
     }
 
-    /// Inserts or replaces, keeping the expiry index exact (one entry per key with an expiry).
+    /// Adds `key` to the keys with an expiry; returns its slot.
+    fn index(&mut self, key: &[u8]) -> usize {
+        self.volatile.push(key.to_vec());
+        self.volatile.len() - 1
+    }
+
+    /// Takes slot `slot` out of the keys with an expiry (the last one moves into it, and its
+    /// entry learns so); returns the key that was there.
+    fn unindex(&mut self, slot: usize) -> Vec<u8> {
+        let key = self.volatile.swap_remove(slot);
+        if let Some(moved) = self.volatile.get(slot)
+            && let Some(e) = self.map.get_mut(moved)
+        {
+            e.slot = slot;
+        }
+        key
+    }
+
+    /// Inserts or replaces, keeping the list of keys with an expiry exact.
     fn insert(&mut self, key: Vec<u8>, value: Vec<u8>, expire_at: Option<u64>) {
-        match self.map.get_mut(&key) {
-            Some(e) => {
-                if e.expire_at != expire_at {
-                    if let Some(at) = e.expire_at {
-                        self.expiries.remove(&(at, key.clone()));
-                    }
-                    if let Some(at) = expire_at {
-                        self.expiries.insert((at, key));
-                    }
-                }
+        let mut slot = 0;
+        if let Some(e) = self.map.get_mut(&key) {
+            if e.expire_at.is_some() == expire_at.is_some() {
+                // The common case: no change to the list.
                 e.value = value;
                 e.expire_at = expire_at;
+                return;
             }
-            None => {
-                if let Some(at) = expire_at {
-                    self.expiries.insert((at, key.clone()));
-                }
-                self.map.insert(key, Entry { value, expire_at });
-            }
+            slot = e.slot;
         }
+        let had = self.map.get(&key).map(|e| e.expire_at.is_some());
+        match (had, expire_at.is_some()) {
+            (Some(true), false) => {
+                self.unindex(slot);
+            }
+            (Some(false) | None, true) => slot = self.index(&key),
+            _ => {}
+        }
+        self.map.insert(
+            key,
+            Entry {
+                value,
+                expire_at,
+                slot,
+            },
+        );
     }
 
     fn remove(&mut self, key: &[u8]) -> bool {
         match self.map.remove(key) {
             Some(e) => {
-                if let Some(at) = e.expire_at {
-                    self.expiries.remove(&(at, key.to_vec()));
+                if e.expire_at.is_some() {
+                    self.unindex(e.slot);
                 }
                 true
             }
@@ -676,7 +714,7 @@ impl Engine {
             text.extend_from_slice(b"db0:keys=");
             resp::push_decimal(&mut text, self.map.len() as i64);
             text.extend_from_slice(b",expires=");
-            resp::push_decimal(&mut text, self.expiries.len() as i64);
+            resp::push_decimal(&mut text, self.volatile.len() as i64);
             text.extend_from_slice(b",avg_ttl=0\r\n");
         }
         resp::bulk(out, &text);

@@ -660,7 +660,7 @@ fn model_based_random_commands_and_replay() {
             .map(|(k, (v, t))| (k.clone(), v.clone(), *t))
             .collect();
         assert_eq!(sorted(&engine), model_live);
-        // The expiry index has exactly one entry per key with an expiry.
+        // The list of keys with an expiry has each such key once, at the slot its entry holds.
         assert_eq!(
             engine.expiring(),
             engine
@@ -669,6 +669,10 @@ fn model_based_random_commands_and_replay() {
                 .filter(|e| e.expire_at.is_some())
                 .count()
         );
+        for (slot, key) in engine.volatile.iter().enumerate() {
+            let e = &engine.map[key];
+            assert!(e.expire_at.is_some() && e.slot == slot, "{key:?} at {slot}");
+        }
     }
 }
 
