@@ -154,24 +154,28 @@ fn sweep(store: Store) {
 fn serve(mut stream: TcpStream, store: &Store, id: u64) {
     let parser = Parser::new(Limits::for_request(KV_MAX_FRAME, MAX_ARGS));
     let mut session = Session { name: None, id };
-    let mut input: Vec<u8> = Vec::new();
+    // `input[..filled]` holds what was read and not yet parsed. The buffer is zeroed only when
+    // it grows (a request bigger than a read), not at every read.
+    let mut input: Vec<u8> = alloc::vec![0; READ_CHUNK];
+    let mut filled = 0;
     let mut output: Vec<u8> = Vec::new();
     let mut request = Request::new();
     loop {
-        let filled = input.len();
-        input.resize(filled + READ_CHUNK, 0);
+        if input.len() - filled < READ_CHUNK / 4 {
+            input.resize(filled + READ_CHUNK, 0);
+        }
         let n = match stream.read(&mut input[filled..]) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        input.truncate(filled + n);
+        filled += n;
         let mut pos = 0;
         let mut close = false;
         {
             let mut engine = store.lock();
             let now = now_ms();
             loop {
-                match parser.parse(&input[pos..], &mut request) {
+                match parser.parse(&input[pos..filled], &mut request) {
                     Ok(Status::Complete(used)) => {
                         pos += used;
                         let effect = engine.execute(&request, &mut session, now, &mut output);
@@ -191,7 +195,8 @@ fn serve(mut stream: TcpStream, store: &Store, id: u64) {
                 }
             }
         }
-        input.drain(..pos);
+        input.copy_within(pos..filled, 0);
+        filled -= pos;
         if !output.is_empty() {
             if stream.write_all(&output).is_err() {
                 return;
@@ -202,8 +207,8 @@ fn serve(mut stream: TcpStream, store: &Store, id: u64) {
             return;
         }
         // A big request's buffer is given back once it is done.
-        if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
-            input = Vec::new();
+        if filled == 0 && input.len() > 4 * READ_CHUNK {
+            input = alloc::vec![0; READ_CHUNK];
         }
         if output.capacity() > 4 * READ_CHUNK {
             output = Vec::new();
