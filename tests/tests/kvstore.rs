@@ -11,8 +11,14 @@
 //!   while another connection, open all along, keeps being served;
 //! - oversized frames: a bulk over `kv_max_frame`, a request over it in all, an inline line over
 //!   64 KiB;
-//! - a short `redis-benchmark -q -n 2000 -t get,set` that must complete (its figures printed,
-//!   never asserted).
+//! - a short `redis-benchmark -q -n 2000 -c 2 -t get,set` that must complete (its figures
+//!   printed, never asserted). Two clients, not redis-benchmark's 50: QEMU's user-networking
+//!   forward listens with a backlog of 1, and of a burst of connects some are never accepted on
+//!   the host side (measured: 5 to 9 of 30 clients connected at once stay unserved for good, on
+//!   `echo` as on `kvstore`; the client's request stays unacknowledged in its own socket). A
+//!   redis-benchmark client on such a connection never gets its reply, and redis-benchmark waits
+//!   for every request it issued, so it hangs. With two clients the host's accept queue
+//!   (backlog + 1) holds them both. The 50-client figures are `bench kv`'s, over TAP.
 //!
 //! Without `redis-cli` / `redis-benchmark` (package `redis-tools`, which `cargo xtask setup`
 //! installs) their checks print `skipped: ...`; the raw-socket checks always run. The guest must
@@ -373,7 +379,7 @@ fn malformed_frames(port: u16) {
 fn benchmark(port: u16) {
     let out = Command::new("timeout")
         .args(["120", "redis-benchmark", "-p", &port.to_string()])
-        .args(["-q", "-n", "2000", "-t", "get,set"])
+        .args(["-q", "-n", "2000", "-c", "2", "-t", "get,set"])
         .stdin(Stdio::null())
         .output()
         .expect("running timeout(1)");
@@ -388,7 +394,7 @@ fn benchmark(port: u16) {
         .filter(|l| l.contains("requests per second"))
         .map(str::trim)
         .collect();
-    eprintln!("redis-benchmark -n 2000 (TCG, user networking): {figures:?}");
+    eprintln!("redis-benchmark -n 2000 -c 2 (TCG, user networking): {figures:?}");
     assert!(
         out.status.success()
             && figures.iter().any(|l| l.starts_with("SET:"))
