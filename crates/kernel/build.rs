@@ -49,6 +49,14 @@ fn main() {
         .parse()
         .unwrap_or_else(|_| panic!("STARDUST_NET_SOCKETS={sockets:?}: expected a count"));
 
+    // The key-value server's bounds (apps/kvstore reads them through `stardust::settings`).
+    let kv_max_keys = setting("STARDUST_KV_MAX_KEYS", "kv_max_keys");
+    let kv_max_keys: u64 = kv_max_keys
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("STARDUST_KV_MAX_KEYS={kv_max_keys:?}: expected a count"));
+    let kv_max_frame = size("STARDUST_KV_MAX_FRAME", "kv_max_frame");
+
     // The kernel's features are the facade's, by the same names.
     let errors = catalog.check_features(|feature| {
         let var = format!("CARGO_FEATURE_{}", feature.to_uppercase().replace('-', "_"));
@@ -80,6 +88,10 @@ fn main() {
              pub const NET_UDP_BUFFER: usize = {udp_buffer};\n\
              /// TCP sockets in all, listening pools included (profile `net_sockets`).\n\
              pub const NET_SOCKETS: usize = {sockets};\n\
+             /// The key-value server's most keys (profile `kv_max_keys`).\n\
+             pub const KV_MAX_KEYS: usize = {kv_max_keys};\n\
+             /// The key-value server's largest request in bytes (profile `kv_max_frame`).\n\
+             pub const KV_MAX_FRAME: usize = {kv_max_frame};\n\
              {errors}"
         ),
     )

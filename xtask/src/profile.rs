@@ -58,6 +58,8 @@ pub const SETTINGS: &[(&str, Kind)] = &[
     ("net_udp_buffer", Kind::Size),
     ("net_sockets", Kind::Count),
     ("log_max", Kind::LogLevel),
+    ("kv_max_keys", Kind::Count),
+    ("kv_max_frame", Kind::Size),
 ];
 /// The keys of `[budgets]` (no default: a budget left out is not checked).
 pub const BUDGETS: &[(&str, Kind)] = &[
@@ -85,6 +87,12 @@ pub const MIN_NET_BUFFER: u64 = 2048;
 pub const MAX_NET_BUFFER: u64 = 64 * MIB;
 /// The most TCP sockets (`net_sockets`).
 pub const MAX_NET_SOCKETS: u64 = 16384;
+/// The most keys `kv_max_keys` may allow (the key-value server's index).
+pub const MAX_KV_KEYS: u64 = 1 << 32;
+/// The smallest `kv_max_frame`: a request of a few short arguments.
+pub const MIN_KV_FRAME: u64 = 512;
+/// The largest `kv_max_frame` (Redis's own bulk bound, `proto-max-bulk-len`).
+pub const MAX_KV_FRAME: u64 = 512 * MIB;
 
 /// Where the image is loaded (the linker script of `crates/arch-x86_64/build.rs`).
 pub const IMAGE_BASE: u64 = MIB;
@@ -167,6 +175,11 @@ pub struct Settings {
     /// The most verbose log level compiled in (`trace`: all); below `trace` it adds the feature
     /// `stardust/log_max_<level>`, which compiles the records above it out of every crate.
     pub log_max: String,
+    /// The key-value server's most keys (`kvstore`: over it a write that adds a key fails).
+    pub kv_max_keys: u64,
+    /// The key-value server's largest request in bytes (`kvstore`: one bulk at most as large;
+    /// a bigger request is a protocol error, and the connection is closed).
+    pub kv_max_frame: u64,
 }
 
 /// Budgets checked by `cargo xtask size` and `cargo xtask bench`.
@@ -303,6 +316,14 @@ impl Profile {
             (
                 "STARDUST_NET_SOCKETS".into(),
                 self.settings.net_sockets.to_string(),
+            ),
+            (
+                "STARDUST_KV_MAX_KEYS".into(),
+                self.settings.kv_max_keys.to_string(),
+            ),
+            (
+                "STARDUST_KV_MAX_FRAME".into(),
+                self.settings.kv_max_frame.to_string(),
             ),
         ]
     }
@@ -697,9 +718,12 @@ fn validate(
         net_udp_buffer: next().number(),
         net_sockets: next().number(),
         log_max: next().text(),
+        kv_max_keys: next().number(),
+        kv_max_frame: next().number(),
     };
     check_settings(&c, &settings)?;
     check_net_settings(&c, &settings)?;
+    check_kv_settings(&c, &settings)?;
     let budget = |key: &str, kind: Kind| -> Result<Option<Parsed>> {
         file.budgets
             .get(key)
@@ -1158,6 +1182,30 @@ fn check_net_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
                 s.net_sockets
             ),
         );
+    }
+    Ok(())
+}
+
+/// The key-value server's bounds (`kv_max_keys`, `kv_max_frame`).
+fn check_kv_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
+    if !(1..=MAX_KV_KEYS).contains(&s.kv_max_keys) {
+        return Err(c.err(
+            "kv_max_keys",
+            "settings.kv_max_keys",
+            format!("{}: must be between 1 and {MAX_KV_KEYS}", s.kv_max_keys),
+        ));
+    }
+    if !(MIN_KV_FRAME..=MAX_KV_FRAME).contains(&s.kv_max_frame) {
+        return Err(c.err(
+            "kv_max_frame",
+            "settings.kv_max_frame",
+            format!(
+                "{} bytes: must be between {} and {}",
+                s.kv_max_frame,
+                size_text(MIN_KV_FRAME),
+                size_text(MAX_KV_FRAME)
+            ),
+        ));
     }
     Ok(())
 }

@@ -36,6 +36,15 @@ mod config {
 /// the facade's `stardust::block` gives apps.
 #[cfg(all(target_os = "none", feature = "block"))]
 pub mod block;
+
+/// Profile settings that apps read (`stardust::settings`).
+pub mod settings {
+    /// The key-value server's most keys (profile setting `kv_max_keys`).
+    pub const KV_MAX_KEYS: usize = crate::config::KV_MAX_KEYS;
+    /// The key-value server's largest request in bytes (profile setting `kv_max_frame`).
+    pub const KV_MAX_FRAME: usize = crate::config::KV_MAX_FRAME;
+}
+
 #[cfg(target_os = "none")]
 mod boot;
 /// DMA memory for device drivers: page-aligned, zeroed, physically contiguous.

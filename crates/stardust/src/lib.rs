@@ -55,6 +55,12 @@ pub fn heap_stats() -> Option<HeapStats> {
     kernel::heap_stats()
 }
 
+/// Profile settings for apps (`[settings]` of the profile, `--set`): `KV_MAX_KEYS`
+/// (`kv_max_keys`) and `KV_MAX_FRAME` (`kv_max_frame`), the key-value server's bounds.
+pub mod settings {
+    pub use kernel::settings::*;
+}
+
 /// Xen services, in images built for Xen (`platform = "xen"`, PV or PVH).
 #[cfg(feature = "platform-xen")]
 pub mod xen {

@@ -202,6 +202,7 @@ impl Setup {
             nic: None,
             tap: Some(self.ns.nic()),
             extra_args: Vec::new(),
+            disk: None,
         }
     }
 

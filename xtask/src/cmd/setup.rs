@@ -51,6 +51,11 @@ pub const HOST_TOOLS: &[(&str, &str, &str)] = &[
         "the reference guest's root file system image",
     ),
     (
+        "redis-cli",
+        "redis-tools",
+        "`kvstore`'s whole-image tests and `bench kv` (redis-cli, redis-benchmark)",
+    ),
+    (
         "redis-server",
         "redis-server",
         "`bench kv`'s host ceiling (its own temporary configuration, never the system service)",

@@ -32,6 +32,8 @@ net_tcp_buffer = "64K"
 net_udp_buffer = "16K"
 net_sockets = 64
 log_max = "trace"
+kv_max_keys = 1000000
+kv_max_frame = "1M"
 
 [[package.metadata.stardust.rules]]
 when = ["console-serial", "console-debugcon"]
@@ -129,6 +131,8 @@ fn parses_the_contract_example() {
             ("STARDUST_NET_TCP_BUFFER".to_string(), "65536".to_string()),
             ("STARDUST_NET_UDP_BUFFER".to_string(), "16384".to_string()),
             ("STARDUST_NET_SOCKETS".to_string(), "64".to_string()),
+            ("STARDUST_KV_MAX_KEYS".to_string(), "1000000".to_string()),
+            ("STARDUST_KV_MAX_FRAME".to_string(), "1048576".to_string()),
         ]
     );
     assert_eq!(p.tag(), "default");
@@ -921,4 +925,24 @@ fn image_app_names_the_app_the_image_budget_is_for() {
     assert_eq!(p.image_app(), "echo");
     let e = err(DEFAULT, &["image_app=../etc"]);
     assert!(e.contains("`../etc` is not an app name"), "{e}");
+}
+
+#[test]
+fn key_value_settings_are_bounded() {
+    let p = parse(DEFAULT, &["kv_max_keys=10", "kv_max_frame=64K"]).expect("valid");
+    assert_eq!(p.settings.kv_max_keys, 10);
+    assert_eq!(p.settings.kv_max_frame, 64 * 1024);
+    for (set, words) in [
+        ("kv_max_keys=0", &["kv_max_keys", "between 1 and"][..]),
+        (
+            "kv_max_frame=100",
+            &["kv_max_frame", "between 512 and 512M"],
+        ),
+        ("kv_max_frame=1G", &["kv_max_frame", "between 512 and 512M"]),
+    ] {
+        let e = err(DEFAULT, &[set]);
+        for w in words {
+            assert!(e.contains(w), "{set}: {e}");
+        }
+    }
 }
