@@ -106,6 +106,31 @@ pub mod block {
     pub use kernel::blockdev::{BlockIo, Error, Info, SECTOR_SIZE, Stats};
 }
 
+#[cfg(feature = "filesystem-sdfs")]
+pub mod fs;
+
+/// Expands to the items of its first block when the image has a filesystem (a profile with
+/// `filesystem` other than `none`: [`fs`] exists), to those of its `else` block otherwise, so that
+/// an app compiles its file code only into images that have one (httpd's `/files/`):
+///
+/// ```ignore
+/// stardust::if_filesystem! {
+///     { mod files; use files::Files as Source; }
+///     else { use http1::NoSource as Source; }
+/// }
+/// ```
+#[cfg(feature = "filesystem-sdfs")]
+#[macro_export]
+macro_rules! if_filesystem {
+    ({ $($yes:item)* } else { $($no:item)* }) => { $($yes)* };
+}
+/// See the other definition (this one: no filesystem).
+#[cfg(not(feature = "filesystem-sdfs"))]
+#[macro_export]
+macro_rules! if_filesystem {
+    ({ $($yes:item)* } else { $($no:item)* }) => { $($no)* };
+}
+
 /// Blocking synchronization between threads (`scheduler = "coop"` or `"preempt"`): [`Mutex`],
 /// [`Condvar`], [`Semaphore`] and a bounded [`channel`]. Waiters are parked (the CPU runs other
 /// threads or idles), never spinning.
