@@ -98,6 +98,7 @@ extern crate alloc;
 
 pub mod body;
 mod config;
+pub mod files;
 pub mod parse;
 pub mod response;
 mod serve;
@@ -108,7 +109,9 @@ pub use config::{Config, KEYS};
 pub use parse::{
     EMPTY_LINES_MAX, Error, Framing, Header, Limits, Method, Parsed, Request, Version, parse,
 };
-pub use response::{Body, OUTPUT_SIZE, Output, PATTERN, Persistence, Reply, Status};
+pub use response::{
+    Body, NoSource, OUTPUT_SIZE, Output, PATTERN, Persistence, Reply, Source, Status,
+};
 pub use serve::{End, NoTimeouts, Outcome, Stats, Timeouts, serve, serve_with};
 pub use site::{ALLOW, INDEX, Site, StaticSite};
 
