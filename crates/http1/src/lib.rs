@@ -71,7 +71,18 @@
 //! 413), [`EMPTY_LINES_MAX`] empty lines, [`CHUNK_EXT_MAX`] bytes of chunk extension. A
 //! connection holds an input buffer of [`Config::input_size`] bytes (the largest head that is
 //! still incomplete, plus one: about 12 KiB by default) and an [`OUTPUT_SIZE`] output buffer;
-//! generated content (`/bytes/N`) is written through the latter, never held whole.
+//! generated content (`/bytes/N`) is written through the latter, never held whole, and so is a
+//! [`Body::Source`] (a file: read into it in [`OUTPUT_SIZE`]-aligned pieces as it is written; a
+//! source that fails midway closes the connection short of its `Content-Length`,
+//! [`End::SourceFailed`]). A [`Site`] that streams nothing has [`NoSource`] as its
+//! [`Site::Source`], and the streaming code is then not compiled in.
+//!
+//! # Serving files
+//!
+//! [`files::file_path`] maps a request path under a prefix (httpd: `/files/`) to a file path:
+//! percent-decoded, with `.`, `..` and empty segments refused (404: no path leaves the served
+//! root, and the parser does not normalize targets); [`files::content_type`] gives a type by
+//! extension. The httpd app serves the disk's files with them when its image has a filesystem.
 //!
 //! # The connection loop
 //!

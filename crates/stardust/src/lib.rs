@@ -23,7 +23,8 @@
 //! One per profile slot value (`platform-kvm`, `platform-xen`, `platform-universal` (one image for
 //! KVM-class monitors and Xen PVH), `console-serial`, `console-debugcon`, `console-xen`,
 //! `console-auto`, `allocator-none`, `allocator-bump`, `allocator-buddy`,
-//! `allocator-talc`, `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`);
+//! `allocator-talc`, `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`,
+//! `net_device-*`, `block_device-*`, `filesystem-none`, `filesystem-sdfs` (which brings [`fs`]));
 //! xtask enables exactly one per slot from the profile. `xen_guest_pvh` (not a slot: the
 //! setting `xen_guest = "pvh"`) makes a `platform-xen` image a PVH guest. With `allocator-none` there is no heap and [`alloc`] must not be used.
 #![no_std]
