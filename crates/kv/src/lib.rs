@@ -1,5 +1,6 @@
 //! The key-value engine of the `kvstore` app: Redis's string commands on a `hashbrown` map,
-//! expiry on a clock the caller passes in, and the write log's records for persistence.
+//! expiry on a clock the caller passes in, the write log's records, and the persistence that
+//! keeps them on a filesystem ([`persist`]).
 //! Pure logic: no_std with `alloc`, no unsafe, host-tested.
 //!
 //! ```
@@ -55,12 +56,17 @@
 //! multi-key command is all or nothing in the log). The caller MUST append it to its log and
 //! make it durable before it sends that command's reply (and the replies of the commands after
 //! it on the connection); the engine has applied it already, so readers on other connections
-//! may see a value before it is durable, as with Redis's `appendfsync always`, but no client is
-//! told a write succeeded before it is. Group commit fits: collect the records of many
-//! commands (of many connections), make them durable at once, then send their replies.
-//! [`log`] frames records (length + CRC-32) and reads a log back up to its first torn or
-//! corrupt record; [`Engine::apply`] replays one; [`Engine::entries`] lists the live keys to
-//! write a compacted log.
+//! may see a value before it is durable: their replies, too, must wait until it is. [`log`]
+//! frames records (length + CRC-32) and reads a log back up to its first torn or corrupt
+//! record; [`Engine::apply`] replays one; [`Engine::entries`] lists the live keys to write a
+//! compacted log, whose size [`Engine::snapshot_bytes`] keeps exact. [`Engine::begin`] /
+//! [`Engine::rollback`] undo a command whose record could not be logged (a full disk), so the
+//! store never keeps an unlogged change.
+//!
+//! [`persist`] does all of this over a small filesystem trait: the log with recovery,
+//! compaction, group commit by log sequence number, and Redis's `MISCONF` error for a write
+//! that cannot be logged (its docs give the design). The `kvstore` app runs it on
+//! `stardust::fs`; the host tests run it on `sdfs` over `blockdev`'s power-cut fake.
 //!
 //! Cargo features: none.
 #![cfg_attr(not(test), no_std)]
