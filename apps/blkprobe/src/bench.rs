@@ -16,7 +16,7 @@
 //!   mounting a filesystem there first (harmless for the bench's fresh images either way).
 //! - `layer=fs`: one file, `/blkprobe.bench`, of `B` bytes through `stardust::fs` (images with
 //!   a filesystem only). The filesystem keeps changes in memory until a sync, so the write
-//!   workloads also sync every [`SYNC_EVERY`] bytes (Linux's page cache writes back in the
+//!   workloads also sync every 8 MiB (Linux's page cache writes back in the
 //!   background the same way), and their time includes the last sync.
 
 use alloc::vec;
@@ -28,8 +28,6 @@ use stardust::println;
 const SEQ: usize = 1 << 20;
 /// Bytes of a random request.
 const RAND: usize = 4096;
-/// The filesystem layer's write workloads sync every this many bytes.
-pub const SYNC_EVERY: u64 = 8 << 20;
 
 /// Where the workloads go: the raw disk, or a file.
 trait Target {
@@ -66,6 +64,9 @@ impl Target for Driver {
 
 stardust::if_filesystem! {
     {
+        /// The filesystem layer's write workloads sync every this many bytes.
+        const SYNC_EVERY: u64 = 8 << 20;
+
         struct FileTarget(stardust::fs::File);
 
         impl Target for FileTarget {
