@@ -93,13 +93,17 @@ struct Image(PathBuf);
 
 impl Image {
     fn new(name: &str) -> Image {
+        Image::sized(name, IMAGE_BYTES)
+    }
+
+    fn sized(name: &str, bytes: u64) -> Image {
         let path = std::env::temp_dir().join(format!(
             "stardust-block-{}-{}.img",
             std::process::id(),
             name.replace(' ', "-")
         ));
         let file = std::fs::File::create(&path).expect("create the image");
-        file.set_len(IMAGE_BYTES).expect("size the image");
+        file.set_len(bytes).expect("size the image");
         Image(path)
     }
 
@@ -208,4 +212,72 @@ fn without_a_disk_the_kernel_and_blkprobe_say_so() {
     assert_exit(&boot, 3);
     line_with(&boot, &["block: no disk"]);
     line_with(&boot, &["blkprobe: no disk"]);
+}
+
+/// `blkprobe bench` (the Stardust side of `cargo xtask bench disk`): a line per workload in
+/// the contract's form, then `bench done`; a request it cannot run is a `bench error` line.
+#[test]
+fn the_disk_bench_probe_keeps_its_contract() {
+    let image = Image::new("bench");
+    let args = [
+        "bench",
+        "layer=driver",
+        "bytes=2097152",
+        "seconds=1",
+        "runs=1",
+        "qd=1",
+    ];
+    let boot = boot(Q35, Some(&image), false, &args);
+    assert_exit(&boot, 0);
+    for name in ["seqwrite", "seqread", "randwrite", "randread"] {
+        let line = line_with(&boot, &[&format!("bench {name} ")]);
+        let words: Vec<&str> = line[line.find("bench ").expect("found")..]
+            .split_whitespace()
+            .collect();
+        assert_eq!(words.len(), 4, "{line}");
+        let (bytes, ns): (u64, u64) = (
+            words[2].parse().expect("bytes"),
+            words[3].parse().expect("ns"),
+        );
+        assert!(bytes > 0 && ns > 0, "{line}");
+    }
+    line_with(&boot, &["bench done"]);
+    assert!(
+        image.bytes()[..2 << 20].iter().all(|&b| b == 0x5a),
+        "the region was written whole"
+    );
+    let refused = boot_bench(&["bench", "layer=driver", "qd=4"]);
+    assert_exit(&refused, 5);
+    line_with(&refused, &["bench error qd=4"]);
+}
+
+fn boot_bench(args: &[&str]) -> Boot {
+    let image = Image::new("bench-refused");
+    boot(Q35, Some(&image), false, args)
+}
+
+/// `blkprobe bench layer=fs`: the same contract through `stardust::fs` (profile storage's
+/// filesystem, on a blank disk formatted at boot).
+#[test]
+fn the_disk_bench_probe_runs_on_the_filesystem_too() {
+    let image = Image::sized("bench-fs", 32 << 20);
+    let run = Run::new("blkprobe")
+        .profile("storage")
+        .machine(Machine::Q35)
+        .args(&[
+            "bench",
+            "layer=fs",
+            "bytes=2097152",
+            "seconds=1",
+            "runs=1",
+            "qd=1",
+        ])
+        .disk(image.path(), false);
+    let boot = run.boot();
+    assert_exit(&boot, 0);
+    line_with(&boot, &["fs: sdfs: the disk was blank: formatted"]);
+    for name in ["seqwrite", "seqread", "randwrite", "randread"] {
+        line_with(&boot, &[&format!("bench {name} ")]);
+    }
+    line_with(&boot, &["bench done"]);
 }

@@ -7,7 +7,7 @@
 //!   host's `cargo xtask disk` code (`xtask::disk::{check, ls, cat}`) finds it in the file;
 //! - an image made by `cargo xtask disk create --from DIR` is read by the guest;
 //! - a foreign disk (random bytes) is refused with the clear error, every call fails saying why,
-//!   and the file is byte-for-byte unchanged;
+//!   and the file is byte-for-byte unchanged; so is a damaged one (both superblocks), saying so;
 //! - a full disk gives the clear "no space" error, reads still work, and space comes back;
 //! - httpd serves files of an xtask-made image (`GET /files/...`, streamed, HEAD, 404s) through
 //!   `--forward` user networking, to `curl` when installed and to a plain socket always.
@@ -244,6 +244,35 @@ fn a_foreign_disk_is_refused_clearly_and_never_written() {
         let after = std::fs::read(image.path()).expect("read the image");
         assert!(after == bytes, "the foreign disk was written");
     });
+}
+
+#[test]
+fn a_damaged_filesystem_is_refused_with_what_is_wrong_and_never_written() {
+    let image = xtask_image("damaged", &[("a.txt", b"a")]);
+    let mut bytes = std::fs::read(image.path()).expect("read the image");
+    // Both superblock slots (blocks 0 and 1 of 4096 bytes) damaged within their checksummed
+    // bytes: no valid commit.
+    bytes[100] ^= 0xff;
+    bytes[4096 + 100] ^= 0xff;
+    std::fs::write(image.path(), &bytes).expect("write the image");
+    let boot = fsprobe(Q35, &image, &["cat=/a.txt"]);
+    assert_exit(&boot, 3);
+    line_with(
+        &boot,
+        &[
+            "[ERROR",
+            "fs: sdfs: the disk was refused (never written): corrupt filesystem: bad checksum \
+             in the superblock",
+        ],
+    );
+    line_with(
+        &boot,
+        &["fsprobe: cat /a.txt: no filesystem mounted: the disk was refused: corrupt filesystem"],
+    );
+    assert!(
+        std::fs::read(image.path()).expect("read the image") == bytes,
+        "the damaged disk was written"
+    );
 }
 
 #[test]
