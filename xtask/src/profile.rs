@@ -43,6 +43,8 @@ pub enum Kind {
     Count,
     /// An app's name (a directory under `apps/`; the workspace checks that it exists).
     App,
+    /// `true` or `false` (`--set KEY=true`).
+    Flag,
 }
 /// The keys of `[settings]`; their defaults are in the facade's `[package.metadata.stardust]`.
 pub const SETTINGS: &[(&str, Kind)] = &[
@@ -58,6 +60,7 @@ pub const SETTINGS: &[(&str, Kind)] = &[
     ("net_udp_buffer", Kind::Size),
     ("net_sockets", Kind::Count),
     ("log_max", Kind::LogLevel),
+    ("net_dhcp", Kind::Flag),
 ];
 /// The keys of `[budgets]` (no default: a budget left out is not checked).
 pub const BUDGETS: &[(&str, Kind)] = &[
@@ -70,6 +73,8 @@ pub const BUDGETS: &[(&str, Kind)] = &[
 pub const DEFAULT_IMAGE_APP: &str = "hello";
 /// Values of `xen_guest` (platform `xen` only): the Xen guest mode, PV or PVH.
 pub const XEN_GUESTS: &[&str] = &["pv", "pvh"];
+/// The facade feature `net_dhcp = true` adds with a NIC driver (the DHCPv4 client).
+pub const NET_DHCP_FEATURE: &str = "stardust/net_dhcp";
 /// The facade feature `xen_guest = "pvh"` adds (no dash: the slot catalog ignores it).
 pub const XEN_GUEST_PVH_FEATURE: &str = "stardust/xen_guest_pvh";
 
@@ -167,6 +172,10 @@ pub struct Settings {
     /// The most verbose log level compiled in (`trace`: all); below `trace` it adds the feature
     /// `stardust/log_max_<level>`, which compiles the records above it out of every crate.
     pub log_max: String,
+    /// Whether the image has the DHCPv4 client (`net_ip = "dhcp"`, `ip=dhcp`); with a NIC
+    /// driver, `true` adds the feature `stardust/net_dhcp`. Without it the image is ~5 KB
+    /// smaller and refuses `ip=dhcp` at boot.
+    pub net_dhcp: bool,
 }
 
 /// Budgets checked by `cargo xtask size` and `cargo xtask bench`.
@@ -243,7 +252,7 @@ impl Profile {
 
     /// `stardust/<slot>-<value>` for the platform and every slot (platform first), then
     /// `stardust/xen_guest_pvh` for a Xen PVH guest, then `stardust/log_max_<level>` for a
-    /// `log_max` other than `trace`.
+    /// `log_max` other than `trace`, then `stardust/net_dhcp` for `net_dhcp` with a NIC driver.
     pub fn features(&self) -> Vec<String> {
         let mut features: Vec<String> = std::iter::once((PLATFORM, self.platform.as_str()))
             .chain(self.slots.iter().map(|(s, v)| (s.as_str(), v.as_str())))
@@ -254,6 +263,9 @@ impl Profile {
         }
         if self.settings.log_max != "trace" {
             features.push(format!("stardust/log_max_{}", self.settings.log_max));
+        }
+        if self.settings.net_dhcp && self.slot("net_device").is_some_and(|d| d != "none") {
+            features.push(NET_DHCP_FEATURE.into());
         }
         features
     }
@@ -552,6 +564,18 @@ impl Checker<'_> {
                 Parsed::Text(text.trim().to_string())
             }
             Kind::Count => Parsed::Number(self.count(key, qualified, v)?),
+            Kind::Flag => Parsed::Flag(match v {
+                Value::Boolean(b) => *b,
+                Value::String(t) if t.trim() == "true" => true,
+                Value::String(t) if t.trim() == "false" => false,
+                _ => {
+                    return Err(self.err(
+                        key,
+                        qualified,
+                        format!("expected true or false, got {v}"),
+                    ));
+                }
+            }),
             Kind::App => {
                 let name = self.string(key, qualified, v)?;
                 let valid = !name.is_empty()
@@ -617,6 +641,7 @@ enum Parsed {
     Text(String),
     Number(u64),
     Ratio(f64),
+    Flag(bool),
 }
 
 impl Parsed {
@@ -625,6 +650,9 @@ impl Parsed {
             Parsed::Number(n) => *n,
             _ => 0,
         }
+    }
+    fn flag(&self) -> bool {
+        matches!(self, Parsed::Flag(true))
     }
     fn text(self) -> String {
         match self {
@@ -697,6 +725,7 @@ fn validate(
         net_udp_buffer: next().number(),
         net_sockets: next().number(),
         log_max: next().text(),
+        net_dhcp: next().flag(),
     };
     check_settings(&c, &settings)?;
     check_net_settings(&c, &settings)?;
@@ -1110,6 +1139,14 @@ fn check_net_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
     // Both parsed already (Kind::NetIp, Kind::Gateway).
     let ip = parse_net_ip(&s.net_ip).map_err(Error::msg)?;
     let gateway = parse_gateway(&s.net_gateway).map_err(Error::msg)?;
+    if ip == NetIp::Dhcp && !s.net_dhcp {
+        return fail(
+            blame(&["net_ip", "net_dhcp"]),
+            "net_ip = \"dhcp\" needs the DHCP client, which net_dhcp = false leaves out: \
+             set net_dhcp = true (`--set net_dhcp=true`)"
+                .into(),
+        );
+    }
     if let (NetIp::Static { addr, prefix }, Some(gw)) = (ip, gateway) {
         if gw == addr {
             return fail(

@@ -559,12 +559,14 @@ impl embedded_io_async::Write for TcpStream {
     }
 }
 
+#[cfg(feature = "net_udp")]
 /// A UDP socket (`std::net::UdpSocket`'s shape): blocking `send_to`/`recv_from` (through
 /// `Deref`), or under `scheduler = "async"` [`UdpSocket::send_to_async`] and
 /// [`UdpSocket::recv_from_async`] only.
 #[derive(Debug)]
 pub struct UdpSocket(::net::UdpSocket<Net>);
 
+#[cfg(feature = "net_udp")]
 impl UdpSocket {
     /// Binds `port` of the NIC's address.
     pub fn bind(port: u16) -> Result<Self, Error> {
@@ -585,6 +587,7 @@ impl UdpSocket {
     }
 }
 
+#[cfg(feature = "net_udp")]
 impl Deref for UdpSocket {
     type Target = ::net::UdpSocket<Net>;
 
@@ -593,6 +596,7 @@ impl Deref for UdpSocket {
     }
 }
 
+#[cfg(feature = "net_udp")]
 impl DerefMut for UdpSocket {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.0

@@ -222,7 +222,15 @@ impl IpConfig {
 
     fn parse_ip(option: &'static str, value: &str) -> Result<Self, ConfigError> {
         if value == "dhcp" {
-            return Ok(IpConfig::Dhcp);
+            return if cfg!(feature = "dhcp") {
+                Ok(IpConfig::Dhcp)
+            } else {
+                Err(error(
+                    option,
+                    value,
+                    "this image has no DHCP client (setting net_dhcp = false)",
+                ))
+            };
         }
         let Some((addr, prefix)) = value.split_once('/') else {
             return Err(error(
@@ -352,8 +360,12 @@ mod tests {
         );
         assert_eq!(c.to_string(), "10.0.2.15/24 gw 10.0.2.2");
         assert_eq!(
-            IpConfig::from_settings("dhcp", "10.0.2.2"),
-            Ok(IpConfig::Dhcp)
+            IpConfig::from_settings("dhcp", "10.0.2.2").map_err(|e| e.to_string()),
+            if cfg!(feature = "dhcp") {
+                Ok(IpConfig::Dhcp)
+            } else {
+                Err("net_ip=dhcp: this image has no DHCP client (setting net_dhcp = false)".into())
+            }
         );
         let none = IpConfig::from_settings("192.168.1.7/16", "").expect("valid");
         assert_eq!(none.to_string(), "192.168.1.7/16");
@@ -366,8 +378,16 @@ mod tests {
             .with_options(["log=debug", "gw=192.168.0.1", "ip=192.168.0.9/24", "x"])
             .expect("valid");
         assert_eq!(c.to_string(), "192.168.0.9/24 gw 192.168.0.1");
-        let d = c.with_options(["ip=dhcp"]).expect("valid");
-        assert_eq!(d, IpConfig::Dhcp);
+        let d = c.with_options(["ip=dhcp"]).map_err(|e| e.to_string());
+        if cfg!(feature = "dhcp") {
+            assert_eq!(d, Ok(IpConfig::Dhcp));
+        } else {
+            // Without the client (`cargo test -p net --no-default-features`).
+            assert_eq!(
+                d,
+                Err("ip=dhcp: this image has no DHCP client (setting net_dhcp = false)".into())
+            );
+        }
         // A new subnet drops a gateway that is not on it.
         let e = IpConfig::from_settings("10.0.2.15/24", "10.0.2.2")
             .and_then(|c| c.with_options(["ip=172.16.0.2/12"]))
