@@ -49,8 +49,9 @@ fn print_cargo_builds_the_same_image_with_plain_cargo() {
         line.contains("cargo build") && line.contains("stardust/allocator-none"),
         "{line}"
     );
-    // Run it as a shell would (environment assignments, then cargo).
-    let mut parts = line.split_whitespace();
+    // Run it as a shell would (environment assignments, then cargo; single-quoted words).
+    let words = shell_words(&line);
+    let mut parts = words.iter().map(String::as_str);
     let mut cmd = cargo();
     for p in parts.by_ref() {
         match p.split_once('=') {
@@ -77,6 +78,47 @@ fn print_cargo_builds_the_same_image_with_plain_cargo() {
         "plain cargo and xtask build different images ({} vs {} bytes)",
         plain_bytes.len(),
         xtask_bytes.len()
+    );
+}
+
+/// Splits a line the way `xtask::image::shell_quote` quotes it: words apart at whitespace,
+/// `'...'` taken literally, `\\` escaping the next character outside quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut in_word) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                word.extend(chars.by_ref().take_while(|&c| c != '\''));
+            }
+            '\\' => {
+                in_word = true;
+                word.extend(chars.next());
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn shell_words_undo_shell_quote() {
+    assert_eq!(
+        shell_words(r#"A=1 cargo --config 'x=["a b"]' 'it'\''s'"#),
+        ["A=1", "cargo", "--config", "x=[\"a b\"]", "it's"]
     );
 }
 
