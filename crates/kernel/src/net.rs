@@ -372,11 +372,10 @@ mod waiters {
 /// the image runs on, and sockets fail with [`Error::NoNetwork`]. A bad address is a
 /// configuration error (the kernel stops with status 103).
 pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
-    let options = ["ip", "gw"].map(|key| {
-        cmdline::kernel_option(cmdline, key).map(|value| alloc::format!("{key}={value}"))
-    });
-    let ip = IpConfig::from_settings(config::NET_IP, config::NET_GATEWAY)?
-        .with_options(options.iter().flatten().map(|s| s.as_str()))?;
+    let ip = IpConfig::from_settings(config::NET_IP, config::NET_GATEWAY)?.with_values(
+        cmdline::kernel_option(cmdline, "ip"),
+        cmdline::kernel_option(cmdline, "gw"),
+    )?;
     let Some(Nic { device, irq, .. }) = probe_nics() else {
         log::info!("net: no network device: the network is down");
         return Ok(());
