@@ -49,8 +49,9 @@ fn print_cargo_builds_the_same_image_with_plain_cargo() {
         line.contains("cargo build") && line.contains("stardust/allocator-none"),
         "{line}"
     );
-    // Run it as a shell would (environment assignments, then cargo).
-    let mut parts = line.split_whitespace();
+    // Run it as a shell would (environment assignments, then cargo; single-quoted words).
+    let words = shell_words(&line);
+    let mut parts = words.iter().map(String::as_str);
     let mut cmd = cargo();
     for p in parts.by_ref() {
         match p.split_once('=') {
@@ -80,6 +81,47 @@ fn print_cargo_builds_the_same_image_with_plain_cargo() {
     );
 }
 
+/// Splits a line the way `xtask::image::shell_quote` quotes it: words apart at whitespace,
+/// `'...'` taken literally, `\\` escaping the next character outside quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut in_word) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                word.extend(chars.by_ref().take_while(|&c| c != '\''));
+            }
+            '\\' => {
+                in_word = true;
+                word.extend(chars.next());
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn shell_words_undo_shell_quote() {
+    assert_eq!(
+        shell_words(r#"A=1 cargo --config 'x=["a b"]' 'it'\''s'"#),
+        ["A=1", "cargo", "--config", "x=[\"a b\"]", "it's"]
+    );
+}
+
 #[test]
 fn size_fails_over_budget_and_passes_within() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,11 +144,17 @@ fn size_fails_over_budget_and_passes_within() {
 
 #[test]
 fn bad_input_exits_non_zero_with_the_choices() {
+    // Every directory under apps/, sorted: the list the error must give.
+    let mut apps: Vec<String> = std::fs::read_dir(workspace().root.join("apps"))
+        .expect("apps/")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    apps.sort();
+    let valid_apps = format!("valid apps: {}", apps.join(", "));
     for (args, needle) in [
-        (
-            &["build", "nope"][..],
-            "valid apps: allocstress, asyncecho, asyncprobe, echo, faults, hello, httpd, irqprobe, netprobe, threads, timeprobe, xenprobe",
-        ),
+        (&["build", "nope"][..], valid_apps.as_str()),
         (
             &["build", "hello", "--profile", "nope"][..],
             "valid profiles: default, minimal",

@@ -36,7 +36,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use stardust_tests::{Guest, Machine, Outcome, Run, free_port, random_bytes};
+use stardust_tests::{
+    Guest, Machine, Outcome, Run, assert_exit, free_port, line_with, random_bytes,
+};
 
 /// How long a guest may take to say it is ready (TCG, with other guests booting at once).
 const READY_WAIT: Duration = Duration::from_secs(180);
@@ -291,14 +293,24 @@ fn udp_round_trip(port: u16, data: &[u8]) {
 }
 
 /// `ip=dhcp` on the kernel command line: the guest asks QEMU's DHCP server (slirp's, whose first
-/// lease is 10.0.2.15 with router 10.0.2.2), logs the lease, and serves on it.
+/// lease is 10.0.2.15 with router 10.0.2.2), logs the lease, and serves on it. The net profile
+/// leaves the DHCP client out (`net_dhcp = false`): there `ip=dhcp` is a configuration error
+/// that names the setting.
 #[test]
 fn a_dhcp_lease_from_qemu_is_applied_and_served_on() {
+    let boot = Run::new("echo")
+        .profile("net")
+        .kargs("ip=dhcp")
+        .timeout(GUEST_LIMIT)
+        .boot();
+    assert_exit(&boot, 103);
+    line_with(&boot, &["ip=dhcp", "no DHCP client", "net_dhcp = false"]);
     on_targets(&[Q35, MICROVM], |t| {
         let tcp = free_port();
+        let set: Vec<&str> = t.set.iter().copied().chain(["net_dhcp=true"]).collect();
         let guest = Run::new("echo")
             .profile("net")
-            .set(t.set)
+            .set(&set)
             .machine(t.machine)
             .kargs("ip=dhcp")
             .timeout(GUEST_LIMIT)

@@ -30,11 +30,18 @@ pub struct CargoCommand {
 
 impl CargoCommand {
     /// `cargo build --release --target x86_64-unknown-none -p APP --features ...` with the
-    /// profile's settings as environment variables.
+    /// profile's settings as environment variables, and the remapping of cargo's registry
+    /// sources (see [`remap_registry`]).
     pub fn for_image(profile: &Profile, app: &str) -> CargoCommand {
+        Self::for_image_with(profile, app, &registry_sources())
+    }
+
+    /// [`CargoCommand::for_image`] with the registry source directories given.
+    pub fn for_image_with(profile: &Profile, app: &str, registries: &[PathBuf]) -> CargoCommand {
         let mut args = release_build(app);
         args.push("--features".into());
         args.push(profile.features().join(","));
+        args.extend(remap_registry(registries));
         CargoCommand {
             env: profile.env(),
             args,
@@ -85,6 +92,50 @@ impl CargoCommand {
         }
         Ok(())
     }
+}
+
+/// The directories of cargo's registry sources (`$CARGO_HOME/registry/src/*`, sorted; none when
+/// there is no such directory).
+pub fn registry_sources() -> Vec<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(Ok(entries)) = home.map(|h| std::fs::read_dir(h.join("registry").join("src"))) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// `--config target.x86_64-unknown-none.rustflags=[...]` with a `--remap-path-prefix=DIR/=` per
+/// registry source directory: a panic location in a dependency then reads
+/// `smoltcp-0.14.0/src/socket/tcp.rs:123:5` instead of starting with the 60-byte
+/// `$CARGO_HOME/registry/src/index.crates.io-<hash>/`, which makes the network images about
+/// 1.8 KB smaller. cargo appends the array to `.cargo/config.toml`'s flags; host builds (build
+/// scripts, proc macros) do not take them. The workspace's own paths are relative already, and
+/// the Rust library's (`/rustc/<hash>/library/...`) come precompiled, out of this flag's reach.
+/// gdb finds those sources again with `set substitute-path` (docs/CONTRACT.md).
+pub fn remap_registry(registries: &[PathBuf]) -> Vec<String> {
+    if registries.is_empty() {
+        return Vec::new();
+    }
+    let flags: Vec<String> = registries
+        .iter()
+        .map(|dir| {
+            let flag = format!("--remap-path-prefix={}/=", dir.display());
+            // A TOML basic string.
+            format!("\"{}\"", flag.replace('\\', "\\\\").replace('"', "\\\""))
+        })
+        .collect();
+    vec![
+        "--config".into(),
+        format!("target.{TARGET}.rustflags=[{}]", flags.join(",")),
+    ]
 }
 
 fn release_build(package: &str) -> Vec<String> {
@@ -321,7 +372,7 @@ mod tests {
         let text = "platform = \"kvm\"\n[slots]\nallocator = \"bump\"\nscheduler = \"none\"\nconsole = \"serial\"\n[settings]\nstack_size = \"64K\"\n";
         let p = Profile::parse("default", text, &[], &catalog).expect("valid");
         assert_eq!(
-            CargoCommand::for_image(&p, "hello").shell_line(),
+            CargoCommand::for_image_with(&p, "hello", &[]).shell_line(),
             "STARDUST_LOG_LEVEL=info STARDUST_HEAP_SIZE=0 STARDUST_STACK_SIZE=65536 \
              STARDUST_TIME_SLICE_NS=10000000 STARDUST_NET_IP=10.0.2.15/24 \
              STARDUST_NET_GATEWAY=10.0.2.2 STARDUST_NET_TCP_BUFFER=65536 \
@@ -333,6 +384,28 @@ mod tests {
         assert_eq!(
             CargoCommand::for_empty_kernel().shell_line(),
             "cargo build --release --target x86_64-unknown-none -p empty-kernel"
+        );
+        // With cargo's registry sources: their paths remapped away, one flag per directory.
+        let dirs = [
+            PathBuf::from("/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f"),
+            PathBuf::from("/c/x\\\"y"),
+        ];
+        let cmd = CargoCommand::for_image_with(&p, "hello", &dirs);
+        assert_eq!(
+            cmd.args[cmd.args.len() - 2..],
+            [
+                "--config".to_string(),
+                "target.x86_64-unknown-none.rustflags=[\
+                 \"--remap-path-prefix=/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/=\",\
+                 \"--remap-path-prefix=/c/x\\\\\\\"y/=\"]"
+                    .to_string()
+            ]
+        );
+        let toml: toml::Table = toml::from_str(&cmd.args[cmd.args.len() - 1]).expect("TOML");
+        let flags = &toml["target"]["x86_64-unknown-none"]["rustflags"];
+        assert_eq!(
+            flags.as_array().expect("an array")[1].as_str(),
+            Some("--remap-path-prefix=/c/x\\\"y/=")
         );
     }
 

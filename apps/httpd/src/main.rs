@@ -172,7 +172,9 @@ fn main() -> u8 {
         });
         if let Err(e) = spawned {
             REFUSED.fetch_add(1, Ordering::Relaxed);
-            stardust::log::warn!("httpd: {peer}: no thread ({e}); closed");
+            // The address and port apart (the same text): SocketAddrV4's own Display is 0.6K.
+            let (ip, port) = (peer.ip(), peer.port());
+            stardust::log::warn!("httpd: {ip}:{port}: no thread ({e}); closed");
         }
     }
 }

@@ -22,7 +22,7 @@
 //!
 //! Bounds are profile settings: `kv_max_keys` (over it, a write that adds a key fails with
 //! `ERR max keys reached (kv_max_keys = N)`) and `kv_max_frame` (bytes in one request).
-//! Arguments (`key=value`): `port=6379`, `stack=32K` (each connection thread's stack). Prints
+//! Arguments (`key=value`): `port=6379`, `stack=64K` (each connection thread's stack: a write goes down through the filesystem and the disk driver on it). Prints
 //! `kvstore: ready on port N` once it listens. A bad argument prints why, status 2.
 #![no_std]
 #![no_main]
@@ -77,7 +77,7 @@ struct Config {
 fn parse_args() -> Result<Config, &'static str> {
     let mut c = Config {
         port: 6379,
-        stack: 32 * 1024,
+        stack: 64 * 1024,
     };
     for arg in stardust::args() {
         let (key, value) = arg.split_once('=').ok_or(arg)?;
@@ -103,7 +103,7 @@ fn main() -> u8 {
         Ok(c) => c,
         Err(bad) => {
             // `{bad}` in quotes, not `{bad:?}`: Debug formatting of a str costs 3.5 KB of image.
-            println!("kvstore: bad argument \"{bad}\"; usage: kvstore [port=6379] [stack=32K]");
+            println!("kvstore: bad argument \"{bad}\"; usage: kvstore [port=6379] [stack=64K]");
             return 2;
         }
     };

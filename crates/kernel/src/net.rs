@@ -372,11 +372,10 @@ mod waiters {
 /// the image runs on, and sockets fail with [`Error::NoNetwork`]. A bad address is a
 /// configuration error (the kernel stops with status 103).
 pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
-    let options = ["ip", "gw"].map(|key| {
-        cmdline::kernel_option(cmdline, key).map(|value| alloc::format!("{key}={value}"))
-    });
-    let ip = IpConfig::from_settings(config::NET_IP, config::NET_GATEWAY)?
-        .with_options(options.iter().flatten().map(|s| s.as_str()))?;
+    let ip = IpConfig::from_settings(config::NET_IP, config::NET_GATEWAY)?.with_values(
+        cmdline::kernel_option(cmdline, "ip"),
+        cmdline::kernel_option(cmdline, "gw"),
+    )?;
     let Some(Nic { device, irq, .. }) = probe_nics() else {
         log::info!("net: no network device: the network is down");
         return Ok(());
@@ -559,12 +558,14 @@ impl embedded_io_async::Write for TcpStream {
     }
 }
 
+#[cfg(feature = "net_udp")]
 /// A UDP socket (`std::net::UdpSocket`'s shape): blocking `send_to`/`recv_from` (through
 /// `Deref`), or under `scheduler = "async"` [`UdpSocket::send_to_async`] and
 /// [`UdpSocket::recv_from_async`] only.
 #[derive(Debug)]
 pub struct UdpSocket(::net::UdpSocket<Net>);
 
+#[cfg(feature = "net_udp")]
 impl UdpSocket {
     /// Binds `port` of the NIC's address.
     pub fn bind(port: u16) -> Result<Self, Error> {
@@ -585,6 +586,7 @@ impl UdpSocket {
     }
 }
 
+#[cfg(feature = "net_udp")]
 impl Deref for UdpSocket {
     type Target = ::net::UdpSocket<Net>;
 
@@ -593,6 +595,7 @@ impl Deref for UdpSocket {
     }
 }
 
+#[cfg(feature = "net_udp")]
 impl DerefMut for UdpSocket {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.0

@@ -175,26 +175,45 @@ impl IpConfig {
     /// returning whether it was one. The command line overrides the settings.
     pub fn apply_option(&mut self, token: &str) -> Result<bool, ConfigError> {
         if let Some(value) = token.strip_prefix("ip=") {
-            let gateway = match *self {
-                IpConfig::Static { gateway, .. } => gateway,
-                IpConfig::Dhcp => None,
-            };
-            *self = match Self::parse_ip("ip", value)? {
-                IpConfig::Static {
-                    address, prefix, ..
-                } => IpConfig::Static {
-                    address,
-                    prefix,
-                    gateway: gateway.filter(|&g| same_subnet(address, prefix, g)),
-                },
-                IpConfig::Dhcp => IpConfig::Dhcp,
-            };
+            self.set_ip(value)?;
             Ok(true)
         } else if let Some(value) = token.strip_prefix("gw=") {
             *self = self.with_gateway("gw", value)?;
             Ok(true)
         } else {
             Ok(false)
+        }
+    }
+
+    /// `ip=value`: a gateway kept from before stays if it is on the new subnet.
+    fn set_ip(&mut self, value: &str) -> Result<(), ConfigError> {
+        let gateway = match *self {
+            IpConfig::Static { gateway, .. } => gateway,
+            IpConfig::Dhcp => None,
+        };
+        *self = match Self::parse_ip("ip", value)? {
+            IpConfig::Static {
+                address, prefix, ..
+            } => IpConfig::Static {
+                address,
+                prefix,
+                gateway: gateway.filter(|&g| same_subnet(address, prefix, g)),
+            },
+            IpConfig::Dhcp => IpConfig::Dhcp,
+        };
+        Ok(())
+    }
+
+    /// The profile's configuration overridden by the values of the command line's `ip=` and
+    /// `gw=` (each the last of its kind, as the kernel finds them), `ip=` first: the same as
+    /// [`IpConfig::with_options`] of `ip=IP gw=GW`, without building those tokens.
+    pub fn with_values(mut self, ip: Option<&str>, gw: Option<&str>) -> Result<Self, ConfigError> {
+        if let Some(value) = ip {
+            self.set_ip(value)?;
+        }
+        match gw {
+            Some(value) => self.with_gateway("gw", value),
+            None => Ok(self),
         }
     }
 
@@ -222,7 +241,15 @@ impl IpConfig {
 
     fn parse_ip(option: &'static str, value: &str) -> Result<Self, ConfigError> {
         if value == "dhcp" {
-            return Ok(IpConfig::Dhcp);
+            return if cfg!(feature = "dhcp") {
+                Ok(IpConfig::Dhcp)
+            } else {
+                Err(error(
+                    option,
+                    value,
+                    "this image has no DHCP client (setting net_dhcp = false)",
+                ))
+            };
         }
         let Some((addr, prefix)) = value.split_once('/') else {
             return Err(error(
@@ -352,8 +379,12 @@ mod tests {
         );
         assert_eq!(c.to_string(), "10.0.2.15/24 gw 10.0.2.2");
         assert_eq!(
-            IpConfig::from_settings("dhcp", "10.0.2.2"),
-            Ok(IpConfig::Dhcp)
+            IpConfig::from_settings("dhcp", "10.0.2.2").map_err(|e| e.to_string()),
+            if cfg!(feature = "dhcp") {
+                Ok(IpConfig::Dhcp)
+            } else {
+                Err("net_ip=dhcp: this image has no DHCP client (setting net_dhcp = false)".into())
+            }
         );
         let none = IpConfig::from_settings("192.168.1.7/16", "").expect("valid");
         assert_eq!(none.to_string(), "192.168.1.7/16");
@@ -366,13 +397,47 @@ mod tests {
             .with_options(["log=debug", "gw=192.168.0.1", "ip=192.168.0.9/24", "x"])
             .expect("valid");
         assert_eq!(c.to_string(), "192.168.0.9/24 gw 192.168.0.1");
-        let d = c.with_options(["ip=dhcp"]).expect("valid");
-        assert_eq!(d, IpConfig::Dhcp);
+        let d = c.with_options(["ip=dhcp"]).map_err(|e| e.to_string());
+        if cfg!(feature = "dhcp") {
+            assert_eq!(d, Ok(IpConfig::Dhcp));
+        } else {
+            // Without the client (`cargo test -p net --no-default-features`).
+            assert_eq!(
+                d,
+                Err("ip=dhcp: this image has no DHCP client (setting net_dhcp = false)".into())
+            );
+        }
         // A new subnet drops a gateway that is not on it.
         let e = IpConfig::from_settings("10.0.2.15/24", "10.0.2.2")
             .and_then(|c| c.with_options(["ip=172.16.0.2/12"]))
             .expect("valid");
         assert_eq!(e.to_string(), "172.16.0.2/12");
+    }
+
+    #[test]
+    fn values_apply_as_their_options_do() {
+        let c = IpConfig::from_settings("10.0.2.15/24", "10.0.2.2").expect("valid");
+        for (ip, gw) in [
+            (None, None),
+            (Some("192.168.0.9/24"), Some("192.168.0.1")),
+            (Some("10.0.2.20/24"), None),
+            (Some("172.16.0.2/12"), None),
+            (None, Some("10.0.2.3")),
+            (None, Some("")),
+            (None, Some("192.168.0.1")),
+            (Some("10.0.2.300/24"), Some("10.0.2.2")),
+            (Some("10.0.2.20/24"), Some("10.0.2.20")),
+        ] {
+            let ip_token = ip.map(|v| alloc::format!("ip={v}"));
+            let gw_token = gw.map(|v| alloc::format!("gw={v}"));
+            let tokens = [ip_token, gw_token];
+            let tokens = tokens.iter().flatten().map(|t| t.as_str());
+            assert_eq!(
+                c.with_values(ip, gw),
+                c.with_options(tokens),
+                "ip {ip:?} gw {gw:?}"
+            );
+        }
     }
 
     #[test]

@@ -38,6 +38,12 @@
 //! - Async sockets register their task's waker under the lock; `poll` wakes them all when the
 //!   generation moves.
 //!
+//! # Features
+//! `dhcp` (the DHCPv4 client) and `udp` (`UdpSocket`), both default; the kernel turns them on
+//! only when the profile (`net_dhcp`) or the app (`stardust/net_udp`) asks, to keep the image
+//! small. Without `dhcp`, [`IpConfig`]'s parsers refuse `dhcp` with an error that names the
+//! setting.
+//!
 //! # DHCPv4
 //! With `ip=dhcp` the stack runs smoltcp's DHCP client and applies each lease itself in `poll`:
 //! the address with its prefix, and the router as the default route ([`Stack::ipv4_cidr`],
@@ -138,5 +144,7 @@ pub mod stack;
 pub use config::{ConfigError, IpConfig, Limits};
 /// smoltcp, for the glue's and the tests' use of its types.
 pub use smoltcp;
-pub use socket::{Shared, TcpListener, TcpStream, UdpSocket, Wait};
+#[cfg(feature = "udp")]
+pub use socket::UdpSocket;
+pub use socket::{Shared, TcpListener, TcpStream, Wait};
 pub use stack::{DhcpStatus, Error, ListenerId, Shutdown, Stack, StackStats, TCP_STATES};

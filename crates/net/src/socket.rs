@@ -474,9 +474,10 @@ impl<S: Shared> embedded_io_async::Write for TcpStream<S> {
     }
 }
 
-// -------------------------------------------------------------------- UdpSocket
+// -------------------------------------------------------------------- UdpSocket (feature `udp`)
 
 /// A UDP socket. Dropping it frees it.
+#[cfg(feature = "udp")]
 #[derive(Debug)]
 pub struct UdpSocket<S: Shared> {
     shared: S,
@@ -485,6 +486,7 @@ pub struct UdpSocket<S: Shared> {
     write_timeout: Option<Duration>,
 }
 
+#[cfg(feature = "udp")]
 impl<S: Shared> UdpSocket<S> {
     /// A socket on `port` (0: an ephemeral port).
     pub fn bind(shared: &S, port: u16) -> Result<Self, Error> {
@@ -545,6 +547,7 @@ impl<S: Shared> UdpSocket<S> {
     }
 }
 
+#[cfg(feature = "udp")]
 impl<S: Wait> UdpSocket<S> {
     /// Sends a datagram, waiting up to the write timeout for room.
     pub fn send_to(&self, buf: &[u8], to: SocketAddrV4) -> Result<usize, Error> {
@@ -565,6 +568,7 @@ impl<S: Wait> UdpSocket<S> {
     }
 }
 
+#[cfg(feature = "udp")]
 impl<S: Shared> Drop for UdpSocket<S> {
     fn drop(&mut self) {
         let h = self.handle;

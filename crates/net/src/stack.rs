@@ -4,7 +4,7 @@
 //! Every operation here is non-blocking: it does what it can now, or returns
 //! [`Error::WouldBlock`]. The socket types in [`crate::socket`] build the blocking and async
 //! calls on top.
-use crate::config::{IpConfig, Limits, check_address, check_gateway};
+use crate::config::{IpConfig, Limits};
 use crate::device::Phy;
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -15,11 +15,14 @@ use netdev::NetDevice;
 use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
 };
-use smoltcp::socket::{dhcpv4, tcp, udp};
+#[cfg(feature = "dhcp")]
+use smoltcp::socket::dhcpv4;
+use smoltcp::socket::tcp;
+#[cfg(feature = "udp")]
+use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,
-    Ipv4Cidr,
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr,
 };
 
 /// What a socket operation can fail with.
@@ -161,6 +164,7 @@ impl fmt::Display for DhcpStatus {
 }
 
 /// How often a stack still waiting for a DHCP lease says so in the log.
+#[cfg(feature = "dhcp")]
 const DHCP_WAIT_LOG_NS: u64 = 60_000_000_000;
 
 /// Counters, for tests and reports.
@@ -248,9 +252,11 @@ pub struct Stack<D: NetDevice> {
     limits: Limits,
     ip: IpConfig,
     gateway: Option<Ipv4Address>,
+    #[cfg(feature = "dhcp")]
     dhcp: Option<SocketHandle>,
     dhcp_status: DhcpStatus,
     /// When a stack waiting for a lease last said so.
+    #[cfg(feature = "dhcp")]
     dhcp_logged_ns: u64,
     listeners: Vec<Option<Listener>>,
     orphans: Vec<Orphan>,
@@ -286,8 +292,11 @@ impl<D: NetDevice> Stack<D> {
         let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
         config.random_seed = seed;
         let mut iface = Interface::new(config, &mut phy, instant(now_ns));
+        // Only the DHCP client is added here.
+        #[cfg_attr(not(feature = "dhcp"), expect(unused_mut))]
         let mut sockets = SocketSet::new(vec![]);
-        let mut dhcp = None;
+        #[cfg_attr(not(feature = "dhcp"), expect(unused_mut))]
+        let mut dhcp: Option<SocketHandle> = None;
         let mut gw = None;
         match ip {
             IpConfig::Static {
@@ -306,10 +315,15 @@ impl<D: NetDevice> Stack<D> {
                 }
                 log::info!("net: {mac} {ip}");
             }
+            #[cfg(feature = "dhcp")]
             IpConfig::Dhcp => {
                 dhcp = Some(sockets.add(dhcpv4::Socket::new()));
                 log::info!("net: {mac} asking for a DHCP lease");
             }
+            // `IpConfig`'s parsers refuse `dhcp` without the client: only a caller that built
+            // the value itself gets here, and the interface then has no address.
+            #[cfg(not(feature = "dhcp"))]
+            IpConfig::Dhcp => log::error!("net: {mac} no address: DHCP is compiled out"),
         }
         let span = u64::from(u16::MAX - EPHEMERAL) + 1;
         Stack {
@@ -323,7 +337,9 @@ impl<D: NetDevice> Stack<D> {
                 Some(_) => DhcpStatus::Waiting { since_ns: now_ns },
                 None => DhcpStatus::Static,
             },
+            #[cfg(feature = "dhcp")]
             dhcp_logged_ns: now_ns,
+            #[cfg(feature = "dhcp")]
             dhcp,
             listeners: Vec::new(),
             orphans: Vec::new(),
@@ -488,10 +504,17 @@ impl<D: NetDevice> Stack<D> {
         }
     }
 
+    /// Without the DHCP client (feature `dhcp` off) there is no news.
+    #[cfg(not(feature = "dhcp"))]
+    fn poll_dhcp(&mut self) -> bool {
+        false
+    }
+
     /// Takes the DHCP client's news and applies it. A lease whose address cannot be this
     /// host's (smoltcp only refuses the unspecified, broadcast and multicast addresses) is
     /// refused: the client starts over. A router that is not on the lease's subnet is left out
     /// (the lease applies without a default route).
+    #[cfg(feature = "dhcp")]
     fn poll_dhcp(&mut self) -> bool {
         let Some(h) = self.dhcp else {
             return false;
@@ -508,7 +531,9 @@ impl<D: NetDevice> Stack<D> {
             };
             match lease {
                 Some((address, router)) => {
-                    if let Err(why) = check_address(address.address(), address.prefix_len()) {
+                    if let Err(why) =
+                        crate::config::check_address(address.address(), address.prefix_len())
+                    {
                         log::warn!("net: DHCP lease {address} refused: {why}");
                         self.stats.dhcp_refused += 1;
                         // Back to DISCOVER; the socket reports `Deconfigured` next.
@@ -516,7 +541,11 @@ impl<D: NetDevice> Stack<D> {
                         continue;
                     }
                     let router = router.filter(|&r| {
-                        match check_gateway(address.address(), address.prefix_len(), r) {
+                        match crate::config::check_gateway(
+                            address.address(),
+                            address.prefix_len(),
+                            r,
+                        ) {
                             Ok(()) => true,
                             Err(why) => {
                                 log::warn!("net: DHCP router {r} left out: {why}");
@@ -556,6 +585,7 @@ impl<D: NetDevice> Stack<D> {
         changed
     }
 
+    #[cfg(feature = "dhcp")]
     fn apply_lease(&mut self, address: Ipv4Cidr, router: Option<Ipv4Address>) {
         self.iface.update_ip_addrs(|addrs| {
             addrs.clear();
@@ -755,7 +785,10 @@ impl<D: NetDevice> Stack<D> {
                 smoltcp::socket::Socket::Tcp(t) => {
                     t.local_endpoint().is_some_and(|e| e.port == port)
                 }
+                #[cfg(feature = "udp")]
                 smoltcp::socket::Socket::Udp(u) => u.endpoint().port == port,
+                // DHCP's client binds no port of ours; with neither, TCP is the only kind.
+                #[allow(unreachable_patterns)]
                 _ => false,
             })
     }
@@ -1020,9 +1053,10 @@ impl<D: NetDevice> Stack<D> {
         });
     }
 
-    // ---------------------------------------------------------------- UDP
+    // ---------------------------------------------------------------- UDP (feature `udp`)
 
     /// A UDP socket bound to `port` (0: an ephemeral port).
+    #[cfg(feature = "udp")]
     pub fn udp_bind(&mut self, port: u16) -> Result<SocketHandle, Error> {
         let port = if port == 0 {
             let mut p = self.next_port;
@@ -1058,11 +1092,13 @@ impl<D: NetDevice> Stack<D> {
         Ok(self.sockets.add(socket))
     }
 
+    #[cfg(feature = "udp")]
     fn udp(&mut self, h: SocketHandle) -> &mut udp::Socket<'static> {
         self.sockets.get_mut::<udp::Socket<'static>>(h)
     }
 
     /// Queues one datagram to `to`, or `WouldBlock` when the transmit buffer is full.
+    #[cfg(feature = "udp")]
     pub fn udp_send_to(
         &mut self,
         h: SocketHandle,
@@ -1082,6 +1118,7 @@ impl<D: NetDevice> Stack<D> {
 
     /// The next datagram: its length and sender. A datagram longer than `buf` is cut to fit
     /// (the rest is lost, as with `std::net::UdpSocket`).
+    #[cfg(feature = "udp")]
     pub fn udp_recv_from(
         &mut self,
         h: SocketHandle,
@@ -1098,11 +1135,13 @@ impl<D: NetDevice> Stack<D> {
     }
 
     /// The local endpoint of a UDP socket (its address is the interface's).
-    pub fn udp_local(&mut self, h: SocketHandle) -> IpListenEndpoint {
+    #[cfg(feature = "udp")]
+    pub fn udp_local(&mut self, h: SocketHandle) -> smoltcp::wire::IpListenEndpoint {
         self.udp(h).endpoint()
     }
 
     /// Frees a UDP socket.
+    #[cfg(feature = "udp")]
     pub fn udp_release(&mut self, h: SocketHandle) {
         self.sockets.remove(h);
         self.live -= 1;

@@ -10,7 +10,9 @@ mod common;
 
 use common::*;
 use embedded_io_async::{Read, Write};
-use net::{Error, Shared, Shutdown, TcpListener, TcpStream, UdpSocket};
+#[cfg(feature = "udp")]
+use net::UdpSocket;
+use net::{Error, Shared, Shutdown, TcpListener, TcpStream};
 use netdev::fake::Faults;
 use std::cell::Cell;
 use std::future::Future;
@@ -372,6 +374,7 @@ fn connect_async_refused_and_accepted() {
     assert!(ok.get());
 }
 
+#[cfg(feature = "udp")]
 #[test]
 fn udp_async_echo_and_a_full_send_queue() {
     let (c, s) = plain(limits());

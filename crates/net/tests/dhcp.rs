@@ -1,6 +1,7 @@
 //! DHCPv4: the client stack (side 0, `ip=dhcp`) against a small DHCP server written here, on a
 //! UDP socket of the other stack (side 1, 10.0.2.2/24), over `netdev::fake::pair`, on the
 //! virtual clock.
+#![cfg(all(feature = "dhcp", feature = "udp"))]
 mod common;
 
 use common::*;

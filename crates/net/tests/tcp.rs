@@ -2,7 +2,9 @@
 mod common;
 
 use common::*;
-use net::{Error, Limits, Shared, Shutdown, TcpListener, TcpStream, UdpSocket};
+#[cfg(feature = "udp")]
+use net::UdpSocket;
+use net::{Error, Limits, Shared, Shutdown, TcpListener, TcpStream};
 use netdev::fake::Faults;
 use std::time::Duration;
 
@@ -311,6 +313,7 @@ fn running_out_of_sockets_is_an_error_and_accept_recovers() {
         TcpListener::bind(&s, 82, 2).map(|_| ()),
         Err(Error::NoSockets)
     );
+    #[cfg(feature = "udp")]
     assert_eq!(UdpSocket::bind(&s, 53).map(|_| ()), Err(Error::NoSockets));
     // Two connections fill the pool's sockets; it cannot refill.
     let a = TcpStream::connect(&c, server_addr(80), None).expect("a");
@@ -335,6 +338,7 @@ fn running_out_of_sockets_is_an_error_and_accept_recovers() {
     listener.accept().expect("accept d");
 }
 
+#[cfg(feature = "udp")]
 #[test]
 fn udp_echo() {
     let (c, s) = plain(limits());

@@ -88,15 +88,20 @@ pub mod thread;
 /// scheduler.
 ///
 /// The address is the profile's `net_ip` (and `net_gateway`), or the kernel command line's
-/// `ip=ADDR/PREFIX` (`ip=dhcp`) and `gw=ADDR`. Without a NIC the image runs on, and every
-/// socket fails with [`net::Error::NoNetwork`].
+/// `ip=ADDR/PREFIX` (`ip=dhcp`, with the setting `net_dhcp = true`) and `gw=ADDR`. Without a NIC
+/// the image runs on, and every socket fails with [`net::Error::NoNetwork`].
+///
+/// `UdpSocket` is there for an app that asks for it, to keep it out of the others' images: the
+/// feature `net_udp` of its dependency on `stardust` (apps/echo).
 #[cfg(feature = "net_device-virtio")]
 pub mod net {
     pub use core::net::{Ipv4Addr, SocketAddrV4};
+    #[cfg(feature = "net_udp")]
+    pub use kernel::net::UdpSocket;
     #[cfg(feature = "scheduler-async")]
     pub use kernel::net::{AsyncRead, AsyncWrite, embedded_io_async};
     pub use kernel::net::{
-        Error, GlueStats, TcpListener, TcpStream, UdpSocket, glue_stats, is_up, stats, stats_text,
+        Error, GlueStats, TcpListener, TcpStream, glue_stats, is_up, stats, stats_text,
     };
 }
 

@@ -34,6 +34,7 @@ net_sockets = 64
 log_max = "trace"
 kv_max_keys = 1000000
 kv_max_frame = "1M"
+net_dhcp = true
 
 [[package.metadata.stardust.rules]]
 when = ["console-serial", "console-debugcon"]
@@ -945,4 +946,49 @@ fn key_value_settings_are_bounded() {
             assert!(e.contains(w), "{set}: {e}");
         }
     }
+}
+
+#[test]
+fn net_dhcp_adds_the_dhcp_client_with_a_nic_and_dhcp_needs_it() {
+    let facade = FACADE.replace(
+        "console-debugcon = []",
+        "console-debugcon = []\nnet_device-none = []\nnet_device-virtio = []",
+    );
+    let catalog = Catalog::from_manifest(&facade).expect("parses");
+    let parse = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Profile::parse("net", DEFAULT, &sets, &catalog)
+    };
+    let dhcp = |p: &Profile| p.features().iter().any(|f| f == NET_DHCP_FEATURE);
+    // The default (true): the feature only with a NIC driver.
+    let p = parse(&[]).expect("valid");
+    assert!(p.settings.net_dhcp && !dhcp(&p), "{:?}", p.features());
+    let p = parse(&["net_device=virtio"]).expect("valid");
+    assert!(dhcp(&p), "{:?}", p.features());
+    let p = parse(&["net_device=virtio", "net_dhcp=false"]).expect("valid");
+    assert!(!p.settings.net_dhcp && !dhcp(&p), "{:?}", p.features());
+    // A profile's own `net_dhcp = false` (a TOML boolean), then `net_ip = "dhcp"` over it.
+    let text = DEFAULT.replace("memory = \"32M\"", "memory = \"32M\"\nnet_dhcp = false");
+    let sets = ["net_ip=dhcp".to_string()];
+    let e = Profile::parse("net", &text, &sets, &catalog)
+        .expect_err("dhcp without the client")
+        .to_string();
+    assert!(
+        e.contains("net_ip (set on the command line)")
+            && e.contains("needs the DHCP client")
+            && e.contains("--set net_dhcp=true"),
+        "{e}"
+    );
+    let e = parse(&["net_ip=dhcp", "net_dhcp=false"])
+        .expect_err("dhcp without the client")
+        .to_string();
+    assert!(e.contains("net_dhcp = false"), "{e}");
+    assert!(parse(&["net_ip=dhcp", "net_dhcp=true"]).is_ok());
+    let e = parse(&["net_dhcp=yes"])
+        .expect_err("not a flag")
+        .to_string();
+    assert!(
+        e.contains("net_dhcp") && e.contains("expected true or false"),
+        "{e}"
+    );
 }
