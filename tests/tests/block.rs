@@ -206,3 +206,45 @@ fn without_a_disk_the_kernel_and_blkprobe_say_so() {
     line_with(&boot, &["block: no disk"]);
     line_with(&boot, &["blkprobe: no disk"]);
 }
+
+/// `blkprobe bench` (the Stardust side of `cargo xtask bench disk`): a line per workload in
+/// the contract's form, then `bench done`; a request it cannot run is a `bench error` line.
+#[test]
+fn the_disk_bench_probe_keeps_its_contract() {
+    let image = Image::new("bench");
+    let args = [
+        "bench",
+        "layer=driver",
+        "bytes=2097152",
+        "seconds=1",
+        "runs=1",
+        "qd=1",
+    ];
+    let boot = boot(Q35, Some(&image), false, &args);
+    assert_exit(&boot, 0);
+    for name in ["seqwrite", "seqread", "randwrite", "randread"] {
+        let line = line_with(&boot, &[&format!("bench {name} ")]);
+        let words: Vec<&str> = line[line.find("bench ").expect("found")..]
+            .split_whitespace()
+            .collect();
+        assert_eq!(words.len(), 4, "{line}");
+        let (bytes, ns): (u64, u64) = (
+            words[2].parse().expect("bytes"),
+            words[3].parse().expect("ns"),
+        );
+        assert!(bytes > 0 && ns > 0, "{line}");
+    }
+    line_with(&boot, &["bench done"]);
+    assert!(
+        image.bytes()[..2 << 20].iter().all(|&b| b == 0x5a),
+        "the region was written whole"
+    );
+    let refused = boot_bench(&["bench", "layer=driver", "qd=4"]);
+    assert_exit(&refused, 5);
+    line_with(&refused, &["bench error qd=4"]);
+}
+
+fn boot_bench(args: &[&str]) -> Boot {
+    let image = Image::new("bench-refused");
+    boot(Q35, Some(&image), false, args)
+}

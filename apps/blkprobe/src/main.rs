@@ -7,6 +7,8 @@
 //! each byte's offset on the disk ([`byte`]), so the host can check the image file too. Then it
 //! prints the driver's counters (`blkprobe: stats ...`).
 //!
+//! `blkprobe bench ...` runs the driver layer of `cargo xtask bench disk` instead ([`bench`]).
+//!
 //! Exit statuses: 0 done; 2 a bad argument or a range past the end of the disk; 3 no disk;
 //! 4 the data read back is not the pattern; 5 a write or flush refused or failed (a read-only
 //! disk, one that cannot flush: the range is then read, to show reads still work); 6 a read
@@ -15,6 +17,8 @@
 #![no_main]
 
 extern crate alloc;
+
+mod bench;
 
 use alloc::vec;
 use stardust::block::{BlockIo, disk};
@@ -28,9 +32,13 @@ fn byte(seed: u64, offset: u64) -> u8 {
 
 #[stardust::main]
 fn main() -> u8 {
+    let args: alloc::vec::Vec<&str> = stardust::args().collect();
+    if args.first() == Some(&"bench") {
+        return bench::run(&args[1..]);
+    }
     let (mut start, mut blocks, mut seed, mut verify) = (8u64, 1000u64, 1u64, false);
     let mut flush = true;
-    for arg in stardust::args() {
+    for arg in args {
         let parsed = match arg.split_once('=') {
             Some(("start", v)) => v.parse().map(|n| start = n).is_ok(),
             Some(("blocks", v)) => v.parse().map(|n| blocks = n).is_ok(),
