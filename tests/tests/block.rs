@@ -11,6 +11,9 @@
 //!   (`the disk is read-only`, status 5), the read works, the file is untouched;
 //! - without a disk: `block: no disk`, and blkprobe's documented status 3.
 //!
+//! blkprobe writes the raw disk, so its images have no filesystem (`filesystem=none`: profile
+//! storage would mount sdfs at boot and format the blank disk); tests/fs.rs tests that.
+//!
 //! Each test runs its machines in parallel threads.
 
 use std::path::{Path, PathBuf};
@@ -41,23 +44,23 @@ struct Target {
 const Q35: Target = Target {
     name: "q35",
     machine: Machine::Q35,
-    set: &[],
+    set: &["filesystem=none"],
 };
 const MICROVM: Target = Target {
     name: "microvm",
     machine: Machine::Microvm,
-    set: &[],
+    set: &["filesystem=none"],
 };
 /// microvm without a NIC: QEMU's virtio-mmio transports stay legacy (version 1).
 const MICROVM_LEGACY: Target = Target {
     name: "microvm legacy virtio-mmio",
     machine: Machine::Microvm,
-    set: &["net_device=none"],
+    set: &["net_device=none", "filesystem=none"],
 };
 const UNIVERSAL_Q35: Target = Target {
     name: "universal on q35",
     machine: Machine::Q35,
-    set: &["platform=universal", "console=auto"],
+    set: &["platform=universal", "console=auto", "filesystem=none"],
 };
 
 /// Runs `check` on each target in its own thread; fails naming every target that failed.

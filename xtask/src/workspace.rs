@@ -427,7 +427,8 @@ scheduler = ["coop", "preempt"]
                 "stardust/scheduler-none",
                 "stardust/console-serial",
                 "stardust/net_device-none",
-                "stardust/block_device-none"
+                "stardust/block_device-none",
+                "stardust/filesystem-none"
             ]
         );
         for (platform, console) in [("xen", "xen"), ("universal", "auto")] {

@@ -8,6 +8,12 @@
 //! counters (`stardust::net::stats_text`: polls, interrupts, frames, ...; text, one `name value`
 //! per line), for leak checks and profiles from outside. Prints `httpd: ready on port N`.
 //! A bad argument prints why, status 2.
+//!
+//! In an image with a filesystem (profile `storage`: `filesystem = "sdfs"`), `GET /files/<path>`
+//! (and `HEAD`) answers the file `<path>` of the disk (see `files.rs`): its bytes, streamed, with
+//! a content type from its extension; 404 for a missing file, a directory, a `.` or `..`
+//! segment, or no mounted filesystem. Without a filesystem the route is not compiled in (the
+//! image is as before) and `/files/...` is 404 like any unknown path.
 #![no_std]
 #![no_main]
 
@@ -19,6 +25,32 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use http1::{Body, Config, Reply, Request, Site, StaticSite, Status, Timeouts};
+
+stardust::if_filesystem! {
+    {
+        mod files;
+        use files::FileSource as Source;
+
+        /// A reply of the static site as one of this server.
+        fn widen(reply: Reply) -> Reply<Source> {
+            reply.into_source()
+        }
+    }
+    else {
+        use http1::NoSource as Source;
+
+        /// A reply of the static site as one of this server (the same type here).
+        fn widen(reply: Reply) -> Reply<Source> {
+            reply
+        }
+        mod files {
+            /// No filesystem: no `/files/` route.
+            pub fn respond(_: &http1::Request<'_>) -> Option<http1::Reply> {
+                None
+            }
+        }
+    }
+}
 use stardust::net::{TcpListener, TcpStream};
 use stardust::println;
 use stardust::thread;
@@ -34,7 +66,9 @@ struct Server {
 }
 
 impl Site for Server {
-    fn respond(&self, request: &Request<'_>) -> Reply {
+    type Source = Source;
+
+    fn respond(&self, request: &Request<'_>) -> Reply<Source> {
         if request.path == "/stats" {
             let heap = stardust::heap_stats();
             let text = format!(
@@ -47,9 +81,16 @@ impl Site for Server {
                 heap.map_or(0, |h| h.peak),
                 stardust::net::stats_text().unwrap_or_default(),
             );
-            return Reply::new(Status::Ok, "text/plain", Body::Owned(text.into_bytes()));
+            return widen(Reply::new(
+                Status::Ok,
+                "text/plain",
+                Body::Owned(text.into_bytes()),
+            ));
         }
-        self.site.respond(request)
+        if let Some(reply) = files::respond(request) {
+            return reply;
+        }
+        widen(self.site.respond(request))
     }
 }
 

@@ -71,7 +71,18 @@
 //! 413), [`EMPTY_LINES_MAX`] empty lines, [`CHUNK_EXT_MAX`] bytes of chunk extension. A
 //! connection holds an input buffer of [`Config::input_size`] bytes (the largest head that is
 //! still incomplete, plus one: about 12 KiB by default) and an [`OUTPUT_SIZE`] output buffer;
-//! generated content (`/bytes/N`) is written through the latter, never held whole.
+//! generated content (`/bytes/N`) is written through the latter, never held whole, and so is a
+//! [`Body::Source`] (a file: read into it in [`OUTPUT_SIZE`]-aligned pieces as it is written; a
+//! source that fails midway closes the connection short of its `Content-Length`,
+//! [`End::SourceFailed`]). A [`Site`] that streams nothing has [`NoSource`] as its
+//! [`Site::Source`], and the streaming code is then not compiled in.
+//!
+//! # Serving files
+//!
+//! [`files::file_path`] maps a request path under a prefix (httpd: `/files/`) to a file path:
+//! percent-decoded, with `.`, `..` and empty segments refused (404: no path leaves the served
+//! root, and the parser does not normalize targets); [`files::content_type`] gives a type by
+//! extension. The httpd app serves the disk's files with them when its image has a filesystem.
 //!
 //! # The connection loop
 //!
@@ -98,6 +109,7 @@ extern crate alloc;
 
 pub mod body;
 mod config;
+pub mod files;
 pub mod parse;
 pub mod response;
 mod serve;
@@ -108,7 +120,9 @@ pub use config::{Config, KEYS};
 pub use parse::{
     EMPTY_LINES_MAX, Error, Framing, Header, Limits, Method, Parsed, Request, Version, parse,
 };
-pub use response::{Body, OUTPUT_SIZE, Output, PATTERN, Persistence, Reply, Status};
+pub use response::{
+    Body, NoSource, OUTPUT_SIZE, Output, PATTERN, Persistence, Reply, Source, Status,
+};
 pub use serve::{End, NoTimeouts, Outcome, Stats, Timeouts, serve, serve_with};
 pub use site::{ALLOW, INDEX, Site, StaticSite};
 

@@ -107,7 +107,7 @@ impl Status {
     }
 
     /// A status whose response has no content and no `Content-Length` (1xx, 204).
-    fn has_no_content(self) -> bool {
+    pub(crate) fn has_no_content(self) -> bool {
         matches!(self, Status::Continue | Status::NoContent)
     }
 }
@@ -116,9 +116,41 @@ impl Status {
 /// `PATTERN[i % 64]`.
 pub const PATTERN: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.\n";
 
+/// Content read as it is written, a piece at a time ([`Body::Source`]): a file. Never held
+/// whole in memory: [`serve`](crate::serve) reads it straight into its output buffer, at most
+/// [`OUTPUT_SIZE`] bytes a read, each read within one [`OUTPUT_SIZE`]-aligned piece of the
+/// content (a read never straddles two 4 KiB blocks of a file).
+pub trait Source {
+    /// Whether values of this type exist: `false` only for [`NoSource`], so that the code that
+    /// streams a source is compiled out of a server that has none (the uninhabited variant
+    /// alone does not make the optimizer drop it).
+    const EXISTS: bool = true;
+
+    /// Reads the content's bytes from `offset` into `buf`: how many (at least one, at most
+    /// `buf.len()`), or `None` when it cannot (a read error, the content shorter than said):
+    /// the connection is then closed short of its `Content-Length` ([`End::SourceFailed`]),
+    /// which tells the client the response is incomplete.
+    ///
+    /// [`End::SourceFailed`]: crate::End::SourceFailed
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Option<usize>;
+}
+
+/// The [`Source`] of a site that streams nothing: no value of it exists, so a [`Body`] of it
+/// is never a [`Body::Source`] and the code that would write one is not compiled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSource {}
+
+impl Source for NoSource {
+    const EXISTS: bool = false;
+
+    fn read_at(&self, _: u64, _: &mut [u8]) -> Option<usize> {
+        match *self {}
+    }
+}
+
 /// A response's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Body {
+pub enum Body<S = NoSource> {
     /// None (`Content-Length: 0`).
     Empty,
     /// These bytes.
@@ -127,16 +159,18 @@ pub enum Body {
     Owned(Vec<u8>),
     /// This many bytes of [`PATTERN`], generated as they are written.
     Pattern(u64),
+    /// This many bytes read from a [`Source`] as they are written (a file).
+    Source(u64, S),
 }
 
-impl Body {
+impl<S> Body<S> {
     /// The content's length.
     pub fn len(&self) -> u64 {
         match self {
             Body::Empty => 0,
             Body::Static(b) => b.len() as u64,
             Body::Owned(b) => b.len() as u64,
-            Body::Pattern(n) => *n,
+            Body::Pattern(n) | Body::Source(n, _) => *n,
         }
     }
 
@@ -148,7 +182,7 @@ impl Body {
 
 /// What a [`Site`](crate::Site) answers a request with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub struct Reply<S = NoSource> {
     /// The status.
     pub status: Status,
     /// The `Content-Type`, if any.
@@ -156,10 +190,41 @@ pub struct Reply {
     /// The `Allow` header (405 must carry one), if any.
     pub allow: Option<&'static str>,
     /// The content (for `HEAD`, only its length is sent).
-    pub body: Body,
+    pub body: Body<S>,
+}
+
+impl<S: Source> Reply<S> {
+    /// `status` with `len` bytes of `source` of type `content_type` (a file).
+    pub fn source(status: Status, content_type: &'static str, len: u64, source: S) -> Reply<S> {
+        Reply {
+            status,
+            content_type: Some(content_type),
+            allow: None,
+            body: Body::Source(len, source),
+        }
+    }
 }
 
 impl Reply {
+    /// The same reply as one of a site whose [`Source`] is `S` (a [`StaticSite`]'s answer
+    /// handed on by a site that also streams files).
+    ///
+    /// [`StaticSite`]: crate::StaticSite
+    pub fn into_source<S>(self) -> Reply<S> {
+        Reply {
+            status: self.status,
+            content_type: self.content_type,
+            allow: self.allow,
+            body: match self.body {
+                Body::Empty => Body::Empty,
+                Body::Static(b) => Body::Static(b),
+                Body::Owned(b) => Body::Owned(b),
+                Body::Pattern(n) => Body::Pattern(n),
+                Body::Source(_, never) => match never {},
+            },
+        }
+    }
+
     /// `status` with `body` of type `content_type`.
     pub fn new(status: Status, content_type: &'static str, body: Body) -> Reply {
         Reply {
@@ -295,12 +360,46 @@ impl Output {
         Ok(())
     }
 
-    /// Adds `reply` (its head, and its content unless `head_only`) with `Server`,
-    /// `Content-Length` (not on 1xx and 204), `Content-Type`, `Allow` and `Connection`.
-    pub fn push_reply<W: Write>(
+    /// Adds `n` bytes of `source` (see [`Source`]): `Ok(false)` when the source failed.
+    pub fn push_source<W: Write, S: Source>(
         &mut self,
         w: &mut W,
-        reply: &Reply,
+        source: &S,
+        n: u64,
+    ) -> Result<bool, W::Error> {
+        let mut offset = 0u64;
+        while offset < n {
+            // The rest of this aligned piece, or of the content: when it does not fit behind
+            // what is waiting, that goes first (a small file leaves with its head).
+            let want = (OUTPUT_SIZE as u64 - offset % OUTPUT_SIZE as u64).min(n - offset);
+            if ((OUTPUT_SIZE - self.buf.len()) as u64) < want {
+                self.write_out(w)?;
+            }
+            let at = self.buf.len();
+            let take = want as usize;
+            self.buf.resize(at + take, 0);
+            match source.read_at(offset, &mut self.buf[at..]) {
+                Some(got) if got > 0 && got <= take => {
+                    self.buf.truncate(at + got);
+                    offset += got as u64;
+                }
+                _ => {
+                    self.buf.truncate(at);
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Adds `reply` (its head, and its content unless `head_only`) with `Server`,
+    /// `Content-Length` (not on 1xx and 204), `Content-Type`, `Allow` and `Connection`. The
+    /// content of a [`Body::Source`] is left to [`push_source`](Output::push_source), whose
+    /// failure the caller must see.
+    pub fn push_reply<W: Write, S>(
+        &mut self,
+        w: &mut W,
+        reply: &Reply<S>,
         persistence: Persistence,
         head_only: bool,
     ) -> Result<(), W::Error> {
@@ -338,6 +437,7 @@ impl Output {
             Body::Static(b) => self.push(w, b),
             Body::Owned(b) => self.push(w, b),
             Body::Pattern(n) => self.push_pattern(w, *n),
+            Body::Source(..) => Ok(()),
         }
     }
 

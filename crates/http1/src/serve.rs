@@ -8,7 +8,7 @@ use embedded_io::{Error as _, ErrorKind, Read, Write};
 use crate::body::BodyDecoder;
 use crate::config::Config;
 use crate::parse::{Framing, Method, Parsed, Version, parse};
-use crate::response::{Output, Persistence, Reply, Status};
+use crate::response::{Body, Output, Persistence, Reply, Source, Status};
 use crate::site::Site;
 
 /// The clock and the read timeout of a connection, for [`serve_with`]: before each read the
@@ -66,6 +66,9 @@ pub enum End {
     ReadError(ErrorKind),
     /// A write failed.
     WriteError(ErrorKind),
+    /// A [`Body::Source`] could not be read to its end: the connection is closed short of the
+    /// promised `Content-Length`.
+    SourceFailed,
 }
 
 /// Counters of one connection, or of many ([`add`](Stats::add)).
@@ -236,16 +239,28 @@ impl<C: Read + Write, T: Timeouts<C>> Connection<'_, C, T> {
         }
     }
 
-    fn answer(
+    fn answer<S: Source>(
         &mut self,
-        reply: &Reply,
+        reply: &Reply<S>,
         persistence: Persistence,
         head_only: bool,
     ) -> Result<(), End> {
         self.stats.note(reply.status);
         self.out
             .push_reply(self.conn, reply, persistence, head_only)
-            .map_err(|e| End::WriteError(e.kind()))
+            .map_err(|e| End::WriteError(e.kind()))?;
+        if S::EXISTS
+            && let Body::Source(n, source) = &reply.body
+            && !head_only
+            && !reply.status.has_no_content()
+        {
+            match self.out.push_source(self.conn, source, *n) {
+                Ok(true) => {}
+                Ok(false) => return Err(End::SourceFailed),
+                Err(e) => return Err(End::WriteError(e.kind())),
+            }
+        }
+        Ok(())
     }
 
     /// Answers `status` with `Connection: close`.

@@ -2,17 +2,23 @@
 
 use crate::config::Config;
 use crate::parse::{Method, Request};
-use crate::response::{Body, Reply, Status};
+use crate::response::{Body, NoSource, Reply, Source, Status};
 
 /// Answers requests. Called once per request whose head is valid, before its content (if
 /// any) is read and discarded; [`serve`](crate::serve) adds the framing headers, drops the
 /// content for `HEAD` and closes the connection after a 4xx or 5xx.
 pub trait Site {
+    /// What the site's streamed content ([`Body::Source`], a file) is read from; [`NoSource`]
+    /// for a site that streams nothing.
+    type Source: Source;
+
     /// The reply to `request`.
-    fn respond(&self, request: &Request<'_>) -> Reply;
+    fn respond(&self, request: &Request<'_>) -> Reply<Self::Source>;
 }
 
 impl<F: Fn(&Request<'_>) -> Reply> Site for F {
+    type Source = NoSource;
+
     fn respond(&self, request: &Request<'_>) -> Reply {
         self(request)
     }
@@ -51,6 +57,8 @@ impl StaticSite {
 }
 
 impl Site for StaticSite {
+    type Source = NoSource;
+
     fn respond(&self, request: &Request<'_>) -> Reply {
         match request.method {
             Method::Get | Method::Head => {}

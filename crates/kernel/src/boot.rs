@@ -135,6 +135,8 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
     }
     #[cfg(feature = "block")]
     crate::block::init();
+    #[cfg(feature = "fs")]
+    crate::fs::init();
     mark(7);
     if args.bootchart {
         print_bootchart();

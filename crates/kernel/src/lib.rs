@@ -18,6 +18,7 @@
 //! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
 //! `net_device-none`, `net_device-virtio` (crate `net-virtio` and the glue in `virtio.rs`).
 //! `block_device-none`, `block_device-virtio` (crate `blk-virtio`, the glue in `block.rs`).
+//! `filesystem-none`, `filesystem-sdfs` (crate `sdfs` through crate `vfs`, the glue in `fs.rs`).
 //! `xen_guest_pvh` (not a slot value) makes `platform-xen` a Xen PVH guest (`platform-xen/pvh`).
 #![no_std]
 
@@ -50,6 +51,10 @@ mod boot;
 /// DMA memory for device drivers: page-aligned, zeroed, physically contiguous.
 #[cfg(target_os = "none")]
 pub mod dma;
+/// The filesystem (`filesystem` other than `none`): mounted on the disk at boot, behind one
+/// lock; what the facade's `stardust::fs` calls.
+#[cfg(all(target_os = "none", feature = "fs"))]
+pub mod fs;
 #[cfg(target_os = "none")]
 mod guard;
 /// The network (any NIC driver): crate `net` on this kernel's NIC, interrupt and scheduler;
@@ -69,6 +74,10 @@ pub mod virtio;
 /// facade.
 #[cfg(feature = "block")]
 pub use blockdev;
+/// The filesystem interface (`FileSystem`, `Error`, `Stat`, `DirEntry`), for apps through the
+/// facade.
+#[cfg(feature = "fs")]
+pub use vfs;
 /// Xen event channels of the guest's own (split drivers, probes); they fail off Xen.
 #[cfg(target_os = "none")]
 pub mod xen_events;

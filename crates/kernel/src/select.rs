@@ -94,6 +94,11 @@ pub type SelectedBlockDevice = blk_virtio::VirtioBlk<
     virtio_drivers::transport::SomeTransport<'static>,
 >;
 
+/// The filesystem on the disk (`filesystem = "sdfs"`): crate sdfs over the kernel's disk, used
+/// through `vfs::FileSystem` (`crate::fs`).
+#[cfg(all(target_os = "none", feature = "filesystem-sdfs"))]
+pub type SelectedFileSystem = sdfs::Filesystem<crate::block::Disk>;
+
 /// The heap implementation (`heap::NoHeap` refuses every allocation), and the one instance,
 /// which is the image's `#[global_allocator]` when the profile has an allocator.
 #[cfg(feature = "allocator-bump")]

@@ -97,6 +97,12 @@
 //! lists crash recovery as to do. A copy-on-write tree is small enough to write and test
 //! exhaustively here (power cuts at every write of a workload, sector-level reordering).
 //!
+//! # The filesystem interface
+//! [`Filesystem`] implements `vfs::FileSystem` and `vfs::Mount` (the kernel's glue and the
+//! facade's `stardust::fs` use it through them): sdfs's errors become `vfs::Error`s (a foreign
+//! image, a bad version or a too small disk: `Unrecognized`; damaged metadata: `Corrupt` with
+//! what and where; a poisoned filesystem: `Failed`), directory sizes count entries.
+//!
 //! # Threads
 //! [`Filesystem`] takes `&mut self` and holds no locks; the kernel keeps it behind one. It is
 //! `Send` when its device is.
@@ -111,6 +117,7 @@ mod format;
 mod fs;
 mod store;
 mod tree;
+mod vfs_impl;
 
 pub use error::{Corruption, Error};
 pub use format::{BLOCK, NAME_MAX};

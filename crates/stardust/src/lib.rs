@@ -23,7 +23,8 @@
 //! One per profile slot value (`platform-kvm`, `platform-xen`, `platform-universal` (one image for
 //! KVM-class monitors and Xen PVH), `console-serial`, `console-debugcon`, `console-xen`,
 //! `console-auto`, `allocator-none`, `allocator-bump`, `allocator-buddy`,
-//! `allocator-talc`, `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`);
+//! `allocator-talc`, `scheduler-none`, `scheduler-coop`, `scheduler-preempt`, `scheduler-async`,
+//! `net_device-*`, `block_device-*`, `filesystem-none`, `filesystem-sdfs` (which brings [`fs`]));
 //! xtask enables exactly one per slot from the profile. `xen_guest_pvh` (not a slot: the
 //! setting `xen_guest = "pvh"`) makes a `platform-xen` image a PVH guest. With `allocator-none` there is no heap and [`alloc`] must not be used.
 #![no_std]
@@ -110,6 +111,31 @@ pub mod net {
 pub mod block {
     pub use kernel::block::{Disk, WAIT_LIMIT_NS, disk};
     pub use kernel::blockdev::{BlockIo, Error, Info, SECTOR_SIZE, Stats};
+}
+
+#[cfg(feature = "filesystem-sdfs")]
+pub mod fs;
+
+/// Expands to the items of its first block when the image has a filesystem (a profile with
+/// `filesystem` other than `none`: [`fs`] exists), to those of its `else` block otherwise, so that
+/// an app compiles its file code only into images that have one (httpd's `/files/`):
+///
+/// ```ignore
+/// stardust::if_filesystem! {
+///     { mod files; use files::Files as Source; }
+///     else { use http1::NoSource as Source; }
+/// }
+/// ```
+#[cfg(feature = "filesystem-sdfs")]
+#[macro_export]
+macro_rules! if_filesystem {
+    ({ $($yes:item)* } else { $($no:item)* }) => { $($yes)* };
+}
+/// See the other definition (this one: no filesystem).
+#[cfg(not(feature = "filesystem-sdfs"))]
+#[macro_export]
+macro_rules! if_filesystem {
+    ({ $($yes:item)* } else { $($no:item)* }) => { $($no)* };
 }
 
 /// Blocking synchronization between threads (`scheduler = "coop"` or `"preempt"`): [`Mutex`],

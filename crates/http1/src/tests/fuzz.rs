@@ -208,6 +208,7 @@ fn fuzz_random_requests_never_break_the_loop() {
                 assert!(!last_closes, "case {case}: {:?}", outcome.end)
             }
             End::WriteError(_) => panic!("case {case}: the mock's writes do not fail"),
+            End::SourceFailed => panic!("case {case}: the static site streams nothing"),
         }
 
         // Without timeouts, one byte a read answers the same as the whole input at once.

@@ -471,3 +471,117 @@ fn stats_add_up() {
     assert_eq!(total.count(Status::BadRequest), 1);
     assert_eq!(total.errors(), 2);
 }
+
+/// A file of `len` bytes (`byte i = i % 251`) that fails past `fail_at`, counting its reads and
+/// the largest one.
+struct FakeFile {
+    len: u64,
+    fail_at: u64,
+    reads: std::cell::Cell<u32>,
+    largest: std::cell::Cell<usize>,
+    straddled: std::cell::Cell<bool>,
+}
+
+impl Source for FakeFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Option<usize> {
+        self.reads.set(self.reads.get() + 1);
+        self.largest.set(self.largest.get().max(buf.len()));
+        if offset / 4096 != (offset + buf.len() as u64 - 1) / 4096 {
+            self.straddled.set(true);
+        }
+        if offset >= self.fail_at {
+            return None;
+        }
+        let n = (buf.len() as u64).min(self.len - offset) as usize;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = ((offset + i as u64) % 251) as u8;
+        }
+        Some(n)
+    }
+}
+
+struct FileSite(u64, u64);
+
+impl Site for FileSite {
+    type Source = FakeFile;
+
+    fn respond(&self, request: &Request<'_>) -> Reply<FakeFile> {
+        if request.path != "/f" {
+            return StaticSite::new(&config()).respond(request).into_source();
+        }
+        Reply::source(
+            Status::Ok,
+            "application/octet-stream",
+            self.0,
+            FakeFile {
+                len: self.0,
+                fail_at: self.1,
+                reads: Default::default(),
+                largest: Default::default(),
+                straddled: Default::default(),
+            },
+        )
+    }
+}
+
+#[test]
+fn a_source_is_streamed_in_aligned_pieces_and_head_reads_nothing() {
+    let len = 100_000u64;
+    let input = "GET /f HTTP/1.1\r\nHost: a\r\n\r\nHEAD /f HTTP/1.1\r\nHost: a\r\n\r\n\
+                 GET /bytes/3 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut mock = Mock::with(input.as_bytes());
+    let outcome = serve(&mut mock, &config(), &FileSite(len, u64::MAX));
+    assert_eq!(outcome.end, End::Eof);
+    let r = responses(&mock.written, &[false, true, false]);
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0].header("content-length"), Some("100000"));
+    assert_eq!(r[0].body.len() as u64, len);
+    assert!(
+        r[0].body
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8)
+    );
+    assert_eq!(r[1].header("content-length"), Some("100000"));
+    assert!(r[1].body.is_empty());
+    assert_eq!(r[2].body, b"012");
+
+    // The reads: each at most the output buffer, none across a 4 KiB boundary.
+    let file = FileSite(len, u64::MAX).respond_file();
+    let mut out = Output::new();
+    let mut sink = Mock::with(b"");
+    assert!(out.push(&mut sink, b"HTTP/1.1 200 OK\r\n\r\n").is_ok());
+    assert!(matches!(out.push_source(&mut sink, &file, len), Ok(true)));
+    assert!(file.largest.get() <= OUTPUT_SIZE);
+    assert!(!file.straddled.get());
+    assert!(file.reads.get() <= (len as usize).div_ceil(4096) as u32 + 1);
+}
+
+impl FileSite {
+    fn respond_file(&self) -> FakeFile {
+        FakeFile {
+            len: self.0,
+            fail_at: self.1,
+            reads: Default::default(),
+            largest: Default::default(),
+            straddled: Default::default(),
+        }
+    }
+}
+
+#[test]
+fn a_failing_source_closes_the_connection_short() {
+    let input = "GET /f HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut mock = Mock::with(input.as_bytes());
+    let outcome = serve(&mut mock, &config(), &FileSite(50_000, 20_000));
+    assert_eq!(outcome.end, End::SourceFailed);
+    let text = String::from_utf8_lossy(&mock.written);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("Content-Length: 50000\r\n"));
+    assert!(mock.written.len() < 50_000, "short of the length");
+    assert_eq!(
+        text.matches("HTTP/1.1").count(),
+        1,
+        "nothing answered after it"
+    );
+}
