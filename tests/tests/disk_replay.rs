@@ -281,8 +281,8 @@ fn states() -> Vec<Tree> {
             );
             state.insert("/probe/sub/data.bin".into(), Some(data));
         } else {
-            let (path, kib) = arg["big=".len()..].rsplit_once(':').unwrap();
-            let kib: usize = kib.parse().unwrap();
+            let (path, kib) = arg["big=".len()..].rsplit_once(':').expect("big=PATH:KIB");
+            let kib: usize = kib.parse().expect("KiB, a number");
             state.insert(path.into(), Some(fs_pattern(kib * 1024)));
         }
         out.push(state.clone());
@@ -378,7 +378,7 @@ fn fsprobe_synced_files_are_in_every_replayed_cut_and_a_missing_flush_is_caught(
     let mut cuts: Vec<usize> = flushes
         .iter()
         .flat_map(|&f| [f - 1, f])
-        .chain(random_cuts(0x5eed_f5, from, log.entries.len(), 40))
+        .chain(random_cuts(0x005e_edf5, from, log.entries.len(), 40))
         .filter(|&c| c >= from)
         .collect();
     cuts.sort();
