@@ -93,13 +93,17 @@ struct Image(PathBuf);
 
 impl Image {
     fn new(name: &str) -> Image {
+        Image::sized(name, IMAGE_BYTES)
+    }
+
+    fn sized(name: &str, bytes: u64) -> Image {
         let path = std::env::temp_dir().join(format!(
             "stardust-block-{}-{}.img",
             std::process::id(),
             name.replace(' ', "-")
         ));
         let file = std::fs::File::create(&path).expect("create the image");
-        file.set_len(IMAGE_BYTES).expect("size the image");
+        file.set_len(bytes).expect("size the image");
         Image(path)
     }
 
@@ -250,4 +254,30 @@ fn the_disk_bench_probe_keeps_its_contract() {
 fn boot_bench(args: &[&str]) -> Boot {
     let image = Image::new("bench-refused");
     boot(Q35, Some(&image), false, args)
+}
+
+/// `blkprobe bench layer=fs`: the same contract through `stardust::fs` (profile storage's
+/// filesystem, on a blank disk formatted at boot).
+#[test]
+fn the_disk_bench_probe_runs_on_the_filesystem_too() {
+    let image = Image::sized("bench-fs", 32 << 20);
+    let run = Run::new("blkprobe")
+        .profile("storage")
+        .machine(Machine::Q35)
+        .args(&[
+            "bench",
+            "layer=fs",
+            "bytes=2097152",
+            "seconds=1",
+            "runs=1",
+            "qd=1",
+        ])
+        .disk(image.path(), false);
+    let boot = run.boot();
+    assert_exit(&boot, 0);
+    line_with(&boot, &["fs: sdfs: the disk was blank: formatted"]);
+    for name in ["seqwrite", "seqread", "randwrite", "randread"] {
+        line_with(&boot, &[&format!("bench {name} ")]);
+    }
+    line_with(&boot, &["bench done"]);
 }
