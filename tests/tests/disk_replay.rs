@@ -18,6 +18,22 @@
 //!   the acknowledgement on, and the last cut with every write kept is the image file, byte for
 //!   byte. Two negative controls show the check can fail: the same log with its flush left out,
 //!   and a guest that does not flush (`blkprobe noflush`).
+//! - `fsprobe` (q35; the kernel formats the blank disk at boot, then five steps each end in a
+//!   sync the guest reports): at every flush, the entry before each, and seeded cuts, the image
+//!   mounts on the host (sdfs) with the tree of a sync no older than the last one reported
+//!   before the cut. Negative control: the log without each sync's flush between its blocks and
+//!   its superblock (some cut mounts a superblock whose blocks were lost).
+//! - `kvstore` (q35, persistent on sdfs): one client sends 60 seeded write commands (SET, DEL,
+//!   MSET, INCR) one at a time and reads the log's length at each reply (the guest is idle
+//!   then, so the length is exact). Each reply must follow a flush made since its command was
+//!   sent. At every flush, the entry before each, and 40 seeded cuts, under four survivals, the
+//!   store on the image (kvstore's log `/kvstore/aof` read through sdfs on the host and
+//!   replayed with crates/kv's record codec, as kvstore's recovery does) is the state after
+//!   some command at or after the last one acknowledged before the cut. Negative control: with
+//!   each command taken as acknowledged when it was sent (a server that answers before its
+//!   sync), the check fails.
+//!
+//! The whole file takes about 15 s of QEMU (TCG) and replays.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
