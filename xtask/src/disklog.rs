@@ -313,6 +313,57 @@ impl Log {
     }
 }
 
+/// `none`, `all` or a seed (a number) as a [`Survival`].
+pub fn parse_survival(text: &str) -> Result<Survival> {
+    match text {
+        "none" => Ok(Survival::None),
+        "all" => Ok(Survival::All),
+        seed => seed
+            .parse()
+            .map(Survival::Random)
+            .map_err(|_| anyhow::anyhow!("--survival {seed}: `none`, `all` or a seed (a number)")),
+    }
+}
+
+/// A log as text: the superblock, then one line per entry (index, flags, sectors, the log's
+/// length after it).
+pub fn format_log(log: &Log) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "write log: {} entries ({} counted by the superblock), {} flushes, sectors of {} bytes\n",
+        log.entries.len(),
+        log.counted,
+        log.flush_cuts().len(),
+        log.sector_size
+    );
+    for (i, e) in log.entries.iter().enumerate() {
+        let mut kind = Vec::new();
+        for (flag, name) in [
+            (FLUSH, "flush"),
+            (FUA, "fua"),
+            (DISCARD, "discard"),
+            (MARK, "mark"),
+            (METADATA, "metadata"),
+        ] {
+            if e.flags & flag != 0 {
+                kind.push(name);
+            }
+        }
+        if e.sectors > 0 && e.flags & (DISCARD | MARK) == 0 {
+            kind.push("write");
+        }
+        let _ = write!(out, "{i:>6} {:<12}", kind.join("+"));
+        if e.sectors > 0 {
+            let _ = write!(out, " sectors {}..{}", e.sector, e.sector + e.sectors);
+        }
+        if let Some(mark) = &e.mark {
+            let _ = write!(out, " {mark:?}");
+        }
+        let _ = writeln!(out, " (log {} bytes)", e.end);
+    }
+    out
+}
+
 /// Which writes no flush covered survive a cut (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Survival {

@@ -52,6 +52,28 @@ fn a_recorded_log_parses_back_entry_by_entry() {
 }
 
 #[test]
+fn a_log_prints_entry_by_entry_and_survivals_parse() {
+    let (_, log) = small();
+    let text = format_log(&log);
+    assert!(
+        text.starts_with("write log: 4 entries (2 counted by the superblock), 1 flushes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("     0 write        sectors 0..1 (log 1536 bytes)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("     1 flush        (log 2048 bytes)"),
+        "{text}"
+    );
+    assert_eq!(parse_survival("none").unwrap(), Survival::None);
+    assert_eq!(parse_survival("all").unwrap(), Survival::All);
+    assert_eq!(parse_survival("7").unwrap(), Survival::Random(7));
+    assert!(parse_survival("some").is_err());
+}
+
+#[test]
 fn an_empty_log_and_one_never_flushed_have_no_superblock_yet() {
     let log = Log::parse(Vec::new()).unwrap();
     assert!(log.entries.is_empty());
