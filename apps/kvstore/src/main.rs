@@ -3,12 +3,19 @@
 //! the commands crate `kv` (see its docs for the list and the replies); each connection has its
 //! own thread, and all share one store behind a mutex.
 //!
-//! **In memory for now**: the store is lost when the guest stops. The engine already gives each
-//! write's log record (`kv::Mutation`), and persistence (a log on the filesystem, each write's
-//! record durable before its reply) comes with the block device and filesystem.
+//! **Persistent** in images with a filesystem (profile `storage`, its own; `disk.rs`): the
+//! store is an append-only log at `/kvstore/aof` on the disk (`kv::persist`: recovered at boot,
+//! compacted as it grows), and **a reply is sent only once everything it depends on is
+//! durable**: each batch's records are appended under the store's lock, and its replies wait
+//! until a sync covers the log's sequence number at which the batch ran (reads included), with
+//! group commit (one thread syncs for all that wait meanwhile). A write that cannot be logged (a
+//! full disk) is undone and answered `-MISCONF Errors writing to the AOF file: No space left on
+//! device`; reads keep working. Without a disk or with a refused one it stops (status 3). **In
+//! memory** in images without a filesystem (profile `net`; `memory.rs`): lost when the guest
+//! stops.
 //!
 //! Pipelining: each read is parsed for every whole request it completes, the requests run in
-//! order under one lock, and their replies go out in one write. A request that is not whole
+//! order under one lock, and their replies go out in one write (after the durability wait). A request that is not whole
 //! yet waits for the next read (at most `kv_max_frame` bytes of it are kept). A protocol error
 //! (a malformed frame, or a request over `kv_max_frame`) is answered with Redis's error, after
 //! the replies of the requests before it, and the connection is closed, as Redis does.
@@ -22,16 +29,20 @@
 
 extern crate alloc;
 
+stardust::if_filesystem! {
+    { mod disk; use disk as store; }
+    else { mod memory; use memory as store; }
+}
+
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use kv::{Engine, Session, Settings};
+use kv::Session;
 use resp::{Limits, Parser, Request, Status};
 use stardust::net::{TcpListener, TcpStream};
 use stardust::println;
 use stardust::settings::{KV_MAX_FRAME, KV_MAX_KEYS};
-use stardust::sync::Mutex;
 use stardust::thread;
 
 /// Bytes asked of the socket per read (and the least room kept free in the input buffer).
@@ -47,7 +58,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
-type Store = Arc<Mutex<Engine>>;
+type Store = Arc<store::Store>;
 
 /// Unix milliseconds (expiry times are absolute, so that a log replayed after a restart keeps
 /// them); the monotonic clock where there is no wall clock.
@@ -96,11 +107,13 @@ fn main() -> u8 {
             return 2;
         }
     };
-    let store: Store = Arc::new(Mutex::new(Engine::new(Settings {
-        max_keys: KV_MAX_KEYS,
-        record: false, // in memory: no log to feed yet
-        appendonly: false,
-    })));
+    let store: Store = match store::Store::open(now_ms()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            println!("kvstore: cannot open the store: {e}");
+            return 3;
+        }
+    };
     let listener = match TcpListener::bind(config.port) {
         Ok(l) => l,
         Err(e) => {
@@ -117,8 +130,9 @@ fn main() -> u8 {
         return 1;
     }
     println!(
-        "kvstore: ready on port {} (in memory; kv_max_keys {KV_MAX_KEYS}, kv_max_frame {KV_MAX_FRAME})",
-        config.port
+        "kvstore: ready on port {} ({}; kv_max_keys {KV_MAX_KEYS}, kv_max_frame {KV_MAX_FRAME})",
+        config.port,
+        store::MODE
     );
     loop {
         let (mut stream, peer) = match listener.accept() {
@@ -145,7 +159,7 @@ fn main() -> u8 {
 fn sweep(store: Store) {
     loop {
         thread::sleep(SWEEP_EVERY);
-        store.lock().sweep(now_ms(), SWEEP_BUDGET);
+        store::sweep(&mut store.lock(), now_ms(), SWEEP_BUDGET);
     }
 }
 
@@ -171,14 +185,15 @@ fn serve(mut stream: TcpStream, store: &Store, id: u64) {
         filled += n;
         let mut pos = 0;
         let mut close = false;
-        {
+        let target = {
             let mut engine = store.lock();
             let now = now_ms();
             loop {
                 match parser.parse(&input[pos..filled], &mut request) {
                     Ok(Status::Complete(used)) => {
                         pos += used;
-                        let effect = engine.execute(&request, &mut session, now, &mut output);
+                        let effect =
+                            store::execute(&mut engine, &request, &mut session, now, &mut output);
                         if effect.close {
                             close = true;
                             break;
@@ -194,6 +209,12 @@ fn serve(mut stream: TcpStream, store: &Store, id: u64) {
                     }
                 }
             }
+            store.finish(&mut engine, now)
+        };
+        // Nothing is answered before what it depends on is durable; a failed sync gets no
+        // reply at all (the client sees the connection close).
+        if !output.is_empty() && !store.durable(target) {
+            return;
         }
         input.copy_within(pos..filled, 0);
         filled -= pos;

@@ -1,5 +1,6 @@
 //! The key-value engine of the `kvstore` app: Redis's string commands on a `hashbrown` map,
-//! expiry on a clock the caller passes in, and the write log's records for persistence.
+//! expiry on a clock the caller passes in, the write log's records, and the persistence that
+//! keeps them on a filesystem ([`persist`]).
 //! Pure logic: no_std with `alloc`, no unsafe, host-tested.
 //!
 //! ```
@@ -55,12 +56,17 @@
 //! multi-key command is all or nothing in the log). The caller MUST append it to its log and
 //! make it durable before it sends that command's reply (and the replies of the commands after
 //! it on the connection); the engine has applied it already, so readers on other connections
-//! may see a value before it is durable, as with Redis's `appendfsync always`, but no client is
-//! told a write succeeded before it is. Group commit fits: collect the records of many
-//! commands (of many connections), make them durable at once, then send their replies.
-//! [`log`] frames records (length + CRC-32) and reads a log back up to its first torn or
-//! corrupt record; [`Engine::apply`] replays one; [`Engine::entries`] lists the live keys to
-//! write a compacted log.
+//! may see a value before it is durable: their replies, too, must wait until it is. [`log`]
+//! frames records (length + CRC-32) and reads a log back up to its first torn or corrupt
+//! record; [`Engine::apply`] replays one; [`Engine::entries`] lists the live keys to write a
+//! compacted log, whose size [`Engine::snapshot_bytes`] keeps exact. [`Engine::begin`] /
+//! [`Engine::rollback`] undo a command whose record could not be logged (a full disk), so the
+//! store never keeps an unlogged change.
+//!
+//! [`persist`] does all of this over a small filesystem trait: the log with recovery,
+//! compaction, group commit by log sequence number, and Redis's `MISCONF` error for a write
+//! that cannot be logged (its docs give the design). The `kvstore` app runs it on
+//! `stardust::fs`; the host tests run it on `sdfs` over `blockdev`'s power-cut fake.
 //!
 //! Cargo features: none.
 #![cfg_attr(not(test), no_std)]
@@ -70,7 +76,10 @@ extern crate alloc;
 
 pub mod glob;
 pub mod log;
+pub mod persist;
 
+#[cfg(test)]
+mod persist_tests;
 #[cfg(test)]
 mod tests;
 
@@ -138,6 +147,24 @@ pub struct Engine {
     /// Where the next sweep goes on in `volatile`.
     cursor: usize,
     settings: Settings,
+    /// Bytes of the log records one `Set` per live key takes (see [`Engine::snapshot_bytes`]).
+    snapshot_bytes: u64,
+    /// While on ([`Engine::begin`]): what the changes since then replaced, to undo them.
+    journal: Option<Vec<Undo>>,
+}
+
+/// What a change replaced, for [`Engine::rollback`].
+#[derive(Debug)]
+enum Undo {
+    /// `key` held this entry (or nothing).
+    Key(Vec<u8>, Option<(Vec<u8>, Option<u64>)>),
+    /// The whole store, before a flush.
+    Flush(HashMap<Vec<u8>, Entry>, Vec<Vec<u8>>, u64),
+}
+
+/// Bytes of the `Set` record of this key, value and expiry (the log's framing; see [`log`]).
+pub fn set_record_bytes(key: usize, value: usize, expiry: bool) -> u64 {
+    (log::HEADER + 1 + 4 + key + 4 + value + 1 + if expiry { 8 } else { 0 }) as u64
 }
 
 const ERR_INT: &str = "ERR value is not an integer or out of range";
@@ -181,6 +208,57 @@ impl Engine {
             volatile: Vec::new(),
             cursor: 0,
             settings,
+            snapshot_bytes: 0,
+            journal: None,
+        }
+    }
+
+    /// Bytes a compacted log of the store takes: one `Set` record per key held (expired keys
+    /// not yet removed included), kept up to date by every change.
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot_bytes
+    }
+
+    /// Starts recording what changes replace, so that [`rollback`](Self::rollback) can undo
+    /// them (a command whose log record could not be written); [`commit`](Self::commit) ends it.
+    /// A flush keeps the old store until then (moved, not copied).
+    pub fn begin(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// Keeps the changes since [`begin`](Self::begin) and stops recording.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes every change since [`begin`](Self::begin), newest first, and stops recording.
+    pub fn rollback(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for undo in journal.into_iter().rev() {
+            match undo {
+                Undo::Key(key, old) => {
+                    self.remove(&key);
+                    if let Some((value, expire_at)) = old {
+                        self.insert(key, value, expire_at);
+                    }
+                }
+                Undo::Flush(map, volatile, bytes) => {
+                    self.map = map;
+                    self.volatile = volatile;
+                    self.cursor = 0;
+                    self.snapshot_bytes = bytes;
+                }
+            }
+        }
+    }
+
+    /// Records what `key` holds now, while a journal is on.
+    fn save(&mut self, key: &[u8]) {
+        if let Some(journal) = &mut self.journal {
+            let old = self.map.get(key).map(|e| (e.value.clone(), e.expire_at));
+            journal.push(Undo::Key(key.to_vec(), old));
         }
     }
 
@@ -225,9 +303,9 @@ impl Engine {
                 break;
             };
             if self.map.get(key).is_some_and(|e| expired(e, now_ms)) {
-                // The last key moves into this slot: look at it next.
-                let key = self.unindex(self.cursor);
-                self.map.remove(&key);
+                // The last key moves into this slot: look at it next (`remove` unindexes it).
+                let key = key.clone();
+                self.remove(&key);
                 removed += 1;
             } else {
                 self.cursor += 1;
@@ -266,9 +344,15 @@ impl Engine {
     }
 
     fn flush(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            let map = core::mem::take(&mut self.map);
+            let volatile = core::mem::take(&mut self.volatile);
+            journal.push(Undo::Flush(map, volatile, self.snapshot_bytes));
+        }
         self.map.clear();
         self.volatile.clear();
         self.cursor = 0;
+        self.snapshot_bytes = 0;
     }
 
     /// Adds `key` to the keys with an expiry; returns its slot.
@@ -291,8 +375,12 @@ impl Engine {
 
     /// Inserts or replaces, keeping the list of keys with an expiry exact.
     fn insert(&mut self, key: Vec<u8>, value: Vec<u8>, expire_at: Option<u64>) {
+        self.save(&key);
         let mut slot = 0;
+        let new_bytes = set_record_bytes(key.len(), value.len(), expire_at.is_some());
         if let Some(e) = self.map.get_mut(&key) {
+            let old_bytes = set_record_bytes(key.len(), e.value.len(), e.expire_at.is_some());
+            self.snapshot_bytes = self.snapshot_bytes - old_bytes + new_bytes;
             if e.expire_at.is_some() == expire_at.is_some() {
                 // The common case: no change to the list.
                 e.value = value;
@@ -300,6 +388,8 @@ impl Engine {
                 return;
             }
             slot = e.slot;
+        } else {
+            self.snapshot_bytes += new_bytes;
         }
         let had = self.map.get(&key).map(|e| e.expire_at.is_some());
         match (had, expire_at.is_some()) {
@@ -320,8 +410,13 @@ impl Engine {
     }
 
     fn remove(&mut self, key: &[u8]) -> bool {
+        if self.journal.is_some() && self.map.contains_key(key) {
+            self.save(key);
+        }
         match self.map.remove(key) {
             Some(e) => {
+                self.snapshot_bytes -=
+                    set_record_bytes(key.len(), e.value.len(), e.expire_at.is_some());
                 if e.expire_at.is_some() {
                     self.unindex(e.slot);
                 }

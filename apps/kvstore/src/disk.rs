@@ -1,0 +1,188 @@
+//! The persistent store (images with a filesystem): the engine with its log
+//! (`kv::persist::Db`) on `stardust::fs` at `/kvstore/aof`, group commit across connection
+//! threads, compaction inline by the thread whose batch crossed the bound.
+
+use alloc::format;
+use alloc::string::String;
+use kv::persist::{Commit, Db, Settings as LogSettings, Step, Storage};
+use kv::{Effect, Engine, Session, Settings};
+use resp::Request;
+use stardust::fs::{self, Error, File, OpenOptions};
+use stardust::println;
+use stardust::settings::{KV_MAX_FRAME, KV_MAX_KEYS};
+use stardust::sync::{Condvar, Mutex, MutexGuard};
+
+/// The log's directory.
+const DIR: &str = "/kvstore";
+
+/// `kv::persist::Storage` on the kernel's filesystem (one lock inside the kernel).
+pub struct FsLog;
+
+impl Storage for FsLog {
+    type Error = Error;
+    fn size(&self, path: &str) -> Result<Option<u64>, Error> {
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(Error::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn read_at(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
+        File::open(path)?.read_at(offset, buf)
+    }
+    fn append(&self, path: &str, data: &[u8]) -> Result<(), Error> {
+        let mut f = OpenOptions::new().append(true).create(true).open(path)?;
+        let mut rest = data;
+        while !rest.is_empty() {
+            match f.write(rest)? {
+                0 => return Err(Error::NoSpace),
+                n => rest = &rest[n..],
+            }
+        }
+        Ok(())
+    }
+    fn create(&self, path: &str) -> Result<(), Error> {
+        fs::write(path, [])
+    }
+    fn set_len(&self, path: &str, len: u64) -> Result<(), Error> {
+        OpenOptions::new().write(true).open(path)?.set_len(len)
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        fs::rename(from, to)
+    }
+    fn remove(&self, path: &str) -> Result<(), Error> {
+        match fs::remove_file(path) {
+            Err(Error::NotFound) => Ok(()),
+            r => r,
+        }
+    }
+    fn sync(&self) -> Result<(), Error> {
+        fs::sync()
+    }
+    fn free(&self) -> Option<u64> {
+        let u = fs::usage().ok()?;
+        // sdfs keeps 48 blocks for metadata, and a write's cost counts its tree's paths.
+        Some(
+            u.blocks
+                .saturating_sub(u.used)
+                .saturating_sub(48 + 10)
+                .saturating_mul(u64::from(u.block_size)),
+        )
+    }
+    fn is_no_space(e: &Error) -> bool {
+        matches!(e, Error::NoSpace)
+    }
+}
+
+/// What the connection threads lock: the engine and its log.
+pub type Inner = Db<FsLog>;
+
+/// The shared store.
+pub struct Store {
+    inner: Mutex<Inner>,
+    commit: Mutex<Commit>,
+    wake: Condvar,
+}
+
+/// What `CONFIG GET appendonly` says, and the ready line's words.
+pub const MODE: &str = "persistent: log /kvstore/aof";
+
+impl Store {
+    /// Recovers the store from its log (made on a new disk); logs what it found.
+    pub fn open(now_ms: u64) -> Result<Store, String> {
+        match fs::status() {
+            fs::Status::Mounted(_) => {}
+            fs::Status::NoDisk => return Err(String::from("no disk (attach one: --disk FILE)")),
+            fs::Status::Refused(e) => return Err(format!("the disk was refused: {e}")),
+        }
+        match fs::create_dir(DIR) {
+            Ok(()) | Err(Error::AlreadyExists) => {}
+            Err(e) => return Err(format!("{DIR}: {e}")),
+        }
+        let engine = Engine::new(Settings {
+            max_keys: KV_MAX_KEYS,
+            record: true,
+            appendonly: true,
+        });
+        let mut settings = LogSettings::for_frame(DIR, KV_MAX_FRAME);
+        // On a small disk the floor is an eighth of it, so that disk use follows live data.
+        if let Ok(u) = fs::usage() {
+            let size = u.blocks.saturating_mul(u64::from(u.block_size));
+            settings.compact_floor = settings.compact_floor.min(size / 8);
+        }
+        let (db, rec) = Db::open(FsLog, settings, engine, now_ms)
+            .map_err(|e| format!("{DIR}/aof: {e}"))?;
+        println!("kvstore: recovered {DIR}/aof: {rec}");
+        Ok(Store {
+            inner: Mutex::new(db),
+            commit: Mutex::new(Commit::new()),
+            wake: Condvar::new(),
+        })
+    }
+
+    /// The engine and its log, locked.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock()
+    }
+
+    /// Ends a batch (still locked): compacts the log if it grew past its bound, and gives the
+    /// sequence number the batch's replies wait for ([`Store::durable`]).
+    pub fn finish(&self, inner: &mut Inner, now_ms: u64) -> u64 {
+        if inner.should_compact() {
+            let before = inner.log_len();
+            match inner.compact(now_ms) {
+                Ok(()) => {
+                    self.commit.lock().published(inner.appended());
+                    stardust::log::info!(
+                        "kvstore: log compacted: {before} -> {} bytes",
+                        inner.log_len()
+                    );
+                }
+                Err(e) => stardust::log::warn!("kvstore: log compaction failed: {e}"),
+            }
+        }
+        inner.appended()
+    }
+
+    /// Waits until everything up to `target` is durable, leading a sync when none runs (group
+    /// commit). False when a sync failed: the replies must not be sent.
+    pub fn durable(&self, target: u64) -> bool {
+        let mut c = self.commit.lock();
+        loop {
+            match c.begin(target) {
+                Step::Done => return true,
+                Step::Wait => c = self.wake.wait(c),
+                Step::Sync(upto) => {
+                    drop(c);
+                    let r = fs::sync();
+                    c = self.commit.lock();
+                    c.end(upto, r.is_ok());
+                    self.wake.notify_all();
+                    if let Err(e) = r {
+                        stardust::log::error!("kvstore: sync of the log failed: {e}; writes refused until restart");
+                        drop(c);
+                        self.inner.lock().set_broken();
+                        c = self.commit.lock();
+                    }
+                }
+                Step::Failed => return false,
+            }
+        }
+    }
+}
+
+/// One command on the locked store.
+pub fn execute(
+    inner: &mut Inner,
+    request: &Request,
+    session: &mut Session,
+    now_ms: u64,
+    out: &mut alloc::vec::Vec<u8>,
+) -> Effect {
+    inner.execute(request, session, now_ms, out)
+}
+
+/// Removes expired keys (not logged: a replay drops them).
+pub fn sweep(inner: &mut Inner, now_ms: u64, budget: usize) {
+    inner.engine.sweep(now_ms, budget);
+}
