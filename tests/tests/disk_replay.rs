@@ -23,8 +23,8 @@
 //!   mounts on the host (sdfs) with the tree of a sync no older than the last one reported
 //!   before the cut. Negative control: the log without each sync's flush between its blocks and
 //!   its superblock (some cut mounts a superblock whose blocks were lost).
-//! - `kvstore` (q35, persistent on sdfs): one client sends 60 seeded write commands (SET, DEL,
-//!   MSET, INCR) one at a time and reads the log's length at each reply (the guest is idle
+//! - `kvstore` (q35, persistent on sdfs, a 2 MiB disk so that its log is compacted on the way):
+//!   one client sends 100 seeded write commands (SET, DEL, MSET, INCR; values of 4 KB) one at a time and reads the log's length at each reply (the guest is idle
 //!   then, so the length is exact). Each reply must follow a flush made since its command was
 //!   sent. At every flush, the entry before each, and 40 seeded cuts, under four survivals, the
 //!   store on the image (kvstore's log `/kvstore/aof` read through sdfs on the host and
@@ -456,16 +456,21 @@ fn reply_line(s: &mut std::net::TcpStream) -> String {
 /// The key-value store's contents.
 type Store = BTreeMap<String, String>;
 
-/// kvstore's write commands of the test, seeded: SETs of new and existing keys, DELs of
-/// existing keys, MSETs, INCRs; each changes the store (so that every state differs from the
-/// one before it). Returns them with the store after each (`states[0]`: empty).
-fn kv_commands(seed: u64, n: usize) -> (Vec<Vec<String>>, Vec<Store>) {
+/// kvstore's write commands of the test, seeded: SETs of new and existing keys (of `keys`),
+/// DELs of existing keys, MSETs, INCRs; values of about `value_len` bytes. Each changes the store
+/// (so that every state differs from the one before it). Returns them with the store after each
+/// (`states[0]`: empty).
+fn kv_commands(seed: u64, n: usize, keys: u64, value_len: usize) -> (Vec<Vec<String>>, Vec<Store>) {
     let mut rng = Rng::new(seed);
     let mut store = Store::new();
     let mut states = vec![store.clone()];
     let mut commands = Vec::new();
+    let value = |tag: String| {
+        let pad = value_len.saturating_sub(tag.len());
+        format!("{tag}{}", ".".repeat(pad))
+    };
     for i in 0..n {
-        let key = |r: &mut Rng| format!("key:{}", r.below(24));
+        let key = |r: &mut Rng| format!("key:{}", r.below(keys));
         let cmd: Vec<String> = match rng.below(8) {
             0 if !store.is_empty() => {
                 let k = store
@@ -477,8 +482,8 @@ fn kv_commands(seed: u64, n: usize) -> (Vec<Vec<String>>, Vec<Store>) {
                 vec!["DEL".into(), k]
             }
             1 => {
-                let (a, b) = (key(&mut rng), format!("m:{i}"));
-                let (va, vb) = (format!("mset-{i}-a"), format!("mset-{i}-b"));
+                let (a, b) = (key(&mut rng), format!("m:{}", i % 3));
+                let (va, vb) = (value(format!("mset-{i}-a")), format!("mset-{i}-b"));
                 store.insert(a.clone(), va.clone());
                 store.insert(b.clone(), vb.clone());
                 vec!["MSET".into(), a, va, b, vb]
@@ -491,7 +496,8 @@ fn kv_commands(seed: u64, n: usize) -> (Vec<Vec<String>>, Vec<Store>) {
                 vec!["INCR".into(), "counter".into()]
             }
             _ => {
-                let (k, v) = (key(&mut rng), format!("value-{i}-{}", rng.next_u64()));
+                let k = key(&mut rng);
+                let v = value(format!("value-{i}-{}", rng.next_u64()));
                 store.insert(k.clone(), v.clone());
                 vec!["SET".into(), k, v]
             }
@@ -578,13 +584,15 @@ fn check_kv(log: &Log, states: &[Store], acked: &[usize], cuts: &[usize]) -> Res
     Ok(checked)
 }
 
-/// kvstore's disk: big enough for the store, small enough to replay fast.
-const KV_IMAGE_BYTES: u64 = 8 << 20;
+/// kvstore's disk: small, so that its log is compacted during the test (kvstore compacts past
+/// an eighth of the disk, and twice the live data: 256 KiB here; the commands append about
+/// 4 KiB each to 8 keys), and fast to replay.
+const KV_IMAGE_BYTES: u64 = 2 << 20;
 
 #[test]
 fn kvstore_acknowledged_keys_are_in_every_replayed_cut() {
     let seed = 0x6b76;
-    let (commands, states) = kv_commands(seed, 60);
+    let (commands, states) = kv_commands(seed, 100, 8, 4000);
     let files = Files::new("kvstore");
     std::fs::File::options()
         .write(true)
@@ -625,6 +633,15 @@ fn kvstore_acknowledged_keys_are_in_every_replayed_cut() {
     for bad in ["PANIC", "EXCEPTION", "[ERROR"] {
         assert!(!boot.stdout.contains(bad), "{bad}\n{}", boot.stdout);
     }
+    // The cuts cross a compaction (a new log file, synced, renamed over the old one, synced).
+    for line in boot.lines().filter(|l| l.contains("kvstore:")) {
+        eprintln!("console: {line}");
+    }
+    assert!(
+        boot.stdout.contains("kvstore: log compacted"),
+        "no compaction\n{}",
+        boot.stdout
+    );
     let log = Log::read(&files.log).unwrap_or_else(|e| panic!("{e:#}"));
     let acked: Vec<usize> = lens.iter().map(|&l| log.entries_within(l)).collect();
     let flushes = log.flush_cuts();
