@@ -132,7 +132,16 @@ impl<'a> Run<'a> {
         self.disk = Some(xtask::qemu::Disk {
             file: file.to_path_buf(),
             read_only,
+            log: None,
         });
+        self
+    }
+
+    /// With `file` (a raw image) as the guest's virtio-blk disk, read-write, through QEMU's
+    /// `blklogwrites` driver: every write and flush is recorded in `log` (made new at each
+    /// start), for `xtask::disklog` to replay.
+    pub fn disk_log(mut self, file: &std::path::Path, log: &std::path::Path) -> Self {
+        self.disk = Some(xtask::qemu::Disk::logged(file, log));
         self
     }
 

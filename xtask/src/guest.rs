@@ -69,6 +69,9 @@ pub fn start(cfg: &QemuConfig, timeout: Option<Duration>) -> Result<Guest> {
     if !cfg.kernel.is_file() {
         bail!("image {} does not exist", cfg.kernel.display());
     }
+    if let Some(disk) = &cfg.disk {
+        disk.prepare_log()?;
+    }
     let shared = Arc::new(Shared::default());
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let (pid_tx, pid_rx) = mpsc::channel::<Result<(u32, Instant), String>>();

@@ -23,6 +23,8 @@
 //!   breakdown), [`status`] (the exit statuses of `run`), [`workspace`] (paths, apps, profiles).
 //! - [`disk`]: disk images of the Stardust filesystem (`crates/sdfs` built for the host, over a
 //!   file-backed `BlockIo`), for `cargo xtask disk`.
+//! - [`disklog`]: write logs of a guest's disk (`run --disk-log`, QEMU's `blklogwrites`), parsed
+//!   and replayed to the images a power cut could leave (the crash tests of `disk_replay.rs`).
 //! - [`bench`]: every bench (size, boot, memory, allocators, schedulers, Xen), their statistics,
 //!   budgets, baseline, reports and charts.
 //! - [`xenlab`]: the Xen lab, its own crate (`xtask/xenlab`, re-exported here), with
@@ -38,6 +40,7 @@ pub mod bench;
 pub mod cmd;
 pub mod cmdline;
 pub mod disk;
+pub mod disklog;
 pub mod guest;
 pub mod image;
 pub mod net;

@@ -216,12 +216,21 @@ pub struct QemuConfig {
 /// `virtio-mmio.force-legacy=false` makes every transport modern). QEMU's default cache mode,
 /// `cache=writeback`: the guest's writes go to the host's page cache and a guest flush is an
 /// fsync of the file, so data is durable once the guest's flush completed.
+///
+/// With [`Disk::log`] (`run --disk-log LOG`) the same device sits on QEMU's `blklogwrites`
+/// block driver instead, which writes the image as ever and also records every write, write of
+/// zeros, discard and flush, in order, in LOG (the format of Linux's dm-log-writes, read by
+/// [`crate::disklog`]): `-blockdev driver=file` nodes for the image and the log, and a
+/// `blklogwrites` node (`log-sector-size=512`) that the virtio-blk device takes as its drive.
+/// The log is made new (emptied) by [`Disk::prepare_log`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
     /// The image file (raw).
     pub file: PathBuf,
     /// Attach it read-only (`-drive ...,readonly=on`: the device offers `VIRTIO_BLK_F_RO`).
     pub read_only: bool,
+    /// Record the guest's writes in this file through `blklogwrites` (never with `read_only`).
+    pub log: Option<PathBuf>,
 }
 
 impl Disk {
@@ -230,7 +239,27 @@ impl Disk {
         Disk {
             file: file.into(),
             read_only: false,
+            log: None,
         }
+    }
+
+    /// `file`, read-write, with its writes recorded in `log` (see [`Disk::log`]).
+    pub fn logged(file: impl Into<PathBuf>, log: impl Into<PathBuf>) -> Disk {
+        Disk {
+            log: Some(log.into()),
+            ..Disk::new(file)
+        }
+    }
+
+    /// Makes the write log new and empty (QEMU's `file` driver needs the file to exist; without
+    /// `log-append`, `blklogwrites` starts a new log at the start of the file, so what an
+    /// earlier run left must not stay behind it). Without a log it does nothing.
+    pub fn prepare_log(&self) -> anyhow::Result<()> {
+        if let Some(log) = &self.log {
+            std::fs::File::create(log)
+                .map_err(|e| anyhow::anyhow!("--disk-log {}: cannot create: {e}", log.display()))?;
+        }
+        Ok(())
     }
 
     /// Refuses a file that is not there or is a directory, saying so.
@@ -240,7 +269,7 @@ impl Disk {
             Ok(m) if m.is_dir() => {
                 anyhow::bail!("--disk {}: a directory, not a disk image", file.display())
             }
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
                 "--disk {}: no such file (a raw image; make an empty one with e.g. \
                  `truncate -s 64M {}`)",
@@ -249,23 +278,51 @@ impl Disk {
             ),
             Err(e) => anyhow::bail!("--disk {}: {e}", file.display()),
         }
+        if let Some(log) = &self.log {
+            if self.read_only {
+                anyhow::bail!("--disk-log records writes: it does not go with --disk-read-only");
+            }
+            if log.is_dir() {
+                anyhow::bail!("--disk-log {}: a directory, not a file", log.display());
+            }
+            if std::fs::canonicalize(log).ok() == std::fs::canonicalize(file).ok() {
+                anyhow::bail!(
+                    "--disk-log {}: the disk image itself; the log is another file",
+                    log.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// QEMU's arguments for the disk on `machine`.
     pub fn qemu_args(&self, machine: Machine) -> Vec<String> {
         // QEMU's option syntax doubles a comma inside a value.
-        let file = self.file.display().to_string().replace(',', ",,");
+        let quote = |p: &Path| p.display().to_string().replace(',', ",,");
+        let file = quote(&self.file);
         let ro = if self.read_only { ",readonly=on" } else { "" };
         let device = match machine {
             Machine::Q35 => "virtio-blk-pci,drive=disk0,disable-legacy=on,romfile=",
             Machine::Microvm => "virtio-blk-device,drive=disk0",
         };
-        vec![
-            "-drive".into(),
-            format!("file={file},format=raw,if=none,id=disk0{ro}"),
-            "-device".into(),
-            device.into(),
-        ]
+        let mut args: Vec<String> = match &self.log {
+            None => vec![
+                "-drive".into(),
+                format!("file={file},format=raw,if=none,id=disk0{ro}"),
+            ],
+            Some(log) => vec![
+                "-blockdev".into(),
+                format!("driver=file,filename={file},node-name=disk0-file"),
+                "-blockdev".into(),
+                format!("driver=file,filename={},node-name=disk0-log", quote(log)),
+                "-blockdev".into(),
+                "driver=blklogwrites,node-name=disk0,file=disk0-file,log=disk0-log,\
+                 log-sector-size=512"
+                    .into(),
+            ],
+        };
+        args.extend(["-device".into(), device.into()]);
+        args
     }
 }
 
@@ -522,6 +579,9 @@ pub fn boot(cfg: &QemuConfig, capture: bool, timeout: Option<Duration>) -> Resul
     if !cfg.kernel.is_file() {
         bail!("image {} does not exist", cfg.kernel.display());
     }
+    if let Some(disk) = &cfg.disk {
+        disk.prepare_log()?;
+    }
     let mut cmd = cfg.command();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -693,6 +753,56 @@ mod tests {
             "-drive file=d.img,format=raw,if=none,id=disk0,readonly=on \
              -device virtio-blk-pci,drive=disk0,disable-legacy=on,romfile="
         );
+    }
+
+    #[test]
+    fn a_logged_disk_is_the_same_device_on_blklogwrites() {
+        let disk = Disk::logged("d,1.img", "w.log");
+        for (machine, device) in [
+            (
+                Machine::Q35,
+                "virtio-blk-pci,drive=disk0,disable-legacy=on,romfile=",
+            ),
+            (Machine::Microvm, "virtio-blk-device,drive=disk0"),
+        ] {
+            assert_eq!(
+                disk.qemu_args(machine).join(" "),
+                format!(
+                    "-blockdev driver=file,filename=d,,1.img,node-name=disk0-file \
+                     -blockdev driver=file,filename=w.log,node-name=disk0-log \
+                     -blockdev driver=blklogwrites,node-name=disk0,file=disk0-file,\
+                     log=disk0-log,log-sector-size=512 -device {device}"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_log_is_refused_read_only_as_a_directory_or_as_the_image_itself() {
+        let dir = std::env::temp_dir().join(format!("xtask-disklog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("d.img");
+        std::fs::write(&img, [0u8; 512]).unwrap();
+        let ro = Disk {
+            read_only: true,
+            ..Disk::logged(&img, dir.join("w.log"))
+        };
+        assert!(
+            ro.check()
+                .unwrap_err()
+                .to_string()
+                .contains("--disk-read-only")
+        );
+        let e = Disk::logged(&img, &dir).check().unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+        let e = Disk::logged(&img, &img).check().unwrap_err();
+        assert!(e.to_string().contains("the disk image itself"), "{e}");
+        let ok = Disk::logged(&img, dir.join("w.log"));
+        std::fs::write(dir.join("w.log"), b"old").unwrap();
+        ok.check().unwrap();
+        ok.prepare_log().unwrap();
+        assert_eq!(std::fs::metadata(dir.join("w.log")).unwrap().len(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

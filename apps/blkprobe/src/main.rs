@@ -1,7 +1,9 @@
 //! Blkprobe: the disk (`block_device = "virtio"`). Prints the disk's geometry, writes a pattern
 //! over `blocks=N` blocks from block `start=B` (defaults 1000 from 8: several requests in
 //! flight), flushes, reads the range back and checks it; with `verify` it only reads and checks
-//! (the pattern an earlier boot wrote: persistence). The pattern is a function of `seed=S` and
+//! (the pattern an earlier boot wrote: persistence); with `noflush` it writes and reads back
+//! without flushing (a guest that forgets its flush: the negative control of the write-log replay
+//! tests, `tests/tests/disk_replay.rs`). The pattern is a function of `seed=S` and
 //! each byte's offset on the disk ([`byte`]), so the host can check the image file too. Then it
 //! prints the driver's counters (`blkprobe: stats ...`).
 //!
@@ -35,6 +37,7 @@ fn main() -> u8 {
         return bench::run(&args[1..]);
     }
     let (mut start, mut blocks, mut seed, mut verify) = (8u64, 1000u64, 1u64, false);
+    let mut flush = true;
     for arg in args {
         let parsed = match arg.split_once('=') {
             Some(("start", v)) => v.parse().map(|n| start = n).is_ok(),
@@ -44,11 +47,15 @@ fn main() -> u8 {
                 verify = true;
                 true
             }
+            None if arg == "noflush" => {
+                flush = false;
+                true
+            }
             _ => false,
         };
         if !parsed {
             println!(
-                "blkprobe: bad argument {arg:?}; usage: blkprobe [start=8] [blocks=1000] [seed=1] [verify]"
+                "blkprobe: bad argument {arg:?}; usage: blkprobe [start=8] [blocks=1000] [seed=1] [verify] [noflush]"
             );
             return 2;
         }
@@ -91,7 +98,9 @@ fn main() -> u8 {
     }
     let mut status = 0;
     if !verify {
-        let written = disk.write(start, &data).and_then(|()| disk.flush());
+        let written = disk
+            .write(start, &data)
+            .and_then(|()| if flush { disk.flush() } else { Ok(()) });
         if let Err(e) = written {
             println!("blkprobe: write refused: {e}");
             status = 5;
@@ -112,6 +121,10 @@ fn main() -> u8 {
         status = 4;
     } else if verify {
         println!("blkprobe: verified {blocks} blocks from {start} (seed {seed})");
+    } else if !flush {
+        println!(
+            "blkprobe: wrote (no flush) and read back {blocks} blocks from {start} (seed {seed})"
+        );
     } else {
         println!(
             "blkprobe: wrote, flushed and read back {blocks} blocks from {start} (seed {seed})"

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use crate::disk;
 use crate::profile::parse_size;
+use crate::{disk, disklog};
 
 #[derive(Subcommand, Debug)]
 pub enum DiskCmd {
@@ -39,6 +39,34 @@ pub enum DiskCmd {
     /// Check an image as a mount does, every data block too: a report, or what is wrong
     /// (exit status 1).
     Check { image: PathBuf },
+    /// Print a write log (`run --disk-log`): its entries, flushes and superblock.
+    Log { log: PathBuf },
+    /// Replay a write log to a cut point into a new image file OUT, the writes no flush covered
+    /// dropped (`--survival none`), kept (`all`) or kept sector by sector from a seed (a number).
+    Replay {
+        /// The write log.
+        log: PathBuf,
+        /// The image the guest started with (else a blank one of --size).
+        #[arg(
+            long,
+            value_name = "IMAGE",
+            conflicts_with = "size",
+            required_unless_present = "size"
+        )]
+        base: Option<PathBuf>,
+        /// The size of the blank image the guest started with.
+        #[arg(long)]
+        size: Option<String>,
+        /// Entries applied (default: all of them).
+        #[arg(long)]
+        cut: Option<usize>,
+        /// `none`, `all` or a seed.
+        #[arg(long, default_value = "none")]
+        survival: String,
+        /// The image to write (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 pub fn run(cmd: DiskCmd) -> Result<ExitCode> {
@@ -91,6 +119,45 @@ pub fn run(cmd: DiskCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
+        DiskCmd::Log { log } => {
+            let log = disklog::Log::read(&log)?;
+            print!("{}", disklog::format_log(&log));
+        }
+        DiskCmd::Replay {
+            log,
+            base,
+            size,
+            cut,
+            survival,
+            out,
+        } => {
+            let survival = disklog::parse_survival(&survival)?;
+            let parsed = disklog::Log::read(&log)?;
+            let base = match (base, size) {
+                (Some(base), _) => {
+                    std::fs::read(&base).with_context(|| format!("{}", base.display()))?
+                }
+                (None, Some(size)) => {
+                    vec![0; parse_size(&size).with_context(|| format!("--size {size}"))? as usize]
+                }
+                (None, None) => anyhow::bail!("give --base IMAGE or --size"),
+            };
+            let cut = cut.unwrap_or(parsed.entries.len());
+            let image = disklog::Replayer::new(&parsed, base)?.image(cut, survival)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&out)
+                .and_then(|mut f| f.write_all(&image))
+                .with_context(|| format!("{}: cannot write (it must not exist)", out.display()))?;
+            eprintln!(
+                "disk: {} replayed to cut {cut} of {} ({} writes not covered, {survival:?}) into {}",
+                log.display(),
+                parsed.entries.len(),
+                parsed.uncovered(cut),
+                out.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

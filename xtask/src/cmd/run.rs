@@ -64,6 +64,15 @@ pub struct RunArgs {
     /// Attach the --disk read-only (`readonly=on`).
     #[arg(long, requires = "disk")]
     pub disk_read_only: bool,
+    /// Record every write and flush the guest makes to the --disk in LOG (made new), through
+    /// QEMU's `blklogwrites` driver, in dm-log-writes' format ([`crate::disklog`] replays it).
+    #[arg(
+        long,
+        value_name = "LOG",
+        requires = "disk",
+        conflicts_with = "disk_read_only"
+    )]
+    pub disk_log: Option<PathBuf>,
     /// Arguments for the app (after `--`).
     #[arg(last = true, value_name = "APP-ARGS")]
     pub app_args: Vec<String>,
@@ -266,6 +275,7 @@ pub fn check_disk_args(
     let disk = qemu::Disk {
         file: file.clone(),
         read_only: args.disk_read_only,
+        log: args.disk_log.clone(),
     };
     disk.check()?;
     Ok(Some(disk))
