@@ -27,6 +27,7 @@
 //! requests per second. Results: Markdown on stdout, and `target/bench/disk.md` + `disk.json`.
 //! Reported, never gated.
 
+use crate::bench::report::cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Error, Result, bail};
@@ -408,10 +409,6 @@ pub struct DiskReport {
     pub targets: Vec<DiskTarget>,
     /// Targets skipped, with why.
     pub skipped: Vec<String>,
-}
-
-fn cell(v: Option<f64>, digits: usize) -> String {
-    v.map_or("—".into(), |v| format!("{v:.digits$}"))
 }
 
 impl DiskReport {

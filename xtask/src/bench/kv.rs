@@ -24,6 +24,7 @@
 //! them). Results: a Markdown table on stdout, and `target/bench/kv.md` + `kv.json`. Reported,
 //! never gated.
 
+use crate::bench::report::cell;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -283,10 +284,6 @@ pub struct KvReport {
     pub targets: Vec<KvTarget>,
     /// Targets skipped, with why.
     pub skipped: Vec<String>,
-}
-
-fn cell(v: Option<f64>, digits: usize) -> String {
-    v.map_or("—".into(), |v| format!("{v:.digits$}"))
 }
 
 impl KvReport {

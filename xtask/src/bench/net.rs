@@ -30,6 +30,7 @@
 //!
 //! Results: a Markdown table on stdout, and `target/bench/net.md` + `net.json`.
 
+use crate::bench::report::cell;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -294,10 +295,6 @@ pub struct NetReport {
     pub targets: Vec<TargetResult>,
     /// Targets skipped, with why.
     pub skipped: Vec<String>,
-}
-
-fn cell(v: Option<f64>, digits: usize) -> String {
-    v.map_or("—".into(), |v| format!("{v:.digits$}"))
 }
 
 fn wrk_cells(w: &Option<WrkSummary>) -> [String; 2] {

@@ -434,6 +434,11 @@ fn ms(s: &Option<Summary>) -> String {
     }
 }
 
+/// A table cell: `v` with `digits` decimals, or `—` when there is no figure.
+pub fn cell(v: Option<f64>, digits: usize) -> String {
+    v.map_or("—".into(), |v| format!("{v:.digits$}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
