@@ -17,6 +17,45 @@ use xtask::qemu::{self, QemuConfig};
 pub use xtask::qemu::{Boot, Machine, Outcome};
 use xtask::workspace::Workspace;
 
+/// Where a test runs: a machine, and the image's `--set` overrides.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// Its name in failure messages.
+    pub name: &'static str,
+    /// The QEMU machine.
+    pub machine: Machine,
+    /// `--set` overrides of the image.
+    pub set: &'static [&'static str],
+}
+
+/// A panic's message (a `String` or `&str` payload).
+pub fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(panic without a message)".into())
+}
+
+/// Runs `check` on each target in its own thread; fails naming every target that failed.
+pub fn on_targets(targets: &[Target], check: impl Fn(Target) + Sync) {
+    let check = &check;
+    let failed: Vec<String> = std::thread::scope(|s| {
+        let running: Vec<_> = targets
+            .iter()
+            .map(|&t| (t, s.spawn(move || check(t))))
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|(t, h)| {
+                h.join()
+                    .err()
+                    .map(|e| format!("{}: {}", t.name, panic_message(&*e)))
+            })
+            .collect()
+    });
+    assert!(failed.is_empty(), "failed on:\n{}", failed.join("\n"));
+}
+
 /// The workspace under test.
 pub fn workspace() -> &'static Workspace {
     static WS: OnceLock<Workspace> = OnceLock::new();

@@ -17,9 +17,8 @@
 //! Each test runs its machines in parallel threads.
 
 use std::path::{Path, PathBuf};
-use std::thread;
 
-use stardust_tests::{Boot, Machine, Run, assert_exit, line_with};
+use stardust_tests::{Boot, Machine, Run, Target, assert_exit, line_with, on_targets};
 
 /// Blocks blkprobe writes by default, from block [`START`].
 const BLOCKS: u64 = 1000;
@@ -31,14 +30,6 @@ const IMAGE_BYTES: u64 = 4 << 20;
 fn byte(seed: u64, offset: u64) -> u8 {
     let x = (offset ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xff51_afd7_ed55_8ccd);
     (x >> 56) as u8
-}
-
-/// Where a test runs: a machine, and the image's `--set` overrides.
-#[derive(Debug, Clone, Copy)]
-struct Target {
-    name: &'static str,
-    machine: Machine,
-    set: &'static [&'static str],
 }
 
 const Q35: Target = Target {
@@ -62,31 +53,6 @@ const UNIVERSAL_Q35: Target = Target {
     machine: Machine::Q35,
     set: &["platform=universal", "console=auto", "filesystem=none"],
 };
-
-/// Runs `check` on each target in its own thread; fails naming every target that failed.
-fn on_targets(targets: &[Target], check: impl Fn(Target) + Sync) {
-    let check = &check;
-    let failed: Vec<String> = thread::scope(|s| {
-        let running: Vec<_> = targets
-            .iter()
-            .map(|&t| (t, s.spawn(move || check(t))))
-            .collect();
-        running
-            .into_iter()
-            .filter_map(|(t, h)| {
-                h.join().err().map(|e| {
-                    let m = e
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    format!("{}: {m}", t.name)
-                })
-            })
-            .collect()
-    });
-    assert!(failed.is_empty(), "failed on:\n{}", failed.join("\n"));
-}
 
 /// A zeroed raw image file of [`IMAGE_BYTES`], removed when dropped.
 struct Image(PathBuf);

@@ -17,23 +17,16 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::Duration;
 
-use stardust_tests::{Boot, Machine, Run, assert_exit, free_port, line_with, random_bytes};
+use stardust_tests::{
+    Boot, Machine, Run, Target, assert_exit, free_port, line_with, on_targets, random_bytes,
+};
 
 /// The image files' size (a blank one is formatted at boot).
 const IMAGE_BYTES: u64 = 8 << 20;
 /// What fsprobe's `write` leaves in `/probe/log.txt` (two appends).
 const LOG: &[u8] = b"first line\nsecond line\n";
-
-/// Where a test runs: a machine, and the image's `--set` overrides.
-#[derive(Debug, Clone, Copy)]
-struct Target {
-    name: &'static str,
-    machine: Machine,
-    set: &'static [&'static str],
-}
 
 const Q35: Target = Target {
     name: "q35",
@@ -50,31 +43,6 @@ const UNIVERSAL_Q35: Target = Target {
     machine: Machine::Q35,
     set: &["platform=universal", "console=auto"],
 };
-
-/// Runs `check` on each target in its own thread; fails naming every target that failed.
-fn on_targets(targets: &[Target], check: impl Fn(Target) + Sync) {
-    let check = &check;
-    let failed: Vec<String> = thread::scope(|s| {
-        let running: Vec<_> = targets
-            .iter()
-            .map(|&t| (t, s.spawn(move || check(t))))
-            .collect();
-        running
-            .into_iter()
-            .filter_map(|(t, h)| {
-                h.join().err().map(|e| {
-                    let m = e
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    format!("{}: {m}", t.name)
-                })
-            })
-            .collect()
-    });
-    assert!(failed.is_empty(), "failed on:\n{}", failed.join("\n"));
-}
 
 /// A temporary path (an image file or a directory), removed when dropped.
 struct Temp(PathBuf);

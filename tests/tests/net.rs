@@ -37,7 +37,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use stardust_tests::{
-    Guest, Machine, Outcome, Run, assert_exit, free_port, line_with, random_bytes,
+    Guest, Machine, Outcome, Run, Target, assert_exit, free_port, line_with, on_targets,
+    panic_message, random_bytes,
 };
 
 /// How long a guest may take to say it is ready (TCG, with other guests booting at once).
@@ -50,14 +51,6 @@ const GUEST_LIMIT: Duration = Duration::from_secs(1500);
 const SOAK_DEFAULT: usize = 100_000;
 /// The most CPU time an idle httpd's QEMU may use, as a share of wall time (as tests/idle.rs).
 const MAX_IDLE_SHARE: f64 = 0.25;
-
-/// Where a test runs: a machine, and the image's `--set` overrides.
-#[derive(Debug, Clone, Copy)]
-struct Target {
-    name: &'static str,
-    machine: Machine,
-    set: &'static [&'static str],
-}
 
 const Q35: Target = Target {
     name: "q35",
@@ -80,33 +73,6 @@ const UNIVERSAL_MICROVM: Target = Target {
     set: &["platform=universal"],
 };
 const TARGETS: [Target; 3] = [Q35, MICROVM, UNIVERSAL_Q35];
-
-/// Runs `check` on each target in its own thread; fails naming every target that failed.
-fn on_targets(targets: &[Target], check: impl Fn(Target) + Sync) {
-    let check = &check;
-    let failed: Vec<String> = thread::scope(|s| {
-        let running: Vec<_> = targets
-            .iter()
-            .map(|&t| (t, s.spawn(move || check(t))))
-            .collect();
-        running
-            .into_iter()
-            .filter_map(|(t, h)| {
-                h.join()
-                    .err()
-                    .map(|e| format!("{}: {}", t.name, message(&*e)))
-            })
-            .collect()
-    });
-    assert!(failed.is_empty(), "failed on:\n{}", failed.join("\n"));
-}
-
-fn message(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "(panic without a message)".into())
-}
 
 /// A guest that shows its console when the test fails while it runs (then QEMU is killed).
 struct Vm {
@@ -412,7 +378,7 @@ fn concurrently(n: usize, client: impl Fn(usize) -> Result<(), Failure> + Sync) 
             .filter_map(|(i, h)| match h.join() {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(format!("client {i}: {e}")),
-                Err(p) => Some(format!("client {i} panicked: {}", message(&*p))),
+                Err(p) => Some(format!("client {i} panicked: {}", panic_message(&*p))),
             })
             .collect()
     });
