@@ -614,6 +614,8 @@ impl<D: NetDevice> Stack<D> {
         {
             changed = true;
         }
+        // What the TSO coalescer still holds goes out with this poll.
+        self.phy.flush();
         changed
     }
 
