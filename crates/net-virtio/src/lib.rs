@@ -418,6 +418,20 @@ impl<H: Hal, T: Transport, const Q: usize> core::fmt::Debug for VirtioNet<H, T, 
     }
 }
 
+/// The next used-ring id, looking twice when there seems to be none: `pop_used` has written
+/// the ring's `used_event` (with event indexes: "interrupt me after this one"), and a store
+/// followed by a load may be reordered on x86 (as under TCG, on the host). Without the full
+/// fence the driver could miss an entry the device added just before it saw the new
+/// `used_event`, for which the device then never interrupts: the queue would wait for an
+/// interrupt that never comes, and so would the stack (Linux's `virtqueue_enable_cb` has the
+/// same `virtio_mb`). virtio-drivers 0.13 does not fence there.
+fn peek_used<H: Hal, const Q: usize>(q: &VirtQueue<H, Q>) -> Option<u16> {
+    q.peek_used().or_else(|| {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        q.peek_used()
+    })
+}
+
 /// The features to ask for among those `offered` (crate docs, "Features and header").
 fn wanted(offered: u64) -> u64 {
     let mut want = F_VERSION_1 | F_MAC | F_EVENT_IDX;
@@ -605,7 +619,7 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
 
     /// Posts the buffers waiting in the repost list.
     fn post_receive_buffers(&mut self) {
-        let mut posted = false;
+        let mut notify = false;
         while self.rx.repost_len > 0 && !self.health.stopped {
             let b = self.rx.repost[self.rx.repost_len - 1];
             // SAFETY: `b` is in the repost list, so neither posted nor lent.
@@ -621,7 +635,10 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
                     Some(slot) if *slot == NONE => {
                         *slot = b;
                         self.rx.repost_len -= 1;
-                        posted = true;
+                        // Asked after each buffer, not once after all: virtio-drivers compares
+                        // the event index without wrapping (`avail_idx >= avail_event + 1`),
+                        // which only the buffer that reaches it is sure to see.
+                        notify |= self.rxq.should_notify();
                     }
                     // virtio-drivers gave a token we hold a buffer under already: we cannot
                     // track what the device owns any more.
@@ -634,7 +651,7 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
                 Err(_) => break,
             }
         }
-        if posted && self.rxq.should_notify() {
+        if notify {
             self.transport.notify(QUEUE_RECEIVE);
         }
     }
@@ -647,7 +664,7 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
             if self.health.stopped {
                 break;
             }
-            let Some(token) = self.txq.peek_used() else {
+            let Some(token) = peek_used(&self.txq) else {
                 break;
             };
             let (b, len) = match self.tx.by_token.get(usize::from(token)) {
@@ -689,7 +706,7 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
         if self.health.stopped {
             return None;
         }
-        let token = self.rxq.peek_used()?;
+        let token = peek_used(&self.rxq)?;
         let b = match self.rx.by_token.get(usize::from(token)) {
             Some(&b) if b != NONE => b,
             _ => {
@@ -1076,7 +1093,7 @@ impl<H: Hal, T: Transport, const Q: usize> NetDevice for VirtioNet<H, T, Q> {
         }
         let freed = self.reclaim_transmit_buffers();
         self.post_receive_buffers();
-        freed > 0 || self.rx.held.is_some() || self.rxq.peek_used().is_some()
+        freed > 0 || self.rx.held.is_some() || peek_used(&self.rxq).is_some()
     }
 
     fn stats(&self) -> DeviceStats {

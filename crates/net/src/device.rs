@@ -94,6 +94,15 @@ impl<D: NetDevice> Phy<D> {
         self.tso.as_ref().map_or((0, 0), Coalescer::merged)
     }
 
+    /// Whether the device can take the next frame: a transmit buffer is free (for the
+    /// coalescer's finished frame, if one waits).
+    pub fn can_transmit(&mut self) -> bool {
+        match self.tso.as_ref().and_then(Coalescer::ready) {
+            Some((frame, _)) => self.device.transmit_sized(frame.len()).is_some(),
+            None => self.device.transmit().is_some(),
+        }
+    }
+
     /// Sends what the TSO coalescer holds, if the device has room: called at the end of every
     /// stack poll, so that no frame waits beyond the poll that made it (unless the device's
     /// transmit queue is full: then it goes at the next poll, which the device's interrupt for
