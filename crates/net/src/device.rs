@@ -365,30 +365,22 @@ fn send_ready<D: NetDevice>(c: &mut Coalescer, device: &mut D) -> bool {
 
 /// Whether an IPv4 TCP or UDP frame's transport checksum is right, for the protocols whose
 /// checksums `checksums` say the device verifies (smoltcp does not, then); anything else passes
-/// (smoltcp checks what it must).
+/// (smoltcp checks what it must, and drops what it cannot parse).
 pub fn transport_checksum_ok(frame: &[u8], checksums: netdev::Checksums) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+    let Some((start, protocol, len)) = crate::tso::transport(frame) else {
         return true;
     };
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return true;
-    }
-    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-        return true;
+    let verifies = match protocol {
+        6 => checksums.tcp.device_verifies(),
+        // A UDP checksum of zero means none was computed (IPv4).
+        17 => checksums.udp.device_verifies() && frame.get(start + 6..start + 8) != Some(&[0, 0]),
+        _ => false,
     };
-    if ip.more_frags() || ip.frag_offset() != 0 {
+    if !verifies {
         return true;
     }
-    let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
-    match ip.next_header() {
-        IpProtocol::Tcp if checksums.tcp.device_verifies() => {
-            TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.verify_checksum(&src, &dst))
-        }
-        IpProtocol::Udp if checksums.udp.device_verifies() => {
-            UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.verify_checksum(&src, &dst))
-        }
-        _ => true,
-    }
+    let pseudo = netdev::csum::pseudo_header_v4(&frame[26..30], &frame[30..34], protocol, len);
+    netdev::csum::fold(netdev::csum::add(pseudo, &frame[start..start + len])) == 0xffff
 }
 
 /// A received frame (the device's token).
@@ -450,18 +442,20 @@ pub enum PhyTx<'a, T> {
     Staged(&'a mut Coalescer),
 }
 
-impl<T: netdev::TxToken> phy::TxToken for PhyTx<'_, T> {
-    fn consume<R, F>(self, len: usize, f: F) -> R
-    where
-        F: FnOnce(&mut [u8]) -> R,
-    {
+impl<T: netdev::TxToken> PhyTx<'_, T> {
+    /// Lets `write` fill a frame of `len` bytes and sends it. Not generic over the writer, so
+    /// that smoltcp's many emitting closures are not each copied into every path here.
+    fn send(self, len: usize, write: &mut dyn FnMut(&mut [u8])) {
         match self {
-            PhyTx::Direct(t, _, false) => t.consume(len, f),
-            PhyTx::Direct(t, checksums, true) => t.consume_offload(len, |frame| {
-                let r = f(frame);
-                let checksum = partial_checksum(frame, checksums);
+            PhyTx::Direct(t, checksums, partial) => t.consume_offload(len, |frame| {
+                write(frame);
+                let checksum = if partial {
+                    partial_checksum(frame, checksums)
+                } else {
+                    None
+                };
                 (
-                    r,
+                    (),
                     netdev::TxOffload {
                         checksum,
                         tso: None,
@@ -470,12 +464,29 @@ impl<T: netdev::TxToken> phy::TxToken for PhyTx<'_, T> {
             }),
             PhyTx::Staged(c) => {
                 let mut frame = c.buffer(len);
-                let r = f(&mut frame);
+                write(&mut frame);
                 // The token was made with no finished frame waiting: this cannot fail.
                 let _ = c.push(frame);
-                r
             }
         }
+    }
+}
+
+impl<T: netdev::TxToken> phy::TxToken for PhyTx<'_, T> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut f = Some(f);
+        let mut result = None;
+        self.send(len, &mut |frame| {
+            if let Some(f) = f.take() {
+                result = Some(f(frame));
+            }
+        });
+        // Every path gives the writer a buffer (a device's token a scratch one for a frame it
+        // drops: netdev's contract), so the result is there.
+        result.expect("the transmit token ran the writer")
     }
 }
 

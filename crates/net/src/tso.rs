@@ -77,29 +77,18 @@ fn mergeable(frame: &[u8]) -> Option<Segment> {
 /// protocol's (the stack left the field zero then); `None` for anything else. Fragments are
 /// left alone.
 pub fn partial_checksum(frame: &mut [u8], checksums: Checksums) -> Option<PartialChecksum> {
-    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] || frame[ETH] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(frame[ETH] & 0xf) * 4;
-    let total = usize::from(u16::from_be_bytes([frame[ETH + 2], frame[ETH + 3]]));
-    let fragment = u16::from_be_bytes([frame[ETH + 6], frame[ETH + 7]]) & 0x3fff != 0;
-    let start = ETH + ihl;
-    if ihl < 20 || fragment || total < ihl || ETH + total > frame.len() {
-        return None;
-    }
-    let (offset, computes) = match frame[ETH + 9] {
+    let (start, protocol, len) = transport(frame)?;
+    let (offset, computes) = match protocol {
         6 => (16, checksums.tcp.device_computes()),
-        17 => (6, checksums.udp.device_computes()),
-        _ => return None,
+        _ => (6, checksums.udp.device_computes()),
     };
-    if !computes || start + offset + 2 > ETH + total {
+    if !computes || offset + 2 > len {
         return None;
     }
-    let len = total - ihl;
     let pseudo = csum::fold(csum::pseudo_header_v4(
         &frame[ETH + 12..ETH + 16],
         &frame[ETH + 16..ETH + 20],
-        frame[ETH + 9],
+        protocol,
         len,
     ));
     frame[start + offset..start + offset + 2].copy_from_slice(&pseudo.to_be_bytes());
@@ -107,6 +96,28 @@ pub fn partial_checksum(frame: &mut [u8], checksums: Checksums) -> Option<Partia
         start: start as u16,
         offset: offset as u16,
     })
+}
+
+/// Where an unfragmented IPv4 frame's TCP or UDP segment is: (its offset, the protocol, its
+/// length by the IPv4 header), or `None` for anything else or a frame too short for its IPv4
+/// header's lengths.
+pub fn transport(frame: &[u8]) -> Option<(usize, u8, usize)> {
+    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] || frame[ETH] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(frame[ETH] & 0xf) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[ETH + 2], frame[ETH + 3]]));
+    let fragment = u16::from_be_bytes([frame[ETH + 6], frame[ETH + 7]]) & 0x3fff != 0;
+    let protocol = frame[ETH + 9];
+    if ihl < 20
+        || fragment
+        || total < ihl
+        || ETH + total > frame.len()
+        || !matches!(protocol, 6 | 17)
+    {
+        return None;
+    }
+    Some((ETH + ihl, protocol, total - ihl))
 }
 
 /// A frame waiting to be sent, which later segments of its flow may join.
