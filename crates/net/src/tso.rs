@@ -48,25 +48,13 @@ struct Segment {
 
 /// The headers of a TCP/IPv4 segment that could be merged, or `None`.
 fn mergeable(frame: &[u8]) -> Option<Segment> {
-    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] || frame[ETH] >> 4 != 4 {
+    let (tcp, protocol, len) = transport(frame)?;
+    // No padding after the packet: its length must be the frame's.
+    if protocol != 6 || tcp + len != frame.len() || len < 20 {
         return None;
     }
-    let ihl = usize::from(frame[ETH] & 0xf) * 4;
-    let total = usize::from(u16::from_be_bytes([frame[ETH + 2], frame[ETH + 3]]));
-    // Fragments (MF set or an offset) and other protocols are not merged; nor a packet with
-    // padding after it (its length would not be the frame's).
-    let fragment = u16::from_be_bytes([frame[ETH + 6], frame[ETH + 7]]) & 0x3fff != 0;
-    if ihl < 20 || frame[ETH + 9] != 6 || fragment || ETH + total != frame.len() {
-        return None;
-    }
-    let tcp = ETH + ihl;
-    let thl = usize::from(*frame.get(tcp + 12)? >> 4) * 4;
-    let payload = tcp + thl;
-    if thl < 20 || payload >= frame.len() {
-        return None;
-    }
-    let flags = frame[tcp + 13];
-    if flags & !PSH != ACK {
+    let payload = tcp + usize::from(frame[tcp + 12] >> 4) * 4;
+    if payload < tcp + 20 || payload >= frame.len() || frame[tcp + 13] & !PSH != ACK {
         return None;
     }
     Some(Segment { tcp, payload })
@@ -257,16 +245,16 @@ impl Coalescer {
         let seq_at =
             |f: &[u8]| u32::from_be_bytes([f[s.tcp + 4], f[s.tcp + 5], f[s.tcp + 6], f[s.tcp + 7]]);
         let next = seq_at(old).wrapping_add((old.len() - s.payload) as u32);
-        let ip = ETH;
-        let same = old[..ip + 2] == frame[..ip + 2]
-            && old[ip + 6..ip + 10] == frame[ip + 6..ip + 10]
-            && old[ip + 12..s.tcp] == frame[ip + 12..s.tcp]
-            && old[s.tcp..s.tcp + 4] == frame[s.tcp..s.tcp + 4]
-            && old[s.tcp + 8..s.tcp + 13] == frame[s.tcp + 8..s.tcp + 13]
-            && old[s.tcp + 14..s.tcp + 16] == frame[s.tcp + 14..s.tcp + 16]
-            && old[s.tcp + 18..s.payload] == frame[s.tcp + 18..s.payload];
+        // Every header byte but the IPv4 total length, identification and checksum, and the
+        // TCP sequence number, flags and checksum.
+        let (ip, t) = (ETH, s.tcp);
+        let skip = |i: usize| {
+            (ip..t).contains(&i) && matches!(i - ip, 2..6 | 10..12)
+                || i >= t && matches!(i - t, 4..8 | 13 | 16..18)
+        };
+        let same = (0..s.payload).all(|i| skip(i) || old[i] == frame[i]);
         // The waiting frame's flags are ACK alone (no PSH yet: a PSH ends it).
-        if !same || seq_at(frame) != next || old[s.tcp + 13] != ACK {
+        if !same || seq_at(frame) != next || old[t + 13] != ACK {
             return false;
         }
         let flags = frame[s.tcp + 13];
