@@ -1,7 +1,8 @@
 //! [`Buffer`]: owned, page-aligned bytes for a request.
 
 use alloc::vec::Vec;
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+use core::alloc::Layout;
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 /// Bytes of a page, the alignment of every [`Buffer`].
 pub const PAGE_SIZE: usize = 4096;
@@ -23,10 +24,11 @@ pub struct Buffer {
 impl Buffer {
     /// A zeroed buffer of `len` bytes.
     pub fn new(len: usize) -> Self {
-        Buffer {
-            pages: alloc::vec![Page([0; PAGE_SIZE]); len.div_ceil(PAGE_SIZE)],
-            len,
-        }
+        // Zeroed straight on the heap: `vec![page; n]` builds its pages on the stack first
+        // (frames of 20 KB seen in the callers, on threads with 32-64 KB stacks).
+        let pages = Page::new_vec_zeroed(len.div_ceil(PAGE_SIZE))
+            .unwrap_or_else(|_| alloc::alloc::handle_alloc_error(Layout::new::<Page>()));
+        Buffer { pages, len }
     }
 
     /// A buffer holding a copy of `data`.

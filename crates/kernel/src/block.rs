@@ -175,6 +175,9 @@ impl core::fmt::Display for Size {
 
 /// Brings up the first disk the platform found, logging it (or why there is none), and
 /// registers its interrupt.
+// Not inlined into the boot function: its frame (smoltcp's and the drivers' structures built
+// before they move to their statics) is released before `main` runs on the same stack.
+#[inline(never)]
 pub fn init() {
     let mut found: [Option<Device>; CANDIDATES] = [None; CANDIDATES];
     let mut n = 0;

@@ -53,6 +53,9 @@ static STATUS: spin::Once<Status> = spin::Once::new();
 
 /// Mounts the filesystem on the disk, formatting a blank one, and logs the outcome (see the
 /// module docs).
+// Not inlined into the boot function: its frame (smoltcp's and the drivers' structures built
+// before they move to their statics) is released before `main` runs on the same stack.
+#[inline(never)]
 pub fn init() {
     let Some(disk) = crate::block::disk() else {
         log::warn!("fs: {NAME}: no disk, nothing mounted");

@@ -371,6 +371,9 @@ mod waiters {
 /// (the command line's `ip=`/`gw=` over it), the NIC's interrupt, and the poller. Without a NIC
 /// the image runs on, and sockets fail with [`Error::NoNetwork`]. A bad address is a
 /// configuration error (the kernel stops with status 103).
+// Not inlined into the boot function: its frame (smoltcp's and the drivers' structures built
+// before they move to their statics) is released before `main` runs on the same stack.
+#[inline(never)]
 pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
     let ip = IpConfig::from_settings(config::NET_IP, config::NET_GATEWAY)?.with_values(
         cmdline::kernel_option(cmdline, "ip"),

@@ -64,6 +64,10 @@ const F_MTU: u64 = 1 << 3;
 const F_CSUM: u64 = 1 << 0;
 const F_GUEST_CSUM: u64 = 1 << 1;
 const F_MRG_RXBUF: u64 = 1 << 15;
+const F_GUEST_TSO4: u64 = 1 << 7;
+const F_HOST_TSO4: u64 = 1 << 11;
+/// Everything QEMU's virtio-net offers that the driver may take.
+const F_OFFLOADS: u64 = F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_HOST_TSO4 | F_MRG_RXBUF;
 const F_EVENT_IDX: u64 = 1 << 29;
 const F_VERSION_1: u64 = 1 << 32;
 
@@ -90,6 +94,8 @@ struct Regs {
     isr: u32,
     notifies: [u32; 2],
     legacy: bool,
+    /// The device does not take the driver's features (FEATURES_OK does not stick).
+    refuse_features: bool,
 }
 
 #[derive(Debug)]
@@ -114,8 +120,12 @@ impl Transport for FakeTransport {
     fn get_status(&self) -> DeviceStatus {
         self.0.borrow().status
     }
-    fn set_status(&mut self, status: DeviceStatus) {
-        self.0.borrow_mut().status = status;
+    fn set_status(&mut self, mut status: DeviceStatus) {
+        let mut r = self.0.borrow_mut();
+        if r.refuse_features {
+            status.remove(DeviceStatus::FEATURES_OK);
+        }
+        r.status = status;
     }
     fn set_guest_page_size(&mut self, _guest_page_size: u32) {}
     fn requires_legacy_layout(&self) -> bool {
@@ -176,6 +186,8 @@ struct Mock {
     last_avail: [u16; 2],
     used_idx: [u16; 2],
     hdr: usize,
+    /// The headers of the frames `collect` took, in order.
+    headers: Vec<Vec<u8>>,
 }
 
 /// A descriptor chain the device took from the available ring (one descriptor: all the driver
@@ -205,14 +217,20 @@ impl Mock {
             isr: 0,
             notifies: [0; 2],
             legacy: features & F_VERSION_1 == 0,
+            refuse_features: false,
         }));
-        let hdr = if features & F_VERSION_1 != 0 { 12 } else { 10 };
+        let hdr = if features & (F_VERSION_1 | F_MRG_RXBUF) != 0 {
+            12
+        } else {
+            10
+        };
         (
             Mock {
                 regs: regs.clone(),
                 last_avail: [0; 2],
                 used_idx: [0; 2],
                 hdr,
+                headers: Vec::new(),
             },
             FakeTransport(regs),
         )
@@ -332,6 +350,42 @@ impl Mock {
         true
     }
 
+    /// Receives `frame` with header `flags` and `gso` type spread over as many receive buffers
+    /// as it takes (`MRG_RXBUF`), `num_buffers` saying `claim` (or the truth); false when
+    /// there are not enough buffers posted.
+    fn deliver_merged(&mut self, frame: &[u8], flags: u8, gso: u8, claim: Option<u16>) -> bool {
+        assert_eq!(self.hdr, 12);
+        let mut bytes = vec![0u8; 12];
+        bytes[0] = flags;
+        bytes[1] = gso;
+        bytes.extend_from_slice(frame);
+        let mut chains = Vec::new();
+        let mut left = bytes.len();
+        while left > 0 {
+            let Some(c) = self.take(RX) else {
+                return false;
+            };
+            left = left.saturating_sub(c.len as usize);
+            chains.push(c);
+        }
+        let n = claim.unwrap_or(chains.len() as u16);
+        bytes[10..12].copy_from_slice(&n.to_le_bytes());
+        let mut at = 0;
+        for c in chains {
+            let len = (bytes.len() - at).min(c.len as usize);
+            // SAFETY: the buffer the driver posted, `c.len` bytes, device-writable.
+            unsafe { core::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), c.addr as *mut u8, len) };
+            at += len;
+            self.push_used(RX, u32::from(c.head), len as u32);
+        }
+        true
+    }
+
+    /// Receives `frame` in one buffer with header `flags` and `gso` type.
+    fn deliver_flagged(&mut self, frame: &[u8], flags: u8, gso: u8) -> bool {
+        self.deliver_merged(frame, flags, gso, None)
+    }
+
     /// Sends everything the driver queued for transmission; returns the frames.
     fn collect(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -347,7 +401,7 @@ impl Mock {
                 core::ptr::copy_nonoverlapping(c.addr as *const u8, bytes.as_mut_ptr(), bytes.len())
             };
             assert!(bytes.len() >= self.hdr);
-            assert!(bytes[..self.hdr].iter().all(|&b| b == 0), "a zero header");
+            self.headers.push(bytes[..self.hdr].to_vec());
             out.push(bytes[self.hdr..].to_vec());
             self.push_used(TX, u32::from(c.head), 0);
         }
@@ -386,17 +440,23 @@ fn a_modern_device_comes_up_with_its_mac_mtu_1500_and_every_buffer_posted() {
     assert_eq!(caps.mac, MacAddress(MAC));
     assert_eq!(caps.mtu, 1500, "VIRTIO_NET_F_MTU is not negotiated");
     assert_eq!(caps.max_burst, Some(QUEUE_SIZE));
-    assert_eq!(caps.checksums, netdev::Checksums::default(), "no offload");
+    assert_eq!(caps.checksums.tcp, netdev::ChecksumOffload::Both);
+    assert_eq!(caps.checksums.udp, netdev::ChecksumOffload::Both);
+    assert_eq!(caps.checksums.ipv4, netdev::ChecksumOffload::None);
+    assert_eq!(
+        (caps.max_rx_frame, caps.tso),
+        (1514, None),
+        "no TSO offered"
+    );
     assert_eq!(dev.header_len(), 12, "modern header with num_buffers");
     assert_eq!(dev.posted_receive_buffers(), QUEUE_SIZE);
     assert_eq!(dev.free_transmit_buffers(), QUEUE_SIZE);
     let regs = mock.regs.borrow();
     let f = regs.driver_features;
-    assert_eq!(f & (F_MAC | F_VERSION_1), F_MAC | F_VERSION_1);
     assert_eq!(
-        f & (F_MTU | F_CSUM | F_GUEST_CSUM | F_MRG_RXBUF),
-        0,
-        "virtio-drivers 0.13 offers none of these"
+        f,
+        F_MAC | F_VERSION_1 | F_EVENT_IDX | F_CSUM | F_GUEST_CSUM,
+        "what was offered and is wanted, no MTU, no STATUS"
     );
     assert!(regs.status.contains(DeviceStatus::DRIVER_OK));
     assert_eq!(regs.queues[RX].size, QUEUE_SIZE as u32);
@@ -409,6 +469,7 @@ fn a_legacy_device_has_a_10_byte_header_and_still_round_trips() {
     let (mut mock, transport) = Mock::new(F_MAC | F_STATUS);
     let mut dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
     assert_eq!(dev.header_len(), 10);
+    assert_eq!(dev.capabilities().checksums, netdev::Checksums::default());
     assert!(mock.deliver(&frame(1, 60)));
     assert_eq!(receive_one(&mut dev), Some(frame(1, 60)));
     assert!(send(&mut dev, &frame(2, 100)));
@@ -517,6 +578,10 @@ fn frames_are_sent_behind_a_zero_header_and_buffers_reclaimed() {
         }
         assert_eq!(dev.free_transmit_buffers(), 0);
         assert_eq!(mock.collect(), sent);
+        assert!(
+            mock.headers.iter().all(|h| h.iter().all(|&b| b == 0)),
+            "zero headers"
+        );
         assert!(dev.poll_interrupt(), "transmit buffers freed");
         assert_eq!(dev.free_transmit_buffers(), 8);
     }
@@ -651,23 +716,48 @@ fn a_device_writing_garbage_never_panics_the_driver() {
     let mut stopped = 0;
     let mut errors = 0u64;
     for _ in 0..cases {
-        let features = if rng.chance(30) {
-            F_MAC | F_STATUS
-        } else {
-            F_MAC | F_STATUS | F_EVENT_IDX | F_VERSION_1
+        let features = match rng.below(4) {
+            0 => F_MAC | F_STATUS,
+            1 => F_MAC | F_STATUS | F_OFFLOADS,
+            2 => F_MAC | F_STATUS | F_EVENT_IDX | F_VERSION_1,
+            _ => F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS,
         };
+        let merged = features & F_MRG_RXBUF != 0;
         let (mut mock, transport) = Mock::new(features);
         let mut dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
+        let max = dev.capabilities().max_rx_frame;
         for _ in 0..60 {
-            match rng.below(10) {
+            match rng.below(11) {
                 0..=2 => {
                     let len = 14 + rng.below(1501) as usize;
                     mock.deliver(&frame(rng.below(256) as u8, len));
                 }
+                10 if merged => {
+                    // A frame over several buffers with a garbage header: flags, GSO type,
+                    // and a num_buffers that may lie.
+                    let len = rng.below(9000) as usize;
+                    let claim = rng.chance(50).then(|| rng.edgy(16) as u16);
+                    let flags = rng.pick(&[0, 1, 2, 3, 4, 0xff]);
+                    let gso = rng.pick(&[0, 1, 3, 4, 0x81]);
+                    mock.deliver_merged(&frame(rng.below(256) as u8, len), flags, gso, claim);
+                }
                 3 | 4 => {
-                    let len = rng.pick(&[0usize, 14, 60, 1514, 1515]);
-                    if let Some(tx) = dev.transmit() {
-                        tx.consume(len, |f| f.fill(0xab));
+                    let len = rng.pick(&[0usize, 14, 60, 1514, 1515, 30_000, 65_549, 65_550]);
+                    let offload = TxOffload {
+                        checksum: rng.chance(50).then_some(netdev::PartialChecksum {
+                            start: rng.edgy(16) as u16,
+                            offset: rng.pick(&[6, 16, 0xffff]),
+                        }),
+                        tso: rng.chance(50).then_some(netdev::Tso {
+                            mss: rng.edgy(16) as u16,
+                            header_len: rng.edgy(16) as u16,
+                        }),
+                    };
+                    if let Some(tx) = dev.transmit_sized(len) {
+                        tx.consume_offload(len, |f| {
+                            f.fill(0xab);
+                            ((), offload)
+                        });
                     }
                 }
                 5 => {
@@ -700,7 +790,7 @@ fn a_device_writing_garbage_never_panics_the_driver() {
             }
             while let Some((rx, _tx)) = dev.receive() {
                 let len = rx.consume(|f| f.len());
-                assert!((14..=1514).contains(&len), "a plausible frame: {len}");
+                assert!((14..=max).contains(&len), "a plausible frame: {len}");
             }
             assert!(dev.posted_receive_buffers() <= 8);
             assert!(dev.free_transmit_buffers() <= 8);
@@ -717,4 +807,256 @@ fn a_device_writing_garbage_never_panics_the_driver() {
         stopped > 0 && errors > 0,
         "stopped {stopped}, errors {errors}"
     );
+}
+
+// ---- Offloads. ----
+
+#[test]
+fn offloads_are_negotiated_when_offered_and_not_otherwise() {
+    let (mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
+    let dev: Dev<64> = VirtioNet::new(transport).expect("comes up");
+    let caps = dev.capabilities();
+    assert_eq!(mock.regs.borrow().driver_features & F_OFFLOADS, F_OFFLOADS);
+    assert_eq!(caps.checksums.tcp, netdev::ChecksumOffload::Both);
+    assert_eq!(caps.max_rx_frame, 14 + 65_535);
+    assert_eq!(caps.tso, Some(14 + 65_535));
+    assert_eq!(caps.mtu, 1500);
+    assert_eq!(
+        dev.free_transmit_buffers(),
+        64,
+        "60 small and 4 for TSO frames"
+    );
+    // GUEST_TSO4 without MRG_RXBUF would need 64 KiB buffers: not taken. HOST_TSO4 without
+    // CSUM is not allowed.
+    let (mock, transport) =
+        Mock::new(F_MAC | F_VERSION_1 | F_GUEST_CSUM | F_GUEST_TSO4 | F_HOST_TSO4);
+    let dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
+    assert_eq!(
+        mock.regs.borrow().driver_features,
+        F_MAC | F_VERSION_1 | F_GUEST_CSUM
+    );
+    assert_eq!(
+        (dev.capabilities().max_rx_frame, dev.capabilities().tso),
+        (1514, None)
+    );
+    assert_eq!(
+        dev.capabilities().checksums.tcp,
+        netdev::ChecksumOffload::Rx
+    );
+    // A legacy device with MRG_RXBUF has the 12-byte header.
+    let (_mock, transport) = Mock::new(F_MAC | F_OFFLOADS);
+    let dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
+    assert_eq!(dev.header_len(), 12);
+    assert_eq!(dev.capabilities().tso, Some(14 + 65_535));
+}
+
+#[test]
+fn a_device_refusing_its_own_features_is_not_used() {
+    let (mock, transport) = Mock::modern();
+    mock.regs.borrow_mut().refuse_features = true;
+    let before = DMA_PAGES.with(Cell::get);
+    let r: Result<Dev<8>, _> = VirtioNet::new(transport);
+    assert_eq!(r.err(), Some(InitError::Features));
+    assert_eq!(DMA_PAGES.with(Cell::get), before);
+    assert!(mock.regs.borrow().status.contains(DeviceStatus::FAILED));
+}
+
+#[test]
+fn a_segment_spread_over_buffers_is_gathered_and_its_buffers_posted_again() {
+    let (mut mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
+    let mut dev: Dev<64> = VirtioNet::new(transport).expect("comes up");
+    for round in 0..6u8 {
+        let big = frame(round, 65_549);
+        assert!(mock.deliver_flagged(&big, 1, 1), "33 buffers posted");
+        let (rx, _) = dev.receive().expect("a frame");
+        assert_eq!(rx.checksum(), RxChecksum::Blank, "NEEDS_CSUM");
+        assert_eq!(rx.consume(|f| f.to_vec()), big);
+        // A small one lent in place, after it.
+        assert!(mock.deliver_flagged(&frame(9, 60), 2, 0));
+        let (rx, _) = dev.receive().expect("a frame");
+        assert_eq!(rx.checksum(), RxChecksum::Verified, "DATA_VALID");
+        assert_eq!(rx.consume(|f| f.to_vec()), frame(9, 60));
+        dev.poll_interrupt();
+        assert_eq!(dev.posted_receive_buffers(), 64);
+    }
+    assert_eq!(dev.stats().device_errors, 0);
+    assert_eq!(dev.stats().rx_frames, 12);
+}
+
+#[test]
+fn checksum_flags_become_the_frames_checksum_state() {
+    let (mut mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
+    let mut dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
+    for (flags, state, error) in [
+        (0, RxChecksum::Unknown, 0),
+        (1, RxChecksum::Blank, 0),
+        (2, RxChecksum::Verified, 0),
+        (3, RxChecksum::Blank, 0),
+        (4, RxChecksum::Unknown, 1),
+        (0x82, RxChecksum::Unknown, 1),
+    ] {
+        let before = dev.stats().device_errors;
+        assert!(mock.deliver_flagged(&frame(1, 100), flags, 0));
+        let (rx, _) = dev.receive().expect("delivered");
+        assert_eq!(rx.checksum(), state, "flags {flags:#x}");
+        rx.consume(|_| ());
+        assert_eq!(
+            dev.stats().device_errors,
+            before + error,
+            "flags {flags:#x}"
+        );
+    }
+    // Without GUEST_CSUM, flags are the device's error and mean nothing.
+    let (mut mock, transport) = Mock::new(F_MAC | F_VERSION_1);
+    let mut dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
+    assert!(mock.deliver_flagged(&frame(1, 100), 2, 0));
+    let (rx, _) = dev.receive().expect("delivered");
+    assert_eq!(rx.checksum(), RxChecksum::Unknown);
+    rx.consume(|_| ());
+    assert_eq!(dev.stats().device_errors, 1);
+}
+
+#[test]
+fn bad_buffer_counts_and_gso_types_are_refused_and_the_device_goes_on() {
+    let (mut mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
+    let mut dev: Dev<16> = VirtioNet::new(transport).expect("comes up");
+    // num_buffers 0 or beyond the ring; a GSO type never negotiated (UDP, TCPv6, ECN).
+    let cases: [(usize, u8, Option<u16>); 6] = [
+        (100, 0, Some(0)),
+        (100, 0, Some(17)),
+        (100, 0, Some(u16::MAX)),
+        (100, 3, None),
+        (100, 4, None),
+        (100, 0x81, None),
+    ];
+    for (i, (len, gso, claim)) in cases.into_iter().enumerate() {
+        assert!(mock.deliver_merged(&frame(1, len), 1, gso, claim));
+        assert!(receive_one(&mut dev).is_none(), "case {i}");
+        assert_eq!(dev.stats().device_errors, i as u64 + 1, "case {i}");
+        assert_eq!(dev.stats().rx_dropped, i as u64 + 1, "case {i}");
+    }
+    // More buffers claimed than the device gave back: what it gave is dropped.
+    assert!(mock.deliver_merged(&frame(2, 3000), 1, 1, Some(5)));
+    assert!(receive_one(&mut dev).is_none());
+    assert_eq!(dev.stats().device_errors, 7);
+    // A claim of fewer buffers than written: the rest come as frames of their own, whose
+    // "headers" are payload bytes; whatever they say, nothing breaks.
+    assert!(mock.deliver_merged(&frame(3, 5000), 1, 1, Some(1)));
+    while receive_one(&mut dev).is_some() {}
+    dev.poll_interrupt();
+    assert!(!dev.is_stopped());
+    assert_eq!(dev.posted_receive_buffers(), 16, "every buffer went back");
+    let big = frame(4, 20_000);
+    assert!(mock.deliver_flagged(&big, 1, 1));
+    assert_eq!(receive_one(&mut dev), Some(big));
+}
+
+#[test]
+fn offloads_go_out_in_the_header_and_only_when_negotiated() {
+    use netdev::{PartialChecksum, Tso};
+    let (mut mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
+    let mut dev: Dev<16> = VirtioNet::new(transport).expect("comes up");
+    let csum = PartialChecksum {
+        start: 34,
+        offset: 16,
+    };
+    let tso = Tso {
+        mss: 1448,
+        header_len: 66,
+    };
+    let big = frame(5, 40_000);
+    for (data, offload) in [
+        (frame(1, 100), TxOffload::default()),
+        (
+            frame(2, 100),
+            TxOffload {
+                checksum: Some(csum),
+                tso: None,
+            },
+        ),
+        (
+            big.clone(),
+            TxOffload {
+                checksum: Some(csum),
+                tso: Some(tso),
+            },
+        ),
+    ] {
+        let tx = dev.transmit_sized(data.len()).expect("room");
+        tx.consume_offload(data.len(), |f| {
+            f.copy_from_slice(&data);
+            ((), offload)
+        });
+    }
+    assert_eq!(
+        mock.collect(),
+        vec![frame(1, 100), frame(2, 100), big.clone()]
+    );
+    assert_eq!(mock.headers[0], vec![0; 12]);
+    assert_eq!(mock.headers[1], vec![1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0]);
+    assert_eq!(
+        mock.headers[2],
+        vec![1, 1, 66, 0, 0xa8, 5, 34, 0, 16, 0, 0, 0]
+    );
+    // Only 4 TSO buffers (Q / 4): a fifth large frame waits.
+    for _ in 0..4 {
+        let tx = dev.transmit_sized(big.len()).expect("a TSO buffer");
+        tx.consume_offload(big.len(), |f| {
+            f.copy_from_slice(&big);
+            (
+                (),
+                TxOffload {
+                    checksum: Some(csum),
+                    tso: Some(tso),
+                },
+            )
+        });
+    }
+    assert!(
+        dev.transmit_sized(big.len()).is_none(),
+        "TSO buffers all in flight"
+    );
+    assert!(dev.transmit().is_some(), "small ones still free");
+    assert_eq!(mock.collect().len(), 4);
+    dev.poll_interrupt();
+    assert!(dev.transmit_sized(big.len()).is_some());
+    // A large frame without TSO, a TSO without checksum, a checksum beyond the frame: dropped.
+    for offload in [
+        TxOffload::default(),
+        TxOffload {
+            checksum: None,
+            tso: Some(tso),
+        },
+        TxOffload {
+            checksum: Some(PartialChecksum {
+                start: 39_990,
+                offset: 16,
+            }),
+            tso: Some(tso),
+        },
+    ] {
+        let tx = dev.transmit_sized(big.len()).expect("room");
+        tx.consume_offload(big.len(), |_| ((), offload));
+    }
+    assert!(mock.collect().is_empty());
+    assert_eq!(dev.stats().tx_dropped, 3);
+    // Without the features, the same requests send nothing.
+    let (mut mock, transport) = Mock::new(F_MAC | F_VERSION_1);
+    let mut dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
+    let tx = dev.transmit().expect("room");
+    tx.consume_offload(100, |_| {
+        (
+            (),
+            TxOffload {
+                checksum: Some(csum),
+                tso: None,
+            },
+        )
+    });
+    assert!(
+        dev.transmit_sized(40_000).is_some(),
+        "a token that drops what is too long"
+    );
+    assert!(mock.collect().is_empty());
+    assert_eq!(dev.stats().tx_dropped, 1);
 }

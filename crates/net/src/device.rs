@@ -13,12 +13,30 @@
 //!   neighbouring domain that offloads its checksums). Such frames are rare outside Xen, so the
 //!   copy costs nothing elsewhere.
 //!
+//! - a frame the device marks [`RxChecksum::Blank`] when the device verifies that protocol's
+//!   checksums (virtio-net's `NEEDS_CSUM` with `GUEST_CSUM`: smoltcp does not check them then)
+//!   goes to smoltcp as it is, without a copy; one it marks [`RxChecksum::Unknown`] then is
+//!   checked here (TCP and UDP over IPv4) and dropped if bad, counted in
+//!   [`Phy::bad_checksums`]: virtio-net leaves unmarked what it did not check;
+//! - frames larger than the MTU that the device received coalesced
+//!   ([`netdev::Capabilities::max_rx_frame`]) go to smoltcp as they are: smoltcp 0.14 checks
+//!   no received frame against its MTU (it only sizes what it sends by it);
+//! - on transmit, when the device computes TCP or UDP checksums, the field smoltcp left zero
+//!   gets the pseudo-header's sum and the device is told where it is
+//!   ([`crate::tso::partial_checksum`]); when the device has TSO, frames go through a
+//!   [`Coalescer`] that merges consecutive segments of a flow (module [`crate::tso`]), flushed
+//!   at the end of every stack poll ([`Phy::flush`]). A finished frame waits in the coalescer
+//!   until the device has a buffer for it: `transmit` and `receive` give smoltcp no token
+//!   before it went, so nothing is dropped and smoltcp feels the device's back-pressure as
+//!   before.
+//!
 //! Before smoltcp sees a frame, the adapter's [`SynGate`] may drop it: a TCP SYN to a port whose
 //! listener has no listening socket left for it (crate docs, "The listener pool"). smoltcp
 //! would answer it with an RST; dropped, it is retransmitted by the client a second later, as
 //! Linux's full SYN queue does.
+use crate::tso::{Coalescer, partial_checksum};
 use alloc::vec::Vec;
-use netdev::{ChecksumOffload, NetDevice, RxChecksum};
+use netdev::{ChecksumOffload, NetDevice, RxChecksum, TxToken as _};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
@@ -33,16 +51,71 @@ pub struct Phy<D> {
     scratch: Vec<u8>,
     /// Which SYNs are dropped before smoltcp sees them.
     gate: SynGate,
+    /// What the device does with checksums (fixed after negotiation).
+    checksums: netdev::Checksums,
+    /// Whether transmitted TCP or UDP frames need a partial checksum.
+    partial: bool,
+    /// The TSO coalescer, when the device has TSO.
+    tso: Option<Coalescer>,
+    /// Received frames dropped here for a bad checksum.
+    bad_checksums: u64,
 }
 
 impl<D: NetDevice> Phy<D> {
     /// Adapts `device`.
     pub fn new(device: D) -> Self {
+        let caps = device.capabilities();
+        let c = caps.checksums;
+        let partial = c.tcp.device_computes() || c.udp.device_computes();
+        // TSO needs the device to compute TCP checksums (netdev's rule): without, it is not used.
+        let tso = caps
+            .tso
+            .filter(|&max| max > caps.max_frame() && c.tcp.device_computes())
+            .map(|max| Coalescer::new(max, c));
         Phy {
             device,
             scratch: Vec::new(),
             gate: SynGate::default(),
+            checksums: c,
+            partial,
+            tso,
+            bad_checksums: 0,
         }
+    }
+
+    /// Received frames dropped by the adapter for a bad TCP or UDP checksum (frames the device
+    /// did not check although it verifies checksums).
+    pub fn bad_checksums(&self) -> u64 {
+        self.bad_checksums
+    }
+
+    /// (frames sent merged by TSO, segments in them).
+    pub fn tso_merged(&self) -> (u64, u64) {
+        self.tso.as_ref().map_or((0, 0), Coalescer::merged)
+    }
+
+    /// Whether the device can take the next frame: a transmit buffer is free (for the
+    /// coalescer's finished frame, if one waits).
+    pub fn can_transmit(&mut self) -> bool {
+        match self.tso.as_ref().and_then(Coalescer::ready) {
+            Some((frame, _)) => self.device.transmit_sized(frame.len()).is_some(),
+            None => self.device.transmit().is_some(),
+        }
+    }
+
+    /// Sends what the TSO coalescer holds, if the device has room: called at the end of every
+    /// stack poll, so that no frame waits beyond the poll that made it (unless the device's
+    /// transmit queue is full: then it goes at the next poll, which the device's interrupt for
+    /// completed buffers brings). Returns whether nothing is left waiting.
+    pub fn flush(&mut self) -> bool {
+        let Some(c) = self.tso.as_mut() else {
+            return true;
+        };
+        if !send_ready(c, &mut self.device) {
+            return false;
+        }
+        c.flush();
+        send_ready(c, &mut self.device) && c.is_empty()
     }
 
     /// The SYN gate.
@@ -274,12 +347,50 @@ impl SynGate {
     }
 }
 
+/// Sends the coalescer's finished frame, if any; whether none is left.
+fn send_ready<D: NetDevice>(c: &mut Coalescer, device: &mut D) -> bool {
+    let Some((frame, offload)) = c.ready() else {
+        return true;
+    };
+    let Some(token) = device.transmit_sized(frame.len()) else {
+        return false;
+    };
+    token.consume_offload(frame.len(), |buf| {
+        buf.copy_from_slice(frame);
+        ((), offload)
+    });
+    c.sent();
+    true
+}
+
+/// Whether an IPv4 TCP or UDP frame's transport checksum is right, for the protocols whose
+/// checksums `checksums` say the device verifies (smoltcp does not, then); anything else passes
+/// (smoltcp checks what it must, and drops what it cannot parse).
+pub fn transport_checksum_ok(frame: &[u8], checksums: netdev::Checksums) -> bool {
+    let Some((start, protocol, len)) = crate::tso::transport(frame) else {
+        return true;
+    };
+    let verifies = match protocol {
+        6 => checksums.tcp.device_verifies(),
+        // A UDP checksum of zero means none was computed (IPv4).
+        17 => checksums.udp.device_verifies() && frame.get(start + 6..start + 8) != Some(&[0, 0]),
+        _ => false,
+    };
+    if !verifies {
+        return true;
+    }
+    let pseudo = netdev::csum::pseudo_header_v4(&frame[26..30], &frame[30..34], protocol, len);
+    netdev::csum::fold(netdev::csum::add(pseudo, &frame[start..start + len])) == 0xffff
+}
+
 /// A received frame (the device's token).
 #[derive(Debug)]
 pub struct PhyRx<'a, T> {
     token: T,
     scratch: &'a mut Vec<u8>,
     gate: &'a mut SynGate,
+    checksums: netdev::Checksums,
+    bad_checksums: &'a mut u64,
 }
 
 impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
@@ -291,11 +402,23 @@ impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
             token,
             scratch,
             gate,
+            checksums,
+            bad_checksums,
         } = self;
-        let blank = token.checksum() == RxChecksum::Blank;
+        let device_verifies = checksums.tcp.device_verifies() || checksums.udp.device_verifies();
+        let (blank, check) = match token.checksum() {
+            // smoltcp checks nothing the device verifies: nothing to fill in.
+            RxChecksum::Blank => (!device_verifies, false),
+            RxChecksum::Unknown => (false, device_verifies),
+            RxChecksum::Verified => (false, false),
+        };
         token.consume(|frame| {
             if !gate.pass(frame) {
                 // smoltcp takes an empty frame for processed, and answers nothing.
+                return f(&[]);
+            }
+            if check && !transport_checksum_ok(frame, checksums) {
+                *bad_checksums += 1;
                 return f(&[]);
             }
             if blank {
@@ -310,16 +433,60 @@ impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
     }
 }
 
-/// A transmit buffer (the device's token).
+/// A transmit buffer: the device's token, or (with TSO) a place in the coalescer.
 #[derive(Debug)]
-pub struct PhyTx<T>(T);
+pub enum PhyTx<'a, T> {
+    /// The device's buffer; with whether TCP and UDP frames get a partial checksum.
+    Direct(T, netdev::Checksums, bool),
+    /// The coalescer, whose finished frame went to the device before this token was made.
+    Staged(&'a mut Coalescer),
+}
 
-impl<T: netdev::TxToken> phy::TxToken for PhyTx<T> {
+impl<T: netdev::TxToken> PhyTx<'_, T> {
+    /// Lets `write` fill a frame of `len` bytes and sends it. Not generic over the writer, so
+    /// that smoltcp's many emitting closures are not each copied into every path here.
+    fn send(self, len: usize, write: &mut dyn FnMut(&mut [u8])) {
+        match self {
+            PhyTx::Direct(t, checksums, partial) => t.consume_offload(len, |frame| {
+                write(frame);
+                let checksum = if partial {
+                    partial_checksum(frame, checksums)
+                } else {
+                    None
+                };
+                (
+                    (),
+                    netdev::TxOffload {
+                        checksum,
+                        tso: None,
+                    },
+                )
+            }),
+            PhyTx::Staged(c) => {
+                let mut frame = c.buffer(len);
+                write(&mut frame);
+                // The token was made with no finished frame waiting: this cannot fail.
+                let _ = c.push(frame);
+            }
+        }
+    }
+}
+
+impl<T: netdev::TxToken> phy::TxToken for PhyTx<'_, T> {
     fn consume<R, F>(self, len: usize, f: F) -> R
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        self.0.consume(len, f)
+        let mut f = Some(f);
+        let mut result = None;
+        self.send(len, &mut |frame| {
+            if let Some(f) = f.take() {
+                result = Some(f(frame));
+            }
+        });
+        // Every path gives the writer a buffer (a device's token a scratch one for a frame it
+        // drops: netdev's contract), so the result is there.
+        result.expect("the transmit token ran the writer")
     }
 }
 
@@ -329,7 +496,7 @@ impl<D: NetDevice> phy::Device for Phy<D> {
     where
         Self: 'a;
     type TxToken<'a>
-        = PhyTx<D::TxToken<'a>>
+        = PhyTx<'a, D::TxToken<'a>>
     where
         Self: 'a;
 
@@ -338,20 +505,41 @@ impl<D: NetDevice> phy::Device for Phy<D> {
             device,
             scratch,
             gate,
+            checksums,
+            partial,
+            tso,
+            bad_checksums,
         } = self;
+        if let Some(c) = tso.as_mut()
+            && !send_ready(c, device)
+        {
+            return None;
+        }
         let (rx, tx) = device.receive()?;
+        let tx = match tso {
+            Some(c) => PhyTx::Staged(c),
+            None => PhyTx::Direct(tx, *checksums, *partial),
+        };
         Some((
             PhyRx {
                 token: rx,
                 scratch,
                 gate,
+                checksums: *checksums,
+                bad_checksums,
             },
-            PhyTx(tx),
+            tx,
         ))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<Self::TxToken<'_>> {
-        self.device.transmit().map(PhyTx)
+        match self.tso.as_mut() {
+            Some(c) => send_ready(c, &mut self.device).then_some(PhyTx::Staged(c)),
+            None => {
+                let (c, p) = (self.checksums, self.partial);
+                self.device.transmit().map(|t| PhyTx::Direct(t, c, p))
+            }
+        }
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -140,6 +140,7 @@ pub mod config;
 pub mod device;
 pub mod socket;
 pub mod stack;
+pub mod tso;
 
 pub use config::{ConfigError, IpConfig, Limits};
 /// smoltcp, for the glue's and the tests' use of its types.

@@ -394,6 +394,16 @@ impl<D: NetDevice> Stack<D> {
         self.phy.device()
     }
 
+    /// (frames the adapter sent merged for TSO, segments in them).
+    pub fn tso_merged(&self) -> (u64, u64) {
+        self.phy.tso_merged()
+    }
+
+    /// Received frames the adapter dropped for a bad TCP or UDP checksum.
+    pub fn bad_checksums(&self) -> u64 {
+        self.phy.bad_checksums()
+    }
+
     /// The device, mutably.
     pub fn device_mut(&mut self) -> &mut D {
         self.phy.device_mut()
@@ -491,7 +501,7 @@ impl<D: NetDevice> Stack<D> {
         // (smoltcp has frames to send and nowhere to put them) until the device completes
         // some; its interrupt for those completions brings the next poll instead.
         let smol = match smol {
-            Some(at) if at <= now && self.phy.device_mut().transmit().is_none() => {
+            Some(at) if at <= now && !self.phy.can_transmit() => {
                 self.stats.polls_tx_full += 1;
                 None
             }
@@ -644,6 +654,8 @@ impl<D: NetDevice> Stack<D> {
         {
             changed = true;
         }
+        // What the TSO coalescer still holds goes out with this poll.
+        self.phy.flush();
         changed
     }
 

@@ -10,7 +10,10 @@
 //! let (rx, _) = b.receive().expect("one frame");
 //! assert_eq!(rx.consume(|frame| frame.len()), 60);
 //! ```
-use crate::{Capabilities, DeviceStats, MacAddress, NetDevice, RxChecksum, RxToken, TxToken};
+use crate::{
+    Capabilities, DeviceStats, MacAddress, NetDevice, PartialChecksum, RxChecksum, RxToken,
+    TxOffload, TxToken, csum,
+};
 use platform::fuzz::Rng;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -126,26 +129,112 @@ pub struct FakeTx<'a> {
 
 impl TxToken for FakeTx<'_> {
     fn consume<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        self.consume_offload(len, |frame| (f(frame), TxOffload::default()))
+    }
+
+    /// Does what a device does with the offload: completes the checksum, cuts a TSO frame into
+    /// segments for the peer ([`apply_offload`]); an offload the capabilities do not offer, or
+    /// a frame it cannot apply to, drops the frame (counted in `tx_dropped`).
+    fn consume_offload<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> (R, TxOffload)) -> R {
         let mut frame = std::vec![0; len];
-        let result = f(&mut frame);
+        let (result, offload) = f(&mut frame);
         let d = self.device;
-        if len == 0 || len > d.caps.max_frame() {
+        let max = match (offload.tso, d.caps.tso) {
+            (Some(_), Some(tso)) => tso,
+            (Some(_), None) => 0,
+            (None, _) => d.caps.max_frame(),
+        };
+        let offered = offload.checksum.is_none() || d.caps.checksums.tcp.device_computes();
+        let frames = (len != 0 && len <= max && offered)
+            .then(|| apply_offload(&frame, offload))
+            .flatten();
+        let Some(frames) = frames else {
             lock(&d.stats).tx_dropped += 1;
             return result;
-        }
+        };
         {
             let mut s = lock(&d.stats);
             s.tx_frames += 1;
             s.tx_bytes += len as u64;
         }
         let mut queue = lock(&d.tx);
-        if queue.len() >= QUEUE_FRAMES {
-            lock(&d.peer_stats).rx_dropped += 1;
-        } else {
-            queue.push_back(frame);
+        for frame in frames {
+            if queue.len() >= QUEUE_FRAMES {
+                lock(&d.peer_stats).rx_dropped += 1;
+            } else {
+                queue.push_back(frame);
+            }
         }
         result
     }
+}
+
+/// Completes a partial transport checksum (the field holds the pseudo-header's sum), as a
+/// device does; `None` if it does not fit the frame.
+pub fn complete_checksum(frame: &mut [u8], c: PartialChecksum) -> Option<()> {
+    let (start, at) = (
+        usize::from(c.start),
+        usize::from(c.start) + usize::from(c.offset),
+    );
+    if at + 2 > frame.len() {
+        return None;
+    }
+    let sum = !csum::fold(csum::add(0, &frame[start..]));
+    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    Some(())
+}
+
+/// What a device sends for `frame` with `offload`: the frame with its checksum completed, or,
+/// for TSO, its segments (each with the frame's headers, its IPv4 total length and header
+/// checksum, its sequence number and full TCP checksum; PSH and FIN only on the last; the IPv4
+/// identification kept, as smoltcp sets DF and no identification). `None` for a frame the
+/// offload does not fit (not TCP/IPv4, headers out of bounds, no checksum with TSO).
+pub fn apply_offload(frame: &[u8], offload: TxOffload) -> Option<Vec<Vec<u8>>> {
+    let Some(tso) = offload.tso else {
+        let mut f = frame.to_vec();
+        if let Some(c) = offload.checksum {
+            complete_checksum(&mut f, c)?;
+        }
+        return Some(std::vec![f]);
+    };
+    let c = offload.checksum?;
+    let (hl, mss) = (usize::from(tso.header_len), usize::from(tso.mss));
+    if mss == 0 || frame.len() < 14 + 20 || frame[12..14] != [8, 0] {
+        return None;
+    }
+    let ihl = usize::from(frame[14] & 0xf) * 4;
+    let tcp = 14 + ihl;
+    if ihl < 20 || frame[14 + 9] != 6 || usize::from(c.start) != tcp || c.offset != 16 {
+        return None;
+    }
+    if tcp + 20 > hl || hl > frame.len() {
+        return None;
+    }
+    let seq0 = u32::from_be_bytes(frame[tcp + 4..tcp + 8].try_into().ok()?);
+    let payload = &frame[hl..];
+    let count = payload.len().div_ceil(mss).max(1);
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
+        let mut seg = frame[..hl].to_vec();
+        seg.extend_from_slice(chunk);
+        let total = (seg.len() - 14) as u16;
+        seg[16..18].copy_from_slice(&total.to_be_bytes());
+        seg[24..26].fill(0);
+        let ip_sum = !csum::fold(csum::add(0, &seg[14..tcp]));
+        seg[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+        let seq = seq0.wrapping_add((i * mss) as u32);
+        seg[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+        if i + 1 < count {
+            seg[tcp + 13] &= !(0x08 | 0x01); // PSH, FIN
+        }
+        seg[tcp + 16..tcp + 18].fill(0);
+        let pseudo = csum::pseudo_header_v4(&seg[26..30], &seg[30..34], 6, seg.len() - tcp);
+        let sum = !csum::fold(csum::add(pseudo, &seg[tcp..]));
+        seg[tcp + 16..tcp + 18].copy_from_slice(&sum.to_be_bytes());
+        out.push(seg);
+    }
+    Some(out)
 }
 
 impl NetDevice for FakeDevice {

@@ -20,6 +20,17 @@
 //! the stack must fill in or skip the check for it. A driver that cannot express that
 //! negotiates the offload away instead (netfront: `feature-no-csum-offload = 1`).
 //!
+//! Large segments (GSO/TSO): a device may coalesce received TCP segments into frames larger than
+//! the MTU ([`Capabilities::max_rx_frame`]: virtio-net's `GUEST_TSO4`, netfront's receive GSO),
+//! and may cut a large TCP/IPv4 frame into MTU-sized segments on transmit
+//! ([`Capabilities::tso`]: virtio-net's `HOST_TSO4`, netback's `feature-gso-tcpv4`). The stack
+//! never sends a segment above the peer's MSS, so it is the stack's adapter that merges
+//! consecutive segments of one flow into such a frame and says how to cut it
+//! ([`TxOffload`], through [`TxToken::consume_offload`]). Checksum completion on transmit goes
+//! the same way: a frame whose transport checksum the device computes carries, in its checksum
+//! field, the pseudo-header's sum, and the [`TxOffload::checksum`] says where (Linux's
+//! `CHECKSUM_PARTIAL`; virtio's `NEEDS_CSUM`, netif's `NETTXF_csum_blank`).
+//!
 //! Everything a device hands over is untrusted: a driver bounds-checks what its device wrote
 //! (lengths, ids) before it builds a token, and counts what it refused in [`DeviceStats`].
 //!
@@ -38,6 +49,40 @@ pub mod fake;
 
 /// Bytes of an Ethernet header (destination, source, EtherType), without VLAN tags.
 pub const ETHERNET_HEADER: usize = 14;
+
+/// The Internet checksum (RFC 1071) in pieces, for drivers, fakes and the stack's adapter.
+pub mod csum {
+    /// Adds `data`'s 16-bit big-endian words (an odd last byte padded with zero) to `acc`.
+    pub fn add(mut acc: u32, data: &[u8]) -> u32 {
+        let mut words = data.chunks_exact(2);
+        for w in &mut words {
+            acc = acc.wrapping_add(u32::from(u16::from_be_bytes([w[0], w[1]])));
+            // Keep room for the next word: fold the carries early.
+            if acc >= 0xffff_0000 {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+        }
+        if let [b] = words.remainder() {
+            acc = acc.wrapping_add(u32::from(*b) << 8);
+        }
+        acc
+    }
+
+    /// Folds a running sum to 16 bits (not complemented).
+    pub fn fold(mut acc: u32) -> u16 {
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    /// The IPv4 pseudo-header's sum for a transport segment of `len` bytes of `protocol`
+    /// between `src` and `dst` (addresses as in the packet).
+    pub fn pseudo_header_v4(src: &[u8], dst: &[u8], protocol: u8, len: usize) -> u32 {
+        let acc = add(add(0, src), dst);
+        acc + u32::from(protocol) + (len as u32 & 0xffff) + (len as u32 >> 16)
+    }
+}
 
 /// An Ethernet (MAC-48) address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -70,7 +115,10 @@ pub enum ChecksumOffload {
     None,
     /// The device computes it on transmit; the stack verifies on receive.
     Tx,
-    /// The device verifies it on receive (and drops bad frames); the stack computes on transmit.
+    /// The device verifies it on receive; the stack computes on transmit. Frames the device
+    /// marks [`RxChecksum::Verified`] or [`RxChecksum::Blank`] are not checked again; a frame
+    /// it marks [`RxChecksum::Unknown`] (virtio-net leaves unmarked what it did not check) is
+    /// checked by the stack's adapter, which drops it if bad.
     Rx,
     /// The device does both.
     Both,
@@ -106,13 +154,57 @@ pub struct Checksums {
 pub struct Capabilities {
     /// The device's own address.
     pub mac: MacAddress,
-    /// The IP MTU in bytes (frames are at most `mtu + ETHERNET_HEADER`).
+    /// The IP MTU in bytes (frames sent are at most `mtu + ETHERNET_HEADER`, but for TSO
+    /// frames, see [`tso`](Self::tso)).
     pub mtu: usize,
     /// How many frames the device takes in one burst before the stack should let it work (the
     /// transmit ring's size, say), if it is worth saying.
     pub max_burst: Option<usize>,
     /// The checksum offloads.
     pub checksums: Checksums,
+    /// The largest frame the device may hand the stack, in bytes (Ethernet header included):
+    /// [`max_frame`](Self::max_frame) unless the device receives coalesced TCP segments (then
+    /// up to an IPv4 packet's 65,535 bytes and the Ethernet header). Such frames are TCP/IPv4
+    /// segments larger than the MTU; their checksum state is the frame's [`RxChecksum`].
+    pub max_rx_frame: usize,
+    /// TCP segmentation offload on transmit: the largest frame (Ethernet header included) the
+    /// device cuts into segments, given a [`TxOffload::tso`]; `None` when it cannot. A device
+    /// with TSO computes TCP checksums on transmit ([`ChecksumOffload::device_computes`]).
+    pub tso: Option<usize>,
+}
+
+/// Where a transport checksum the device completes lies, as Linux's `csum_start` and
+/// `csum_offset` put it: the device sums the frame from `start` (an offset in the frame) to its
+/// end, the checksum field (at `start + offset`) holding the pseudo-header's sum, and stores
+/// the complement of the folded sum there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialChecksum {
+    /// Where the summing starts (the transport header), from the frame's first byte.
+    pub start: u16,
+    /// Where the checksum field is, from `start` (16 for TCP, 6 for UDP).
+    pub offset: u16,
+}
+
+/// How the device cuts a TCP/IPv4 frame into segments (TSO): every segment carries the frame's
+/// headers (`header_len` bytes: Ethernet, IPv4, TCP with options) and `mss` bytes of payload
+/// (the last one what is left); the device fixes each segment's IPv4 total length and header
+/// checksum, its TCP sequence number and checksum, and clears PSH and FIN on all but the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tso {
+    /// Payload bytes per segment.
+    pub mss: u16,
+    /// Bytes of the headers, from the frame's first byte to the TCP payload.
+    pub header_len: u16,
+}
+
+/// What the device must do to a frame on transmit beyond sending it. A device is only asked
+/// for what its [`Capabilities`] offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TxOffload {
+    /// The transport checksum to complete (the field holds the pseudo-header's sum).
+    pub checksum: Option<PartialChecksum>,
+    /// The frame is a large TCP/IPv4 segment to cut (with a `checksum` for its TCP header).
+    pub tso: Option<Tso>,
 }
 
 impl Capabilities {
@@ -128,6 +220,8 @@ impl Capabilities {
                 udp: ChecksumOffload::None,
                 icmpv4: ChecksumOffload::None,
             },
+            max_rx_frame: 1500 + ETHERNET_HEADER,
+            tso: None,
         }
     }
 
@@ -145,8 +239,9 @@ pub enum RxChecksum {
     Unknown,
     /// The device verified every checksum of the frame.
     Verified,
-    /// The transport checksum field is blank (not computed) but the data arrived intact (Xen's
-    /// `NETRXF_csum_blank`): the stack must not reject it for its checksum.
+    /// The transport checksum field is blank (not computed, or holding the pseudo-header's sum
+    /// only) but the data arrived intact (Xen's `NETRXF_csum_blank`, virtio's `NEEDS_CSUM`):
+    /// the stack must not reject it for its checksum.
     Blank,
 }
 
@@ -168,6 +263,18 @@ pub trait TxToken {
     /// it in [`DeviceStats::tx_dropped`], and gives `f` a scratch buffer of `len` bytes whose
     /// contents go nowhere.
     fn consume<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R;
+
+    /// As [`consume`](Self::consume), and `f` also says what the device must do to the frame
+    /// it wrote ([`TxOffload`]). A frame with a [`TxOffload::tso`] may be up to the device's
+    /// [`Capabilities::tso`] bytes long. Only a device whose capabilities offer transmit
+    /// checksums or TSO is asked for them; the default (for devices that offer neither)
+    /// ignores the offload.
+    fn consume_offload<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> (R, TxOffload)) -> R
+    where
+        Self: Sized,
+    {
+        self.consume(len, |frame| f(frame).0)
+    }
 }
 
 /// Counters a driver keeps. Refused and dropped frames are counted, never fatal.
@@ -214,6 +321,14 @@ pub trait NetDevice {
 
     /// A transmit buffer, or `None` while the device's transmit queue is full.
     fn transmit(&mut self) -> Option<Self::TxToken<'_>>;
+
+    /// A transmit buffer that takes a frame of `len` bytes (a TSO frame up to
+    /// [`Capabilities::tso`]), or `None` while the device has none free. The default is
+    /// [`transmit`](Self::transmit): devices whose buffers all take their largest frame.
+    fn transmit_sized(&mut self, len: usize) -> Option<Self::TxToken<'_>> {
+        let _ = len;
+        self.transmit()
+    }
 
     /// Called after the device's interrupt fired (from a thread, not the interrupt handler):
     /// acknowledges it at the device, reclaims completed transmit buffers and refills the

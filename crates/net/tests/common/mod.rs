@@ -156,6 +156,27 @@ pub fn plain(limits: Limits) -> (Side<FakeDevice>, Side<FakeDevice>) {
     world(a, b, limits)
 }
 
+/// What a virtio-net device with every offload says: TCP and UDP checksums computed and
+/// verified by the device, TSO up to 64 KiB.
+pub fn offloading(mac: MacAddress) -> netdev::Capabilities {
+    let mut caps = netdev::Capabilities::ethernet(mac);
+    caps.checksums.tcp = netdev::ChecksumOffload::Both;
+    caps.checksums.udp = netdev::ChecksumOffload::Both;
+    caps.tso = Some(14 + 65_535);
+    caps
+}
+
+/// A pair of devices with every offload ([`offloading`]): what each sends as a TSO frame
+/// arrives cut into segments.
+pub fn tso(limits: Limits) -> (Side<FakeDevice>, Side<FakeDevice>) {
+    let (a, b) = pair(CLIENT_MAC, SERVER_MAC);
+    world(
+        a.with_capabilities(offloading(CLIENT_MAC)),
+        b.with_capabilities(offloading(SERVER_MAC)),
+        limits,
+    )
+}
+
 pub fn faulty(faults: Faults, seed: u64) -> (Side<Faulty<FakeDevice>>, Side<Faulty<FakeDevice>>) {
     let (a, b) = pair(CLIENT_MAC, SERVER_MAC);
     world(
