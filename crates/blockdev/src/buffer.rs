@@ -1,7 +1,7 @@
 //! [`Buffer`]: owned, page-aligned bytes for a request.
 
 use alloc::vec::Vec;
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
 /// Bytes of a page, the alignment of every [`Buffer`].
 pub const PAGE_SIZE: usize = 4096;
@@ -21,12 +21,16 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    /// A zeroed buffer of `len` bytes.
+    /// A zeroed buffer of `len` bytes. Allocated zeroed in place: `vec![Page(..); n]` would
+    /// build a page-aligned page on the stack first (a 20 KiB frame for every request).
     pub fn new(len: usize) -> Self {
-        Buffer {
-            pages: alloc::vec![Page([0; PAGE_SIZE]); len.div_ceil(PAGE_SIZE)],
-            len,
-        }
+        let n = len.div_ceil(PAGE_SIZE);
+        let pages = if n == 0 {
+            Vec::new()
+        } else {
+            Page::new_vec_zeroed(n).expect("memory for a request's buffer")
+        };
+        Buffer { pages, len }
     }
 
     /// A buffer holding a copy of `data`.
