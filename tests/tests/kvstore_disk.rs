@@ -224,13 +224,16 @@ fn every_acknowledged_key_survives_20_kills() {
             }
         }
         drop(s);
-        // Two writers, so that their records share syncs; the kill comes 50-800 ms in.
+        // Two writers, so that their records share syncs; the kill comes 50-800 ms in. They
+        // connect first: a connect refused and retried must not race the kill.
         let log = Arc::new(Mutex::new((Vec::new(), Vec::new())));
         let writers: Vec<_> = (0..2)
-            .map(|w| {
+            .map(|w| (w, connect(port)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(w, mut s)| {
                 let log = log.clone();
                 std::thread::spawn(move || {
-                    let mut s = connect(port);
                     for i in 0.. {
                         let (k, v) = (
                             format!("c{cycle}-w{w}-{i}"),

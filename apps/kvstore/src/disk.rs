@@ -1,6 +1,11 @@
 //! The persistent store (images with a filesystem): the engine with its log
 //! (`kv::persist::Db`) on `stardust::fs` at `/kvstore/aof`, group commit across connection
 //! threads, compaction inline by the thread whose batch crossed the bound.
+//!
+//! Commands log their records into `Db`'s pending buffer (no filesystem call, so none waits
+//! behind a sync, which holds the kernel's filesystem lock for its I/O); the group-commit leader
+//! appends the whole buffer under the store's lock and syncs without it. Every append (the
+//! leader's, a compaction's) is made under the store's lock, so they never interleave.
 
 use alloc::format;
 use alloc::string::String;
@@ -10,13 +15,17 @@ use resp::Request;
 use stardust::fs::{self, Error, File, OpenOptions};
 use stardust::println;
 use stardust::settings::{KV_MAX_FRAME, KV_MAX_KEYS};
+use core::sync::atomic::{AtomicU64, Ordering};
 use stardust::sync::{Condvar, Mutex, MutexGuard};
 
 /// The log's directory.
 const DIR: &str = "/kvstore";
 
-/// `kv::persist::Storage` on the kernel's filesystem (one lock inside the kernel).
-pub struct FsLog;
+/// `kv::persist::Storage` on the kernel's filesystem (one lock inside the kernel). Keeps the
+/// file last appended to open (dropped when any file is created, renamed or removed).
+pub struct FsLog {
+    open: Mutex<Option<(String, File)>>,
+}
 
 impl Storage for FsLog {
     type Error = Error;
@@ -31,7 +40,14 @@ impl Storage for FsLog {
         File::open(path)?.read_at(offset, buf)
     }
     fn append(&self, path: &str, data: &[u8]) -> Result<(), Error> {
-        let mut f = OpenOptions::new().append(true).create(true).open(path)?;
+        let mut open = self.open.lock();
+        let f = match &mut *open {
+            Some((p, f)) if p == path => f,
+            slot => {
+                let f = OpenOptions::new().append(true).create(true).open(path)?;
+                &mut slot.insert((String::from(path), f)).1
+            }
+        };
         let mut rest = data;
         while !rest.is_empty() {
             match f.write(rest)? {
@@ -42,15 +58,18 @@ impl Storage for FsLog {
         Ok(())
     }
     fn create(&self, path: &str) -> Result<(), Error> {
+        *self.open.lock() = None;
         fs::write(path, [])
     }
     fn set_len(&self, path: &str, len: u64) -> Result<(), Error> {
         OpenOptions::new().write(true).open(path)?.set_len(len)
     }
     fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        *self.open.lock() = None;
         fs::rename(from, to)
     }
     fn remove(&self, path: &str) -> Result<(), Error> {
+        *self.open.lock() = None;
         match fs::remove_file(path) {
             Err(Error::NotFound) => Ok(()),
             r => r,
@@ -61,7 +80,8 @@ impl Storage for FsLog {
     }
     fn free(&self) -> Option<u64> {
         let u = fs::usage().ok()?;
-        // sdfs keeps 48 blocks for metadata, and a write's cost counts its tree's paths.
+        // `used` counts the blocks the next sync writes. sdfs keeps 48 blocks for metadata,
+        // and a write's cost counts its tree's paths.
         Some(
             u.blocks
                 .saturating_sub(u.used)
@@ -82,6 +102,9 @@ pub struct Store {
     inner: Mutex<Inner>,
     commit: Mutex<Commit>,
     wake: Condvar,
+    /// `commit`'s durable sequence number, read without its lock: a batch that needs no more
+    /// (reads while nothing is pending) goes out at once.
+    durable: AtomicU64,
 }
 
 /// What `CONFIG GET appendonly` says, and the ready line's words.
@@ -110,13 +133,17 @@ impl Store {
             let size = u.blocks.saturating_mul(u64::from(u.block_size));
             settings.compact_floor = settings.compact_floor.min(size / 8);
         }
-        let (db, rec) = Db::open(FsLog, settings, engine, now_ms)
+        let log = FsLog {
+            open: Mutex::new(None),
+        };
+        let (db, rec) = Db::open(log, settings, engine, now_ms)
             .map_err(|e| format!("{DIR}/aof: {e}"))?;
         println!("kvstore: recovered {DIR}/aof: {rec}");
         Ok(Store {
             inner: Mutex::new(db),
             commit: Mutex::new(Commit::new()),
             wake: Condvar::new(),
+            durable: AtomicU64::new(0),
         })
     }
 
@@ -132,7 +159,10 @@ impl Store {
             let before = inner.log_len();
             match inner.compact(now_ms) {
                 Ok(()) => {
-                    self.commit.lock().published(inner.appended());
+                    let mut c = self.commit.lock();
+                    c.published(inner.appended());
+                    self.durable.store(c.durable(), Ordering::Release);
+                    drop(c);
                     stardust::log::info!(
                         "kvstore: log compacted: {before} -> {} bytes",
                         inner.log_len()
@@ -145,21 +175,30 @@ impl Store {
     }
 
     /// Waits until everything up to `target` is durable, leading a sync when none runs (group
-    /// commit). False when a sync failed: the replies must not be sent.
+    /// commit: the leader writes every pending record under the store's lock, then syncs
+    /// without it). False when a sync failed: the replies must not be sent.
     pub fn durable(&self, target: u64) -> bool {
+        if target <= self.durable.load(Ordering::Acquire) {
+            return true;
+        }
         let mut c = self.commit.lock();
         loop {
             match c.begin(target) {
                 Step::Done => return true,
                 Step::Wait => c = self.wake.wait(c),
-                Step::Sync(upto) => {
+                Step::Sync(_) => {
                     drop(c);
-                    let r = fs::sync();
+                    let written = self.inner.lock().write_pending();
+                    let r = match written {
+                        Ok(upto) => fs::sync().map(|()| upto).map_err(|e| format!("{e}")),
+                        Err(e) => Err(format!("{e}")),
+                    };
                     c = self.commit.lock();
-                    c.end(upto, r.is_ok());
+                    c.end(*r.as_ref().unwrap_or(&0), r.is_ok());
+                    self.durable.store(c.durable(), Ordering::Release);
                     self.wake.notify_all();
                     if let Err(e) = r {
-                        stardust::log::error!("kvstore: sync of the log failed: {e}; writes refused until restart");
+                        stardust::log::error!("kvstore: writing the log failed: {e}; writes refused until restart");
                         drop(c);
                         self.inner.lock().set_broken();
                         c = self.commit.lock();

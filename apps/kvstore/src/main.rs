@@ -6,9 +6,10 @@
 //! **Persistent** in images with a filesystem (profile `storage`, its own; `disk.rs`): the
 //! store is an append-only log at `/kvstore/aof` on the disk (`kv::persist`: recovered at boot,
 //! compacted as it grows), and **a reply is sent only once everything it depends on is
-//! durable**: each batch's records are appended under the store's lock, and its replies wait
-//! until a sync covers the log's sequence number at which the batch ran (reads included), with
-//! group commit (one thread syncs for all that wait meanwhile). A write that cannot be logged (a
+//! durable**: each batch's records are logged into a pending buffer under the store's lock (no
+//! filesystem call), and its replies wait until a sync covers the log's sequence number at
+//! which the batch ran (reads included), with group commit (one thread appends the whole buffer
+//! and syncs for all that wait meanwhile). A write that cannot be logged (a
 //! full disk) is undone and answered `-MISCONF Errors writing to the AOF file: No space left on
 //! device`; reads keep working. Without a disk or with a refused one it stops (status 3). **In
 //! memory** in images without a filesystem (profile `net`; `memory.rs`): lost when the guest

@@ -22,7 +22,8 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    /// A zeroed buffer of `len` bytes.
+    /// A zeroed buffer of `len` bytes. Allocated zeroed in place: `vec![Page(..); n]` would
+    /// build a page-aligned page on the stack first (a 20 KiB frame for every request).
     pub fn new(len: usize) -> Self {
         // Zeroed straight on the heap: `vec![page; n]` builds its pages on the stack first
         // (frames of 20 KB seen in the callers, on threads with 32-64 KB stacks).

@@ -151,6 +151,8 @@ pub struct Engine {
     snapshot_bytes: u64,
     /// While on ([`Engine::begin`]): what the changes since then replaced, to undo them.
     journal: Option<Vec<Undo>>,
+    /// The journal's buffer between commands (so that none is allocated per command).
+    spare_journal: Vec<Undo>,
 }
 
 /// What a change replaced, for [`Engine::rollback`].
@@ -210,6 +212,7 @@ impl Engine {
             settings,
             snapshot_bytes: 0,
             journal: None,
+            spare_journal: Vec::new(),
         }
     }
 
@@ -223,12 +226,15 @@ impl Engine {
     /// them (a command whose log record could not be written); [`commit`](Self::commit) ends it.
     /// A flush keeps the old store until then (moved, not copied).
     pub fn begin(&mut self) {
-        self.journal = Some(Vec::new());
+        self.journal = Some(core::mem::take(&mut self.spare_journal));
     }
 
     /// Keeps the changes since [`begin`](Self::begin) and stops recording.
     pub fn commit(&mut self) {
-        self.journal = None;
+        if let Some(mut journal) = self.journal.take() {
+            journal.clear();
+            self.spare_journal = journal;
+        }
     }
 
     /// Undoes every change since [`begin`](Self::begin), newest first, and stops recording.

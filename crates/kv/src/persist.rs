@@ -3,22 +3,27 @@
 //! run it over `sdfs` on `blockdev`'s power-cut fake and the app over `stardust::fs`.
 //!
 //! # The contract: a reply is sent only after everything it depends on is durable
-//! [`Db::execute`] runs a command and appends its [`Mutation`]'s record to the log file (in the
-//! filesystem's memory: cheap) before the engine's lock is released, so a write that cannot be
-//! logged is found at once: the command is undone ([`Engine::rollback`]: nobody saw it) and
-//! answered `-MISCONF Errors writing to the AOF file: <reason>`, as Redis words an AOF write
-//! failure (`No space left on device` for a full disk). Durability comes after: every record
-//! gets a log sequence number (the log's bytes ever appended, [`Db::appended`]), and a batch of
+//! [`Db::execute`] runs a command and logs its [`Mutation`]'s record into a pending buffer in
+//! memory before the engine's lock is released: no filesystem call, so commands run while a
+//! sync is under way. A write that cannot be logged is found at once: the command is undone
+//! ([`Engine::rollback`]: nobody saw it) and answered `-MISCONF Errors writing to the AOF file:
+//! <reason>`, as Redis words an AOF write failure (`No space left on device` for a full disk,
+//! judged by an estimate of the free space: see below). Durability comes after: every record
+//! gets a log sequence number (the log's bytes ever logged, [`Db::appended`]), and a batch of
 //! commands may be answered only once [`Commit::durable`] reaches the sequence number the log
 //! had when the batch ran, whether the batch wrote or only read: a read may have seen a value
 //! not yet durable, and must not show it before it is.
 //!
 //! **Group commit**: [`Commit`] is the leader/follower state. A thread that must wait either
 //! finds a sync running (it waits for it, and the next one covers its records, with all the
-//! records that came in meanwhile) or becomes the leader: it takes the sequence number
-//! appended so far, syncs without any lock held, and publishes it as durable. The caller keeps
-//! `Commit` behind a mutex with a condition variable ([`Commit::begin`], [`Commit::end`]); the
-//! lock order is the store's lock, then `Commit`'s, never the other way.
+//! records that came in meanwhile) or becomes the leader: under the store's lock it appends the
+//! whole pending buffer to the log file with one call ([`Db::write_pending`], which gives the
+//! sequence number it ends at), then syncs without any lock held, and publishes that number
+//! as durable. Commands that run during the sync log into the next buffer, which the next
+//! leader writes: one sync per batch of waiting connections, not per record. Appends happen
+//! only under the store's lock (the leader's, a compaction's), so they never interleave. The
+//! caller keeps `Commit` behind a mutex with a condition variable ([`Commit::begin`],
+//! [`Commit::end`]); the lock order is the store's lock, then `Commit`'s, never the other way.
 //!
 //! # Recovery
 //! [`Db::open`] replays the log into an empty engine up to its first torn or corrupt record
@@ -33,7 +38,7 @@
 //! one `Set` record per live key to a new file, syncs, renames it over the log (sdfs renames
 //! atomically at the next sync) and syncs again. A cut before the rename is durable leaves the
 //! old log whole (and the new file, removed at the next boot); after it, the new one. The
-//! compacted log holds every change appended so far, durable or not, so its last sync makes
+//! compacted log holds every change logged so far, durable, written or pending, so its last sync makes
 //! all of them durable. Disk use then follows live data.
 //!
 //! # A full disk
@@ -41,13 +46,16 @@
 //! [`Settings::reserve`], which keeps room for `DEL` and `FLUSHALL` records: a client can delete
 //! keys on a full disk, and once the live data is small enough, the compaction that follows
 //! frees the space and writes resume. A refused write first tries a compaction when the log is
-//! larger than the live data. Reads always work.
+//! larger than the live data. Reads always work. The space left is an estimate kept without
+//! filesystem calls: [`Storage::free`] after the last append, less the records logged since;
+//! when it says no, `free` is asked again before refusing (a sync may have freed blocks since).
+//! Should the leader's append fail all the same (the estimate was wrong), it is a failed sync.
 //!
 //! # A failed sync
-//! A sync that fails (a device error; sdfs then refuses everything until it is mounted again)
-//! leaves records that will never be durable: [`Commit`] fails every wait for them and every
-//! later one, and [`Db`] refuses writes from then on (`MISCONF`). The app closes such
-//! connections without their replies; a restart recovers the last durable state.
+//! A sync or a leader's append that fails (a device error; sdfs then refuses everything until
+//! it is mounted again) leaves records that will never be durable: [`Commit`] fails every wait
+//! for them and every later one, and [`Db`] refuses writes from then on (`MISCONF`). The app
+//! closes such connections without their replies; a restart recovers the last durable state.
 
 use crate::log::{self, End, HEADER, Mutation, Records};
 use crate::{Effect, Engine, Session};
@@ -198,17 +206,24 @@ pub struct Db<S> {
     pub engine: Engine,
     storage: S,
     settings: Settings,
-    /// Bytes in the log file.
+    /// Bytes in the log: the file's and the pending records'.
     log_len: u64,
-    /// Bytes ever appended (the log sequence number).
+    /// Bytes ever logged, pending ones included (the log sequence number).
     appended: u64,
+    /// Records logged but not yet in the file ([`Db::write_pending`] appends them).
+    pending: Vec<u8>,
+    /// Bytes that writes of data can still take, estimated without a filesystem call: the
+    /// storage's [`Storage::free`] at the last look, less the records logged since.
+    free: Option<u64>,
     broken: bool,
     /// Compactions done.
     compactions: u64,
     /// The live data's size when a compaction last found no room: the next waits until the
     /// data is half that.
     blocked: Option<u64>,
-    scratch: Vec<u8>,
+    /// The next pending buffer (swapped in by [`Db::write_pending`], so that none is
+    /// allocated per batch).
+    spare: Vec<u8>,
 }
 
 /// Bytes read per piece during recovery.
@@ -288,16 +303,19 @@ impl<S: Storage> Db<S> {
             storage.sync()?;
         }
         rec.keys = engine.len();
+        let free = storage.free();
         let db = Db {
             engine,
             storage,
             settings,
             log_len: base,
             appended: 0,
+            pending: Vec::new(),
+            free,
             broken: false,
             compactions: 0,
             blocked: None,
-            scratch: Vec::new(),
+            spare: Vec::new(),
         };
         Ok((db, rec))
     }
@@ -379,34 +397,87 @@ impl<S: Storage> Db<S> {
         }
     }
 
-    /// Appends `m`'s record (checking the reserve for records that add data).
+    /// Logs `m`'s record into the pending buffer (checking the reserve for records that add
+    /// data against the free-space estimate): no filesystem call, unless the estimate says
+    /// the disk is full, when it is looked at again.
     fn log(&mut self, m: &Mutation) -> Result<(), Failure> {
         if self.broken {
             return Err(Failure::Broken);
         }
-        self.scratch.clear();
-        log::encode(m, &mut self.scratch);
-        if self.scratch.len() > self.settings.max_record {
-            // Never written: a replay would take it for a corrupt record.
-            return Err(Failure::Other(
-                "record over the log's max_record".to_string(),
-            ));
-        }
+        let start = self.pending.len();
+        log::encode(m, &mut self.pending);
+        let len = (self.pending.len() - start) as u64;
         let adds = matches!(m, Mutation::Set { .. } | Mutation::MSet { .. });
-        if adds
-            && self
-                .storage
-                .free()
-                .is_some_and(|free| free < self.settings.reserve + self.scratch.len() as u64)
-        {
-            return Err(Failure::NoSpace);
+        let refused = if self.pending.len() - start > self.settings.max_record {
+            // Never written: a replay would take it for a corrupt record.
+            Some(Failure::Other(
+                "record over the log's max_record".to_string(),
+            ))
+        } else if adds && !self.room(self.settings.reserve + len, start) {
+            Some(Failure::NoSpace)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            self.pending.truncate(start);
+            return Err(e);
         }
-        self.storage
-            .append(&self.settings.log, &self.scratch)
-            .map_err(failure::<S>)?;
-        self.log_len += self.scratch.len() as u64;
-        self.appended += self.scratch.len() as u64;
+        self.free = self.free.map(|f| f.saturating_sub(len));
+        self.log_len += len;
+        self.appended += len;
         Ok(())
+    }
+
+    /// Whether `need` bytes are free: by the estimate, or else by the storage's figure now
+    /// (less the `pending` bytes not in the file yet), which becomes the estimate.
+    fn room(&mut self, need: u64, pending: usize) -> bool {
+        if self.free.is_none_or(|f| f >= need) {
+            return true;
+        }
+        self.free = self
+            .storage
+            .free()
+            .map(|f| f.saturating_sub(pending as u64));
+        self.free.is_none_or(|f| f >= need)
+    }
+
+    /// Bytes of records logged and not yet in the file.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Group commit's leader, under the store's lock: appends every pending record to the
+    /// log file with one filesystem call (cheap: in the filesystem's memory) and gives the
+    /// sequence number they end at, which the leader's sync, made after releasing the lock,
+    /// makes durable ([`Commit::end`]). Commands that run meanwhile log into the next buffer.
+    /// A failed append (a full disk the estimate missed) breaks the log as a failed sync
+    /// does: nothing logged so far is made durable again (see the module docs).
+    pub fn write_pending(&mut self) -> Result<u64, Failure> {
+        if self.broken {
+            return Err(Failure::Broken);
+        }
+        if !self.pending.is_empty() {
+            let r = self.storage.append(&self.settings.log, &self.pending);
+            core::mem::swap(&mut self.pending, &mut self.spare);
+            self.pending.clear();
+            if let Err(e) = r {
+                self.broken = true;
+                return Err(failure::<S>(e));
+            }
+            self.free = self.storage.free();
+        }
+        Ok(self.appended)
+    }
+
+    /// One thread's commit: [`write_pending`](Self::write_pending), then a sync. A failed
+    /// sync breaks the log.
+    pub fn sync(&mut self) -> Result<u64, Failure> {
+        let upto = self.write_pending()?;
+        if self.storage.sync().is_err() {
+            self.broken = true;
+            return Err(Failure::Broken);
+        }
+        Ok(upto)
     }
 
     /// Whether the log has grown past its bound (see the module docs).
@@ -424,7 +495,7 @@ impl<S: Storage> Db<S> {
     /// Rewrites the log as one record per live key (see the module docs). One that finds no
     /// room is not tried again by [`should_compact`](Self::should_compact) until the live data
     /// is half as large. Afterwards every
-    /// change appended so far is durable: the caller may publish [`appended`](Self::appended)
+    /// change logged so far is durable: the caller may publish [`appended`](Self::appended)
     /// as durable ([`Commit::published`]). A sync that fails breaks the log
     /// ([`set_broken`](Self::set_broken)); other errors leave the old log in use.
     pub fn compact(&mut self, now_ms: u64) -> Result<(), Failure> {
@@ -474,7 +545,10 @@ impl<S: Storage> Db<S> {
             .rename(&tmp, &self.settings.log)
             .map_err(failure::<S>)?;
         self.storage.sync().map_err(|_| Failure::Broken)?;
+        // The snapshot holds the pending records' changes: they are durable with it.
+        self.pending.clear();
         self.log_len = written;
+        self.free = self.storage.free();
         self.compactions += 1;
         Ok(())
     }
@@ -499,8 +573,10 @@ pub enum Step {
     Done,
     /// A sync is running: wait on the condition variable, then call `begin` again.
     Wait,
-    /// Lead: release the lock, sync, then call [`Commit::end`] with this and the result, and
-    /// wake every waiter.
+    /// Lead: release the lock, write the pending records ([`Db::write_pending`], under the
+    /// store's lock), sync, then call [`Commit::end`] with the sequence number `write_pending`
+    /// gave (at least this one: the highest target noted) and the result, and wake every
+    /// waiter.
     Sync(u64),
     /// A sync failed: the target will never be durable. Send nothing.
     Failed,

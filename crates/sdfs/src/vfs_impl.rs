@@ -109,7 +109,8 @@ impl<D: BlockIo> vfs::FileSystem for Filesystem<D> {
         vfs::Usage {
             block_size: crate::BLOCK as u32,
             blocks: u.blocks,
-            used: u.used,
+            // The blocks the next sync writes are as good as used.
+            used: u.used + u.dirty,
         }
     }
 }

@@ -83,7 +83,7 @@ pub struct Usage {
     pub block_size: u32,
     /// Blocks the filesystem spans.
     pub blocks: u64,
-    /// Blocks in use.
+    /// Blocks in use, counting those that changes not yet synced will take.
     pub used: u64,
 }
 
