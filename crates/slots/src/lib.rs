@@ -628,10 +628,12 @@ mod tests {
                 good += 1;
             }
         }
-        // net_device none: kvm: 2 consoles, xen and pvh: 1; with 4 allocators and 4 schedulers
-        // less the 3 schedulers without a heap: 4 * 13. net_device virtio: kvm (2 consoles) and
-        // universal (1), 3 allocators with a heap, 4 schedulers: 3 * 12.
-        assert_eq!(good, 4 * 13 + 3 * 12);
+        // No device: kvm: 2 consoles, xen and pvh: 1; with 4 allocators and 4 schedulers less
+        // the 3 schedulers without a heap: 4 * 13. Each device combination (net_device virtio
+        // alone, block_device virtio alone, both, block with filesystem sdfs, all three: 5, a
+        // filesystem needing a disk): kvm (2 consoles) and universal (1), 3 allocators with a
+        // heap, 4 schedulers: 3 * 12 each.
+        assert_eq!(good, 4 * 13 + 5 * 3 * 12);
     }
 
     #[test]
