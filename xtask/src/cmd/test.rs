@@ -181,6 +181,9 @@ fn cargo_test(ws: &Workspace, package: &str, counts: &mut Counts) -> Result<bool
 pub fn run_all(ws: &Workspace) -> Result<()> {
     setup::ensure_target(ws)?;
     setup::ensure_qemu()?;
+    // The clients the whole-image tests drive (curl, redis-cli, redis-benchmark, ...): installed
+    // here, or a clear error naming them, so that no check quietly skips for want of one.
+    setup::ensure_host_tools()?;
     let packages = host_test_packages(ws)?;
     eprintln!(
         "xtask test: host unit tests of {}; then whole-image tests ({IMAGE_TESTS})",
