@@ -175,7 +175,9 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         (true, Some(port)) => Some(port),
         (true, None) => Some(qemu::free_port()?),
     };
-    if let (Some(nic), Some((forwards, mac))) = (&mut cfg.nic, nic) {
+    // A TAP NIC (`--net tap`) replaces the user-networking one, which then is not described.
+    let user_nic = cfg.tap.is_none();
+    if let (Some(nic), Some((forwards, mac)), true) = (&mut cfg.nic, nic, user_nic) {
         nic.forwards = forwards;
         nic.mac = mac;
         nic.guest_ip = net::guest_ip(&profile, &cfg.kargs);
