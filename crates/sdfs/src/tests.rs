@@ -1,7 +1,7 @@
 //! Host tests: every operation and error, a model-based random test, power cuts at every write
 //! of a workload, seeded corruption of images, a full disk, and the cost of a sync.
 
-use crate::format::{BLOCK, Ptr, Super};
+use crate::format::{BLOCK, ENTRY_SIZE, Ptr, Super};
 use crate::*;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -979,5 +979,71 @@ fn corrupted_metadata_with_valid_checksums_is_refused() {
         let img = forge(f);
         let r = mount_and_read(img).map(|t| t.len());
         assert!(r.is_err(), "{name}: {r:?}");
+    }
+}
+
+/// Rewrites block `block` of `img` with `f` and the checksums above it (every pointer to it, up
+/// to the superblock), as a forger would: the image is damaged but every checksum holds.
+fn forge_block(img: &mut [u8], block: usize, f: &dyn Fn(&mut [u8])) {
+    let old = crc::crc32c(&img[block * BLOCK..(block + 1) * BLOCK]);
+    f(&mut img[block * BLOCK..(block + 1) * BLOCK]);
+    if block < 2 {
+        let sb = &mut img[block * BLOCK..block * BLOCK + 512];
+        let crc = crc::crc32c(&sb[..508]);
+        sb[508..512].copy_from_slice(&crc.to_le_bytes());
+        return;
+    }
+    let new = crc::crc32c(&img[block * BLOCK..(block + 1) * BLOCK]);
+    let mut ptr = [0u8; 8];
+    ptr[..4].copy_from_slice(&(block as u32).to_le_bytes());
+    ptr[4..].copy_from_slice(&old.to_le_bytes());
+    for parent in 0..img.len() / BLOCK {
+        let b = &img[parent * BLOCK..(parent + 1) * BLOCK];
+        if parent == block {
+            continue;
+        }
+        let Some(at) = (0..BLOCK - 8).step_by(4).find(|&at| b[at..at + 8] == ptr) else {
+            continue;
+        };
+        forge_block(img, parent, &|b: &mut [u8]| {
+            b[at + 4..at + 8].copy_from_slice(&new.to_le_bytes())
+        });
+    }
+}
+
+#[test]
+fn a_directory_holding_a_name_twice_is_refused() {
+    let mut fs = fresh(1 << 20);
+    for name in ["/ab", "/c", "/d", "/aa"] {
+        fs.write_file(name, name.as_bytes()).expect("write");
+    }
+    fs.sync().expect("sync");
+    let good = image(fs);
+    assert!(mount_and_read(good.clone()).is_ok());
+    // "aa" renamed "ab" behind the filesystem's back, every checksum kept valid
+    let mut img = good.clone();
+    let at = (0..good.len() / ENTRY_SIZE)
+        .map(|i| i * ENTRY_SIZE)
+        .find(|&at| good[at + 4] == 2 && good[at + 8..at + 11] == *b"aa\0")
+        .expect("the entry of aa");
+    forge_block(&mut img, at / BLOCK, &|b: &mut [u8]| {
+        b[at % BLOCK + 9] = b'b';
+    });
+    let err = Error::Corrupt(Corruption::DuplicateName);
+    assert_eq!(mount_and_read(img.clone()).err(), Some(err));
+    assert_eq!(check(ram_image(img)).err(), Some(err));
+}
+
+#[test]
+fn heapsort_sorts() {
+    let mut rng = Rng(7);
+    for n in 0..60 {
+        let mut v: Vec<String> = (0..n)
+            .map(|_| alloc::format!("{}", rng.below(20)))
+            .collect();
+        let mut want = v.clone();
+        want.sort();
+        crate::fs::heapsort(&mut v);
+        assert_eq!(v, want, "{n} names");
     }
 }
