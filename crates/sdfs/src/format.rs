@@ -44,7 +44,9 @@ pub const fn capacity(height: u8) -> u64 {
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -128,6 +130,10 @@ impl Record {
     /// Decodes a record (`table`: the inode table's own, in the superblock), checking it.
     pub fn decode(b: &[u8], blocks: u64, table: bool) -> Result<Record, Error> {
         let bad = |what| Err(Error::Corrupt(Corruption::BadInode(what)));
+        // A fixed-size view: the checks below index it without bounds checks.
+        let Some(b) = b.first_chunk::<INODE_SIZE>() else {
+            return bad("record cut short");
+        };
         let kind = match (b[0], table) {
             (0, false) => None,
             (1, false) => Some(Kind::File),
@@ -141,12 +147,12 @@ impl Record {
         let r = Record {
             kind,
             height: b[1],
-            root: Ptr::decode(b, 4, blocks)?,
+            root: Ptr::decode(&b[..], 4, blocks)?,
             size: u64_at(b, 16),
             id: u64_at(b, 24),
         };
         if kind.is_none() {
-            return if b[..INODE_SIZE] == [0; INODE_SIZE] {
+            return if *b == [0; INODE_SIZE] {
                 Ok(r)
             } else {
                 bad("a free record is not zero")
@@ -222,7 +228,13 @@ pub enum SlotError {
 impl Super {
     /// Decodes a slot; `disk_blocks` is how many blocks the device has.
     pub fn decode(b: &[u8], disk_blocks: u64) -> Result<Super, SlotError> {
-        if b[..BLOCK].iter().all(|&x| x == 0) {
+        // A fixed-size view: the checks below index it without bounds checks.
+        let Some(b) = b.first_chunk::<BLOCK>() else {
+            return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
+                "cut short",
+            ))));
+        };
+        if b.iter().all(|&x| x == 0) {
             return Err(SlotError::Blank);
         }
         if b[..8] != MAGIC {
@@ -295,6 +307,10 @@ impl<'a> Entry<'a> {
     /// Decodes an entry, checking it.
     pub fn decode(b: &'a [u8]) -> Result<Entry<'a>, Error> {
         let bad = |what| Err(Error::Corrupt(Corruption::BadEntry(what)));
+        // A fixed-size view: the checks below index it without bounds checks.
+        let Some(b) = b.first_chunk::<ENTRY_SIZE>() else {
+            return bad("entry cut short");
+        };
         let ino = u32_at(b, 0);
         let len = b[4] as usize;
         if ino == ROOT {
