@@ -251,33 +251,37 @@ pub enum Error {
 
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
+        // The words of every variant without numbers in one match, one write path.
+        let words = match *self {
             Error::OutOfRange {
                 block,
                 count,
                 blocks,
-            } => write!(
-                f,
-                "blocks {block}..{} are past the end of the disk ({blocks} blocks)",
-                block.saturating_add(count)
-            ),
-            Error::BadLength { len } => write!(
-                f,
-                "a buffer of {len} bytes is not a whole number of blocks the device takes"
-            ),
-            Error::ReadOnly => f.write_str("the disk is read-only"),
-            Error::NoFlush => f.write_str(
-                "the disk cannot flush its write cache, so writes could be lost: refused",
-            ),
-            Error::Busy => f.write_str("the device has as many requests in flight as it takes"),
-            Error::Io { block } => write!(f, "I/O error at block {block}"),
-            Error::Unsupported => f.write_str("the device does not support the operation"),
-            Error::DeviceFailed => {
-                f.write_str("the device wrote values out of bounds and was stopped")
+            } => {
+                return write!(
+                    f,
+                    "blocks {block}..{} are past the end of the disk ({blocks} blocks)",
+                    block.saturating_add(count)
+                );
             }
-            Error::Timeout => f.write_str("the device did not finish a request in time"),
-            Error::PowerCut => f.write_str("the power is off"),
-        }
+            Error::BadLength { len } => {
+                return write!(
+                    f,
+                    "a buffer of {len} bytes is not a whole number of blocks the device takes"
+                );
+            }
+            Error::Io { block } => return write!(f, "I/O error at block {block}"),
+            Error::ReadOnly => "the disk is read-only",
+            Error::NoFlush => {
+                "the disk cannot flush its write cache, so writes could be lost: refused"
+            }
+            Error::Busy => "the device has as many requests in flight as it takes",
+            Error::Unsupported => "the device does not support the operation",
+            Error::DeviceFailed => "the device wrote values out of bounds and was stopped",
+            Error::Timeout => "the device did not finish a request in time",
+            Error::PowerCut => "the power is off",
+        };
+        f.write_str(words)
     }
 }
 

@@ -56,27 +56,36 @@ pub enum Corruption {
 
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Corruption::BadSuper(what) => write!(f, "superblock: {what}"),
-            Corruption::Checksum { block } => write!(f, "bad checksum in block {block}"),
-            Corruption::BadPointer { block } => {
-                write!(f, "a pointer names block {block}, outside the filesystem")
-            }
-            Corruption::BadInode(what) => write!(f, "inode record: {what}"),
-            Corruption::BadEntry(what) => write!(f, "directory entry: {what}"),
+        // (words, number, words): one write path for every variant (smaller than a `write!`
+        // each).
+        let (before, n, after) = match *self {
+            Corruption::BadSuper(what) => ("superblock: ", None, what),
+            Corruption::Checksum { block } => ("bad checksum in block ", Some(block), ""),
+            Corruption::BadPointer { block } => (
+                "a pointer names block ",
+                Some(block),
+                ", outside the filesystem",
+            ),
+            Corruption::BadInode(what) => ("inode record: ", None, what),
+            Corruption::BadEntry(what) => ("directory entry: ", None, what),
             Corruption::PastEnd { block } => {
-                write!(f, "block {block} lies past the end of its file")
+                ("block ", Some(block), " lies past the end of its file")
             }
-            Corruption::DoubleUse { block } => write!(f, "block {block} is used twice"),
-            Corruption::Hole => f.write_str("a directory or the inode table has a hole"),
-            Corruption::BadRoot => f.write_str("the root is not a directory"),
+            Corruption::DoubleUse { block } => ("block ", Some(block), " is used twice"),
+            Corruption::Hole => ("a directory or the inode table has a hole", None, ""),
+            Corruption::BadRoot => ("the root is not a directory", None, ""),
             Corruption::Dangling { ino } => {
-                write!(f, "an entry names inode {ino}, which does not exist")
+                ("an entry names inode ", Some(ino), ", which does not exist")
             }
-            Corruption::Linked { ino } => write!(f, "inode {ino} has two names"),
-            Corruption::Orphan { ino } => write!(f, "inode {ino} is in no directory"),
-            Corruption::DuplicateName => f.write_str("a directory holds a name twice"),
+            Corruption::Linked { ino } => ("inode ", Some(ino), " has two names"),
+            Corruption::Orphan { ino } => ("inode ", Some(ino), " is in no directory"),
+            Corruption::DuplicateName => ("a directory holds a name twice", None, ""),
+        };
+        f.write_str(before)?;
+        if let Some(n) = n {
+            write!(f, "{n}")?;
         }
+        f.write_str(after)
     }
 }
 
@@ -134,42 +143,54 @@ pub enum Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Device(e) => write!(f, "device: {e}"),
-            Error::NotStardust => f.write_str("not a Stardust filesystem (bad magic number)"),
-            Error::SuperChecksum => f.write_str("bad checksum in the superblock"),
-            Error::Version { found } => write!(
-                f,
-                "unsupported filesystem version {found} (this build reads version {})",
-                crate::format::VERSION
-            ),
-            Error::Corrupt(c) => write!(f, "corrupt filesystem: {c}"),
+        // The words of every variant without numbers in one table-like match, one write path.
+        let words = match self {
+            Error::Device(e) => {
+                f.write_str("device: ")?;
+                return fmt::Display::fmt(e, f);
+            }
+            Error::Version { found } => {
+                return write!(
+                    f,
+                    "unsupported filesystem version {found} (this build reads version {})",
+                    crate::format::VERSION
+                );
+            }
+            Error::Corrupt(c) => {
+                f.write_str("corrupt filesystem: ")?;
+                return fmt::Display::fmt(c, f);
+            }
             Error::TooSmall {
                 blocks,
                 disk_blocks,
-            } => write!(
-                f,
-                "the filesystem needs {blocks} blocks of 4096 bytes, the disk has {disk_blocks}"
-            ),
-            Error::Geometry => f.write_str("the disk's block size does not divide 4096"),
-            Error::ReadOnly => f.write_str("the disk is read-only"),
-            Error::Poisoned => f.write_str(
-                "an earlier change failed half-way: mount again to get the last synced state",
-            ),
-            Error::NotFound => f.write_str("no such file or directory"),
-            Error::AlreadyExists => f.write_str("the name is taken"),
-            Error::NotADirectory => f.write_str("not a directory"),
-            Error::IsADirectory => f.write_str("is a directory"),
-            Error::NotEmpty => f.write_str("the directory is not empty"),
-            Error::InvalidName => f.write_str(
-                "invalid name (empty, `.`, `..`, longer than 120 bytes, or holding `/` or NUL)",
-            ),
-            Error::InvalidPath => f.write_str(
-                "the root cannot be removed or renamed, nor a directory moved into itself",
-            ),
-            Error::NoSpace => f.write_str("no space left on the disk"),
-            Error::FileTooLarge => f.write_str("file too large (larger than the filesystem)"),
-        }
+            } => {
+                return write!(
+                    f,
+                    "the filesystem needs {blocks} blocks of 4096 bytes, the disk has {disk_blocks}"
+                );
+            }
+            Error::NotStardust => "not a Stardust filesystem (bad magic number)",
+            Error::SuperChecksum => "bad checksum in the superblock",
+            Error::Geometry => "the disk's block size does not divide 4096",
+            Error::ReadOnly => "the disk is read-only",
+            Error::Poisoned => {
+                "an earlier change failed half-way: mount again to get the last synced state"
+            }
+            Error::NotFound => "no such file or directory",
+            Error::AlreadyExists => "the name is taken",
+            Error::NotADirectory => "not a directory",
+            Error::IsADirectory => "is a directory",
+            Error::NotEmpty => "the directory is not empty",
+            Error::InvalidName => {
+                "invalid name (empty, `.`, `..`, longer than 120 bytes, or holding `/` or NUL)"
+            }
+            Error::InvalidPath => {
+                "the root cannot be removed or renamed, nor a directory moved into itself"
+            }
+            Error::NoSpace => "no space left on the disk",
+            Error::FileTooLarge => "file too large (larger than the filesystem)",
+        };
+        f.write_str(words)
     }
 }
 

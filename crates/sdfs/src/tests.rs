@@ -1047,3 +1047,119 @@ fn heapsort_sorts() {
         assert_eq!(v, want, "{n} names");
     }
 }
+
+#[test]
+fn every_error_says_what_in_words() {
+    use alloc::string::ToString;
+    let c = |c: Corruption| c.to_string();
+    assert_eq!(c(Corruption::BadSuper("x")), "superblock: x");
+    assert_eq!(
+        c(Corruption::Checksum { block: 17 }),
+        "bad checksum in block 17"
+    );
+    assert_eq!(
+        c(Corruption::BadPointer { block: 3 }),
+        "a pointer names block 3, outside the filesystem"
+    );
+    assert_eq!(c(Corruption::BadInode("y")), "inode record: y");
+    assert_eq!(c(Corruption::BadEntry("z")), "directory entry: z");
+    assert_eq!(
+        c(Corruption::PastEnd { block: 4 }),
+        "block 4 lies past the end of its file"
+    );
+    assert_eq!(
+        c(Corruption::DoubleUse { block: 5 }),
+        "block 5 is used twice"
+    );
+    assert_eq!(
+        c(Corruption::Hole),
+        "a directory or the inode table has a hole"
+    );
+    assert_eq!(c(Corruption::BadRoot), "the root is not a directory");
+    assert_eq!(
+        c(Corruption::Dangling { ino: 6 }),
+        "an entry names inode 6, which does not exist"
+    );
+    assert_eq!(c(Corruption::Linked { ino: 7 }), "inode 7 has two names");
+    assert_eq!(
+        c(Corruption::Orphan { ino: 8 }),
+        "inode 8 is in no directory"
+    );
+    assert_eq!(
+        c(Corruption::DuplicateName),
+        "a directory holds a name twice"
+    );
+    let e = |e: Error| e.to_string();
+    assert_eq!(
+        e(Error::Device(blockdev::Error::Io { block: 9 })),
+        "device: I/O error at block 9"
+    );
+    assert_eq!(
+        e(Error::Device(blockdev::Error::OutOfRange {
+            block: 10,
+            count: 2,
+            blocks: 11
+        })),
+        "device: blocks 10..12 are past the end of the disk (11 blocks)"
+    );
+    assert_eq!(
+        e(Error::Device(blockdev::Error::PowerCut)),
+        "device: the power is off"
+    );
+    assert_eq!(
+        e(Error::NotStardust),
+        "not a Stardust filesystem (bad magic number)"
+    );
+    assert_eq!(e(Error::SuperChecksum), "bad checksum in the superblock");
+    assert_eq!(
+        e(Error::Version { found: 2 }),
+        "unsupported filesystem version 2 (this build reads version 1)"
+    );
+    assert_eq!(
+        e(Error::Corrupt(Corruption::Checksum { block: 1 })),
+        "corrupt filesystem: bad checksum in block 1"
+    );
+    assert_eq!(
+        e(Error::TooSmall {
+            blocks: 16,
+            disk_blocks: 8
+        }),
+        "the filesystem needs 16 blocks of 4096 bytes, the disk has 8"
+    );
+    assert_eq!(
+        e(Error::Geometry),
+        "the disk's block size does not divide 4096"
+    );
+    assert_eq!(e(Error::ReadOnly), "the disk is read-only");
+    assert_eq!(
+        e(Error::Poisoned),
+        "an earlier change failed half-way: mount again to get the last synced state"
+    );
+    assert_eq!(e(Error::NotFound), "no such file or directory");
+    assert_eq!(e(Error::AlreadyExists), "the name is taken");
+    assert_eq!(e(Error::NotADirectory), "not a directory");
+    assert_eq!(e(Error::IsADirectory), "is a directory");
+    assert_eq!(e(Error::NotEmpty), "the directory is not empty");
+    assert_eq!(
+        e(Error::InvalidName),
+        "invalid name (empty, `.`, `..`, longer than 120 bytes, or holding `/` or NUL)"
+    );
+    assert_eq!(
+        e(Error::InvalidPath),
+        "the root cannot be removed or renamed, nor a directory moved into itself"
+    );
+    assert_eq!(e(Error::NoSpace), "no space left on the disk");
+    assert_eq!(
+        e(Error::FileTooLarge),
+        "file too large (larger than the filesystem)"
+    );
+    // and through the vfs interface, with the detail
+    assert_eq!(
+        vfs::Error::from(Error::Corrupt(Corruption::Orphan { ino: 3 })).to_string(),
+        "corrupt filesystem: inode 3 is in no directory"
+    );
+    assert_eq!(
+        vfs::Error::from(Error::NotStardust).to_string(),
+        "unrecognized disk: not a Stardust filesystem (bad magic number)"
+    );
+}
