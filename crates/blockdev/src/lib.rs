@@ -123,13 +123,13 @@ impl Info {
                 {
                     return Err(Error::BadLength { len });
                 }
-                let count = (len / size) as u64;
-                match request.block.checked_add(count) {
+                // at most max_request_blocks (checked above), a u32
+                let count = (len / size) as u32;
+                match request.block.checked_add(u64::from(count)) {
                     Some(end) if end <= self.blocks => Ok(()),
                     _ => Err(Error::OutOfRange {
                         block: request.block,
                         count,
-                        blocks: self.blocks,
                     }),
                 }
             }
@@ -212,14 +212,14 @@ pub struct Completion {
 /// What went wrong, precisely enough to say it to a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
-    /// The request reaches past the end of the disk.
+    /// The request reaches past the end of the disk. (Without the disk's size, which boot logs:
+    /// so that the error is 16 bytes and a `Result` of it, or of an error holding it, comes back
+    /// in registers.)
     OutOfRange {
         /// Its first block.
         block: u64,
-        /// Its length in blocks.
-        count: u64,
-        /// The disk's size in blocks.
-        blocks: u64,
+        /// Its length in blocks (saturated at `u32::MAX`; at most `max_request_blocks`).
+        count: u32,
     },
     /// The buffer is not a whole, non-empty number of blocks, or longer than the device takes.
     BadLength {
@@ -253,15 +253,11 @@ impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // The words of every variant without numbers in one match, one write path.
         let words = match *self {
-            Error::OutOfRange {
-                block,
-                count,
-                blocks,
-            } => {
+            Error::OutOfRange { block, count } => {
                 return write!(
                     f,
-                    "blocks {block}..{} are past the end of the disk ({blocks} blocks)",
-                    block.saturating_add(count)
+                    "blocks {block}..{} are past the end of the disk",
+                    block.saturating_add(u64::from(count))
                 );
             }
             Error::BadLength { len } => {

@@ -2,11 +2,78 @@
 
 use core::fmt;
 
+/// What is impossible in a superblock, an inode record or a directory entry
+/// ([`Corruption::BadSuper`], [`Corruption::BadInode`], [`Corruption::BadEntry`]). A byte rather
+/// than a `&str`, so that [`Error`] is 16 bytes: a `Result` of it comes back in registers, and
+/// every `?` of the filesystem costs less code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The block size is not 4096.
+    BlockSize,
+    /// The block count is impossible.
+    BlockCount,
+    /// No inode table.
+    NoTable,
+    /// An unknown kind.
+    UnknownKind,
+    /// Reserved bytes are not zero.
+    Reserved,
+    /// A free record is not zero.
+    FreeNotZero,
+    /// A tree taller than the format allows.
+    TooTall,
+    /// A size larger than its tree holds.
+    PastTree,
+    /// A size larger than the filesystem.
+    PastFilesystem,
+    /// A size that is not a whole number of entries.
+    PartialEntry,
+    /// An entry names the root.
+    NamesRoot,
+    /// A bad name length or padding.
+    NameLength,
+    /// A name that is not UTF-8.
+    NotUtf8,
+    /// An invalid name.
+    InvalidName,
+    /// Shorter than the structure.
+    CutShort,
+}
+
+impl Fault {
+    /// In words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::BlockSize => "block size is not 4096",
+            Fault::BlockCount => "impossible block count",
+            Fault::NoTable => "no inode table",
+            Fault::UnknownKind => "unknown kind",
+            Fault::Reserved => "reserved bytes are not zero",
+            Fault::FreeNotZero => "a free record is not zero",
+            Fault::TooTall => "tree taller than the format allows",
+            Fault::PastTree => "size larger than its tree holds",
+            Fault::PastFilesystem => "size larger than the filesystem",
+            Fault::PartialEntry => "size is not a whole number of entries",
+            Fault::NamesRoot => "an entry names the root",
+            Fault::NameLength => "bad name length or padding",
+            Fault::NotUtf8 => "name is not UTF-8",
+            Fault::InvalidName => "invalid name",
+            Fault::CutShort => "cut short",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What is wrong with an image's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Corruption {
     /// A superblock that passed its checksum holds an impossible value.
-    BadSuper(&'static str),
+    BadSuper(Fault),
     /// A block's contents do not match the checksum its parent keeps.
     Checksum {
         /// The block.
@@ -18,9 +85,9 @@ pub enum Corruption {
         block: u32,
     },
     /// An inode record holds an impossible value.
-    BadInode(&'static str),
+    BadInode(Fault),
     /// A directory entry holds an impossible value.
-    BadEntry(&'static str),
+    BadEntry(Fault),
     /// A tree holds a block past the end of its file.
     PastEnd {
         /// The block.
@@ -59,15 +126,15 @@ impl fmt::Display for Corruption {
         // (words, number, words): one write path for every variant (smaller than a `write!`
         // each).
         let (before, n, after) = match *self {
-            Corruption::BadSuper(what) => ("superblock: ", None, what),
+            Corruption::BadSuper(what) => ("superblock: ", None, what.as_str()),
             Corruption::Checksum { block } => ("bad checksum in block ", Some(block), ""),
             Corruption::BadPointer { block } => (
                 "a pointer names block ",
                 Some(block),
                 ", outside the filesystem",
             ),
-            Corruption::BadInode(what) => ("inode record: ", None, what),
-            Corruption::BadEntry(what) => ("directory entry: ", None, what),
+            Corruption::BadInode(what) => ("inode record: ", None, what.as_str()),
+            Corruption::BadEntry(what) => ("directory entry: ", None, what.as_str()),
             Corruption::PastEnd { block } => {
                 ("block ", Some(block), " lies past the end of its file")
             }
@@ -110,9 +177,9 @@ pub enum Error {
     /// The filesystem spans more blocks than the disk has.
     TooSmall {
         /// Blocks the filesystem spans (or needs).
-        blocks: u64,
-        /// Blocks the disk has.
-        disk_blocks: u64,
+        blocks: u32,
+        /// Blocks the disk has (at most `u32::MAX` count: the most a filesystem spans).
+        disk_blocks: u32,
     },
     /// The device's block size does not divide 4096.
     Geometry,

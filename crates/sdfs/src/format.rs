@@ -2,7 +2,7 @@
 //! every value read from a disk passes before it is used.
 
 use crate::crc::crc32c;
-use crate::{Corruption, Error, Kind};
+use crate::{Corruption, Error, Fault, Kind};
 
 /// Bytes of a filesystem block, whatever the device's block size (which divides it).
 pub const BLOCK: usize = 4096;
@@ -132,17 +132,17 @@ impl Record {
         let bad = |what| Err(Error::Corrupt(Corruption::BadInode(what)));
         // A fixed-size view: the checks below index it without bounds checks.
         let Some(b) = b.first_chunk::<INODE_SIZE>() else {
-            return bad("record cut short");
+            return bad(Fault::CutShort);
         };
         let kind = match (b[0], table) {
             (0, false) => None,
             (1, false) => Some(Kind::File),
             (2, false) => Some(Kind::Dir),
             (TABLE_KIND, true) => Some(Kind::File),
-            _ => return bad("unknown kind"),
+            _ => return bad(Fault::UnknownKind),
         };
         if b[2..4] != [0, 0] || b[12..16] != [0; 4] {
-            return bad("reserved bytes are not zero");
+            return bad(Fault::Reserved);
         }
         let r = Record {
             kind,
@@ -155,17 +155,17 @@ impl Record {
             return if *b == [0; INODE_SIZE] {
                 Ok(r)
             } else {
-                bad("a free record is not zero")
+                bad(Fault::FreeNotZero)
             };
         }
         if r.height > MAX_HEIGHT {
-            return bad("tree taller than the format allows");
+            return bad(Fault::TooTall);
         }
         if r.size > capacity(r.height) {
-            return bad("size larger than its tree holds");
+            return bad(Fault::PastTree);
         }
         if r.size > blocks * BLOCK as u64 {
-            return bad("size larger than the filesystem");
+            return bad(Fault::PastFilesystem);
         }
         let unit = match (table, kind) {
             (true, _) => INODE_SIZE as u64,
@@ -173,7 +173,7 @@ impl Record {
             _ => 1,
         };
         if !r.size.is_multiple_of(unit) {
-            return bad("size is not a whole number of entries");
+            return bad(Fault::PartialEntry);
         }
         Ok(r)
     }
@@ -231,7 +231,7 @@ impl Super {
         // A fixed-size view: the checks below index it without bounds checks.
         let Some(b) = b.first_chunk::<BLOCK>() else {
             return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
-                "cut short",
+                Fault::CutShort,
             ))));
         };
         if b.iter().all(|&x| x == 0) {
@@ -249,25 +249,26 @@ impl Super {
         }
         if u32_at(b, 12) as usize != BLOCK {
             return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
-                "block size is not 4096",
+                Fault::BlockSize,
             ))));
         }
         let blocks = u64_at(b, 16);
         if blocks < MIN_BLOCKS || blocks > u64::from(u32::MAX) {
             return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
-                "impossible block count",
+                Fault::BlockCount,
             ))));
         }
         if blocks > disk_blocks {
             return Err(SlotError::Invalid(Error::TooSmall {
-                blocks,
-                disk_blocks,
+                // both at most u32::MAX: checked above, and the store's count is capped
+                blocks: blocks as u32,
+                disk_blocks: disk_blocks.min(u64::from(u32::MAX)) as u32,
             }));
         }
         let table = Record::decode(&b[40..72], blocks, true).map_err(SlotError::Invalid)?;
         if table.kind.is_none() || table.size == 0 {
             return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
-                "no inode table",
+                Fault::NoTable,
             ))));
         }
         Ok(Super {
@@ -309,21 +310,21 @@ impl<'a> Entry<'a> {
         let bad = |what| Err(Error::Corrupt(Corruption::BadEntry(what)));
         // A fixed-size view: the checks below index it without bounds checks.
         let Some(b) = b.first_chunk::<ENTRY_SIZE>() else {
-            return bad("entry cut short");
+            return bad(Fault::CutShort);
         };
         let ino = u32_at(b, 0);
         let len = b[4] as usize;
         if ino == ROOT {
-            return bad("an entry names the root");
+            return bad(Fault::NamesRoot);
         }
         if b[5..8] != [0; 3] || len > NAME_MAX || b[8 + len..ENTRY_SIZE].iter().any(|&x| x != 0) {
-            return bad("bad name length or padding");
+            return bad(Fault::NameLength);
         }
         let Ok(name) = core::str::from_utf8(&b[8..8 + len]) else {
-            return bad("name is not UTF-8");
+            return bad(Fault::NotUtf8);
         };
         if check_name(name).is_err() {
-            return bad("invalid name");
+            return bad(Fault::InvalidName);
         }
         Ok(Entry { ino, name })
     }

@@ -232,8 +232,8 @@ fn geometry<D: BlockIo>(dev: &D) -> Result<(u64, u64), Error> {
     let blocks = (info.blocks / scale).min(u64::from(u32::MAX));
     if blocks < MIN_BLOCKS {
         return Err(Error::TooSmall {
-            blocks: MIN_BLOCKS,
-            disk_blocks: blocks,
+            blocks: MIN_BLOCKS as u32,
+            disk_blocks: blocks as u32, // capped at u32::MAX above
         });
     }
     Ok((scale, blocks))
