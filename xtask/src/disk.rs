@@ -64,8 +64,7 @@ impl FileDisk {
             Some(end) if end <= self.info.blocks => Ok(block * size),
             _ => Err(blockdev::Error::OutOfRange {
                 block,
-                count,
-                blocks: self.info.blocks,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
             }),
         }
     }

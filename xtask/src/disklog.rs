@@ -563,8 +563,7 @@ impl blockdev::BlockIo for ReplayedDisk<'_> {
         {
             return Err(blockdev::Error::OutOfRange {
                 block,
-                count: count as u64,
-                blocks,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
             });
         }
         for (k, chunk) in buf.chunks_mut(ss).enumerate() {
@@ -650,8 +649,7 @@ impl blockdev::BlockIo for Recorder {
             }
             None => Err(blockdev::Error::OutOfRange {
                 block,
-                count: buf.len() as u64 / u64::from(SECTOR),
-                blocks: self.image.len() as u64 / u64::from(SECTOR),
+                count: u32::try_from(buf.len() / SECTOR as usize).unwrap_or(u32::MAX),
             }),
         }
     }
@@ -666,8 +664,7 @@ impl blockdev::BlockIo for Recorder {
             None => {
                 return Err(blockdev::Error::OutOfRange {
                     block,
-                    count: buf.len() as u64 / u64::from(SECTOR),
-                    blocks: self.image.len() as u64 / u64::from(SECTOR),
+                    count: u32::try_from(buf.len() / SECTOR as usize).unwrap_or(u32::MAX),
                 });
             }
         }

@@ -722,8 +722,7 @@ fn requests_past_the_end_or_of_bad_length_are_refused_before_the_device_sees_the
         e,
         Error::OutOfRange {
             block: 127,
-            count: 2,
-            blocks: 128
+            count: 2
         }
     );
     let bad = Request {

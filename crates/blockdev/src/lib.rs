@@ -123,13 +123,13 @@ impl Info {
                 {
                     return Err(Error::BadLength { len });
                 }
-                let count = (len / size) as u64;
-                match request.block.checked_add(count) {
+                // at most max_request_blocks (checked above), a u32
+                let count = (len / size) as u32;
+                match request.block.checked_add(u64::from(count)) {
                     Some(end) if end <= self.blocks => Ok(()),
                     _ => Err(Error::OutOfRange {
                         block: request.block,
                         count,
-                        blocks: self.blocks,
                     }),
                 }
             }
@@ -212,14 +212,14 @@ pub struct Completion {
 /// What went wrong, precisely enough to say it to a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
-    /// The request reaches past the end of the disk.
+    /// The request reaches past the end of the disk. (Without the disk's size, which boot logs:
+    /// so that the error is 16 bytes and a `Result` of it, or of an error holding it, comes back
+    /// in registers.)
     OutOfRange {
         /// Its first block.
         block: u64,
-        /// Its length in blocks.
-        count: u64,
-        /// The disk's size in blocks.
-        blocks: u64,
+        /// Its length in blocks (saturated at `u32::MAX`; at most `max_request_blocks`).
+        count: u32,
     },
     /// The buffer is not a whole, non-empty number of blocks, or longer than the device takes.
     BadLength {
@@ -251,33 +251,33 @@ pub enum Error {
 
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            Error::OutOfRange {
-                block,
-                count,
-                blocks,
-            } => write!(
-                f,
-                "blocks {block}..{} are past the end of the disk ({blocks} blocks)",
-                block.saturating_add(count)
-            ),
-            Error::BadLength { len } => write!(
-                f,
-                "a buffer of {len} bytes is not a whole number of blocks the device takes"
-            ),
-            Error::ReadOnly => f.write_str("the disk is read-only"),
-            Error::NoFlush => f.write_str(
-                "the disk cannot flush its write cache, so writes could be lost: refused",
-            ),
-            Error::Busy => f.write_str("the device has as many requests in flight as it takes"),
-            Error::Io { block } => write!(f, "I/O error at block {block}"),
-            Error::Unsupported => f.write_str("the device does not support the operation"),
-            Error::DeviceFailed => {
-                f.write_str("the device wrote values out of bounds and was stopped")
+        // The words of every variant without numbers in one match, one write path.
+        let words = match *self {
+            Error::OutOfRange { block, count } => {
+                return write!(
+                    f,
+                    "blocks {block}..{} are past the end of the disk",
+                    block.saturating_add(u64::from(count))
+                );
             }
-            Error::Timeout => f.write_str("the device did not finish a request in time"),
-            Error::PowerCut => f.write_str("the power is off"),
-        }
+            Error::BadLength { len } => {
+                return write!(
+                    f,
+                    "a buffer of {len} bytes is not a whole number of blocks the device takes"
+                );
+            }
+            Error::Io { block } => return write!(f, "I/O error at block {block}"),
+            Error::ReadOnly => "the disk is read-only",
+            Error::NoFlush => {
+                "the disk cannot flush its write cache, so writes could be lost: refused"
+            }
+            Error::Busy => "the device has as many requests in flight as it takes",
+            Error::Unsupported => "the device does not support the operation",
+            Error::DeviceFailed => "the device wrote values out of bounds and was stopped",
+            Error::Timeout => "the device did not finish a request in time",
+            Error::PowerCut => "the power is off",
+        };
+        f.write_str(words)
     }
 }
 

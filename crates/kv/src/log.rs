@@ -25,6 +25,9 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{
+    AtomicBool, AtomicU32, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 
 /// One change to the store, as a write command made it. Replaying a log's mutations in order
 /// into an empty [`Engine`](crate::Engine) (with [`Engine::apply`](crate::Engine::apply))
@@ -298,33 +301,39 @@ fn decode_payload(payload: &[u8]) -> Option<Mutation> {
     r.0.is_empty().then_some(m)
 }
 
-const fn crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU32 = AtomicU32::new(0);
+
+/// Filled on first use into a zeroed static (`.bss`) rather than built into the image's
+/// read-only data (1 KiB less image); `CRC_READY` publishes it. Racing fillers store the same
+/// values.
+static CRC_TABLE: [AtomicU32; 256] = [ZERO; 256];
+static CRC_READY: AtomicBool = AtomicBool::new(false);
+
+#[cold]
+fn crc_fill() {
+    for (i, e) in CRC_TABLE.iter().enumerate() {
         let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
+        for _ in 0..8 {
             c = if c & 1 != 0 {
                 0xedb8_8320 ^ (c >> 1)
             } else {
                 c >> 1
             };
-            k += 1;
         }
-        table[i] = c;
-        i += 1;
+        e.store(c, Relaxed);
     }
-    table
+    CRC_READY.store(true, Release);
 }
-
-static CRC_TABLE: [u32; 256] = crc_table();
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xedb88320): `crc32(b"123456789") == 0xcbf43926`.
 pub fn crc32(data: &[u8]) -> u32 {
+    if !CRC_READY.load(Acquire) {
+        crc_fill();
+    }
     let mut c = !0u32;
     for &b in data {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize].load(Relaxed) ^ (c >> 8);
     }
     !c
 }

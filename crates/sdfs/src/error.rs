@@ -2,11 +2,78 @@
 
 use core::fmt;
 
+/// What is impossible in a superblock, an inode record or a directory entry
+/// ([`Corruption::BadSuper`], [`Corruption::BadInode`], [`Corruption::BadEntry`]). A byte rather
+/// than a `&str`, so that [`Error`] is 16 bytes: a `Result` of it comes back in registers, and
+/// every `?` of the filesystem costs less code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The block size is not 4096.
+    BlockSize,
+    /// The block count is impossible.
+    BlockCount,
+    /// No inode table.
+    NoTable,
+    /// An unknown kind.
+    UnknownKind,
+    /// Reserved bytes are not zero.
+    Reserved,
+    /// A free record is not zero.
+    FreeNotZero,
+    /// A tree taller than the format allows.
+    TooTall,
+    /// A size larger than its tree holds.
+    PastTree,
+    /// A size larger than the filesystem.
+    PastFilesystem,
+    /// A size that is not a whole number of entries.
+    PartialEntry,
+    /// An entry names the root.
+    NamesRoot,
+    /// A bad name length or padding.
+    NameLength,
+    /// A name that is not UTF-8.
+    NotUtf8,
+    /// An invalid name.
+    InvalidName,
+    /// Shorter than the structure.
+    CutShort,
+}
+
+impl Fault {
+    /// In words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::BlockSize => "block size is not 4096",
+            Fault::BlockCount => "impossible block count",
+            Fault::NoTable => "no inode table",
+            Fault::UnknownKind => "unknown kind",
+            Fault::Reserved => "reserved bytes are not zero",
+            Fault::FreeNotZero => "a free record is not zero",
+            Fault::TooTall => "tree taller than the format allows",
+            Fault::PastTree => "size larger than its tree holds",
+            Fault::PastFilesystem => "size larger than the filesystem",
+            Fault::PartialEntry => "size is not a whole number of entries",
+            Fault::NamesRoot => "an entry names the root",
+            Fault::NameLength => "bad name length or padding",
+            Fault::NotUtf8 => "name is not UTF-8",
+            Fault::InvalidName => "invalid name",
+            Fault::CutShort => "cut short",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What is wrong with an image's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Corruption {
     /// A superblock that passed its checksum holds an impossible value.
-    BadSuper(&'static str),
+    BadSuper(Fault),
     /// A block's contents do not match the checksum its parent keeps.
     Checksum {
         /// The block.
@@ -18,9 +85,9 @@ pub enum Corruption {
         block: u32,
     },
     /// An inode record holds an impossible value.
-    BadInode(&'static str),
+    BadInode(Fault),
     /// A directory entry holds an impossible value.
-    BadEntry(&'static str),
+    BadEntry(Fault),
     /// A tree holds a block past the end of its file.
     PastEnd {
         /// The block.
@@ -56,27 +123,36 @@ pub enum Corruption {
 
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Corruption::BadSuper(what) => write!(f, "superblock: {what}"),
-            Corruption::Checksum { block } => write!(f, "bad checksum in block {block}"),
-            Corruption::BadPointer { block } => {
-                write!(f, "a pointer names block {block}, outside the filesystem")
-            }
-            Corruption::BadInode(what) => write!(f, "inode record: {what}"),
-            Corruption::BadEntry(what) => write!(f, "directory entry: {what}"),
+        // (words, number, words): one write path for every variant (smaller than a `write!`
+        // each).
+        let (before, n, after) = match *self {
+            Corruption::BadSuper(what) => ("superblock: ", None, what.as_str()),
+            Corruption::Checksum { block } => ("bad checksum in block ", Some(block), ""),
+            Corruption::BadPointer { block } => (
+                "a pointer names block ",
+                Some(block),
+                ", outside the filesystem",
+            ),
+            Corruption::BadInode(what) => ("inode record: ", None, what.as_str()),
+            Corruption::BadEntry(what) => ("directory entry: ", None, what.as_str()),
             Corruption::PastEnd { block } => {
-                write!(f, "block {block} lies past the end of its file")
+                ("block ", Some(block), " lies past the end of its file")
             }
-            Corruption::DoubleUse { block } => write!(f, "block {block} is used twice"),
-            Corruption::Hole => f.write_str("a directory or the inode table has a hole"),
-            Corruption::BadRoot => f.write_str("the root is not a directory"),
+            Corruption::DoubleUse { block } => ("block ", Some(block), " is used twice"),
+            Corruption::Hole => ("a directory or the inode table has a hole", None, ""),
+            Corruption::BadRoot => ("the root is not a directory", None, ""),
             Corruption::Dangling { ino } => {
-                write!(f, "an entry names inode {ino}, which does not exist")
+                ("an entry names inode ", Some(ino), ", which does not exist")
             }
-            Corruption::Linked { ino } => write!(f, "inode {ino} has two names"),
-            Corruption::Orphan { ino } => write!(f, "inode {ino} is in no directory"),
-            Corruption::DuplicateName => f.write_str("a directory holds a name twice"),
+            Corruption::Linked { ino } => ("inode ", Some(ino), " has two names"),
+            Corruption::Orphan { ino } => ("inode ", Some(ino), " is in no directory"),
+            Corruption::DuplicateName => ("a directory holds a name twice", None, ""),
+        };
+        f.write_str(before)?;
+        if let Some(n) = n {
+            write!(f, "{n}")?;
         }
+        f.write_str(after)
     }
 }
 
@@ -101,9 +177,9 @@ pub enum Error {
     /// The filesystem spans more blocks than the disk has.
     TooSmall {
         /// Blocks the filesystem spans (or needs).
-        blocks: u64,
-        /// Blocks the disk has.
-        disk_blocks: u64,
+        blocks: u32,
+        /// Blocks the disk has (at most `u32::MAX` count: the most a filesystem spans).
+        disk_blocks: u32,
     },
     /// The device's block size does not divide 4096.
     Geometry,
@@ -134,42 +210,54 @@ pub enum Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Device(e) => write!(f, "device: {e}"),
-            Error::NotStardust => f.write_str("not a Stardust filesystem (bad magic number)"),
-            Error::SuperChecksum => f.write_str("bad checksum in the superblock"),
-            Error::Version { found } => write!(
-                f,
-                "unsupported filesystem version {found} (this build reads version {})",
-                crate::format::VERSION
-            ),
-            Error::Corrupt(c) => write!(f, "corrupt filesystem: {c}"),
+        // The words of every variant without numbers in one table-like match, one write path.
+        let words = match self {
+            Error::Device(e) => {
+                f.write_str("device: ")?;
+                return fmt::Display::fmt(e, f);
+            }
+            Error::Version { found } => {
+                return write!(
+                    f,
+                    "unsupported filesystem version {found} (this build reads version {})",
+                    crate::format::VERSION
+                );
+            }
+            Error::Corrupt(c) => {
+                f.write_str("corrupt filesystem: ")?;
+                return fmt::Display::fmt(c, f);
+            }
             Error::TooSmall {
                 blocks,
                 disk_blocks,
-            } => write!(
-                f,
-                "the filesystem needs {blocks} blocks of 4096 bytes, the disk has {disk_blocks}"
-            ),
-            Error::Geometry => f.write_str("the disk's block size does not divide 4096"),
-            Error::ReadOnly => f.write_str("the disk is read-only"),
-            Error::Poisoned => f.write_str(
-                "an earlier change failed half-way: mount again to get the last synced state",
-            ),
-            Error::NotFound => f.write_str("no such file or directory"),
-            Error::AlreadyExists => f.write_str("the name is taken"),
-            Error::NotADirectory => f.write_str("not a directory"),
-            Error::IsADirectory => f.write_str("is a directory"),
-            Error::NotEmpty => f.write_str("the directory is not empty"),
-            Error::InvalidName => f.write_str(
-                "invalid name (empty, `.`, `..`, longer than 120 bytes, or holding `/` or NUL)",
-            ),
-            Error::InvalidPath => f.write_str(
-                "the root cannot be removed or renamed, nor a directory moved into itself",
-            ),
-            Error::NoSpace => f.write_str("no space left on the disk"),
-            Error::FileTooLarge => f.write_str("file too large (larger than the filesystem)"),
-        }
+            } => {
+                return write!(
+                    f,
+                    "the filesystem needs {blocks} blocks of 4096 bytes, the disk has {disk_blocks}"
+                );
+            }
+            Error::NotStardust => "not a Stardust filesystem (bad magic number)",
+            Error::SuperChecksum => "bad checksum in the superblock",
+            Error::Geometry => "the disk's block size does not divide 4096",
+            Error::ReadOnly => "the disk is read-only",
+            Error::Poisoned => {
+                "an earlier change failed half-way: mount again to get the last synced state"
+            }
+            Error::NotFound => "no such file or directory",
+            Error::AlreadyExists => "the name is taken",
+            Error::NotADirectory => "not a directory",
+            Error::IsADirectory => "is a directory",
+            Error::NotEmpty => "the directory is not empty",
+            Error::InvalidName => {
+                "invalid name (empty, `.`, `..`, longer than 120 bytes, or holding `/` or NUL)"
+            }
+            Error::InvalidPath => {
+                "the root cannot be removed or renamed, nor a directory moved into itself"
+            }
+            Error::NoSpace => "no space left on the disk",
+            Error::FileTooLarge => "file too large (larger than the filesystem)",
+        };
+        f.write_str(words)
     }
 }
 

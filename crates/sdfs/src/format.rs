@@ -2,7 +2,7 @@
 //! every value read from a disk passes before it is used.
 
 use crate::crc::crc32c;
-use crate::{Corruption, Error, Kind};
+use crate::{Corruption, Error, Fault, Kind};
 
 /// Bytes of a filesystem block, whatever the device's block size (which divides it).
 pub const BLOCK: usize = 4096;
@@ -44,7 +44,9 @@ pub const fn capacity(height: u8) -> u64 {
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -128,38 +130,42 @@ impl Record {
     /// Decodes a record (`table`: the inode table's own, in the superblock), checking it.
     pub fn decode(b: &[u8], blocks: u64, table: bool) -> Result<Record, Error> {
         let bad = |what| Err(Error::Corrupt(Corruption::BadInode(what)));
+        // A fixed-size view: the checks below index it without bounds checks.
+        let Some(b) = b.first_chunk::<INODE_SIZE>() else {
+            return bad(Fault::CutShort);
+        };
         let kind = match (b[0], table) {
             (0, false) => None,
             (1, false) => Some(Kind::File),
             (2, false) => Some(Kind::Dir),
             (TABLE_KIND, true) => Some(Kind::File),
-            _ => return bad("unknown kind"),
+            _ => return bad(Fault::UnknownKind),
         };
         if b[2..4] != [0, 0] || b[12..16] != [0; 4] {
-            return bad("reserved bytes are not zero");
+            return bad(Fault::Reserved);
         }
         let r = Record {
             kind,
             height: b[1],
-            root: Ptr::decode(b, 4, blocks)?,
+            root: Ptr::decode(&b[..], 4, blocks)?,
             size: u64_at(b, 16),
             id: u64_at(b, 24),
         };
         if kind.is_none() {
-            return if b[..INODE_SIZE] == [0; INODE_SIZE] {
+            return if *b == [0; INODE_SIZE] {
                 Ok(r)
             } else {
-                bad("a free record is not zero")
+                bad(Fault::FreeNotZero)
             };
         }
         if r.height > MAX_HEIGHT {
-            return bad("tree taller than the format allows");
+            return bad(Fault::TooTall);
         }
         if r.size > capacity(r.height) {
-            return bad("size larger than its tree holds");
+            return bad(Fault::PastTree);
         }
         if r.size > blocks * BLOCK as u64 {
-            return bad("size larger than the filesystem");
+            return bad(Fault::PastFilesystem);
         }
         let unit = match (table, kind) {
             (true, _) => INODE_SIZE as u64,
@@ -167,7 +173,7 @@ impl Record {
             _ => 1,
         };
         if !r.size.is_multiple_of(unit) {
-            return bad("size is not a whole number of entries");
+            return bad(Fault::PartialEntry);
         }
         Ok(r)
     }
@@ -222,7 +228,13 @@ pub enum SlotError {
 impl Super {
     /// Decodes a slot; `disk_blocks` is how many blocks the device has.
     pub fn decode(b: &[u8], disk_blocks: u64) -> Result<Super, SlotError> {
-        if b[..BLOCK].iter().all(|&x| x == 0) {
+        // A fixed-size view: the checks below index it without bounds checks.
+        let Some(b) = b.first_chunk::<BLOCK>() else {
+            return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
+                Fault::CutShort,
+            ))));
+        };
+        if b.iter().all(|&x| x == 0) {
             return Err(SlotError::Blank);
         }
         if b[..8] != MAGIC {
@@ -237,25 +249,26 @@ impl Super {
         }
         if u32_at(b, 12) as usize != BLOCK {
             return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
-                "block size is not 4096",
+                Fault::BlockSize,
             ))));
         }
         let blocks = u64_at(b, 16);
         if blocks < MIN_BLOCKS || blocks > u64::from(u32::MAX) {
             return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
-                "impossible block count",
+                Fault::BlockCount,
             ))));
         }
         if blocks > disk_blocks {
             return Err(SlotError::Invalid(Error::TooSmall {
-                blocks,
-                disk_blocks,
+                // both at most u32::MAX: checked above, and the store's count is capped
+                blocks: blocks as u32,
+                disk_blocks: disk_blocks.min(u64::from(u32::MAX)) as u32,
             }));
         }
         let table = Record::decode(&b[40..72], blocks, true).map_err(SlotError::Invalid)?;
         if table.kind.is_none() || table.size == 0 {
             return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
-                "no inode table",
+                Fault::NoTable,
             ))));
         }
         Ok(Super {
@@ -295,19 +308,23 @@ impl<'a> Entry<'a> {
     /// Decodes an entry, checking it.
     pub fn decode(b: &'a [u8]) -> Result<Entry<'a>, Error> {
         let bad = |what| Err(Error::Corrupt(Corruption::BadEntry(what)));
+        // A fixed-size view: the checks below index it without bounds checks.
+        let Some(b) = b.first_chunk::<ENTRY_SIZE>() else {
+            return bad(Fault::CutShort);
+        };
         let ino = u32_at(b, 0);
         let len = b[4] as usize;
         if ino == ROOT {
-            return bad("an entry names the root");
+            return bad(Fault::NamesRoot);
         }
         if b[5..8] != [0; 3] || len > NAME_MAX || b[8 + len..ENTRY_SIZE].iter().any(|&x| x != 0) {
-            return bad("bad name length or padding");
+            return bad(Fault::NameLength);
         }
         let Ok(name) = core::str::from_utf8(&b[8..8 + len]) else {
-            return bad("name is not UTF-8");
+            return bad(Fault::NotUtf8);
         };
         if check_name(name).is_err() {
-            return bad("invalid name");
+            return bad(Fault::InvalidName);
         }
         Ok(Entry { ino, name })
     }

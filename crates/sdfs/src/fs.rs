@@ -7,7 +7,6 @@ use crate::format::{
 use crate::store::{Bitmap, Store, zeroed};
 use crate::tree::{Tree, walk};
 use crate::{Corruption, Error, Kind};
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -128,6 +127,70 @@ struct Inode {
     tree: Tree,
 }
 
+/// The inodes changed since the last sync, by number: a sorted `Vec` rather than a `BTreeMap`
+/// (a sync's worth of changed inodes is few; and the image carries no B-tree code, 10 KiB).
+#[derive(Debug, Default)]
+struct OpenInodes(Vec<(u32, Inode)>);
+
+impl OpenInodes {
+    fn find(&self, ino: u32) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&ino, |e| e.0)
+    }
+    fn get(&self, ino: &u32) -> Option<&Inode> {
+        self.find(*ino).ok().map(|i| &self.0[i].1)
+    }
+    fn get_mut(&mut self, ino: &u32) -> Option<&mut Inode> {
+        self.find(*ino).ok().map(|i| &mut self.0[i].1)
+    }
+    fn contains_key(&self, ino: &u32) -> bool {
+        self.find(*ino).is_ok()
+    }
+    fn insert(&mut self, ino: u32, inode: Inode) {
+        match self.find(ino) {
+            Ok(i) => self.0[i].1 = inode,
+            Err(i) => self.0.insert(i, (ino, inode)),
+        }
+    }
+    fn remove(&mut self, ino: &u32) -> Option<Inode> {
+        self.find(*ino).ok().map(|i| self.0.remove(i).1)
+    }
+    fn keys(&self) -> impl Iterator<Item = &u32> {
+        self.0.iter().map(|e| &e.0)
+    }
+    #[cfg(test)]
+    fn values(&self) -> impl Iterator<Item = &Inode> {
+        self.0.iter().map(|e| &e.1)
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// The free inode records below the end of the table: a `Vec` in decreasing order, so that
+/// the lowest, the next one reused, is last.
+#[derive(Debug, Default)]
+struct FreeInodes(Vec<u32>);
+
+impl FreeInodes {
+    fn find(&self, ino: u32) -> Result<usize, usize> {
+        self.0.binary_search_by(|e| ino.cmp(e))
+    }
+    fn pop_first(&mut self) -> Option<u32> {
+        self.0.pop()
+    }
+    fn insert(&mut self, ino: u32) {
+        if let Err(i) = self.find(ino) {
+            self.0.insert(i, ino);
+        }
+    }
+    fn contains(&self, ino: &u32) -> bool {
+        self.find(*ino).is_ok()
+    }
+    fn retain(&mut self, f: impl FnMut(&u32) -> bool) {
+        self.0.retain(f);
+    }
+}
+
 /// A mounted filesystem over a [`BlockIo`]. Not thread-safe by itself: the caller keeps it
 /// behind a lock; it is `Send` when the device is.
 #[derive(Debug)]
@@ -138,9 +201,9 @@ pub struct Filesystem<D> {
     table: Tree,
     table_size: u64,
     /// Inodes changed since the last sync.
-    open: BTreeMap<u32, Inode>,
+    open: OpenInodes,
     /// Free records below the end of the table.
-    free_inodes: BTreeSet<u32>,
+    free_inodes: FreeInodes,
     read_only: bool,
     poisoned: bool,
     changed: bool,
@@ -169,8 +232,8 @@ fn geometry<D: BlockIo>(dev: &D) -> Result<(u64, u64), Error> {
     let blocks = (info.blocks / scale).min(u64::from(u32::MAX));
     if blocks < MIN_BLOCKS {
         return Err(Error::TooSmall {
-            blocks: MIN_BLOCKS,
-            disk_blocks: blocks,
+            blocks: MIN_BLOCKS as u32,
+            disk_blocks: blocks as u32, // capped at u32::MAX above
         });
     }
     Ok((scale, blocks))
@@ -335,7 +398,7 @@ fn load<D: BlockIo>(
         }
         dirs += 1;
         let entries = r.size / ENTRY_SIZE as u64;
-        let mut names: BTreeSet<String> = BTreeSet::new();
+        let mut names: Vec<String> = Vec::new();
         let mut next_leaf = 0u64;
         walk(
             &mut store,
@@ -363,9 +426,7 @@ fn load<D: BlockIo>(
                         return Err(Error::Corrupt(Corruption::Linked { ino: e.ino }));
                     }
                     seen.set(u64::from(e.ino));
-                    if !names.insert(e.name.to_string()) {
-                        return Err(Error::Corrupt(Corruption::DuplicateName));
-                    }
+                    names.push(e.name.to_string());
                     queue.push(e.ino);
                 }
                 Ok(())
@@ -374,15 +435,20 @@ fn load<D: BlockIo>(
         if next_leaf != r.size.div_ceil(BLOCK as u64) {
             return Err(Error::Corrupt(Corruption::Hole));
         }
+        heapsort(&mut names);
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::Corrupt(Corruption::DuplicateName));
+        }
     }
-    let mut free_inodes = BTreeSet::new();
+    let mut free_inodes = FreeInodes::default();
     for (i, &k) in kinds.iter().enumerate() {
         if k == 0 {
-            free_inodes.insert(i as u32);
+            free_inodes.0.push(i as u32);
         } else if !seen.get(i as u64) {
             return Err(Error::Corrupt(Corruption::Orphan { ino: i as u32 }));
         }
     }
+    free_inodes.0.reverse();
     let report = Report {
         slots: [slot_of(&slots[0]), slot_of(&slots[1])],
         generation: sb.generation,
@@ -401,13 +467,41 @@ fn load<D: BlockIo>(
         next_id: sb.next_id,
         table,
         table_size: t.size,
-        open: BTreeMap::new(),
+        open: OpenInodes::default(),
         free_inodes,
         read_only: info.read_only || !info.flush,
         poisoned: false,
         changed: false,
     };
     Ok((fs, report))
+}
+
+/// Sorts `v`: a heapsort, O(n log n) without allocating, in a few hundred bytes of code
+/// (`sort_unstable` would bring 4 KiB into the image for this one use, a check at mount).
+pub(crate) fn heapsort(v: &mut [String]) {
+    fn sift_down(v: &mut [String], mut root: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= v.len() {
+                return;
+            }
+            if child + 1 < v.len() && v[child] < v[child + 1] {
+                child += 1;
+            }
+            if v[root] >= v[child] {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    for i in (0..v.len() / 2).rev() {
+        sift_down(v, i);
+    }
+    for end in (1..v.len()).rev() {
+        v.swap(0, end);
+        sift_down(&mut v[..end], 0);
+    }
 }
 
 /// Splits a path into its names (`/a/b`, `a/b/` and `a//b` are the same; `` and `/` the root).
@@ -456,8 +550,8 @@ impl<D: BlockIo> Filesystem<D> {
             next_id: 1,
             table: Tree::new(0, Ptr::HOLE),
             table_size: 0,
-            open: BTreeMap::new(),
-            free_inodes: BTreeSet::new(),
+            open: OpenInodes::default(),
+            free_inodes: FreeInodes::default(),
             read_only: false,
             poisoned: false,
             changed: true,

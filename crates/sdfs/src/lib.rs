@@ -119,7 +119,7 @@ mod store;
 mod tree;
 mod vfs_impl;
 
-pub use error::{Corruption, Error};
+pub use error::{Corruption, Error, Fault};
 pub use format::{BLOCK, NAME_MAX};
 pub use fs::{DirEntry, FileId, Filesystem, Mounted, Report, Slot, Stat, Usage, check};
 

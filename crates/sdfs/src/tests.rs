@@ -1,7 +1,7 @@
 //! Host tests: every operation and error, a model-based random test, power cuts at every write
 //! of a workload, seeded corruption of images, a full disk, and the cost of a sync.
 
-use crate::format::{BLOCK, Ptr, Super};
+use crate::format::{BLOCK, ENTRY_SIZE, Ptr, Super};
 use crate::*;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -980,4 +980,202 @@ fn corrupted_metadata_with_valid_checksums_is_refused() {
         let r = mount_and_read(img).map(|t| t.len());
         assert!(r.is_err(), "{name}: {r:?}");
     }
+}
+
+/// Rewrites block `block` of `img` with `f` and the checksums above it (every pointer to it, up
+/// to the superblock), as a forger would: the image is damaged but every checksum holds.
+fn forge_block(img: &mut [u8], block: usize, f: &dyn Fn(&mut [u8])) {
+    let old = crc::crc32c(&img[block * BLOCK..(block + 1) * BLOCK]);
+    f(&mut img[block * BLOCK..(block + 1) * BLOCK]);
+    if block < 2 {
+        let sb = &mut img[block * BLOCK..block * BLOCK + 512];
+        let crc = crc::crc32c(&sb[..508]);
+        sb[508..512].copy_from_slice(&crc.to_le_bytes());
+        return;
+    }
+    let new = crc::crc32c(&img[block * BLOCK..(block + 1) * BLOCK]);
+    let mut ptr = [0u8; 8];
+    ptr[..4].copy_from_slice(&(block as u32).to_le_bytes());
+    ptr[4..].copy_from_slice(&old.to_le_bytes());
+    for parent in 0..img.len() / BLOCK {
+        let b = &img[parent * BLOCK..(parent + 1) * BLOCK];
+        if parent == block {
+            continue;
+        }
+        let Some(at) = (0..BLOCK - 8).step_by(4).find(|&at| b[at..at + 8] == ptr) else {
+            continue;
+        };
+        forge_block(img, parent, &|b: &mut [u8]| {
+            b[at + 4..at + 8].copy_from_slice(&new.to_le_bytes())
+        });
+    }
+}
+
+#[test]
+fn a_directory_holding_a_name_twice_is_refused() {
+    let mut fs = fresh(1 << 20);
+    for name in ["/ab", "/c", "/d", "/aa"] {
+        fs.write_file(name, name.as_bytes()).expect("write");
+    }
+    fs.sync().expect("sync");
+    let good = image(fs);
+    assert!(mount_and_read(good.clone()).is_ok());
+    // "aa" renamed "ab" behind the filesystem's back, every checksum kept valid
+    let mut img = good.clone();
+    let at = (0..good.len() / ENTRY_SIZE)
+        .map(|i| i * ENTRY_SIZE)
+        .find(|&at| good[at + 4] == 2 && good[at + 8..at + 11] == *b"aa\0")
+        .expect("the entry of aa");
+    forge_block(&mut img, at / BLOCK, &|b: &mut [u8]| {
+        b[at % BLOCK + 9] = b'b';
+    });
+    let err = Error::Corrupt(Corruption::DuplicateName);
+    assert_eq!(mount_and_read(img.clone()).err(), Some(err));
+    assert_eq!(check(ram_image(img)).err(), Some(err));
+}
+
+#[test]
+fn heapsort_sorts() {
+    let mut rng = Rng(7);
+    for n in 0..60 {
+        let mut v: Vec<String> = (0..n)
+            .map(|_| alloc::format!("{}", rng.below(20)))
+            .collect();
+        let mut want = v.clone();
+        want.sort();
+        crate::fs::heapsort(&mut v);
+        assert_eq!(v, want, "{n} names");
+    }
+}
+
+#[test]
+fn every_error_says_what_in_words() {
+    use alloc::string::ToString;
+    let c = |c: Corruption| c.to_string();
+    assert_eq!(
+        c(Corruption::BadSuper(Fault::BlockSize)),
+        "superblock: block size is not 4096"
+    );
+    assert_eq!(
+        c(Corruption::Checksum { block: 17 }),
+        "bad checksum in block 17"
+    );
+    assert_eq!(
+        c(Corruption::BadPointer { block: 3 }),
+        "a pointer names block 3, outside the filesystem"
+    );
+    assert_eq!(
+        c(Corruption::BadInode(Fault::TooTall)),
+        "inode record: tree taller than the format allows"
+    );
+    assert_eq!(
+        c(Corruption::BadEntry(Fault::NotUtf8)),
+        "directory entry: name is not UTF-8"
+    );
+    assert_eq!(
+        c(Corruption::PastEnd { block: 4 }),
+        "block 4 lies past the end of its file"
+    );
+    assert_eq!(
+        c(Corruption::DoubleUse { block: 5 }),
+        "block 5 is used twice"
+    );
+    assert_eq!(
+        c(Corruption::Hole),
+        "a directory or the inode table has a hole"
+    );
+    assert_eq!(c(Corruption::BadRoot), "the root is not a directory");
+    assert_eq!(
+        c(Corruption::Dangling { ino: 6 }),
+        "an entry names inode 6, which does not exist"
+    );
+    assert_eq!(c(Corruption::Linked { ino: 7 }), "inode 7 has two names");
+    assert_eq!(
+        c(Corruption::Orphan { ino: 8 }),
+        "inode 8 is in no directory"
+    );
+    assert_eq!(
+        c(Corruption::DuplicateName),
+        "a directory holds a name twice"
+    );
+    let e = |e: Error| e.to_string();
+    assert_eq!(
+        e(Error::Device(blockdev::Error::Io { block: 9 })),
+        "device: I/O error at block 9"
+    );
+    assert_eq!(
+        e(Error::Device(blockdev::Error::OutOfRange {
+            block: 10,
+            count: 2
+        })),
+        "device: blocks 10..12 are past the end of the disk"
+    );
+    assert_eq!(
+        e(Error::Device(blockdev::Error::PowerCut)),
+        "device: the power is off"
+    );
+    assert_eq!(
+        e(Error::NotStardust),
+        "not a Stardust filesystem (bad magic number)"
+    );
+    assert_eq!(e(Error::SuperChecksum), "bad checksum in the superblock");
+    assert_eq!(
+        e(Error::Version { found: 2 }),
+        "unsupported filesystem version 2 (this build reads version 1)"
+    );
+    assert_eq!(
+        e(Error::Corrupt(Corruption::Checksum { block: 1 })),
+        "corrupt filesystem: bad checksum in block 1"
+    );
+    assert_eq!(
+        e(Error::TooSmall {
+            blocks: 16,
+            disk_blocks: 8
+        }),
+        "the filesystem needs 16 blocks of 4096 bytes, the disk has 8"
+    );
+    assert_eq!(
+        e(Error::Geometry),
+        "the disk's block size does not divide 4096"
+    );
+    assert_eq!(e(Error::ReadOnly), "the disk is read-only");
+    assert_eq!(
+        e(Error::Poisoned),
+        "an earlier change failed half-way: mount again to get the last synced state"
+    );
+    assert_eq!(e(Error::NotFound), "no such file or directory");
+    assert_eq!(e(Error::AlreadyExists), "the name is taken");
+    assert_eq!(e(Error::NotADirectory), "not a directory");
+    assert_eq!(e(Error::IsADirectory), "is a directory");
+    assert_eq!(e(Error::NotEmpty), "the directory is not empty");
+    assert_eq!(
+        e(Error::InvalidName),
+        "invalid name (empty, `.`, `..`, longer than 120 bytes, or holding `/` or NUL)"
+    );
+    assert_eq!(
+        e(Error::InvalidPath),
+        "the root cannot be removed or renamed, nor a directory moved into itself"
+    );
+    assert_eq!(e(Error::NoSpace), "no space left on the disk");
+    assert_eq!(
+        e(Error::FileTooLarge),
+        "file too large (larger than the filesystem)"
+    );
+    // and through the vfs interface, with the detail
+    assert_eq!(
+        vfs::Error::from(Error::Corrupt(Corruption::Orphan { ino: 3 })).to_string(),
+        "corrupt filesystem: inode 3 is in no directory"
+    );
+    assert_eq!(
+        vfs::Error::from(Error::NotStardust).to_string(),
+        "unrecognized disk: not a Stardust filesystem (bad magic number)"
+    );
+}
+
+#[test]
+fn errors_stay_16_bytes() {
+    // Returned in registers: every `?` of the filesystem is cheaper (3 KiB of image).
+    assert!(core::mem::size_of::<Error>() <= 16);
+    assert!(core::mem::size_of::<Result<(), Error>>() <= 16);
+    assert!(core::mem::size_of::<blockdev::Error>() <= 16);
 }

@@ -191,29 +191,34 @@ pub enum Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::NotFound => f.write_str("no such file or directory"),
-            Error::AlreadyExists => f.write_str("already exists"),
-            Error::NotADirectory => f.write_str("not a directory"),
-            Error::IsADirectory => f.write_str("is a directory"),
-            Error::NotEmpty => f.write_str("directory not empty"),
-            Error::InvalidName => {
-                f.write_str("invalid name (empty, `.`, `..`, too long, or holding a `/` or NUL)")
-            }
-            Error::InvalidPath => f.write_str(
-                "the root cannot be removed or renamed, nor a directory moved into itself",
+        // (words, detail): one write path for every variant (smaller than a `write!` each).
+        let (words, detail) = match self {
+            Error::NotFound => ("no such file or directory", ""),
+            Error::AlreadyExists => ("already exists", ""),
+            Error::NotADirectory => ("not a directory", ""),
+            Error::IsADirectory => ("is a directory", ""),
+            Error::NotEmpty => ("directory not empty", ""),
+            Error::InvalidName => (
+                "invalid name (empty, `.`, `..`, too long, or holding a `/` or NUL)",
+                "",
             ),
-            Error::NoSpace => f.write_str("no space left on the disk"),
-            Error::FileTooLarge => f.write_str("file too large"),
-            Error::ReadOnly => f.write_str("read-only filesystem"),
-            Error::Corrupt(d) => write!(f, "corrupt filesystem: {d}"),
-            Error::Unrecognized(d) => write!(f, "unrecognized disk: {d}"),
-            Error::Device(d) => write!(f, "disk error: {d}"),
-            Error::Failed(d) => write!(f, "filesystem failed: {d}"),
-            Error::NotMounted(d) => write!(f, "no filesystem mounted: {d}"),
-            Error::InvalidInput(what) => write!(f, "invalid input: {what}"),
-            Error::Unsupported(what) => write!(f, "unsupported: {what}"),
-        }
+            Error::InvalidPath => (
+                "the root cannot be removed or renamed, nor a directory moved into itself",
+                "",
+            ),
+            Error::NoSpace => ("no space left on the disk", ""),
+            Error::FileTooLarge => ("file too large", ""),
+            Error::ReadOnly => ("read-only filesystem", ""),
+            Error::Corrupt(d) => ("corrupt filesystem: ", d.as_str()),
+            Error::Unrecognized(d) => ("unrecognized disk: ", d.as_str()),
+            Error::Device(d) => ("disk error: ", d.as_str()),
+            Error::Failed(d) => ("filesystem failed: ", d.as_str()),
+            Error::NotMounted(d) => ("no filesystem mounted: ", d.as_str()),
+            Error::InvalidInput(what) => ("invalid input: ", *what),
+            Error::Unsupported(what) => ("unsupported: ", *what),
+        };
+        f.write_str(words)?;
+        f.write_str(detail)
     }
 }
 
