@@ -16,8 +16,11 @@
 //!   polarity from [`pc::ioapic::Routing::mode`]) masked, then unmasks it: the registration is
 //!   published before the line can fire.
 //! - The IOAPICs are found at `Platform::init` (ACPI's MADT, else the standard one, see
-//!   `pc::ioapic`), their pages returned as device memory; on the first registration (after the
-//!   kernel's page tables map them) their input counts are read and every input masked. One
+//!   `pc::ioapic`), their pages returned as device memory; as soon as the kernel's page tables
+//!   map them (`Platform::map_memory`, [`prepare`]) their input counts are read and every input
+//!   parked: masked, with its line's trigger and polarity already, so that a level line a device
+//!   raises before its handler is registered is latched and delivered on unmask (QEMU's IOAPIC
+//!   drops a line raised on a masked edge-triggered entry, the reset state, for good). One
 //!   lock serialises their index/data register pairs; it is taken with interrupts masked.
 
 use arch_x86_64::{cpu, percpu};
@@ -108,11 +111,23 @@ pub fn discover(mem: &impl PhysRead, rsdp: u64) -> Option<Range> {
 /// too many lines were set.
 pub fn set_line_mode(irq: Irq, mode: Mode) -> bool {
     let was = cpu::interrupts_disable();
-    let ok = IOAPICS
-        .lock()
+    let mut state = IOAPICS.lock();
+    let ok = state
         .routing
         .as_mut()
         .is_some_and(|r| r.set_mode(irq.0, mode));
+    // Parked already (`prepare`): the line's entry takes its new mode now, before its device
+    // starts. A registered line keeps its entry.
+    if ok
+        && state.ready
+        && DEVICES.find(irq).is_none()
+        && let Some((base, pin)) = input(&mut state, irq.0)
+    {
+        // SAFETY: as in `register`: mapped, locked with interrupts masked, a real input.
+        let mut regs = unsafe { ioapic::Mmio::new() };
+        ioapic::set_entry(&mut regs, base, pin, ioapic::parked(mode));
+    }
+    drop(state);
     restore(was);
     ok
 }
@@ -123,41 +138,52 @@ fn restore(enabled: bool) {
     }
 }
 
-/// The page of the IOAPIC serving `gsi` and the input, counting and masking every input the
-/// first time (the caller holds the lock with interrupts masked; the pages are mapped).
-fn input(state: &mut IoApics, gsi: u32) -> Option<(u64, u32)> {
-    let routing = state.routing.as_mut()?;
-    if !state.ready {
-        let all: [Option<u64>; ioapic::MAX_IOAPICS] = {
-            let mut a = [None; ioapic::MAX_IOAPICS];
-            for (slot, io) in a.iter_mut().zip(routing.ioapics()) {
-                *slot = Some(io.address);
-            }
-            a
-        };
-        for (i, base) in all.iter().enumerate() {
-            let Some(base) = *base else { continue };
-            // SAFETY: an IOAPIC page from the firmware's tables (or the standard one), which
-            // `init` returned as device memory and the kernel mapped uncached (MAPPED); the
-            // lock is held.
-            let n = unsafe { ioapic::inputs(base) };
-            routing.set_inputs(i, n);
-        }
-        for io in routing.ioapics() {
-            for pin in 0..io.inputs {
-                // SAFETY: as above; `pin` is below the count the IOAPIC reported.
-                unsafe { ioapic::set_masked(io.address, pin, true) };
-            }
-            log::debug!(
-                "IOAPIC {} at {:#x}: GSI {}-{}",
-                io.id,
-                io.address,
-                io.gsi_base,
-                io.gsi_base + io.inputs - 1
-            );
-        }
-        state.ready = true;
+/// Counts the IOAPICs' inputs and parks every one (`pc::ioapic::park_all`: masked, with its
+/// line's trigger and polarity), once (the caller holds the lock with interrupts masked; the
+/// pages are mapped).
+fn park(state: &mut IoApics) {
+    if state.ready {
+        return;
     }
+    let Some(routing) = state.routing.as_mut() else {
+        return;
+    };
+    // SAFETY: the IOAPIC pages of `routing` (the firmware's tables or the standard one), which
+    // `init` returned as device memory and the kernel mapped uncached (MAPPED); the caller holds
+    // the lock with interrupts masked; `park_all` writes redirection entries only.
+    ioapic::park_all(&mut unsafe { ioapic::Mmio::new() }, routing);
+    for io in routing.ioapics() {
+        log::debug!(
+            "IOAPIC {} at {:#x}: GSI {}-{}",
+            io.id,
+            io.address,
+            io.gsi_base,
+            io.gsi_base + io.inputs - 1
+        );
+    }
+    state.ready = true;
+}
+
+/// Parks every IOAPIC input (see `park`) as soon as the kernel's tables map them
+/// (`Platform::map_memory`), before any driver starts a device: a level-triggered line a device
+/// raises from then on is latched by its IOAPIC even though no handler is registered yet, and
+/// delivered when `register` unmasks it. (Parked only at the first registration, a line raised
+/// before it met the reset entry, masked and edge-triggered, and QEMU's IOAPIC dropped it for
+/// good: the silent NIC of issue 16, see `pc::ioapic::park_all`.)
+pub fn prepare() {
+    if !crate::MAPPED.load(Ordering::Acquire) {
+        return;
+    }
+    let was = cpu::interrupts_disable();
+    park(&mut IOAPICS.lock());
+    restore(was);
+}
+
+/// The page of the IOAPIC serving `gsi` and the input, parking every input first if that was
+/// not done (the caller holds the lock with interrupts masked; the pages are mapped).
+fn input(state: &mut IoApics, gsi: u32) -> Option<(u64, u32)> {
+    park(state);
+    let routing = state.routing.as_ref()?;
     let (index, pin) = routing.input(gsi)?;
     let io = routing.ioapics().nth(index)?;
     Some((io.address, pin))
@@ -183,12 +209,11 @@ pub fn register(irq: Irq, cpu: CpuId, handler: Handler, data: usize) -> Result<(
         let mode = state.routing.as_ref().map_or(Mode::ISA, |r| r.mode(irq.0));
         let slot = DEVICES.register(irq, cpu, handler, data)?;
         let vector = cpu::DEVICE_VECTORS.start + slot as u8;
-        // SAFETY: the IOAPIC page is mapped (see `input`), the lock is held, `pin` is one of
-        // its inputs; the entry is written masked, then unmasked once the slot is published.
-        unsafe {
-            ioapic::set_entry(base, pin, ioapic::entry(vector, apic_id, mode, true));
-            ioapic::set_masked(base, pin, false);
-        }
+        // SAFETY: the IOAPIC page is mapped (see `input`), the lock is held with interrupts
+        // masked, `pin` is one of its inputs.
+        let mut regs = unsafe { ioapic::Mmio::new() };
+        // Written masked, then unmasked once the slot is published.
+        ioapic::route(&mut regs, base, pin, vector, apic_id, mode);
         log::debug!(
             "interrupt line {} ({mode}) -> vector {vector:#x} on CPU {}",
             irq.0,
@@ -207,8 +232,9 @@ fn set_masked(irq: Irq, masked: bool) {
     if state.ready
         && let Some((base, pin)) = input(&mut state, irq.0)
     {
-        // SAFETY: as in `register`: mapped, locked, a real input.
-        unsafe { ioapic::set_masked(base, pin, masked) };
+        // SAFETY: as in `register`: mapped, locked with interrupts masked, a real input.
+        let mut regs = unsafe { ioapic::Mmio::new() };
+        ioapic::set_masked(&mut regs, base, pin, masked);
     }
     drop(state);
     restore(was);

@@ -156,6 +156,9 @@ impl platform::Platform for Kvm {
     ) -> Result<u64, Self::MapError> {
         let bytes = arch_x86_64::install_page_tables(free, &boot.memory, devices.ranges())?;
         MAPPED.store(true, Ordering::Release);
+        // Before any driver starts a device (see `irq::prepare`).
+        #[cfg(feature = "devices")]
+        irq::prepare();
         Ok(bytes)
     }
 

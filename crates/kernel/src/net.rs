@@ -65,12 +65,14 @@ static POLLER_POLLS: AtomicU64 = AtomicU64::new(0);
 /// Without a working interrupt line, the longest the stack goes unpolled (ns; `u64::MAX`: the
 /// NIC interrupts).
 static POLL_CAP_NS: AtomicU64 = AtomicU64::new(u64::MAX);
-/// With an interrupt line, the longest the poller sleeps anyway (ns): a safety net for an
-/// interrupt the device never raises. Seen under QEMU (TCG, a loaded host, about 1 boot in 15):
-/// the NIC used receive buffers and raised no interrupt, ever (its queue's `used_event` passed
-/// without a notification), and the guest answered nothing. Once a poll takes those frames, the
-/// device's event index is current again and interrupts resume. One poll a second while idle.
-#[cfg(feature = "threads")]
+/// With an interrupt line, the longest the poller (or, without a scheduler, a blocked call)
+/// sleeps anyway (ns): a safety net for an interrupt that never comes. Seen under QEMU (TCG, a
+/// loaded host, about 1 boot in 15) until the platform parked its IOAPIC inputs before the
+/// drivers start (`platform_kvm::irq::prepare`): the NIC raised its level line while the
+/// line's entry was still QEMU's reset one (masked, edge-triggered), QEMU's IOAPIC dropped it,
+/// and the line stayed high, so no later frame raised it again and the guest answered nothing.
+/// The watchdog's poll reads the device's status as an interrupt's poll does (which lowers a
+/// line left high), so interrupts resume. One poll a second while idle.
 const WATCHDOG_NS: u64 = 1_000_000_000;
 /// The poller's last wake-up was the watchdog's (no interrupt, no deadline).
 static WATCHDOG_WAKE: AtomicBool = AtomicBool::new(false);
@@ -169,13 +171,16 @@ fn poll_once() -> Option<u64> {
             return None;
         };
         let now = now();
-        if fired {
+        let watchdog = WATCHDOG_WAKE.swap(false, Ordering::AcqRel);
+        if fired || watchdog {
             // Only this poll reads the device's interrupt status (socket calls' polls skip it).
+            // The watchdog's does too: a status left set keeps a level line high, and a line
+            // that stays high raises no interrupt for the next frame.
             stack.interrupted();
         }
         let frames = ::netdev::NetDevice::stats(stack.device()).rx_frames;
         stack.poll(now);
-        if WATCHDOG_WAKE.swap(false, Ordering::AcqRel)
+        if watchdog
             && !fired
             && ::netdev::NetDevice::stats(stack.device()).rx_frames > frames
             && LOST_INTERRUPTS.fetch_add(1, Ordering::Relaxed) == 0
@@ -275,7 +280,7 @@ mod waiters {
     //! contended; on several, a handler on one CPU spins for the few instructions the task on
     //! another holds it. The task registers before it checks, and the handler notes before it
     //! takes the waker, so the lock orders them: no wake-up is lost.
-    use super::{IRQ_PENDING, POLL_DEADLINE, poller_step};
+    use super::{IRQ_PENDING, POLL_DEADLINE, WATCHDOG_NS, WATCHDOG_WAKE, poller_step};
     use crate::select::{EXECUTOR, SelectedPlatform};
     use core::future::poll_fn;
     use core::sync::atomic::{AtomicBool, Ordering};
@@ -331,15 +336,17 @@ mod waiters {
             loop {
                 POKED.store(false, Ordering::Release);
                 let at = poller_step();
-                if at == u64::MAX {
-                    news().await;
-                } else if at <= super::now() {
+                let now = super::now();
+                if at <= now {
                     // Due already (smoltcp has more to send, say): poll again, after the other
                     // ready tasks had their turn (a past deadline would not yield).
                     sched_async::yield_now().await;
                 } else {
-                    // Either way, poll again.
-                    let _ = EXECUTOR.timeout_until(at, news()).await;
+                    // Until the news, the deadline or the watchdog; either way, poll again.
+                    let dog = now.saturating_add(WATCHDOG_NS);
+                    if EXECUTOR.timeout_until(at.min(dog), news()).await.is_err() && dog < at {
+                        WATCHDOG_WAKE.store(true, Ordering::Release);
+                    }
                 }
                 POLL_DEADLINE.store(0, Ordering::Release);
             }
@@ -351,7 +358,9 @@ mod waiters {
 #[cfg(not(any(feature = "threads", feature = "scheduler-async")))]
 mod waiters {
     //! No scheduler threads: the caller polls, and idles between polls.
-    use super::{GENERATION, IRQ_PENDING, next_poll, now, poll_once};
+    use super::{
+        GENERATION, IRQ_PENDING, NIC_IRQ, WATCHDOG_NS, WATCHDOG_WAKE, next_poll, now, poll_once,
+    };
     use crate::select::SelectedPlatform;
     use core::sync::atomic::Ordering;
     use platform::Platform;
@@ -377,6 +386,11 @@ mod waiters {
             if wake.is_some_and(|w| w <= now) {
                 continue;
             }
+            // With an interrupt line, the watchdog's poll at the latest (`WATCHDOG_NS`).
+            let dog = (NIC_IRQ.load(Ordering::Acquire) != u32::MAX)
+                .then(|| now.saturating_add(WATCHDOG_NS))
+                .filter(|&d| wake.is_none_or(|w| d < w));
+            let wake = dog.or(wake);
             let enabled = SelectedPlatform::interrupts_disable();
             if !IRQ_PENDING.load(Ordering::Acquire) {
                 let armed = wake.is_none_or(SelectedPlatform::set_timer);
@@ -386,6 +400,9 @@ mod waiters {
                 }
             }
             SelectedPlatform::interrupts_restore(enabled);
+            if dog.is_some_and(|d| super::now() >= d) && !IRQ_PENDING.load(Ordering::Acquire) {
+                WATCHDOG_WAKE.store(true, Ordering::Release);
+            }
         }
     }
 

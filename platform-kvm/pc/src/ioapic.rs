@@ -390,76 +390,132 @@ pub fn inputs_from_version(version: u32) -> u32 {
     ((version >> 16) & 0xff) + 1
 }
 
+/// Access to the IOAPICs' registers: each one's index register IOREGSEL (offset 0) and data
+/// window IOWIN (0x10) on its page at `base`. MMIO on bare metal ([`Mmio`]); a model of QEMU's
+/// IOAPIC in the tests. The pair is not atomic: the holder serialises every access (and masks
+/// interrupts while it does, as the interrupt path uses it too).
+pub trait Registers {
+    /// Reads register `register` of the IOAPIC at `base`.
+    fn read(&mut self, base: u64, register: u32) -> u32;
+    /// Writes register `register` of the IOAPIC at `base`.
+    fn write(&mut self, base: u64, register: u32, value: u32);
+}
+
+/// The number of inputs of the IOAPIC at `base` (its version register).
+pub fn inputs(regs: &mut impl Registers, base: u64) -> u32 {
+    inputs_from_version(regs.read(base, 1))
+}
+
+/// Writes input `input`'s redirection entry: the high half (destination) first, while the low
+/// half still holds whatever masked state it had, then the low half.
+pub fn set_entry(regs: &mut impl Registers, base: u64, input: u32, entry: u64) {
+    // Registers 0x10 + 2n and 0x11 + 2n are entry n.
+    regs.write(base, 0x11 + 2 * input, (entry >> 32) as u32);
+    regs.write(base, 0x10 + 2 * input, entry as u32);
+}
+
+/// Masks (or unmasks) input `input`, keeping the rest of its entry.
+pub fn set_masked(regs: &mut impl Registers, base: u64, input: u32, masked: bool) {
+    let low = regs.read(base, 0x10 + 2 * input);
+    let bit = MASKED as u32;
+    regs.write(
+        base,
+        0x10 + 2 * input,
+        if masked { low | bit } else { low & !bit },
+    );
+}
+
+/// The entry an input waits in until a handler is registered for it: masked, but with its
+/// line's trigger and polarity already (vector 0, never delivered while masked).
+pub fn parked(mode: Mode) -> u64 {
+    entry(0, 0, mode, true)
+}
+
+/// Reads every IOAPIC's input count into `routing`, then parks every input ([`parked`]): masked,
+/// with the trigger and polarity [`Routing::mode`] gives its line. Call once the pages are
+/// mapped and before any device can raise a line.
+///
+/// Why the trigger mode before the handler: an IOAPIC latches a level-triggered input into its
+/// IRR while the entry is masked and delivers it on unmask, but QEMU's (hw/intc/ioapic.c, TCG or
+/// `kernel-irqchip=off`) keeps no input level: it ignores a rising line on a masked
+/// edge-triggered entry (the reset state) and never looks at the line again. A device that
+/// raised its level line before the entry became level-triggered (virtio-net with a frame
+/// queued the moment its receive buffers are posted, before the kernel registers its handler)
+/// then holds the line high for good: each later notification finds it high already, no edge
+/// reaches the IOAPIC, and the driver, waiting for the interrupt to read the device's status,
+/// never does.
+pub fn park_all(regs: &mut impl Registers, routing: &mut Routing) {
+    let mut bases = [None; MAX_IOAPICS];
+    for (slot, io) in bases.iter_mut().zip(routing.ioapics()) {
+        *slot = Some(io.address);
+    }
+    for (i, base) in bases.iter().enumerate() {
+        if let Some(base) = *base {
+            let n = inputs(regs, base);
+            routing.set_inputs(i, n);
+        }
+    }
+    let ioapics = routing.ioapics;
+    for io in ioapics.iter().flatten() {
+        for input in 0..io.inputs {
+            let mode = routing.mode(io.gsi_base + input);
+            set_entry(regs, io.address, input, parked(mode));
+        }
+    }
+}
+
+/// Routes input `input` of the IOAPIC at `base` to `vector` on the local APIC `apic_id` with
+/// `mode`: the entry is written masked, then unmasked (a level the input latched while parked
+/// is delivered then).
+pub fn route(
+    regs: &mut impl Registers,
+    base: u64,
+    input: u32,
+    vector: u8,
+    apic_id: u8,
+    mode: Mode,
+) {
+    set_entry(regs, base, input, entry(vector, apic_id, mode, true));
+    set_masked(regs, base, input, false);
+}
+
 #[cfg(target_os = "none")]
-pub use mmio::*;
+pub use mmio::Mmio;
 
 #[cfg(target_os = "none")]
 mod mmio {
-    //! Register access: the index register IOREGSEL at offset 0, the data window IOWIN at 0x10.
-    //! The pair is not atomic: callers serialise every access to one IOAPIC (and mask
-    //! interrupts while they hold it, as the interrupt path uses it too).
+    /// The IOAPICs' registers through their mapped pages.
+    #[derive(Debug)]
+    pub struct Mmio(());
 
-    /// Reads IOAPIC register `register`.
-    ///
-    /// # Safety
-    /// `base` is an IOAPIC's register page, mapped uncached; the caller holds the IOAPIC's
-    /// lock.
-    pub unsafe fn read(base: u64, register: u32) -> u32 {
-        // SAFETY: as the caller promised; both registers are 32-bit and aligned.
-        unsafe {
-            (base as *mut u32).write_volatile(register);
-            ((base + 0x10) as *const u32).read_volatile()
+    impl Mmio {
+        /// Register access for the holder of the IOAPICs' lock.
+        ///
+        /// # Safety
+        /// Every `base` it is given is an IOAPIC's register page, mapped uncached; while it
+        /// lives, the caller holds the IOAPICs' lock (no other access interleaves) with
+        /// interrupts masked; the values written are ones the registers define.
+        pub unsafe fn new() -> Self {
+            Mmio(())
         }
     }
 
-    /// Writes IOAPIC register `register`.
-    ///
-    /// # Safety
-    /// As [`read`]; the value is one the register defines.
-    pub unsafe fn write(base: u64, register: u32, value: u32) {
-        // SAFETY: as the caller promised.
-        unsafe {
-            (base as *mut u32).write_volatile(register);
-            ((base + 0x10) as *mut u32).write_volatile(value);
+    impl super::Registers for Mmio {
+        fn read(&mut self, base: u64, register: u32) -> u32 {
+            // SAFETY: `new`'s contract: a mapped IOAPIC page, accessed by the lock holder only;
+            // both registers are 32-bit and aligned.
+            unsafe {
+                (base as *mut u32).write_volatile(register);
+                ((base + 0x10) as *const u32).read_volatile()
+            }
         }
-    }
 
-    /// The number of inputs (from the version register).
-    ///
-    /// # Safety
-    /// As [`read`].
-    pub unsafe fn inputs(base: u64) -> u32 {
-        // SAFETY: forwarded.
-        super::inputs_from_version(unsafe { read(base, 1) })
-    }
-
-    /// Writes input `input`'s redirection entry: the high half (destination) first, while the
-    /// low half still holds whatever masked state it had, then the low half.
-    ///
-    /// # Safety
-    /// As [`read`]; `input` is below [`inputs`].
-    pub unsafe fn set_entry(base: u64, input: u32, entry: u64) {
-        // SAFETY: forwarded; registers 0x10 + 2n and 0x11 + 2n are entry n.
-        unsafe {
-            write(base, 0x11 + 2 * input, (entry >> 32) as u32);
-            write(base, 0x10 + 2 * input, entry as u32);
-        }
-    }
-
-    /// Masks (or unmasks) input `input`, keeping the rest of its entry.
-    ///
-    /// # Safety
-    /// As [`set_entry`].
-    pub unsafe fn set_masked(base: u64, input: u32, masked: bool) {
-        // SAFETY: forwarded.
-        unsafe {
-            let low = read(base, 0x10 + 2 * input);
-            let bit = super::MASKED as u32;
-            write(
-                base,
-                0x10 + 2 * input,
-                if masked { low | bit } else { low & !bit },
-            );
+        fn write(&mut self, base: u64, register: u32, value: u32) {
+            // SAFETY: as in `read`.
+            unsafe {
+                (base as *mut u32).write_volatile(register);
+                ((base + 0x10) as *mut u32).write_volatile(value);
+            }
         }
     }
 }
@@ -652,6 +708,242 @@ mod tests {
         )
         .expect("the IOAPIC");
         assert_eq!(r.isa_gsi(0), Some(0));
+    }
+}
+
+#[cfg(test)]
+mod qemu_model_tests {
+    //! The register sequences against a model of QEMU 7.2's IOAPIC (hw/intc/ioapic.c,
+    //! `ioapic_set_irq`, `ioapic_service`, `ioapic_mem_write`, `ioapic_eoi_broadcast`): it keeps
+    //! no input level, only an IRR bit per input, set by a rising line on a level-triggered entry
+    //! whether masked or not, and by a rising line on an unmasked edge-triggered one only.
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+
+    const REMOTE_IRR: u64 = 1 << 14;
+    const LEVEL: u64 = 1 << 15;
+    /// The bits a write cannot change (delivery status, remote IRR).
+    const RO: u64 = 1 << 12 | REMOTE_IRR;
+
+    struct Chip {
+        select: u32,
+        entries: [u64; 24],
+        irr: u32,
+    }
+
+    /// QEMU's IOAPICs by page, the levels the devices drive (QEMU's PCI and ICH9 layers pass
+    /// changes only), and the vectors the IOAPICs delivered.
+    #[derive(Default)]
+    struct Qemu {
+        chips: BTreeMap<u64, Chip>,
+        levels: BTreeMap<(u64, usize), bool>,
+        delivered: Vec<u8>,
+    }
+
+    impl Qemu {
+        fn with(bases: &[u64]) -> Self {
+            let mut q = Qemu::default();
+            for &b in bases {
+                q.chips.insert(
+                    b,
+                    Chip {
+                        select: 0,
+                        // Reset: masked, edge, vector 0.
+                        entries: [MASKED; 24],
+                        irr: 0,
+                    },
+                );
+            }
+            q
+        }
+
+        fn chip(&mut self, base: u64) -> &mut Chip {
+            self.chips.get_mut(&base).expect("an IOAPIC page")
+        }
+
+        /// A device drives input `pin` of the IOAPIC at `base` to `level`.
+        fn line(&mut self, base: u64, pin: usize, level: bool) {
+            if self.levels.insert((base, pin), level).unwrap_or(false) == level {
+                return;
+            }
+            let c = self.chip(base);
+            let e = c.entries[pin];
+            if e & LEVEL != 0 {
+                if level {
+                    c.irr |= 1 << pin;
+                    if e & REMOTE_IRR == 0 {
+                        self.service(base);
+                    }
+                } else {
+                    c.irr &= !(1 << pin);
+                }
+            } else if level && e & MASKED == 0 {
+                c.irr |= 1 << pin;
+                self.service(base);
+            }
+        }
+
+        fn service(&mut self, base: u64) {
+            let c = self.chips.get_mut(&base).expect("an IOAPIC page");
+            for pin in 0..24 {
+                let e = c.entries[pin];
+                if c.irr & 1 << pin == 0 || e & MASKED != 0 {
+                    continue;
+                }
+                if e & LEVEL == 0 {
+                    c.irr &= !(1 << pin);
+                } else if e & REMOTE_IRR != 0 {
+                    continue;
+                } else {
+                    c.entries[pin] |= REMOTE_IRR;
+                }
+                self.delivered.push(e as u8);
+            }
+        }
+
+        /// The local APIC's EOI of a level-triggered `vector`, broadcast to every IOAPIC.
+        fn eoi(&mut self, vector: u8) {
+            let bases: Vec<u64> = self.chips.keys().copied().collect();
+            for base in bases {
+                let c = self.chip(base);
+                let mut again = false;
+                for pin in 0..24 {
+                    let e = c.entries[pin];
+                    if e as u8 == vector && e & LEVEL != 0 && e & REMOTE_IRR != 0 {
+                        c.entries[pin] &= !REMOTE_IRR;
+                        again |= e & MASKED == 0 && c.irr & 1 << pin != 0;
+                    }
+                }
+                if again {
+                    self.service(base);
+                }
+            }
+        }
+    }
+
+    impl Registers for Qemu {
+        fn read(&mut self, base: u64, register: u32) -> u32 {
+            let c = self.chip(base);
+            c.select = register;
+            match register {
+                1 => 0x0017_0020,
+                r @ 0x10..=0x3f => {
+                    let e = c.entries[(r as usize - 0x10) / 2];
+                    if r % 2 == 0 {
+                        e as u32
+                    } else {
+                        (e >> 32) as u32
+                    }
+                }
+                _ => 0,
+            }
+        }
+
+        fn write(&mut self, base: u64, register: u32, value: u32) {
+            let c = self.chip(base);
+            c.select = register;
+            if let r @ 0x10..=0x3f = register {
+                let pin = (r as usize - 0x10) / 2;
+                let old = c.entries[pin];
+                let mut e = if r % 2 == 0 {
+                    old & !0xffff_ffff | u64::from(value)
+                } else {
+                    old & 0xffff_ffff | u64::from(value) << 32
+                };
+                e = e & !RO | old & RO;
+                if e & LEVEL == 0 {
+                    e &= !REMOTE_IRR;
+                }
+                c.entries[pin] = e;
+                self.service(base);
+            }
+        }
+    }
+
+    const Q35: u64 = DEFAULT_ADDRESS;
+    /// q35's virtio-net: PCI 00:01.0, INTA, PIRQ F: GSI 21.
+    const NIC: u32 = 21;
+
+    /// The kernel's order: the device starts (and may raise its line at once), then the
+    /// handler is registered and the line routed to its vector.
+    fn boot(park: bool) -> Qemu {
+        let mut q = Qemu::with(&[Q35]);
+        let mut routing = Routing::legacy();
+        if park {
+            park_all(&mut q, &mut routing);
+        }
+        q.line(Q35, NIC as usize, true);
+        route(&mut q, Q35, NIC, 0x40, 0, routing.mode(NIC));
+        q
+    }
+
+    #[test]
+    fn a_level_line_raised_before_its_handler_is_registered_is_delivered() {
+        assert_eq!(boot(true).delivered, [0x40]);
+    }
+
+    #[test]
+    fn unparked_the_model_loses_it_as_qemu_did() {
+        // The silent NIC: the rising line met the reset entry (masked, edge) and was dropped;
+        // routing it later delivers nothing, and the line, still high, never rises again.
+        let mut q = boot(false);
+        assert!(q.delivered.is_empty());
+        q.line(Q35, NIC as usize, true);
+        assert!(q.delivered.is_empty());
+    }
+
+    #[test]
+    fn the_oneshot_cycle_delivers_each_assertion_once() {
+        let mut q = boot(true);
+        // The dispatcher masks the line, then EOIs; the device still holds it high.
+        set_masked(&mut q, Q35, NIC, true);
+        q.eoi(0x40);
+        assert_eq!(q.delivered, [0x40]);
+        // The poller reads the device's status (the line drops), then unmasks.
+        q.line(Q35, NIC as usize, false);
+        set_masked(&mut q, Q35, NIC, false);
+        assert_eq!(q.delivered, [0x40]);
+        // The next frame raises it again: delivered once more.
+        q.line(Q35, NIC as usize, true);
+        assert_eq!(q.delivered, [0x40, 0x40]);
+        // Still high and not acknowledged when unmasked again: delivered again after the EOI
+        // (a level line is never lost while it is high).
+        set_masked(&mut q, Q35, NIC, true);
+        q.eoi(0x40);
+        set_masked(&mut q, Q35, NIC, false);
+        assert_eq!(q.delivered, [0x40, 0x40, 0x40]);
+    }
+
+    #[test]
+    fn parking_gives_every_input_its_mode_masked() {
+        let mut q = Qemu::with(&[Q35, 0xfec1_0000]);
+        let mut routing = Routing::legacy();
+        routing.ioapics[1] = Some(IoApic {
+            id: 1,
+            address: 0xfec1_0000,
+            gsi_base: 24,
+            inputs: DEFAULT_INPUTS,
+        });
+        assert!(routing.set_mode(5, Mode::LEVEL_HIGH));
+        park_all(&mut q, &mut routing);
+        for (base, gsi_base) in [(Q35, 0), (0xfec1_0000, 24)] {
+            for pin in 0..24u32 {
+                let e = q.chip(base).entries[pin as usize];
+                assert_eq!(
+                    e,
+                    parked(routing.mode(gsi_base + pin)),
+                    "GSI {}",
+                    gsi_base + pin
+                );
+                assert_ne!(e & MASKED, 0);
+            }
+        }
+        assert_eq!(q.chip(Q35).entries[4] & LEVEL, 0);
+        assert_ne!(q.chip(Q35).entries[5] & LEVEL, 0);
+        assert_ne!(q.chip(Q35).entries[21] & (LEVEL | 1 << 13), 0);
+        assert_ne!(q.chip(0xfec1_0000).entries[0] & LEVEL, 0);
+        assert!(q.delivered.is_empty());
     }
 }
 
