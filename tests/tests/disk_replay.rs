@@ -21,8 +21,10 @@
 //! - `fsprobe` (q35; the kernel formats the blank disk at boot, then five steps each end in a
 //!   sync the guest reports): at every flush, the entry before each, and seeded cuts, the image
 //!   mounts on the host (sdfs) with the tree of a sync no older than the last one reported
-//!   before the cut. Negative control: the log without each sync's flush between its blocks and
-//!   its superblock (some cut mounts a superblock whose blocks were lost).
+//!   before the cut. Negative control: the log without the flush a two-flush sync (the
+//!   format's, a large one's) makes between its blocks and its superblock (some cut mounts a
+//!   superblock whose blocks were lost). A small sync has one flush, after its blocks and its
+//!   superblock, which names them for mount to check.
 //! - `kvstore` (q35, persistent on sdfs, a 2 MiB disk so that its log is compacted on the way):
 //!   one client sends 100 seeded write commands (SET, DEL, MSET, INCR; values of 4 KB) one at a time and reads the log's length at each reply (the guest is idle
 //!   then, so the length is exact). Each reply must follow a flush made since its command was
@@ -378,8 +380,9 @@ fn fsprobe_synced_files_are_in_every_replayed_cut_and_a_missing_flush_is_caught(
         log.entries.len(),
         flushes.len()
     );
-    // The format and each step's sync: two flushes each (data, then the superblock).
-    assert!(flushes.len() >= 2 * (1 + FS_STEPS.len()), "{flushes:?}");
+    // The format: two flushes (data, then the superblock); each step's sync one (a small sync:
+    // its superblock names its blocks, which mount checks) or two (a large one).
+    assert!(flushes.len() >= 2 + FS_STEPS.len(), "{flushes:?}");
     // The full replay is the image file.
     let all = Replayer::new(&log, vec![0; IMAGE_BYTES as usize])
         .unwrap()
@@ -407,9 +410,10 @@ fn fsprobe_synced_files_are_in_every_replayed_cut_and_a_missing_flush_is_caught(
         cuts.len()
     );
 
-    // Negative control: the same log without the flush each sync makes between its blocks and
-    // its superblock (the flush followed by a write to a superblock slot, blocks 0 and 1 =
-    // sectors 0..16): some cut mounts a superblock whose blocks were lost.
+    // Negative control: the same log without the flush each two-flush sync (the format's, the
+    // large steps') makes between its blocks and its superblock (the flush followed by a write
+    // to a superblock slot, blocks 0 and 1 = sectors 0..16): some cut mounts a superblock whose
+    // blocks were lost.
     let data_flush = |i: usize| {
         log.entries[i].is_flush()
             && log.entries[i + 1..]

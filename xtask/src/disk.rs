@@ -320,6 +320,9 @@ pub fn format_report(image: &Path, r: &Report) -> String {
         sdfs::Slot::BadChecksum => "bad checksum (a commit cut short, or damage)".into(),
         sdfs::Slot::Version(v) => format!("version {v}"),
         sdfs::Slot::Invalid => "invalid".into(),
+        sdfs::Slot::Torn(g) => {
+            format!("generation {g}, cut short (its blocks did not all reach the disk)")
+        }
     };
     format!(
         "{}: ok\n  superblock: generation {} (slot 0: {}; slot 1: {})\n  files: {}, directories: {}, bytes in files: {}\n  blocks: {} of 4096 bytes, {} used, {} free\n  inode records: {}\n  checked: every metadata block and {} data blocks, no inconsistency found",

@@ -38,6 +38,10 @@ pub enum Fault {
     InvalidName,
     /// Shorter than the structure.
     CutShort,
+    /// A superblock's run (the blocks its commit wrote) that cannot be.
+    ImpossibleRun,
+    /// The last commit's run did not all arrive, and no earlier commit is left.
+    RunLost,
 }
 
 impl Fault {
@@ -59,6 +63,10 @@ impl Fault {
             Fault::NotUtf8 => "name is not UTF-8",
             Fault::InvalidName => "invalid name",
             Fault::CutShort => "cut short",
+            Fault::ImpossibleRun => "impossible run",
+            Fault::RunLost => {
+                "the last commit's blocks are not all there, and no earlier commit is left"
+            }
         }
     }
 }
@@ -219,7 +227,8 @@ impl fmt::Display for Error {
             Error::Version { found } => {
                 return write!(
                     f,
-                    "unsupported filesystem version {found} (this build reads version {})",
+                    "unsupported filesystem version {found} (this build reads versions {} to {})",
+                    crate::format::OLDEST_VERSION,
                     crate::format::VERSION
                 );
             }

@@ -14,8 +14,14 @@ const FANOUT_SHIFT: u32 = 9;
 pub const MAX_HEIGHT: u8 = 4;
 /// The superblock's magic number.
 pub const MAGIC: [u8; 8] = *b"SDFS\x00\x0d\x0a\x1a";
-/// The format version this crate reads and writes.
-pub const VERSION: u32 = 1;
+/// The format version this crate writes. Version 2 added the superblock's run (a commit with
+/// one flush); this crate reads version 1 too (whose superblocks have none).
+pub const VERSION: u32 = 2;
+/// The oldest version this crate reads.
+pub const OLDEST_VERSION: u32 = 1;
+/// The most blocks a superblock's run covers: a commit with one flush is for small changes (an
+/// append to a log writes 3 to 6 blocks); mount reads them back (64 KiB at most).
+pub const MAX_RUN: u32 = 16;
 /// Bytes of an inode record.
 pub const INODE_SIZE: usize = 32;
 /// Inode records in a block of the inode table.
@@ -197,6 +203,7 @@ impl Record {
 /// A superblock: which tree is the filesystem at one generation. Layout (little-endian, in the
 /// first 512-byte sector of blocks 0 and 1, the rest of the block zero): magic [8], version u32,
 /// block size u32, blocks u64, generation u64, next id u64, the inode table's record [32],
+/// the run: first block u32, blocks u32 (0: none), check u32 (version 2; zeros in version 1),
 /// zeros up to byte 508, CRC-32C of bytes 0..508.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Super {
@@ -208,6 +215,29 @@ pub struct Super {
     pub next_id: u64,
     /// The inode table's record.
     pub table: Record,
+    /// The blocks its commit wrote, when they were not flushed before the superblock was
+    /// written (a commit with one flush): the superblock counts only if all of them are on
+    /// the disk ([`Run::check`]).
+    pub run: Option<Run>,
+}
+
+/// The blocks a commit wrote, in one run: where, and a checksum of their contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// The first block.
+    pub start: u32,
+    /// Blocks (1 to [`MAX_RUN`]).
+    pub count: u32,
+    /// CRC-32C of the blocks' CRC-32Cs, in order, as little-endian u32s ([`Run::check_of`]).
+    pub check: u32,
+}
+
+impl Run {
+    /// The check of blocks whose CRC-32Cs are `crcs`.
+    pub fn check_of(crcs: impl Iterator<Item = u32>) -> u32 {
+        let bytes: alloc::vec::Vec<u8> = crcs.flat_map(u32::to_le_bytes).collect();
+        crc32c(&bytes)
+    }
 }
 
 /// Why a superblock slot does not hold a superblock.
@@ -223,6 +253,9 @@ pub enum SlotError {
     Version(u32),
     /// Checksummed, yet its values are impossible.
     Invalid(Error),
+    /// Valid, of this generation, but not every block of its run reached the disk: a commit
+    /// cut short before its flush completed.
+    Torn(u64),
 }
 
 impl Super {
@@ -244,7 +277,7 @@ impl Super {
             return Err(SlotError::Checksum);
         }
         let version = u32_at(b, 8);
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(SlotError::Version(version));
         }
         if u32_at(b, 12) as usize != BLOCK {
@@ -271,11 +304,29 @@ impl Super {
                 Fault::NoTable,
             ))));
         }
+        let (start, count) = (u32_at(b, 72), u32_at(b, 76));
+        let run = match count {
+            0 => None,
+            _ if count > MAX_RUN
+                || start < FIRST_DATA_BLOCK
+                || u64::from(start) + u64::from(count) > blocks =>
+            {
+                return Err(SlotError::Invalid(Error::Corrupt(Corruption::BadSuper(
+                    Fault::ImpossibleRun,
+                ))));
+            }
+            _ => Some(Run {
+                start,
+                count,
+                check: u32_at(b, 80),
+            }),
+        };
         Ok(Super {
             blocks,
             generation: u64_at(b, 24),
             next_id: u64_at(b, 32),
             table,
+            run,
         })
     }
 
@@ -289,6 +340,11 @@ impl Super {
         b[24..32].copy_from_slice(&self.generation.to_le_bytes());
         b[32..40].copy_from_slice(&self.next_id.to_le_bytes());
         self.table.encode(&mut b[40..72], true);
+        if let Some(r) = self.run {
+            b[72..76].copy_from_slice(&r.start.to_le_bytes());
+            b[76..80].copy_from_slice(&r.count.to_le_bytes());
+            b[80..84].copy_from_slice(&r.check.to_le_bytes());
+        }
         let crc = crc32c(&b[..SUPER_LEN]);
         b[SUPER_LEN..SUPER_LEN + 4].copy_from_slice(&crc.to_le_bytes());
     }

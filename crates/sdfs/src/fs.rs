@@ -4,7 +4,7 @@ use crate::format::{
     BLOCK, ENTRY_SIZE, Entry, FANOUT, INODE_SIZE, INODES_PER_BLOCK, MAX_HEIGHT, MIN_BLOCKS, Ptr,
     ROOT, Record, SlotError, Super, capacity, check_name,
 };
-use crate::store::{Bitmap, Store, zeroed};
+use crate::store::{Bitmap, Store, Written, zeroed};
 use crate::tree::{Tree, walk};
 use crate::{Corruption, Error, Kind};
 use alloc::string::{String, ToString};
@@ -62,6 +62,9 @@ pub struct Mounted {
     pub blocks: u64,
     /// The disk is read-only: changes are refused.
     pub read_only: bool,
+    /// The generation of a commit that was cut short (its superblock was written, not every
+    /// block of its run), passed over for the one before it; `None` after a clean stop.
+    pub dropped: Option<u64>,
 }
 
 /// Space, in blocks of 4096 bytes.
@@ -93,6 +96,9 @@ pub enum Slot {
     Version(u32),
     /// Checksummed, but impossible.
     Invalid,
+    /// A superblock of this generation whose commit was cut short: not every block of its
+    /// run reached the disk (the other slot is the filesystem; mount zeroes this one).
+    Torn(u64),
 }
 
 /// An fsck-style report of a filesystem that checked out ([`check`]).
@@ -247,6 +253,7 @@ fn slot_of(r: &Result<Super, SlotError>) -> Slot {
         Err(SlotError::Checksum) => Slot::BadChecksum,
         Err(SlotError::Version(v)) => Slot::Version(*v),
         Err(SlotError::Invalid(_)) => Slot::Invalid,
+        Err(SlotError::Torn(g)) => Slot::Torn(*g),
     }
 }
 
@@ -270,13 +277,24 @@ fn read_supers<D: BlockIo>(
             _ => {}
         }
     }
-    let best = match (&s0, &s1) {
-        (Ok(a), Ok(b)) => Some(if a.generation >= b.generation { *a } else { *b }),
-        (Ok(a), Err(_)) => Some(*a),
-        (Err(_), Ok(b)) => Some(*b),
-        _ => None,
+    let mut slots = [s0, s1];
+    // The newest first; one whose run did not all reach the disk gives way to the other.
+    let order = match &slots {
+        [Ok(a), Ok(b)] if b.generation > a.generation => [1, 0],
+        _ => [0, 1],
     };
-    Ok(([s0, s1], best))
+    for i in order {
+        if let Ok(sb) = slots[i] {
+            if let Some(run) = sb.run
+                && !store.run_intact(&run)?
+            {
+                slots[i] = Err(SlotError::Torn(sb.generation));
+                continue;
+            }
+            return Ok((slots, Some(sb)));
+        }
+    }
+    Ok((slots, None))
 }
 
 /// The error for two slots neither of which holds a superblock.
@@ -287,6 +305,9 @@ fn no_super(slots: &[Result<Super, SlotError>; 2], _blank: bool) -> Error {
             Err(SlotError::Invalid(e)) => return *e,
             Err(SlotError::Version(v)) => err = Error::Version { found: *v },
             Err(SlotError::Checksum) if err == Error::NotStardust => err = Error::SuperChecksum,
+            Err(SlotError::Torn(_)) => {
+                return Error::Corrupt(Corruption::BadSuper(crate::Fault::RunLost));
+            }
             _ => {}
         }
     }
@@ -529,12 +550,27 @@ impl<D: BlockIo> Filesystem<D> {
             }
             return Err(no_super(&slots, blank));
         };
-        let (fs, report) = load(store.dev, scale, sb, false, slots)?;
+        let torn = slots
+            .iter()
+            .position(|s| matches!(s, Err(SlotError::Torn(_))));
+        let (mut fs, report) = load(store.dev, scale, sb, false, slots)?;
+        if let Some(slot) = torn
+            && !fs.read_only
+        {
+            // The torn superblock goes, so that it never counts later: the next commit writes
+            // new blocks where its run was, and could by chance make it whole again.
+            fs.store.write_raw(slot as u64, &zeroed()[..])?;
+            fs.store.dev.flush()?;
+        }
         let mounted = Mounted {
             formatted: false,
             generation: report.generation,
             blocks: report.blocks,
             read_only: fs.read_only,
+            dropped: report.slots.iter().find_map(|s| match s {
+                Slot::Torn(g) => Some(*g),
+                _ => None,
+            }),
         };
         Ok((fs, mounted))
     }
@@ -563,6 +599,7 @@ impl<D: BlockIo> Filesystem<D> {
             generation: fs.generation,
             blocks,
             read_only: false,
+            dropped: None,
         };
         Ok((fs, mounted))
     }
@@ -1139,7 +1176,18 @@ impl<D: BlockIo> Filesystem<D> {
         }
         self.table.flush(&mut self.store)?;
         self.store.write_run()?;
-        self.store.dev.flush()?;
+        // One flush when the superblock can say which blocks to check (see the crate docs,
+        // "one flush per sync"); else the blocks are flushed before the superblock is
+        // written. The format's first commit always flushes first: a cut short first commit
+        // then leaves a disk that still looks blank.
+        let run = match self.store.written() {
+            Written::Run(r) if self.generation > 0 => Some(r),
+            Written::Nothing if self.generation > 0 => None,
+            _ => {
+                self.store.dev.flush()?;
+                None
+            }
+        };
         let sb = Super {
             blocks: self.store.blocks,
             generation: self.generation + 1,
@@ -1151,6 +1199,7 @@ impl<D: BlockIo> Filesystem<D> {
                 size: self.table_size,
                 id: 0,
             },
+            run,
         };
         let mut b = zeroed();
         sb.encode(&mut b[..]);

@@ -22,19 +22,37 @@
 //!
 //! A block the last commit references is never written. A change loads the blocks on its path
 //! into memory (dirty); a sync writes every dirty block to a *free* block, children before
-//! parents (each parent then knows its children's new places and checksums), flushes the disk,
-//! writes a new superblock with the next generation into the slot (block 0 or 1) that does not
-//! hold the last commit, and flushes again. A cut before that superblock write is complete
-//! leaves the old superblock, whose tree is untouched; the superblock fits in one 512-byte
-//! sector, which disks write atomically, and its checksum catches one that is not. Mount takes
-//! the valid slot with the highest generation. Blocks a transaction stops using are free only
-//! once it has committed, so the previous commit stays whole until the new one is durable.
+//! parents (each parent then knows its children's new places and checksums), then a new
+//! superblock with the next generation into the slot (block 0 or 1) that does not hold the last
+//! commit, and flushes the disk. The superblock fits in one 512-byte sector, which disks write
+//! atomically, and its checksum catches one that is not. Mount takes the valid slot with the
+//! highest generation. Blocks a transaction stops using are free only once it has committed,
+//! so the previous commit stays whole until the new one is durable.
+//!
+//! **One flush per sync.** Before the final flush, a cut may keep any subset of the sync's
+//! writes: the new superblock without some of the blocks it points to. So when a sync's blocks
+//! form one run of at most 16 blocks (a small change: an append to a
+//! log writes 3 to 6 neighbouring blocks), its superblock records the run (first block, length,
+//! and a CRC-32C of the blocks' CRC-32Cs), and mount takes that superblock only if every block of
+//! the run reads back with it; otherwise the commit was cut short, and the other slot, whose
+//! commit was flushed before this one began and whose blocks this one never wrote, is the
+//! filesystem ([`Mounted::dropped`] says which generation was passed over, and mount zeroes the
+//! torn slot, so that blocks written later cannot make it whole by chance). A larger or
+//! scattered sync (and the format's first commit, so that a cut short format leaves a disk that
+//! still looks blank) flushes its blocks before it writes the superblock: two flushes. The price
+//! of the single flush: damage to a block of the last commit's run after that commit (bit rot,
+//! not a cut) looks like a cut short commit, and mount rolls back to the commit before it
+//! instead of refusing the disk.
+//!
+//! A sync keeps a copy of the blocks it wrote (8 at most, the last ones,
+//! with the indirect blocks read lately), so that the next change to the same place (the
+//! next append to a log) starts from memory instead of reading them back.
 //!
 //! **Cost of a sync**: the blocks changed and the paths above them, in the file's tree and the
 //! inode table's: O(changed blocks x height), never the rest of the metadata. A small append to
 //! a log (kvstore's case) writes its data block, its file's indirect blocks (0 to 2 for files up
 //! to 1 GiB), the inode table's leaf (and its indirect blocks when the table is large) and the
-//! superblock: about 5 blocks in two writes and two flushes.
+//! superblock: about 5 blocks in two writes and one flush, with no read.
 //!
 //! **Space** follows live data: a block no tree references is free after the next sync;
 //! truncating or removing a file frees its blocks, an overwritten block frees the old copy,
@@ -66,12 +84,14 @@
 //! written to a disk that did not mount. [`check`] does the same walk and reads every data block
 //! too, for an fsck-style [`Report`].
 //!
-//! # On-disk format (version 1, little-endian)
+//! # On-disk format (version 2, little-endian)
 //! - Blocks are 4096 bytes (the device's block size must divide it). Blocks 0 and 1 are the
 //!   superblock slots; block numbers are u32; pointer block 0 is a hole (reads as zeros).
-//! - Superblock (first 512 bytes of its block): magic `SDFS\0\r\n\x1a` (8 bytes), version u32 (1),
-//!   block size u32 (4096), blocks u64, generation u64, next inode id u64, the inode table's
-//!   record (32 bytes), zeros, CRC-32C of bytes 0..508 at 508.
+//! - Superblock (first 512 bytes of its block): magic `SDFS\0\r\n\x1a` (8 bytes), version u32 (2;
+//!   version 1, without the run, is read too), block size u32 (4096), blocks u64, generation
+//!   u64, next inode id u64, the inode table's record (32 bytes), the run: first block u32,
+//!   blocks u32 (0: none, the blocks were flushed first), check u32 (CRC-32C of the run's blocks'
+//!   CRC-32Cs as little-endian u32s), zeros, CRC-32C of bytes 0..508 at 508.
 //! - Pointer (8 bytes): block u32, CRC-32C u32 of the block. Indirect block: 512 pointers.
 //! - Inode record (32 bytes): kind u8 (0 free, 1 file, 2 directory, 3 the table), height u8, 0 u16,
 //!   root pointer (8 bytes), 0 u32, size u64, id u64 (never reused: handles to removed files fail).

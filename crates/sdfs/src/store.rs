@@ -3,7 +3,7 @@
 //! and writes combined into runs of neighbouring blocks.
 
 use crate::crc::crc32c;
-use crate::format::{BLOCK, FIRST_DATA_BLOCK, Ptr};
+use crate::format::{BLOCK, FIRST_DATA_BLOCK, MAX_RUN, Ptr, Run};
 use crate::{Corruption, Error};
 use alloc::boxed::Box;
 use alloc::vec;
@@ -60,12 +60,33 @@ pub struct Store<D> {
     cursor: u64,
     /// Blocks allocated and not yet written: the first block and the bytes.
     run: Option<(u32, Vec<u8>)>,
-    /// Indirect blocks read lately (checked), so that reading a file leaf by leaf reads each
-    /// of them once: (pointer, contents), the newest last.
+    /// Blocks read or written lately, as (pointer, contents), the newest last: indirect blocks
+    /// read (checked), so that reading a file leaf by leaf reads each of them once, and every
+    /// block a sync wrote, so that the next change to the same place (an append to a log: its
+    /// last leaf, the path above it, the inode table's leaf) does not read them back. A pointer
+    /// carries its block's checksum and a block is dropped from here when it is written again,
+    /// so an entry is always what the block holds.
     cache: Vec<(Ptr, Block)>,
+    /// The blocks the running transaction wrote, while they form one run of at most
+    /// [`MAX_RUN`] blocks: its first block and their CRC-32Cs; `None` once they do not.
+    tx: Option<(u32, Vec<u32>)>,
+    /// The running transaction wrote some block.
+    tx_wrote: bool,
 }
 
-/// Indirect blocks kept by the read cache: a path of the tallest tree, twice.
+/// What the running transaction wrote ([`Store::written`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// No block.
+    Nothing,
+    /// One run of at most [`MAX_RUN`] blocks.
+    Run(Run),
+    /// More, or in several places.
+    Scattered,
+}
+
+/// Blocks kept by the cache: a path of the tallest tree, twice (a sync's writes for an append
+/// to one file: its path and the inode table's).
 const CACHE_BLOCKS: usize = 2 * crate::format::MAX_HEIGHT as usize;
 
 impl<D: BlockIo> Store<D> {
@@ -85,6 +106,8 @@ impl<D: BlockIo> Store<D> {
             cursor: u64::from(FIRST_DATA_BLOCK),
             run: None,
             cache: Vec::new(),
+            tx: None,
+            tx_wrote: false,
         }
     }
 
@@ -102,10 +125,17 @@ impl<D: BlockIo> Store<D> {
             .map_err(Error::Device)
     }
 
-    /// Reads the block `ptr` points to and checks its checksum.
+    /// Reads the block `ptr` points to and checks its checksum; a block in the cache is
+    /// copied from it, without a device read.
     pub fn read(&mut self, ptr: Ptr, buf: &mut [u8; BLOCK]) -> Result<(), Error> {
         if ptr.is_hole() {
             buf.fill(0);
+            return Ok(());
+        }
+        if let Some(i) = self.cache.iter().position(|(p, _)| *p == ptr) {
+            let entry = self.cache.remove(i);
+            buf.copy_from_slice(&entry.1[..]);
+            self.cache.push(entry);
             return Ok(());
         }
         self.read_raw(u64::from(ptr.block), buf)?;
@@ -122,23 +152,26 @@ impl<D: BlockIo> Store<D> {
         Ok(b)
     }
 
-    /// Reads the indirect block `ptr` points to into `buf`, through the cache.
+    /// Reads the indirect block `ptr` points to into `buf`, and keeps it in the cache.
     pub fn read_cached(&mut self, ptr: Ptr, buf: &mut [u8; BLOCK]) -> Result<(), Error> {
-        if let Some(i) = self.cache.iter().position(|(p, _)| *p == ptr) {
-            let entry = self.cache.remove(i);
-            buf.copy_from_slice(&entry.1[..]);
-            self.cache.push(entry);
-            return Ok(());
-        }
+        let hit = self.cache.iter().any(|(p, _)| *p == ptr);
         self.read(ptr, buf)?;
+        if !hit {
+            self.remember(ptr, buf);
+        }
+        Ok(())
+    }
+
+    /// Keeps a copy of `data`, the contents of the block `ptr` points to, in the cache (the
+    /// oldest entry goes when it is full).
+    fn remember(&mut self, ptr: Ptr, data: &[u8; BLOCK]) {
         let mut copy = if self.cache.len() >= CACHE_BLOCKS {
             self.cache.remove(0).1
         } else {
             zeroed()
         };
-        copy.copy_from_slice(&buf[..]);
+        copy.copy_from_slice(&data[..]);
         self.cache.push((ptr, copy));
-        Ok(())
     }
 
     /// Whether `n` more dirty blocks fit in the free space.
@@ -194,10 +227,49 @@ impl<D: BlockIo> Store<D> {
         self.free -= 1;
         self.undirty(1);
         self.cursor = u64::from(block) + 1;
-        Ok(Ptr {
+        let ptr = Ptr {
             block,
             crc: crc32c(data),
-        })
+        };
+        // The next transaction's change to this file starts from these blocks (the tail of a
+        // log, the path above it, the inode table's leaf): from memory, not the disk.
+        self.remember(ptr, data);
+        match &mut self.tx {
+            Some((start, crcs))
+                if u64::from(*start) + crcs.len() as u64 == u64::from(block)
+                    && crcs.len() < MAX_RUN as usize =>
+            {
+                crcs.push(ptr.crc)
+            }
+            _ if !self.tx_wrote => self.tx = Some((block, alloc::vec![ptr.crc])),
+            _ => self.tx = None,
+        }
+        self.tx_wrote = true;
+        Ok(ptr)
+    }
+
+    /// What the running transaction wrote so far.
+    pub fn written(&self) -> Written {
+        match &self.tx {
+            _ if !self.tx_wrote => Written::Nothing,
+            Some((start, crcs)) => Written::Run(Run {
+                start: *start,
+                count: crcs.len() as u32,
+                check: Run::check_of(crcs.iter().copied()),
+            }),
+            None => Written::Scattered,
+        }
+    }
+
+    /// Whether the blocks of `run` hold what it says (reads them, bypassing the cache).
+    pub fn run_intact(&mut self, run: &Run) -> Result<bool, Error> {
+        let mut b = zeroed();
+        let mut crcs = Vec::with_capacity(run.count as usize);
+        for i in 0..run.count {
+            self.read_raw(u64::from(run.start) + u64::from(i), &mut b[..])?;
+            crcs.push(crc32c(&b[..]));
+        }
+        Ok(Run::check_of(crcs.into_iter()) == run.check)
     }
 
     /// Writes the run being built.
@@ -239,6 +311,8 @@ impl<D: BlockIo> Store<D> {
 
     /// The transaction committed: its retired blocks are free.
     pub fn commit(&mut self) {
+        self.tx = None;
+        self.tx_wrote = false;
         for b in core::mem::take(&mut self.retired) {
             let b = u64::from(b);
             if self.used.get(b) {

@@ -1,7 +1,7 @@
 //! Host tests: every operation and error, a model-based random test, power cuts at every write
 //! of a workload, seeded corruption of images, a full disk, and the cost of a sync.
 
-use crate::format::{BLOCK, ENTRY_SIZE, Ptr, Super};
+use crate::format::{BLOCK, ENTRY_SIZE, Ptr, SlotError, Super};
 use crate::*;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -325,18 +325,49 @@ fn foreign_and_damaged_images_are_refused_and_not_written() {
     // an image larger than its disk
     let small = good[..BLOCK * 20].to_vec();
     assert!(matches!(try_mount(small).0, Err(Error::TooSmall { .. })));
-    // a damaged tree block
+    // a damaged tree block: one the last commit did not write (the root directory's leaf: the last commit only
+    // wrote /x's data and the inode table)
+    let mut fs = fresh(1 << 20);
+    let x = fs.create("/x").expect("create");
+    fs.sync().expect("sync");
+    fs.write(x, 0, b"data").expect("write");
+    fs.sync().expect("sync");
+    let good = image(fs);
     let newest = [0, BLOCK]
         .into_iter()
         .filter_map(|at| Super::decode(&good[at..at + BLOCK], 256).ok())
         .max_by_key(|s| s.generation)
         .expect("a superblock");
-    let block = newest.table.root.block;
+    let run = newest.run.expect("a one-flush commit");
+    let in_run = |b: u32| (run.start..run.start + run.count).contains(&b);
+    let root_leaf = (2..256u32).find(|&at| {
+        // the root directory's one entry names "x"
+        let b = &good[at as usize * BLOCK..(at as usize + 1) * BLOCK];
+        b[4] == 1 && b[8] == b'x' && b[9..].iter().all(|&x| x == 0)
+    });
+    let block = root_leaf.expect("the root directory's leaf");
+    assert!(!in_run(block));
     let mut t = good.clone();
     t[block as usize * BLOCK + 3] ^= 0x40;
     assert_eq!(
         try_mount(t).0,
         Err(Error::Corrupt(Corruption::Checksum { block }))
+    );
+    // ... one the last commit wrote: the same as that commit cut short before its flush. Mount
+    // takes the commit before (where /x is empty), says so, and zeroes the torn slot.
+    let block = newest.table.root.block;
+    assert!(in_run(block));
+    let mut t = good.clone();
+    t[block as usize * BLOCK + 3] ^= 0x40;
+    let (mut fs, m) = Filesystem::mount(ram_image(t)).expect("mounts the commit before");
+    assert_eq!(m.dropped, Some(newest.generation));
+    assert_eq!(m.generation, newest.generation - 1);
+    assert_eq!(fs.read_file("/x").expect("read"), b"");
+    let img = image(fs);
+    let slot = (newest.generation % 2) as usize * BLOCK;
+    assert!(
+        img[slot..slot + BLOCK].iter().all(|&x| x == 0),
+        "the torn slot is zeroed"
     );
     // a read-only blank disk is not formatted
     let info = blockdev::Info {
@@ -370,11 +401,42 @@ fn super_roundtrip() {
             size: 64,
             id: 0,
         },
+        run: None,
     };
     let mut b = vec![0u8; BLOCK];
     sb.encode(&mut b);
     assert_eq!(Super::decode(&b, 300), Ok(sb));
     assert!(Super::decode(&b, 299).is_err());
+    let run = crate::format::Run {
+        start: 40,
+        count: 3,
+        check: 0xdead_beef,
+    };
+    let with_run = Super {
+        run: Some(run),
+        ..sb
+    };
+    with_run.encode(&mut b);
+    assert_eq!(Super::decode(&b, 300), Ok(with_run));
+    // a run past the end, or longer than MAX_RUN, is impossible
+    for bad in [
+        crate::format::Run { start: 299, ..run },
+        crate::format::Run { start: 1, ..run },
+        crate::format::Run {
+            count: crate::format::MAX_RUN + 1,
+            ..run
+        },
+    ] {
+        Super {
+            run: Some(bad),
+            ..sb
+        }
+        .encode(&mut b);
+        assert!(
+            matches!(Super::decode(&b, 300), Err(SlotError::Invalid(_))),
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
@@ -502,6 +564,43 @@ fn sync_after_append_writes_few_blocks() {
     assert!(
         read <= (769 + 32) * BLOCK as u64,
         "reading 769 blocks read {read} bytes"
+    );
+}
+
+#[test]
+fn appends_after_a_sync_read_nothing_back() {
+    let mut fs = fresh(8 << 20);
+    for i in 0..200 {
+        fs.write_file(&alloc::format!("/f{i}"), &[i as u8; 100])
+            .expect("write");
+    }
+    let log = fs.create("/log").expect("create");
+    fs.write(log, 0, &vec![1u8; 3 << 20]).expect("a 3 MiB log");
+    fs.sync().expect("sync");
+    fs.append(log, b"SET k v\r\n").expect("append");
+    fs.sync().expect("sync");
+    // Every block the next append changes (the log's last leaf, its two indirect blocks, the
+    // inode table's leaf and indirect block) was written by the last sync: none is read back.
+    let before = fs.device().device().stats().reads;
+    for round in 0..20u8 {
+        fs.append(log, &[round; 300]).expect("append");
+        fs.sync().expect("sync");
+    }
+    assert_eq!(
+        fs.device().device().stats().reads,
+        before,
+        "appends read blocks back"
+    );
+    // What the cache gave is what the disk holds: a fresh mount reads the same log.
+    let dev = fs.into_inner();
+    let (mut fs, _) = Filesystem::mount(dev).expect("mount");
+    let data = fs.read_file("/log").expect("read");
+    assert_eq!(data.len(), (3 << 20) + 9 + 20 * 300);
+    assert!(
+        data[(3 << 20) + 9..]
+            .chunks(300)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|&b| b == i as u8))
     );
 }
 
@@ -1011,6 +1110,26 @@ fn forge_block(img: &mut [u8], block: usize, f: &dyn Fn(&mut [u8])) {
     }
 }
 
+/// A forger who also keeps every superblock's run check valid (a forged block inside the last
+/// commit's run would otherwise only look like a commit cut short).
+fn reseal_runs(img: &mut [u8]) {
+    for slot in 0..2 {
+        let Ok(sup) = Super::decode(&img[slot * BLOCK..(slot + 1) * BLOCK], 1 << 20) else {
+            continue;
+        };
+        let Some(mut run) = sup.run else { continue };
+        let (start, count) = (run.start as usize, run.count as usize);
+        run.check = crate::format::Run::check_of(
+            (start..start + count).map(|b| crc::crc32c(&img[b * BLOCK..(b + 1) * BLOCK])),
+        );
+        let sup = Super {
+            run: Some(run),
+            ..sup
+        };
+        sup.encode(&mut img[slot * BLOCK..(slot + 1) * BLOCK]);
+    }
+}
+
 #[test]
 fn a_directory_holding_a_name_twice_is_refused() {
     let mut fs = fresh(1 << 20);
@@ -1029,6 +1148,7 @@ fn a_directory_holding_a_name_twice_is_refused() {
     forge_block(&mut img, at / BLOCK, &|b: &mut [u8]| {
         b[at % BLOCK + 9] = b'b';
     });
+    reseal_runs(&mut img);
     let err = Error::Corrupt(Corruption::DuplicateName);
     assert_eq!(mount_and_read(img.clone()).err(), Some(err));
     assert_eq!(check(ram_image(img)).err(), Some(err));
@@ -1120,8 +1240,8 @@ fn every_error_says_what_in_words() {
     );
     assert_eq!(e(Error::SuperChecksum), "bad checksum in the superblock");
     assert_eq!(
-        e(Error::Version { found: 2 }),
-        "unsupported filesystem version 2 (this build reads version 1)"
+        e(Error::Version { found: 3 }),
+        "unsupported filesystem version 3 (this build reads versions 1 to 2)"
     );
     assert_eq!(
         e(Error::Corrupt(Corruption::Checksum { block: 1 })),
