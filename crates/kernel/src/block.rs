@@ -22,6 +22,7 @@ use crate::select::{SelectedBlockDevice, SelectedPlatform};
 use crate::virtio::{CANDIDATES, Where, transport};
 use alloc::boxed::Box;
 use blockdev::{BlockDevice, BlockIo, Blocking, Error, Info, Stats, Wait};
+use core::fmt::Display;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use platform::Platform;
 use platform::device::{Device, VIRTIO_BLOCK};
@@ -189,14 +190,13 @@ pub fn init() {
     });
     for d in found.iter().flatten() {
         let at = Where(d.bus);
+        // One log line for either failure (the transport's, the driver's).
         let device = match transport(d) {
-            Ok(t) => match SelectedBlockDevice::new(t) {
-                Ok(device) => device,
-                Err(e) => {
-                    log::warn!("block: virtio-blk at {at}: {e}; skipped");
-                    continue;
-                }
-            },
+            Ok(t) => SelectedBlockDevice::new(t).map_err(|e| Box::new(e) as Box<dyn Display>),
+            Err(e) => Err(Box::new(e) as Box<dyn Display>),
+        };
+        let device = match device {
+            Ok(device) => device,
             Err(e) => {
                 log::warn!("block: virtio-blk at {at}: {e}; skipped");
                 continue;
@@ -234,7 +234,9 @@ pub fn init() {
             Interrupt(irq),
         );
         INFO.call_once(|| info);
-        *DISK.lock() = Some(Box::new(Blocking::new(device, IrqWait::default())));
+        // Set once: `get_or_insert` brings no drop of a previous driver into the image.
+        DISK.lock()
+            .get_or_insert(Box::new(Blocking::new(device, IrqWait::default())));
         return;
     }
     if n == 0 {
