@@ -234,9 +234,12 @@ pub fn init() {
             Interrupt(irq),
         );
         INFO.call_once(|| info);
-        // Set once: `get_or_insert` brings no drop of a previous driver into the image.
-        DISK.lock()
-            .get_or_insert(Box::new(Blocking::new(device, IrqWait::default())));
+        // Set once (at boot): forgetting the `None` it replaces brings no drop of a driver
+        // into the image.
+        core::mem::forget(
+            DISK.lock()
+                .replace(Box::new(Blocking::new(device, IrqWait::default()))),
+        );
         return;
     }
     if n == 0 {

@@ -82,8 +82,9 @@ fn mount() -> Status {
                 usage.blocks * kib,
                 if mounted.read_only { ", read-only" } else { "" }
             );
-            // Set once: `get_or_insert` brings no drop of a previous filesystem into the image.
-            FS.lock().get_or_insert(Box::new(fs));
+            // Set once (at boot): forgetting the `None` it replaces brings no drop of a
+            // filesystem into the image.
+            core::mem::forget(FS.lock().replace(Box::new(fs)));
             Status::Mounted(mounted)
         }
         Err(e) => {
