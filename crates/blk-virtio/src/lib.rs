@@ -140,7 +140,8 @@ impl core::fmt::Display for InitError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             InitError::NotBlock(t) => write!(f, "not a block device (virtio device type {t})"),
-            InitError::FeaturesRefused => f.write_str("the device refused the features"),
+            // net-virtio's words: held once in an image with both drivers.
+            InitError::FeaturesRefused => f.write_str("the device refused the features it offered"),
             InitError::Virtio(e) => write!(f, "virtio: {}", virtio_error(*e)),
             InitError::ConfigUnstable => f.write_str("the configuration kept changing"),
             InitError::Config(what, v) => write!(f, "unusable configuration: {what} = {v}"),
