@@ -140,7 +140,8 @@ impl core::fmt::Display for InitError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             InitError::NotBlock(t) => write!(f, "not a block device (virtio device type {t})"),
-            InitError::FeaturesRefused => f.write_str("the device refused the features"),
+            // net-virtio's words: held once in an image with both drivers.
+            InitError::FeaturesRefused => f.write_str("the device refused the features it offered"),
             InitError::Virtio(e) => write!(f, "virtio: {}", virtio_error(*e)),
             InitError::ConfigUnstable => f.write_str("the configuration kept changing"),
             InitError::Config(what, v) => write!(f, "unusable configuration: {what} = {v}"),
@@ -148,22 +149,25 @@ impl core::fmt::Display for InitError {
     }
 }
 
-/// virtio-drivers' words for the errors its queue and transports return (its `Display` would
-/// bring in every device's messages).
+/// virtio-drivers' words for its errors, but for its socket device's (which a block device
+/// never returns): its `Display` would bring those in too. The same words and match as
+/// `net-virtio`'s, so that an image with both drivers holds them once (merged by the linker).
 fn virtio_error(e: virtio_drivers::Error) -> &'static str {
     use virtio_drivers::Error as E;
     match e {
-        E::QueueFull => "virtqueue is full",
-        E::NotReady => "device not ready",
-        E::WrongToken => "device used a different descriptor chain",
-        E::AlreadyUsed => "virtqueue is already in use",
-        E::InvalidParam => "invalid parameter (a queue smaller than the driver's)",
-        E::DmaError => "no DMA memory",
+        E::QueueFull => "Virtqueue is full",
+        E::NotReady => "Device not ready",
+        E::WrongToken => "Device used a different descriptor chain to the one we were expecting",
+        E::AlreadyUsed => "Virtqueue is already in use",
+        E::InvalidParam => "Invalid parameter",
+        E::DmaError => "Failed to allocate DMA memory",
         E::IoError => "I/O error",
-        E::Unsupported => "not supported by the device",
-        E::ConfigSpaceTooSmall => "configuration space too small",
-        E::ConfigSpaceMissing => "no configuration space",
-        _ => "other error",
+        E::Unsupported => "Request not supported by device",
+        E::ConfigSpaceTooSmall => "Config space advertised by the device is smaller than expected",
+        E::ConfigSpaceMissing => {
+            "The device doesn't have any config space, but the driver expects some"
+        }
+        E::SocketDeviceError(_) => "Error from the socket device",
     }
 }
 

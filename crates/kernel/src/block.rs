@@ -4,7 +4,7 @@
 //! - At boot ([`init`], after the network's), the first virtio-blk device the platform found
 //!   (`Platform::devices`: PCI on `q35`, virtio-mmio on `microvm`; the universal image finds it
 //!   the same way when it runs on a KVM-class monitor) is brought up, logged (`block: virtio-blk
-//!   at <where>: <size> (<blocks> blocks of <size> bytes), read-write|read-only, flush|no flush,
+//!   at <where>: <K> KiB (<blocks> blocks of <size> bytes), read-write|read-only, flush|no flush,
 //!   interrupt N`), and its interrupt registered. Without one: `block: no disk`, and
 //!   [`disk`] says `None`.
 //! - The driver is used synchronously through [`blockdev::Blocking`], behind one lock: a
@@ -22,6 +22,7 @@ use crate::select::{SelectedBlockDevice, SelectedPlatform};
 use crate::virtio::{CANDIDATES, Where, transport};
 use alloc::boxed::Box;
 use blockdev::{BlockDevice, BlockIo, Blocking, Error, Info, Stats, Wait};
+use core::fmt::Display;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use platform::Platform;
 use platform::device::{Device, VIRTIO_BLOCK};
@@ -157,22 +158,6 @@ impl Wait for IrqWait {
     }
 }
 
-/// A size for the log line: bytes in the largest binary unit that keeps it whole or nearly.
-struct Size(u64);
-
-impl core::fmt::Display for Size {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-        let mut unit = 0;
-        let mut v = self.0;
-        while v >= 1024 * 10 && unit + 1 < UNITS.len() {
-            v /= 1024;
-            unit += 1;
-        }
-        write!(f, "{v} {}", UNITS[unit])
-    }
-}
-
 /// Brings up the first disk the platform found, logging it (or why there is none), and
 /// registers its interrupt.
 // Not inlined into the boot function: its frame (smoltcp's and the drivers' structures built
@@ -189,14 +174,13 @@ pub fn init() {
     });
     for d in found.iter().flatten() {
         let at = Where(d.bus);
+        // One log line for either failure (the transport's, the driver's).
         let device = match transport(d) {
-            Ok(t) => match SelectedBlockDevice::new(t) {
-                Ok(device) => device,
-                Err(e) => {
-                    log::warn!("block: virtio-blk at {at}: {e}; skipped");
-                    continue;
-                }
-            },
+            Ok(t) => SelectedBlockDevice::new(t).map_err(|e| Box::new(e) as Box<dyn Display>),
+            Err(e) => Err(Box::new(e) as Box<dyn Display>),
+        };
+        let device = match device {
+            Ok(device) => device,
             Err(e) => {
                 log::warn!("block: virtio-blk at {at}: {e}; skipped");
                 continue;
@@ -217,8 +201,8 @@ pub fn init() {
             _ => None,
         };
         log::info!(
-            "block: virtio-blk at {at}: {} ({} blocks of {} bytes), {}, {}, {}",
-            Size(info.bytes()),
+            "block: virtio-blk at {at}: {} KiB ({} blocks of {} bytes), {}, {}, {}",
+            info.bytes() / 1024,
             info.blocks,
             info.block_size,
             if info.read_only {
@@ -234,7 +218,12 @@ pub fn init() {
             Interrupt(irq),
         );
         INFO.call_once(|| info);
-        *DISK.lock() = Some(Box::new(Blocking::new(device, IrqWait::default())));
+        // Set once (at boot): forgetting the `None` it replaces brings no drop of a driver
+        // into the image.
+        core::mem::forget(
+            DISK.lock()
+                .replace(Box::new(Blocking::new(device, IrqWait::default()))),
+        );
         return;
     }
     if n == 0 {

@@ -57,10 +57,16 @@ static STATUS: spin::Once<Status> = spin::Once::new();
 // before they move to their statics) is released before `main` runs on the same stack.
 #[inline(never)]
 pub fn init() {
+    // One `call_once` for every outcome (each one is a copy of spin's slow path).
+    let status = mount();
+    STATUS.call_once(|| status);
+}
+
+/// The mount at boot and its log lines: what it came to.
+fn mount() -> Status {
     let Some(disk) = crate::block::disk() else {
         log::warn!("fs: {NAME}: no disk, nothing mounted");
-        STATUS.call_once(|| Status::NoDisk);
-        return;
+        return Status::NoDisk;
     };
     match <SelectedFileSystem as Mount<Disk>>::mount(disk) {
         Ok((fs, mounted)) => {
@@ -76,12 +82,14 @@ pub fn init() {
                 usage.blocks * kib,
                 if mounted.read_only { ", read-only" } else { "" }
             );
-            *FS.lock() = Some(Box::new(fs));
-            STATUS.call_once(|| Status::Mounted(mounted));
+            // Set once (at boot): forgetting the `None` it replaces brings no drop of a
+            // filesystem into the image.
+            core::mem::forget(FS.lock().replace(Box::new(fs)));
+            Status::Mounted(mounted)
         }
         Err(e) => {
             log::error!("fs: {NAME}: the disk was refused (never written): {e}");
-            STATUS.call_once(|| Status::Refused(e));
+            Status::Refused(e)
         }
     }
 }

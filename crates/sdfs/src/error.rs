@@ -219,6 +219,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The words of every variant without numbers in one table-like match, one write path.
+        // Those `vfs::Error` has too are its words, so that the image holds them once.
         let words = match self {
             Error::Device(e) => {
                 f.write_str("device: ")?;
@@ -253,18 +254,18 @@ impl fmt::Display for Error {
                 "an earlier change failed half-way: mount again to get the last synced state"
             }
             Error::NotFound => "no such file or directory",
-            Error::AlreadyExists => "the name is taken",
+            Error::AlreadyExists => "already exists",
             Error::NotADirectory => "not a directory",
             Error::IsADirectory => "is a directory",
-            Error::NotEmpty => "the directory is not empty",
+            Error::NotEmpty => "directory not empty",
             Error::InvalidName => {
-                "invalid name (empty, `.`, `..`, longer than 120 bytes, or holding `/` or NUL)"
+                "invalid name (empty, `.`, `..`, too long, or holding a `/` or NUL)"
             }
             Error::InvalidPath => {
                 "the root cannot be removed or renamed, nor a directory moved into itself"
             }
             Error::NoSpace => "no space left on the disk",
-            Error::FileTooLarge => "file too large (larger than the filesystem)",
+            Error::FileTooLarge => "file too large",
         };
         f.write_str(words)
     }

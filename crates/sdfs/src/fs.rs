@@ -223,7 +223,7 @@ pub fn check<D: BlockIo>(dev: D) -> Result<Report, Error> {
     let (slots, sb) = read_supers(&mut store)?;
     let sb = match sb {
         Some(sb) => sb,
-        None => return Err(no_super(&slots, false)),
+        None => return Err(no_super(&slots)),
     };
     let (_, report) = load(store.dev, scale, sb, true, slots)?;
     Ok(report)
@@ -297,21 +297,17 @@ fn read_supers<D: BlockIo>(
     Ok((slots, None))
 }
 
-/// The error for two slots neither of which holds a superblock.
-fn no_super(slots: &[Result<Super, SlotError>; 2], _blank: bool) -> Error {
-    let mut err = Error::NotStardust;
-    for s in slots {
-        match s {
-            Err(SlotError::Invalid(e)) => return *e,
-            Err(SlotError::Version(v)) => err = Error::Version { found: *v },
-            Err(SlotError::Checksum) if err == Error::NotStardust => err = Error::SuperChecksum,
-            Err(SlotError::Torn(_)) => {
-                return Error::Corrupt(Corruption::BadSuper(crate::Fault::RunLost));
-            }
-            _ => {}
-        }
+/// The error for two slots neither of which holds a superblock, after [`read_supers`] (which
+/// returned the error of an invalid slot or another version itself): each is blank, foreign,
+/// of a bad checksum, or a commit whose run did not all reach the disk.
+fn no_super(slots: &[Result<Super, SlotError>; 2]) -> Error {
+    if slots.iter().any(|s| matches!(s, Err(SlotError::Torn(_)))) {
+        Error::Corrupt(Corruption::BadSuper(crate::Fault::RunLost))
+    } else if slots.iter().any(|s| matches!(s, Err(SlotError::Checksum))) {
+        Error::SuperChecksum
+    } else {
+        Error::NotStardust
     }
-    err
 }
 
 fn is_blank<D: BlockIo>(store: &mut Store<D>) -> Result<bool, Error> {
@@ -548,7 +544,7 @@ impl<D: BlockIo> Filesystem<D> {
             if blank && is_blank(&mut store)? {
                 return Self::format(store.dev, scale, blocks);
             }
-            return Err(no_super(&slots, blank));
+            return Err(no_super(&slots));
         };
         let torn = slots
             .iter()

@@ -102,6 +102,12 @@ pub struct Detail {
 impl Detail {
     /// The text `what` displays as.
     pub fn new(what: impl fmt::Display) -> Detail {
+        Detail::of(&what)
+    }
+
+    /// One copy of the formatting for every type [`Detail::new`] is called with.
+    #[inline(never)]
+    fn of(what: &dyn fmt::Display) -> Detail {
         let mut d = Detail {
             len: 0,
             bytes: [0; DETAIL_MAX],
