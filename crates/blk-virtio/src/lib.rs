@@ -142,32 +142,10 @@ impl core::fmt::Display for InitError {
             InitError::NotBlock(t) => write!(f, "not a block device (virtio device type {t})"),
             // net-virtio's words: held once in an image with both drivers.
             InitError::FeaturesRefused => f.write_str("the device refused the features it offered"),
-            InitError::Virtio(e) => write!(f, "virtio: {}", virtio_error(*e)),
+            InitError::Virtio(e) => write!(f, "virtio: {}", virtio_support::error_words(*e)),
             InitError::ConfigUnstable => f.write_str("the configuration kept changing"),
             InitError::Config(what, v) => write!(f, "unusable configuration: {what} = {v}"),
         }
-    }
-}
-
-/// virtio-drivers' words for its errors, but for its socket device's (which a block device
-/// never returns): its `Display` would bring those in too. The same words and match as
-/// `net-virtio`'s, so that an image with both drivers holds them once (merged by the linker).
-fn virtio_error(e: virtio_drivers::Error) -> &'static str {
-    use virtio_drivers::Error as E;
-    match e {
-        E::QueueFull => "Virtqueue is full",
-        E::NotReady => "Device not ready",
-        E::WrongToken => "Device used a different descriptor chain to the one we were expecting",
-        E::AlreadyUsed => "Virtqueue is already in use",
-        E::InvalidParam => "Invalid parameter",
-        E::DmaError => "Failed to allocate DMA memory",
-        E::IoError => "I/O error",
-        E::Unsupported => "Request not supported by device",
-        E::ConfigSpaceTooSmall => "Config space advertised by the device is smaller than expected",
-        E::ConfigSpaceMissing => {
-            "The device doesn't have any config space, but the driver expects some"
-        }
-        E::SocketDeviceError(_) => "Error from the socket device",
     }
 }
 
@@ -469,7 +447,7 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioBlk<H, T, Q> {
         let used_len = match popped {
             Ok(len) => len,
             Err(e) => {
-                self.fail(virtio_error(e), u64::from(token));
+                self.fail(virtio_support::error_words(e), u64::from(token));
                 return false;
             }
         };

@@ -6,59 +6,15 @@
 
 use super::*;
 use blockdev::{BlockIo, Blocking, Buffer, Wait};
-use core::cell::{Cell, RefCell};
-use core::ptr::NonNull;
+use core::cell::RefCell;
 use platform::fuzz::Rng;
-use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::rc::Rc;
 use std::vec;
 use std::vec::Vec;
+use virtio_drivers::PhysAddr;
 use virtio_drivers::transport::InterruptStatus;
-use virtio_drivers::{BufferDirection, PAGE_SIZE, PhysAddr};
+use virtio_support::host_hal::{HostHal, dma_pages};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
-
-// ---- Hal on host memory: physical = virtual. ----
-
-thread_local! {
-    /// DMA pages allocated and not freed, on this test's thread.
-    static DMA_PAGES: Cell<usize> = const { Cell::new(0) };
-}
-
-#[derive(Debug)]
-struct HostHal;
-
-fn dma_layout(pages: usize) -> Layout {
-    Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("layout")
-}
-
-// SAFETY: pages come from the global allocator, zeroed, page-aligned, owned until dealloc;
-// physical addresses are the host addresses.
-unsafe impl Hal for HostHal {
-    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        // SAFETY: the layout is not zero-sized (pages > 0 for every caller).
-        let p = unsafe { alloc_zeroed(dma_layout(pages)) };
-        let p = NonNull::new(p).expect("host memory");
-        DMA_PAGES.with(|c| c.set(c.get() + pages));
-        (p.as_ptr() as PhysAddr, p)
-    }
-
-    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        // SAFETY: allocated by `dma_alloc` with the same layout.
-        unsafe { dealloc(vaddr.as_ptr(), dma_layout(pages)) };
-        DMA_PAGES.with(|c| c.set(c.get() - pages));
-        0
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
-        NonNull::new(paddr as *mut u8).expect("not null")
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        buffer.as_ptr() as *mut u8 as PhysAddr
-    }
-
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
-}
 
 // ---- The device's registers (a fake transport). ----
 
@@ -570,7 +526,7 @@ fn a_device_that_is_not_a_disk_or_refuses_the_features_is_refused_and_nothing_le
                 .contains(DeviceStatus::FAILED)
         );
     }
-    assert_eq!(DMA_PAGES.with(Cell::get), 0);
+    assert_eq!(dma_pages(), 0);
 }
 
 #[test]
@@ -876,11 +832,7 @@ fn seeded_garbage_never_panics_or_hangs_and_is_counted_and_nothing_leaks() {
             let stats = disk.device().stats();
             device_errors += stats.device_errors;
         }
-        assert_eq!(
-            DMA_PAGES.with(Cell::get),
-            0,
-            "seed {seed}: the queue's pages back"
-        );
+        assert_eq!(dma_pages(), 0, "seed {seed}: the queue's pages back");
     }
     assert!(device_errors > 100, "garbage was seen: {device_errors}");
 }

@@ -156,32 +156,11 @@ impl core::fmt::Display for InitError {
             InitError::NotNetwork(t) => {
                 write!(f, "not a network device (virtio device type {})", *t as u8)
             }
-            InitError::Virtio(e) => write!(f, "virtio: {}", virtio_error(*e)),
+            InitError::Virtio(e) => write!(f, "virtio: {}", virtio_support::error_words(*e)),
             InitError::NoDmaMemory => f.write_str("no DMA memory for the buffers"),
             InitError::Posting => f.write_str("the receive queue refused its buffers"),
             InitError::Features => f.write_str("the device refused the features it offered"),
         }
-    }
-}
-
-/// virtio-drivers' words for its errors, but for its socket device's (which a network device
-/// never returns): its `Display` would bring those in too.
-fn virtio_error(e: virtio_drivers::Error) -> &'static str {
-    use virtio_drivers::Error as E;
-    match e {
-        E::QueueFull => "Virtqueue is full",
-        E::NotReady => "Device not ready",
-        E::WrongToken => "Device used a different descriptor chain to the one we were expecting",
-        E::AlreadyUsed => "Virtqueue is already in use",
-        E::InvalidParam => "Invalid parameter",
-        E::DmaError => "Failed to allocate DMA memory",
-        E::IoError => "I/O error",
-        E::Unsupported => "Request not supported by device",
-        E::ConfigSpaceTooSmall => "Config space advertised by the device is smaller than expected",
-        E::ConfigSpaceMissing => {
-            "The device doesn't have any config space, but the driver expects some"
-        }
-        E::SocketDeviceError(_) => "Error from the socket device",
     }
 }
 

@@ -4,57 +4,14 @@
 //! that crate, so not usable here). The mock can also write garbage into the used rings.
 
 use super::*;
-use core::cell::{Cell, RefCell};
+use core::cell::RefCell;
 use netdev::{NetDevice, RxToken, TxToken};
 use platform::fuzz::Rng;
-use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::rc::Rc;
 use std::vec::Vec;
 use virtio_drivers::transport::{DeviceStatus, InterruptStatus};
+use virtio_support::host_hal::{HostHal, dma_pages};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
-
-// ---- Hal on host memory: physical = virtual. ----
-
-thread_local! {
-    /// DMA pages allocated and not freed, on this test's thread.
-    static DMA_PAGES: Cell<usize> = const { Cell::new(0) };
-}
-
-#[derive(Debug)]
-struct HostHal;
-
-fn dma_layout(pages: usize) -> Layout {
-    Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("layout")
-}
-
-// SAFETY: pages come from the global allocator, zeroed, page-aligned, owned until dealloc;
-// physical addresses are the host addresses.
-unsafe impl Hal for HostHal {
-    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        // SAFETY: the layout is not zero-sized (pages > 0 for every caller).
-        let p = unsafe { alloc_zeroed(dma_layout(pages)) };
-        let p = NonNull::new(p).expect("host memory");
-        DMA_PAGES.with(|c| c.set(c.get() + pages));
-        (p.as_ptr() as PhysAddr, p)
-    }
-
-    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        // SAFETY: allocated by `dma_alloc` with the same layout.
-        unsafe { dealloc(vaddr.as_ptr(), dma_layout(pages)) };
-        DMA_PAGES.with(|c| c.set(c.get() - pages));
-        0
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
-        NonNull::new(paddr as *mut u8).expect("not null")
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        buffer.as_ptr() as *mut u8 as PhysAddr
-    }
-
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
-}
 
 // ---- The device's registers (a fake transport) and its side of the rings (the mock). ----
 
@@ -480,25 +437,25 @@ fn a_legacy_device_has_a_10_byte_header_and_still_round_trips() {
 fn a_queue_the_device_cannot_hold_is_refused_and_nothing_leaks() {
     let (mock, transport) = Mock::modern();
     mock.regs.borrow_mut().max_queue = 32;
-    let before = DMA_PAGES.with(Cell::get);
+    let before = dma_pages();
     let r: Result<Dev<64>, _> = VirtioNet::new(transport);
     assert_eq!(
         r.err(),
         Some(InitError::Virtio(virtio_drivers::Error::InvalidParam))
     );
-    assert_eq!(DMA_PAGES.with(Cell::get), before);
+    assert_eq!(dma_pages(), before);
 }
 
 #[test]
 fn dropping_the_device_gives_back_every_dma_page() {
-    let before = DMA_PAGES.with(Cell::get);
+    let before = dma_pages();
     let (mut mock, transport) = Mock::modern();
     let mut dev: Dev<16> = VirtioNet::new(transport).expect("comes up");
-    assert!(DMA_PAGES.with(Cell::get) > before);
+    assert!(dma_pages() > before);
     assert!(mock.deliver(&frame(0, 64)));
     assert!(receive_one(&mut dev).is_some());
     drop(dev);
-    assert_eq!(DMA_PAGES.with(Cell::get), before);
+    assert_eq!(dma_pages(), before);
     assert!(!mock.regs.borrow().queues[RX].ready, "queues unset on drop");
 }
 
@@ -854,10 +811,10 @@ fn offloads_are_negotiated_when_offered_and_not_otherwise() {
 fn a_device_refusing_its_own_features_is_not_used() {
     let (mock, transport) = Mock::modern();
     mock.regs.borrow_mut().refuse_features = true;
-    let before = DMA_PAGES.with(Cell::get);
+    let before = dma_pages();
     let r: Result<Dev<8>, _> = VirtioNet::new(transport);
     assert_eq!(r.err(), Some(InitError::Features));
-    assert_eq!(DMA_PAGES.with(Cell::get), before);
+    assert_eq!(dma_pages(), before);
     assert!(mock.regs.borrow().status.contains(DeviceStatus::FAILED));
 }
 
