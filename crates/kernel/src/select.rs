@@ -81,18 +81,14 @@ pub static CONSOLE: &SelectedConsole =
 /// The NIC driver (`net_device = "virtio"`): virtio-net over whichever transport the platform
 /// found it on (virtio-mmio or PCI), with DMA from the kernel's frames (`crate::virtio`).
 #[cfg(all(target_os = "none", feature = "net_device-virtio"))]
-pub type SelectedNetDevice = net_virtio::VirtioNet<
-    crate::virtio::KernelHal,
-    virtio_drivers::transport::SomeTransport<'static>,
->;
+pub type SelectedNetDevice =
+    net_virtio::VirtioNet<crate::virtio::KernelHal, crate::virtio::KvmTransport>;
 
 /// The disk driver (`block_device = "virtio"`): virtio-blk over whichever transport the
 /// platform found it on, with DMA from the kernel's frames (`crate::virtio`).
 #[cfg(all(target_os = "none", feature = "block_device-virtio"))]
-pub type SelectedBlockDevice = blk_virtio::VirtioBlk<
-    crate::virtio::KernelHal,
-    virtio_drivers::transport::SomeTransport<'static>,
->;
+pub type SelectedBlockDevice =
+    blk_virtio::VirtioBlk<crate::virtio::KernelHal, crate::virtio::KvmTransport>;
 
 /// The filesystem on the disk (`filesystem = "sdfs"`): crate sdfs over the kernel's disk, used
 /// through `vfs::FileSystem` (`crate::fs`).

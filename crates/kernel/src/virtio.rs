@@ -8,7 +8,7 @@
 //! - [`PortCam`]: PCI configuration space through ports 0xCF8/0xCFC (`ConfigurationAccess`).
 //! - [`transport`]: a virtio transport for a device the platform found (`Platform::devices`):
 //!   `MmioTransport` on its register window, `PciTransport` on its PCI function (BARs assigned
-//!   and memory decoding on, by discovery).
+//!   and memory decoding on, by discovery), as a [`KvmTransport`].
 //! - [`probe_nics`]: the first virtio-net device, brought up as the [`SelectedNetDevice`], with
 //!   its interrupt line.
 //!
@@ -29,11 +29,12 @@ use platform::device::VIRTIO_NET;
 use platform::device::{Bus, Device};
 #[cfg(feature = "net_device-virtio")]
 use platform::irq::Irq;
-use virtio_drivers::transport::SomeTransport;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// `virtio_drivers::Hal` for this kernel: DMA from the frame allocator, identity-mapped.
 #[derive(Debug)]
@@ -140,8 +141,109 @@ impl core::fmt::Display for ProbeError {
     }
 }
 
+/// A virtio transport on a KVM-class monitor: virtio-mmio or PCI. virtio-drivers'
+/// `SomeTransport` has a third variant on x86_64 (pKVM's hypercall PCI transport), which no
+/// probe here makes but whose code every transport call would carry (about 0.6 KB).
+#[derive(Debug)]
+pub enum KvmTransport {
+    /// On a virtio-mmio register window (`microvm`, Firecracker).
+    Mmio(MmioTransport<'static>),
+    /// On a PCI function (`q35`).
+    Pci(PciTransport),
+}
+
+/// Calls `$method` on whichever transport it is.
+macro_rules! each {
+    ($self:ident, $t:ident => $call:expr) => {
+        match $self {
+            KvmTransport::Mmio($t) => $call,
+            KvmTransport::Pci($t) => $call,
+        }
+    };
+}
+
+impl Transport for KvmTransport {
+    fn device_type(&self) -> DeviceType {
+        each!(self, t => t.device_type())
+    }
+
+    fn read_device_features(&mut self) -> u64 {
+        each!(self, t => t.read_device_features())
+    }
+
+    fn write_driver_features(&mut self, driver_features: u64) {
+        each!(self, t => t.write_driver_features(driver_features))
+    }
+
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        each!(self, t => t.max_queue_size(queue))
+    }
+
+    fn notify(&mut self, queue: u16) {
+        each!(self, t => t.notify(queue))
+    }
+
+    fn get_status(&self) -> DeviceStatus {
+        each!(self, t => t.get_status())
+    }
+
+    fn set_status(&mut self, status: DeviceStatus) {
+        each!(self, t => t.set_status(status))
+    }
+
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        each!(self, t => t.set_guest_page_size(guest_page_size))
+    }
+
+    fn requires_legacy_layout(&self) -> bool {
+        each!(self, t => t.requires_legacy_layout())
+    }
+
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        each!(self, t => t.queue_set(queue, size, descriptors, driver_area, device_area))
+    }
+
+    fn queue_unset(&mut self, queue: u16) {
+        each!(self, t => t.queue_unset(queue))
+    }
+
+    fn queue_used(&mut self, queue: u16) -> bool {
+        each!(self, t => t.queue_used(queue))
+    }
+
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        each!(self, t => t.ack_interrupt())
+    }
+
+    fn read_config_generation(&self) -> u32 {
+        each!(self, t => t.read_config_generation())
+    }
+
+    fn read_config_space<T: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
+        each!(self, t => t.read_config_space(offset))
+    }
+
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> virtio_drivers::Result<()> {
+        each!(self, t => t.write_config_space(offset, value))
+    }
+}
+
 /// A virtio transport for `device`.
-pub fn transport(device: &Device) -> Result<SomeTransport<'static>, ProbeError> {
+pub fn transport(device: &Device) -> Result<KvmTransport, ProbeError> {
     match device.bus {
         Bus::VirtioMmio { base, size } => {
             let header = NonNull::new(base as *mut VirtIOHeader).ok_or(ProbeError::NoWindow)?;
@@ -149,7 +251,7 @@ pub fn transport(device: &Device) -> Result<SomeTransport<'static>, ProbeError> 
             // mapped it (uncached, identity) for good; only this driver uses it.
             let t =
                 unsafe { MmioTransport::new(header, size as usize) }.map_err(ProbeError::Mmio)?;
-            Ok(t.into())
+            Ok(KvmTransport::Mmio(t))
         }
         Bus::Pci {
             bus,
@@ -163,7 +265,7 @@ pub fn transport(device: &Device) -> Result<SomeTransport<'static>, ProbeError> 
                 function,
             };
             let t = PciTransport::new::<KernelHal, _>(&mut root, df).map_err(ProbeError::Pci)?;
-            Ok(t.into())
+            Ok(KvmTransport::Pci(t))
         }
     }
 }

@@ -755,7 +755,10 @@ impl<D: NetDevice> Stack<D> {
                 tcp::State::Closed => {
                     // A handshake that failed: listen again.
                     if socket.listen(l.port).is_err() {
-                        log::warn!("net: pool socket of port {} cannot listen again", l.port);
+                        log::warn!(
+                            "net: pool socket of port {} cannot listen again",
+                            u32::from(l.port) // u32: no u16 Display in the image
+                        );
                     }
                     i += 1;
                 }
