@@ -100,15 +100,17 @@ impl Drop for Vm {
     }
 }
 
-/// An `echo` guest: its TCP and UDP echo ports on 127.0.0.1.
+/// An `echo` guest: its TCP and UDP echo ports, its sink and its source on 127.0.0.1.
 struct Echo {
     guest: Vm,
     tcp: u16,
     udp: u16,
+    sink: u16,
+    source: u16,
 }
 
 fn start_echo(t: Target) -> Echo {
-    let (tcp, udp) = (free_port(), free_port());
+    let (tcp, udp, sink, source) = (free_port(), free_port(), free_port(), free_port());
     let guest = Run::new("echo")
         .profile("net")
         .set(t.set)
@@ -116,6 +118,8 @@ fn start_echo(t: Target) -> Echo {
         .timeout(GUEST_LIMIT)
         .forward(tcp, 7)
         .forward_udp(udp, 7)
+        .forward(sink, 9)
+        .forward(source, 19)
         .start();
     guest
         .wait_for_line("echo: ready", READY_WAIT)
@@ -127,7 +131,35 @@ fn start_echo(t: Target) -> Echo {
         },
         tcp,
         udp,
+        sink,
+        source,
     }
+}
+
+/// The sink takes `len` bytes and closes after our FIN (the guest says how many it got); the
+/// source sends zeros. Their sockets have 256 KiB buffers (echo's `buffer`, window scaling).
+fn bulk_one_way(echo: &Echo, len: usize) {
+    let mut s = connect(echo.sink);
+    s.write_all(&random_bytes(len, 7))
+        .expect("the sink takes it");
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("the sink closes after us");
+    assert!(rest.is_empty(), "the sink sent {} bytes", rest.len());
+    echo.guest
+        .guest()
+        .wait_for_line(
+            &format!("echo: sink stream of {len} bytes done"),
+            READY_WAIT,
+        )
+        .expect("the sink counts every byte");
+    let mut s = connect(echo.source);
+    let mut got = vec![1u8; len];
+    s.read_exact(&mut got).expect("the source sends");
+    assert!(
+        got.iter().all(|&b| b == 0),
+        "the source sent other than zeros"
+    );
 }
 
 /// An `httpd` guest with `args`, and its port on 127.0.0.1.
@@ -320,6 +352,7 @@ fn echo_round_trips_are_byte_exact() {
         for len in [1, 100, 1400] {
             udp_round_trip(echo.udp, &random_bytes(len, len as u64));
         }
+        bulk_one_way(&echo, 4 << 20);
         assert_healthy(echo.guest, t);
     });
 }

@@ -4,8 +4,17 @@
 //! like the Linux reference's `/dev/zero`), for guest-to-client bulk measurements.
 //!
 //! Arguments (`key=value`): `port=7`, `sink=9`, `source=19` (0 turns a service off),
-//! `stack=32K` (each connection thread's stack). Prints `echo: ready` once it listens; logs each
-//! connection at debug level. A bad argument prints the usage, status 2.
+//! `stack=32K` (each connection thread's stack), `buffer=256K` (each sink and source
+//! connection's TCP receive and transmit buffers; `0`: the profile's `net_tcp_buffer`). Prints
+//! `echo: ready` once it listens; logs each connection at debug level. A bad argument prints the
+//! usage, status 2.
+//!
+//! The sink and the source are bulk streams: TCP moves at most one window per round trip, and
+//! the window is the socket's buffer, so theirs are larger than the profile's 64 KiB (256 KiB,
+//! with window scaling), with two listening sockets each
+//! (`TcpListener::bind_with_buffer`: a 256 KiB socket counts as four against `net_sockets`),
+//! and they move 64 KiB per call (each call polls the stack, and what one poll sends goes to
+//! the NIC as one TSO frame).
 #![no_std]
 #![no_main]
 
@@ -20,12 +29,19 @@ use stardust::thread;
 /// than 4 KiB under TCG). On the heap: the threads' stacks are 32 KiB.
 const CHUNK: usize = 16 * 1024;
 
+/// Bytes the sink and the source move per call: one TSO frame's worth.
+const BULK_CHUNK: usize = 64 * 1024;
+
+/// Listening sockets of the sink and the source (each counts as several: `buffer`).
+const BULK_BACKLOG: usize = 2;
+
 #[derive(Clone, Copy)]
 struct Config {
     port: u16,
     sink: u16,
     source: u16,
     stack: usize,
+    buffer: usize,
 }
 
 fn parse(args: impl Iterator<Item = &'static str>) -> Result<Config, &'static str> {
@@ -34,6 +50,7 @@ fn parse(args: impl Iterator<Item = &'static str>) -> Result<Config, &'static st
         sink: 9,
         source: 19,
         stack: 32 * 1024,
+        buffer: 256 * 1024,
     };
     for arg in args {
         let (key, value) = arg.split_once('=').ok_or(arg)?;
@@ -41,14 +58,24 @@ fn parse(args: impl Iterator<Item = &'static str>) -> Result<Config, &'static st
             "port" => c.port = value.parse().map_err(|_| arg)?,
             "sink" => c.sink = value.parse().map_err(|_| arg)?,
             "source" => c.source = value.parse().map_err(|_| arg)?,
-            "stack" => {
-                let k = value.strip_suffix('K').ok_or(arg)?;
-                c.stack = k.parse::<usize>().map_err(|_| arg)? * 1024;
-            }
+            "stack" => c.stack = kib(value).filter(|&n| n > 0).ok_or(arg)?,
+            "buffer" => c.buffer = kib(value).ok_or(arg)?,
             _ => return Err(arg),
         }
     }
     Ok(c)
+}
+
+/// `N` (0 only) or `NK`, in bytes.
+fn kib(value: &str) -> Option<usize> {
+    if value == "0" {
+        return Some(0);
+    }
+    value
+        .strip_suffix('K')?
+        .parse::<usize>()
+        .ok()?
+        .checked_mul(1024)
 }
 
 #[stardust::main]
@@ -57,7 +84,8 @@ fn main() -> u8 {
         Ok(c) => c,
         Err(bad) => {
             println!(
-                "echo: bad argument {bad:?}; usage: echo [port=7] [sink=9] [source=19] [stack=32K]"
+                "echo: bad argument {bad:?}; usage: echo [port=7] [sink=9] [source=19] [stack=32K] \
+                 [buffer=256K]"
             );
             return 2;
         }
@@ -77,7 +105,11 @@ fn main() -> u8 {
         (config.source, source as fn(TcpStream)),
     ] {
         if port != 0 {
-            match TcpListener::bind(port) {
+            let listener = match config.buffer {
+                0 => TcpListener::bind(port),
+                b => TcpListener::bind_with_buffer(port, BULK_BACKLOG, b),
+            };
+            match listener {
                 Ok(l) => {
                     thread::spawn(move || accept_loop(l, serve, config.stack));
                 }
@@ -145,7 +177,7 @@ fn echo(mut stream: TcpStream) {
 }
 
 fn sink(mut stream: TcpStream) {
-    let mut buf = alloc::vec![0u8; CHUNK];
+    let mut buf = alloc::vec![0u8; BULK_CHUNK];
     let mut total = 0u64;
     while let Ok(n) = stream.read(&mut buf) {
         if n == 0 {
@@ -157,10 +189,10 @@ fn sink(mut stream: TcpStream) {
 }
 
 fn source(mut stream: TcpStream) {
-    let buf = alloc::vec![0u8; CHUNK];
+    let buf = alloc::vec![0u8; BULK_CHUNK];
     let mut total = 0u64;
     while stream.write_all(&buf).is_ok() {
-        total += CHUNK as u64;
+        total += BULK_CHUNK as u64;
     }
     report("source", total);
 }

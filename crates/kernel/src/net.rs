@@ -501,6 +501,17 @@ impl TcpListener {
         ::net::TcpListener::bind(&Net, port, backlog).map(TcpListener)
     }
 
+    /// Listens on `port` with `backlog` sockets in the listening pool, each connection with
+    /// `buffer` bytes of receive and of transmit buffer instead of the setting
+    /// `net_tcp_buffer`: for bulk streams, which move one window per round trip. A connection
+    /// with buffers `k` times `net_tcp_buffer` counts as `k` sockets against `net_sockets`
+    /// (so the memory the settings allow stays the same; a pool socket that would not fit so
+    /// gets the default buffers); keep `backlog` small.
+    pub fn bind_with_buffer(port: u16, backlog: usize, buffer: usize) -> Result<Self, Error> {
+        up()?;
+        ::net::TcpListener::bind_with_buffer(&Net, port, backlog, buffer).map(TcpListener)
+    }
+
     /// Waits for the next connection (blocks the thread; with `scheduler = "none"`, polls and
     /// idles).
     #[cfg(not(feature = "scheduler-async"))]

@@ -463,10 +463,8 @@ impl<T: netdev::TxToken> PhyTx<'_, T> {
                 )
             }),
             PhyTx::Staged(c) => {
-                let mut frame = c.buffer(len);
-                write(&mut frame);
                 // The token was made with no finished frame waiting: this cannot fail.
-                let _ = c.push(frame);
+                let _ = c.write(len, write);
             }
         }
     }

@@ -89,6 +89,13 @@
 //! the headers, with every access bounds-checked. What it costs: about 1 % more instructions in
 //! the host tests' echo and 10,000-connection soak (callgrind, both stacks counted).
 //!
+//! A listener may ask for larger buffers than [`Limits::tcp_buffer`] for its connections
+//! ([`Stack::tcp_listen_with`], for bulk streams: TCP moves at most one window per round trip,
+//! and the receive window is at most the buffer; smoltcp scales it past 64 KiB). A socket whose
+//! buffers are `k` times `tcp_buffer` (rounded up) counts as `k` sockets against
+//! [`Limits::sockets`], so the memory the limits allow stays the same; a pool socket that would
+//! not fit so gets the default buffers.
+//!
 //! When sockets run out, the pool shrinks instead of failing; it refills on the next poll or
 //! `accept` after sockets free up ([`StackStats::pool_starved`] counts the shortfalls).
 //!
@@ -148,4 +155,6 @@ pub use smoltcp;
 #[cfg(feature = "udp")]
 pub use socket::UdpSocket;
 pub use socket::{Shared, TcpListener, TcpStream, Wait};
-pub use stack::{DhcpStatus, Error, ListenerId, Shutdown, Stack, StackStats, TCP_STATES};
+pub use stack::{
+    DhcpStatus, Error, ListenerId, MIN_TCP_BUFFER, Shutdown, Stack, StackStats, TCP_STATES,
+};

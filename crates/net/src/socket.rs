@@ -152,6 +152,23 @@ impl<S: Shared> TcpListener<S> {
         })
     }
 
+    /// [`TcpListener::bind`] with `buffer` bytes for each connection's receive and transmit
+    /// buffers ([`Stack::tcp_listen_with`]: such a socket counts as several against the
+    /// socket limit).
+    pub fn bind_with_buffer(
+        shared: &S,
+        port: u16,
+        backlog: usize,
+        buffer: usize,
+    ) -> Result<Self, Error> {
+        let id = once(shared, |st| st.tcp_listen_with(port, backlog, buffer))?;
+        Ok(TcpListener {
+            shared: shared.clone(),
+            id,
+            port,
+        })
+    }
+
     /// The local address (the interface's, unspecified before a DHCP lease).
     pub fn local_addr(&self) -> SocketAddrV4 {
         let ip = self

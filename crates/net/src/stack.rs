@@ -47,7 +47,8 @@ pub enum Error {
     /// Every socket the limits allow is in use (`net_sockets`); sockets free up as connections
     /// close.
     NoSockets,
-    /// A datagram larger than the socket's buffer.
+    /// A datagram larger than the socket's buffer, or a listener's buffers larger than all
+    /// the sockets' together ([`Stack::tcp_listen_with`]).
     TooLarge,
     /// The image has no network: no NIC was found at boot (or its profile has none), so no
     /// socket can be made.
@@ -66,7 +67,7 @@ impl fmt::Display for Error {
             Error::AddrInUse => "address in use",
             Error::Unaddressable => "no route or address for the destination",
             Error::NoSockets => "out of sockets (net_sockets)",
-            Error::TooLarge => "datagram larger than the socket's buffer",
+            Error::TooLarge => "larger than the socket's buffer (or all of them)",
             Error::NoNetwork => "no network device",
         })
     }
@@ -113,6 +114,8 @@ pub struct ListenerId(usize);
 struct Listener {
     port: u16,
     backlog: usize,
+    /// Each of its sockets' receive and transmit buffer (bytes).
+    buffer: usize,
     /// Sockets in LISTEN or SYN-RECEIVED.
     pool: Vec<SocketHandle>,
     /// Established connections waiting for `accept`.
@@ -170,7 +173,8 @@ const DHCP_WAIT_LOG_NS: u64 = 60_000_000_000;
 /// Counters, for tests and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StackStats {
-    /// Sockets counted against [`Limits::sockets`] now.
+    /// Sockets counted against [`Limits::sockets`] now (a socket with larger buffers counts as
+    /// several: [`Stack::tcp_listen_with`]).
     pub live_sockets: usize,
     /// Sockets the application closed that are still closing.
     pub closing: usize,
@@ -716,8 +720,7 @@ impl<D: NetDevice> Stack<D> {
                         tcp::State::Closing => self.stats.closing_reaped += 1,
                         _ => {}
                     }
-                    self.sockets.remove(o.handle);
-                    self.live -= 1;
+                    self.remove_tcp(o.handle);
                     self.orphans.swap_remove(i);
                     // A socket freed: a starved listener may refill.
                     changed = true;
@@ -772,18 +775,31 @@ impl<D: NetDevice> Stack<D> {
             }
         }
         while l.pool.len() < l.backlog && l.ready.len() < l.backlog {
+            // The listener's buffers if they fit, else the default ones (see `tcp_listen_with`).
+            let mut size = l.buffer;
+            if self.live + share(size, self.limits.tcp_buffer) > self.limits.sockets {
+                size = self.limits.tcp_buffer;
+            }
             if self.live >= self.limits.sockets {
                 self.stats.pool_starved += 1;
                 break;
             }
-            let mut socket = new_tcp(&self.limits);
+            let mut socket = new_tcp(size);
             if socket.listen(l.port).is_err() {
                 break;
             }
             l.pool.push(self.sockets.add(socket));
-            self.live += 1;
+            self.live += share(size, self.limits.tcp_buffer);
         }
         changed
+    }
+
+    /// Removes a TCP socket from the set and gives back its share of `net_sockets`.
+    fn remove_tcp(&mut self, h: SocketHandle) {
+        #[allow(irrefutable_let_patterns)]
+        if let smoltcp::socket::Socket::Tcp(t) = self.sockets.remove(h) {
+            self.live -= share(t.recv_capacity(), self.limits.tcp_buffer);
+        }
     }
 
     fn reserve(&mut self) -> Result<(), Error> {
@@ -813,8 +829,28 @@ impl<D: NetDevice> Stack<D> {
     /// Listens on `port` with a pool of `backlog` (at least 1) listening sockets: up to
     /// `backlog` handshakes in progress and `backlog` connections waiting for `accept`.
     pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<ListenerId, Error> {
+        self.tcp_listen_with(port, backlog, self.limits.tcp_buffer)
+    }
+
+    /// [`Stack::tcp_listen`] with `buffer` bytes (at least [`MIN_TCP_BUFFER`]) for each of its
+    /// connections' receive and transmit buffers instead of [`Limits::tcp_buffer`]: for bulk
+    /// streams, whose throughput is one window per round trip. Above 64 KiB the receive window
+    /// is scaled (RFC 7323). A socket with buffers `k` times [`Limits::tcp_buffer`] (rounded up)
+    /// counts as `k` sockets against [`Limits::sockets`], so the memory the limits allow stays
+    /// the same; a pool socket that would not fit so gets the default buffers instead.
+    /// `TooLarge` if one such socket would count for more than all of them.
+    pub fn tcp_listen_with(
+        &mut self,
+        port: u16,
+        backlog: usize,
+        buffer: usize,
+    ) -> Result<ListenerId, Error> {
         if port == 0 {
             return Err(Error::Unaddressable);
+        }
+        let buffer = buffer.max(MIN_TCP_BUFFER);
+        if share(buffer, self.limits.tcp_buffer) > self.limits.sockets {
+            return Err(Error::TooLarge);
         }
         if self.listeners.iter().flatten().any(|l| l.port == port) {
             return Err(Error::AddrInUse);
@@ -825,6 +861,7 @@ impl<D: NetDevice> Stack<D> {
         let l = Listener {
             port,
             backlog: backlog.max(1),
+            buffer,
             pool: Vec::new(),
             ready: VecDeque::new(),
         };
@@ -881,8 +918,7 @@ impl<D: NetDevice> Stack<D> {
         for h in l.pool {
             let socket = self.sockets.get_mut::<tcp::Socket<'_>>(h);
             if socket.state() == tcp::State::Listen {
-                self.sockets.remove(h);
-                self.live -= 1;
+                self.remove_tcp(h);
             } else {
                 socket.abort();
                 self.orphans.push(Orphan {
@@ -921,7 +957,7 @@ impl<D: NetDevice> Stack<D> {
             }
         }
         self.next_port = port;
-        let mut socket = new_tcp(&self.limits);
+        let mut socket = new_tcp(self.limits.tcp_buffer);
         match socket.connect(self.iface.context(), remote, port) {
             Ok(()) => Ok(self.sockets.add(socket)),
             Err(_) => {
@@ -1041,8 +1077,7 @@ impl<D: NetDevice> Stack<D> {
     pub fn tcp_release(&mut self, h: SocketHandle) {
         let socket = self.tcp(h);
         if socket.state() == tcp::State::Closed {
-            self.sockets.remove(h);
-            self.live -= 1;
+            self.remove_tcp(h);
             self.bump();
             return;
         }
@@ -1180,10 +1215,19 @@ fn established(socket: &mut tcp::Socket<'_>) {
     }
 }
 
-fn new_tcp(l: &Limits) -> tcp::Socket<'static> {
+/// The smallest TCP buffer a listener may ask for (the profile's `net_tcp_buffer` has the
+/// same floor).
+pub const MIN_TCP_BUFFER: usize = 2048;
+
+/// How many sockets of `unit`-byte buffers one socket of `buffer`-byte buffers counts as.
+fn share(buffer: usize, unit: usize) -> usize {
+    buffer.div_ceil(unit.max(1)).max(1)
+}
+
+fn new_tcp(buffer: usize) -> tcp::Socket<'static> {
     let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; l.tcp_buffer]),
-        tcp::SocketBuffer::new(vec![0; l.tcp_buffer]),
+        tcp::SocketBuffer::new(vec![0; buffer]),
+        tcp::SocketBuffer::new(vec![0; buffer]),
     );
     s.set_timeout(Some(HANDSHAKE_TIMEOUT));
     s

@@ -16,7 +16,10 @@
 //!   CWR;
 //! - all carry the same payload size (the first segment's, which becomes the frame's `mss`),
 //!   the last possibly less: a shorter segment or one with PSH ends the frame;
-//! - fit the device's largest TSO frame and an IPv4 packet's 65,535 bytes.
+//! - fit the device's largest TSO frame and an IPv4 packet's 65,535 bytes;
+//! - find at least as much payload in the waiting frame as their headers take (each is
+//!   written in place after it, its headers over the waiting frame's last bytes: a run of
+//!   segments smaller than their headers is not worth merging).
 //!
 //! The merged frame carries the first segment's headers (PSH if the last had it), its IPv4
 //! total length and header checksum recomputed, and in its TCP checksum field the
@@ -108,11 +111,11 @@ pub fn transport(frame: &[u8]) -> Option<(usize, u8, usize)> {
     Some((ETH + ihl, protocol, total - ihl))
 }
 
-/// A frame waiting to be sent, which later segments of its flow may join.
-#[derive(Debug, Default)]
+/// The frame waiting to be sent, which later segments of its flow may join.
+#[derive(Debug, Default, Clone, Copy)]
 struct Pending {
-    /// The frame (empty: none waiting).
-    frame: Vec<u8>,
+    /// Its length (0: none waiting).
+    len: usize,
     /// Its headers, if it is a mergeable segment.
     seg: Option<Segment>,
     /// Whether more segments may join it (not after a shorter one or a PSH).
@@ -123,17 +126,32 @@ struct Pending {
     count: usize,
 }
 
+/// The most header bytes a frame smoltcp writes may have (Ethernet, IPv4 and TCP headers with
+/// the largest options): zeroed before it writes a frame, so that a byte it leaves alone (TCP
+/// option padding) is zero as in a fresh buffer, never an older frame's.
+const MAX_HEADERS: usize = ETH + 60 + 60;
+
 /// Merges consecutive TCP segments of one flow into TSO frames (module docs). It holds one
-/// frame waiting ([`push`](Self::push)) and one finished, ready for the device
+/// frame waiting ([`write`](Self::write)) and one finished, ready for the device
 /// ([`ready`](Self::ready)).
+///
+/// Both live in two buffers of the largest frame's size that trade places, allocated once. A
+/// segment that may join the waiting frame is written by the stack in place, right after it:
+/// its headers over the waiting frame's last bytes (saved first, and put back once the headers
+/// were compared), so that its payload lands where it belongs and is never copied again. Only
+/// a frame that does not join is copied (to the other buffer, where it starts a new frame).
 #[derive(Debug)]
 pub struct Coalescer {
+    /// The waiting frame is `bufs[waiting][..pending.len]`, the finished one
+    /// `bufs[1 - waiting][..ready_len]`.
+    bufs: [Vec<u8>; 2],
+    waiting: usize,
     pending: Pending,
-    /// A finished frame and its offload, waiting for a transmit buffer (empty: none).
-    ready: Vec<u8>,
+    /// The finished frame's length (0: none) and its offload.
+    ready_len: usize,
     ready_offload: TxOffload,
-    /// Spare buffers (so that no frame allocates once warm).
-    spare: Vec<Vec<u8>>,
+    /// Where a frame that cannot be written in place is written.
+    scratch: Vec<u8>,
     /// The largest frame the device cuts.
     max_frame: usize,
     checksums: Checksums,
@@ -142,15 +160,24 @@ pub struct Coalescer {
     merged_segments: u64,
 }
 
+/// `buf` at least `len` bytes long (new bytes zero).
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+}
+
 impl Coalescer {
     /// For a device that cuts frames of up to `max_frame` bytes and computes the `checksums`
     /// its capabilities say.
     pub fn new(max_frame: usize, checksums: Checksums) -> Self {
         Coalescer {
+            bufs: [Vec::new(), Vec::new()],
+            waiting: 0,
             pending: Pending::default(),
-            ready: Vec::new(),
+            ready_len: 0,
             ready_offload: TxOffload::default(),
-            spare: Vec::new(),
+            scratch: Vec::new(),
             max_frame: max_frame.min(ETH + IP_MAX),
             checksums,
             merged_frames: 0,
@@ -158,22 +185,19 @@ impl Coalescer {
         }
     }
 
-    /// A buffer of `len` zero bytes for the next frame (given back through [`push`](Self::push)).
+    /// A buffer of `len` zero bytes, for a frame to [`push`](Self::push).
     pub fn buffer(&mut self, len: usize) -> Vec<u8> {
-        let mut b = self.spare.pop().unwrap_or_default();
-        b.clear();
-        b.resize(len, 0);
-        b
+        alloc::vec![0; len]
     }
 
     /// Whether a finished frame waits for the device.
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+        self.ready_len != 0
     }
 
     /// Whether any frame waits (finished or not).
     pub fn is_empty(&self) -> bool {
-        self.ready.is_empty() && self.pending.frame.is_empty()
+        self.ready_len == 0 && self.pending.len == 0
     }
 
     /// (frames sent merged, segments in them), for the counters.
@@ -181,28 +205,78 @@ impl Coalescer {
         (self.merged_frames, self.merged_segments)
     }
 
-    /// Takes the next frame smoltcp wrote: it joins the waiting one, or the waiting one is
-    /// finished (moved to [`ready`](Self::ready), which must be empty: the caller sends it
-    /// before asking smoltcp for another frame) and `frame` waits in its place. Returns
-    /// `false` (and drops the frame) only if a finished frame was still there.
+    /// Takes `frame`, as [`write`](Self::write) does.
     pub fn push(&mut self, frame: Vec<u8>) -> bool {
-        if self.join(&frame) {
-            self.spare.push(frame);
-            return true;
+        self.write(frame.len(), &mut |b| b.copy_from_slice(&frame))
+    }
+
+    /// Lets `fill` write the next frame, of `len` bytes (it is called exactly once): it joins
+    /// the waiting frame, or the waiting one is finished (moved to [`ready`](Self::ready), which
+    /// must be empty: the caller sends it before asking the stack for another frame) and this
+    /// one waits in its place. Returns `false` (and drops the frame) only if a finished frame
+    /// was still there and this one did not join.
+    pub fn write(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        let p = self.pending;
+        if let Some(s) = p.seg.filter(|_| p.open) {
+            let hdr = s.payload;
+            // The new segment's headers go over the waiting frame's last `hdr` bytes, which
+            // must be payload (not its own headers).
+            let at = p.len - hdr;
+            if at >= hdr && len > hdr && len - hdr <= p.mss && p.len + len - hdr <= self.max_frame {
+                let buf = &mut self.bufs[self.waiting];
+                grow(buf, at + len);
+                let mut saved = [0u8; MAX_HEADERS];
+                let n = hdr.min(MAX_HEADERS);
+                saved[..n].copy_from_slice(&buf[at..at + n]);
+                buf[at..at + len.min(MAX_HEADERS)].fill(0);
+                fill(&mut buf[at..at + len]);
+                let (old, new) = buf.split_at_mut(at);
+                let joined = joins(&p, self.max_frame, old, &new[..len]);
+                let flags = new[s.tcp + 13];
+                if !joined {
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(&new[..len]);
+                }
+                buf[at..at + n].copy_from_slice(&saved[..n]);
+                if joined {
+                    // The merged frame takes the segment's flags (PSH), which may close it, as
+                    // a shorter segment does.
+                    buf[s.tcp + 13] = flags;
+                    let p = &mut self.pending;
+                    p.len += len - hdr;
+                    p.count += 1;
+                    p.open = len - hdr == p.mss && flags & PSH == 0;
+                    return true;
+                }
+                return self.take_scratch();
+            }
         }
-        if !self.pending.frame.is_empty() {
+        self.scratch.clear();
+        self.scratch.resize(len, 0);
+        fill(&mut self.scratch);
+        self.take_scratch()
+    }
+
+    /// Takes the frame in `scratch` (one that did not join, or could not be written in place:
+    /// it does not join either, but for a run of segments with less payload than headers,
+    /// left unmerged): the waiting frame is finished and this one waits in its place.
+    fn take_scratch(&mut self) -> bool {
+        if self.pending.len != 0 {
             if self.has_ready() {
-                self.spare.push(frame);
                 return false;
             }
             self.finish();
         }
-        let seg = mergeable(&frame);
+        let frame = &self.scratch[..];
+        let buf = &mut self.bufs[self.waiting];
+        grow(buf, frame.len());
+        buf[..frame.len()].copy_from_slice(frame);
+        let seg = mergeable(frame);
         self.pending = Pending {
+            len: frame.len(),
             mss: seg.map_or(0, |s| frame.len() - s.payload),
             open: seg.is_some_and(|s| frame[s.tcp + 13] & PSH == 0),
             seg,
-            frame,
             count: 1,
         };
         true
@@ -210,7 +284,7 @@ impl Coalescer {
 
     /// Finishes the waiting frame (end of a poll), if there is room for it.
     pub fn flush(&mut self) {
-        if !self.pending.frame.is_empty() && !self.has_ready() {
+        if self.pending.len != 0 && !self.has_ready() {
             self.finish();
         }
     }
@@ -218,59 +292,24 @@ impl Coalescer {
     /// The finished frame and what the device must do with it, if any; call
     /// [`sent`](Self::sent) once it is.
     pub fn ready(&self) -> Option<(&[u8], TxOffload)> {
-        (!self.ready.is_empty()).then_some((&self.ready[..], self.ready_offload))
+        self.has_ready().then(|| {
+            (
+                &self.bufs[1 - self.waiting][..self.ready_len],
+                self.ready_offload,
+            )
+        })
     }
 
     /// The finished frame went to the device.
     pub fn sent(&mut self) {
-        let b = core::mem::take(&mut self.ready);
-        self.spare.push(b);
-        self.spare.truncate(2);
+        self.ready_len = 0;
     }
 
-    /// Whether `frame` can join the waiting frame; if so it has.
-    fn join(&mut self, frame: &[u8]) -> bool {
-        let p = &mut self.pending;
-        let Some(s) = p.seg.filter(|_| p.open) else {
-            return false;
-        };
-        let old = &p.frame;
-        if mergeable(frame) != Some(s) {
-            return false;
-        }
-        let add = frame.len() - s.payload;
-        if add > p.mss || old.len() + add > self.max_frame {
-            return false;
-        }
-        let seq_at =
-            |f: &[u8]| u32::from_be_bytes([f[s.tcp + 4], f[s.tcp + 5], f[s.tcp + 6], f[s.tcp + 7]]);
-        let next = seq_at(old).wrapping_add((old.len() - s.payload) as u32);
-        // Every header byte but the IPv4 total length, identification and checksum, and the
-        // TCP sequence number, flags and checksum.
-        let (ip, t) = (ETH, s.tcp);
-        let skip = |i: usize| {
-            (ip..t).contains(&i) && matches!(i - ip, 2..6 | 10..12)
-                || i >= t && matches!(i - t, 4..8 | 13 | 16..18)
-        };
-        let same = (0..s.payload).all(|i| skip(i) || old[i] == frame[i]);
-        // The waiting frame's flags are ACK alone (no PSH yet: a PSH ends it).
-        if !same || seq_at(frame) != next || old[t + 13] != ACK {
-            return false;
-        }
-        let flags = frame[s.tcp + 13];
-        p.frame.extend_from_slice(&frame[s.payload..]);
-        p.frame[s.tcp + 13] = flags;
-        p.count += 1;
-        if add < p.mss || flags & PSH != 0 {
-            p.open = false;
-        }
-        true
-    }
-
-    /// Moves the waiting frame to `ready`, with its headers fixed and its offload.
+    /// Moves the waiting frame to `ready` (which must be empty), with its headers fixed and its
+    /// offload.
     fn finish(&mut self) {
         let p = core::mem::take(&mut self.pending);
-        let mut frame = p.frame;
+        let frame = &mut self.bufs[self.waiting][..p.len];
         let mut offload = TxOffload::default();
         match (p.count, p.seg) {
             (2.., Some(s)) => {
@@ -297,11 +336,40 @@ impl Coalescer {
                 self.merged_frames += 1;
                 self.merged_segments += p.count as u64;
             }
-            _ => offload.checksum = partial_checksum(&mut frame, self.checksums),
+            _ => offload.checksum = partial_checksum(frame, self.checksums),
         }
-        self.ready = frame;
+        self.ready_len = p.len;
         self.ready_offload = offload;
+        self.waiting = 1 - self.waiting;
     }
+}
+
+/// Whether `frame` may join the waiting frame `p`, whose bytes start with `old` (its headers
+/// at least; its length is `p.len`), on a device that cuts frames of up to `max_frame` bytes.
+fn joins(p: &Pending, max_frame: usize, old: &[u8], frame: &[u8]) -> bool {
+    let Some(s) = p.seg.filter(|_| p.open) else {
+        return false;
+    };
+    if mergeable(frame) != Some(s) || old.len() < s.payload {
+        return false;
+    }
+    let add = frame.len() - s.payload;
+    if add > p.mss || p.len + add > max_frame {
+        return false;
+    }
+    let seq_at =
+        |f: &[u8]| u32::from_be_bytes([f[s.tcp + 4], f[s.tcp + 5], f[s.tcp + 6], f[s.tcp + 7]]);
+    let next = seq_at(old).wrapping_add((p.len - s.payload) as u32);
+    // Every header byte but the IPv4 total length, identification and checksum, and the
+    // TCP sequence number, flags and checksum.
+    let (ip, t) = (ETH, s.tcp);
+    let skip = |i: usize| {
+        (ip..t).contains(&i) && matches!(i - ip, 2..6 | 10..12)
+            || i >= t && matches!(i - t, 4..8 | 13 | 16..18)
+    };
+    let same = (0..s.payload).all(|i| skip(i) || old[i] == frame[i]);
+    // The waiting frame's flags are ACK alone (no PSH yet: a PSH ends it).
+    same && seq_at(frame) == next && old[t + 13] == ACK
 }
 
 #[cfg(test)]
@@ -533,6 +601,40 @@ mod tests {
         assert_eq!(partial_checksum(&mut f, Checksums::default()), None);
         assert_eq!(partial_checksum(&mut [0xff; 40], both()), None);
         assert_eq!(partial_checksum(&mut [], both()), None);
+    }
+
+    #[test]
+    fn segments_written_in_place_join_and_a_byte_the_stack_leaves_alone_is_zero() {
+        let mut c = Coalescer::new(65_549, both());
+        let mut frames = Vec::new();
+        for i in 0..10u32 {
+            frames.push(tcp(0, 1000 + i * 1460, 7, ACK, &[], &vec![i as u8; 1460]));
+        }
+        for f in &frames {
+            assert!(c.write(f.len(), &mut |b| b.copy_from_slice(f)));
+        }
+        // Another flow's segment does not join; its writer skips one header byte (the TCP
+        // urgent pointer's), which was payload of the waiting frame before.
+        let other = tcp(1, 5, 7, ACK, &[], &[9; 1460]);
+        let skip = ETH + 20 + 18;
+        assert!(c.write(other.len(), &mut |b| {
+            b[..skip].copy_from_slice(&other[..skip]);
+            b[skip + 1..].copy_from_slice(&other[skip + 1..]);
+        }));
+        let (merged, o) = c.ready().expect("the run finished");
+        assert!(o.tso.is_some());
+        let merged = merged.to_vec();
+        c.sent();
+        c.flush();
+        let (alone, _) = c.ready().expect("the other frame");
+        assert_eq!(alone[skip], 0);
+        assert_eq!(alone[skip + 1..], other[skip + 1..]);
+        assert_eq!(
+            apply_offload(&merged, o).expect("the device can apply it"),
+            frames,
+            "the run comes back the same"
+        );
+        assert_eq!(c.merged(), (1, 10));
     }
 
     #[test]
