@@ -90,8 +90,8 @@ extern crate alloc;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use netdev::{
-    Capabilities, ChecksumOffload, DeviceStats, ETHERNET_HEADER, MacAddress, NetDevice, RxChecksum,
-    RxToken, TxOffload, TxToken,
+    Capabilities, ChecksumOffload, DeviceStats, ETHERNET_HEADER, HeldTx, MacAddress, NetDevice,
+    RxChecksum, RxToken, TxOffload, TxToken,
 };
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, Transport};
@@ -317,6 +317,8 @@ struct TxSide<H: Hal, const Q: usize> {
     /// Free TSO buffers (a stack).
     free_big: [u16; TSO_BUFFERS],
     free_big_len: usize,
+    /// TSO buffers lent to the stack ([`NetDevice::hold_transmit`]), a bit per buffer.
+    held: u32,
     hdr_len: usize,
     max_frame: usize,
     /// The negotiated features.
@@ -360,6 +362,25 @@ impl<H: Hal, const Q: usize> TxSide<H, Q> {
         } else if let Some(slot) = self.free_big.get_mut(self.free_big_len) {
             *slot = b;
             self.free_big_len += 1;
+        }
+    }
+
+    /// The bit of `b` in `held`, if `b` is a TSO buffer.
+    fn held_bit(&self, b: u16) -> Option<u32> {
+        let i = usize::from(b).checked_sub(self.small)?;
+        (i < TSO_BUFFERS).then(|| 1 << i)
+    }
+
+    /// Whether `b` is lent; it is not any more after this if `take`.
+    fn is_held(&mut self, b: u16, take: bool) -> bool {
+        match self.held_bit(b) {
+            Some(bit) if self.held & bit != 0 => {
+                if take {
+                    self.held &= !bit;
+                }
+                true
+            }
+            _ => false,
         }
     }
 
@@ -550,6 +571,7 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
                 free_len: small,
                 free_big,
                 free_big_len: big,
+                held: 0,
                 hdr_len,
                 max_frame: caps.max_frame(),
                 features,
@@ -938,8 +960,6 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioTx<'_, H, T, Q> {
             self.tx.free_big_len -= 1;
             self.tx.free_big[self.tx.free_big_len]
         };
-        let features = self.tx.features;
-        let mtu_frame = self.tx.max_frame;
         // SAFETY: `b` was on a free list: not in flight, and only this token reaches it.
         let Some(buf) = (unsafe { self.tx.get_mut(b) }) else {
             self.health
@@ -948,11 +968,28 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioTx<'_, H, T, Q> {
             return;
         };
         // `hdr + len` fits: checked against the buffer's size above.
-        let frame = &mut buf[..hdr + len];
+        let offload = f(&mut buf[hdr..hdr + len]);
+        self.submit(b, len, offload);
+    }
+
+    /// Sends the frame of `len` bytes written in buffer `b` (taken from its free list) behind
+    /// the header, with `offload`; a bad length or offload gives the buffer back, counted.
+    fn submit(self, b: u16, len: usize, offload: TxOffload) {
+        let hdr = self.tx.hdr_len;
+        let features = self.tx.features;
+        let mtu_frame = self.tx.max_frame;
+        let end = hdr.checked_add(len).filter(|_| len <= MAX_TSO_FRAME);
+        // SAFETY: `b` was taken from a free list (or lent and given back) and is not in
+        // flight: only this token reaches it.
+        let Some(frame) = (unsafe { self.tx.get_mut(b) }).and_then(|buf| buf.get_mut(..end?))
+        else {
+            self.health.stats.tx_dropped += 1;
+            self.tx.free(b);
+            return;
+        };
         frame[..hdr].fill(0);
-        let offload = f(&mut frame[hdr..]);
         // A frame over the MTU is a TSO frame, or nothing.
-        let fits = len <= mtu_frame || offload.tso.is_some();
+        let fits = len != 0 && (len <= mtu_frame || offload.tso.is_some());
         if !fits || !write_header(&mut frame[..hdr], offload, len, features) {
             self.health.stats.tx_dropped += 1;
             self.tx.free(b);
@@ -1060,6 +1097,55 @@ impl<H: Hal, T: Transport, const Q: usize> NetDevice for VirtioNet<H, T, Q> {
             return None;
         }
         Some(self.tx_token())
+    }
+
+    /// Lends a TSO buffer (with `HOST_TSO4`), for a frame the stack builds in several steps.
+    fn hold_transmit(&mut self, len: usize) -> Option<HeldTx> {
+        if self.health.stopped || self.tx.big.is_none() || len > MAX_TSO_FRAME {
+            return None;
+        }
+        if self.tx.free_big_len == 0 {
+            self.reclaim_transmit_buffers();
+        }
+        if self.tx.free_big_len == 0 {
+            return None;
+        }
+        self.tx.free_big_len -= 1;
+        let b = self.tx.free_big[self.tx.free_big_len];
+        let bit = self.tx.held_bit(b)?;
+        self.tx.held |= bit;
+        Some(HeldTx(b))
+    }
+
+    fn held_buffer(&mut self, held: &HeldTx) -> &mut [u8] {
+        let hdr = self.tx.hdr_len;
+        if !self.tx.is_held(held.0, false) {
+            return &mut [];
+        }
+        // SAFETY: a lent buffer is neither free nor in flight, and is only reached through
+        // its handle, which the stack borrows for as long as the slice lives.
+        unsafe { self.tx.get_mut(held.0) }
+            .and_then(|buf| buf.get_mut(hdr..))
+            .unwrap_or(&mut [])
+    }
+
+    fn send_held(&mut self, held: HeldTx, len: usize, offload: TxOffload) {
+        if !self.tx.is_held(held.0, true) {
+            self.health.stats.tx_dropped += 1;
+            return;
+        }
+        if self.health.stopped {
+            self.health.stats.tx_dropped += 1;
+            self.tx.free(held.0);
+            return;
+        }
+        self.tx_token().submit(held.0, len, offload);
+    }
+
+    fn release_held(&mut self, held: HeldTx) {
+        if self.tx.is_held(held.0, true) {
+            self.tx.free(held.0);
+        }
     }
 
     fn poll_interrupt(&mut self) -> bool {

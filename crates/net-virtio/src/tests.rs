@@ -5,7 +5,7 @@
 
 use super::*;
 use core::cell::RefCell;
-use netdev::{NetDevice, RxToken, TxToken};
+use netdev::{HeldTx, NetDevice, RxToken, TxToken};
 use platform::fuzz::Rng;
 use std::rc::Rc;
 use std::vec::Vec;
@@ -962,6 +962,77 @@ fn bad_buffer_counts_and_gso_types_are_refused_and_the_device_goes_on() {
     let big = frame(4, 20_000);
     assert!(mock.deliver_flagged(&big, 1, 1));
     assert_eq!(receive_one(&mut dev), Some(big));
+}
+
+#[test]
+fn a_lent_transmit_buffer_is_sent_from_in_place_and_bad_handles_do_nothing() {
+    let (mut mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
+    let mut dev: Dev<64> = VirtioNet::new(transport).expect("comes up");
+    let max = dev.capabilities().tso.expect("HOST_TSO4");
+    let offload = TxOffload {
+        checksum: Some(netdev::PartialChecksum {
+            start: 34,
+            offset: 16,
+        }),
+        tso: Some(netdev::Tso {
+            mss: 1460,
+            header_len: 54,
+        }),
+    };
+    for round in 0..10u8 {
+        // Every TSO buffer lent, then none left.
+        let mut held = Vec::new();
+        while let Some(h) = dev.hold_transmit(max) {
+            held.push(h);
+        }
+        assert_eq!(held.len(), TSO_BUFFERS);
+        assert!(dev.hold_transmit(max).is_none());
+        let big = frame(round, 40_000);
+        for h in &held {
+            let buf = dev.held_buffer(h);
+            assert!(buf.len() >= max, "the largest frame fits");
+            buf[..big.len()].copy_from_slice(&big);
+        }
+        let mut held = held.into_iter();
+        dev.send_held(held.next().expect("lent"), big.len(), offload);
+        dev.release_held(held.next().expect("lent"));
+        // Too long, then no TSO for a frame over the MTU: dropped, the buffer back.
+        dev.send_held(held.next().expect("lent"), max + 1, offload);
+        dev.send_held(held.next().expect("lent"), big.len(), TxOffload::default());
+        let out = mock.collect();
+        assert_eq!(out, vec![big.clone()], "round {round}");
+        let h = mock.headers.last().expect("a header");
+        assert_eq!((h[0], h[1]), (1, 1), "NEEDS_CSUM, GSO_TCPV4");
+        assert_eq!(dev.stats().tx_dropped, 2 * (u64::from(round) + 1));
+        dev.poll_interrupt();
+        assert_eq!(dev.free_transmit_buffers(), 64, "all back");
+    }
+    // Handles the device did not lend (a small buffer's, one past the end, one sent already).
+    let before = dev.stats();
+    for b in [0u16, 63, 64, 1000, u16::MAX] {
+        assert!(dev.held_buffer(&HeldTx(b)).is_empty());
+        dev.release_held(HeldTx(b));
+        dev.send_held(HeldTx(b), 100, TxOffload::default());
+    }
+    let h = dev.hold_transmit(max).expect("free");
+    let b = h.0;
+    dev.send_held(h, 100, TxOffload::default());
+    dev.send_held(HeldTx(b), 100, TxOffload::default());
+    dev.release_held(HeldTx(b));
+    assert_eq!(mock.collect().len(), 1);
+    let after = dev.stats();
+    assert_eq!(after.tx_frames, before.tx_frames + 1);
+    assert_eq!(after.tx_dropped, before.tx_dropped + 6);
+    dev.poll_interrupt();
+    assert_eq!(
+        dev.free_transmit_buffers(),
+        64,
+        "nothing lost, nothing twice"
+    );
+    // Without HOST_TSO4 nothing is lent.
+    let (_mock, transport) = Mock::modern();
+    let mut dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
+    assert!(dev.hold_transmit(1514).is_none());
 }
 
 #[test]

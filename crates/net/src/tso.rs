@@ -152,6 +152,8 @@ pub struct Coalescer {
     ready_offload: TxOffload,
     /// Where a frame that cannot be written in place is written.
     scratch: Vec<u8>,
+    /// Whether the waiting frame lives in a buffer the device lent (not in `bufs`).
+    held: bool,
     /// The largest frame the device cuts.
     max_frame: usize,
     checksums: Checksums,
@@ -178,6 +180,7 @@ impl Coalescer {
             ready_len: 0,
             ready_offload: TxOffload::default(),
             scratch: Vec::new(),
+            held: false,
             max_frame: max_frame.min(ETH + IP_MAX),
             checksums,
             merged_frames: 0,
@@ -218,42 +221,117 @@ impl Coalescer {
     pub fn write(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
         let p = self.pending;
         if let Some(s) = p.seg.filter(|_| p.open) {
-            let hdr = s.payload;
-            // The new segment's headers go over the waiting frame's last `hdr` bytes, which
-            // must be payload (not its own headers).
-            let at = p.len - hdr;
-            if at >= hdr && len > hdr && len - hdr <= p.mss && p.len + len - hdr <= self.max_frame {
-                let buf = &mut self.bufs[self.waiting];
-                grow(buf, at + len);
-                let mut saved = [0u8; MAX_HEADERS];
-                let n = hdr.min(MAX_HEADERS);
-                saved[..n].copy_from_slice(&buf[at..at + n]);
-                buf[at..at + len.min(MAX_HEADERS)].fill(0);
-                fill(&mut buf[at..at + len]);
-                let (old, new) = buf.split_at_mut(at);
-                let joined = joins(&p, self.max_frame, old, &new[..len]);
-                let flags = new[s.tcp + 13];
-                if !joined {
-                    self.scratch.clear();
-                    self.scratch.extend_from_slice(&new[..len]);
-                }
-                buf[at..at + n].copy_from_slice(&saved[..n]);
-                if joined {
-                    // The merged frame takes the segment's flags (PSH), which may close it, as
-                    // a shorter segment does.
-                    buf[s.tcp + 13] = flags;
-                    let p = &mut self.pending;
-                    p.len += len - hdr;
-                    p.count += 1;
-                    p.open = len - hdr == p.mss && flags & PSH == 0;
-                    return true;
-                }
-                return self.take_scratch();
-            }
+            // Room for the segment after the waiting frame (its headers over the frame's end).
+            grow(
+                &mut self.bufs[self.waiting],
+                p.len + len.saturating_sub(s.payload),
+            );
         }
-        self.scratch.clear();
-        self.scratch.resize(len, 0);
-        fill(&mut self.scratch);
+        let buf = &mut self.bufs[self.waiting];
+        if join_in_place(
+            &mut self.pending,
+            self.max_frame,
+            buf,
+            &mut self.scratch,
+            len,
+            fill,
+        ) {
+            return true;
+        }
+        self.take_scratch()
+    }
+
+    /// Whether a frame waits in the coalescer's own buffer (not in one the device lent).
+    pub fn waiting_own(&self) -> bool {
+        !self.held && self.pending.len != 0
+    }
+
+    /// Whether the frame left in the scratch buffer by [`write_held`](Self::write_held) may be
+    /// joined by later segments (else it is not worth a buffer the device lends).
+    pub fn scratch_may_grow(&self) -> bool {
+        pending_of(&self.scratch).open
+    }
+
+    /// The largest frame this coalescer makes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// As [`write`](Self::write), the waiting frame (if any) living in `held`, a buffer the
+    /// device lent of at least the largest frame's size: the frame is written in place after
+    /// it and joins it, or, with no frame waiting, is written at its start and waits there
+    /// (`Joined`). Otherwise the frame is left in the scratch buffer and the waiting one is
+    /// finished in `held`, ready to send with the length and offload returned (`Finished`):
+    /// the caller sends it and starts the new one in another buffer
+    /// ([`start_held`](Self::start_held)) or in the coalescer's own ([`start_own`](Self::start_own)).
+    /// Call it only when no frame waits in the coalescer's own buffers.
+    pub fn write_held(
+        &mut self,
+        held: &mut [u8],
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Held {
+        if held.len() < self.max_frame.max(len) {
+            // Not a buffer for it: as if nothing joined (the caller gives the buffer back).
+            self.scratch.clear();
+            self.scratch.resize(len, 0);
+            fill(&mut self.scratch);
+            return match self.held {
+                true => self.finish_held(held),
+                false => Held::Unused,
+            };
+        }
+        if !self.held {
+            held[..len.min(MAX_HEADERS)].fill(0);
+            fill(&mut held[..len]);
+            self.pending = pending_of(&held[..len]);
+            self.held = true;
+            return Held::Joined;
+        }
+        if join_in_place(
+            &mut self.pending,
+            self.max_frame,
+            held,
+            &mut self.scratch,
+            len,
+            fill,
+        ) {
+            return Held::Joined;
+        }
+        self.finish_held(held)
+    }
+
+    /// Finishes the frame waiting in `held` (its headers fixed): `Finished` with its length and
+    /// offload, for the caller to send; `Unused` when none waits there.
+    pub fn finish_held(&mut self, held: &mut [u8]) -> Held {
+        if !self.held {
+            return Held::Unused;
+        }
+        self.held = false;
+        let p = core::mem::take(&mut self.pending);
+        let Some(frame) = held.get_mut(..p.len) else {
+            return Held::Unused;
+        };
+        let offload = self.fix(p, frame);
+        Held::Finished(p.len, offload)
+    }
+
+    /// Starts the frame left in the scratch buffer by [`write_held`](Self::write_held) in
+    /// `held` (another buffer the device lent); `false` (nothing done) if it does not fit.
+    pub fn start_held(&mut self, held: &mut [u8]) -> bool {
+        let frame = &self.scratch[..];
+        let Some(buf) = held.get_mut(..frame.len()) else {
+            return false;
+        };
+        buf.copy_from_slice(frame);
+        self.pending = pending_of(frame);
+        self.held = true;
+        true
+    }
+
+    /// Starts the frame left in the scratch buffer in the coalescer's own buffer (no frame
+    /// waits there: [`write_held`](Self::write_held) was called).
+    pub fn start_own(&mut self) -> bool {
         self.take_scratch()
     }
 
@@ -261,6 +339,10 @@ impl Coalescer {
     /// it does not join either, but for a run of segments with less payload than headers,
     /// left unmerged): the waiting frame is finished and this one waits in its place.
     fn take_scratch(&mut self) -> bool {
+        if self.held {
+            // The caller finishes a frame waiting in a lent buffer first (`write_held`).
+            return false;
+        }
         if self.pending.len != 0 {
             if self.has_ready() {
                 return false;
@@ -271,20 +353,13 @@ impl Coalescer {
         let buf = &mut self.bufs[self.waiting];
         grow(buf, frame.len());
         buf[..frame.len()].copy_from_slice(frame);
-        let seg = mergeable(frame);
-        self.pending = Pending {
-            len: frame.len(),
-            mss: seg.map_or(0, |s| frame.len() - s.payload),
-            open: seg.is_some_and(|s| frame[s.tcp + 13] & PSH == 0),
-            seg,
-            count: 1,
-        };
+        self.pending = pending_of(frame);
         true
     }
 
     /// Finishes the waiting frame (end of a poll), if there is room for it.
     pub fn flush(&mut self) {
-        if self.pending.len != 0 && !self.has_ready() {
+        if self.pending.len != 0 && !self.held && !self.has_ready() {
             self.finish();
         }
     }
@@ -309,7 +384,15 @@ impl Coalescer {
     /// offload.
     fn finish(&mut self) {
         let p = core::mem::take(&mut self.pending);
-        let frame = &mut self.bufs[self.waiting][..p.len];
+        let mut frame = core::mem::take(&mut self.bufs[self.waiting]);
+        self.ready_offload = self.fix(p, &mut frame[..p.len]);
+        self.bufs[self.waiting] = frame;
+        self.ready_len = p.len;
+        self.waiting = 1 - self.waiting;
+    }
+
+    /// Fixes the headers of a finished frame `p` (its bytes `frame`); returns its offload.
+    fn fix(&mut self, p: Pending, frame: &mut [u8]) -> TxOffload {
         let mut offload = TxOffload::default();
         match (p.count, p.seg) {
             (2.., Some(s)) => {
@@ -338,10 +421,89 @@ impl Coalescer {
             }
             _ => offload.checksum = partial_checksum(frame, self.checksums),
         }
-        self.ready_len = p.len;
-        self.ready_offload = offload;
-        self.waiting = 1 - self.waiting;
+        offload
     }
+}
+
+/// What [`Coalescer::write_held`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The frame waits in the held buffer (joined to the frame there, or the first).
+    Joined,
+    /// The frame did not join: it is in the scratch buffer, and the held buffer holds a
+    /// finished frame of this length, to send with this offload.
+    Finished(usize, TxOffload),
+    /// The held buffer was not used (too small): the frame is in the scratch buffer and no
+    /// frame waited in a held buffer.
+    Unused,
+}
+
+/// A frame waiting on its own (not merged yet).
+fn pending_of(frame: &[u8]) -> Pending {
+    let seg = mergeable(frame);
+    Pending {
+        len: frame.len(),
+        mss: seg.map_or(0, |s| frame.len() - s.payload),
+        open: seg.is_some_and(|s| frame[s.tcp + 13] & PSH == 0),
+        seg,
+        count: 1,
+    }
+}
+
+/// Lets `fill` write a frame of `len` bytes in place after the waiting frame `p` in `buf`
+/// (the module docs: its headers over the waiting frame's last bytes, saved and put back) and
+/// joins it if it may (`true`); otherwise the frame ends up in `scratch` (`false`), the
+/// waiting frame's bytes as they were. `buf` holds at least `p.len` bytes, and the segment
+/// after them when it could join.
+fn join_in_place(
+    pending: &mut Pending,
+    max_frame: usize,
+    buf: &mut [u8],
+    scratch: &mut Vec<u8>,
+    len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> bool {
+    let p = *pending;
+    if let Some(s) = p.seg.filter(|_| p.open) {
+        let hdr = s.payload;
+        // The new segment's headers go over the waiting frame's last `hdr` bytes, which
+        // must be payload (not its own headers).
+        let at = p.len - hdr;
+        if at >= hdr
+            && len > hdr
+            && len - hdr <= p.mss
+            && p.len + len - hdr <= max_frame
+            && at + len <= buf.len()
+        {
+            let mut saved = [0u8; MAX_HEADERS];
+            let n = hdr.min(MAX_HEADERS);
+            saved[..n].copy_from_slice(&buf[at..at + n]);
+            buf[at..at + len.min(MAX_HEADERS)].fill(0);
+            fill(&mut buf[at..at + len]);
+            let (old, new) = buf.split_at_mut(at);
+            let joined = joins(&p, max_frame, old, &new[..len]);
+            let flags = new[s.tcp + 13];
+            if !joined {
+                scratch.clear();
+                scratch.extend_from_slice(&new[..len]);
+            }
+            buf[at..at + n].copy_from_slice(&saved[..n]);
+            if joined {
+                // The merged frame takes the segment's flags (PSH), which may close it, as
+                // a shorter segment does.
+                buf[s.tcp + 13] = flags;
+                pending.len += len - hdr;
+                pending.count += 1;
+                pending.open = len - hdr == p.mss && flags & PSH == 0;
+                return true;
+            }
+            return false;
+        }
+    }
+    scratch.clear();
+    scratch.resize(len, 0);
+    fill(scratch);
+    false
 }
 
 /// Whether `frame` may join the waiting frame `p`, whose bytes start with `old` (its headers
@@ -373,7 +535,7 @@ fn joins(p: &Pending, max_frame: usize, old: &[u8], frame: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use netdev::ChecksumOffload;
     use netdev::fake::apply_offload;
@@ -390,7 +552,14 @@ mod tests {
     }
 
     /// A TCP segment of flow `flow` (ports and addresses), with full checksums.
-    fn tcp(flow: u8, seq: u32, ack: u32, flags: u8, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn tcp(
+        flow: u8,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        opts: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
         let thl = 20 + opts.len();
         let mut f = vec![0u8; ETH + 20 + thl];
         f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
