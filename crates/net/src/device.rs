@@ -34,7 +34,7 @@
 //! listener has no listening socket left for it (crate docs, "The listener pool"). smoltcp
 //! would answer it with an RST; dropped, it is retransmitted by the client a second later, as
 //! Linux's full SYN queue does.
-use crate::tso::{Coalescer, Held, partial_checksum};
+use crate::tso::{Coalescer, Flow, Held, learn_syn, partial_checksum};
 use alloc::vec::Vec;
 use netdev::{ChecksumOffload, HeldTx, NetDevice, RxChecksum, TxToken as _};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
@@ -59,6 +59,8 @@ pub struct Phy<D> {
     tso: Option<Coalescer>,
     /// The device's buffer the coalescer's waiting frame is built in, if the device lends.
     held: Option<HeldTx>,
+    /// Peers' MSS seen in received SYNs, for the coalescer (large segments).
+    learned: Vec<Flow>,
     /// Received frames dropped here for a bad checksum.
     bad_checksums: u64,
 }
@@ -73,7 +75,11 @@ impl<D: NetDevice> Phy<D> {
         let tso = caps
             .tso
             .filter(|&max| max > caps.max_frame() && c.tcp.device_computes())
-            .map(|max| Coalescer::new(max, c));
+            .map(|max| {
+                let mut c = Coalescer::new(max, c);
+                c.set_large_segments(caps.max_frame());
+                c
+            });
         Phy {
             device,
             scratch: Vec::new(),
@@ -82,6 +88,7 @@ impl<D: NetDevice> Phy<D> {
             partial,
             tso,
             held: None,
+            learned: Vec::new(),
             bad_checksums: 0,
         }
     }
@@ -114,6 +121,7 @@ impl<D: NetDevice> Phy<D> {
         let Some(c) = self.tso.as_mut() else {
             return true;
         };
+        c.learn(&mut self.learned);
         send_held(c, &mut self.device, &mut self.held);
         if !send_ready(c, &mut self.device) {
             return false;
@@ -230,6 +238,15 @@ pub fn tcp_segment(frame: &[u8]) -> Option<(Syn, bool)> {
         dst_port: tcp.dst_port(),
     };
     Some((syn, tcp.syn() && !tcp.ack() && !tcp.rst()))
+}
+
+/// Whether `frame` is a TCP/IPv4 SYN (opening a connection, or answering one the stack
+/// opened), without RST.
+fn is_syn(frame: &[u8]) -> bool {
+    match crate::tso::transport(frame) {
+        Some((tcp, 6, len)) if len >= 20 => frame[tcp + 13] & 0x06 == 0x02,
+        _ => false,
+    }
 }
 
 /// A listened port, as the gate knows it.
@@ -456,6 +473,8 @@ pub fn transport_checksum_ok(frame: &[u8], checksums: netdev::Checksums) -> bool
 pub struct PhyRx<'a, T> {
     token: T,
     scratch: &'a mut Vec<u8>,
+    /// With large segments: where the MSS of received SYNs goes, and the largest TSO frame.
+    learn: Option<(&'a mut Vec<Flow>, usize)>,
     gate: &'a mut SynGate,
     checksums: netdev::Checksums,
     bad_checksums: &'a mut u64,
@@ -469,6 +488,7 @@ impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
         let PhyRx {
             token,
             scratch,
+            learn,
             gate,
             checksums,
             bad_checksums,
@@ -489,10 +509,19 @@ impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
                 *bad_checksums += 1;
                 return f(&[]);
             }
-            if blank {
+            let syn = learn.is_some() && is_syn(frame);
+            if blank || syn {
                 scratch.clear();
                 scratch.extend_from_slice(frame);
-                fill_transport_checksum(scratch);
+                if let Some((learned, max)) = learn.filter(|_| syn)
+                    && let Some(flow) = learn_syn(scratch, max)
+                    && learned.len() < crate::tso::FLOWS
+                {
+                    learned.push(flow);
+                }
+                if blank {
+                    fill_transport_checksum(scratch);
+                }
                 f(scratch)
             } else {
                 f(frame)
@@ -588,9 +617,15 @@ impl<D: NetDevice> phy::Device for Phy<D> {
             partial,
             tso,
             held,
+            learned,
             bad_checksums,
         } = self;
+        let mut large = None;
         if let Some(c) = tso.as_mut() {
+            c.learn(learned);
+            if c.large_segments() {
+                large = Some(c.max_frame());
+            }
             // An answer goes after the frame being built (through the coalescer's own buffers:
             // the device is lent to the received frame's token meanwhile).
             send_held(c, device, held);
@@ -607,6 +642,7 @@ impl<D: NetDevice> phy::Device for Phy<D> {
             PhyRx {
                 token: rx,
                 scratch,
+                learn: large.map(|max| (learned, max)),
                 gate,
                 checksums: *checksums,
                 bad_checksums,
@@ -617,11 +653,14 @@ impl<D: NetDevice> phy::Device for Phy<D> {
 
     fn transmit(&mut self, _: Instant) -> Option<Self::TxToken<'_>> {
         match self.tso.as_mut() {
-            Some(c) => send_ready(c, &mut self.device).then_some(PhyTx::Held(
-                c,
-                &mut self.device,
-                &mut self.held,
-            )),
+            Some(c) => {
+                c.learn(&mut self.learned);
+                send_ready(c, &mut self.device).then_some(PhyTx::Held(
+                    c,
+                    &mut self.device,
+                    &mut self.held,
+                ))
+            }
             None => {
                 let (c, p) = (self.checksums, self.partial);
                 self.device.transmit().map(|t| PhyTx::Direct(t, c, p))
@@ -633,7 +672,12 @@ impl<D: NetDevice> phy::Device for Phy<D> {
         let c = self.device.capabilities();
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = c.max_frame();
+        // With large segments, smoltcp's TCP segments go up to the TSO frame (the device cuts
+        // them at the peer's MSS, which the stack learns larger: module docs).
+        caps.max_transmission_unit = match &self.tso {
+            Some(t) if t.large_segments() => t.max_frame(),
+            _ => c.max_frame(),
+        };
         caps.max_burst_size = c.max_burst;
         caps.checksum = checksums(c.checksums);
         caps
