@@ -28,7 +28,13 @@
 //!   at the end of every stack poll ([`Phy::flush`]). A finished frame waits in the coalescer
 //!   until the device has a buffer for it: `transmit` and `receive` give smoltcp no token
 //!   before it went, so nothing is dropped and smoltcp feels the device's back-pressure as
-//!   before.
+//!   before. A device that lends transmit buffers ([`NetDevice::hold_transmit`]) gets the
+//!   frames of `transmit`'s tokens (of at least 256 bytes, and those that may grow) built in
+//!   its buffer and sent from there; `receive` first sends a frame built there (the device is
+//!   lent to the received frame's token while smoltcp answers it);
+//! - with TSO, smoltcp's MTU is the TSO frame and the MSS option of every received SYN is
+//!   raised ([`crate::tso`], "Large segments"): smoltcp makes segments larger than the MTU,
+//!   which the device cuts.
 //!
 //! Before smoltcp sees a frame, the adapter's [`SynGate`] may drop it: a TCP SYN to a port whose
 //! listener has no listening socket left for it (crate docs, "The listener pool"). smoltcp
