@@ -26,6 +26,9 @@
 extern crate alloc;
 
 mod kernel_heap;
+/// The image's `memcpy` (faster than compiler_builtins' under QEMU's TCG).
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod mem;
 mod select;
 
 #[allow(missing_docs, dead_code)]

@@ -21,8 +21,8 @@
 //!   nothing from then on, see [`VirtioNet::is_stopped`]);
 //! - that a used length fits the buffer posted and holds the header (else the frame is
 //!   dropped, the buffer posted again, the driver goes on);
-//! - the header's fields: a `num_buffers` of 0 or more than the ring holds, or more buffers
-//!   than the used ring has, with `MRG_RXBUF`; a `gso_type` other than none, or TCPv4 when
+//! - the header's fields: a `num_buffers` other than 1 with `MRG_RXBUF` (every frame fits one
+//!   buffer: the frame is dropped with the buffers it claims); a `gso_type` other than none, or TCPv4 when
 //!   `GUEST_TSO4` was negotiated (the frame is dropped); checksum flags not negotiated or
 //!   unknown (the frame goes to the stack unmarked, [`RxChecksum::Unknown`]: checked there);
 //! - that a frame is a plausible Ethernet frame (shorter than 14 bytes or longer than
@@ -45,9 +45,10 @@
 //!   [`RxChecksum::Verified`]) or that came from the host's stack with a partial checksum
 //!   (`NEEDS_CSUM`, [`RxChecksum::Blank`]); unmarked frames are checked by the stack's adapter;
 //! - `GUEST_TSO4` with `MRG_RXBUF` (and `GUEST_CSUM`): the device delivers TCP segments of up
-//!   to 64 KiB, spread over several receive buffers (`num_buffers`), which the driver gathers.
-//!   Without `MRG_RXBUF` every buffer would have to hold 64 KiB, so `GUEST_TSO4` is only asked
-//!   for with it.
+//!   to 64 KiB. Every receive buffer then holds the largest one whole ("Queues and buffers"),
+//!   so `num_buffers` is always 1 (checked). `GUEST_TSO4` is still asked for only with
+//!   `MRG_RXBUF`, which this driver has always used with it; without, virtio 1.2 (5.1.6.3.1)
+//!   asks for the same whole 65,562-byte buffers.
 //!
 //! `MTU` is not negotiated: the MTU is 1500. The header in front of every frame is 12 bytes
 //! (`virtio_net_hdr` with `num_buffers`) on a modern device (`VERSION_1`: PCI, virtio-mmio
@@ -57,36 +58,40 @@
 //!
 //! # Queues and buffers
 //! Both queues have `Q` descriptors ([`QUEUE_SIZE`] = 64 unless a type says otherwise), and each
-//! chain is one descriptor, so `Q` buffers fill a queue exactly. The driver owns `Q` receive
-//! buffers of [`BUFFER_LEN`] (2 KiB: a header and a 1514-byte frame fit, two to a page; a
-//! 64 KiB segment takes 33 of them with `MRG_RXBUF`) and `Q` transmit buffers: all of
-//! [`BUFFER_LEN`] without TSO, and with TSO [`TSO_BUFFERS`] (at most `Q / 4`) of
-//! [`TSO_BUFFER_LEN`] for large frames in place of as many small ones. That is 256 KiB of DMA
-//! memory at Q = 64 without TSO, 512 KiB with (4 × 68 KiB for TSO frames). Every receive buffer
-//! is kept posted, except those of the frame lent to the stack.
+//! chain is one descriptor, so `Q` buffers fill a queue exactly. The driver owns `Q` transmit
+//! buffers: all of [`BUFFER_LEN`] (2 KiB: a header and a 1514-byte frame fit, two to a page)
+//! without TSO, and with TSO [`TSO_BUFFERS`] (at most `Q / 4`) of [`TSO_BUFFER_LEN`] (68 KiB)
+//! for large frames in place of as many small ones. It owns `Q` receive buffers of
+//! [`BUFFER_LEN`], or with `GUEST_TSO4` [`RX_BIG_BUFFERS`] (at most `Q`) of [`TSO_BUFFER_LEN`],
+//! each taking the largest coalesced frame whole (Linux gathers such a frame from page-sized
+//! buffers into a socket buffer with fragments; smoltcp takes one contiguous frame, so 2 KiB
+//! buffers would mean a copy into a staging buffer for every large frame). The DMA memory at
+//! Q = 64: without offloads 256 KiB; with them (QEMU offers them) 120 KiB of small and 272 KiB
+//! of TSO transmit buffers and 1,088 KiB of receive buffers, 1.45 MiB in all (it was 576 KiB
+//! with 2 KiB receive buffers and a 64 KiB staging buffer). Every receive buffer is kept posted,
+//! except the one of the frame lent to the stack.
 //!
 //! Why 64, for every profile for now: 64 full frames are 96 KB, more than one 64 KiB TCP window
-//! (the default `net_tcp_buffer`) in flight in each direction, and with `MRG_RXBUF` the ring
-//! holds two 64 KiB segments; the memory stays a fraction of the smallest guests' (32 MiB).
+//! (the default `net_tcp_buffer`) in flight in each direction, and the 16 large receive buffers
+//! hold a megabyte, four 256 KiB windows (echo's bulk listeners), or 16 frames of any size
+//! before the stack takes one (a device with no buffer posted holds the next frame back; QEMU
+//! leaves it in the TAP's queue); the memory stays a fraction of the smallest guests' (32 MiB).
 //! QEMU's virtio-net offers 256 per queue; virtio-drivers fixes the size at compile time (a
 //! const generic), which is why it is one here too.
 //!
 //! # Copies
-//! A frame received in one buffer is lent to the stack in place ([`VirtioRx`] borrows the DMA
-//! buffer), its buffer going back to the device at the driver's next call; a frame spread over
-//! several buffers (`MRG_RXBUF`) is gathered into one staging buffer first (64 KiB, allocated
-//! once when `GUEST_TSO4` is negotiated). A frame to send is written by the stack straight into
+//! A received frame is lent to the stack in place ([`VirtioRx`] borrows the DMA buffer), its
+//! buffer going back to the device at the driver's next call. A frame to send is written by the stack straight into
 //! a transmit buffer behind the header ([`VirtioTx`]).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
-use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use netdev::{
-    Capabilities, ChecksumOffload, DeviceStats, ETHERNET_HEADER, MacAddress, NetDevice, RxChecksum,
-    RxToken, TxOffload, TxToken,
+    Capabilities, ChecksumOffload, DeviceStats, ETHERNET_HEADER, HeldTx, MacAddress, NetDevice,
+    RxChecksum, RxToken, TxOffload, TxToken,
 };
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, Transport};
@@ -103,6 +108,10 @@ pub const BUFFER_LEN: usize = 2048;
 
 /// Transmit buffers for TSO frames, with `HOST_TSO4` (at most `Q / 4`).
 pub const TSO_BUFFERS: usize = 4;
+
+/// Receive buffers with `GUEST_TSO4` (at most `Q`), each of [`TSO_BUFFER_LEN`]: the largest
+/// coalesced frame fits one, so none is ever gathered from several (crate docs, "Copies").
+pub const RX_BIG_BUFFERS: usize = 16;
 
 /// Bytes of a TSO transmit buffer: a header and the largest TSO frame (an IPv4 packet's
 /// 65,535 bytes and the Ethernet header), in whole pages.
@@ -257,13 +266,12 @@ impl Health {
     }
 }
 
-/// Where a received frame lent to the stack is.
+/// A received frame lent to the stack: in receive buffer `buffer`, behind the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Held {
-    /// In receive buffer `buffer`, behind the header: (buffer, frame length, checksum state).
-    InPlace(u16, usize, RxChecksum),
-    /// Gathered into the staging buffer (its whole length).
-    Staged(RxChecksum),
+struct Held {
+    buffer: u16,
+    len: usize,
+    checksum: RxChecksum,
 }
 
 /// The receive side: buffers and which token each posted one went under.
@@ -276,8 +284,8 @@ struct RxSide<H: Hal, const Q: usize> {
     /// Buffers consumed (or refused), to post again.
     repost: [u16; Q],
     repost_len: usize,
-    /// Where frames spread over several buffers are gathered (`MRG_RXBUF`).
-    staging: Vec<u8>,
+    /// Buffers in all (`Q` small ones, or [`RX_BIG_BUFFERS`]).
+    count: usize,
     hdr_len: usize,
     /// Frames and bytes handed to the stack (counted here: the receive token cannot reach
     /// [`Health`], which the transmit token lent with it holds).
@@ -309,6 +317,8 @@ struct TxSide<H: Hal, const Q: usize> {
     /// Free TSO buffers (a stack).
     free_big: [u16; TSO_BUFFERS],
     free_big_len: usize,
+    /// TSO buffers lent to the stack ([`NetDevice::hold_transmit`]), a bit per buffer.
+    held: u32,
     hdr_len: usize,
     max_frame: usize,
     /// The negotiated features.
@@ -352,6 +362,25 @@ impl<H: Hal, const Q: usize> TxSide<H, Q> {
         } else if let Some(slot) = self.free_big.get_mut(self.free_big_len) {
             *slot = b;
             self.free_big_len += 1;
+        }
+    }
+
+    /// The bit of `b` in `held`, if `b` is a TSO buffer.
+    fn held_bit(&self, b: u16) -> Option<u32> {
+        let i = usize::from(b).checked_sub(self.small)?;
+        (i < TSO_BUFFERS).then(|| 1 << i)
+    }
+
+    /// Whether `b` is lent; it is not any more after this if `take`.
+    fn is_held(&mut self, b: u16, take: bool) -> bool {
+        match self.held_bit(b) {
+            Some(bit) if self.held & bit != 0 => {
+                if take {
+                    self.held &= !bit;
+                }
+                true
+            }
+            _ => false,
         }
     }
 
@@ -466,7 +495,13 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
         let tso = features & F_HOST_TSO4 != 0;
         let big = if tso { TSO_BUFFERS.min(Q / 4) } else { 0 };
         let small = Q - big;
-        let rx_mem = DmaBuffers::new(Q, BUFFER_LEN, BufferDirection::DeviceToDriver)?;
+        // With GUEST_TSO4, buffers that take the largest coalesced frame whole (crate docs).
+        let (rx_count, rx_len) = if features & F_GUEST_TSO4 != 0 {
+            (RX_BIG_BUFFERS.min(Q), TSO_BUFFER_LEN)
+        } else {
+            (Q, BUFFER_LEN)
+        };
+        let rx_mem = DmaBuffers::new(rx_count, rx_len, BufferDirection::DeviceToDriver)?;
         let tx_mem = DmaBuffers::new(small, BUFFER_LEN, BufferDirection::DriverToDevice)?;
         let big_mem = match big {
             0 => None,
@@ -512,10 +547,6 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
         for (i, f) in free_big.iter_mut().enumerate().take(big) {
             *f = (small + i) as u16;
         }
-        let mut staging = Vec::new();
-        if features & F_MRG_RXBUF != 0 {
-            staging.reserve_exact(caps.max_rx_frame);
-        }
         let mut dev = VirtioNet {
             transport,
             rxq,
@@ -526,7 +557,7 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
                 held: None,
                 repost: [0; Q],
                 repost_len: 0,
-                staging,
+                count: rx_count,
                 hdr_len,
                 frames: 0,
                 bytes: 0,
@@ -540,6 +571,7 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
                 free_len: small,
                 free_big,
                 free_big_len: big,
+                held: 0,
                 hdr_len,
                 max_frame: caps.max_frame(),
                 features,
@@ -547,10 +579,10 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
             health: Health::default(),
             caps,
         };
-        for i in 0..Q {
+        for i in 0..rx_count {
             dev.rx.repost[i] = i as u16;
         }
-        dev.rx.repost_len = Q;
+        dev.rx.repost_len = rx_count;
         dev.post_receive_buffers();
         if dev.rx.repost_len != 0 || dev.health.stopped {
             return Err(InitError::Posting);
@@ -783,56 +815,34 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioNet<H, T, Q> {
             if buffers == 1 {
                 let len = used - hdr_len;
                 if (ETHERNET_HEADER..=max).contains(&len) {
-                    return Some(Held::InPlace(b, len, checksum));
+                    return Some(Held {
+                        buffer: b,
+                        len,
+                        checksum,
+                    });
                 }
                 self.refuse(b, false);
                 self.post_receive_buffers();
                 continue;
             }
-            if buffers == 0 || buffers > Q {
-                self.refuse(b, true);
-                self.post_receive_buffers();
-                continue;
-            }
-            // Spread over `buffers` buffers (MRG_RXBUF): gather them.
-            let mut good = true;
-            let mut staging = core::mem::take(&mut self.rx.staging);
-            staging.clear();
-            staging.extend_from_slice(&buf[hdr_len..used]);
-            self.rx.queue_repost(b);
-            for _ in 1..buffers {
-                let Some((b, used)) = self.pop_receive_buffer() else {
-                    // The device said more buffers than it gave back.
-                    self.health.stats.device_errors += 1;
-                    good = false;
+            // Spread over several buffers (`MRG_RXBUF`), although the largest frame fits one
+            // (or a count past the buffers there are): the device's error. The frame is dropped
+            // with the buffers it says it took that are back already; any later ones come as
+            // frames of their own, whose headers are payload bytes, checked as any header.
+            self.refuse(b, true);
+            for _ in 1..buffers.min(self.rx.count) {
+                let Some((b, _)) = self.pop_receive_buffer() else {
                     break;
                 };
-                // SAFETY: as above.
-                match unsafe { self.rx.mem.get(b) }.and_then(|buf| buf.get(..used)) {
-                    Some(piece) if good && staging.len() + piece.len() <= max => {
-                        staging.extend_from_slice(piece);
-                    }
-                    Some(_) => good = false,
-                    None => {
-                        self.health.stats.device_errors += 1;
-                        good = false;
-                    }
-                }
                 self.rx.queue_repost(b);
             }
-            let len = staging.len();
-            self.rx.staging = staging;
-            if good && len >= ETHERNET_HEADER {
-                return Some(Held::Staged(checksum));
-            }
-            self.health.stats.rx_dropped += 1;
             self.post_receive_buffers();
         }
         None
     }
 }
 
-/// A received frame, lent in place or from the staging buffer; its buffer goes back to the
+/// A received frame, lent in place; its buffer goes back to the
 /// device at the driver's next call.
 pub struct VirtioRx<'a, H: Hal, const Q: usize> {
     rx: &'a mut RxSide<H, Q>,
@@ -847,32 +857,22 @@ impl<H: Hal, const Q: usize> core::fmt::Debug for VirtioRx<'_, H, Q> {
 
 impl<H: Hal, const Q: usize> RxToken for VirtioRx<'_, H, Q> {
     fn consume<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
-        let hdr = self.rx.hdr_len;
-        let (frame, buffer) = match self.held {
-            // SAFETY: the buffer is held (popped, not posted): only this token reaches it.
-            Held::InPlace(b, len, _) => (
-                unsafe { self.rx.mem.get(b) }
-                    .and_then(|buf| buf.get(hdr..hdr + len))
-                    .unwrap_or(&[]),
-                Some(b),
-            ),
-            Held::Staged(_) => (&self.rx.staging[..], None),
-        };
+        let (hdr, Held { buffer, len, .. }) = (self.rx.hdr_len, self.held);
+        // SAFETY: the buffer is held (popped, not posted): only this token reaches it.
+        let frame = unsafe { self.rx.mem.get(buffer) }
+            .and_then(|buf| buf.get(hdr..hdr + len))
+            .unwrap_or(&[]);
         let len = frame.len();
         let r = f(frame);
         self.rx.frames += 1;
         self.rx.bytes += len as u64;
         self.rx.held = None;
-        if let Some(b) = buffer {
-            self.rx.queue_repost(b);
-        }
+        self.rx.queue_repost(buffer);
         r
     }
 
     fn checksum(&self) -> RxChecksum {
-        match self.held {
-            Held::InPlace(_, _, c) | Held::Staged(c) => c,
-        }
+        self.held.checksum
     }
 }
 
@@ -960,8 +960,6 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioTx<'_, H, T, Q> {
             self.tx.free_big_len -= 1;
             self.tx.free_big[self.tx.free_big_len]
         };
-        let features = self.tx.features;
-        let mtu_frame = self.tx.max_frame;
         // SAFETY: `b` was on a free list: not in flight, and only this token reaches it.
         let Some(buf) = (unsafe { self.tx.get_mut(b) }) else {
             self.health
@@ -970,11 +968,28 @@ impl<H: Hal, T: Transport, const Q: usize> VirtioTx<'_, H, T, Q> {
             return;
         };
         // `hdr + len` fits: checked against the buffer's size above.
-        let frame = &mut buf[..hdr + len];
+        let offload = f(&mut buf[hdr..hdr + len]);
+        self.submit(b, len, offload);
+    }
+
+    /// Sends the frame of `len` bytes written in buffer `b` (taken from its free list) behind
+    /// the header, with `offload`; a bad length or offload gives the buffer back, counted.
+    fn submit(self, b: u16, len: usize, offload: TxOffload) {
+        let hdr = self.tx.hdr_len;
+        let features = self.tx.features;
+        let mtu_frame = self.tx.max_frame;
+        let end = hdr.checked_add(len).filter(|_| len <= MAX_TSO_FRAME);
+        // SAFETY: `b` was taken from a free list (or lent and given back) and is not in
+        // flight: only this token reaches it.
+        let Some(frame) = (unsafe { self.tx.get_mut(b) }).and_then(|buf| buf.get_mut(..end?))
+        else {
+            self.health.stats.tx_dropped += 1;
+            self.tx.free(b);
+            return;
+        };
         frame[..hdr].fill(0);
-        let offload = f(&mut frame[hdr..]);
         // A frame over the MTU is a TSO frame, or nothing.
-        let fits = len <= mtu_frame || offload.tso.is_some();
+        let fits = len != 0 && (len <= mtu_frame || offload.tso.is_some());
         if !fits || !write_header(&mut frame[..hdr], offload, len, features) {
             self.health.stats.tx_dropped += 1;
             self.tx.free(b);
@@ -1082,6 +1097,55 @@ impl<H: Hal, T: Transport, const Q: usize> NetDevice for VirtioNet<H, T, Q> {
             return None;
         }
         Some(self.tx_token())
+    }
+
+    /// Lends a TSO buffer (with `HOST_TSO4`), for a frame the stack builds in several steps.
+    fn hold_transmit(&mut self, len: usize) -> Option<HeldTx> {
+        if self.health.stopped || self.tx.big.is_none() || len > MAX_TSO_FRAME {
+            return None;
+        }
+        if self.tx.free_big_len == 0 {
+            self.reclaim_transmit_buffers();
+        }
+        if self.tx.free_big_len == 0 {
+            return None;
+        }
+        self.tx.free_big_len -= 1;
+        let b = self.tx.free_big[self.tx.free_big_len];
+        let bit = self.tx.held_bit(b)?;
+        self.tx.held |= bit;
+        Some(HeldTx(b))
+    }
+
+    fn held_buffer(&mut self, held: &HeldTx) -> &mut [u8] {
+        let hdr = self.tx.hdr_len;
+        if !self.tx.is_held(held.0, false) {
+            return &mut [];
+        }
+        // SAFETY: a lent buffer is neither free nor in flight, and is only reached through
+        // its handle, which the stack borrows for as long as the slice lives.
+        unsafe { self.tx.get_mut(held.0) }
+            .and_then(|buf| buf.get_mut(hdr..))
+            .unwrap_or(&mut [])
+    }
+
+    fn send_held(&mut self, held: HeldTx, len: usize, offload: TxOffload) {
+        if !self.tx.is_held(held.0, true) {
+            self.health.stats.tx_dropped += 1;
+            return;
+        }
+        if self.health.stopped {
+            self.health.stats.tx_dropped += 1;
+            self.tx.free(held.0);
+            return;
+        }
+        self.tx_token().submit(held.0, len, offload);
+    }
+
+    fn release_held(&mut self, held: HeldTx) {
+        if self.tx.is_held(held.0, true) {
+            self.tx.free(held.0);
+        }
     }
 
     fn poll_interrupt(&mut self) -> bool {

@@ -5,7 +5,7 @@
 
 use super::*;
 use core::cell::RefCell;
-use netdev::{NetDevice, RxToken, TxToken};
+use netdev::{HeldTx, NetDevice, RxToken, TxToken};
 use platform::fuzz::Rng;
 use std::rc::Rc;
 use std::vec::Vec;
@@ -145,6 +145,8 @@ struct Mock {
     hdr: usize,
     /// The headers of the frames `collect` took, in order.
     headers: Vec<Vec<u8>>,
+    /// The address of the first receive buffer of the last frame delivered.
+    last_rx: u64,
 }
 
 /// A descriptor chain the device took from the available ring (one descriptor: all the driver
@@ -188,6 +190,7 @@ impl Mock {
                 used_idx: [0; 2],
                 hdr,
                 headers: Vec::new(),
+                last_rx: 0,
             },
             FakeTransport(regs),
         )
@@ -311,6 +314,19 @@ impl Mock {
     /// as it takes (`MRG_RXBUF`), `num_buffers` saying `claim` (or the truth); false when
     /// there are not enough buffers posted.
     fn deliver_merged(&mut self, frame: &[u8], flags: u8, gso: u8, claim: Option<u16>) -> bool {
+        self.deliver_pieces(frame, flags, gso, claim, usize::MAX)
+    }
+
+    /// As [`deliver_merged`](Self::deliver_merged), writing at most `piece` bytes into each
+    /// buffer (a device spreading a frame that would fit one).
+    fn deliver_pieces(
+        &mut self,
+        frame: &[u8],
+        flags: u8,
+        gso: u8,
+        claim: Option<u16>,
+        piece: usize,
+    ) -> bool {
         assert_eq!(self.hdr, 12);
         let mut bytes = vec![0u8; 12];
         bytes[0] = flags;
@@ -322,14 +338,15 @@ impl Mock {
             let Some(c) = self.take(RX) else {
                 return false;
             };
-            left = left.saturating_sub(c.len as usize);
+            left = left.saturating_sub((c.len as usize).min(piece));
             chains.push(c);
         }
         let n = claim.unwrap_or(chains.len() as u16);
+        self.last_rx = chains[0].addr;
         bytes[10..12].copy_from_slice(&n.to_le_bytes());
         let mut at = 0;
         for c in chains {
-            let len = (bytes.len() - at).min(c.len as usize);
+            let len = (bytes.len() - at).min(c.len as usize).min(piece);
             // SAFETY: the buffer the driver posted, `c.len` bytes, device-writable.
             unsafe { core::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), c.addr as *mut u8, len) };
             at += len;
@@ -696,7 +713,9 @@ fn a_device_writing_garbage_never_panics_the_driver() {
                     let claim = rng.chance(50).then(|| rng.edgy(16) as u16);
                     let flags = rng.pick(&[0, 1, 2, 3, 4, 0xff]);
                     let gso = rng.pick(&[0, 1, 3, 4, 0x81]);
-                    mock.deliver_merged(&frame(rng.below(256) as u8, len), flags, gso, claim);
+                    let piece = rng.pick(&[usize::MAX, 2048, 700]);
+                    let f = frame(rng.below(256) as u8, len);
+                    mock.deliver_pieces(&f, flags, gso, claim, piece);
                 }
                 3 | 4 => {
                     let len = rng.pick(&[0usize, 14, 60, 1514, 1515, 30_000, 65_549, 65_550]);
@@ -819,25 +838,62 @@ fn a_device_refusing_its_own_features_is_not_used() {
 }
 
 #[test]
-fn a_segment_spread_over_buffers_is_gathered_and_its_buffers_posted_again() {
+fn a_64_kib_segment_lands_whole_in_one_buffer_and_is_lent_in_place() {
     let (mut mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
     let mut dev: Dev<64> = VirtioNet::new(transport).expect("comes up");
-    for round in 0..6u8 {
+    assert_eq!(dev.posted_receive_buffers(), RX_BIG_BUFFERS);
+    for round in 0..40u8 {
         let big = frame(round, 65_549);
-        assert!(mock.deliver_flagged(&big, 1, 1), "33 buffers posted");
+        assert!(mock.deliver_flagged(&big, 1, 1), "a buffer posted");
         let (rx, _) = dev.receive().expect("a frame");
         assert_eq!(rx.checksum(), RxChecksum::Blank, "NEEDS_CSUM");
-        assert_eq!(rx.consume(|f| f.to_vec()), big);
+        // Lent in place: the stack reads the DMA buffer itself.
+        let lent = rx.consume(|f| {
+            assert_eq!(f, &big[..]);
+            f.as_ptr() as usize
+        });
+        assert_eq!(
+            lent as u64,
+            mock.last_rx + 12,
+            "behind the header, in the buffer"
+        );
         // A small one lent in place, after it.
         assert!(mock.deliver_flagged(&frame(9, 60), 2, 0));
         let (rx, _) = dev.receive().expect("a frame");
         assert_eq!(rx.checksum(), RxChecksum::Verified, "DATA_VALID");
         assert_eq!(rx.consume(|f| f.to_vec()), frame(9, 60));
         dev.poll_interrupt();
-        assert_eq!(dev.posted_receive_buffers(), 64);
+        assert_eq!(dev.posted_receive_buffers(), RX_BIG_BUFFERS);
     }
+    // The largest frame and a byte more: the buffer takes both, the second is too long.
+    assert!(mock.deliver_flagged(&frame(3, 65_550), 1, 1));
+    assert!(receive_one(&mut dev).is_none());
+    assert_eq!(dev.stats().rx_dropped, 1);
     assert_eq!(dev.stats().device_errors, 0);
-    assert_eq!(dev.stats().rx_frames, 12);
+    assert_eq!(dev.stats().rx_frames, 80);
+}
+
+#[test]
+fn a_frame_spread_over_buffers_is_dropped_with_them_and_the_device_goes_on() {
+    let (mut mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
+    let mut dev: Dev<64> = VirtioNet::new(transport).expect("comes up");
+    for (i, pieces) in [2usize, 3, RX_BIG_BUFFERS].into_iter().enumerate() {
+        let f = frame(i as u8, 3000);
+        let piece = (12 + f.len()).div_ceil(pieces);
+        assert!(mock.deliver_pieces(&f, 1, 1, None, piece));
+        assert!(receive_one(&mut dev).is_none(), "{pieces} pieces");
+        assert_eq!(dev.stats().device_errors, i as u64 + 1);
+        assert_eq!(dev.stats().rx_dropped, i as u64 + 1);
+        dev.poll_interrupt();
+        assert_eq!(
+            dev.posted_receive_buffers(),
+            RX_BIG_BUFFERS,
+            "all went back"
+        );
+    }
+    assert!(mock.deliver_flagged(&frame(7, 1000), 0, 0));
+    assert_eq!(receive_one(&mut dev), Some(frame(7, 1000)));
+    assert!(!dev.is_stopped());
 }
 
 #[test]
@@ -906,6 +962,77 @@ fn bad_buffer_counts_and_gso_types_are_refused_and_the_device_goes_on() {
     let big = frame(4, 20_000);
     assert!(mock.deliver_flagged(&big, 1, 1));
     assert_eq!(receive_one(&mut dev), Some(big));
+}
+
+#[test]
+fn a_lent_transmit_buffer_is_sent_from_in_place_and_bad_handles_do_nothing() {
+    let (mut mock, transport) = Mock::new(F_MAC | F_EVENT_IDX | F_VERSION_1 | F_OFFLOADS);
+    let mut dev: Dev<64> = VirtioNet::new(transport).expect("comes up");
+    let max = dev.capabilities().tso.expect("HOST_TSO4");
+    let offload = TxOffload {
+        checksum: Some(netdev::PartialChecksum {
+            start: 34,
+            offset: 16,
+        }),
+        tso: Some(netdev::Tso {
+            mss: 1460,
+            header_len: 54,
+        }),
+    };
+    for round in 0..10u8 {
+        // Every TSO buffer lent, then none left.
+        let mut held = Vec::new();
+        while let Some(h) = dev.hold_transmit(max) {
+            held.push(h);
+        }
+        assert_eq!(held.len(), TSO_BUFFERS);
+        assert!(dev.hold_transmit(max).is_none());
+        let big = frame(round, 40_000);
+        for h in &held {
+            let buf = dev.held_buffer(h);
+            assert!(buf.len() >= max, "the largest frame fits");
+            buf[..big.len()].copy_from_slice(&big);
+        }
+        let mut held = held.into_iter();
+        dev.send_held(held.next().expect("lent"), big.len(), offload);
+        dev.release_held(held.next().expect("lent"));
+        // Too long, then no TSO for a frame over the MTU: dropped, the buffer back.
+        dev.send_held(held.next().expect("lent"), max + 1, offload);
+        dev.send_held(held.next().expect("lent"), big.len(), TxOffload::default());
+        let out = mock.collect();
+        assert_eq!(out, vec![big.clone()], "round {round}");
+        let h = mock.headers.last().expect("a header");
+        assert_eq!((h[0], h[1]), (1, 1), "NEEDS_CSUM, GSO_TCPV4");
+        assert_eq!(dev.stats().tx_dropped, 2 * (u64::from(round) + 1));
+        dev.poll_interrupt();
+        assert_eq!(dev.free_transmit_buffers(), 64, "all back");
+    }
+    // Handles the device did not lend (a small buffer's, one past the end, one sent already).
+    let before = dev.stats();
+    for b in [0u16, 63, 64, 1000, u16::MAX] {
+        assert!(dev.held_buffer(&HeldTx(b)).is_empty());
+        dev.release_held(HeldTx(b));
+        dev.send_held(HeldTx(b), 100, TxOffload::default());
+    }
+    let h = dev.hold_transmit(max).expect("free");
+    let b = h.0;
+    dev.send_held(h, 100, TxOffload::default());
+    dev.send_held(HeldTx(b), 100, TxOffload::default());
+    dev.release_held(HeldTx(b));
+    assert_eq!(mock.collect().len(), 1);
+    let after = dev.stats();
+    assert_eq!(after.tx_frames, before.tx_frames + 1);
+    assert_eq!(after.tx_dropped, before.tx_dropped + 6);
+    dev.poll_interrupt();
+    assert_eq!(
+        dev.free_transmit_buffers(),
+        64,
+        "nothing lost, nothing twice"
+    );
+    // Without HOST_TSO4 nothing is lent.
+    let (_mock, transport) = Mock::modern();
+    let mut dev: Dev<8> = VirtioNet::new(transport).expect("comes up");
+    assert!(dev.hold_transmit(1514).is_none());
 }
 
 #[test]

@@ -28,15 +28,21 @@
 //!   at the end of every stack poll ([`Phy::flush`]). A finished frame waits in the coalescer
 //!   until the device has a buffer for it: `transmit` and `receive` give smoltcp no token
 //!   before it went, so nothing is dropped and smoltcp feels the device's back-pressure as
-//!   before.
+//!   before. A device that lends transmit buffers ([`NetDevice::hold_transmit`]) gets the
+//!   frames of `transmit`'s tokens (of at least 256 bytes, and those that may grow) built in
+//!   its buffer and sent from there; `receive` first sends a frame built there (the device is
+//!   lent to the received frame's token while smoltcp answers it);
+//! - with TSO, smoltcp's MTU is the TSO frame and the MSS option of every received SYN is
+//!   raised ([`crate::tso`], "Large segments"): smoltcp makes segments larger than the MTU,
+//!   which the device cuts.
 //!
 //! Before smoltcp sees a frame, the adapter's [`SynGate`] may drop it: a TCP SYN to a port whose
 //! listener has no listening socket left for it (crate docs, "The listener pool"). smoltcp
 //! would answer it with an RST; dropped, it is retransmitted by the client a second later, as
 //! Linux's full SYN queue does.
-use crate::tso::{Coalescer, partial_checksum};
+use crate::tso::{Coalescer, Flow, Held, learn_syn, partial_checksum};
 use alloc::vec::Vec;
-use netdev::{ChecksumOffload, NetDevice, RxChecksum, TxToken as _};
+use netdev::{ChecksumOffload, HeldTx, NetDevice, RxChecksum, TxToken as _};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
@@ -57,6 +63,10 @@ pub struct Phy<D> {
     partial: bool,
     /// The TSO coalescer, when the device has TSO.
     tso: Option<Coalescer>,
+    /// The device's buffer the coalescer's waiting frame is built in, if the device lends.
+    held: Option<HeldTx>,
+    /// Peers' MSS seen in received SYNs, for the coalescer (large segments).
+    learned: Vec<Flow>,
     /// Received frames dropped here for a bad checksum.
     bad_checksums: u64,
 }
@@ -71,7 +81,11 @@ impl<D: NetDevice> Phy<D> {
         let tso = caps
             .tso
             .filter(|&max| max > caps.max_frame() && c.tcp.device_computes())
-            .map(|max| Coalescer::new(max, c));
+            .map(|max| {
+                let mut c = Coalescer::new(max, c);
+                c.set_large_segments(caps.max_frame());
+                c
+            });
         Phy {
             device,
             scratch: Vec::new(),
@@ -79,6 +93,8 @@ impl<D: NetDevice> Phy<D> {
             checksums: c,
             partial,
             tso,
+            held: None,
+            learned: Vec::new(),
             bad_checksums: 0,
         }
     }
@@ -111,6 +127,8 @@ impl<D: NetDevice> Phy<D> {
         let Some(c) = self.tso.as_mut() else {
             return true;
         };
+        c.learn(&mut self.learned);
+        send_held(c, &mut self.device, &mut self.held);
         if !send_ready(c, &mut self.device) {
             return false;
         }
@@ -226,6 +244,15 @@ pub fn tcp_segment(frame: &[u8]) -> Option<(Syn, bool)> {
         dst_port: tcp.dst_port(),
     };
     Some((syn, tcp.syn() && !tcp.ack() && !tcp.rst()))
+}
+
+/// Whether `frame` is a TCP/IPv4 SYN (opening a connection, or answering one the stack
+/// opened), without RST.
+fn is_syn(frame: &[u8]) -> bool {
+    match crate::tso::transport(frame) {
+        Some((tcp, 6, len)) if len >= 20 => frame[tcp + 13] & 0x06 == 0x02,
+        _ => false,
+    }
 }
 
 /// A listened port, as the gate knows it.
@@ -363,6 +390,70 @@ fn send_ready<D: NetDevice>(c: &mut Coalescer, device: &mut D) -> bool {
     true
 }
 
+/// Sends the frame the coalescer built in a buffer the device lent, if any.
+fn send_held<D: NetDevice>(c: &mut Coalescer, device: &mut D, slot: &mut Option<HeldTx>) {
+    if let Some(h) = slot.take() {
+        match c.finish_held(device.held_buffer(&h)) {
+            Held::Finished(len, offload) => device.send_held(h, len, offload),
+            _ => device.release_held(h),
+        }
+    }
+}
+
+/// Frames shorter than this (ACKs, window updates) do not start in a buffer the device lends:
+/// its buffers for large frames are few, and such frames are seldom joined.
+const HOLD_MIN: usize = 256;
+
+/// Lets `write` fill a frame of `len` bytes for the coalescer, in a buffer the device lends when
+/// it does (so that a merged frame is built where the device sends it from, never copied),
+/// else in the coalescer's own.
+fn write_held<D: NetDevice>(
+    c: &mut Coalescer,
+    device: &mut D,
+    slot: &mut Option<HeldTx>,
+    len: usize,
+    write: &mut dyn FnMut(&mut [u8]),
+) {
+    // A frame waiting in the coalescer's own buffer goes on there (it started while no buffer
+    // was lent): its token was made with no finished frame waiting, so this cannot fail.
+    if c.waiting_own() {
+        let _ = c.write(len, write);
+        return;
+    }
+    let max = c.max_frame();
+    let h = match slot.take() {
+        Some(h) => h,
+        None => match (len >= HOLD_MIN).then(|| device.hold_transmit(max)) {
+            Some(Some(h)) => h,
+            _ => {
+                let _ = c.write(len, write);
+                return;
+            }
+        },
+    };
+    match c.write_held(device.held_buffer(&h), len, write) {
+        Held::Joined => *slot = Some(h),
+        Held::Unused => {
+            device.release_held(h);
+            let _ = c.start_own();
+        }
+        Held::Finished(done, offload) => {
+            device.send_held(h, done, offload);
+            // The new frame waits in another lent buffer if more may join it.
+            if c.scratch_may_grow()
+                && let Some(h) = device.hold_transmit(max)
+            {
+                if c.start_held(device.held_buffer(&h)) {
+                    *slot = Some(h);
+                    return;
+                }
+                device.release_held(h);
+            }
+            let _ = c.start_own();
+        }
+    }
+}
+
 /// Whether an IPv4 TCP or UDP frame's transport checksum is right, for the protocols whose
 /// checksums `checksums` say the device verifies (smoltcp does not, then); anything else passes
 /// (smoltcp checks what it must, and drops what it cannot parse).
@@ -388,6 +479,8 @@ pub fn transport_checksum_ok(frame: &[u8], checksums: netdev::Checksums) -> bool
 pub struct PhyRx<'a, T> {
     token: T,
     scratch: &'a mut Vec<u8>,
+    /// With large segments: where the MSS of received SYNs goes, and the largest TSO frame.
+    learn: Option<(&'a mut Vec<Flow>, usize)>,
     gate: &'a mut SynGate,
     checksums: netdev::Checksums,
     bad_checksums: &'a mut u64,
@@ -401,6 +494,7 @@ impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
         let PhyRx {
             token,
             scratch,
+            learn,
             gate,
             checksums,
             bad_checksums,
@@ -421,10 +515,19 @@ impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
                 *bad_checksums += 1;
                 return f(&[]);
             }
-            if blank {
+            let syn = learn.is_some() && is_syn(frame);
+            if blank || syn {
                 scratch.clear();
                 scratch.extend_from_slice(frame);
-                fill_transport_checksum(scratch);
+                if let Some((learned, max)) = learn.filter(|_| syn)
+                    && let Some(flow) = learn_syn(scratch, max)
+                    && learned.len() < crate::tso::FLOWS
+                {
+                    learned.push(flow);
+                }
+                if blank {
+                    fill_transport_checksum(scratch);
+                }
                 f(scratch)
             } else {
                 f(frame)
@@ -434,15 +537,27 @@ impl<T: netdev::RxToken> phy::RxToken for PhyRx<'_, T> {
 }
 
 /// A transmit buffer: the device's token, or (with TSO) a place in the coalescer.
-#[derive(Debug)]
-pub enum PhyTx<'a, T> {
+pub enum PhyTx<'a, D: NetDevice> {
     /// The device's buffer; with whether TCP and UDP frames get a partial checksum.
-    Direct(T, netdev::Checksums, bool),
+    Direct(D::TxToken<'a>, netdev::Checksums, bool),
     /// The coalescer, whose finished frame went to the device before this token was made.
     Staged(&'a mut Coalescer),
+    /// As `Staged`, the coalescer building its frames in buffers the device lends, if it does
+    /// (the one it holds now in the last field).
+    Held(&'a mut Coalescer, &'a mut D, &'a mut Option<HeldTx>),
 }
 
-impl<T: netdev::TxToken> PhyTx<'_, T> {
+impl<'a, D: NetDevice + 'a> core::fmt::Debug for PhyTx<'a, D> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PhyTx::Direct(..) => "PhyTx::Direct",
+            PhyTx::Staged(_) => "PhyTx::Staged",
+            PhyTx::Held(..) => "PhyTx::Held",
+        })
+    }
+}
+
+impl<'a, D: NetDevice + 'a> PhyTx<'a, D> {
     /// Lets `write` fill a frame of `len` bytes and sends it. Not generic over the writer, so
     /// that smoltcp's many emitting closures are not each copied into every path here.
     fn send(self, len: usize, write: &mut dyn FnMut(&mut [u8])) {
@@ -466,11 +581,12 @@ impl<T: netdev::TxToken> PhyTx<'_, T> {
                 // The token was made with no finished frame waiting: this cannot fail.
                 let _ = c.write(len, write);
             }
+            PhyTx::Held(c, device, slot) => write_held(c, device, slot, len, write),
         }
     }
 }
 
-impl<T: netdev::TxToken> phy::TxToken for PhyTx<'_, T> {
+impl<'a, D: NetDevice + 'a> phy::TxToken for PhyTx<'a, D> {
     fn consume<R, F>(self, len: usize, f: F) -> R
     where
         F: FnOnce(&mut [u8]) -> R,
@@ -494,7 +610,7 @@ impl<D: NetDevice> phy::Device for Phy<D> {
     where
         Self: 'a;
     type TxToken<'a>
-        = PhyTx<'a, D::TxToken<'a>>
+        = PhyTx<'a, D>
     where
         Self: 'a;
 
@@ -506,12 +622,22 @@ impl<D: NetDevice> phy::Device for Phy<D> {
             checksums,
             partial,
             tso,
+            held,
+            learned,
             bad_checksums,
         } = self;
-        if let Some(c) = tso.as_mut()
-            && !send_ready(c, device)
-        {
-            return None;
+        let mut large = None;
+        if let Some(c) = tso.as_mut() {
+            c.learn(learned);
+            if c.large_segments() {
+                large = Some(c.max_frame());
+            }
+            // An answer goes after the frame being built (through the coalescer's own buffers:
+            // the device is lent to the received frame's token meanwhile).
+            send_held(c, device, held);
+            if !send_ready(c, device) {
+                return None;
+            }
         }
         let (rx, tx) = device.receive()?;
         let tx = match tso {
@@ -522,6 +648,7 @@ impl<D: NetDevice> phy::Device for Phy<D> {
             PhyRx {
                 token: rx,
                 scratch,
+                learn: large.map(|max| (learned, max)),
                 gate,
                 checksums: *checksums,
                 bad_checksums,
@@ -532,7 +659,14 @@ impl<D: NetDevice> phy::Device for Phy<D> {
 
     fn transmit(&mut self, _: Instant) -> Option<Self::TxToken<'_>> {
         match self.tso.as_mut() {
-            Some(c) => send_ready(c, &mut self.device).then_some(PhyTx::Staged(c)),
+            Some(c) => {
+                c.learn(&mut self.learned);
+                send_ready(c, &mut self.device).then_some(PhyTx::Held(
+                    c,
+                    &mut self.device,
+                    &mut self.held,
+                ))
+            }
             None => {
                 let (c, p) = (self.checksums, self.partial);
                 self.device.transmit().map(|t| PhyTx::Direct(t, c, p))
@@ -544,7 +678,12 @@ impl<D: NetDevice> phy::Device for Phy<D> {
         let c = self.device.capabilities();
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = c.max_frame();
+        // With large segments, smoltcp's TCP segments go up to the TSO frame (the device cuts
+        // them at the peer's MSS, which the stack learns larger: module docs).
+        caps.max_transmission_unit = match &self.tso {
+            Some(t) if t.large_segments() => t.max_frame(),
+            _ => c.max_frame(),
+        };
         caps.max_burst_size = c.max_burst;
         caps.checksum = checksums(c.checksums);
         caps
@@ -554,6 +693,7 @@ impl<D: NetDevice> phy::Device for Phy<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
     use netdev::{Capabilities, Checksums, MacAddress};
 
     #[test]
@@ -614,6 +754,67 @@ mod tests {
         let mut junk = vec![0xff; 30];
         fill_transport_checksum(&mut junk);
         assert_eq!(junk, vec![0xff; 30]);
+    }
+
+    #[test]
+    fn frames_built_in_lent_buffers_or_not_come_out_as_the_stack_wrote_them() {
+        use crate::tso::tests::tcp;
+        use platform::fuzz::Rng;
+        use smoltcp::phy::{Device as _, TxToken as _};
+        let mut caps = Capabilities::ethernet(MacAddress([2, 0, 0, 0, 0, 1]));
+        caps.checksums.tcp = ChecksumOffload::Both;
+        caps.checksums.udp = ChecksumOffload::Both;
+        caps.tso = Some(14 + 65_535);
+        // What the peer received (the fake cut TSO frames into segments).
+        fn drain(b: &mut netdev::fake::FakeDevice, out: &mut Vec<Vec<u8>>) {
+            while let Some((rx, _)) = netdev::NetDevice::receive(b) {
+                out.push(netdev::RxToken::consume(rx, |f| f.to_vec()));
+            }
+        }
+        let mut lent = 0;
+        for seed in 0..60 {
+            let (a, mut b) = netdev::fake::pair(caps.mac, MacAddress([2, 0, 0, 0, 0, 2]));
+            let mut phy = Phy::new(a.with_capabilities(caps));
+            let mut rng = Rng::new(seed);
+            let mut frames = Vec::new();
+            let mut out = Vec::new();
+            let mut seq = [0u32; 2];
+            let mss = [1460, 536, 60][rng.below(3) as usize];
+            for _ in 0..rng.below(300) {
+                // The device lends 0, 1 or 2 buffers from now on, or the stack polls (which
+                // sends what waits in a lent buffer) or ends a poll.
+                match rng.below(40) {
+                    0 => phy.device_mut().set_lending(rng.below(3) as usize),
+                    1 => assert!(phy.receive(Instant::ZERO).is_none()),
+                    2 => assert!(phy.flush()),
+                    _ => {}
+                }
+                let flow = rng.below(2) as usize;
+                let (len, flags) = match rng.below(20) {
+                    0 => (0, 0x10),
+                    1 => (rng.below(mss as u64) as usize, 0x18),
+                    2 => (mss, 0x11),
+                    _ => (mss, 0x10),
+                };
+                let payload: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
+                let f = tcp(flow as u8, seq[flow], 1, flags, &[], &payload);
+                seq[flow] = seq[flow].wrapping_add(len as u32);
+                let token = phy.transmit(Instant::ZERO).expect("the fake has room");
+                token.consume(f.len(), |buf| buf.copy_from_slice(&f));
+                frames.push(f);
+                drain(&mut b, &mut out);
+            }
+            assert!(phy.flush());
+            drain(&mut b, &mut out);
+            assert_eq!(out.len(), frames.len(), "seed {seed}");
+            for (i, (o, f)) in out.iter().zip(&frames).enumerate() {
+                // The fake completed the checksums the stack left partial: as they were.
+                assert_eq!(o, f, "seed {seed}, frame {i}");
+            }
+            lent += phy.device().held_sent();
+            assert_eq!(phy.device().stats().tx_dropped, 0);
+        }
+        assert!(lent > 100, "{lent} frames from lent buffers");
     }
 
     #[test]

@@ -31,6 +31,23 @@
 //! What the device sends is then what smoltcp sent, but for the IPv4 identification (smoltcp
 //! sets DF and 0; a device may number the segments) and, when the device computes them, the
 //! checksums, which a device computes exactly.
+//!
+//! # Large segments
+//! Merging still leaves smoltcp one segment of the peer's MSS (1460 bytes) to build per 1.4 KB
+//! sent, and under QEMU's TCG that work per segment, not the copies, bounded sending (Linux
+//! hands its device 64 KiB segments). So with TSO the stack's adapter lets smoltcp make larger
+//! segments ([`Coalescer::set_large_segments`]): smoltcp is told the TSO frame size as its MTU,
+//! and each received SYN (or SYN-ACK) has its MSS option raised to 8 times the peer's
+//! ([`learn_syn`], its checksum updated), which the coalescer remembers per flow (the last
+//! [`FLOWS`]). smoltcp then sends segments of up to 8 × 1460 bytes; they merge as any others
+//! (up to the TSO frame), and every frame over the MTU goes to the device with a TSO whose
+//! `mss` is the peer's real MSS less the frame's TCP options (the MTU's when the flow is not
+//! known), FIN allowed on a frame of one segment; the device cuts them where a 1460-byte stack
+//! would have. The SYNs smoltcp sends announce the MTU's MSS, not the large MTU's. Why 8 and
+//! not 44 (64 KiB): smoltcp ACKs at once when more than the peer's MSS is unacknowledged, else
+//! after its ACK delay, so the factor is also how many of the peer's segments it lets go by
+//! before an ACK. The counters ([`Coalescer::merged`]) count every TSO frame and the segments
+//! the device cuts it into.
 use alloc::vec::Vec;
 use netdev::{Checksums, PartialChecksum, Tso, TxOffload, csum};
 
@@ -152,6 +169,12 @@ pub struct Coalescer {
     ready_offload: TxOffload,
     /// Where a frame that cannot be written in place is written.
     scratch: Vec<u8>,
+    /// Whether the waiting frame lives in a buffer the device lent (not in `bufs`).
+    held: bool,
+    /// The device's frame size with large segments (`usize::MAX`: without).
+    mtu_frame: usize,
+    /// The MSS peers announced (with large segments).
+    flows: Vec<Flow>,
     /// The largest frame the device cuts.
     max_frame: usize,
     checksums: Checksums,
@@ -178,6 +201,9 @@ impl Coalescer {
             ready_len: 0,
             ready_offload: TxOffload::default(),
             scratch: Vec::new(),
+            held: false,
+            mtu_frame: usize::MAX,
+            flows: Vec::new(),
             max_frame: max_frame.min(ETH + IP_MAX),
             checksums,
             merged_frames: 0,
@@ -200,7 +226,8 @@ impl Coalescer {
         self.ready_len == 0 && self.pending.len == 0
     }
 
-    /// (frames sent merged, segments in them), for the counters.
+    /// (TSO frames sent: merged, or large segments; the segments the device cuts them into),
+    /// for the counters.
     pub fn merged(&self) -> (u64, u64) {
         (self.merged_frames, self.merged_segments)
     }
@@ -218,42 +245,117 @@ impl Coalescer {
     pub fn write(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
         let p = self.pending;
         if let Some(s) = p.seg.filter(|_| p.open) {
-            let hdr = s.payload;
-            // The new segment's headers go over the waiting frame's last `hdr` bytes, which
-            // must be payload (not its own headers).
-            let at = p.len - hdr;
-            if at >= hdr && len > hdr && len - hdr <= p.mss && p.len + len - hdr <= self.max_frame {
-                let buf = &mut self.bufs[self.waiting];
-                grow(buf, at + len);
-                let mut saved = [0u8; MAX_HEADERS];
-                let n = hdr.min(MAX_HEADERS);
-                saved[..n].copy_from_slice(&buf[at..at + n]);
-                buf[at..at + len.min(MAX_HEADERS)].fill(0);
-                fill(&mut buf[at..at + len]);
-                let (old, new) = buf.split_at_mut(at);
-                let joined = joins(&p, self.max_frame, old, &new[..len]);
-                let flags = new[s.tcp + 13];
-                if !joined {
-                    self.scratch.clear();
-                    self.scratch.extend_from_slice(&new[..len]);
-                }
-                buf[at..at + n].copy_from_slice(&saved[..n]);
-                if joined {
-                    // The merged frame takes the segment's flags (PSH), which may close it, as
-                    // a shorter segment does.
-                    buf[s.tcp + 13] = flags;
-                    let p = &mut self.pending;
-                    p.len += len - hdr;
-                    p.count += 1;
-                    p.open = len - hdr == p.mss && flags & PSH == 0;
-                    return true;
-                }
-                return self.take_scratch();
-            }
+            // Room for the segment after the waiting frame (its headers over the frame's end).
+            grow(
+                &mut self.bufs[self.waiting],
+                p.len + len.saturating_sub(s.payload),
+            );
         }
-        self.scratch.clear();
-        self.scratch.resize(len, 0);
-        fill(&mut self.scratch);
+        let buf = &mut self.bufs[self.waiting];
+        if join_in_place(
+            &mut self.pending,
+            self.max_frame,
+            buf,
+            &mut self.scratch,
+            len,
+            fill,
+        ) {
+            return true;
+        }
+        self.take_scratch()
+    }
+
+    /// Whether a frame waits in the coalescer's own buffer (not in one the device lent).
+    pub fn waiting_own(&self) -> bool {
+        !self.held && self.pending.len != 0
+    }
+
+    /// Whether the frame left in the scratch buffer by [`write_held`](Self::write_held) may be
+    /// joined by later segments (else it is not worth a buffer the device lends).
+    pub fn scratch_may_grow(&self) -> bool {
+        pending_of(&self.scratch).open
+    }
+
+    /// The largest frame this coalescer makes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// As [`write`](Self::write), the waiting frame (if any) living in `held`, a buffer the
+    /// device lent of at least the largest frame's size: the frame is written in place after
+    /// it and joins it, or, with no frame waiting, is written at its start and waits there
+    /// (`Joined`). Otherwise the frame is left in the scratch buffer and the waiting one is
+    /// finished in `held`, ready to send with the length and offload returned (`Finished`):
+    /// the caller sends it and starts the new one in another buffer
+    /// ([`start_held`](Self::start_held)) or in the coalescer's own ([`start_own`](Self::start_own)).
+    /// Call it only when no frame waits in the coalescer's own buffers.
+    pub fn write_held(
+        &mut self,
+        held: &mut [u8],
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Held {
+        if held.len() < self.max_frame.max(len) {
+            // Not a buffer for it: as if nothing joined (the caller gives the buffer back).
+            self.scratch.clear();
+            self.scratch.resize(len, 0);
+            fill(&mut self.scratch);
+            return match self.held {
+                true => self.finish_held(held),
+                false => Held::Unused,
+            };
+        }
+        if !self.held {
+            held[..len.min(MAX_HEADERS)].fill(0);
+            fill(&mut held[..len]);
+            self.pending = pending_of(&held[..len]);
+            self.held = true;
+            return Held::Joined;
+        }
+        if join_in_place(
+            &mut self.pending,
+            self.max_frame,
+            held,
+            &mut self.scratch,
+            len,
+            fill,
+        ) {
+            return Held::Joined;
+        }
+        self.finish_held(held)
+    }
+
+    /// Finishes the frame waiting in `held` (its headers fixed): `Finished` with its length and
+    /// offload, for the caller to send; `Unused` when none waits there.
+    pub fn finish_held(&mut self, held: &mut [u8]) -> Held {
+        if !self.held {
+            return Held::Unused;
+        }
+        self.held = false;
+        let p = core::mem::take(&mut self.pending);
+        let Some(frame) = held.get_mut(..p.len) else {
+            return Held::Unused;
+        };
+        let offload = self.fix(p, frame);
+        Held::Finished(p.len, offload)
+    }
+
+    /// Starts the frame left in the scratch buffer by [`write_held`](Self::write_held) in
+    /// `held` (another buffer the device lent); `false` (nothing done) if it does not fit.
+    pub fn start_held(&mut self, held: &mut [u8]) -> bool {
+        let frame = &self.scratch[..];
+        let Some(buf) = held.get_mut(..frame.len()) else {
+            return false;
+        };
+        buf.copy_from_slice(frame);
+        self.pending = pending_of(frame);
+        self.held = true;
+        true
+    }
+
+    /// Starts the frame left in the scratch buffer in the coalescer's own buffer (no frame
+    /// waits there: [`write_held`](Self::write_held) was called).
+    pub fn start_own(&mut self) -> bool {
         self.take_scratch()
     }
 
@@ -261,6 +363,10 @@ impl Coalescer {
     /// it does not join either, but for a run of segments with less payload than headers,
     /// left unmerged): the waiting frame is finished and this one waits in its place.
     fn take_scratch(&mut self) -> bool {
+        if self.held {
+            // The caller finishes a frame waiting in a lent buffer first (`write_held`).
+            return false;
+        }
         if self.pending.len != 0 {
             if self.has_ready() {
                 return false;
@@ -271,20 +377,13 @@ impl Coalescer {
         let buf = &mut self.bufs[self.waiting];
         grow(buf, frame.len());
         buf[..frame.len()].copy_from_slice(frame);
-        let seg = mergeable(frame);
-        self.pending = Pending {
-            len: frame.len(),
-            mss: seg.map_or(0, |s| frame.len() - s.payload),
-            open: seg.is_some_and(|s| frame[s.tcp + 13] & PSH == 0),
-            seg,
-            count: 1,
-        };
+        self.pending = pending_of(frame);
         true
     }
 
     /// Finishes the waiting frame (end of a poll), if there is room for it.
     pub fn flush(&mut self) {
-        if self.pending.len != 0 && !self.has_ready() {
+        if self.pending.len != 0 && !self.held && !self.has_ready() {
             self.finish();
         }
     }
@@ -309,10 +408,29 @@ impl Coalescer {
     /// offload.
     fn finish(&mut self) {
         let p = core::mem::take(&mut self.pending);
-        let frame = &mut self.bufs[self.waiting][..p.len];
+        let mut frame = core::mem::take(&mut self.bufs[self.waiting]);
+        self.ready_offload = self.fix(p, &mut frame[..p.len]);
+        self.bufs[self.waiting] = frame;
+        self.ready_len = p.len;
+        self.waiting = 1 - self.waiting;
+    }
+
+    /// Fixes the headers of a finished frame `p` (its bytes `frame`); returns its offload.
+    fn fix(&mut self, p: Pending, frame: &mut [u8]) -> TxOffload {
         let mut offload = TxOffload::default();
-        match (p.count, p.seg) {
-            (2.., Some(s)) => {
+        // What one segment on the wire may carry, for a frame over the MTU.
+        let big = frame.len() > self.mtu_frame;
+        // A large segment may end the stream (FIN): the device clears it on all but the last.
+        let seg = p
+            .seg
+            .or_else(|| big.then(|| large_segment(frame)).flatten());
+        match (p.count, seg) {
+            (count, Some(s)) if count >= 2 || big => {
+                let mss = match (p.seg, self.large_segments()) {
+                    (None, _) => self.wire_mss(frame, s),
+                    (Some(_), true) => self.wire_mss(frame, s).min(p.mss),
+                    (Some(_), false) => p.mss,
+                };
                 let total = frame.len() - ETH;
                 frame[ETH + 2..ETH + 4].copy_from_slice(&(total as u16).to_be_bytes());
                 frame[ETH + 10..ETH + 12].fill(0);
@@ -330,18 +448,264 @@ impl Coalescer {
                     offset: 16,
                 });
                 offload.tso = Some(Tso {
-                    mss: p.mss as u16,
+                    mss: mss as u16,
                     header_len: s.payload as u16,
                 });
                 self.merged_frames += 1;
-                self.merged_segments += p.count as u64;
+                let payload = frame.len() - s.payload;
+                self.merged_segments += payload.div_ceil(mss.max(1)) as u64;
             }
-            _ => offload.checksum = partial_checksum(frame, self.checksums),
+            _ => {
+                self.clamp_syn(frame);
+                offload.checksum = partial_checksum(frame, self.checksums);
+            }
         }
-        self.ready_len = p.len;
-        self.ready_offload = offload;
-        self.waiting = 1 - self.waiting;
+        offload
     }
+
+    /// Lets the stack make TCP segments larger than the MTU (the device cuts them), for a
+    /// device whose frames are `mtu_frame` bytes: see the module docs, "Large segments".
+    pub fn set_large_segments(&mut self, mtu_frame: usize) {
+        self.mtu_frame = mtu_frame;
+    }
+
+    /// Whether [`set_large_segments`](Self::set_large_segments) was called.
+    pub fn large_segments(&self) -> bool {
+        self.mtu_frame != usize::MAX
+    }
+
+    /// Remembers the maximum segment sizes peers announced ([`learn_syn`]), the oldest
+    /// forgotten beyond [`FLOWS`].
+    pub fn learn(&mut self, flows: &mut Vec<Flow>) {
+        for f in flows.drain(..) {
+            self.flows.retain(|g| !g.same(&f));
+            if self.flows.len() >= FLOWS {
+                self.flows.remove(0);
+            }
+            self.flows.push(f);
+        }
+    }
+
+    /// The payload a segment of `frame`'s flow may carry on the wire: the peer's MSS (or, not
+    /// known, the MTU's) less the frame's TCP options.
+    fn wire_mss(&self, frame: &[u8], s: Segment) -> usize {
+        let options = s.payload - s.tcp - 20;
+        let mtu_mss = self.mtu_frame.min(ETH + 1500) - ETH - 40;
+        let key = flow_of(frame, s.tcp, false);
+        let mss = self
+            .flows
+            .iter()
+            .find(|f| key.as_ref().is_some_and(|k| f.same(k)))
+            .map_or(mtu_mss, |f| usize::from(f.mss).min(mtu_mss));
+        mss.saturating_sub(options).max(1)
+    }
+
+    /// An outgoing SYN announces the MTU's MSS, not the stack's (which the large MTU makes
+    /// large): the peer's segments come through the device's MTU.
+    fn clamp_syn(&self, frame: &mut [u8]) {
+        if !self.large_segments() {
+            return;
+        }
+        let Some((tcp, 6, len)) = transport(frame) else {
+            return;
+        };
+        let mss = (self.mtu_frame - ETH - 40).min(usize::from(u16::MAX)) as u16;
+        if let Some(at) = mss_option(frame, tcp, len)
+            && u16::from_be_bytes([frame[at], frame[at + 1]]) > mss
+        {
+            frame[at..at + 2].copy_from_slice(&mss.to_be_bytes());
+        }
+    }
+}
+
+/// The headers of a TCP/IPv4 segment larger than the MTU the stack made (large segments):
+/// as [`mergeable`], FIN allowed.
+fn large_segment(frame: &[u8]) -> Option<Segment> {
+    let (tcp, protocol, len) = transport(frame)?;
+    if protocol != 6 || tcp + len != frame.len() || len < 20 {
+        return None;
+    }
+    let payload = tcp + usize::from(frame[tcp + 12] >> 4) * 4;
+    let flags = frame[tcp + 13] & !(PSH | 0x01);
+    (payload >= tcp + 20 && payload < frame.len() && flags == ACK)
+        .then_some(Segment { tcp, payload })
+}
+
+/// Peers whose announced MSS the coalescer remembers.
+pub const FLOWS: usize = 64;
+
+/// How much larger than the peer's MSS the stack's segments may be with large segments: the
+/// stack then ACKs every this many of the peer's segments at the least (smoltcp ACKs at once
+/// once more than the peer's MSS is unacknowledged), so not more.
+pub const LARGE_FACTOR: usize = 8;
+
+/// A TCP flow and the MSS its peer announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    remote: [u8; 4],
+    remote_port: u16,
+    local_port: u16,
+    mss: u16,
+}
+
+impl Flow {
+    fn same(&self, other: &Flow) -> bool {
+        (self.remote, self.remote_port, self.local_port)
+            == (other.remote, other.remote_port, other.local_port)
+    }
+}
+
+/// The flow of a TCP/IPv4 frame whose TCP header is at `tcp`: received (`rx`: the remote is
+/// the source) or sent.
+fn flow_of(frame: &[u8], tcp: usize, rx: bool) -> Option<Flow> {
+    let port = |at: usize| u16::from_be_bytes([frame[at], frame[at + 1]]);
+    let (addr, remote_port, local_port) = if rx {
+        (ETH + 12, port(tcp), port(tcp + 2))
+    } else {
+        (ETH + 16, port(tcp + 2), port(tcp))
+    };
+    Some(Flow {
+        remote: frame.get(addr..addr + 4)?.try_into().ok()?,
+        remote_port,
+        local_port,
+        mss: 0,
+    })
+}
+
+/// Where the value of a SYN's MSS option is in `frame` (TCP header at `tcp`, `len` bytes of
+/// TCP segment), if it has one. Every access is bounds-checked.
+fn mss_option(frame: &[u8], tcp: usize, len: usize) -> Option<usize> {
+    if len < 20 || frame.get(tcp + 13)? & 0x02 == 0 {
+        return None;
+    }
+    let end = (tcp + usize::from(frame[tcp + 12] >> 4) * 4).min(tcp + len);
+    let mut at = tcp + 20;
+    while at < end {
+        match *frame.get(at)? {
+            0 => return None,
+            1 => at += 1,
+            kind => {
+                let l = usize::from(*frame.get(at + 1)?);
+                if l < 2 || at + l > end {
+                    return None;
+                }
+                if kind == 2 && l == 4 {
+                    return Some(at + 2);
+                }
+                at += l;
+            }
+        }
+    }
+    None
+}
+
+/// With large segments: the flow and MSS a received SYN announces, its MSS option rewritten
+/// to [`LARGE_FACTOR`] times that (at most what a `max_frame` frame carries) and the TCP
+/// checksum updated to match (RFC 1624), so that the stack makes segments that large; `None`
+/// (the frame untouched) for anything else.
+pub fn learn_syn(frame: &mut [u8], max_frame: usize) -> Option<Flow> {
+    let (tcp, 6, len) = transport(frame)? else {
+        return None;
+    };
+    let at = mss_option(frame, tcp, len)?;
+    let mss = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    if mss == 0 {
+        return None;
+    }
+    let mut flow = flow_of(frame, tcp, true)?;
+    flow.mss = mss;
+    let cap = max_frame.min(ETH + IP_MAX) - ETH - 40;
+    let large = (usize::from(mss) * LARGE_FACTOR)
+        .min(cap)
+        .max(usize::from(mss)) as u16;
+    frame[at..at + 2].copy_from_slice(&large.to_be_bytes());
+    // HC' = ~(~HC + ~m + m'), in ones' complement.
+    let old = u16::from_be_bytes([frame[tcp + 16], frame[tcp + 17]]);
+    let sum = u32::from(!old) + u32::from(!mss) + u32::from(large);
+    let new = !csum::fold(sum);
+    frame[tcp + 16..tcp + 18].copy_from_slice(&new.to_be_bytes());
+    Some(flow)
+}
+
+/// What [`Coalescer::write_held`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The frame waits in the held buffer (joined to the frame there, or the first).
+    Joined,
+    /// The frame did not join: it is in the scratch buffer, and the held buffer holds a
+    /// finished frame of this length, to send with this offload.
+    Finished(usize, TxOffload),
+    /// The held buffer was not used (too small): the frame is in the scratch buffer and no
+    /// frame waited in a held buffer.
+    Unused,
+}
+
+/// A frame waiting on its own (not merged yet).
+fn pending_of(frame: &[u8]) -> Pending {
+    let seg = mergeable(frame);
+    Pending {
+        len: frame.len(),
+        mss: seg.map_or(0, |s| frame.len() - s.payload),
+        open: seg.is_some_and(|s| frame[s.tcp + 13] & PSH == 0),
+        seg,
+        count: 1,
+    }
+}
+
+/// Lets `fill` write a frame of `len` bytes in place after the waiting frame `p` in `buf`
+/// (the module docs: its headers over the waiting frame's last bytes, saved and put back) and
+/// joins it if it may (`true`); otherwise the frame ends up in `scratch` (`false`), the
+/// waiting frame's bytes as they were. `buf` holds at least `p.len` bytes, and the segment
+/// after them when it could join.
+fn join_in_place(
+    pending: &mut Pending,
+    max_frame: usize,
+    buf: &mut [u8],
+    scratch: &mut Vec<u8>,
+    len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> bool {
+    let p = *pending;
+    if let Some(s) = p.seg.filter(|_| p.open) {
+        let hdr = s.payload;
+        // The new segment's headers go over the waiting frame's last `hdr` bytes, which
+        // must be payload (not its own headers).
+        let at = p.len - hdr;
+        if at >= hdr
+            && len > hdr
+            && len - hdr <= p.mss
+            && p.len + len - hdr <= max_frame
+            && at + len <= buf.len()
+        {
+            let mut saved = [0u8; MAX_HEADERS];
+            let n = hdr.min(MAX_HEADERS);
+            saved[..n].copy_from_slice(&buf[at..at + n]);
+            buf[at..at + len.min(MAX_HEADERS)].fill(0);
+            fill(&mut buf[at..at + len]);
+            let (old, new) = buf.split_at_mut(at);
+            let joined = joins(&p, max_frame, old, &new[..len]);
+            let flags = new[s.tcp + 13];
+            if !joined {
+                scratch.clear();
+                scratch.extend_from_slice(&new[..len]);
+            }
+            buf[at..at + n].copy_from_slice(&saved[..n]);
+            if joined {
+                // The merged frame takes the segment's flags (PSH), which may close it, as
+                // a shorter segment does.
+                buf[s.tcp + 13] = flags;
+                pending.len += len - hdr;
+                pending.count += 1;
+                pending.open = len - hdr == p.mss && flags & PSH == 0;
+                return true;
+            }
+            return false;
+        }
+    }
+    scratch.clear();
+    scratch.resize(len, 0);
+    fill(scratch);
+    false
 }
 
 /// Whether `frame` may join the waiting frame `p`, whose bytes start with `old` (its headers
@@ -373,7 +737,7 @@ fn joins(p: &Pending, max_frame: usize, old: &[u8], frame: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use netdev::ChecksumOffload;
     use netdev::fake::apply_offload;
@@ -390,7 +754,14 @@ mod tests {
     }
 
     /// A TCP segment of flow `flow` (ports and addresses), with full checksums.
-    fn tcp(flow: u8, seq: u32, ack: u32, flags: u8, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn tcp(
+        flow: u8,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        opts: &[u8],
+        payload: &[u8],
+    ) -> Vec<u8> {
         let thl = 20 + opts.len();
         let mut f = vec![0u8; ETH + 20 + thl];
         f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
@@ -635,6 +1006,86 @@ mod tests {
             "the run comes back the same"
         );
         assert_eq!(c.merged(), (1, 10));
+    }
+
+    #[test]
+    fn large_segments_learn_the_peers_mss_and_go_out_cut_to_it() {
+        let mss_opt = [2, 4, 0x05, 0xb4]; // 1460
+        // A SYN from the peer (flow 0 as the stack sends it, so the other way round).
+        let mut syn = tcp(0, 0, 0, 0x02, &mss_opt, &[]);
+        syn[26..30].copy_from_slice(&[10, 0, 2, 2]);
+        syn[30..34].copy_from_slice(&[10, 0, 2, 15]);
+        syn[34..36].copy_from_slice(&40000u16.to_be_bytes());
+        syn[36..38].copy_from_slice(&80u16.to_be_bytes());
+        let pseudo = csum::pseudo_header_v4(&syn[26..30], &syn[30..34], 6, syn.len() - 34);
+        syn[50..52].fill(0);
+        let sum = !csum::fold(csum::add(pseudo, &syn[34..]));
+        syn[50..52].copy_from_slice(&sum.to_be_bytes());
+        let flow = learn_syn(&mut syn, 65_549).expect("a SYN with an MSS");
+        assert_eq!(flow.mss, 1460);
+        assert_eq!(syn[56..58], (1460u16 * 8).to_be_bytes(), "raised");
+        assert_eq!(
+            csum::fold(csum::add(pseudo, &syn[34..])),
+            0xffff,
+            "its checksum still right"
+        );
+        // Anything else is left alone, garbage included.
+        let data = tcp(0, 1, 1, ACK, &mss_opt, &[1; 10]);
+        assert_eq!(learn_syn(&mut data.clone(), 65_549), None);
+        let mut rng = Rng::new(9);
+        for _ in 0..20_000 {
+            let mut f = syn.clone();
+            f.truncate(rng.below(f.len() as u64 + 1) as usize);
+            for _ in 0..rng.below(4) {
+                if !f.is_empty() {
+                    let at = rng.below(f.len() as u64) as usize;
+                    f[at] = rng.below(256) as u8;
+                }
+            }
+            let _ = learn_syn(&mut f, 65_549);
+        }
+        // The stack's large segments of that flow go out as TSO frames cut at 1460, and the
+        // SYN it sends announces the MTU's MSS.
+        let mut c = Coalescer::new(65_549, both());
+        c.set_large_segments(1514);
+        c.learn(&mut vec![Flow { mss: 536, ..flow }]);
+        let mut frames = Vec::new();
+        for i in 0..6u32 {
+            let flags = if i == 5 { ACK | 0x01 } else { ACK };
+            frames.push(tcp(0, i * 4288, 7, flags, &[], &vec![i as u8; 4288]));
+        }
+        let mut out = Vec::new();
+        for f in &frames {
+            if let Some((r, o)) = c.ready() {
+                out.push((r.to_vec(), o));
+                c.sent();
+            }
+            assert!(c.write(f.len(), &mut |b| b.copy_from_slice(f)));
+        }
+        for _ in 0..2 {
+            if let Some((r, o)) = c.ready() {
+                out.push((r.to_vec(), o));
+                c.sent();
+            }
+            c.flush();
+        }
+        let mut payload = Vec::new();
+        for (f, o) in &out {
+            let tso = o.tso.expect("over the MTU: TSO");
+            assert_eq!(tso.mss, 536, "the peer's MSS");
+            for seg in apply_offload(f, *o).expect("the device can cut it") {
+                assert!(seg.len() <= 54 + 536);
+                payload.extend_from_slice(&seg[54..]);
+            }
+        }
+        let sent: Vec<u8> = frames.iter().flat_map(|f| f[54..].to_vec()).collect();
+        assert_eq!(payload, sent);
+        let mut ours = tcp(0, 0, 0, 0x02, &[2, 4, 0xff, 0xd7], &[]);
+        assert!(c.write(ours.len(), &mut |b| b.copy_from_slice(&ours)));
+        c.flush();
+        let (f, _) = c.ready().expect("the SYN");
+        ours[56..58].copy_from_slice(&1460u16.to_be_bytes());
+        assert_eq!(f[56..58], ours[56..58], "clamped to the MTU's");
     }
 
     #[test]

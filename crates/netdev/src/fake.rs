@@ -11,7 +11,7 @@
 //! assert_eq!(rx.consume(|frame| frame.len()), 60);
 //! ```
 use crate::{
-    Capabilities, DeviceStats, MacAddress, NetDevice, PartialChecksum, RxChecksum, RxToken,
+    Capabilities, DeviceStats, HeldTx, MacAddress, NetDevice, PartialChecksum, RxChecksum, RxToken,
     TxOffload, TxToken, csum,
 };
 use platform::fuzz::Rng;
@@ -25,6 +25,10 @@ type Queue = Arc<Mutex<VecDeque<Vec<u8>>>>;
 /// Frames a fake holds on its receive queue before it drops new ones (like a full RX ring).
 pub const QUEUE_FRAMES: usize = 256;
 
+/// Transmit buffers a fake with TSO lends at once ([`NetDevice::hold_transmit`]): few, so that
+/// callers meet a device with none left.
+pub const HELD_BUFFERS: usize = 2;
+
 /// A device on in-memory queues: what it sends goes to its transmit queue, what it receives comes
 /// from its receive queue. Made by [`pair`] or [`Loopback::new`].
 #[derive(Debug)]
@@ -35,6 +39,12 @@ pub struct FakeDevice {
     stats: Arc<Mutex<DeviceStats>>,
     /// What the peer's receive side counts as dropped when its queue is full.
     peer_stats: Arc<Mutex<DeviceStats>>,
+    /// Transmit buffers lent ([`NetDevice::hold_transmit`], with TSO only).
+    held: [Option<Vec<u8>>; HELD_BUFFERS],
+    /// How many it lends at once (at most [`HELD_BUFFERS`]).
+    lend: usize,
+    /// Frames sent from lent buffers.
+    held_sent: u64,
 }
 
 /// Two devices wired back to back: what one sends, the other receives.
@@ -51,6 +61,9 @@ pub fn pair(a: MacAddress, b: MacAddress) -> (FakeDevice, FakeDevice) {
             tx: ab.clone(),
             stats: sa.clone(),
             peer_stats: sb.clone(),
+            held: Default::default(),
+            lend: HELD_BUFFERS,
+            held_sent: 0,
         },
         FakeDevice {
             caps: Capabilities::ethernet(b),
@@ -58,6 +71,9 @@ pub fn pair(a: MacAddress, b: MacAddress) -> (FakeDevice, FakeDevice) {
             tx: ba,
             stats: sb,
             peer_stats: sa,
+            held: Default::default(),
+            lend: HELD_BUFFERS,
+            held_sent: 0,
         },
     )
 }
@@ -78,6 +94,9 @@ impl Loopback {
             tx: queue,
             stats: stats.clone(),
             peer_stats: stats,
+            held: Default::default(),
+            lend: HELD_BUFFERS,
+            held_sent: 0,
         }
     }
 }
@@ -87,6 +106,17 @@ impl FakeDevice {
     pub fn with_capabilities(mut self, caps: Capabilities) -> Self {
         self.caps = caps;
         self
+    }
+
+    /// Lends at most `n` transmit buffers at once from now on (0: none, as a device that does
+    /// not lend; at most [`HELD_BUFFERS`]).
+    pub fn set_lending(&mut self, n: usize) {
+        self.lend = n.min(HELD_BUFFERS);
+    }
+
+    /// Frames sent from lent buffers ([`NetDevice::send_held`]).
+    pub fn held_sent(&self) -> u64 {
+        self.held_sent
     }
 
     /// Frames waiting on this device's receive queue.
@@ -138,7 +168,15 @@ impl TxToken for FakeTx<'_> {
     fn consume_offload<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> (R, TxOffload)) -> R {
         let mut frame = std::vec![0; len];
         let (result, offload) = f(&mut frame);
-        let d = self.device;
+        emit(self.device, &frame, offload);
+        result
+    }
+}
+
+/// Sends `frame` with `offload` as the fake's transmit token does.
+fn emit(d: &FakeDevice, frame: &[u8], offload: TxOffload) {
+    let len = frame.len();
+    {
         let max = match (offload.tso, d.caps.tso) {
             (Some(_), Some(tso)) => tso,
             (Some(_), None) => 0,
@@ -146,11 +184,11 @@ impl TxToken for FakeTx<'_> {
         };
         let offered = offload.checksum.is_none() || d.caps.checksums.tcp.device_computes();
         let frames = (len != 0 && len <= max && offered)
-            .then(|| apply_offload(&frame, offload))
+            .then(|| apply_offload(frame, offload))
             .flatten();
         let Some(frames) = frames else {
             lock(&d.stats).tx_dropped += 1;
-            return result;
+            return;
         };
         {
             let mut s = lock(&d.stats);
@@ -165,7 +203,6 @@ impl TxToken for FakeTx<'_> {
                 queue.push_back(frame);
             }
         }
-        result
     }
 }
 
@@ -263,6 +300,45 @@ impl NetDevice for FakeDevice {
 
     fn transmit(&mut self) -> Option<FakeTx<'_>> {
         Some(FakeTx { device: self })
+    }
+
+    /// Lends one of [`HELD_BUFFERS`] buffers of the TSO size, with TSO only.
+    fn hold_transmit(&mut self, len: usize) -> Option<HeldTx> {
+        let tso = self.caps.tso.filter(|&t| len <= t)?;
+        if self.held.iter().filter(|h| h.is_some()).count() >= self.lend {
+            return None;
+        }
+        let i = self.held.iter().position(Option::is_none)?;
+        // Stale bytes, not zeros: a caller must not count on a fresh buffer.
+        self.held[i] = Some(std::vec![0x5a; tso]);
+        Some(HeldTx(i as u16))
+    }
+
+    fn held_buffer(&mut self, held: &HeldTx) -> &mut [u8] {
+        match self.held.get_mut(usize::from(held.0)) {
+            Some(Some(buf)) => buf,
+            _ => &mut [],
+        }
+    }
+
+    fn send_held(&mut self, held: HeldTx, len: usize, offload: TxOffload) {
+        match self
+            .held
+            .get_mut(usize::from(held.0))
+            .and_then(Option::take)
+        {
+            Some(buf) if len <= buf.len() => {
+                self.held_sent += 1;
+                emit(self, &buf[..len], offload);
+            }
+            _ => lock(&self.stats).tx_dropped += 1,
+        }
+    }
+
+    fn release_held(&mut self, held: HeldTx) {
+        if let Some(slot) = self.held.get_mut(usize::from(held.0)) {
+            *slot = None;
+        }
     }
 
     fn poll_interrupt(&mut self) -> bool {
@@ -443,6 +519,26 @@ impl<D: NetDevice> NetDevice for Faulty<D> {
 
     fn transmit(&mut self) -> Option<D::TxToken<'_>> {
         self.inner.transmit()
+    }
+
+    fn transmit_sized(&mut self, len: usize) -> Option<D::TxToken<'_>> {
+        self.inner.transmit_sized(len)
+    }
+
+    fn hold_transmit(&mut self, len: usize) -> Option<HeldTx> {
+        self.inner.hold_transmit(len)
+    }
+
+    fn held_buffer(&mut self, held: &HeldTx) -> &mut [u8] {
+        self.inner.held_buffer(held)
+    }
+
+    fn send_held(&mut self, held: HeldTx, len: usize, offload: TxOffload) {
+        self.inner.send_held(held, len, offload)
+    }
+
+    fn release_held(&mut self, held: HeldTx) {
+        self.inner.release_held(held)
     }
 
     fn poll_interrupt(&mut self) -> bool {

@@ -277,6 +277,15 @@ pub trait TxToken {
     }
 }
 
+/// A transmit buffer the device lends across calls ([`NetDevice::hold_transmit`]), for a frame
+/// built in several steps (the stack's TSO coalescer writes each segment of a run in place
+/// after the last, straight into the buffer the device sends from). It names the device's
+/// buffer; not `Clone`: it is sent ([`NetDevice::send_held`]) or given back
+/// ([`NetDevice::release_held`]) once. A device checks the number it gets back (a handle of
+/// another device, or one already sent, is refused).
+#[derive(Debug, PartialEq, Eq)]
+pub struct HeldTx(pub u16);
+
 /// Counters a driver keeps. Refused and dropped frames are counted, never fatal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceStats {
@@ -328,6 +337,34 @@ pub trait NetDevice {
     fn transmit_sized(&mut self, len: usize) -> Option<Self::TxToken<'_>> {
         let _ = len;
         self.transmit()
+    }
+
+    /// A transmit buffer for a frame of up to `len` bytes (a TSO frame up to
+    /// [`Capabilities::tso`]), lent until [`send_held`](Self::send_held) or
+    /// [`release_held`](Self::release_held); `None` while none is free, or when the device
+    /// does not lend buffers (the default: the caller then builds the frame in memory of its
+    /// own and sends it through a [`TxToken`], one copy more).
+    fn hold_transmit(&mut self, len: usize) -> Option<HeldTx> {
+        let _ = len;
+        None
+    }
+
+    /// The frame area of a held buffer (at least the `len` it was held for, from the frame's
+    /// first byte); empty for a handle the device did not lend.
+    fn held_buffer(&mut self, held: &HeldTx) -> &mut [u8] {
+        let _ = held;
+        &mut []
+    }
+
+    /// Sends the first `len` bytes of a held buffer with `offload`, as
+    /// [`TxToken::consume_offload`] does (a bad length or offload is dropped and counted).
+    fn send_held(&mut self, held: HeldTx, len: usize, offload: TxOffload) {
+        let _ = (held, len, offload);
+    }
+
+    /// Gives a held buffer back unsent.
+    fn release_held(&mut self, held: HeldTx) {
+        let _ = held;
     }
 
     /// Called after the device's interrupt fired (from a thread, not the interrupt handler):
