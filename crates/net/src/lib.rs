@@ -148,4 +148,7 @@ pub use smoltcp;
 #[cfg(feature = "udp")]
 pub use socket::UdpSocket;
 pub use socket::{Shared, TcpListener, TcpStream, Wait};
-pub use stack::{DhcpStatus, Error, ListenerId, Shutdown, Stack, StackStats, TCP_STATES};
+pub use stack::{
+    DhcpStatus, Error, Interest, ListenerId, Shutdown, Stack, StackStats, TCP_STATES, Ticket,
+    WAIT_SLOTS,
+};

@@ -108,6 +108,103 @@ pub enum Shutdown {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerId(usize);
 
+/// What a blocked (or pending async) socket call waits for: the stack wakes it only when that
+/// changes ([`Stack::wait_for`]), not on every poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// A stream's received data, end of stream or error: its state or receive queue changes.
+    Read(SocketHandle),
+    /// Room in a stream's send buffer, or an error: its state or send queue changes.
+    Write(SocketHandle),
+    /// A handshake's end or the peer's acknowledgement: its state or send queue changes.
+    Change(SocketHandle),
+    /// A connection on the listener: its accept queue changes (or the listener goes).
+    Accept(ListenerId),
+    /// A datagram on a UDP socket: its receive queue changes.
+    #[cfg(feature = "udp")]
+    UdpRead(SocketHandle),
+    /// Room in a UDP socket's send buffer: its send queue changes.
+    #[cfg(feature = "udp")]
+    UdpWrite(SocketHandle),
+}
+
+impl Interest {
+    fn handle(self) -> Option<SocketHandle> {
+        match self {
+            Interest::Read(h) | Interest::Write(h) | Interest::Change(h) => Some(h),
+            #[cfg(feature = "udp")]
+            Interest::UdpRead(h) | Interest::UdpWrite(h) => Some(h),
+            Interest::Accept(_) => None,
+        }
+    }
+
+    /// Whether the data a call queued for sending should leave at once (an egress poll).
+    pub fn sends(self) -> bool {
+        match self {
+            Interest::Write(_) | Interest::Change(_) => true,
+            #[cfg(feature = "udp")]
+            Interest::UdpWrite(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// How many wait slots the stack hands blocked threads (a socket's slot is a hash of it: two
+/// sockets may share one, which costs a spurious wake-up, never a lost one).
+pub const WAIT_SLOTS: usize = 64;
+
+/// What a blocked thread waits on: its slot's generation moving past `generation`
+/// ([`Stack::slot_generation`], mirrored by the glue from [`Stack::take_woken`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    /// The slot, below [`WAIT_SLOTS`].
+    pub slot: usize,
+    /// The slot's generation when the call would-block.
+    pub generation: u64,
+}
+
+/// A registered waiter: what it waits for, how that looked, and whom to wake.
+#[derive(Debug)]
+struct Waiting {
+    interest: Interest,
+    signature: u64,
+    /// A blocked thread's slot, or an async task's waker.
+    who: Who,
+}
+
+#[derive(Debug)]
+enum Who {
+    Slot(usize),
+    Task(Waker),
+}
+
+fn slot_of(i: Interest) -> usize {
+    match i.handle() {
+        Some(h) => {
+            use core::hash::{Hash, Hasher};
+            struct Fnv(u64);
+            impl Hasher for Fnv {
+                fn finish(&self) -> u64 {
+                    self.0
+                }
+                fn write(&mut self, bytes: &[u8]) {
+                    for b in bytes {
+                        self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+                    }
+                }
+            }
+            let mut f = Fnv(0xcbf2_9ce4_8422_2325);
+            h.hash(&mut f);
+            // Below WAIT_SLOTS: fits.
+            (f.finish() % WAIT_SLOTS as u64) as usize
+        }
+        None => match i {
+            Interest::Accept(ListenerId(id)) => WAIT_SLOTS - 1 - id % WAIT_SLOTS,
+            _ => 0,
+        },
+    }
+}
+
 /// A listening port: a pool of listening sockets and the connections not yet accepted.
 #[derive(Debug)]
 struct Listener {
@@ -262,7 +359,12 @@ pub struct Stack<D: NetDevice> {
     orphans: Vec<Orphan>,
     live: usize,
     generation: u64,
-    wakers: Vec<Waker>,
+    /// Blocked calls and pending async tasks, with what they wait for.
+    waiting: Vec<Waiting>,
+    /// Each wait slot's generation (see [`Ticket`]).
+    slot_gen: [u64; WAIT_SLOTS],
+    /// Slots woken since the glue last took them (bit `n`: slot `n`).
+    woken: u64,
     next_port: u16,
     now_ns: u64,
     stats: StackStats,
@@ -345,7 +447,9 @@ impl<D: NetDevice> Stack<D> {
             orphans: Vec::new(),
             live: 0,
             generation: 0,
-            wakers: Vec::new(),
+            waiting: Vec::new(),
+            slot_gen: [0; WAIT_SLOTS],
+            woken: 0,
             // Below 2^14: fits.
             next_port: EPHEMERAL + (seed % span) as u16,
             now_ns,
@@ -415,10 +519,123 @@ impl<D: NetDevice> Stack<D> {
         self.generation
     }
 
-    /// Wakes `waker` at the next generation (async sockets).
-    pub fn register_waker(&mut self, waker: &Waker) {
-        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
-            self.wakers.push(waker.clone());
+    /// Registers a blocked thread waiting for `interest` (after the call would-block, under the
+    /// same lock): the ticket to wait on. Its slot's generation moves once what it waits for
+    /// changed (or the socket went away), at the end of the poll (or socket call) that changed
+    /// it; the glue then wakes the slot ([`Stack::take_woken`]).
+    pub fn wait_for(&mut self, interest: Interest) -> Ticket {
+        let slot = slot_of(interest);
+        self.register(interest, Who::Slot(slot));
+        Ticket {
+            slot,
+            generation: self.slot_gen[slot],
+        }
+    }
+
+    /// Registers an async task waiting for `interest`: its waker is woken once that changed.
+    pub fn register_waker(&mut self, interest: Interest, waker: &Waker) {
+        self.register(interest, Who::Task(waker.clone()));
+    }
+
+    fn register(&mut self, interest: Interest, who: Who) {
+        let signature = self.signature(interest);
+        let same = |w: &Waiting| {
+            w.interest == interest
+                && match (&w.who, &who) {
+                    (Who::Slot(a), Who::Slot(b)) => a == b,
+                    (Who::Task(a), Who::Task(b)) => a.will_wake(b),
+                    _ => false,
+                }
+        };
+        match self.waiting.iter_mut().find(|w| same(w)) {
+            Some(w) => w.signature = signature,
+            None => self.waiting.push(Waiting {
+                interest,
+                signature,
+                who,
+            }),
+        }
+    }
+
+    /// A slot's generation (see [`Ticket`]).
+    pub fn slot_generation(&self, slot: usize) -> u64 {
+        self.slot_gen[slot % WAIT_SLOTS]
+    }
+
+    /// The slots woken since the last call (bit `n`: slot `n`); the glue mirrors their
+    /// generations and wakes their threads.
+    pub fn take_woken(&mut self) -> u64 {
+        core::mem::take(&mut self.woken)
+    }
+
+    /// How many calls and tasks are registered as waiting (for tests).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// What `interest` looks like now: it changes whenever the outcome of the call waiting for
+    /// it may have changed.
+    fn signature(&self, interest: Interest) -> u64 {
+        let tcp = |h: SocketHandle, queue: fn(&tcp::Socket<'static>) -> usize| {
+            let s = self.sockets.get::<tcp::Socket<'static>>(h);
+            ((s.state() as u64) << 56) | (u64::from(s.may_recv()) << 55) | (queue(s) as u64)
+        };
+        match interest {
+            Interest::Read(h) => tcp(h, |s| s.recv_queue()),
+            Interest::Write(h) | Interest::Change(h) => tcp(h, |s| s.send_queue()),
+            Interest::Accept(id) => self
+                .listeners
+                .get(id.0)
+                .and_then(Option::as_ref)
+                .map_or(u64::MAX, |l| l.ready.len() as u64),
+            // With the packet count's emptiness: an empty datagram adds no bytes.
+            #[cfg(feature = "udp")]
+            Interest::UdpRead(h) => {
+                let s = self.sockets.get::<udp::Socket<'static>>(h);
+                (u64::from(s.can_recv()) << 63) | s.recv_queue() as u64
+            }
+            #[cfg(feature = "udp")]
+            Interest::UdpWrite(h) => {
+                let s = self.sockets.get::<udp::Socket<'static>>(h);
+                (u64::from(s.can_send()) << 63) | s.send_queue() as u64
+            }
+        }
+    }
+
+    /// Wakes the waiters whose interest changed.
+    fn wake_ready(&mut self) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let w = &self.waiting[i];
+            if self.signature(w.interest) == w.signature {
+                i += 1;
+                continue;
+            }
+            match self.waiting.swap_remove(i).who {
+                Who::Slot(s) => {
+                    self.slot_gen[s] += 1;
+                    self.woken |= 1 << s;
+                }
+                Who::Task(waker) => waker.wake(),
+            }
+        }
+    }
+
+    /// Forgets the waiters of a socket that goes away (its handle may be reused), waking them.
+    fn forget(&mut self, h: SocketHandle) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self.waiting[i].interest.handle() != Some(h) {
+                i += 1;
+                continue;
+            }
+            match self.waiting.swap_remove(i).who {
+                Who::Slot(s) => {
+                    self.slot_gen[s] += 1;
+                    self.woken |= 1 << s;
+                }
+                Who::Task(waker) => waker.wake(),
+            }
         }
     }
 
@@ -461,12 +678,9 @@ impl<D: NetDevice> Stack<D> {
         self.interrupted = true;
     }
 
-    /// Starts a new generation: wakes every waiter.
+    /// Starts a new generation (something may have become ready).
     fn bump(&mut self) {
         self.generation += 1;
-        for w in self.wakers.drain(..) {
-            w.wake();
-        }
     }
 
     /// Does everything due at `now_ns`: takes the device's news (`poll_interrupt`), receives,
@@ -487,6 +701,33 @@ impl<D: NetDevice> Stack<D> {
         if changed {
             self.stats.polls_changed += 1;
             self.bump();
+        }
+        if !self.waiting.is_empty() {
+            self.wake_ready();
+        }
+        changed
+    }
+
+    /// Sends what the sockets have queued, without receiving or maintaining anything: what a
+    /// socket call that queued data (or a close) does, so that it leaves at once while the
+    /// poller (or the next full poll) does the rest. Returns whether some socket changed.
+    pub fn poll_egress(&mut self, now_ns: u64) -> bool {
+        self.now_ns = self.now_ns.max(now_ns);
+        let now = instant(self.now_ns);
+        let mut changed = false;
+        while self
+            .iface
+            .poll_egress(now, &mut self.phy, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {
+            changed = true;
+        }
+        self.phy.flush();
+        if changed {
+            self.bump();
+        }
+        if !self.waiting.is_empty() {
+            self.wake_ready();
         }
         changed
     }
@@ -875,6 +1116,8 @@ impl<D: NetDevice> Stack<D> {
         let Some(l) = self.listeners.get_mut(id.0).and_then(Option::take) else {
             return;
         };
+        // Calls waiting to accept on it see it gone.
+        self.wake_ready();
         for h in l.pool {
             let socket = self.sockets.get_mut::<tcp::Socket<'_>>(h);
             if socket.state() == tcp::State::Listen {
@@ -1036,6 +1279,7 @@ impl<D: NetDevice> Stack<D> {
     /// gracefully (FIN after the queued data) and is freed once closed, or as soon as it reaches
     /// TIME-WAIT (see the crate docs), or aborted after [`Limits::linger_ns`].
     pub fn tcp_release(&mut self, h: SocketHandle) {
+        self.forget(h);
         let socket = self.tcp(h);
         if socket.state() == tcp::State::Closed {
             self.sockets.remove(h);
@@ -1058,6 +1302,7 @@ impl<D: NetDevice> Stack<D> {
 
     /// Aborts a connection (RST) and frees its socket.
     pub fn tcp_abort(&mut self, h: SocketHandle) {
+        self.forget(h);
         self.tcp(h).abort();
         self.orphans.push(Orphan {
             handle: h,
@@ -1155,6 +1400,7 @@ impl<D: NetDevice> Stack<D> {
     /// Frees a UDP socket.
     #[cfg(feature = "udp")]
     pub fn udp_release(&mut self, h: SocketHandle) {
+        self.forget(h);
         self.sockets.remove(h);
         self.live -= 1;
     }
