@@ -564,6 +564,18 @@ pub struct Commit {
     syncing: bool,
     failed: bool,
     syncs: u64,
+    /// Where the running sync's leader wrote up to ([`Commit::written`]), once it did.
+    in_flight: Option<u64>,
+}
+
+/// Whom to wake on one of the two wait queues ([`Commit::wait_queue`], [`Commit::end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// One thread: it leads the next sync, or (covered after all) passes on
+    /// ([`Commit::pass_on`]).
+    One,
+    /// Every thread.
+    All,
 }
 
 /// What a thread waiting for `target` does next ([`Commit::begin`]).
@@ -571,7 +583,8 @@ pub struct Commit {
 pub enum Step {
     /// Durable already: send the replies.
     Done,
-    /// A sync is running: wait on the condition variable, then call `begin` again.
+    /// A sync is running: wait on the condition variable [`Commit::wait_queue`] names, then
+    /// call `begin` again.
     Wait,
     /// Lead: release the lock, write the pending records ([`Db::write_pending`], under the
     /// store's lock), sync, then call [`Commit::end`] with the sequence number `write_pending`
@@ -619,14 +632,52 @@ impl Commit {
         }
     }
 
-    /// The leader's sync of everything up to `upto` ended (wake every waiter afterwards).
-    pub fn end(&mut self, upto: u64, ok: bool) {
+    /// The leader wrote everything up to `upto` (before its sync): threads waiting for no more
+    /// than that wait for this sync, the others for the next one ([`Commit::wait_queue`]).
+    pub fn written(&mut self, upto: u64) {
+        if self.syncing {
+            self.in_flight = Some(upto);
+        }
+    }
+
+    /// Which of two wait queues (condition variables) a thread told to [`Step::Wait`] for
+    /// `target` waits on, and whether it is the next sync's: the running sync's queue if that
+    /// sync covers `target`, else the next sync's (also while the leader has not yet said what
+    /// it wrote). Each sync's end wakes its own queue whole, and one thread of the next to lead
+    /// ([`Commit::end`]), instead of every waiter. A thread woken on the next sync's queue that
+    /// finds its target durable calls [`Commit::pass_on`].
+    pub fn wait_queue(&self, target: u64) -> (usize, bool) {
+        let next = self.in_flight.is_none_or(|upto| target > upto);
+        // Below 2: fits.
+        (((self.syncs + u64::from(next)) % 2) as usize, next)
+    }
+
+    /// The leader's sync of everything up to `upto` ended: whom to wake on each wait queue
+    /// ([`Commit::wait_queue`]). The sync's queue is woken whole; on the other, one thread when
+    /// some target is still not durable (it leads the next sync, or passes on), else every
+    /// thread (all covered); both whole after a failure. Waking every waiter on both is also
+    /// correct, only slower.
+    pub fn end(&mut self, upto: u64, ok: bool) -> [Wake; 2] {
         self.syncing = false;
+        self.in_flight = None;
         if ok {
             self.durable = self.durable.max(upto);
         } else {
             self.failed = true;
+            return [Wake::All; 2];
         }
+        let mut wakes = [Wake::All; 2];
+        if self.noted > self.durable {
+            wakes[((self.syncs + 1) % 2) as usize] = Wake::One;
+        }
+        wakes
+    }
+
+    /// A thread woken on the next sync's queue found its target durable: the queue to wake one
+    /// more thread on, if some target still is not and no sync runs (so that someone leads).
+    pub fn pass_on(&self) -> Option<usize> {
+        (self.noted > self.durable && !self.syncing && !self.failed)
+            .then_some(((self.syncs + 1) % 2) as usize)
     }
 
     /// Everything up to `upto` was made durable by other means (a compaction).

@@ -1,7 +1,7 @@
 //! The persistence over sdfs over blockdev's fakes: power cuts at many points of a workload
 //! (with compactions), a full disk, torn tails, undo, and group commit across threads.
 
-use super::persist::{Commit, Db, Failure, Settings as LogSettings, Step, Storage};
+use super::persist::{Commit, Db, Failure, Settings as LogSettings, Step, Storage, Wake};
 use super::*;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -450,12 +450,49 @@ fn rollback_undoes_every_kind_of_write() {
     }
 }
 
+/// A sync's end wakes the threads it covers and one thread for the next sync, not every waiter;
+/// a thread woken for the next sync that finds itself covered passes on.
+#[test]
+fn group_commit_wakes_the_covered_waiters_and_one_leader() {
+    let mut c = Commit::new();
+    assert_eq!(c.begin(10), Step::Sync(10));
+    // Before the leader says what it wrote: maybe covered, maybe not: the next queue.
+    assert_eq!(c.begin(12), Step::Wait);
+    let (next, is_next) = c.wait_queue(12);
+    assert!(is_next);
+    c.written(15);
+    assert_eq!(c.begin(14), Step::Wait);
+    let (cur, is_next) = c.wait_queue(14);
+    assert!(!is_next);
+    assert_ne!(cur, next);
+    assert_eq!(c.begin(20), Step::Wait);
+    assert_eq!(c.wait_queue(20), (next, true));
+    // 20 is not covered: the sync's queue whole, one on the next.
+    let mut wakes = [Wake::All; 2];
+    wakes[next] = Wake::One;
+    assert_eq!(c.end(15, true), wakes);
+    // The thread woken on the next queue was 12's: covered, it passes on to the next queue.
+    assert_eq!(c.begin(12), Step::Done);
+    assert_eq!(c.pass_on(), Some(next));
+    // 20 leads; once it is durable nobody is left behind: both queues whole.
+    assert_eq!(c.begin(20), Step::Sync(20));
+    assert_eq!(c.pass_on(), None);
+    c.written(20);
+    assert_eq!(c.end(20, true), [Wake::All; 2]);
+    assert_eq!(c.pass_on(), None);
+    // A failure wakes everyone.
+    assert_eq!(c.begin(30), Step::Sync(30));
+    assert_eq!(c.begin(31), Step::Wait);
+    assert_eq!(c.end(0, false), [Wake::All; 2]);
+    assert_eq!(c.begin(31), Step::Failed);
+}
+
 #[test]
 fn group_commit_across_threads() {
     let fs = mount(Blocking::new(RamDisk::new(8192, 512), NoWait));
     let (db, _) = open(fs.clone(), 1 << 20);
     let db = Arc::new(Mutex::new(db));
-    let commit = Arc::new((Mutex::new(Commit::new()), Condvar::new()));
+    let commit = Arc::new((Mutex::new(Commit::new()), [Condvar::new(), Condvar::new()]));
     let threads: Vec<_> = (0..6)
         .map(|t| {
             let (db, commit, fs) = (db.clone(), commit.clone(), fs.clone());
@@ -476,20 +513,40 @@ fn group_commit_across_threads() {
                     };
                     let (lock, cond) = &*commit;
                     let mut c = lock.lock().expect("lock");
+                    let mut was_next = false;
                     loop {
                         match c.begin(target) {
-                            Step::Done => break,
-                            Step::Wait => c = cond.wait(c).expect("lock"),
+                            Step::Done => {
+                                if was_next && let Some(q) = c.pass_on() {
+                                    cond[q].notify_one();
+                                }
+                                break;
+                            }
+                            Step::Wait => {
+                                let (q, next) = c.wait_queue(target);
+                                was_next = next;
+                                // Bounded: a lost wake-up fails the test instead of hanging.
+                                let (g, timeout) = cond[q]
+                                    .wait_timeout(c, std::time::Duration::from_secs(20))
+                                    .expect("lock");
+                                assert!(!timeout.timed_out(), "a group commit wake-up was lost");
+                                c = g;
+                            }
                             Step::Sync(_) => {
                                 drop(c);
                                 // The pending records go to the file under the store's lock;
                                 // the sync runs without it, while others execute.
                                 let upto = db.lock().expect("lock").write_pending();
                                 let upto = upto.expect("appends");
+                                lock.lock().expect("lock").written(upto);
                                 let ok = fs.sync().is_ok();
                                 c = lock.lock().expect("lock");
-                                c.end(upto, ok);
-                                cond.notify_all();
+                                for (q, w) in c.end(upto, ok).into_iter().enumerate() {
+                                    match w {
+                                        Wake::All => cond[q].notify_all(),
+                                        Wake::One => cond[q].notify_one(),
+                                    }
+                                }
                             }
                             Step::Failed => panic!("no failure here"),
                         }
