@@ -115,7 +115,12 @@ impl ::net::Shared for Net {
                 .as_mut()
                 .expect("sockets exist only once the stack does");
             let result = f(stack);
-            let at = stack.poll_at(now());
+            // A call that changed nothing (it would-block) leaves the deadline as it was.
+            let at = if stack.take_untouched() {
+                None
+            } else {
+                stack.poll_at(now())
+            };
             (result, publish(stack), at)
         };
         SelectedPlatform::interrupts_restore(enabled);

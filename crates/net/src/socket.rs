@@ -8,18 +8,23 @@
 //! Every operation comes three ways:
 //! - `try_*`: non-blocking, [`Error::WouldBlock`] when nothing can be done yet;
 //! - blocking (`accept`, `read`, `write`, `recv_from`, ... and embedded-io's `Read`/`Write`),
-//!   when the glue implements [`Wait`]: lock, try, poll, unlock; on would-block, wait for the
-//!   stack's next generation (or the timeout);
+//!   when the glue implements [`Wait`]: lock, try, unlock; on would-block, register what the
+//!   call waits for ([`Interest`]: its socket's data, room, state; a listener's queue) and wait
+//!   on the ticket that gives (or the timeout);
 //! - async (`accept_async`, `connect_async`, embedded-io-async's `Read`/`Write`, ...): the task's
-//!   waker is registered with the stack (under its lock, so no wake-up is lost) and woken by the
-//!   next poll that changes anything. The try, a poll and a second try run under that one lock
-//!   before the registration, so data already waiting on the device is seen, not slept on. Every
-//!   waiting task is woken on every change, so a wake-up may be spurious: the task tries again
-//!   (and registers again). The tests (`tests/async.rs`) run the tasks on an executor that
+//!   waker is registered with the stack for the same [`Interest`] (under its lock, so no
+//!   wake-up is lost) and woken by the poll that changes it. Only the tasks and threads whose
+//!   socket changed are woken, not every waiter; a wake-up may still be spurious (two sockets
+//!   sharing a wait slot, a change that is not yet enough): the call tries again (and registers
+//!   again). The tests (`tests/async.rs`, `tests/wake.rs`) run the tasks on an executor that
 //!   fails on a wake-up lost.
 //!
-//! Every operation polls the stack after it (so that data written goes out at once, and a
-//! window freed by a read is announced at once).
+//! The blocking and async calls poll no more than they need (the glue's poller takes the
+//! device's news on its interrupts): a call served from its socket's buffers polls nothing, a
+//! call that queued data to send (a write, a connect) sends it at once with one pass of egress
+//! ([`Stack::poll_egress`]), and a call that would-block polls nothing. A window freed by a read
+//! is announced by the poll that [`Stack::poll_at`] then asks for at once. The `try_*` calls,
+//! `bind`, `shutdown` and `flush` poll the whole stack after them, as before.
 use crate::stack::{Error, Interest, ListenerId, Shutdown, Stack, Ticket};
 use core::future::poll_fn;
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -67,10 +72,12 @@ fn deadline(now: u64, timeout: Option<Duration>) -> Option<u64> {
     timeout.map(|t| now.saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)))
 }
 
-/// Tries `op`. If it would-block, polls (data may be waiting on the device) and tries again if
-/// the poll changed anything. If it did something and `interest` sends (a write, a connect),
-/// sends what it queued at once ([`Stack::poll_egress`]); a read served from the socket's
-/// buffer polls nothing (the poller takes the device's news on its interrupts).
+/// Tries `op`; if it did something and `interest` sends (a write, a connect), sends what it
+/// queued at once ([`Stack::poll_egress`]). Nothing else is polled: a call served from its
+/// socket's buffers does not walk the interface, and one that would-block leaves the device's
+/// news to the glue's poller (its interrupt's poll wakes the call once its socket changed;
+/// without a scheduler, [`Wait::wait`] polls), so the stack is untouched
+/// ([`Stack::take_untouched`]).
 fn attempt<D: NetDevice, R>(
     stack: &mut Stack<D>,
     now: u64,
@@ -79,15 +86,8 @@ fn attempt<D: NetDevice, R>(
 ) -> Result<R, Error> {
     match op(stack) {
         Err(Error::WouldBlock) => {
-            if stack.poll(now) {
-                let r = op(stack);
-                if interest.sends() && r.is_ok() {
-                    stack.poll_egress(now);
-                }
-                r
-            } else {
-                Err(Error::WouldBlock)
-            }
+            stack.note_untouched();
+            Err(Error::WouldBlock)
         }
         r => {
             if interest.sends() {

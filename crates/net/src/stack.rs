@@ -1,5 +1,6 @@
 //! The stack: smoltcp's interface over one device, the sockets, the listener pools, the closing
-//! sockets, DHCP, and the generation counter the glue wakes waiters with.
+//! sockets, DHCP, and the calls waiting on its sockets (each woken only when what it waits for
+//! changed: [`Stack::wait_for`], [`Stack::register_waker`]).
 //!
 //! Every operation here is non-blocking: it does what it can now, or returns
 //! [`Error::WouldBlock`]. The socket types in [`crate::socket`] build the blocking and async
@@ -365,6 +366,8 @@ pub struct Stack<D: NetDevice> {
     slot_gen: [u64; WAIT_SLOTS],
     /// Slots woken since the glue last took them (bit `n`: slot `n`).
     woken: u64,
+    /// The last socket call changed nothing ([`Stack::take_untouched`]).
+    untouched: bool,
     next_port: u16,
     now_ns: u64,
     stats: StackStats,
@@ -450,6 +453,7 @@ impl<D: NetDevice> Stack<D> {
             waiting: Vec::new(),
             slot_gen: [0; WAIT_SLOTS],
             woken: 0,
+            untouched: false,
             // Below 2^14: fits.
             next_port: EPHEMERAL + (seed % span) as u16,
             now_ns,
@@ -513,8 +517,8 @@ impl<D: NetDevice> Stack<D> {
         self.phy.device_mut()
     }
 
-    /// The generation: it increases whenever a poll may have made some socket ready. A waiter
-    /// reads it (under the stack's lock) before it waits, and waits until it changes.
+    /// The generation: it increases whenever a poll may have made some socket ready (for
+    /// reports; waiters wait on their own tickets, [`Stack::wait_for`]).
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -555,6 +559,17 @@ impl<D: NetDevice> Stack<D> {
                 who,
             }),
         }
+    }
+
+    /// Notes that the socket call running changed nothing (it would-block without polling).
+    pub fn note_untouched(&mut self) {
+        self.untouched = true;
+    }
+
+    /// Whether the last socket call changed nothing, so that the stack's next deadline
+    /// ([`Stack::poll_at`]) is what it was and the glue need not compute it again; clears it.
+    pub fn take_untouched(&mut self) -> bool {
+        core::mem::take(&mut self.untouched)
     }
 
     /// A slot's generation (see [`Ticket`]).
@@ -708,20 +723,18 @@ impl<D: NetDevice> Stack<D> {
         changed
     }
 
-    /// Sends what the sockets have queued, without receiving or maintaining anything: what a
-    /// socket call that queued data (or a close) does, so that it leaves at once while the
-    /// poller (or the next full poll) does the rest. Returns whether some socket changed.
+    /// One pass of egress (at most a segment per socket), without receiving or maintaining
+    /// anything: what a socket call that queued data (or a close) does, so that a reply leaves
+    /// at once while the poller does the rest (a socket with more to send is due now:
+    /// [`Stack::poll_at`] says so, and the glue wakes its poller). Returns whether some socket
+    /// sent.
     pub fn poll_egress(&mut self, now_ns: u64) -> bool {
         self.now_ns = self.now_ns.max(now_ns);
         let now = instant(self.now_ns);
-        let mut changed = false;
-        while self
+        let changed = self
             .iface
             .poll_egress(now, &mut self.phy, &mut self.sockets)
-            == PollResult::SocketStateChanged
-        {
-            changed = true;
-        }
+            == PollResult::SocketStateChanged;
         self.phy.flush();
         if changed {
             self.bump();
