@@ -248,14 +248,16 @@ mod waiters {
     use crate::threads::{Kernel, WaitQueue};
     use core::sync::atomic::Ordering;
 
-    /// Threads blocked in socket calls, by their tickets' slots.
-    static WAITERS: [WaitQueue<Kernel>; ::net::WAIT_SLOTS] =
-        [const { WaitQueue::new() }; ::net::WAIT_SLOTS];
+    /// Threads blocked in socket calls, by their tickets' slots. Made by [`start`], before any
+    /// socket exists (in `.bss` until then: a constant array would be 2.5 KB of `.data`).
+    static WAITERS: spin::Once<[WaitQueue<Kernel>; ::net::WAIT_SLOTS]> = spin::Once::new();
     /// The `net` thread, between polls.
     static POLLER: WaitQueue<Kernel> = WaitQueue::new();
 
     pub fn wake_slot(slot: usize) {
-        WAITERS[slot].notify_all();
+        if let Some(queues) = WAITERS.get() {
+            queues[slot % ::net::WAIT_SLOTS].notify_all();
+        }
     }
 
     pub fn wake_poller() {
@@ -264,7 +266,8 @@ mod waiters {
 
     pub fn wait(ticket: ::net::Ticket, deadline_ns: Option<u64>) {
         let slot = ticket.slot % ::net::WAIT_SLOTS;
-        WAITERS[slot].wait_if(
+        let queues = WAITERS.call_once(|| core::array::from_fn(|_| WaitQueue::new()));
+        queues[slot].wait_if(
             || SLOT_GEN[slot].load(Ordering::Acquire) == ticket.generation,
             deadline_ns,
         );
@@ -272,6 +275,7 @@ mod waiters {
 
     /// Starts the `net` thread.
     pub fn start() -> Result<(), crate::threads::SpawnError> {
+        WAITERS.call_once(|| core::array::from_fn(|_| WaitQueue::new()));
         crate::threads::spawn(
             Some(alloc::string::String::from("net")),
             16 * 1024,

@@ -723,6 +723,15 @@ impl<D: NetDevice> Stack<D> {
         changed
     }
 
+    /// One pass of smoltcp's egress: whether some socket sent. One call site for both polls, so
+    /// that smoltcp's egress is inlined once.
+    #[inline(never)]
+    fn egress(&mut self, now: Instant) -> bool {
+        self.iface
+            .poll_egress(now, &mut self.phy, &mut self.sockets)
+            == PollResult::SocketStateChanged
+    }
+
     /// One pass of egress (at most a segment per socket), without receiving or maintaining
     /// anything: what a socket call that queued data (or a close) does, so that a reply leaves
     /// at once while the poller does the rest (a socket with more to send is due now:
@@ -731,10 +740,7 @@ impl<D: NetDevice> Stack<D> {
     pub fn poll_egress(&mut self, now_ns: u64) -> bool {
         self.now_ns = self.now_ns.max(now_ns);
         let now = instant(self.now_ns);
-        let changed = self
-            .iface
-            .poll_egress(now, &mut self.phy, &mut self.sockets)
-            == PollResult::SocketStateChanged;
+        let changed = self.egress(now);
         self.phy.flush();
         if changed {
             self.bump();
@@ -901,11 +907,7 @@ impl<D: NetDevice> Stack<D> {
                 self.gate_listener(i);
             }
         }
-        while self
-            .iface
-            .poll_egress(now, &mut self.phy, &mut self.sockets)
-            == PollResult::SocketStateChanged
-        {
+        while self.egress(now) {
             changed = true;
         }
         // What the TSO coalescer still holds goes out with this poll.
