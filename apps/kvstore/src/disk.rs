@@ -9,7 +9,7 @@
 
 use alloc::format;
 use alloc::string::String;
-use kv::persist::{Commit, Db, Settings as LogSettings, Step, Storage, Wake};
+use kv::persist::{Commit, Db, Settings as LogSettings, Step, Storage};
 use kv::{Effect, Engine, Session, Settings};
 use resp::Request;
 use stardust::fs::{self, Error, File, OpenOptions};
@@ -185,18 +185,19 @@ impl Store {
             return true;
         }
         let mut c = self.commit.lock();
-        let mut was_next = false;
+        // The next sync's queue, if this thread waited there: once covered, it wakes one more.
+        let mut waited_next: Option<usize> = None;
         loop {
             match c.begin(target) {
                 Step::Done => {
-                    if was_next && let Some(q) = c.pass_on() {
+                    if let Some(q) = waited_next {
                         self.wake[q].notify_one();
                     }
                     return true;
                 }
                 Step::Wait => {
                     let (q, next) = c.wait_queue(target);
-                    was_next = next;
+                    waited_next = next.then_some(q);
                     c = self.wake[q].wait(c);
                 }
                 Step::Sync(_) => {
@@ -210,13 +211,13 @@ impl Store {
                         Err(e) => Err(format!("{e}")),
                     };
                     c = self.commit.lock();
-                    let wakes = c.end(*r.as_ref().unwrap_or(&0), r.is_ok());
+                    let (covered, next) = c.end(*r.as_ref().unwrap_or(&0), r.is_ok());
                     self.durable.store(c.durable(), Ordering::Release);
-                    for (q, w) in wakes.into_iter().enumerate() {
-                        match w {
-                            Wake::All => self.wake[q].notify_all(),
-                            Wake::One => self.wake[q].notify_one(),
-                        }
+                    self.wake[covered].notify_all();
+                    if r.is_ok() {
+                        self.wake[next].notify_one();
+                    } else {
+                        self.wake[next].notify_all();
                     }
                     if let Err(e) = r {
                         stardust::log::error!("kvstore: writing the log failed: {e}; writes refused until restart");

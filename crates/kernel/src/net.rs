@@ -266,7 +266,10 @@ mod waiters {
 
     pub fn wait(ticket: ::net::Ticket, deadline_ns: Option<u64>) {
         let slot = ticket.slot % ::net::WAIT_SLOTS;
-        let queues = WAITERS.call_once(|| core::array::from_fn(|_| WaitQueue::new()));
+        // Made by `start`, before any socket could exist.
+        let Some(queues) = WAITERS.get() else {
+            return;
+        };
         queues[slot].wait_if(
             || SLOT_GEN[slot].load(Ordering::Acquire) == ticket.generation,
             deadline_ns,

@@ -568,16 +568,6 @@ pub struct Commit {
     in_flight: Option<u64>,
 }
 
-/// Whom to wake on one of the two wait queues ([`Commit::wait_queue`], [`Commit::end`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// One thread: it leads the next sync, or (covered after all) passes on
-    /// ([`Commit::pass_on`]).
-    One,
-    /// Every thread.
-    All,
-}
-
 /// What a thread waiting for `target` does next ([`Commit::begin`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -587,9 +577,9 @@ pub enum Step {
     /// call `begin` again.
     Wait,
     /// Lead: release the lock, write the pending records ([`Db::write_pending`], under the
-    /// store's lock), sync, then call [`Commit::end`] with the sequence number `write_pending`
-    /// gave (at least this one: the highest target noted) and the result, and wake every
-    /// waiter.
+    /// store's lock), tell [`Commit::written`] the sequence number it gave (at least this one:
+    /// the highest target noted), sync, then call [`Commit::end`] with that number and the
+    /// result, and wake whom it says.
     Sync(u64),
     /// A sync failed: the target will never be durable. Send nothing.
     Failed,
@@ -645,39 +635,29 @@ impl Commit {
     /// sync covers `target`, else the next sync's (also while the leader has not yet said what
     /// it wrote). Each sync's end wakes its own queue whole, and one thread of the next to lead
     /// ([`Commit::end`]), instead of every waiter. A thread woken on the next sync's queue that
-    /// finds its target durable calls [`Commit::pass_on`].
+    /// finds its target durable wakes one more thread of that queue.
     pub fn wait_queue(&self, target: u64) -> (usize, bool) {
         let next = self.in_flight.is_none_or(|upto| target > upto);
         // Below 2: fits.
         (((self.syncs + u64::from(next)) % 2) as usize, next)
     }
 
-    /// The leader's sync of everything up to `upto` ended: whom to wake on each wait queue
-    /// ([`Commit::wait_queue`]). The sync's queue is woken whole; on the other, one thread when
-    /// some target is still not durable (it leads the next sync, or passes on), else every
-    /// thread (all covered); both whole after a failure. Waking every waiter on both is also
+    /// The leader's sync of everything up to `upto` ended: the two wait queues
+    /// ([`Commit::wait_queue`]), the sync's own and the next one's. Wake the first whole (the
+    /// sync covered them) and one thread of the second: it leads the next sync, or finds itself
+    /// covered and wakes one more of that queue (so the queue drains one by one until someone
+    /// must lead). After a failure, wake both whole. Waking every waiter on both is also
     /// correct, only slower.
-    pub fn end(&mut self, upto: u64, ok: bool) -> [Wake; 2] {
+    pub fn end(&mut self, upto: u64, ok: bool) -> (usize, usize) {
         self.syncing = false;
         self.in_flight = None;
         if ok {
             self.durable = self.durable.max(upto);
         } else {
             self.failed = true;
-            return [Wake::All; 2];
         }
-        let mut wakes = [Wake::All; 2];
-        if self.noted > self.durable {
-            wakes[((self.syncs + 1) % 2) as usize] = Wake::One;
-        }
-        wakes
-    }
-
-    /// A thread woken on the next sync's queue found its target durable: the queue to wake one
-    /// more thread on, if some target still is not and no sync runs (so that someone leads).
-    pub fn pass_on(&self) -> Option<usize> {
-        (self.noted > self.durable && !self.syncing && !self.failed)
-            .then_some(((self.syncs + 1) % 2) as usize)
+        // Below 2: fits.
+        ((self.syncs % 2) as usize, ((self.syncs + 1) % 2) as usize)
     }
 
     /// Everything up to `upto` was made durable by other means (a compaction).

@@ -1,7 +1,7 @@
 //! The persistence over sdfs over blockdev's fakes: power cuts at many points of a workload
 //! (with compactions), a full disk, torn tails, undo, and group commit across threads.
 
-use super::persist::{Commit, Db, Failure, Settings as LogSettings, Step, Storage, Wake};
+use super::persist::{Commit, Db, Failure, Settings as LogSettings, Step, Storage};
 use super::*;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -450,10 +450,11 @@ fn rollback_undoes_every_kind_of_write() {
     }
 }
 
-/// A sync's end wakes the threads it covers and one thread for the next sync, not every waiter;
-/// a thread woken for the next sync that finds itself covered passes on.
+/// A sync's end names its own wait queue (wake it whole: it covered them) and the next sync's
+/// (wake one); threads whose target the leader had not yet written when they came wait on the
+/// next one.
 #[test]
-fn group_commit_wakes_the_covered_waiters_and_one_leader() {
+fn group_commit_puts_waiters_on_the_queue_of_the_sync_that_covers_them() {
     let mut c = Commit::new();
     assert_eq!(c.begin(10), Step::Sync(10));
     // Before the leader says what it wrote: maybe covered, maybe not: the next queue.
@@ -467,23 +468,19 @@ fn group_commit_wakes_the_covered_waiters_and_one_leader() {
     assert_ne!(cur, next);
     assert_eq!(c.begin(20), Step::Wait);
     assert_eq!(c.wait_queue(20), (next, true));
-    // 20 is not covered: the sync's queue whole, one on the next.
-    let mut wakes = [Wake::All; 2];
-    wakes[next] = Wake::One;
-    assert_eq!(c.end(15, true), wakes);
-    // The thread woken on the next queue was 12's: covered, it passes on to the next queue.
+    assert_eq!(c.end(15, true), (cur, next));
+    // 12 (woken on the next queue) is covered; 20 leads the next sync, on the other queue.
     assert_eq!(c.begin(12), Step::Done);
-    assert_eq!(c.pass_on(), Some(next));
-    // 20 leads; once it is durable nobody is left behind: both queues whole.
+    assert_eq!(c.begin(14), Step::Done);
     assert_eq!(c.begin(20), Step::Sync(20));
-    assert_eq!(c.pass_on(), None);
     c.written(20);
-    assert_eq!(c.end(20, true), [Wake::All; 2]);
-    assert_eq!(c.pass_on(), None);
-    // A failure wakes everyone.
+    assert_eq!(c.begin(20), Step::Wait);
+    assert_eq!(c.wait_queue(20), (next, false));
+    assert_eq!(c.end(20, true), (next, cur));
+    // A failure: both queues whole, everyone fails.
     assert_eq!(c.begin(30), Step::Sync(30));
     assert_eq!(c.begin(31), Step::Wait);
-    assert_eq!(c.end(0, false), [Wake::All; 2]);
+    let _ = c.end(0, false);
     assert_eq!(c.begin(31), Step::Failed);
 }
 
@@ -513,18 +510,18 @@ fn group_commit_across_threads() {
                     };
                     let (lock, cond) = &*commit;
                     let mut c = lock.lock().expect("lock");
-                    let mut was_next = false;
+                    let mut waited_next: Option<usize> = None;
                     loop {
                         match c.begin(target) {
                             Step::Done => {
-                                if was_next && let Some(q) = c.pass_on() {
+                                if let Some(q) = waited_next {
                                     cond[q].notify_one();
                                 }
                                 break;
                             }
                             Step::Wait => {
                                 let (q, next) = c.wait_queue(target);
-                                was_next = next;
+                                waited_next = next.then_some(q);
                                 // Bounded: a lost wake-up fails the test instead of hanging.
                                 let (g, timeout) = cond[q]
                                     .wait_timeout(c, std::time::Duration::from_secs(20))
@@ -541,12 +538,9 @@ fn group_commit_across_threads() {
                                 lock.lock().expect("lock").written(upto);
                                 let ok = fs.sync().is_ok();
                                 c = lock.lock().expect("lock");
-                                for (q, w) in c.end(upto, ok).into_iter().enumerate() {
-                                    match w {
-                                        Wake::All => cond[q].notify_all(),
-                                        Wake::One => cond[q].notify_one(),
-                                    }
-                                }
+                                let (covered, next) = c.end(upto, ok);
+                                cond[covered].notify_all();
+                                cond[next].notify_one();
                             }
                             Step::Failed => panic!("no failure here"),
                         }

@@ -543,10 +543,11 @@ impl<D: NetDevice> Stack<D> {
 
     fn register(&mut self, interest: Interest, who: Who) {
         let signature = self.signature(interest);
+        // A thread's slot follows from the interest.
         let same = |w: &Waiting| {
             w.interest == interest
                 && match (&w.who, &who) {
-                    (Who::Slot(a), Who::Slot(b)) => a == b,
+                    (Who::Slot(_), Who::Slot(_)) => true,
                     (Who::Task(a), Who::Task(b)) => a.will_wake(b),
                     _ => false,
                 }
@@ -590,9 +591,10 @@ impl<D: NetDevice> Stack<D> {
 
     /// What `interest` looks like now: it changes whenever the outcome of the call waiting for
     /// it may have changed.
-    fn signature(&self, interest: Interest) -> u64 {
-        let tcp = |h: SocketHandle, queue: fn(&tcp::Socket<'static>) -> usize| {
-            let s = self.sockets.get::<tcp::Socket<'static>>(h);
+    fn signature(&mut self, interest: Interest) -> u64 {
+        let sockets = &mut self.sockets;
+        let mut tcp = |h: SocketHandle, queue: fn(&tcp::Socket<'static>) -> usize| {
+            let s = sockets.get_mut::<tcp::Socket<'static>>(h);
             ((s.state() as u64) << 56) | (u64::from(s.may_recv()) << 55) | (queue(s) as u64)
         };
         match interest {
@@ -606,12 +608,12 @@ impl<D: NetDevice> Stack<D> {
             // With the packet count's emptiness: an empty datagram adds no bytes.
             #[cfg(feature = "udp")]
             Interest::UdpRead(h) => {
-                let s = self.sockets.get::<udp::Socket<'static>>(h);
+                let s = self.sockets.get_mut::<udp::Socket<'static>>(h);
                 (u64::from(s.can_recv()) << 63) | s.recv_queue() as u64
             }
             #[cfg(feature = "udp")]
             Interest::UdpWrite(h) => {
-                let s = self.sockets.get::<udp::Socket<'static>>(h);
+                let s = self.sockets.get_mut::<udp::Socket<'static>>(h);
                 (u64::from(s.can_send()) << 63) | s.send_queue() as u64
             }
         }
@@ -619,28 +621,25 @@ impl<D: NetDevice> Stack<D> {
 
     /// Wakes the waiters whose interest changed.
     fn wake_ready(&mut self) {
-        let mut i = 0;
-        while i < self.waiting.len() {
-            let w = &self.waiting[i];
-            if self.signature(w.interest) == w.signature {
-                i += 1;
-                continue;
-            }
-            match self.waiting.swap_remove(i).who {
-                Who::Slot(s) => {
-                    self.slot_gen[s] += 1;
-                    self.woken |= 1 << s;
-                }
-                Who::Task(waker) => waker.wake(),
-            }
-        }
+        self.wake(None);
     }
 
     /// Forgets the waiters of a socket that goes away (its handle may be reused), waking them.
     fn forget(&mut self, h: SocketHandle) {
+        self.wake(Some(h));
+    }
+
+    /// Wakes (and forgets) the waiters on socket `gone`, or with `None` those whose interest
+    /// changed.
+    fn wake(&mut self, gone: Option<SocketHandle>) {
         let mut i = 0;
         while i < self.waiting.len() {
-            if self.waiting[i].interest.handle() != Some(h) {
+            let (interest, signature) = (self.waiting[i].interest, self.waiting[i].signature);
+            let fire = match gone {
+                Some(h) => interest.handle() == Some(h),
+                None => self.signature(interest) != signature,
+            };
+            if !fire {
                 i += 1;
                 continue;
             }
