@@ -73,11 +73,12 @@ fn deadline(now: u64, timeout: Option<Duration>) -> Option<u64> {
 }
 
 /// Tries `op`; if it did something and `interest` sends (a write, a connect), sends what it
-/// queued at once ([`Stack::poll_egress`]). Nothing else is polled: a call served from its
-/// socket's buffers does not walk the interface, and one that would-block leaves the device's
-/// news to the glue's poller (its interrupt's poll wakes the call once its socket changed;
-/// without a scheduler, [`Wait::wait`] polls), so the stack is untouched
-/// ([`Stack::take_untouched`]).
+/// queued at once ([`Stack::send_now`]). Nothing else is polled: a call served from its
+/// socket's buffers does not walk the interface, and a read or accept that would-block leaves
+/// the device's news to the glue's poller (its interrupt's poll wakes the call once its socket
+/// changed; without a scheduler, [`Wait::wait`] polls), so the stack is untouched
+/// ([`Stack::take_untouched`]). A write that would-block polls, as a bulk sender's
+/// acknowledgements are likely waiting.
 fn attempt<D: NetDevice, R>(
     stack: &mut Stack<D>,
     now: u64,
@@ -85,13 +86,26 @@ fn attempt<D: NetDevice, R>(
     op: &mut impl FnMut(&mut Stack<D>) -> Result<R, Error>,
 ) -> Result<R, Error> {
     match op(stack) {
+        // A writer waiting for room (a bulk sender): the acknowledgements that make it may be
+        // on the device already; take them now rather than sleep until the poller does.
+        Err(Error::WouldBlock) if interest.sends() => {
+            if stack.poll(now) {
+                let r = op(stack);
+                if r.is_ok() {
+                    stack.send_now(now, interest);
+                }
+                r
+            } else {
+                Err(Error::WouldBlock)
+            }
+        }
         Err(Error::WouldBlock) => {
             stack.note_untouched();
             Err(Error::WouldBlock)
         }
         r => {
             if interest.sends() {
-                stack.poll_egress(now);
+                stack.send_now(now, interest);
             }
             r
         }

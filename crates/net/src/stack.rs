@@ -329,6 +329,10 @@ pub const TCP_STATES: [tcp::State; 11] = [
 /// its peer for as long (idle or not), so it is cleared once the connection is established.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Above this much queued (sent or not), a writer's socket may have more to send than one pass
+/// of egress sends: a segment of Ethernet's MSS.
+const BULK: usize = 1460;
+
 /// The first ephemeral port (IANA's range, 49152 to 65535).
 const EPHEMERAL: u16 = 49152;
 
@@ -720,6 +724,19 @@ impl<D: NetDevice> Stack<D> {
             self.wake_ready();
         }
         changed
+    }
+
+    /// What a socket call that queued data for `interest`'s socket sends at once: one pass of
+    /// egress ([`Stack::poll_egress`]), and more while that socket still holds more than a
+    /// segment (a bulk writer), so that a small reply costs one walk of the sockets and a large
+    /// write goes out as the window allows.
+    pub fn send_now(&mut self, now_ns: u64, interest: Interest) {
+        while self.poll_egress(now_ns) {
+            match interest {
+                Interest::Write(h) if self.tcp(h).send_queue() > BULK => {}
+                _ => break,
+            }
+        }
     }
 
     /// One pass of smoltcp's egress: whether some socket sent. One call site for both polls, so
