@@ -727,14 +727,16 @@ impl<D: NetDevice> Stack<D> {
     }
 
     /// What a socket call that queued data for `interest`'s socket sends at once: one pass of
-    /// egress ([`Stack::poll_egress`]), and more while that socket still holds more than a
-    /// segment (a bulk writer), so that a small reply costs one walk of the sockets and a large
-    /// write goes out as the window allows.
+    /// egress ([`Stack::poll_egress`]) when that socket holds at most a segment (a reply: one
+    /// walk of the sockets), else a full poll (a bulk writer: the acknowledgements waiting on
+    /// the device open the window, and egress goes on as far as it allows).
     pub fn send_now(&mut self, now_ns: u64, interest: Interest) {
-        while self.poll_egress(now_ns) {
-            match interest {
-                Interest::Write(h) if self.tcp(h).send_queue() > BULK => {}
-                _ => break,
+        match interest {
+            Interest::Write(h) if self.tcp(h).send_queue() > BULK => {
+                self.poll(now_ns);
+            }
+            _ => {
+                self.poll_egress(now_ns);
             }
         }
     }
