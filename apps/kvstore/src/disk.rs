@@ -101,7 +101,10 @@ pub type Inner = Db<FsLog>;
 pub struct Store {
     inner: Mutex<Inner>,
     commit: Mutex<Commit>,
-    wake: Condvar,
+    /// Group commit's two wait queues: the running sync's and the next one's
+    /// (`Commit::wait_queue`), so that a sync's end wakes the threads it covers and one to
+    /// lead next, not every waiter.
+    wake: [Condvar; 2],
     /// `commit`'s durable sequence number, read without its lock: a batch that needs no more
     /// (reads while nothing is pending) goes out at once.
     durable: AtomicU64,
@@ -142,7 +145,7 @@ impl Store {
         Ok(Store {
             inner: Mutex::new(db),
             commit: Mutex::new(Commit::new()),
-            wake: Condvar::new(),
+            wake: [Condvar::new(), Condvar::new()],
             durable: AtomicU64::new(0),
         })
     }
@@ -182,21 +185,40 @@ impl Store {
             return true;
         }
         let mut c = self.commit.lock();
+        // The next sync's queue, if this thread waited there: once covered, it wakes one more.
+        let mut waited_next: Option<usize> = None;
         loop {
             match c.begin(target) {
-                Step::Done => return true,
-                Step::Wait => c = self.wake.wait(c),
+                Step::Done => {
+                    if let Some(q) = waited_next {
+                        self.wake[q].notify_one();
+                    }
+                    return true;
+                }
+                Step::Wait => {
+                    let (q, next) = c.wait_queue(target);
+                    waited_next = next.then_some(q);
+                    c = self.wake[q].wait(c);
+                }
                 Step::Sync(_) => {
                     drop(c);
                     let written = self.inner.lock().write_pending();
+                    if let Ok(upto) = written {
+                        self.commit.lock().written(upto);
+                    }
                     let r = match written {
                         Ok(upto) => fs::sync().map(|()| upto).map_err(|e| format!("{e}")),
                         Err(e) => Err(format!("{e}")),
                     };
                     c = self.commit.lock();
-                    c.end(*r.as_ref().unwrap_or(&0), r.is_ok());
+                    let (covered, next) = c.end(*r.as_ref().unwrap_or(&0), r.is_ok());
                     self.durable.store(c.durable(), Ordering::Release);
-                    self.wake.notify_all();
+                    self.wake[covered].notify_all();
+                    if r.is_ok() {
+                        self.wake[next].notify_one();
+                    } else {
+                        self.wake[next].notify_all();
+                    }
                     if let Err(e) = r {
                         stardust::log::error!("kvstore: writing the log failed: {e}; writes refused until restart");
                         drop(c);

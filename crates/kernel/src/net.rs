@@ -8,10 +8,11 @@
 //!   interrupt and wakes the poller. The poller polls the stack (which acknowledges the device
 //!   first), then unmasks the line.
 //! - With a thread scheduler, the poller is a kernel thread, `net`: it polls, wakes the threads
-//!   blocked in socket calls when the stack's generation moved, and sleeps until the next
-//!   interrupt or the stack's `poll_at`. A blocked socket call parks on a wait queue until the
-//!   generation moves (read under the stack's lock, compared under the wait queue's: no lost
-//!   wake-up) or its deadline.
+//!   whose wait the poll satisfied, and sleeps until the next interrupt or the stack's
+//!   `poll_at`. A blocked socket call registers what it waits for with the stack and parks on
+//!   its ticket's wait queue (one of `net::WAIT_SLOTS`) until that slot's generation moves
+//!   (read under the stack's lock, compared under the wait queue's: no lost wake-up) or its
+//!   deadline. A poll wakes only the slots whose sockets changed, not every blocked thread.
 //! - With `scheduler = "none"` there is no thread: a blocking socket call polls the stack itself
 //!   and idles (`Platform::idle`, the timer armed for the stack's next deadline) between polls.
 //! - With `scheduler = "async"` the poller is a task on the executor, `net`: the same loop, its
@@ -48,8 +49,9 @@ static STACK: spin::Mutex<Option<Box<Stack<SelectedNetDevice>>>> = spin::Mutex::
 static NIC_IRQ: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Whether [`init`] brought the network up.
 static UP: AtomicBool = AtomicBool::new(false);
-/// The stack's generation as of the last lock release (what blocked callers compare with).
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The stack's wait slots' generations (mirrored under the stack's lock from
+/// `Stack::take_woken`): a blocked call waits until its slot's moves past its ticket's.
+static SLOT_GEN: [AtomicU64; ::net::WAIT_SLOTS] = [const { AtomicU64::new(0) }; ::net::WAIT_SLOTS];
 /// The NIC interrupted since the last poll.
 static IRQ_PENDING: AtomicBool = AtomicBool::new(false);
 /// When the poller wakes next at the latest (ns; `u64::MAX`: only on an interrupt).
@@ -107,17 +109,22 @@ impl ::net::Shared for Net {
 
     fn with_stack<R>(&self, f: impl FnOnce(&mut Stack<SelectedNetDevice>) -> R) -> R {
         let enabled = SelectedPlatform::interrupts_disable();
-        let (result, generation, at) = {
+        let (result, woken, at) = {
             let mut guard = STACK.lock();
             let stack = guard
                 .as_mut()
                 .expect("sockets exist only once the stack does");
             let result = f(stack);
-            let at = stack.poll_at(now());
-            (result, stack.generation(), at)
+            // A call that changed nothing (it would-block) leaves the deadline as it was.
+            let at = if stack.take_untouched() {
+                None
+            } else {
+                stack.poll_at(now())
+            };
+            (result, publish(stack), at)
         };
         SelectedPlatform::interrupts_restore(enabled);
-        changed(generation, at);
+        changed(woken, at);
         result
     }
 
@@ -126,11 +133,27 @@ impl ::net::Shared for Net {
     }
 }
 
-/// After the lock is released: wakes blocked callers when the generation moved, and the poller
+/// Under the stack's lock: mirrors the generations of the wait slots the stack woke; returns
+/// them (bit `n`: slot `n`). A blocked call reads its ticket under the same lock, so it sees
+/// either the old generation (and is woken) or the new one (and its try saw the change).
+fn publish(stack: &mut Stack<SelectedNetDevice>) -> u64 {
+    let woken = stack.take_woken();
+    let mut bits = woken;
+    while bits != 0 {
+        let slot = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        SLOT_GEN[slot].store(stack.slot_generation(slot), Ordering::Release);
+    }
+    woken
+}
+
+/// After the lock is released: wakes the blocked callers of the slots woken, and the poller
 /// when the stack needs it earlier than it sleeps.
-fn changed(generation: u64, poll_at: Option<u64>) {
-    if GENERATION.swap(generation, Ordering::AcqRel) != generation {
-        waiters::wake_all();
+fn changed(woken: u64, poll_at: Option<u64>) {
+    let mut bits = woken;
+    while bits != 0 {
+        waiters::wake_slot(bits.trailing_zeros() as usize);
+        bits &= bits - 1;
     }
     if let Some(at) = poll_at {
         POLL_WANTED.fetch_min(at, Ordering::AcqRel);
@@ -164,7 +187,7 @@ fn poll_once() -> Option<u64> {
     POLLER_POLLS.fetch_add(1, Ordering::Relaxed);
     let fired = IRQ_PENDING.swap(false, Ordering::AcqRel);
     let enabled = SelectedPlatform::interrupts_disable();
-    let (generation, at) = {
+    let (woken, at) = {
         let mut guard = STACK.lock();
         let Some(stack) = guard.as_mut() else {
             SelectedPlatform::interrupts_restore(enabled);
@@ -195,10 +218,11 @@ fn poll_once() -> Option<u64> {
             // `poll` acknowledged the device (`poll_interrupt`) before it received.
             SelectedPlatform::irq_unmask(Irq(line));
         }
-        (stack.generation(), stack.poll_at(now))
+        let at = stack.poll_at(now);
+        (publish(stack), at)
     };
     SelectedPlatform::interrupts_restore(enabled);
-    changed(generation, at);
+    changed(woken, at);
     at
 }
 
@@ -212,40 +236,49 @@ fn nic_interrupt(_data: usize) {
 /// Blocking calls (threads, or no scheduler); under the async executor there are none.
 #[cfg(not(feature = "scheduler-async"))]
 impl ::net::Wait for Net {
-    fn wait(&self, generation: u64, deadline_ns: Option<u64>) {
-        waiters::wait(generation, deadline_ns)
+    fn wait(&self, ticket: ::net::Ticket, deadline_ns: Option<u64>) {
+        waiters::wait(ticket, deadline_ns)
     }
 }
 
 #[cfg(feature = "threads")]
 mod waiters {
     //! Threads block on wait queues; the `net` thread polls.
-    use super::{GENERATION, POLL_DEADLINE, poller_may_sleep, poller_step};
+    use super::{POLL_DEADLINE, SLOT_GEN, poller_may_sleep, poller_step};
     use crate::threads::{Kernel, WaitQueue};
     use core::sync::atomic::Ordering;
 
-    /// Threads blocked in socket calls.
-    static WAITERS: WaitQueue<Kernel> = WaitQueue::new();
+    /// Threads blocked in socket calls, by their tickets' slots. Made by [`start`], before any
+    /// socket exists (in `.bss` until then: a constant array would be 2.5 KB of `.data`).
+    static WAITERS: spin::Once<[WaitQueue<Kernel>; ::net::WAIT_SLOTS]> = spin::Once::new();
     /// The `net` thread, between polls.
     static POLLER: WaitQueue<Kernel> = WaitQueue::new();
 
-    pub fn wake_all() {
-        WAITERS.notify_all();
+    pub fn wake_slot(slot: usize) {
+        if let Some(queues) = WAITERS.get() {
+            queues[slot % ::net::WAIT_SLOTS].notify_all();
+        }
     }
 
     pub fn wake_poller() {
         POLLER.notify_one();
     }
 
-    pub fn wait(generation: u64, deadline_ns: Option<u64>) {
-        WAITERS.wait_if(
-            || GENERATION.load(Ordering::Acquire) == generation,
+    pub fn wait(ticket: ::net::Ticket, deadline_ns: Option<u64>) {
+        let slot = ticket.slot % ::net::WAIT_SLOTS;
+        // Made by `start`, before any socket could exist.
+        let Some(queues) = WAITERS.get() else {
+            return;
+        };
+        queues[slot].wait_if(
+            || SLOT_GEN[slot].load(Ordering::Acquire) == ticket.generation,
             deadline_ns,
         );
     }
 
     /// Starts the `net` thread.
     pub fn start() -> Result<(), crate::threads::SpawnError> {
+        WAITERS.call_once(|| core::array::from_fn(|_| WaitQueue::new()));
         crate::threads::spawn(
             Some(alloc::string::String::from("net")),
             16 * 1024,
@@ -292,7 +325,7 @@ mod waiters {
     /// Someone asked for a poll sooner than the task sleeps.
     static POKED: AtomicBool = AtomicBool::new(false);
 
-    pub fn wake_all() {}
+    pub fn wake_slot(_slot: usize) {}
 
     pub fn wake_poller() {
         POKED.store(true, Ordering::Release);
@@ -359,20 +392,21 @@ mod waiters {
 mod waiters {
     //! No scheduler threads: the caller polls, and idles between polls.
     use super::{
-        GENERATION, IRQ_PENDING, NIC_IRQ, WATCHDOG_NS, WATCHDOG_WAKE, next_poll, now, poll_once,
+        IRQ_PENDING, NIC_IRQ, SLOT_GEN, WATCHDOG_NS, WATCHDOG_WAKE, next_poll, now, poll_once,
     };
     use crate::select::SelectedPlatform;
     use core::sync::atomic::Ordering;
     use platform::Platform;
 
-    pub fn wake_all() {}
+    pub fn wake_slot(_slot: usize) {}
 
     pub fn wake_poller() {}
 
-    pub fn wait(generation: u64, deadline_ns: Option<u64>) {
+    pub fn wait(ticket: ::net::Ticket, deadline_ns: Option<u64>) {
+        let slot = ticket.slot % ::net::WAIT_SLOTS;
         loop {
             let at = next_poll(poll_once());
-            if GENERATION.load(Ordering::Acquire) != generation {
+            if SLOT_GEN[slot].load(Ordering::Acquire) != ticket.generation {
                 return;
             }
             let now = now();

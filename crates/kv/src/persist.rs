@@ -564,6 +564,8 @@ pub struct Commit {
     syncing: bool,
     failed: bool,
     syncs: u64,
+    /// Where the running sync's leader wrote up to ([`Commit::written`]), once it did.
+    in_flight: Option<u64>,
 }
 
 /// What a thread waiting for `target` does next ([`Commit::begin`]).
@@ -571,12 +573,13 @@ pub struct Commit {
 pub enum Step {
     /// Durable already: send the replies.
     Done,
-    /// A sync is running: wait on the condition variable, then call `begin` again.
+    /// A sync is running: wait on the condition variable [`Commit::wait_queue`] names, then
+    /// call `begin` again.
     Wait,
     /// Lead: release the lock, write the pending records ([`Db::write_pending`], under the
-    /// store's lock), sync, then call [`Commit::end`] with the sequence number `write_pending`
-    /// gave (at least this one: the highest target noted) and the result, and wake every
-    /// waiter.
+    /// store's lock), tell [`Commit::written`] the sequence number it gave (at least this one:
+    /// the highest target noted), sync, then call [`Commit::end`] with that number and the
+    /// result, and wake whom it says.
     Sync(u64),
     /// A sync failed: the target will never be durable. Send nothing.
     Failed,
@@ -619,14 +622,42 @@ impl Commit {
         }
     }
 
-    /// The leader's sync of everything up to `upto` ended (wake every waiter afterwards).
-    pub fn end(&mut self, upto: u64, ok: bool) {
+    /// The leader wrote everything up to `upto` (before its sync): threads waiting for no more
+    /// than that wait for this sync, the others for the next one ([`Commit::wait_queue`]).
+    pub fn written(&mut self, upto: u64) {
+        if self.syncing {
+            self.in_flight = Some(upto);
+        }
+    }
+
+    /// Which of two wait queues (condition variables) a thread told to [`Step::Wait`] for
+    /// `target` waits on, and whether it is the next sync's: the running sync's queue if that
+    /// sync covers `target`, else the next sync's (also while the leader has not yet said what
+    /// it wrote). Each sync's end wakes its own queue whole, and one thread of the next to lead
+    /// ([`Commit::end`]), instead of every waiter. A thread woken on the next sync's queue that
+    /// finds its target durable wakes one more thread of that queue.
+    pub fn wait_queue(&self, target: u64) -> (usize, bool) {
+        let next = self.in_flight.is_none_or(|upto| target > upto);
+        // Below 2: fits.
+        (((self.syncs + u64::from(next)) % 2) as usize, next)
+    }
+
+    /// The leader's sync of everything up to `upto` ended: the two wait queues
+    /// ([`Commit::wait_queue`]), the sync's own and the next one's. Wake the first whole (the
+    /// sync covered them) and one thread of the second: it leads the next sync, or finds itself
+    /// covered and wakes one more of that queue (so the queue drains one by one until someone
+    /// must lead). After a failure, wake both whole. Waking every waiter on both is also
+    /// correct, only slower.
+    pub fn end(&mut self, upto: u64, ok: bool) -> (usize, usize) {
         self.syncing = false;
+        self.in_flight = None;
         if ok {
             self.durable = self.durable.max(upto);
         } else {
             self.failed = true;
         }
+        // Below 2: fits.
+        ((self.syncs % 2) as usize, ((self.syncs + 1) % 2) as usize)
     }
 
     /// Everything up to `upto` was made durable by other means (a compaction).

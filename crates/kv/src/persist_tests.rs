@@ -450,12 +450,46 @@ fn rollback_undoes_every_kind_of_write() {
     }
 }
 
+/// A sync's end names its own wait queue (wake it whole: it covered them) and the next sync's
+/// (wake one); threads whose target the leader had not yet written when they came wait on the
+/// next one.
+#[test]
+fn group_commit_puts_waiters_on_the_queue_of_the_sync_that_covers_them() {
+    let mut c = Commit::new();
+    assert_eq!(c.begin(10), Step::Sync(10));
+    // Before the leader says what it wrote: maybe covered, maybe not: the next queue.
+    assert_eq!(c.begin(12), Step::Wait);
+    let (next, is_next) = c.wait_queue(12);
+    assert!(is_next);
+    c.written(15);
+    assert_eq!(c.begin(14), Step::Wait);
+    let (cur, is_next) = c.wait_queue(14);
+    assert!(!is_next);
+    assert_ne!(cur, next);
+    assert_eq!(c.begin(20), Step::Wait);
+    assert_eq!(c.wait_queue(20), (next, true));
+    assert_eq!(c.end(15, true), (cur, next));
+    // 12 (woken on the next queue) is covered; 20 leads the next sync, on the other queue.
+    assert_eq!(c.begin(12), Step::Done);
+    assert_eq!(c.begin(14), Step::Done);
+    assert_eq!(c.begin(20), Step::Sync(20));
+    c.written(20);
+    assert_eq!(c.begin(20), Step::Wait);
+    assert_eq!(c.wait_queue(20), (next, false));
+    assert_eq!(c.end(20, true), (next, cur));
+    // A failure: both queues whole, everyone fails.
+    assert_eq!(c.begin(30), Step::Sync(30));
+    assert_eq!(c.begin(31), Step::Wait);
+    let _ = c.end(0, false);
+    assert_eq!(c.begin(31), Step::Failed);
+}
+
 #[test]
 fn group_commit_across_threads() {
     let fs = mount(Blocking::new(RamDisk::new(8192, 512), NoWait));
     let (db, _) = open(fs.clone(), 1 << 20);
     let db = Arc::new(Mutex::new(db));
-    let commit = Arc::new((Mutex::new(Commit::new()), Condvar::new()));
+    let commit = Arc::new((Mutex::new(Commit::new()), [Condvar::new(), Condvar::new()]));
     let threads: Vec<_> = (0..6)
         .map(|t| {
             let (db, commit, fs) = (db.clone(), commit.clone(), fs.clone());
@@ -476,20 +510,37 @@ fn group_commit_across_threads() {
                     };
                     let (lock, cond) = &*commit;
                     let mut c = lock.lock().expect("lock");
+                    let mut waited_next: Option<usize> = None;
                     loop {
                         match c.begin(target) {
-                            Step::Done => break,
-                            Step::Wait => c = cond.wait(c).expect("lock"),
+                            Step::Done => {
+                                if let Some(q) = waited_next {
+                                    cond[q].notify_one();
+                                }
+                                break;
+                            }
+                            Step::Wait => {
+                                let (q, next) = c.wait_queue(target);
+                                waited_next = next.then_some(q);
+                                // Bounded: a lost wake-up fails the test instead of hanging.
+                                let (g, timeout) = cond[q]
+                                    .wait_timeout(c, std::time::Duration::from_secs(20))
+                                    .expect("lock");
+                                assert!(!timeout.timed_out(), "a group commit wake-up was lost");
+                                c = g;
+                            }
                             Step::Sync(_) => {
                                 drop(c);
                                 // The pending records go to the file under the store's lock;
                                 // the sync runs without it, while others execute.
                                 let upto = db.lock().expect("lock").write_pending();
                                 let upto = upto.expect("appends");
+                                lock.lock().expect("lock").written(upto);
                                 let ok = fs.sync().is_ok();
                                 c = lock.lock().expect("lock");
-                                c.end(upto, ok);
-                                cond.notify_all();
+                                let (covered, next) = c.end(upto, ok);
+                                cond[covered].notify_all();
+                                cond[next].notify_one();
                             }
                             Step::Failed => panic!("no failure here"),
                         }

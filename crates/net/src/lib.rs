@@ -8,7 +8,7 @@
 //!   line's `ip=`/`gw=`, checked with clear errors; [`Limits`] from `net_sockets`,
 //!   `net_tcp_buffer`, `net_udp_buffer`.
 //! - [`stack`]: [`Stack`]: the interface, the device, the socket set, the listener pools, the
-//!   closing sockets, DHCP, and a generation counter. Every operation is non-blocking.
+//!   closing sockets, DHCP, and who waits for what. Every operation is non-blocking.
 //! - [`socket`]: [`TcpListener`], [`TcpStream`], [`UdpSocket`], generic over the glue's
 //!   [`Shared`] (and [`Wait`] for blocking calls); embedded-io and embedded-io-async traits.
 //!
@@ -21,22 +21,31 @@
 //!   `Stack::new(device, ip, limits, seed, now_ns)`.
 //! - The glue implements [`Shared`] for a small `Clone + Send` value (a reference to the
 //!   static, say): `with_stack` locks and runs the closure, `now_ns` reads the clock. It
-//!   implements [`Wait`] for blocking calls: `wait(generation, deadline)` returns once
-//!   `Stack::generation` differs from `generation` or the deadline passed.
+//!   implements [`Wait`] for blocking calls: `wait(ticket, deadline)` returns once the
+//!   generation of the ticket's wait slot ([`Stack::slot_generation`]) moved or the deadline
+//!   passed.
 //! - The network thread (or task) loops: lock; `stack.poll(now)` (it calls the device's
 //!   `poll_interrupt` first, so after an interrupt the glue just polls, then unmasks the line;
 //!   a glue that reports every interrupt with `Stack::interrupted` sets
 //!   `Stack::set_interrupt_driven`, and then only the poll after an interrupt calls it);
-//!   if `poll` returned true, the generation moved: wake every blocked thread (the stack wakes
-//!   async tasks itself); read `stack.poll_at(now)`; unlock; sleep until the device's interrupt
-//!   or that deadline. Nothing busy-polls: with no socket busy, `poll_at` is `None` or far off.
-//! - A blocking socket call locks, tries, polls, reads the generation and unlocks; on
-//!   would-block it calls `wait(generation, deadline)`. The generation is read under the same
-//!   lock under which a poll changes it, so no wake-up is lost. With `scheduler = "none"`,
-//!   `wait` polls the stack itself and idles (`Platform::idle`) until an interrupt or
-//!   `poll_at`.
-//! - Async sockets register their task's waker under the lock; `poll` wakes them all when the
-//!   generation moves.
+//!   then `Stack::take_woken` (under the lock) names the wait slots whose waiters' sockets
+//!   changed: mirror their generations, unlock, and wake those slots' threads (the stack wakes
+//!   async tasks itself); read `stack.poll_at(now)`; sleep until the device's interrupt or that
+//!   deadline. Nothing busy-polls: with no socket busy, `poll_at` is `None` or far off.
+//! - A blocking socket call locks and tries. Served from its socket's buffers, it polls
+//!   nothing (a write sends at once with one pass of egress, [`Stack::poll_egress`]). On
+//!   would-block it polls nothing either (the device's news is the poller's: its interrupt
+//!   brings a poll) and registers what it waits for ([`Stack::wait_for`]: the data, room, a
+//!   connection...), which gives it a ticket, then unlocks and calls `wait(ticket, deadline)`.
+//!   A poll (or call) that changes that socket's queues or state moves the ticket's slot:
+//!   only the threads waiting on that socket (and those sharing its slot) wake, not every
+//!   blocked thread. The ticket is read under the same lock under which a poll moves it, so no
+//!   wake-up is lost. After a call, the glue reads `poll_at` (unless the call changed nothing:
+//!   `Stack::take_untouched`) and wakes its poller if that is sooner than it sleeps. With
+//!   `scheduler = "none"`, `wait` polls the stack itself and idles (`Platform::idle`) until
+//!   an interrupt or `poll_at`.
+//! - Async sockets register their task's waker the same way; the poll that changes what the
+//!   task waits for wakes it.
 //!
 //! # Features
 //! `dhcp` (the DHCPv4 client) and `udp` (`UdpSocket`), both default; the kernel turns them on
@@ -156,5 +165,6 @@ pub use smoltcp;
 pub use socket::UdpSocket;
 pub use socket::{Shared, TcpListener, TcpStream, Wait};
 pub use stack::{
-    DhcpStatus, Error, ListenerId, MIN_TCP_BUFFER, Shutdown, Stack, StackStats, TCP_STATES,
+    DhcpStatus, Error, Interest, ListenerId, MIN_TCP_BUFFER, Shutdown, Stack, StackStats,
+    TCP_STATES, Ticket, WAIT_SLOTS,
 };

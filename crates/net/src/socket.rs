@@ -8,19 +8,24 @@
 //! Every operation comes three ways:
 //! - `try_*`: non-blocking, [`Error::WouldBlock`] when nothing can be done yet;
 //! - blocking (`accept`, `read`, `write`, `recv_from`, ... and embedded-io's `Read`/`Write`),
-//!   when the glue implements [`Wait`]: lock, try, poll, unlock; on would-block, wait for the
-//!   stack's next generation (or the timeout);
+//!   when the glue implements [`Wait`]: lock, try, unlock; on would-block, register what the
+//!   call waits for ([`Interest`]: its socket's data, room, state; a listener's queue) and wait
+//!   on the ticket that gives (or the timeout);
 //! - async (`accept_async`, `connect_async`, embedded-io-async's `Read`/`Write`, ...): the task's
-//!   waker is registered with the stack (under its lock, so no wake-up is lost) and woken by the
-//!   next poll that changes anything. The try, a poll and a second try run under that one lock
-//!   before the registration, so data already waiting on the device is seen, not slept on. Every
-//!   waiting task is woken on every change, so a wake-up may be spurious: the task tries again
-//!   (and registers again). The tests (`tests/async.rs`) run the tasks on an executor that
+//!   waker is registered with the stack for the same [`Interest`] (under its lock, so no
+//!   wake-up is lost) and woken by the poll that changes it. Only the tasks and threads whose
+//!   socket changed are woken, not every waiter; a wake-up may still be spurious (two sockets
+//!   sharing a wait slot, a change that is not yet enough): the call tries again (and registers
+//!   again). The tests (`tests/async.rs`, `tests/wake.rs`) run the tasks on an executor that
 //!   fails on a wake-up lost.
 //!
-//! Every operation polls the stack after it (so that data written goes out at once, and a
-//! window freed by a read is announced at once).
-use crate::stack::{Error, ListenerId, Shutdown, Stack};
+//! The blocking and async calls poll no more than they need (the glue's poller takes the
+//! device's news on its interrupts): a call served from its socket's buffers polls nothing, a
+//! call that queued data to send (a write, a connect) sends it at once with one pass of egress
+//! ([`Stack::poll_egress`]), and a call that would-block polls nothing. A window freed by a read
+//! is announced by the poll that [`Stack::poll_at`] then asks for at once. The `try_*` calls,
+//! `bind`, `shutdown` and `flush` poll the whole stack after them, as before.
+use crate::stack::{Error, Interest, ListenerId, Shutdown, Stack, Ticket};
 use core::future::poll_fn;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::task::{Context, Poll};
@@ -44,10 +49,11 @@ pub trait Shared: Clone {
 
 /// How a blocking call waits: the glue's side of the no-lost-wake-up protocol.
 pub trait Wait: Shared {
-    /// Blocks until the stack's generation is no longer `generation` (a poll made something
-    /// ready), or the clock reaches `deadline_ns`. Returning early is allowed (the caller tries
-    /// again). With no scheduler this polls the stack itself and idles between polls.
-    fn wait(&self, generation: u64, deadline_ns: Option<u64>);
+    /// Blocks until the stack's generation of `ticket.slot` is no longer `ticket.generation`
+    /// (what the call waits for changed: [`Stack::wait_for`]), or the clock reaches
+    /// `deadline_ns`. Returning early is allowed (the caller tries again). With no scheduler
+    /// this polls the stack itself and idles between polls.
+    fn wait(&self, ticket: Ticket, deadline_ns: Option<u64>);
 }
 
 fn endpoint(a: SocketAddrV4) -> IpEndpoint {
@@ -66,62 +72,100 @@ fn deadline(now: u64, timeout: Option<Duration>) -> Option<u64> {
     timeout.map(|t| now.saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)))
 }
 
-/// Tries `op`, polls, and tries again if the poll changed anything; returns the result and the
-/// generation to wait on.
+/// Tries `op`; if it did something and `interest` sends (a write, a connect), sends what it
+/// queued at once ([`Stack::send_now`]). Nothing else is polled: a call served from its
+/// socket's buffers does not walk the interface, and a read or accept that would-block leaves
+/// the device's news to the glue's poller (its interrupt's poll wakes the call once its socket
+/// changed; without a scheduler, [`Wait::wait`] polls), so the stack is untouched
+/// ([`Stack::take_untouched`]). A write that would-block polls, as a bulk sender's
+/// acknowledgements are likely waiting.
 fn attempt<D: NetDevice, R>(
     stack: &mut Stack<D>,
     now: u64,
+    interest: Interest,
     op: &mut impl FnMut(&mut Stack<D>) -> Result<R, Error>,
 ) -> Result<R, Error> {
-    let r = op(stack);
-    let changed = stack.poll(now);
-    match r {
-        Err(Error::WouldBlock) if changed => op(stack),
-        r => r,
+    match op(stack) {
+        // A writer waiting for room (a bulk sender): the acknowledgements that make it may be
+        // on the device already; take them now rather than sleep until the poller does.
+        Err(Error::WouldBlock) if interest.sends() => {
+            if stack.poll(now) {
+                let r = op(stack);
+                if r.is_ok() {
+                    stack.send_now(now, interest);
+                }
+                r
+            } else {
+                Err(Error::WouldBlock)
+            }
+        }
+        Err(Error::WouldBlock) => {
+            stack.note_untouched();
+            Err(Error::WouldBlock)
+        }
+        r => {
+            if interest.sends() {
+                stack.send_now(now, interest);
+            }
+            r
+        }
     }
 }
 
-/// One non-blocking try (with a poll).
+/// One non-blocking try, with a full poll after it (so that what it did goes out at once).
 fn once<S: Shared, R>(
     shared: &S,
     mut op: impl FnMut(&mut Stack<S::Device>) -> Result<R, Error>,
 ) -> Result<R, Error> {
     let now = shared.now_ns();
-    shared.with_stack(|st| attempt(st, now, &mut op))
+    shared.with_stack(|st| {
+        let r = op(st);
+        let changed = st.poll(now);
+        match r {
+            Err(Error::WouldBlock) if changed => op(st),
+            r => r,
+        }
+    })
 }
 
-/// Tries `op` until it does not would-block, waiting for the stack's generations, until
-/// `deadline_ns` (then `TimedOut`).
+/// Tries `op` until it does not would-block, waiting (on a ticket for `interest`) until what it
+/// waits for changes, until the timeout (then `TimedOut`).
 fn block<S: Wait, R>(
     shared: &S,
     timeout: Option<Duration>,
+    interest: Interest,
     mut op: impl FnMut(&mut Stack<S::Device>) -> Result<R, Error>,
 ) -> Result<R, Error> {
     let deadline = deadline(shared.now_ns(), timeout);
     loop {
         let now = shared.now_ns();
-        let (r, generation) = shared.with_stack(|st| (attempt(st, now, &mut op), st.generation()));
-        match r {
-            Err(Error::WouldBlock) => {}
-            r => return r,
-        }
+        let r = shared.with_stack(|st| match attempt(st, now, interest, &mut op) {
+            Err(Error::WouldBlock) => Err(st.wait_for(interest)),
+            r => Ok(r),
+        });
+        let ticket = match r {
+            Ok(r) => return r,
+            Err(ticket) => ticket,
+        };
         if deadline.is_some_and(|d| now >= d) {
             return Err(Error::TimedOut);
         }
-        shared.wait(generation, deadline);
+        shared.wait(ticket, deadline);
     }
 }
 
-/// The async form of [`block`]: one try, registering the task's waker on would-block.
+/// The async form of [`block`]: one try, registering the task's waker for `interest` on
+/// would-block.
 fn poll_op<S: Shared, R>(
     shared: &S,
     cx: &mut Context<'_>,
+    interest: Interest,
     op: &mut impl FnMut(&mut Stack<S::Device>) -> Result<R, Error>,
 ) -> Poll<Result<R, Error>> {
     let now = shared.now_ns();
-    shared.with_stack(|st| match attempt(st, now, op) {
+    shared.with_stack(|st| match attempt(st, now, interest, op) {
         Err(Error::WouldBlock) => {
-            st.register_waker(cx.waker());
+            st.register_waker(interest, cx.waker());
             Poll::Pending
         }
         r => Poll::Ready(r),
@@ -195,7 +239,7 @@ impl<S: Shared> TcpListener<S> {
     pub async fn accept_async(&self) -> Result<(TcpStream<S>, SocketAddrV4), Error> {
         let id = self.id;
         let mut op = |st: &mut Stack<S::Device>| st.tcp_accept(id);
-        let h = poll_fn(|cx| poll_op(&self.shared, cx, &mut op)).await?;
+        let h = poll_fn(|cx| poll_op(&self.shared, cx, Interest::Accept(id), &mut op)).await?;
         self.wrap(h)
     }
 }
@@ -204,7 +248,9 @@ impl<S: Wait> TcpListener<S> {
     /// Waits for a connection.
     pub fn accept(&self) -> Result<(TcpStream<S>, SocketAddrV4), Error> {
         let id = self.id;
-        let h = block(&self.shared, None, |st| st.tcp_accept(id))?;
+        let h = block(&self.shared, None, Interest::Accept(id), |st| {
+            st.tcp_accept(id)
+        })?;
         self.wrap(h)
     }
 }
@@ -259,7 +305,7 @@ impl<S: Shared> TcpStream<S> {
         let s = Self::connect_start(shared, to)?;
         let h = s.handle;
         let mut op = |st: &mut Stack<S::Device>| st.tcp_connected(h);
-        poll_fn(|cx| poll_op(&s.shared, cx, &mut op)).await?;
+        poll_fn(|cx| poll_op(&s.shared, cx, Interest::Change(h), &mut op)).await?;
         Ok(s)
     }
 
@@ -367,7 +413,9 @@ impl<S: Wait> TcpStream<S> {
     pub fn connect(shared: &S, to: SocketAddrV4, timeout: Option<Duration>) -> Result<Self, Error> {
         let s = Self::connect_start(shared, to)?;
         let h = s.handle;
-        block(shared, timeout, |st| st.tcp_connected(h))?;
+        block(shared, timeout, Interest::Change(h), |st| {
+            st.tcp_connected(h)
+        })?;
         Ok(s)
     }
 
@@ -375,13 +423,20 @@ impl<S: Wait> TcpStream<S> {
     /// timeout.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let mut op = self.read_op();
-        block(&self.shared, self.read_timeout, |st| op(st, buf))
+        block(
+            &self.shared,
+            self.read_timeout,
+            Interest::Read(self.handle),
+            |st| op(st, buf),
+        )
     }
 
     /// Queues at least one byte of `buf` for sending, waiting up to the write timeout for room.
     pub fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
         let h = self.handle;
-        block(&self.shared, self.write_timeout, |st| st.tcp_send(h, buf))
+        block(&self.shared, self.write_timeout, Interest::Write(h), |st| {
+            st.tcp_send(h, buf)
+        })
     }
 
     /// Writes all of `buf`.
@@ -401,7 +456,7 @@ impl<S: Wait> TcpStream<S> {
     pub fn write_last(&mut self, mut buf: &[u8]) -> Result<(), Error> {
         let h = self.handle;
         loop {
-            let n = block(&self.shared, self.write_timeout, |st| {
+            let n = block(&self.shared, self.write_timeout, Interest::Write(h), |st| {
                 let n = if buf.is_empty() {
                     0
                 } else {
@@ -433,7 +488,12 @@ impl<S: Wait> TcpStream<S> {
     /// Waits until the peer acknowledged everything written (up to the write timeout).
     pub fn wait_acked(&mut self) -> Result<(), Error> {
         let h = self.handle;
-        block(&self.shared, self.write_timeout, |st| st.tcp_flush(h))
+        block(
+            &self.shared,
+            self.write_timeout,
+            Interest::Change(h),
+            |st| st.tcp_flush(h),
+        )
     }
 }
 
@@ -470,8 +530,15 @@ impl<S: Wait> embedded_io::Write for TcpStream<S> {
 impl<S: Shared> embedded_io_async::Read for TcpStream<S> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let mut op = self.read_op();
-        let shared = self.shared.clone();
-        poll_fn(|cx| poll_op(&shared, cx, &mut |st: &mut Stack<S::Device>| op(st, buf))).await
+        let (shared, h) = (self.shared.clone(), self.handle);
+        poll_fn(|cx| {
+            poll_op(&shared, cx, Interest::Read(h), &mut |st: &mut Stack<
+                S::Device,
+            >| {
+                op(st, buf)
+            })
+        })
+        .await
     }
 }
 
@@ -479,7 +546,7 @@ impl<S: Shared> embedded_io_async::Write for TcpStream<S> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
         let h = self.handle;
         let mut op = |st: &mut Stack<S::Device>| st.tcp_send(h, buf);
-        poll_fn(|cx| poll_op(&self.shared, cx, &mut op)).await
+        poll_fn(|cx| poll_op(&self.shared, cx, Interest::Write(h), &mut op)).await
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
@@ -551,7 +618,7 @@ impl<S: Shared> UdpSocket<S> {
     pub async fn send_to_async(&self, buf: &[u8], to: SocketAddrV4) -> Result<usize, Error> {
         let h = self.handle;
         let mut op = |st: &mut Stack<S::Device>| st.udp_send_to(h, buf, endpoint(to));
-        poll_fn(|cx| poll_op(&self.shared, cx, &mut op)).await?;
+        poll_fn(|cx| poll_op(&self.shared, cx, Interest::UdpWrite(h), &mut op)).await?;
         Ok(buf.len())
     }
 
@@ -559,7 +626,7 @@ impl<S: Shared> UdpSocket<S> {
     pub async fn recv_from_async(&self, buf: &mut [u8]) -> Result<(usize, SocketAddrV4), Error> {
         let h = self.handle;
         let mut op = |st: &mut Stack<S::Device>| st.udp_recv_from(h, buf);
-        let (n, e) = poll_fn(|cx| poll_op(&self.shared, cx, &mut op)).await?;
+        let (n, e) = poll_fn(|cx| poll_op(&self.shared, cx, Interest::UdpRead(h), &mut op)).await?;
         Ok((n, addr(e)))
     }
 }
@@ -569,18 +636,24 @@ impl<S: Wait> UdpSocket<S> {
     /// Sends a datagram, waiting up to the write timeout for room.
     pub fn send_to(&self, buf: &[u8], to: SocketAddrV4) -> Result<usize, Error> {
         let h = self.handle;
-        block(&self.shared, self.write_timeout, |st| {
-            st.udp_send_to(h, buf, endpoint(to))
-        })?;
+        block(
+            &self.shared,
+            self.write_timeout,
+            Interest::UdpWrite(h),
+            |st| st.udp_send_to(h, buf, endpoint(to)),
+        )?;
         Ok(buf.len())
     }
 
     /// Receives a datagram (cut to `buf`'s length), waiting up to the read timeout.
     pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddrV4), Error> {
         let h = self.handle;
-        block(&self.shared, self.read_timeout, |st| {
-            st.udp_recv_from(h, buf)
-        })
+        block(
+            &self.shared,
+            self.read_timeout,
+            Interest::UdpRead(h),
+            |st| st.udp_recv_from(h, buf),
+        )
         .map(|(n, e)| (n, addr(e)))
     }
 }

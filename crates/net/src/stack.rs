@@ -1,5 +1,6 @@
 //! The stack: smoltcp's interface over one device, the sockets, the listener pools, the closing
-//! sockets, DHCP, and the generation counter the glue wakes waiters with.
+//! sockets, DHCP, and the calls waiting on its sockets (each woken only when what it waits for
+//! changed: [`Stack::wait_for`], [`Stack::register_waker`]).
 //!
 //! Every operation here is non-blocking: it does what it can now, or returns
 //! [`Error::WouldBlock`]. The socket types in [`crate::socket`] build the blocking and async
@@ -108,6 +109,103 @@ pub enum Shutdown {
 /// A listener's identity in its stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerId(usize);
+
+/// What a blocked (or pending async) socket call waits for: the stack wakes it only when that
+/// changes ([`Stack::wait_for`]), not on every poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// A stream's received data, end of stream or error: its state or receive queue changes.
+    Read(SocketHandle),
+    /// Room in a stream's send buffer, or an error: its state or send queue changes.
+    Write(SocketHandle),
+    /// A handshake's end or the peer's acknowledgement: its state or send queue changes.
+    Change(SocketHandle),
+    /// A connection on the listener: its accept queue changes (or the listener goes).
+    Accept(ListenerId),
+    /// A datagram on a UDP socket: its receive queue changes.
+    #[cfg(feature = "udp")]
+    UdpRead(SocketHandle),
+    /// Room in a UDP socket's send buffer: its send queue changes.
+    #[cfg(feature = "udp")]
+    UdpWrite(SocketHandle),
+}
+
+impl Interest {
+    fn handle(self) -> Option<SocketHandle> {
+        match self {
+            Interest::Read(h) | Interest::Write(h) | Interest::Change(h) => Some(h),
+            #[cfg(feature = "udp")]
+            Interest::UdpRead(h) | Interest::UdpWrite(h) => Some(h),
+            Interest::Accept(_) => None,
+        }
+    }
+
+    /// Whether the data a call queued for sending should leave at once (an egress poll).
+    pub fn sends(self) -> bool {
+        match self {
+            Interest::Write(_) | Interest::Change(_) => true,
+            #[cfg(feature = "udp")]
+            Interest::UdpWrite(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// How many wait slots the stack hands blocked threads (a socket's slot is a hash of it: two
+/// sockets may share one, which costs a spurious wake-up, never a lost one).
+pub const WAIT_SLOTS: usize = 64;
+
+/// What a blocked thread waits on: its slot's generation moving past `generation`
+/// ([`Stack::slot_generation`], mirrored by the glue from [`Stack::take_woken`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    /// The slot, below [`WAIT_SLOTS`].
+    pub slot: usize,
+    /// The slot's generation when the call would-block.
+    pub generation: u64,
+}
+
+/// A registered waiter: what it waits for, how that looked, and whom to wake.
+#[derive(Debug)]
+struct Waiting {
+    interest: Interest,
+    signature: u64,
+    /// A blocked thread's slot, or an async task's waker.
+    who: Who,
+}
+
+#[derive(Debug)]
+enum Who {
+    Slot(usize),
+    Task(Waker),
+}
+
+fn slot_of(i: Interest) -> usize {
+    match i.handle() {
+        Some(h) => {
+            use core::hash::{Hash, Hasher};
+            struct Fnv(u64);
+            impl Hasher for Fnv {
+                fn finish(&self) -> u64 {
+                    self.0
+                }
+                fn write(&mut self, bytes: &[u8]) {
+                    for b in bytes {
+                        self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+                    }
+                }
+            }
+            let mut f = Fnv(0xcbf2_9ce4_8422_2325);
+            h.hash(&mut f);
+            // Below WAIT_SLOTS: fits.
+            (f.finish() % WAIT_SLOTS as u64) as usize
+        }
+        None => match i {
+            Interest::Accept(ListenerId(id)) => WAIT_SLOTS - 1 - id % WAIT_SLOTS,
+            _ => 0,
+        },
+    }
+}
 
 /// A listening port: a pool of listening sockets and the connections not yet accepted.
 #[derive(Debug)]
@@ -235,6 +333,10 @@ pub const TCP_STATES: [tcp::State; 11] = [
 /// its peer for as long (idle or not), so it is cleared once the connection is established.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Above this much queued (sent or not), a writer's socket may have more to send than one pass
+/// of egress sends: a segment of Ethernet's MSS.
+const BULK: usize = 1460;
+
 /// The first ephemeral port (IANA's range, 49152 to 65535).
 const EPHEMERAL: u16 = 49152;
 
@@ -266,7 +368,14 @@ pub struct Stack<D: NetDevice> {
     orphans: Vec<Orphan>,
     live: usize,
     generation: u64,
-    wakers: Vec<Waker>,
+    /// Blocked calls and pending async tasks, with what they wait for.
+    waiting: Vec<Waiting>,
+    /// Each wait slot's generation (see [`Ticket`]).
+    slot_gen: [u64; WAIT_SLOTS],
+    /// Slots woken since the glue last took them (bit `n`: slot `n`).
+    woken: u64,
+    /// The last socket call changed nothing ([`Stack::take_untouched`]).
+    untouched: bool,
     next_port: u16,
     now_ns: u64,
     stats: StackStats,
@@ -349,7 +458,10 @@ impl<D: NetDevice> Stack<D> {
             orphans: Vec::new(),
             live: 0,
             generation: 0,
-            wakers: Vec::new(),
+            waiting: Vec::new(),
+            slot_gen: [0; WAIT_SLOTS],
+            woken: 0,
+            untouched: false,
             // Below 2^14: fits.
             next_port: EPHEMERAL + (seed % span) as u16,
             now_ns,
@@ -413,16 +525,139 @@ impl<D: NetDevice> Stack<D> {
         self.phy.device_mut()
     }
 
-    /// The generation: it increases whenever a poll may have made some socket ready. A waiter
-    /// reads it (under the stack's lock) before it waits, and waits until it changes.
+    /// The generation: it increases whenever a poll may have made some socket ready (for
+    /// reports; waiters wait on their own tickets, [`Stack::wait_for`]).
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// Wakes `waker` at the next generation (async sockets).
-    pub fn register_waker(&mut self, waker: &Waker) {
-        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
-            self.wakers.push(waker.clone());
+    /// Registers a blocked thread waiting for `interest` (after the call would-block, under the
+    /// same lock): the ticket to wait on. Its slot's generation moves once what it waits for
+    /// changed (or the socket went away), at the end of the poll (or socket call) that changed
+    /// it; the glue then wakes the slot ([`Stack::take_woken`]).
+    pub fn wait_for(&mut self, interest: Interest) -> Ticket {
+        let slot = slot_of(interest);
+        self.register(interest, Who::Slot(slot));
+        Ticket {
+            slot,
+            generation: self.slot_gen[slot],
+        }
+    }
+
+    /// Registers an async task waiting for `interest`: its waker is woken once that changed.
+    pub fn register_waker(&mut self, interest: Interest, waker: &Waker) {
+        self.register(interest, Who::Task(waker.clone()));
+    }
+
+    fn register(&mut self, interest: Interest, who: Who) {
+        let signature = self.signature(interest);
+        // A thread's slot follows from the interest.
+        let same = |w: &Waiting| {
+            w.interest == interest
+                && match (&w.who, &who) {
+                    (Who::Slot(_), Who::Slot(_)) => true,
+                    (Who::Task(a), Who::Task(b)) => a.will_wake(b),
+                    _ => false,
+                }
+        };
+        match self.waiting.iter_mut().find(|w| same(w)) {
+            Some(w) => w.signature = signature,
+            None => self.waiting.push(Waiting {
+                interest,
+                signature,
+                who,
+            }),
+        }
+    }
+
+    /// Notes that the socket call running changed nothing (it would-block without polling).
+    pub fn note_untouched(&mut self) {
+        self.untouched = true;
+    }
+
+    /// Whether the last socket call changed nothing, so that the stack's next deadline
+    /// ([`Stack::poll_at`]) is what it was and the glue need not compute it again; clears it.
+    pub fn take_untouched(&mut self) -> bool {
+        core::mem::take(&mut self.untouched)
+    }
+
+    /// A slot's generation (see [`Ticket`]).
+    pub fn slot_generation(&self, slot: usize) -> u64 {
+        self.slot_gen[slot % WAIT_SLOTS]
+    }
+
+    /// The slots woken since the last call (bit `n`: slot `n`); the glue mirrors their
+    /// generations and wakes their threads.
+    pub fn take_woken(&mut self) -> u64 {
+        core::mem::take(&mut self.woken)
+    }
+
+    /// How many calls and tasks are registered as waiting (for tests).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// What `interest` looks like now: it changes whenever the outcome of the call waiting for
+    /// it may have changed.
+    fn signature(&mut self, interest: Interest) -> u64 {
+        let sockets = &mut self.sockets;
+        let mut tcp = |h: SocketHandle, queue: fn(&tcp::Socket<'static>) -> usize| {
+            let s = sockets.get_mut::<tcp::Socket<'static>>(h);
+            ((s.state() as u64) << 56) | (u64::from(s.may_recv()) << 55) | (queue(s) as u64)
+        };
+        match interest {
+            Interest::Read(h) => tcp(h, |s| s.recv_queue()),
+            Interest::Write(h) | Interest::Change(h) => tcp(h, |s| s.send_queue()),
+            Interest::Accept(id) => self
+                .listeners
+                .get(id.0)
+                .and_then(Option::as_ref)
+                .map_or(u64::MAX, |l| l.ready.len() as u64),
+            // With the packet count's emptiness: an empty datagram adds no bytes.
+            #[cfg(feature = "udp")]
+            Interest::UdpRead(h) => {
+                let s = self.sockets.get_mut::<udp::Socket<'static>>(h);
+                (u64::from(s.can_recv()) << 63) | s.recv_queue() as u64
+            }
+            #[cfg(feature = "udp")]
+            Interest::UdpWrite(h) => {
+                let s = self.sockets.get_mut::<udp::Socket<'static>>(h);
+                (u64::from(s.can_send()) << 63) | s.send_queue() as u64
+            }
+        }
+    }
+
+    /// Wakes the waiters whose interest changed.
+    fn wake_ready(&mut self) {
+        self.wake(None);
+    }
+
+    /// Forgets the waiters of a socket that goes away (its handle may be reused), waking them.
+    fn forget(&mut self, h: SocketHandle) {
+        self.wake(Some(h));
+    }
+
+    /// Wakes (and forgets) the waiters on socket `gone`, or with `None` those whose interest
+    /// changed.
+    fn wake(&mut self, gone: Option<SocketHandle>) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let (interest, signature) = (self.waiting[i].interest, self.waiting[i].signature);
+            let fire = match gone {
+                Some(h) => interest.handle() == Some(h),
+                None => self.signature(interest) != signature,
+            };
+            if !fire {
+                i += 1;
+                continue;
+            }
+            match self.waiting.swap_remove(i).who {
+                Who::Slot(s) => {
+                    self.slot_gen[s] += 1;
+                    self.woken |= 1 << s;
+                }
+                Who::Task(waker) => waker.wake(),
+            }
         }
     }
 
@@ -465,12 +700,9 @@ impl<D: NetDevice> Stack<D> {
         self.interrupted = true;
     }
 
-    /// Starts a new generation: wakes every waiter.
+    /// Starts a new generation (something may have become ready).
     fn bump(&mut self) {
         self.generation += 1;
-        for w in self.wakers.drain(..) {
-            w.wake();
-        }
     }
 
     /// Does everything due at `now_ns`: takes the device's news (`poll_interrupt`), receives,
@@ -491,6 +723,52 @@ impl<D: NetDevice> Stack<D> {
         if changed {
             self.stats.polls_changed += 1;
             self.bump();
+        }
+        if !self.waiting.is_empty() {
+            self.wake_ready();
+        }
+        changed
+    }
+
+    /// What a socket call that queued data for `interest`'s socket sends at once: one pass of
+    /// egress ([`Stack::poll_egress`]) when that socket holds at most a segment (a reply: one
+    /// walk of the sockets), else a full poll (a bulk writer: the acknowledgements waiting on
+    /// the device open the window, and egress goes on as far as it allows).
+    pub fn send_now(&mut self, now_ns: u64, interest: Interest) {
+        match interest {
+            Interest::Write(h) if self.tcp(h).send_queue() > BULK => {
+                self.poll(now_ns);
+            }
+            _ => {
+                self.poll_egress(now_ns);
+            }
+        }
+    }
+
+    /// One pass of smoltcp's egress: whether some socket sent. One call site for both polls, so
+    /// that smoltcp's egress is inlined once.
+    #[inline(never)]
+    fn egress(&mut self, now: Instant) -> bool {
+        self.iface
+            .poll_egress(now, &mut self.phy, &mut self.sockets)
+            == PollResult::SocketStateChanged
+    }
+
+    /// One pass of egress (at most a segment per socket), without receiving or maintaining
+    /// anything: what a socket call that queued data (or a close) does, so that a reply leaves
+    /// at once while the poller does the rest (a socket with more to send is due now:
+    /// [`Stack::poll_at`] says so, and the glue wakes its poller). Returns whether some socket
+    /// sent.
+    pub fn poll_egress(&mut self, now_ns: u64) -> bool {
+        self.now_ns = self.now_ns.max(now_ns);
+        let now = instant(self.now_ns);
+        let changed = self.egress(now);
+        self.phy.flush();
+        if changed {
+            self.bump();
+        }
+        if !self.waiting.is_empty() {
+            self.wake_ready();
         }
         changed
     }
@@ -651,11 +929,7 @@ impl<D: NetDevice> Stack<D> {
                 self.gate_listener(i);
             }
         }
-        while self
-            .iface
-            .poll_egress(now, &mut self.phy, &mut self.sockets)
-            == PollResult::SocketStateChanged
-        {
+        while self.egress(now) {
             changed = true;
         }
         // What the TSO coalescer still holds goes out with this poll.
@@ -915,6 +1189,8 @@ impl<D: NetDevice> Stack<D> {
         let Some(l) = self.listeners.get_mut(id.0).and_then(Option::take) else {
             return;
         };
+        // Calls waiting to accept on it see it gone.
+        self.wake_ready();
         for h in l.pool {
             let socket = self.sockets.get_mut::<tcp::Socket<'_>>(h);
             if socket.state() == tcp::State::Listen {
@@ -1075,6 +1351,7 @@ impl<D: NetDevice> Stack<D> {
     /// gracefully (FIN after the queued data) and is freed once closed, or as soon as it reaches
     /// TIME-WAIT (see the crate docs), or aborted after [`Limits::linger_ns`].
     pub fn tcp_release(&mut self, h: SocketHandle) {
+        self.forget(h);
         let socket = self.tcp(h);
         if socket.state() == tcp::State::Closed {
             self.remove_tcp(h);
@@ -1096,6 +1373,7 @@ impl<D: NetDevice> Stack<D> {
 
     /// Aborts a connection (RST) and frees its socket.
     pub fn tcp_abort(&mut self, h: SocketHandle) {
+        self.forget(h);
         self.tcp(h).abort();
         self.orphans.push(Orphan {
             handle: h,
@@ -1193,6 +1471,7 @@ impl<D: NetDevice> Stack<D> {
     /// Frees a UDP socket.
     #[cfg(feature = "udp")]
     pub fn udp_release(&mut self, h: SocketHandle) {
+        self.forget(h);
         self.sockets.remove(h);
         self.live -= 1;
     }

@@ -230,9 +230,10 @@ fn accept_async_is_woken_by_the_poll_that_completes_the_handshake() {
     drop(conn);
 }
 
-/// Data reaches the device between the would-block and the registration of the waker: the
-/// read must not sleep on it. Both orders: data on the device before the first poll (the
-/// poll inside the read takes it), and after the registration (the world's poll wakes it).
+/// Data reaches the device around the would-block and the registration of the waker: the
+/// read must not sleep on it. Both orders: data on the device before the read (the read does
+/// not poll: it registers, and the next poll, the glue's poller's, takes the data and wakes
+/// it), and after the registration (the same).
 #[test]
 fn data_arriving_around_the_registration_is_not_lost() {
     let (c, s) = plain(limits());
@@ -245,16 +246,26 @@ fn data_arriving_around_the_registration_is_not_lost() {
     let mut buf = [0; 16];
 
     // 1. The server writes; its frame waits on the client's device, unpolled. The client's
-    //    read tries (would block: the socket has nothing yet), polls, finds it.
+    //    read tries (would block: the socket has nothing yet) and registers without polling;
+    //    the next poll takes the frame and wakes it.
     assert_eq!(conn.try_write(b"one"), Ok(3));
     assert!(c.with_stack(|st| st.device().pending() > 0));
     {
         let mut read = std::pin::pin!(Read::read(&mut client, &mut buf));
+        assert!(read.as_mut().poll(cx).is_pending());
+        assert!(
+            c.with_stack(|st| st.device().pending() > 0),
+            "the read polled"
+        );
+        let now = c.now();
+        c.with_stack(|st| st.poll(now));
+        assert!(waker_flag.0.load(Ordering::SeqCst) > 0, "not woken");
         match read.as_mut().poll(cx) {
             Poll::Ready(Ok(3)) => {}
             other => panic!("the data on the device was not seen: {other:?}"),
         }
     }
+    waker_flag.0.store(0, Ordering::SeqCst);
     assert_eq!(&buf[..3], b"one");
     settle(&c);
 

@@ -84,11 +84,11 @@ impl<D: Pending> Shared for Side<D> {
 }
 
 impl<D: Pending> Wait for Side<D> {
-    /// Single-threaded: runs the world until this side's generation moves or the deadline.
-    fn wait(&self, generation: u64, deadline_ns: Option<u64>) {
+    /// Single-threaded: runs the world until this side's ticket's slot moves or the deadline.
+    fn wait(&self, ticket: net::Ticket, deadline_ns: Option<u64>) {
         for _ in 0..1_000_000 {
             let mut w = self.world.borrow_mut();
-            if w.stacks[self.index].generation() != generation
+            if w.stacks[self.index].slot_generation(ticket.slot) != ticket.generation
                 || deadline_ns.is_some_and(|d| w.now >= d)
             {
                 return;
