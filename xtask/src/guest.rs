@@ -108,9 +108,9 @@ fn supervise(
     stop: &mpsc::Receiver<()>,
     started: &mpsc::Sender<Result<(u32, Instant), String>>,
 ) -> Result<Boot, String> {
-    let mut cmd = std::process::Command::new(&cfg.qemu);
-    cmd.args(cfg.args())
-        .stdin(Stdio::null())
+    // With a TAP NIC, `ip netns exec NS qemu ...` (ip execs QEMU: the pid stays QEMU's).
+    let mut cmd = cfg.command();
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();

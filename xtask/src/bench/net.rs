@@ -399,7 +399,7 @@ pub(crate) fn progress(msg: impl std::fmt::Display) {
 }
 
 /// Runs `f` in a thread moved into `ns` (its sockets live there).
-pub(crate) fn in_ns<T: Send + 'static>(
+pub fn in_ns<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -429,7 +429,7 @@ pub(crate) fn connect(addr: SocketAddr) -> Result<TcpStream> {
 }
 
 /// Waits until `addr` accepts a connection (from inside `ns`), up to `limit`.
-pub(crate) fn wait_port(ns: &str, addr: SocketAddr, limit: Duration) -> Result<()> {
+pub fn wait_port(ns: &str, addr: SocketAddr, limit: Duration) -> Result<()> {
     in_ns(ns, move || {
         let t0 = Instant::now();
         loop {
@@ -695,7 +695,8 @@ struct Endpoints {
     source: Option<SocketAddr>,
 }
 
-pub(crate) fn addr(ip: &str, port: u16) -> SocketAddr {
+/// `ip:port` from a literal address.
+pub fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("a literal IPv4 address"), port)
 }
 
