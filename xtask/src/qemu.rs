@@ -672,13 +672,59 @@ pub fn gdb_command(debug: &Path, port: u16) -> String {
     )
 }
 
-/// A TCP port of 127.0.0.1 that is free right now (the kernel picks it), for QEMU's GDB server.
-/// Another process may take it before QEMU binds it: QEMU then fails and says so.
+/// A port of 127.0.0.1 that is free right now for TCP and UDP, for QEMU's GDB server and for
+/// forwarded host ports.
+///
+/// It is taken below the kernel's ephemeral range (`ip_local_port_range`), never from it: a
+/// port the kernel hands out for `bind(0)` is also the one it hands to the next outgoing
+/// connection, so a client connecting anywhere on this machine could take it before QEMU binds
+/// it (a parallel test suite did exactly that). Below the range only listeners compete; the
+/// candidates start at a point drawn from the process id and a counter, so that parallel
+/// processes walk different ports. Another listener may still take a port before QEMU binds
+/// it: QEMU then fails and says so.
 pub fn free_port() -> Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let (first, end) = listener_ports(
+        &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
+    );
+    let span = u32::from(end - first);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let mut x = (std::process::id() ^ call.wrapping_mul(0x9e37_79b9)) | 1;
+    for _ in 0..256 {
+        // xorshift32: a spread of candidates that differs between processes.
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = first + (x % span) as u16;
+        if port_is_free(port) {
+            return Ok(port);
+        }
+    }
+    // Everything tried was taken (an unusual machine): let the kernel pick.
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| Error::msg(format!("finding a free TCP port for the GDB server: {e}")))
+        .map_err(|e| Error::msg(format!("finding a free TCP port on 127.0.0.1: {e}")))
+}
+
+/// Whether `port` of 127.0.0.1 can be bound now, for TCP and for UDP.
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// The ports to pick listeners from, `first..end`, given `ip_local_port_range` ("LOW HIGH"):
+/// up to 12,000 ports just below LOW, never below 1024. An unreadable or odd range means
+/// Linux's default (32768 60999).
+fn listener_ports(range: &str) -> (u16, u16) {
+    let low = range
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse::<u16>().ok())
+        .filter(|&low| low >= 2048)
+        .unwrap_or(32768);
+    (low.saturating_sub(12_000).max(1024), low)
 }
 
 #[cfg(test)]
@@ -1009,5 +1055,24 @@ mod tests {
         let port = free_port().expect("a free port");
         assert_ne!(port, 0);
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("free indeed");
+    }
+
+    #[test]
+    fn free_ports_come_from_below_the_ephemeral_range() {
+        assert_eq!(listener_ports("32768\t60999\n"), (20768, 32768));
+        assert_eq!(listener_ports("10000 65000"), (1024, 10000));
+        assert_eq!(listener_ports(""), (20768, 32768));
+        assert_eq!(listener_ports("80 90"), (20768, 32768));
+        let (first, end) = listener_ports(
+            &std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default(),
+        );
+        let ports: Vec<u16> = (0..8).map(|_| free_port().expect("a free port")).collect();
+        for &p in &ports {
+            assert!((first..end).contains(&p), "{p} not in {first}..{end}");
+        }
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() > 1, "always the same port: {ports:?}");
     }
 }
