@@ -154,7 +154,7 @@ static IDT: Idt = Idt([const { AtomicU64::new(0) }; 512]);
 
 unsafe extern "C" {
     /// The GDT in `boot.rs`; entries 3 and 4 are the TSS descriptor.
-    static mut stardust_gdt: [u64; 5];
+    static mut stardust_gdt: [u64; GDT_ENTRIES];
     /// Entry points of the 32 exception stubs below.
     static stardust_exception_stubs: [u64; 32];
     /// The entry stub of interrupts that need nothing but `iretq` (spurious ones).
@@ -258,6 +258,10 @@ macro_rules! device_interrupt_entries {
 
 /// The local APIC's spurious-interrupt vector (no EOI).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+/// Entries of the GDT (`boot.rs`'s `stardust_gdt`): null, 64-bit code (0x08), data (0x10),
+/// then a 16-byte TSS descriptor per CPU.
+pub const GDT_ENTRIES: usize = 3 + 2 * percpu::MAX_CPUS;
 /// The legacy PICs' vectors once remapped (the `pc` crate's `pic::disable`): all masked, but a PIC can
 /// still raise a spurious IRQ 7 or 15, which must not land on an exception vector.
 pub const PIC_VECTORS: core::ops::Range<u8> = 0x20..0x30;
@@ -300,10 +304,11 @@ pub fn init() {
 /// ([`percpu::install`], GS base included), loads its TSS (with a separate stack for double
 /// faults, so that a stack overflow into a guard page is reported instead of triple-faulting)
 /// and the IDT (shared by all CPUs; filled by CPU 0). Exceptions go to the kernel's
-/// `__stardust_exception`. Call once per CPU, on that CPU, before anything can fault.
+/// `__stardust_exception`. Call once per CPU, on that CPU, before anything can fault; CPU 0
+/// first.
 ///
-/// Only CPU 0 is brought up now: the GDT has one TSS descriptor, which a second CPU will need
-/// its own of (see [`percpu`]).
+/// Each CPU has its own TSS descriptor in the shared GDT (slot `3 + 2 * cpu`, selector
+/// `0x18 + 16 * cpu`): `ltr` marks a descriptor busy, so two CPUs cannot share one.
 pub fn init_cpu(cpu: CpuId) {
     let block = percpu::install(cpu, true);
     let tss_words = &block.tss.0;
@@ -326,16 +331,18 @@ pub fn init_cpu(cpu: CpuId) {
         | (0x89 << 40) // present, 64-bit TSS (available)
         | ((tss >> 24 & 0xff) << 56);
     let high = tss >> 32;
-    // SAFETY: one CPU, during init: nothing else reads or writes the GDT's TSS slot, and the TSS
-    // descriptor is not loaded yet (ltr below is what reads it).
+    // `percpu::install` accepted the number: below MAX_CPUS, so the slot is in the GDT.
+    let slot = 3 + 2 * cpu.0 as usize;
+    // SAFETY: each CPU writes only its own TSS slot, once, during its init; the descriptor is
+    // not loaded yet (ltr below is what reads it), and no other CPU loads this slot.
     unsafe {
         let gdt = &raw mut stardust_gdt;
-        (*gdt)[3] = low;
-        (*gdt)[4] = high;
+        (*gdt)[slot] = low;
+        (*gdt)[slot + 1] = high;
     }
-    // SAFETY: selector 0x18 is the valid, available TSS descriptor written just above, and the
+    // SAFETY: the selector is the valid, available TSS descriptor written just above, and the
     // TSS is in a static per-CPU block that lives forever.
-    unsafe { load_tss(SegmentSelector(0x18)) };
+    unsafe { load_tss(SegmentSelector((slot * 8) as u16)) };
 
     if cpu.0 == 0 {
         // SAFETY: reading a table of 32 code addresses the linker filled in; it is never written.

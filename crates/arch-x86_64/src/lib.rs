@@ -29,6 +29,8 @@ pub mod cpu;
 pub mod percpu;
 #[cfg(target_os = "none")]
 pub mod tsc;
+#[cfg(all(target_os = "none", feature = "pvh-entry"))]
+pub mod smp;
 
 #[cfg(target_os = "none")]
 pub use boot::{

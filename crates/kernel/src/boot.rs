@@ -73,6 +73,12 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
         boot.cmdline.as_str().unwrap_or_default()
     );
     let devices = SelectedPlatform::init(boot);
+    // Before `map_memory`: the firmware's tables are reachable through the boot tables.
+    let machine_cpus = if config::CPUS > 1 {
+        SelectedPlatform::find_cpus(boot, config::CPUS)
+    } else {
+        1
+    };
     mark(3);
 
     SelectedPlatform::init_cpu();
@@ -102,6 +108,9 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
         ),
     };
     mark(5);
+    if config::CPUS > 1 {
+        crate::smp::start(&mut free, machine_cpus);
+    }
 
     let (heap, regions) = init_heap(&mut free);
     mark(6);

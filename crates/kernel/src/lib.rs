@@ -51,6 +51,9 @@ pub mod settings {
 
 #[cfg(target_os = "none")]
 mod boot;
+/// The CPUs after the boot CPU: their stacks, and what they run.
+#[cfg(target_os = "none")]
+mod smp;
 /// DMA memory for device drivers: page-aligned, zeroed, physically contiguous.
 #[cfg(target_os = "none")]
 pub mod dma;
