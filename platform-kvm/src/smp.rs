@@ -34,11 +34,10 @@ static KERNEL_MAIN: AtomicUsize = AtomicUsize::new(0);
 /// [`Platform::find_cpus`]: the MADT's processors, the boot CPU's first, up to `max`.
 pub(crate) fn find(boot: &BootInfo, max: usize) -> usize {
     let own = percpu::current().apic_id();
-    let processors = match pc::cpus::Processors::from_madt(&arch_x86_64::BootMemory, boot.rsdp.0)
-    {
+    let processors = match pc::cpus::Processors::from_madt(&arch_x86_64::BootMemory, boot.rsdp.0) {
         Ok(p) => p,
         Err(e) => {
-            log::info!("one CPU: the machine lists none ({e})");
+            log::info!("one CPU: no ACPI table lists the machine's CPUs ({e})");
             return 1;
         }
     };

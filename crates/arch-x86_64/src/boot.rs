@@ -59,8 +59,8 @@ boot_pml4: .skip 4096
 boot_pdpt: .skip 4096
 boot_pd:   .skip 4096
 
-    /* 0x08: 64-bit code, 0x10: flat data, then one TSS per CPU (16 bytes each, from 0x18,
-       written by cpu::init_cpu): cpu::GDT_ENTRIES in all. */
+    /* 0x08: 64-bit code, 0x10: flat data, 0x18: the boot CPU's TSS (16 bytes, written by
+       cpu::init_cpu; other CPUs get a GDT of their own in their per-CPU block). */
     .section .data.gdt, "aw", @progbits
     .p2align 4
     .global stardust_gdt
@@ -68,7 +68,8 @@ stardust_gdt:
     .quad 0
     .quad 0x00af9a000000ffff
     .quad 0x00cf92000000ffff
-    .skip {tss_bytes}
+    .quad 0
+    .quad 0
 stardust_gdt_end:
     .p2align 3
     .word 0, 0, 0
@@ -139,7 +140,6 @@ pvh_start32:
     ud2
 "#,
     tsc = sym ENTRY_TSC,
-    tss_bytes = const (crate::cpu::GDT_ENTRIES - 3) * 8,
     options(att_syntax)
 );
 

@@ -259,9 +259,9 @@ macro_rules! device_interrupt_entries {
 /// The local APIC's spurious-interrupt vector (no EOI).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
-/// Entries of the GDT (`boot.rs`'s `stardust_gdt`): null, 64-bit code (0x08), data (0x10),
-/// then a 16-byte TSS descriptor per CPU.
-pub const GDT_ENTRIES: usize = 3 + 2 * percpu::MAX_CPUS;
+/// Entries of a GDT (`boot.rs`'s `stardust_gdt`, and each other CPU's in its per-CPU block):
+/// null, 64-bit code (0x08), data (0x10), the CPU's TSS (0x18, 16 bytes).
+pub const GDT_ENTRIES: usize = 5;
 /// The legacy PICs' vectors once remapped (the `pc` crate's `pic::disable`): all masked, but a PIC can
 /// still raise a spurious IRQ 7 or 15, which must not land on an exception vector.
 pub const PIC_VECTORS: core::ops::Range<u8> = 0x20..0x30;
@@ -307,8 +307,10 @@ pub fn init() {
 /// `__stardust_exception`. Call once per CPU, on that CPU, before anything can fault; CPU 0
 /// first.
 ///
-/// Each CPU has its own TSS descriptor in the shared GDT (slot `3 + 2 * cpu`, selector
-/// `0x18 + 16 * cpu`): `ltr` marks a descriptor busy, so two CPUs cannot share one.
+/// The boot CPU uses the boot GDT (`stardust_gdt`); every other CPU copies its code and data
+/// descriptors into a GDT of its own in its per-CPU block, with its own TSS descriptor, and
+/// loads that (`ltr` marks a TSS descriptor busy, so two CPUs cannot share one). The selectors
+/// are the same everywhere.
 pub fn init_cpu(cpu: CpuId) {
     let block = percpu::install(cpu, true);
     let tss_words = &block.tss.0;
@@ -331,18 +333,36 @@ pub fn init_cpu(cpu: CpuId) {
         | (0x89 << 40) // present, 64-bit TSS (available)
         | ((tss >> 24 & 0xff) << 56);
     let high = tss >> 32;
-    // `percpu::install` accepted the number: below MAX_CPUS, so the slot is in the GDT.
-    let slot = 3 + 2 * cpu.0 as usize;
-    // SAFETY: each CPU writes only its own TSS slot, once, during its init; the descriptor is
-    // not loaded yet (ltr below is what reads it), and no other CPU loads this slot.
-    unsafe {
-        let gdt = &raw mut stardust_gdt;
-        (*gdt)[slot] = low;
-        (*gdt)[slot + 1] = high;
+    if cpu.0 == 0 {
+        // SAFETY: the boot CPU, during its init: nothing else reads or writes the boot GDT's
+        // TSS slot, and the descriptor is not loaded yet (ltr below is what reads it).
+        unsafe {
+            let gdt = &raw mut stardust_gdt;
+            (*gdt)[3] = low;
+            (*gdt)[4] = high;
+        }
+    } else {
+        let own = &block.gdt;
+        // SAFETY: reading the boot GDT's null, code and data descriptors (its first three
+        // entries), which are never written.
+        let boot = unsafe { (&raw const stardust_gdt).cast::<[u64; 3]>().read() };
+        for (slot, &entry) in own.iter().zip(&boot) {
+            slot.store(entry, Ordering::Relaxed);
+        }
+        own[3].store(low, Ordering::Relaxed);
+        own[4].store(high, Ordering::Relaxed);
+        let pointer = DescriptorTablePointer {
+            limit: (GDT_ENTRIES * 8 - 1) as u16,
+            base: VirtAddr::new(own.as_ptr() as u64),
+        };
+        // SAFETY: the GDT is in a static per-CPU block that lives forever, with the same code
+        // and data descriptors as the boot GDT the CPU runs on (so its segment registers stay
+        // valid) and this CPU's TSS descriptor.
+        unsafe { x86_64::instructions::tables::lgdt(&pointer) };
     }
-    // SAFETY: the selector is the valid, available TSS descriptor written just above, and the
+    // SAFETY: selector 0x18 is the valid, available TSS descriptor written just above, and the
     // TSS is in a static per-CPU block that lives forever.
-    unsafe { load_tss(SegmentSelector((slot * 8) as u16)) };
+    unsafe { load_tss(SegmentSelector(0x18)) };
 
     if cpu.0 == 0 {
         // SAFETY: reading a table of 32 code addresses the linker filled in; it is never written.

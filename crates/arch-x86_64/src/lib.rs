@@ -27,10 +27,10 @@ pub mod context;
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod percpu;
-#[cfg(target_os = "none")]
-pub mod tsc;
 #[cfg(all(target_os = "none", feature = "pvh-entry"))]
 pub mod smp;
+#[cfg(target_os = "none")]
+pub mod tsc;
 
 #[cfg(target_os = "none")]
 pub use boot::{

@@ -26,14 +26,15 @@ pub fn start(free: &mut FreeMemory, machine: usize) {
     };
     let up = SelectedPlatform::start_cpus(&mut stacks, other_cpu);
     let wanted = config::CPUS.min(machine);
+    let cpus = if up == 1 { "CPU" } else { "CPUs" };
     if up < wanted {
         log::warn!(
-            "{up} of {wanted} CPUs up (the machine has {machine}; profile setting cpus = {})",
+            "only {up} of {wanted} CPUs up (the machine has {machine}; profile setting cpus = {})",
             config::CPUS
         );
     } else {
         log::info!(
-            "{up} CPUs up (the machine has {machine}; profile setting cpus = {})",
+            "{up} {cpus} up (the machine has {machine}; profile setting cpus = {})",
             config::CPUS
         );
     }

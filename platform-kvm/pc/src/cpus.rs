@@ -219,7 +219,7 @@ mod tests {
         // of them in a bigger fake instead.
         let mut m = FakeMemory::new(BASE, 0x4000);
         let t = tables(false);
-        m.put(BASE, &t.get(BASE, 0x1800));
+        m.put(BASE, t.get(BASE, 0x1800));
         let mut at = MADT + 44;
         for (kind, body) in &e {
             m.put(at, &[*kind, (body.len() + 2) as u8]);
@@ -269,7 +269,10 @@ mod tests {
         ]);
         assert_eq!(trampoline_page(&hole), Some(0x9c000));
         // No low RAM at all (or only page 0): none.
-        assert_eq!(trampoline_page(&map(&[(0x10_0000, 0x10_0000, MemoryKind::Ram)])), None);
+        assert_eq!(
+            trampoline_page(&map(&[(0x10_0000, 0x10_0000, MemoryKind::Ram)])),
+            None
+        );
         assert_eq!(trampoline_page(&map(&[(0, 0x1000, MemoryKind::Ram)])), None);
         assert_eq!(trampoline_page(&MemoryMap::new()), None);
     }
