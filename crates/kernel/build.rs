@@ -57,6 +57,14 @@ fn main() {
         .unwrap_or_else(|_| panic!("STARDUST_KV_MAX_KEYS={kv_max_keys:?}: expected a count"));
     let kv_max_frame = size("STARDUST_KV_MAX_FRAME", "kv_max_frame");
 
+    // The most CPUs to bring up (1 ..= 8, arch_x86_64::percpu::MAX_CPUS; xtask checks the
+    // profile, this refuses a bad value given by hand).
+    let cpus = setting("STARDUST_CPUS", "cpus");
+    let cpus: usize = match cpus.trim().parse() {
+        Ok(n @ 1..=8) => n,
+        _ => panic!("STARDUST_CPUS={cpus:?}: expected a count of CPUs from 1 to 8 (MAX_CPUS)"),
+    };
+
     // The kernel's features are the facade's, by the same names.
     let errors = catalog.check_features(|feature| {
         let var = format!("CARGO_FEATURE_{}", feature.to_uppercase().replace('-', "_"));
@@ -92,6 +100,8 @@ fn main() {
              pub const KV_MAX_KEYS: usize = {kv_max_keys};\n\
              /// The key-value server's largest request in bytes (profile `kv_max_frame`).\n\
              pub const KV_MAX_FRAME: usize = {kv_max_frame};\n\
+             /// The most CPUs the kernel brings up, 1 ..= 8 (profile `cpus`).\n\
+             pub const CPUS: usize = {cpus};\n\
              {errors}"
         ),
     )

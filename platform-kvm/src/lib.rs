@@ -39,6 +39,7 @@
 #[cfg(feature = "devices")]
 mod devices;
 pub mod irq;
+mod smp;
 
 use arch_x86_64::{cpu, tsc};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
@@ -343,6 +344,17 @@ impl platform::Platform for Kvm {
 
     fn current_cpu() -> platform::irq::CpuId {
         arch_x86_64::percpu::current().id()
+    }
+
+    fn find_cpus(boot: &BootInfo, max: usize) -> usize {
+        smp::find(boot, max)
+    }
+
+    fn start_cpus(
+        stacks: &mut dyn FnMut(platform::irq::CpuId) -> Option<platform::CpuStacks>,
+        main: fn(platform::irq::CpuId) -> !,
+    ) -> usize {
+        smp::start(stacks, main)
     }
 }
 

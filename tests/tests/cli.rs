@@ -164,6 +164,14 @@ fn bad_input_exits_non_zero_with_the_choices() {
             "valid choices: none, bump, buddy, talc",
         ),
         (&["build", "hello", "--set", "bogus=1"][..], "valid keys"),
+        (
+            &["build", "hello", "--set", "cpus=0"][..],
+            "cpus (set on the command line): 0: must be between 1 and 8",
+        ),
+        (
+            &["build", "hello", "--set", "cpus=4"][..],
+            "cpus = 4 needs a scheduler with threads, but scheduler = \"none\"",
+        ),
         (&["run", "hello", "--machine", "pc99"][..], "q35"),
         (&["run", "hello", "--set", "memory=1M"][..], "too small"),
         (

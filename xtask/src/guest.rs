@@ -333,6 +333,7 @@ mod tests {
             accel: crate::qemu::Accel::Tcg,
             machine: crate::qemu::Machine::Microvm,
             memory: 32 << 20,
+            cpus: 1,
             console: crate::qemu::Console::Serial,
             kernel: "no/such/image.elf".into(),
             kargs: String::new(),

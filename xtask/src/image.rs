@@ -377,7 +377,7 @@ mod tests {
              STARDUST_TIME_SLICE_NS=10000000 STARDUST_NET_IP=10.0.2.15/24 \
              STARDUST_NET_GATEWAY=10.0.2.2 STARDUST_NET_TCP_BUFFER=65536 \
              STARDUST_NET_UDP_BUFFER=16384 STARDUST_NET_SOCKETS=64 STARDUST_KV_MAX_KEYS=1000000 \
-             STARDUST_KV_MAX_FRAME=1048576 cargo build --release \
+             STARDUST_KV_MAX_FRAME=1048576 STARDUST_CPUS=1 cargo build --release \
              --target x86_64-unknown-none -p hello --features \
              stardust/platform-kvm,stardust/allocator-bump,stardust/scheduler-none,stardust/console-serial"
         );

@@ -63,6 +63,7 @@ pub const SETTINGS: &[(&str, Kind)] = &[
     ("kv_max_keys", Kind::Count),
     ("kv_max_frame", Kind::Size),
     ("net_dhcp", Kind::Flag),
+    ("cpus", Kind::Count),
 ];
 /// The keys of `[budgets]` (no default: a budget left out is not checked).
 pub const BUDGETS: &[(&str, Kind)] = &[
@@ -90,6 +91,9 @@ const PAGE: u64 = 4096;
 pub const MIN_NET_BUFFER: u64 = 2048;
 /// The largest socket buffer (TCP's window scaling would allow 1 GiB; no guest needs that).
 pub const MAX_NET_BUFFER: u64 = 64 * MIB;
+/// The most CPUs `cpus` may ask for: `arch_x86_64::percpu::MAX_CPUS`, the kernel's per-CPU
+/// blocks (xtask does not depend on the bare-metal crate; keep the two equal).
+pub const MAX_CPUS: u64 = 8;
 /// The most TCP sockets (`net_sockets`).
 pub const MAX_NET_SOCKETS: u64 = 16384;
 /// The most keys `kv_max_keys` may allow (the key-value server's index).
@@ -189,6 +193,9 @@ pub struct Settings {
     /// driver, `true` adds the feature `stardust/net_dhcp`. Without it the image is ~5 KB
     /// smaller and refuses `ip=dhcp` at boot.
     pub net_dhcp: bool,
+    /// The most CPUs the kernel brings up (1 ..= [`MAX_CPUS`]); it uses the CPUs it finds, up
+    /// to this many. `run` gives QEMU `-smp N` for more than 1, the Xen lab `vcpus = N`.
+    pub cpus: u64,
 }
 
 /// Budgets checked by `cargo xtask size` and `cargo xtask bench`.
@@ -337,6 +344,7 @@ impl Profile {
                 "STARDUST_KV_MAX_FRAME".into(),
                 self.settings.kv_max_frame.to_string(),
             ),
+            ("STARDUST_CPUS".into(), self.settings.cpus.to_string()),
         ]
     }
 
@@ -749,6 +757,7 @@ fn validate(
         kv_max_keys: next().number(),
         kv_max_frame: next().number(),
         net_dhcp: next().flag(),
+        cpus: next().number(),
     };
     check_settings(&c, &settings)?;
     check_net_settings(&c, &settings)?;
@@ -769,6 +778,7 @@ fn validate(
         image_app: budget("image_app", Kind::App)?.map(Parsed::text),
     };
     check_rules(&c, catalog, &mut slots, &settings, applied)?;
+    check_cpus(&c, catalog, &slots, &settings)?;
     if slots.iter().any(|(s, v)| s == "net_device" && v != "none") {
         check_net_memory(&c, &settings)?;
     }
@@ -1044,6 +1054,58 @@ fn check_settings(c: &Checker<'_>, s: &Settings) -> Result<()> {
             "time_slice",
             format!("{} ns: must be between 100us and 1s", s.time_slice_ns),
         );
+    }
+    Ok(())
+}
+
+/// `cpus`: from 1 to [`MAX_CPUS`], and above 1 only with a scheduler that has threads to run on
+/// the other CPUs (`none` runs the app's `main` alone).
+fn check_cpus(
+    c: &Checker<'_>,
+    catalog: &Catalog,
+    slots: &[(String, String)],
+    s: &Settings,
+) -> Result<()> {
+    if !(1..=MAX_CPUS).contains(&s.cpus) {
+        return Err(c.err(
+            "cpus",
+            "settings.cpus",
+            format!(
+                "{}: must be between 1 and {MAX_CPUS} (the kernel's MAX_CPUS)",
+                s.cpus
+            ),
+        ));
+    }
+    let scheduler = slots
+        .iter()
+        .find(|(slot, _)| slot == "scheduler")
+        .map(|(_, v)| v.as_str());
+    if s.cpus > 1 && scheduler == Some("none") {
+        let others: Vec<&str> = catalog
+            .values("scheduler")
+            .unwrap_or(&[])
+            .iter()
+            .map(String::as_str)
+            .filter(|v| *v != "none")
+            .collect();
+        let (key, qualified) =
+            if c.overridden.contains("scheduler") && !c.overridden.contains("cpus") {
+                ("scheduler", "slots.scheduler")
+            } else {
+                ("cpus", "settings.cpus")
+            };
+        return Err(c.err(
+            key,
+            qualified,
+            format!(
+                "cpus = {} needs a scheduler with threads, but scheduler = \"none\" runs the \
+                 app's main alone and has nothing to run on the other CPUs: set scheduler to \
+                 one of {} (e.g. --set scheduler={}), or cpus = 1",
+                s.cpus,
+                or_none(&others),
+                others.first().copied().unwrap_or("coop"),
+            ),
+        ));
     }
     Ok(())
 }

@@ -184,6 +184,9 @@ pub struct QemuConfig {
     pub machine: Machine,
     /// Guest RAM in bytes.
     pub memory: u64,
+    /// Virtual CPUs (the profile's `cpus`): above 1, `-smp N`, and TCG runs one host thread
+    /// per CPU (`-accel tcg,thread=multi`); 1 adds nothing (QEMU's default of one CPU).
+    pub cpus: u32,
     /// Console port.
     pub console: Console,
     /// The (stripped) image.
@@ -334,6 +337,7 @@ impl QemuConfig {
             accel: Accel::Tcg,
             machine: Machine::Q35,
             memory: profile.settings.memory,
+            cpus: u32::try_from(profile.settings.cpus).expect("cpus is checked: at most 8"),
             console: Console::of(profile),
             kernel,
             kargs: String::new(),
@@ -366,7 +370,11 @@ impl QemuConfig {
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-        push(&["-accel", self.accel.name()]);
+        match (self.accel, self.cpus > 1) {
+            // One host thread per virtual CPU, asked for rather than left to QEMU's default.
+            (Accel::Tcg, true) => push(&["-accel", "tcg,thread=multi"]),
+            (accel, _) => push(&["-accel", accel.name()]),
+        }
         let with_opts = |name: &str| {
             if self.machine_opts.is_empty() {
                 name.to_string()
@@ -385,6 +393,9 @@ impl QemuConfig {
             _ => push(&["-machine", &with_opts("microvm")]),
         }
         push(&["-m", &qemu_memory_arg(self.memory)]);
+        if self.cpus > 1 {
+            push(&["-smp", &self.cpus.to_string()]);
+        }
         push(&["-display", "none", "-no-reboot", "-nodefaults"]);
         if self.debug_exit {
             push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
@@ -737,6 +748,7 @@ mod tests {
             accel: Accel::Tcg,
             machine: Machine::Microvm,
             memory: 32 << 20,
+            cpus: 1,
             console: Console::Serial,
             kernel: "k.elf".into(),
             kargs: " log=debug  bootchart ".into(),
@@ -926,6 +938,67 @@ mod tests {
         let args = c.args().join(" ");
         assert!(!args.contains("isa-debug-exit"), "{args}");
         assert!(args.contains("-machine microvm,acpi=off "), "{args}");
+    }
+
+    #[test]
+    fn more_than_one_cpu_is_smp_and_multi_threaded_tcg() {
+        let one = cfg().args().join(" ");
+        assert!(!one.contains("-smp") && !one.contains("thread="), "{one}");
+        let mut c = cfg();
+        c.cpus = 4;
+        assert_eq!(
+            c.args().join(" "),
+            "-accel tcg,thread=multi -machine microvm -m 32M -smp 4 -display none -no-reboot \
+             -nodefaults -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel k.elf \
+             -append log=debug bootchart -- one two -- -serial stdio"
+        );
+        assert!(
+            c.shell_line().starts_with(
+                "qemu-system-x86_64 -accel tcg,thread=multi -machine microvm -m 32M -smp 4 "
+            ),
+            "{}",
+            c.shell_line()
+        );
+        c.accel = Accel::Kvm;
+        c.cpus = 2;
+        let args = c.args().join(" ");
+        assert!(
+            args.starts_with("-accel kvm -machine microvm -m 32M -smp 2 -display none "),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn the_profile_gives_its_cpus() {
+        let catalog = crate::profile::test_catalog(
+            &[
+                "platform-kvm",
+                "allocator-talc",
+                "scheduler-none",
+                "scheduler-coop",
+                "console-serial",
+            ],
+            "",
+        );
+        let text = "platform = \"kvm\"\n[slots]\nallocator = \"talc\"\nconsole = \"serial\"\n";
+        let profile = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Profile::parse("default", text, &sets, &catalog).expect("valid")
+        };
+        let one = QemuConfig::new("q".into(), "k".into(), &profile(&[]));
+        assert_eq!(one.cpus, 1);
+        assert!(!one.args().contains(&"-smp".to_string()));
+        let four = QemuConfig::new(
+            "q".into(),
+            "k".into(),
+            &profile(&["scheduler=coop", "cpus=4"]),
+        );
+        assert_eq!(four.cpus, 4);
+        let args = four.args().join(" ");
+        assert!(
+            args.starts_with("-accel tcg,thread=multi ") && args.contains(" -smp 4 "),
+            "{args}"
+        );
     }
 
     #[test]

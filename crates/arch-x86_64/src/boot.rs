@@ -59,7 +59,8 @@ boot_pml4: .skip 4096
 boot_pdpt: .skip 4096
 boot_pd:   .skip 4096
 
-    /* 0x08: 64-bit code, 0x10: flat data, 0x18: the TSS (16 bytes, written by cpu::init). */
+    /* 0x08: 64-bit code, 0x10: flat data, 0x18: the boot CPU's TSS (16 bytes, written by
+       cpu::init_cpu; other CPUs get a GDT of their own in their per-CPU block). */
     .section .data.gdt, "aw", @progbits
     .p2align 4
     .global stardust_gdt

@@ -154,7 +154,7 @@ static IDT: Idt = Idt([const { AtomicU64::new(0) }; 512]);
 
 unsafe extern "C" {
     /// The GDT in `boot.rs`; entries 3 and 4 are the TSS descriptor.
-    static mut stardust_gdt: [u64; 5];
+    static mut stardust_gdt: [u64; GDT_ENTRIES];
     /// Entry points of the 32 exception stubs below.
     static stardust_exception_stubs: [u64; 32];
     /// The entry stub of interrupts that need nothing but `iretq` (spurious ones).
@@ -258,6 +258,10 @@ macro_rules! device_interrupt_entries {
 
 /// The local APIC's spurious-interrupt vector (no EOI).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+/// Entries of a GDT (`boot.rs`'s `stardust_gdt`, and each other CPU's in its per-CPU block):
+/// null, 64-bit code (0x08), data (0x10), the CPU's TSS (0x18, 16 bytes).
+pub const GDT_ENTRIES: usize = 5;
 /// The legacy PICs' vectors once remapped (the `pc` crate's `pic::disable`): all masked, but a PIC can
 /// still raise a spurious IRQ 7 or 15, which must not land on an exception vector.
 pub const PIC_VECTORS: core::ops::Range<u8> = 0x20..0x30;
@@ -300,10 +304,13 @@ pub fn init() {
 /// ([`percpu::install`], GS base included), loads its TSS (with a separate stack for double
 /// faults, so that a stack overflow into a guard page is reported instead of triple-faulting)
 /// and the IDT (shared by all CPUs; filled by CPU 0). Exceptions go to the kernel's
-/// `__stardust_exception`. Call once per CPU, on that CPU, before anything can fault.
+/// `__stardust_exception`. Call once per CPU, on that CPU, before anything can fault; CPU 0
+/// first.
 ///
-/// Only CPU 0 is brought up now: the GDT has one TSS descriptor, which a second CPU will need
-/// its own of (see [`percpu`]).
+/// The boot CPU uses the boot GDT (`stardust_gdt`); every other CPU copies its code and data
+/// descriptors into a GDT of its own in its per-CPU block, with its own TSS descriptor, and
+/// loads that (`ltr` marks a TSS descriptor busy, so two CPUs cannot share one). The selectors
+/// are the same everywhere.
 pub fn init_cpu(cpu: CpuId) {
     let block = percpu::install(cpu, true);
     let tss_words = &block.tss.0;
@@ -326,12 +333,32 @@ pub fn init_cpu(cpu: CpuId) {
         | (0x89 << 40) // present, 64-bit TSS (available)
         | ((tss >> 24 & 0xff) << 56);
     let high = tss >> 32;
-    // SAFETY: one CPU, during init: nothing else reads or writes the GDT's TSS slot, and the TSS
-    // descriptor is not loaded yet (ltr below is what reads it).
-    unsafe {
-        let gdt = &raw mut stardust_gdt;
-        (*gdt)[3] = low;
-        (*gdt)[4] = high;
+    if cpu.0 == 0 {
+        // SAFETY: the boot CPU, during its init: nothing else reads or writes the boot GDT's
+        // TSS slot, and the descriptor is not loaded yet (ltr below is what reads it).
+        unsafe {
+            let gdt = &raw mut stardust_gdt;
+            (*gdt)[3] = low;
+            (*gdt)[4] = high;
+        }
+    } else {
+        let own = &block.gdt;
+        // SAFETY: reading the boot GDT's null, code and data descriptors (its first three
+        // entries), which are never written.
+        let boot = unsafe { (&raw const stardust_gdt).cast::<[u64; 3]>().read() };
+        for (slot, &entry) in own.iter().zip(&boot) {
+            slot.store(entry, Ordering::Relaxed);
+        }
+        own[3].store(low, Ordering::Relaxed);
+        own[4].store(high, Ordering::Relaxed);
+        let pointer = DescriptorTablePointer {
+            limit: (GDT_ENTRIES * 8 - 1) as u16,
+            base: VirtAddr::new(own.as_ptr() as u64),
+        };
+        // SAFETY: the GDT is in a static per-CPU block that lives forever, with the same code
+        // and data descriptors as the boot GDT the CPU runs on (so its segment registers stay
+        // valid) and this CPU's TSS descriptor.
+        unsafe { x86_64::instructions::tables::lgdt(&pointer) };
     }
     // SAFETY: selector 0x18 is the valid, available TSS descriptor written just above, and the
     // TSS is in a static per-CPU block that lives forever.

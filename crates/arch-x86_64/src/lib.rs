@@ -27,6 +27,8 @@ pub mod context;
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod percpu;
+#[cfg(all(target_os = "none", feature = "pvh-entry"))]
+pub mod smp;
 #[cfg(target_os = "none")]
 pub mod tsc;
 

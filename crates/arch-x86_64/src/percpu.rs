@@ -8,10 +8,9 @@
 //! whose kernel runs in ring 3: there the base would be `HYPERVISOR_set_segment_base`'s, not
 //! done yet), [`current`] is the boot CPU's block: correct while only one CPU runs.
 //!
-//! Only the boot CPU (block 0) is brought up now. Multi-core brings up CPUs 1.. and calls
-//! `cpu::init_cpu(CpuId(n))` on each, which fills block `n` (its TSS, pointing at its IST
-//! stack) and installs it; each CPU then also needs its own TSS descriptor (a GDT per CPU, or
-//! more GDT slots), which comes with it. The boot CPU's double-fault stack is a static; the
+//! Every CPU calls `cpu::init_cpu(CpuId(n))` on itself, which fills block `n` (its TSS,
+//! pointing at its IST stack; for CPUs after the boot CPU a GDT of their own, whose TSS
+//! descriptor is theirs) and installs it. The boot CPU's double-fault stack is a static; the
 //! others' come from the frame allocator ([`set_ist_stack`] before their `init_cpu`), so the
 //! image does not carry `MAX_CPUS` stacks of which one is used.
 //!
@@ -65,6 +64,8 @@ pub struct PerCpu {
     pub(crate) tss: Tss,
     /// The top of its double-fault stack (IST1); 0 until set.
     ist1_top: AtomicU64,
+    /// Its GDT, for every CPU but the boot CPU (`cpu::init_cpu`).
+    pub(crate) gdt: [AtomicU64; crate::cpu::GDT_ENTRIES],
 }
 
 impl PerCpu {
@@ -78,6 +79,7 @@ impl PerCpu {
             online: AtomicBool::new(false),
             tss: Tss([const { AtomicU32::new(0) }; 26]),
             ist1_top: AtomicU64::new(0),
+            gdt: [const { AtomicU64::new(0) }; crate::cpu::GDT_ENTRIES],
         }
     }
 

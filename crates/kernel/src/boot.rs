@@ -5,8 +5,8 @@ use crate::select::{CONSOLE, HEAP, SelectedPlatform};
 use arch_x86_64::{cpu, tsc};
 use cmdline::KernelArgs;
 use core::fmt::{self, Write as _};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use logger::{Logger, Writer};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use logger::{ConsoleLock, Logger, Writer};
 use platform::{BootInfo, FreeMemory, Platform, Range, status};
 
 pub use crate::guard::{guard_page, unguard_page};
@@ -15,7 +15,28 @@ pub use crate::guard::{guard_page, unguard_page};
 static BOOT: spin::Once<(BootInfo, Cmdline)> = spin::Once::new();
 /// L + 1 bytes hold the decoded arguments of any line of L bytes (see `cmdline::KernelArgs`).
 type Cmdline = KernelArgs<{ platform::CMDLINE_MAX + 1 }>;
-static LOGGER: Logger<crate::select::SelectedConsole> = Logger::new(CONSOLE);
+/// One CPU at a time writes a whole line to the console.
+static CONSOLE_LOCK: ConsoleLock = ConsoleLock::new();
+static LOGGER: Logger<crate::select::SelectedConsole> = Logger::new(
+    CONSOLE,
+    if config::CPUS > 1 {
+        Some(&CONSOLE_LOCK)
+    } else {
+        None
+    },
+    this_cpu,
+);
+
+/// Holds the console for the calling CPU until the guard drops (where more than one CPU may
+/// print).
+fn hold_console() -> Option<logger::Held<'static>> {
+    (config::CPUS > 1).then(|| CONSOLE_LOCK.hold(this_cpu()))
+}
+
+/// The number of the CPU the caller runs on.
+fn this_cpu() -> u32 {
+    SelectedPlatform::current_cpu().0
+}
 
 const PHASES: [&str; 8] = [
     "entry",
@@ -73,6 +94,12 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
         boot.cmdline.as_str().unwrap_or_default()
     );
     let devices = SelectedPlatform::init(boot);
+    // Before `map_memory`: the firmware's tables are reachable through the boot tables.
+    let machine_cpus = if config::CPUS > 1 {
+        SelectedPlatform::find_cpus(boot, config::CPUS)
+    } else {
+        1
+    };
     mark(3);
 
     SelectedPlatform::init_cpu();
@@ -102,6 +129,9 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
         ),
     };
     mark(5);
+    if config::CPUS > 1 {
+        crate::smp::start(&mut free, machine_cpus);
+    }
 
     let (heap, regions) = init_heap(&mut free);
     mark(6);
@@ -227,6 +257,7 @@ pub fn frames() -> &'static impl heap::FrameAllocator {
 fn print_bootchart() {
     let hz = SelectedPlatform::tsc_frequency();
     let t0 = CHART[0].load(Ordering::Relaxed);
+    let _held = hold_console();
     let mut w = Writer(CONSOLE);
     let mut prev = t0;
     for (name, t) in PHASES.iter().zip(&CHART) {
@@ -314,6 +345,7 @@ pub fn sleep_until_ns(deadline_ns: u64) {
 
 /// Writes formatted text to the console.
 pub fn print(args: fmt::Arguments<'_>) {
+    let _held = hold_console();
     let _ = Writer(CONSOLE).write_fmt(args);
 }
 
@@ -341,6 +373,7 @@ fn refuse_reserved(code: u8, how: &str) {
 /// console's last line says it (`exit status N`).
 fn power_off(code: u8) -> ! {
     if !SelectedPlatform::exit_carries(code) {
+        let _held = hold_console();
         let _ = writeln!(Writer(CONSOLE), "{}{code}", status::LINE);
     }
     SelectedPlatform::exit(code)
@@ -348,18 +381,42 @@ fn power_off(code: u8) -> ! {
 
 /// Prints `error: ...` and exits with `code`.
 fn fail(code: u8, message: fmt::Arguments<'_>) -> ! {
-    let _ = writeln!(Writer(CONSOLE), "error: {message}");
+    {
+        let _held = hold_console();
+        let _ = writeln!(Writer(CONSOLE), "error: {message}");
+    }
     power_off(code)
 }
 
-static PANICKING: AtomicBool = AtomicBool::new(false);
-static IN_EXCEPTION: AtomicBool = AtomicBool::new(false);
+/// The CPU reporting a panic, plus one (0: none).
+static PANICKING: AtomicU32 = AtomicU32::new(0);
+/// The CPU reporting an exception, plus one (0: none).
+static IN_EXCEPTION: AtomicU32 = AtomicU32::new(0);
+
+/// Claims the report in `slot` for the calling CPU: true for the first report. A second one on the
+/// same CPU (a panic while reporting one) returns false, and the caller powers off at once; one
+/// on another CPU while a report is under way waits here for good, so that the first report
+/// is printed whole before its power-off ends the machine.
+fn first_report(slot: &AtomicU32) -> bool {
+    if config::CPUS == 1 {
+        return slot.swap(1, Ordering::Relaxed) == 0;
+    }
+    let me = this_cpu();
+    match slot.compare_exchange(0, me + 1, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => true,
+        Err(owner) if owner == me + 1 => false,
+        Err(_) => loop {
+            core::hint::spin_loop();
+        },
+    }
+}
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    if PANICKING.swap(true, Ordering::Relaxed) {
+    if !first_report(&PANICKING) {
         power_off(status::PANIC);
     }
+    let _held = hold_console();
     let mut w = Writer(CONSOLE);
     let _ = match info.location() {
         Some(l) => writeln!(
@@ -417,9 +474,10 @@ fn timer_tick(_data: usize) {
 #[unsafe(no_mangle)]
 fn __stardust_exception(e: &cpu::Exception) -> ! {
     // An exception while reporting one (a fault in the console, say) must not loop.
-    if IN_EXCEPTION.swap(true, Ordering::Relaxed) {
+    if !first_report(&IN_EXCEPTION) {
         power_off(status::EXCEPTION);
     }
+    let _held = hold_console();
     let mut w = Writer(CONSOLE);
     let _ = writeln!(w, "EXCEPTION: {e}");
     let layout = arch_x86_64::image_layout();
@@ -434,7 +492,7 @@ fn __stardust_exception(e: &cpu::Exception) -> ! {
             .find_map(|&a| crate::threads::guard_owner(a).map(|owner| (a, owner)))
     {
         // The report above has the registers; the panic names the thread.
-        IN_EXCEPTION.store(false, Ordering::Relaxed);
+        IN_EXCEPTION.store(0, Ordering::Relaxed);
         panic!(
             "stack overflow in thread '{name}' (id {id}): its {} KiB stack ran into its guard \
              page at {:#x} (give the thread a larger stack)",

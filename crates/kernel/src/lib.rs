@@ -64,6 +64,9 @@ mod guard;
 /// the sockets the facade's `stardust::net` gives apps.
 #[cfg(all(target_os = "none", feature = "net"))]
 pub mod net;
+/// The CPUs after the boot CPU: their stacks, and what they run.
+#[cfg(target_os = "none")]
+mod smp;
 /// Blocking synchronization for threads (`scheduler = "coop" | "preempt"`).
 #[cfg(all(target_os = "none", feature = "threads"))]
 pub mod sync;

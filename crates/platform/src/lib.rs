@@ -205,6 +205,39 @@ pub trait Platform {
     fn current_cpu() -> irq::CpuId {
         irq::CpuId(0)
     }
+
+    /// Finds the machine's CPUs, after [`Platform::init`] and before [`Platform::map_memory`]
+    /// (firmware tables are still reachable then), and keeps up to `max` of them (the boot CPU
+    /// included) for [`Platform::start_cpus`]. Returns how many the machine has (at least 1).
+    /// Called only by an image that may use more than one CPU. The default: one.
+    fn find_cpus(boot: &BootInfo, max: usize) -> usize {
+        let _ = (boot, max);
+        1
+    }
+
+    /// Starts the CPUs that [`Platform::find_cpus`] kept, one after the other, after the heap
+    /// exists: CPU `n` (from 1) runs on the stacks `stacks(n)` gives (`None`: it is left out)
+    /// and calls `main(n)` once the platform set it up (its per-CPU block, TSS, IDT, local
+    /// timer), with interrupts masked. A CPU that does not come up within a bound is reported
+    /// and left out, never waited for forever. Returns how many CPUs run, the boot CPU
+    /// included. The default: none is started (1).
+    fn start_cpus(
+        stacks: &mut dyn FnMut(irq::CpuId) -> Option<CpuStacks>,
+        main: fn(irq::CpuId) -> !,
+    ) -> usize {
+        let _ = (stacks, main);
+        1
+    }
+}
+
+/// The stacks a CPU other than the boot CPU gets ([`Platform::start_cpus`]): memory it owns for
+/// good, given by their end (top) addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuStacks {
+    /// The top of the stack it starts on.
+    pub stack: u64,
+    /// The top of its stack for double faults (IST1).
+    pub fault: u64,
 }
 
 /// Exit statuses: the contract between an app, the kernel and `cargo xtask run` (README.md,

@@ -236,6 +236,17 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Platform for Universal<A, B, C> {
     fn current_cpu() -> crate::irq::CpuId {
         forward!(current_cpu())
     }
+
+    fn find_cpus(boot: &BootInfo, max: usize) -> usize {
+        forward!(find_cpus(boot, max))
+    }
+
+    fn start_cpus(
+        stacks: &mut dyn FnMut(crate::irq::CpuId) -> Option<crate::CpuStacks>,
+        main: fn(crate::irq::CpuId) -> !,
+    ) -> usize {
+        forward!(start_cpus(stacks, main))
+    }
 }
 
 /// The console of the platform `P` chose: `a` on the first platform, `b` on the second. Its

@@ -32,6 +32,14 @@ const LVT_ERROR: u64 = 0x370;
 const TIMER_INITIAL: u64 = 0x380;
 const TIMER_CURRENT: u64 = 0x390;
 const TIMER_DIVIDE: u64 = 0x3e0;
+const ICR_LOW: u64 = 0x300;
+const ICR_HIGH: u64 = 0x310;
+
+/// ICR delivery modes and flags.
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_ASSERT: u32 = 1 << 14;
+const ICR_PENDING: u32 = 1 << 12;
 
 const LVT_MASKED: u32 = 1 << 16;
 const SOFTWARE_ENABLE: u32 = 1 << 8;
@@ -129,6 +137,66 @@ pub unsafe fn init(base: u64, tsc_hz: u64) -> Option<u64> {
     TICKS_PER_TSC.store(u64::try_from(scale).unwrap_or(u64::MAX), Ordering::Relaxed);
     BASE.store(base, Ordering::Release);
     Some(hz)
+}
+
+/// Enables the calling CPU's local APIC like [`init`] (whose calibration every CPU shares: the
+/// APIC bus clock is one), with its timer stopped.
+///
+/// # Safety
+/// [`init`] succeeded on the boot CPU; interrupts are masked on the calling CPU, whose IDT is
+/// the shared one ([`cpu::init_cpu`] ran).
+pub unsafe fn init_other_cpu() {
+    let base = BASE.load(Ordering::Acquire);
+    if base == 0 {
+        return;
+    }
+    write(base, TASK_PRIORITY, 0);
+    write(base, LVT_LINT0, LVT_MASKED);
+    write(base, LVT_ERROR, LVT_MASKED);
+    write(
+        base,
+        SPURIOUS,
+        SOFTWARE_ENABLE | u32::from(cpu::SPURIOUS_VECTOR),
+    );
+    write(base, TIMER_DIVIDE, DIVIDE_BY_16);
+    write(base, TIMER_INITIAL, 0);
+    write(base, LVT_TIMER, u32::from(TIMER_VECTOR));
+}
+
+/// Sends an inter-processor interrupt: `command` (the ICR's low word: vector, delivery mode,
+/// level) to the CPU with local APIC id `apic_id`, and waits (boundedly) until the APIC took
+/// it. Returns false when there is no APIC or it never took it.
+fn send(apic_id: u32, command: u32) -> bool {
+    let base = BASE.load(Ordering::Acquire);
+    if base == 0 || apic_id > 0xff {
+        return false;
+    }
+    let enabled = cpu::interrupts_disable();
+    write(base, ICR_HIGH, apic_id << 24);
+    write(base, ICR_LOW, command);
+    let mut sent = false;
+    for _ in 0..100_000 {
+        if read(base, ICR_LOW) & ICR_PENDING == 0 {
+            sent = true;
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    if enabled {
+        cpu::interrupts_enable();
+    }
+    sent
+}
+
+/// Sends INIT to the CPU with local APIC id `apic_id` (it resets and waits for a startup IPI).
+pub fn send_init(apic_id: u32) -> bool {
+    send(apic_id, ICR_INIT | ICR_ASSERT)
+}
+
+/// Sends a startup IPI to the CPU with local APIC id `apic_id`: it starts in real mode at
+/// `vector << 12`.
+pub fn send_startup(apic_id: u32, vector: u8) -> bool {
+    send(apic_id, ICR_STARTUP | ICR_ASSERT | u32::from(vector))
 }
 
 /// Whether [`init`] succeeded.

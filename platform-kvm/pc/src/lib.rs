@@ -3,6 +3,8 @@
 //!
 //! - [`acpi`]: the firmware's ACPI tables, read for the S5 power-off (FADT, DSDT `_S5_`);
 //!   pure, over [`platform::PhysRead`], with seeded random-input tests.
+//! - [`cpus`]: the processors the MADT lists (their local APIC ids), for SMP bring-up; pure,
+//!   with seeded random-input tests.
 //! - [`pic`]: the legacy 8259 PICs, remapped and masked.
 //! - [`apic`]: the local APIC (xAPIC), whose one-shot timer is the platform timer; its IDT
 //!   entry stub.
@@ -30,6 +32,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod acpi;
+pub mod cpus;
 pub mod discovery;
 pub mod ioapic;
 pub mod kvmclock;

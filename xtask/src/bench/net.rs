@@ -975,6 +975,7 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
             accel,
             machine,
             memory: args.guest_memory << 20,
+            cpus: 1,
             console: crate::qemu::Console::Serial,
             kernel,
             kargs,

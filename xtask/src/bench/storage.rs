@@ -192,6 +192,7 @@ impl Setup {
             accel: self.accel,
             machine: self.machine,
             memory: self.memory,
+            cpus: 1,
             console: crate::qemu::Console::Serial,
             kernel,
             kargs,

@@ -343,10 +343,12 @@ pub fn run_xen(
         spec.guest_type = guest_type;
     }
     eprintln!(
-        "xtask: Xen {} guest {} ({} MiB, command line {:?}, time limit {} s)",
+        "xtask: Xen {} guest {} ({} MiB, {} vCPU{}, command line {:?}, time limit {} s)",
         spec.guest_type.name().to_uppercase(),
         display_path(&spec.kernel),
         spec.memory_mb,
+        spec.vcpus,
+        if spec.vcpus == 1 { "" } else { "s" },
         spec.cmdline.as_deref().unwrap_or(""),
         spec.timeout.as_secs()
     );

@@ -35,6 +35,7 @@ log_max = "trace"
 kv_max_keys = 1000000
 kv_max_frame = "1M"
 net_dhcp = true
+cpus = 1
 
 [[package.metadata.stardust.rules]]
 when = ["console-serial", "console-debugcon"]
@@ -134,6 +135,7 @@ fn parses_the_contract_example() {
             ("STARDUST_NET_SOCKETS".to_string(), "64".to_string()),
             ("STARDUST_KV_MAX_KEYS".to_string(), "1000000".to_string()),
             ("STARDUST_KV_MAX_FRAME".to_string(), "1048576".to_string()),
+            ("STARDUST_CPUS".to_string(), "1".to_string()),
         ]
     );
     assert_eq!(p.tag(), "default");
@@ -991,4 +993,102 @@ fn net_dhcp_adds_the_dhcp_client_with_a_nic_and_dhcp_needs_it() {
         e.contains("net_dhcp") && e.contains("expected true or false"),
         "{e}"
     );
+}
+
+#[test]
+fn cpus_is_a_count_from_1_to_max_cpus_passed_as_stardust_cpus() {
+    let var = |p: &Profile| {
+        p.env()
+            .into_iter()
+            .find(|(k, _)| k == "STARDUST_CPUS")
+            .map(|(_, v)| v)
+            .expect("STARDUST_CPUS is always set")
+    };
+    let p = parse(DEFAULT, &[]).expect("valid");
+    assert_eq!(p.settings.cpus, 1);
+    assert_eq!(var(&p), "1");
+    let p = parse(DEFAULT, &["scheduler=coop", "cpus=4"]).expect("valid");
+    assert_eq!(p.settings.cpus, 4);
+    assert_eq!(var(&p), "4");
+    assert_eq!(p.tag(), "default+scheduler-coop+cpus-4");
+    let p = parse(DEFAULT, &["scheduler=coop", &format!("cpus={MAX_CPUS}")]).expect("valid");
+    assert_eq!(var(&p), MAX_CPUS.to_string());
+    let text = DEFAULT
+        .replace("scheduler = \"none\"", "scheduler = \"coop\"")
+        .replace("memory = \"32M\"", "memory = \"32M\"\ncpus = 2");
+    assert_eq!(parse(&text, &[]).expect("valid").settings.cpus, 2);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["scheduler=coop", "cpus=0"],
+            &["cpus (set on the command line): 0: must be between 1 and 8"],
+        ),
+        (
+            &["scheduler=coop", "cpus=9"],
+            &["cpus (set on the command line): 9: must be between 1 and 8"],
+        ),
+        (
+            &["cpus=four"],
+            &["cpus (set on the command line): expected a count like 64"],
+        ),
+        (
+            &["cpus=-2"],
+            &["cpus (set on the command line)", "expected a count"],
+        ),
+        (
+            &["cpus=1.5"],
+            &["cpus (set on the command line)", "expected a count"],
+        ),
+    ];
+    for (sets, words) in cases {
+        let e = err(DEFAULT, sets);
+        for w in *words {
+            assert!(e.contains(w), "{sets:?}: {e:?} lacks {w:?}");
+        }
+        assert!(!e.contains('\n'), "{e}");
+    }
+    let e = err(
+        &DEFAULT.replace("memory = \"32M\"", "memory = \"32M\"\ncpus = 0"),
+        &[],
+    );
+    assert!(
+        e.contains("profile `default`: settings.cpus: 0: must be between 1 and 8"),
+        "{e}"
+    );
+}
+
+#[test]
+fn more_than_one_cpu_needs_a_scheduler_with_threads() {
+    // The default profile's scheduler is `none`.
+    let e = err(DEFAULT, &["cpus=4"]);
+    assert!(
+        e.starts_with(
+            "cpus (set on the command line): cpus = 4 needs a scheduler with threads, \
+             but scheduler = \"none\""
+        ) && e.contains("--set scheduler=coop")
+            && e.contains("or cpus = 1"),
+        "{e}"
+    );
+    let e = err(DEFAULT, &["cpus=2", "scheduler=none"]);
+    assert!(
+        e.contains("cpus = 2") && e.contains("scheduler = \"none\""),
+        "{e}"
+    );
+    // A profile with 2 CPUs and threads: `--set scheduler=none` is the key to blame.
+    let smp = DEFAULT
+        .replace("scheduler = \"none\"", "scheduler = \"coop\"")
+        .replace("memory = \"32M\"", "memory = \"32M\"\ncpus = 2");
+    let e = err(&smp, &["scheduler=none"]);
+    assert!(
+        e.starts_with("scheduler (set on the command line): cpus = 2 needs a scheduler"),
+        "{e}"
+    );
+    // In the file: the file's key.
+    let e = err(&smp.replace("\"coop\"", "\"none\""), &[]);
+    assert!(
+        e.starts_with("profile `default`: settings.cpus: cpus = 2 needs a scheduler"),
+        "{e}"
+    );
+    // One CPU is fine with any scheduler; more with any scheduler but `none`.
+    assert!(parse(DEFAULT, &["cpus=1", "scheduler=none"]).is_ok());
+    assert!(parse(&smp, &[]).is_ok());
 }

@@ -69,7 +69,7 @@ mod spec;
 
 pub use report::{BatchReport, GuestResult, Shutdown, lab_error, print_report};
 pub use serial::SerialParser;
-pub use spec::{Expect, GuestSpec, GuestType, RefGuest};
+pub use spec::{Expect, GuestSpec, GuestType, MAX_VCPUS, RefGuest};
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};

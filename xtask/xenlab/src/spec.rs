@@ -115,6 +115,10 @@ impl Expect {
     }
 }
 
+/// The most `vcpus` a guest may have (Xen's own limit for a PV guest is far above; Stardust's
+/// `cpus` stops at 8).
+pub const MAX_VCPUS: u32 = 64;
+
 /// One guest of a batch.
 #[derive(Debug, Clone)]
 pub struct GuestSpec {
@@ -126,6 +130,8 @@ pub struct GuestSpec {
     pub guest_type: GuestType,
     /// `memory =` in MiB (default 32).
     pub memory_mb: u32,
+    /// `vcpus =`: the domain's virtual CPUs (default 1; a profile's `cpus`).
+    pub vcpus: u32,
     /// `extra =`: the guest's command line (none by default; PVH then gets `cmdline_paddr` 0).
     pub cmdline: Option<String>,
     /// From `xl create` to shutdown; then the guest is destroyed and reported as a timeout.
@@ -146,6 +152,7 @@ impl GuestSpec {
             kernel,
             guest_type: GuestType::Pv,
             memory_mb: 32,
+            vcpus: 1,
             cmdline: None,
             timeout: DEFAULT_GUEST_TIMEOUT,
             expect: Expect::Poweroff,
@@ -175,6 +182,12 @@ impl GuestSpec {
     /// Sets `memory =` (MiB).
     pub fn memory_mb(mut self, mb: u32) -> Self {
         self.memory_mb = mb;
+        self
+    }
+
+    /// Sets `vcpus =`.
+    pub fn vcpus(mut self, n: u32) -> Self {
+        self.vcpus = n;
         self
     }
 
@@ -223,6 +236,13 @@ impl GuestSpec {
                 self.memory_mb
             );
         }
+        if !(1..=MAX_VCPUS).contains(&self.vcpus) {
+            bail!(
+                "guest {}: vcpus = {}: must be 1 to {MAX_VCPUS}",
+                self.name,
+                self.vcpus
+            );
+        }
         if self.timeout < Duration::from_secs(1) || self.timeout > MAX_TIMEOUT {
             bail!(
                 "guest {}: the time limit must be 1 to {} s",
@@ -249,7 +269,7 @@ impl GuestSpec {
         c.push_str(&format!("type = \"{}\"\n", self.guest_type.name()));
         c.push_str("kernel = \"@GUESTDIR@kernel\"\n");
         c.push_str(&format!("memory = {}\n", self.memory_mb));
-        c.push_str("vcpus = 1\n");
+        c.push_str(&format!("vcpus = {}\n", self.vcpus));
         c.push_str(
             "on_poweroff = \"preserve\"\non_reboot = \"preserve\"\non_crash = \"preserve\"\n",
         );
@@ -281,12 +301,32 @@ mod tests {
             .memory_mb(8)
             .cmdline(r#"-- say "hi" \o/"#)
             .vif(true)
-            .cfg_line("vcpus = 1");
+            .cfg_line("on_watchdog = \"preserve\"");
         let c = g.xl_config(3);
         assert!(c.contains("name = \"sd03\"\n"));
         assert!(c.contains("type = \"pvh\"\n"));
         assert!(c.contains("memory = 8\n"));
         assert!(c.contains(r#"extra = "-- say \"hi\" \\o/""#));
         assert!(c.contains("mac=00:16:3e:00:00:04,bridge=xenbr0"));
+        assert!(c.contains("\nvcpus = 1\n"), "{c}");
+        assert!(c.ends_with("\non_watchdog = \"preserve\"\n"), "{c}");
+    }
+
+    #[test]
+    fn vcpus_is_written_and_checked() {
+        let k = std::env::current_exe().expect("a file that exists");
+        let g = GuestSpec::new("x", k.clone()).vcpus(4);
+        let c = g.xl_config(1);
+        assert!(c.contains("\nmemory = 32\nvcpus = 4\n"), "{c}");
+        assert_eq!(c.matches("vcpus").count(), 1, "{c}");
+        g.validate().expect("4 vCPUs are fine");
+        for bad in [0, MAX_VCPUS + 1] {
+            let e = GuestSpec::new("x", k.clone())
+                .vcpus(bad)
+                .validate()
+                .expect_err("refused")
+                .to_string();
+            assert!(e.contains(&format!("vcpus = {bad}: must be 1 to")), "{e}");
+        }
     }
 }

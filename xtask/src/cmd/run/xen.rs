@@ -226,7 +226,7 @@ pub fn memory_mib(bytes: u64) -> u32 {
 }
 
 /// The lab guest for `kernel` built with `profile`: PV, or PVH with `xen_guest = "pvh"`, the
-/// profile's memory, the command line from `kargs` and `app_args`, expected to end any way
+/// profile's memory and `cpus` (as `vcpus`), the command line from `kargs` and `app_args`, expected to end any way
 /// (callers map it with [`outcome`]).
 pub fn guest_spec(
     name: &str,
@@ -239,6 +239,7 @@ pub fn guest_spec(
     let mut g = GuestSpec::new(name, kernel)
         .guest_type(guest_type(profile))
         .memory_mb(memory_mib(profile.settings.memory))
+        .vcpus(u32::try_from(profile.settings.cpus).expect("cpus is checked: at most 8"))
         .timeout(timeout)
         .expect(crate::xenlab::Expect::Any);
     if let Some(c) = kernel_cmdline(kargs, app_args) {
@@ -605,5 +606,40 @@ mod tests {
             msg.contains("cargo xtask xen-lab build") || msg.contains("switched off"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn the_guest_gets_the_profile_s_cpus_as_vcpus() {
+        let catalog = crate::profile::test_catalog(
+            &[
+                "platform-xen",
+                "allocator-talc",
+                "scheduler-none",
+                "scheduler-coop",
+                "console-xen",
+            ],
+            "",
+        );
+        let text = "platform = \"xen\"\n[slots]\nallocator = \"talc\"\nconsole = \"xen\"\n";
+        let spec = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let profile = Profile::parse("xen", text, &sets, &catalog).expect("valid");
+            guest_spec(
+                "g",
+                "k.elf".into(),
+                &profile,
+                "",
+                &[],
+                Duration::from_secs(5),
+            )
+        };
+        let one = spec(&[]);
+        assert_eq!(one.vcpus, 1);
+        assert!(one.xl_config(1).contains("\nvcpus = 1\n"));
+        let four = spec(&["scheduler=coop", "cpus=4"]);
+        assert_eq!(four.vcpus, 4);
+        let cfg = four.xl_config(1);
+        assert!(cfg.contains("\nvcpus = 4\n"), "{cfg}");
+        assert!(!cfg.contains("vcpus = 1"), "{cfg}");
     }
 }

@@ -1,0 +1,117 @@
+//! Multi-core bring-up on QEMU (TCG, one host thread per vCPU): the kernel starts the CPUs the
+//! machine lists in its MADT, up to the profile's `cpus`, and says how many run; `acpi=off`
+//! (no MADT) and a machine with fewer or more CPUs than the setting are reported as such.
+//! Run with `cargo test -p stardust-tests --test smp`.
+
+use stardust_tests::{Machine, Run, Target, assert_exit, line_with, on_targets};
+
+/// `hello` with the `coop` scheduler (`none` refuses `cpus` above 1) on `machine`.
+fn hello(
+    machine: Machine,
+    set: &'static [&'static str],
+    extra: &'static [&'static str],
+) -> stardust_tests::Boot {
+    Run::new("hello")
+        .machine(machine)
+        .set(set)
+        .extra(extra)
+        .kargs("log=debug")
+        .boot()
+}
+
+const BOTH: [Target; 2] = [
+    Target {
+        name: "q35",
+        machine: Machine::Q35,
+        set: &[],
+    },
+    Target {
+        name: "microvm",
+        machine: Machine::Microvm,
+        set: &[],
+    },
+];
+
+#[test]
+fn every_cpu_of_the_setting_comes_up_on_q35_and_microvm() {
+    on_targets(&BOTH, |t| {
+        for (set, n) in [
+            (&["cpus=2", "scheduler=coop"][..], 2),
+            (&["cpus=4", "scheduler=coop"][..], 4),
+        ] {
+            let boot = hello(t.machine, leak(set), &[]);
+            assert_exit(&boot, 0);
+            line_with(
+                &boot,
+                &[&format!(
+                    "{n} CPUs up (the machine has {n}; profile setting cpus = {n})"
+                )],
+            );
+            for cpu in 1..n {
+                line_with(&boot, &[&format!("CPU {cpu} up")]);
+            }
+            line_with(&boot, &["Hello from Stardust!"]);
+        }
+    });
+}
+
+fn leak(set: &[&'static str]) -> &'static [&'static str] {
+    Box::leak(set.to_vec().into_boxed_slice())
+}
+
+#[test]
+fn a_machine_with_fewer_or_more_cpus_than_the_setting_is_reported() {
+    on_targets(&BOTH, |t| {
+        // `-smp` given twice: QEMU takes the last.
+        let fewer = hello(t.machine, &["cpus=4", "scheduler=coop"], &["-smp", "2"]);
+        assert_exit(&fewer, 0);
+        line_with(
+            &fewer,
+            &["2 CPUs up (the machine has 2; profile setting cpus = 4)"],
+        );
+        let more = hello(t.machine, &["cpus=2", "scheduler=coop"], &["-smp", "4"]);
+        assert_exit(&more, 0);
+        line_with(
+            &more,
+            &["2 CPUs up (the machine has 4; profile setting cpus = 2)"],
+        );
+        assert!(
+            !more.stdout.contains("CPU 2 up"),
+            "a third CPU started\n{}",
+            more.stdout
+        );
+        // cpus = 1 (the default) on a machine of 4: nothing started, nothing said.
+        let one = hello(t.machine, &["scheduler=coop"], &["-smp", "4"]);
+        assert_exit(&one, 0);
+        assert!(!one.stdout.contains("CPUs up"), "{}", one.stdout);
+    });
+}
+
+#[test]
+fn without_acpi_there_is_one_cpu_and_the_kernel_says_why() {
+    let boot = Run::new("hello")
+        .machine(Machine::Microvm)
+        .machine_opts("acpi=off")
+        .set(&["cpus=2", "scheduler=coop"])
+        .boot();
+    assert_exit(&boot, 0);
+    line_with(&boot, &["one CPU: no ACPI table lists the machine's CPUs"]);
+    line_with(
+        &boot,
+        &["1 CPU up (the machine has 1; profile setting cpus = 2)"],
+    );
+}
+
+#[test]
+fn the_universal_image_starts_cpus_on_q35() {
+    let boot = hello(
+        Machine::Q35,
+        &["platform=universal", "cpus=2", "scheduler=coop"],
+        &[],
+    );
+    assert_exit(&boot, 0);
+    line_with(
+        &boot,
+        &["2 CPUs up (the machine has 2; profile setting cpus = 2)"],
+    );
+}
