@@ -174,3 +174,42 @@ fn a_panic_on_cpu_1_stops_the_machine_with_its_message() {
         );
     });
 }
+
+#[test]
+fn threads_all_passes_with_threads_on_every_cpu() {
+    // Every CPU runs threads from one ready set: the 1,000-thread mutex count, the channel,
+    // the semaphore, sleeps, a hog on another CPU while main sleeps, yields.
+    const RUNS: [Target; 4] = [
+        Target {
+            name: "q35 coop cpus=2",
+            machine: Machine::Q35,
+            set: &["cpus=2", "scheduler=coop"],
+        },
+        Target {
+            name: "q35 preempt cpus=4",
+            machine: Machine::Q35,
+            set: &["cpus=4", "scheduler=preempt"],
+        },
+        Target {
+            name: "microvm preempt cpus=2",
+            machine: Machine::Microvm,
+            set: &["cpus=2", "scheduler=preempt"],
+        },
+        Target {
+            name: "microvm coop cpus=4",
+            machine: Machine::Microvm,
+            set: &["cpus=4", "scheduler=coop"],
+        },
+    ];
+    on_targets(&RUNS, |t| {
+        let boot = Run::new("threads")
+            .machine(t.machine)
+            .set(t.set)
+            .args(&["all"])
+            .boot();
+        assert_exit(&boot, 0);
+        line_with(&boot, &["mutex count: 10000 (1000 threads"]);
+        line_with(&boot, &["hog: ran on another CPU"]);
+        line_with(&boot, &["threads: all passed"]);
+    });
+}

@@ -115,24 +115,43 @@ pub fn start(free: &mut FreeMemory, machine: usize) {
     }
 }
 
-/// What a started CPU runs once the platform set it up (interrupts masked): it idles, and runs
-/// the jobs [`start_on`] gives it (the schedulers do not use it yet).
+/// Runs the job [`start_on`] gave CPU `cpu`, if there is one (interrupts enabled while it runs).
+pub fn run_job(cpu: usize) {
+    let Some(job) = JOBS.get(cpu) else { return };
+    if job.state.load(Ordering::Acquire) != GIVEN {
+        return;
+    }
+    let was = SelectedPlatform::interrupts_disable();
+    SelectedPlatform::interrupts_restore(true);
+    let f = job.func.load(Ordering::Relaxed);
+    // SAFETY: `start_on` stored a `fn(usize) -> usize` before it marked the job given.
+    let f: fn(usize) -> usize = unsafe { core::mem::transmute::<usize, fn(usize) -> usize>(f) };
+    job.result
+        .store(f(job.arg.load(Ordering::Relaxed)), Ordering::Relaxed);
+    job.state.store(DONE, Ordering::Release);
+    if !was {
+        SelectedPlatform::interrupts_disable();
+    }
+}
+
+/// What a started CPU runs once the platform set it up (interrupts masked): with threads, the
+/// scheduler's idle context (it runs threads, and the jobs [`start_on`] gives it when idle);
+/// without, it idles and runs the jobs.
 fn other_cpu(cpu: CpuId) -> ! {
     log::debug!("CPU {} up", cpu.0);
-    let job = &JOBS[cpu.0 as usize % MAX_CPUS];
+    #[cfg(feature = "threads")]
+    crate::threads::run_cpu();
+    #[cfg(not(feature = "threads"))]
     loop {
         // Checked with interrupts masked: the platform's idle enables them and halts in one
         // step, so the IPI that comes with a job given after this check ends the halt.
         SelectedPlatform::interrupts_disable();
-        if job.state.load(Ordering::Acquire) == GIVEN {
-            SelectedPlatform::interrupts_restore(true);
-            let f = job.func.load(Ordering::Relaxed);
-            // SAFETY: `start_on` stored a `fn(usize) -> usize` before it marked the job given.
-            let f: fn(usize) -> usize =
-                unsafe { core::mem::transmute::<usize, fn(usize) -> usize>(f) };
-            job.result
-                .store(f(job.arg.load(Ordering::Relaxed)), Ordering::Relaxed);
-            job.state.store(DONE, Ordering::Release);
+        if JOBS[cpu.0 as usize % MAX_CPUS]
+            .state
+            .load(Ordering::Acquire)
+            == GIVEN
+        {
+            run_job(cpu.0 as usize);
         } else {
             SelectedPlatform::idle();
         }
