@@ -311,8 +311,13 @@ impl platform::Platform for Kvm {
 
     unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
         // SAFETY: forwarded to the caller; the live tables are the kernel's identity-mapped
-        // ones, built by `map_memory`.
-        unsafe { arch_x86_64::unmap_page(page, new_table) }
+        // ones, built by `map_memory`. Other CPUs drop the page from their TLBs before this
+        // returns.
+        let unmapped = unsafe { arch_x86_64::unmap_page(page, new_table) };
+        if unmapped {
+            smp::shoot_down(page);
+        }
+        unmapped
     }
 
     unsafe fn remap_page(page: u64) {
@@ -348,6 +353,10 @@ impl platform::Platform for Kvm {
 
     fn find_cpus(boot: &BootInfo, max: usize) -> usize {
         smp::find(boot, max)
+    }
+
+    fn send_ipi(cpu: platform::irq::CpuId) -> bool {
+        smp::send_ipi(cpu)
     }
 
     fn start_cpus(

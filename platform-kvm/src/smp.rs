@@ -11,10 +11,18 @@
 //!
 //! Without ACPI (`microvm,acpi=off`, Firecracker) there is no MADT, so no list: one CPU, and
 //! the kernel says so.
+//!
+//! Inter-processor interrupts use one vector, [`IPI_VECTOR`]: [`send_ipi`] wakes a CPU from its
+//! idle halt, and [`shoot_down`] asks every other CPU to drop a page from its TLB (a page the
+//! calling CPU just unmapped: a thread's guard page) and waits until each did, so that no CPU
+//! can still reach the page through a stale translation. Each CPU has one request slot; an
+//! initiator holds one lock while its requests are out, and any CPU waiting (for that lock or
+//! for the answers) serves its own slot as it spins, so two CPUs that shoot down at once, with
+//! interrupts masked or not, cannot wait on each other.
 
 use crate::Kvm;
 use arch_x86_64::{cpu, percpu, smp, tsc};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use pc::apic;
 use platform::irq::CpuId;
 use platform::{BootInfo, CpuStacks, Platform};
@@ -30,6 +38,90 @@ static COUNT: AtomicUsize = AtomicUsize::new(0);
 static TRAMPOLINE: AtomicU64 = AtomicU64::new(0);
 /// The kernel's function for a started CPU (a `fn(CpuId) -> !`).
 static KERNEL_MAIN: AtomicUsize = AtomicUsize::new(0);
+/// How many CPUs run (0 until `start`: one).
+static UP: AtomicUsize = AtomicUsize::new(0);
+
+/// The vector of inter-processor interrupts (wake-up and TLB shoot-down).
+pub const IPI_VECTOR: u8 = 0x31;
+/// Per CPU: the page it is asked to drop from its TLB (0: no request).
+static FLUSH: [AtomicU64; percpu::MAX_CPUS] = [const { AtomicU64::new(0) }; percpu::MAX_CPUS];
+/// Held by the CPU whose shoot-down requests are out.
+static SHOOTING: AtomicBool = AtomicBool::new(false);
+/// How long a shoot-down waits for a CPU's answer before it says so and goes on.
+const SHOOT_DOWN_BOUND_US: u64 = 1_000_000;
+
+arch_x86_64::interrupt_entry!("stardust_ipi_entry", "stardust_apic_ipi");
+
+unsafe extern "C" {
+    /// The IPI's entry stub.
+    static stardust_ipi_entry: u8;
+}
+
+/// The IPI: acknowledged, then the CPU serves its shoot-down slot. A wake-up needs nothing
+/// more: the interrupt itself ended the halt.
+#[unsafe(no_mangle)]
+extern "C" fn stardust_apic_ipi() {
+    apic::eoi();
+    serve_flush();
+}
+
+/// Drops the page this CPU was asked to from its TLB, and answers.
+fn serve_flush() {
+    let slot = &FLUSH[percpu::current().id().0 as usize % percpu::MAX_CPUS];
+    let page = slot.load(Ordering::Acquire);
+    if page != 0 {
+        cpu::flush_page(page);
+        slot.store(0, Ordering::Release);
+    }
+}
+
+/// Interrupts CPU `cpu` (it leaves its idle halt). False when it is not up.
+pub(crate) fn send_ipi(cpu: CpuId) -> bool {
+    match percpu::block(cpu) {
+        Some(b) if b.online() && cpu != percpu::current().id() => {
+            apic::send_fixed(b.apic_id(), IPI_VECTOR)
+        }
+        _ => false,
+    }
+}
+
+/// Makes every other CPU drop `page` from its TLB; returns once each did (or, past a bound,
+/// after saying which did not).
+pub(crate) fn shoot_down(page: u64) {
+    if UP.load(Ordering::Acquire) <= 1 || page == 0 {
+        return;
+    }
+    let me = percpu::current().id();
+    while SHOOTING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        serve_flush();
+        core::hint::spin_loop();
+    }
+    let others = || percpu::online().filter(move |b| b.id() != me);
+    for b in others() {
+        FLUSH[b.id().0 as usize].store(page, Ordering::Release);
+        apic::send_fixed(b.apic_id(), IPI_VECTOR);
+    }
+    let hz = Kvm::tsc_frequency().unwrap_or(1_000_000_000);
+    let answered = || {
+        serve_flush();
+        others().all(|b| FLUSH[b.id().0 as usize].load(Ordering::Acquire) == 0)
+    };
+    if !wait_until(hz, SHOOT_DOWN_BOUND_US, answered) {
+        for b in others() {
+            if FLUSH[b.id().0 as usize].swap(0, Ordering::AcqRel) != 0 {
+                log::error!(
+                    "CPU {} did not drop page {page:#x} from its TLB within {} ms",
+                    b.id().0,
+                    SHOOT_DOWN_BOUND_US / 1000
+                );
+            }
+        }
+    }
+    SHOOTING.store(false, Ordering::Release);
+}
 
 /// [`Platform::find_cpus`]: the MADT's processors, the boot CPU's first, up to `max`.
 pub(crate) fn find(boot: &BootInfo, max: usize) -> usize {
@@ -89,6 +181,9 @@ pub(crate) fn start(
         return 1;
     };
     KERNEL_MAIN.store(main as usize, Ordering::Release);
+    // SAFETY: the stub above saves every caller-saved register and returns by `iretq`; the
+    // IDT is shared, so the CPUs started below have the gate too.
+    unsafe { cpu::set_interrupt_gate(IPI_VECTOR, (&raw const stardust_ipi_entry) as u64) };
     // SAFETY: `trampoline_page` chose a page of RAM below 640 KiB that no other region
     // overlaps; the frame allocator starts at 1 MiB, so nothing else uses it; the kernel's
     // tables map all RAM read-write and the boot tables the first GiB.
@@ -119,6 +214,7 @@ pub(crate) fn start(
             );
         }
     }
+    UP.store(up as usize, Ordering::Release);
     up as usize
 }
 

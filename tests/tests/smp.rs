@@ -115,3 +115,101 @@ fn the_universal_image_starts_cpus_on_q35() {
         &["2 CPUs up (the machine has 2; profile setting cpus = 2)"],
     );
 }
+
+/// `smpprobe MODE` with `cpus` CPUs (the `coop` scheduler) on `machine`.
+fn smpprobe(
+    machine: Machine,
+    cpus: &'static str,
+    args: &'static [&'static str],
+) -> stardust_tests::Boot {
+    Run::new("smpprobe")
+        .machine(machine)
+        .set(leak(&[cpus, "scheduler=coop"]))
+        .args(args)
+        .boot()
+}
+
+#[test]
+fn a_computation_split_across_cpus_and_a_shared_lock_count_right() {
+    on_targets(&BOTH, |t| {
+        for (cpus, n) in [("cpus=2", 2), ("cpus=4", 4)] {
+            let boot = smpprobe(t.machine, cpus, &["parallel", "400000"]);
+            assert_exit(&boot, 0);
+            line_with(
+                &boot,
+                &[&format!("smpprobe: parallel sum on {n} CPUs matches")],
+            );
+            line_with(
+                &boot,
+                &[&format!(
+                    "smpprobe: {n} CPUs counted {} under one lock",
+                    n * 100_000
+                )],
+            );
+        }
+    });
+}
+
+#[test]
+fn a_page_unmapped_on_cpu_0_faults_on_cpu_1() {
+    // CPU 1 read the page first, so without the TLB shoot-down its stale translation would let
+    // the second read through (the probe then exits 1: checked by hand).
+    on_targets(&BOTH, |t| {
+        let boot = smpprobe(t.machine, "cpus=2", &["shootdown"]);
+        assert_exit(&boot, 102);
+        line_with(&boot, &["smpprobe: CPU 1 reads the page unmapped on CPU 0"]);
+        line_with(&boot, &["CPU 1 EXCEPTION: #PF page fault"]);
+        assert!(!boot.stdout.contains("FAIL"), "{}", boot.stdout);
+    });
+}
+
+#[test]
+fn a_panic_on_cpu_1_stops_the_machine_with_its_message() {
+    on_targets(&BOTH, |t| {
+        let boot = smpprobe(t.machine, "cpus=2", &["panic"]);
+        assert_exit(&boot, 101);
+        line_with(
+            &boot,
+            &["CPU 1 PANIC: panicked at", "smpprobe: a panic on CPU 1"],
+        );
+    });
+}
+
+#[test]
+fn threads_all_passes_with_threads_on_every_cpu() {
+    // Every CPU runs threads from one ready set: the 1,000-thread mutex count, the channel,
+    // the semaphore, sleeps, a hog on another CPU while main sleeps, yields.
+    const RUNS: [Target; 4] = [
+        Target {
+            name: "q35 coop cpus=2",
+            machine: Machine::Q35,
+            set: &["cpus=2", "scheduler=coop"],
+        },
+        Target {
+            name: "q35 preempt cpus=4",
+            machine: Machine::Q35,
+            set: &["cpus=4", "scheduler=preempt"],
+        },
+        Target {
+            name: "microvm preempt cpus=2",
+            machine: Machine::Microvm,
+            set: &["cpus=2", "scheduler=preempt"],
+        },
+        Target {
+            name: "microvm coop cpus=4",
+            machine: Machine::Microvm,
+            set: &["cpus=4", "scheduler=coop"],
+        },
+    ];
+    on_targets(&RUNS, |t| {
+        let boot = Run::new("threads")
+            .machine(t.machine)
+            .set(t.set)
+            .args(&["all"])
+            .boot();
+        assert_exit(&boot, 0);
+        line_with(&boot, &["mutex count: 10000 (1000 threads"]);
+        line_with(&boot, &["hog: ran on another CPU"]);
+        line_with(&boot, &["threads: all passed"]);
+    });
+}

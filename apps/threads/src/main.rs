@@ -14,6 +14,14 @@
 //!   computes 100 ms and main wakes only after it is done (the documented behaviour).
 //! - `order`: 8 threads each log their number and yield, 3 rounds: the ready queue must be
 //!   first in, first out (`order: 0 1 2 3 4 5 6 7 0 1 ...`), as `coop` and `preempt` promise.
+//!   With more than one CPU (`stardust::cpus()`) the CPUs take turns from one queue at once (a
+//!   thread may finish its rounds on one CPU before `main` spawned the next), so the order is
+//!   not checked: every thread must have logged its 3 turns.
+//!
+//! With more than one CPU the `hog` runs on another CPU while `main` sleeps, under either
+//! scheduler, so main must wake on time while the hog still computes; the sleepers get 200 ms
+//! instead of 20 to be spawned before the first deadline (a spawn waits for every CPU to drop
+//! the new guard page from its TLB).
 //! - `overflow`: a thread named `deep` recurses until its 16 KiB stack overflows, which must
 //!   end in the kernel's panic naming the thread (status 101).
 //! - `bench`: yield ping-pong, spawn + join, and timer wake-up latency (`bench ...:` lines for
@@ -99,6 +107,16 @@ fn order() -> Result<(), &'static str> {
     }
     println!("order:{line}");
     let expected = (0..ROUNDS).flat_map(|_| 0..THREADS);
+    if stardust::cpus() > 1 {
+        let mut turns = [0usize; THREADS];
+        for &n in &log {
+            turns[n] += 1;
+        }
+        if turns != [ROUNDS; THREADS] {
+            return Err("a thread did not take all its turns");
+        }
+        return Ok(());
+    }
     if log.len() != THREADS * ROUNDS || !log.iter().copied().eq(expected) {
         return Err("threads that yield did not take turns in first-in, first-out order");
     }
@@ -184,9 +202,15 @@ fn semaphore() -> Result<(), &'static str> {
     static PERMITS: Semaphore = Semaphore::new(3);
     static HOLDING: AtomicUsize = AtomicUsize::new(0);
     static MAX: AtomicUsize = AtomicUsize::new(0);
+    // All start together (with more than one CPU the first would otherwise run, and be done,
+    // while main still spawns the rest).
+    static GO: AtomicBool = AtomicBool::new(false);
     let handles: Vec<_> = (0..20)
         .map(|_| {
             small_thread(|| {
+                while !GO.load(Ordering::SeqCst) {
+                    thread::yield_now();
+                }
                 PERMITS.acquire();
                 let now = HOLDING.fetch_add(1, Ordering::SeqCst) + 1;
                 MAX.fetch_max(now, Ordering::SeqCst);
@@ -196,6 +220,7 @@ fn semaphore() -> Result<(), &'static str> {
             })
         })
         .collect();
+    GO.store(true, Ordering::SeqCst);
     for h in handles {
         h.join();
     }
@@ -221,7 +246,8 @@ fn sleep() -> Result<(), &'static str> {
     }
     static ORDER: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     // One common origin, so the order does not depend on how long spawning took.
-    let origin = Instant::now() + Duration::from_millis(20);
+    let margin = if stardust::cpus() > 1 { 200 } else { 20 };
+    let origin = Instant::now() + Duration::from_millis(margin);
     let handles: Vec<_> = [7u64, 3, 5, 1, 8, 2, 6, 4]
         .into_iter()
         .map(|ms| {
@@ -272,6 +298,13 @@ fn hog() -> Result<(), &'static str> {
     hog.join();
     let stats = thread::stats();
     match thread::scheduler_name() {
+        _ if stardust::cpus() > 1 && hog_done == 0 => {
+            println!(
+                "hog: ran on another CPU; main's 5 ms sleep ended {late_ms} ms late while the hog \
+                 still computed"
+            );
+            Ok(())
+        }
         "preempt" if hog_done == 0 => {
             println!(
                 "hog: preempted; main's 5 ms sleep ended {late_ms} ms late while the hog still \

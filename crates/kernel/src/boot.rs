@@ -418,6 +418,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     }
     let _held = hold_console();
     let mut w = Writer(CONSOLE);
+    if config::CPUS > 1 && this_cpu() != 0 {
+        let _ = write!(w, "CPU {} ", this_cpu());
+    }
     let _ = match info.location() {
         Some(l) => writeln!(
             w,
@@ -479,6 +482,9 @@ fn __stardust_exception(e: &cpu::Exception) -> ! {
     }
     let _held = hold_console();
     let mut w = Writer(CONSOLE);
+    if config::CPUS > 1 && this_cpu() != 0 {
+        let _ = write!(w, "CPU {} ", this_cpu());
+    }
     let _ = writeln!(w, "EXCEPTION: {e}");
     let layout = arch_x86_64::image_layout();
     let guard = Range::new(layout.stack_guard, layout.stack_bottom);

@@ -66,7 +66,7 @@ mod guard;
 pub mod net;
 /// The CPUs after the boot CPU: their stacks, and what they run.
 #[cfg(target_os = "none")]
-mod smp;
+pub mod smp;
 /// Blocking synchronization for threads (`scheduler = "coop" | "preempt"`).
 #[cfg(all(target_os = "none", feature = "threads"))]
 pub mod sync;

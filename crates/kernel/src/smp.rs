@@ -3,12 +3,86 @@
 //! (`Platform::start_cpus`) and it waits in the platform's idle for work.
 //!
 //! Work in progress (issue "Multi-core"): the schedulers still run every thread on the boot
-//! CPU, so the others only idle. Their stacks have no guard pages yet.
+//! CPU, so the others idle, waking on an inter-processor interrupt to run a job the tests give
+//! them ([`start_on`], [`join`]: one function call at a time per CPU, run outside interrupt
+//! context). Their stacks have no guard pages yet.
 
 use crate::config;
 use crate::select::SelectedPlatform;
+use arch_x86_64::percpu::MAX_CPUS;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use platform::irq::CpuId;
 use platform::{CpuStacks, FreeMemory, PAGE_SIZE, Platform};
+
+/// A job for one CPU: a function, its argument and its result.
+struct Job {
+    func: AtomicUsize,
+    arg: AtomicUsize,
+    result: AtomicUsize,
+    state: AtomicU8,
+}
+
+/// No job (the CPU's slot is free).
+const FREE: u8 = 0;
+/// Given, not done yet.
+const GIVEN: u8 = 1;
+/// Done: the result is there.
+const DONE: u8 = 2;
+/// Being given (by one `start_on`).
+const CLAIMED: u8 = 3;
+
+static JOBS: [Job; MAX_CPUS] = [const {
+    Job {
+        func: AtomicUsize::new(0),
+        arg: AtomicUsize::new(0),
+        result: AtomicUsize::new(0),
+        state: AtomicU8::new(FREE),
+    }
+}; MAX_CPUS];
+
+/// How many CPUs run (0 before `start`: one).
+static UP: AtomicUsize = AtomicUsize::new(0);
+
+/// How many CPUs run, the boot CPU included.
+pub fn cpus() -> usize {
+    UP.load(Ordering::Acquire).max(1)
+}
+
+/// Gives CPU `cpu` (not the boot CPU) the job `f(arg)`, which it runs as soon as it is idle.
+/// False when the CPU is not up or still has a job ([`join`] it first).
+pub fn start_on(cpu: usize, f: fn(usize) -> usize, arg: usize) -> bool {
+    if cpu == 0 || cpu >= cpus() {
+        return false;
+    }
+    let job = &JOBS[cpu];
+    if job
+        .state
+        .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    job.func.store(f as usize, Ordering::Relaxed);
+    job.arg.store(arg, Ordering::Relaxed);
+    job.state.store(GIVEN, Ordering::Release);
+    SelectedPlatform::send_ipi(CpuId(cpu as u32));
+    true
+}
+
+/// Waits for the job given to CPU `cpu` and returns its result (`None`: it has none).
+pub fn join(cpu: usize) -> Option<usize> {
+    let job = JOBS.get(cpu)?;
+    loop {
+        match job.state.load(Ordering::Acquire) {
+            FREE | CLAIMED => return None,
+            DONE => break,
+            _ => core::hint::spin_loop(),
+        }
+    }
+    let result = job.result.load(Ordering::Relaxed);
+    job.state.store(FREE, Ordering::Release);
+    Some(result)
+}
 
 /// Bytes of each started CPU's own stack (its idle loop and the interrupts it takes there).
 const STACK_SIZE: u64 = 16 * 1024;
@@ -25,6 +99,7 @@ pub fn start(free: &mut FreeMemory, machine: usize) {
         })
     };
     let up = SelectedPlatform::start_cpus(&mut stacks, other_cpu);
+    UP.store(up, Ordering::Release);
     let wanted = config::CPUS.min(machine);
     let cpus = if up == 1 { "CPU" } else { "CPUs" };
     if up < wanted {
@@ -40,11 +115,45 @@ pub fn start(free: &mut FreeMemory, machine: usize) {
     }
 }
 
-/// What a started CPU runs once the platform set it up: it idles (the schedulers do not use it
-/// yet).
+/// Runs the job [`start_on`] gave CPU `cpu`, if there is one (interrupts enabled while it runs).
+pub fn run_job(cpu: usize) {
+    let Some(job) = JOBS.get(cpu) else { return };
+    if job.state.load(Ordering::Acquire) != GIVEN {
+        return;
+    }
+    let was = SelectedPlatform::interrupts_disable();
+    SelectedPlatform::interrupts_restore(true);
+    let f = job.func.load(Ordering::Relaxed);
+    // SAFETY: `start_on` stored a `fn(usize) -> usize` before it marked the job given.
+    let f: fn(usize) -> usize = unsafe { core::mem::transmute::<usize, fn(usize) -> usize>(f) };
+    job.result
+        .store(f(job.arg.load(Ordering::Relaxed)), Ordering::Relaxed);
+    job.state.store(DONE, Ordering::Release);
+    if !was {
+        SelectedPlatform::interrupts_disable();
+    }
+}
+
+/// What a started CPU runs once the platform set it up (interrupts masked): with threads, the
+/// scheduler's idle context (it runs threads, and the jobs [`start_on`] gives it when idle);
+/// without, it idles and runs the jobs.
 fn other_cpu(cpu: CpuId) -> ! {
     log::debug!("CPU {} up", cpu.0);
+    #[cfg(feature = "threads")]
+    crate::threads::run_cpu();
+    #[cfg(not(feature = "threads"))]
     loop {
-        SelectedPlatform::idle();
+        // Checked with interrupts masked: the platform's idle enables them and halts in one
+        // step, so the IPI that comes with a job given after this check ends the halt.
+        SelectedPlatform::interrupts_disable();
+        if JOBS[cpu.0 as usize % MAX_CPUS]
+            .state
+            .load(Ordering::Acquire)
+            == GIVEN
+        {
+            run_job(cpu.0 as usize);
+        } else {
+            SelectedPlatform::idle();
+        }
     }
 }

@@ -28,6 +28,11 @@ static RUNTIME: Runtime<Kernel> = Runtime::new();
 unsafe impl Machine for Kernel {
     type Platform = SelectedPlatform;
     type Policy = SelectedPolicy;
+    const CPUS: usize = crate::config::CPUS;
+
+    fn idle_work(cpu: usize) {
+        crate::smp::run_job(cpu);
+    }
 
     fn runtime() -> &'static Runtime<Self> {
         &RUNTIME
@@ -66,6 +71,11 @@ unsafe impl Machine for Kernel {
 /// Starts the runtime: the boot code becomes thread 0, `main` (see [`Runtime::init`]).
 pub fn init(time_slice_ns: u64) {
     RUNTIME.init(time_slice_ns)
+}
+
+/// Makes the calling CPU (not the boot CPU) run threads (see [`Runtime::run_cpu`]).
+pub fn run_cpu() -> ! {
+    RUNTIME.run_cpu()
 }
 
 /// See [`Runtime::spawn`].

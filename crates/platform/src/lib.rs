@@ -228,6 +228,13 @@ pub trait Platform {
         let _ = (stacks, main);
         1
     }
+
+    /// Interrupts CPU `cpu` (an inter-processor interrupt): it leaves its idle halt. Returns
+    /// false where it cannot (`cpu` is not up, or is the caller). The default: false.
+    fn send_ipi(cpu: irq::CpuId) -> bool {
+        let _ = cpu;
+        false
+    }
 }
 
 /// The stacks a CPU other than the boot CPU gets ([`Platform::start_cpus`]): memory it owns for

@@ -247,6 +247,10 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Platform for Universal<A, B, C> {
     ) -> usize {
         forward!(start_cpus(stacks, main))
     }
+
+    fn send_ipi(cpu: crate::irq::CpuId) -> bool {
+        forward!(send_ipi(cpu))
+    }
 }
 
 /// The console of the platform `P` chose: `a` on the first platform, `b` on the second. Its

@@ -47,7 +47,7 @@ extern crate alloc;
 mod runtime;
 pub mod sync;
 
-pub use runtime::{MIN_STACK, Runtime, ShortName, SpawnError, Stats, WaitQueue};
+pub use runtime::{MAX_CPUS, MIN_STACK, Runtime, ShortName, SpawnError, Stats, WaitQueue};
 pub use sched::TaskId;
 
 use heap::Frames;
@@ -70,6 +70,17 @@ pub unsafe trait Machine: Sized + 'static {
     type Platform: platform::Platform;
     /// The scheduling policy.
     type Policy: sched::Policy + Send;
+
+    /// The most CPUs the runtime runs threads on (the profile's `cpus`; at most
+    /// `runtime::MAX_CPUS`). With 1 (the default) none of the multi-CPU rules is compiled in.
+    const CPUS: usize = 1;
+
+    /// Work an idle CPU does before it looks for threads (more than one CPU: each idle context
+    /// calls it with its CPU's number, interrupts as they are, whenever it wakes). The default:
+    /// none.
+    fn idle_work(cpu: usize) {
+        let _ = cpu;
+    }
 
     /// The one runtime these types run (the kernel's `static`).
     fn runtime() -> &'static Runtime<Self>;

@@ -2,11 +2,26 @@
 //! unpark), sleeping on the platform timer, and the timer tick that preempts. *Which* thread
 //! runs next is the [`sched::Policy`]'s decision; this module only carries it out.
 //!
-//! State is per CPU (`Cpu`; one for now) behind a real lock, always taken with interrupts
+//! State is one `Sched` (the threads, the policy's ready set, the timers, and per CPU its
+//! current thread, slice start and armed timer) behind one lock, always taken with interrupts
 //! masked. A switch is decided under the lock, the lock is released, and the switch runs with
-//! interrupts still masked: on one CPU nothing can run in between. (With more CPUs a thread
-//! that is switched away from must not be picked elsewhere before its registers are saved: the
-//! multi-core issue adds an "on CPU" flag that the picker waits on.)
+//! interrupts still masked.
+//!
+//! With more than one CPU ([`Machine::CPUS`]), every CPU picks from the one ready set (a thread
+//! runs wherever a CPU is free: migration is the normal case, and an idle CPU is woken by an
+//! IPI when a thread becomes ready), and two more rules hold:
+//! - A thread switched away from may be picked by another CPU before its registers are saved.
+//!   Its saved stack pointer doubles as the flag: it is zeroed under the lock before the switch,
+//!   and the switch writes it last, once everything else is saved; a CPU that picked the thread
+//!   waits until it is not zero.
+//! - A CPU never idles on the stack of a blocked thread (another CPU may wake and run it):
+//!   each CPU has an idle context of its own (the boot CPU a small thread, the others the stack
+//!   they started on) that waits for work, and a CPU with nothing to run switches to it.
+//!
+//! One lock for all CPUs rather than run queues per CPU with stealing: with the up to 8 CPUs of
+//! `percpu::MAX_CPUS` and critical sections of a few hundred instructions, it balances load at
+//! once and keeps the policies (`sched-coop`, `sched-preempt`) as they are; `cargo xtask bench
+//! smp` measures what it costs.
 //!
 //! Blocking uses a wake token, like `std::thread::park`: [`Runtime::unpark`] on a thread that is not
 //! blocked sets the token and the next [`Runtime::park`] returns at once, so a wake-up that comes
@@ -36,6 +51,8 @@ enum State {
     Ready,
     Blocked,
     Exited,
+    /// A CPU's idle context (more than one CPU): never in the ready set, picked only by its CPU.
+    Idle,
 }
 
 struct Stack {
@@ -56,7 +73,9 @@ struct Thread {
     id: u64,
     name: String,
     state: State,
-    sp: u64,
+    /// The saved stack pointer; with more than one CPU, 0 while the thread's registers are
+    /// being saved (see the module docs).
+    sp: AtomicU64,
     token: bool,
     stack: Option<Stack>,
     entry: Option<Box<dyn FnOnce() + Send>>,
@@ -64,23 +83,35 @@ struct Thread {
     waiters: Vec<TaskId>,
 }
 
-struct Cpu<Pol> {
+/// What each CPU keeps in the scheduler's state.
+#[derive(Clone, Copy)]
+struct OnCpu {
+    /// The thread it runs (its idle context when it has nothing to run).
+    current: TaskId,
+    /// When `current` was picked.
+    picked_at: u64,
+    /// The deadline its platform timer is armed for (`None`: not armed, or it fired).
+    armed: Option<u64>,
+    /// Its idle context (more than one CPU only; `None` before it joined).
+    idle_task: Option<TaskId>,
+    /// Whether it is halted in its idle context, waiting for an interrupt.
+    idle: bool,
+}
+
+struct Sched<Pol> {
     threads: Vec<Option<Box<Thread>>>,
     free: Vec<usize>,
-    current: TaskId,
     policy: Pol,
     timers: Timers,
-    picked_at: u64,
     dead: Vec<TaskId>,
     switches: u64,
     preemptions: u64,
     live: usize,
-    /// The deadline the platform timer is armed for (`None`: not armed, or it fired).
-    armed: Option<u64>,
+    cpu: [OnCpu; MAX_CPUS],
 }
 
-/// CPUs with scheduler state (one until the multi-core issue brings the others up).
-const MAX_CPUS: usize = 1;
+/// The most CPUs the runtime schedules on (`arch_x86_64::percpu::MAX_CPUS`).
+pub const MAX_CPUS: usize = 8;
 
 /// The thread runtime: each CPU's scheduler state (its own ready set, timers and current
 /// thread, behind its own lock, always taken with interrupts masked) and the thread ids.
@@ -88,7 +119,7 @@ const MAX_CPUS: usize = 1;
 /// One instance per image, a `static` that [`Machine::runtime`] returns (a new thread finds
 /// it there).
 pub struct Runtime<M: Machine> {
-    cpus: [spin::Mutex<Option<Cpu<M::Policy>>>; MAX_CPUS],
+    sched: spin::Mutex<Option<Sched<M::Policy>>>,
     next_id: AtomicU64,
     /// Whether something besides the timer can make a thread ready (a device interrupt's
     /// handler waking a waiter): then every thread blocked without a timer is waiting for it,
@@ -111,15 +142,16 @@ impl<M: Machine> Default for Runtime<M> {
     }
 }
 
-impl<Pol: Policy> Cpu<Pol> {
+impl<Pol: Policy> Sched<Pol> {
     fn thread(&mut self, t: TaskId) -> &mut Thread {
         self.threads[t.0].as_mut().expect("a live thread id")
     }
 
     /// Makes a blocked thread ready, or leaves a wake token for one that is not blocked.
-    fn wake(&mut self, t: TaskId) {
+    /// Returns whether it became ready.
+    fn wake(&mut self, t: TaskId) -> bool {
         let Some(Some(thread)) = self.threads.get_mut(t.0) else {
-            return;
+            return false;
         };
         match thread.state {
             State::Blocked => {
@@ -128,63 +160,91 @@ impl<Pol: Policy> Cpu<Pol> {
                     self.timers.cancel(key);
                 }
                 self.policy.enqueue(t);
+                true
             }
-            State::Running | State::Ready => thread.token = true,
-            State::Exited => {}
+            State::Running | State::Ready => {
+                thread.token = true;
+                false
+            }
+            State::Exited | State::Idle => false,
         }
     }
 
-    fn expire_timers(&mut self, now: u64) {
+    /// Wakes one idle CPU other than `me` (more than one CPU), for a thread made ready.
+    fn kick<P: Platform>(&mut self, me: usize) {
+        if let Some((c, on)) = self
+            .cpu
+            .iter_mut()
+            .enumerate()
+            .find(|(c, on)| on.idle && *c != me)
+        {
+            on.idle = false;
+            P::send_ipi(platform::irq::CpuId(c as u32));
+        }
+    }
+
+    /// Expires the timers due at `now`; returns whether a thread became ready.
+    fn expire_timers(&mut self, now: u64) -> bool {
+        let mut woke = false;
         while let Some(t) = self.timers.pop_expired(now) {
             if let Some(Some(thread)) = self.threads.get_mut(t.0) {
                 thread.timer = None;
             }
-            self.wake(t);
+            woke |= self.wake(t);
         }
+        woke
     }
 
     /// Arms the platform timer for the next deadline: the earliest sleeper, or the end of the
     /// running thread's slice when the policy wants a tick. A timer already armed for an
     /// earlier deadline is left alone (programming it costs more than an early tick, which
     /// only re-arms). Returns whether a timer is armed.
-    fn arm<P: Platform>(&mut self) -> bool {
+    fn arm<P: Platform>(&mut self, c: usize) -> bool {
         // A slice runs only while its thread does: a blocked current thread (the CPU idling
         // on its stack) has no slice end, or a stale one would fire the timer at once.
         let running = matches!(
-            self.threads.get(self.current.0),
+            self.threads.get(self.cpu[c].current.0),
             Some(Some(t)) if t.state == State::Running
         );
+        let picked_at = self.cpu[c].picked_at;
         let slice_end = self
             .policy
             .slice_ns()
             .filter(|_| running)
-            .map(|s| self.picked_at.saturating_add(s));
+            .map(|s| picked_at.saturating_add(s));
         let deadline = match (self.timers.next_deadline(), slice_end) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => match a.or(b) {
                 Some(d) => d,
-                None => return self.armed.is_some(),
+                None => return self.cpu[c].armed.is_some(),
             },
         };
         // An armed deadline already past is treated as fired (its tick may be on its way).
-        if self
+        if self.cpu[c]
             .armed
             .is_some_and(|armed| armed <= deadline && armed > now::<P>())
         {
             return true;
         }
         let armed = P::set_timer(deadline);
-        self.armed = armed.then_some(deadline);
+        self.cpu[c].armed = armed.then_some(deadline);
         armed
     }
 
-    /// Frees the stacks of exited threads other than the running one.
+    /// Frees the stacks of exited threads that no CPU runs or is still switching away from.
     fn reap<M: Machine>(&mut self) {
-        let current = self.current;
         let mut i = 0;
         while i < self.dead.len() {
             let t = self.dead[i];
-            if t == current {
+            let saving = M::CPUS > 1
+                && self.threads[t.0]
+                    .as_ref()
+                    .is_some_and(|th| th.sp.load(Ordering::Acquire) == 0);
+            if saving
+                || self.cpu[..M::CPUS.min(MAX_CPUS)]
+                    .iter()
+                    .any(|on| on.current == t)
+            {
                 i += 1;
                 continue;
             }
@@ -251,17 +311,20 @@ impl<M: Machine> Runtime<M> {
     /// A runtime not started yet ([`Runtime::init`] starts it).
     pub const fn new() -> Self {
         Runtime {
-            cpus: [const { spin::Mutex::new(None) }; MAX_CPUS],
+            sched: spin::Mutex::new(None),
             next_id: AtomicU64::new(1),
             device_wakeups: AtomicBool::new(false),
             _machine: PhantomData,
         }
     }
 
-    /// This CPU's scheduler state. (With one CPU the index is 0; the multi-core issue reads it
-    /// from a per-CPU register such as `gs` or the APIC id.)
-    fn this_cpu(&self) -> &spin::Mutex<Option<Cpu<M::Policy>>> {
-        &self.cpus[0]
+    /// The number of the calling CPU (0 with one CPU).
+    fn cpu() -> usize {
+        if M::CPUS <= 1 {
+            0
+        } else {
+            (M::Platform::current_cpu().0 as usize).min(MAX_CPUS - 1)
+        }
     }
 
     /// Says that device interrupts may wake threads from now on (a driver registered its
@@ -271,42 +334,103 @@ impl<M: Machine> Runtime<M> {
         self.device_wakeups.store(true, Ordering::Relaxed);
     }
 
-    /// Starts the runtime: the running (boot) code becomes thread 0, `main`, on the boot
-    /// stack. Then interrupts are enabled (the timer's tick and wake-ups).
-    pub fn init(&self, time_slice_ns: u64) {
-        let main = Box::new(Thread {
-            id: 0,
-            name: String::from("main"),
-            state: State::Running,
-            sp: 0,
+    fn new_thread(id: u64, name: String, state: State) -> Box<Thread> {
+        Box::new(Thread {
+            id,
+            name,
+            state,
+            sp: AtomicU64::new(0),
             token: false,
             stack: None,
             entry: None,
             timer: None,
             waiters: Vec::new(),
-        });
+        })
+    }
+
+    /// Starts the runtime: the running (boot) code becomes thread 0, `main`, on the boot
+    /// stack. Then interrupts are enabled (the timer's tick and wake-ups). With more than one
+    /// CPU the boot CPU also gets its idle context, a thread of [`MIN_STACK`] bytes.
+    pub fn init(&self, time_slice_ns: u64) {
+        let main = Self::new_thread(0, String::from("main"), State::Running);
         let threads = alloc::vec![Some(main)];
-        *self.this_cpu().lock() = Some(Cpu {
+        let on = OnCpu {
+            current: TaskId(0),
+            picked_at: now::<M::Platform>(),
+            armed: None,
+            idle_task: None,
+            idle: false,
+        };
+        *self.sched.lock() = Some(Sched {
             threads,
             free: Vec::new(),
-            current: TaskId(0),
             policy: M::Policy::new(time_slice_ns),
             timers: Timers::new(),
-            picked_at: now::<M::Platform>(),
             dead: Vec::new(),
             switches: 0,
             preemptions: 0,
             live: 1,
-            armed: None,
+            cpu: [on; MAX_CPUS],
         });
+        if M::CPUS > 1 {
+            match self.make_thread(Some(String::from("idle-0")), MIN_STACK, None, State::Idle) {
+                Ok((task, ..)) => self.with_sched(|s| s.cpu[0].idle_task = Some(task)),
+                Err(e) => panic!("the boot CPU's idle context: {e}"),
+            }
+        }
         M::Platform::interrupts_restore(true);
     }
 
-    /// Runs `f` with interrupts masked and the CPU's scheduler state locked.
-    fn with_cpu<R>(&self, f: impl FnOnce(&mut Cpu<M::Policy>) -> R) -> R {
+    /// Makes the calling CPU (not the boot CPU; more than one CPU) run threads: its running
+    /// context (the stack it started on) becomes its idle context, which waits for ready
+    /// threads. Call once per CPU, after [`Runtime::init`]; never returns.
+    pub fn run_cpu(&self) -> ! {
+        let c = Self::cpu();
+        M::Platform::interrupts_disable();
+        // The boot CPU may start this one before it starts the runtime: wait for it.
+        let mut guard = self.sched.lock();
+        while guard.is_none() {
+            drop(guard);
+            core::hint::spin_loop();
+            guard = self.sched.lock();
+        }
+        let s = guard.as_mut().expect("Runtime::init ran");
+        let index = s.free.pop().unwrap_or_else(|| {
+            s.threads.push(None);
+            s.threads.len() - 1
+        });
+        let mut name = String::from("idle-");
+        name.push(char::from(b'0' + (c % 10) as u8));
+        s.threads[index] = Some(Self::new_thread(u64::MAX, name, State::Idle));
+        let task = TaskId(index);
+        s.cpu[c] = OnCpu {
+            current: task,
+            picked_at: now::<M::Platform>(),
+            armed: None,
+            idle_task: Some(task),
+            idle: false,
+        };
+        drop(guard);
+        self.idle_loop()
+    }
+
+    /// An idle context's loop: the machine's idle work, then switch to whatever is ready, or
+    /// wait for an interrupt.
+    fn idle_loop(&self) -> ! {
+        let c = Self::cpu();
+        loop {
+            M::idle_work(c);
+            M::Platform::interrupts_disable();
+            let guard = self.sched.lock();
+            self.switch_away(guard);
+        }
+    }
+
+    /// Runs `f` with interrupts masked and the scheduler's state locked.
+    fn with_sched<R>(&self, f: impl FnOnce(&mut Sched<M::Policy>) -> R) -> R {
         let irq = M::Platform::interrupts_disable();
         let r = {
-            let mut guard = self.this_cpu().lock();
+            let mut guard = self.sched.lock();
             f(guard.as_mut().expect("Runtime::init ran"))
         };
         M::Platform::interrupts_restore(irq);
@@ -314,66 +438,115 @@ impl<M: Machine> Runtime<M> {
     }
 
     /// Switches to the next ready thread. The current thread's state is already set (Ready
-    /// and enqueued for a yield or a preemption; Blocked; Exited). With nothing ready, idles
-    /// on the current stack until an interrupt makes a thread ready. Called with interrupts
-    /// masked; returns (masked) when the current thread runs again.
-    fn switch_away<'a>(&'a self, mut guard: spin::MutexGuard<'a, Option<Cpu<M::Policy>>>) {
+    /// and enqueued for a yield or a preemption; Blocked; Exited; Idle for an idle context).
+    /// With nothing ready, one CPU idles on the current stack until an interrupt makes a
+    /// thread ready; with more, the CPU switches to its idle context, which waits. Called with
+    /// interrupts masked; returns (masked) when the current thread runs again.
+    fn switch_away<'a>(&'a self, mut guard: spin::MutexGuard<'a, Option<Sched<M::Policy>>>) {
+        let c = Self::cpu();
         loop {
-            let cpu = guard.as_mut().expect("Runtime::init ran");
-            cpu.reap::<M>();
+            let s = guard.as_mut().expect("Runtime::init ran");
+            s.cpu[c].idle = false;
+            s.reap::<M>();
             let now = now::<M::Platform>();
-            cpu.expire_timers(now);
-            if let Some(next) = cpu.policy.pick() {
-                let prev = cpu.current;
-                cpu.picked_at = now;
-                cpu.thread(next).state = State::Running;
-                cpu.current = next;
-                cpu.arm::<M::Platform>();
+            if s.expire_timers(now) && M::CPUS > 1 {
+                s.kick::<M::Platform>(c);
+            }
+            let prev = s.cpu[c].current;
+            let idle_task = s.cpu[c].idle_task;
+            let next = match s.policy.pick() {
+                Some(next) => Some(next),
+                // Nothing ready: to the idle context, unless this is it.
+                None if M::CPUS > 1 && idle_task.is_some_and(|t| t != prev) => idle_task,
+                None => None,
+            };
+            if let Some(next) = next {
+                s.cpu[c].picked_at = now;
+                if s.thread(next).state != State::Idle {
+                    s.thread(next).state = State::Running;
+                }
+                s.cpu[c].current = next;
+                s.arm::<M::Platform>(c);
                 if next == prev {
                     return;
                 }
-                cpu.switches += 1;
-                let to_sp = cpu.thread(next).sp;
-                let from = cpu.thread(prev);
+                s.switches += 1;
+                let to: *const AtomicU64 = &s.thread(next).sp;
+                let from = s.thread(prev);
                 check_canary(from);
-                let from_sp: *mut u64 = &mut from.sp;
+                let from_sp: *const AtomicU64 = &from.sp;
+                if M::CPUS > 1 {
+                    // Not saved yet: another CPU that picks `prev` waits for the switch below.
+                    from.sp.store(0, Ordering::Relaxed);
+                }
                 drop(guard);
-                // SAFETY: interrupts are masked (the caller's contract); `to_sp` was saved by a
+                // SAFETY: both threads are boxed and live: `next` runs on this CPU from now
+                // on, and `prev` is only freed once its context is saved and no CPU runs it.
+                let to_sp = unsafe { &*to };
+                let mut sp = to_sp.load(Ordering::Acquire);
+                while M::CPUS > 1 && sp == 0 {
+                    // Its last CPU is still saving it (more than one CPU only).
+                    core::hint::spin_loop();
+                    sp = to_sp.load(Ordering::Acquire);
+                }
+                // SAFETY: interrupts are masked (the caller's contract); `sp` was saved by a
                 // switch away from `next` or made by `prepare_stack`, and `next`'s stack lives
-                // until it exits and is reaped by another thread. `from_sp` points into
-                // `prev`'s boxed thread, which is only freed after `prev` exits and another
-                // thread runs.
-                unsafe { M::switch(from_sp, to_sp) };
+                // until it exits and is reaped. `from_sp` points into `prev`'s boxed thread,
+                // which is only freed after `prev` exits and its context is saved.
+                unsafe { M::switch(from_sp as *mut u64, sp) };
                 return;
             }
-            if !cpu.arm::<M::Platform>()
-                && cpu.timers.is_empty()
-                && cpu.thread(cpu.current).state != State::Ready
+            // (With one CPU, the current thread is the only one that could be running, and it
+            // is not: it is why this CPU looks for another.)
+            let running = M::CPUS > 1
+                && s.cpu[..M::CPUS.min(MAX_CPUS)].iter().any(|on| {
+                    matches!(s.threads.get(on.current.0), Some(Some(t)) if t.state == State::Running)
+                });
+            if !s.arm::<M::Platform>(c)
+                && s.timers.is_empty()
+                && s.thread(s.cpu[c].current).state != State::Ready
+                && !running
                 && !self.device_wakeups.load(Ordering::Relaxed)
             {
-                let (live, name) = (cpu.live, ShortName::of(&cpu.thread(cpu.current).name));
+                let live = s.live;
+                let name = if M::CPUS > 1 {
+                    s.threads
+                        .iter()
+                        .flatten()
+                        .filter(|t| t.state == State::Blocked)
+                        .map(|t| ShortName::of(&t.name))
+                        .next_back()
+                        .unwrap_or_else(|| ShortName::of("?"))
+                } else {
+                    ShortName::of(&s.thread(s.cpu[c].current).name)
+                };
                 drop(guard);
                 panic!(
                     "deadlock: all {live} threads are blocked and no timer is pending (the last \
                      to block was '{name}')"
                 );
             }
+            s.cpu[c].idle = true;
             drop(guard);
             // Returns with interrupts enabled after the timer (or another interrupt) fired.
             M::Platform::idle();
             M::Platform::interrupts_disable();
-            guard = self.this_cpu().lock();
+            if M::CPUS > 1 && idle_task == Some(prev) {
+                // The idle context: back to its loop (and the machine's idle work).
+                return;
+            }
+            guard = self.sched.lock();
         }
     }
 
-    /// Spawns a thread running `entry` with a stack of at least `stack_size` bytes (plus a
-    /// guard page below it), named `name` or `thread-<id>`. Returns its runtime id, its unique
-    /// thread id and its name.
-    pub fn spawn(
+    /// Makes a thread with a stack of at least `stack_size` bytes (plus a guard page) that
+    /// runs `entry` (or, with `None`, an idle context's loop), in state `state`.
+    fn make_thread(
         &self,
         name: Option<String>,
         stack_size: usize,
-        entry: Box<dyn FnOnce() + Send>,
+        entry: Option<Box<dyn FnOnce() + Send>>,
+        state: State,
     ) -> Result<(TaskId, u64, String), SpawnError> {
         let pages = stack_size.max(MIN_STACK).div_ceil(FRAME_SIZE) + 1;
         let frames = M::alloc_stack(pages).ok_or(SpawnError::OutOfMemory {
@@ -386,49 +559,70 @@ impl<M: Machine> Runtime<M> {
         let stack = Stack { frames, guarded };
         // SAFETY: the canary word is inside the new stack, mapped (above the guard page).
         unsafe { stack.canary().write_volatile(CANARY) };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = if state == State::Idle {
+            u64::MAX
+        } else {
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        };
         let name = name.unwrap_or_else(|| alloc::format!("thread-{id}"));
+        // Before the thread is ready: once it is, another CPU may run it to its end.
         let given = name.clone();
         let top = base + (pages * FRAME_SIZE) as u64;
-        let task = self.with_cpu(|cpu| {
-            let index = cpu.free.pop().unwrap_or_else(|| {
-                cpu.threads.push(None);
-                cpu.threads.len() - 1
+        Ok(self.with_sched(|s| {
+            let me = Self::cpu();
+            let index = s.free.pop().unwrap_or_else(|| {
+                s.threads.push(None);
+                s.threads.len() - 1
             });
             let task = TaskId(index);
             // SAFETY: the top of the new stack, owned by this thread-to-be; 16-byte aligned.
             let sp = unsafe { M::prepare_stack(top, thread_start::<M>, index as u64) };
-            cpu.threads[index] = Some(Box::new(Thread {
-                id,
-                name,
-                state: State::Ready,
-                sp,
-                token: false,
-                stack: Some(stack),
-                entry: Some(entry),
-                timer: None,
-                waiters: Vec::new(),
-            }));
-            cpu.live += 1;
-            cpu.policy.enqueue(task);
-            cpu.arm::<M::Platform>();
-            task
-        });
-        Ok((task, id, given))
+            let mut thread = Self::new_thread(id, name, state);
+            thread.sp = AtomicU64::new(sp);
+            thread.stack = Some(stack);
+            thread.entry = entry;
+            s.threads[index] = Some(thread);
+            if state == State::Ready {
+                s.live += 1;
+                s.policy.enqueue(task);
+                s.arm::<M::Platform>(me);
+                if M::CPUS > 1 {
+                    s.kick::<M::Platform>(me);
+                }
+            }
+            (task, id, given)
+        }))
+    }
+
+    /// Spawns a thread running `entry` with a stack of at least `stack_size` bytes (plus a
+    /// guard page below it), named `name` or `thread-<id>`. Returns its runtime id, its unique
+    /// thread id and its name.
+    pub fn spawn(
+        &self,
+        name: Option<String>,
+        stack_size: usize,
+        entry: Box<dyn FnOnce() + Send>,
+    ) -> Result<(TaskId, u64, String), SpawnError> {
+        self.make_thread(name, stack_size, Some(entry), State::Ready)
     }
 
     /// Ends the running thread: wakes its joiners and switches away for good.
     fn exit_current(&self) -> ! {
         M::Platform::interrupts_disable();
-        let mut guard = self.this_cpu().lock();
-        let cpu = guard.as_mut().expect("Runtime::init ran");
-        let current = cpu.current;
-        let waiters = core::mem::take(&mut cpu.thread(current).waiters);
-        cpu.thread(current).state = State::Exited;
-        cpu.live -= 1;
-        cpu.dead.push(current);
+        let c = Self::cpu();
+        let mut guard = self.sched.lock();
+        let s = guard.as_mut().expect("Runtime::init ran");
+        let current = s.cpu[c].current;
+        let waiters = core::mem::take(&mut s.thread(current).waiters);
+        s.thread(current).state = State::Exited;
+        s.live -= 1;
+        s.dead.push(current);
+        let mut woke = false;
         for t in waiters {
-            cpu.wake(t);
+            woke |= s.wake(t);
+        }
+        if woke && M::CPUS > 1 {
+            s.kick::<M::Platform>(c);
         }
         self.switch_away(guard);
         unreachable!("an exited thread was resumed");
@@ -437,9 +631,9 @@ impl<M: Machine> Runtime<M> {
     /// Blocks until `thread` has exited (returns at once if it has).
     pub fn wait_exit(&self, thread: TaskId, id: u64) {
         loop {
-            let exited = self.with_cpu(|cpu| {
-                let current = cpu.current;
-                match cpu.threads.get_mut(thread.0) {
+            let exited = self.with_sched(|s| {
+                let current = s.cpu[Self::cpu()].current;
+                match s.threads.get_mut(thread.0) {
                     Some(Some(t)) if t.id == id && t.state != State::Exited => {
                         t.waiters.push(current);
                         false
@@ -456,14 +650,14 @@ impl<M: Machine> Runtime<M> {
 
     /// The running thread's runtime id.
     pub fn current(&self) -> TaskId {
-        self.with_cpu(|cpu| cpu.current)
+        self.with_sched(|s| s.cpu[Self::cpu()].current)
     }
 
     /// The running thread's unique id and name.
     pub fn current_info(&self) -> (u64, String) {
-        self.with_cpu(|cpu| {
-            let current = cpu.current;
-            let t = cpu.thread(current);
+        self.with_sched(|s| {
+            let current = s.cpu[Self::cpu()].current;
+            let t = s.thread(current);
             (t.id, t.name.clone())
         })
     }
@@ -472,8 +666,8 @@ impl<M: Machine> Runtime<M> {
     /// where its stack has one; `None` on the boot stack or where the machine could not guard
     /// it.
     pub fn current_guard_page(&self) -> Option<u64> {
-        self.with_cpu(|cpu| {
-            let t = cpu.thread(cpu.current);
+        self.with_sched(|s| {
+            let t = s.thread(s.cpu[Self::cpu()].current);
             t.stack.as_ref().filter(|s| s.guarded).map(Stack::guard)
         })
     }
@@ -487,10 +681,11 @@ impl<M: Machine> Runtime<M> {
     /// Like [`Runtime::park`], but also wakes at `deadline_ns` on the platform clock.
     pub fn park_until(&self, deadline_ns: Option<u64>) {
         let irq = M::Platform::interrupts_disable();
-        let mut guard = self.this_cpu().lock();
-        let cpu = guard.as_mut().expect("Runtime::init ran");
-        let current = cpu.current;
-        if core::mem::take(&mut cpu.thread(current).token) {
+        let c = Self::cpu();
+        let mut guard = self.sched.lock();
+        let s = guard.as_mut().expect("Runtime::init ran");
+        let current = s.cpu[c].current;
+        if core::mem::take(&mut s.thread(current).token) {
             drop(guard);
             M::Platform::interrupts_restore(irq);
             return;
@@ -501,20 +696,24 @@ impl<M: Machine> Runtime<M> {
                 M::Platform::interrupts_restore(irq);
                 return;
             }
-            let key = cpu.timers.insert(deadline, current);
-            cpu.thread(current).timer = Some(key);
+            let key = s.timers.insert(deadline, current);
+            s.thread(current).timer = Some(key);
         }
-        cpu.thread(current).state = State::Blocked;
+        s.thread(current).state = State::Blocked;
         self.switch_away(guard);
         M::Platform::interrupts_restore(irq);
     }
 
     /// Wakes a parked thread (or leaves it a token).
     pub fn unpark(&self, thread: TaskId) {
-        self.with_cpu(|cpu| {
-            cpu.wake(thread);
-            if cpu.policy.slice_ns().is_some() {
-                cpu.arm::<M::Platform>();
+        self.with_sched(|s| {
+            let c = Self::cpu();
+            let woke = s.wake(thread);
+            if s.policy.slice_ns().is_some() {
+                s.arm::<M::Platform>(c);
+            }
+            if woke && M::CPUS > 1 {
+                s.kick::<M::Platform>(c);
             }
         });
     }
@@ -522,16 +721,17 @@ impl<M: Machine> Runtime<M> {
     /// Gives the CPU to the next ready thread, if any.
     pub fn yield_now(&self) {
         let irq = M::Platform::interrupts_disable();
-        let mut guard = self.this_cpu().lock();
-        let cpu = guard.as_mut().expect("Runtime::init ran");
-        if cpu.policy.ready() == 0 {
+        let c = Self::cpu();
+        let mut guard = self.sched.lock();
+        let s = guard.as_mut().expect("Runtime::init ran");
+        if s.policy.ready() == 0 {
             drop(guard);
             M::Platform::interrupts_restore(irq);
             return;
         }
-        let current = cpu.current;
-        cpu.thread(current).state = State::Ready;
-        cpu.policy.enqueue(current);
+        let current = s.cpu[c].current;
+        s.thread(current).state = State::Ready;
+        s.policy.enqueue(current);
         self.switch_away(guard);
         M::Platform::interrupts_restore(irq);
     }
@@ -546,59 +746,66 @@ impl<M: Machine> Runtime<M> {
     /// The timer tick: wakes sleepers whose time has come and, if the policy says so, preempts
     /// the running thread. Called from the platform's timer interrupt, interrupts masked.
     pub fn timer_tick(&self) {
-        let Some(mut guard) = self.this_cpu().try_lock() else {
-            return;
+        let c = Self::cpu();
+        // With more than one CPU another may hold the lock for a moment: wait (this CPU holds
+        // it only with interrupts masked, so never here). With one, a held lock cannot be.
+        let mut guard = if M::CPUS > 1 {
+            self.sched.lock()
+        } else {
+            match self.sched.try_lock() {
+                Some(guard) => guard,
+                None => return,
+            }
         };
-        let Some(cpu) = guard.as_mut() else { return };
-        cpu.armed = None;
+        let Some(s) = guard.as_mut() else { return };
+        s.cpu[c].armed = None;
         let now = now::<M::Platform>();
-        cpu.expire_timers(now);
-        let current = cpu.current;
-        if cpu.thread(current).state == State::Running
-            && cpu
-                .policy
-                .should_preempt(current, now.saturating_sub(cpu.picked_at))
+        if s.expire_timers(now) && M::CPUS > 1 {
+            s.kick::<M::Platform>(c);
+        }
+        let current = s.cpu[c].current;
+        let picked_at = s.cpu[c].picked_at;
+        if s.thread(current).state == State::Running
+            && s.policy
+                .should_preempt(current, now.saturating_sub(picked_at))
         {
-            cpu.preemptions += 1;
-            cpu.thread(current).state = State::Ready;
-            cpu.policy.enqueue(current);
+            s.preemptions += 1;
+            s.thread(current).state = State::Ready;
+            s.policy.enqueue(current);
             self.switch_away(guard);
         } else {
-            cpu.arm::<M::Platform>();
+            s.arm::<M::Platform>(c);
         }
     }
 
     /// The runtime's counters.
     pub fn stats(&self) -> Stats {
-        self.with_cpu(|cpu| Stats {
-            switches: cpu.switches,
-            preemptions: cpu.preemptions,
-            live: cpu.live,
+        self.with_sched(|s| Stats {
+            switches: s.switches,
+            preemptions: s.preemptions,
+            live: s.live,
         })
     }
 
-    /// Whether some CPU's scheduler state is locked right now (a test's fake machine injects
+    /// Whether the scheduler's state is locked right now (a test's fake machine injects
     /// another CPU's operations only where it is not: that CPU would wait for the lock).
     pub fn is_locked(&self) -> bool {
-        self.cpus.iter().any(spin::Mutex::is_locked)
+        self.sched.is_locked()
     }
 
     /// The thread whose guard page holds `addr`, if any: `(name, id, stack bytes)`. Used by
-    /// the exception report: never blocks (a CPU whose state is locked is skipped) and never
-    /// allocates.
+    /// the exception report: never blocks (a locked state is skipped) and never allocates.
     pub fn guard_owner(&self, addr: u64) -> Option<(ShortName, u64, usize)> {
-        self.cpus.iter().find_map(|cpu| {
-            let guard = cpu.try_lock()?;
-            guard.as_ref()?.threads.iter().flatten().find_map(|t| {
-                let stack = t.stack.as_ref()?;
-                let page = stack.guard()..stack.guard() + FRAME_SIZE as u64;
-                (stack.guarded && page.contains(&addr)).then(|| {
-                    (
-                        ShortName::of(&t.name),
-                        t.id,
-                        stack.frames.len() - FRAME_SIZE,
-                    )
-                })
+        let guard = self.sched.try_lock()?;
+        guard.as_ref()?.threads.iter().flatten().find_map(|t| {
+            let stack = t.stack.as_ref()?;
+            let page = stack.guard()..stack.guard() + FRAME_SIZE as u64;
+            (stack.guarded && page.contains(&addr)).then(|| {
+                (
+                    ShortName::of(&t.name),
+                    t.id,
+                    stack.frames.len() - FRAME_SIZE,
+                )
             })
         })
     }
@@ -607,11 +814,15 @@ impl<M: Machine> Runtime<M> {
 /// Where a new thread starts (through the machine's trampoline), interrupts masked.
 extern "C" fn thread_start<M: Machine>(index: u64) -> ! {
     let runtime = M::runtime();
-    let entry = {
-        let mut guard = runtime.this_cpu().lock();
-        let cpu = guard.as_mut().expect("Runtime::init ran");
-        cpu.thread(TaskId(index as usize)).entry.take()
+    let (entry, idle) = {
+        let mut guard = runtime.sched.lock();
+        let s = guard.as_mut().expect("Runtime::init ran");
+        let t = s.thread(TaskId(index as usize));
+        (t.entry.take(), M::CPUS > 1 && t.state == State::Idle)
     };
+    if idle {
+        runtime.idle_loop();
+    }
     M::Platform::interrupts_restore(true);
     if let Some(entry) = entry {
         entry();

@@ -361,6 +361,24 @@ pub unsafe fn __test_unguard_page(page: u64) {
     unsafe { kernel::unguard_page(page) }
 }
 
+/// How many CPUs run, the boot CPU included (the profile's `cpus` at most; see the README).
+pub fn cpus() -> usize {
+    kernel::smp::cpus()
+}
+
+/// Test hook (not an API): gives CPU `cpu` (not CPU 0) the job `f(arg)`, which it runs when
+/// idle; false when the CPU is not up or has a job not yet joined.
+#[doc(hidden)]
+pub fn __test_start_on(cpu: usize, f: fn(usize) -> usize, arg: usize) -> bool {
+    kernel::smp::start_on(cpu, f, arg)
+}
+
+/// Test hook (not an API): waits for CPU `cpu`'s job and returns its result (`None`: none).
+#[doc(hidden)]
+pub fn __test_join(cpu: usize) -> Option<usize> {
+    kernel::smp::join(cpu)
+}
+
 #[doc(hidden)]
 pub fn _print(args: core::fmt::Arguments<'_>) {
     kernel::print(args)

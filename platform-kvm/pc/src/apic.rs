@@ -188,6 +188,11 @@ fn send(apic_id: u32, command: u32) -> bool {
     sent
 }
 
+/// Sends interrupt `vector` to the CPU with local APIC id `apic_id` (a fixed IPI).
+pub fn send_fixed(apic_id: u32, vector: u8) -> bool {
+    send(apic_id, ICR_ASSERT | u32::from(vector))
+}
+
 /// Sends INIT to the CPU with local APIC id `apic_id` (it resets and waits for a startup IPI).
 pub fn send_init(apic_id: u32) -> bool {
     send(apic_id, ICR_INIT | ICR_ASSERT)

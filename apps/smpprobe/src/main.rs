@@ -1,0 +1,170 @@
+//! Smpprobe: checks the CPUs after the first (profile setting `cpus` above 1), for the tests. It
+//! gives the other CPUs jobs through the kernel's test hooks (`stardust::__test_start_on`: one
+//! function call per CPU, run when the CPU is idle; the schedulers do not use these CPUs yet).
+//!
+//! - `smpprobe parallel [N]`: sums a hash of 0..N (default 4,000,000) split across every CPU,
+//!   and checks the sum against the same work on CPU 0 alone; then every CPU adds 1 to a counter
+//!   behind one spin lock 100,000 times (a non-atomic read-modify-write under the lock), and the
+//!   total must be exact. Prints `smpprobe: parallel sum on C CPUs matches` and
+//!   `smpprobe: C CPUs counted N under one lock`; exit 1 on a mismatch (`smpprobe: FAIL: ...`).
+//! - `smpprobe shootdown`: CPU 1 reads a page (so its TLB holds the page), CPU 0 unmaps it like
+//!   a thread's guard page, and CPU 1 reads it again: that read must fault (the kernel's
+//!   exception report, `CPU 1 EXCEPTION: ...`, status 102). Prints
+//!   `smpprobe: CPU 1 reads the page unmapped on CPU 0` just before; a read that succeeds
+//!   (a stale translation) prints `smpprobe: FAIL: ...` and exits 1.
+//! - `smpprobe panic`: CPU 1 panics (`CPU 1 PANIC: ... smpprobe: a panic on CPU 1`, status 101).
+//!
+//! Exit 2 when fewer than two CPUs run (`smpprobe: only one CPU`).
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+use stardust::{ExitCode, FrameAllocator, println};
+
+/// The hash summed by `parallel` (splitmix64's finaliser).
+fn hash(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn sum(range: core::ops::Range<u64>) -> u64 {
+    range.fold(0u64, |s, i| s.wrapping_add(hash(i)))
+}
+
+/// The parts of `parallel`: 0..N in `CPUS` pieces.
+static N: AtomicUsize = AtomicUsize::new(0);
+static CPUS: AtomicUsize = AtomicUsize::new(1);
+
+fn part(k: usize) -> core::ops::Range<u64> {
+    let (n, cpus) = (
+        N.load(Ordering::Relaxed) as u64,
+        CPUS.load(Ordering::Relaxed) as u64,
+    );
+    let k = k as u64;
+    n * k / cpus..n * (k + 1) / cpus
+}
+
+fn part_sum(k: usize) -> usize {
+    sum(part(k)) as usize
+}
+
+/// The counter behind one lock, and how often each CPU adds to it.
+static COUNTER: spin::Mutex<u64> = spin::Mutex::new(0);
+const ADDS: usize = 100_000;
+
+fn count(_: usize) -> usize {
+    for _ in 0..ADDS {
+        let mut c = COUNTER.lock();
+        // A read and a write, not an atomic add: only the lock keeps them together.
+        let v = core::hint::black_box(*c);
+        *c = v + 1;
+    }
+    0
+}
+
+fn read_page(page: usize) -> usize {
+    // SAFETY: `page` is the probe's own page (mapped for the first read; the second read is
+    // meant to fault, which the kernel reports).
+    unsafe { core::ptr::read_volatile(page as *const u8) as usize }
+}
+
+fn panic_here(_: usize) -> usize {
+    panic!("smpprobe: a panic on CPU 1");
+}
+
+fn fail(what: core::fmt::Arguments<'_>) -> ExitCode {
+    println!("smpprobe: FAIL: {what}");
+    ExitCode::from(1)
+}
+
+/// Runs `f(k)` on every CPU k (CPU 0 here) and returns the results.
+fn on_every_cpu(cpus: usize, f: fn(usize) -> usize) -> [usize; 8] {
+    let mut results = [0usize; 8];
+    for (k, _) in results.iter().enumerate().take(cpus).skip(1) {
+        assert!(stardust::__test_start_on(k, f, k), "CPU {k} takes a job");
+    }
+    results[0] = f(0);
+    for (k, r) in results.iter_mut().enumerate().take(cpus).skip(1) {
+        *r = stardust::__test_join(k).expect("the job's result");
+    }
+    results
+}
+
+#[stardust::main]
+fn main() -> ExitCode {
+    let mut args = stardust::args();
+    let mode = args.next().unwrap_or("parallel");
+    let cpus = stardust::cpus().min(8);
+    if cpus < 2 {
+        println!("smpprobe: only one CPU");
+        return ExitCode::from(2);
+    }
+    match mode {
+        "parallel" => {
+            let n = args
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(4_000_000usize);
+            N.store(n, Ordering::Relaxed);
+            CPUS.store(cpus, Ordering::Relaxed);
+            let t0 = stardust::cycles();
+            let parts = on_every_cpu(cpus, part_sum);
+            let t1 = stardust::cycles();
+            let together = parts[..cpus]
+                .iter()
+                .fold(0u64, |s, &p| s.wrapping_add(p as u64));
+            let alone = sum(0..n as u64);
+            let t2 = stardust::cycles();
+            if together != alone {
+                return fail(format_args!(
+                    "{cpus} CPUs summed {together:#x}, one {alone:#x}"
+                ));
+            }
+            println!(
+                "smpprobe: parallel sum on {cpus} CPUs matches ({} cycles; one CPU: {})",
+                t1 - t0,
+                t2 - t1
+            );
+            on_every_cpu(cpus, count);
+            let total = *COUNTER.lock();
+            if total != (cpus * ADDS) as u64 {
+                return fail(format_args!(
+                    "{cpus} CPUs counted {total} under one lock, not {}",
+                    cpus * ADDS
+                ));
+            }
+            println!("smpprobe: {cpus} CPUs counted {total} under one lock");
+            ExitCode::SUCCESS
+        }
+        "shootdown" => {
+            let Some(frames) = stardust::frames().alloc_frames_zeroed(1) else {
+                return fail(format_args!("no memory for the page"));
+            };
+            let page = frames.addr();
+            assert!(stardust::__test_start_on(1, read_page, page));
+            stardust::__test_join(1);
+            // SAFETY: the page is the probe's own, never touched again but by the read below,
+            // which is meant to fault.
+            if !unsafe { stardust::__test_guard_page(page as u64) } {
+                return fail(format_args!("the page could not be unmapped"));
+            }
+            println!("smpprobe: CPU 1 reads the page unmapped on CPU 0");
+            assert!(stardust::__test_start_on(1, read_page, page));
+            stardust::__test_join(1);
+            fail(format_args!(
+                "CPU 1 read the page through a stale translation"
+            ))
+        }
+        "panic" => {
+            assert!(stardust::__test_start_on(1, panic_here, 0));
+            stardust::__test_join(1);
+            fail(format_args!("CPU 1's panic did not stop the machine"))
+        }
+        other => {
+            println!("usage: smpprobe parallel [N] | shootdown | panic (not {other:?})");
+            ExitCode::from(2)
+        }
+    }
+}
