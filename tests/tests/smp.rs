@@ -210,6 +210,7 @@ fn threads_all_passes_with_threads_on_every_cpu() {
         assert_exit(&boot, 0);
         line_with(&boot, &["mutex count: 10000 (1000 threads"]);
         line_with(&boot, &["hog: ran on another CPU"]);
+        line_with(&boot, &["threads stayed on their CPUs"]);
         line_with(&boot, &["threads: all passed"]);
     });
 }

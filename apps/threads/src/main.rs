@@ -22,6 +22,10 @@
 //! scheduler, so main must wake on time while the hog still computes; the sleepers get 200 ms
 //! instead of 20 to be spawned before the first deadline (a spawn waits for every CPU to drop
 //! the new guard page from its TLB).
+//! - `affinity`: one thread bound to each CPU (`Builder::cpu`) yields 200 times and sleeps
+//!   10 times, checking `stardust::current_cpu()` each time: always its own CPU
+//!   (`affinity: N threads stayed on their CPUs`); binding to a CPU that does not exist fails
+//!   cleanly. In `all` with more than one CPU.
 //! - `overflow`: a thread named `deep` recurses until its 16 KiB stack overflows, which must
 //!   end in the kernel's panic naming the thread (status 101).
 //! - `bench`: yield ping-pong, spawn + join, and timer wake-up latency (`bench ...:` lines for
@@ -53,6 +57,7 @@ fn main() -> Result<(), &'static str> {
         "hog" => hog(),
         "overflow" => overflow(),
         "order" => order(),
+        "affinity" => affinity(),
         "bench" => bench(),
         "all" => {
             spawn_error()?;
@@ -62,11 +67,14 @@ fn main() -> Result<(), &'static str> {
             sleep()?;
             hog()?;
             order()?;
+            if stardust::cpus() > 1 {
+                affinity()?;
+            }
             println!("threads: all passed");
             Ok(())
         }
         _ => Err(
-            "unknown mode: expected mutex, channel, semaphore, sleep, hog, order, overflow, bench or all",
+            "unknown mode: expected mutex, channel, semaphore, sleep, hog, order, affinity, overflow, bench or all",
         ),
     }
 }
@@ -119,6 +127,45 @@ fn order() -> Result<(), &'static str> {
     }
     if log.len() != THREADS * ROUNDS || !log.iter().copied().eq(expected) {
         return Err("threads that yield did not take turns in first-in, first-out order");
+    }
+    Ok(())
+}
+
+/// Threads bound to a CPU run there only.
+fn affinity() -> Result<(), &'static str> {
+    let cpus = stardust::cpus();
+    let handles: Vec<_> = (0..cpus)
+        .map(|cpu| {
+            Builder::new()
+                .stack_size(8 * 1024)
+                .cpu(cpu)
+                .spawn(move || {
+                    for i in 0..200 {
+                        if stardust::current_cpu() != cpu {
+                            return false;
+                        }
+                        if i % 20 == 0 {
+                            thread::sleep(Duration::from_micros(200));
+                        } else {
+                            thread::yield_now();
+                        }
+                    }
+                    stardust::current_cpu() == cpu
+                })
+                .expect("memory for a thread stack")
+        })
+        .collect();
+    let stayed = handles
+        .into_iter()
+        .map(|h| h.join())
+        .filter(|&ok| ok)
+        .count();
+    if Builder::new().cpu(cpus).spawn(|| ()).is_ok() {
+        return Err("a thread was bound to a CPU that does not run threads");
+    }
+    println!("affinity: {stayed} threads stayed on their CPUs");
+    if stayed != cpus {
+        return Err("a thread bound to a CPU ran on another");
     }
     Ok(())
 }

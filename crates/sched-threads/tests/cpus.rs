@@ -1,7 +1,8 @@
 //! The runtime on several CPUs at once, for real: each simulated CPU is a host thread that runs
 //! whichever context holds that CPU's baton, so contexts run in parallel on the host and
 //! migrate between CPUs as the runtime decides. Workloads (a mutex count with yields, a
-//! channel, sleepers, park/unpark ping-pong) run under `coop` and `preempt` on 4 CPUs, with
+//! channel, sleepers, park/unpark ping-pong, threads bound to each CPU) run under `coop` and
+//! `preempt` on 4 CPUs, with
 //! checks that no context ever holds two CPUs, that nothing is lost, and that each workload ends
 //! (a lost wake-up would hang it: a watchdog fails the test after 60 s).
 //!
@@ -385,6 +386,41 @@ fn workloads<Pol: Policy + Send + 'static>() {
         rt.wait_exit(t, id);
     }
     assert_eq!(turn.load(Ordering::SeqCst), 1000);
+
+    // Threads bound to each CPU stay there across yields and sleeps; a CPU that does not run
+    // threads cannot be asked for.
+    let strays = Arc::new(AtomicUsize::new(0));
+    let bound: Vec<_> = (0..CPUS)
+        .map(|cpu| {
+            let strays = strays.clone();
+            let f: Box<dyn FnOnce() + Send> = Box::new(move || {
+                let rt = Par::<Pol>::runtime();
+                for i in 0..100u64 {
+                    if CPU.get() != cpu {
+                        strays.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if i % 10 == 0 {
+                        rt.sleep_until(now_ns() + 100_000);
+                    } else {
+                        rt.yield_now();
+                    }
+                }
+            });
+            rt.spawn_on(cpu, None, 64 * 1024, f).expect("a stack")
+        })
+        .collect();
+    for (t, id, _) in bound {
+        rt.wait_exit(t, id);
+    }
+    assert_eq!(
+        strays.load(Ordering::SeqCst),
+        0,
+        "a bound thread ran elsewhere"
+    );
+    assert!(
+        rt.spawn_on(CPUS, None, 64 * 1024, Box::new(|| ())).is_err(),
+        "bound to a CPU that does not exist"
+    );
 
     let failures = failures();
     assert!(failures.is_empty(), "violations: {failures:#?}");
