@@ -21,7 +21,8 @@
 //! With more than one CPU the `hog` runs on another CPU while `main` sleeps, under either
 //! scheduler, so main must wake on time while the hog still computes; the sleepers get 200 ms
 //! instead of 20 to be spawned before the first deadline (a spawn waits for every CPU to drop
-//! the new guard page from its TLB).
+//! the new guard page from its TLB), and wake 25 ms apart instead of 2; the semaphore's
+//! holders keep their permits 20 ms instead of 1.
 //! - `affinity`: one thread bound to each CPU (`Builder::cpu`) yields 200 times and sleeps
 //!   10 times, checking `stardust::current_cpu()` each time: always its own CPU
 //!   (`affinity: N threads stayed on their CPUs`); binding to a CPU that does not exist fails
@@ -252,16 +253,19 @@ fn semaphore() -> Result<(), &'static str> {
     // All start together (with more than one CPU the first would otherwise run, and be done,
     // while main still spawns the rest).
     static GO: AtomicBool = AtomicBool::new(false);
+    // Held long enough that three holders overlap even when a CPU (a host thread under TCG)
+    // is descheduled for a few milliseconds.
+    let hold_ms = if stardust::cpus() > 1 { 20 } else { 1 };
     let handles: Vec<_> = (0..20)
         .map(|_| {
-            small_thread(|| {
+            small_thread(move || {
                 while !GO.load(Ordering::SeqCst) {
                     thread::yield_now();
                 }
                 PERMITS.acquire();
                 let now = HOLDING.fetch_add(1, Ordering::SeqCst) + 1;
                 MAX.fetch_max(now, Ordering::SeqCst);
-                thread::sleep(Duration::from_millis(1));
+                thread::sleep(Duration::from_millis(hold_ms));
                 HOLDING.fetch_sub(1, Ordering::SeqCst);
                 PERMITS.release();
             })
@@ -293,13 +297,19 @@ fn sleep() -> Result<(), &'static str> {
     }
     static ORDER: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     // One common origin, so the order does not depend on how long spawning took.
-    let margin = if stardust::cpus() > 1 { 200 } else { 20 };
+    // With more than one CPU, two sleepers that wake close together run on two CPUs and may
+    // log in either order if one CPU (a host thread under TCG) stalls: 25 ms apart, not 2.
+    let (margin, spacing) = if stardust::cpus() > 1 {
+        (200, 25)
+    } else {
+        (20, 2)
+    };
     let origin = Instant::now() + Duration::from_millis(margin);
     let handles: Vec<_> = [7u64, 3, 5, 1, 8, 2, 6, 4]
         .into_iter()
         .map(|ms| {
             small_thread(move || {
-                thread::sleep_until(origin + Duration::from_millis(ms * 2));
+                thread::sleep_until(origin + Duration::from_millis(ms * spacing));
                 ORDER.lock().push(ms);
             })
         })
