@@ -25,6 +25,7 @@ pub mod net;
 pub mod report;
 pub mod sched;
 pub mod size;
+pub mod smp;
 pub mod stats;
 pub mod storage;
 pub mod svg;

@@ -10,6 +10,10 @@
 //! `irqprobe: N interrupts on line 2 (CPU c)`. Exit 1 when they did not all arrive within two
 //! seconds (`irqprobe: only K interrupts ...`), 2 when the line cannot be registered.
 //!
+//! `irqprobe cpu C [N]` routes the line to CPU C instead (profile setting `cpus` above 1, with
+//! threads): the handler must run there every time (`irqprobe: K of N interrupts ran on another
+//! CPU than C`, exit 1, if not).
+//!
 //! `irqprobe evtchn [N]` (Xen PV and PVH, and the universal image on Xen) checks the same seam
 //! on Xen's event channels, the lines of Xen's split drivers: it allocates an unbound port for
 //! itself (`EVTCHNOP_alloc_unbound` with `DOMID_SELF`, as a frontend does) and binds a second
@@ -37,6 +41,9 @@ const PIT_LINE: Irq = Irq(2);
 const PIT_HZ: u32 = 1_193_182;
 
 static COUNT: AtomicU32 = AtomicU32::new(0);
+/// The CPU the line is routed to, and how many interrupts ran elsewhere.
+static TARGET: AtomicU32 = AtomicU32::new(0);
+static ELSEWHERE: AtomicU32 = AtomicU32::new(0);
 static WANTED: AtomicU32 = AtomicU32::new(20);
 
 fn outb(port: u16, value: u8) {
@@ -49,6 +56,9 @@ fn outb(port: u16, value: u8) {
 
 /// The handler: the platform masked the line before calling it; counting on re-opens it.
 fn on_tick(data: usize) {
+    if stardust::current_cpu() as u32 != TARGET.load(Ordering::Relaxed) {
+        ELSEWHERE.fetch_add(1, Ordering::Relaxed);
+    }
     let n = COUNT.fetch_add(1, Ordering::Relaxed) + 1;
     if n < WANTED.load(Ordering::Relaxed) {
         irq::unmask(Irq(data as u32));
@@ -63,6 +73,16 @@ fn main() -> ExitCode {
         let wanted = args.next().and_then(|a| a.parse().ok()).unwrap_or(20u32);
         return evtchn::probe(wanted.max(1));
     }
+    // `cpu N`: the line goes to CPU N rather than the caller's.
+    let mut target = None;
+    if args.peek() == Some(&"cpu") {
+        args.next();
+        target = args.next().and_then(|a| a.parse::<u32>().ok());
+        if target.is_none_or(|c| c as usize >= stardust::cpus()) {
+            println!("irqprobe: cpu N needs a CPU below {}", stardust::cpus());
+            return ExitCode(2);
+        }
+    }
     let wanted = args
         .next()
         .and_then(|a| a.parse().ok())
@@ -74,7 +94,8 @@ fn main() -> ExitCode {
     outb(0x43, 0x34);
     outb(0x40, reload as u8);
     outb(0x40, (reload >> 8) as u8);
-    let cpu = irq::current_cpu();
+    let cpu = target.map_or_else(irq::current_cpu, irq::CpuId);
+    TARGET.store(cpu.0, Ordering::Relaxed);
     if let Err(e) = irq::register(PIT_LINE, cpu, on_tick, PIT_LINE.0 as usize) {
         println!("irqprobe: cannot register line {}: {e}", PIT_LINE.0);
         return ExitCode(2);
@@ -90,6 +111,14 @@ fn main() -> ExitCode {
         println!(
             "irqprobe: only {got} interrupts on line {} in 2 s (wanted {wanted})",
             PIT_LINE.0
+        );
+        return ExitCode(1);
+    }
+    let elsewhere = ELSEWHERE.load(Ordering::Relaxed);
+    if elsewhere != 0 {
+        println!(
+            "irqprobe: {elsewhere} of {got} interrupts ran on another CPU than {}",
+            cpu.0
         );
         return ExitCode(1);
     }

@@ -13,12 +13,21 @@
 //!   `smpprobe: CPU 1 reads the page unmapped on CPU 0` just before; a read that succeeds
 //!   (a stale translation) prints `smpprobe: FAIL: ...` and exits 1.
 //! - `smpprobe panic`: CPU 1 panics (`CPU 1 PANIC: ... smpprobe: a panic on CPU 1`, status 101).
+//! - `smpprobe bench [N]` (for `cargo xtask bench smp`; any number of CPUs, threads): two
+//!   threads sum a hash of 0..N (default 20,000,000) in halves, joined by `main`:
+//!   `bench parallel: N items in T us on C CPUs`; then two threads hand a token back and forth
+//!   through two channels 20,000 times: `bench handoff: H ns per hand-off on C CPUs` (on one
+//!   CPU a context switch; on two, mostly a wake-up of the other CPU by IPI).
 //!
-//! Exit 2 when fewer than two CPUs run (`smpprobe: only one CPU`).
+//! Exit 2 when fewer than two CPUs run (`smpprobe: only one CPU`), but for `bench`. Needs
+//! `scheduler = "coop"` or `"preempt"` (and `cpus` above 1).
 #![no_std]
 #![no_main]
 
 use core::sync::atomic::{AtomicUsize, Ordering};
+use stardust::sync::channel;
+use stardust::thread;
+use stardust::time::Instant;
 use stardust::{ExitCode, FrameAllocator, println};
 
 /// The hash summed by `parallel` (splitmix64's finaliser).
@@ -92,11 +101,67 @@ fn on_every_cpu(cpus: usize, f: fn(usize) -> usize) -> [usize; 8] {
     results
 }
 
+/// `smpprobe bench`: see the crate docs.
+fn bench(n: u64, cpus: usize) -> ExitCode {
+    let start = Instant::now();
+    let halves: [_; 2] = core::array::from_fn(|k| {
+        let range = n * k as u64 / 2..n * (k as u64 + 1) / 2;
+        thread::spawn(move || sum(range))
+    });
+    let together = halves
+        .into_iter()
+        .fold(0u64, |s, h| s.wrapping_add(h.join()));
+    let took = start.elapsed();
+    if together != sum(0..n) {
+        return fail(format_args!("two threads summed {together:#x}"));
+    }
+    println!(
+        "bench parallel: {n} items in {} us on {cpus} CPUs",
+        took.as_micros()
+    );
+    const ROUNDS: u32 = 20_000;
+    let (to_b, from_a) = channel::<u32>(1);
+    let (to_a, from_b) = channel::<u32>(1);
+    let echo = thread::spawn(move || {
+        while let Ok(v) = from_a.recv() {
+            if to_a.send(v + 1).is_err() {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut v = 0;
+    for _ in 0..ROUNDS {
+        if to_b.send(v).is_err() {
+            return fail(format_args!("the echo thread is gone"));
+        }
+        v = from_b.recv().unwrap_or(0);
+    }
+    let took = start.elapsed();
+    drop(to_b);
+    echo.join();
+    if v != ROUNDS {
+        return fail(format_args!("the token came back as {v}"));
+    }
+    println!(
+        "bench handoff: {} ns per hand-off on {cpus} CPUs",
+        took.as_nanos() / u128::from(2 * ROUNDS)
+    );
+    ExitCode::SUCCESS
+}
+
 #[stardust::main]
 fn main() -> ExitCode {
     let mut args = stardust::args();
     let mode = args.next().unwrap_or("parallel");
     let cpus = stardust::cpus().min(8);
+    if mode == "bench" {
+        let n = args
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(20_000_000u64);
+        return bench(n, cpus);
+    }
     if cpus < 2 {
         println!("smpprobe: only one CPU");
         return ExitCode::from(2);

@@ -21,7 +21,12 @@
 //! With more than one CPU the `hog` runs on another CPU while `main` sleeps, under either
 //! scheduler, so main must wake on time while the hog still computes; the sleepers get 200 ms
 //! instead of 20 to be spawned before the first deadline (a spawn waits for every CPU to drop
-//! the new guard page from its TLB).
+//! the new guard page from its TLB), and wake 25 ms apart instead of 2; the semaphore's
+//! holders keep their permits 20 ms instead of 1.
+//! - `affinity`: one thread bound to each CPU (`Builder::cpu`) yields 200 times and sleeps
+//!   10 times, checking `stardust::current_cpu()` each time: always its own CPU
+//!   (`affinity: N threads stayed on their CPUs`); binding to a CPU that does not exist fails
+//!   cleanly. In `all` with more than one CPU.
 //! - `overflow`: a thread named `deep` recurses until its 16 KiB stack overflows, which must
 //!   end in the kernel's panic naming the thread (status 101).
 //! - `bench`: yield ping-pong, spawn + join, and timer wake-up latency (`bench ...:` lines for
@@ -53,6 +58,7 @@ fn main() -> Result<(), &'static str> {
         "hog" => hog(),
         "overflow" => overflow(),
         "order" => order(),
+        "affinity" => affinity(),
         "bench" => bench(),
         "all" => {
             spawn_error()?;
@@ -62,11 +68,14 @@ fn main() -> Result<(), &'static str> {
             sleep()?;
             hog()?;
             order()?;
+            if stardust::cpus() > 1 {
+                affinity()?;
+            }
             println!("threads: all passed");
             Ok(())
         }
         _ => Err(
-            "unknown mode: expected mutex, channel, semaphore, sleep, hog, order, overflow, bench or all",
+            "unknown mode: expected mutex, channel, semaphore, sleep, hog, order, affinity, overflow, bench or all",
         ),
     }
 }
@@ -119,6 +128,45 @@ fn order() -> Result<(), &'static str> {
     }
     if log.len() != THREADS * ROUNDS || !log.iter().copied().eq(expected) {
         return Err("threads that yield did not take turns in first-in, first-out order");
+    }
+    Ok(())
+}
+
+/// Threads bound to a CPU run there only.
+fn affinity() -> Result<(), &'static str> {
+    let cpus = stardust::cpus();
+    let handles: Vec<_> = (0..cpus)
+        .map(|cpu| {
+            Builder::new()
+                .stack_size(8 * 1024)
+                .cpu(cpu)
+                .spawn(move || {
+                    for i in 0..200 {
+                        if stardust::current_cpu() != cpu {
+                            return false;
+                        }
+                        if i % 20 == 0 {
+                            thread::sleep(Duration::from_micros(200));
+                        } else {
+                            thread::yield_now();
+                        }
+                    }
+                    stardust::current_cpu() == cpu
+                })
+                .expect("memory for a thread stack")
+        })
+        .collect();
+    let stayed = handles
+        .into_iter()
+        .map(|h| h.join())
+        .filter(|&ok| ok)
+        .count();
+    if Builder::new().cpu(cpus).spawn(|| ()).is_ok() {
+        return Err("a thread was bound to a CPU that does not run threads");
+    }
+    println!("affinity: {stayed} threads stayed on their CPUs");
+    if stayed != cpus {
+        return Err("a thread bound to a CPU ran on another");
     }
     Ok(())
 }
@@ -205,16 +253,19 @@ fn semaphore() -> Result<(), &'static str> {
     // All start together (with more than one CPU the first would otherwise run, and be done,
     // while main still spawns the rest).
     static GO: AtomicBool = AtomicBool::new(false);
+    // Held long enough that three holders overlap even when a CPU (a host thread under TCG)
+    // is descheduled for a few milliseconds.
+    let hold_ms = if stardust::cpus() > 1 { 20 } else { 1 };
     let handles: Vec<_> = (0..20)
         .map(|_| {
-            small_thread(|| {
+            small_thread(move || {
                 while !GO.load(Ordering::SeqCst) {
                     thread::yield_now();
                 }
                 PERMITS.acquire();
                 let now = HOLDING.fetch_add(1, Ordering::SeqCst) + 1;
                 MAX.fetch_max(now, Ordering::SeqCst);
-                thread::sleep(Duration::from_millis(1));
+                thread::sleep(Duration::from_millis(hold_ms));
                 HOLDING.fetch_sub(1, Ordering::SeqCst);
                 PERMITS.release();
             })
@@ -246,13 +297,19 @@ fn sleep() -> Result<(), &'static str> {
     }
     static ORDER: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     // One common origin, so the order does not depend on how long spawning took.
-    let margin = if stardust::cpus() > 1 { 200 } else { 20 };
+    // With more than one CPU, two sleepers that wake close together run on two CPUs and may
+    // log in either order if one CPU (a host thread under TCG) stalls: 25 ms apart, not 2.
+    let (margin, spacing) = if stardust::cpus() > 1 {
+        (200, 25)
+    } else {
+        (20, 2)
+    };
     let origin = Instant::now() + Duration::from_millis(margin);
     let handles: Vec<_> = [7u64, 3, 5, 1, 8, 2, 6, 4]
         .into_iter()
         .map(|ms| {
             small_thread(move || {
-                thread::sleep_until(origin + Duration::from_millis(ms * 2));
+                thread::sleep_until(origin + Duration::from_millis(ms * spacing));
                 ORDER.lock().push(ms);
             })
         })

@@ -17,15 +17,8 @@ static BOOT: spin::Once<(BootInfo, Cmdline)> = spin::Once::new();
 type Cmdline = KernelArgs<{ platform::CMDLINE_MAX + 1 }>;
 /// One CPU at a time writes a whole line to the console.
 static CONSOLE_LOCK: ConsoleLock = ConsoleLock::new();
-static LOGGER: Logger<crate::select::SelectedConsole> = Logger::new(
-    CONSOLE,
-    if config::CPUS > 1 {
-        Some(&CONSOLE_LOCK)
-    } else {
-        None
-    },
-    this_cpu,
-);
+static LOGGER: Logger<crate::select::SelectedConsole, { config::CPUS > 1 }> =
+    Logger::new(CONSOLE, &CONSOLE_LOCK, this_cpu);
 
 /// Holds the console for the calling CPU until the guard drops (where more than one CPU may
 /// print).

@@ -87,6 +87,16 @@ pub fn spawn(
     RUNTIME.spawn(name, stack_size, entry)
 }
 
+/// See [`Runtime::spawn_on`].
+pub fn spawn_on(
+    cpu: usize,
+    name: Option<String>,
+    stack_size: usize,
+    entry: Box<dyn FnOnce() + Send>,
+) -> Result<(TaskId, u64, String), SpawnError> {
+    RUNTIME.spawn_on(cpu, name, stack_size, entry)
+}
+
 /// See [`Runtime::wait_exit`].
 pub fn wait_exit(thread: TaskId, id: u64) {
     RUNTIME.wait_exit(thread, id)

@@ -83,34 +83,32 @@ impl Drop for Held<'_> {
     }
 }
 
-/// A `log` backend that writes each record as one line to a console device.
+/// A `log` backend that writes each record as one line to a console device; with `LOCKED`,
+/// under a [`ConsoleLock`] (more than one CPU prints; one CPU needs none, and does not carry
+/// the code).
 #[derive(Debug)]
-pub struct Logger<D: 'static> {
+pub struct Logger<D: 'static, const LOCKED: bool> {
     device: &'static D,
-    lock: Option<&'static ConsoleLock>,
+    lock: &'static ConsoleLock,
     cpu: fn() -> u32,
 }
 
-impl<D: ConsoleDevice> Logger<D> {
-    /// A logger over `device`, each record written under `lock` (if any: one CPU needs none)
-    /// by the CPU `cpu()` names.
-    pub const fn new(
-        device: &'static D,
-        lock: Option<&'static ConsoleLock>,
-        cpu: fn() -> u32,
-    ) -> Self {
+impl<D: ConsoleDevice, const LOCKED: bool> Logger<D, LOCKED> {
+    /// A logger over `device`, each record written under `lock` (with `LOCKED`) by the CPU
+    /// `cpu()` names.
+    pub const fn new(device: &'static D, lock: &'static ConsoleLock, cpu: fn() -> u32) -> Self {
         Logger { device, lock, cpu }
     }
 }
 
-impl<D: ConsoleDevice> Log for Logger<D> {
+impl<D: ConsoleDevice, const LOCKED: bool> Log for Logger<D, LOCKED> {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
-            let _held = self.lock.map(|lock| lock.hold((self.cpu)()));
+            let _held = LOCKED.then(|| self.lock.hold((self.cpu)()));
             // A write to the console cannot fail (see `ConsoleDevice`), so neither can this.
             let _ = writeln!(
                 Writer(self.device),
@@ -136,7 +134,7 @@ mod tests {
         static DEV: std::sync::LazyLock<RecordingConsole> =
             std::sync::LazyLock::new(RecordingConsole::default);
         static LOCK: ConsoleLock = ConsoleLock::new();
-        let logger = Logger::new(&*DEV, Some(&LOCK), || 0);
+        let logger = Logger::<_, true>::new(&*DEV, &LOCK, || 0);
         log::set_max_level(LevelFilter::Info);
         for level in [log::Level::Info, log::Level::Debug] {
             logger.log(

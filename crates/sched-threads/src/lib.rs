@@ -36,7 +36,10 @@
 //! `tests/interleavings.rs`, an exhaustive explorer: a scenario runs once for every step (or
 //! pair of steps) at which a racing event lands (another CPU's operation, a timer interrupt),
 //! with its invariants checked each time (no lost wake-up, woken once, mutual exclusion).
-//! The fake machine and platform are in `tests/common`.
+//! The fake machine and platform are in `tests/common`. `tests/cpus.rs` runs the runtime on 4
+//! CPUs at once (each a host thread running whichever context holds its baton, contexts
+//! migrating as the runtime decides): a mutex count, a channel, sleepers and park/unpark under
+//! `coop` and `preempt`, checking that no context holds two CPUs and that nothing is lost.
 //!
 //! # Cargo features
 //! None.

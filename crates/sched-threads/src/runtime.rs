@@ -81,6 +81,8 @@ struct Thread {
     entry: Option<Box<dyn FnOnce() + Send>>,
     timer: Option<TimerKey>,
     waiters: Vec<TaskId>,
+    /// The one CPU it may run on (more than one CPU; `None`: any).
+    cpu: Option<usize>,
 }
 
 /// What each CPU keeps in the scheduler's state.
@@ -108,6 +110,9 @@ struct Sched<Pol> {
     preemptions: u64,
     live: usize,
     cpu: [OnCpu; MAX_CPUS],
+    /// Per CPU, the ready threads bound to it (first in, first out), picked before the
+    /// policy's.
+    bound: [VecDeque<TaskId>; MAX_CPUS],
 }
 
 /// The most CPUs the runtime schedules on (`arch_x86_64::percpu::MAX_CPUS`).
@@ -149,7 +154,7 @@ impl<Pol: Policy> Sched<Pol> {
 
     /// Makes a blocked thread ready, or leaves a wake token for one that is not blocked.
     /// Returns whether it became ready.
-    fn wake(&mut self, t: TaskId) -> bool {
+    fn wake(&mut self, t: TaskId, multi: bool) -> bool {
         let Some(Some(thread)) = self.threads.get_mut(t.0) else {
             return false;
         };
@@ -159,7 +164,7 @@ impl<Pol: Policy> Sched<Pol> {
                 if let Some(key) = thread.timer.take() {
                     self.timers.cancel(key);
                 }
-                self.policy.enqueue(t);
+                self.make_ready(t, multi);
                 true
             }
             State::Running | State::Ready => {
@@ -170,27 +175,58 @@ impl<Pol: Policy> Sched<Pol> {
         }
     }
 
-    /// Wakes one idle CPU other than `me` (more than one CPU), for a thread made ready.
+    /// Hands ready thread `t` to the policy, or to its CPU's queue when it is bound to one
+    /// (more than one CPU).
+    /// (`multi`: more than one CPU, else the bound queues are not looked at.)
+    fn make_ready(&mut self, t: TaskId, multi: bool) {
+        let bound = self
+            .threads
+            .get(t.0)
+            .and_then(|t| t.as_ref())
+            .and_then(|t| t.cpu);
+        match bound {
+            Some(c) if multi && c < MAX_CPUS => self.bound[c].push_back(t),
+            _ => self.policy.enqueue(t),
+        }
+    }
+
+    /// The next thread for CPU `c`: one bound to it first, else the policy's pick.
+    fn pick(&mut self, c: usize, multi: bool) -> Option<TaskId> {
+        if multi && let Some(t) = self.bound[c].pop_front() {
+            return Some(t);
+        }
+        self.policy.pick()
+    }
+
+    /// Ready threads CPU `c` could run.
+    fn ready(&self, c: usize, multi: bool) -> usize {
+        self.policy.ready() + if multi { self.bound[c].len() } else { 0 }
+    }
+
+    /// Wakes idle CPUs other than `me` (more than one CPU) for threads made ready: each idle
+    /// CPU that has threads bound to it, and one more when the policy has ready threads.
     fn kick<P: Platform>(&mut self, me: usize) {
-        if let Some((c, on)) = self
-            .cpu
-            .iter_mut()
-            .enumerate()
-            .find(|(c, on)| on.idle && *c != me)
-        {
-            on.idle = false;
-            P::send_ipi(platform::irq::CpuId(c as u32));
+        let mut any = self.policy.ready() > 0;
+        for c in 0..MAX_CPUS {
+            let on = &mut self.cpu[c];
+            if c == me || !on.idle {
+                continue;
+            }
+            if !self.bound[c].is_empty() || core::mem::take(&mut any) {
+                on.idle = false;
+                P::send_ipi(platform::irq::CpuId(c as u32));
+            }
         }
     }
 
     /// Expires the timers due at `now`; returns whether a thread became ready.
-    fn expire_timers(&mut self, now: u64) -> bool {
+    fn expire_timers(&mut self, now: u64, multi: bool) -> bool {
         let mut woke = false;
         while let Some(t) = self.timers.pop_expired(now) {
             if let Some(Some(thread)) = self.threads.get_mut(t.0) {
                 thread.timer = None;
             }
-            woke |= self.wake(t);
+            woke |= self.wake(t, multi);
         }
         woke
     }
@@ -295,6 +331,11 @@ pub enum SpawnError {
         /// The stack bytes asked for (guard page included).
         bytes: usize,
     },
+    /// Bound to a CPU that does not run threads.
+    NoCpu {
+        /// The CPU asked for.
+        cpu: usize,
+    },
 }
 
 impl core::fmt::Display for SpawnError {
@@ -303,6 +344,7 @@ impl core::fmt::Display for SpawnError {
             SpawnError::OutOfMemory { bytes } => {
                 write!(f, "out of memory for a {bytes}-byte thread stack")
             }
+            SpawnError::NoCpu { cpu } => write!(f, "CPU {cpu} does not run threads"),
         }
     }
 }
@@ -345,6 +387,7 @@ impl<M: Machine> Runtime<M> {
             entry: None,
             timer: None,
             waiters: Vec::new(),
+            cpu: None,
         })
     }
 
@@ -371,9 +414,16 @@ impl<M: Machine> Runtime<M> {
             preemptions: 0,
             live: 1,
             cpu: [on; MAX_CPUS],
+            bound: [const { VecDeque::new() }; MAX_CPUS],
         });
         if M::CPUS > 1 {
-            match self.make_thread(Some(String::from("idle-0")), MIN_STACK, None, State::Idle) {
+            match self.make_thread(
+                Some(String::from("idle-0")),
+                MIN_STACK,
+                None,
+                State::Idle,
+                None,
+            ) {
                 Ok((task, ..)) => self.with_sched(|s| s.cpu[0].idle_task = Some(task)),
                 Err(e) => panic!("the boot CPU's idle context: {e}"),
             }
@@ -449,12 +499,12 @@ impl<M: Machine> Runtime<M> {
             s.cpu[c].idle = false;
             s.reap::<M>();
             let now = now::<M::Platform>();
-            if s.expire_timers(now) && M::CPUS > 1 {
+            if s.expire_timers(now, M::CPUS > 1) && M::CPUS > 1 {
                 s.kick::<M::Platform>(c);
             }
             let prev = s.cpu[c].current;
             let idle_task = s.cpu[c].idle_task;
-            let next = match s.policy.pick() {
+            let next = match s.pick(c, M::CPUS > 1) {
                 Some(next) => Some(next),
                 // Nothing ready: to the idle context, unless this is it.
                 None if M::CPUS > 1 && idle_task.is_some_and(|t| t != prev) => idle_task,
@@ -506,6 +556,7 @@ impl<M: Machine> Runtime<M> {
                 && s.timers.is_empty()
                 && s.thread(s.cpu[c].current).state != State::Ready
                 && !running
+                && (M::CPUS <= 1 || s.bound.iter().all(VecDeque::is_empty))
                 && !self.device_wakeups.load(Ordering::Relaxed)
             {
                 let live = s.live;
@@ -547,7 +598,14 @@ impl<M: Machine> Runtime<M> {
         stack_size: usize,
         entry: Option<Box<dyn FnOnce() + Send>>,
         state: State,
+        cpu: Option<usize>,
     ) -> Result<(TaskId, u64, String), SpawnError> {
+        if let Some(c) = cpu
+            && (c >= M::CPUS.min(MAX_CPUS)
+                || M::CPUS > 1 && c > 0 && self.with_sched(|s| s.cpu[c].idle_task.is_none()))
+        {
+            return Err(SpawnError::NoCpu { cpu: c });
+        }
         let pages = stack_size.max(MIN_STACK).div_ceil(FRAME_SIZE) + 1;
         let frames = M::alloc_stack(pages).ok_or(SpawnError::OutOfMemory {
             bytes: pages * FRAME_SIZE,
@@ -581,10 +639,11 @@ impl<M: Machine> Runtime<M> {
             thread.sp = AtomicU64::new(sp);
             thread.stack = Some(stack);
             thread.entry = entry;
+            thread.cpu = cpu.filter(|_| M::CPUS > 1);
             s.threads[index] = Some(thread);
             if state == State::Ready {
                 s.live += 1;
-                s.policy.enqueue(task);
+                s.make_ready(task, M::CPUS > 1);
                 s.arm::<M::Platform>(me);
                 if M::CPUS > 1 {
                     s.kick::<M::Platform>(me);
@@ -603,7 +662,20 @@ impl<M: Machine> Runtime<M> {
         stack_size: usize,
         entry: Box<dyn FnOnce() + Send>,
     ) -> Result<(TaskId, u64, String), SpawnError> {
-        self.make_thread(name, stack_size, Some(entry), State::Ready)
+        self.make_thread(name, stack_size, Some(entry), State::Ready, None)
+    }
+
+    /// Like [`Runtime::spawn`], but the thread runs only on CPU `cpu` (which must run threads:
+    /// CPU 0, or one that joined with [`Runtime::run_cpu`]). Threads bound to a CPU go before
+    /// the policy's ready threads there. With one CPU, CPU 0 is the only one to ask for.
+    pub fn spawn_on(
+        &self,
+        cpu: usize,
+        name: Option<String>,
+        stack_size: usize,
+        entry: Box<dyn FnOnce() + Send>,
+    ) -> Result<(TaskId, u64, String), SpawnError> {
+        self.make_thread(name, stack_size, Some(entry), State::Ready, Some(cpu))
     }
 
     /// Ends the running thread: wakes its joiners and switches away for good.
@@ -619,7 +691,7 @@ impl<M: Machine> Runtime<M> {
         s.dead.push(current);
         let mut woke = false;
         for t in waiters {
-            woke |= s.wake(t);
+            woke |= s.wake(t, M::CPUS > 1);
         }
         if woke && M::CPUS > 1 {
             s.kick::<M::Platform>(c);
@@ -708,7 +780,7 @@ impl<M: Machine> Runtime<M> {
     pub fn unpark(&self, thread: TaskId) {
         self.with_sched(|s| {
             let c = Self::cpu();
-            let woke = s.wake(thread);
+            let woke = s.wake(thread, M::CPUS > 1);
             if s.policy.slice_ns().is_some() {
                 s.arm::<M::Platform>(c);
             }
@@ -724,14 +796,14 @@ impl<M: Machine> Runtime<M> {
         let c = Self::cpu();
         let mut guard = self.sched.lock();
         let s = guard.as_mut().expect("Runtime::init ran");
-        if s.policy.ready() == 0 {
+        if s.ready(c, M::CPUS > 1) == 0 {
             drop(guard);
             M::Platform::interrupts_restore(irq);
             return;
         }
         let current = s.cpu[c].current;
         s.thread(current).state = State::Ready;
-        s.policy.enqueue(current);
+        s.make_ready(current, M::CPUS > 1);
         self.switch_away(guard);
         M::Platform::interrupts_restore(irq);
     }
@@ -760,7 +832,7 @@ impl<M: Machine> Runtime<M> {
         let Some(s) = guard.as_mut() else { return };
         s.cpu[c].armed = None;
         let now = now::<M::Platform>();
-        if s.expire_timers(now) && M::CPUS > 1 {
+        if s.expire_timers(now, M::CPUS > 1) && M::CPUS > 1 {
             s.kick::<M::Platform>(c);
         }
         let current = s.cpu[c].current;
@@ -771,7 +843,7 @@ impl<M: Machine> Runtime<M> {
         {
             s.preemptions += 1;
             s.thread(current).state = State::Ready;
-            s.policy.enqueue(current);
+            s.make_ready(current, M::CPUS > 1);
             self.switch_away(guard);
         } else {
             s.arm::<M::Platform>(c);

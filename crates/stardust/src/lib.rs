@@ -366,6 +366,12 @@ pub fn cpus() -> usize {
     kernel::smp::cpus()
 }
 
+/// The number of the CPU the caller runs on (0 to [`cpus`] - 1; a thread that is not bound to
+/// a CPU may run on another by the time it looks).
+pub fn current_cpu() -> usize {
+    kernel::current_cpu().0 as usize
+}
+
 /// Test hook (not an API): gives CPU `cpu` (not CPU 0) the job `f(arg)`, which it runs when
 /// idle; false when the CPU is not up or has a job not yet joined.
 #[doc(hidden)]

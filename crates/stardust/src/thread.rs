@@ -73,11 +73,12 @@ pub fn guard_page() -> Option<u64> {
     threads::current_guard_page()
 }
 
-/// Thread options: name and stack size.
+/// Thread options: name, stack size, and the CPU it runs on.
 #[derive(Debug, Default)]
 pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
+    cpu: Option<usize>,
 }
 
 impl Builder {
@@ -98,7 +99,15 @@ impl Builder {
         self
     }
 
-    /// Spawns the thread; fails when there is no memory for its stack.
+    /// Binds the thread to CPU `cpu` (0 to [`crate::cpus`] - 1): it runs there only, before
+    /// the threads free to run anywhere. Without it the thread runs on whichever CPU is free.
+    pub fn cpu(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// Spawns the thread; fails when there is no memory for its stack, or when it is bound to
+    /// a CPU that does not run threads.
     pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -111,7 +120,10 @@ impl Builder {
             *result.lock() = Some(value);
         });
         let stack = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
-        let (task, id, name) = threads::spawn(self.name, stack, entry)?;
+        let (task, id, name) = match self.cpu {
+            Some(cpu) => threads::spawn_on(cpu, self.name, stack, entry)?,
+            None => threads::spawn(self.name, stack, entry)?,
+        };
         Ok(JoinHandle {
             task,
             thread: Thread {

@@ -288,6 +288,26 @@ pub(crate) mod tests {
         m.put_u32(at + 4, len);
     }
 
+    /// Where [`tables`]' root table points for its `APIC` table (the MADT).
+    pub(crate) const MADT: u64 = BASE + 0x1800;
+
+    /// Writes a MADT at [`MADT`] made of `entries` (type, bytes after type and length), with the
+    /// local APIC at 0xfee00000 and its checksum right.
+    pub(crate) fn put_madt<B: AsRef<[u8]>>(m: &mut FakeMemory, entries: &[(u8, B)]) {
+        let mut at = MADT + 44;
+        m.put_u32(MADT + 36, 0xfee0_0000);
+        m.put_u32(MADT + 40, 1);
+        for (kind, body) in entries {
+            let body = body.as_ref();
+            m.put(at, &[*kind, (body.len() + 2) as u8]);
+            m.put(at + 2, body);
+            at += body.len() as u64 + 2;
+        }
+        let len = (at - MADT) as u32;
+        header(m, MADT, b"APIC", len);
+        fix_checksum(m, MADT, len as usize, MADT + 9);
+    }
+
     /// RSDP (rev 0) -> RSDT -> FADT -> DSDT, like QEMU q35 (PM1a at 0x604, \_S5 = 0) or like
     /// microvm (hardware reduced, sleep control at 0xfea00200, \_S5 = 5).
     pub(crate) fn tables(microvm: bool) -> FakeMemory {

@@ -100,16 +100,7 @@ fn write(base: u64, register: u64, value: u32) {
 /// the spurious gates and the platform the timer's ([`TIMER_VECTOR`]); interrupts are masked;
 /// call once.
 pub unsafe fn init(base: u64, tsc_hz: u64) -> Option<u64> {
-    write(base, TASK_PRIORITY, 0);
-    write(base, LVT_LINT0, LVT_MASKED);
-    write(base, LVT_ERROR, LVT_MASKED);
-    write(
-        base,
-        SPURIOUS,
-        SOFTWARE_ENABLE | u32::from(cpu::SPURIOUS_VECTOR),
-    );
-    write(base, TIMER_DIVIDE, DIVIDE_BY_16);
-    write(base, LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    enable(base);
     // Calibrate: count down from the top for ~2 ms of TSC, sampling (TSC, count) pairs with
     // the same code at both ends (under TCG, translating new code on the way would skew one
     // end by tens of microseconds).
@@ -150,6 +141,15 @@ pub unsafe fn init_other_cpu() {
     if base == 0 {
         return;
     }
+    enable(base);
+    write(base, TIMER_INITIAL, 0);
+    write(base, LVT_TIMER, u32::from(TIMER_VECTOR));
+}
+
+/// Enables the calling CPU's local APIC at `base`: software enable with the spurious vector,
+/// every priority accepted, LINT0 and error interrupts masked, the timer masked on its vector
+/// with the divider by 16.
+fn enable(base: u64) {
     write(base, TASK_PRIORITY, 0);
     write(base, LVT_LINT0, LVT_MASKED);
     write(base, LVT_ERROR, LVT_MASKED);
@@ -159,8 +159,7 @@ pub unsafe fn init_other_cpu() {
         SOFTWARE_ENABLE | u32::from(cpu::SPURIOUS_VECTOR),
     );
     write(base, TIMER_DIVIDE, DIVIDE_BY_16);
-    write(base, TIMER_INITIAL, 0);
-    write(base, LVT_TIMER, u32::from(TIMER_VECTOR));
+    write(base, LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
 }
 
 /// Sends an inter-processor interrupt: `command` (the ICR's low word: vector, delivery mode,

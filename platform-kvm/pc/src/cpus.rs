@@ -122,25 +122,14 @@ impl Processors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acpi::tests::{fix_checksum, header, tables};
+    use crate::acpi::tests::{MADT, fix_checksum, put_madt, tables};
     use platform::FakeMemory;
 
     const BASE: u64 = 0xe0000;
-    const MADT: u64 = BASE + 0x1800;
 
     fn with_madt(entries: &[(u8, Vec<u8>)]) -> FakeMemory {
         let mut m = tables(false);
-        let mut at = MADT + 44;
-        m.put_u32(MADT + 36, 0xfee0_0000);
-        m.put_u32(MADT + 40, 1);
-        for (kind, body) in entries {
-            m.put(at, &[*kind, (body.len() + 2) as u8]);
-            m.put(at + 2, body);
-            at += body.len() as u64 + 2;
-        }
-        let len = (at - MADT) as u32;
-        header(&mut m, MADT, b"APIC", len);
-        fix_checksum(&mut m, MADT, len as usize, MADT + 9);
+        put_madt(&mut m, entries);
         m
     }
 
@@ -220,15 +209,7 @@ mod tests {
         let mut m = FakeMemory::new(BASE, 0x4000);
         let t = tables(false);
         m.put(BASE, t.get(BASE, 0x1800));
-        let mut at = MADT + 44;
-        for (kind, body) in &e {
-            m.put(at, &[*kind, (body.len() + 2) as u8]);
-            m.put(at + 2, body);
-            at += body.len() as u64 + 2;
-        }
-        let len = (at - MADT) as u32;
-        header(&mut m, MADT, b"APIC", len);
-        fix_checksum(&mut m, MADT, len as usize, MADT + 9);
+        put_madt(&mut m, &e);
         let p = Processors::from_madt(&m, BASE).expect("parses");
         assert_eq!(p.listed, 100);
         assert_eq!(p.apic_ids().len(), MAX_LISTED);

@@ -523,7 +523,7 @@ mod mmio {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acpi::tests::{fix_checksum, header, tables};
+    use crate::acpi::tests::tables;
     use platform::FakeMemory;
 
     const BASE: u64 = 0xe0000;
@@ -533,17 +533,7 @@ mod tests {
     /// `entries` (type, bytes after type and length).
     fn with_madt(microvm: bool, entries: &[(u8, &[u8])]) -> FakeMemory {
         let mut m = tables(microvm);
-        let mut at = MADT + 44;
-        m.put_u32(MADT + 36, 0xfee0_0000);
-        m.put_u32(MADT + 40, 1);
-        for (kind, body) in entries {
-            m.put(at, &[*kind, (body.len() + 2) as u8]);
-            m.put(at + 2, body);
-            at += body.len() as u64 + 2;
-        }
-        let len = (at - MADT) as u32;
-        header(&mut m, MADT, b"APIC", len);
-        fix_checksum(&mut m, MADT, len as usize, MADT + 9);
+        crate::acpi::tests::put_madt(&mut m, entries);
         m
     }
 

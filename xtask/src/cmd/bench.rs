@@ -25,6 +25,8 @@ pub enum BenchWhich {
     Alloc,
     /// The schedulers side by side: switch time, spawn + join, wake-up latency, size delta.
     Sched,
+    /// Two CPUs against one: a parallel sum's speedup beside the host's, channel hand-offs.
+    Smp,
     /// Networking over TAP: HTTP (wrk) and bulk TCP against Stardust, the Linux reference
     /// guest and the host; user networking for reference (root only).
     Net,
@@ -83,10 +85,10 @@ pub fn run(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
             && args
                 .which
                 .iter()
-                .all(|w| matches!(w, BenchWhich::Sched | BenchWhich::Alloc));
+                .all(|w| matches!(w, BenchWhich::Sched | BenchWhich::Alloc | BenchWhich::Smp));
         if only_tables {
             bail!(
-                "--json writes the size, boot and memory figures; `bench sched` and `bench alloc` \
+                "--json writes the size, boot and memory figures; `bench sched`, `bench alloc` and `bench smp` \
                  print a table only (add size, boot, memory or all, or drop --json)"
             );
         }
@@ -111,6 +113,14 @@ pub fn run(ws: &Workspace, mut args: BenchArgs) -> Result<ExitCode> {
             _ => bench::disk::run(ws, &args.net, &args.storage, &args.qemu),
         }
         .map(|()| ExitCode::SUCCESS);
+    }
+    if args.which.contains(&BenchWhich::Smp) {
+        let result = bench::smp::run(ws, args.alloc_runs.max(1))?;
+        println!("{}", bench::smp::markdown(&result));
+        args.which.retain(|w| *w != BenchWhich::Smp);
+        if args.which.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     if args.which.contains(&BenchWhich::Sched) {
         let (none, results) = bench::sched::run(ws, args.alloc_runs.max(1))?;

@@ -1,0 +1,216 @@
+//! `cargo xtask bench smp`: what more CPUs buy, in one run.
+//!
+//! - Speedup: `apps/smpprobe bench N` (two threads sum a hash of 0..N in halves) in the same
+//!   image (`cpus = 2`, `scheduler = "coop"`) on QEMU with one vCPU and with two (TCG with one
+//!   host thread per vCPU either way), against the same computation on the host with one and
+//!   with two threads (the ceiling this 2-core machine allows). The figure that counts is the
+//!   guest's speedup as a share of the host's.
+//! - Hand-off: two threads passing a token through two channels, per hand-off, on one vCPU (a
+//!   context switch) and on two (mostly a wake-up of the other CPU by IPI).
+//!
+//! Medians over the runs; nothing here is asserted (speed is for benches, not tests).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use super::stats::median;
+use crate::qemu::{self, Outcome, QemuConfig};
+use crate::workspace::Workspace;
+use anyhow::{Error, Result};
+
+/// Items summed by each run (the guest's and the host's).
+pub const ITEMS: u64 = 100_000_000;
+
+/// One guest boot's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Sample {
+    /// Microseconds for the parallel sum.
+    pub parallel_us: Option<f64>,
+    /// Nanoseconds per hand-off.
+    pub handoff_ns: Option<f64>,
+}
+
+/// Reads `bench parallel: N items in T us ...` and `bench handoff: H ns ...`.
+pub fn parse(console: &str) -> Sample {
+    let after = |prefix: &str, word: usize| -> Option<f64> {
+        console.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(prefix)?
+                .split_whitespace()
+                .nth(word)?
+                .parse()
+                .ok()
+        })
+    };
+    Sample {
+        parallel_us: after("bench parallel: ", 3),
+        handoff_ns: after("bench handoff: ", 0),
+    }
+}
+
+/// The hash the guest sums (smpprobe's: splitmix64's finaliser).
+fn hash(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn sum(range: std::ops::Range<u64>) -> u64 {
+    range.fold(0u64, |s, i| s.wrapping_add(std::hint::black_box(hash(i))))
+}
+
+/// The host's time for the sum with `threads` threads (halves, thirds, ...).
+fn host_time(threads: u64) -> Duration {
+    let start = Instant::now();
+    let parts: Vec<_> = (0..threads)
+        .map(|k| {
+            let range = ITEMS * k / threads..ITEMS * (k + 1) / threads;
+            std::thread::spawn(move || sum(range))
+        })
+        .collect();
+    let total = parts
+        .into_iter()
+        .fold(0u64, |s, h| s.wrapping_add(h.join().unwrap_or(0)));
+    std::hint::black_box(total);
+    start.elapsed()
+}
+
+/// The figures of one run of the bench.
+#[derive(Debug, Clone, Default)]
+pub struct SmpResult {
+    /// Guest medians with one vCPU and with two.
+    pub guest: [Sample; 2],
+    /// Host medians, microseconds, one thread and two.
+    pub host_us: [f64; 2],
+}
+
+impl SmpResult {
+    /// The guest's speedup from one vCPU to two.
+    pub fn guest_speedup(&self) -> Option<f64> {
+        Some(self.guest[0].parallel_us? / self.guest[1].parallel_us?)
+    }
+
+    /// The host's speedup from one thread to two.
+    pub fn host_speedup(&self) -> f64 {
+        self.host_us[0] / self.host_us[1]
+    }
+}
+
+/// Runs the bench, `runs` boots per vCPU count and `runs` host measurements each; progress to
+/// stderr.
+pub fn run(ws: &Workspace, runs: usize) -> Result<SmpResult> {
+    let qemu_bin = crate::cmd::setup::ensure_qemu()?;
+    let set = vec!["cpus=2".to_string(), "scheduler=coop".to_string()];
+    let (profile, image) = crate::build_app(ws, "smpprobe", "default", &set)?;
+    let mut result = SmpResult::default();
+    for (i, vcpus) in [1usize, 2].into_iter().enumerate() {
+        let mut cfg = QemuConfig::new(qemu_bin.clone(), image.elf.clone(), &profile);
+        cfg.app_args = vec!["bench".into(), ITEMS.to_string()];
+        if vcpus == 1 {
+            // The same accelerator line; QEMU takes the last -smp.
+            cfg.extra_args = vec!["-smp".into(), "1".into()];
+        }
+        let (mut parallel, mut handoff) = (Vec::new(), Vec::new());
+        for run in 0..runs {
+            eprintln!("bench smp: {vcpus} vCPU(s), run {}/{runs}", run + 1);
+            let boot = qemu::boot(&cfg, true, Some(Duration::from_secs(300)))?;
+            if boot.outcome != Outcome::Guest(0) {
+                return Err(Error::msg(format!(
+                    "smpprobe bench on {vcpus} vCPU(s): {:?}\n{}",
+                    boot.outcome, boot.stdout
+                )));
+            }
+            let s = parse(&boot.stdout);
+            parallel.extend(s.parallel_us);
+            handoff.extend(s.handoff_ns);
+        }
+        result.guest[i] = Sample {
+            parallel_us: median(&parallel),
+            handoff_ns: median(&handoff),
+        };
+        let host: Vec<f64> = (0..runs)
+            .map(|_| host_time(vcpus as u64).as_secs_f64() * 1e6)
+            .collect();
+        result.host_us[i] = median(&host).unwrap_or(f64::NAN);
+    }
+    Ok(result)
+}
+
+/// The results as a Markdown table.
+pub fn markdown(r: &SmpResult) -> String {
+    let mut md = String::from("## SMP\n\n");
+    let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+    md.push_str("| | 1 CPU | 2 CPUs | speedup |\n|---|---:|---:|---:|\n");
+    let _ = writeln!(
+        md,
+        "| Stardust: parallel sum (us) | {} | {} | {} |",
+        show(r.guest[0].parallel_us),
+        show(r.guest[1].parallel_us),
+        r.guest_speedup().map_or("-".into(), |s| format!("{s:.2}x"))
+    );
+    let _ = writeln!(
+        md,
+        "| host: the same sum, 1 and 2 threads (us) | {:.0} | {:.0} | {:.2}x |",
+        r.host_us[0],
+        r.host_us[1],
+        r.host_speedup()
+    );
+    let _ = writeln!(
+        md,
+        "| Stardust: channel hand-off (ns) | {} | {} | |",
+        show(r.guest[0].handoff_ns),
+        show(r.guest[1].handoff_ns)
+    );
+    if let Some(s) = r.guest_speedup() {
+        let _ = writeln!(
+            md,
+            "\nStardust's speedup is {:.0}% of the host's (goal: at least 90%).",
+            100.0 * s / r.host_speedup()
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nparallel sum: {ITEMS} items of a hash, in two threads (halves) joined by main; the \
+         guest is one image (cpus = 2, coop) on QEMU TCG with -smp 1 and -smp 2. hand-off: two \
+         threads passing a token through two channels. Medians over the runs."
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_probe_lines() {
+        let s = parse(
+            "bench parallel: 20000000 items in 44578 us on 2 CPUs\n\
+             bench handoff: 2420 ns per hand-off on 2 CPUs\n",
+        );
+        assert_eq!(s.parallel_us, Some(44578.0));
+        assert_eq!(s.handoff_ns, Some(2420.0));
+        assert_eq!(parse("bench parallel: lots\n"), Sample::default());
+    }
+
+    #[test]
+    fn the_table_gives_both_speedups_and_their_ratio() {
+        let r = SmpResult {
+            guest: [
+                Sample {
+                    parallel_us: Some(200.0),
+                    handoff_ns: Some(900.0),
+                },
+                Sample {
+                    parallel_us: Some(125.0),
+                    handoff_ns: Some(2400.0),
+                },
+            ],
+            host_us: [100.0, 62.5],
+        };
+        let md = markdown(&r);
+        assert!(md.contains("| 200 | 125 | 1.60x |"), "{md}");
+        assert!(md.contains("| 100 | 62 | 1.60x |"), "{md}");
+        assert!(md.contains("100% of the host's"), "{md}");
+    }
+}
