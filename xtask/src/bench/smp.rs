@@ -3,7 +3,8 @@
 //! - Speedup: `apps/smpprobe bench N` (two threads sum a hash of 0..N in halves) in the same
 //!   image (`cpus = 2`, `scheduler = "coop"`) on QEMU with one vCPU and with two (TCG with one
 //!   host thread per vCPU either way), against the same computation on the host with one and
-//!   with two threads (the ceiling this 2-core machine allows). The figure that counts is the
+//!   with two threads (the ceiling this 2-core machine allows), built by the host's `rustc -O`
+//!   from the same source as the guest's. The figure that counts is the
 //!   guest's speedup as a share of the host's.
 //! - Hand-off: two threads passing a token through two channels, per hand-off, on one vCPU (a
 //!   context switch) and on two (mostly a wake-up of the other CPU by IPI).
@@ -11,7 +12,7 @@
 //! Medians over the runs; nothing here is asserted (speed is for benches, not tests).
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::stats::median;
 use crate::qemu::{self, Outcome, QemuConfig};
@@ -48,32 +49,69 @@ pub fn parse(console: &str) -> Sample {
     }
 }
 
-/// The hash the guest sums (smpprobe's: splitmix64's finaliser).
+/// The host's side: the guest's computation (smpprobe's hash, splitmix64's finaliser, summed
+/// over halves of 0..N in threads), compiled by `rustc -O` for the host as the guest's is
+/// optimized (xtask itself is a debug build), run with 1 and 2 threads. It prints microseconds.
+const HOST_PROGRAM: &str = r#"
 fn hash(i: u64) -> u64 {
     let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
-
 fn sum(range: std::ops::Range<u64>) -> u64 {
-    range.fold(0u64, |s, i| s.wrapping_add(std::hint::black_box(hash(i))))
+    range.fold(0u64, |s, i| s.wrapping_add(hash(i)))
 }
-
-/// The host's time for the sum with `threads` threads (halves, thirds, ...).
-fn host_time(threads: u64) -> Duration {
-    let start = Instant::now();
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let threads: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000_000);
+    let start = std::time::Instant::now();
     let parts: Vec<_> = (0..threads)
         .map(|k| {
-            let range = ITEMS * k / threads..ITEMS * (k + 1) / threads;
+            let range = n * k / threads..n * (k + 1) / threads;
             std::thread::spawn(move || sum(range))
         })
         .collect();
-    let total = parts
-        .into_iter()
-        .fold(0u64, |s, h| s.wrapping_add(h.join().unwrap_or(0)));
-    std::hint::black_box(total);
-    start.elapsed()
+    let total = parts.into_iter().fold(0u64, |s, h| s.wrapping_add(h.join().unwrap_or(0)));
+    println!("{} {total}", start.elapsed().as_micros());
+}
+"#;
+
+/// Builds [`HOST_PROGRAM`] into `dir` with the host's `rustc -O`; returns the binary's path.
+fn build_host_program(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let source = dir.join("smp_host.rs");
+    std::fs::write(&source, HOST_PROGRAM)?;
+    let binary = dir.join("smp_host");
+    let status = std::process::Command::new("rustc")
+        .args(["-C", "opt-level=3", "--edition", "2021", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .map_err(|e| Error::msg(format!("running rustc for the host reference: {e}")))?;
+    if !status.success() {
+        return Err(Error::msg(format!(
+            "rustc could not build the host reference {}",
+            source.display()
+        )));
+    }
+    Ok(binary)
+}
+
+/// The host program's time with `threads` threads.
+fn host_time(binary: &std::path::Path, threads: u64) -> Result<Duration> {
+    let out = std::process::Command::new(binary)
+        .arg(threads.to_string())
+        .arg(ITEMS.to_string())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let us: u64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| Error::msg(format!("the host reference printed {text:?}")))?;
+    Ok(Duration::from_micros(us))
 }
 
 /// The figures of one run of the bench.
@@ -103,6 +141,7 @@ pub fn run(ws: &Workspace, runs: usize) -> Result<SmpResult> {
     let qemu_bin = crate::cmd::setup::ensure_qemu()?;
     let set = vec!["cpus=2".to_string(), "scheduler=coop".to_string()];
     let (profile, image) = crate::build_app(ws, "smpprobe", "default", &set)?;
+    let host = build_host_program(&ws.root.join("target/bench"))?;
     let mut result = SmpResult::default();
     for (i, vcpus) in [1usize, 2].into_iter().enumerate() {
         let mut cfg = QemuConfig::new(qemu_bin.clone(), image.elf.clone(), &profile);
@@ -129,10 +168,11 @@ pub fn run(ws: &Workspace, runs: usize) -> Result<SmpResult> {
             parallel_us: median(&parallel),
             handoff_ns: median(&handoff),
         };
-        let host: Vec<f64> = (0..runs)
-            .map(|_| host_time(vcpus as u64).as_secs_f64() * 1e6)
-            .collect();
-        result.host_us[i] = median(&host).unwrap_or(f64::NAN);
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            times.push(host_time(&host, vcpus as u64)?.as_secs_f64() * 1e6);
+        }
+        result.host_us[i] = median(&times).unwrap_or(f64::NAN);
     }
     Ok(result)
 }
@@ -172,7 +212,8 @@ pub fn markdown(r: &SmpResult) -> String {
     let _ = writeln!(
         md,
         "\nparallel sum: {ITEMS} items of a hash, in two threads (halves) joined by main; the \
-         guest is one image (cpus = 2, coop) on QEMU TCG with -smp 1 and -smp 2. hand-off: two \
+         guest is one image (cpus = 2, coop) on QEMU TCG with -smp 1 and -smp 2; the host runs \
+         the same code built by rustc -O. hand-off: two \
          threads passing a token through two channels. Medians over the runs."
     );
     md
