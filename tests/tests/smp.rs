@@ -164,6 +164,17 @@ fn a_page_unmapped_on_cpu_0_faults_on_cpu_1() {
 }
 
 #[test]
+fn an_overflow_of_cpu_1_s_own_stack_faults_on_its_guard_page() {
+    on_targets(&BOTH, |t| {
+        let boot = smpprobe(t.machine, "cpus=2", &["overflow"]);
+        assert_exit(&boot, 102);
+        // The push that runs into the guard page cannot take a #PF frame there: a double
+        // fault, on CPU 1's own double-fault stack.
+        line_with(&boot, &["CPU 1 EXCEPTION: #DF double fault"]);
+    });
+}
+
+#[test]
 fn a_panic_on_cpu_1_stops_the_machine_with_its_message() {
     on_targets(&BOTH, |t| {
         let boot = smpprobe(t.machine, "cpus=2", &["panic"]);

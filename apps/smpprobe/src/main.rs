@@ -12,6 +12,8 @@
 //!   exception report, `CPU 1 EXCEPTION: ...`, status 102). Prints
 //!   `smpprobe: CPU 1 reads the page unmapped on CPU 0` just before; a read that succeeds
 //!   (a stale translation) prints `smpprobe: FAIL: ...` and exits 1.
+//! - `smpprobe overflow`: a job on CPU 1 recurses until its stack (CPU 1's own, 16 KiB) runs
+//!   into the guard page below it: the kernel's exception report from CPU 1, status 102.
 //! - `smpprobe panic`: CPU 1 panics (`CPU 1 PANIC: ... smpprobe: a panic on CPU 1`, status 101).
 //! - `smpprobe bench [N]` (for `cargo xtask bench smp`; any number of CPUs, threads): two
 //!   threads sum a hash of 0..N (default 20,000,000) in halves, joined by `main`:
@@ -77,6 +79,14 @@ fn read_page(page: usize) -> usize {
     // SAFETY: `page` is the probe's own page (mapped for the first read; the second read is
     // meant to fault, which the kernel reports).
     unsafe { core::ptr::read_volatile(page as *const u8) as usize }
+}
+
+fn recurse(depth: usize) -> usize {
+    let pad = core::hint::black_box([depth; 64]);
+    if depth == usize::MAX {
+        return pad[0];
+    }
+    recurse(depth + 1) + pad[1]
 }
 
 fn panic_here(_: usize) -> usize {
@@ -222,13 +232,21 @@ fn main() -> ExitCode {
                 "CPU 1 read the page through a stale translation"
             ))
         }
+        "overflow" => {
+            assert!(stardust::__test_start_on(1, recurse, 0));
+            stardust::__test_join(1);
+            fail(format_args!("CPU 1 recursed for ever without a fault"))
+        }
         "panic" => {
             assert!(stardust::__test_start_on(1, panic_here, 0));
             stardust::__test_join(1);
             fail(format_args!("CPU 1's panic did not stop the machine"))
         }
         other => {
-            println!("usage: smpprobe parallel [N] | shootdown | panic (not {other:?})");
+            println!(
+                "usage: smpprobe parallel [N] | shootdown | overflow | panic | bench [N] (not \
+                 {other:?})"
+            );
             ExitCode::from(2)
         }
     }

@@ -2,10 +2,13 @@
 //! frame allocator before the heap takes the rest, then the platform starts it
 //! (`Platform::start_cpus`) and it waits in the platform's idle for work.
 //!
-//! Work in progress (issue "Multi-core"): the schedulers still run every thread on the boot
-//! CPU, so the others idle, waking on an inter-processor interrupt to run a job the tests give
-//! them ([`start_on`], [`join`]: one function call at a time per CPU, run outside interrupt
-//! context). Their stacks have no guard pages yet.
+//! Each started CPU's stacks (its own, for its idle context and interrupts, and its
+//! double-fault stack) have a guard page below them.
+//!
+//! With threads (`coop`, `preempt`) each started CPU joins the thread runtime
+//! (`threads::run_cpu`); without, it idles. Either way an idle CPU also runs the jobs the tests
+//! give it ([`start_on`], [`join`]: one function call at a time per CPU, run outside interrupt
+//! context, on the CPU's own stack), woken by an inter-processor interrupt.
 
 use crate::config;
 use crate::select::SelectedPlatform;
@@ -91,11 +94,24 @@ const STACK_SIZE: u64 = 16 * 1024;
 /// says how many run.
 pub fn start(free: &mut FreeMemory, machine: usize) {
     let fault = arch_x86_64::percpu::IST_STACK_SIZE as u64;
+    // [guard][double-fault stack][guard][stack]: an overflow of either faults on its guard
+    // page (the double-fault handler reports it) instead of running into other memory.
     let mut stacks = |_: CpuId| -> Option<CpuStacks> {
-        let base = free.alloc_frames((STACK_SIZE + fault) / PAGE_SIZE).ok()?.0;
+        let pages = (PAGE_SIZE + fault + PAGE_SIZE + STACK_SIZE) / PAGE_SIZE;
+        let base = free.alloc_frames(pages).ok()?.0;
+        let stack_guard = base + PAGE_SIZE + fault;
+        for guard in [base, stack_guard] {
+            let mut table = || free.alloc_frames(1).ok().map(|p| p.0);
+            // SAFETY: the page is the lowest of a stack just taken from free memory, owned by
+            // the CPU about to start and never touched (nor mapped again) by anyone; the table
+            // frames come from free memory too, and the tables keep them.
+            if !unsafe { SelectedPlatform::unmap_page(guard, &mut table) } {
+                log::debug!("no guard page below a CPU's stack at {guard:#x}");
+            }
+        }
         Some(CpuStacks {
-            fault: base + fault,
-            stack: base + fault + STACK_SIZE,
+            fault: base + PAGE_SIZE + fault,
+            stack: stack_guard + PAGE_SIZE + STACK_SIZE,
         })
     };
     let up = SelectedPlatform::start_cpus(&mut stacks, other_cpu);
