@@ -19,7 +19,9 @@
 //!   threads sum a hash of 0..N (default 20,000,000) in halves, joined by `main`:
 //!   `bench parallel: N items in T us on C CPUs`; then two threads hand a token back and forth
 //!   through two channels 20,000 times: `bench handoff: H ns per hand-off on C CPUs` (on one
-//!   CPU a context switch; on two, mostly a wake-up of the other CPU by IPI).
+//!   CPU a context switch; on two, mostly a wake-up of the other CPU by IPI); then two threads
+//!   each take a `Mutex` 20,000 times to add to a counter: `bench mutex: M ns per lock on C
+//!   CPUs` (the total must be exact).
 //!
 //! Exit 2 when fewer than two CPUs run (`smpprobe: only one CPU`), but for `bench`. Needs
 //! `scheduler = "coop"` or `"preempt"` (and `cpus` above 1).
@@ -156,6 +158,28 @@ fn bench(n: u64, cpus: usize) -> ExitCode {
     println!(
         "bench handoff: {} ns per hand-off on {cpus} CPUs",
         took.as_nanos() / u128::from(2 * ROUNDS)
+    );
+    static SHARED: stardust::sync::Mutex<u64> = stardust::sync::Mutex::new(0);
+    const LOCKS: u64 = 20_000;
+    let start = Instant::now();
+    let lockers: [_; 2] = core::array::from_fn(|_| {
+        thread::spawn(|| {
+            for _ in 0..LOCKS {
+                *SHARED.lock() += 1;
+            }
+        })
+    });
+    for h in lockers {
+        h.join();
+    }
+    let took = start.elapsed();
+    let total = *SHARED.lock();
+    if total != 2 * LOCKS {
+        return fail(format_args!("two threads counted {total} under a mutex"));
+    }
+    println!(
+        "bench mutex: {} ns per lock on {cpus} CPUs",
+        took.as_nanos() / u128::from(2 * LOCKS)
     );
     ExitCode::SUCCESS
 }

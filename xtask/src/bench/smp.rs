@@ -29,6 +29,8 @@ pub struct Sample {
     pub parallel_us: Option<f64>,
     /// Nanoseconds per hand-off.
     pub handoff_ns: Option<f64>,
+    /// Nanoseconds per lock of a mutex two threads contend for.
+    pub mutex_ns: Option<f64>,
 }
 
 /// Reads `bench parallel: N items in T us ...` and `bench handoff: H ns ...`.
@@ -46,6 +48,7 @@ pub fn parse(console: &str) -> Sample {
     Sample {
         parallel_us: after("bench parallel: ", 3),
         handoff_ns: after("bench handoff: ", 0),
+        mutex_ns: after("bench mutex: ", 0),
     }
 }
 
@@ -150,7 +153,7 @@ pub fn run(ws: &Workspace, runs: usize) -> Result<SmpResult> {
             // The same accelerator line; QEMU takes the last -smp.
             cfg.extra_args = vec!["-smp".into(), "1".into()];
         }
-        let (mut parallel, mut handoff) = (Vec::new(), Vec::new());
+        let (mut parallel, mut handoff, mut mutex) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..runs {
             eprintln!("bench smp: {vcpus} vCPU(s), run {}/{runs}", run + 1);
             let boot = qemu::boot(&cfg, true, Some(Duration::from_secs(300)))?;
@@ -163,10 +166,12 @@ pub fn run(ws: &Workspace, runs: usize) -> Result<SmpResult> {
             let s = parse(&boot.stdout);
             parallel.extend(s.parallel_us);
             handoff.extend(s.handoff_ns);
+            mutex.extend(s.mutex_ns);
         }
         result.guest[i] = Sample {
             parallel_us: median(&parallel),
             handoff_ns: median(&handoff),
+            mutex_ns: median(&mutex),
         };
         let mut times = Vec::new();
         for _ in 0..runs {
@@ -202,6 +207,12 @@ pub fn markdown(r: &SmpResult) -> String {
         show(r.guest[0].handoff_ns),
         show(r.guest[1].handoff_ns)
     );
+    let _ = writeln!(
+        md,
+        "| Stardust: mutex lock, two threads contending (ns) | {} | {} | |",
+        show(r.guest[0].mutex_ns),
+        show(r.guest[1].mutex_ns)
+    );
     if let Some(s) = r.guest_speedup() {
         let _ = writeln!(
             md,
@@ -214,7 +225,8 @@ pub fn markdown(r: &SmpResult) -> String {
         "\nparallel sum: {ITEMS} items of a hash, in two threads (halves) joined by main; the \
          guest is one image (cpus = 2, coop) on QEMU TCG with -smp 1 and -smp 2; the host runs \
          the same code built by rustc -O. hand-off: two \
-         threads passing a token through two channels. Medians over the runs."
+         threads passing a token through two channels. mutex: two threads taking one mutex \
+         20,000 times each. Medians over the runs."
     );
     md
 }
@@ -227,10 +239,11 @@ mod tests {
     fn parses_the_probe_lines() {
         let s = parse(
             "bench parallel: 20000000 items in 44578 us on 2 CPUs\n\
-             bench handoff: 2420 ns per hand-off on 2 CPUs\n",
+             bench handoff: 2420 ns per hand-off on 2 CPUs\nbench mutex: 95 ns per lock on 2 CPUs\n",
         );
         assert_eq!(s.parallel_us, Some(44578.0));
         assert_eq!(s.handoff_ns, Some(2420.0));
+        assert_eq!(s.mutex_ns, Some(95.0));
         assert_eq!(parse("bench parallel: lots\n"), Sample::default());
     }
 
@@ -241,10 +254,12 @@ mod tests {
                 Sample {
                     parallel_us: Some(200.0),
                     handoff_ns: Some(900.0),
+                    mutex_ns: None,
                 },
                 Sample {
                     parallel_us: Some(125.0),
                     handoff_ns: Some(2400.0),
+                    mutex_ns: Some(80.0),
                 },
             ],
             host_us: [100.0, 62.5],
