@@ -240,3 +240,32 @@ fn a_device_line_routed_to_cpu_1_is_served_there() {
         line_with(&boot, &["irqprobe: 20 interrupts on line 2 (CPU 1)"]);
     });
 }
+
+#[test]
+fn async_tasks_run_on_every_cpu() {
+    // The executor's one ready queue feeds every CPU: the probe's checks (timers, join, a
+    // 1,000-task mutex count, a channel) and tasks seen on more than one CPU.
+    const RUNS: [Target; 2] = [
+        Target {
+            name: "q35 async cpus=2",
+            machine: Machine::Q35,
+            set: &["cpus=2", "scheduler=async"],
+        },
+        Target {
+            name: "microvm async cpus=4",
+            machine: Machine::Microvm,
+            set: &["cpus=4", "scheduler=async"],
+        },
+    ];
+    on_targets(&RUNS, |t| {
+        let boot = Run::new("asyncprobe")
+            .machine(t.machine)
+            .set(t.set)
+            .args(&["all"])
+            .boot();
+        assert_exit(&boot, 0);
+        let line = line_with(&boot, &["cpus: tasks ran on"]);
+        assert!(!line.contains("ran on 1 of"), "{line}");
+        line_with(&boot, &["asyncprobe: all passed"]);
+    });
+}

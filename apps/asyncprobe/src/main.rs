@@ -10,7 +10,10 @@
 //!   every item must arrive exactly once.
 //! - `bench`: yield ping-pong between two tasks, spawn + join, and timer wake-up latency
 //!   (`bench ...:` lines).
-//! - `all` (default): timer, join, mutex, channel, then `asyncprobe: all passed`.
+//! - `cpus`: with more than one CPU (`stardust::cpus()`), 8 tasks that compute and yield
+//!   record the CPUs they were polled on: tasks must run on more than one
+//!   (`cpus: tasks ran on N of C CPUs`); with one CPU, on CPU 0.
+//! - `all` (default): timer, join, mutex, channel, cpus, then `asyncprobe: all passed`.
 //!
 //! A failed check ends with status 1.
 #![no_std]
@@ -35,8 +38,9 @@ async fn main() -> Result<(), &'static str> {
         "mutex" => mutex().await,
         "channel" => channels().await,
         "bench" => bench().await,
+        "cpus" => cpus().await,
         "all" => all().await,
-        _ => Err("unknown mode: expected timer, join, mutex, channel, bench or all"),
+        _ => Err("unknown mode: expected timer, join, mutex, channel, cpus, bench or all"),
     };
     let stats = stardust::task::stats();
     log::info!(
@@ -53,8 +57,42 @@ async fn all() -> Result<(), &'static str> {
     join().await?;
     mutex().await?;
     channels().await?;
+    cpus().await?;
     println!("asyncprobe: all passed");
     Ok(())
+}
+
+/// Tasks run on every CPU: 8 tasks compute and yield, recording where they were polled.
+async fn cpus() -> Result<(), &'static str> {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    static SEEN: AtomicU32 = AtomicU32::new(0);
+    let tasks: Vec<JoinHandle<u64>> = (0..8u64)
+        .map(|k| {
+            spawn(async move {
+                let mut x = k;
+                for _ in 0..200 {
+                    SEEN.fetch_or(1 << (stardust::current_cpu() % 32), Ordering::Relaxed);
+                    for _ in 0..2_000 {
+                        x = core::hint::black_box(x.wrapping_mul(6364136223846793005) + 1);
+                    }
+                    yield_now().await;
+                }
+                x
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await;
+    }
+    let seen = SEEN.load(Ordering::Relaxed);
+    let cpus = stardust::cpus();
+    println!("cpus: tasks ran on {} of {cpus} CPUs", seen.count_ones());
+    match cpus {
+        1 if seen == 1 => Ok(()),
+        1 => Err("tasks ran on a CPU other than 0 with one CPU"),
+        _ if seen.count_ones() > 1 => Ok(()),
+        _ => Err("with more than one CPU, tasks ran on one only"),
+    }
 }
 
 /// Monotonic nanoseconds (the platform's clock).

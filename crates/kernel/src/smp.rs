@@ -6,7 +6,8 @@
 //! double-fault stack) have a guard page below them.
 //!
 //! With threads (`coop`, `preempt`) each started CPU joins the thread runtime
-//! (`threads::run_cpu`); without, it idles. Either way an idle CPU also runs the jobs the tests
+//! (`threads::run_cpu`); with `async` it runs spawned tasks (`Executor::run_worker`); with
+//! neither, it idles. Either way an idle CPU also runs the jobs the tests
 //! give it ([`start_on`], [`join`]: one function call at a time per CPU, run outside interrupt
 //! context, on the CPU's own stack), woken by an inter-processor interrupt.
 
@@ -150,6 +151,12 @@ pub fn run_job(cpu: usize) {
     }
 }
 
+/// Runs the calling CPU's job, if it has one (the async executor's idle work).
+#[cfg(feature = "scheduler-async")]
+fn run_own_job() {
+    run_job(SelectedPlatform::current_cpu().0 as usize);
+}
+
 /// What a started CPU runs once the platform set it up (interrupts masked): with threads, the
 /// scheduler's idle context (it runs threads, and the jobs [`start_on`] gives it when idle);
 /// without, it idles and runs the jobs.
@@ -157,7 +164,9 @@ fn other_cpu(cpu: CpuId) -> ! {
     log::debug!("CPU {} up", cpu.0);
     #[cfg(feature = "threads")]
     crate::threads::run_cpu();
-    #[cfg(not(feature = "threads"))]
+    #[cfg(feature = "scheduler-async")]
+    crate::select::EXECUTOR.run_worker(run_own_job);
+    #[cfg(not(any(feature = "threads", feature = "scheduler-async")))]
     loop {
         // Checked with interrupts masked: the platform's idle enables them and halts in one
         // step, so the IPI that comes with a job given after this check ends the halt.

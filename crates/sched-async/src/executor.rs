@@ -37,6 +37,14 @@ pub struct Executor<P: 'static> {
     pub(crate) timers: spin::Mutex<Timers>,
     /// Whether [`Executor::block_on`] is running (it must not nest).
     running: AtomicBool,
+    /// `block_on`'s own future was woken (it is polled only where `block_on` runs, never in
+    /// the ready queue another CPU takes from).
+    main_woken: AtomicBool,
+    /// The CPU `block_on` runs on.
+    main_cpu: AtomicU32,
+    /// Per CPU (bit n: CPU n), whether it idles waiting for work (other CPUs than `block_on`'s
+    /// run [`Executor::run_worker`]).
+    idle_cpus: AtomicU32,
     /// Generation of the next [`Executor::block_on`]'s main-future id.
     main_generation: AtomicU32,
     polls: AtomicU64,
@@ -85,6 +93,9 @@ impl<P: 'static> Executor<P> {
             tasks: spin::Mutex::new(Slab::new()),
             timers: spin::Mutex::new(Timers::new()),
             running: AtomicBool::new(false),
+            main_woken: AtomicBool::new(false),
+            main_cpu: AtomicU32::new(0),
+            idle_cpus: AtomicU32::new(0),
             main_generation: AtomicU32::new(0),
             polls: AtomicU64::new(0),
             idles: AtomicU64::new(0),
@@ -138,25 +149,43 @@ impl<P: Platform + 'static> Executor<P> {
             executor: self,
         });
         let main_waker = Waker::from(main);
-        main_waker.wake_by_ref();
+        self.main_cpu.store(P::current_cpu().0, Ordering::Relaxed);
+        self.main_woken.store(true, Ordering::Release);
         loop {
+            if self.main_woken.swap(false, Ordering::AcqRel) {
+                self.polls.fetch_add(1, Ordering::Relaxed);
+                let mut cx = Context::from_waker(&main_waker);
+                if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                    return output;
+                }
+            }
             // One round: the tasks that are ready now, in FIFO order.
             for _ in 0..self.ready_len() {
                 let Some(task) = self.pop_ready() else {
                     break;
                 };
-                if task.id == main_id {
-                    self.polls.fetch_add(1, Ordering::Relaxed);
-                    let mut cx = Context::from_waker(&main_waker);
-                    if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-                        return output;
-                    }
-                } else {
-                    self.run_task(task);
-                }
+                self.run_task(task);
             }
             self.fire_timers();
-            self.wait();
+            self.wait(true);
+        }
+    }
+
+    /// Runs spawned tasks on the calling CPU, for good: a CPU other than `block_on`'s (the
+    /// kernel's CPUs after the first, with `scheduler = "async"`). Tasks are taken from the one
+    /// ready queue, so a task runs wherever a CPU is free, one CPU at a time. `idle_work` runs
+    /// whenever the CPU wakes (the kernel's test jobs).
+    pub fn run_worker(&'static self, idle_work: fn()) -> ! {
+        loop {
+            idle_work();
+            for _ in 0..self.ready_len().max(1) {
+                let Some(task) = self.pop_ready() else {
+                    break;
+                };
+                self.run_task(task);
+            }
+            self.fire_timers();
+            self.wait(false);
         }
     }
 
@@ -231,8 +260,9 @@ impl<P: Platform + 'static> Executor<P> {
             // The future's own drop (its captures) runs outside the lock.
             drop(future);
             self.tasks_finished.fetch_add(1, Ordering::Relaxed);
-        } else {
-            tasks.put_back(id, future);
+        } else if tasks.put_back(id, future) {
+            drop(tasks);
+            waker.wake();
         }
     }
 
@@ -256,10 +286,14 @@ impl<P: Platform + 'static> Executor<P> {
 
     /// Waits for something to become ready when nothing is: the timer armed for the earliest
     /// deadline and the CPU idle until an interrupt, or (without a timer) one spin of polling.
-    fn wait(&self) {
+    fn wait(&self, main: bool) {
         let enabled = P::interrupts_disable();
+        let me = 1u32 << (P::current_cpu().0 % 32);
+        // Marked idle first: a wake from now on sees the mark and interrupts this CPU.
+        self.idle_cpus.fetch_or(me, Ordering::AcqRel);
         // With interrupts masked, no waker can slip in between this check and `idle`.
-        if !self.ready.lock().is_empty() {
+        if !self.ready.lock().is_empty() || main && self.main_woken.load(Ordering::Acquire) {
+            self.idle_cpus.fetch_and(!me, Ordering::AcqRel);
             P::interrupts_restore(enabled);
             return;
         }
@@ -268,6 +302,7 @@ impl<P: Platform + 'static> Executor<P> {
             && !P::set_timer(deadline)
         {
             // No timer: the caller polls the clock (the platform's documented fallback).
+            self.idle_cpus.fetch_and(!me, Ordering::AcqRel);
             P::interrupts_restore(enabled);
             core::hint::spin_loop();
             return;
@@ -275,14 +310,33 @@ impl<P: Platform + 'static> Executor<P> {
         self.idles.fetch_add(1, Ordering::Relaxed);
         // Returns with interrupts enabled, after an interrupt (the timer or a device) came.
         P::idle();
+        self.idle_cpus.fetch_and(!me, Ordering::AcqRel);
         if !enabled {
             P::interrupts_disable();
+        }
+    }
+
+    /// Interrupts one idle CPU (other than the caller's), for work made ready; `cpu`: that
+    /// one, if it idles.
+    fn kick(&self, cpu: Option<u32>) {
+        let idle = self.idle_cpus.load(Ordering::Acquire);
+        if idle == 0 {
+            return;
+        }
+        let me = P::current_cpu().0 % 32;
+        let target = match cpu {
+            Some(c) => (idle & (1 << (c % 32)) != 0 && c % 32 != me).then_some(c),
+            None => (0..32).find(|&c| c != me && idle & (1 << c) != 0),
+        };
+        if let Some(c) = target {
+            P::send_ipi(platform::irq::CpuId(c));
         }
     }
 
     fn push_ready(&self, task: Arc<TaskWaker<P>>) {
         let enabled = P::interrupts_disable();
         self.ready.lock().push_back(task);
+        self.kick(None);
         P::interrupts_restore(enabled);
     }
 
@@ -348,15 +402,19 @@ struct TaskWaker<P: 'static> {
 
 impl<P: Platform + 'static> Wake for TaskWaker<P> {
     fn wake(self: Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            let executor = self.executor;
-            executor.push_ready(self);
-        }
+        self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.executor.push_ready(Arc::clone(self));
+        let executor = self.executor;
+        if self.id.index == MAIN_INDEX {
+            // `block_on`'s future: flagged for its own CPU, which is interrupted if it idles.
+            executor.main_woken.store(true, Ordering::Release);
+            let enabled = P::interrupts_disable();
+            executor.kick(Some(executor.main_cpu.load(Ordering::Relaxed)));
+            P::interrupts_restore(enabled);
+        } else if !self.queued.swap(true, Ordering::AcqRel) {
+            executor.push_ready(Arc::clone(self));
         }
     }
 }
@@ -391,8 +449,9 @@ enum SlotState {
     Vacant,
     /// Waiting to be polled.
     Idle(TaskFuture),
-    /// Being polled (its future taken out, so the lock is not held across the poll).
-    Running,
+    /// Being polled (its future taken out, so the lock is not held across the poll); `true`
+    /// when another CPU was handed a wake of it meanwhile (it is polled again after).
+    Running(bool),
 }
 
 impl Slab {
@@ -422,23 +481,34 @@ impl Slab {
         TaskId::new(index, 0)
     }
 
-    /// The future of a pending task, to poll; `None` for a stale id.
+    /// The future of a pending task, to poll; `None` for a stale id, or one another CPU polls
+    /// (marked to be polled again).
     fn take(&mut self, id: TaskId) -> Option<TaskFuture> {
         let slot = self.slots.get_mut(id.index as usize)?;
         if slot.generation != id.generation {
             return None;
         }
-        match core::mem::replace(&mut slot.state, SlotState::Running) {
+        match core::mem::replace(&mut slot.state, SlotState::Running(false)) {
             SlotState::Idle(future) => Some(future),
-            other => {
-                slot.state = other;
+            SlotState::Running(_) => {
+                // Polled on another CPU right now: it polls it again when done.
+                slot.state = SlotState::Running(true);
+                None
+            }
+            SlotState::Vacant => {
+                slot.state = SlotState::Vacant;
                 None
             }
         }
     }
 
-    fn put_back(&mut self, id: TaskId, future: TaskFuture) {
-        self.slots[id.index as usize].state = SlotState::Idle(future);
+    /// Puts a polled, pending future back; returns whether it was woken while it was polled
+    /// elsewhere (then it must be queued again).
+    fn put_back(&mut self, id: TaskId, future: TaskFuture) -> bool {
+        let slot = &mut self.slots[id.index as usize];
+        let rewake = matches!(slot.state, SlotState::Running(true));
+        slot.state = SlotState::Idle(future);
+        rewake
     }
 
     fn finish(&mut self, id: TaskId) {

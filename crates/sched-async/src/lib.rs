@@ -1,5 +1,8 @@
-//! The async executor: `scheduler = "async"`. Tasks are [`Future`]s, run one at a time on the
-//! one CPU, each polled when something woke it; a timer queue inside the executor serves
+//! The async executor: `scheduler = "async"`. Tasks are [`Future`]s, each polled when something
+//! woke it, by one CPU at a time: `block_on`'s CPU and every CPU that runs
+//! [`Executor::run_worker`] take them from one ready queue (a task woken while another CPU polls
+//! it is polled again once that poll ends; `block_on`'s own future is polled only on its CPU;
+//! an idle CPU is interrupted with `Platform::send_ipi` when work is queued); a timer queue inside the executor serves
 //! [`Executor::sleep`], [`Executor::sleep_until`] and [`Executor::timeout`]; [`sync`] has the
 //! async `Mutex`, `Semaphore` and bounded `channel` tasks coordinate with.
 //!
