@@ -110,7 +110,7 @@ fn workloads() {
                 ex.spawn(async move {
                     for _ in 0..20 {
                         mine.enter();
-                        on.lock().unwrap().push(CPU.get());
+                        on.lock().expect("the log").push(CPU.get());
                         mine.leave();
                         let mut c = count.lock().await;
                         let v = *c;
@@ -191,7 +191,7 @@ fn workloads() {
         echo.await;
         assert_eq!(v, 2_000);
     });
-    let cpus: std::collections::HashSet<u32> = on.lock().unwrap().iter().copied().collect();
+    let cpus: std::collections::HashSet<u32> = on.lock().expect("the log").iter().copied().collect();
     assert!(cpus.len() > 1, "tasks ran on CPUs {cpus:?} only");
 }
 
