@@ -191,7 +191,8 @@ fn workloads() {
         echo.await;
         assert_eq!(v, 2_000);
     });
-    let cpus: std::collections::HashSet<u32> = on.lock().expect("the log").iter().copied().collect();
+    let cpus: std::collections::HashSet<u32> =
+        on.lock().expect("the log").iter().copied().collect();
     assert!(cpus.len() > 1, "tasks ran on CPUs {cpus:?} only");
 }
 
