@@ -224,7 +224,7 @@ fn an_app_built_with_a_scheduler_it_cannot_use_names_the_one_it_needs() {
 fn bench_checks_its_json_path_before_it_runs() {
     refused(
         &["bench", "sched", "--json", "/tmp/x.json"],
-        &["`bench sched` and `bench alloc` print a table only"],
+        &["`bench sched`, `bench alloc` and `bench smp` print a table only"],
     );
     for which in [
         &["boot"][..],
