@@ -34,6 +34,20 @@ pub trait SharedMemory {
     fn compare_exchange_u16(&self, offset: usize, current: u16, new: u16) -> u16;
     /// A full memory barrier.
     fn fence(&self);
+    /// Copies `buf.len()` bytes from `offset` into `buf` (bulk data, such as a packet in a
+    /// granted page; the indices and fields that say where it is go through the methods
+    /// above). Out of bounds is the caller's bug, as for every access.
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self.read_u8(offset + i);
+        }
+    }
+    /// Copies `data` to `offset`.
+    fn write_bytes(&self, offset: usize, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            self.write_u8(offset + i, *b);
+        }
+    }
 }
 
 impl<T: SharedMemory + ?Sized> SharedMemory for &T {
@@ -63,6 +77,12 @@ impl<T: SharedMemory + ?Sized> SharedMemory for &T {
     }
     fn fence(&self) {
         (**self).fence()
+    }
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        (**self).read_bytes(offset, buf)
+    }
+    fn write_bytes(&self, offset: usize, data: &[u8]) {
+        (**self).write_bytes(offset, data)
     }
 }
 
@@ -105,6 +125,15 @@ pub mod raw {
                 "misaligned shared memory access at {offset:#x}"
             );
             self.base.as_ptr().wrapping_add(offset).cast()
+        }
+
+        fn span(&self, offset: usize, len: usize) -> *mut u8 {
+            assert!(
+                offset.checked_add(len).is_some_and(|end| end <= self.len),
+                "shared memory copy at {offset:#x}+{len} beyond {:#x}",
+                self.len
+            );
+            self.base.as_ptr().wrapping_add(offset)
         }
     }
 
@@ -154,6 +183,20 @@ pub mod raw {
         }
         fn fence(&self) {
             fence(Ordering::SeqCst);
+        }
+        fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+            let p = self.span(offset, buf.len());
+            // SAFETY: in bounds (checked by `span`) of memory valid per `new`'s contract, and
+            // `buf` is ours, so the two do not overlap. The other domain may write the bytes
+            // meanwhile (it owns them only while a request is outstanding): the copy then holds
+            // whatever it wrote, which is untrusted data either way.
+            unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), buf.len()) }
+        }
+        fn write_bytes(&self, offset: usize, data: &[u8]) {
+            let p = self.span(offset, data.len());
+            // SAFETY: in bounds (checked by `span`) of memory valid per `new`'s contract, and
+            // `data` is ours, so the two do not overlap.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) }
         }
     }
 }
@@ -230,5 +273,13 @@ pub mod fake {
             v
         }
         fn fence(&self) {}
+        fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+            assert!(offset + buf.len() <= N, "fake copy beyond {N:#x}");
+            buf.copy_from_slice(&self.bytes.borrow()[offset..offset + buf.len()]);
+        }
+        fn write_bytes(&self, offset: usize, data: &[u8]) {
+            assert!(offset + data.len() <= N, "fake copy beyond {N:#x}");
+            self.bytes.borrow_mut()[offset..offset + data.len()].copy_from_slice(data);
+        }
     }
 }
