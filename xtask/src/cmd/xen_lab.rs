@@ -72,24 +72,25 @@ pub struct RunArgs {
     /// How the kernels should end.
     #[arg(long, value_enum, default_value = "poweroff")]
     expect: ExpectArg,
-    /// Give each guest a vif on dom0's bridge xenbr0 (dom0 10.0.0.1/24; the vif's MAC is
+    /// Give each guest (reference guests too) a vif on dom0's bridge xenbr0 (dom0 10.0.0.1/24; the vif's MAC is
     /// 00:16:3e:00:00:02, the guest takes 10.0.0.2/24 itself).
     #[arg(long)]
     vif: bool,
-    /// A shell script dom0 runs while each kernel runs (once its vif is Connected, with a vif;
+    /// A shell script dom0 runs while each guest runs (once its vif is Connected, with a vif;
     /// see `GuestSpec::dom0_script` for its environment: GUEST_IP, DOM0_IP, GUEST_DOMID,
     /// GUEST_CONSOLE, GUEST_DISK_DEV, ... and `xenlab-wait ping|tcp PORT|console REGEX [SEC]`);
-    /// its output is shown as it comes; a status other than 0 fails the guest.
+    /// its output is shown as it comes; a status other than 0 fails the guest. Reference
+    /// guests then get --timeout too, if longer than their own.
     #[arg(long, value_name = "FILE")]
     dom0_script: Option<PathBuf>,
-    /// The kernels are servers: each is destroyed once its dom0 script ended, and the script's
+    /// The guests are servers: each is destroyed once its dom0 script ended, and the script's
     /// status decides (needs --dom0-script).
     #[arg(long, requires = "dom0_script")]
     keeps_running: bool,
     /// Seconds the dom0 script waits for the vif to be Connected before it starts anyway.
     #[arg(long, value_name = "S", default_value_t = 30)]
     vif_wait: u64,
-    /// A raw disk image as the (one) kernel's vbd xvda, through dom0's blkback; the lab works
+    /// A raw disk image as the (one) guest's vbd xvda, through dom0's blkback; the lab works
     /// on a copy and leaves what the guest wrote in --disk-out (default FILE.out).
     #[arg(long, value_name = "FILE")]
     disk: Option<PathBuf>,
@@ -154,8 +155,9 @@ fn run(lab: &Lab, args: RunArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
-    if args.disk.is_some() && args.kernels.len() != 1 {
-        bail!("--disk gives one guest a disk: name exactly one kernel (no --ref)");
+    let count = args.kernels.len() + args.refs.len();
+    if args.disk.is_some() && count > 1 {
+        bail!("--disk gives one guest a disk: name one kernel or one --ref, not {count}");
     }
     if let Err(why) = lab.availability() {
         // Not an error of the guests: say so plainly, and fail (a run was asked for).
@@ -190,25 +192,37 @@ fn run(lab: &Lab, args: RunArgs) -> Result<ExitCode> {
                 ExpectArg::Timeout => Expect::Timeout,
                 ExpectArg::Any => Expect::Any,
             })
-            .vif(args.vif || !forwards.is_empty())
-            .vif_wait(std::time::Duration::from_secs(args.vif_wait))
-            .live_console(!forwards.is_empty() || args.keeps_running);
+            .vif(args.vif);
         if let Some(c) = &args.cmdline {
             g = g.cmdline(c.clone());
-        }
-        if let Some(s) = &script {
-            g = g.dom0_script(s.clone()).keeps_running(args.keeps_running);
-        }
-        if let Some(d) = &args.disk {
-            g = g.disk(d);
-            if let Some(o) = &args.disk_out {
-                g = g.disk_out(o);
-            }
         }
         guests.push(g);
     }
     if guests.is_empty() {
         guests.push(GuestSpec::reference(lab, RefGuest::PvHello));
+    }
+    // The I/O options apply to every guest, reference guests too.
+    for g in &mut guests {
+        let mut io = g
+            .clone()
+            .vif(g.vif || args.vif || !forwards.is_empty())
+            .vif_wait(std::time::Duration::from_secs(args.vif_wait))
+            .live_console(!forwards.is_empty() || args.keeps_running);
+        if let Some(s) = &script {
+            // pvhang's own 10 s is too short for a vif, a disk and a script: --timeout.
+            let t = io.timeout.max(timeout);
+            io = io
+                .dom0_script(s.clone())
+                .keeps_running(args.keeps_running)
+                .timeout(t);
+        }
+        if let Some(d) = &args.disk {
+            io = io.disk(d);
+            if let Some(o) = &args.disk_out {
+                io = io.disk_out(o);
+            }
+        }
+        *g = io;
     }
     let names: Vec<String> = guests.iter().map(|g| g.name.clone()).collect();
     let opts = BatchOptions {

@@ -636,6 +636,15 @@ mod tests {
     }
 
     #[test]
+    fn run_forwards_become_the_lab_s() {
+        let f =
+            crate::net::parse_forwards(&["8080:80".into(), "udp:5353:53".into()]).expect("valid");
+        let lab = lab_forwards(&f);
+        assert_eq!(lab[0], crate::xenlab::Forward::tcp(8080, 80));
+        assert_eq!(lab[1].hostfwd(), "hostfwd=udp:127.0.0.1:5353-10.0.0.2:53");
+    }
+
+    #[test]
     fn an_unbuilt_lab_says_how_to_build_it() {
         let lab = Lab::new("/nonexistent/stardust-xenlab");
         let msg = unavailable_message(&lab).expect("not available");
