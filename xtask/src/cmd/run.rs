@@ -307,6 +307,14 @@ pub fn check_disk_args(
 /// Refuses a disk for a profile whose image has no disk driver.
 pub fn check_disk_driver(profile: &crate::profile::Profile) -> Result<()> {
     let driver = profile.slot("block_device").unwrap_or("none");
+    if driver == "none" && profile.platform == "xen" {
+        bail!(
+            "--disk gives the guest a disk, but profile `{}` has no disk driver (block_device = \
+             \"none\"): on platform xen the disk is a vbd, which needs the Xen block driver \
+             (blkfront: a block_device value platform xen offers)",
+            profile.name
+        );
+    }
     if driver == "none" {
         bail!(
             "--disk gives the guest a disk, but profile `{}` has no disk driver (block_device = \
