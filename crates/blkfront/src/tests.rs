@@ -1074,3 +1074,26 @@ fn blocking_waits_for_the_backend() {
     io.flush().expect("flushes");
     assert!(host.back.borrow().durable[10 * 512..1010 * 512] == data[..]);
 }
+
+#[test]
+fn a_stale_answer_for_a_reused_slot_stops_the_device() {
+    let (mut dev, host) = connect(Spec::default(), 24);
+    host.auto.set(false);
+    dev.submit(read_req(1)).expect("room");
+    host.take();
+    let old = host.back.borrow().held[0];
+    host.answer();
+    dev.complete().expect("done").result.expect("read");
+    // The same slot again, under a new id; the backend answers with the old one.
+    dev.submit(read_req(2)).expect("room");
+    host.take();
+    let new = host.back.borrow().held[0];
+    assert_eq!(old.0 & 0xffff, new.0 & 0xffff, "the slot was reused");
+    assert_ne!(old.0, new.0, "under another generation");
+    host.back.borrow_mut().held[0] = old;
+    host.answer();
+    let c = dev.complete().expect("handed back");
+    assert_eq!(c.result, Err(Error::DeviceFailed));
+    assert!(dev.is_failed());
+    assert_eq!(dev.stats().device_errors, 1);
+}
