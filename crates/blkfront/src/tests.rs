@@ -1097,3 +1097,38 @@ fn a_stale_answer_for_a_reused_slot_stops_the_device() {
     assert!(dev.is_failed());
     assert_eq!(dev.stats().device_errors, 1);
 }
+
+#[test]
+fn blocking_calls_over_a_garbage_backend_end_in_errors_not_hangs() {
+    for seed in 0..60 {
+        let (dev, host) = connect(Spec::default(), 2000 + seed);
+        host.auto.set(false);
+        host.back.borrow_mut().evil = Evil::Garbage;
+        host.back.borrow_mut().shuffle = true;
+        let mut io = Blocking::new(dev, BackendWait(host.clone()));
+        let mut rng = Rng::new(seed);
+        let mut failures = 0;
+        for _ in 0..10 {
+            let at = rng.below(1500);
+            let len = 512 * (1 + rng.below(300) as usize);
+            let result = if rng.chance(50) {
+                io.write(at, &rng.bytes(len))
+            } else {
+                let mut buf = vec![0u8; len];
+                io.read(at, &mut buf)
+            };
+            if let Err(e) = result {
+                assert!(
+                    matches!(
+                        e,
+                        Error::Io { .. } | Error::DeviceFailed | Error::Unsupported
+                    ),
+                    "seed {seed}: {e}"
+                );
+                failures += 1;
+            }
+        }
+        assert!(failures > 0, "seed {seed}: garbage went unnoticed");
+        assert_eq!(io.device().in_flight(), 0, "seed {seed}");
+    }
+}
