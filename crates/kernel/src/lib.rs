@@ -87,14 +87,20 @@ pub use vfs;
 /// Xen event channels of the guest's own (split drivers, probes); they fail off Xen.
 #[cfg(target_os = "none")]
 pub mod xen_events;
+/// The Xen split drivers' platform on this kernel, and the probes of the guest's Xen devices.
+#[cfg(all(target_os = "none", feature = "xen-frontends"))]
+pub mod xen_host;
 /// The async executor's crate: futures, timers and async synchronization.
 #[cfg(feature = "scheduler-async")]
 pub use sched_async;
 /// The async executor (`scheduler = "async"`), the one instance apps' tasks run on.
 #[cfg(feature = "scheduler-async")]
 pub use select::EXECUTOR;
-/// The NIC driver's type (`net_device = "virtio"`).
-#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
+/// The NIC driver's type (`net_device = "virtio"` or `"netfront"`).
+#[cfg(all(
+    target_os = "none",
+    any(feature = "net_device-virtio", feature = "net_device-netfront")
+))]
 pub use select::SelectedNetDevice;
 /// The platform type (for generic parameters such as the executor's).
 pub use select::SelectedPlatform;

@@ -28,7 +28,10 @@
 
 use crate::config;
 use crate::select::{SelectedNetDevice, SelectedPlatform};
+#[cfg(feature = "net_device-virtio")]
 use crate::virtio::{Nic, probe_nics};
+#[cfg(feature = "net_device-netfront")]
+use crate::xen_host::{Nic, probe_nics};
 pub use ::net::Error;
 use ::net::{IpConfig, Limits, Stack};
 use alloc::boxed::Box;

@@ -84,6 +84,11 @@ pub static CONSOLE: &SelectedConsole =
 pub type SelectedNetDevice =
     net_virtio::VirtioNet<crate::virtio::KernelHal, crate::virtio::KvmTransport>;
 
+/// The NIC driver (`net_device = "netfront"`): Xen's netfront on the guest's first vif, its
+/// pages, grants and event channel from the kernel (`crate::xen_host`).
+#[cfg(all(target_os = "none", feature = "net_device-netfront"))]
+pub type SelectedNetDevice = netfront::NetFront<crate::xen_host::KernelXenHost>;
+
 /// The disk driver (`block_device = "virtio"`): virtio-blk over whichever transport the
 /// platform found it on, with DMA from the kernel's frames (`crate::virtio`).
 #[cfg(all(target_os = "none", feature = "block_device-virtio"))]

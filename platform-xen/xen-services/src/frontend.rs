@@ -348,8 +348,9 @@ pub mod fake {
         pub ports: u32,
         /// Notifications sent, by port.
         pub notified: RefCell<BTreeMap<u32, u32>>,
-        /// Pages still allocated.
-        pub pages_out: usize,
+        /// Pages still allocated (shared: a test keeps a handle after the host moved into the
+        /// driver).
+        pub pages_out: Rc<Cell<usize>>,
         /// Pages left before `alloc_page` fails (`None`: unlimited).
         pub page_limit: Option<usize>,
         next_frame: u64,
@@ -401,6 +402,41 @@ pub mod fake {
         }
         fn write_bytes(&self, o: usize, d: &[u8]) {
             self.page.write_bytes(o, d)
+        }
+    }
+
+    /// A shared fake page is shared memory too (the driver's and the backend's handles).
+    impl<T: SharedMemory> SharedMemory for Rc<T> {
+        fn len(&self) -> usize {
+            (**self).len()
+        }
+        fn read_u8(&self, o: usize) -> u8 {
+            (**self).read_u8(o)
+        }
+        fn write_u8(&self, o: usize, v: u8) {
+            (**self).write_u8(o, v)
+        }
+        fn read_u32(&self, o: usize) -> u32 {
+            (**self).read_u32(o)
+        }
+        fn write_u32(&self, o: usize, v: u32) {
+            (**self).write_u32(o, v)
+        }
+        fn read_u16(&self, o: usize) -> u16 {
+            (**self).read_u16(o)
+        }
+        fn write_u16(&self, o: usize, v: u16) {
+            (**self).write_u16(o, v)
+        }
+        fn compare_exchange_u16(&self, o: usize, c: u16, n: u16) -> u16 {
+            (**self).compare_exchange_u16(o, c, n)
+        }
+        fn fence(&self) {}
+        fn read_bytes(&self, o: usize, b: &mut [u8]) {
+            (**self).read_bytes(o, b)
+        }
+        fn write_bytes(&self, o: usize, d: &[u8]) {
+            (**self).write_bytes(o, d)
         }
     }
 
@@ -467,7 +503,7 @@ pub mod fake {
             self.next_frame += 1;
             let page: SharedPage = Rc::new(FakePage::default());
             self.frames.insert(self.next_frame, page.clone());
-            self.pages_out += 1;
+            self.pages_out.set(self.pages_out.get() + 1);
             Some(FakeFrame {
                 page,
                 frame: self.next_frame,
@@ -480,7 +516,7 @@ pub mod fake {
                 page.frame
             );
             self.frames.remove(&page.frame);
-            self.pages_out -= 1;
+            self.pages_out.set(self.pages_out.get() - 1);
         }
         fn grant(
             &mut self,

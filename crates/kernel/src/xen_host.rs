@@ -1,0 +1,177 @@
+//! The Xen split drivers' platform (`xen_services::frontend::FrontendHost`) on this kernel:
+//! XenStore, grants and event channels from `platform_xen`, pages from the kernel's frames, the
+//! kernel's clock and sleep. And the probes that find the devices the toolstack gave the guest
+//! (`device/vif/N`, `device/vbd/N`) and connect the profile's frontend to the first one.
+
+use core::ptr::NonNull;
+
+use heap::{FrameAllocator, Frames};
+use platform::irq::Irq;
+use platform_xen::grant::{self, GrantError, GrantRef};
+use xen_services::frontend::FrontendHost;
+use xen_services::mem::SharedMemory;
+use xen_services::mem::raw::RawShared;
+use xen_services::xenstore;
+
+/// A page of the kernel's frames, shared with a backend.
+#[derive(Debug)]
+pub struct XenPage {
+    mem: RawShared,
+    /// Its address (a number: the page is owned through `mem`, which is `Send`).
+    va: usize,
+}
+
+impl SharedMemory for XenPage {
+    fn len(&self) -> usize {
+        self.mem.len()
+    }
+    fn read_u8(&self, o: usize) -> u8 {
+        self.mem.read_u8(o)
+    }
+    fn write_u8(&self, o: usize, v: u8) {
+        self.mem.write_u8(o, v)
+    }
+    fn read_u32(&self, o: usize) -> u32 {
+        self.mem.read_u32(o)
+    }
+    fn write_u32(&self, o: usize, v: u32) {
+        self.mem.write_u32(o, v)
+    }
+    fn read_u16(&self, o: usize) -> u16 {
+        self.mem.read_u16(o)
+    }
+    fn write_u16(&self, o: usize, v: u16) {
+        self.mem.write_u16(o, v)
+    }
+    fn compare_exchange_u16(&self, o: usize, c: u16, n: u16) -> u16 {
+        self.mem.compare_exchange_u16(o, c, n)
+    }
+    fn fence(&self) {
+        self.mem.fence()
+    }
+    fn read_bytes(&self, o: usize, b: &mut [u8]) {
+        self.mem.read_bytes(o, b)
+    }
+    fn write_bytes(&self, o: usize, d: &[u8]) {
+        self.mem.write_bytes(o, d)
+    }
+}
+
+/// The kernel as a split driver's platform.
+#[derive(Debug, Default)]
+pub struct KernelXenHost;
+
+/// How long [`FrontendHost::pause`] sleeps.
+const PAUSE_NS: u64 = 2_000_000;
+
+impl FrontendHost for KernelXenHost {
+    type Page = XenPage;
+
+    fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, xenstore::Error> {
+        platform_xen::xenstore::read(path, buf).map(|v| v.len())
+    }
+
+    fn write(&mut self, path: &str, value: &str) -> Result<(), xenstore::Error> {
+        platform_xen::xenstore::write(path, value.as_bytes())
+    }
+
+    fn alloc_page(&mut self) -> Option<XenPage> {
+        let frames = crate::frames().alloc_frames_zeroed(1)?;
+        let va = NonNull::new(frames.as_ptr())?;
+        // SAFETY: a page of RAM the kernel maps, just taken from the frame allocator: this
+        // handle owns it until `free_page`, and nothing else in the domain touches it.
+        let mem = unsafe { RawShared::new(va, 4096) };
+        Some(XenPage {
+            mem,
+            va: va.as_ptr() as usize,
+        })
+    }
+
+    fn free_page(&mut self, page: XenPage) {
+        let Some(va) = NonNull::new(page.va as *mut u8) else {
+            return;
+        };
+        // SAFETY: the page came from `alloc_page` (one frame), and the frontend's contract
+        // gives it back only once no grant covers it; `page` is consumed, so nothing here
+        // touches it again.
+        unsafe { crate::frames().free_frames(Frames::from_raw(va, 1)) };
+    }
+
+    fn grant(
+        &mut self,
+        domid: u16,
+        page: &XenPage,
+        readonly: bool,
+    ) -> Result<GrantRef, GrantError> {
+        // SAFETY: the page is one of `alloc_page`'s, which stays allocated until
+        // `free_page`, and a frontend frees a page only after ending its grants
+        // (`FrontendHost`'s contract; one whose grant cannot be ended is leaked).
+        unsafe { grant::grant_access(domid, page.va as u64, readonly) }
+    }
+
+    fn end_grant(&mut self, r: GrantRef) -> Result<(), GrantError> {
+        grant::end_access(r)
+    }
+
+    fn alloc_event(&mut self, remote: u16) -> Result<u32, i32> {
+        platform_xen::events::alloc_unbound(remote).map_err(|e| e.0)
+    }
+
+    fn notify(&self, port: u32) {
+        let _ = platform_xen::events::send(port);
+    }
+
+    fn now_ns(&self) -> u64 {
+        crate::boot::now_ns().unwrap_or(0)
+    }
+
+    fn pause(&mut self) {
+        crate::boot::sleep_until_ns(self.now_ns() + PAUSE_NS);
+    }
+}
+
+/// The first device of class `class` (`vif`, `vbd`) the toolstack gave the guest: its node
+/// (`device/vif/0`), or `None`.
+pub fn first_device(class: &str) -> Option<xen_services::frontend::Path> {
+    let dir = xen_services::frontend::Path::join("device", class)?;
+    let mut buf = [0u8; 256];
+    let names = platform_xen::xenstore::directory(dir.as_str(), &mut buf).ok()?;
+    let first = names
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| core::str::from_utf8(n).ok())
+        .min_by_key(|n| n.parse::<u32>().unwrap_or(u32::MAX))?;
+    xen_services::frontend::Path::join(dir.as_str(), first)
+}
+
+/// The NIC the profile's driver connected.
+#[cfg(feature = "net_device-netfront")]
+#[derive(Debug)]
+pub struct Nic {
+    /// The driver.
+    pub device: crate::select::SelectedNetDevice,
+    /// Its interrupt line: the event channel.
+    pub irq: Option<Irq>,
+}
+
+/// Connects netfront to the guest's first vif (`device/vif/N`), if the toolstack gave it one.
+#[cfg(feature = "net_device-netfront")]
+pub fn probe_nics() -> Option<Nic> {
+    if !crate::select::on_xen() {
+        return None;
+    }
+    let node = first_device("vif")?;
+    match netfront::NetFront::connect(KernelXenHost, node.as_str()) {
+        Ok(device) => {
+            let mut line = alloc::string::String::new();
+            let _ = device.describe(&mut line);
+            log::info!("{line}");
+            let irq = Some(Irq(device.event_channel()));
+            Some(Nic { device, irq })
+        }
+        Err(e) => {
+            log::error!("netfront {}: {e}", node.as_str());
+            None
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! netfront against a mock netback: the handshake on a fake XenStore, frames both ways through
+//! granted pages, and a backend writing garbage into every field.
+
+use super::*;
+use platform::fuzz::Rng;
+use xen_services::frontend::fake::{FakeHost, SharedPage};
+use xen_services::sring::fake::BackRing;
+
+const BACKEND: &str = "/local/domain/0/backend/vif/7/0";
+
+fn keys() -> FakeHost {
+    let mut h = FakeHost::with_keys(&[
+        ("device/vif/0/backend", BACKEND),
+        ("device/vif/0/backend-id", "0"),
+        ("device/vif/0/mac", "00:16:3e:00:00:02"),
+        ("/local/domain/0/backend/vif/7/0/state", "2"),
+        ("/local/domain/0/backend/vif/7/0/feature-rx-copy", "1"),
+    ]);
+    // netback connects once the frontend says Connected.
+    h.on_pause = Some(alloc::boxed::Box::new(|store| {
+        if store.get("device/vif/0/state").map(String::as_str) == Some("4") {
+            store.insert(format!("{BACKEND}/state"), "4".into());
+        }
+    }));
+    h
+}
+
+fn connect() -> NetFront<FakeHost> {
+    NetFront::connect(keys(), "device/vif/0").expect("connects")
+}
+
+/// netback's side: the rings through the grants the frontend published.
+struct Netback {
+    tx: BackRing<SharedPage>,
+    rx: BackRing<SharedPage>,
+}
+
+impl Netback {
+    fn attach(dev: &mut NetFront<FakeHost>) -> Netback {
+        let h = dev.host();
+        let r = |h: &FakeHost, key: &str| -> SharedPage {
+            let v: u32 = h.store[&format!("device/vif/0/{key}")]
+                .parse()
+                .expect("a number");
+            h.granted(v).expect("granted")
+        };
+        Netback {
+            tx: BackRing::new(r(h, "tx-ring-ref"), TX_ENTRY),
+            rx: BackRing::new(r(h, "rx-ring-ref"), RX_ENTRY),
+        }
+    }
+
+    /// Copies `frame` into the next posted receive buffer and answers, with `flags`.
+    fn deliver(&mut self, h: &FakeHost, frame: &[u8], flags: u16) -> bool {
+        let Some(off) = self.rx.take_request() else {
+            return false;
+        };
+        let m = self.rx.memory().clone();
+        let id = m.read_u16(off);
+        let gref = m.read_u32(off + 4);
+        let page = h.granted(gref).expect("a granted buffer");
+        page.write_bytes(0, frame);
+        let r = self.rx.next_response();
+        m.write_u16(r, id);
+        m.write_u16(r + 2, 0);
+        m.write_u16(r + 4, flags);
+        m.write_u16(r + 6, frame.len() as u16);
+        self.rx.push_response();
+        self.rx.publish();
+        true
+    }
+
+    /// Takes every transmitted frame, answering each with `status`.
+    fn collect(&mut self, h: &FakeHost, status: i16) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(off) = self.tx.take_request() {
+            let m = self.tx.memory().clone();
+            let gref = m.read_u32(off);
+            let offset = usize::from(m.read_u16(off + 4));
+            let id = m.read_u16(off + 8);
+            let size = usize::from(m.read_u16(off + 10));
+            let (_, _, readonly) = h.grants[&gref];
+            assert!(readonly, "transmit buffers are granted read-only");
+            let page = h.granted(gref).expect("granted");
+            let mut frame = vec![0; size];
+            page.read_bytes(offset, &mut frame);
+            out.push(frame);
+            let r = self.tx.next_response();
+            m.write_u16(r, id);
+            m.write_u16(r + 2, status as u16);
+            self.tx.push_response();
+        }
+        self.tx.publish();
+        out
+    }
+}
+
+fn frame(n: usize, fill: u8) -> Vec<u8> {
+    let mut f = vec![fill; n];
+    f[..6].copy_from_slice(&[0, 0x16, 0x3e, 0, 0, 2]);
+    f
+}
+
+fn receive_one(dev: &mut NetFront<FakeHost>) -> Option<(Vec<u8>, RxChecksum)> {
+    let (rx, _tx) = dev.receive()?;
+    let c = rx.checksum();
+    Some((rx.consume(|f| f.to_vec()), c))
+}
+
+fn send(dev: &mut NetFront<FakeHost>, data: &[u8]) -> bool {
+    match dev.transmit() {
+        Some(tx) => {
+            tx.consume(data.len(), |b| b.copy_from_slice(data));
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn a_connected_device_holds_its_rings_and_buffers() {
+    let mut dev = connect();
+    assert_eq!(dev.host().pages_out.get(), 2 + RX_BUFFERS + TX_BUFFERS);
+}
+
+#[test]
+fn the_handshake_publishes_rings_and_features_and_waits_for_connected() {
+    let mut dev = connect();
+    let h = dev.host();
+    let k = |key: &str| h.store[&format!("device/vif/0/{key}")].clone();
+    assert_eq!(k("state"), "4");
+    assert_eq!(k("request-rx-copy"), "1");
+    assert_eq!(k("feature-rx-notify"), "1");
+    assert!(!h.store.contains_key("device/vif/0/feature-sg"), "no SG");
+    assert!(k("event-channel").parse::<u32>().is_ok());
+    assert_eq!(dev.capabilities().mac.0, [0, 0x16, 0x3e, 0, 0, 2]);
+    assert!(!dev.failed());
+    // Every receive buffer was posted before the backend connected.
+    let nb = Netback::attach(&mut dev);
+    assert_eq!(nb.rx.requests(), RX_BUFFERS as u32);
+}
+
+#[test]
+fn a_backend_without_rx_copy_or_one_that_never_connects_is_refused() {
+    let mut h = keys();
+    h.store.remove(&format!("{BACKEND}/feature-rx-copy"));
+    assert_eq!(
+        NetFront::connect(h, "device/vif/0").err(),
+        Some(FrontendError::Missing("feature-rx-copy"))
+    );
+    let mut h = keys();
+    h.on_pause = None;
+    match NetFront::connect(h, "device/vif/0") {
+        Err(FrontendError::Timeout(s)) => assert_eq!(s, XenbusState::InitWait),
+        other => panic!("expected a timeout, got {:?}", other.err()),
+    }
+    let mut h = keys();
+    h.store
+        .insert("device/vif/0/mac".into(), "00:16:3e:zz:00:02".into());
+    assert_eq!(
+        NetFront::connect(h, "device/vif/0").err(),
+        Some(FrontendError::BadKey("mac"))
+    );
+}
+
+#[test]
+fn running_out_of_pages_gives_every_page_back() {
+    for limit in [0, 1, 2, 50, RX_BUFFERS + 2, RX_BUFFERS + TX_BUFFERS + 1] {
+        let mut h = keys();
+        h.page_limit = Some(limit);
+        let live = h.pages_out.clone();
+        match NetFront::connect(h, "device/vif/0") {
+            Err(FrontendError::NoMemory) => {}
+            Err(e) => panic!("{limit}: {e}"),
+            Ok(_) => panic!("{limit} pages cannot be enough"),
+        }
+        assert_eq!(live.get(), 0, "{limit}: every page given back");
+    }
+}
+
+#[test]
+fn frames_arrive_with_their_checksum_state_and_buffers_are_reused() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    for (i, flags) in [0, NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED]
+        .into_iter()
+        .enumerate()
+    {
+        let f = frame(60 + i, i as u8);
+        assert!(nb.deliver(dev.host(), &f, flags));
+        assert!(dev.poll_interrupt(), "news after the event");
+        let (got, c) = receive_one(&mut dev).expect("a frame");
+        assert_eq!(got, f);
+        assert_eq!(
+            c,
+            [RxChecksum::Unknown, RxChecksum::Blank, RxChecksum::Verified][i]
+        );
+        assert!(receive_one(&mut dev).is_none());
+    }
+    // Far more frames than buffers: each is posted again once consumed.
+    for i in 0..(RX_BUFFERS * 5) {
+        let f = frame(MAX_FRAME - (i % 100), i as u8);
+        assert!(nb.deliver(dev.host(), &f, 0), "buffer {i} was posted again");
+        let (got, _) = receive_one(&mut dev).expect("a frame");
+        assert_eq!(got, f);
+    }
+    let s = dev.stats();
+    assert_eq!(s.rx_frames, 3 + RX_BUFFERS as u64 * 5);
+    assert_eq!(s.device_errors, 0);
+}
+
+#[test]
+fn frames_go_out_byte_exact_and_transmit_buffers_come_back() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    let port = dev.event_channel();
+    let mut sent = Vec::new();
+    for i in 0..TX_BUFFERS {
+        let f = frame(100 + i, i as u8);
+        assert!(send(&mut dev, &f));
+        sent.push(f);
+    }
+    assert!(dev.transmit().is_none(), "every buffer is in flight");
+    assert!(dev.host().notifications(port) >= 1);
+    let got = nb.collect(dev.host(), NETIF_RSP_OKAY);
+    assert_eq!(got, sent);
+    for i in 0..1000 {
+        let f = frame(60 + i % 1400, i as u8);
+        assert!(send(&mut dev, &f), "frame {i}: a buffer came back");
+        assert_eq!(nb.collect(dev.host(), NETIF_RSP_OKAY), vec![f]);
+    }
+    // A frame larger than the MTU is the caller's bug: counted, not sent.
+    let big = frame(MAX_FRAME + 1, 0);
+    assert!(send(&mut dev, &big));
+    assert!(nb.collect(dev.host(), 0).is_empty());
+    let s = dev.stats();
+    assert_eq!(s.tx_frames, TX_BUFFERS as u64 + 1000);
+    assert_eq!(s.tx_dropped, 1);
+}
+
+#[test]
+fn a_receive_answer_needs_a_transmit_buffer() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    for i in 0..TX_BUFFERS {
+        assert!(send(&mut dev, &frame(80, i as u8)));
+    }
+    assert!(nb.deliver(dev.host(), &frame(70, 1), 0));
+    assert!(
+        dev.receive().is_none(),
+        "no room to answer: the frame waits"
+    );
+    nb.collect(dev.host(), NETIF_RSP_OKAY);
+    assert!(receive_one(&mut dev).is_some(), "now it is taken");
+}
+
+#[test]
+fn bad_ids_lengths_and_flags_are_counted_and_skipped() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    let m = nb.rx.memory().clone();
+    // An id never posted, an offset outside the page, a length beyond the page, SG flags.
+    for (id, offset, flags, status) in [
+        (999u16, 0u16, 0u16, 60i16),
+        (0, 4090, 0, 60),
+        (1, 0, 0, 4097),
+        (2, 0, NETRXF_MORE_DATA, 60),
+        (3, 0, 0, -1),
+        (4, 0, 0, 2000),
+    ] {
+        nb.rx.take_request().expect("posted");
+        let r = nb.rx.next_response();
+        m.write_u16(r, id);
+        m.write_u16(r + 2, offset);
+        m.write_u16(r + 4, flags);
+        m.write_u16(r + 6, status as u16);
+        nb.rx.push_response();
+    }
+    nb.rx.publish();
+    assert!(receive_one(&mut dev).is_none(), "nothing good arrived");
+    let s = dev.stats();
+    assert_eq!(s.device_errors, 4, "{s:?}");
+    assert_eq!(s.rx_dropped, 5, "{s:?}");
+    assert!(!dev.failed());
+    // Every buffer is posted again, and good frames still arrive.
+    for i in 0..RX_BUFFERS * 2 {
+        let f = frame(64, i as u8);
+        assert!(nb.deliver(dev.host(), &f, 0), "buffer lost at {i}");
+        assert_eq!(receive_one(&mut dev).expect("a frame").0, f);
+    }
+    // Transmit answers for ids never sent.
+    let tm = nb.tx.memory().clone();
+    assert!(send(&mut dev, &frame(64, 9)));
+    nb.tx.take_request();
+    let r = nb.tx.next_response();
+    tm.write_u16(r, 500);
+    nb.tx.push_response();
+    nb.tx.publish();
+    dev.poll_interrupt();
+    assert_eq!(dev.stats().device_errors, 5);
+}
+
+#[test]
+fn a_response_index_beyond_the_requests_stops_the_device() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    nb.rx.set_rsp_prod(RX_BUFFERS as u32 + 1);
+    assert!(!dev.poll_interrupt());
+    assert!(dev.failed());
+    assert!(dev.receive().is_none());
+    assert!(dev.transmit().is_none());
+}
+
+#[test]
+fn garbage_in_every_ring_field_never_panics() {
+    let mut rng = Rng::new(0x0e7f_0018);
+    for round in 0..300 {
+        let mut dev = connect();
+        let mut nb = Netback::attach(&mut dev);
+        let rxm = nb.rx.memory().clone();
+        let txm = nb.tx.memory().clone();
+        for _ in 0..rng.below(20) {
+            send(&mut dev, &frame(60 + rng.below(1400) as usize, 7));
+        }
+        for _ in 0..rng.below(400) {
+            // Random words anywhere in either ring page (indices included).
+            let page = if rng.chance(50) { &rxm } else { &txm };
+            let off = (rng.below(4096 / 2) * 2) as usize;
+            page.write_u16(off, rng.edgy_u64() as u16);
+        }
+        if rng.chance(30) {
+            nb.rx.set_rsp_prod(rng.next_u64() as u32);
+        }
+        for _ in 0..50 {
+            dev.poll_interrupt();
+            while let Some((rx, _)) = dev.receive() {
+                rx.consume(|f| assert!(f.len() <= MAX_FRAME, "round {round}"));
+            }
+            send(&mut dev, &frame(64, 1));
+        }
+    }
+}
