@@ -674,7 +674,7 @@ fn read_only_disks_refuse_writes() {
 /// Everything given back: grants ended, pages freed.
 fn all_given_back(host: &TestHost) {
     let fake = host.fake.borrow();
-    assert_eq!(fake.pages_out, 0, "pages given back");
+    assert_eq!(fake.pages_out.get(), 0, "pages given back");
     assert!(fake.grants.is_empty(), "grants ended");
 }
 
@@ -783,7 +783,7 @@ fn running_out_of_pages_gives_back_what_was_taken() {
 #[test]
 fn dropping_the_device_gives_everything_back() {
     let (dev, host) = connect(Spec::default(), 14);
-    assert!(host.fake.borrow().pages_out > 100);
+    assert!(host.fake.borrow().pages_out.get() > 100);
     drop(dev);
     all_given_back(&host);
     assert_eq!(key(&host, &format!("{NODE}/state")), "6");
@@ -795,7 +795,7 @@ fn dropping_the_device_gives_everything_back() {
     host.fake.borrow_mut().mapped.push(ring_ref);
     drop(dev);
     assert_eq!(
-        host.fake.borrow().pages_out,
+        host.fake.borrow().pages_out.get(),
         1,
         "the ring's page is leaked, not reused"
     );
