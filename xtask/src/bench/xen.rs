@@ -569,6 +569,7 @@ mod tests {
             to_domid: Some(Duration::from_millis(700)),
             to_first_line: None,
             to_shutdown: Some(Duration::from_millis(900)),
+            io: Default::default(),
         };
         assert_eq!(failure_line(&[], 21), None);
         let crash = guest(xenlab::Shutdown::Crash);

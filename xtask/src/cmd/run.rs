@@ -32,8 +32,15 @@ pub struct RunArgs {
     /// (repeatable; TCP by default, `udp:H:G` for UDP), e.g. `--forward 8080:80`. Gives the
     /// guest a virtio-net NIC, so the profile needs a NIC driver (`--profile net` or
     /// `--set net_device=virtio`); such a profile gets the NIC even without --forward or --nic.
+    /// On Xen: implies --vif, and forwards to the guest at 10.0.0.2 on the lab's bridge (the
+    /// lab's QEMU joins the bridge through user networking).
     #[arg(long, value_name = "[tcp:|udp:]HOSTPORT:GUESTPORT")]
     pub forward: Vec<String>,
+    /// Xen only: give the guest a vif on the lab's bridge xenbr0 (dom0 10.0.0.1/24, the vif's
+    /// MAC 00:16:3e:00:00:02; the guest takes 10.0.0.2/24 itself, e.g. by its profile's
+    /// net_ip or `--kargs "ip=10.0.0.2/24 gw=10.0.0.1"`).
+    #[arg(long)]
+    pub vif: bool,
     /// A virtio-net NIC on QEMU user networking without forwarded ports (guest 10.0.2.15,
     /// gateway 10.0.2.2); implied by --forward and by a profile with a NIC driver.
     #[arg(long)]
@@ -59,6 +66,8 @@ pub struct RunArgs {
     /// Attach FILE, a raw disk image, as the guest's virtio-blk disk (virtio-blk-pci on q35,
     /// virtio-blk-device on microvm; QEMU's default cache=writeback, a guest flush is an fsync).
     /// The profile needs a disk driver (`--profile storage` or `--set block_device=virtio`).
+    /// On Xen: the guest's vbd xvda through dom0's blkback; the lab works on a copy, which is
+    /// copied back over FILE after the run, so the guest's writes persist in FILE as on QEMU.
     #[arg(long, value_name = "FILE")]
     pub disk: Option<PathBuf>,
     /// Attach the --disk read-only (`readonly=on`).
@@ -95,6 +104,12 @@ pub fn run(ws: &Workspace, args: RunArgs) -> Result<ExitCode> {
         ws.check_app_fits(app, &profile)?;
     }
     crate::cmdline::check_kargs(&args.kargs)?;
+    if args.vif && profile.platform != "xen" {
+        bail!(
+            "--vif is for platform xen (a vif on the Xen lab's bridge); on QEMU the guest gets a \
+             NIC with --nic, --forward or --net tap"
+        );
+    }
     let nic = check_nic_args(&args, &profile)?;
     let disk = check_disk_args(&args, &profile)?;
     // A prebuilt image: checked first (a missing file, not an ELF, no entry this platform
@@ -258,8 +273,8 @@ pub fn check_nic_args(
     Ok(net::has_driver(profile).then_some((forwards, mac)))
 }
 
-/// `--disk` checked: the file is there, and the profile has a disk driver (on platform xen: not
-/// yet, blkfront comes with the Xen split drivers).
+/// `--disk` checked: the file is there, and the profile has a disk driver (on platform xen, the
+/// QEMU-only `--disk-read-only` and `--disk-log` are refused).
 pub fn check_disk_args(
     args: &RunArgs,
     profile: &crate::profile::Profile,
@@ -267,13 +282,19 @@ pub fn check_disk_args(
     let Some(file) = &args.disk else {
         return Ok(None);
     };
-    if profile.platform == "xen" {
-        bail!(
-            "--disk is not supported on platform xen yet (a disk there needs blkfront, the Xen \
-             split block driver, which is not written): use platform kvm or universal on QEMU"
-        );
-    }
     check_disk_driver(profile)?;
+    if profile.platform == "xen" {
+        let qemu_only = [
+            ("--disk-read-only", args.disk_read_only),
+            ("--disk-log", args.disk_log.is_some()),
+        ];
+        if let Some((flag, _)) = qemu_only.iter().find(|(_, given)| *given) {
+            bail!(
+                "{flag} is for QEMU on the KVM platform; on Xen the disk is the guest's vbd \
+                 through dom0's blkback"
+            );
+        }
+    }
     let disk = qemu::Disk {
         file: file.clone(),
         read_only: args.disk_read_only,
@@ -286,6 +307,14 @@ pub fn check_disk_args(
 /// Refuses a disk for a profile whose image has no disk driver.
 pub fn check_disk_driver(profile: &crate::profile::Profile) -> Result<()> {
     let driver = profile.slot("block_device").unwrap_or("none");
+    if driver == "none" && profile.platform == "xen" {
+        bail!(
+            "--disk gives the guest a disk, but profile `{}` has no disk driver (block_device = \
+             \"none\"): on platform xen the disk is a vbd, which needs the Xen block driver \
+             (blkfront: a block_device value platform xen offers)",
+            profile.name
+        );
+    }
     if driver == "none" {
         bail!(
             "--disk gives the guest a disk, but profile `{}` has no disk driver (block_device = \
@@ -299,7 +328,6 @@ pub fn check_disk_driver(profile: &crate::profile::Profile) -> Result<()> {
 /// The options that only mean something to QEMU on the KVM platform.
 pub fn check_xen_run_args(args: &RunArgs) -> Result<()> {
     let qemu_only = [
-        ("--forward", !args.forward.is_empty()),
         ("--nic", args.nic),
         ("--mac", args.mac.is_some()),
         ("--gdb", args.gdb),
@@ -342,6 +370,14 @@ pub fn run_xen(
     if let Some(guest_type) = guest_type {
         spec.guest_type = guest_type;
     }
+    let forwards = net::parse_forwards(&args.forward)?;
+    net::check_host_ports(&forwards)?;
+    let forwards = xen::lab_forwards(&forwards);
+    spec = spec.vif(args.vif || !forwards.is_empty());
+    if let Some(disk) = &args.disk {
+        // Written back over FILE after the run: the guest's writes persist, as on QEMU.
+        spec = spec.disk(disk).disk_out(disk);
+    }
     eprintln!(
         "xtask: Xen {} guest {} ({} MiB, {} vCPU{}, command line {:?}, time limit {} s)",
         spec.guest_type.name().to_uppercase(),
@@ -352,8 +388,33 @@ pub fn run_xen(
         spec.cmdline.as_deref().unwrap_or(""),
         spec.timeout.as_secs()
     );
+    if spec.vif && !net::has_driver(profile) {
+        eprintln!(
+            "xtask: note: profile `{}` has no NIC driver (net_device = \"{}\"): the vif's \
+             backend will wait for a frontend that never comes",
+            profile.name,
+            profile.slot("net_device").unwrap_or("none")
+        );
+    }
+    if spec.vif {
+        eprintln!(
+            "xtask: vif on the lab's bridge xenbr0: dom0 {}/24, the guest {} by convention (MAC {})",
+            xenlab::DOM0_IP,
+            xenlab::GUEST_IP,
+            xenlab::GUEST_MAC
+        );
+    }
+    for f in &forwards {
+        eprintln!(
+            "xtask: forwarding 127.0.0.1:{} -> {}:{} ({}) through the lab's bridge",
+            f.host,
+            xenlab::GUEST_IP,
+            f.guest,
+            if f.udp { "udp" } else { "tcp" }
+        );
+    }
     let lab = xenlab::Lab::from_env();
-    let run = match xen::run(&lab, &spec, &mut std::io::stdout().lock()) {
+    let run = match xen::run(&lab, &spec, &forwards, &mut std::io::stdout().lock()) {
         Ok(run) => run,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -67,9 +67,15 @@ mod report;
 mod serial;
 mod spec;
 
-pub use report::{BatchReport, GuestResult, Shutdown, lab_error, print_report};
+pub use report::{
+    BatchReport, DeviceState, GuestIo, GuestResult, LiveLine, Shutdown, VifWait, lab_error,
+    print_report,
+};
 pub use serial::SerialParser;
-pub use spec::{Expect, GuestSpec, GuestType, MAX_VCPUS, RefGuest};
+pub use spec::{
+    DEFAULT_VIF_WAIT, DISK_VDEV, DOM0_IP, Expect, FORWARD_HOST_IP, FORWARD_NIC_MAC, Forward,
+    GUEST_IP, GUEST_MAC, GuestSpec, GuestType, MAX_DISKS, MAX_VCPUS, RefGuest, check_forwards,
+};
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -86,6 +92,9 @@ use anyhow::{Context, Result};
 pub const DOM0_INIT: &str = include_str!("../dom0-init");
 /// The dom0 batch runner, written into every payload.
 pub const DOM0_BATCH: &str = include_str!("../dom0-batch");
+/// The dom0 scripts' readiness helper (`xenlab-wait ping|tcp PORT|console REGEX [SEC]`),
+/// written into every payload as `bin/xenlab-wait`.
+pub const DOM0_WAIT: &str = include_str!("../xenlab-wait");
 /// The reference PV guest's source (GNU as).
 pub const PV_SOURCE: &str = include_str!("../pvhello.S");
 /// Its link script.
@@ -345,9 +354,23 @@ impl Lab {
         for g in guests {
             g.validate()?;
         }
+        let disks = guests.iter().filter(|g| g.disk.is_some()).count();
+        if disks > MAX_DISKS {
+            bail!("a lab batch has room for {MAX_DISKS} guests with a disk, got {disks}");
+        }
+        check_forwards(&opts.forwards)?;
         let work = WorkDir::new(&self.dir)?;
         let payload = work.path.join("payload.img");
-        write_payload(&work.path.join("p"), &payload, guests)?;
+        write_payload(&work.path.join("p"), &payload, guests, opts)?;
+        // Each guest's disk: a copy in the run directory, dom0's virtio disk `xenlab-dNN`.
+        let mut disk_copies = Vec::new();
+        for (i, g) in guests.iter().enumerate() {
+            if let Some(disk) = &g.disk {
+                let copy = work.path.join(format!("disk-{:02}.img", i + 1));
+                copy_sparse(disk, &copy)?;
+                disk_copies.push((i, copy));
+            }
+        }
         let log_path = opts
             .log
             .clone()
@@ -355,7 +378,7 @@ impl Lab {
         let mut log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
 
-        let mut cmd = self.qemu_command(&payload);
+        let mut cmd = self.qemu_command(&payload, &disk_copies, &opts.forwards);
         let versions = self.versions();
         let _ = writeln!(log, "XENLAB-HOST: {versions}; -cpu {}", lab_cpu());
         let untested = crate::qemu_version::installed().and_then(|v| match v.support() {
@@ -397,7 +420,11 @@ impl Lab {
                     let t = at.saturating_duration_since(start);
                     let _ = writeln!(log, "[{:8.3}] {line}", t.as_secs_f64());
                     let before = parser.finished();
-                    parser.line(t, &line);
+                    if let Some(live) = parser.line(t, &line)
+                        && let Some(sink) = &opts.live
+                    {
+                        (sink.0)(&live);
+                    }
                     if ready_at.is_none() && parser.dom0_ready.is_some() {
                         ready_at = Some(at);
                         if opts.echo {
@@ -455,11 +482,26 @@ impl Lab {
             "XENLAB-HOST: qemu exited ({status}) after {:.2} s",
             total.as_secs_f64()
         );
-        let results: Vec<GuestResult> = guests
+        let mut results: Vec<GuestResult> = guests
             .iter()
             .enumerate()
             .map(|(i, g)| parser.result(i, g))
             .collect();
+        // What the guests wrote: out of the run directory before it goes.
+        let mut disk_errors = Vec::new();
+        for (i, copy) in &disk_copies {
+            let Some(out) = guests[*i].disk_out_path() else {
+                continue;
+            };
+            match move_file(copy, &out) {
+                Ok(()) => results[*i].io.disk_out = Some(out),
+                Err(e) => disk_errors.push(format!(
+                    "guest {}: cannot write its disk to {}: {e:#}",
+                    guests[*i].name,
+                    out.display()
+                )),
+            }
+        }
         let qemu_signal = match killed {
             None => std::os::unix::process::ExitStatusExt::signal(&status),
             Some(_) => None,
@@ -470,6 +512,8 @@ impl Lab {
             Some(format!("QEMU exited ({status}) before dom0 was ready"))
         } else if parser.end_rc.is_none() {
             Some(format!("QEMU exited ({status}) before the batch ended"))
+        } else if !disk_errors.is_empty() {
+            Some(disk_errors.join("; "))
         } else {
             None
         };
@@ -494,7 +538,16 @@ impl Lab {
         Ok(report)
     }
 
-    fn qemu_command(&self, payload: &Path) -> Command {
+    /// The lab's QEMU: dom0's root and the payload, plus a disk per guest that has one
+    /// (`serial=xenlab-dNN`) and, with forwarded ports, a NIC on user networking for
+    /// 10.0.0.0/24 (slirp at [`FORWARD_HOST_IP`], MAC [`FORWARD_NIC_MAC`]) that dom0 puts on
+    /// its bridge.
+    pub fn qemu_command(
+        &self,
+        payload: &Path,
+        disks: &[(usize, PathBuf)],
+        forwards: &[Forward],
+    ) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
         cmd.args([
@@ -530,18 +583,43 @@ impl Lab {
             "file={},format=raw,if=none,id=payload,readonly=on",
             payload.to_string_lossy().replace(',', ",,")
         ))
-        .args(["-device", "virtio-blk-pci,drive=payload"])
-        .arg("-kernel")
-        .arg(d("xen.elf"))
-        .arg("-append")
-        .arg(XEN_CMDLINE)
-        .arg("-initrd")
-        .arg(format!(
-            "{} root=/dev/vda rw console=hvc0 init=/{} panic=5 quiet,{}",
-            d("dom0-vmlinuz"),
-            crate::build::INIT_PATH,
-            d("dom0-initrd.img")
-        ));
+        .args(["-device", "virtio-blk-pci,drive=payload"]);
+        for (i, file) in disks {
+            let n = i + 1;
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,if=none,id=gd{n:02}",
+                    file.to_string_lossy().replace(',', ",,")
+                ))
+                .arg("-device")
+                .arg(format!(
+                    "virtio-blk-pci,drive=gd{n:02},serial={}",
+                    disk_serial(*i)
+                ));
+        }
+        if !forwards.is_empty() {
+            let mut netdev = format!(
+                "user,id=fwd,net=10.0.0.0/24,host={FORWARD_HOST_IP},dhcpstart=10.0.0.200,restrict=on"
+            );
+            for f in forwards {
+                netdev.push(',');
+                netdev.push_str(&f.hostfwd());
+            }
+            cmd.arg("-netdev").arg(netdev).arg("-device").arg(format!(
+                "virtio-net-pci,netdev=fwd,mac={FORWARD_NIC_MAC},romfile="
+            ));
+        }
+        cmd.arg("-kernel")
+            .arg(d("xen.elf"))
+            .arg("-append")
+            .arg(XEN_CMDLINE)
+            .arg("-initrd")
+            .arg(format!(
+                "{} root=/dev/vda rw console=hvc0 init=/{} panic=5 quiet,{}",
+                d("dom0-vmlinuz"),
+                crate::build::INIT_PATH,
+                d("dom0-initrd.img")
+            ));
         cmd
     }
 }
@@ -650,10 +728,81 @@ impl Drop for WorkDir {
     }
 }
 
-fn write_payload(dir: &Path, image: &Path, guests: &[GuestSpec]) -> Result<()> {
+/// The virtio serial of guest `i`'s (0-based) disk in the lab's QEMU, by which dom0 finds it
+/// (`/sys/block/vd*/serial`).
+pub fn disk_serial(i: usize) -> String {
+    format!("xenlab-d{:02}", i + 1)
+}
+
+/// `cp --sparse=always` (a disk image stays as small as it is).
+fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+    let out = Command::new("cp")
+        .arg("--sparse=always")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .output()
+        .context("running cp")?;
+    if !out.status.success() {
+        bail!(
+            "copying {} to {}: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Moves `from` to `to`: a rename where it can, else a sparse copy (another file system).
+fn move_file(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    copy_sparse(from, to)
+}
+
+/// The lines of a guest's `guest.env` for dom0's batch runner (guest `n`, 1-based).
+pub fn guest_env(g: &GuestSpec, n: usize) -> String {
+    let flag = |b: bool| if b { 1 } else { 0 };
+    let mut env = format!(
+        "TIMEOUT={}\nVIF={}\nVIF_WAIT={}\nSCRIPT={}\nKEEP={}\nLIVE={}\n",
+        g.timeout.as_secs().max(1),
+        flag(g.vif),
+        g.vif_wait.as_secs().max(1),
+        flag(g.dom0_script.is_some()),
+        flag(g.keeps_running),
+        flag(g.live_console),
+    );
+    if g.disk.is_some() {
+        env.push_str(&format!("DISK={}\n", disk_serial(n - 1)));
+    }
+    env
+}
+
+fn write_payload(
+    dir: &Path,
+    image: &Path,
+    guests: &[GuestSpec],
+    opts: &BatchOptions,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let guests_dir = dir.join("guests");
     std::fs::create_dir_all(&guests_dir).context("creating the payload directory")?;
     std::fs::write(dir.join("batch.sh"), DOM0_BATCH).context("writing batch.sh")?;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).context("creating the payload's bin")?;
+    let wait = bin.join("xenlab-wait");
+    std::fs::write(&wait, DOM0_WAIT).context("writing xenlab-wait")?;
+    std::fs::set_permissions(&wait, std::fs::Permissions::from_mode(0o755))
+        .context("chmod xenlab-wait")?;
+    let batch_env = if opts.forwards.is_empty() {
+        String::new()
+    } else {
+        format!("FORWARD_MAC={FORWARD_NIC_MAC}\n")
+    };
+    std::fs::write(dir.join("batch.env"), batch_env).context("writing batch.env")?;
     let mut bytes: u64 = 0;
     for (i, g) in guests.iter().enumerate() {
         let n = i + 1;
@@ -662,11 +811,10 @@ fn write_payload(dir: &Path, image: &Path, guests: &[GuestSpec]) -> Result<()> {
         bytes += std::fs::copy(&g.kernel, gd.join("kernel"))
             .with_context(|| format!("copying {}", g.kernel.display()))?;
         std::fs::write(gd.join("guest.cfg"), g.xl_config(n)).context("writing guest.cfg")?;
-        std::fs::write(
-            gd.join("guest.env"),
-            format!("TIMEOUT={}\n", g.timeout.as_secs().max(1)),
-        )
-        .context("writing guest.env")?;
+        std::fs::write(gd.join("guest.env"), guest_env(g, n)).context("writing guest.env")?;
+        if let Some(script) = &g.dom0_script {
+            std::fs::write(gd.join("dom0-script"), script).context("writing dom0-script")?;
+        }
     }
     let mib = bytes / (1 << 20) + 16;
     let out = Command::new("mke2fs")
@@ -695,6 +843,30 @@ pub struct BatchOptions {
     pub log: Option<PathBuf>,
     /// Print progress on stderr (dom0 ready, each guest's summary as it ends).
     pub echo: bool,
+    /// Ports forwarded from the host's 127.0.0.1 to [`GUEST_IP`] on the lab's bridge, for the
+    /// whole batch (QEMU user networking on the bridge; the guests run one at a time, so the
+    /// one that runs gets the connections).
+    pub forwards: Vec<Forward>,
+    /// Called with each line a guest's console ([`GuestSpec::live_console`]) or dom0 script
+    /// prints, as it arrives.
+    pub live: Option<LiveSink>,
+}
+
+/// A callback for [`BatchOptions::live`].
+#[derive(Clone)]
+pub struct LiveSink(pub std::sync::Arc<dyn Fn(&LiveLine) + Send + Sync>);
+
+impl LiveSink {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn(&LiveLine) + Send + Sync + 'static) -> LiveSink {
+        LiveSink(std::sync::Arc::new(f))
+    }
+}
+
+impl fmt::Debug for LiveSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LiveSink")
+    }
 }
 
 impl Default for BatchOptions {
@@ -703,6 +875,8 @@ impl Default for BatchOptions {
             dom0_timeout: DEFAULT_DOM0_TIMEOUT,
             log: None,
             echo: false,
+            forwards: Vec::new(),
+            live: None,
         }
     }
 }
@@ -718,5 +892,60 @@ mod tests {
         assert!(
             why.to_string().contains("xen-lab build") || why.to_string().contains("switched off")
         );
+    }
+
+    #[test]
+    fn guest_env_and_qemu_carry_the_guests_io() {
+        let k = PathBuf::from("/k");
+        let plain = GuestSpec::new("p", k.clone());
+        assert_eq!(
+            guest_env(&plain, 1),
+            "TIMEOUT=60\nVIF=0\nVIF_WAIT=30\nSCRIPT=0\nKEEP=0\nLIVE=0\n"
+        );
+        let server = GuestSpec::new("s", k)
+            .vif(true)
+            .vif_wait(Duration::from_secs(5))
+            .timeout(Duration::from_secs(40))
+            .dom0_script("true")
+            .keeps_running(true)
+            .live_console(true)
+            .disk("/d.img");
+        assert_eq!(
+            guest_env(&server, 3),
+            "TIMEOUT=40\nVIF=1\nVIF_WAIT=5\nSCRIPT=1\nKEEP=1\nLIVE=1\nDISK=xenlab-d03\n"
+        );
+        let lab = Lab::new("/lab");
+        let args = |c: &Command| -> Vec<String> {
+            c.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let none = args(&lab.qemu_command(Path::new("/p.img"), &[], &[]));
+        assert!(!none.iter().any(|a| a.contains("netdev")), "{none:?}");
+        let disks = [(2, PathBuf::from("/run/disk,03.img"))];
+        let fwd = [Forward::tcp(8080, 80), Forward::tcp(2222, 22)];
+        let a = args(&lab.qemu_command(Path::new("/p.img"), &disks, &fwd));
+        assert!(
+            a.contains(&"file=/run/disk,,03.img,format=raw,if=none,id=gd03".to_string()),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&"virtio-blk-pci,drive=gd03,serial=xenlab-d03".to_string()),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(
+                &"user,id=fwd,net=10.0.0.0/24,host=10.0.0.254,dhcpstart=10.0.0.200,restrict=on,\
+                  hostfwd=tcp:127.0.0.1:8080-10.0.0.2:80,hostfwd=tcp:127.0.0.1:2222-10.0.0.2:22"
+                    .to_string()
+            ),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&"virtio-net-pci,netdev=fwd,mac=52:54:00:5e:00:01,romfile=".to_string()),
+            "{a:?}"
+        );
+        // The NIC's MAC is how dom0 finds it: lower case, as /sys/class/net/*/address is.
+        assert_eq!(FORWARD_NIC_MAC, FORWARD_NIC_MAC.to_lowercase());
     }
 }

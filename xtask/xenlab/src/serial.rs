@@ -3,11 +3,28 @@
 
 use std::time::Duration;
 
-use crate::{GuestResult, GuestSpec, Shutdown};
+use crate::{DeviceState, GuestIo, GuestResult, GuestSpec, LiveLine, Shutdown, VifWait};
+
+/// A device's states as dom0 printed them: `B F EPOCH` (`-` for a state not there).
+#[derive(Debug, Clone, Copy)]
+struct RawState {
+    backend: Option<u32>,
+    frontend: Option<u32>,
+    at: Option<f64>,
+}
 
 /// The dom0 markers of one guest, as they arrive.
 #[derive(Debug, Default, Clone)]
 struct RawGuest {
+    script: Vec<String>,
+    script_status: Option<i32>,
+    script_at: Option<f64>,
+    running_at: Option<f64>,
+    vif_wait: Option<VifWait>,
+    vif: Vec<RawState>,
+    vbd: Vec<RawState>,
+    disk_dev: Option<String>,
+    live: usize,
     create: Option<f64>,
     domid_at: Option<f64>,
     domid: Option<u32>,
@@ -52,8 +69,36 @@ impl SerialParser {
         self.guests.get_mut(n.checked_sub(1)?)
     }
 
-    /// Feeds one line that arrived `t` after QEMU started.
-    pub fn line(&mut self, t: Duration, line: &str) {
+    /// Feeds one line that arrived `t` after QEMU started; returns it when it is a line the
+    /// guest or its dom0 script printed while the guest runs (`XENLAB-L`, `XENLAB-S`).
+    pub fn line(&mut self, t: Duration, line: &str) -> Option<LiveLine> {
+        let split = |rest: &str| -> (String, String) {
+            let (num, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            (num.to_string(), text.to_string())
+        };
+        let index = |num: &str| num.parse::<usize>().ok().and_then(|n| n.checked_sub(1));
+        if let Some(rest) = line.strip_prefix("XENLAB-L ") {
+            let (num, text) = split(rest);
+            let g = self.guest(&num)?;
+            g.live += 1;
+            return Some(LiveLine::Console {
+                guest: index(&num)?,
+                text,
+            });
+        } else if let Some(rest) = line.strip_prefix("XENLAB-S ") {
+            let (num, text) = split(rest);
+            let g = self.guest(&num)?;
+            g.script.push(text.clone());
+            return Some(LiveLine::Script {
+                guest: index(&num)?,
+                text,
+            });
+        }
+        self.marker(t, line);
+        None
+    }
+
+    fn marker(&mut self, t: Duration, line: &str) {
         if let Some(rest) = line.strip_prefix("XENLAB-C ") {
             let (num, text) = rest.split_once(' ').unwrap_or((rest, ""));
             if let Some(g) = self.guest(num) {
@@ -78,10 +123,33 @@ impl SerialParser {
                         g.domid = words.get(4).and_then(|s| s.parse().ok());
                     }
                     Some("first") => g.first = f(words.get(3)),
+                    Some("script") => g.script_at = f(words.get(3)),
+                    Some("running") => g.running_at = f(words.get(3)),
                     Some("done") => g.done = f(words.get(3)),
                     _ => {}
                 },
                 Some("REASON") => g.reason = words.get(2).map(|s| s.to_string()),
+                Some("SCRIPT") => g.script_status = words.get(2).and_then(|s| s.parse().ok()),
+                Some("DISK") => g.disk_dev = words.get(2).map(|s| s.to_string()),
+                Some(dev @ ("VIF" | "VBD")) => {
+                    let state = |w: Option<&&str>| w.and_then(|s| s.parse::<u32>().ok());
+                    let raw = RawState {
+                        backend: state(words.get(2)),
+                        frontend: state(words.get(3)),
+                        at: f(words.get(4)),
+                    };
+                    if dev == "VIF" {
+                        g.vif.push(raw);
+                    } else {
+                        g.vbd.push(raw);
+                    }
+                }
+                Some("WAIT") if words.get(2) == Some(&"vif") => {
+                    g.vif_wait = Some(VifWait {
+                        state: words.get(3).and_then(|s| s.parse().ok()),
+                        how: words.get(4).map_or_else(String::new, |s| s.to_string()),
+                    });
+                }
                 Some("END") => {
                     g.ended = true;
                     self.current = None;
@@ -107,7 +175,8 @@ impl SerialParser {
     /// The result of guest `i` (0-based) so far.
     pub fn result(&self, i: usize, spec: &GuestSpec) -> GuestResult {
         let raw = self.guests.get(i).cloned().unwrap_or_default();
-        let since = |t: Option<f64>| match (raw.create, t) {
+        let create = raw.create;
+        let since = |t: Option<f64>| match (create, t) {
             (Some(c), Some(t)) if t >= c => Some(Duration::from_secs_f64(t - c)),
             _ => None,
         };
@@ -126,6 +195,35 @@ impl SerialParser {
             to_domid: since(raw.domid_at),
             to_first_line: since(raw.first),
             to_shutdown: since(raw.done),
+            io: GuestIo {
+                has_script: spec.dom0_script.is_some(),
+                script: raw.script,
+                script_status: raw.script_status,
+                to_script: since(raw.script_at),
+                to_running: since(raw.running_at),
+                vif_wait: raw.vif_wait,
+                vif: raw
+                    .vif
+                    .iter()
+                    .map(|s| DeviceState {
+                        backend: s.backend,
+                        frontend: s.frontend,
+                        at: since(s.at),
+                    })
+                    .collect(),
+                vbd: raw
+                    .vbd
+                    .iter()
+                    .map(|s| DeviceState {
+                        backend: s.backend,
+                        frontend: s.frontend,
+                        at: since(s.at),
+                    })
+                    .collect(),
+                disk_dev: raw.disk_dev,
+                disk_out: None,
+                live_lines: raw.live,
+            },
         }
     }
 }
@@ -220,5 +318,147 @@ XENLAB: END rc=0 uptime=40s
         // out of range guest numbers are ignored, not a panic
         let e = p.result(9, &spec("e", Expect::Any));
         assert!(e.passed());
+    }
+
+    #[test]
+    fn parses_the_io_markers_and_live_lines() {
+        let transcript = "\
+XENLAB-GUEST 01 BEGIN
+XENLAB-GUEST 01 DISK /dev/vdc 1048576
+XENLAB-GUEST 01 T create 100.0
+XENLAB-GUEST 01 T domid 101.0 4
+XENLAB-GUEST 01 VIF 2 1 101.5
+XENLAB-GUEST 01 VBD - - 101.5
+XENLAB-GUEST 01 VBD 2 1 101.7
+XENLAB-L 01 booting
+XENLAB-GUEST 01 T running 101.8
+XENLAB-GUEST 01 VIF 4 4 102.0
+XENLAB-GUEST 01 WAIT vif 4 connected 102.1
+XENLAB-GUEST 01 T script 102.2
+XENLAB-S 01 xenlab-wait: ping 10.0.0.2 ready after 0.30 s
+XENLAB-S 01 
+XENLAB-L 01 serving
+XENLAB-GUEST 01 SCRIPT 0 104.0
+XENLAB-GUEST 01 T done 104.5
+XENLAB-GUEST 01 REASON destroyed
+XENLAB-C 01 booting
+XENLAB-C 01 serving
+XENLAB-GUEST 01 END
+XENLAB-GUEST 02 BEGIN
+XENLAB-GUEST 02 T create 110.0
+XENLAB-GUEST 02 WAIT vif - waited 140.0
+XENLAB-S 02 no answer
+XENLAB-GUEST 02 SCRIPT 124 170.0
+XENLAB-GUEST 02 T done 170.0
+XENLAB-GUEST 02 REASON timeout
+XENLAB-GUEST 02 END
+XENLAB-GUEST 03 BEGIN
+XENLAB-GUEST 03 DISK missing
+XENLAB-GUEST 03 SCRIPT none
+XENLAB-GUEST 03 REASON none
+XENLAB-GUEST 03 END
+XENLAB-S 09 out of range
+XENLAB-L x garbage
+XENLAB-S
+";
+        let mut p = SerialParser::new(3);
+        let mut live = Vec::new();
+        for (i, l) in transcript.lines().enumerate() {
+            if let Some(line) = p.line(Duration::from_secs(i as u64), l) {
+                live.push(line);
+            }
+        }
+        let server = GuestSpec::new("a", PathBuf::from("/k"))
+            .dom0_script("true")
+            .keeps_running(true);
+        let a = p.result(0, &server);
+        assert_eq!(a.shutdown, Shutdown::Destroyed);
+        assert!(a.passed(), "{}", a.summary());
+        assert_eq!(a.io.script_status, Some(0));
+        assert_eq!(
+            a.io.script,
+            vec!["xenlab-wait: ping 10.0.0.2 ready after 0.30 s", ""]
+        );
+        assert_eq!(a.io.to_script, Some(Duration::from_millis(2200)));
+        assert_eq!(a.io.to_running, Some(Duration::from_millis(1800)));
+        assert_eq!(a.io.disk_dev.as_deref(), Some("/dev/vdc"));
+        assert_eq!(a.io.live_lines, 2);
+        assert_eq!(a.console, vec!["booting", "serving"]);
+        let w = a.io.vif_wait.as_ref().expect("a vif wait");
+        assert_eq!((w.state, w.how.as_str()), (Some(4), "connected"));
+        assert_eq!(a.io.vif.len(), 2);
+        assert_eq!(a.io.vif[0].backend, Some(2));
+        assert_eq!(a.io.vif[0].frontend, Some(1));
+        assert_eq!(a.io.vif[1].at, Some(Duration::from_secs(2)));
+        assert!(a.io.vif_connected());
+        assert_eq!(a.io.vbd[0].backend, None);
+        assert_eq!(a.io.vbd[1].backend, Some(2));
+        assert!(!a.io.vbd_connected());
+        assert!(
+            a.summary()
+                .contains("destroyed after the dom0 script, dom0 script passed")
+        );
+        assert!(
+            a.summary().contains("vif Connected (state 4)"),
+            "{}",
+            a.summary()
+        );
+
+        let b = p.result(
+            1,
+            &GuestSpec::new("b", PathBuf::from("/k")).dom0_script("x"),
+        );
+        assert_eq!(b.shutdown, Shutdown::Timeout);
+        assert_eq!(b.io.script_status, Some(124));
+        let w = b.io.vif_wait.as_ref().expect("a vif wait");
+        assert_eq!((w.state, w.how.as_str()), (None, "waited"));
+        assert!(!b.passed());
+        assert!(
+            b.summary().contains("dom0 script killed at the time limit"),
+            "{}",
+            b.summary()
+        );
+
+        let c = p.result(
+            2,
+            &GuestSpec::new("c", PathBuf::from("/k")).dom0_script("x"),
+        );
+        assert_eq!(c.io.script_status, None);
+        assert_eq!(c.io.disk_dev.as_deref(), Some("missing"));
+        assert!(
+            c.summary().contains("dom0 script never ran"),
+            "{}",
+            c.summary()
+        );
+        // Without a script, no status is needed.
+        let c = p.result(
+            2,
+            &GuestSpec::new("c", PathBuf::from("/k")).expect(Expect::Any),
+        );
+        assert!(c.passed());
+
+        let text = |g: usize, t: &str, console: bool| {
+            if console {
+                LiveLine::Console {
+                    guest: g,
+                    text: t.into(),
+                }
+            } else {
+                LiveLine::Script {
+                    guest: g,
+                    text: t.into(),
+                }
+            }
+        };
+        assert_eq!(
+            live,
+            vec![
+                text(0, "booting", true),
+                text(0, "xenlab-wait: ping 10.0.0.2 ready after 0.30 s", false),
+                text(0, "", false),
+                text(0, "serving", true),
+                text(1, "no answer", false),
+            ]
+        );
     }
 }

@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use crate::profile::Profile;
 use crate::status;
-use crate::xenlab::{BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, Shutdown};
+use crate::xenlab::{
+    BatchOptions, BatchReport, GuestResult, GuestSpec, GuestType, Lab, LiveLine, LiveSink, Shutdown,
+};
 use anyhow::{Error, Result};
 
 /// `run`'s exit status when the guest was still running at its time limit (as `timeout(1)`).
@@ -288,21 +290,53 @@ pub struct XenRun {
     pub report: BatchReport,
 }
 
-/// Boots the lab with `spec` as its only guest, printing progress on stderr and the guest's
-/// console on `console` once it ended. `Err` when the lab cannot run here or failed before dom0
-/// was ready.
-pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenRun> {
+/// `run --forward`'s ports as the lab's ([`crate::xenlab::Forward`]: to 10.0.0.2 on the lab's
+/// bridge).
+pub fn lab_forwards(forwards: &[crate::net::Forward]) -> Vec<crate::xenlab::Forward> {
+    forwards
+        .iter()
+        .map(|f| crate::xenlab::Forward {
+            udp: f.proto == crate::net::Proto::Udp,
+            host: f.host,
+            guest: f.guest,
+        })
+        .collect()
+}
+
+/// Boots the lab with `spec` as its only guest (and `forwards` from the host), printing progress
+/// on stderr and the guest's console on stdout as it comes (the lines that did not arrive live,
+/// if any, once it ended; its dom0 script's lines, if any, go to stderr as `dom0: ...`). `Err`
+/// when the lab cannot run here or failed before dom0 was ready. `console` gets the console
+/// lines that did not arrive live.
+pub fn run(
+    lab: &Lab,
+    spec: &GuestSpec,
+    forwards: &[crate::xenlab::Forward],
+    console: &mut impl Write,
+) -> Result<XenRun> {
+    let spec = spec.clone().live_console(true);
     let opts = BatchOptions {
         echo: true,
+        forwards: forwards.to_vec(),
+        live: Some(LiveSink::new(|l: &LiveLine| match l {
+            LiveLine::Console { text, .. } => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }
+            LiveLine::Script { text, .. } => eprintln!("dom0: {text}"),
+        })),
         ..Default::default()
     };
-    let report = lab.run_batch(std::slice::from_ref(spec), &opts)?;
+    let report = lab.run_batch(std::slice::from_ref(&spec), &opts)?;
     let Some(guest) = report.guests.first().cloned() else {
         return Err(Error::msg("the lab returned no result for the guest"));
     };
-    let outcome = with_lab_end(guest_outcome(&guest, spec), report.qemu_signal);
+    let outcome = with_lab_end(guest_outcome(&guest, &spec), report.qemu_signal);
     let io = |e: std::io::Error| Error::msg(format!("writing the console: {e}"));
-    for l in &guest.console {
+    // The live lines are the console's first lines (tail follows the same log); the rest
+    // (xenconsoled's last bytes after the stream stopped) come now.
+    for l in guest.console.iter().skip(guest.io.live_lines) {
         writeln!(console, "{l}").map_err(io)?;
     }
     console.flush().map_err(io)?;
@@ -320,6 +354,9 @@ pub fn run(lab: &Lab, spec: &GuestSpec, console: &mut impl Write) -> Result<XenR
         if let Some(hint) = xl_hint(&guest.xl_output) {
             eprintln!("xtask: {hint}");
         }
+    }
+    if let Some(out) = &guest.io.disk_out {
+        eprintln!("xtask: the guest's disk (xvda) is now in {}", out.display());
     }
     eprintln!("xtask: {}", timings(&guest, &report));
     if let Some(e) = &report.lab_error {
@@ -596,6 +633,15 @@ mod tests {
         );
         assert!(xl_hint(&xl).is_some_and(|h| h.contains("--platform xen")));
         assert_eq!(xl_hint(&lines("libxl: error: out of memory")), None);
+    }
+
+    #[test]
+    fn run_forwards_become_the_lab_s() {
+        let f =
+            crate::net::parse_forwards(&["8080:80".into(), "udp:5353:53".into()]).expect("valid");
+        let lab = lab_forwards(&f);
+        assert_eq!(lab[0], crate::xenlab::Forward::tcp(8080, 80));
+        assert_eq!(lab[1].hostfwd(), "hostfwd=udp:127.0.0.1:5353-10.0.0.2:53");
     }
 
     #[test]
