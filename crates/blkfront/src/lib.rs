@@ -526,9 +526,12 @@ impl<H: FrontendHost> BlkFront<H> {
             for _ in 0..segments {
                 slot.pages.push(granted_page(&mut self.host, domid, false)?);
             }
+            // Writable although the backend only reads them: blkback with persistent grants
+            // maps every page it keeps writable (it fails to map a read-only grant, seen on
+            // Linux 6.1). Nothing is read back from them.
             for _ in 0..indirect_pages {
                 slot.indirect
-                    .push(granted_page(&mut self.host, domid, true)?);
+                    .push(granted_page(&mut self.host, domid, false)?);
             }
         }
         self.free = (0..slots as u16).rev().collect();
