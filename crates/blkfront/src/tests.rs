@@ -155,9 +155,10 @@ impl Blkback {
                 .map(|i| mem.read_u32(off + wire::IND_GREFS + 4 * i))
                 .collect();
             for i in 0..n {
-                let page = host
-                    .granted(grefs[i / wire::SEGMENTS_PER_PAGE])
-                    .expect("indirect page granted");
+                let gref = grefs[i / wire::SEGMENTS_PER_PAGE];
+                // Linux blkback with persistent grants maps them writable.
+                assert!(!host.grants[&gref].2, "indirect pages are granted writable");
+                let page = host.granted(gref).expect("indirect page granted");
                 let at = (i % wire::SEGMENTS_PER_PAGE) * wire::SEGMENT;
                 segs.push((
                     page.read_u32(at),
