@@ -1,4 +1,4 @@
-//! Blkprobe: the disk (`block_device = "virtio"`). Prints the disk's geometry, writes a pattern
+//! Blkprobe: the disk (`block_device = "virtio"` or `"blkfront"`). Prints the disk's geometry, writes a pattern
 //! over `blocks=N` blocks from block `start=B` (defaults 1000 from 8: several requests in
 //! flight), flushes, reads the range back and checks it; with `verify` it only reads and checks
 //! (the pattern an earlier boot wrote: persistence); with `noflush` it writes and reads back

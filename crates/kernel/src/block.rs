@@ -7,6 +7,9 @@
 //!   at <where>: <K> KiB (<blocks> blocks of <size> bytes), read-write|read-only, flush|no flush,
 //!   interrupt N`), and its interrupt registered. Without one: `block: no disk`, and
 //!   [`disk`] says `None`.
+//! - With `block_device = "blkfront"` (platform xen), the disk is the guest's first vbd
+//!   (`device/vbd/N` in XenStore, the lowest N): blkfront connects to its backend, and its event
+//!   channel is the interrupt line (`block: blkfront device/vbd/N: ...`, the same line).
 //! - The driver is used synchronously through [`blockdev::Blocking`], behind one lock: a
 //!   blocking mutex whose waiters sleep with a thread scheduler, a spin lock otherwise (one
 //!   thread). The interrupt handler never takes it.
@@ -19,12 +22,14 @@
 //!   `Error::Timeout`. Without an interrupt line the waiter polls every millisecond.
 
 use crate::select::{SelectedBlockDevice, SelectedPlatform};
+#[cfg(feature = "block_device-virtio")]
 use crate::virtio::{CANDIDATES, Where, transport};
 use alloc::boxed::Box;
 use blockdev::{BlockDevice, BlockIo, Blocking, Error, Info, Stats, Wait};
 use core::fmt::Display;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use platform::Platform;
+#[cfg(feature = "block_device-virtio")]
 use platform::device::{Device, VIRTIO_BLOCK};
 use platform::irq::Irq;
 
@@ -158,12 +163,40 @@ impl Wait for IrqWait {
     }
 }
 
-/// Brings up the first disk the platform found, logging it (or why there is none), and
-/// registers its interrupt.
-// Not inlined into the boot function: its frame (smoltcp's and the drivers' structures built
-// before they move to their statics) is released before `main` runs on the same stack.
-#[inline(never)]
-pub fn init() {
+/// A disk a probe brought up.
+struct Found {
+    device: SelectedBlockDevice,
+    /// What and where it is, for the log line.
+    name: Name,
+    /// Its interrupt line (on Xen: its event channel).
+    irq: Option<Irq>,
+}
+
+/// A disk's driver and place, as the boot log names it.
+enum Name {
+    /// virtio-blk at a PCI or virtio-mmio address.
+    #[cfg(feature = "block_device-virtio")]
+    Virtio(Where),
+    /// blkfront on a vbd node (`device/vbd/51712`).
+    #[cfg(feature = "block_device-blkfront")]
+    Blkfront(xen_services::frontend::Path),
+}
+
+impl Display for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            #[cfg(feature = "block_device-virtio")]
+            Name::Virtio(at) => write!(f, "virtio-blk at {at}"),
+            #[cfg(feature = "block_device-blkfront")]
+            Name::Blkfront(node) => write!(f, "blkfront {}", node.as_str()),
+        }
+    }
+}
+
+/// The first virtio-blk device the platform found that comes up (logging those that do not,
+/// or that there is none).
+#[cfg(feature = "block_device-virtio")]
+fn probe() -> Option<Found> {
     let mut found: [Option<Device>; CANDIDATES] = [None; CANDIDATES];
     let mut n = 0;
     SelectedPlatform::devices(&mut |d| {
@@ -179,58 +212,107 @@ pub fn init() {
             Ok(t) => SelectedBlockDevice::new(t).map_err(|e| Box::new(e) as Box<dyn Display>),
             Err(e) => Err(Box::new(e) as Box<dyn Display>),
         };
-        let device = match device {
-            Ok(device) => device,
-            Err(e) => {
-                log::warn!("block: virtio-blk at {at}: {e}; skipped");
-                continue;
+        match device {
+            Ok(device) => {
+                return Some(Found {
+                    device,
+                    name: Name::Virtio(at),
+                    irq: d.irq,
+                });
             }
-        };
-        let info = device.info();
-        let registered = d.irq.map(|irq| {
-            LINE.store(irq.0, Ordering::Release);
-            crate::boot::irq_register(irq, SelectedPlatform::current_cpu(), disk_interrupt, 0)
-        });
-        let irq = match (registered, d.irq) {
-            (Some(Ok(())), Some(irq)) => Some(irq.0),
-            (Some(Err(e)), _) => {
-                log::warn!("block: {e}: polling every {} ms", POLL_NS / 1_000_000);
-                LINE.store(u32::MAX, Ordering::Release);
-                None
-            }
-            _ => None,
-        };
-        log::info!(
-            "block: virtio-blk at {at}: {} KiB ({} blocks of {} bytes), {}, {}, {}",
-            info.bytes() / 1024,
-            info.blocks,
-            info.block_size,
-            if info.read_only {
-                "read-only"
-            } else {
-                "read-write"
-            },
-            if info.flush {
-                "flush"
-            } else {
-                "no flush (writes refused)"
-            },
-            Interrupt(irq),
-        );
-        INFO.call_once(|| info);
-        // Set once (at boot): forgetting the `None` it replaces brings no drop of a driver
-        // into the image.
-        core::mem::forget(
-            DISK.lock()
-                .replace(Box::new(Blocking::new(device, IrqWait::default()))),
-        );
-        return;
+            Err(e) => log::warn!("block: virtio-blk at {at}: {e}; skipped"),
+        }
     }
     if n == 0 {
         log::info!("block: no disk");
     } else {
         log::warn!("block: no disk came up ({n} found)");
     }
+    None
+}
+
+/// blkfront on the guest's first vbd (`device/vbd/N`, the lowest N the toolstack wrote), its
+/// event channel as the interrupt line; or why there is none.
+#[cfg(feature = "block_device-blkfront")]
+fn probe() -> Option<Found> {
+    let node = if crate::select::on_xen() {
+        crate::xen_host::first_device("vbd")
+    } else {
+        None
+    };
+    let Some(node) = node else {
+        log::info!("block: no disk");
+        return None;
+    };
+    match SelectedBlockDevice::connect(crate::xen_host::KernelXenHost, node.as_str()) {
+        Ok(device) => {
+            let irq = Some(Irq(device.event_channel()));
+            Some(Found {
+                device,
+                name: Name::Blkfront(node),
+                irq,
+            })
+        }
+        Err(e) => {
+            log::warn!("block: blkfront {}: {e}; skipped", node.as_str());
+            log::warn!("block: no disk came up (1 found)");
+            None
+        }
+    }
+}
+
+/// Brings up the first disk the platform found, logging it (or why there is none), and
+/// registers its interrupt.
+// Not inlined into the boot function: its frame (smoltcp's and the drivers' structures built
+// before they move to their statics) is released before `main` runs on the same stack.
+#[inline(never)]
+pub fn init() {
+    let Some(Found {
+        device,
+        name,
+        irq: line,
+    }) = probe()
+    else {
+        return;
+    };
+    let info = device.info();
+    let registered = line.map(|irq| {
+        LINE.store(irq.0, Ordering::Release);
+        crate::boot::irq_register(irq, SelectedPlatform::current_cpu(), disk_interrupt, 0)
+    });
+    let irq = match (registered, line) {
+        (Some(Ok(())), Some(irq)) => Some(irq.0),
+        (Some(Err(e)), _) => {
+            log::warn!("block: {e}: polling every {} ms", POLL_NS / 1_000_000);
+            LINE.store(u32::MAX, Ordering::Release);
+            None
+        }
+        _ => None,
+    };
+    log::info!(
+        "block: {name}: {} KiB ({} blocks of {} bytes), {}, {}, {}",
+        info.bytes() / 1024,
+        info.blocks,
+        info.block_size,
+        if info.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        },
+        if info.flush {
+            "flush"
+        } else {
+            "no flush (writes refused)"
+        },
+        Interrupt(irq),
+    );
+    INFO.call_once(|| info);
+    // Set once (at boot): forgetting the `None` it replaces brings no drop of a driver
+    // into the image.
+    core::mem::forget(
+        DISK.lock()
+            .replace(Box::new(Blocking::new(device, IrqWait::default()))),
+    );
 }
 
 /// The interrupt part of the log line.

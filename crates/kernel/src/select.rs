@@ -95,6 +95,11 @@ pub type SelectedNetDevice = netfront::NetFront<crate::xen_host::KernelXenHost>;
 pub type SelectedBlockDevice =
     blk_virtio::VirtioBlk<crate::virtio::KernelHal, crate::virtio::KvmTransport>;
 
+/// The disk driver (`block_device = "blkfront"`): Xen's blkfront on the guest's first vbd, its
+/// pages, grants and event channel from the kernel (`crate::xen_host`).
+#[cfg(all(target_os = "none", feature = "block_device-blkfront"))]
+pub type SelectedBlockDevice = blkfront::BlkFront<crate::xen_host::KernelXenHost>;
+
 /// The filesystem on the disk (`filesystem = "sdfs"`): crate sdfs over the kernel's disk, used
 /// through `vfs::FileSystem` (`crate::fs`).
 #[cfg(all(target_os = "none", feature = "filesystem-sdfs"))]

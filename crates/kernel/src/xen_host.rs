@@ -6,6 +6,7 @@
 use core::ptr::NonNull;
 
 use heap::{FrameAllocator, Frames};
+#[cfg(feature = "net_device-netfront")]
 use platform::irq::Irq;
 use platform_xen::grant::{self, GrantError, GrantRef};
 use xen_services::frontend::FrontendHost;

@@ -105,14 +105,14 @@ pub mod net {
     };
 }
 
-/// The disk (a profile with a disk driver: `block_device = "virtio"`): the one the kernel found
+/// The disk (a profile with a disk driver: `block_device = "virtio"` or `"blkfront"`): the one the kernel found
 /// at boot, as a [`BlockIo`](block::BlockIo) of whole blocks (read, write, and flush, the
 /// durability barrier: a write is durable once a flush after it returned). Calls block the
 /// calling thread until the disk's interrupt (with `scheduler = "none"` they idle; under
 /// `scheduler = "async"` they block the executor for the I/O). [`block::disk`] is `None`
 /// without a disk. Writes to a disk that cannot flush are refused ([`block::Error::NoFlush`]),
 /// as are writes to a read-only one ([`block::Error::ReadOnly`]).
-#[cfg(feature = "block_device-virtio")]
+#[cfg(any(feature = "block_device-virtio", feature = "block_device-blkfront"))]
 pub mod block {
     pub use kernel::block::{Disk, WAIT_LIMIT_NS, disk};
     pub use kernel::blockdev::{BlockIo, Error, Info, SECTOR_SIZE, Stats};

@@ -82,6 +82,11 @@ impl<M: SharedMemory> FrontRing<M> {
         &self.mem
     }
 
+    /// The ring's page back (to end its grant and free it once the backend is gone).
+    pub fn into_memory(self) -> M {
+        self.mem
+    }
+
     /// Entries in the ring.
     pub fn size(&self) -> u32 {
         self.size

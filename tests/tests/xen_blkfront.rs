@@ -1,0 +1,246 @@
+//! blkfront on real Xen: blkprobe (`block_device = "blkfront"`) as a PV and as a PVH guest, each
+//! with a vbd from an image file (the lab's `--disk`), against Linux's blkback in dom0. The
+//! handshake connects, what a guest wrote and flushed is in the image after the run, byte for
+//! byte (and nothing else changed), and a pattern the host put in an image reads back in the
+//! guest. ONE lab boot runs the three guests; each `#[test]` checks its own.
+//!
+//! Where the lab cannot run (not built, `STARDUST_XENLAB=off`) every test prints
+//! `skipped: <test>: <why>` and passes; with `STARDUST_XENLAB_REQUIRED=1` they fail instead.
+//! The guests are built first: an image that does not build fails its test, lab or no lab.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use stardust_tests::workspace;
+use xtask::cmd::run::xen::{self as xenlab_run, XenOutcome};
+use xtask::xenlab::{BatchOptions, GuestResult, GuestSpec, Lab};
+
+/// Bytes of every guest's disk: 16 MiB.
+const DISK_BYTES: usize = 16 << 20;
+
+/// One guest: its name, PVH or PV, blkprobe's arguments, and the pattern the host puts in its
+/// image first (seed, first block, blocks), if any.
+struct Guest {
+    name: &'static str,
+    pvh: bool,
+    args: &'static [&'static str],
+    prefill: Option<(u64, u64, u64)>,
+    /// What the guest writes (seed, first block, blocks): to be in the image after the run.
+    writes: Option<(u64, u64, u64)>,
+}
+
+const GUESTS: [Guest; 3] = [
+    Guest {
+        name: "pv-write",
+        pvh: false,
+        args: &["seed=11"],
+        prefill: None,
+        writes: Some((11, 8, 1000)),
+    },
+    Guest {
+        name: "pv-verify",
+        pvh: false,
+        args: &["verify", "seed=12", "start=100", "blocks=3000"],
+        prefill: Some((12, 100, 3000)),
+        writes: None,
+    },
+    Guest {
+        name: "pvh-write",
+        pvh: true,
+        args: &["seed=13", "start=20000", "blocks=5000"],
+        prefill: None,
+        writes: Some((13, 20000, 5000)),
+    },
+];
+
+/// blkprobe's pattern: byte `offset` of the disk for `seed` (apps/blkprobe's `byte`).
+fn byte(seed: u64, offset: u64) -> u8 {
+    let x = (offset ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    (x >> 56) as u8
+}
+
+/// An image of zeros with `pattern` (seed, first block, blocks of 512 bytes) in it.
+fn image(pattern: Option<(u64, u64, u64)>) -> Vec<u8> {
+    let mut image = vec![0u8; DISK_BYTES];
+    if let Some((seed, start, blocks)) = pattern {
+        for off in start * 512..(start + blocks) * 512 {
+            image[off as usize] = byte(seed, off);
+        }
+    }
+    image
+}
+
+struct Ran {
+    results: Vec<GuestResult>,
+    specs: Vec<GuestSpec>,
+    /// Each guest's image after its run.
+    outs: Vec<PathBuf>,
+}
+
+enum Batch {
+    Skipped(String),
+    Failed(String),
+    Ran(Box<Ran>),
+}
+
+fn note(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+fn batch() -> &'static Batch {
+    static BATCH: OnceLock<Batch> = OnceLock::new();
+    // Never panics inside: the next test would boot the lab again.
+    BATCH.get_or_init(run)
+}
+
+fn run() -> Batch {
+    let ws = workspace();
+    let dir = ws.target_dir().join("xen-blkfront");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return Batch::Failed(format!("creating {}: {e}", dir.display()));
+    }
+    let mut specs = Vec::new();
+    let mut outs = Vec::new();
+    for g in &GUESTS {
+        let mut set: Vec<String> = [
+            "platform=xen",
+            "net_device=none",
+            "block_device=blkfront",
+            "filesystem=none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if g.pvh {
+            set.push("xen_guest=pvh".into());
+        }
+        let built = ws.load_profile("storage", &set).and_then(|profile| {
+            xtask::build_app(ws, "blkprobe", "storage", &set).map(|(_, i)| (profile, i.elf))
+        });
+        let (profile, elf) = match built {
+            Ok(b) => b,
+            Err(e) => return Batch::Failed(format!("building {}: {e:#}", g.name)),
+        };
+        let disk = dir.join(format!("{}.img", g.name));
+        let out = dir.join(format!("{}.img.out", g.name));
+        let _ = std::fs::remove_file(&out);
+        if let Err(e) = std::fs::write(&disk, image(g.prefill)) {
+            return Batch::Failed(format!("writing {}: {e}", disk.display()));
+        }
+        let args: Vec<String> = g.args.iter().map(|s| s.to_string()).collect();
+        let spec =
+            xenlab_run::guest_spec(g.name, elf, &profile, "", &args, Duration::from_secs(60))
+                .disk(&disk)
+                .disk_out(&out);
+        specs.push(spec);
+        outs.push(out);
+    }
+    let lab = Lab::from_env();
+    if let Err(why) = lab.availability() {
+        return Batch::Skipped(why.to_string());
+    }
+    let opts = BatchOptions {
+        log: Some(dir.join("serial.log")),
+        ..Default::default()
+    };
+    note(&format!(
+        "xen-blkfront: one Xen lab boot for {} guests",
+        specs.len()
+    ));
+    match lab.run_batch(&specs, &opts) {
+        Err(e) => Batch::Failed(format!("{e:#}")),
+        Ok(report) => {
+            if let Some(e) = &report.lab_error {
+                return Batch::Failed(format!("{e} (serial log {})", report.log.display()));
+            }
+            for g in &report.guests {
+                note(&format!("xen-blkfront: {}", g.summary()));
+            }
+            Batch::Ran(Box::new(Ran {
+                results: report.guests,
+                specs,
+                outs,
+            }))
+        }
+    }
+}
+
+/// Checks guest `name`: it powered off with status 0 after blkfront connected, and its image
+/// after the run is what it should be.
+fn check(name: &str) {
+    let ran = match batch() {
+        Batch::Skipped(why) => {
+            xtask::xenlab::skip_test(why);
+            return;
+        }
+        Batch::Failed(e) => panic!("the Xen lab failed: {e}"),
+        Batch::Ran(ran) => ran,
+    };
+    let i = GUESTS
+        .iter()
+        .position(|g| g.name == name)
+        .expect("a guest of GUESTS");
+    let (g, r, spec) = (&GUESTS[i], &ran.results[i], &ran.specs[i]);
+    assert_eq!(r.name, name);
+    let console = r.console_text();
+    let describe = format!("{}\n--- console ---\n{console}", r.summary());
+    match xenlab_run::guest_outcome(r, spec) {
+        XenOutcome::Exited { status: 0, .. } => {}
+        other => panic!("{name}: {other:?}\n{describe}"),
+    }
+    assert!(
+        console.contains(
+            "block: blkfront device/vbd/51712: 16384 KiB (32768 blocks of 512 bytes), read-write, flush, interrupt"
+        ),
+        "{name}: blkfront connected to blkback\n{describe}"
+    );
+    assert!(
+        console.contains("errors 0 device_errors 0"),
+        "{name}: no errors\n{describe}"
+    );
+    let expected = match (g.writes, g.prefill) {
+        (Some((seed, start, blocks)), _) => {
+            assert!(
+                console.contains(&format!(
+                    "blkprobe: wrote, flushed and read back {blocks} blocks from {start} (seed {seed})"
+                )),
+                "{name}\n{describe}"
+            );
+            image(g.writes)
+        }
+        (None, Some((seed, start, blocks))) => {
+            assert!(
+                console.contains(&format!(
+                    "blkprobe: verified {blocks} blocks from {start} (seed {seed})"
+                )),
+                "{name}\n{describe}"
+            );
+            image(g.prefill)
+        }
+        (None, None) => unreachable!("every guest writes or verifies"),
+    };
+    let out = std::fs::read(&ran.outs[i]).expect("the disk's image after the run");
+    assert_eq!(out.len(), expected.len(), "{name}: the image's size");
+    let first_diff = out.iter().zip(&expected).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff, None,
+        "{name}: the image after the run differs from what the guest wrote (at byte offset)"
+    );
+}
+
+#[test]
+fn a_pv_guest_s_writes_are_in_the_image_after_the_run() {
+    check("pv-write");
+}
+
+#[test]
+fn a_pv_guest_reads_what_the_host_put_in_the_image() {
+    check("pv-verify");
+}
+
+#[test]
+fn a_pvh_guest_s_writes_are_in_the_image_after_the_run() {
+    check("pvh-write");
+}
