@@ -84,12 +84,8 @@ impl<A: NetDevice, B: NetDevice> NetDevice for Either<A, B> {
 
     fn receive(&mut self) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         match self {
-            Either::A(d) => d
-                .receive()
-                .map(|(r, t)| (EitherRx::A(r), EitherTx::A(t))),
-            Either::B(d) => d
-                .receive()
-                .map(|(r, t)| (EitherRx::B(r), EitherTx::B(t))),
+            Either::A(d) => d.receive().map(|(r, t)| (EitherRx::A(r), EitherTx::A(t))),
+            Either::B(d) => d.receive().map(|(r, t)| (EitherRx::B(r), EitherTx::B(t))),
         }
     }
 
