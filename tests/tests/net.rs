@@ -65,12 +65,13 @@ const MICROVM: Target = Target {
 const UNIVERSAL_Q35: Target = Target {
     name: "universal on q35",
     machine: Machine::Q35,
-    set: &["platform=universal"],
+    // Both NIC drivers in the image (virtio-net and netfront), virtio-net taken at boot.
+    set: &["platform=universal", "net_device=auto"],
 };
 const UNIVERSAL_MICROVM: Target = Target {
     name: "universal on microvm",
     machine: Machine::Microvm,
-    set: &["platform=universal"],
+    set: &["platform=universal", "net_device=auto"],
 };
 const TARGETS: [Target; 3] = [Q35, MICROVM, UNIVERSAL_Q35];
 

@@ -18,12 +18,21 @@ use xtask::xenlab::{
     BatchOptions, BatchReport, Forward, GuestResult, GuestSpec, GuestType, Lab, Shutdown,
 };
 
-/// The guests, in batch order: (name, app, PVH?).
-const GUESTS: [(&str, &str, bool); 3] = [
-    ("httpd-pv", "httpd", false),
-    ("httpd-pvh", "httpd", true),
-    ("echo-pv", "echo", false),
+/// The guests, in batch order: (name, app, how it is built). `universal`: the universal image
+/// with both NIC drivers (`net_device = "auto"`), which takes netfront on Xen (PVH).
+const GUESTS: [(&str, &str, Build); 4] = [
+    ("httpd-pv", "httpd", Build::Pv),
+    ("httpd-pvh", "httpd", Build::Pvh),
+    ("echo-pv", "echo", Build::Pv),
+    ("httpd-universal", "httpd", Build::Universal),
 ];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Build {
+    Pv,
+    Pvh,
+    Universal,
+}
 
 /// What dom0 runs against an httpd guest: ping, the page, 1 MiB, then it holds the guest a few
 /// seconds for the host's request through the forwarded port.
@@ -89,12 +98,20 @@ fn forward_client(port: u16, stop: Arc<AtomicBool>) -> Option<String> {
 fn run() -> Batch {
     let lab = Lab::from_env();
     let mut guests = Vec::new();
-    for (name, app, pvh) in GUESTS {
-        let mut set = vec!["platform=xen".to_string()];
-        if pvh {
-            set.push("xen_guest=pvh".into());
-        }
-        let elf = match xtask::build_app(workspace(), app, "xen-net", &set) {
+    for (name, app, build) in GUESTS {
+        let set: Vec<String> = match build {
+            Build::Pv => vec!["platform=xen".into()],
+            Build::Pvh => vec!["platform=xen".into(), "xen_guest=pvh".into()],
+            Build::Universal => ["scheduler=preempt", "net_device=auto", "log_max=info"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let profile = if build == Build::Universal {
+            "universal"
+        } else {
+            "xen-net"
+        };
+        let elf = match xtask::build_app(workspace(), app, profile, &set) {
             Ok((_, image)) => image.elf,
             Err(e) => return Batch::Failed(format!("building {app} for {name}: {e}")),
         };
@@ -109,8 +126,15 @@ fn run() -> Batch {
             .keeps_running(true)
             .timeout(Duration::from_secs(120))
             .dom0_script(script);
-        if pvh {
-            g = g.guest_type(GuestType::Pvh);
+        match build {
+            Build::Pv => {}
+            Build::Pvh => g = g.guest_type(GuestType::Pvh),
+            // Profile universal's address is QEMU's; the lab's bridge is 10.0.0.0/24.
+            Build::Universal => {
+                g = g
+                    .guest_type(GuestType::Pvh)
+                    .cmdline("ip=10.0.0.2/24 gw=10.0.0.1")
+            }
         }
         guests.push(g);
     }
@@ -202,6 +226,11 @@ fn httpd_on_pv_answers_ping_and_curl_from_dom0() {
 #[test]
 fn httpd_on_pvh_answers_ping_and_curl_from_dom0() {
     httpd_serves("httpd-pvh");
+}
+
+#[test]
+fn the_universal_image_takes_netfront_on_xen_and_serves() {
+    httpd_serves("httpd-universal");
 }
 
 #[test]

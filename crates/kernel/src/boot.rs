@@ -152,6 +152,8 @@ extern "C" fn __stardust_start(boot_raw: u64) -> ! {
 
     #[cfg(feature = "threads")]
     crate::threads::init(config::TIME_SLICE_NS);
+    #[cfg(feature = "xen-frontends")]
+    crate::xen_host::init();
     #[cfg(feature = "net")]
     if let Err(e) = crate::net::init(boot.cmdline.as_str().unwrap_or_default()) {
         fail(status::BAD_CONFIG, format_args!("net: {e}"));

@@ -98,10 +98,7 @@ pub use sched_async;
 #[cfg(feature = "scheduler-async")]
 pub use select::EXECUTOR;
 /// The NIC driver's type (`net_device = "virtio"` or `"netfront"`).
-#[cfg(all(
-    target_os = "none",
-    any(feature = "net_device-virtio", feature = "net_device-netfront")
-))]
+#[cfg(all(target_os = "none", feature = "net"))]
 pub use select::SelectedNetDevice;
 /// The platform type (for generic parameters such as the executor's).
 pub use select::SelectedPlatform;

@@ -28,10 +28,6 @@
 
 use crate::config;
 use crate::select::{SelectedNetDevice, SelectedPlatform};
-#[cfg(feature = "net_device-virtio")]
-use crate::virtio::{Nic, probe_nics};
-#[cfg(feature = "net_device-netfront")]
-use crate::xen_host::{Nic, probe_nics};
 pub use ::net::Error;
 use ::net::{IpConfig, Limits, Stack};
 use alloc::boxed::Box;
@@ -460,7 +456,7 @@ pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
         cmdline::kernel_option(cmdline, "ip"),
         cmdline::kernel_option(cmdline, "gw"),
     )?;
-    let Some(Nic { device, irq, .. }) = probe_nics() else {
+    let Some((device, irq)) = probe() else {
         log::info!("net: no network device: the network is down");
         return Ok(());
     };
@@ -503,6 +499,28 @@ pub fn init(cmdline: &str) -> Result<(), ::net::ConfigError> {
         IpConfig::Dhcp => log::info!("net: up, asking DHCP for an address"),
     }
     Ok(())
+}
+
+/// The profile's NIC driver on the first NIC it finds, and the NIC's interrupt line.
+#[cfg(feature = "net_device-virtio")]
+fn probe() -> Option<(SelectedNetDevice, Option<Irq>)> {
+    crate::virtio::probe_nics().map(|n| (n.device, n.irq))
+}
+
+/// The profile's NIC driver on the first NIC it finds, and the NIC's interrupt line.
+#[cfg(feature = "net_device-netfront")]
+fn probe() -> Option<(SelectedNetDevice, Option<Irq>)> {
+    crate::xen_host::probe_nics().map(|n| (n.device, n.irq))
+}
+
+/// The universal image's NIC: netfront's on Xen, virtio-net's on a KVM-class monitor.
+#[cfg(feature = "net_device-auto")]
+fn probe() -> Option<(SelectedNetDevice, Option<Irq>)> {
+    if crate::select::on_xen() {
+        crate::xen_host::probe_nics().map(|n| (::netdev::Either::B(n.device), n.irq))
+    } else {
+        crate::virtio::probe_nics().map(|n| (::netdev::Either::A(n.device), n.irq))
+    }
 }
 
 /// Without an interrupt, how often the poller polls.

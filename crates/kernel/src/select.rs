@@ -78,16 +78,29 @@ pub type SelectedConsole = platform::universal::UniversalConsole<
 pub static CONSOLE: &SelectedConsole =
     &SelectedConsole::new(&platform_kvm::COM1, &platform_xen::XEN_CONSOLE);
 
-/// The NIC driver (`net_device = "virtio"`): virtio-net over whichever transport the platform
-/// found it on (virtio-mmio or PCI), with DMA from the kernel's frames (`crate::virtio`).
-#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
-pub type SelectedNetDevice =
+/// virtio-net over whichever transport the platform found it on (virtio-mmio or PCI), with
+/// DMA from the kernel's frames (`crate::virtio`).
+#[cfg(all(target_os = "none", feature = "nic-virtio"))]
+pub type VirtioNetDevice =
     net_virtio::VirtioNet<crate::virtio::KernelHal, crate::virtio::KvmTransport>;
 
-/// The NIC driver (`net_device = "netfront"`): Xen's netfront on the guest's first vif, its
-/// pages, grants and event channel from the kernel (`crate::xen_host`).
+/// Xen's netfront on the guest's first vif, its pages, grants and event channel from the kernel
+/// (`crate::xen_host`).
+#[cfg(all(target_os = "none", feature = "nic-netfront"))]
+pub type XenNetDevice = netfront::NetFront<crate::xen_host::KernelXenHost>;
+
+/// The NIC driver (`net_device = "virtio"`).
+#[cfg(all(target_os = "none", feature = "net_device-virtio"))]
+pub type SelectedNetDevice = VirtioNetDevice;
+
+/// The NIC driver (`net_device = "netfront"`).
 #[cfg(all(target_os = "none", feature = "net_device-netfront"))]
-pub type SelectedNetDevice = netfront::NetFront<crate::xen_host::KernelXenHost>;
+pub type SelectedNetDevice = XenNetDevice;
+
+/// The NIC driver (`net_device = "auto"`, the universal image): virtio-net on a KVM-class
+/// monitor, netfront on Xen, as [`on_xen`] says at boot.
+#[cfg(all(target_os = "none", feature = "net_device-auto"))]
+pub type SelectedNetDevice = netdev::Either<VirtioNetDevice, XenNetDevice>;
 
 /// The disk driver (`block_device = "virtio"`): virtio-blk over whichever transport the
 /// platform found it on, with DMA from the kernel's frames (`crate::virtio`).

@@ -9,7 +9,7 @@
 //! - [`transport`]: a virtio transport for a device the platform found (`Platform::devices`):
 //!   `MmioTransport` on its register window, `PciTransport` on its PCI function (BARs assigned
 //!   and memory decoding on, by discovery), as a [`KvmTransport`].
-//! - [`probe_nics`]: the first virtio-net device, brought up as the [`SelectedNetDevice`], with
+//! - [`probe_nics`]: the first virtio-net device, brought up as a [`VirtioNetDevice`](crate::select::VirtioNetDevice), with
 //!   its interrupt line.
 //!
 //! Interrupts follow `platform::irq`'s oneshot contract: the network glue (`net.rs`) registers a
@@ -17,17 +17,17 @@
 //! `NetDevice::poll_interrupt` (which acknowledges the device's ISR, reclaims transmit buffers
 //! and posts receive buffers), then unmasks the line.
 
-#[cfg(feature = "net_device-virtio")]
-use crate::select::{SelectedNetDevice, SelectedPlatform};
+#[cfg(feature = "nic-virtio")]
+use crate::select::{SelectedPlatform, VirtioNetDevice};
 use core::ptr::NonNull;
-#[cfg(feature = "net_device-virtio")]
+#[cfg(feature = "nic-virtio")]
 use netdev::NetDevice;
-#[cfg(feature = "net_device-virtio")]
+#[cfg(feature = "nic-virtio")]
 use platform::Platform;
-#[cfg(feature = "net_device-virtio")]
+#[cfg(feature = "nic-virtio")]
 use platform::device::VIRTIO_NET;
 use platform::device::{Bus, Device};
-#[cfg(feature = "net_device-virtio")]
+#[cfg(feature = "nic-virtio")]
 use platform::irq::Irq;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::PciTransport;
@@ -123,7 +123,7 @@ pub enum ProbeError {
     /// The PCI function lacks what a modern virtio transport needs (capabilities, BARs).
     Pci(virtio_drivers::transport::pci::VirtioPciError),
     /// The driver refused the device.
-    #[cfg(feature = "net_device-virtio")]
+    #[cfg(feature = "nic-virtio")]
     Driver(net_virtio::InitError),
     /// A window at address 0.
     NoWindow,
@@ -134,7 +134,7 @@ impl core::fmt::Display for ProbeError {
         match self {
             ProbeError::Mmio(e) => write!(f, "virtio-mmio: {e}"),
             ProbeError::Pci(e) => write!(f, "virtio-pci: {e}"),
-            #[cfg(feature = "net_device-virtio")]
+            #[cfg(feature = "nic-virtio")]
             ProbeError::Driver(e) => write!(f, "{e}"),
             ProbeError::NoWindow => f.write_str("no register window"),
         }
@@ -287,11 +287,11 @@ impl core::fmt::Display for Where {
 }
 
 /// The NIC the probe brought up.
-#[cfg(feature = "net_device-virtio")]
+#[cfg(feature = "nic-virtio")]
 #[derive(Debug)]
 pub struct Nic {
     /// The driver.
-    pub device: SelectedNetDevice,
+    pub device: VirtioNetDevice,
     /// Its interrupt line, when the platform routed one (without one, the stack polls).
     pub irq: Option<Irq>,
     /// What discovery found.
@@ -304,7 +304,7 @@ pub(crate) const CANDIDATES: usize = 4;
 /// Brings up the first virtio-net device the platform found (`Platform::devices`, after
 /// `Platform::init`), logging `net: virtio-net <MAC> at <where>, interrupt N`, or why there is
 /// none. A device that fails is logged and the next one tried.
-#[cfg(feature = "net_device-virtio")]
+#[cfg(feature = "nic-virtio")]
 pub fn probe_nics() -> Option<Nic> {
     let mut found: [Option<Device>; CANDIDATES] = [None; CANDIDATES];
     let mut n = 0;
@@ -316,15 +316,14 @@ pub fn probe_nics() -> Option<Nic> {
     });
     for d in found.iter().flatten() {
         let at = Where(d.bus);
-        let device = match transport(d)
-            .and_then(|t| SelectedNetDevice::new(t).map_err(ProbeError::Driver))
-        {
-            Ok(device) => device,
-            Err(e) => {
-                log::warn!("net: virtio-net at {at}: {e}; skipped");
-                continue;
-            }
-        };
+        let device =
+            match transport(d).and_then(|t| VirtioNetDevice::new(t).map_err(ProbeError::Driver)) {
+                Ok(device) => device,
+                Err(e) => {
+                    log::warn!("net: virtio-net at {at}: {e}; skipped");
+                    continue;
+                }
+            };
         let mac = device.capabilities().mac;
         match d.irq {
             Some(irq) => log::info!("net: virtio-net {mac} at {at}, interrupt {}", irq.0),
@@ -345,7 +344,7 @@ pub fn probe_nics() -> Option<Nic> {
 }
 
 // The stack keeps the NIC behind a lock in a static: it must be `Send`.
-#[cfg(feature = "net_device-virtio")]
+#[cfg(feature = "nic-virtio")]
 const _: fn() = || {
     fn send<T: Send>() {}
     send::<Nic>();

@@ -6,7 +6,7 @@
 use core::ptr::NonNull;
 
 use heap::{FrameAllocator, Frames};
-#[cfg(feature = "net_device-netfront")]
+#[cfg(feature = "nic-netfront")]
 use platform::irq::Irq;
 use platform_xen::grant::{self, GrantError, GrantRef};
 use xen_services::frontend::FrontendHost;
@@ -131,6 +131,18 @@ impl FrontendHost for KernelXenHost {
     }
 }
 
+/// Sets up the grant table before any driver connects, on Xen: its setup builds the table's
+/// bookkeeping (several KiB) on the stack, which is better done here, at the boot function's
+/// depth, than under the network's init with its drivers' structures (the universal image's
+/// boot stack overflowed there).
+pub fn init() {
+    if crate::select::on_xen()
+        && let Err(e) = platform_xen::grant::init()
+    {
+        log::error!("xen: no grant table ({e:?}): split drivers cannot share pages");
+    }
+}
+
 /// The first device of class `class` (`vif`, `vbd`) the toolstack gave the guest: its node
 /// (`device/vif/0`), or `None`.
 pub fn first_device(class: &str) -> Option<xen_services::frontend::Path> {
@@ -146,17 +158,17 @@ pub fn first_device(class: &str) -> Option<xen_services::frontend::Path> {
 }
 
 /// The NIC the profile's driver connected.
-#[cfg(feature = "net_device-netfront")]
+#[cfg(feature = "nic-netfront")]
 #[derive(Debug)]
 pub struct Nic {
     /// The driver.
-    pub device: crate::select::SelectedNetDevice,
+    pub device: crate::select::XenNetDevice,
     /// Its interrupt line: the event channel.
     pub irq: Option<Irq>,
 }
 
 /// Connects netfront to the guest's first vif (`device/vif/N`), if the toolstack gave it one.
-#[cfg(feature = "net_device-netfront")]
+#[cfg(feature = "nic-netfront")]
 pub fn probe_nics() -> Option<Nic> {
     if !crate::select::on_xen() {
         return None;

@@ -93,7 +93,11 @@ pub mod thread;
 ///
 /// `UdpSocket` is there for an app that asks for it, to keep it out of the others' images: the
 /// feature `net_udp` of its dependency on `stardust` (apps/echo).
-#[cfg(any(feature = "net_device-virtio", feature = "net_device-netfront"))]
+#[cfg(any(
+    feature = "net_device-virtio",
+    feature = "net_device-netfront",
+    feature = "net_device-auto"
+))]
 pub mod net {
     pub use core::net::{Ipv4Addr, SocketAddrV4};
     #[cfg(feature = "net_udp")]
