@@ -44,8 +44,11 @@
 #[cfg(all(not(test), feature = "test-utils"))]
 extern crate std;
 
+mod either;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake;
+
+pub use either::{Either, EitherRx, EitherTx};
 
 /// Bytes of an Ethernet header (destination, source, EtherType), without VLAN tags.
 pub const ETHERNET_HEADER: usize = 14;
