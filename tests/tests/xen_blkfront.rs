@@ -2,7 +2,10 @@
 //! with a vbd from an image file (the lab's `--disk`), against Linux's blkback in dom0. The
 //! handshake connects, what a guest wrote and flushed is in the image after the run, byte for
 //! byte (and nothing else changed), and a pattern the host put in an image reads back in the
-//! guest. ONE lab boot runs the three guests; each `#[test]` checks its own.
+//! guest. ONE lab boot runs the three guests and kvstore (profile `xen-storage`, netfront and
+//! blkfront) taking three keys from dom0; a second boot runs kvstore again on the image the first
+//! left (the first was destroyed with `xl destroy`), and dom0 reads the keys back. Each `#[test]`
+//! checks its own.
 //!
 //! Where the lab cannot run (not built, `STARDUST_XENLAB=off`) every test prints
 //! `skipped: <test>: <why>` and passes; with `STARDUST_XENLAB_REQUIRED=1` they fail instead.
@@ -77,6 +80,55 @@ struct Ran {
     specs: Vec<GuestSpec>,
     /// Each guest's image after its run.
     outs: Vec<PathBuf>,
+    /// kvstore's first run (SETs from dom0, then `xl destroy`), in the first boot.
+    kv_set: GuestResult,
+    /// Its second run on the image the first left, in a second boot (or why there was none).
+    kv_get: Result<GuestResult, String>,
+}
+
+/// The keys kvstore takes in its first run and must still have in its second.
+const KEYS: [(&str, &str); 3] = [
+    ("key1", "value1"),
+    ("key2", "value-two"),
+    ("key3", "value3"),
+];
+
+/// A RESP command of `args`.
+fn resp(args: &[&str]) -> String {
+    let mut s = format!("*{}\\r\\n", args.len());
+    for a in args {
+        s.push_str(&format!("${}\\r\\n{a}\\r\\n", a.len()));
+    }
+    s
+}
+
+/// The dom0 script of kvstore's first run: SET every key, each acknowledged with +OK.
+fn kv_set_script() -> String {
+    let mut script = String::from("xenlab-wait tcp 6379 30 || exit 7\n");
+    for (k, v) in KEYS {
+        script.push_str(&format!(
+            "out=$(printf '{}' | timeout 10 nc -q1 $GUEST_IP 6379)\n\
+             echo \"SET {k}: $out\"\n\
+             case \"$out\" in +OK*) ;; *) exit 5;; esac\n",
+            resp(&["SET", k, v])
+        ));
+    }
+    script
+}
+
+/// The dom0 script of kvstore's second run: GET every key, each with its value.
+fn kv_get_script() -> String {
+    let mut script = String::from("xenlab-wait tcp 6379 30 || exit 7\n");
+    for (k, v) in KEYS {
+        script.push_str(&format!(
+            "out=$(printf '{}' | timeout 10 nc -q1 $GUEST_IP 6379 | tr -d '\\r' | tr '\\n' ' ')\n\
+             echo \"GET {k}: $out\"\n\
+             [ \"$out\" = '${} {v} ' ] || exit 6\n",
+            resp(&["GET", k]),
+            v.len()
+        ));
+    }
+    script
 }
 
 enum Batch {
@@ -137,6 +189,36 @@ fn run() -> Batch {
         specs.push(spec);
         outs.push(out);
     }
+    // kvstore on a blank disk: sdfs formats it, the log takes the keys.
+    let kv = ws.load_profile("xen-storage", &[]).and_then(|profile| {
+        xtask::build_app(ws, "kvstore", "xen-storage", &[]).map(|(_, i)| (profile, i.elf))
+    });
+    let (kv_profile, kv_elf) = match kv {
+        Ok(b) => b,
+        Err(e) => return Batch::Failed(format!("building kvstore: {e:#}")),
+    };
+    let kv_disk = dir.join("kvstore.img");
+    let kv_out = dir.join("kvstore.img.out");
+    let _ = std::fs::remove_file(&kv_out);
+    if let Err(e) = std::fs::write(&kv_disk, image(None)) {
+        return Batch::Failed(format!("writing {}: {e}", kv_disk.display()));
+    }
+    let kv_spec = |name: &str, disk: &PathBuf, out: &PathBuf, script: String| {
+        xenlab_run::guest_spec(
+            name,
+            kv_elf.clone(),
+            &kv_profile,
+            "",
+            &[],
+            Duration::from_secs(90),
+        )
+        .vif(true)
+        .disk(disk)
+        .disk_out(out)
+        .dom0_script(script)
+        .keeps_running(true)
+    };
+    specs.push(kv_spec("kv-set", &kv_disk, &kv_out, kv_set_script()));
     let lab = Lab::from_env();
     if let Err(why) = lab.availability() {
         return Batch::Skipped(why.to_string());
@@ -158,10 +240,38 @@ fn run() -> Batch {
             for g in &report.guests {
                 note(&format!("xen-blkfront: {}", g.summary()));
             }
+            let mut results = report.guests;
+            let Some(kv_set) = results.pop() else {
+                return Batch::Failed("no result for kv-set".into());
+            };
+            specs.pop();
+            // The second life: a new domain on the image the destroyed one left.
+            let kv_get = if kv_set.passed() {
+                let again = dir.join("kvstore-again.img.out");
+                let spec = kv_spec("kv-get", &kv_out, &again, kv_get_script());
+                note("xen-blkfront: a second Xen lab boot for kvstore on the image the first left");
+                match lab.run_batch(&[spec], &opts) {
+                    Err(e) => Err(format!("{e:#}")),
+                    Ok(mut r) => {
+                        if let Some(e) = &r.lab_error {
+                            Err(e.to_string())
+                        } else {
+                            r.guests.pop().ok_or_else(|| "no result for kv-get".into())
+                        }
+                    }
+                }
+            } else {
+                Err("kv-set failed, so kv-get did not run".into())
+            };
+            if let Ok(g) = &kv_get {
+                note(&format!("xen-blkfront: {}", g.summary()));
+            }
             Batch::Ran(Box::new(Ran {
-                results: report.guests,
+                results,
                 specs,
                 outs,
+                kv_set,
+                kv_get,
             }))
         }
     }
@@ -243,4 +353,55 @@ fn a_pv_guest_reads_what_the_host_put_in_the_image() {
 #[test]
 fn a_pvh_guest_s_writes_are_in_the_image_after_the_run() {
     check("pvh-write");
+}
+
+fn describe_io(r: &GuestResult) -> String {
+    format!(
+        "{}\n--- console ---\n{}\n--- dom0 script ---\n{}\n--- xl ---\n{}",
+        r.summary(),
+        r.console_text(),
+        r.io.script_text(),
+        r.xl_output.join("\n")
+    )
+}
+
+#[test]
+fn kvstore_keeps_its_acknowledged_keys_across_xl_destroy_and_a_new_xl_create() {
+    let ran = match batch() {
+        Batch::Skipped(why) => {
+            xtask::xenlab::skip_test(why);
+            return;
+        }
+        Batch::Failed(e) => panic!("the Xen lab failed: {e}"),
+        Batch::Ran(ran) => ran,
+    };
+    let first = &ran.kv_set;
+    assert!(first.passed(), "kv-set\n{}", describe_io(first));
+    let console = first.console_text();
+    assert!(
+        console.contains("block: blkfront device/vbd/51712")
+            && console.contains("kvstore: recovered /kvstore/aof: no log: a new, empty store"),
+        "kv-set: a new store on blkfront\n{}",
+        describe_io(first)
+    );
+    let second = match &ran.kv_get {
+        Ok(g) => g,
+        Err(e) => panic!("kv-get: {e}"),
+    };
+    assert!(second.passed(), "kv-get\n{}", describe_io(second));
+    assert!(
+        second
+            .console_text()
+            .contains("kvstore: recovered /kvstore/aof: 3 records, 3 keys"),
+        "kv-get: the log replayed\n{}",
+        describe_io(second)
+    );
+    let script = second.io.script_text();
+    for (k, v) in KEYS {
+        assert!(
+            script.contains(&format!("GET {k}: ${} {v}", v.len())),
+            "kv-get: {k}\n{}",
+            describe_io(second)
+        );
+    }
 }

@@ -62,6 +62,12 @@
 //! A **failed** device ([`BlkFront::is_failed`]) reads nothing more from the ring, hands back
 //! every request in flight with [`Error::DeviceFailed`] and refuses every request from then
 //! on with the same error.
+//!
+//! # Not done
+//! Multi-page rings (`max-ring-page-order` is read, [`Features::max_ring_page_order`]; one page
+//! is used), multiple
+//! queues, discard, and reconnecting: the backend's state is not watched once connected, so a
+//! backend that goes away leaves requests to the caller's time limit (the kernel's 30 s).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -463,6 +469,14 @@ impl<H: FrontendHost> BlkFront<H> {
         dev.frontend
             .set_state(&mut dev.host, XenbusState::Connected)?;
         dev.failed = false;
+        log::debug!(
+            "blkfront {}: backend {} (domain {domid}), ring-ref {}, event channel {}, {:?}",
+            dev.frontend.node.as_str(),
+            dev.frontend.backend.as_str(),
+            ring_ref.0,
+            dev.port,
+            dev.features
+        );
         Ok(dev)
     }
 
