@@ -124,9 +124,19 @@ fn setup() -> Result<Table, SetupError> {
 fn with<R>(f: impl FnOnce(&mut Table) -> R) -> Result<R, SetupError> {
     let mut table = TABLE.lock();
     if table.is_none() {
-        *table = Some(setup()?);
+        fill(&mut table)?;
     }
     Ok(f(table.as_mut().expect("set up above")))
+}
+
+/// Sets the table up into `slot`. Never inlined: the table's bookkeeping is several KiB built on
+/// the stack, which would otherwise be in the frame of every caller of a grant (and one such
+/// frame under the network's init overflowed the universal image's boot stack).
+#[cold]
+#[inline(never)]
+fn fill(slot: &mut Option<Table>) -> Result<(), SetupError> {
+    *slot = Some(setup()?);
+    Ok(())
 }
 
 /// The frame number another domain uses for the page at virtual address `va` (PV: its mfn).
