@@ -51,7 +51,13 @@ const MICROVM_LEGACY: Target = Target {
 const UNIVERSAL_Q35: Target = Target {
     name: "universal on q35",
     machine: Machine::Q35,
-    set: &["platform=universal", "console=auto", "filesystem=none"],
+    // Both disk drivers in the image (virtio-blk and blkfront), virtio-blk taken at boot.
+    set: &[
+        "platform=universal",
+        "console=auto",
+        "filesystem=none",
+        "block_device=auto",
+    ],
 };
 
 /// A zeroed raw image file of [`IMAGE_BYTES`], removed when dropped.

@@ -41,7 +41,8 @@ const MICROVM: Target = Target {
 const UNIVERSAL_Q35: Target = Target {
     name: "universal on q35",
     machine: Machine::Q35,
-    set: &["platform=universal", "console=auto"],
+    // Both disk drivers in the image (virtio-blk and blkfront), virtio-blk taken at boot.
+    set: &["platform=universal", "console=auto", "block_device=auto"],
 };
 
 /// A temporary path (an image file or a directory), removed when dropped.

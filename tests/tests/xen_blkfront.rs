@@ -28,16 +28,19 @@ const DISK_BYTES: usize = 16 << 20;
 struct Guest {
     name: &'static str,
     pvh: bool,
+    /// The universal image with both disk drivers (`block_device = "auto"`): blkfront on Xen.
+    universal: bool,
     args: &'static [&'static str],
     prefill: Option<(u64, u64, u64)>,
     /// What the guest writes (seed, first block, blocks): to be in the image after the run.
     writes: Option<(u64, u64, u64)>,
 }
 
-const GUESTS: [Guest; 3] = [
+const GUESTS: [Guest; 4] = [
     Guest {
         name: "pv-write",
         pvh: false,
+        universal: false,
         args: &["seed=11"],
         prefill: None,
         writes: Some((11, 8, 1000)),
@@ -45,6 +48,7 @@ const GUESTS: [Guest; 3] = [
     Guest {
         name: "pv-verify",
         pvh: false,
+        universal: false,
         args: &["verify", "seed=12", "start=100", "blocks=3000"],
         prefill: Some((12, 100, 3000)),
         writes: None,
@@ -52,9 +56,18 @@ const GUESTS: [Guest; 3] = [
     Guest {
         name: "pvh-write",
         pvh: true,
+        universal: false,
         args: &["seed=13", "start=20000", "blocks=5000"],
         prefill: None,
         writes: Some((13, 20000, 5000)),
+    },
+    Guest {
+        name: "universal-write",
+        pvh: true,
+        universal: true,
+        args: &["seed=14", "start=300", "blocks=2000"],
+        prefill: None,
+        writes: Some((14, 300, 2000)),
     },
 ];
 
@@ -157,15 +170,23 @@ fn run() -> Batch {
     let mut outs = Vec::new();
     for g in &GUESTS {
         let mut set: Vec<String> = [
-            "platform=xen",
+            if g.universal {
+                "platform=universal"
+            } else {
+                "platform=xen"
+            },
             "net_device=none",
-            "block_device=blkfront",
+            if g.universal {
+                "block_device=auto"
+            } else {
+                "block_device=blkfront"
+            },
             "filesystem=none",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        if g.pvh {
+        if g.pvh && !g.universal {
             set.push("xen_guest=pvh".into());
         }
         let built = ws.load_profile("storage", &set).and_then(|profile| {
@@ -353,6 +374,11 @@ fn a_pv_guest_reads_what_the_host_put_in_the_image() {
 #[test]
 fn a_pvh_guest_s_writes_are_in_the_image_after_the_run() {
     check("pvh-write");
+}
+
+#[test]
+fn the_universal_image_takes_blkfront_on_xen_and_its_writes_are_in_the_image() {
+    check("universal-write");
 }
 
 fn describe_io(r: &GuestResult) -> String {

@@ -51,9 +51,11 @@ pub mod fake;
 
 mod blocking;
 mod buffer;
+mod either;
 
 pub use blocking::{BlockIo, Blocking, NoWait, Wait};
 pub use buffer::{Buffer, PAGE_SIZE};
+pub use either::Either;
 
 /// Bytes of a sector, the unit both virtio-blk and Xen's blkif address.
 pub const SECTOR_SIZE: u32 = 512;

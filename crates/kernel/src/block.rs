@@ -22,14 +22,14 @@
 //!   `Error::Timeout`. Without an interrupt line the waiter polls every millisecond.
 
 use crate::select::{SelectedBlockDevice, SelectedPlatform};
-#[cfg(feature = "block_device-virtio")]
+#[cfg(feature = "disk-virtio")]
 use crate::virtio::{CANDIDATES, Where, transport};
 use alloc::boxed::Box;
 use blockdev::{BlockDevice, BlockIo, Blocking, Error, Info, Stats, Wait};
 use core::fmt::Display;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use platform::Platform;
-#[cfg(feature = "block_device-virtio")]
+#[cfg(feature = "disk-virtio")]
 use platform::device::{Device, VIRTIO_BLOCK};
 use platform::irq::Irq;
 
@@ -172,31 +172,71 @@ struct Found {
     irq: Option<Irq>,
 }
 
+/// The profile's disk type from virtio-blk's.
+#[cfg(feature = "disk-virtio")]
+fn wrap_virtio(d: crate::select::VirtioBlockDevice) -> SelectedBlockDevice {
+    #[cfg(feature = "block_device-auto")]
+    return blockdev::Either::A(d);
+    #[cfg(not(feature = "block_device-auto"))]
+    d
+}
+
+/// The profile's disk type from blkfront's.
+#[cfg(feature = "disk-blkfront")]
+fn wrap_blkfront(d: crate::select::XenBlockDevice) -> SelectedBlockDevice {
+    #[cfg(feature = "block_device-auto")]
+    return blockdev::Either::B(d);
+    #[cfg(not(feature = "block_device-auto"))]
+    d
+}
+
 /// A disk's driver and place, as the boot log names it.
 enum Name {
     /// virtio-blk at a PCI or virtio-mmio address.
-    #[cfg(feature = "block_device-virtio")]
+    #[cfg(feature = "disk-virtio")]
     Virtio(Where),
     /// blkfront on a vbd node (`device/vbd/51712`).
-    #[cfg(feature = "block_device-blkfront")]
+    #[cfg(feature = "disk-blkfront")]
     Blkfront(xen_services::frontend::Path),
 }
 
 impl Display for Name {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            #[cfg(feature = "block_device-virtio")]
+            #[cfg(feature = "disk-virtio")]
             Name::Virtio(at) => write!(f, "virtio-blk at {at}"),
-            #[cfg(feature = "block_device-blkfront")]
+            #[cfg(feature = "disk-blkfront")]
             Name::Blkfront(node) => write!(f, "blkfront {}", node.as_str()),
         }
     }
 }
 
-/// The first virtio-blk device the platform found that comes up (logging those that do not,
-/// or that there is none).
+/// The profile's disk driver on the first disk it finds.
 #[cfg(feature = "block_device-virtio")]
 fn probe() -> Option<Found> {
+    probe_virtio()
+}
+
+/// The profile's disk driver on the first disk it finds.
+#[cfg(feature = "block_device-blkfront")]
+fn probe() -> Option<Found> {
+    probe_blkfront()
+}
+
+/// The universal image's disk: blkfront's vbd on Xen, virtio-blk's on a KVM-class monitor.
+#[cfg(feature = "block_device-auto")]
+fn probe() -> Option<Found> {
+    if crate::select::on_xen() {
+        probe_blkfront()
+    } else {
+        probe_virtio()
+    }
+}
+
+/// The first virtio-blk device the platform found that comes up (logging those that do not,
+/// or that there is none).
+#[cfg(feature = "disk-virtio")]
+fn probe_virtio() -> Option<Found> {
     let mut found: [Option<Device>; CANDIDATES] = [None; CANDIDATES];
     let mut n = 0;
     SelectedPlatform::devices(&mut |d| {
@@ -209,7 +249,9 @@ fn probe() -> Option<Found> {
         let at = Where(d.bus);
         // One log line for either failure (the transport's, the driver's).
         let device = match transport(d) {
-            Ok(t) => SelectedBlockDevice::new(t).map_err(|e| Box::new(e) as Box<dyn Display>),
+            Ok(t) => crate::select::VirtioBlockDevice::new(t)
+                .map(wrap_virtio)
+                .map_err(|e| Box::new(e) as Box<dyn Display>),
             Err(e) => Err(Box::new(e) as Box<dyn Display>),
         };
         match device {
@@ -233,8 +275,8 @@ fn probe() -> Option<Found> {
 
 /// blkfront on the guest's first vbd (`device/vbd/N`, the lowest N the toolstack wrote), its
 /// event channel as the interrupt line; or why there is none.
-#[cfg(feature = "block_device-blkfront")]
-fn probe() -> Option<Found> {
+#[cfg(feature = "disk-blkfront")]
+fn probe_blkfront() -> Option<Found> {
     let node = if crate::select::on_xen() {
         crate::xen_host::first_device("vbd")
     } else {
@@ -244,11 +286,11 @@ fn probe() -> Option<Found> {
         log::info!("block: no disk");
         return None;
     };
-    match SelectedBlockDevice::connect(crate::xen_host::KernelXenHost, node.as_str()) {
+    match crate::select::XenBlockDevice::connect(crate::xen_host::KernelXenHost, node.as_str()) {
         Ok(device) => {
             let irq = Some(Irq(device.event_channel()));
             Some(Found {
-                device,
+                device: wrap_blkfront(device),
                 name: Name::Blkfront(node),
                 irq,
             })

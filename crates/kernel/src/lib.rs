@@ -18,7 +18,8 @@
 //! slot value) is the thread runtime, which `scheduler-coop` and `scheduler-preempt` enable.
 //! `net_device-none`, `net_device-virtio` (crate `net-virtio` and the glue in `virtio.rs`).
 //! `block_device-none`, `block_device-virtio` (crate `blk-virtio`, the glue in `block.rs`),
-//! `block_device-blkfront` (crate `blkfront` on `xen_host.rs`, the same glue).
+//! `block_device-blkfront` (crate `blkfront` on `xen_host.rs`, the same glue), `block_device-auto`
+//! (both, chosen at boot: the universal image).
 //! `filesystem-none`, `filesystem-sdfs` (crate `sdfs` through crate `vfs`, the glue in `fs.rs`).
 //! `xen_guest_pvh` (not a slot value) makes `platform-xen` a Xen PVH guest (`platform-xen/pvh`).
 #![no_std]

@@ -102,16 +102,29 @@ pub type SelectedNetDevice = XenNetDevice;
 #[cfg(all(target_os = "none", feature = "net_device-auto"))]
 pub type SelectedNetDevice = netdev::Either<VirtioNetDevice, XenNetDevice>;
 
-/// The disk driver (`block_device = "virtio"`): virtio-blk over whichever transport the
-/// platform found it on, with DMA from the kernel's frames (`crate::virtio`).
-#[cfg(all(target_os = "none", feature = "block_device-virtio"))]
-pub type SelectedBlockDevice =
+/// virtio-blk over whichever transport the platform found it on, with DMA from the kernel's
+/// frames (`crate::virtio`).
+#[cfg(all(target_os = "none", feature = "disk-virtio"))]
+pub type VirtioBlockDevice =
     blk_virtio::VirtioBlk<crate::virtio::KernelHal, crate::virtio::KvmTransport>;
 
-/// The disk driver (`block_device = "blkfront"`): Xen's blkfront on the guest's first vbd, its
-/// pages, grants and event channel from the kernel (`crate::xen_host`).
+/// Xen's blkfront on the guest's first vbd, its pages, grants and event channel from the kernel
+/// (`crate::xen_host`).
+#[cfg(all(target_os = "none", feature = "disk-blkfront"))]
+pub type XenBlockDevice = blkfront::BlkFront<crate::xen_host::KernelXenHost>;
+
+/// The disk driver (`block_device = "virtio"`).
+#[cfg(all(target_os = "none", feature = "block_device-virtio"))]
+pub type SelectedBlockDevice = VirtioBlockDevice;
+
+/// The disk driver (`block_device = "blkfront"`).
 #[cfg(all(target_os = "none", feature = "block_device-blkfront"))]
-pub type SelectedBlockDevice = blkfront::BlkFront<crate::xen_host::KernelXenHost>;
+pub type SelectedBlockDevice = XenBlockDevice;
+
+/// The disk driver (`block_device = "auto"`, the universal image): virtio-blk on a KVM-class
+/// monitor, blkfront on Xen, as [`on_xen`] says at boot.
+#[cfg(all(target_os = "none", feature = "block_device-auto"))]
+pub type SelectedBlockDevice = blockdev::Either<VirtioBlockDevice, XenBlockDevice>;
 
 /// The filesystem on the disk (`filesystem = "sdfs"`): crate sdfs over the kernel's disk, used
 /// through `vfs::FileSystem` (`crate::fs`).

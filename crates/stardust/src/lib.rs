@@ -116,7 +116,11 @@ pub mod net {
 /// `scheduler = "async"` they block the executor for the I/O). [`block::disk`] is `None`
 /// without a disk. Writes to a disk that cannot flush are refused ([`block::Error::NoFlush`]),
 /// as are writes to a read-only one ([`block::Error::ReadOnly`]).
-#[cfg(any(feature = "block_device-virtio", feature = "block_device-blkfront"))]
+#[cfg(any(
+    feature = "block_device-virtio",
+    feature = "block_device-blkfront",
+    feature = "block_device-auto"
+))]
 pub mod block {
     pub use kernel::block::{Disk, WAIT_LIMIT_NS, disk};
     pub use kernel::blockdev::{BlockIo, Error, Info, SECTOR_SIZE, Stats};

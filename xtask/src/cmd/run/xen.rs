@@ -250,9 +250,10 @@ pub fn guest_spec(
     g
 }
 
-/// The Xen guest type a profile's image boots as (`xen_guest`).
+/// The Xen guest type a profile's image boots as (`xen_guest`; the universal image is always a
+/// PVH guest on Xen).
 pub fn guest_type(profile: &Profile) -> GuestType {
-    if profile.xen_pvh() {
+    if profile.xen_pvh() || profile.platform == "universal" {
         GuestType::Pvh
     } else {
         GuestType::Pv
@@ -687,5 +688,26 @@ mod tests {
         let cfg = four.xl_config(1);
         assert!(cfg.contains("\nvcpus = 4\n"), "{cfg}");
         assert!(!cfg.contains("vcpus = 1"), "{cfg}");
+    }
+
+    #[test]
+    fn the_universal_image_boots_as_a_pvh_guest() {
+        let catalog = crate::profile::test_catalog(
+            &[
+                "platform-xen",
+                "platform-universal",
+                "allocator-talc",
+                "scheduler-none",
+                "console-xen",
+                "console-auto",
+            ],
+            "",
+        );
+        let parse = |text: &str| Profile::parse("p", text, &[], &catalog).expect("valid");
+        let universal =
+            parse("platform = \"universal\"\n[slots]\nallocator = \"talc\"\nconsole = \"auto\"\n");
+        assert_eq!(guest_type(&universal), GuestType::Pvh);
+        let pv = parse("platform = \"xen\"\n[slots]\nallocator = \"talc\"\nconsole = \"xen\"\n");
+        assert_eq!(guest_type(&pv), GuestType::Pv);
     }
 }
