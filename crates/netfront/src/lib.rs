@@ -51,7 +51,7 @@ use xen_services::frontend::{BACKEND_WAIT_NS, Frontend, FrontendError, FrontendH
 use xen_services::grant::GrantRef;
 use xen_services::mem::SharedMemory;
 use xen_services::sring::{FrontRing, RingError};
-use xen_services::xenbus::{Action, XenbusState};
+use xen_services::xenbus::{Action, HandshakeError, XenbusState};
 
 /// Receive buffers posted (one page each).
 pub const RX_BUFFERS: usize = 128;
@@ -221,7 +221,11 @@ impl<H: FrontendHost> NetFront<H> {
             .ok_or(FrontendError::BadKey("mac"))?;
         match front.next_action(&mut host, BACKEND_WAIT_NS)? {
             Action::Publish => {}
-            _ => return Err(FrontendError::Timeout(front.backend_state(&mut host)?)),
+            _ => {
+                let state = front.backend_state(&mut host)?;
+                let _ = front.set_state(&mut host, XenbusState::Closed);
+                return Err(FrontendError::Handshake(HandshakeError::BackendLost(state)));
+            }
         }
         if !front.backend_flag(&mut host, "feature-rx-copy")? {
             return Err(FrontendError::Missing("feature-rx-copy"));
@@ -290,21 +294,56 @@ impl<H: FrontendHost> NetFront<H> {
         }
         dev.rx.ring.publish();
         dev.rx.unpublished = false;
-        dev.publish_keys()?;
-        let s = dev.front.state();
-        dev.front.set_state(&mut dev.host, s)?;
-        // netback connects when the frontend says Connected.
-        dev.front.set_state(&mut dev.host, XenbusState::Connected)?;
-        match dev.front.next_action(&mut dev.host, BACKEND_WAIT_NS)? {
-            Action::Connect => {}
-            _ => {
-                return Err(FrontendError::Timeout(
-                    dev.front.backend_state(&mut dev.host)?,
-                ));
+        match dev.finish_handshake() {
+            Ok(()) => {
+                dev.host.notify(dev.port);
+                Ok(dev)
+            }
+            Err(e) => {
+                dev.close();
+                Err(e)
             }
         }
-        dev.host.notify(dev.port);
-        Ok(dev)
+    }
+
+    /// Publishes the rings and the features, says Initialised then Connected, and waits for
+    /// the backend's Connected.
+    fn finish_handshake(&mut self) -> Result<(), Error> {
+        self.publish_keys()?;
+        let s = self.front.state();
+        self.front.set_state(&mut self.host, s)?;
+        // netback connects when the frontend says Connected.
+        self.front
+            .set_state(&mut self.host, XenbusState::Connected)?;
+        match self.front.next_action(&mut self.host, BACKEND_WAIT_NS)? {
+            Action::Connect => Ok(()),
+            _ => Err(FrontendError::Handshake(HandshakeError::BackendLost(
+                self.front.backend_state(&mut self.host)?,
+            ))),
+        }
+    }
+
+    /// Gives up a device that did not connect: says Closed, ends the grants and gives the pages
+    /// back (a page whose grant the backend still holds is leaked, never reused).
+    fn close(self) {
+        let NetFront {
+            mut host,
+            front,
+            rx,
+            tx,
+            ring_refs,
+            ..
+        } = self;
+        let _ = front.set_state(&mut host, XenbusState::Closed);
+        release(&mut host, rx.bufs);
+        release(&mut host, tx.bufs);
+        let pages = [tx.ring.into_memory(), rx.ring.into_memory()];
+        let rings = ring_refs
+            .into_iter()
+            .zip(pages)
+            .map(|(gref, page)| Buffer { page, gref })
+            .collect();
+        release(&mut host, rings);
     }
 
     fn publish_keys(&mut self) -> Result<(), Error> {

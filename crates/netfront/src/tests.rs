@@ -150,10 +150,12 @@ fn a_backend_without_rx_copy_or_one_that_never_connects_is_refused() {
     );
     let mut h = keys();
     h.on_pause = None;
+    let live = h.pages_out.clone();
     match NetFront::connect(h, "device/vif/0") {
         Err(FrontendError::Timeout(s)) => assert_eq!(s, XenbusState::InitWait),
         other => panic!("expected a timeout, got {:?}", other.err()),
     }
+    assert_eq!(live.get(), 0, "a silent backend gets every page back");
     let mut h = keys();
     h.store
         .insert("device/vif/0/mac".into(), "00:16:3e:zz:00:02".into());
@@ -337,6 +339,112 @@ fn garbage_in_every_ring_field_never_panics() {
                 rx.consume(|f| assert!(f.len() <= MAX_FRAME, "round {round}"));
             }
             send(&mut dev, &frame(64, 1));
+        }
+    }
+}
+
+mod over_xenstored {
+    //! The handshake over the XenStore wire protocol: the real client on a ring page served by
+    //! `FakeXenStored`, which plays dom0's xenstored while the test plays netback's states.
+    use super::*;
+    use xen_services::frontend::fake::WireHost;
+    use xen_services::xenstore::fake::Fault;
+
+    fn host() -> WireHost {
+        WireHost::with_keys(&[
+            ("device/vif/0/backend", BACKEND),
+            ("device/vif/0/backend-id", "0"),
+            ("device/vif/0/mac", "00:16:3e:00:00:02"),
+            ("/local/domain/0/backend/vif/7/0/state", "2"),
+            ("/local/domain/0/backend/vif/7/0/feature-rx-copy", "1"),
+        ])
+    }
+
+    /// netback: Connected once the frontend says Connected.
+    fn netback(h: &mut WireHost) {
+        h.on_pause = Some(Box::new(|d| {
+            if d.get("device/vif/0/state") == Some(&b"4"[..]) {
+                d.set(&format!("{BACKEND}/state"), "4");
+            }
+        }));
+    }
+
+    #[test]
+    fn the_handshake_connects_through_xenstored() {
+        let mut h = host();
+        netback(&mut h);
+        let mut dev = NetFront::connect(h, "device/vif/0").expect("connects");
+        let d = &dev.host().xenstored;
+        assert_eq!(d.get("device/vif/0/state"), Some(&b"4"[..]));
+        assert_eq!(d.get("device/vif/0/request-rx-copy"), Some(&b"1"[..]));
+        let tx: u32 = core::str::from_utf8(d.get("device/vif/0/tx-ring-ref").expect("written"))
+            .expect("text")
+            .parse()
+            .expect("a number");
+        assert!(
+            dev.host().inner.granted(tx).is_some(),
+            "the ring is granted"
+        );
+        assert!(dev.host().xenstored.requests > 10);
+    }
+
+    #[test]
+    fn a_backend_that_never_connects_times_out() {
+        let h = host();
+        match NetFront::connect(h, "device/vif/0") {
+            Err(FrontendError::Timeout(XenbusState::InitWait)) => {}
+            other => panic!("expected a timeout, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn a_backend_that_goes_away_mid_handshake_is_an_error() {
+        let mut h = host();
+        // netback closes once the frontend published its rings: the frontend closes too, and
+        // gives every page back.
+        h.on_pause = Some(Box::new(|d| {
+            if d.get("device/vif/0/state") == Some(&b"4"[..]) {
+                d.set(&format!("{BACKEND}/state"), "6");
+            }
+        }));
+        let live = h.inner.pages_out.clone();
+        assert!(matches!(
+            NetFront::connect(h, "device/vif/0"),
+            Err(FrontendError::Handshake(_))
+        ));
+        assert_eq!(live.get(), 0, "every page given back");
+        let mut h = host();
+        // ... or its state node vanishes (Unknown): the handshake says the backend was lost.
+        h.on_pause = Some(Box::new(|d| {
+            if d.get("device/vif/0/state") == Some(&b"4"[..]) {
+                d.set(&format!("{BACKEND}/state"), "0");
+            }
+        }));
+        assert!(matches!(
+            NetFront::connect(h, "device/vif/0"),
+            Err(FrontendError::Handshake(_))
+        ));
+    }
+
+    #[test]
+    fn a_misbehaving_xenstored_is_an_error_never_a_hang() {
+        for fault in [
+            Fault::Oversized,
+            Fault::UnknownType,
+            Fault::ErrorWithoutNul,
+            Fault::Truncated,
+            Fault::WrongId,
+            Fault::CorruptIndex,
+            Fault::Error("EACCES"),
+        ] {
+            let mut h = host();
+            netback(&mut h);
+            h.xenstored.fault = Some(fault);
+            // The first call meets the fault: reading where the backend is.
+            assert!(
+                NetFront::connect(h, "device/vif/0").is_err(),
+                "{fault:?} must fail the connect"
+            );
         }
     }
 }

@@ -319,6 +319,7 @@ fn trim(v: &[u8]) -> &[u8] {
 pub mod fake {
     use super::*;
     use crate::mem::fake::FakePage;
+    use crate::xenstore::fake::FakeXenStored;
     use alloc::boxed::Box;
     use alloc::collections::BTreeMap;
     use alloc::rc::Rc;
@@ -471,6 +472,88 @@ pub mod fake {
                     Err(xenstore::Error::Store(xenstore::XsError::Io))
                 }
                 _ => Ok(()),
+            }
+        }
+    }
+
+    /// What a test's backend does at each pause of a [`WireHost`]: it may change XenStore
+    /// through the fake daemon.
+    pub type OnPauseWire = dyn FnMut(&mut FakeXenStored<SharedPage>);
+
+    /// A [`FakeHost`] whose XenStore is the real client ([`crate::xenstore::XenStore`]) on a
+    /// ring page served by [`FakeXenStored`]: a driver's handshake goes over the wire protocol,
+    /// with the daemon's errors and fault injection. Pages, grants and events are `inner`'s.
+    #[allow(missing_debug_implementations)] // holds a closure
+    pub struct WireHost {
+        /// Pages, grants, events, clock.
+        pub inner: FakeHost,
+        /// The client.
+        pub xs: crate::xenstore::XenStore<SharedPage>,
+        /// The daemon (the test writes the backend's keys with `set`).
+        pub xenstored: FakeXenStored<SharedPage>,
+        /// Called at every `pause`: the test's backend moves here.
+        pub on_pause: Option<Box<OnPauseWire>>,
+    }
+
+    impl WireHost {
+        /// A host whose daemon holds `keys`.
+        pub fn with_keys(keys: &[(&str, &str)]) -> WireHost {
+            let ring: SharedPage = Rc::new(FakePage::default());
+            let mut xenstored = FakeXenStored::new(ring.clone());
+            for (k, v) in keys {
+                xenstored.set(k, v);
+            }
+            WireHost {
+                inner: FakeHost::with_keys(&[]),
+                xs: crate::xenstore::XenStore::new(ring),
+                xenstored,
+                on_pause: None,
+            }
+        }
+    }
+
+    impl FrontendHost for WireHost {
+        type Page = FakeFrame;
+
+        fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, xenstore::Error> {
+            self.xs
+                .read(xenstore::Tx(0), path, buf, &mut self.xenstored)
+                .map(|v| v.len())
+        }
+        fn write(&mut self, path: &str, value: &str) -> Result<(), xenstore::Error> {
+            self.xs
+                .write(xenstore::Tx(0), path, value.as_bytes(), &mut self.xenstored)
+        }
+        fn alloc_page(&mut self) -> Option<FakeFrame> {
+            self.inner.alloc_page()
+        }
+        fn free_page(&mut self, page: FakeFrame) {
+            self.inner.free_page(page)
+        }
+        fn grant(
+            &mut self,
+            domid: u16,
+            page: &FakeFrame,
+            readonly: bool,
+        ) -> Result<GrantRef, GrantError> {
+            self.inner.grant(domid, page, readonly)
+        }
+        fn end_grant(&mut self, r: GrantRef) -> Result<(), GrantError> {
+            self.inner.end_grant(r)
+        }
+        fn alloc_event(&mut self, remote: u16) -> Result<u32, i32> {
+            self.inner.alloc_event(remote)
+        }
+        fn notify(&self, port: u32) {
+            self.inner.notify(port)
+        }
+        fn now_ns(&self) -> u64 {
+            self.inner.now_ns()
+        }
+        fn pause(&mut self) {
+            self.inner.pause();
+            if let Some(f) = &mut self.on_pause {
+                f(&mut self.xenstored);
             }
         }
     }
