@@ -20,11 +20,13 @@ use xtask::xenlab::{
 
 /// The guests, in batch order: (name, app, how it is built). `universal`: the universal image
 /// with both NIC drivers (`net_device = "auto"`), which takes netfront on Xen (PVH).
-const GUESTS: [(&str, &str, Build); 4] = [
+const GUESTS: [(&str, &str, Build); 6] = [
     ("httpd-pv", "httpd", Build::Pv),
     ("httpd-pvh", "httpd", Build::Pvh),
     ("echo-pv", "echo", Build::Pv),
     ("httpd-universal", "httpd", Build::Universal),
+    ("echo-pvh", "echo", Build::Pvh),
+    ("echo-universal", "echo", Build::Universal),
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -248,7 +250,21 @@ fn the_host_reaches_httpd_through_a_forwarded_port() {
 
 #[test]
 fn echo_on_pv_returns_one_mib_byte_exact() {
-    let Some((_, g)) = guest("echo-pv") else {
+    echoes("echo-pv");
+}
+
+#[test]
+fn echo_on_pvh_returns_one_mib_byte_exact() {
+    echoes("echo-pvh");
+}
+
+#[test]
+fn echo_in_the_universal_image_returns_one_mib_byte_exact() {
+    echoes("echo-universal");
+}
+
+fn echoes(name: &str) {
+    let Some((_, g)) = guest(name) else {
         return;
     };
     let d = describe(g);
