@@ -18,7 +18,10 @@
 //! slot. Receive checksum offload stays on (netback's default): a frame marked
 //! `NETRXF_csum_blank` (dom0's own traffic) or `NETRXF_data_validated` is given to the stack as
 //! [`RxChecksum::Blank`] or [`RxChecksum::Verified`], so it is not refused for a checksum it
-//! never had; anything else is checked by the stack.
+//! never had; anything else is checked by the stack. Transmit checksum offload too: a TCP or UDP
+//! frame goes with `NETTXF_csum_blank | NETTXF_data_validated` and only the pseudo-header's sum in
+//! its checksum field (what Linux's netfront sends; netback accepts it from every frontend), so
+//! the guest never sums its payload.
 //!
 //! The backend is not trusted. Every field it writes is checked: ring indices (a response
 //! count above the requests outstanding: [`sring`](xen_services::sring) refuses it, and the
@@ -45,7 +48,7 @@ use core::fmt::Write;
 
 use netdev::{
     Capabilities, ChecksumOffload, Checksums, DeviceStats, MacAddress, NetDevice, RxChecksum,
-    RxToken, TxToken,
+    RxToken, TxOffload, TxToken,
 };
 use xen_services::frontend::{BACKEND_WAIT_NS, Frontend, FrontendError, FrontendHost};
 use xen_services::grant::GrantRef;
@@ -74,6 +77,8 @@ const NETRXF_DATA_VALIDATED: u16 = 1 << 0;
 const NETRXF_CSUM_BLANK: u16 = 1 << 1;
 const NETRXF_MORE_DATA: u16 = 1 << 2;
 const NETRXF_EXTRA_INFO: u16 = 1 << 3;
+const NETTXF_CSUM_BLANK: u16 = 1 << 0;
+const NETTXF_DATA_VALIDATED: u16 = 1 << 1;
 const NETIF_RSP_OKAY: i16 = 0;
 const NETIF_RSP_NULL: i16 = 1;
 
@@ -555,8 +560,9 @@ impl<P: SharedMemory> Tx<P> {
         Ok(())
     }
 
-    /// Sends the first `len` bytes of the scratch buffer from free buffer `id`.
-    fn send(&mut self, id: u16, len: usize, host: &impl NotifyPort, port: u32) {
+    /// Sends the first `len` bytes of the scratch buffer from free buffer `id`, with the
+    /// request's `flags` (checksum offload).
+    fn send(&mut self, id: u16, len: usize, flags: u16, host: &impl NotifyPort, port: u32) {
         let buf = &self.bufs[usize::from(id)];
         buf.page.write_bytes(0, &self.scratch[..len]);
         let gref = buf.gref.0;
@@ -569,7 +575,7 @@ impl<P: SharedMemory> Tx<P> {
         let m = self.ring.memory();
         m.write_u32(off, gref);
         m.write_u16(off + 4, 0);
-        m.write_u16(off + 6, 0);
+        m.write_u16(off + 6, flags);
         m.write_u16(off + 8, id);
         m.write_u16(off + 10, len as u16);
         self.ring.push_request();
@@ -637,15 +643,30 @@ pub struct NetFrontTx<'a, H: FrontendHost> {
 
 impl<H: FrontendHost> TxToken for NetFrontTx<'_, H> {
     fn consume<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        self.consume_offload(len, |frame| (f(frame), TxOffload::default()))
+    }
+
+    /// A frame whose TCP or UDP checksum the stack left to the device (the field holds the
+    /// pseudo-header's sum, as Linux's partial checksums) goes with `NETTXF_csum_blank` and
+    /// `NETTXF_data_validated`: netback completes it, or (dom0's own stack, a bridge) takes it as
+    /// valid, as it does Linux guests' frames. Only a checksum at the offset of the transport
+    /// header of an IPv4 frame is passed on; anything else is the stack's bug, sent as is.
+    fn consume_offload<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> (R, TxOffload)) -> R {
         let tx = self.tx;
         if len == 0 || len > MAX_FRAME {
             tx.dropped += 1;
             let mut scratch = alloc::vec![0u8; len];
-            return f(&mut scratch);
+            return f(&mut scratch).0;
         }
-        let r = f(&mut tx.scratch[..len]);
+        let (r, offload) = f(&mut tx.scratch[..len]);
+        let flags = match offload.checksum {
+            Some(c) if usize::from(c.start) + usize::from(c.offset) + 2 <= len => {
+                NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED
+            }
+            _ => 0,
+        };
         match tx.free.pop() {
-            Some(id) => tx.send(id, len, self.host, self.port),
+            Some(id) => tx.send(id, len, flags, self.host, self.port),
             None => tx.dropped += 1,
         }
         r
@@ -667,8 +688,8 @@ impl<H: FrontendHost> NetDevice for NetFront<H> {
         caps.max_burst = Some(TX_BUFFERS);
         caps.checksums = Checksums {
             ipv4: ChecksumOffload::None,
-            tcp: ChecksumOffload::Rx,
-            udp: ChecksumOffload::Rx,
+            tcp: ChecksumOffload::Both,
+            udp: ChecksumOffload::Both,
             icmpv4: ChecksumOffload::None,
         };
         caps

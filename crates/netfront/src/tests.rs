@@ -72,11 +72,20 @@ impl Netback {
 
     /// Takes every transmitted frame, answering each with `status`.
     fn collect(&mut self, h: &FakeHost, status: i16) -> Vec<Vec<u8>> {
+        self.collect_flags(h, status)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
+    }
+
+    /// Takes every transmitted frame with its request's flags.
+    fn collect_flags(&mut self, h: &FakeHost, status: i16) -> Vec<(Vec<u8>, u16)> {
         let mut out = Vec::new();
         while let Some(off) = self.tx.take_request() {
             let m = self.tx.memory().clone();
             let gref = m.read_u32(off);
             let offset = usize::from(m.read_u16(off + 4));
+            let flags = m.read_u16(off + 6);
             let id = m.read_u16(off + 8);
             let size = usize::from(m.read_u16(off + 10));
             let (_, _, readonly) = h.grants[&gref];
@@ -84,7 +93,7 @@ impl Netback {
             let page = h.granted(gref).expect("granted");
             let mut frame = vec![0; size];
             page.read_bytes(offset, &mut frame);
-            out.push(frame);
+            out.push((frame, flags));
             let r = self.tx.next_response();
             m.write_u16(r, id);
             m.write_u16(r + 2, status as u16);
@@ -238,6 +247,38 @@ fn frames_go_out_byte_exact_and_transmit_buffers_come_back() {
     let s = dev.stats();
     assert_eq!(s.tx_frames, TX_BUFFERS as u64 + 1000);
     assert_eq!(s.tx_dropped, 1);
+}
+
+#[test]
+fn a_partial_checksum_goes_to_netback_as_csum_blank() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    let caps = dev.capabilities();
+    assert!(caps.checksums.tcp.device_computes() && caps.checksums.udp.device_computes());
+    let f = frame(80, 3);
+    let tx = dev.transmit().expect("room");
+    tx.consume_offload(f.len(), |b| {
+        b.copy_from_slice(&f);
+        (
+            (),
+            TxOffload {
+                checksum: Some(netdev::PartialChecksum {
+                    start: 34,
+                    offset: 16,
+                }),
+                tso: None,
+            },
+        )
+    });
+    assert!(send(&mut dev, &f), "and one without");
+    let got = nb.collect_flags(dev.host(), NETIF_RSP_OKAY);
+    assert_eq!(
+        got,
+        vec![
+            (f.clone(), NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED),
+            (f, 0)
+        ]
+    );
 }
 
 #[test]
