@@ -36,14 +36,17 @@ enum Build {
     Universal,
 }
 
-/// What dom0 runs against an httpd guest: ping, the page, 1 MiB, then it holds the guest a few
-/// seconds for the host's request through the forwarded port.
+/// What dom0 runs against an httpd guest: ping, the page, 1 MiB, a 3-second ping flood and the
+/// page again, then it holds the guest a few seconds for the host's request through the
+/// forwarded port.
 const HTTPD_SCRIPT: &str = "xenlab-wait tcp 80 30 || exit 2\n\
     ping -c 3 -W 2 $GUEST_IP | grep 'packets transmitted'\n\
     curl -s -m 10 http://$GUEST_IP/ | grep -o '<title>[a-z]*</title>'\n\
     curl -s -m 30 -o /tmp/mib -w 'GET /bytes/1048576: status %{http_code} size %{size_download}\\n' \
     http://$GUEST_IP/bytes/1048576\n\
-    sleep 8\n";
+    ping -f -w 3 $GUEST_IP | grep 'packets transmitted' | sed 's/^/flood: /'\n\
+    curl -s -m 10 http://$GUEST_IP/ | grep -o '<title>[a-z]*</title>' | sed 's/^/after the flood: /'\n\
+    sleep 6\n";
 
 /// What dom0 runs against the echo guest: 1 MiB of random bytes there and back.
 const ECHO_SCRIPT: &str = "xenlab-wait tcp 7 30 || exit 2\n\
