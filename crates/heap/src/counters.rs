@@ -64,6 +64,41 @@ impl<H: Heap> Counted<H> {
         self.used.fetch_sub(size, Relaxed);
     }
 
+    /// Allocates from the heap itself, uncounted (for [`crate::CpuCaches`], which counts the
+    /// caller's request instead).
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::alloc`].
+    pub(crate) unsafe fn raw_alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.heap.alloc(layout) }
+    }
+
+    /// Frees to the heap itself, uncounted.
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::dealloc`].
+    pub(crate) unsafe fn raw_dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.heap.dealloc(ptr, layout) }
+    }
+
+    /// The heap itself (for tests that look inside).
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &H {
+        &self.heap
+    }
+
+    /// Counts an allocation of `size` bytes at `ptr` (nothing when null).
+    pub(crate) fn count_alloc(&self, ptr: *mut u8, size: usize) {
+        self.allocated(ptr, size);
+    }
+
+    /// Counts a free of `size` bytes.
+    pub(crate) fn count_free(&self, size: usize) {
+        self.freed(size);
+    }
+
     /// Allocates; null when the heap cannot.
     ///
     /// # Safety

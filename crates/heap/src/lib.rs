@@ -7,6 +7,8 @@
 //!   turns a failed allocation into a clear panic.
 //! - [`Counted`] keeps the same [`HeapStats`] around every implementation (bytes in use, peak,
 //!   allocation and free counts, footprint), so the figures compare across allocators.
+//! - [`CpuCaches`] keeps, per CPU, bounded stacks of free small blocks in front of a
+//!   [`Counted`] heap, so several CPUs mostly allocate without taking the heap's lock.
 //! - [`FrameAllocator`] hands out page-granular, page-aligned memory (thread stacks, DMA
 //!   buffers, Xen grant pages, page tables); [`Counted`] implements it over any heap.
 //!
@@ -16,11 +18,13 @@
 #![cfg_attr(not(test), no_std)]
 
 mod counters;
+mod cpucache;
 mod frames;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use counters::Counted;
+pub use cpucache::{CLASS_ALIGN, CLASSES, CpuCaches, DEPTH, MAX_CACHED, class_of};
 pub use frames::{FRAME_SIZE, FrameAllocator, Frames};
 
 use core::alloc::GlobalAlloc;
