@@ -151,6 +151,23 @@ fn a_computation_split_across_cpus_and_a_shared_lock_count_right() {
 }
 
 #[test]
+fn every_cpu_allocating_at_once_gets_blocks_of_its_own() {
+    // Each CPU fills each of its blocks with a byte of its own and sums what it reads back
+    // before freeing it; a block handed out twice (to two CPUs, or from a per-CPU cache and
+    // the heap) loses content and the probe exits 1.
+    on_targets(&BOTH, |t| {
+        for (cpus, n) in [("cpus=2", 2), ("cpus=4", 4)] {
+            let boot = smpprobe(t.machine, cpus, &["alloc", "30000"]);
+            assert_exit(&boot, 0);
+            line_with(
+                &boot,
+                &[&format!("smpprobe: alloc on {n} CPUs: checksums match")],
+            );
+        }
+    });
+}
+
+#[test]
 fn a_page_unmapped_on_cpu_0_faults_on_cpu_1() {
     // CPU 1 read the page first, so without the TLB shoot-down its stale translation would let
     // the second read through (the probe then exits 1: checked by hand).

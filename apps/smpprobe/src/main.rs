@@ -15,6 +15,14 @@
 //! - `smpprobe overflow`: a job on CPU 1 recurses until its stack (CPU 1's own, 16 KiB) runs
 //!   into the guard page below it: the kernel's exception report from CPU 1, status 102.
 //! - `smpprobe panic`: CPU 1 panics (`CPU 1 PANIC: ... smpprobe: a panic on CPU 1`, status 101).
+//! - `smpprobe alloc [N]`: every CPU at once makes N small heap allocations of mixed sizes
+//!   (16 to 256 bytes), each freed 16 allocations later (so each CPU holds 16 blocks at a
+//!   time), and fills each block with a byte of its own; the sum of what it reads back from
+//!   each block just before freeing it must be what it wrote (a block handed out twice, to two
+//!   CPUs or twice to one, would lose its content). Then CPU 0 alone does the same. Prints
+//!   `smpprobe: alloc on C CPUs: checksums match, P ns per pair in parallel (one CPU alone: Q
+//!   ns)`, where a pair is one allocation and one free (wall time over N); exit 1 on a
+//!   mismatch.
 //! - `smpprobe bench [N]` (for `cargo xtask bench smp`; any number of CPUs, threads): two
 //!   threads sum a hash of 0..N (default 20,000,000) in halves, joined by `main`:
 //!   `bench parallel: N items in T us on C CPUs`; then two threads hand a token back and forth
@@ -75,6 +83,66 @@ fn count(_: usize) -> usize {
         *c = v + 1;
     }
     0
+}
+
+/// The sizes `alloc` cycles through.
+const ALLOC_SIZES: [usize; 9] = [16, 24, 32, 48, 64, 96, 128, 200, 256];
+/// Blocks each CPU holds at a time in `alloc`.
+const ALLOC_RING: usize = 16;
+
+fn alloc_layout(i: usize) -> core::alloc::Layout {
+    let size = ALLOC_SIZES[(i * 7 + i / 5) % ALLOC_SIZES.len()];
+    core::alloc::Layout::from_size_align(size, 8).expect("a valid layout")
+}
+
+/// The byte CPU `k` writes into its `i`th block.
+fn alloc_fill(k: usize, i: usize) -> u8 {
+    (k * 31 + i * 7 + 1) as u8
+}
+
+/// What CPU `k` must read back from its N blocks.
+fn alloc_expected(k: usize) -> usize {
+    (0..N.load(Ordering::Relaxed))
+        .map(|i| alloc_layout(i).size() * usize::from(alloc_fill(k, i)))
+        .sum()
+}
+
+/// `alloc`'s work on CPU `k`: returns the sum of the bytes read back.
+fn alloc_pairs(k: usize) -> usize {
+    let n = N.load(Ordering::Relaxed);
+    let mut ring = [(core::ptr::null_mut::<u8>(), alloc_layout(0)); ALLOC_RING];
+    let mut sum = 0usize;
+    let mut give_back = |p: *mut u8, l: core::alloc::Layout| {
+        // SAFETY: a live block of `l.size()` bytes this CPU filled; freed once, with its layout.
+        unsafe {
+            sum += core::slice::from_raw_parts(p, l.size())
+                .iter()
+                .map(|&b| usize::from(b))
+                .sum::<usize>();
+            stardust::alloc::alloc::dealloc(p, l);
+        }
+    };
+    for i in 0..n {
+        let slot = &mut ring[i % ALLOC_RING];
+        if !slot.0.is_null() {
+            give_back(slot.0, slot.1);
+        }
+        let l = alloc_layout(i);
+        // SAFETY: a non-zero size.
+        let p = unsafe { stardust::alloc::alloc::alloc(l) };
+        if p.is_null() {
+            stardust::alloc::alloc::handle_alloc_error(l);
+        }
+        // SAFETY: a fresh block of `l.size()` bytes.
+        unsafe { p.write_bytes(alloc_fill(k, i), l.size()) };
+        *slot = (p, l);
+    }
+    for (p, l) in ring {
+        if !p.is_null() {
+            give_back(p, l);
+        }
+    }
+    sum
 }
 
 fn read_page(page: usize) -> usize {
@@ -237,6 +305,38 @@ fn main() -> ExitCode {
             println!("smpprobe: {cpus} CPUs counted {total} under one lock");
             ExitCode::SUCCESS
         }
+        "alloc" => {
+            let n = args
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(200_000usize);
+            N.store(n, Ordering::Relaxed);
+            let start = Instant::now();
+            let sums = on_every_cpu(cpus, alloc_pairs);
+            let parallel = start.elapsed();
+            for (k, &s) in sums.iter().enumerate().take(cpus) {
+                if s != alloc_expected(k) {
+                    return fail(format_args!(
+                        "CPU {k} read back {s} from its blocks, not {}",
+                        alloc_expected(k)
+                    ));
+                }
+            }
+            let start = Instant::now();
+            let alone = alloc_pairs(0);
+            let alone_took = start.elapsed();
+            if alone != alloc_expected(0) {
+                return fail(format_args!("CPU 0 alone read back {alone}"));
+            }
+            let per_pair = |t: core::time::Duration| t.as_nanos() / n.max(1) as u128;
+            println!(
+                "smpprobe: alloc on {cpus} CPUs: checksums match, {} ns per pair in parallel \
+                 (one CPU alone: {} ns)",
+                per_pair(parallel),
+                per_pair(alone_took)
+            );
+            ExitCode::SUCCESS
+        }
         "shootdown" => {
             let Some(frames) = stardust::frames().alloc_frames_zeroed(1) else {
                 return fail(format_args!("no memory for the page"));
@@ -268,7 +368,7 @@ fn main() -> ExitCode {
         }
         other => {
             println!(
-                "usage: smpprobe parallel [N] | shootdown | overflow | panic | bench [N] (not \
+                "usage: smpprobe parallel [N] | alloc [N] | shootdown | overflow | panic | bench [N] (not \
                  {other:?})"
             );
             ExitCode::from(2)
