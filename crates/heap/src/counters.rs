@@ -99,6 +99,30 @@ impl<H: Heap> Counted<H> {
         self.freed(size);
     }
 
+    /// Adds counts kept elsewhere (a CPU's cache): allocations, frees, and the change of bytes
+    /// in use (wrapping: a decrease is a huge number).
+    pub(crate) fn fold(&self, allocations: u64, frees: u64, used_change: usize) {
+        self.allocations.fetch_add(allocations, Relaxed);
+        self.frees.fetch_add(frees, Relaxed);
+        let used = self
+            .used
+            .fetch_add(used_change, Relaxed)
+            .wrapping_add(used_change);
+        self.note_peak(used);
+    }
+
+    /// Raises the peak to `used` if higher.
+    pub(crate) fn note_peak(&self, used: usize) {
+        self.peak.fetch_max(used, Relaxed);
+    }
+
+    /// Notes a block handed out at `ptr` of `size` bytes, for the footprint.
+    pub(crate) fn note_end(&self, ptr: *mut u8, size: usize) {
+        if !ptr.is_null() {
+            self.high_end.fetch_max(ptr as usize + size, Relaxed);
+        }
+    }
+
     /// Allocates; null when the heap cannot.
     ///
     /// # Safety

@@ -10,18 +10,22 @@
 //! stack back to the heap. A block freed on another CPU than the one that allocated it joins
 //! the freeing CPU's stack. Other requests go to the heap unchanged.
 //!
-//! Statistics keep their meaning: [`Counted`]'s figures count the caller's requests (bytes the
+//! Statistics keep their meaning: [`CpuCaches::stats`] counts the caller's requests (bytes the
 //! caller holds, allocations and frees it made), so a block sitting in a cache is not in use;
-//! [`CpuCaches::cached_bytes`] says how much the caches hold.
+//! [`CpuCaches::cached_bytes`] says how much the caches hold. So that a cache hit writes no
+//! shared memory, each CPU keeps its counts to itself and adds them to [`Counted`]'s when it
+//! goes to the heap anyway (a miss, or a full stack); [`CpuCaches::stats`] adds up what the
+//! CPUs still keep. The peak is raised then too, so it may miss a high reached by cache hits
+//! alone between two visits to the heap (by at most what the caches held).
 //!
 //! No lock: each CPU touches only its own stacks, which the caller guarantees by naming the
 //! CPU it runs on and not being interrupted by another call on the same CPU (the kernel masks
 //! interrupts around every call).
 
-use crate::{Counted, Heap};
+use crate::{Counted, Heap, HeapStats};
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// The size classes, in bytes.
 pub const CLASSES: [usize; 5] = [16, 32, 64, 128, 256];
@@ -71,6 +75,12 @@ struct Cache {
     /// The stacks: `blocks[c][..len[c]]` are free blocks of class `c`. Touched by the owning
     /// CPU only.
     blocks: UnsafeCell<[[*mut u8; DEPTH]; CLASSES.len()]>,
+    /// Allocations, frees and the change of bytes in use (wrapping) not yet added to the
+    /// heap's counts; written by the owning CPU only (a load and a store, no locked
+    /// instruction), read by anyone.
+    allocations: AtomicU64,
+    frees: AtomicU64,
+    used_change: AtomicUsize,
 }
 
 impl Cache {
@@ -78,7 +88,37 @@ impl Cache {
         Cache {
             len: [const { AtomicUsize::new(0) }; CLASSES.len()],
             blocks: UnsafeCell::new([[core::ptr::null_mut(); DEPTH]; CLASSES.len()]),
+            allocations: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            used_change: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts an allocation of `size` bytes (owning CPU only).
+    fn count_alloc(&self, size: usize) {
+        self.allocations
+            .store(self.allocations.load(Relaxed) + 1, Relaxed);
+        self.used_change
+            .store(self.used_change.load(Relaxed).wrapping_add(size), Relaxed);
+    }
+
+    /// Counts a free of `size` bytes (owning CPU only).
+    fn count_free(&self, size: usize) {
+        self.frees.store(self.frees.load(Relaxed) + 1, Relaxed);
+        self.used_change
+            .store(self.used_change.load(Relaxed).wrapping_sub(size), Relaxed);
+    }
+
+    /// Adds the counts kept here to `heap`'s (owning CPU only).
+    fn fold<H: Heap>(&self, heap: &Counted<H>) {
+        heap.fold(
+            self.allocations.load(Relaxed),
+            self.frees.load(Relaxed),
+            self.used_change.load(Relaxed),
+        );
+        self.allocations.store(0, Relaxed);
+        self.frees.store(0, Relaxed);
+        self.used_change.store(0, Relaxed);
     }
 }
 
@@ -128,6 +168,20 @@ impl<const CPUS: usize> CpuCaches<CPUS> {
                     .sum::<usize>()
             })
             .sum()
+    }
+
+    /// `heap`'s statistics with the counts the CPUs still keep added: the caller's requests
+    /// (blocks in the caches are not in use).
+    pub fn stats<H: Heap>(&self, heap: &Counted<H>) -> HeapStats {
+        let mut s = heap.stats();
+        for c in &self.cpus {
+            s.allocations += c.allocations.load(Relaxed);
+            s.frees += c.frees.load(Relaxed);
+            s.used = s.used.wrapping_add(c.used_change.load(Relaxed));
+        }
+        heap.note_peak(s.used);
+        s.peak = s.peak.max(s.used);
+        s
     }
 
     /// Free blocks the caches hold.
@@ -181,6 +235,7 @@ impl<const CPUS: usize> CpuCaches<CPUS> {
             }
             stack.copy_within(HALF.., 0);
             n -= HALF;
+            cache.fold(heap);
         }
         stack[n] = block;
         cache.len[class].store(n + 1, Relaxed);
@@ -198,10 +253,25 @@ impl<const CPUS: usize> CpuCaches<CPUS> {
             // SAFETY: forwarded to the caller.
             return unsafe { heap.try_alloc(layout) };
         };
-        // SAFETY: forwarded to the caller (`cpu` is ours alone); a class layout is valid.
-        let p = unsafe { self.pop(cpu, class) }
-            .unwrap_or_else(|| unsafe { heap.raw_alloc(LAYOUTS[class]) });
-        heap.count_alloc(p, layout.size());
+        let Some(cache) = self.cpus.get(cpu) else {
+            // No cache for `cpu`: the heap, with the class's layout all the same.
+            // SAFETY: forwarded to the caller; a class layout is valid.
+            let p = unsafe { heap.raw_alloc(LAYOUTS[class]) };
+            heap.count_alloc(p, layout.size());
+            return p;
+        };
+        // SAFETY: forwarded to the caller (`cpu` is ours alone).
+        if let Some(p) = unsafe { self.pop(cpu, class) } {
+            cache.count_alloc(layout.size());
+            return p;
+        }
+        // SAFETY: forwarded to the caller; a class layout is valid.
+        let p = unsafe { heap.raw_alloc(LAYOUTS[class]) };
+        if !p.is_null() {
+            cache.count_alloc(layout.size());
+            heap.note_end(p, layout.size());
+            cache.fold(heap);
+        }
         p
     }
 
@@ -244,13 +314,15 @@ impl<const CPUS: usize> CpuCaches<CPUS> {
             // SAFETY: forwarded to the caller.
             return unsafe { heap.dealloc(ptr, layout) };
         };
-        heap.count_free(layout.size());
+        let Some(cache) = self.cpus.get(cpu) else {
+            heap.count_free(layout.size());
+            // SAFETY: allocated from `heap` with the class's layout (whichever CPU did).
+            return unsafe { heap.raw_dealloc(ptr, LAYOUTS[class]) };
+        };
+        cache.count_free(layout.size());
         // SAFETY: a block of this class (allocated with the class's layout), now free; `cpu`
-        // is ours alone.
-        if !unsafe { self.push(heap, cpu, class, ptr) } {
-            // SAFETY: as above: allocated from `heap` with the class's layout.
-            unsafe { heap.raw_dealloc(ptr, LAYOUTS[class]) };
-        }
+        // is ours alone and has a cache.
+        unsafe { self.push(heap, cpu, class, ptr) };
     }
 
     /// Resizes for a caller on CPU `cpu`; null (and the old block untouched) when the heap
@@ -276,8 +348,16 @@ impl<const CPUS: usize> CpuCaches<CPUS> {
         }
         if old == new {
             // The block already has the class's size: counted as the copy `Counted` counts.
-            heap.count_alloc(ptr, new_size);
-            heap.count_free(layout.size());
+            match self.cpus.get(cpu) {
+                Some(cache) => {
+                    cache.count_alloc(new_size);
+                    cache.count_free(layout.size());
+                }
+                None => {
+                    heap.count_alloc(ptr, new_size);
+                    heap.count_free(layout.size());
+                }
+            }
             return ptr;
         }
         // SAFETY: forwarded to the caller.
@@ -365,9 +445,9 @@ mod tests {
         // SAFETY: one thread plays both CPUs, one call at a time; blocks are freed once.
         unsafe {
             let a = caches.alloc(&heap, 0, layout(24, 8));
-            assert_eq!(heap.stats().used, 24);
+            assert_eq!(caches.stats(&heap).used, 24);
             caches.dealloc(&heap, 0, a, layout(24, 8));
-            assert_eq!(heap.stats().used, 0);
+            assert_eq!(caches.stats(&heap).used, 0);
             assert_eq!(caches.cached_bytes(), 32);
             // Same class, same CPU: the same block, no heap call.
             let b = caches.alloc(&heap, 0, layout(32, 16));
@@ -387,13 +467,13 @@ mod tests {
             let z = caches.alloc_zeroed(&heap, 0, layout(20, 4));
             assert_eq!(z, c, "the block the realloc gave back");
             assert!(core::slice::from_raw_parts(z, 20).iter().all(|&x| x == 0));
-            let s = heap.stats();
+            let s = caches.stats(&heap);
             assert_eq!(s.used, 30 + 300 + 20);
             assert_eq!((s.allocations, s.frees), (7, 4));
             caches.dealloc(&heap, 1, b, layout(30, 2));
             caches.dealloc(&heap, 0, d, layout(300, 4));
             caches.dealloc(&heap, 0, z, layout(20, 4));
-            assert_eq!(heap.stats().used, 0);
+            assert_eq!(caches.stats(&heap).used, 0);
             // The large block went back to the heap; the small ones wait in the caches.
             assert_eq!(heap.inner().live(), caches.cached_blocks());
         }
@@ -422,7 +502,7 @@ mod tests {
             assert_eq!(heap.inner().live.lock().unwrap()[&(x as usize)], LAYOUTS[2]);
             caches.dealloc(&heap, 5, x, l);
         }
-        assert_eq!(heap.stats().used, 0);
+        assert_eq!(caches.stats(&heap).used, 0);
         assert_eq!(heap.inner().live(), caches.cached_blocks());
     }
 
@@ -531,7 +611,7 @@ mod tests {
                 unsafe { caches.dealloc(&heap, 0, p as *mut u8, l) };
             }
         }
-        let s = heap.stats();
+        let s = caches.stats(&heap);
         assert_eq!(s.used, 0, "{s}");
         assert_eq!(s.allocations, s.frees);
         assert!(s.peak > 0);
