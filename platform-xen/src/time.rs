@@ -34,13 +34,11 @@ fn time_info() -> Option<&'static xen_sys::vcpu_time_info> {
     if !MAPPED.load(Ordering::Acquire) {
         return None;
     }
-    // SAFETY: the page is mapped onto the shared info frame (MAPPED), laid out as shared_info;
-    // vcpu 0's time record is only read here (with the version protocol below).
-    let info = unsafe { &*(shared_info_va() as *const xen_sys::shared_info) };
-    Some(&info.vcpu_info[0].time)
+    // The calling vCPU's record (Xen keeps one per vCPU, updated when it runs).
+    Some(&crate::events::current_vcpu_info().time)
 }
 
-/// A consistent copy of vCPU 0's time record (retried while Xen updates it: odd version, or
+/// A consistent copy of the calling vCPU's time record (retried while Xen updates it: odd version, or
 /// version changed during the copy).
 fn snapshot() -> Option<xen_sys::vcpu_time_info> {
     let t = time_info()?;
