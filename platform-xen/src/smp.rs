@@ -23,7 +23,7 @@
 //! Unikraft's Xen x86 platform.
 
 use arch_x86_64::percpu::{self, MAX_CPUS};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use platform::CpuStacks;
 use platform::irq::CpuId;
 use xen_services::event::EventChannel;
@@ -42,6 +42,8 @@ static ARRIVED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_
 /// The mailbox: the kernel CPU number and Xen vCPU id of the vCPU being started.
 static AP_CPU: AtomicU32 = AtomicU32::new(0);
 static AP_VCPU: AtomicU32 = AtomicU32::new(0);
+/// The started vCPU's Xen system time when it arrived (a clock check, logged).
+static AP_CLOCK: AtomicU64 = AtomicU64::new(0);
 /// The kernel's function for a started CPU (a `fn(CpuId) -> !`).
 static KERNEL_MAIN: AtomicUsize = AtomicUsize::new(0);
 
@@ -189,6 +191,12 @@ pub(crate) fn start(
             break;
         }
         if wait_until(START_BOUND_NS, || ARRIVED[up].load(Ordering::Acquire)) {
+            let (seen, stable) = crate::time::own_system_time_ns().unwrap_or((0, false));
+            log::debug!(
+                "vCPU {vcpu} up as CPU {up}; its clock at arrival read {} us before this one's \
+                 now (TSC stable: {stable})",
+                (i128::from(seen) - i128::from(AP_CLOCK.load(Ordering::Acquire))) / 1000
+            );
             up += 1;
             UP.store(up, Ordering::Release);
         } else {
@@ -223,6 +231,10 @@ extern "C" fn xen_ap_entry() -> ! {
         Ok(port) => IPI_PORT[n].store(port, Ordering::Release),
         Err(e) => log::warn!("CPU {n}: binding its IPI failed ({e}): it cannot be woken"),
     }
+    AP_CLOCK.store(
+        crate::time::own_system_time_ns().map_or(0, |(t, _)| t),
+        Ordering::Release,
+    );
     ARRIVED[n].store(true, Ordering::Release);
     let main = KERNEL_MAIN.load(Ordering::Acquire);
     // SAFETY: KERNEL_MAIN holds the `fn(CpuId) -> !` that `start` stored before it started

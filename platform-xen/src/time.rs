@@ -4,7 +4,7 @@
 //! asks Xen to put it at that page's guest frame (`XENMEM_add_to_physmap`, `pvh.rs`). The rest
 //! is the same, here.
 
-use core::sync::atomic::{AtomicBool, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
 unsafe extern "C" {
     /// A page-aligned page of the image (entry.rs) whose virtual address is remapped onto the
@@ -75,6 +75,19 @@ pub fn tsc_frequency() -> Option<u64> {
 
 /// Xen system time (ns since the domain's start of time), from the PV clock.
 pub fn system_time_ns() -> Option<u64> {
+    let (now, stable) = own_system_time_ns()?;
+    if stable {
+        return Some(now);
+    }
+    // Each vCPU reads its own record, and without a stable TSC Xen's extrapolations on
+    // different vCPUs may disagree a little: never hand out a time before one already handed
+    // out on any CPU (as Linux's pvclock does).
+    Some(LAST.fetch_max(now, Ordering::AcqRel).max(now))
+}
+
+/// The calling vCPU's own reading of Xen system time, and whether Xen flags the records
+/// stable (the same on every vCPU).
+pub(crate) fn own_system_time_ns() -> Option<(u64, bool)> {
     let t = snapshot()?;
     let delta = u128::from(arch_x86_64::tsc::now().wrapping_sub(t.tsc_timestamp));
     let scaled = if t.tsc_shift >= 0 {
@@ -82,8 +95,16 @@ pub fn system_time_ns() -> Option<u64> {
     } else {
         delta >> -t.tsc_shift
     };
-    Some(t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64)
+    let now = t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64;
+    Some((now, t.flags & TSC_STABLE != 0))
 }
+
+/// `XEN_PVCLOCK_TSC_STABLE_BIT` of `vcpu_time_info.flags`: every vCPU's record gives the same
+/// time.
+const TSC_STABLE: u8 = 1 << 0;
+
+/// The latest system time [`system_time_ns`] returned (for records without [`TSC_STABLE`]).
+static LAST: AtomicU64 = AtomicU64::new(0);
 
 /// Wall-clock nanoseconds since the Unix epoch: shared info's wall clock (the time at system
 /// time 0, read with its version protocol) plus the PV system time.
