@@ -59,11 +59,6 @@ fn vcpu() -> &'static xen_sys::vcpu_info {
     vcpu_info(0)
 }
 
-/// The calling vCPU's `vcpu_info` (its time record included).
-pub(crate) fn current_vcpu_info() -> &'static xen_sys::vcpu_info {
-    vcpu()
-}
-
 /// Shared info's `vcpu_info` slot `n` (n < 32, the legacy slots; `n` is checked).
 pub(crate) fn vcpu_info(n: usize) -> &'static xen_sys::vcpu_info {
     // SAFETY: the shared info page is mapped (the guest type's map_shared_info runs in

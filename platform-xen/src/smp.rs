@@ -191,11 +191,13 @@ pub(crate) fn start(
             break;
         }
         if wait_until(START_BOUND_NS, || ARRIVED[up].load(Ordering::Acquire)) {
-            let (seen, stable) = crate::time::own_system_time_ns().unwrap_or((0, false));
+            let (seen, stable) = crate::time::raw_system_time_ns().unwrap_or((0, false));
             log::debug!(
-                "vCPU {vcpu} up as CPU {up}; its clock at arrival read {} us before this one's \
-                 now (TSC stable: {stable})",
-                (i128::from(seen) - i128::from(AP_CLOCK.load(Ordering::Acquire))) / 1000
+                "vCPU {vcpu} up as CPU {up}: the clock it read on arrival was {} us before this \
+                 CPU's now; its own time record runs {} us ahead of vCPU 0's (TSC stable: \
+                 {stable})",
+                (i128::from(seen) - i128::from(AP_CLOCK.load(Ordering::Acquire))) / 1000,
+                crate::time::record_skew_ns(vcpu as usize).unwrap_or(0) / 1000
             );
             up += 1;
             UP.store(up, Ordering::Release);
@@ -232,7 +234,7 @@ extern "C" fn xen_ap_entry() -> ! {
         Err(e) => log::warn!("CPU {n}: binding its IPI failed ({e}): it cannot be woken"),
     }
     AP_CLOCK.store(
-        crate::time::own_system_time_ns().map_or(0, |(t, _)| t),
+        crate::time::raw_system_time_ns().map_or(0, |(t, _)| t),
         Ordering::Release,
     );
     ARRIVED[n].store(true, Ordering::Release);

@@ -30,18 +30,27 @@ pub fn shared_info_mapped() -> bool {
     MAPPED.load(Ordering::Acquire)
 }
 
-fn time_info() -> Option<&'static xen_sys::vcpu_time_info> {
+fn time_info(vcpu: usize) -> Option<&'static xen_sys::vcpu_time_info> {
     if !MAPPED.load(Ordering::Acquire) {
         return None;
     }
-    // The calling vCPU's record (Xen keeps one per vCPU, updated when it runs).
-    Some(&crate::events::current_vcpu_info().time)
+    // vCPU 0's record, on every vCPU. Xen keeps one per vCPU, each extrapolated from the
+    // calibration of the physical CPU it last ran on; without a stable TSC (the lab's) those
+    // disagree, and a thread that reads its start on one CPU and its end on another saw time run
+    // backwards or leap (the lab's 2-vCPU bench measured 4.8x speedups and a hang, with each
+    // vCPU reading its own). One record is one function of the TSC, which the CPUs share.
+    Some(&crate::events::vcpu_info(vcpu).time)
 }
 
-/// A consistent copy of the calling vCPU's time record (retried while Xen updates it: odd version, or
-/// version changed during the copy).
+/// A consistent copy of vCPU 0's time record.
 fn snapshot() -> Option<xen_sys::vcpu_time_info> {
-    let t = time_info()?;
+    snapshot_of(0)
+}
+
+/// A consistent copy of vCPU `vcpu`'s time record (retried while Xen updates it: odd version,
+/// or version changed during the copy).
+fn snapshot_of(vcpu: usize) -> Option<xen_sys::vcpu_time_info> {
+    let t = time_info(vcpu)?;
     loop {
         // SAFETY: reading fields of the mapped time record; Xen writes it concurrently, which
         // the version check detects.
@@ -75,28 +84,43 @@ pub fn tsc_frequency() -> Option<u64> {
 
 /// Xen system time (ns since the domain's start of time), from the PV clock.
 pub fn system_time_ns() -> Option<u64> {
-    let (now, stable) = own_system_time_ns()?;
+    let (now, stable) = raw_system_time_ns()?;
     if stable {
         return Some(now);
     }
-    // Each vCPU reads its own record, and without a stable TSC Xen's extrapolations on
-    // different vCPUs may disagree a little: never hand out a time before one already handed
-    // out on any CPU (as Linux's pvclock does).
+    // When Xen updates the record (vCPU 0 ran again) its new extrapolation may start a little
+    // behind the old one, as read on another CPU meanwhile: never hand out a time before one
+    // already handed out on any CPU (as Linux's pvclock does).
     Some(LAST.fetch_max(now, Ordering::AcqRel).max(now))
 }
 
-/// The calling vCPU's own reading of Xen system time, and whether Xen flags the records
-/// stable (the same on every vCPU).
-pub(crate) fn own_system_time_ns() -> Option<(u64, bool)> {
+/// Xen system time from vCPU 0's record as the calling CPU reads it, and whether Xen flags the
+/// records stable (the same on every vCPU).
+pub(crate) fn raw_system_time_ns() -> Option<(u64, bool)> {
     let t = snapshot()?;
-    let delta = u128::from(arch_x86_64::tsc::now().wrapping_sub(t.tsc_timestamp));
+    Some((
+        time_at(&t, arch_x86_64::tsc::now()),
+        t.flags & TSC_STABLE != 0,
+    ))
+}
+
+/// System time by record `t` at TSC value `tsc`.
+fn time_at(t: &xen_sys::vcpu_time_info, tsc: u64) -> u64 {
+    let delta = u128::from(tsc.wrapping_sub(t.tsc_timestamp));
     let scaled = if t.tsc_shift >= 0 {
         delta << t.tsc_shift
     } else {
         delta >> -t.tsc_shift
     };
-    let now = t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64;
-    Some((now, t.flags & TSC_STABLE != 0))
+    t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64
+}
+
+/// How far vCPU `vcpu`'s own time record runs ahead of vCPU 0's (which every CPU reads), at
+/// this moment's TSC, in ns (a clock check: `smp.rs` logs it as each vCPU arrives).
+pub(crate) fn record_skew_ns(vcpu: usize) -> Option<i128> {
+    let (own, zero) = (snapshot_of(vcpu)?, snapshot()?);
+    let tsc = arch_x86_64::tsc::now();
+    Some(i128::from(time_at(&own, tsc)) - i128::from(time_at(&zero, tsc)))
 }
 
 /// `XEN_PVCLOCK_TSC_STABLE_BIT` of `vcpu_time_info.flags`: every vCPU's record gives the same
