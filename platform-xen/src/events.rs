@@ -14,6 +14,7 @@
 //! (`init_events`, `block`); they call [`bind_timer`] and the upcall, never the reverse. Only
 //! masking ([`disable`], [`enable`]) differs here, because [`bind`] needs it.
 
+use arch_x86_64::percpu::{self, MAX_CPUS};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, compiler_fence};
 use platform::irq::{CpuId, HandlerTable, Irq, IrqError};
 use xen_services::event::{EventBits, EventChannel, EventError, Handler, Handlers};
@@ -22,20 +23,55 @@ use xen_services::event::{EventBits, EventChannel, EventError, Handler, Handlers
 const PORTS: usize = 256;
 
 static HANDLERS: spin::Mutex<Handlers<PORTS>> = spin::Mutex::new(Handlers::new());
-static TIMER_PORT: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Per CPU: its timer VIRQ's port (`u32::MAX`: none).
+static TIMER_PORT: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static READY: AtomicBool = AtomicBool::new(false);
-/// Set by the timer VIRQ's handler, taken by the upcall.
-static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
+/// Per CPU: set by its timer VIRQ's handler, taken by its upcall.
+static TIMER_FIRED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Words of the handler table's ports (`PORTS` / 64).
+const PORT_WORDS: usize = PORTS / 64;
+/// Per CPU but the boot CPU: the ports bound to it (its timer VIRQ and IPI; every other port
+/// is Xen's default, vCPU 0). The upcall handles only its own CPU's ports.
+static BOUND: [[AtomicU64; PORT_WORDS]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; PORT_WORDS] }; MAX_CPUS];
+/// The union of `BOUND` over the CPUs after the boot CPU: ports the boot CPU leaves alone.
+static ELSEWHERE: [AtomicU64; PORT_WORDS] = [const { AtomicU64::new(0) }; PORT_WORDS];
+
+/// The calling CPU's number, as an index (below `MAX_CPUS`).
+fn me() -> usize {
+    percpu::current().id().0 as usize % MAX_CPUS
+}
 /// The kernel's timer handler (`Platform::set_timer_handler`): the table's one slot.
 static TIMER_HANDLER: HandlerTable<1> = HandlerTable::new();
 /// Device handlers (`Platform::irq_register`): their slots, found by the port's context word.
 static DEVICES: HandlerTable<32> = HandlerTable::new();
 
+/// The calling vCPU's `vcpu_info`: the one its per-CPU block names (`smp.rs` sets it before
+/// the vCPU starts), else shared info's first (the boot vCPU's).
 fn vcpu() -> &'static xen_sys::vcpu_info {
-    // SAFETY: the shared info page is mapped (the guest type's map_shared_info runs in Platform::init,
-    // before events are set up); vcpu_info[0] is ours and only accessed atomically below.
-    unsafe { &(*(crate::time::shared_info_va() as *const xen_sys::shared_info)).vcpu_info[0] }
+    let named = percpu::current().vcpu_info.load(Ordering::Relaxed);
+    if named != 0 {
+        // SAFETY: a `vcpu_info` slot of the mapped shared info page, the calling vCPU's
+        // (set by `smp.rs` before it started), only accessed atomically below.
+        return unsafe { &*(named as *const xen_sys::vcpu_info) };
+    }
+    vcpu_info(0)
+}
+
+/// Shared info's `vcpu_info` slot `n` (n < 32, the legacy slots; `n` is checked).
+pub(crate) fn vcpu_info(n: usize) -> &'static xen_sys::vcpu_info {
+    // SAFETY: the shared info page is mapped (the guest type's map_shared_info runs in
+    // Platform::init, before events are set up); its slots are only accessed atomically.
+    let info = unsafe { &(*(crate::time::shared_info_va() as *const xen_sys::shared_info)) };
+    &info.vcpu_info[n.min(info.vcpu_info.len() - 1)]
+}
+
+/// Masks events of the vCPU whose `vcpu_info` is `info` (before it starts: `smp.rs`).
+pub(crate) fn mask_vcpu(info: &xen_sys::vcpu_info) {
+    // SAFETY: a byte of a mapped vcpu_info, shared with Xen, accessed only atomically.
+    unsafe { AtomicU8::from_ptr((&raw const info.evtchn_upcall_mask).cast_mut()) }
+        .store(1, Ordering::Release);
 }
 
 fn mask_byte() -> &'static AtomicU8 {
@@ -81,6 +117,27 @@ impl EventBits for SharedBits {
         let pending = word(unsafe { (&raw const (*shared()).evtchn_pending).cast() }, w);
         pending.fetch_and(!(1u64 << (port.0 % 64)), Ordering::AcqRel);
     }
+    fn owned(&self, w: usize) -> u64 {
+        match (me(), w < PORT_WORDS) {
+            (0, true) => !ELSEWHERE[w].load(Ordering::Acquire),
+            (0, false) => u64::MAX,
+            (cpu, true) => BOUND[cpu][w].load(Ordering::Acquire),
+            (_, false) => 0,
+        }
+    }
+}
+
+/// Records that `port` is bound to CPU `cpu` (not the boot CPU): only its upcall handles it.
+/// False when the port is beyond the handler table.
+fn own(port: u32, cpu: usize) -> bool {
+    let w = port as usize / 64;
+    if cpu == 0 || cpu >= MAX_CPUS || w >= PORT_WORDS {
+        return cpu == 0;
+    }
+    let bit = 1u64 << (port % 64);
+    BOUND[cpu][w].fetch_or(bit, Ordering::AcqRel);
+    ELSEWHERE[w].fetch_or(bit, Ordering::AcqRel);
+    true
 }
 
 /// The upcall: handles pending ports until none is left; then, if the timer fired, calls the
@@ -106,13 +163,13 @@ extern "C" fn xen_upcall() {
                 break;
             }
         }
-        if !ticked && TIMER_FIRED.swap(false, Ordering::AcqRel) {
+        if !ticked && TIMER_FIRED[me()].swap(false, Ordering::AcqRel) {
             ticked = true;
             // The timer's pending bit is cleared, every other pending port handled, the
             // handler lock released; the upcall's state is all on this stack.
             TIMER_HANDLER.dispatch(0);
         }
-        if TIMER_FIRED.swap(false, Ordering::AcqRel) {
+        if TIMER_FIRED[me()].swap(false, Ordering::AcqRel) {
             defer_timer();
             break;
         }
@@ -131,7 +188,7 @@ extern "C" fn xen_upcall() {
 /// Marks the timer VIRQ pending again in shared info (port bit, selector bit, upcall pending),
 /// as Xen would. Called with events masked.
 fn defer_timer() {
-    let port = TIMER_PORT.load(Ordering::Relaxed);
+    let port = TIMER_PORT[me()].load(Ordering::Relaxed);
     if port == u32::MAX {
         return;
     }
@@ -206,43 +263,60 @@ pub fn unmask(port: u32) {
     };
 }
 
-/// The timer VIRQ's handler: only notes it; the upcall calls the kernel's handler at its end.
-fn on_timer(_port: EventChannel, _ctx: usize) {
-    TIMER_FIRED.store(true, Ordering::Release);
+/// The timer VIRQ's handler (`cpu`: whose timer): only notes it; that CPU's upcall calls the
+/// kernel's handler at its end.
+fn on_timer(_port: EventChannel, cpu: usize) {
+    TIMER_FIRED[cpu % MAX_CPUS].store(true, Ordering::Release);
 }
 
-/// Binds the timer VIRQ to its handler, marks events ready and enables them: the end of
-/// the guest type's `init_events` (`pv.rs`, `pvh.rs`), once Xen calls [`xen_upcall`].
+/// Binds the boot vCPU's timer VIRQ to its handler, marks events ready and enables them: the
+/// end of the guest type's `init_events` (`pv.rs`, `pvh.rs`), once Xen calls [`xen_upcall`].
 pub(crate) fn bind_timer() {
-    // The boot vCPU's vcpu_info, recorded in its per-CPU block (this module still reads
-    // vcpu_info[0] directly: one vCPU; multi-core reads the block's).
-    arch_x86_64::percpu::current().vcpu_info.store(
-        vcpu() as *const xen_sys::vcpu_info as u64,
+    // The boot vCPU's vcpu_info, recorded in its per-CPU block.
+    percpu::current().vcpu_info.store(
+        vcpu_info(0) as *const xen_sys::vcpu_info as u64,
         Ordering::Relaxed,
     );
-    let mut virq = xen_sys::evtchn_bind_virq {
-        virq: xen_sys::VIRQ_TIMER,
-        vcpu: 0,
-        port: 0,
-    };
-    // SAFETY: a live evtchn_bind_virq; Xen writes the new port into it.
-    let rc = unsafe {
-        crate::hypercall::event_channel_op(xen_sys::EVTCHNOP_bind_virq, (&raw mut virq).cast())
-    };
-    if rc != 0 {
-        log::warn!("binding the timer VIRQ failed ({rc}): sleeping will poll");
-    } else {
-        TIMER_PORT.store(virq.port, Ordering::Relaxed);
-        let _ = bind(virq.port, on_timer, 0);
+    if let Err(e) = bind_cpu_timer(0, 0) {
+        log::warn!("binding the timer VIRQ failed ({e}): sleeping will poll");
     }
     READY.store(true, Ordering::Release);
     enable();
 }
 
-/// Whether the event callback and the timer VIRQ are set up (else timers cannot wake a
-/// blocked vCPU, and callers must poll).
+/// Binds `VIRQ_TIMER` of Xen vCPU `vcpu` (kernel CPU `cpu`) to that CPU's timer handler: Xen
+/// raises it on that vCPU when the `set_timer_op` it made expires. Call on that CPU with its
+/// events masked.
+pub(crate) fn bind_cpu_timer(cpu: usize, vcpu: u32) -> Result<(), XenError> {
+    let mut virq = xen_sys::evtchn_bind_virq {
+        virq: xen_sys::VIRQ_TIMER,
+        vcpu,
+        port: 0,
+    };
+    evtchn_op(xen_sys::EVTCHNOP_bind_virq, &mut virq)?;
+    if !own(virq.port, cpu) {
+        return Err(XenError(-22));
+    }
+    TIMER_PORT[cpu % MAX_CPUS].store(virq.port, Ordering::Relaxed);
+    bind(virq.port, on_timer, cpu).map_err(|_| XenError(-16))
+}
+
+/// `EVTCHNOP_bind_ipi`: a port that signals Xen vCPU `vcpu` (kernel CPU `cpu`) when any vCPU
+/// sends on it ([`send`]), with `handler` called there (context: `cpu`). Returns the port.
+pub(crate) fn bind_ipi(cpu: usize, vcpu: u32, handler: Handler) -> Result<u32, XenError> {
+    let mut arg = xen_sys::evtchn_bind_ipi { vcpu, port: 0 };
+    evtchn_op(xen_sys::EVTCHNOP_bind_ipi, &mut arg)?;
+    if !own(arg.port, cpu) {
+        return Err(XenError(-22));
+    }
+    bind(arg.port, handler, cpu).map_err(|_| XenError(-16))?;
+    Ok(arg.port)
+}
+
+/// Whether the event callback and the calling CPU's timer VIRQ are set up (else timers cannot
+/// wake a blocked vCPU, and callers must poll).
 pub fn ready() -> bool {
-    READY.load(Ordering::Acquire) && TIMER_PORT.load(Ordering::Relaxed) != u32::MAX
+    READY.load(Ordering::Acquire) && TIMER_PORT[me()].load(Ordering::Relaxed) != u32::MAX
 }
 
 /// Upcalls taken so far.
@@ -287,7 +361,8 @@ fn on_device(port: EventChannel, slot: usize) {
 }
 
 /// `Platform::irq_register` on Xen: `irq` is an event-channel port (bound by the caller: see
-/// [`alloc_unbound`]), on vCPU 0 (the one CPU; `EVTCHNOP_bind_vcpu` comes with multi-core).
+/// [`alloc_unbound`]), on vCPU 0 (where Xen binds new ports; `EVTCHNOP_bind_vcpu` to route one
+/// elsewhere is not done).
 pub fn register(
     irq: Irq,
     cpu: CpuId,

@@ -17,6 +17,9 @@
 //!   port (device handlers: `Platform::irq_register` with a port, masked before each call), the
 //!   one-shot timer (its VIRQ calls the kernel's timer handler at the end of the upcall). The callback's entry and registration and idle are the guest type's (PV:
 //!   `set_callbacks`, `SCHEDOP_block`; PVH: the HVM callback vector, `sti; hlt`).
+//! - `smp.rs`: the other vCPUs (`VCPUOP_initialise` with the guest type's context, `VCPUOP_up`),
+//!   each with its own `VIRQ_TIMER` and IPI port (`EVTCHNOP_bind_ipi`); `send_ipi` sends on
+//!   it. The upcall handles only the ports bound to its own vCPU.
 //! - [`xenstore`]: XenStore over its ring (the client is `xen_services::xenstore`).
 //! - [`grant`]: the grant table (PV: `GNTTABOP_setup_table`; PVH: `XENMEM_add_to_physmap`;
 //!   bookkeeping in `xen_services::grant`).
@@ -48,6 +51,7 @@ pub mod memory;
 mod pv;
 #[cfg(feature = "pvh")]
 pub mod pvh;
+mod smp;
 pub mod time;
 pub mod xenstore;
 
@@ -173,9 +177,22 @@ impl platform::Platform for Xen {
         arch_x86_64::percpu::current().id()
     }
 
+    /// The domain's vCPUs (`VCPUOP_is_up`), up to `max` kept to start.
     fn find_cpus(_boot: &platform::BootInfo, max: usize) -> usize {
-        // VCPUOP_initialise / VCPUOP_up (PV) and the HVM context (PVH) are not written yet.
-        log::warn!("one CPU: this image does not start Xen's other vCPUs yet (cpus = {max})");
-        1
+        smp::find(max)
+    }
+
+    /// `VCPUOP_initialise` (PV: a `vcpu_guest_context`; PVH: an HVM context) and `VCPUOP_up`,
+    /// one vCPU at a time, each with its own timer VIRQ and IPI port (`smp.rs`).
+    fn start_cpus(
+        stacks: &mut dyn FnMut(platform::irq::CpuId) -> Option<platform::CpuStacks>,
+        main: fn(platform::irq::CpuId) -> !,
+    ) -> usize {
+        smp::start(stacks, main)
+    }
+
+    /// `EVTCHNOP_send` on the CPU's IPI port (`EVTCHNOP_bind_ipi`).
+    fn send_ipi(cpu: platform::irq::CpuId) -> bool {
+        smp::send_ipi(cpu)
     }
 }

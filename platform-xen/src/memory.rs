@@ -172,6 +172,12 @@ fn table(mfn: u64) -> &'static [u64; 512] {
     unsafe { &*((pfn_of_mfn(mfn) << 12) as *const [u64; 512]) }
 }
 
+/// The machine address of the kernel's L4 table (a vCPU's CR3: `xen_pfn_to_cr3` of its
+/// frame).
+pub fn page_table_base() -> u64 {
+    root()
+}
+
 /// Machine address of the L4 table.
 fn root() -> u64 {
     mfn_of_pfn(start_info().pt_base >> 12) << 12
@@ -398,15 +404,23 @@ fn protect_image() -> Result<(), MapError> {
 }
 
 /// Unmaps the page at `va` (a guard page): `update_va_mapping` to an empty entry, with its TLB
-/// entry flushed. RAM is mapped with 4 KiB pages ([`map_memory`]), so there is nothing to
-/// split. Returns whether Xen did it.
+/// entry flushed on every vCPU of the domain (`UVMF_INVLPG | UVMF_ALL`). RAM is mapped with
+/// 4 KiB pages ([`map_memory`]), so there is nothing to split. Returns whether Xen did it.
+///
+/// The shoot-down is Xen's: a PV guest's page tables change only by hypercall, and with
+/// `UVMF_ALL` Xen invalidates the page on every vCPU of the domain (the pCPUs it ran on,
+/// by Xen's own IPIs) before it returns, so no vCPU can still reach the page through a stale
+/// translation when the caller goes on. That is what `MMUEXT_INVLPG_ALL` would do as a second
+/// hypercall, and what an IPI to each vCPU would do with a round trip through the guest, which
+/// a descheduled vCPU would delay.
 ///
 /// # Safety
 /// `va` is page-aligned RAM mapped by [`map_memory`], owned by the caller, unused until
 /// [`remap_page`].
 pub unsafe fn unmap_page(va: u64) -> bool {
+    let flags = xen_sys::UVMF_INVLPG | xen_sys::UVMF_ALL;
     // SAFETY: forwarded to the caller: nothing uses the page while it is unmapped.
-    unsafe { crate::hypercall::update_va_mapping(va, 0, xen_sys::UVMF_INVLPG) == 0 }
+    unsafe { crate::hypercall::update_va_mapping(va, 0, flags) == 0 }
 }
 
 /// Maps a page [`unmap_page`] unmapped again, as [`map_memory`] maps RAM (its machine frame

@@ -21,12 +21,132 @@ pub fn init(_boot: &BootInfo) -> DeviceMemory {
 }
 
 pub fn init_cpu() {
-    // The boot CPU's per-CPU block, without a GS base (the PV kernel runs in ring 3; the base
-    // would be `HYPERVISOR_set_segment_base`'s): `percpu::current` is block 0 while one vCPU
-    // runs.
-    arch_x86_64::percpu::install(platform::irq::CpuId(0), false);
+    // The boot CPU's per-CPU block; its GS base is `HYPERVISOR_set_segment_base`'s (the PV
+    // kernel runs in ring 3). Should Xen refuse, `percpu::current` stays block 0 and no other
+    // vCPU is started.
+    arch_x86_64::percpu::install_with_base(platform::irq::CpuId(0), set_gs_base);
     crate::entry::install_trap_table();
     init_events();
+}
+
+/// Points the kernel's GS base at `base` (`set_segment_base(SEGBASE_GS_KERNEL)`); whether Xen
+/// did.
+fn set_gs_base(base: u64) -> bool {
+    // SAFETY: only the guest kernel's GS base changes; the kernel never loads the GS selector
+    // and reads `%gs:` only through `percpu::current`, which expects this base.
+    let rc = unsafe {
+        crate::hypercall::hypercall2(
+            xen_sys::__HYPERVISOR_set_segment_base,
+            SEGBASE_GS_KERNEL,
+            base,
+        )
+    };
+    if rc != 0 {
+        log::warn!("set_segment_base(GS) failed ({rc}): one vCPU");
+    }
+    rc == 0
+}
+
+/// `SEGBASE_GS_KERNEL` (`arch-x86/xen-x86_64.h`).
+const SEGBASE_GS_KERNEL: u64 = 2;
+
+/// The registers of a PV vCPU, `struct cpu_user_regs` of `arch-x86/xen-x86_64.h` (x86_64;
+/// xen-sys does not bind the x86-specific context, defined here by hand).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CpuUserRegs {
+    /// r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi.
+    gprs: [u64; 15],
+    error_code: u32,
+    entry_vector: u32,
+    rip: u64,
+    cs: u16,
+    _pad0: u16,
+    saved_upcall_mask: u8,
+    _pad1: [u8; 3],
+    rflags: u64,
+    rsp: u64,
+    /// ss, es, ds, fs, gs: a 16-bit selector in each 8-byte slot.
+    segs: [u64; 5],
+}
+
+/// `struct vcpu_guest_context` of `arch-x86/xen.h` (x86_64, as a guest sees it).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct VcpuGuestContext {
+    fpu_ctxt: [u8; 512],
+    flags: u64,
+    user_regs: CpuUserRegs,
+    trap_ctxt: [xen_sys::trap_info; 256],
+    ldt_base: u64,
+    ldt_ents: u64,
+    gdt_frames: [u64; 16],
+    gdt_ents: u64,
+    kernel_ss: u64,
+    kernel_sp: u64,
+    ctrlreg: [u64; 8],
+    debugreg: [u64; 8],
+    event_callback_eip: u64,
+    failsafe_callback_eip: u64,
+    syscall_callback_eip: u64,
+    vm_assist: u64,
+    fs_base: u64,
+    gs_base_kernel: u64,
+    gs_base_user: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<CpuUserRegs>() == 200);
+const _: () = assert!(core::mem::size_of::<VcpuGuestContext>() == 5168);
+
+/// The context of the vCPU being started (5 KiB: a static rather than the boot stack); only
+/// `start_vcpu` uses it, on the boot vCPU, one vCPU at a time.
+static CONTEXT: spin::Mutex<VcpuGuestContext> =
+    // SAFETY: all-zero is a valid value of this plain-data struct (integers and arrays of them).
+    spin::Mutex::new(unsafe { core::mem::zeroed() });
+
+/// `VCPUOP_initialise` for Xen vCPU `vcpu` (kernel CPU `cpu`): in kernel mode at
+/// `smp::entry_point` on the stack ending at `stack`, with the kernel's page tables, no GDT of
+/// its own (`gdt_ents` 0: the flat selectors `FLAT_KERNEL_*` are in Xen's reserved part of every
+/// vCPU's GDT, which is all this kernel uses, as the boot vCPU does; a per-CPU GDT page would
+/// only add a frame Xen needs read-only), the boot vCPU's event and failsafe callbacks, and the
+/// kernel GS base already on its per-CPU block. Its trap table is installed by the vCPU itself
+/// (`init_other_cpu`). Returns Xen's status.
+pub fn start_vcpu(vcpu: u32, cpu: platform::irq::CpuId, stack: u64) -> i64 {
+    let flat_ss = u64::from(xen_sys::FLAT_KERNEL_SS64);
+    let block = arch_x86_64::percpu::block(cpu).map_or(0, |b| b as *const _ as u64);
+    let mut ctx = CONTEXT.lock();
+    // SAFETY: as for the static's initial value.
+    *ctx = unsafe { core::mem::zeroed() };
+    ctx.flags = u64::from(xen_sys::VGCF_in_kernel);
+    ctx.user_regs.rip = crate::smp::entry_point();
+    ctx.user_regs.rsp = stack;
+    ctx.user_regs.cs = xen_sys::FLAT_KERNEL_CS64;
+    // Reserved bit 1 and IF (Xen sets IF for a PV vCPU anyway; events are masked in its
+    // vcpu_info, which `smp::start` did).
+    ctx.user_regs.rflags = 0x202;
+    ctx.user_regs.segs = [flat_ss, flat_ss, flat_ss, 0, 0];
+    ctx.kernel_ss = flat_ss;
+    ctx.kernel_sp = stack;
+    // xen_pfn_to_cr3 on x86_64 is the frame's machine address.
+    ctx.ctrlreg[3] = crate::memory::page_table_base();
+    ctx.event_callback_eip = (&raw const xen_event_callback) as u64;
+    ctx.failsafe_callback_eip = (&raw const xen_failsafe_callback) as u64;
+    ctx.gs_base_kernel = block;
+    crate::smp::initialise(vcpu, (&raw const *ctx) as u64)
+}
+
+/// What a started vCPU does first (`smp.rs`): its per-CPU block through its GS base, then its
+/// trap table (per vCPU in Xen). False when its GS base could not be set.
+pub fn init_other_cpu(cpu: platform::irq::CpuId) -> bool {
+    let mut based = false;
+    arch_x86_64::percpu::install_with_base(cpu, |base| {
+        based = set_gs_base(base);
+        based
+    });
+    if based {
+        crate::entry::install_trap_table();
+    }
+    based
 }
 
 pub fn map_memory(

@@ -322,10 +322,125 @@ pub fn idle() {
 
 /// # Safety
 /// As `Platform::unmap_page`.
+///
+/// With more than one vCPU up, the other vCPUs' TLBs are flushed by `HVMOP_flush_tlbs`: Xen
+/// flushes every vCPU of the domain before it returns (pausing them meanwhile), so none can
+/// still reach the page; an IPI round trip through each vCPU would be as correct but wait on
+/// a descheduled vCPU's next turn.
 pub unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
     // SAFETY: forwarded to the caller; the live tables are the kernel's identity-mapped ones,
     // built by `map_memory`.
-    unsafe { arch_x86_64::unmap_page(page, new_table) }
+    let unmapped = unsafe { arch_x86_64::unmap_page(page, new_table) };
+    if unmapped && crate::smp::up() > 1 {
+        // SAFETY: HVMOP_flush_tlbs takes a null argument and only flushes TLBs.
+        let rc = unsafe {
+            crate::hypercall::hypercall2(
+                xen_sys::__HYPERVISOR_hvm_op,
+                u64::from(xen_sys::HVMOP_flush_tlbs),
+                0,
+            )
+        };
+        if rc != 0 {
+            log::error!("HVMOP_flush_tlbs failed ({rc}): other vCPUs may still reach {page:#x}");
+        }
+    }
+    unmapped
+}
+
+/// `struct vcpu_hvm_x86_64` of `hvm/hvm_vcpu.h` (xen-sys does not bind it; by hand here).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct VcpuHvmX86_64 {
+    rax: u64,
+    rcx: u64,
+    rdx: u64,
+    rbx: u64,
+    rsp: u64,
+    rbp: u64,
+    rsi: u64,
+    rdi: u64,
+    rip: u64,
+    rflags: u64,
+    cr0: u64,
+    cr3: u64,
+    cr4: u64,
+    efer: u64,
+}
+
+/// `struct vcpu_hvm_context` of `hvm/hvm_vcpu.h`: the mode, then a union of the 32-bit
+/// registers (120 bytes, the larger member) and the 64-bit ones.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct VcpuHvmContext {
+    mode: u32,
+    pad: u32,
+    x86_64: VcpuHvmX86_64,
+    /// The rest of the union (`struct vcpu_hvm_x86_32` is 120 bytes).
+    union_tail: [u8; 8],
+}
+
+const _: () = assert!(core::mem::size_of::<VcpuHvmContext>() == 128);
+
+/// `VCPU_HVM_MODE_64B`: the vCPU starts in 64-bit mode with flat segments.
+const VCPU_HVM_MODE_64B: u32 = 1;
+/// MSR IA32_EFER.
+const IA32_EFER: u32 = 0xc000_0080;
+
+/// `VCPUOP_initialise` for Xen vCPU `vcpu` with an HVM context: 64-bit mode with the boot
+/// vCPU's CR0, CR4 and EFER (paging, PAE, long mode active, NX), the kernel's page tables,
+/// `smp::entry_point` on the stack ending at `stack`, interrupts off. Returns Xen's status.
+pub fn start_vcpu(vcpu: u32, _cpu: platform::irq::CpuId, stack: u64) -> i64 {
+    let (cr0, cr4): (u64, u64);
+    // SAFETY: reading control registers in ring 0 has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack, preserves_flags));
+        core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack, preserves_flags));
+    }
+    // SAFETY: IA32_EFER exists on every x86_64 CPU; reading it has no side effects.
+    let efer = unsafe { arch_x86_64::cpu::rdmsr(IA32_EFER) };
+    let ctx = VcpuHvmContext {
+        mode: VCPU_HVM_MODE_64B,
+        pad: 0,
+        x86_64: VcpuHvmX86_64 {
+            rsp: stack,
+            rip: crate::smp::entry_point(),
+            rflags: 0x2,
+            cr0,
+            cr3: arch_x86_64::cpu::page_table_root(),
+            cr4,
+            efer,
+            ..VcpuHvmX86_64::default()
+        },
+        union_tail: [0; 8],
+    };
+    crate::smp::initialise(vcpu, (&raw const ctx) as u64)
+}
+
+/// What a started vCPU does first (`smp.rs`): the arch crate's per-CPU set-up (its block and
+/// GS base, its own GDT and TSS, the shared IDT, which has the callback vector's gate), then
+/// the segment registers reloaded from that GDT (Xen's 64-bit start leaves their selectors 0,
+/// and an `iretq` to a null code selector faults).
+pub fn init_other_cpu(cpu: platform::irq::CpuId) -> bool {
+    arch_x86_64::cpu::init_cpu(cpu);
+    // SAFETY: the GDT just loaded has the kernel's 64-bit code descriptor at 0x08 and its data
+    // descriptor at 0x10 (copies of the boot GDT's); the far return continues at the next
+    // instruction, on the same stack.
+    unsafe {
+        core::arch::asm!(
+            "push 0x08",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            "mov {sel:e}, 0x10",
+            "mov ss, {sel:e}",
+            "mov ds, {sel:e}",
+            "mov es, {sel:e}",
+            tmp = out(reg) _,
+            sel = out(reg) _,
+        );
+    }
+    true
 }
 
 /// # Safety

@@ -4,7 +4,7 @@
 //! asks Xen to put it at that page's guest frame (`XENMEM_add_to_physmap`, `pvh.rs`). The rest
 //! is the same, here.
 
-use core::sync::atomic::{AtomicBool, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
 unsafe extern "C" {
     /// A page-aligned page of the image (entry.rs) whose virtual address is remapped onto the
@@ -30,20 +30,27 @@ pub fn shared_info_mapped() -> bool {
     MAPPED.load(Ordering::Acquire)
 }
 
-fn time_info() -> Option<&'static xen_sys::vcpu_time_info> {
+fn time_info(vcpu: usize) -> Option<&'static xen_sys::vcpu_time_info> {
     if !MAPPED.load(Ordering::Acquire) {
         return None;
     }
-    // SAFETY: the page is mapped onto the shared info frame (MAPPED), laid out as shared_info;
-    // vcpu 0's time record is only read here (with the version protocol below).
-    let info = unsafe { &*(shared_info_va() as *const xen_sys::shared_info) };
-    Some(&info.vcpu_info[0].time)
+    // vCPU 0's record, on every vCPU. Xen keeps one per vCPU, each extrapolated from the
+    // calibration of the physical CPU it last ran on; without a stable TSC (the lab's) those
+    // disagree, and a thread that reads its start on one CPU and its end on another saw time run
+    // backwards or leap (the lab's 2-vCPU bench measured 4.8x speedups and a hang, with each
+    // vCPU reading its own). One record is one function of the TSC, which the CPUs share.
+    Some(&crate::events::vcpu_info(vcpu).time)
 }
 
-/// A consistent copy of vCPU 0's time record (retried while Xen updates it: odd version, or
-/// version changed during the copy).
+/// A consistent copy of vCPU 0's time record.
 fn snapshot() -> Option<xen_sys::vcpu_time_info> {
-    let t = time_info()?;
+    snapshot_of(0)
+}
+
+/// A consistent copy of vCPU `vcpu`'s time record (retried while Xen updates it: odd version,
+/// or version changed during the copy).
+fn snapshot_of(vcpu: usize) -> Option<xen_sys::vcpu_time_info> {
+    let t = time_info(vcpu)?;
     loop {
         // SAFETY: reading fields of the mapped time record; Xen writes it concurrently, which
         // the version check detects.
@@ -77,15 +84,51 @@ pub fn tsc_frequency() -> Option<u64> {
 
 /// Xen system time (ns since the domain's start of time), from the PV clock.
 pub fn system_time_ns() -> Option<u64> {
+    let (now, stable) = raw_system_time_ns()?;
+    if stable {
+        return Some(now);
+    }
+    // When Xen updates the record (vCPU 0 ran again) its new extrapolation may start a little
+    // behind the old one, as read on another CPU meanwhile: never hand out a time before one
+    // already handed out on any CPU (as Linux's pvclock does).
+    Some(LAST.fetch_max(now, Ordering::AcqRel).max(now))
+}
+
+/// Xen system time from vCPU 0's record as the calling CPU reads it, and whether Xen flags the
+/// records stable (the same on every vCPU).
+pub(crate) fn raw_system_time_ns() -> Option<(u64, bool)> {
     let t = snapshot()?;
-    let delta = u128::from(arch_x86_64::tsc::now().wrapping_sub(t.tsc_timestamp));
+    Some((
+        time_at(&t, arch_x86_64::tsc::now()),
+        t.flags & TSC_STABLE != 0,
+    ))
+}
+
+/// System time by record `t` at TSC value `tsc`.
+fn time_at(t: &xen_sys::vcpu_time_info, tsc: u64) -> u64 {
+    let delta = u128::from(tsc.wrapping_sub(t.tsc_timestamp));
     let scaled = if t.tsc_shift >= 0 {
         delta << t.tsc_shift
     } else {
         delta >> -t.tsc_shift
     };
-    Some(t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64)
+    t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64
 }
+
+/// How far vCPU `vcpu`'s own time record runs ahead of vCPU 0's (which every CPU reads), at
+/// this moment's TSC, in ns (a clock check: `smp.rs` logs it as each vCPU arrives).
+pub(crate) fn record_skew_ns(vcpu: usize) -> Option<i128> {
+    let (own, zero) = (snapshot_of(vcpu)?, snapshot()?);
+    let tsc = arch_x86_64::tsc::now();
+    Some(i128::from(time_at(&own, tsc)) - i128::from(time_at(&zero, tsc)))
+}
+
+/// `XEN_PVCLOCK_TSC_STABLE_BIT` of `vcpu_time_info.flags`: every vCPU's record gives the same
+/// time.
+const TSC_STABLE: u8 = 1 << 0;
+
+/// The latest system time [`system_time_ns`] returned (for records without [`TSC_STABLE`]).
+static LAST: AtomicU64 = AtomicU64::new(0);
 
 /// Wall-clock nanoseconds since the Unix epoch: shared info's wall clock (the time at system
 /// time 0, read with its version protocol) plus the PV system time.

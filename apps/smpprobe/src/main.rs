@@ -7,9 +7,10 @@
 //!   behind one spin lock 100,000 times (a non-atomic read-modify-write under the lock), and the
 //!   total must be exact. Prints `smpprobe: parallel sum on C CPUs matches` and
 //!   `smpprobe: C CPUs counted N under one lock`; exit 1 on a mismatch (`smpprobe: FAIL: ...`).
-//! - `smpprobe shootdown`: CPU 1 reads a page (so its TLB holds the page), CPU 0 unmaps it like
-//!   a thread's guard page, and CPU 1 reads it again: that read must fault (the kernel's
-//!   exception report, `CPU 1 EXCEPTION: ...`, status 102). Prints
+//! - `smpprobe shootdown`: CPU 1 reads a page (so its TLB holds the page) and spins, CPU 0
+//!   unmaps it like a thread's guard page, and CPU 1 reads it again without having gone idle
+//!   in between (on Xen an idle vCPU is switched out, which drops its TLB anyway): that read
+//!   must fault (the kernel's exception report, `CPU 1 EXCEPTION: ...`, status 102). Prints
 //!   `smpprobe: CPU 1 reads the page unmapped on CPU 0` just before; a read that succeeds
 //!   (a stale translation) prints `smpprobe: FAIL: ...` and exits 1.
 //! - `smpprobe overflow`: a job on CPU 1 recurses until its stack (CPU 1's own, 16 KiB) runs
@@ -36,7 +37,7 @@
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use stardust::sync::channel;
 use stardust::thread;
 use stardust::time::Instant;
@@ -145,10 +146,23 @@ fn alloc_pairs(k: usize) -> usize {
     sum
 }
 
-fn read_page(page: usize) -> usize {
-    // SAFETY: `page` is the probe's own page (mapped for the first read; the second read is
-    // meant to fault, which the kernel reports).
-    unsafe { core::ptr::read_volatile(page as *const u8) as usize }
+/// Set by CPU 1 once it read the page (its TLB holds the translation now).
+static READ: AtomicBool = AtomicBool::new(false);
+/// Set by CPU 0 once the page is unmapped.
+static UNMAPPED: AtomicBool = AtomicBool::new(false);
+
+/// CPU 1's part of `shootdown`: reads the page, then spins (never idle: on Xen a vCPU that
+/// blocks is switched out, and that alone would drop its TLB) until CPU 0 unmapped it, and
+/// reads it again: that read must fault.
+fn read_page_twice(page: usize) -> usize {
+    // SAFETY: `page` is the probe's own page, mapped for this read.
+    let first = unsafe { core::ptr::read_volatile(page as *const u8) as usize };
+    READ.store(true, Ordering::Release);
+    while !UNMAPPED.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    // SAFETY: the page is unmapped now: this read is meant to fault, which the kernel reports.
+    first + unsafe { core::ptr::read_volatile(page as *const u8) as usize }
 }
 
 fn recurse(depth: usize) -> usize {
@@ -342,15 +356,17 @@ fn main() -> ExitCode {
                 return fail(format_args!("no memory for the page"));
             };
             let page = frames.addr();
-            assert!(stardust::__test_start_on(1, read_page, page));
-            stardust::__test_join(1);
-            // SAFETY: the page is the probe's own, never touched again but by the read below,
-            // which is meant to fault.
+            assert!(stardust::__test_start_on(1, read_page_twice, page));
+            while !READ.load(Ordering::Acquire) {
+                core::hint::spin_loop();
+            }
+            // SAFETY: the page is the probe's own, never touched again but by CPU 1's second
+            // read, which is meant to fault.
             if !unsafe { stardust::__test_guard_page(page as u64) } {
                 return fail(format_args!("the page could not be unmapped"));
             }
             println!("smpprobe: CPU 1 reads the page unmapped on CPU 0");
-            assert!(stardust::__test_start_on(1, read_page, page));
+            UNMAPPED.store(true, Ordering::Release);
             stardust::__test_join(1);
             fail(format_args!(
                 "CPU 1 read the page through a stale translation"

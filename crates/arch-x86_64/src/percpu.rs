@@ -3,10 +3,10 @@
 //! static array of [`MAX_CPUS`], reached through the CPU's GS base.
 //!
 //! The block's first word is its own address, so [`current`] is one `mov %gs:0` (the GS base
-//! is the `IA32_GS_BASE` MSR on KVM-class monitors and Xen PVH, written by [`install`]). Before
-//! a CPU installed its block (early boot), and where the GS base cannot be written (Xen PV,
-//! whose kernel runs in ring 3: there the base would be `HYPERVISOR_set_segment_base`'s, not
-//! done yet), [`current`] is the boot CPU's block: correct while only one CPU runs.
+//! is the `IA32_GS_BASE` MSR on KVM-class monitors and Xen PVH, written by [`install`]; on Xen
+//! PV, whose kernel runs in ring 3, `HYPERVISOR_set_segment_base`'s, through
+//! [`install_with_base`]). Before a CPU installed its block (early boot), and where the GS base
+//! could not be written, [`current`] is the boot CPU's block: correct while only one CPU runs.
 //!
 //! Every CPU calls `cpu::init_cpu(CpuId(n))` on itself, which fills block `n` (its TSS,
 //! pointing at its IST stack; for CPUs after the boot CPU a GDT of their own, whose TSS
@@ -124,6 +124,12 @@ static BLOCKS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
 /// Whether the boot CPU's GS base points at its block (then every CPU's does).
 static GS_READY: AtomicBool = AtomicBool::new(false);
 
+/// Whether [`current`] reads the calling CPU's block through its GS base (else it is always
+/// the boot CPU's, and no other CPU may run kernel code).
+pub fn per_cpu_ready() -> bool {
+    GS_READY.load(Ordering::Acquire)
+}
+
 /// Block `cpu`, if the kernel has one.
 pub fn block(cpu: CpuId) -> Option<&'static PerCpu> {
     BLOCKS.get(cpu.0 as usize)
@@ -167,6 +173,26 @@ pub fn online() -> impl Iterator<Item = &'static PerCpu> {
 /// # Panics
 /// If `cpu` is [`MAX_CPUS`] or more.
 pub fn install(cpu: CpuId, gs: bool) -> &'static PerCpu {
+    if gs {
+        install_with_base(cpu, |this| {
+            // SAFETY: IA32_GS_BASE exists on every x86_64 CPU (in ring 0); the kernel never
+            // loads the GS selector, so the base stays this block's.
+            unsafe { crate::cpu::wrmsr(IA32_GS_BASE, this) };
+            true
+        })
+    } else {
+        install_with_base(cpu, |_| false)
+    }
+}
+
+/// [`install`] where the GS base is written by `set_base` (Xen PV: the kernel's GS base is
+/// `HYPERVISOR_set_segment_base`'s), which returns whether it did; if the boot CPU's did,
+/// [`current`] reads the GS base from then on, so every other CPU's must succeed before it
+/// runs anything that asks.
+///
+/// # Panics
+/// If `cpu` is [`MAX_CPUS`] or more.
+pub fn install_with_base(cpu: CpuId, set_base: impl FnOnce(u64) -> bool) -> &'static PerCpu {
     let b = block(cpu).expect("a CPU number below MAX_CPUS");
     // SAFETY: CPUID leaf 1 exists on every x86_64 CPU.
     #[allow(unused_unsafe)]
@@ -176,13 +202,8 @@ pub fn install(cpu: CpuId, gs: bool) -> &'static PerCpu {
     b.timer_deadline.store(u64::MAX, Ordering::Relaxed);
     let this = b as *const PerCpu as u64;
     b.this.store(this, Ordering::Release);
-    if gs {
-        // SAFETY: IA32_GS_BASE exists on every x86_64 CPU (in ring 0); the kernel never loads
-        // the GS selector, so the base stays this block's.
-        unsafe { crate::cpu::wrmsr(IA32_GS_BASE, this) };
-        if cpu.0 == 0 {
-            GS_READY.store(true, Ordering::Release);
-        }
+    if set_base(this) && cpu.0 == 0 {
+        GS_READY.store(true, Ordering::Release);
     }
     b.online.store(true, Ordering::Release);
     b

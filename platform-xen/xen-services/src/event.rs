@@ -26,6 +26,16 @@ pub trait EventBits {
     fn mask(&self, w: usize) -> u64;
     /// Atomically clears the pending bit of `port`.
     fn clear_pending(&self, port: EventChannel);
+    /// Which ports of word `w` the scanning vCPU handles: those bound to it. With several
+    /// vCPUs the pending bitmap is the domain's, shared by all, while Xen sets the selector and
+    /// raises the upcall only on the vCPU a port is bound to; a vCPU that handled another's port
+    /// would clear its bit under the owner (a per-vCPU timer or IPI then runs on the wrong CPU).
+    /// Linux's 2-level scan filters the same way (`active_evtchns`). The default: every port
+    /// (one vCPU).
+    fn owned(&self, w: usize) -> u64 {
+        let _ = w;
+        u64::MAX
+    }
 }
 
 /// Handler table errors.
@@ -105,7 +115,7 @@ impl<const N: usize> Handlers<N> {
         while sel != 0 {
             let w = sel.trailing_zeros() as usize;
             sel &= sel - 1;
-            let mut ready = bits.pending(w) & !bits.mask(w);
+            let mut ready = bits.pending(w) & !bits.mask(w) & bits.owned(w);
             while ready != 0 {
                 let b = ready.trailing_zeros();
                 ready &= ready - 1;
@@ -134,6 +144,8 @@ pub mod fake {
         pub pending: [Cell<u64>; 64],
         /// `evtchn_mask`.
         pub mask: [Cell<u64>; 64],
+        /// The ports the scanning vCPU handles (all, by default).
+        pub owned: [Cell<u64>; 64],
     }
 
     impl Default for FakeEvents {
@@ -142,6 +154,7 @@ pub mod fake {
                 sel: Cell::new(0),
                 pending: core::array::from_fn(|_| Cell::new(0)),
                 mask: core::array::from_fn(|_| Cell::new(0)),
+                owned: core::array::from_fn(|_| Cell::new(u64::MAX)),
             }
         }
     }
@@ -168,6 +181,9 @@ pub mod fake {
         fn clear_pending(&self, port: EventChannel) {
             let w = (port.0 / 64) as usize;
             self.pending[w].set(self.pending[w].get() & !(1 << (port.0 % 64)));
+        }
+        fn owned(&self, w: usize) -> u64 {
+            self.owned[w].get()
         }
     }
 }
@@ -215,5 +231,26 @@ mod tests {
         assert_eq!(h.scan(&ev), 0, "the selector was taken");
         h.unbind(EventChannel(3));
         assert!(!h.call(EventChannel(3)));
+    }
+
+    static OTHER_HITS: AtomicUsize = AtomicUsize::new(0);
+
+    fn count_other(port: EventChannel, _ctx: usize) {
+        OTHER_HITS.fetch_add(port.0 as usize, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_port_of_another_vcpu_stays_pending_for_it() {
+        let mut h: Handlers<256> = Handlers::default();
+        h.bind(EventChannel(5), count_other, 0).expect("free");
+        h.bind(EventChannel(6), count_other, 0).expect("free");
+        let ev = FakeEvents::default();
+        ev.raise(5);
+        ev.raise(6);
+        ev.owned[0].set(!(1 << 6)); // port 6 is another vCPU's
+        OTHER_HITS.store(0, Ordering::SeqCst);
+        assert_eq!(h.scan(&ev), 1);
+        assert_eq!(OTHER_HITS.load(Ordering::SeqCst), 5);
+        assert_eq!(ev.pending[0].get(), 1 << 6, "left for its own vCPU");
     }
 }

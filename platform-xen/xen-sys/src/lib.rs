@@ -66,6 +66,9 @@ pub const UVMF_NONE: u64 = 0;
 pub const UVMF_TLB_FLUSH: u64 = 1;
 /// See [`UVMF_NONE`].
 pub const UVMF_INVLPG: u64 = 2;
+/// `update_va_mapping` flag (`UVMF_ALL`, `xen.h`): flush on every vCPU of the domain, not only
+/// the calling one (`UVMF_LOCAL`, 0).
+pub const UVMF_ALL: u64 = 1 << 2;
 /// The flat 64-bit code selector of an x86_64 PV guest kernel (`FLAT_KERNEL_CS64`, which is
 /// `FLAT_RING3_CS64`: the guest kernel runs in ring 3).
 pub const FLAT_KERNEL_CS64: u16 = 0xe033;

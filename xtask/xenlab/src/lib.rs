@@ -378,9 +378,14 @@ impl Lab {
         let mut log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
 
-        let mut cmd = self.qemu_command(&payload, &disk_copies, &opts.forwards);
+        let host_cpus = opts.host_cpus_for(guests);
+        let mut cmd = self.qemu_command(&payload, &disk_copies, &opts.forwards, host_cpus);
         let versions = self.versions();
-        let _ = writeln!(log, "XENLAB-HOST: {versions}; -cpu {}", lab_cpu());
+        let _ = writeln!(
+            log,
+            "XENLAB-HOST: {versions}; -cpu {}; -smp {host_cpus}",
+            lab_cpu()
+        );
         let untested = crate::qemu_version::installed().and_then(|v| match v.support() {
             crate::qemu_version::Support::Untested(why) => Some(why),
             _ => None,
@@ -541,18 +546,26 @@ impl Lab {
     /// The lab's QEMU: dom0's root and the payload, plus a disk per guest that has one
     /// (`serial=xenlab-dNN`) and, with forwarded ports, a NIC on user networking for
     /// 10.0.0.0/24 (slirp at [`FORWARD_HOST_IP`], MAC [`FORWARD_NIC_MAC`]) that dom0 puts on
-    /// its bridge.
+    /// its bridge. `host_cpus` CPUs (Xen's physical CPUs; above 1, TCG with one host thread per
+    /// CPU).
     pub fn qemu_command(
         &self,
         payload: &Path,
         disks: &[(usize, PathBuf)],
         forwards: &[Forward],
+        host_cpus: u32,
     ) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
+        let accel = if host_cpus > 1 {
+            "tcg,thread=multi"
+        } else {
+            "tcg"
+        };
+        let smp = host_cpus.max(1).to_string();
         cmd.args([
             "-accel",
-            "tcg",
+            accel,
             "-machine",
             "q35",
             "-cpu",
@@ -560,7 +573,7 @@ impl Lab {
             "-m",
             "2048",
             "-smp",
-            "1",
+            &smp,
         ])
         .args([
             "-display",
@@ -850,6 +863,25 @@ pub struct BatchOptions {
     /// Called with each line a guest's console ([`GuestSpec::live_console`]) or dom0 script
     /// prints, as it arrives.
     pub live: Option<LiveSink>,
+    /// The lab QEMU's CPUs (Xen's physical CPUs): 0 (the default) gives [`SMP_HOST_CPUS`] when
+    /// a guest has more than one vCPU, else 1. Above 1, QEMU's TCG runs one host thread per CPU
+    /// (`-accel tcg,thread=multi`). Dom0 keeps one vCPU (`dom0_max_vcpus=1`).
+    pub host_cpus: u32,
+}
+
+/// The lab QEMU's CPUs when a guest of the batch has more than one vCPU (this machine has 2
+/// cores: more would only add TCG threads that take turns).
+pub const SMP_HOST_CPUS: u32 = 2;
+
+impl BatchOptions {
+    /// How many CPUs the lab QEMU gets for `guests` ([`BatchOptions::host_cpus`]).
+    pub fn host_cpus_for(&self, guests: &[GuestSpec]) -> u32 {
+        match self.host_cpus {
+            0 if guests.iter().any(|g| g.vcpus > 1) => SMP_HOST_CPUS,
+            0 => 1,
+            n => n,
+        }
+    }
 }
 
 /// A callback for [`BatchOptions::live`].
@@ -877,6 +909,7 @@ impl Default for BatchOptions {
             echo: false,
             forwards: Vec::new(),
             live: None,
+            host_cpus: 0,
         }
     }
 }
@@ -892,6 +925,20 @@ mod tests {
         assert!(
             why.to_string().contains("xen-lab build") || why.to_string().contains("switched off")
         );
+    }
+
+    #[test]
+    fn the_lab_gets_two_cpus_when_a_guest_has_more_than_one_vcpu() {
+        let one = GuestSpec::new("one", PathBuf::from("/k"));
+        let two = GuestSpec::new("two", PathBuf::from("/k")).vcpus(2);
+        let auto = BatchOptions::default();
+        assert_eq!(auto.host_cpus_for(std::slice::from_ref(&one)), 1);
+        assert_eq!(auto.host_cpus_for(&[one.clone(), two]), SMP_HOST_CPUS);
+        let forced = BatchOptions {
+            host_cpus: 2,
+            ..BatchOptions::default()
+        };
+        assert_eq!(forced.host_cpus_for(&[one]), 2);
     }
 
     #[test]
@@ -920,11 +967,11 @@ mod tests {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect()
         };
-        let none = args(&lab.qemu_command(Path::new("/p.img"), &[], &[]));
+        let none = args(&lab.qemu_command(Path::new("/p.img"), &[], &[], 1));
         assert!(!none.iter().any(|a| a.contains("netdev")), "{none:?}");
         let disks = [(2, PathBuf::from("/run/disk,03.img"))];
         let fwd = [Forward::tcp(8080, 80), Forward::tcp(2222, 22)];
-        let a = args(&lab.qemu_command(Path::new("/p.img"), &disks, &fwd));
+        let a = args(&lab.qemu_command(Path::new("/p.img"), &disks, &fwd, 1));
         assert!(
             a.contains(&"file=/run/disk,,03.img,format=raw,if=none,id=gd03".to_string()),
             "{a:?}"
@@ -944,6 +991,14 @@ mod tests {
         assert!(
             a.contains(&"virtio-net-pci,netdev=fwd,mac=52:54:00:5e:00:01,romfile=".to_string()),
             "{a:?}"
+        );
+        assert!(a.windows(2).any(|w| w == ["-smp", "1"]), "{a:?}");
+        assert!(a.windows(2).any(|w| w == ["-accel", "tcg"]), "{a:?}");
+        let two = args(&lab.qemu_command(Path::new("/p.img"), &[], &[], 2));
+        assert!(two.windows(2).any(|w| w == ["-smp", "2"]), "{two:?}");
+        assert!(
+            two.windows(2).any(|w| w == ["-accel", "tcg,thread=multi"]),
+            "{two:?}"
         );
         // The NIC's MAC is how dom0 finds it: lower case, as /sys/class/net/*/address is.
         assert_eq!(FORWARD_NIC_MAC, FORWARD_NIC_MAC.to_lowercase());
