@@ -513,7 +513,7 @@ pub fn run(ws: &Workspace, args: &NetArgs) -> Result<()> {
         wait: 120,
     };
     // (its row, the guest): Stardust's first, so that their figures are in even when the lab
-    // stalls later (it stalled in 3 of 5 boots here with the Linux guest, see README).
+    // stalls later (it did in 5 of 6 boots here once the Linux guest was up: see README).
     let mut guests: Vec<(&str, GuestSpec)> = Vec::new();
     for app in ["httpd", "echo"] {
         let w = Workloads {
