@@ -242,7 +242,7 @@ pub fn write_page_disk(path: &Path, page: &[u8]) -> Result<()> {
 /// The initramfs of the guest as a Xen PV domain, in `dir`.
 pub const XEN_INITRD: &str = "xen-initrd.img";
 /// Bumped when [`xen_initrd`] makes it differently (kept in `xen-initrd.format`).
-const XEN_INITRD_FORMAT: &str = "2";
+const XEN_INITRD_FORMAT: &str = "3";
 /// A hook of the Xen initramfs' configuration: no udev in it. The modules come from its list
 /// and devtmpfs makes the device nodes, so nothing needs it; and Debian's systemd-udevd 252
 /// segfaults in the PV domain as it handles the vif (seen in the lab: the initramfs then
@@ -255,8 +255,8 @@ const XEN_INITRD_HOOK: &str = "#!/bin/sh\n\
 /// The guest's initramfs for Xen PV ([`XEN_INITRD`]), made when missing: the kernel's own
 /// modules cut to `xen_blkfront`, `xen_netfront` and `ext4`, and no udev
 /// ([`XEN_INITRD_HOOK`]), by `mkinitramfs` in the root file system `rootfs/` with a
-/// configuration directory of its own (`/etc/initramfs-tools-xen`, the QEMU one left as it
-/// is) — the way the Xen lab cuts its dom0's (`small_kernel`). Seconds; root (chroot).
+/// configuration directory of its own (`/etc/initramfs-tools-xen`, removed after; the QEMU
+/// one left as it is) — the way the Xen lab cuts its dom0's (`small_kernel`). Seconds; root (chroot).
 pub fn xen_initrd(dir: &Path) -> Result<PathBuf> {
     let out = dir.join(XEN_INITRD);
     let format = dir.join("xen-initrd.format");
@@ -310,8 +310,8 @@ pub fn xen_initrd(dir: &Path) -> Result<PathBuf> {
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
             .context("chmod the initramfs hook")?;
     }
-    let inside = format!("/boot/{XEN_INITRD}-{kver}");
-    run(
+    let inside = format!("/tmp/{XEN_INITRD}-{kver}");
+    let made = run(
         Command::new("chroot")
             .arg(&rootfs)
             .args([
@@ -324,10 +324,16 @@ pub fn xen_initrd(dir: &Path) -> Result<PathBuf> {
             ])
             .stderr(std::process::Stdio::null()),
         "mkinitramfs (Xen) in the root file system",
-    )?;
+    );
     let tmp = dir.join(format!("{XEN_INITRD}.tmp"));
-    std::fs::copy(rootfs.join(inside.trim_start_matches('/')), &tmp)
-        .context("copying the Xen initramfs out")?;
+    let copied = made.and_then(|()| {
+        std::fs::copy(rootfs.join(inside.trim_start_matches('/')), &tmp)
+            .context("copying the Xen initramfs out")
+    });
+    // Nothing of it stays in `rootfs/` (a later `rootfs.img` is made from it).
+    let _ = std::fs::remove_file(rootfs.join(inside.trim_start_matches('/')));
+    let _ = std::fs::remove_dir_all(&conf);
+    copied?;
     std::fs::rename(&tmp, &out).context("installing the Xen initramfs")?;
     std::fs::write(&format, XEN_INITRD_FORMAT).context("writing xen-initrd.format")?;
     Ok(out)
