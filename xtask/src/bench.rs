@@ -6,6 +6,8 @@
 //! - [`boot`]: QEMU spawn to the app's first line and to exit, as a ratio to the empty PVH kernel
 //!   booted with the same command line, interleaved; plus the guest's boot chart ([`bootchart`]).
 //! - [`memory`]: the smallest `-m` that still boots, by binary search.
+//! - [`xen_net`]: `bench net --xen`, the networking workloads on Xen (Stardust and a Linux PV
+//!   guest, from dom0, in one lab boot).
 //! - [`xen`]: boot and memory on Xen, in the Xen lab, when it is built here (else skipped, with
 //!   the reason). Profiles whose platform is `xen` are measured there only.
 //!
@@ -30,6 +32,7 @@ pub mod stats;
 pub mod storage;
 pub mod svg;
 pub mod xen;
+pub mod xen_net;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -6,6 +6,7 @@
 //! | `vmlinuz`, `initrd.img` | Debian bookworm's kernel and an initramfs cut to virtio-pci, virtio-blk and ext4 |
 //! | `rootfs.img` | ext4 made by `mke2fs -d`: debootstrap `minbase` + [`PACKAGES`] (nginx-light, socat, redis-server, fio, e2fsprogs) + the init (`xtask/netref/init`) + nginx's configuration (`xtask/netref/nginx.conf`) |
 //! | `netref.stamp` | written last: the guest is complete (with [`FORMAT`] and [`PACKAGES`]) |
+//! | `xen-initrd.img` | made on first use by `bench net --xen` ([`xen_initrd`]): the same kernel's initramfs cut to xen-blkfront, xen-netfront and ext4, for the guest as a Xen PV domain |
 //!
 //! The guest's init configures `eth0` from `netref.ip=` / `netref.gw=` on its kernel command line
 //! (not `ip=`: Linux and its initramfs have their own meaning for that), copies the page from a
@@ -120,6 +121,16 @@ impl RefGuest {
         )
     }
 
+    /// The kernel command line as a Xen PV guest (`bench net --xen`): the Xen console, the root
+    /// on the vbd `xvda`, read-only (`netref.ro=1`: the guest writes nothing to its disk, as
+    /// on QEMU where the root disk is `snapshot=on`), no page disk (the page is in the root file
+    /// system: [`xen_root_image`]).
+    pub fn xen_cmdline(ip_cidr: &str, gateway: &str, page: usize) -> String {
+        RefGuest::cmdline(ip_cidr, gateway, page)
+            .replace("console=ttyS0 root=/dev/vda", "console=hvc0 root=/dev/xvda")
+            + " netref.ro=1"
+    }
+
     /// [`RefGuest::extra_args`] for a guest that also gets the data disk ([`data_disk_args`],
     /// given after these): the root and page disks as `-device`s too, so that they come first
     /// (QEMU creates `if=virtio` drives after every `-device`: the data disk would be `vda`).
@@ -228,6 +239,185 @@ pub fn write_page_disk(path: &Path, page: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
+/// The initramfs of the guest as a Xen PV domain, in `dir`.
+pub const XEN_INITRD: &str = "xen-initrd.img";
+/// Bumped when [`xen_initrd`] makes it differently (kept in `xen-initrd.format`).
+const XEN_INITRD_FORMAT: &str = "3";
+/// A hook of the Xen initramfs' configuration: no udev in it. The modules come from its list
+/// and devtmpfs makes the device nodes, so nothing needs it; and Debian's systemd-udevd 252
+/// segfaults in the PV domain as it handles the vif (seen in the lab: the initramfs then
+/// waited the full 120 s of `udevadm settle` before it mounted the root).
+const XEN_INITRD_HOOK: &str = "#!/bin/sh\n\
+    # stardust netref (Xen): the initramfs starts no udev (xtask/src/netref.rs)\n\
+    [ \"$1\" = prereqs ] && exit 0\n\
+    rm -f \"$DESTDIR/scripts/init-top/udev\"\n";
+
+/// The guest's initramfs for Xen PV ([`XEN_INITRD`]), made when missing: the kernel's own
+/// modules cut to `xen_blkfront`, `xen_netfront` and `ext4`, and no udev
+/// ([`XEN_INITRD_HOOK`]), by `mkinitramfs` in the root file system `rootfs/` with a
+/// configuration directory of its own (`/etc/initramfs-tools-xen`, removed after; the QEMU
+/// one left as it is) — the way the Xen lab cuts its dom0's (`small_kernel`). Seconds; root (chroot).
+pub fn xen_initrd(dir: &Path) -> Result<PathBuf> {
+    let out = dir.join(XEN_INITRD);
+    let format = dir.join("xen-initrd.format");
+    if out.is_file()
+        && std::fs::read_to_string(&format).is_ok_and(|f| f.trim() == XEN_INITRD_FORMAT)
+    {
+        return Ok(out);
+    }
+    let rootfs = dir.join("rootfs");
+    if !rootfs.join("usr").is_dir() {
+        bail!(
+            "{} has no root file system to make the Xen initramfs from; rebuild the guest \
+             (`--build-reference`)",
+            dir.display()
+        );
+    }
+    if !is_root() {
+        bail!("making the Linux reference guest's Xen initramfs needs root (chroot)");
+    }
+    eprintln!(
+        "netref: making {} (the Linux reference guest's initramfs for Xen PV)",
+        out.display()
+    );
+    let tree = rootfs.join("lib/modules");
+    let mut versions: Vec<String> = std::fs::read_dir(&tree)
+        .with_context(|| format!("reading {}", tree.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    versions.sort();
+    let kver = versions
+        .last()
+        .cloned()
+        .ok_or_else(|| Error::msg("the root file system has no kernel modules"))?;
+    let conf = rootfs.join("etc/initramfs-tools-xen");
+    let _ = std::fs::remove_dir_all(&conf);
+    run(
+        Command::new("cp")
+            .arg("-a")
+            .arg(rootfs.join("etc/initramfs-tools"))
+            .arg(&conf),
+        "copying initramfs-tools' configuration",
+    )?;
+    std::fs::write(conf.join("modules"), "xen_blkfront\nxen_netfront\next4\n")
+        .context("writing the Xen initramfs' module list")?;
+    std::fs::create_dir_all(conf.join("hooks")).context("creating the hooks directory")?;
+    let hook = conf.join("hooks/stardust-no-udev");
+    std::fs::write(&hook, XEN_INITRD_HOOK).context("writing the initramfs hook")?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+            .context("chmod the initramfs hook")?;
+    }
+    let inside = format!("/tmp/{XEN_INITRD}-{kver}");
+    let made = run(
+        Command::new("chroot")
+            .arg(&rootfs)
+            .args([
+                "mkinitramfs",
+                "-d",
+                "/etc/initramfs-tools-xen",
+                "-o",
+                &inside,
+                &kver,
+            ])
+            .stderr(std::process::Stdio::null()),
+        "mkinitramfs (Xen) in the root file system",
+    );
+    let tmp = dir.join(format!("{XEN_INITRD}.tmp"));
+    let copied = made.and_then(|()| {
+        std::fs::copy(rootfs.join(inside.trim_start_matches('/')), &tmp)
+            .context("copying the Xen initramfs out")
+    });
+    // Nothing of it stays in `rootfs/` (a later `rootfs.img` is made from it).
+    let _ = std::fs::remove_file(rootfs.join(inside.trim_start_matches('/')));
+    let _ = std::fs::remove_dir_all(&conf);
+    copied?;
+    std::fs::rename(&tmp, &out).context("installing the Xen initramfs")?;
+    std::fs::write(&format, XEN_INITRD_FORMAT).context("writing xen-initrd.format")?;
+    Ok(out)
+}
+
+/// The init's path inside `rootfs.img`: `/sbin` is a symbolic link to `usr/sbin` (Debian's
+/// merged `/usr`), which debugfs does not follow when it creates or removes a file.
+const INIT_IN_IMAGE: &str = "usr/sbin/netref-init";
+
+/// Writes `out`: a sparse copy of the guest's `rootfs.img` with the current init
+/// ([`INIT`]) and `page` as `/srv/www/index.html`, by `debugfs -w` (no mount): the root disk of
+/// the guest as a Xen PV domain, which has no page disk.
+pub fn xen_root_image(g: &RefGuest, out: &Path, page: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(out);
+    run(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&g.rootfs)
+            .arg(out),
+        "copying rootfs.img",
+    )?;
+    let side = |ext: &str| {
+        let mut s = out.as_os_str().to_owned();
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    let (init, index, cmds) = (side(".init"), side(".page"), side(".debugfs"));
+    std::fs::write(&init, INIT).context("writing the init")?;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).context("chmod")?;
+    std::fs::write(&index, page).context("writing the page")?;
+    std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o644)).context("chmod")?;
+    std::fs::write(
+        &cmds,
+        format!(
+            "rm /{INIT_IN_IMAGE}\nwrite {} /{INIT_IN_IMAGE}\nsif /{INIT_IN_IMAGE} mode 0100755\n\
+             mkdir /srv/www\nrm /srv/www/index.html\nwrite {} /srv/www/index.html\n",
+            init.display(),
+            index.display()
+        ),
+    )
+    .context("writing debugfs' commands")?;
+    let done = Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&cmds)
+        .arg(out)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running debugfs (e2fsprogs)");
+    for f in [&init, &index, &cmds] {
+        let _ = std::fs::remove_file(f);
+    }
+    let done = done?;
+    if !done.status.success() {
+        bail!(
+            "debugfs on {} failed: {}",
+            out.display(),
+            String::from_utf8_lossy(&done.stderr).trim()
+        );
+    }
+    // debugfs goes on after a failed command: read back what matters.
+    for (path, size, mode) in [
+        (format!("/{INIT_IN_IMAGE}"), INIT.len(), "Mode:  0755"),
+        ("/srv/www/index.html".to_string(), page.len(), "Mode:  0644"),
+    ] {
+        let check = Command::new("debugfs")
+            .args(["-R", &format!("stat {path}")])
+            .arg(out)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("running debugfs")?;
+        let text = String::from_utf8_lossy(&check.stdout);
+        if !text.contains(&format!("Size: {size}\n")) || !text.contains(mode) {
+            bail!(
+                "{path} is not as written in {} after debugfs: {}",
+                out.display(),
+                String::from_utf8_lossy(&done.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn step(t0: Instant, what: &str) {
     eprintln!("netref build [+{:>3}s] {what}", t0.elapsed().as_secs());
 }
@@ -280,6 +470,8 @@ pub fn build(dir: &Path, fresh: bool) -> Result<RefGuest> {
         && dir.join("vmlinuz").is_file()
         && dir.join("initrd.img").is_file();
     if !reuse {
+        // A new kernel: the Xen initramfs is made again on its next use.
+        let _ = std::fs::remove_file(dir.join(XEN_INITRD));
         debootstrap(t0, dir, &rootfs)?;
     }
     step(
@@ -385,6 +577,26 @@ mod tests {
             "-initrd /c/initrd.img -drive file=/c/rootfs.img,format=raw,if=virtio,snapshot=on \
              -drive file=/t/page.img,format=raw,if=virtio,readonly=on"
         );
+    }
+
+    #[test]
+    fn the_xen_command_line_has_the_xen_console_and_root() {
+        let line = RefGuest::xen_cmdline("10.0.0.2/24", "10.0.0.1", 612);
+        assert!(
+            line.starts_with("console=hvc0 root=/dev/xvda ro init=/sbin/netref-init "),
+            "{line}"
+        );
+        assert!(
+            !line.contains("ttyS0") && !line.contains("/dev/vda"),
+            "{line}"
+        );
+        assert!(line.contains(" quiet "), "as on QEMU: {line}");
+        assert!(
+            line.ends_with("netref.ip=10.0.0.2/24 netref.gw=10.0.0.1 netref.page=612 netref.ro=1"),
+            "{line}"
+        );
+        assert!(XEN_INITRD_HOOK.contains("rm -f \"$DESTDIR/scripts/init-top/udev\""));
+        assert_eq!(INIT_IN_IMAGE, format!("usr/{INIT_PATH}"));
     }
 
     #[test]

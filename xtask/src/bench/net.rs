@@ -98,6 +98,17 @@ pub struct NetArgs {
     /// as `build --set`), to measure a change without editing the profile.
     #[arg(long = "net-set", value_name = "KEY=VALUE")]
     pub net_set: Vec<String>,
+    /// `bench net`: the Xen rows instead (`super::xen_net`): Stardust's `httpd` and `echo` and
+    /// the Linux reference guest as Xen PV guests in one boot of the Xen lab, measured from
+    /// dom0 (`target/bench/net-xen.md`).
+    #[arg(long)]
+    pub xen: bool,
+    /// `bench net --xen`: MiB of each bulk transfer (echo, up, down) from dom0.
+    #[arg(long, default_value_t = 16)]
+    pub xen_bulk: usize,
+    /// `bench net --xen`: the profile Stardust's apps are built with (`platform=xen` is set too).
+    #[arg(long, default_value = "xen-net")]
+    pub xen_profile: String,
 }
 
 /// What is measured.
@@ -297,7 +308,7 @@ pub struct NetReport {
     pub skipped: Vec<String>,
 }
 
-fn wrk_cells(w: &Option<WrkSummary>) -> [String; 2] {
+pub(crate) fn wrk_cells(w: &Option<WrkSummary>) -> [String; 2] {
     match w {
         None => ["—".into(), "—".into()],
         Some(w) => [
@@ -903,6 +914,9 @@ pub fn run(ws: &Workspace, args: &NetArgs, qemu_args: &QemuArgs) -> Result<()> {
             bail!("{why}");
         }
         netref::build(&netref::dir(), true)?;
+    }
+    if args.xen {
+        return super::xen_net::run(ws, args);
     }
     if let Some(why) = netns::unavailable() {
         bail!("`bench net` runs over TAP: {why}");

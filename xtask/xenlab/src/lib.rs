@@ -823,6 +823,10 @@ fn write_payload(
         std::fs::create_dir_all(&gd).context("creating a guest directory")?;
         bytes += std::fs::copy(&g.kernel, gd.join("kernel"))
             .with_context(|| format!("copying {}", g.kernel.display()))?;
+        if let Some(r) = &g.ramdisk {
+            bytes += std::fs::copy(r, gd.join("ramdisk"))
+                .with_context(|| format!("copying {}", r.display()))?;
+        }
         std::fs::write(gd.join("guest.cfg"), g.xl_config(n)).context("writing guest.cfg")?;
         std::fs::write(gd.join("guest.env"), guest_env(g, n)).context("writing guest.env")?;
         if let Some(script) = &g.dom0_script {

@@ -273,6 +273,9 @@ pub struct GuestSpec {
     /// Send the guest's console live while it runs ([`crate::LiveLine::Console`]), not only at
     /// its end.
     pub live_console: bool,
+    /// An initial ramdisk for the kernel (`xl`'s `ramdisk =`; a Linux guest's initramfs),
+    /// copied into the payload beside the kernel.
+    pub ramdisk: Option<PathBuf>,
 }
 
 impl GuestSpec {
@@ -295,6 +298,7 @@ impl GuestSpec {
             disk: None,
             disk_out: None,
             live_console: false,
+            ramdisk: None,
         }
     }
 
@@ -400,6 +404,12 @@ impl GuestSpec {
         self
     }
 
+    /// Gives the kernel an initial ramdisk ([`GuestSpec::ramdisk`]).
+    pub fn ramdisk(mut self, file: impl Into<PathBuf>) -> Self {
+        self.ramdisk = Some(file.into());
+        self
+    }
+
     /// Where the disk's contents end up after the run: [`GuestSpec::disk_out`], else
     /// `<disk>.out`; `None` without a disk.
     pub fn disk_out_path(&self) -> Option<PathBuf> {
@@ -472,6 +482,11 @@ impl GuestSpec {
                 self.timeout.as_secs()
             );
         }
+        if let Some(r) = &self.ramdisk
+            && !r.is_file()
+        {
+            bail!("guest {}: no such ramdisk {}", self.name, r.display());
+        }
         if let Some(disk) = &self.disk {
             check_disk(&self.name, disk)?;
         } else if self.disk_out.is_some() {
@@ -501,6 +516,9 @@ impl GuestSpec {
         c.push_str(&format!("name = \"sd{n:02}\"\n"));
         c.push_str(&format!("type = \"{}\"\n", self.guest_type.name()));
         c.push_str("kernel = \"@GUESTDIR@kernel\"\n");
+        if self.ramdisk.is_some() {
+            c.push_str("ramdisk = \"@GUESTDIR@ramdisk\"\n");
+        }
         c.push_str(&format!("memory = {}\n", self.memory_mb));
         c.push_str(&format!("vcpus = {}\n", self.vcpus));
         c.push_str(
@@ -566,6 +584,12 @@ mod tests {
         assert!(c.contains(r#"extra = "-- say \"hi\" \\o/""#));
         assert!(c.contains("vif = [ 'mac=00:16:3e:00:00:02,bridge=xenbr0' ]\n"));
         assert!(!c.contains("disk ="), "{c}");
+        assert!(!c.contains("ramdisk"), "{c}");
+        let r = g.clone().ramdisk("/r.img").xl_config(3);
+        assert!(
+            r.contains("kernel = \"@GUESTDIR@kernel\"\nramdisk = \"@GUESTDIR@ramdisk\"\n"),
+            "{r}"
+        );
         assert!(c.contains("\nvcpus = 1\n"), "{c}");
         assert!(c.ends_with("\non_watchdog = \"preserve\"\n"), "{c}");
     }
