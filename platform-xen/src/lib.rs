@@ -195,4 +195,9 @@ impl platform::Platform for Xen {
     fn send_ipi(cpu: platform::irq::CpuId) -> bool {
         smp::send_ipi(cpu)
     }
+
+    /// `SCHEDOP_yield`: a spinning vCPU lets Xen run the guest's others (the lock's holder).
+    fn yield_cpu() {
+        hypercall::yield_cpu();
+    }
 }

@@ -229,6 +229,14 @@ pub trait Platform {
         1
     }
 
+    /// Called by a CPU that has spun a while on a lock another CPU holds: lets the hypervisor
+    /// run another of the guest's virtual CPUs (the holder may be descheduled: four vCPUs on two
+    /// physical CPUs). Xen: `SCHEDOP_yield`. The default: the CPU's spin-loop hint (`pause`),
+    /// on KVM-class monitors, whose `pause`-loop exiting does the same.
+    fn yield_cpu() {
+        core::hint::spin_loop();
+    }
+
     /// Interrupts CPU `cpu` (an inter-processor interrupt): it leaves its idle halt. Returns
     /// false where it cannot (`cpu` is not up, or is the caller). The default: false.
     fn send_ipi(cpu: irq::CpuId) -> bool {

@@ -251,6 +251,10 @@ impl<A: Platform, B: Platform, C: ChoiceCell> Platform for Universal<A, B, C> {
     fn send_ipi(cpu: crate::irq::CpuId) -> bool {
         forward!(send_ipi(cpu))
     }
+
+    fn yield_cpu() {
+        forward!(yield_cpu())
+    }
 }
 
 /// The console of the platform `P` chose: `a` on the first platform, `b` on the second. Its

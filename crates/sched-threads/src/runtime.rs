@@ -39,6 +39,10 @@ use heap::{FRAME_SIZE, Frames};
 use platform::Platform;
 use sched::{Policy, TaskId, TimerKey, Timers};
 
+/// Tries of the scheduler's lock with the spin-loop hint before a contended CPU yields to the
+/// hypervisor between tries ([`Runtime::lock_sched`]).
+const SPINS_BEFORE_YIELD: u32 = 1000;
+
 /// The smallest stack a thread may ask for (the rest of the request is rounded up to pages).
 pub const MIN_STACK: usize = 2 * FRAME_SIZE;
 /// Written at the lowest word above the guard page; checked at every switch away from the
@@ -404,7 +408,7 @@ impl<M: Machine> Runtime<M> {
             idle_task: None,
             idle: false,
         };
-        *self.sched.lock() = Some(Sched {
+        *self.lock_sched() = Some(Sched {
             threads,
             free: Vec::new(),
             policy: M::Policy::new(time_slice_ns),
@@ -438,11 +442,11 @@ impl<M: Machine> Runtime<M> {
         let c = Self::cpu();
         M::Platform::interrupts_disable();
         // The boot CPU may start this one before it starts the runtime: wait for it.
-        let mut guard = self.sched.lock();
+        let mut guard = self.lock_sched();
         while guard.is_none() {
             drop(guard);
             core::hint::spin_loop();
-            guard = self.sched.lock();
+            guard = self.lock_sched();
         }
         let s = guard.as_mut().expect("Runtime::init ran");
         let index = s.free.pop().unwrap_or_else(|| {
@@ -471,7 +475,7 @@ impl<M: Machine> Runtime<M> {
         loop {
             M::idle_work(c);
             M::Platform::interrupts_disable();
-            let guard = self.sched.lock();
+            let guard = self.lock_sched();
             self.switch_away(guard);
         }
     }
@@ -480,7 +484,7 @@ impl<M: Machine> Runtime<M> {
     fn with_sched<R>(&self, f: impl FnOnce(&mut Sched<M::Policy>) -> R) -> R {
         let irq = M::Platform::interrupts_disable();
         let r = {
-            let mut guard = self.sched.lock();
+            let mut guard = self.lock_sched();
             f(guard.as_mut().expect("Runtime::init ran"))
         };
         M::Platform::interrupts_restore(irq);
@@ -492,6 +496,30 @@ impl<M: Machine> Runtime<M> {
     /// With nothing ready, one CPU idles on the current stack until an interrupt makes a
     /// thread ready; with more, the CPU switches to its idle context, which waits. Called with
     /// interrupts masked; returns (masked) when the current thread runs again.
+    /// Takes the scheduler's lock. With one CPU it is never contended (interrupts are masked
+    /// around it). With more, a CPU spins a while with the CPU's spin-loop hint, then asks the
+    /// platform to run another virtual CPU between tries ([`platform::Platform::yield_cpu`]:
+    /// `SCHEDOP_yield` on Xen), since the holder may be a vCPU the hypervisor descheduled
+    /// (four vCPUs on two physical CPUs): spinning through its whole time slice would only
+    /// keep it from finishing.
+    fn lock_sched(&self) -> spin::MutexGuard<'_, Option<Sched<M::Policy>>> {
+        if M::CPUS == 1 {
+            return self.sched.lock();
+        }
+        let mut spins = 0u32;
+        loop {
+            if let Some(guard) = self.sched.try_lock() {
+                return guard;
+            }
+            spins += 1;
+            if spins < SPINS_BEFORE_YIELD {
+                core::hint::spin_loop();
+            } else {
+                <M::Platform as platform::Platform>::yield_cpu();
+            }
+        }
+    }
+
     fn switch_away<'a>(&'a self, mut guard: spin::MutexGuard<'a, Option<Sched<M::Policy>>>) {
         let c = Self::cpu();
         loop {
@@ -586,7 +614,7 @@ impl<M: Machine> Runtime<M> {
                 // The idle context: back to its loop (and the machine's idle work).
                 return;
             }
-            guard = self.sched.lock();
+            guard = self.lock_sched();
         }
     }
 
@@ -682,7 +710,7 @@ impl<M: Machine> Runtime<M> {
     fn exit_current(&self) -> ! {
         M::Platform::interrupts_disable();
         let c = Self::cpu();
-        let mut guard = self.sched.lock();
+        let mut guard = self.lock_sched();
         let s = guard.as_mut().expect("Runtime::init ran");
         let current = s.cpu[c].current;
         let waiters = core::mem::take(&mut s.thread(current).waiters);
@@ -754,7 +782,7 @@ impl<M: Machine> Runtime<M> {
     pub fn park_until(&self, deadline_ns: Option<u64>) {
         let irq = M::Platform::interrupts_disable();
         let c = Self::cpu();
-        let mut guard = self.sched.lock();
+        let mut guard = self.lock_sched();
         let s = guard.as_mut().expect("Runtime::init ran");
         let current = s.cpu[c].current;
         if core::mem::take(&mut s.thread(current).token) {
@@ -794,7 +822,7 @@ impl<M: Machine> Runtime<M> {
     pub fn yield_now(&self) {
         let irq = M::Platform::interrupts_disable();
         let c = Self::cpu();
-        let mut guard = self.sched.lock();
+        let mut guard = self.lock_sched();
         let s = guard.as_mut().expect("Runtime::init ran");
         if s.ready(c, M::CPUS > 1) == 0 {
             drop(guard);
@@ -822,7 +850,7 @@ impl<M: Machine> Runtime<M> {
         // With more than one CPU another may hold the lock for a moment: wait (this CPU holds
         // it only with interrupts masked, so never here). With one, a held lock cannot be.
         let mut guard = if M::CPUS > 1 {
-            self.sched.lock()
+            self.lock_sched()
         } else {
             match self.sched.try_lock() {
                 Some(guard) => guard,
@@ -887,7 +915,7 @@ impl<M: Machine> Runtime<M> {
 extern "C" fn thread_start<M: Machine>(index: u64) -> ! {
     let runtime = M::runtime();
     let (entry, idle) = {
-        let mut guard = runtime.sched.lock();
+        let mut guard = runtime.lock_sched();
         let s = guard.as_mut().expect("Runtime::init ran");
         let t = s.thread(TaskId(index as usize));
         (t.entry.take(), M::CPUS > 1 && t.state == State::Idle)
