@@ -7,13 +7,13 @@
 //! `skipped: <test>: <why>` and passes; with `STARDUST_XENLAB_REQUIRED=1` they fail instead.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use stardust_tests::workspace;
+use stardust_tests::{free_port, workspace};
 use xtask::xenlab::{
     BatchOptions, BatchReport, Forward, GuestResult, GuestSpec, Lab, LiveLine, LiveSink, RefGuest,
     Shutdown,
@@ -59,13 +59,6 @@ fn note(text: &str) {
 fn batch() -> &'static Batch {
     static BATCH: OnceLock<Batch> = OnceLock::new();
     BATCH.get_or_init(run)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
 }
 
 /// The host side of the forward: connects to 127.0.0.1:`port` again and again (slirp accepts

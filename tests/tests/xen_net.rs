@@ -8,12 +8,12 @@
 //! `STARDUST_XENLAB_REQUIRED=1` (CI) they fail instead.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use stardust_tests::workspace;
+use stardust_tests::{free_port, workspace};
 use xtask::xenlab::{
     BatchOptions, BatchReport, Forward, GuestResult, GuestSpec, GuestType, Lab, Shutdown,
 };
@@ -71,13 +71,6 @@ enum Batch {
 fn batch() -> &'static Batch {
     static BATCH: OnceLock<Batch> = OnceLock::new();
     BATCH.get_or_init(run)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
 }
 
 /// The host's client: GET / through 127.0.0.1:`port` until a page comes back (slirp accepts at

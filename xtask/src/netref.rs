@@ -280,17 +280,7 @@ pub fn xen_initrd(dir: &Path) -> Result<PathBuf> {
         "netref: making {} (the Linux reference guest's initramfs for Xen PV)",
         out.display()
     );
-    let tree = rootfs.join("lib/modules");
-    let mut versions: Vec<String> = std::fs::read_dir(&tree)
-        .with_context(|| format!("reading {}", tree.display()))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    versions.sort();
-    let kver = versions
-        .last()
-        .cloned()
-        .ok_or_else(|| Error::msg("the root file system has no kernel modules"))?;
+    let kver = crate::xenlab::build::newest_kernel(&rootfs)?;
     let conf = rootfs.join("etc/initramfs-tools-xen");
     let _ = std::fs::remove_dir_all(&conf);
     run(

@@ -10,53 +10,8 @@ use heap::{FrameAllocator, Frames};
 use platform::irq::Irq;
 use platform_xen::grant::{self, GrantError, GrantRef};
 use xen_services::frontend::FrontendHost;
-use xen_services::mem::SharedMemory;
 use xen_services::mem::raw::RawShared;
 use xen_services::xenstore;
-
-/// A page of the kernel's frames, shared with a backend.
-#[derive(Debug)]
-pub struct XenPage {
-    mem: RawShared,
-    /// Its address (a number: the page is owned through `mem`, which is `Send`).
-    va: usize,
-}
-
-impl SharedMemory for XenPage {
-    fn len(&self) -> usize {
-        self.mem.len()
-    }
-    fn read_u8(&self, o: usize) -> u8 {
-        self.mem.read_u8(o)
-    }
-    fn write_u8(&self, o: usize, v: u8) {
-        self.mem.write_u8(o, v)
-    }
-    fn read_u32(&self, o: usize) -> u32 {
-        self.mem.read_u32(o)
-    }
-    fn write_u32(&self, o: usize, v: u32) {
-        self.mem.write_u32(o, v)
-    }
-    fn read_u16(&self, o: usize) -> u16 {
-        self.mem.read_u16(o)
-    }
-    fn write_u16(&self, o: usize, v: u16) {
-        self.mem.write_u16(o, v)
-    }
-    fn compare_exchange_u16(&self, o: usize, c: u16, n: u16) -> u16 {
-        self.mem.compare_exchange_u16(o, c, n)
-    }
-    fn fence(&self) {
-        self.mem.fence()
-    }
-    fn read_bytes(&self, o: usize, b: &mut [u8]) {
-        self.mem.read_bytes(o, b)
-    }
-    fn write_bytes(&self, o: usize, d: &[u8]) {
-        self.mem.write_bytes(o, d)
-    }
-}
 
 /// The kernel as a split driver's platform.
 #[derive(Debug, Default)]
@@ -66,7 +21,8 @@ pub struct KernelXenHost;
 const PAUSE_NS: u64 = 2_000_000;
 
 impl FrontendHost for KernelXenHost {
-    type Page = XenPage;
+    /// A page of the kernel's frames, shared with a backend.
+    type Page = RawShared;
 
     fn read(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, xenstore::Error> {
         platform_xen::xenstore::read(path, buf).map(|v| v.len())
@@ -76,22 +32,16 @@ impl FrontendHost for KernelXenHost {
         platform_xen::xenstore::write(path, value.as_bytes())
     }
 
-    fn alloc_page(&mut self) -> Option<XenPage> {
+    fn alloc_page(&mut self) -> Option<RawShared> {
         let frames = crate::frames().alloc_frames_zeroed(1)?;
         let va = NonNull::new(frames.as_ptr())?;
         // SAFETY: a page of RAM the kernel maps, just taken from the frame allocator: this
         // handle owns it until `free_page`, and nothing else in the domain touches it.
-        let mem = unsafe { RawShared::new(va, 4096) };
-        Some(XenPage {
-            mem,
-            va: va.as_ptr() as usize,
-        })
+        Some(unsafe { RawShared::new(va, 4096) })
     }
 
-    fn free_page(&mut self, page: XenPage) {
-        let Some(va) = NonNull::new(page.va as *mut u8) else {
-            return;
-        };
+    fn free_page(&mut self, page: RawShared) {
+        let va = page.base();
         // SAFETY: the page came from `alloc_page` (one frame), and the frontend's contract
         // gives it back only once no grant covers it; `page` is consumed, so nothing here
         // touches it again.
@@ -101,13 +51,13 @@ impl FrontendHost for KernelXenHost {
     fn grant(
         &mut self,
         domid: u16,
-        page: &XenPage,
+        page: &RawShared,
         readonly: bool,
     ) -> Result<GrantRef, GrantError> {
         // SAFETY: the page is one of `alloc_page`'s, which stays allocated until
         // `free_page`, and a frontend frees a page only after ending its grants
         // (`FrontendHost`'s contract; one whose grant cannot be ended is leaked).
-        unsafe { grant::grant_access(domid, page.va as u64, readonly) }
+        unsafe { grant::grant_access(domid, page.base().as_ptr() as u64, readonly) }
     }
 
     fn end_grant(&mut self, r: GrantRef) -> Result<(), GrantError> {

@@ -43,6 +43,7 @@ extern crate alloc;
 #[cfg(test)]
 mod tests;
 
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
@@ -185,36 +186,6 @@ fn release<H: FrontendHost>(host: &mut H, bufs: Vec<Buffer<H::Page>>) {
     }
 }
 
-fn number(n: u32) -> heapless_num::Num {
-    heapless_num::Num::of(n)
-}
-
-/// A decimal number as text, without allocation.
-mod heapless_num {
-    pub struct Num {
-        buf: [u8; 10],
-        start: usize,
-    }
-    impl Num {
-        pub fn of(mut n: u32) -> Num {
-            let mut buf = [0u8; 10];
-            let mut i = buf.len();
-            loop {
-                i -= 1;
-                buf[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            Num { buf, start: i }
-        }
-        pub fn as_str(&self) -> &str {
-            core::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
-        }
-    }
-}
-
 impl<H: FrontendHost> NetFront<H> {
     /// Connects the vif at XenStore node `node` (`device/vif/0`): reads its MAC and backend,
     /// waits for the backend, grants the rings and buffers, publishes them, and waits until the
@@ -353,9 +324,9 @@ impl<H: FrontendHost> NetFront<H> {
 
     fn publish_keys(&mut self) -> Result<(), Error> {
         let (f, h) = (&self.front, &mut self.host);
-        f.write_key(h, "tx-ring-ref", number(self.ring_refs[0].0).as_str())?;
-        f.write_key(h, "rx-ring-ref", number(self.ring_refs[1].0).as_str())?;
-        f.write_key(h, "event-channel", number(self.port).as_str())?;
+        f.write_key(h, "tx-ring-ref", &self.ring_refs[0].0.to_string())?;
+        f.write_key(h, "rx-ring-ref", &self.ring_refs[1].0.to_string())?;
+        f.write_key(h, "event-channel", &self.port.to_string())?;
         f.write_key(h, "request-rx-copy", "1")?;
         f.write_key(h, "feature-rx-notify", "1")?;
         Ok(())
@@ -448,6 +419,16 @@ impl<P: SharedMemory> Rx<P> {
         self.errors += 1;
     }
 
+    /// Puts back the buffer posted at ring slot `slot`, whose answer the backend spent on
+    /// something else (a bad id, an extra-info slot), if it is still out.
+    fn repost_slot(&mut self, slot: usize) {
+        let own = self.at_slot[slot];
+        if usize::from(own) < self.bufs.len() && self.posted[usize::from(own)] {
+            self.posted[usize::from(own)] = false;
+            self.post(own);
+        }
+    }
+
     /// The next good frame: its buffer, offset, length and checksum state. Bad responses are
     /// counted and skipped (their buffers posted again).
     fn next_frame(&mut self) -> Result<Option<(u16, usize, usize, RxChecksum)>, RingError> {
@@ -470,11 +451,7 @@ impl<P: SharedMemory> Rx<P> {
             if idx >= self.bufs.len() || !self.posted[idx] {
                 self.error(format_args!("receive id {id}, which is not outstanding"));
                 // The slot's own buffer was used for this answer: take it back.
-                let own = self.at_slot[slot];
-                if usize::from(own) < self.bufs.len() && self.posted[usize::from(own)] {
-                    self.posted[usize::from(own)] = false;
-                    self.post(own);
-                }
+                self.repost_slot(slot);
                 continue;
             }
             self.posted[idx] = false;
@@ -487,13 +464,8 @@ impl<P: SharedMemory> Rx<P> {
                 if flags & NETRXF_EXTRA_INFO != 0 && self.ring.responses()? > 0 {
                     // The extra-info slot that follows: skip it, take its buffer back.
                     let off = self.ring.next_response();
-                    let slot = (off - xen_services::sring::HEADER) / RX_ENTRY;
                     self.ring.consume_response();
-                    let own = self.at_slot[slot];
-                    if usize::from(own) < self.bufs.len() && self.posted[usize::from(own)] {
-                        self.posted[usize::from(own)] = false;
-                        self.post(own);
-                    }
+                    self.repost_slot((off - xen_services::sring::HEADER) / RX_ENTRY);
                 }
                 continue;
             }

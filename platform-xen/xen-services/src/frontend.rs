@@ -63,6 +63,16 @@ pub struct Path {
 }
 
 impl Path {
+    /// `path` (or `None` when it does not fit).
+    pub fn new(path: &str) -> Option<Path> {
+        let mut p = Path {
+            buf: [0; PATH_MAX],
+            len: 0,
+        };
+        p.write_str(path).ok()?;
+        Some(p)
+    }
+
     /// `a/b` (or `None` when it does not fit).
     pub fn join(dir: &str, key: &str) -> Option<Path> {
         let mut p = Path {
@@ -161,25 +171,14 @@ pub struct Frontend {
 impl Frontend {
     /// Reads where the backend of device `node` is (`backend`, `backend-id`).
     pub fn open(host: &mut impl FrontendHost, node: &str) -> Result<Frontend, FrontendError> {
-        let node = Path::join(node, "").ok_or(FrontendError::PathTooLong)?;
-        let node = {
-            // `join` added a trailing '/': drop it.
-            let mut n = node;
-            n.len -= 1;
-            n
-        };
+        let node = Path::new(node).ok_or(FrontendError::PathTooLong)?;
         let mut buf = [0u8; PATH_MAX];
         let backend = read_key(host, &node, "backend", &mut buf)?;
         let backend = core::str::from_utf8(backend)
             .ok()
             .filter(|s| s.starts_with('/') && !s.contains('\0'))
             .ok_or(FrontendError::BadKey("backend"))?;
-        let backend = Path::join(backend, "")
-            .map(|mut p| {
-                p.len -= 1;
-                p
-            })
-            .ok_or(FrontendError::PathTooLong)?;
+        let backend = Path::new(backend).ok_or(FrontendError::PathTooLong)?;
         let mut idbuf = [0u8; 16];
         let id = read_key(host, &node, "backend-id", &mut idbuf)?;
         let backend_id = xenstore::parse_decimal(id)

@@ -113,6 +113,11 @@ pub mod raw {
             RawShared { base, len }
         }
 
+        /// Where the memory starts.
+        pub fn base(&self) -> NonNull<u8> {
+            self.base
+        }
+
         fn at<T>(&self, offset: usize) -> *mut T {
             let size = core::mem::size_of::<T>();
             assert!(

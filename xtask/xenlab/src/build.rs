@@ -375,12 +375,8 @@ fn dom0_kernel(t0: Instant, dir: &Path, rootfs: &Path) -> Result<()> {
     small_kernel(dir, rootfs, &["virtio_pci", "virtio_blk", "ext4"], "dom0-")
 }
 
-/// The newest kernel of the debootstrapped `rootfs`, with an initramfs cut down to `modules`
-/// (`MODULES=list`, the modules added to the list) and built in the root file system, copied
-/// out as `dir/{prefix}vmlinuz` and `dir/{prefix}initrd.img`; the downloaded packages are
-/// removed from the root file system. The Xen lab's dom0 and `bench net`'s Linux reference
-/// guest are both made this way.
-pub fn small_kernel(dir: &Path, rootfs: &Path, modules: &[&str], prefix: &str) -> Result<()> {
+/// The version of the newest kernel in the debootstrapped `rootfs` (its `lib/modules` tree).
+pub fn newest_kernel(rootfs: &Path) -> Result<String> {
     let tree = rootfs.join("lib/modules");
     let mut versions: Vec<String> = std::fs::read_dir(&tree)
         .with_context(|| format!("reading {}", tree.display()))?
@@ -388,10 +384,18 @@ pub fn small_kernel(dir: &Path, rootfs: &Path, modules: &[&str], prefix: &str) -
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     versions.sort();
-    let kver = versions
-        .last()
-        .cloned()
-        .ok_or_else(|| Error::msg("the root file system has no kernel modules"))?;
+    versions
+        .pop()
+        .ok_or_else(|| Error::msg("the root file system has no kernel modules"))
+}
+
+/// The newest kernel of the debootstrapped `rootfs`, with an initramfs cut down to `modules`
+/// (`MODULES=list`, the modules added to the list) and built in the root file system, copied
+/// out as `dir/{prefix}vmlinuz` and `dir/{prefix}initrd.img`; the downloaded packages are
+/// removed from the root file system. The Xen lab's dom0 and `bench net`'s Linux reference
+/// guest are both made this way.
+pub fn small_kernel(dir: &Path, rootfs: &Path, modules: &[&str], prefix: &str) -> Result<()> {
+    let kver = newest_kernel(rootfs)?;
     let conf = rootfs.join("etc/initramfs-tools/initramfs.conf");
     let text =
         std::fs::read_to_string(&conf).with_context(|| format!("reading {}", conf.display()))?;
