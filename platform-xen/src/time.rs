@@ -5,6 +5,7 @@
 //! is the same, here.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use xen_services::pvclock::{self, Scale};
 
 unsafe extern "C" {
     /// A page-aligned page of the image (entry.rs) whose virtual address is remapped onto the
@@ -67,18 +68,22 @@ fn snapshot_of(vcpu: usize) -> Option<xen_sys::vcpu_time_info> {
     }
 }
 
+/// The scale of record `t`.
+fn scale(t: &xen_sys::vcpu_time_info) -> Scale {
+    Scale {
+        mul: t.tsc_to_system_mul,
+        shift: t.tsc_shift,
+    }
+}
+
 /// The TSC frequency in Hz, from the PV clock's scale: ns = (tsc << shift) * mul >> 32.
 pub fn tsc_frequency() -> Option<u64> {
     let t = snapshot()?;
-    let mul = u128::from(t.tsc_to_system_mul);
-    if mul == 0 {
+    // The nanoseconds of 2^32 ticks; the frequency is 10^9 * 2^32 over it.
+    let ns_per_2_32_ticks = u128::from(scale(&t).ns(1 << 32));
+    if ns_per_2_32_ticks == 0 {
         return None;
     }
-    let ns_per_2_32_ticks = if t.tsc_shift >= 0 {
-        mul << t.tsc_shift
-    } else {
-        mul >> -t.tsc_shift
-    };
     Some((1_000_000_000u128 << 32).checked_div(ns_per_2_32_ticks)? as u64)
 }
 
@@ -104,15 +109,10 @@ pub(crate) fn raw_system_time_ns() -> Option<(u64, bool)> {
     ))
 }
 
-/// System time by record `t` at TSC value `tsc`.
+/// System time by record `t` at TSC value `tsc` (which may be a little below the record's
+/// stamp when the record is another vCPU's: see [`xen_services::pvclock`]).
 fn time_at(t: &xen_sys::vcpu_time_info, tsc: u64) -> u64 {
-    let delta = u128::from(tsc.wrapping_sub(t.tsc_timestamp));
-    let scaled = if t.tsc_shift >= 0 {
-        delta << t.tsc_shift
-    } else {
-        delta >> -t.tsc_shift
-    };
-    t.system_time + ((scaled * u128::from(t.tsc_to_system_mul)) >> 32) as u64
+    pvclock::time_at(t.system_time, t.tsc_timestamp, scale(t), tsc)
 }
 
 /// How far vCPU `vcpu`'s own time record runs ahead of vCPU 0's (which every CPU reads), at

@@ -481,6 +481,13 @@ fn __stardust_exception(e: &cpu::Exception) -> ! {
         let _ = write!(w, "CPU {} ", this_cpu());
     }
     let _ = writeln!(w, "EXCEPTION: {e}");
+    // An NMI is how a hung machine is asked what it was doing (`xl trigger D nmi`, QEMU's
+    // `nmi`): the thread runtime's state. With more than one CPU only (where hangs come from
+    // races between CPUs), so that one-CPU images do not carry the report.
+    #[cfg(feature = "threads")]
+    if config::CPUS > 1 && e.frame.vector == 2 {
+        let _ = crate::threads::dump(&mut w);
+    }
     let layout = arch_x86_64::image_layout();
     let guard = Range::new(layout.stack_guard, layout.stack_bottom);
     // The faulting address, or where the stack pointer was: some hypervisors (Xen HVM/PVH)

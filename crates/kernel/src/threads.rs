@@ -141,3 +141,8 @@ pub fn guard_owner(addr: u64) -> Option<(ShortName, u64, usize)> {
 pub fn expect_device_wakeups() {
     RUNTIME.expect_device_wakeups()
 }
+
+/// See [`Runtime::dump`] (an NMI's report).
+pub fn dump(w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    RUNTIME.dump(w)
+}

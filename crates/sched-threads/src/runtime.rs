@@ -878,6 +878,50 @@ impl<M: Machine> Runtime<M> {
         }
     }
 
+    /// Writes the runtime's state for a hung machine's report (an NMI): the time, each CPU's
+    /// current thread, idle flag and armed timer, every thread's state, the sleepers and the
+    /// ready counts. Never waits: a locked state is reported as such.
+    pub fn dump(&self, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let Some(guard) = self.sched.try_lock() else {
+            return writeln!(w, "threads: the scheduler's state is locked");
+        };
+        let Some(s) = guard.as_ref() else {
+            return Ok(());
+        };
+        writeln!(
+            w,
+            "threads: now {} ns, {} live, {} ready, timers {:?}, device wake-ups {}",
+            now::<M::Platform>(),
+            s.live,
+            s.policy.ready(),
+            s.timers,
+            self.device_wakeups.load(Ordering::Relaxed)
+        )?;
+        for (c, on) in s.cpu[..M::CPUS.min(MAX_CPUS)].iter().enumerate() {
+            writeln!(
+                w,
+                "  CPU {c}: current {} idle {} armed {:?} picked at {} bound {:?}",
+                on.current.0, on.idle, on.armed, on.picked_at, s.bound[c]
+            )?;
+        }
+        for (i, t) in s.threads.iter().enumerate() {
+            if let Some(t) = t {
+                writeln!(
+                    w,
+                    "  thread {i} '{}' (id {}): {:?} token {} timer {:?} waiters {:?} sp {:#x}",
+                    t.name,
+                    t.id,
+                    t.state,
+                    t.token,
+                    t.timer,
+                    t.waiters,
+                    t.sp.load(Ordering::Relaxed)
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// The runtime's counters.
     pub fn stats(&self) -> Stats {
         self.with_sched(|s| Stats {

@@ -18,6 +18,7 @@
 //! - [`detect::detect`]: Xen from CPUID (signature, version, hypercall page MSR).
 //! - [`event::Handlers`]: the event channel handler table and the 2-level pending scan.
 //! - [`xenbus`]: `XenbusState` and the frontend handshake state machine.
+//! - [`pvclock`]: system time from a PV clock record and a TSC reading.
 //!
 //! ```
 //! use xen_services::mem::fake::FakePage;
@@ -50,6 +51,7 @@ pub mod event;
 pub mod frontend;
 pub mod grant;
 pub mod mem;
+pub mod pvclock;
 pub mod ring;
 pub mod sring;
 pub mod xenbus;
