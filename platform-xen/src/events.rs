@@ -127,6 +127,20 @@ impl EventBits for SharedBits {
     }
 }
 
+/// Forgets which CPU `port` was bound to (it is closed, or its binding failed): the boot CPU's
+/// again, as Xen's default for a port it hands out.
+fn disown(port: u32) {
+    let w = port as usize / 64;
+    if w >= PORT_WORDS {
+        return;
+    }
+    let bit = 1u64 << (port % 64);
+    for cpu in &BOUND {
+        cpu[w].fetch_and(!bit, Ordering::AcqRel);
+    }
+    ELSEWHERE[w].fetch_and(!bit, Ordering::AcqRel);
+}
+
 /// Records that `port` is bound to CPU `cpu` (not the boot CPU): only its upcall handles it.
 /// False when the port is beyond the handler table.
 fn own(port: u32, cpu: usize) -> bool {
@@ -361,8 +375,9 @@ fn on_device(port: EventChannel, slot: usize) {
 }
 
 /// `Platform::irq_register` on Xen: `irq` is an event-channel port (bound by the caller: see
-/// [`alloc_unbound`]), on vCPU 0 (where Xen binds new ports; `EVTCHNOP_bind_vcpu` to route one
-/// elsewhere is not done).
+/// [`alloc_unbound`]). Xen notifies a new port on vCPU 0; for another CPU the port is moved
+/// there (`EVTCHNOP_bind_vcpu`) and that CPU's upcall handles it (its [`BOUND`] bits) before
+/// the port is unmasked, so an event already pending is delivered there.
 pub fn register(
     irq: Irq,
     cpu: CpuId,
@@ -372,11 +387,29 @@ pub fn register(
     if !READY.load(Ordering::Acquire) {
         return Err(IrqError::Unsupported);
     }
-    if cpu != CpuId(0) {
+    let n = cpu.0 as usize;
+    if n >= crate::smp::up() || n >= MAX_CPUS {
         return Err(IrqError::NoSuchCpu(cpu));
     }
+    if irq.0 as usize >= PORTS {
+        return Err(IrqError::NoSuchLine(irq));
+    }
     let slot = DEVICES.register(irq, cpu, handler, data)?;
+    if n != 0 {
+        own(irq.0, n);
+        let mut arg = xen_sys::evtchn_bind_vcpu {
+            port: irq.0,
+            vcpu: cpu.0,
+        };
+        if let Err(e) = evtchn_op(xen_sys::EVTCHNOP_bind_vcpu, &mut arg) {
+            disown(irq.0);
+            DEVICES.unregister(slot);
+            log::warn!("event channel {}: moving it to vCPU {}: {e}", irq.0, cpu.0);
+            return Err(IrqError::NoSuchCpu(cpu));
+        }
+    }
     bind(irq.0, on_device, slot).map_err(|e| {
+        disown(irq.0);
         DEVICES.unregister(slot);
         match e {
             EventError::OutOfRange(_) => IrqError::NoSuchLine(irq),
@@ -453,7 +486,12 @@ pub fn close(port: u32) -> Result<(), XenError> {
     }
     restore(was);
     let mut arg = xen_sys::evtchn_close { port };
-    evtchn_op(xen_sys::EVTCHNOP_close, &mut arg)
+    let closed = evtchn_op(xen_sys::EVTCHNOP_close, &mut arg);
+    // Xen gives a closed port's number out again bound to vCPU 0.
+    if closed.is_ok() {
+        disown(port);
+    }
+    closed
 }
 
 /// Whether `port`'s pending bit is set in shared info: an event Xen holds for it (while it is

@@ -6,7 +6,8 @@
 //! The kernel must say that every vCPU came up, and each probe's checks must pass: the parallel
 //! sum and the count under one lock, a page unmapped on CPU 0 that faults when CPU 1 reads it
 //! again, a panic on CPU 1 that ends the domain with its message and status, a stack overflow on
-//! CPU 1 (PVH: a double fault on its own IST stack), and the thread runtime on every CPU.
+//! CPU 1 (PVH: a double fault on its own IST stack), the thread runtime on every CPU, and an
+//! event channel routed to another vCPU (`irqprobe evtchn cpu C`).
 //! `smpprobe bench` runs on 1 and on 2 vCPUs in the same boot; its figures are printed (a
 //! speedup is not asserted: the lab's TCG shares 2 host cores with other work).
 //!
@@ -53,7 +54,7 @@ const fn g(
 /// `smpprobe parallel`'s arguments (a sum of 400,000 items).
 const PARALLEL: &[&str] = &["parallel", "400000"];
 
-const GUESTS: [Guest; 18] = [
+const GUESTS: [Guest; 20] = [
     g("pv-parallel-2", "smpprobe", "pv", 2, PARALLEL),
     g("pvh-parallel-2", "smpprobe", "pvh", 2, PARALLEL),
     g("pv-parallel-4", "smpprobe", "pv", 4, PARALLEL),
@@ -72,6 +73,20 @@ const GUESTS: [Guest; 18] = [
     g("pvh-bench-1", "smpprobe", "pvh", 1, &["bench"]),
     g("pvh-bench-2", "smpprobe", "pvh", 2, &["bench"]),
     g("pv-hello-1", "hello", "pv", 1, &[]),
+    g(
+        "pv-evtchn-cpu1",
+        "irqprobe",
+        "pv",
+        2,
+        &["evtchn", "cpu", "1"],
+    ),
+    g(
+        "pvh-evtchn-cpu3",
+        "irqprobe",
+        "pvh",
+        4,
+        &["evtchn", "cpu", "3"],
+    ),
 ];
 
 enum Batch {
@@ -265,6 +280,23 @@ fn an_overflow_of_vcpu_1_s_stack_is_reported() {
         return;
     };
     has("pvh-overflow", &text, "CPU 1 EXCEPTION: #DF double fault");
+}
+
+/// A device's event channel routed to another vCPU (`EVTCHNOP_bind_vcpu` through
+/// `stardust::irq::register`): every event's handler runs there, masking and unmasking as on
+/// vCPU 0.
+#[test]
+fn an_event_channel_routed_to_another_vcpu_is_handled_there() {
+    for (name, cpu) in [("pv-evtchn-cpu1", 1), ("pvh-evtchn-cpu3", 3)] {
+        let Some(text) = console(name, 0) else { return };
+        has(
+            name,
+            &text,
+            &format!("(CPU {cpu}), each held while masked until unmasked"),
+        );
+        has(name, &text, "irqprobe: ok");
+        assert!(!text.contains("FAIL"), "{name}\n{text}");
+    }
 }
 
 #[test]

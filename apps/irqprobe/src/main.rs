@@ -27,6 +27,11 @@
 //! held while masked until unmasked`, `irqprobe: two events sent while masked arrived as one`,
 //! `irqprobe: ok`; exit 1 on a failed check (`irqprobe: FAIL: ...`), 2 when a port cannot be
 //! allocated, bound or registered, 3 when not on Xen (`irqprobe: not on Xen: ...`).
+//!
+//! `irqprobe evtchn cpu C [N]` routes the port to CPU C (profile setting `cpus` above 1, with
+//! threads; `EVTCHNOP_bind_vcpu` underneath): every event's handler must run there
+//! (`irqprobe: FAIL: K of N events ran on another CPU than C` if not); a CPU that does not
+//! exist cannot be registered (exit 2).
 #![no_std]
 #![no_main]
 
@@ -70,8 +75,17 @@ fn main() -> ExitCode {
     let mut args = stardust::args().peekable();
     if args.peek() == Some(&"evtchn") {
         args.next();
+        let mut target = None;
+        if args.peek() == Some(&"cpu") {
+            args.next();
+            target = args.next().and_then(|a| a.parse::<u32>().ok());
+            if target.is_none() {
+                println!("irqprobe: `evtchn cpu` needs a CPU number");
+                return ExitCode(2);
+            }
+        }
         let wanted = args.next().and_then(|a| a.parse().ok()).unwrap_or(20u32);
-        return evtchn::probe(wanted.max(1));
+        return evtchn::probe(wanted.max(1), target);
     }
     // `cpu N`: the line goes to CPU N rather than the caller's.
     let mut target = None;
@@ -139,8 +153,17 @@ mod evtchn {
     /// Events the handler saw.
     static EVENTS: AtomicU32 = AtomicU32::new(0);
 
-    /// The handler: counts, and leaves the port masked (the probe unmasks it).
+    /// The CPU the port is routed to.
+    static TARGET: AtomicU32 = AtomicU32::new(0);
+    /// Events whose handler ran on another CPU than [`TARGET`].
+    static ELSEWHERE: AtomicU32 = AtomicU32::new(0);
+
+    /// The handler: counts (and where it ran), and leaves the port masked (the probe unmasks
+    /// it).
     fn on_event(_port: usize) {
+        if stardust::current_cpu() as u32 != TARGET.load(Ordering::Relaxed) {
+            ELSEWHERE.fetch_add(1, Ordering::Relaxed);
+        }
         EVENTS.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -169,7 +192,7 @@ mod evtchn {
         ExitCode(1)
     }
 
-    pub fn probe(wanted: u32) -> ExitCode {
+    pub fn probe(wanted: u32, target: Option<u32>) -> ExitCode {
         let port = match xen::alloc_unbound(xen::DOMID_SELF) {
             Ok(p) => p,
             Err(e) if e == xen::NOT_XEN => {
@@ -192,7 +215,8 @@ mod evtchn {
             "irqprobe: event channel ports {} (handler) and {} (sender), a loopback pair",
             port.0, other.0
         );
-        let cpu = irq::current_cpu();
+        let cpu = target.map_or_else(irq::current_cpu, irq::CpuId);
+        TARGET.store(cpu.0, Ordering::Relaxed);
         if let Err(e) = irq::register(port, cpu, on_event, port.0 as usize) {
             println!("irqprobe: cannot register port {}: {e}", port.0);
             return ExitCode(2);
@@ -259,6 +283,14 @@ mod evtchn {
             ));
         }
         println!("irqprobe: two events sent while masked arrived as one");
+        let elsewhere = ELSEWHERE.load(Ordering::Relaxed);
+        if elsewhere != 0 {
+            return fail(format_args!(
+                "{elsewhere} of {} events ran on another CPU than {}",
+                wanted + 1,
+                cpu.0
+            ));
+        }
         for p in [other, port] {
             if let Err(e) = xen::close(p) {
                 return fail(format_args!("closing port {}: {e}", p.0));

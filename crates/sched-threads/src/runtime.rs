@@ -399,6 +399,10 @@ impl<M: Machine> Runtime<M> {
     /// stack. Then interrupts are enabled (the timer's tick and wake-ups). With more than one
     /// CPU the boot CPU also gets its idle context, a thread of [`MIN_STACK`] bytes.
     pub fn init(&self, time_slice_ns: u64) {
+        // Masked from here (the platform's events may already be on: Xen's are, for its own
+        // timer): a tick while this CPU holds the lock below would spin on it forever (and
+        // another CPU waiting in `run_cpu` with it).
+        M::Platform::interrupts_disable();
         let main = Self::new_thread(0, String::from("main"), State::Running);
         let threads = alloc::vec![Some(main)];
         let on = OnCpu {
@@ -445,7 +449,9 @@ impl<M: Machine> Runtime<M> {
         let mut guard = self.lock_sched();
         while guard.is_none() {
             drop(guard);
-            core::hint::spin_loop();
+            // Let the boot CPU (maybe a vCPU the hypervisor runs on the same physical CPU)
+            // take the lock to start the runtime, rather than take it back at once.
+            <M::Platform as platform::Platform>::yield_cpu();
             guard = self.lock_sched();
         }
         let s = guard.as_mut().expect("Runtime::init ran");
