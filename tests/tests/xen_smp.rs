@@ -337,6 +337,11 @@ fn the_bench_runs_on_one_and_two_vcpus() {
             panic!("{guest}: no `bench parallel` line\n{a}\n{b}");
         };
         has(&two, &b, "on 2 CPUs");
+        // Not a speedup, but a clock that ran: a frozen one measured 0 us here once.
+        assert!(
+            t1 > 0.0 && t2 > 0.0,
+            "{guest}: the clock did not advance during the bench\n{a}\n{b}"
+        );
         note(&format!(
             "xen-smp: {guest} bench parallel: {t1} us on 1 vCPU, {t2} us on 2: speedup {:.2}x",
             t1 / t2

@@ -4,9 +4,9 @@
 //! The TSC reading may be *below* the record's `tsc_timestamp`: a guest whose vCPUs all read
 //! vCPU 0's record (as `platform-xen` does) reads its own TSC, and where the TSCs of the
 //! physical CPUs are not in step (the lab's TCG), the record may have been stamped on a CPU a
-//! little ahead of this one. The difference is then a small negative delta, never a wrap to
-//! 2^64 (which once made the lab's guest clock leap 225 years ahead, and every later sleep
-//! wait for it).
+//! little ahead of this one. The difference is then a small negative delta, never a jump of
+//! 2^64 ticks (which once made the lab's guest clock leap 225 years ahead, and every later
+//! sleep wait for it). And the stamp itself may have wrapped (see [`time_at`]).
 
 /// The scale of a time record: nanoseconds = `(ticks << shift) * mul >> 32` (`shift`
 /// negative: a right shift).
@@ -32,13 +32,17 @@ impl Scale {
 }
 
 /// System time at TSC value `tsc` by a record taken at `tsc_timestamp` (system time
-/// `system_time`): ahead of `system_time` by the ticks since, or behind it (saturating at 0)
-/// when `tsc` is below the stamp.
+/// `system_time`). The TSC difference is taken modulo 2^64 and read as signed: a PVH guest's
+/// stamp may lie "below zero" (a guest TSC that starts near 0 at the domain's creation, behind
+/// a stamp Xen took before it: the stamp wraps to near 2^64, and the plain difference is the
+/// right, small, positive one), and a reading on another vCPU may lie a little before the stamp
+/// (a small negative difference: that much earlier, saturating at 0).
 pub fn time_at(system_time: u64, tsc_timestamp: u64, scale: Scale, tsc: u64) -> u64 {
-    if tsc >= tsc_timestamp {
-        system_time.saturating_add(scale.ns(tsc - tsc_timestamp))
+    let delta = tsc.wrapping_sub(tsc_timestamp) as i64;
+    if delta >= 0 {
+        system_time.saturating_add(scale.ns(delta.unsigned_abs()))
     } else {
-        system_time.saturating_sub(scale.ns(tsc_timestamp - tsc))
+        system_time.saturating_sub(scale.ns(delta.unsigned_abs()))
     }
 }
 
@@ -64,6 +68,14 @@ mod tests {
         assert_eq!(time_at(5_000_000, 10_000, GHZ2, 8_000), 4_999_000);
         // Never below zero.
         assert_eq!(time_at(100, 10_000, GHZ2, 0), 0);
+    }
+
+    #[test]
+    fn a_stamp_below_zero_is_behind_a_small_tsc() {
+        // The stamp 3,000 ticks before a guest TSC of 1,000: 2,000 ticks after it, as
+        // u64s wrapped (a PVH guest's first records).
+        let stamp = 0u64.wrapping_sub(1_000);
+        assert_eq!(time_at(7_000, stamp, GHZ2, 1_000), 8_000);
     }
 
     #[test]
