@@ -21,7 +21,7 @@
 //! With more than one CPU the `hog` runs on another CPU while `main` sleeps, under either
 //! scheduler, so main must wake on time while the hog still computes; the sleepers get 200 ms
 //! instead of 20 to be spawned before the first deadline (a spawn waits for every CPU to drop
-//! the new guard page from its TLB), and wake 25 ms apart instead of 2; the semaphore's
+//! the new guard page from its TLB), and wake 100 ms apart instead of 2; the semaphore's
 //! holders keep their permits 20 ms instead of 1.
 //! - `affinity`: one thread bound to each CPU (`Builder::cpu`) yields 200 times and sleeps
 //!   10 times, checking `stardust::current_cpu()` each time: always its own CPU
@@ -298,9 +298,11 @@ fn sleep() -> Result<(), &'static str> {
     static ORDER: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     // One common origin, so the order does not depend on how long spawning took.
     // With more than one CPU, two sleepers that wake close together run on two CPUs and may
-    // log in either order if one CPU (a host thread under TCG) stalls: 25 ms apart, not 2.
+    // log in either order if one CPU stalls (a host thread under TCG; a vCPU that waits for a
+    // physical CPU behind others' time slices, as 4 vCPUs on the Xen lab's 2 do: 25 ms was
+    // not enough there): 100 ms apart, not 2.
     let (margin, spacing) = if stardust::cpus() > 1 {
-        (200, 25)
+        (200, 100)
     } else {
         (20, 2)
     };
