@@ -1,0 +1,972 @@
+//! An exhaustive explorer of the real runtime (`Runtime`, its `Sched`, the policies
+//! `sched_coop::Coop` and `sched_preempt::Preempt`, and the `sync` types) on 2 SIMULATED CPUs:
+//! every schedule of the CPUs, up to a preemption bound, is run and checked.
+//!
+//! # The model
+//! - **Contexts** (threads, `main`, each CPU's idle context) are host threads; each simulated
+//!   CPU has a baton naming the context it runs, and exactly one CPU runs at a time (the
+//!   *active* one): a context runs only while its CPU is active and the baton is its.
+//! - **Step points**: every platform call the runtime makes (`interrupts_disable/restore`,
+//!   `now_ns`, `set_timer`, `send_ipi`, `idle`, `yield_cpu`), every context switch (before the
+//!   switch saves the old context: the window of the `sp == 0` handshake, where another CPU may
+//!   pick the thread being saved), and `step()` in the scenarios' threads. At each one, the
+//!   explorer chooses what happens next: the active CPU continues (the default), another CPU
+//!   that can run takes over, or a timer fires (virtual time jumps to that CPU's armed
+//!   deadline: on the active CPU, if its interrupts are enabled, or on a halted CPU).
+//! - **Spin locks**: a CPU is never suspended while it holds the scheduler's lock
+//!   (`Runtime::is_locked`; step points under it are not choice points), and no step point
+//!   is inside a `WaitQueue`'s lock (its critical sections only test atomics), so a CPU
+//!   never spins on a lock held by a suspended CPU: every critical section is atomic here, and
+//!   the interleavings explored are those *between* critical sections, which is where wake-ups
+//!   are lost. The one other spin, a CPU waiting for the thread it picked to be saved by its
+//!   last CPU, calls `Platform::yield_cpu` after 1,000 tries (as `lock_sched` does): a step
+//!   point where that CPU cannot continue until another one has made progress.
+//! - **Interrupts**: `send_ipi` makes the target's pending flag true; a halted CPU
+//!   (`Platform::idle`) can run again only once an IPI is pending or its armed timer is due.
+//!   A due timer interrupt is delivered at the first step point where the CPU's interrupts are
+//!   enabled (the runtime's tick runs, masked, and may preempt). If no CPU can run and no timer
+//!   is armed, every CPU sleeps for ever while the scenario has not finished: a lost wake-up
+//!   (or a thread stranded ready), reported with the schedule.
+//!
+//! # What is explored, and the bound
+//! Depth-first over the choice points: each schedule is a sequence of choices, replayed on a
+//! fresh world (fresh host threads) from the start, the next schedule being the last choice
+//! point with an untried option. Choosing anything but the default (switching away from a CPU
+//! that could continue, firing a timer early) spends one unit of a budget (CHESS's
+//! preemption bounding): schedules with more than `bound` such choices are not run. Forced
+//! choices (the active CPU halted or waiting) are free. So the exploration is exhaustive for
+//! every schedule with at most `bound` preemptions; most concurrency bugs need one or two
+//! (a wake-up landing in a window, a CPU going idle in another). Each test prints how many
+//! schedules it ran.
+//!
+//! # Checks, in every schedule
+//! No context runs on two CPUs at once (a switch to a context that holds another CPU's baton);
+//! every scenario finishes (no lost wake-up: all CPUs halted with nothing pending is a
+//! failure; a livelock runs into a step limit); the policy is never handed a thread that is
+//! already ready (woken twice); the scenarios' own asserts (each waiter woken once, mutual
+//! exclusion and counts of `Mutex` and `Semaphore`, no sleeper woken early, a bound thread
+//! only on its CPU). A failure prints the choice sequence; `EXPLORE_SCHEDULE=0,1,...` runs
+//! only that schedule (with `--nocapture` for its trace).
+//!
+//! # It can fail
+//! Checked by hand with deliberate breakages in a scratch copy of `runtime.rs` (never
+//! committed): without the `kick` in `unpark`, `idle_race` reports the lost wake-up (every
+//! CPU halted, nothing pending); without the wake token (`Running | Ready => false` in
+//! `wake`), `park_unpark` reports it; without zeroing `sp` before the switch, `migration`
+//! reports a context resumed on one CPU while another still runs it.
+//!
+//! # Not covered
+//! Weak memory orderings (the host runs one CPU at a time, under a std mutex: sequentially
+//! consistent); interleavings inside a critical section of the scheduler's lock (atomic here,
+//! as the lock makes them); more than 2 CPUs; schedules beyond the bound; device interrupts.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
+
+use heap::{FRAME_SIZE, Frames};
+use platform::Platform;
+use platform::irq::CpuId;
+use sched::{Policy, TaskId};
+use sched_coop::Coop;
+use sched_preempt::Preempt;
+use sched_threads::sync::{Mutex as SchedMutex, Semaphore};
+use sched_threads::{Machine, Runtime, WaitQueue};
+
+const CPUS: usize = 2;
+const MS: u64 = 1_000_000;
+const SLICE: u64 = 10 * MS;
+const START: u64 = 1_000 * MS;
+/// The context id of `main` (never 0: a saved stack pointer of 0 means "being saved").
+const MAIN: u64 = 1;
+/// The context id of CPU 1's own (idle) context.
+const CPU1: u64 = 2;
+/// Steps in one schedule before it counts as a livelock.
+const STEP_LIMIT: u64 = 20_000;
+
+#[derive(Clone, Default)]
+struct Cpu {
+    /// The context it runs.
+    baton: u64,
+    /// Interrupts enabled.
+    irq: bool,
+    armed: Option<u64>,
+    /// An IPI is pending.
+    ipi: bool,
+    /// In `Platform::idle`, waiting for an interrupt.
+    halted: bool,
+    /// Waiting for another CPU (`yield_cpu`): cannot continue until another CPU steps.
+    spinning: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opt {
+    /// The active CPU continues.
+    Continue,
+    /// CPU n takes over.
+    Run(usize),
+    /// CPU n's armed timer fires (time jumps to its deadline); CPU n takes over.
+    Fire(usize),
+}
+
+struct State {
+    cpus: Vec<Cpu>,
+    active: usize,
+    now: u64,
+    next_ctx: u64,
+    booting: bool,
+    /// The choices to replay, then the default (0) at every later choice point.
+    prefix: Vec<usize>,
+    /// Each choice point: (the choice, the options allowed there).
+    trace: Vec<(usize, usize)>,
+    /// Options other than the default taken so far, and at most how many.
+    spent: u32,
+    bound: u32,
+    steps: u64,
+    /// `yield_cpu` calls (a CPU waiting for a thread's save: the handshake exercised).
+    spins: u64,
+    failed: bool,
+    result: mpsc::Sender<Result<(), String>>,
+}
+
+struct World {
+    state: Mutex<State>,
+    cv: Condvar,
+    runtime: &'static (dyn Any + Send + Sync),
+    tick: fn(),
+    is_locked: fn() -> bool,
+}
+
+thread_local! {
+    static WORLD: RefCell<Option<Arc<World>>> = const { RefCell::new(None) };
+    static CTX: Cell<u64> = const { Cell::new(0) };
+    static CPU: Cell<usize> = const { Cell::new(0) };
+}
+
+fn world() -> Arc<World> {
+    WORLD.with_borrow(|w| w.clone().expect("a world on this thread"))
+}
+
+type Guard<'a> = MutexGuard<'a, State>;
+
+impl World {
+    fn lock(&self) -> Guard<'_> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reports a failure with the schedule so far, and stops this context for good (the world
+    /// is abandoned).
+    fn fail(&self, mut s: Guard<'_>, message: String) -> ! {
+        if !s.failed {
+            s.failed = true;
+            let choices: Vec<String> = s.trace.iter().map(|(c, _)| c.to_string()).collect();
+            let report = format!(
+                "{message}\n  schedule (EXPLORE_SCHEDULE={}), {} steps, CPU {} active",
+                choices.join(","),
+                s.steps,
+                s.active
+            );
+            let _ = s.result.send(Err(report));
+        }
+        self.cv.notify_all();
+        drop(s);
+        loop {
+            std::thread::park();
+        }
+    }
+
+    /// Waits until a CPU that runs context `me` is active; returns the guard (and sets `CPU`).
+    fn wait_turn<'a>(&'a self, mut s: Guard<'a>, me: u64) -> Guard<'a> {
+        loop {
+            if s.failed {
+                drop(s);
+                loop {
+                    std::thread::park();
+                }
+            }
+            let c = s.active;
+            if s.cpus[c].baton == me {
+                CPU.set(c);
+                return s;
+            }
+            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Hands the machine to CPU `c` and waits for this context's turn.
+    fn hand_to<'a>(&'a self, mut s: Guard<'a>, c: usize) -> Guard<'a> {
+        s.active = c;
+        self.cv.notify_all();
+        self.wait_turn(s, CTX.get())
+    }
+
+    /// Delivers the timer interrupt of the calling CPU if it is due and interrupts are on.
+    fn deliver_due<'a>(&'a self, mut s: Guard<'a>) -> Guard<'a> {
+        let c = CPU.get();
+        let now = s.now;
+        let cpu = &mut s.cpus[c];
+        if cpu.irq && cpu.armed.is_some_and(|d| d <= now) {
+            cpu.armed = None;
+            cpu.irq = false;
+            drop(s);
+            (self.tick)();
+            // Back from the handler (maybe much later, maybe on another CPU): as `iret`.
+            s = self.lock();
+            let c = CPU.get();
+            s.cpus[c].irq = true;
+        }
+        s
+    }
+
+    /// The options at a choice point of the active CPU `c`, the default first, with their cost.
+    fn options(s: &State, c: usize) -> Vec<(Opt, u32)> {
+        let due = |x: usize| s.cpus[x].armed.is_some_and(|d| d <= s.now);
+        let can_run = |x: usize| {
+            let cpu = &s.cpus[x];
+            !cpu.spinning && (!cpu.halted || cpu.ipi || due(x))
+        };
+        let mut v = Vec::new();
+        if can_run(c) {
+            v.push(Opt::Continue);
+        }
+        for k in 1..CPUS {
+            let x = (c + k) % CPUS;
+            if can_run(x) {
+                v.push(Opt::Run(x));
+            }
+        }
+        let mut fires: Vec<(u64, usize)> = (0..CPUS)
+            .filter_map(|x| {
+                let cpu = &s.cpus[x];
+                let d = cpu.armed.filter(|&d| d > s.now)?;
+                let here = x == c && cpu.irq && !cpu.halted && !cpu.spinning;
+                (here || (cpu.halted && !can_run(x))).then_some((d, x))
+            })
+            .collect();
+        fires.sort_unstable();
+        v.extend(fires.into_iter().map(|(_, x)| Opt::Fire(x)));
+        v.into_iter()
+            .enumerate()
+            .map(|(i, o)| (o, u32::from(i > 0)))
+            .collect()
+    }
+
+    /// A choice point of the calling (active) CPU.
+    fn choose<'a>(&'a self, mut s: Guard<'a>) -> Guard<'a> {
+        let c = CPU.get();
+        let options: Vec<Opt> = Self::options(&s, c)
+            .into_iter()
+            .filter(|&(_, cost)| s.spent + cost <= s.bound)
+            .map(|(o, _)| o)
+            .collect();
+        if options.is_empty() {
+            let cpus: Vec<String> = s
+                .cpus
+                .iter()
+                .enumerate()
+                .map(|(i, cpu)| {
+                    format!(
+                        "CPU {i}: halted {} ipi {} armed {:?} spinning {}",
+                        cpu.halted, cpu.ipi, cpu.armed, cpu.spinning
+                    )
+                })
+                .collect();
+            self.fail(
+                s,
+                format!(
+                    "no CPU can run and no timer is armed, the scenario not finished: a lost \
+                     wake-up ({})",
+                    cpus.join("; ")
+                ),
+            );
+        }
+        let pick = if options.len() > 1 {
+            let i = s.trace.len();
+            let pick = s.prefix.get(i).copied().unwrap_or(0);
+            if pick >= options.len() {
+                self.fail(s, format!("replay diverged: choice {pick} of {options:?}"));
+            }
+            s.trace.push((pick, options.len()));
+            if pick > 0 {
+                s.spent += 1;
+            }
+            pick
+        } else {
+            0
+        };
+        match options[pick] {
+            Opt::Continue => s,
+            Opt::Run(x) => self.hand_to(s, x),
+            Opt::Fire(x) => {
+                let d = s.cpus[x].armed.expect("an armed timer");
+                s.now = s.now.max(d);
+                if x == c && !s.cpus[c].halted {
+                    self.deliver_due(s)
+                } else if x == c {
+                    // Halted: `idle` delivers it as it wakes.
+                    s
+                } else {
+                    self.hand_to(s, x)
+                }
+            }
+        }
+    }
+
+    /// A step point of the calling CPU (`spin`: it waits for another CPU).
+    fn step(&self, spin: bool) {
+        let mut s = self.lock();
+        if s.booting {
+            return;
+        }
+        let c = CPU.get();
+        s.steps += 1;
+        if s.steps > STEP_LIMIT {
+            self.fail(s, format!("no end after {STEP_LIMIT} steps: a livelock"));
+        }
+        for (o, cpu) in s.cpus.iter_mut().enumerate() {
+            if o != c {
+                cpu.spinning = false;
+            }
+        }
+        if spin {
+            s.spins += 1;
+            s.cpus[c].spinning = true;
+        }
+        if (self.is_locked)() {
+            return;
+        }
+        let s = self.deliver_due(s);
+        drop(self.choose(s));
+    }
+}
+
+/// A step point in a scenario's thread.
+fn step() {
+    world().step(false);
+}
+
+/// The virtual clock.
+fn now() -> u64 {
+    world().lock().now
+}
+
+/// The CPU the caller runs on.
+fn cpu() -> usize {
+    CPU.get()
+}
+
+/// A thread body whose panic (a failed assert) fails the schedule.
+fn checked(body: impl FnOnce() + Send + 'static) -> Box<dyn FnOnce() + Send> {
+    Box::new(move || {
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            let w = world();
+            let s = w.lock();
+            w.fail(s, format!("a thread panicked: {}", panic_message(&*e)));
+        }
+    })
+}
+
+fn panic_message(e: &(dyn Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// The contract check around a policy: a task is never handed over while it is already ready.
+#[derive(Debug)]
+struct Checked<Pol> {
+    inner: Pol,
+    ready: Vec<TaskId>,
+}
+
+impl<Pol: Policy> Policy for Checked<Pol> {
+    const NAME: &'static str = Pol::NAME;
+
+    fn new(time_slice_ns: u64) -> Self {
+        Checked {
+            inner: Pol::new(time_slice_ns),
+            ready: Vec::new(),
+        }
+    }
+
+    fn enqueue(&mut self, task: TaskId) {
+        if self.ready.contains(&task) {
+            let w = world();
+            let s = w.lock();
+            w.fail(s, format!("{task:?} enqueued while already ready"));
+        }
+        self.ready.push(task);
+        self.inner.enqueue(task);
+    }
+
+    fn pick(&mut self) -> Option<TaskId> {
+        let t = self.inner.pick()?;
+        self.ready.retain(|&r| r != t);
+        Some(t)
+    }
+
+    fn ready(&self) -> usize {
+        self.inner.ready()
+    }
+
+    fn should_preempt(&self, current: TaskId, ran_ns: u64) -> bool {
+        self.inner.should_preempt(current, ran_ns)
+    }
+
+    fn slice_ns(&self) -> Option<u64> {
+        self.inner.slice_ns()
+    }
+}
+
+struct Sim<Pol>(PhantomData<Pol>);
+struct SimPlatform;
+
+impl Platform for SimPlatform {
+    platform::fake_platform_unused_items!();
+
+    fn now_ns() -> Option<u64> {
+        let w = world();
+        w.step(false);
+        Some(w.lock().now)
+    }
+
+    fn set_timer(deadline_ns: u64) -> bool {
+        let w = world();
+        w.step(false);
+        w.lock().cpus[CPU.get()].armed = Some(deadline_ns);
+        true
+    }
+
+    fn interrupts_disable() -> bool {
+        let w = world();
+        w.step(false);
+        std::mem::replace(&mut w.lock().cpus[CPU.get()].irq, false)
+    }
+
+    fn interrupts_restore(enabled: bool) {
+        let w = world();
+        w.lock().cpus[CPU.get()].irq = enabled;
+        if enabled {
+            w.step(false);
+        }
+    }
+
+    /// Halts the CPU (interrupts enabled) until an IPI is pending or its timer is due; the
+    /// timer's interrupt is delivered before it returns.
+    fn idle() {
+        let w = world();
+        let mut s = w.lock();
+        let c = CPU.get();
+        s.cpus[c].irq = true;
+        s.cpus[c].halted = true;
+        if s.booting {
+            // CPU 1 joined: back to main on CPU 0.
+            s = w.hand_to(s, 0);
+        } else {
+            s.steps += 1;
+            for (o, cpu) in s.cpus.iter_mut().enumerate() {
+                if o != c {
+                    cpu.spinning = false;
+                }
+            }
+            s = w.choose(s);
+            // Woken: choose returns only once this CPU can run.
+            while s.cpus[c].halted && !s.cpus[c].ipi && s.cpus[c].armed.is_none_or(|d| d > s.now) {
+                s = w.choose(s);
+            }
+        }
+        let c = CPU.get();
+        s.cpus[c].halted = false;
+        s.cpus[c].ipi = false;
+        drop(w.deliver_due(s));
+    }
+
+    fn current_cpu() -> CpuId {
+        CpuId(CPU.get() as u32)
+    }
+
+    fn send_ipi(cpu: CpuId) -> bool {
+        let w = world();
+        w.lock().cpus[cpu.0 as usize].ipi = true;
+        w.step(false);
+        true
+    }
+
+    fn yield_cpu() {
+        world().step(true);
+    }
+}
+
+// SAFETY: stacks are host allocations owned until freed; guard pages always "succeed" (nothing
+// touches them); `prepare_stack`/`switch` hand a CPU's baton between host threads so that each
+// CPU runs exactly the context the runtime resumed there, one CPU at a time.
+unsafe impl<Pol: Policy + Send + 'static> Machine for Sim<Pol> {
+    type Platform = SimPlatform;
+    type Policy = Checked<Pol>;
+    const CPUS: usize = CPUS;
+
+    fn runtime() -> &'static Runtime<Self> {
+        world()
+            .runtime
+            .downcast_ref::<Runtime<Self>>()
+            .expect("the world's runtime has this machine's policy")
+    }
+
+    fn alloc_stack(pages: usize) -> Option<Frames> {
+        let layout = std::alloc::Layout::from_size_align(pages * FRAME_SIZE, FRAME_SIZE).ok()?;
+        // SAFETY: a non-zero size.
+        let p = std::ptr::NonNull::new(unsafe { std::alloc::alloc(layout) })?;
+        // SAFETY: `pages` frames just allocated, aligned, owned by the caller.
+        Some(unsafe { Frames::from_raw(p, pages) })
+    }
+
+    unsafe fn free_stack(frames: Frames) {
+        let layout = std::alloc::Layout::from_size_align(frames.len(), FRAME_SIZE)
+            .expect("the layout alloc_stack used");
+        // SAFETY: allocated by `alloc_stack` with this layout; the caller gives it back.
+        unsafe { std::alloc::dealloc(frames.as_ptr(), layout) }
+    }
+
+    unsafe fn guard_page(_page: u64) -> bool {
+        true
+    }
+
+    unsafe fn unguard_page(_page: u64) {}
+
+    unsafe fn prepare_stack(_top: u64, entry: extern "C" fn(u64) -> !, arg: u64) -> u64 {
+        let w = world();
+        let id = {
+            let mut s = w.lock();
+            s.next_ctx += 1;
+            s.next_ctx
+        };
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                WORLD.set(Some(w.clone()));
+                CTX.set(id);
+                drop(w.wait_turn(w.lock(), id));
+                entry(arg)
+            })
+            .expect("a host thread for a simulated thread");
+        id
+    }
+
+    unsafe fn switch(from_sp: *mut u64, to_sp: u64) {
+        let w = world();
+        // The handshake's window: `from_sp` still reads 0, another CPU may pick the thread.
+        w.step(false);
+        let me = CTX.get();
+        let mut s = w.lock();
+        let c = CPU.get();
+        if let Some(o) = (0..CPUS).find(|&o| o != c && s.cpus[o].baton == to_sp) {
+            w.fail(
+                s,
+                format!("context {to_sp} resumed on CPU {c} while CPU {o} still runs it"),
+            );
+        }
+        // SAFETY: the caller's contract: `from_sp` is valid until the switch back.
+        unsafe { *from_sp = me };
+        s.cpus[c].baton = to_sp;
+        w.cv.notify_all();
+        drop(w.wait_turn(s, me));
+    }
+}
+
+/// Runs one schedule: boots a world with `prefix` to replay, runs `scenario` on its `main`.
+/// Returns the choice points passed (or the failure).
+fn run_one<Pol: Policy + Send + 'static>(
+    prefix: Vec<usize>,
+    bound: u32,
+    scenario: fn(),
+) -> Result<(Vec<(usize, usize)>, u64), String> {
+    let (tx, rx) = mpsc::channel();
+    let runtime: &'static Runtime<Sim<Pol>> = Box::leak(Box::new(Runtime::new()));
+    let mut cpus = vec![Cpu::default(); CPUS];
+    cpus[0].baton = MAIN;
+    cpus[1].baton = CPU1;
+    let w = Arc::new(World {
+        state: Mutex::new(State {
+            cpus,
+            active: 0,
+            now: START,
+            next_ctx: 100,
+            booting: true,
+            prefix,
+            trace: Vec::new(),
+            spent: 0,
+            bound,
+            steps: 0,
+            spins: 0,
+            failed: false,
+            result: tx.clone(),
+        }),
+        cv: Condvar::new(),
+        runtime,
+        tick: || Sim::<Pol>::runtime().timer_tick(),
+        is_locked: || Sim::<Pol>::runtime().is_locked(),
+    });
+    {
+        let w = w.clone();
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                WORLD.set(Some(w.clone()));
+                CTX.set(MAIN);
+                CPU.set(0);
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    runtime.init(SLICE);
+                    let cpu1 = w.clone();
+                    std::thread::Builder::new()
+                        .stack_size(256 * 1024)
+                        .spawn(move || {
+                            WORLD.set(Some(cpu1.clone()));
+                            CTX.set(CPU1);
+                            drop(cpu1.wait_turn(cpu1.lock(), CPU1));
+                            Sim::<Pol>::runtime().run_cpu()
+                        })
+                        .expect("a host thread for CPU 1");
+                    let s = w.hand_to(w.lock(), 1);
+                    let mut s = s;
+                    s.booting = false;
+                    drop(s);
+                    scenario();
+                }));
+                let w = world();
+                let s = w.lock();
+                match outcome {
+                    Ok(()) => {
+                        let _ = tx.send(Ok(()));
+                        drop(s);
+                    }
+                    Err(e) => w.fail(s, format!("main panicked: {}", panic_message(&*e))),
+                }
+            })
+            .expect("a host thread for main");
+    }
+    let outcome = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| Err("the schedule hung for a minute".into()));
+    let s = w.lock();
+    outcome.map(|()| (s.trace.clone(), s.spins))
+}
+
+/// Runs every schedule of `scenario` with at most `bound` preemptions; returns how many, after
+/// printing it. Fails with the first failing schedule.
+/// `name` is the test's: it runs in a process of its own (see [`in_a_child`]).
+fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn()) -> u64 {
+    if in_a_child(name) {
+        return 0;
+    }
+    let start = Instant::now();
+    if let Ok(only) = std::env::var("EXPLORE_SCHEDULE") {
+        let prefix: Vec<usize> = only
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(|c| c.trim().parse().expect("a choice number"))
+            .collect();
+        if let Err(e) = run_one::<Pol>(prefix, bound, scenario) {
+            panic!("{name}: {e}");
+        }
+        return 1;
+    }
+    let mut prefix = Vec::new();
+    let (mut runs, mut spins) = (0u64, 0u64);
+    loop {
+        let (mut trace, s) = match run_one::<Pol>(prefix, bound, scenario) {
+            Ok(r) => r,
+            Err(e) => panic!("{name} ({}): schedule {} failed: {e}", Pol::NAME, runs + 1),
+        };
+        runs += 1;
+        spins += s;
+        loop {
+            match trace.pop() {
+                None => {
+                    eprintln!(
+                        "{name} ({}): {runs} schedules, preemption bound {bound}, {spins} \
+                         waits for a save, {:.1} s",
+                        Pol::NAME,
+                        start.elapsed().as_secs_f64()
+                    );
+                    return runs;
+                }
+                Some((pick, n)) if pick + 1 < n => {
+                    trace.push((pick + 1, n));
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+        prefix = trace.into_iter().map(|(c, _)| c).collect();
+    }
+}
+
+/// Runs test `name` again in a process of its own, unless this is that process; returns
+/// whether it did (and the child passed). Each schedule leaks its host threads (they stay
+/// blocked inside the runtime's frames, which cannot be unwound past its `extern "C"` thread
+/// entry), and a process has room for some 16,000 threads (`vm.max_map_count`): each test gets
+/// that room for itself.
+fn in_a_child(name: &str) -> bool {
+    if std::env::var_os("EXPLORE_CHILD").is_some() {
+        return false;
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+        .env("EXPLORE_CHILD", "1")
+        .output()
+        .expect("the test binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ran: Vec<&str> = stderr.lines().filter(|l| l.contains("schedules")).collect();
+    eprintln!("{}", ran.join("\n"));
+    assert!(
+        out.status.success() && !ran.is_empty(),
+        "{name} failed:\n{}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    true
+}
+
+fn rt<Pol: Policy + Send + 'static>() -> &'static Runtime<Sim<Pol>> {
+    Sim::<Pol>::runtime()
+}
+
+type Spawned = (TaskId, u64, String);
+
+fn spawn<Pol: Policy + Send + 'static>(
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> Spawned {
+    rt::<Pol>()
+        .spawn(Some(name.into()), 0, checked(body))
+        .expect("a stack")
+}
+
+fn spawn_on<Pol: Policy + Send + 'static>(
+    c: usize,
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> Spawned {
+    rt::<Pol>()
+        .spawn_on(c, Some(name.into()), 0, checked(body))
+        .expect("a stack")
+}
+
+fn join<Pol: Policy + Send + 'static>(t: Spawned) {
+    rt::<Pol>().wait_exit(t.0, t.1);
+}
+
+// ---- The scenarios (each on `main`, CPU 1 idle at the start) ----
+
+/// Park / unpark: a waiter parks until a flag is set; a waker sets it and unparks it. The
+/// waiter may block on one CPU and be woken and picked by the other while its first CPU is
+/// still switching away from it (the `sp == 0` handshake).
+fn park_unpark<Pol: Policy + Send + 'static>() {
+    let flag = Arc::new(AtomicBool::new(false));
+    let woken = Arc::new(AtomicU64::new(0));
+    let waiter = {
+        let (flag, woken) = (flag.clone(), woken.clone());
+        spawn::<Pol>("waiter", move || {
+            while !flag.load(Ordering::SeqCst) {
+                rt::<Pol>().park();
+            }
+            woken.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let task = waiter.0;
+    let waker = spawn::<Pol>("waker", move || {
+        step();
+        flag.store(true, Ordering::SeqCst);
+        rt::<Pol>().unpark(task);
+    });
+    join::<Pol>(waiter);
+    join::<Pol>(waker);
+    assert_eq!(woken.load(Ordering::SeqCst), 1, "woken once");
+}
+
+/// Migration by yielding: two threads yield to each other; each may continue on either CPU,
+/// picked by one while the other still saves it.
+fn migration<Pol: Policy + Send + 'static>() {
+    let runs = Arc::new(AtomicU64::new(0));
+    let threads: Vec<Spawned> = (0..2)
+        .map(|_| {
+            let runs = runs.clone();
+            spawn::<Pol>("yielder", move || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                rt::<Pol>().yield_now();
+                runs.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(join::<Pol>);
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+}
+
+/// Wake-up against going idle: a waiter bound to CPU 0 parks (CPU 0 then idles, main being
+/// blocked too); a waker bound to CPU 1 unparks it, racing CPU 0's `idle = true; unlock;
+/// Platform::idle()` window: the IPI must not be lost.
+fn idle_race<Pol: Policy + Send + 'static>() {
+    let flag = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let flag = flag.clone();
+        spawn_on::<Pol>(0, "waiter", move || {
+            while !flag.load(Ordering::SeqCst) {
+                rt::<Pol>().park();
+            }
+            assert_eq!(cpu(), 0, "a thread bound to CPU 0 ran elsewhere");
+        })
+    };
+    let task = waiter.0;
+    let waker = spawn_on::<Pol>(1, "waker", move || {
+        step();
+        flag.store(true, Ordering::SeqCst);
+        rt::<Pol>().unpark(task);
+        assert_eq!(cpu(), 1, "a thread bound to CPU 1 ran elsewhere");
+    });
+    join::<Pol>(waiter);
+    join::<Pol>(waker);
+}
+
+/// A `WaitQueue` notify racing the wait: the waiter waits while a flag is clear; the
+/// notifier sets it and notifies one.
+fn wait_queue<Pol: Policy + Send + 'static>() {
+    let queue: &'static WaitQueue<Sim<Pol>> = Box::leak(Box::new(WaitQueue::new()));
+    let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let waiter = spawn::<Pol>("waiter", move || {
+        while !flag.load(Ordering::SeqCst) {
+            queue.wait_if(|| !flag.load(Ordering::SeqCst), None);
+        }
+    });
+    let notifier = spawn::<Pol>("notifier", move || {
+        flag.store(true, Ordering::SeqCst);
+        step();
+        queue.notify_one();
+    });
+    join::<Pol>(waiter);
+    join::<Pol>(notifier);
+    assert!(queue.is_empty(), "a waiter left queued");
+}
+
+/// A `Semaphore` of 1 permit, 3 threads across the 2 CPUs: never two inside, all get in.
+fn semaphore<Pol: Policy + Send + 'static>() {
+    let sem: &'static Semaphore<Sim<Pol>> = Box::leak(Box::new(Semaphore::new(1)));
+    let inside: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let threads: Vec<Spawned> = (0..3)
+        .map(|_| {
+            spawn::<Pol>("taker", move || {
+                sem.acquire();
+                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two inside");
+                step();
+                inside.fetch_sub(1, Ordering::SeqCst);
+                sem.release();
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(join::<Pol>);
+    assert_eq!(done.load(Ordering::SeqCst), 3);
+    assert_eq!(sem.available(), 1, "the permit given back");
+}
+
+/// A `Mutex` count: 2 threads, 2 increments each, a step between the read and the write.
+fn mutex<Pol: Policy + Send + 'static>() {
+    let count: &'static SchedMutex<Sim<Pol>, u64> = Box::leak(Box::new(SchedMutex::new(0)));
+    let threads: Vec<Spawned> = (0..2)
+        .map(|_| {
+            spawn::<Pol>("counter", move || {
+                for _ in 0..2 {
+                    let mut c = count.lock();
+                    let v = *c;
+                    step();
+                    *c = v + 1;
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(join::<Pol>);
+    assert_eq!(*count.lock(), 4, "the mutex count");
+}
+
+/// Preemption: 3 busy threads on 2 CPUs (main joins): a timer tick preempts one, which the
+/// other CPU may pick up.
+fn preemption<Pol: Policy + Send + 'static>() {
+    let steps = Arc::new(AtomicU64::new(0));
+    let threads: Vec<Spawned> = (0..3)
+        .map(|_| {
+            let steps = steps.clone();
+            spawn::<Pol>("busy", move || {
+                for _ in 0..2 {
+                    step();
+                    steps.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(join::<Pol>);
+    assert_eq!(steps.load(Ordering::SeqCst), 6);
+}
+
+/// Sleepers: none wakes before its deadline, none is lost; one is bound to CPU 1.
+fn sleepers<Pol: Policy + Send + 'static>() {
+    let sleeper = |i: u64| {
+        move || {
+            let deadline = now() + (i + 1) * MS;
+            rt::<Pol>().sleep_until(deadline);
+            assert!(now() >= deadline, "a sleep ended early");
+        }
+    };
+    let a = spawn::<Pol>("sleeper", sleeper(0));
+    let b = spawn_on::<Pol>(1, "bound sleeper", {
+        let sleep = sleeper(1);
+        move || {
+            sleep();
+            assert_eq!(cpu(), 1, "a thread bound to CPU 1 ran elsewhere");
+        }
+    });
+    join::<Pol>(a);
+    join::<Pol>(b);
+}
+
+#[test]
+fn park_unpark_across_cpus() {
+    explore::<Coop>("park_unpark_across_cpus", 2, park_unpark::<Coop>);
+}
+
+#[test]
+fn migration_while_saving() {
+    explore::<Coop>("migration_while_saving", 2, migration::<Coop>);
+}
+
+#[test]
+fn wake_up_racing_going_idle() {
+    explore::<Coop>("wake_up_racing_going_idle", 2, idle_race::<Coop>);
+}
+
+#[test]
+fn wait_queue_notify_racing_the_wait() {
+    explore::<Coop>("wait_queue_notify_racing_the_wait", 2, wait_queue::<Coop>);
+}
+
+#[test]
+fn semaphore_of_one_with_three_threads() {
+    explore::<Coop>("semaphore_of_one_with_three_threads", 1, semaphore::<Coop>);
+}
+
+#[test]
+fn mutex_count() {
+    explore::<Coop>("mutex_count", 1, mutex::<Coop>);
+}
+
+#[test]
+fn preemption_and_pick_up() {
+    explore::<Preempt>("preemption_and_pick_up", 2, preemption::<Preempt>);
+}
+
+#[test]
+fn sleepers_never_early() {
+    explore::<Coop>("sleepers_never_early", 2, sleepers::<Coop>);
+}
