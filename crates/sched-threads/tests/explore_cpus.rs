@@ -87,6 +87,9 @@ const CPU1: u64 = 2;
 /// Steps in one schedule before it counts as a livelock.
 const STEP_LIMIT: u64 = 20_000;
 
+/// The scenario and schedule running (for a report from the panic hook).
+static RUNNING: Mutex<String> = Mutex::new(String::new());
+
 #[derive(Clone, Default)]
 struct Cpu {
     /// The context it runs.
@@ -162,20 +165,24 @@ impl World {
     fn fail(&self, mut s: Guard<'_>, message: String) -> ! {
         if !s.failed {
             s.failed = true;
-            let choices: Vec<String> = s.trace.iter().map(|(c, _)| c.to_string()).collect();
-            let report = format!(
-                "{message}\n  schedule (EXPLORE_SCHEDULE={}), {} steps, CPU {} active",
-                choices.join(","),
-                s.steps,
-                s.active
-            );
-            let _ = s.result.send(Err(report));
+            let _ = s.result.send(Err(self.report(&s, &message)));
         }
         self.cv.notify_all();
         drop(s);
         loop {
             std::thread::park();
         }
+    }
+
+    /// A failure's report: the message and the schedule that led there.
+    fn report(&self, s: &State, message: &str) -> String {
+        let choices: Vec<String> = s.trace.iter().map(|(c, _)| c.to_string()).collect();
+        format!(
+            "{message}\n  schedule (EXPLORE_SCHEDULE={}), {} steps, CPU {} active",
+            choices.join(","),
+            s.steps,
+            s.active
+        )
     }
 
     /// Waits until a CPU that runs context `me` is active; returns the guard (and sets `CPU`).
@@ -356,24 +363,6 @@ fn now() -> u64 {
 /// The CPU the caller runs on.
 fn cpu() -> usize {
     CPU.get()
-}
-
-/// A thread body whose panic (a failed assert) fails the schedule.
-fn checked(body: impl FnOnce() + Send + 'static) -> Box<dyn FnOnce() + Send> {
-    Box::new(move || {
-        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-            let w = world();
-            let s = w.lock();
-            w.fail(s, format!("a thread panicked: {}", panic_message(&*e)));
-        }
-    })
-}
-
-fn panic_message(e: &(dyn Any + Send)) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 /// The contract check around a policy: a task is never handed over while it is already ready.
@@ -618,39 +607,28 @@ fn run_one<Pol: Policy + Send + 'static>(
                 WORLD.set(Some(w.clone()));
                 CTX.set(MAIN);
                 CPU.set(0);
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    runtime.init(SLICE);
-                    let cpu1 = w.clone();
-                    std::thread::Builder::new()
-                        .stack_size(256 * 1024)
-                        .spawn(move || {
-                            WORLD.set(Some(cpu1.clone()));
-                            CTX.set(CPU1);
-                            drop(cpu1.wait_turn(cpu1.lock(), CPU1));
-                            Sim::<Pol>::runtime().run_cpu()
-                        })
-                        .expect("a host thread for CPU 1");
-                    let s = w.hand_to(w.lock(), 1);
-                    let mut s = s;
-                    s.booting = false;
-                    drop(s);
-                    scenario();
-                }));
-                let w = world();
-                let s = w.lock();
-                match outcome {
-                    Ok(()) => {
-                        let _ = tx.send(Ok(()));
-                        drop(s);
-                    }
-                    Err(e) => w.fail(s, format!("main panicked: {}", panic_message(&*e))),
-                }
+                runtime.init(SLICE);
+                let cpu1 = w.clone();
+                std::thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        WORLD.set(Some(cpu1.clone()));
+                        CTX.set(CPU1);
+                        drop(cpu1.wait_turn(cpu1.lock(), CPU1));
+                        Sim::<Pol>::runtime().run_cpu()
+                    })
+                    .expect("a host thread for CPU 1");
+                let mut s = w.hand_to(w.lock(), 1);
+                s.booting = false;
+                drop(s);
+                scenario();
+                let _ = tx.send(Ok(()));
             })
             .expect("a host thread for main");
     }
     let outcome = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| Err("the schedule hung for a minute".into()));
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| Err("the schedule hung for 20 s".into()));
     let s = w.lock();
     outcome.map(|()| (s.trace.clone(), s.spins))
 }
@@ -662,6 +640,7 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
     if in_a_child(name) {
         return 0;
     }
+    report_panics();
     let start = Instant::now();
     if let Ok(only) = std::env::var("EXPLORE_SCHEDULE") {
         let prefix: Vec<usize> = only
@@ -669,6 +648,7 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
             .filter(|c| !c.is_empty())
             .map(|c| c.trim().parse().expect("a choice number"))
             .collect();
+        *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = format!("{name}: {only}");
         if let Err(e) = run_one::<Pol>(prefix, bound, scenario) {
             panic!("{name}: {e}");
         }
@@ -677,6 +657,8 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
     let mut prefix = Vec::new();
     let (mut runs, mut spins) = (0u64, 0u64);
     loop {
+        *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) =
+            format!("{name} ({}): schedule {}", Pol::NAME, runs + 1);
         let (mut trace, s) = match run_one::<Pol>(prefix, bound, scenario) {
             Ok(r) => r,
             Err(e) => panic!("{name} ({}): schedule {} failed: {e}", Pol::NAME, runs + 1),
@@ -703,6 +685,32 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
         }
         prefix = trace.into_iter().map(|(c, _)| c).collect();
     }
+}
+
+/// Makes a panic on a simulated CPU (a failed assert, the runtime's own deadlock report, in
+/// any context) fail the schedule, with its choices, before anything unwinds (the runtime's
+/// `extern "C"` thread entry would abort the process).
+fn report_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let Some(w) = WORLD.with_borrow(|w| w.clone()) else {
+            return default(info);
+        };
+        let message = format!("a panic: {}", info.payload_as_str().unwrap_or("?"));
+        let message = match info.location() {
+            Some(at) => format!("{message} (at {at})"),
+            None => message,
+        };
+        // Not unwinding (through the runtime's `extern "C"` entry the process would abort,
+        // and parked here the hook's lock would stay held): report and end the process.
+        let s = w.lock();
+        let report = w.report(&s, &message);
+        eprintln!(
+            "{}: {report}",
+            RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+        );
+        std::process::exit(101);
+    }));
 }
 
 /// Runs test `name` again in a process of its own, unless this is that process; returns
@@ -741,7 +749,7 @@ fn spawn<Pol: Policy + Send + 'static>(
     body: impl FnOnce() + Send + 'static,
 ) -> Spawned {
     rt::<Pol>()
-        .spawn(Some(name.into()), 0, checked(body))
+        .spawn(Some(name.into()), 0, Box::new(body))
         .expect("a stack")
 }
 
@@ -751,7 +759,7 @@ fn spawn_on<Pol: Policy + Send + 'static>(
     body: impl FnOnce() + Send + 'static,
 ) -> Spawned {
     rt::<Pol>()
-        .spawn_on(c, Some(name.into()), 0, checked(body))
+        .spawn_on(c, Some(name.into()), 0, Box::new(body))
         .expect("a stack")
 }
 
