@@ -31,34 +31,51 @@
 //! # What is explored, and the bound
 //! Depth-first over the choice points: each schedule is a sequence of choices, replayed on a
 //! fresh world (fresh host threads) from the start, the next schedule being the last choice
-//! point with an untried option. Choosing anything but the default (switching away from a CPU
-//! that could continue, firing a timer early) spends one unit of a budget (CHESS's
-//! preemption bounding): schedules with more than `bound` such choices are not run. Forced
-//! choices (the active CPU halted or waiting) are free. So the exploration is exhaustive for
-//! every schedule with at most `bound` preemptions; most concurrency bugs need one or two
-//! (a wake-up landing in a window, a CPU going idle in another). Each test prints how many
-//! schedules it ran.
+//! point with an untried option (the model is deterministic: the same choices give the same
+//! run). Choosing anything but the default (switching away from a CPU that could continue,
+//! firing a timer) spends one unit of a budget (CHESS's preemption bounding): schedules with
+//! more than `bound` such choices are not run; forced choices (the active CPU halted or
+//! waiting for another) are free. So the exploration is exhaustive for every schedule with at
+//! most `bound` preemptions (3 here, 2 for the two largest scenarios); most concurrency bugs
+//! need one or two (a wake-up landing in a window, a CPU going idle in another). Each test
+//! prints how many schedules it ran, and how many of them made a CPU wait for a thread's save
+//! (the handshake exercised). Schedules leak their host threads (blocked in the runtime's
+//! frames: they cannot be unwound past its `extern "C"` thread entry), so each test runs in
+//! child processes of the test binary, [`CHUNK`] schedules each, each starting where the last
+//! stopped.
+//!
+//! Why it is sound for what it checks: the runtime's shared state changes only inside its
+//! critical sections (the scheduler's lock, a `WaitQueue`'s lock) or through atomics the
+//! scenarios and the runtime touch between step points, and every place between critical
+//! sections where one CPU's progress can interleave with another's is a step point (the
+//! runtime calls the platform there: masking interrupts before it locks, unmasking after,
+//! the switch after it unlocks, `idle` after it unlocks). Interleaving whole critical sections
+//! at every such point (within the bound) therefore gives every ordering of their effects on a
+//! sequentially consistent machine.
 //!
 //! # Checks, in every schedule
 //! No context runs on two CPUs at once (a switch to a context that holds another CPU's baton);
 //! every scenario finishes (no lost wake-up: all CPUs halted with nothing pending is a
-//! failure; a livelock runs into a step limit); the policy is never handed a thread that is
-//! already ready (woken twice); the scenarios' own asserts (each waiter woken once, mutual
-//! exclusion and counts of `Mutex` and `Semaphore`, no sleeper woken early, a bound thread
-//! only on its CPU). A failure prints the choice sequence; `EXPLORE_SCHEDULE=0,1,...` runs
-//! only that schedule (with `--nocapture` for its trace).
+//! failure, as is the runtime's own deadlock report; a livelock runs into a step limit); the
+//! policy is never handed a thread that is already ready (woken twice); the scenarios' own
+//! asserts (each waiter woken once, mutual exclusion and counts of `Mutex` and `Semaphore`, no
+//! sleeper woken early, a bound thread only on its CPU). A failure prints the choice sequence;
+//! `EXPLORE_SCHEDULE=0,1,... cargo test -p sched-threads --test explore_cpus NAME --
+//! --nocapture` replays only that schedule, printing each choice point.
 //!
 //! # It can fail
-//! Checked by hand with deliberate breakages in a scratch copy of `runtime.rs` (never
-//! committed): without the `kick` in `unpark`, `idle_race` reports the lost wake-up (every
-//! CPU halted, nothing pending); without the wake token (`Running | Ready => false` in
-//! `wake`), `park_unpark` reports it; without zeroing `sp` before the switch, `migration`
-//! reports a context resumed on one CPU while another still runs it.
+//! Checked by hand with deliberate breakages of `runtime.rs` (never committed): without the
+//! `kick` in `unpark`, `wake_up_racing_going_idle` reports the lost wake-up on its first
+//! schedule (both CPUs halted, no IPI pending, no timer armed); without the wake token
+//! (`Running | Ready => false` in `wake`), every scenario reports the runtime's deadlock (a
+//! joiner's wake-up lost) within 100 schedules; without zeroing `sp` before the switch, the
+//! scenarios that migrate report a context resumed on one CPU while the other still runs it.
 //!
 //! # Not covered
 //! Weak memory orderings (the host runs one CPU at a time, under a std mutex: sequentially
-//! consistent); interleavings inside a critical section of the scheduler's lock (atomic here,
-//! as the lock makes them); more than 2 CPUs; schedules beyond the bound; device interrupts.
+//! consistent); interleavings inside a critical section (atomic here, as its lock makes it);
+//! more than 2 CPUs; schedules beyond the bound; device interrupts; an IPI's handler (it
+//! only wakes a halted CPU here, as in the kernel).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -89,6 +106,10 @@ const STEP_LIMIT: u64 = 20_000;
 
 /// The scenario and schedule running (for a report from the panic hook).
 static RUNNING: Mutex<String> = Mutex::new(String::new());
+/// Print each choice point (replaying one schedule).
+static TRACE: AtomicBool = AtomicBool::new(false);
+/// Schedules per child process (each leaks its host threads).
+const CHUNK: u64 = 1500;
 
 #[derive(Clone, Default)]
 struct Cpu {
@@ -295,6 +316,12 @@ impl World {
             let pick = s.prefix.get(i).copied().unwrap_or(0);
             if pick >= options.len() {
                 self.fail(s, format!("replay diverged: choice {pick} of {options:?}"));
+            }
+            if TRACE.load(Ordering::Relaxed) {
+                eprintln!(
+                    "choice {i}: step {}, CPU {c}: {options:?} -> {pick}",
+                    s.steps
+                );
             }
             s.trace.push((pick, options.len()));
             if pick > 0 {
@@ -633,48 +660,46 @@ fn run_one<Pol: Policy + Send + 'static>(
     outcome.map(|()| (s.trace.clone(), s.spins))
 }
 
-/// Runs every schedule of `scenario` with at most `bound` preemptions; returns how many, after
-/// printing it. Fails with the first failing schedule.
-/// `name` is the test's: it runs in a process of its own (see [`in_a_child`]).
-fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn()) -> u64 {
-    if in_a_child(name) {
-        return 0;
+/// Runs every schedule of `scenario` with at most `bound` preemptions, printing how many.
+/// Fails with the first failing schedule. `name` is the test's: it runs in child processes
+/// (see [`in_children`]), each exploring up to [`CHUNK`] schedules from where the last one
+/// stopped.
+fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn()) {
+    if in_children(name, bound) {
+        return;
     }
     report_panics();
-    let start = Instant::now();
-    if let Ok(only) = std::env::var("EXPLORE_SCHEDULE") {
-        let prefix: Vec<usize> = only
-            .split(',')
+    let parse = |list: &str| -> Vec<usize> {
+        list.split(',')
             .filter(|c| !c.is_empty())
             .map(|c| c.trim().parse().expect("a choice number"))
-            .collect();
+            .collect()
+    };
+    if let Ok(only) = std::env::var("EXPLORE_SCHEDULE") {
         *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = format!("{name}: {only}");
-        if let Err(e) = run_one::<Pol>(prefix, bound, scenario) {
+        TRACE.store(true, Ordering::Relaxed);
+        if let Err(e) = run_one::<Pol>(parse(&only), bound, scenario) {
             panic!("{name}: {e}");
         }
-        return 1;
+        eprintln!("explore-done 1 0");
+        return;
     }
-    let mut prefix = Vec::new();
+    let mut prefix = parse(&std::env::var("EXPLORE_FROM").unwrap_or_default());
     let (mut runs, mut spins) = (0u64, 0u64);
     loop {
         *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) =
-            format!("{name} ({}): schedule {}", Pol::NAME, runs + 1);
+            format!("{name} ({}): schedule {:?}", Pol::NAME, prefix);
         let (mut trace, s) = match run_one::<Pol>(prefix, bound, scenario) {
             Ok(r) => r,
-            Err(e) => panic!("{name} ({}): schedule {} failed: {e}", Pol::NAME, runs + 1),
+            Err(e) => panic!("{name} ({}): a schedule failed: {e}", Pol::NAME),
         };
         runs += 1;
         spins += s;
         loop {
             match trace.pop() {
                 None => {
-                    eprintln!(
-                        "{name} ({}): {runs} schedules, preemption bound {bound}, {spins} \
-                         waits for a save, {:.1} s",
-                        Pol::NAME,
-                        start.elapsed().as_secs_f64()
-                    );
-                    return runs;
+                    eprintln!("explore-done {runs} {spins}");
+                    return;
                 }
                 Some((pick, n)) if pick + 1 < n => {
                     trace.push((pick + 1, n));
@@ -684,6 +709,11 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
             }
         }
         prefix = trace.into_iter().map(|(c, _)| c).collect();
+        if runs == CHUNK {
+            let next: Vec<String> = prefix.iter().map(usize::to_string).collect();
+            eprintln!("explore-next {runs} {spins} {}", next.join(","));
+            return;
+        }
     }
 }
 
@@ -713,27 +743,48 @@ fn report_panics() {
     }));
 }
 
-/// Runs test `name` again in a process of its own, unless this is that process; returns
-/// whether it did (and the child passed). Each schedule leaks its host threads (they stay
-/// blocked inside the runtime's frames, which cannot be unwound past its `extern "C"` thread
-/// entry), and a process has room for some 16,000 threads (`vm.max_map_count`): each test gets
-/// that room for itself.
-fn in_a_child(name: &str) -> bool {
+/// Runs test `name` again in child processes, unless this is one; returns whether it did
+/// (and they passed). Each schedule leaks its host threads (they stay blocked inside the
+/// runtime's frames, which cannot be unwound past its `extern "C"` thread entry), and a process
+/// has room for some 16,000 threads (`vm.max_map_count`): each child explores [`CHUNK`]
+/// schedules, then says where the next one takes over.
+fn in_children(name: &str, bound: u32) -> bool {
     if std::env::var_os("EXPLORE_CHILD").is_some() {
         return false;
     }
-    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args([name, "--exact", "--nocapture", "--test-threads", "1"])
-        .env("EXPLORE_CHILD", "1")
-        .output()
-        .expect("the test binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ran: Vec<&str> = stderr.lines().filter(|l| l.contains("schedules")).collect();
-    eprintln!("{}", ran.join("\n"));
-    assert!(
-        out.status.success() && !ran.is_empty(),
-        "{name} failed:\n{}\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
+    let start = Instant::now();
+    let (mut runs, mut spins, mut from) = (0u64, 0u64, String::new());
+    loop {
+        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+            .env("EXPLORE_CHILD", "1")
+            .env("EXPLORE_FROM", &from)
+            .output()
+            .expect("the test binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("explore-"))
+            .map(|l| l.split(' ').collect::<Vec<_>>());
+        match last.as_deref() {
+            Some([word, r, s, rest @ ..]) if out.status.success() => {
+                runs += r.parse::<u64>().expect("a count");
+                spins += s.parse::<u64>().expect("a count");
+                if *word == "explore-done" {
+                    break;
+                }
+                from = rest.concat();
+            }
+            _ => panic!(
+                "{name} failed after {runs} schedules:\n{}\n{stderr}",
+                String::from_utf8_lossy(&out.stdout)
+            ),
+        }
+    }
+    eprintln!(
+        "{name}: {runs} schedules (preemption bound {bound}), {spins} waits for a save, {:.1} s",
+        start.elapsed().as_secs_f64()
     );
     true
 }
@@ -941,32 +992,32 @@ fn sleepers<Pol: Policy + Send + 'static>() {
 
 #[test]
 fn park_unpark_across_cpus() {
-    explore::<Coop>("park_unpark_across_cpus", 2, park_unpark::<Coop>);
+    explore::<Coop>("park_unpark_across_cpus", 3, park_unpark::<Coop>);
 }
 
 #[test]
 fn migration_while_saving() {
-    explore::<Coop>("migration_while_saving", 2, migration::<Coop>);
+    explore::<Coop>("migration_while_saving", 3, migration::<Coop>);
 }
 
 #[test]
 fn wake_up_racing_going_idle() {
-    explore::<Coop>("wake_up_racing_going_idle", 2, idle_race::<Coop>);
+    explore::<Coop>("wake_up_racing_going_idle", 3, idle_race::<Coop>);
 }
 
 #[test]
 fn wait_queue_notify_racing_the_wait() {
-    explore::<Coop>("wait_queue_notify_racing_the_wait", 2, wait_queue::<Coop>);
+    explore::<Coop>("wait_queue_notify_racing_the_wait", 3, wait_queue::<Coop>);
 }
 
 #[test]
 fn semaphore_of_one_with_three_threads() {
-    explore::<Coop>("semaphore_of_one_with_three_threads", 1, semaphore::<Coop>);
+    explore::<Coop>("semaphore_of_one_with_three_threads", 3, semaphore::<Coop>);
 }
 
 #[test]
 fn mutex_count() {
-    explore::<Coop>("mutex_count", 1, mutex::<Coop>);
+    explore::<Coop>("mutex_count", 3, mutex::<Coop>);
 }
 
 #[test]
