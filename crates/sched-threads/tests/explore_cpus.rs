@@ -106,6 +106,13 @@ const STEP_LIMIT: u64 = 20_000;
 
 /// The scenario and schedule running (for a report from the panic hook).
 static RUNNING: Mutex<String> = Mutex::new(String::new());
+/// Schedules in which the scenario saw what it is about (it counts them: a preemption, a
+/// thread that changed CPUs...), in this process.
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+/// Whether this schedule saw the scenario's event.
+static SAW: AtomicBool = AtomicBool::new(false);
+/// Whether an IPI was pending when its CPU went to halt (it came in the idle window).
+static EARLY_IPI: AtomicBool = AtomicBool::new(false);
 /// Print each choice point (replaying one schedule).
 static TRACE: AtomicBool = AtomicBool::new(false);
 /// Schedules per child process (each leaks its host threads).
@@ -382,6 +389,11 @@ fn step() {
     world().step(false);
 }
 
+/// Marks this schedule as one that saw the scenario's event.
+fn saw() {
+    SAW.store(true, Ordering::SeqCst);
+}
+
 /// The virtual clock.
 fn now() -> u64 {
     world().lock().now
@@ -475,10 +487,16 @@ impl Platform for SimPlatform {
     /// timer's interrupt is delivered before it returns.
     fn idle() {
         let w = world();
+        // The idle window: the runtime marked this CPU idle and unlocked; another CPU may make
+        // a thread ready and send the IPI before this one halts.
+        w.step(false);
         let mut s = w.lock();
         let c = CPU.get();
         s.cpus[c].irq = true;
         s.cpus[c].halted = true;
+        if s.cpus[c].ipi {
+            EARLY_IPI.store(true, Ordering::SeqCst);
+        }
         if s.booting {
             // CPU 1 joined: back to main on CPU 0.
             s = w.hand_to(s, 0);
@@ -600,6 +618,8 @@ fn run_one<Pol: Policy + Send + 'static>(
     bound: u32,
     scenario: fn(),
 ) -> Result<(Vec<(usize, usize)>, u64), String> {
+    SAW.store(false, Ordering::SeqCst);
+    EARLY_IPI.store(false, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel();
     let runtime: &'static Runtime<Sim<Pol>> = Box::leak(Box::new(Runtime::new()));
     let mut cpus = vec![Cpu::default(); CPUS];
@@ -657,6 +677,9 @@ fn run_one<Pol: Policy + Send + 'static>(
         .recv_timeout(Duration::from_secs(20))
         .unwrap_or_else(|_| Err("the schedule hung for 20 s".into()));
     let s = w.lock();
+    if outcome.is_ok() && SAW.swap(false, Ordering::SeqCst) {
+        EVENTS.fetch_add(1, Ordering::SeqCst);
+    }
     outcome.map(|()| (s.trace.clone(), s.spins))
 }
 
@@ -664,9 +687,10 @@ fn run_one<Pol: Policy + Send + 'static>(
 /// Fails with the first failing schedule. `name` is the test's: it runs in child processes
 /// (see [`in_children`]), each exploring up to [`CHUNK`] schedules from where the last one
 /// stopped.
-fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn()) {
-    if in_children(name, bound) {
-        return;
+/// Returns (in the parent) the schedules in which the scenario saw what it is about.
+fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn()) -> Option<u64> {
+    if let Some(events) = in_children(name, bound) {
+        return Some(events);
     }
     report_panics();
     let parse = |list: &str| -> Vec<usize> {
@@ -681,8 +705,8 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
         if let Err(e) = run_one::<Pol>(parse(&only), bound, scenario) {
             panic!("{name}: {e}");
         }
-        eprintln!("explore-done 1 0");
-        return;
+        eprintln!("explore-done 1 0 {}", EVENTS.load(Ordering::SeqCst));
+        return None;
     }
     let mut prefix = parse(&std::env::var("EXPLORE_FROM").unwrap_or_default());
     let (mut runs, mut spins) = (0u64, 0u64);
@@ -698,8 +722,11 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
         loop {
             match trace.pop() {
                 None => {
-                    eprintln!("explore-done {runs} {spins}");
-                    return;
+                    eprintln!(
+                        "explore-done {runs} {spins} {}",
+                        EVENTS.load(Ordering::SeqCst)
+                    );
+                    return None;
                 }
                 Some((pick, n)) if pick + 1 < n => {
                     trace.push((pick + 1, n));
@@ -711,8 +738,12 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
         prefix = trace.into_iter().map(|(c, _)| c).collect();
         if runs == CHUNK {
             let next: Vec<String> = prefix.iter().map(usize::to_string).collect();
-            eprintln!("explore-next {runs} {spins} {}", next.join(","));
-            return;
+            eprintln!(
+                "explore-next {runs} {spins} {} {}",
+                EVENTS.load(Ordering::SeqCst),
+                next.join(",")
+            );
+            return None;
         }
     }
 }
@@ -748,12 +779,12 @@ fn report_panics() {
 /// runtime's frames, which cannot be unwound past its `extern "C"` thread entry), and a process
 /// has room for some 16,000 threads (`vm.max_map_count`): each child explores [`CHUNK`]
 /// schedules, then says where the next one takes over.
-fn in_children(name: &str, bound: u32) -> bool {
+fn in_children(name: &str, bound: u32) -> Option<u64> {
     if std::env::var_os("EXPLORE_CHILD").is_some() {
-        return false;
+        return None;
     }
     let start = Instant::now();
-    let (mut runs, mut spins, mut from) = (0u64, 0u64, String::new());
+    let (mut runs, mut spins, mut events, mut from) = (0u64, 0u64, 0u64, String::new());
     loop {
         let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
             .args([name, "--exact", "--nocapture", "--test-threads", "1"])
@@ -768,9 +799,10 @@ fn in_children(name: &str, bound: u32) -> bool {
             .find(|l| l.starts_with("explore-"))
             .map(|l| l.split(' ').collect::<Vec<_>>());
         match last.as_deref() {
-            Some([word, r, s, rest @ ..]) if out.status.success() => {
+            Some([word, r, s, e, rest @ ..]) if out.status.success() => {
                 runs += r.parse::<u64>().expect("a count");
                 spins += s.parse::<u64>().expect("a count");
+                events += e.parse::<u64>().expect("a count");
                 if *word == "explore-done" {
                     break;
                 }
@@ -783,10 +815,11 @@ fn in_children(name: &str, bound: u32) -> bool {
         }
     }
     eprintln!(
-        "{name}: {runs} schedules (preemption bound {bound}), {spins} waits for a save, {:.1} s",
+        "{name}: {runs} schedules (preemption bound {bound}), {spins} waits for a save, \
+         {events} with the scenario's event, {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    true
+    Some(events)
 }
 
 fn rt<Pol: Policy + Send + 'static>() -> &'static Runtime<Sim<Pol>> {
@@ -830,7 +863,11 @@ fn park_unpark<Pol: Policy + Send + 'static>() {
         let (flag, woken) = (flag.clone(), woken.clone());
         spawn::<Pol>("waiter", move || {
             while !flag.load(Ordering::SeqCst) {
+                let before = cpu();
                 rt::<Pol>().park();
+                if cpu() != before {
+                    saw();
+                }
             }
             woken.fetch_add(1, Ordering::SeqCst);
         })
@@ -855,7 +892,11 @@ fn migration<Pol: Policy + Send + 'static>() {
             let runs = runs.clone();
             spawn::<Pol>("yielder", move || {
                 runs.fetch_add(1, Ordering::SeqCst);
+                let before = cpu();
                 rt::<Pol>().yield_now();
+                if cpu() != before {
+                    saw();
+                }
                 runs.fetch_add(1, Ordering::SeqCst);
             })
         })
@@ -887,6 +928,9 @@ fn idle_race<Pol: Policy + Send + 'static>() {
     });
     join::<Pol>(waiter);
     join::<Pol>(waker);
+    if EARLY_IPI.load(Ordering::SeqCst) {
+        saw();
+    }
 }
 
 /// A `WaitQueue` notify racing the wait: the waiter waits while a flag is clear; the
@@ -902,7 +946,9 @@ fn wait_queue<Pol: Policy + Send + 'static>() {
     let notifier = spawn::<Pol>("notifier", move || {
         flag.store(true, Ordering::SeqCst);
         step();
-        queue.notify_one();
+        if queue.notify_one() {
+            saw();
+        }
     });
     join::<Pol>(waiter);
     join::<Pol>(notifier);
@@ -917,7 +963,10 @@ fn semaphore<Pol: Policy + Send + 'static>() {
     let threads: Vec<Spawned> = (0..3)
         .map(|_| {
             spawn::<Pol>("taker", move || {
-                sem.acquire();
+                if !sem.try_acquire() {
+                    saw();
+                    sem.acquire();
+                }
                 assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two inside");
                 step();
                 inside.fetch_sub(1, Ordering::SeqCst);
@@ -938,7 +987,10 @@ fn mutex<Pol: Policy + Send + 'static>() {
         .map(|_| {
             spawn::<Pol>("counter", move || {
                 for _ in 0..2 {
-                    let mut c = count.lock();
+                    let mut c = count.try_lock().unwrap_or_else(|| {
+                        saw();
+                        count.lock()
+                    });
                     let v = *c;
                     step();
                     *c = v + 1;
@@ -958,9 +1010,14 @@ fn preemption<Pol: Policy + Send + 'static>() {
         .map(|_| {
             let steps = steps.clone();
             spawn::<Pol>("busy", move || {
+                let first = cpu();
                 for _ in 0..2 {
                     step();
                     steps.fetch_add(1, Ordering::SeqCst);
+                }
+                // A busy thread never blocks or yields: on another CPU, it was preempted.
+                if cpu() != first {
+                    saw();
                 }
             })
         })
@@ -973,8 +1030,11 @@ fn preemption<Pol: Policy + Send + 'static>() {
 fn sleepers<Pol: Policy + Send + 'static>() {
     let sleeper = |i: u64| {
         move || {
-            let deadline = now() + (i + 1) * MS;
+            let (deadline, before) = (now() + (i + 1) * MS, cpu());
             rt::<Pol>().sleep_until(deadline);
+            if cpu() != before {
+                saw();
+            }
             assert!(now() >= deadline, "a sleep ended early");
         }
     };
@@ -992,40 +1052,66 @@ fn sleepers<Pol: Policy + Send + 'static>() {
 
 #[test]
 fn park_unpark_across_cpus() {
-    explore::<Coop>("park_unpark_across_cpus", 3, park_unpark::<Coop>);
+    let seen = explore::<Coop>("park_unpark_across_cpus", 3, park_unpark::<Coop>);
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: the waiter woken on the other CPU"
+    );
 }
 
 #[test]
 fn migration_while_saving() {
-    explore::<Coop>("migration_while_saving", 3, migration::<Coop>);
+    let seen = explore::<Coop>("migration_while_saving", 3, migration::<Coop>);
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: a yielder resumed on the other CPU"
+    );
 }
 
 #[test]
 fn wake_up_racing_going_idle() {
-    explore::<Coop>("wake_up_racing_going_idle", 3, idle_race::<Coop>);
+    let seen = explore::<Coop>("wake_up_racing_going_idle", 3, idle_race::<Coop>);
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: the IPI sent in the idle window"
+    );
 }
 
 #[test]
 fn wait_queue_notify_racing_the_wait() {
-    explore::<Coop>("wait_queue_notify_racing_the_wait", 3, wait_queue::<Coop>);
+    let seen = explore::<Coop>("wait_queue_notify_racing_the_wait", 3, wait_queue::<Coop>);
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: the notifier found the waiter queued"
+    );
 }
 
 #[test]
 fn semaphore_of_one_with_three_threads() {
-    explore::<Coop>("semaphore_of_one_with_three_threads", 3, semaphore::<Coop>);
+    let seen = explore::<Coop>("semaphore_of_one_with_three_threads", 3, semaphore::<Coop>);
+    assert!(seen.is_none_or(|n| n > 0), "never: a taker waited");
 }
 
 #[test]
 fn mutex_count() {
-    explore::<Coop>("mutex_count", 3, mutex::<Coop>);
+    let seen = explore::<Coop>("mutex_count", 3, mutex::<Coop>);
+    assert!(seen.is_none_or(|n| n > 0), "never: the lock contended");
 }
 
 #[test]
 fn preemption_and_pick_up() {
-    explore::<Preempt>("preemption_and_pick_up", 2, preemption::<Preempt>);
+    let seen = explore::<Preempt>("preemption_and_pick_up", 2, preemption::<Preempt>);
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: a busy thread preempted and picked by the other CPU"
+    );
 }
 
 #[test]
 fn sleepers_never_early() {
-    explore::<Coop>("sleepers_never_early", 2, sleepers::<Coop>);
+    let seen = explore::<Coop>("sleepers_never_early", 2, sleepers::<Coop>);
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: a sleeper woken on the other CPU"
+    );
 }
