@@ -44,14 +44,17 @@
 //! child processes of the test binary, [`CHUNK`] schedules each, each starting where the last
 //! stopped.
 //!
-//! Why it is sound for what it checks: the runtime's shared state changes only inside its
-//! critical sections (the scheduler's lock, a `WaitQueue`'s lock) or through atomics the
-//! scenarios and the runtime touch between step points, and every place between critical
-//! sections where one CPU's progress can interleave with another's is a step point (the
-//! runtime calls the platform there: masking interrupts before it locks, unmasking after,
-//! the switch after it unlocks, `idle` after it unlocks). Interleaving whole critical sections
-//! at every such point (within the bound) therefore gives every ordering of their effects on a
-//! sequentially consistent machine.
+//! Why it is sound for what it checks: the code between two step points runs as one atomic
+//! block here, so the exploration covers every ordering of these blocks (within the bound) on
+//! a sequentially consistent machine. That is every ordering that matters where each block
+//! touches shared state at most in one critical section (the scheduler's lock, a `WaitQueue`'s
+//! lock) or one atomic operation, which holds for the runtime and `sync` as written: each
+//! critical section is entered after a platform call (masking interrupts) and left before one
+//! (unmasking, the switch, `idle`: the idle window between unlocking and halting is a step
+//! point of its own), and the atomics of `Mutex` and `Semaphore` sit next to such calls. Two
+//! accesses with no step point between them (say, a condition checked outside a queue's lock
+//! and the queue pushed under it) would be explored as one: a change bringing such a window
+//! needs a `step` there to be covered.
 //!
 //! # Checks, in every schedule
 //! No context runs on two CPUs at once (a switch to a context that holds another CPU's baton);
@@ -69,13 +72,18 @@
 //! schedule (both CPUs halted, no IPI pending, no timer armed); without the wake token
 //! (`Running | Ready => false` in `wake`), every scenario reports the runtime's deadlock (a
 //! joiner's wake-up lost) within 100 schedules; without zeroing `sp` before the switch, the
-//! scenarios that migrate report a context resumed on one CPU while the other still runs it.
+//! scenarios that migrate report a context resumed on one CPU while the other still runs it;
+//! with `WaitQueue::wait_if` checking its condition before taking its lock (and a platform call
+//! between the check and the push), the `WaitQueue`, `Mutex` and `Semaphore` scenarios
+//! report the lost notify. Without that platform call the last one goes unseen: see below.
 //!
 //! # Not covered
 //! Weak memory orderings (the host runs one CPU at a time, under a std mutex: sequentially
 //! consistent); interleavings inside a critical section (atomic here, as its lock makes it);
-//! more than 2 CPUs; schedules beyond the bound; device interrupts; an IPI's handler (it
-//! only wakes a halted CPU here, as in the kernel).
+//! more than 2 CPUs (the machine's CPU count is a constant; 3 would need the scenarios
+//! generic over it, and many more schedules); schedules beyond the bound; device interrupts;
+//! a timer firing on a CPU that is neither active nor halted (it fires once that CPU runs
+//! again with interrupts enabled); an IPI's handler (it only wakes a halted CPU here).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
