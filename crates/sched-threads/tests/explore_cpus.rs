@@ -1,6 +1,6 @@
 //! An exhaustive explorer of the real runtime (`Runtime`, its `Sched`, the policies
-//! `sched_coop::Coop` and `sched_preempt::Preempt`, and the `sync` types) on 2 SIMULATED CPUs:
-//! every schedule of the CPUs, up to a preemption bound, is run and checked.
+//! `sched_coop::Coop` and `sched_preempt::Preempt`, and the `sync` types) on 2 or 3 SIMULATED
+//! CPUs: every schedule of the CPUs, up to a preemption bound, is run and checked.
 //!
 //! # The model
 //! - **Contexts** (threads, `main`, each CPU's idle context) are host threads; each simulated
@@ -36,7 +36,8 @@
 //! firing a timer) spends one unit of a budget (CHESS's preemption bounding): schedules with
 //! more than `bound` such choices are not run; forced choices (the active CPU halted or
 //! waiting for another) are free. So the exploration is exhaustive for every schedule with at
-//! most `bound` preemptions (3 here, 2 for the two largest scenarios); most concurrency bugs
+//! most `bound` preemptions (3 on 2 CPUs, 2 for the two largest scenarios and on 3 CPUs but
+//! for the idle race); most concurrency bugs
 //! need one or two (a wake-up landing in a window, a CPU going idle in another). Each test
 //! prints how many schedules it ran, and how many of them made a CPU wait for a thread's save
 //! (the handshake exercised). Schedules leak their host threads (blocked in the runtime's
@@ -68,10 +69,11 @@
 //!
 //! # It can fail
 //! Checked by hand with deliberate breakages of `runtime.rs` (never committed): without the
-//! `kick` in `unpark`, `wake_up_racing_going_idle` reports the lost wake-up on its first
-//! schedule (both CPUs halted, no IPI pending, no timer armed); without the wake token
-//! (`Running | Ready => false` in `wake`), every scenario reports the runtime's deadlock (a
-//! joiner's wake-up lost) within 100 schedules; without zeroing `sp` before the switch, the
+//! `kick` in `unpark`, `wake_up_racing_going_idle` (on 2 and on 3 CPUs) reports the lost
+//! wake-up on its first schedule (every CPU halted, no IPI pending, no timer armed); without
+//! the wake token (`Running | Ready => false` in `wake`), every scenario reports the runtime's
+//! deadlock (a joiner's wake-up lost) within 100 schedules; without zeroing `sp` before the
+//! switch, the
 //! scenarios that migrate report a context resumed on one CPU while the other still runs it;
 //! with `WaitQueue::wait_if` checking its condition before taking its lock (and a platform call
 //! between the check and the push), the `WaitQueue`, `Mutex` and `Semaphore` scenarios
@@ -80,8 +82,7 @@
 //! # Not covered
 //! Weak memory orderings (the host runs one CPU at a time, under a std mutex: sequentially
 //! consistent); interleavings inside a critical section (atomic here, as its lock makes it);
-//! more than 2 CPUs (the machine's CPU count is a constant; 3 would need the scenarios
-//! generic over it, and many more schedules); schedules beyond the bound; device interrupts;
+//! more than 3 CPUs; schedules beyond the bound; device interrupts;
 //! a timer firing on a CPU that is neither active nor halted (it fires once that CPU runs
 //! again with interrupts enabled); an IPI's handler (it only wakes a halted CPU here).
 
@@ -101,7 +102,6 @@ use sched_preempt::Preempt;
 use sched_threads::sync::{Mutex as SchedMutex, Semaphore};
 use sched_threads::{Machine, Runtime, WaitQueue};
 
-const CPUS: usize = 2;
 const MS: u64 = 1_000_000;
 const SLICE: u64 = 10 * MS;
 const START: u64 = 1_000 * MS;
@@ -275,13 +275,14 @@ impl World {
         if can_run(c) {
             v.push(Opt::Continue);
         }
-        for k in 1..CPUS {
-            let x = (c + k) % CPUS;
+        let n = s.cpus.len();
+        for k in 1..n {
+            let x = (c + k) % n;
             if can_run(x) {
                 v.push(Opt::Run(x));
             }
         }
-        let mut fires: Vec<(u64, usize)> = (0..CPUS)
+        let mut fires: Vec<(u64, usize)> = (0..n)
             .filter_map(|x| {
                 let cpu = &s.cpus[x];
                 let d = cpu.armed.filter(|&d| d > s.now)?;
@@ -458,7 +459,8 @@ impl<Pol: Policy> Policy for Checked<Pol> {
     }
 }
 
-struct Sim<Pol>(PhantomData<Pol>);
+/// The simulated machine: policy `Pol` (checked), `N` CPUs.
+struct Sim<Pol, const N: usize>(PhantomData<Pol>);
 struct SimPlatform;
 
 impl Platform for SimPlatform {
@@ -546,10 +548,10 @@ impl Platform for SimPlatform {
 // SAFETY: stacks are host allocations owned until freed; guard pages always "succeed" (nothing
 // touches them); `prepare_stack`/`switch` hand a CPU's baton between host threads so that each
 // CPU runs exactly the context the runtime resumed there, one CPU at a time.
-unsafe impl<Pol: Policy + Send + 'static> Machine for Sim<Pol> {
+unsafe impl<Pol: Policy + Send + 'static, const N: usize> Machine for Sim<Pol, N> {
     type Platform = SimPlatform;
     type Policy = Checked<Pol>;
-    const CPUS: usize = CPUS;
+    const CPUS: usize = N;
 
     fn runtime() -> &'static Runtime<Self> {
         world()
@@ -605,7 +607,7 @@ unsafe impl<Pol: Policy + Send + 'static> Machine for Sim<Pol> {
         let me = CTX.get();
         let mut s = w.lock();
         let c = CPU.get();
-        if let Some(o) = (0..CPUS).find(|&o| o != c && s.cpus[o].baton == to_sp) {
+        if let Some(o) = (0..N).find(|&o| o != c && s.cpus[o].baton == to_sp) {
             w.fail(
                 s,
                 format!("context {to_sp} resumed on CPU {c} while CPU {o} still runs it"),
@@ -621,7 +623,7 @@ unsafe impl<Pol: Policy + Send + 'static> Machine for Sim<Pol> {
 
 /// Runs one schedule: boots a world with `prefix` to replay, runs `scenario` on its `main`.
 /// Returns the choice points passed (or the failure).
-fn run_one<Pol: Policy + Send + 'static>(
+fn run_one<X: Machine>(
     prefix: Vec<usize>,
     bound: u32,
     scenario: fn(),
@@ -629,10 +631,12 @@ fn run_one<Pol: Policy + Send + 'static>(
     SAW.store(false, Ordering::SeqCst);
     EARLY_IPI.store(false, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel();
-    let runtime: &'static Runtime<Sim<Pol>> = Box::leak(Box::new(Runtime::new()));
-    let mut cpus = vec![Cpu::default(); CPUS];
-    cpus[0].baton = MAIN;
-    cpus[1].baton = CPU1;
+    let runtime: &'static Runtime<X> = Box::leak(Box::new(Runtime::new()));
+    let mut cpus = vec![Cpu::default(); X::CPUS];
+    for (c, cpu) in cpus.iter_mut().enumerate() {
+        // CPU c > 0 starts on its own context, CPU1 + c - 1.
+        cpu.baton = if c == 0 { MAIN } else { CPU1 + c as u64 - 1 };
+    }
     let w = Arc::new(World {
         state: Mutex::new(State {
             cpus,
@@ -651,8 +655,8 @@ fn run_one<Pol: Policy + Send + 'static>(
         }),
         cv: Condvar::new(),
         runtime,
-        tick: || Sim::<Pol>::runtime().timer_tick(),
-        is_locked: || Sim::<Pol>::runtime().is_locked(),
+        tick: || X::runtime().timer_tick(),
+        is_locked: || X::runtime().is_locked(),
     });
     {
         let w = w.clone();
@@ -663,17 +667,22 @@ fn run_one<Pol: Policy + Send + 'static>(
                 CTX.set(MAIN);
                 CPU.set(0);
                 runtime.init(SLICE);
-                let cpu1 = w.clone();
-                std::thread::Builder::new()
-                    .stack_size(256 * 1024)
-                    .spawn(move || {
-                        WORLD.set(Some(cpu1.clone()));
-                        CTX.set(CPU1);
-                        drop(cpu1.wait_turn(cpu1.lock(), CPU1));
-                        Sim::<Pol>::runtime().run_cpu()
-                    })
-                    .expect("a host thread for CPU 1");
-                let mut s = w.hand_to(w.lock(), 1);
+                let mut s = w.lock();
+                for c in 1..X::CPUS {
+                    let cpu = w.clone();
+                    let ctx = CPU1 + c as u64 - 1;
+                    std::thread::Builder::new()
+                        .stack_size(256 * 1024)
+                        .spawn(move || {
+                            WORLD.set(Some(cpu.clone()));
+                            CTX.set(ctx);
+                            drop(cpu.wait_turn(cpu.lock(), ctx));
+                            X::runtime().run_cpu()
+                        })
+                        .expect("a host thread for a CPU");
+                    // It joins, halts and hands the machine back.
+                    s = w.hand_to(s, c);
+                }
                 s.booting = false;
                 drop(s);
                 scenario();
@@ -696,7 +705,7 @@ fn run_one<Pol: Policy + Send + 'static>(
 /// (see [`in_children`]), each exploring up to [`CHUNK`] schedules from where the last one
 /// stopped.
 /// Returns (in the parent) the schedules in which the scenario saw what it is about.
-fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn()) -> Option<u64> {
+fn explore<X: Machine>(name: &str, bound: u32, scenario: fn()) -> Option<u64> {
     if let Some(events) = in_children(name, bound) {
         return Some(events);
     }
@@ -710,7 +719,7 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
     if let Ok(only) = std::env::var("EXPLORE_SCHEDULE") {
         *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = format!("{name}: {only}");
         TRACE.store(true, Ordering::Relaxed);
-        if let Err(e) = run_one::<Pol>(parse(&only), bound, scenario) {
+        if let Err(e) = run_one::<X>(parse(&only), bound, scenario) {
             panic!("{name}: {e}");
         }
         eprintln!("explore-done 1 0 {}", EVENTS.load(Ordering::SeqCst));
@@ -719,11 +728,17 @@ fn explore<Pol: Policy + Send + 'static>(name: &str, bound: u32, scenario: fn())
     let mut prefix = parse(&std::env::var("EXPLORE_FROM").unwrap_or_default());
     let (mut runs, mut spins) = (0u64, 0u64);
     loop {
-        *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) =
-            format!("{name} ({}): schedule {:?}", Pol::NAME, prefix);
-        let (mut trace, s) = match run_one::<Pol>(prefix, bound, scenario) {
+        *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = format!(
+            "{name} ({}): schedule {:?}",
+            <X::Policy as Policy>::NAME,
+            prefix
+        );
+        let (mut trace, s) = match run_one::<X>(prefix, bound, scenario) {
             Ok(r) => r,
-            Err(e) => panic!("{name} ({}): a schedule failed: {e}", Pol::NAME),
+            Err(e) => panic!(
+                "{name} ({}): a schedule failed: {e}",
+                <X::Policy as Policy>::NAME
+            ),
         };
         runs += 1;
         spins += s;
@@ -830,33 +845,26 @@ fn in_children(name: &str, bound: u32) -> Option<u64> {
     Some(events)
 }
 
-fn rt<Pol: Policy + Send + 'static>() -> &'static Runtime<Sim<Pol>> {
-    Sim::<Pol>::runtime()
+fn rt<X: Machine>() -> &'static Runtime<X> {
+    X::runtime()
 }
 
 type Spawned = (TaskId, u64, String);
 
-fn spawn<Pol: Policy + Send + 'static>(
-    name: &str,
-    body: impl FnOnce() + Send + 'static,
-) -> Spawned {
-    rt::<Pol>()
+fn spawn<X: Machine>(name: &str, body: impl FnOnce() + Send + 'static) -> Spawned {
+    rt::<X>()
         .spawn(Some(name.into()), 0, Box::new(body))
         .expect("a stack")
 }
 
-fn spawn_on<Pol: Policy + Send + 'static>(
-    c: usize,
-    name: &str,
-    body: impl FnOnce() + Send + 'static,
-) -> Spawned {
-    rt::<Pol>()
+fn spawn_on<X: Machine>(c: usize, name: &str, body: impl FnOnce() + Send + 'static) -> Spawned {
+    rt::<X>()
         .spawn_on(c, Some(name.into()), 0, Box::new(body))
         .expect("a stack")
 }
 
-fn join<Pol: Policy + Send + 'static>(t: Spawned) {
-    rt::<Pol>().wait_exit(t.0, t.1);
+fn join<X: Machine>(t: Spawned) {
+    rt::<X>().wait_exit(t.0, t.1);
 }
 
 // ---- The scenarios (each on `main`, CPU 1 idle at the start) ----
@@ -864,15 +872,15 @@ fn join<Pol: Policy + Send + 'static>(t: Spawned) {
 /// Park / unpark: a waiter parks until a flag is set; a waker sets it and unparks it. The
 /// waiter may block on one CPU and be woken and picked by the other while its first CPU is
 /// still switching away from it (the `sp == 0` handshake).
-fn park_unpark<Pol: Policy + Send + 'static>() {
+fn park_unpark<X: Machine>() {
     let flag = Arc::new(AtomicBool::new(false));
     let woken = Arc::new(AtomicU64::new(0));
     let waiter = {
         let (flag, woken) = (flag.clone(), woken.clone());
-        spawn::<Pol>("waiter", move || {
+        spawn::<X>("waiter", move || {
             while !flag.load(Ordering::SeqCst) {
                 let before = cpu();
-                rt::<Pol>().park();
+                rt::<X>().park();
                 if cpu() != before {
                     saw();
                 }
@@ -881,27 +889,27 @@ fn park_unpark<Pol: Policy + Send + 'static>() {
         })
     };
     let task = waiter.0;
-    let waker = spawn::<Pol>("waker", move || {
+    let waker = spawn::<X>("waker", move || {
         step();
         flag.store(true, Ordering::SeqCst);
-        rt::<Pol>().unpark(task);
+        rt::<X>().unpark(task);
     });
-    join::<Pol>(waiter);
-    join::<Pol>(waker);
+    join::<X>(waiter);
+    join::<X>(waker);
     assert_eq!(woken.load(Ordering::SeqCst), 1, "woken once");
 }
 
 /// Migration by yielding: two threads yield to each other; each may continue on either CPU,
 /// picked by one while the other still saves it.
-fn migration<Pol: Policy + Send + 'static>() {
+fn migration<X: Machine>() {
     let runs = Arc::new(AtomicU64::new(0));
     let threads: Vec<Spawned> = (0..2)
         .map(|_| {
             let runs = runs.clone();
-            spawn::<Pol>("yielder", move || {
+            spawn::<X>("yielder", move || {
                 runs.fetch_add(1, Ordering::SeqCst);
                 let before = cpu();
-                rt::<Pol>().yield_now();
+                rt::<X>().yield_now();
                 if cpu() != before {
                     saw();
                 }
@@ -909,33 +917,33 @@ fn migration<Pol: Policy + Send + 'static>() {
             })
         })
         .collect();
-    threads.into_iter().for_each(join::<Pol>);
+    threads.into_iter().for_each(join::<X>);
     assert_eq!(runs.load(Ordering::SeqCst), 4);
 }
 
 /// Wake-up against going idle: a waiter bound to CPU 0 parks (CPU 0 then idles, main being
 /// blocked too); a waker bound to CPU 1 unparks it, racing CPU 0's `idle = true; unlock;
 /// Platform::idle()` window: the IPI must not be lost.
-fn idle_race<Pol: Policy + Send + 'static>() {
+fn idle_race<X: Machine>() {
     let flag = Arc::new(AtomicBool::new(false));
     let waiter = {
         let flag = flag.clone();
-        spawn_on::<Pol>(0, "waiter", move || {
+        spawn_on::<X>(0, "waiter", move || {
             while !flag.load(Ordering::SeqCst) {
-                rt::<Pol>().park();
+                rt::<X>().park();
             }
             assert_eq!(cpu(), 0, "a thread bound to CPU 0 ran elsewhere");
         })
     };
     let task = waiter.0;
-    let waker = spawn_on::<Pol>(1, "waker", move || {
+    let waker = spawn_on::<X>(1, "waker", move || {
         step();
         flag.store(true, Ordering::SeqCst);
-        rt::<Pol>().unpark(task);
+        rt::<X>().unpark(task);
         assert_eq!(cpu(), 1, "a thread bound to CPU 1 ran elsewhere");
     });
-    join::<Pol>(waiter);
-    join::<Pol>(waker);
+    join::<X>(waiter);
+    join::<X>(waker);
     if EARLY_IPI.load(Ordering::SeqCst) {
         saw();
     }
@@ -943,34 +951,34 @@ fn idle_race<Pol: Policy + Send + 'static>() {
 
 /// A `WaitQueue` notify racing the wait: the waiter waits while a flag is clear; the
 /// notifier sets it and notifies one.
-fn wait_queue<Pol: Policy + Send + 'static>() {
-    let queue: &'static WaitQueue<Sim<Pol>> = Box::leak(Box::new(WaitQueue::new()));
+fn wait_queue<X: Machine>() {
+    let queue: &'static WaitQueue<X> = Box::leak(Box::new(WaitQueue::new()));
     let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-    let waiter = spawn::<Pol>("waiter", move || {
+    let waiter = spawn::<X>("waiter", move || {
         while !flag.load(Ordering::SeqCst) {
             queue.wait_if(|| !flag.load(Ordering::SeqCst), None);
         }
     });
-    let notifier = spawn::<Pol>("notifier", move || {
+    let notifier = spawn::<X>("notifier", move || {
         flag.store(true, Ordering::SeqCst);
         step();
         if queue.notify_one() {
             saw();
         }
     });
-    join::<Pol>(waiter);
-    join::<Pol>(notifier);
+    join::<X>(waiter);
+    join::<X>(notifier);
     assert!(queue.is_empty(), "a waiter left queued");
 }
 
 /// A `Semaphore` of 1 permit, 3 threads across the 2 CPUs: never two inside, all get in.
-fn semaphore<Pol: Policy + Send + 'static>() {
-    let sem: &'static Semaphore<Sim<Pol>> = Box::leak(Box::new(Semaphore::new(1)));
+fn semaphore<X: Machine>() {
+    let sem: &'static Semaphore<X> = Box::leak(Box::new(Semaphore::new(1)));
     let inside: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let threads: Vec<Spawned> = (0..3)
         .map(|_| {
-            spawn::<Pol>("taker", move || {
+            spawn::<X>("taker", move || {
                 if !sem.try_acquire() {
                     saw();
                     sem.acquire();
@@ -983,17 +991,17 @@ fn semaphore<Pol: Policy + Send + 'static>() {
             })
         })
         .collect();
-    threads.into_iter().for_each(join::<Pol>);
+    threads.into_iter().for_each(join::<X>);
     assert_eq!(done.load(Ordering::SeqCst), 3);
     assert_eq!(sem.available(), 1, "the permit given back");
 }
 
 /// A `Mutex` count: 2 threads, 2 increments each, a step between the read and the write.
-fn mutex<Pol: Policy + Send + 'static>() {
-    let count: &'static SchedMutex<Sim<Pol>, u64> = Box::leak(Box::new(SchedMutex::new(0)));
+fn mutex<X: Machine>() {
+    let count: &'static SchedMutex<X, u64> = Box::leak(Box::new(SchedMutex::new(0)));
     let threads: Vec<Spawned> = (0..2)
         .map(|_| {
-            spawn::<Pol>("counter", move || {
+            spawn::<X>("counter", move || {
                 for _ in 0..2 {
                     let mut c = count.try_lock().unwrap_or_else(|| {
                         saw();
@@ -1006,18 +1014,18 @@ fn mutex<Pol: Policy + Send + 'static>() {
             })
         })
         .collect();
-    threads.into_iter().for_each(join::<Pol>);
+    threads.into_iter().for_each(join::<X>);
     assert_eq!(*count.lock(), 4, "the mutex count");
 }
 
 /// Preemption: 3 busy threads on 2 CPUs (main joins): a timer tick preempts one, which the
 /// other CPU may pick up.
-fn preemption<Pol: Policy + Send + 'static>() {
+fn preemption<X: Machine>() {
     let steps = Arc::new(AtomicU64::new(0));
     let threads: Vec<Spawned> = (0..3)
         .map(|_| {
             let steps = steps.clone();
-            spawn::<Pol>("busy", move || {
+            spawn::<X>("busy", move || {
                 let first = cpu();
                 for _ in 0..2 {
                     step();
@@ -1030,37 +1038,37 @@ fn preemption<Pol: Policy + Send + 'static>() {
             })
         })
         .collect();
-    threads.into_iter().for_each(join::<Pol>);
+    threads.into_iter().for_each(join::<X>);
     assert_eq!(steps.load(Ordering::SeqCst), 6);
 }
 
 /// Sleepers: none wakes before its deadline, none is lost; one is bound to CPU 1.
-fn sleepers<Pol: Policy + Send + 'static>() {
+fn sleepers<X: Machine>() {
     let sleeper = |i: u64| {
         move || {
             let (deadline, before) = (now() + (i + 1) * MS, cpu());
-            rt::<Pol>().sleep_until(deadline);
+            rt::<X>().sleep_until(deadline);
             if cpu() != before {
                 saw();
             }
             assert!(now() >= deadline, "a sleep ended early");
         }
     };
-    let a = spawn::<Pol>("sleeper", sleeper(0));
-    let b = spawn_on::<Pol>(1, "bound sleeper", {
+    let a = spawn::<X>("sleeper", sleeper(0));
+    let b = spawn_on::<X>(1, "bound sleeper", {
         let sleep = sleeper(1);
         move || {
             sleep();
             assert_eq!(cpu(), 1, "a thread bound to CPU 1 ran elsewhere");
         }
     });
-    join::<Pol>(a);
-    join::<Pol>(b);
+    join::<X>(a);
+    join::<X>(b);
 }
 
 #[test]
 fn park_unpark_across_cpus() {
-    let seen = explore::<Coop>("park_unpark_across_cpus", 3, park_unpark::<Coop>);
+    let seen = explore::<Sim<Coop, 2>>("park_unpark_across_cpus", 3, park_unpark::<Sim<Coop, 2>>);
     assert!(
         seen.is_none_or(|n| n > 0),
         "never: the waiter woken on the other CPU"
@@ -1069,7 +1077,7 @@ fn park_unpark_across_cpus() {
 
 #[test]
 fn migration_while_saving() {
-    let seen = explore::<Coop>("migration_while_saving", 3, migration::<Coop>);
+    let seen = explore::<Sim<Coop, 2>>("migration_while_saving", 3, migration::<Sim<Coop, 2>>);
     assert!(
         seen.is_none_or(|n| n > 0),
         "never: a yielder resumed on the other CPU"
@@ -1078,7 +1086,7 @@ fn migration_while_saving() {
 
 #[test]
 fn wake_up_racing_going_idle() {
-    let seen = explore::<Coop>("wake_up_racing_going_idle", 3, idle_race::<Coop>);
+    let seen = explore::<Sim<Coop, 2>>("wake_up_racing_going_idle", 3, idle_race::<Sim<Coop, 2>>);
     assert!(
         seen.is_none_or(|n| n > 0),
         "never: the IPI sent in the idle window"
@@ -1087,7 +1095,11 @@ fn wake_up_racing_going_idle() {
 
 #[test]
 fn wait_queue_notify_racing_the_wait() {
-    let seen = explore::<Coop>("wait_queue_notify_racing_the_wait", 3, wait_queue::<Coop>);
+    let seen = explore::<Sim<Coop, 2>>(
+        "wait_queue_notify_racing_the_wait",
+        3,
+        wait_queue::<Sim<Coop, 2>>,
+    );
     assert!(
         seen.is_none_or(|n| n > 0),
         "never: the notifier found the waiter queued"
@@ -1096,19 +1108,24 @@ fn wait_queue_notify_racing_the_wait() {
 
 #[test]
 fn semaphore_of_one_with_three_threads() {
-    let seen = explore::<Coop>("semaphore_of_one_with_three_threads", 3, semaphore::<Coop>);
+    let seen = explore::<Sim<Coop, 2>>(
+        "semaphore_of_one_with_three_threads",
+        3,
+        semaphore::<Sim<Coop, 2>>,
+    );
     assert!(seen.is_none_or(|n| n > 0), "never: a taker waited");
 }
 
 #[test]
 fn mutex_count() {
-    let seen = explore::<Coop>("mutex_count", 3, mutex::<Coop>);
+    let seen = explore::<Sim<Coop, 2>>("mutex_count", 3, mutex::<Sim<Coop, 2>>);
     assert!(seen.is_none_or(|n| n > 0), "never: the lock contended");
 }
 
 #[test]
 fn preemption_and_pick_up() {
-    let seen = explore::<Preempt>("preemption_and_pick_up", 2, preemption::<Preempt>);
+    let seen =
+        explore::<Sim<Preempt, 2>>("preemption_and_pick_up", 2, preemption::<Sim<Preempt, 2>>);
     assert!(
         seen.is_none_or(|n| n > 0),
         "never: a busy thread preempted and picked by the other CPU"
@@ -1117,9 +1134,49 @@ fn preemption_and_pick_up() {
 
 #[test]
 fn sleepers_never_early() {
-    let seen = explore::<Coop>("sleepers_never_early", 2, sleepers::<Coop>);
+    let seen = explore::<Sim<Coop, 2>>("sleepers_never_early", 2, sleepers::<Sim<Coop, 2>>);
     assert!(
         seen.is_none_or(|n| n > 0),
         "never: a sleeper woken on the other CPU"
+    );
+}
+
+// On 3 CPUs (more schedules: a smaller bound).
+
+#[test]
+fn park_unpark_on_three_cpus() {
+    let seen = explore::<Sim<Coop, 3>>("park_unpark_on_three_cpus", 2, park_unpark::<Sim<Coop, 3>>);
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: the waiter woken on another CPU"
+    );
+}
+
+#[test]
+fn wake_up_racing_going_idle_on_three_cpus() {
+    let seen = explore::<Sim<Coop, 3>>(
+        "wake_up_racing_going_idle_on_three_cpus",
+        3,
+        idle_race::<Sim<Coop, 3>>,
+    );
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: the IPI sent in the idle window"
+    );
+}
+
+#[test]
+fn semaphore_on_three_cpus() {
+    let seen = explore::<Sim<Coop, 3>>("semaphore_on_three_cpus", 2, semaphore::<Sim<Coop, 3>>);
+    assert!(seen.is_none_or(|n| n > 0), "never: a taker waited");
+}
+
+#[test]
+fn preemption_on_three_cpus() {
+    let seen =
+        explore::<Sim<Preempt, 3>>("preemption_on_three_cpus", 2, preemption::<Sim<Preempt, 3>>);
+    assert!(
+        seen.is_none_or(|n| n > 0),
+        "never: a busy thread preempted and picked by another CPU"
     );
 }
