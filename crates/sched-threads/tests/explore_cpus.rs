@@ -787,8 +787,12 @@ fn report_panics() {
         };
         // Not unwinding (through the runtime's `extern "C"` entry the process would abort,
         // and parked here the hook's lock would stay held): report and end the process.
-        let s = w.lock();
-        let report = w.report(&s, &message);
+        // (Locked: by this very thread, the only one running, which panicked inside the model.)
+        let report = match w.state.try_lock() {
+            Ok(s) => w.report(&s, &message),
+            Err(std::sync::TryLockError::Poisoned(e)) => w.report(&e.into_inner(), &message),
+            Err(std::sync::TryLockError::WouldBlock) => format!("{message} (in the model)"),
+        };
         eprintln!(
             "{}: {report}",
             RUNNING.lock().unwrap_or_else(|e| e.into_inner())
