@@ -40,6 +40,12 @@
 //! CPUs at once (each a host thread running whichever context holds its baton, contexts
 //! migrating as the runtime decides): a mutex count, a channel, sleepers and park/unpark under
 //! `coop` and `preempt`, checking that no context holds two CPUs and that nothing is lost.
+//! `tests/explore_cpus.rs` explores exhaustively (up to a preemption bound of 2 or 3) every
+//! schedule of 2 (and 3) simulated CPUs, one running at a time and switched at each platform
+//! call or context switch: park/unpark, migration while the last CPU still saves the thread, a
+//! wake-up racing a CPU going idle, `WaitQueue`, `Semaphore`, `Mutex`, preemption, sleepers
+//! and bound threads, checking for lost wake-ups and a context on two CPUs (a failure prints
+//! its schedule, to replay with `EXPLORE_SCHEDULE`).
 //!
 //! # Cargo features
 //! None.

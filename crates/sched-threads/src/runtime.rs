@@ -568,9 +568,16 @@ impl<M: Machine> Runtime<M> {
                 // on, and `prev` is only freed once its context is saved and no CPU runs it.
                 let to_sp = unsafe { &*to };
                 let mut sp = to_sp.load(Ordering::Acquire);
+                let mut spins = 0u32;
                 while M::CPUS > 1 && sp == 0 {
-                    // Its last CPU is still saving it (more than one CPU only).
-                    core::hint::spin_loop();
+                    // Its last CPU is still saving it (more than one CPU only); a vCPU the
+                    // hypervisor descheduled there: yield as `lock_sched` does.
+                    spins += 1;
+                    if spins < SPINS_BEFORE_YIELD {
+                        core::hint::spin_loop();
+                    } else {
+                        <M::Platform as platform::Platform>::yield_cpu();
+                    }
                     sp = to_sp.load(Ordering::Acquire);
                 }
                 // SAFETY: interrupts are masked (the caller's contract); `sp` was saved by a
