@@ -323,14 +323,26 @@ pub fn idle() {
 /// # Safety
 /// As `Platform::unmap_page`.
 ///
-/// With more than one vCPU up, the other vCPUs drop the page from their TLBs before this
-/// returns (`smp::shoot_down`: an IPI each, answered).
+/// With more than one vCPU up, the other vCPUs' TLBs are flushed by `HVMOP_flush_tlbs`: Xen
+/// flushes every vCPU of the domain before it returns (pausing them meanwhile), so none can
+/// still reach the page; an IPI round trip through each vCPU would be as correct but wait on
+/// a descheduled vCPU's next turn.
 pub unsafe fn unmap_page(page: u64, new_table: &mut dyn FnMut() -> Option<u64>) -> bool {
     // SAFETY: forwarded to the caller; the live tables are the kernel's identity-mapped ones,
     // built by `map_memory`.
     let unmapped = unsafe { arch_x86_64::unmap_page(page, new_table) };
-    if unmapped {
-        crate::smp::shoot_down(page);
+    if unmapped && crate::smp::up() > 1 {
+        // SAFETY: HVMOP_flush_tlbs takes a null argument and only flushes TLBs.
+        let rc = unsafe {
+            crate::hypercall::hypercall2(
+                xen_sys::__HYPERVISOR_hvm_op,
+                u64::from(xen_sys::HVMOP_flush_tlbs),
+                0,
+            )
+        };
+        if rc != 0 {
+            log::error!("HVMOP_flush_tlbs failed ({rc}): other vCPUs may still reach {page:#x}");
+        }
     }
     unmapped
 }

@@ -16,12 +16,8 @@
 //! - [`send_ipi`]: `EVTCHNOP_send` on the target CPU's IPI port. Its handler does nothing: the
 //!   upcall it causes is what ends the target's `SCHEDOP_block` (PV) or `hlt` (PVH).
 //!
-//! TLB shoot-down: PV through Xen (`memory::unmap_page`: `update_va_mapping` with `UVMF_ALL`
-//! flushes every vCPU of the domain before it returns); PVH through IPIs ([`shoot_down`]: each
-//! other vCPU drops the page in its IPI handler and answers), not `HVMOP_flush_tlbs`, which
-//! pauses every vCPU: in the lab (Xen under QEMU's emulation of SVM) spawning 1,000 threads,
-//! a flush each, now and then ended in a triple fault of a vCPU resumed after an intercepted
-//! instruction.
+//! TLB shoot-down goes through Xen here, not through IPIs (see `memory::unmap_page` for PV and
+//! `pvh::unmap_page`): Xen flushes every vCPU of the domain before the hypercall returns.
 //!
 //! Models read: Linux `arch/x86/xen/smp_pv.c` (`cpu_initialize_context`), Mini-OS and
 //! Unikraft's Xen x86 platform.
@@ -140,73 +136,8 @@ fn wait_until(ns: u64, done: impl Fn() -> bool) -> bool {
     done()
 }
 
-/// Per CPU: the page it is asked to drop from its TLB (0: no request).
-static FLUSH: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Held by the CPU whose shoot-down requests are out.
-#[cfg(feature = "pvh")]
-static SHOOTING: AtomicBool = AtomicBool::new(false);
-/// How long (Xen system time) a shoot-down waits for a CPU's answer before it says so.
-#[cfg(feature = "pvh")]
-const SHOOT_DOWN_BOUND_NS: u64 = 1_000_000_000;
-
-/// The IPI's handler: the CPU serves its shoot-down slot; a wake-up needs nothing more (the
-/// upcall itself woke the CPU).
-fn on_ipi(_port: EventChannel, _cpu: usize) {
-    serve_flush();
-}
-
-/// Drops the page this CPU was asked to from its TLB, and answers.
-fn serve_flush() {
-    let slot = &FLUSH[percpu::current().id().0 as usize % MAX_CPUS];
-    let page = slot.load(Ordering::Acquire);
-    if page != 0 {
-        arch_x86_64::cpu::flush_page(page);
-        slot.store(0, Ordering::Release);
-    }
-}
-
-/// Makes every other CPU drop `page` from its TLB: an IPI each, then waits (yielding the vCPU
-/// to Xen, which may run a target on this physical CPU) until each answered, or past
-/// [`SHOOT_DOWN_BOUND_NS`] says which did not. Call with events enabled or masked: a CPU that
-/// waits serves requests made to it meanwhile.
-#[cfg(feature = "pvh")]
-pub(crate) fn shoot_down(page: u64) {
-    let up = up();
-    if up <= 1 || page == 0 {
-        return;
-    }
-    let me = percpu::current().id().0 as usize;
-    while SHOOTING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        serve_flush();
-        crate::hypercall::yield_cpu();
-    }
-    let others = move || (0..up.min(MAX_CPUS)).filter(move |&c| c != me);
-    for c in others() {
-        FLUSH[c].store(page, Ordering::Release);
-        if !send_ipi(CpuId(c as u32)) {
-            // No IPI port: it cannot be asked (it was reported when it came up).
-            FLUSH[c].store(0, Ordering::Release);
-        }
-    }
-    let answered = || {
-        serve_flush();
-        others().all(|c| FLUSH[c].load(Ordering::Acquire) == 0)
-    };
-    if !wait_until(SHOOT_DOWN_BOUND_NS, answered) {
-        for c in others() {
-            if FLUSH[c].swap(0, Ordering::AcqRel) != 0 {
-                log::error!(
-                    "CPU {c} did not drop page {page:#x} from its TLB within {} ms",
-                    SHOOT_DOWN_BOUND_NS / 1_000_000
-                );
-            }
-        }
-    }
-    SHOOTING.store(false, Ordering::Release);
-}
+/// The IPI's handler: nothing to do (the upcall woke the CPU).
+fn on_ipi(_port: EventChannel, _cpu: usize) {}
 
 /// `Platform::start_cpus`.
 pub(crate) fn start(
