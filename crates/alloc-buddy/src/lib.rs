@@ -6,7 +6,7 @@
 //! ```
 //! use core::alloc::{GlobalAlloc, Layout};
 //! use heap::Heap;
-//! let buddy = alloc_buddy::Buddy::new();
+//! let buddy: alloc_buddy::Buddy = alloc_buddy::Buddy::new();
 //! let buf = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
 //! // SAFETY: a leaked buffer is ours forever.
 //! unsafe { buddy.add_region(buf.as_mut_ptr() as usize, buf.len()) };
@@ -18,50 +18,61 @@
 //! None.
 #![cfg_attr(not(test), no_std)]
 
-use buddy_system_allocator::LockedHeap;
 use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
 use heap::Heap;
+use spin::relax::{RelaxStrategy, Spin};
 
 /// Block orders: the largest block is 2^(ORDER-1) bytes = 2 GiB; larger regions are split.
 const ORDER: usize = 32;
 
-/// The buddy allocator.
-pub struct Buddy(LockedHeap<ORDER>);
+/// The buddy allocator: the crate's heap behind a spin lock that spins with `R` (the kernel's
+/// back-off for virtual CPUs: `platform::relax`), in place of the crate's own `LockedHeap`,
+/// whose lock spins without it.
+pub struct Buddy<R: RelaxStrategy = Spin>(
+    spin::mutex::SpinMutex<buddy_system_allocator::Heap<ORDER>, R>,
+);
 
-impl core::fmt::Debug for Buddy {
+impl<R: RelaxStrategy> core::fmt::Debug for Buddy<R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Buddy").finish_non_exhaustive()
     }
 }
 
-impl Buddy {
+impl<R: RelaxStrategy> Buddy<R> {
     /// An allocator with no memory yet.
     pub const fn new() -> Self {
-        Buddy(LockedHeap::new())
+        Buddy(spin::mutex::SpinMutex::new(
+            buddy_system_allocator::Heap::new(),
+        ))
     }
 }
 
-impl Default for Buddy {
+impl<R: RelaxStrategy> Default for Buddy<R> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-// SAFETY: forwarded to `buddy_system_allocator`'s locked heap, which upholds the GlobalAlloc
-// contract over the regions it was given.
-unsafe impl GlobalAlloc for Buddy {
+// SAFETY: forwarded to `buddy_system_allocator`'s heap under the lock, which upholds the
+// GlobalAlloc contract over the regions it was given (what its `LockedHeap` does).
+unsafe impl<R: RelaxStrategy> GlobalAlloc for Buddy<R> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { self.0.alloc(layout) }
+        self.0
+            .lock()
+            .alloc(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded; `ptr` came from this heap with this layout.
-        unsafe { self.0.dealloc(ptr, layout) }
+        if let Some(ptr) = NonNull::new(ptr) {
+            // SAFETY: forwarded; `ptr` came from this heap with this layout.
+            unsafe { self.0.lock().dealloc(ptr, layout) };
+        }
     }
 }
 
-impl Heap for Buddy {
+impl<R: RelaxStrategy> Heap for Buddy<R> {
     unsafe fn add_region(&self, start: usize, size: usize) -> usize {
         let mut heap = self.0.lock();
         let before = heap.stats_total_bytes();
@@ -79,13 +90,13 @@ mod tests {
 
     #[test]
     fn model_checks() {
-        check_heap(Buddy::new, Reuse::Full);
+        check_heap(<Buddy>::new, Reuse::Full);
     }
 
     #[test]
     fn nothing_before_a_region() {
         // SAFETY: a valid layout; null is the expected answer.
-        let p = unsafe { Buddy::new().alloc(Layout::from_size_align(8, 8).unwrap()) };
+        let p = unsafe { <Buddy>::new().alloc(Layout::from_size_align(8, 8).unwrap()) };
         assert!(p.is_null());
     }
 }

@@ -5,7 +5,7 @@
 //! ```
 //! use core::alloc::{GlobalAlloc, Layout};
 //! use heap::Heap;
-//! let talc = alloc_talc::Talc::new();
+//! let talc: alloc_talc::Talc = alloc_talc::Talc::new();
 //! let buf = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
 //! // SAFETY: a leaked buffer is ours forever.
 //! unsafe { talc.add_region(buf.as_mut_ptr() as usize, buf.len()) };
@@ -19,27 +19,28 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use heap::Heap;
+use spin::mutex::SpinMutex;
+use spin::relax::{RelaxStrategy, Spin};
 use talc::source::Manual;
 
-type Lock = spin::mutex::SpinMutex<()>;
-
 /// The talc allocator; heaps are claimed by hand (`Manual`): it never asks for more memory.
-pub struct Talc(talc::TalcLock<Lock, Manual>);
+/// Its lock spins with `R` (the kernel's back-off for virtual CPUs: `platform::relax`).
+pub struct Talc<R: RelaxStrategy = Spin>(talc::TalcLock<SpinMutex<(), R>, Manual>);
 
-impl core::fmt::Debug for Talc {
+impl<R: RelaxStrategy> core::fmt::Debug for Talc<R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Talc").finish_non_exhaustive()
     }
 }
 
-impl Talc {
+impl<R: RelaxStrategy> Talc<R> {
     /// An allocator with no memory yet.
     pub const fn new() -> Self {
         Talc(talc::TalcLock::new(Manual))
     }
 }
 
-impl Default for Talc {
+impl<R: RelaxStrategy> Default for Talc<R> {
     fn default() -> Self {
         Self::new()
     }
@@ -47,7 +48,7 @@ impl Default for Talc {
 
 // SAFETY: forwarded to talc's locked allocator, which upholds the GlobalAlloc contract over
 // the heaps it claimed.
-unsafe impl GlobalAlloc for Talc {
+unsafe impl<R: RelaxStrategy> GlobalAlloc for Talc<R> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout.
         unsafe { self.0.alloc(layout) }
@@ -64,7 +65,7 @@ unsafe impl GlobalAlloc for Talc {
     }
 }
 
-impl Heap for Talc {
+impl<R: RelaxStrategy> Heap for Talc<R> {
     unsafe fn add_region(&self, start: usize, size: usize) -> usize {
         // SAFETY: the caller gives RAM that nothing else uses for as long as the heap is used;
         // the `Manual` source allows claiming by hand.
@@ -81,13 +82,13 @@ mod tests {
 
     #[test]
     fn model_checks() {
-        check_heap(Talc::new, Reuse::Full);
+        check_heap(<Talc>::new, Reuse::Full);
     }
 
     #[test]
     fn nothing_before_a_region() {
         // SAFETY: a valid layout; null is the expected answer.
-        let p = unsafe { Talc::new().alloc(Layout::from_size_align(8, 8).unwrap()) };
+        let p = unsafe { <Talc>::new().alloc(Layout::from_size_align(8, 8).unwrap()) };
         assert!(p.is_null());
     }
 }

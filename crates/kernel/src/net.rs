@@ -43,7 +43,8 @@ use platform::irq::Irq;
 /// The one stack (none until [`init`] found a NIC).
 // Boxed: `None` of the box is all zeros, so the static is in `.bss`, not 4 KB of `.data` in
 // the image.
-static STACK: spin::Mutex<Option<Box<Stack<SelectedNetDevice>>>> = spin::Mutex::new(None);
+static STACK: crate::select::SpinLock<Option<Box<Stack<SelectedNetDevice>>>> =
+    crate::select::SpinLock::new(None);
 /// The NIC's interrupt line (`u32::MAX`: none).
 static NIC_IRQ: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Whether [`init`] brought the network up.
@@ -320,7 +321,7 @@ mod waiters {
     use platform::Platform;
 
     /// The `net` task's waker, while it waits.
-    static POLLER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+    static POLLER: crate::select::SpinLock<Option<Waker>> = crate::select::SpinLock::new(None);
     /// Someone asked for a poll sooner than the task sleeps.
     static POKED: AtomicBool = AtomicBool::new(false);
 

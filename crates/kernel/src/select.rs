@@ -131,14 +131,24 @@ pub type SelectedBlockDevice = blockdev::Either<VirtioBlockDevice, XenBlockDevic
 #[cfg(all(target_os = "none", feature = "filesystem-sdfs"))]
 pub type SelectedFileSystem = sdfs::Filesystem<crate::block::Disk>;
 
+/// How the kernel's spin locks (the heap's, the network stack's, the drivers') wait for a
+/// holder on another CPU: the platform's back-off for virtual CPUs with more than one CPU
+/// (`platform::relax`: a yield to the hypervisor now and then), the spin-loop hint alone with
+/// one (where no lock is ever contended: the same code as `spin`'s own).
+pub type Relax = platform::relax::Backoff<SelectedPlatform, { crate::config::CPUS > 1 }>;
+/// A spin lock that waits with [`Relax`] (the network stack's and the PCI ports'; unused
+/// without devices).
+#[allow(dead_code)]
+pub type SpinLock<T> = spin::mutex::SpinMutex<T, Relax>;
+
 /// The heap implementation (`heap::NoHeap` refuses every allocation), and the one instance,
 /// which is the image's `#[global_allocator]` when the profile has an allocator.
 #[cfg(feature = "allocator-bump")]
 pub type SelectedHeap = alloc_bump::Bump;
 #[cfg(feature = "allocator-buddy")]
-pub type SelectedHeap = alloc_buddy::Buddy;
+pub type SelectedHeap = alloc_buddy::Buddy<Relax>;
 #[cfg(feature = "allocator-talc")]
-pub type SelectedHeap = alloc_talc::Talc;
+pub type SelectedHeap = alloc_talc::Talc<Relax>;
 #[cfg(feature = "allocator-none")]
 pub type SelectedHeap = heap::NoHeap;
 

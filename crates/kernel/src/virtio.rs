@@ -77,7 +77,7 @@ unsafe impl Hal for KernelHal {
 #[derive(Debug)]
 pub struct PortCam;
 
-static CONFIG_PORTS: spin::Mutex<()> = spin::Mutex::new(());
+static CONFIG_PORTS: crate::select::SpinLock<()> = crate::select::SpinLock::new(());
 
 impl PortCam {
     fn address(df: DeviceFunction, offset: u8) -> u32 {

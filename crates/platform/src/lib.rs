@@ -31,6 +31,7 @@ pub mod fuzz;
 pub mod irq;
 mod memory;
 mod phys;
+pub mod relax;
 pub mod universal;
 
 pub use boot::{BootInfo, CMDLINE_MAX, CMDLINE_SCAN_MAX, Cmdline, MODULES_MAX, Module};

@@ -23,6 +23,11 @@ type TaskFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The slab index that names [`Executor::block_on`]'s own future (never a slab slot).
 const MAIN_INDEX: u32 = u32::MAX;
 
+/// The executor's spin locks: with the platform's back-off for virtual CPUs (a CPU that finds
+/// one held by a descheduled vCPU yields to the hypervisor now and then; with one CPU they are
+/// never contended).
+type Lock<T, P> = spin::mutex::SpinMutex<T, platform::relax::Backoff<P, true>>;
+
 /// An executor of [`Future`] tasks on one CPU, over the platform `P` (its clock, one-shot
 /// timer, interrupt masking and idle). Meant to be one `static`:
 /// `static EXECUTOR: Executor<SelectedPlatform> = Executor::new();`. See the crate docs for
@@ -30,11 +35,11 @@ const MAIN_INDEX: u32 = u32::MAX;
 pub struct Executor<P: 'static> {
     /// Tasks woken and not yet polled, FIFO. Taken with interrupts masked (wakers may run in
     /// interrupt handlers).
-    ready: spin::Mutex<VecDeque<Arc<TaskWaker<P>>>>,
+    ready: Lock<VecDeque<Arc<TaskWaker<P>>>, P>,
     /// The spawned tasks' futures.
-    tasks: spin::Mutex<Slab>,
+    tasks: Lock<Slab, P>,
     /// Sleeping futures by deadline.
-    pub(crate) timers: spin::Mutex<Timers>,
+    pub(crate) timers: Lock<Timers, P>,
     /// Whether [`Executor::block_on`] is running (it must not nest).
     running: AtomicBool,
     /// `block_on`'s own future was woken (it is polled only where `block_on` runs, never in
@@ -70,7 +75,7 @@ pub struct ExecutorStats {
     pub timers_fired: u64,
 }
 
-impl<P: 'static> fmt::Debug for Executor<P> {
+impl<P: Platform + 'static> fmt::Debug for Executor<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Executor")
             .field("running", &self.running.load(Ordering::Relaxed))
@@ -79,19 +84,19 @@ impl<P: 'static> fmt::Debug for Executor<P> {
     }
 }
 
-impl<P: 'static> Default for Executor<P> {
+impl<P: Platform + 'static> Default for Executor<P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<P: 'static> Executor<P> {
+impl<P: Platform + 'static> Executor<P> {
     /// An executor with no tasks (`const`, for a `static`).
     pub const fn new() -> Self {
         Executor {
-            ready: spin::Mutex::new(VecDeque::new()),
-            tasks: spin::Mutex::new(Slab::new()),
-            timers: spin::Mutex::new(Timers::new()),
+            ready: Lock::new(VecDeque::new()),
+            tasks: Lock::new(Slab::new()),
+            timers: Lock::new(Timers::new()),
             running: AtomicBool::new(false),
             main_woken: AtomicBool::new(false),
             main_cpu: AtomicU32::new(0),
