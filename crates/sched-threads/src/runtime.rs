@@ -450,7 +450,12 @@ impl<M: Machine> Runtime<M> {
         while guard.is_none() {
             drop(guard);
             // Let the boot CPU (maybe a vCPU the hypervisor runs on the same physical CPU)
-            // take the lock to start the runtime, rather than take it back at once.
+            // take the lock to start the runtime, rather than take it back at once: a while of
+            // spin-loop hints, then one yield (not a hypercall per try: starting the other CPUs
+            // takes the boot CPU a while).
+            for _ in 0..SPINS_BEFORE_YIELD {
+                core::hint::spin_loop();
+            }
             <M::Platform as platform::Platform>::yield_cpu();
             guard = self.lock_sched();
         }
@@ -1023,9 +1028,25 @@ impl core::fmt::Display for ShortName {
     }
 }
 
+/// How the wait queues' spin locks wait for a holder on another CPU: the platform's back-off
+/// for virtual CPUs with more than one CPU ([`platform::relax::backoff`]: a yield to the
+/// hypervisor now and then), the spin-loop hint alone with one (never contended there).
+pub struct Relax<M>(PhantomData<fn() -> M>);
+
+impl<M: Machine> spin::RelaxStrategy for Relax<M> {
+    #[inline]
+    fn relax() {
+        if M::CPUS > 1 {
+            platform::relax::backoff::<M::Platform>();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+}
+
 /// A FIFO of blocked threads: the building block of the synchronization primitives.
 pub struct WaitQueue<M> {
-    waiters: spin::Mutex<VecDeque<TaskId>>,
+    waiters: spin::mutex::SpinMutex<VecDeque<TaskId>, Relax<M>>,
     _machine: PhantomData<fn() -> M>,
 }
 
@@ -1047,7 +1068,7 @@ impl<M: Machine> WaitQueue<M> {
     /// An empty queue.
     pub const fn new() -> Self {
         WaitQueue {
-            waiters: spin::Mutex::new(VecDeque::new()),
+            waiters: spin::mutex::SpinMutex::new(VecDeque::new()),
             _machine: PhantomData,
         }
     }
