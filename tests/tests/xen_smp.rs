@@ -162,18 +162,65 @@ fn run() -> Batch {
         opts.host_cpus_for(&specs),
         specs.len()
     ));
-    match lab.run_batch(&specs, &opts) {
-        Err(e) => Batch::Failed(format!("{e:#}")),
+    let mut results = match lab.run_batch(&specs, &opts) {
+        Err(e) => return Batch::Failed(format!("{e:#}")),
         Ok(report) => {
             if let Some(e) = &report.lab_error {
                 return Batch::Failed(format!("{e} (serial log {})", report.log.display()));
             }
-            for g in &report.guests {
-                note(&format!("xen-smp: {}", g.summary()));
+            report.guests
+        }
+    };
+    for g in &results {
+        note(&format!("xen-smp: {}", g.summary()));
+    }
+    // The lab's PVH vCPUs (Xen's HVM under QEMU's emulation of SVM) now and then triple-fault
+    // right after an instruction Xen intercepted (a hypercall's `vmmcall`, `rdtsc`), with a
+    // valid stack and no exception of the guest's own reported: about one 4-vCPU guest in 30,
+    // never a PV guest. Such a guest gets one more run, in a second lab boot, said here; a
+    // second triple fault fails its test.
+    let lab_faults: Vec<usize> = (0..results.len())
+        .filter(|&i| GUESTS[i].kind != "pv" && lab_triple_fault(&results[i]))
+        .collect();
+    if !lab_faults.is_empty() {
+        let again: Vec<GuestSpec> = lab_faults.iter().map(|&i| specs[i].clone()).collect();
+        for &i in &lab_faults {
+            note(&format!(
+                "xen-smp: {} triple-faulted at an intercepted instruction (the lab's emulated \
+                 SVM): one more run",
+                GUESTS[i].name
+            ));
+        }
+        let opts = BatchOptions {
+            log: Some(dir.join("serial-again.log")),
+            ..Default::default()
+        };
+        match lab.run_batch(&again, &opts) {
+            Err(e) => return Batch::Failed(format!("the second run: {e:#}")),
+            Ok(report) => {
+                if let Some(e) = &report.lab_error {
+                    return Batch::Failed(format!(
+                        "the second run: {e} (serial log {})",
+                        report.log.display()
+                    ));
+                }
+                for (&i, g) in lab_faults.iter().zip(report.guests) {
+                    note(&format!("xen-smp: again: {}", g.summary()));
+                    results[i] = g;
+                }
             }
-            Batch::Ran(specs.into_iter().zip(report.guests).collect())
         }
     }
+    Batch::Ran(specs.into_iter().zip(results).collect())
+}
+
+/// Whether `r` ended in a triple fault (Xen's line, a reboot) without an exception report or
+/// panic of the guest's own.
+fn lab_triple_fault(r: &GuestResult) -> bool {
+    let text = r.console_text();
+    r.xen_lines.iter().any(|l| l.contains("Triple fault"))
+        && !text.contains("EXCEPTION")
+        && !text.contains("PANIC")
 }
 
 /// Guest `name`'s console, after checking it ended with `status` and said that all its vCPUs
