@@ -297,6 +297,18 @@ impl<Pol: Policy> Sched<Pol> {
     }
 }
 
+/// One more failed try of a wait on another CPU (the scheduler's lock, a picked thread's
+/// save): the spin-loop hint for the first [`SPINS_BEFORE_YIELD`] tries, then a yield to the
+/// hypervisor each time (the other CPU may be a descheduled vCPU).
+fn spin_or_yield<M: Machine>(spins: &mut u32) {
+    *spins = spins.saturating_add(1);
+    if *spins < SPINS_BEFORE_YIELD {
+        core::hint::spin_loop();
+    } else {
+        <M::Platform as platform::Platform>::yield_cpu();
+    }
+}
+
 fn now<P: Platform>() -> u64 {
     P::now_ns().unwrap_or(0)
 }
@@ -522,12 +534,7 @@ impl<M: Machine> Runtime<M> {
             if let Some(guard) = self.sched.try_lock() {
                 return guard;
             }
-            spins += 1;
-            if spins < SPINS_BEFORE_YIELD {
-                core::hint::spin_loop();
-            } else {
-                <M::Platform as platform::Platform>::yield_cpu();
-            }
+            spin_or_yield::<M>(&mut spins);
         }
     }
 
@@ -577,12 +584,7 @@ impl<M: Machine> Runtime<M> {
                 while M::CPUS > 1 && sp == 0 {
                     // Its last CPU is still saving it (more than one CPU only); a vCPU the
                     // hypervisor descheduled there: yield as `lock_sched` does.
-                    spins += 1;
-                    if spins < SPINS_BEFORE_YIELD {
-                        core::hint::spin_loop();
-                    } else {
-                        <M::Platform as platform::Platform>::yield_cpu();
-                    }
+                    spin_or_yield::<M>(&mut spins);
                     sp = to_sp.load(Ordering::Acquire);
                 }
                 // SAFETY: interrupts are masked (the caller's contract); `sp` was saved by a
