@@ -212,9 +212,17 @@ fn serve(mut stream: TcpStream, store: &Store, id: u64) {
             }
             store.finish(&mut engine, now)
         };
-        // Nothing is answered before what it depends on is durable; a failed sync gets no
-        // reply at all (the client sees the connection close).
+        // Nothing is answered before what it depends on is durable. A failed sync (the disk
+        // failed or was detached) answers none of the batch: one error says why, and the
+        // connection closes (the batch's replies are never sent; the store refuses writes
+        // until restart, and every later batch that depends on them ends the same way).
         if !output.is_empty() && !store.durable(target) {
+            output.clear();
+            resp::error(
+                &mut output,
+                "IOERR the disk failed: nothing more is made durable; restart the server",
+            );
+            let _ = stream.write_all(&output);
             return;
         }
         input.copy_within(pos..filled, 0);
