@@ -97,6 +97,54 @@ struct Ran {
     kv_set: GuestResult,
     /// Its second run on the image the first left, in a second boot (or why there was none).
     kv_get: Result<GuestResult, String>,
+    /// kvstore whose disk and NIC dom0 detaches while it runs ([`DETACH`]), in the first boot.
+    detach: Vec<GuestResult>,
+}
+
+/// kvstore guests whose vbd and vif dom0 takes away while they serve: (name, PVH).
+const DETACH: [(&str, bool); 2] = [("detach-pv", false), ("detach-pvh", true)];
+
+/// The dom0 script of a detach guest: a SET is acknowledged; `xl block-detach` finishes (the
+/// frontend closes its side) and the guest says its disk is gone; the next SET is not
+/// acknowledged (its sync failed: kvstore answers `-IOERR ...`, as it does to a PING after);
+/// `xl network-detach` finishes and the guest says its NIC is gone; the domain is still
+/// running. Each detach's time is printed.
+fn detach_script() -> String {
+    let set = |k: &str, v: &str| {
+        format!(
+            "out=$(printf '{}' | timeout 10 nc -q1 $GUEST_IP 6379 | tr -d '\\r')\n",
+            resp(&["SET", k, v])
+        )
+    };
+    let mut s = String::from(
+        "cs() { awk '{ printf \"%d\", $1 * 100 }' /proc/uptime; }\n\
+         xenlab-wait tcp 6379 30 || exit 7\n",
+    );
+    s.push_str(&set("before", "1"));
+    s.push_str("echo \"SET before: $out\"; case \"$out\" in +OK*) ;; *) exit 5;; esac\n");
+    s.push_str(
+        "t0=$(cs); timeout 60 xl block-detach $GUEST_DOMID 51712; st=$?; t=$(( $(cs) - t0 ))\n\
+         echo \"block-detach: status $st after $((t / 100)).$((t % 100)) s\"; [ $st = 0 ] || exit 8\n\
+         xenlab-wait console 'blkfront device/vbd/51712: the backend went away' 15 || exit 9\n",
+    );
+    // after: a write's sync fails, so it is not acknowledged: kvstore says why and closes the
+    // connection, and says so to every later batch (its store depends on what never became
+    // durable)
+    s.push_str(&set("after", "2"));
+    s.push_str("echo \"SET after: $out\"; case \"$out\" in -IOERR*) ;; *) exit 10;; esac\n");
+    s.push_str(&format!(
+        "out=$(printf '{}' | timeout 10 nc -q1 $GUEST_IP 6379 | tr -d '\\r')\n\
+         echo \"PING after: $out\"; case \"$out\" in -IOERR*) ;; *) exit 11;; esac\n",
+        resp(&["PING"])
+    ));
+    s.push_str(
+        "t0=$(cs); timeout 60 xl network-detach $GUEST_DOMID 0; st=$?; t=$(( $(cs) - t0 ))\n\
+         echo \"network-detach: status $st after $((t / 100)).$((t % 100)) s\"; [ $st = 0 ] || exit 12\n\
+         xenlab-wait console 'netfront device/vif/0: the backend went away' 15 || exit 13\n\
+         xl list $GUEST_DOMID >/dev/null || exit 14\n\
+         echo 'detach: the domain runs on'\n",
+    );
+    s
 }
 
 /// The keys kvstore takes in its first run and must still have in its second.
@@ -240,6 +288,31 @@ fn run() -> Batch {
         .keeps_running(true)
     };
     specs.push(kv_spec("kv-set", &kv_disk, &kv_out, kv_set_script()));
+    for (name, pvh) in DETACH {
+        let set: Vec<String> = if pvh {
+            vec!["xen_guest=pvh".into()]
+        } else {
+            Vec::new()
+        };
+        let built = ws.load_profile("xen-storage", &set).and_then(|profile| {
+            xtask::build_app(ws, "kvstore", "xen-storage", &set).map(|(_, i)| (profile, i.elf))
+        });
+        let (profile, elf) = match built {
+            Ok(b) => b,
+            Err(e) => return Batch::Failed(format!("building {name}: {e:#}")),
+        };
+        let disk = dir.join(format!("{name}.img"));
+        if let Err(e) = std::fs::write(&disk, image(None)) {
+            return Batch::Failed(format!("writing {}: {e}", disk.display()));
+        }
+        specs.push(
+            xenlab_run::guest_spec(name, elf, &profile, "", &[], Duration::from_secs(120))
+                .vif(true)
+                .disk(&disk)
+                .dom0_script(detach_script())
+                .keeps_running(true),
+        );
+    }
     let lab = Lab::from_env();
     if let Err(why) = lab.availability() {
         return Batch::Skipped(why.to_string());
@@ -262,6 +335,14 @@ fn run() -> Batch {
                 note(&format!("xen-blkfront: {}", g.summary()));
             }
             let mut results = report.guests;
+            let mut detach = Vec::new();
+            for (name, _) in DETACH.iter().rev() {
+                let Some(g) = results.pop() else {
+                    return Batch::Failed(format!("no result for {name}"));
+                };
+                specs.pop();
+                detach.insert(0, g);
+            }
             let Some(kv_set) = results.pop() else {
                 return Batch::Failed("no result for kv-set".into());
             };
@@ -293,6 +374,7 @@ fn run() -> Batch {
                 outs,
                 kv_set,
                 kv_get,
+                detach,
             }))
         }
     }
@@ -430,4 +512,54 @@ fn kvstore_keeps_its_acknowledged_keys_across_xl_destroy_and_a_new_xl_create() {
             describe_io(second)
         );
     }
+}
+
+/// Checks detach guest `i` of [`DETACH`].
+fn check_detach(i: usize) {
+    let ran = match batch() {
+        Batch::Skipped(why) => {
+            xtask::xenlab::skip_test(why);
+            return;
+        }
+        Batch::Failed(e) => panic!("the Xen lab failed: {e}"),
+        Batch::Ran(ran) => ran,
+    };
+    let (name, _) = DETACH[i];
+    let g = &ran.detach[i];
+    assert_eq!(g.name, name);
+    let describe = describe_io(g);
+    assert!(g.passed(), "{name}\n{describe}");
+    let console = g.console_text();
+    assert!(
+        console.contains("blkfront device/vbd/51712: the backend went away (XenBus state 5)"),
+        "{name}: blkfront saw blkback close\n{describe}"
+    );
+    assert!(
+        console.contains("netfront device/vif/0: the backend went away (XenBus state 5)"),
+        "{name}: netfront saw netback close\n{describe}"
+    );
+    assert!(
+        !console.contains("no answer from the disk"),
+        "{name}: no call waited for its time limit\n{describe}"
+    );
+    let script = g.io.script_text();
+    assert!(
+        script.contains("SET before: +OK")
+            && script.contains("SET after: -IOERR")
+            && script.contains("PING after: -IOERR"),
+        "{name}\n{describe}"
+    );
+    for line in script.lines().filter(|l| l.contains("detach: status")) {
+        note(&format!("xen-blkfront: {name}: {line}"));
+    }
+}
+
+#[test]
+fn a_pv_guest_sees_its_disk_and_nic_detached_and_the_detach_finishes() {
+    check_detach(0);
+}
+
+#[test]
+fn a_pvh_guest_sees_its_disk_and_nic_detached_and_the_detach_finishes() {
+    check_detach(1);
 }

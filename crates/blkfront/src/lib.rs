@@ -63,11 +63,17 @@
 //! every request in flight with [`Error::DeviceFailed`] and refuses every request from then
 //! on with the same error.
 //!
+//! A **backend that goes away** once connected (`xl block-detach`, dom0's toolstack tearing
+//! the device down: its state leaves `Connected`) is seen through a XenStore watch on its
+//! state ([`Frontend::check_backend`], asked on every submit and poll): what it answered before
+//! is completed, the device stops as a failed one (every other request in flight and every
+//! later one: [`Error::Detached`]), and the frontend writes `Closing` and `Closed` so that
+//! the detach finishes. The platform wakes the disk's waiter on XenStore events, so a waiting
+//! call returns at once rather than at its time limit.
+//!
 //! # Not done
 //! Multi-page rings (`max-ring-page-order` is read, [`Features::max_ring_page_order`]; one page
-//! is used), multiple
-//! queues, discard, and reconnecting: the backend's state is not watched once connected, so a
-//! backend that goes away leaves requests to the caller's time limit (the kernel's 30 s).
+//! is used), multiple queues, discard, and reconnecting to a backend that comes back.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -291,6 +297,8 @@ pub struct BlkFront<H: FrontendHost> {
     generation: u64,
     stats: Stats,
     failed: bool,
+    /// What requests fail with once `failed`.
+    stopped: Error,
     /// Kinds of bad values logged already (bits of [`Bad`]).
     logged: u8,
 }
@@ -450,6 +458,7 @@ impl<H: FrontendHost> BlkFront<H> {
             generation: 1,
             stats: Stats::default(),
             failed: true,
+            stopped: Error::DeviceFailed,
             logged: 0,
         };
         // From here on, dropping `dev` gives everything back and writes Closed.
@@ -469,6 +478,12 @@ impl<H: FrontendHost> BlkFront<H> {
         dev.frontend
             .set_state(&mut dev.host, XenbusState::Connected)?;
         dev.failed = false;
+        if let Err(e) = dev.frontend.watch_backend(&mut dev.host) {
+            log::warn!(
+                "blkfront {}: {e}: a backend that goes away will not be seen",
+                dev.frontend.node.as_str()
+            );
+        }
         log::debug!(
             "blkfront {}: backend {} (domain {domid}), ring-ref {}, event channel {}, {:?}",
             dev.frontend.node.as_str(),
@@ -632,7 +647,33 @@ impl<H: FrontendHost> BlkFront<H> {
             return;
         }
         log::error!("blkfront {}: device stopped", self.frontend.node.as_str());
+        self.stop(Error::DeviceFailed);
+    }
+
+    /// Whether the backend went away (its state watch, [`Frontend::check_backend`]): then the
+    /// device stops as a failed one does, and its side is closed so the detach can finish.
+    fn backend_left(&mut self) -> bool {
+        let Some(state) = self.frontend.check_backend(&mut self.host) else {
+            return false;
+        };
+        if !self.failed {
+            log::error!(
+                "blkfront {}: the backend went away (XenBus state {}): the disk is gone, \
+                 {} request(s) in flight fail",
+                self.frontend.node.as_str(),
+                state as u32,
+                self.slots.iter().filter(|s| s.request.is_some()).count()
+            );
+            self.stop(Error::Detached);
+        }
+        true
+    }
+
+    /// Stops the device: every request in flight is handed back with `error`
+    /// ([`Error::DeviceFailed`], [`Error::Detached`]), and every later one is refused with it.
+    fn stop(&mut self, error: Error) {
         self.failed = true;
+        self.stopped = error;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if let Some(request) = slot.request.take() {
                 self.stats.errors += 1;
@@ -641,7 +682,7 @@ impl<H: FrontendHost> BlkFront<H> {
                     op: request.op,
                     block: request.block,
                     buffer: request.buffer,
-                    result: Err(Error::DeviceFailed),
+                    result: Err(error),
                 });
                 self.free.push(i as u16);
             }
@@ -836,9 +877,9 @@ impl<H: FrontendHost> BlockDevice for BlkFront<H> {
             self.stats.errors += 1;
             return Err((e, request));
         }
-        if self.failed {
+        if self.failed || self.backend_left() {
             self.stats.errors += 1;
-            return Err((Error::DeviceFailed, request));
+            return Err((self.stopped, request));
         }
         let Some(off) = self.ring.as_ref().and_then(|r| r.next_request()) else {
             return Err((Error::Busy, request));
@@ -880,6 +921,8 @@ impl<H: FrontendHost> BlockDevice for BlkFront<H> {
     fn complete(&mut self) -> Option<Completion> {
         if self.done.is_empty() {
             self.reap();
+            // what the backend answered before it left is kept; the rest fails
+            self.backend_left();
         }
         self.done.pop_front()
     }
@@ -890,6 +933,7 @@ impl<H: FrontendHost> BlockDevice for BlkFront<H> {
 
     fn poll_interrupt(&mut self) -> bool {
         self.reap();
+        self.backend_left();
         !self.done.is_empty()
     }
 

@@ -351,6 +351,15 @@ impl FrontendHost for TestHost {
     fn pause(&mut self) {
         self.fake.borrow_mut().pause()
     }
+    fn watch(
+        &mut self,
+        path: &str,
+    ) -> Result<xen_services::xenstore::WatchId, xen_services::xenstore::Error> {
+        self.fake.borrow_mut().watch(path)
+    }
+    fn fired(&mut self, id: xen_services::xenstore::WatchId) -> bool {
+        self.fake.borrow_mut().fired(id)
+    }
 }
 
 /// A host whose backend follows `spec`, and its disk from `seed`.
@@ -1132,4 +1141,44 @@ fn blocking_calls_over_a_garbage_backend_end_in_errors_not_hangs() {
         assert!(failures > 0, "seed {seed}: garbage went unnoticed");
         assert_eq!(io.device().in_flight(), 0, "seed {seed}");
     }
+}
+
+#[test]
+fn a_backend_that_goes_away_fails_what_it_did_not_answer_and_the_frontend_closes() {
+    let (mut dev, host) = connect(Spec::default(), 23);
+    host.auto.set(false);
+    for b in 0..4 {
+        dev.submit(read_req(b)).expect("room");
+    }
+    // blkback answers the first two, then `xl block-detach` takes it Closing
+    host.take();
+    host.back.borrow_mut().held.truncate(2);
+    host.answer();
+    host.fake
+        .borrow_mut()
+        .store
+        .insert(format!("{BE}/state"), "5".into());
+    assert!(dev.poll_interrupt());
+    let mut ok = 0;
+    let mut failed = 0;
+    while let Some(c) = dev.complete() {
+        match c.result {
+            Ok(()) => ok += 1,
+            Err(Error::Detached) => failed += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(
+        (ok, failed),
+        (2, 2),
+        "answered ones complete, the rest fail"
+    );
+    assert_eq!(
+        key(&host, &format!("{NODE}/state")),
+        "6",
+        "the frontend closed"
+    );
+    let (e, _) = dev.submit(read_req(9)).expect_err("refused");
+    assert_eq!(e, Error::Detached);
+    assert_eq!(dev.in_flight(), 0);
 }

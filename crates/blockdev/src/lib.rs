@@ -247,6 +247,8 @@ pub enum Error {
     DeviceFailed,
     /// The device did not finish a request in the time the waiter allows.
     Timeout,
+    /// The disk was taken away (a Xen vbd detached: its backend left); nothing more goes to it.
+    Detached,
     /// The power is off (the power-cut fake, after its cut point).
     PowerCut,
 }
@@ -277,6 +279,7 @@ impl core::fmt::Display for Error {
             Error::Unsupported => "the device does not support the operation",
             Error::DeviceFailed => "the device wrote values out of bounds and was stopped",
             Error::Timeout => "the device did not finish a request in time",
+            Error::Detached => "the disk was detached",
             Error::PowerCut => "the power is off",
         };
         f.write_str(words)

@@ -69,6 +69,56 @@ fn disk_interrupt(_data: usize) {
     park::wake();
 }
 
+/// On a XenStore event (blkfront's backend may have gone): the waiter looks at the device,
+/// which answers what it can (see blkfront's docs) rather than leaving the call to its time
+/// limit.
+#[cfg(feature = "disk-blkfront")]
+fn store_event() {
+    PENDING.store(true, Ordering::Release);
+    park::wake();
+    #[cfg(feature = "threads")]
+    backend_watch::wake();
+}
+
+/// blkfront's look at its backend when no call is in progress: a small thread asks the device
+/// (`poll_interrupt`) on every XenStore event, so that a backend that goes away while the disk
+/// is idle (`xl block-detach`) is answered at once and the detach finishes. Without threads,
+/// the next call sees it.
+#[cfg(all(feature = "disk-blkfront", feature = "threads"))]
+mod backend_watch {
+    use crate::threads::{Kernel, WaitQueue};
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    static QUEUE: WaitQueue<Kernel> = WaitQueue::new();
+    static EVENT: AtomicBool = AtomicBool::new(false);
+
+    /// From the XenStore event's handler.
+    pub fn wake() {
+        EVENT.store(true, Ordering::Release);
+        QUEUE.notify_all();
+    }
+
+    /// Starts the thread (once the disk is in place).
+    pub fn start() {
+        let spawned = crate::threads::spawn(
+            Some(alloc::string::String::from("vbd-watch")),
+            16 * 1024,
+            alloc::boxed::Box::new(|| {
+                loop {
+                    QUEUE.wait_if(|| !EVENT.load(Ordering::Acquire), None);
+                    EVENT.store(false, Ordering::Release);
+                    super::with(|d| {
+                        blockdev::BlockDevice::poll_interrupt(d.device_mut());
+                    });
+                }
+            }),
+        );
+        if spawned.is_err() {
+            log::warn!("block: no vbd-watch thread: a detach is seen at the next call");
+        }
+    }
+}
+
 #[cfg(feature = "threads")]
 mod park {
     //! The calling thread sleeps on a wait queue the handler wakes.
@@ -289,6 +339,8 @@ fn probe_blkfront() -> Option<Found> {
     match crate::select::XenBlockDevice::connect(crate::xen_host::KernelXenHost, node.as_str()) {
         Ok(device) => {
             let irq = Some(Irq(device.event_channel()));
+            // blkfront watches its backend's state; a waiter wakes to look when XenStore speaks
+            platform_xen::xenstore::on_event(store_event);
             Some(Found {
                 device: wrap_blkfront(device),
                 name: Name::Blkfront(node),
@@ -355,6 +407,10 @@ pub fn init() {
         DISK.lock()
             .replace(Box::new(Blocking::new(device, IrqWait::default()))),
     );
+    #[cfg(all(feature = "disk-blkfront", feature = "threads"))]
+    if matches!(name, Name::Blkfront(_)) {
+        backend_watch::start();
+    }
 }
 
 /// The interrupt part of the log line.

@@ -233,6 +233,14 @@ fn nic_interrupt(_data: usize) {
     waiters::wake_poller();
 }
 
+/// On a XenStore event (netfront's backend may have gone): the poller asks the device
+/// (`poll_interrupt`), as after its interrupt, without counting one.
+#[cfg(feature = "nic-netfront")]
+pub(crate) fn store_event() {
+    IRQ_PENDING.store(true, Ordering::Release);
+    waiters::wake_poller();
+}
+
 /// Blocking calls (threads, or no scheduler); under the async executor there are none.
 #[cfg(not(feature = "scheduler-async"))]
 impl ::net::Wait for Net {

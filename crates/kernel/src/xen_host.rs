@@ -79,6 +79,22 @@ impl FrontendHost for KernelXenHost {
     fn pause(&mut self) {
         crate::boot::sleep_until_ns(self.now_ns() + PAUSE_NS);
     }
+
+    fn watch(&mut self, path: &str) -> Result<xenstore::WatchId, xenstore::Error> {
+        platform_xen::xenstore::add_watch(path)
+    }
+
+    fn fired(&mut self, id: xenstore::WatchId) -> bool {
+        platform_xen::xenstore::fired(id)
+    }
+
+    fn read_now(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, xenstore::Error> {
+        platform_xen::xenstore::try_read(path, buf).map(|v| v.len())
+    }
+
+    fn write_now(&mut self, path: &str, value: &str) -> Result<(), xenstore::Error> {
+        platform_xen::xenstore::try_write(path, value.as_bytes())
+    }
 }
 
 /// Sets up the grant table before any driver connects, on Xen: its setup builds the table's
@@ -130,6 +146,8 @@ pub fn probe_nics() -> Option<Nic> {
             let _ = device.describe(&mut line);
             log::info!("{line}");
             let irq = Some(Irq(device.event_channel()));
+            // netfront watches its backend's state: the poller looks when XenStore speaks
+            platform_xen::xenstore::on_event(crate::net::store_event);
             Some(Nic { device, irq })
         }
         Err(e) => {

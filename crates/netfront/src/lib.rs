@@ -33,8 +33,11 @@
 //!
 //! The XenBus handshake: the driver publishes its rings, writes `Initialised`, then
 //! `Connected` (netback connects on the frontend's `Connected`, not on `Initialised`), and waits
-//! for the backend's `Connected`. Written by hand: no published crate implements a Xen netfront
-//! for a `no_std` kernel.
+//! for the backend's `Connected`. Once connected it watches the backend's state: a backend that
+//! goes away (`xl network-detach`: its state leaves `Connected`) is seen at the next interrupt
+//! poll (the platform polls on XenStore events too), the device stops (as [`NetFront::failed`]),
+//! and the frontend writes `Closing` and `Closed` so that the detach finishes. Written by hand: no
+//! published crate implements a Xen netfront for a `no_std` kernel.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -273,6 +276,9 @@ impl<H: FrontendHost> NetFront<H> {
         match dev.finish_handshake() {
             Ok(()) => {
                 dev.host.notify(dev.port);
+                if let Err(e) = dev.front.watch_backend(&mut dev.host) {
+                    log::warn!("netfront: {e}: a backend that goes away will not be seen");
+                }
                 Ok(dev)
             }
             Err(e) => {
@@ -347,9 +353,23 @@ impl<H: FrontendHost> NetFront<H> {
         &mut self.host
     }
 
-    /// Whether the backend broke the ring protocol and the device stopped.
+    /// Whether the backend broke the ring protocol, or went away, and the device stopped.
     pub fn failed(&self) -> bool {
         self.failed
+    }
+
+    /// The backend went away: says so (once), and stops the device.
+    #[cold]
+    #[inline(never)]
+    fn backend_left(&mut self, state: XenbusState) {
+        if !self.failed {
+            log::error!(
+                "netfront {}: the backend went away (XenBus state {}): the NIC is down",
+                self.front.node.as_str(),
+                state as u32
+            );
+        }
+        self.failed = true;
     }
 
     /// Says the device is broken (once), and stops it.
@@ -727,6 +747,10 @@ impl<H: FrontendHost> NetDevice for NetFront<H> {
     }
 
     fn poll_interrupt(&mut self) -> bool {
+        if let Some(state) = self.front.check_backend(&mut self.host) {
+            self.backend_left(state);
+            return false;
+        }
         if self.failed {
             return false;
         }

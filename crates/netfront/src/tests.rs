@@ -489,3 +489,31 @@ mod over_xenstored {
         }
     }
 }
+
+#[test]
+fn a_backend_that_goes_away_stops_the_nic_and_the_frontend_closes() {
+    let mut dev = connect();
+    let mut back = Netback::attach(&mut dev);
+    // connected: frames flow, and the watch's first fire (its registration) changes nothing
+    assert!(back.deliver(dev.host(), &frame(60, 1), 0));
+    dev.poll_interrupt();
+    assert!(!dev.failed());
+    assert!(receive_one(&mut dev).is_some());
+    // `xl network-detach`: netback goes Closing
+    dev.host()
+        .store
+        .insert(format!("{BACKEND}/state"), "5".into());
+    assert!(!dev.poll_interrupt());
+    assert!(dev.failed(), "the NIC is down");
+    assert_eq!(
+        dev.host().store["device/vif/0/state"],
+        "6",
+        "the frontend closed"
+    );
+    assert!(dev.transmit().is_none());
+    assert!(back.deliver(dev.host(), &frame(60, 2), 0));
+    assert!(
+        receive_one(&mut dev).is_none(),
+        "nothing is read from a gone backend's ring"
+    );
+}

@@ -11,7 +11,7 @@ use core::fmt::{self, Write};
 use crate::grant::{GrantError, GrantRef};
 use crate::mem::SharedMemory;
 use crate::xenbus::{Action, FrontendHandshake, HandshakeError, XenbusState};
-use crate::xenstore;
+use crate::xenstore::{self, WatchId};
 
 /// What a frontend driver needs from the platform it runs on.
 ///
@@ -50,6 +50,21 @@ pub trait FrontendHost {
     fn now_ns(&self) -> u64;
     /// Waits a little (a millisecond or so) while the backend moves.
     fn pause(&mut self);
+    /// Watches XenStore node `path` (absolute, or under the domain's home) and the nodes
+    /// below it: a change makes [`fired`](Self::fired) true.
+    fn watch(&mut self, path: &str) -> Result<WatchId, xenstore::Error>;
+    /// Whether watch `id` fired since it was last asked (clears it). Never blocks: a driver
+    /// asks from its poll path.
+    fn fired(&mut self, id: WatchId) -> bool;
+    /// As [`read`](Self::read), from a driver's poll path: never waits for another caller of
+    /// XenStore (`Err(Busy)`: ask again later), though it waits for xenstored's reply.
+    fn read_now(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, xenstore::Error> {
+        self.read(path, buf)
+    }
+    /// As [`write`](Self::write), from a driver's poll path (see [`read_now`](Self::read_now)).
+    fn write_now(&mut self, path: &str, value: &str) -> Result<(), xenstore::Error> {
+        self.write(path, value)
+    }
 }
 
 /// The longest XenStore path a frontend builds.
@@ -166,6 +181,14 @@ pub struct Frontend {
     /// The backend's domain.
     pub backend_id: u16,
     handshake: FrontendHandshake,
+    /// The watch on the backend's state once connected ([`watch_backend`](Self::watch_backend)).
+    watch: Option<WatchId>,
+    /// The state the backend left for, once it went away.
+    gone: Option<XenbusState>,
+    /// The watch fired and the state is still to be read (XenStore was busy).
+    unread: bool,
+    /// Once the backend went away, the states still to write (`Closing`, then `Closed`).
+    closing: &'static [XenbusState],
 }
 
 impl Frontend {
@@ -190,7 +213,89 @@ impl Frontend {
             backend,
             backend_id,
             handshake: FrontendHandshake::default(),
+            watch: None,
+            gone: None,
+            unread: false,
+            closing: &[],
         })
+    }
+
+    /// Watches the backend's state once connected, so that [`check_backend`] sees it go away
+    /// (`xl network-detach`, `xl block-detach`, a backend driver unloaded, dom0's toolstack
+    /// tearing the device down). Without the watch (XenStore refused it: the error) the driver
+    /// works on, blind to that.
+    ///
+    /// [`check_backend`]: Self::check_backend
+    #[inline(never)]
+    pub fn watch_backend(&mut self, host: &mut impl FrontendHost) -> Result<(), FrontendError> {
+        let path = Path::join(self.backend.as_str(), "state").ok_or(FrontendError::PathTooLong)?;
+        let id = host
+            .watch(path.as_str())
+            .map_err(|e| FrontendError::Store("state (watch)", e))?;
+        self.watch = Some(id);
+        Ok(())
+    }
+
+    /// Whether the backend went away: `Some(state)` once its state left `Connected` (to
+    /// `Closing`, `Closed`, back to `InitWait`, or the node is gone: `Unknown`). Cheap when
+    /// its watch did not fire (a driver calls it from its poll path, where it may not wait for
+    /// another caller of XenStore: the state is read with [`FrontendHost::read_now`], and
+    /// read again on a later call when XenStore was busy). The frontend then closes its side:
+    /// it writes `Closing` and `Closed`, so the backend and the toolstack can finish (a
+    /// toolstack's detach waits for it); the driver stops using the rings. A read that fails
+    /// for another reason than a missing node is not taken for a departure: the watch is
+    /// looked at again on the next fire.
+    #[inline]
+    pub fn check_backend(&mut self, host: &mut impl FrontendHost) -> Option<XenbusState> {
+        if self.gone.is_none() && !self.unread && !host.fired(self.watch?) {
+            return None;
+        }
+        self.look_at_backend(host)
+    }
+
+    /// [`check_backend`](Self::check_backend) once the watch fired (or a look is owed).
+    #[inline(never)]
+    fn look_at_backend(&mut self, host: &mut impl FrontendHost) -> Option<XenbusState> {
+        if self.gone.is_some() {
+            self.close_now(host);
+            return self.gone;
+        }
+        self.unread = true;
+        let path = Path::join(self.backend.as_str(), "state")?;
+        let mut buf = [0u8; 16];
+        let state = match host.read_now(path.as_str(), &mut buf) {
+            Ok(n) => XenbusState::parse(&buf[..n.min(buf.len())]).unwrap_or(XenbusState::Unknown),
+            Err(xenstore::Error::Store(xenstore::XsError::NoEntry)) => XenbusState::Unknown,
+            Err(xenstore::Error::Busy) => return None, // read on a later poll
+            Err(_) => {
+                self.unread = false;
+                return None;
+            }
+        };
+        self.unread = false;
+        if matches!(
+            state,
+            XenbusState::Connected | XenbusState::Reconfiguring | XenbusState::Reconfigured
+        ) {
+            return None;
+        }
+        self.gone = Some(state);
+        self.closing = &[XenbusState::Closing, XenbusState::Closed];
+        self.close_now(host);
+        self.gone
+    }
+
+    /// Writes the states of [`closing`](Self::closing) still to write, as far as XenStore is free.
+    fn close_now(&mut self, host: &mut impl FrontendHost) {
+        while let Some((&state, rest)) = self.closing.split_first() {
+            let Some(path) = Path::join(self.node.as_str(), "state") else {
+                return;
+            };
+            match host.write_now(path.as_str(), state.as_str()) {
+                Err(xenstore::Error::Busy) => return, // on a later call
+                _ => self.closing = rest,
+            }
+        }
     }
 
     /// The frontend's state.
@@ -360,6 +465,10 @@ pub mod fake {
         pub on_pause: Option<Box<OnPause>>,
         /// A key whose reads and writes fail (fault injection).
         pub broken_key: Option<String>,
+        /// Watches: the path, and the values under it when last looked at.
+        pub watches: Vec<(String, Vec<(String, String)>)>,
+        /// XenStore is in use elsewhere: `read_now` and `write_now` say `Busy`.
+        pub busy: bool,
     }
 
     /// The fake page handle: the page, with its frame number.
@@ -465,6 +574,19 @@ pub mod fake {
             self.notified.borrow().get(&port).copied().unwrap_or(0)
         }
 
+        /// The nodes at and below `path`, with their values.
+        fn under(&self, path: &str) -> Vec<(String, String)> {
+            self.store
+                .iter()
+                .filter(|(k, _)| {
+                    k.as_str() == path
+                        || k.strip_prefix(path)
+                            .is_some_and(|rest| rest.starts_with('/'))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+
         fn check(&self, path: &str) -> Result<(), xenstore::Error> {
             match &self.broken_key {
                 Some(k) if path.ends_with(k.as_str()) => {
@@ -555,6 +677,14 @@ pub mod fake {
                 f(&mut self.xenstored);
             }
         }
+        fn watch(&mut self, path: &str) -> Result<WatchId, xenstore::Error> {
+            self.xs.add_watch(path, &mut self.xenstored)
+        }
+        fn fired(&mut self, id: WatchId) -> bool {
+            // what the kernel does on the XenStore event: take what is in the ring
+            let _ = self.xs.poll_events();
+            self.xs.take_fired(id)
+        }
     }
 
     impl FrontendHost for FakeHost {
@@ -635,6 +765,38 @@ pub mod fake {
             if let Some(f) = &mut self.on_pause {
                 f(&mut self.store);
             }
+        }
+        /// Fires (as xenstored does, once at once, then) whenever a node at or below `path`
+        /// changed, appeared or went since the last look.
+        fn watch(&mut self, path: &str) -> Result<WatchId, xenstore::Error> {
+            self.check(path)?;
+            if self.watches.len() >= xenstore::MAX_WATCHES {
+                return Err(xenstore::Error::TooManyWatches);
+            }
+            self.watches.push((path.into(), Vec::new()));
+            Ok(WatchId((self.watches.len() - 1) as u8))
+        }
+        fn read_now(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, xenstore::Error> {
+            if self.busy {
+                return Err(xenstore::Error::Busy);
+            }
+            self.read(path, buf)
+        }
+        fn write_now(&mut self, path: &str, value: &str) -> Result<(), xenstore::Error> {
+            if self.busy {
+                return Err(xenstore::Error::Busy);
+            }
+            self.write(path, value)
+        }
+        fn fired(&mut self, id: WatchId) -> bool {
+            let Some(path) = self.watches.get(usize::from(id.0)).map(|w| w.0.clone()) else {
+                return false;
+            };
+            let now = self.under(&path);
+            let w = &mut self.watches[usize::from(id.0)];
+            let changed = w.1 != now;
+            w.1 = now;
+            changed
         }
     }
 }
@@ -725,6 +887,127 @@ mod tests {
             f.next_action(&mut h, BACKEND_WAIT_NS),
             Err(FrontendError::Handshake(_))
         ));
+    }
+
+    /// A connected frontend on `h`, its backend's state watched.
+    fn connected(h: &mut FakeHost) -> Frontend {
+        let mut f = Frontend::open(h, "device/vif/0").expect("opens");
+        f.next_action(h, BACKEND_WAIT_NS).expect("publish");
+        h.store
+            .insert("/local/domain/0/backend/vif/5/0/state".into(), "4".into());
+        assert_eq!(f.next_action(h, BACKEND_WAIT_NS), Ok(Action::Connect));
+        f.set_state(h, f.state()).expect("writes");
+        f.watch_backend(h).expect("watch");
+        f
+    }
+
+    #[test]
+    fn a_backend_that_leaves_after_connecting_is_seen_and_answered() {
+        let state = "/local/domain/0/backend/vif/5/0/state";
+        for (value, gone) in [
+            (Some("5"), XenbusState::Closing),
+            (Some("6"), XenbusState::Closed),
+            (Some("2"), XenbusState::InitWait),
+            (Some("garbage"), XenbusState::Unknown),
+            (None, XenbusState::Unknown),
+        ] {
+            let mut h = host();
+            let mut f = connected(&mut h);
+            assert_eq!(
+                f.check_backend(&mut h),
+                None,
+                "the first fire is the registration"
+            );
+            // other keys of the backend changing are not a departure
+            h.store.insert(
+                "/local/domain/0/backend/vif/5/0/hotplug-status".into(),
+                "connected".into(),
+            );
+            h.store.insert(state.into(), "7".into());
+            assert_eq!(
+                f.check_backend(&mut h),
+                None,
+                "reconfiguring is not leaving"
+            );
+            h.store.insert(state.into(), "4".into());
+            assert_eq!(f.check_backend(&mut h), None);
+            match value {
+                Some(v) => h.store.insert(state.into(), v.into()),
+                None => h.store.remove(state),
+            };
+            assert_eq!(f.check_backend(&mut h), Some(gone), "{value:?}");
+            assert_eq!(h.store["device/vif/0/state"], "6", "the frontend closed");
+            // it stays gone, even if the node comes back
+            h.store.insert(state.into(), "4".into());
+            assert_eq!(f.check_backend(&mut h), Some(gone));
+        }
+    }
+
+    #[test]
+    fn a_failing_read_is_not_a_departure_and_no_watch_sees_nothing() {
+        let mut h = host();
+        let mut f = connected(&mut h);
+        assert_eq!(f.check_backend(&mut h), None);
+        h.store
+            .insert("/local/domain/0/backend/vif/5/0/state".into(), "5".into());
+        h.broken_key = Some("state".into());
+        assert_eq!(
+            f.check_backend(&mut h),
+            None,
+            "an I/O error is not a departure"
+        );
+        h.broken_key = None;
+        h.store
+            .insert("/local/domain/0/backend/vif/5/0/state".into(), "6".into());
+        assert_eq!(f.check_backend(&mut h), Some(XenbusState::Closed));
+        // a frontend whose watch XenStore refused: connected, and blind
+        let mut h = host();
+        let mut f = Frontend::open(&mut h, "device/vif/0").expect("opens");
+        h.broken_key = Some("state".into());
+        assert!(matches!(
+            f.watch_backend(&mut h),
+            Err(FrontendError::Store("state (watch)", _))
+        ));
+        h.broken_key = None;
+        h.store
+            .insert("/local/domain/0/backend/vif/5/0/state".into(), "6".into());
+        assert_eq!(f.check_backend(&mut h), None);
+    }
+
+    #[test]
+    fn a_busy_xenstore_defers_the_look_and_never_loses_it() {
+        let state = "/local/domain/0/backend/vif/5/0/state";
+        let mut h = host();
+        let mut f = connected(&mut h);
+        assert_eq!(f.check_backend(&mut h), None);
+        h.store.insert(state.into(), "5".into());
+        h.busy = true;
+        assert_eq!(f.check_backend(&mut h), None, "busy: looked at later");
+        assert_eq!(
+            f.check_backend(&mut h),
+            None,
+            "the watch does not fire again"
+        );
+        h.busy = false;
+        assert_eq!(f.check_backend(&mut h), Some(XenbusState::Closing));
+        assert_eq!(h.store["device/vif/0/state"], "6");
+    }
+
+    #[test]
+    fn the_watch_goes_over_the_wire_protocol() {
+        use super::fake::WireHost;
+        let be = "/local/domain/0/backend/vbd/5/51712";
+        let mut h = WireHost::with_keys(&[
+            ("device/vbd/51712/backend", be),
+            ("device/vbd/51712/backend-id", "0"),
+            (&alloc::format!("{be}/state"), "4"),
+        ]);
+        let mut f = Frontend::open(&mut h, "device/vbd/51712").expect("opens");
+        f.watch_backend(&mut h).expect("watch");
+        assert_eq!(f.check_backend(&mut h), None);
+        h.xenstored.change(&alloc::format!("{be}/state"), "5");
+        assert_eq!(f.check_backend(&mut h), Some(XenbusState::Closing));
+        assert_eq!(h.xenstored.get("device/vbd/51712/state"), Some(&b"6"[..]));
     }
 
     #[test]

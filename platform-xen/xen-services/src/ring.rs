@@ -92,15 +92,23 @@ impl RingLayout {
         Ok(n)
     }
 
-    /// As the consumer: copies up to `buf.len()` waiting bytes out, then releases them
-    /// (barrier, then `cons`). Returns how many bytes were read (0 when empty).
-    pub fn consume(&self, m: &impl SharedMemory, buf: &mut [u8]) -> Result<usize, RingError> {
+    /// As the consumer: copies up to `buf.len()` waiting bytes out without releasing them (the
+    /// next [`consume`](Self::consume) reads them again). Returns how many bytes were copied.
+    pub fn peek(&self, m: &impl SharedMemory, buf: &mut [u8]) -> Result<usize, RingError> {
         let (prod, cons) = self.indices(m)?;
         m.fence(); // the bytes are read after the index that published them
         let n = (used(prod, cons) as usize).min(buf.len());
         for (i, b) in buf[..n].iter_mut().enumerate() {
             *b = m.read_u8(self.data + slot(cons.wrapping_add(i as u32), self.size));
         }
+        Ok(n)
+    }
+
+    /// As the consumer: copies up to `buf.len()` waiting bytes out, then releases them
+    /// (barrier, then `cons`). Returns how many bytes were read (0 when empty).
+    pub fn consume(&self, m: &impl SharedMemory, buf: &mut [u8]) -> Result<usize, RingError> {
+        let n = self.peek(m, buf)?;
+        let cons = m.read_u32(self.cons);
         if n > 0 {
             m.fence();
             m.write_u32(self.cons, cons.wrapping_add(n as u32));

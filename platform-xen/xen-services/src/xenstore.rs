@@ -205,6 +205,10 @@ pub enum Error {
     Ring(RingError),
     /// [`Wait::wait`] gave up.
     TimedOut,
+    /// Every one of the client's [`MAX_WATCHES`] watches is taken.
+    TooManyWatches,
+    /// The client is in use by another CPU or thread (a caller that may not wait: try again).
+    Busy,
 }
 
 impl From<RingError> for Error {
@@ -227,6 +231,8 @@ impl fmt::Display for Error {
             Error::BufferTooSmall(n) => write!(f, "xenstore reply needs a {n}-byte buffer"),
             Error::Ring(e) => write!(f, "xenstore: {e}"),
             Error::TimedOut => f.write_str("xenstore: no reply in time"),
+            Error::TooManyWatches => write!(f, "xenstore: more than {MAX_WATCHES} watches"),
+            Error::Busy => f.write_str("xenstore: busy in another call"),
         }
     }
 }
@@ -366,11 +372,36 @@ pub trait Wait {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tx(pub u32);
 
+/// How many watches one client keeps ([`XenStore::add_watch`]).
+pub const MAX_WATCHES: usize = 32;
+
+/// A watch registered with [`XenStore::add_watch`]: its events set its bit, which
+/// [`XenStore::take_fired`] reads and clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchId(pub u8);
+
+impl WatchId {
+    /// Its bit in a mask of [`XenStore::take_all_fired`].
+    pub const fn bit(self) -> u32 {
+        1 << (self.0 as u32 % MAX_WATCHES as u32)
+    }
+}
+
+/// The token of the client's watch `id`: `stardust-watch-<id>`.
+const TOKEN_PREFIX: &[u8] = b"stardust-watch-";
+
 /// A XenStore client on the shared ring page.
 #[derive(Debug)]
 pub struct XenStore<M> {
     page: M,
     next_id: u32,
+    /// Watches registered through [`add_watch`](Self::add_watch), one bit each.
+    watches: u32,
+    /// Watches whose events arrived and were not taken yet.
+    fired: u32,
+    /// Bytes of a message [`poll_events`](Self::poll_events) started to discard (one larger
+    /// than the ring) that are still to come.
+    skipping: usize,
 }
 
 impl<M: SharedMemory> XenStore<M> {
@@ -380,7 +411,13 @@ impl<M: SharedMemory> XenStore<M> {
             page.len() >= core::mem::size_of::<xenstore_domain_interface>(),
             "the xenstore page is too small"
         );
-        XenStore { page, next_id: 1 }
+        XenStore {
+            page,
+            next_id: 1,
+            watches: 0,
+            fired: 0,
+            skipping: 0,
+        }
     }
 
     /// The page.
@@ -437,6 +474,11 @@ impl<M: SharedMemory> XenStore<M> {
         w: &mut impl Wait,
         mut on_event: impl FnMut(WatchEvent<'_>),
     ) -> Result<&'b [u8], Error> {
+        if self.skipping > 0 {
+            // the rest of a message poll_events began to discard comes before the reply
+            let n = core::mem::take(&mut self.skipping);
+            self.skip(n, w)?;
+        }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let mut msg = [0u8; HEADER_LEN + 256];
@@ -473,6 +515,7 @@ impl<M: SharedMemory> XenStore<M> {
                 }
                 self.recv_exact(&mut ev[..n], w)?;
                 if let Ok(e) = parse_watch_event(&ev[..n]) {
+                    self.note(&e);
                     on_event(e);
                 }
                 continue;
@@ -505,7 +548,14 @@ impl<M: SharedMemory> XenStore<M> {
         buf: &'b mut [u8],
         w: &mut impl Wait,
     ) -> Result<&'b [u8], Error> {
-        self.call(MsgType::Read, tx, &[path.as_bytes(), b"\0"], buf, w, |_| {})
+        self.call(
+            MsgType::Read,
+            tx,
+            &[path.as_bytes(), b"\0"],
+            buf,
+            w,
+            no_event,
+        )
     }
 
     /// Writes `value` to `path`.
@@ -523,7 +573,7 @@ impl<M: SharedMemory> XenStore<M> {
             &[path.as_bytes(), b"\0", value],
             &mut buf,
             w,
-            |_| {},
+            no_event,
         )
         .map(|_| ())
     }
@@ -543,7 +593,7 @@ impl<M: SharedMemory> XenStore<M> {
             &[path.as_bytes(), b"\0"],
             buf,
             w,
-            |_| {},
+            no_event,
         )
     }
 
@@ -556,9 +606,109 @@ impl<M: SharedMemory> XenStore<M> {
             &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"],
             &mut buf,
             w,
-            |_| {},
+            no_event,
         )
         .map(|_| ())
+    }
+
+    /// Registers a watch on `path` (and the nodes below it) under a token of the client's
+    /// own: its events set the watch's bit ([`take_fired`](Self::take_fired)), whether they
+    /// arrive during a call or are picked up by [`poll_events`](Self::poll_events).
+    /// xenstored fires a new watch once at once, so its bit is set from the start.
+    pub fn add_watch(&mut self, path: &str, w: &mut impl Wait) -> Result<WatchId, Error> {
+        let free = (0..MAX_WATCHES as u8)
+            .map(WatchId)
+            .find(|id| self.watches & id.bit() == 0)
+            .ok_or(Error::TooManyWatches)?;
+        let mut token = [0u8; 24];
+        let len = watch_token(free, &mut token);
+        let mut buf = [0u8; 8];
+        self.call(
+            MsgType::Watch,
+            Tx(0),
+            &[path.as_bytes(), b"\0", &token[..len], b"\0"],
+            &mut buf,
+            w,
+            no_event,
+        )?;
+        self.watches |= free.bit();
+        Ok(free)
+    }
+
+    /// Whether watch `id` fired since it was last asked; clears it.
+    pub fn take_fired(&mut self, id: WatchId) -> bool {
+        let hit = self.fired & id.bit() != 0;
+        self.fired &= !id.bit();
+        hit
+    }
+
+    /// Every watch that fired since last asked, as a mask of [`WatchId::bit`]s; clears them.
+    pub fn take_all_fired(&mut self) -> u32 {
+        core::mem::take(&mut self.fired)
+    }
+
+    /// Sets the bit of the client's watch whose token `e` carries (other tokens are not ours:
+    /// [`watch`](Self::watch)'s callers read their events with
+    /// [`next_event`](Self::next_event)).
+    fn note(&mut self, e: &WatchEvent<'_>) {
+        let Some(digits) = e.token.strip_prefix(TOKEN_PREFIX) else {
+            return;
+        };
+        if let Some(id) = parse_decimal(digits)
+            .filter(|&n| (n as usize) < MAX_WATCHES)
+            .map(|n| WatchId(n as u8))
+            && self.watches & id.bit() != 0
+        {
+            self.fired |= id.bit();
+        }
+    }
+
+    /// Takes every whole message waiting in the ring without blocking (for a caller that is
+    /// not in a call: an event handler, a driver's poll): watch events set their watch's bit
+    /// ([`take_fired`](Self::take_fired)), and a stray reply (to a call that gave up) is
+    /// checked and dropped. A message that is not whole yet stays for the next poll. An error
+    /// means the ring or a header is garbage.
+    pub fn poll_events(&mut self) -> Result<(), Error> {
+        loop {
+            let pending = RSP.pending(&self.page)? as usize;
+            if self.skipping > 0 {
+                let mut scratch = [0u8; 64];
+                let k = self.skipping.min(scratch.len()).min(pending);
+                if k == 0 {
+                    return Ok(());
+                }
+                let n = RSP.consume(&self.page, &mut scratch[..k])?;
+                self.skipping -= n;
+                continue;
+            }
+            if pending < HEADER_LEN {
+                return Ok(());
+            }
+            let mut hb = [0u8; HEADER_LEN];
+            RSP.peek(&self.page, &mut hb)?;
+            let h = Header::decode(&hb)?;
+            let n = h.len as usize;
+            let mut ev = [0u8; 512];
+            if n > ev.len() {
+                // never whole in a 1 KiB ring, and not an event of ours: discard as it comes
+                RSP.consume(&self.page, &mut hb)?;
+                self.skipping = n;
+                continue;
+            }
+            if pending < HEADER_LEN + n {
+                return Ok(()); // the rest is on its way
+            }
+            RSP.consume(&self.page, &mut hb)?;
+            RSP.consume(&self.page, &mut ev[..n])?;
+            if h.ty == MsgType::WatchEvent as u32 {
+                if let Ok(e) = parse_watch_event(&ev[..n]) {
+                    self.note(&e);
+                }
+            } else {
+                // a stray reply: checked, then dropped
+                parse_reply(h, &ev[..n])?;
+            }
+        }
     }
 
     /// Waits for the next watch event and copies it into `buf` (`path\0token\0`).
@@ -579,7 +729,9 @@ impl<M: SharedMemory> XenStore<M> {
             self.recv_exact(&mut buf[..n], w)?;
             if h.ty == MsgType::WatchEvent as u32 {
                 let payload: &'b [u8] = &buf[..n];
-                return parse_watch_event(payload);
+                let e = parse_watch_event(payload)?;
+                self.note(&e);
+                return Ok(e);
             }
             // a stray reply (to a call that gave up): checked and dropped
             parse_reply(h, &buf[..n])?;
@@ -595,7 +747,7 @@ impl<M: SharedMemory> XenStore<M> {
             &[b"\0"],
             &mut buf,
             w,
-            |_| {},
+            no_event,
         )?;
         let digits = p.strip_suffix(b"\0").unwrap_or(p);
         parse_decimal(digits)
@@ -613,9 +765,26 @@ impl<M: SharedMemory> XenStore<M> {
     ) -> Result<(), Error> {
         let mut buf = [0u8; 8];
         let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
-        self.call(MsgType::TransactionEnd, tx, &[arg], &mut buf, w, |_| {})
+        self.call(MsgType::TransactionEnd, tx, &[arg], &mut buf, w, no_event)
             .map(|_| ())
     }
+}
+
+/// The `on_event` of the client's own calls: their events only set watch bits. One function
+/// for all of them, so that `call` is compiled once, not once per caller's closure.
+fn no_event(_: WatchEvent<'_>) {}
+
+/// Writes the token of watch `id` into `buf`; its length.
+fn watch_token(id: WatchId, buf: &mut [u8; 24]) -> usize {
+    let p = TOKEN_PREFIX.len();
+    buf[..p].copy_from_slice(TOKEN_PREFIX);
+    let mut n = p;
+    if id.0 >= 10 {
+        buf[n] = b'0' + id.0 / 10;
+        n += 1;
+    }
+    buf[n] = b'0' + id.0 % 10;
+    n + 1
 }
 
 /// A non-empty decimal `u32`.

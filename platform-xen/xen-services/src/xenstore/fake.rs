@@ -97,6 +97,24 @@ impl<M: SharedMemory> FakeXenStored<M> {
         self.commit_write(path.as_bytes().to_vec(), value.as_bytes().to_vec());
     }
 
+    /// Sets a node as another domain would, firing the watches on it: the events are in the
+    /// ring at once (for a client's `poll_events`).
+    pub fn change(&mut self, path: &str, value: &str) {
+        self.set(path, value);
+        self.fire(path.as_bytes());
+        self.flush();
+    }
+
+    /// Removes a node as another domain would, firing the watches on it.
+    pub fn remove(&mut self, path: &str) {
+        self.generation += 1;
+        self.changed
+            .insert(path.as_bytes().to_vec(), self.generation);
+        self.store.remove(path.as_bytes());
+        self.fire(path.as_bytes());
+        self.flush();
+    }
+
     /// A node's committed value (what a request outside any transaction reads).
     pub fn get(&self, path: &str) -> Option<&[u8]> {
         self.store.get(path.as_bytes()).map(Vec::as_slice)
@@ -340,6 +358,12 @@ impl<M: SharedMemory> FakeXenStored<M> {
             self.inbuf.drain(..total);
             self.handle(h, payload);
         }
+        self.flush() || progress
+    }
+
+    /// Puts what is waiting to be sent into the ring, as far as it fits; whether any went.
+    fn flush(&mut self) -> bool {
+        let mut progress = false;
         while !self.out.is_empty() {
             let chunk: Vec<u8> = self.out.iter().copied().take(1024).collect();
             match RSP.produce(&self.page, &chunk) {

@@ -177,6 +177,96 @@ fn watches_fire_on_registration_and_on_change() {
 }
 
 #[test]
+fn the_clients_watches_fire_during_calls_and_between_them() {
+    let page = Page::default();
+    let (mut xs, mut d) = pair(&page);
+    d.set("be/1/state", "4");
+    d.set("be/2/state", "4");
+    let a = xs.add_watch("be/1/state", &mut d).expect("watch 1");
+    let b = xs.add_watch("be/2/state", &mut d).expect("watch 2");
+    assert_ne!(a, b);
+    // xenstored fires a new watch once; the event of b may still be in the ring
+    xs.poll_events().expect("poll");
+    assert!(xs.take_fired(a) && xs.take_fired(b));
+    assert!(!xs.take_fired(a) && !xs.take_fired(b));
+    // a change while nobody calls: picked up by poll_events, only for its watch
+    d.change("be/2/state", "5");
+    assert!(!xs.take_fired(b), "not before the ring is looked at");
+    xs.poll_events().expect("poll");
+    assert!(!xs.take_fired(a));
+    assert!(xs.take_fired(b));
+    // a change that arrives while a call waits for its reply is not lost either
+    d.change("be/1/state", "6");
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        xs.read(Tx(0), "be/1/state", &mut buf, &mut d),
+        Ok(&b"6"[..])
+    );
+    assert_eq!(xs.take_all_fired(), a.bit());
+    // a removed node fires too; events with tokens that are not the client's are left alone
+    xs.watch("be/2", "someone-else", &mut d)
+        .expect("plain watch");
+    d.remove("be/2/state");
+    xs.poll_events().expect("poll");
+    assert_eq!(xs.take_all_fired(), b.bit());
+}
+
+#[test]
+fn poll_events_leaves_half_a_message_and_skips_a_huge_one() {
+    let page = Page::default();
+    let (mut xs, mut d) = pair(&page);
+    d.set("k", "v");
+    let w = xs.add_watch("k", &mut d).expect("watch");
+    xs.poll_events().expect("poll");
+    xs.take_fired(w);
+    // half an event in the ring: nothing happens until the rest arrives
+    let payload = b"k\0stardust-watch-0\0";
+    let h = Header {
+        ty: MsgType::WatchEvent as u32,
+        req_id: 0,
+        tx_id: 0,
+        len: payload.len() as u32,
+    };
+    let mut msg = h.encode().to_vec();
+    msg.extend_from_slice(payload);
+    RSP.produce(&&page, &msg[..10]).expect("room");
+    xs.poll_events().expect("poll");
+    assert!(!xs.take_fired(w));
+    RSP.produce(&&page, &msg[10..]).expect("room");
+    xs.poll_events().expect("poll");
+    assert!(xs.take_fired(w));
+    // a stray reply larger than the ring: discarded as it comes, and calls go on after it
+    let big = Header {
+        ty: MsgType::Read as u32,
+        req_id: 77,
+        tx_id: 0,
+        len: 3000,
+    };
+    RSP.produce(&&page, &big.encode()).expect("room");
+    RSP.produce(&&page, &[b'x'; 1000]).expect("room");
+    xs.poll_events().expect("poll");
+    RSP.produce(&&page, &[b'x'; 1000]).expect("room");
+    xs.poll_events().expect("poll");
+    RSP.produce(&&page, &[b'x'; 1000]).expect("room");
+    let mut buf = [0u8; 8];
+    assert_eq!(xs.read(Tx(0), "k", &mut buf, &mut d), Ok(&b"v"[..]));
+    // garbage indices are an error, not a panic
+    page.write_u32(RSP.prod, page.read_u32(RSP.cons).wrapping_add(5000));
+    assert!(matches!(xs.poll_events(), Err(Error::Ring(_))));
+}
+
+#[test]
+fn a_client_has_a_limited_number_of_watches() {
+    let page = Page::default();
+    let (mut xs, mut d) = pair(&page);
+    for i in 0..MAX_WATCHES {
+        let id = xs.add_watch(&std::format!("n{i}"), &mut d).expect("room");
+        assert_eq!(usize::from(id.0), i);
+    }
+    assert_eq!(xs.add_watch("one-more", &mut d), Err(Error::TooManyWatches));
+}
+
+#[test]
 fn transactions() {
     let page = Page::default();
     let (mut xs, mut d) = pair(&page);
