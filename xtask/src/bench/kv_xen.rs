@@ -79,7 +79,8 @@ fn fill_command(keyspace: usize) -> String {
 
 /// The dom0 script: waits for `console` (a regular expression, when given) and the port, checks
 /// `PING`, fills the keyspace, then per workload prints `XK csv TEST PIPELINE RUN N <a line of
-/// redis-benchmark --csv>` for every run; `XK fill OK BATCHES T0 T1`, `XK error <why>`, `XK done`.
+/// redis-benchmark --csv>` for every run; `XK fill OK BATCHES T0 T1`, `XK error <why>` (a run
+/// without figures gives its exit status: 124 when it hit its time limit), `XK done`.
 pub fn dom0_script(opts: &StorageArgs, duration: u64, console: Option<&str>, wait: u64) -> String {
     let keyspace = opts.kv_keyspace.max(1);
     let batches = keyspace.div_ceil(FILL_BATCH);
@@ -108,15 +109,16 @@ pub fn dom0_script(opts: &StorageArgs, duration: u64, console: Option<&str>, wai
          run() {{\n\
          \x20   n=$3\n\
          \x20   timeout {sizing} {bench} >/tmp/out 2>/tmp/err\n\
+         \x20   st=$?\n\
          \x20   rps=$(awk -F'\"' '$2 != \"test\" && $4 ~ /^[0-9.]+$/ {{ r = $4 }} END {{ print r }}' /tmp/out)\n\
-         \x20   if [ -z \"$rps\" ]; then say \"error: $1 -P $2: sizing gave no figures: $(tail -n 1 /tmp/err)\"; return; fi\n\
+         \x20   if [ -z \"$rps\" ]; then say \"error: $1 -P $2: the sizing run ($3 requests) gave no figures: status $st$(tail -n 1 /tmp/err | sed 's/^/: /')\"; return; fi\n\
          \x20   n=$(awk -v r=$rps -v d=$D -v f=$3 'BEGIN {{ n = int(r * d); if (n < f) n = f; if (n > {max}) n = {max}; print n }}')\n\
          \x20   i=1\n\
          \x20   while [ $i -le $R ]; do\n\
          \x20       timeout {limit} {bench} >/tmp/out 2>/tmp/err\n\
          \x20       st=$?\n\
          \x20       sed \"s/^/{TAG} csv $1 $2 $i $n /\" /tmp/out\n\
-         \x20       grep -q '^\"[A-Z]' /tmp/out || {{ say \"error: $1 -P $2 run $i: status $st: $(tail -n 1 /tmp/err)\"; return; }}\n\
+         \x20       grep -q '^\"[A-Z]' /tmp/out || {{ say \"error: $1 -P $2 run $i (-n $n): status $st$(tail -n 1 /tmp/err | sed 's/^/: /')\"; return; }}\n\
          \x20       i=$((i + 1))\n\
          \x20   done\n\
          }}\n",
