@@ -7,7 +7,8 @@
 //!   booted with the same command line, interleaved; plus the guest's boot chart ([`bootchart`]).
 //! - [`memory`]: the smallest `-m` that still boots, by binary search.
 //! - [`xen_net`]: `bench net --xen`, the networking workloads on Xen (Stardust and a Linux PV
-//!   guest, from dom0, in one lab boot).
+//!   guest, from dom0, in one lab boot); [`kv_xen`]: `bench kv --xen`, `bench kv`'s workloads
+//!   the same way.
 //! - [`xen`]: boot and memory on Xen, in the Xen lab, when it is built here (else skipped, with
 //!   the reason). Profiles whose platform is `xen` are measured there only.
 //!
@@ -22,6 +23,7 @@ pub mod bootchart;
 pub mod budget;
 pub mod disk;
 pub mod kv;
+pub mod kv_xen;
 pub mod memory;
 pub mod net;
 pub mod report;

@@ -47,7 +47,7 @@ pub const KV_PORT: u16 = 6379;
 /// Stardust's key-value app.
 pub const KV_APP: &str = "kvstore";
 /// The data image of each guest (sparse): room for the append-only file and its rewrites.
-const KV_DISK_BYTES: u64 = 512 << 20;
+pub(super) const KV_DISK_BYTES: u64 = 512 << 20;
 /// redis-server's persistence, the same on the host and in the Linux guest (the guest's init,
 /// `xtask/netref/init`, has the same words): the append-only file, fsynced before each reply;
 /// no snapshots.
@@ -60,7 +60,7 @@ pub const REDIS_PERSISTENCE: [&str; 6] = [
     "",
 ];
 /// Keys per `MSET` of the fill.
-const FILL_BATCH: usize = 100;
+pub(super) const FILL_BATCH: usize = 100;
 
 fn progress(msg: impl std::fmt::Display) {
     eprintln!("bench kv: {msg}");
@@ -253,10 +253,6 @@ impl KvTarget {
             notes: Vec::new(),
         }
     }
-
-    fn get(&self, w: &Workload) -> Option<&KvSummary> {
-        self.workloads.iter().find(|s| s.workload == *w)
-    }
 }
 
 /// The whole bench's result.
@@ -330,52 +326,82 @@ impl KvReport {
 
     /// The tables (req/s, latencies) and the ratios.
     fn tables(&self, s: &mut String) {
-        let workloads = Workload::all(self.pipeline);
-        let head: Vec<String> = workloads
+        let rows: Vec<(&str, &[KvSummary])> = self
+            .targets
             .iter()
-            .map(|w| format!("{} req/s", w.label()))
+            .map(|t| (t.kind.label(), t.workloads.as_slice()))
             .collect();
-        s.push_str(&format!("| target | {} |\n", head.join(" | ")));
-        s.push_str(&format!("| --- |{}\n", " ---: |".repeat(workloads.len())));
-        for t in &self.targets {
-            let cells: Vec<String> = workloads
-                .iter()
-                .map(|w| cell(t.get(w).map(|x| x.rps), 0))
-                .collect();
-            s.push_str(&format!("| {} | {} |\n", t.kind.label(), cells.join(" | ")));
-        }
-        s.push_str("\nLatency, p50 / p99 ms:\n\n");
-        let head: Vec<String> = workloads.iter().map(Workload::label).collect();
-        s.push_str(&format!("| target | {} |\n", head.join(" | ")));
-        s.push_str(&format!("| --- |{}\n", " ---: |".repeat(workloads.len())));
-        for t in &self.targets {
-            let cells: Vec<String> = workloads
-                .iter()
-                .map(|w| match t.get(w) {
-                    None => "—".into(),
-                    Some(x) => format!("{} / {}", cell(x.p50_ms, 2), cell(x.p99_ms, 2)),
-                })
-                .collect();
-            s.push_str(&format!("| {} | {} |\n", t.kind.label(), cells.join(" | ")));
-        }
         let find = |k| self.targets.iter().find(|t| t.kind == k);
-        if let (Some(sd), Some(lx)) = (find(TargetKind::Stardust), find(TargetKind::Linux)) {
-            let r: Vec<String> = workloads
-                .iter()
-                .map(|w| {
-                    let v = sd
-                        .get(w)
-                        .zip(lx.get(w))
-                        .and_then(|(a, b)| ratio(a.rps, b.rps));
-                    format!(
-                        "{} {}",
-                        w.label(),
-                        v.map_or("—".into(), |v| format!("{v:.2}×"))
-                    )
-                })
-                .collect();
-            s.push_str(&format!("\nStardust / Linux: {}\n", r.join(", ")));
-        }
+        let ratios = find(TargetKind::Stardust)
+            .zip(find(TargetKind::Linux))
+            .map(|(sd, lx)| {
+                (
+                    "Stardust / Linux",
+                    sd.workloads.as_slice(),
+                    lx.workloads.as_slice(),
+                )
+            });
+        tables(s, self.pipeline, &rows, ratios);
+    }
+}
+
+/// `w`'s figures among `figures`.
+fn find(figures: &[KvSummary], w: &Workload) -> Option<KvSummary> {
+    figures.iter().find(|s| s.workload == *w).cloned()
+}
+
+/// The tables of `bench kv` and `bench kv --xen`: req/s and p50 / p99 latencies of each row
+/// (its label, its figures) for [`Workload::all`]`(pipeline)`, then, with `ratios` (a title,
+/// Stardust's figures, Linux's), the line `TITLE: SET 1.23×, ...` of Stardust over Linux.
+pub(super) fn tables(
+    s: &mut String,
+    pipeline: usize,
+    rows: &[(&str, &[KvSummary])],
+    ratios: Option<(&str, &[KvSummary], &[KvSummary])>,
+) {
+    let workloads = Workload::all(pipeline);
+    let head: Vec<String> = workloads
+        .iter()
+        .map(|w| format!("{} req/s", w.label()))
+        .collect();
+    s.push_str(&format!("| target | {} |\n", head.join(" | ")));
+    s.push_str(&format!("| --- |{}\n", " ---: |".repeat(workloads.len())));
+    for (label, figures) in rows {
+        let cells: Vec<String> = workloads
+            .iter()
+            .map(|w| cell(find(figures, w).map(|x| x.rps), 0))
+            .collect();
+        s.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+    }
+    s.push_str("\nLatency, p50 / p99 ms:\n\n");
+    let head: Vec<String> = workloads.iter().map(Workload::label).collect();
+    s.push_str(&format!("| target | {} |\n", head.join(" | ")));
+    s.push_str(&format!("| --- |{}\n", " ---: |".repeat(workloads.len())));
+    for (label, figures) in rows {
+        let cells: Vec<String> = workloads
+            .iter()
+            .map(|w| match find(figures, w) {
+                None => "—".into(),
+                Some(x) => format!("{} / {}", cell(x.p50_ms, 2), cell(x.p99_ms, 2)),
+            })
+            .collect();
+        s.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+    }
+    if let Some((title, sd, lx)) = ratios {
+        let r: Vec<String> = workloads
+            .iter()
+            .map(|w| {
+                let v = find(sd, w)
+                    .zip(find(lx, w))
+                    .and_then(|(a, b)| ratio(a.rps, b.rps));
+                format!(
+                    "{} {}",
+                    w.label(),
+                    v.map_or("—".into(), |v| format!("{v:.2}×"))
+                )
+            })
+            .collect();
+        s.push_str(&format!("\n{title}: {}\n", r.join(", ")));
     }
 }
 
@@ -432,6 +458,41 @@ fn ping_and_fill(at: SocketAddr, keyspace: usize) -> Result<()> {
     Ok(())
 }
 
+/// redis-benchmark's command line for a run of `-t test -P pipeline` against `host` with `-n
+/// requests`, the same for `bench kv` and `bench kv --xen` (there shell variables, for dom0).
+pub fn benchmark_args(
+    host: &str,
+    opts: &StorageArgs,
+    test: &str,
+    pipeline: &str,
+    requests: &str,
+) -> Vec<String> {
+    let mut a: Vec<String> = ["redis-benchmark", "-h", host, "-p"]
+        .map(String::from)
+        .into();
+    a.push(KV_PORT.to_string());
+    for (flag, v) in [
+        ("-c", opts.kv_clients.to_string()),
+        ("-n", requests.to_string()),
+        ("-r", opts.kv_keyspace.to_string()),
+        ("-P", pipeline.to_string()),
+        ("-t", test.to_string()),
+    ] {
+        a.push(flag.into());
+        a.push(v);
+    }
+    a.push("--csv".into());
+    a
+}
+
+/// The time limit of a sizing run.
+pub const SIZING_LIMIT: Duration = Duration::from_secs(300);
+
+/// The time limit of a run sized for `duration` seconds.
+pub fn run_limit(duration: u64) -> Duration {
+    Duration::from_secs(duration * 6 + 60)
+}
+
 /// Runs redis-benchmark once in `ns` against `host`.
 fn redis_benchmark(
     ns: &NetNs,
@@ -442,24 +503,14 @@ fn redis_benchmark(
     limit: Duration,
 ) -> Result<RedisFigures> {
     let mut cmd = ns.command("timeout");
-    cmd.arg(limit.as_secs().max(1).to_string()).args([
-        "redis-benchmark",
-        "-h",
-        host,
-        "-p",
-        &KV_PORT.to_string(),
-        "-c",
-        &opts.kv_clients.to_string(),
-        "-n",
-        &requests.to_string(),
-        "-r",
-        &opts.kv_keyspace.to_string(),
-        "-P",
-        &w.pipeline.to_string(),
-        "-t",
-        w.test,
-        "--csv",
-    ]);
+    cmd.arg(limit.as_secs().max(1).to_string())
+        .args(benchmark_args(
+            host,
+            opts,
+            w.test,
+            &w.pipeline.to_string(),
+            &requests.to_string(),
+        ));
     let out = child::output(&mut cmd, "redis-benchmark")
         .context("running redis-benchmark (`cargo xtask setup`)")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -480,6 +531,14 @@ fn redis_benchmark(
         .ok_or_else(|| Error::msg(format!("redis-benchmark printed no {} figures", w.label())))
 }
 
+/// The fewest requests of a run of `w` with `clients` (the sizing run's `-n`).
+pub fn requests_floor(clients: usize, w: Workload) -> u64 {
+    (clients as u64 * 20).max(1000) * w.pipeline as u64
+}
+
+/// The most requests of a run ([`requests_for`]).
+pub const MAX_REQUESTS: u64 = 100_000_000;
+
 /// `-n` for about `seconds` at `rps`, at least `floor`.
 pub fn requests_for(rps: f64, seconds: u64, floor: u64) -> u64 {
     let n = if rps.is_finite() && rps > 0.0 {
@@ -487,7 +546,7 @@ pub fn requests_for(rps: f64, seconds: u64, floor: u64) -> u64 {
     } else {
         floor
     };
-    n.clamp(floor, 100_000_000)
+    n.clamp(floor, MAX_REQUESTS)
 }
 
 /// Fills the keyspace, then measures every workload against `host` into `res`.
@@ -508,8 +567,8 @@ fn measure(ns: &NetNs, host: &str, net: &NetArgs, opts: &StorageArgs, res: &mut 
     }
     let runs = opts.storage_runs.max(1);
     for w in Workload::all(opts.kv_pipeline.max(2)) {
-        let floor = (opts.kv_clients as u64 * 20).max(1000) * w.pipeline as u64;
-        let sizing = redis_benchmark(ns, host, opts, w, floor, Duration::from_secs(300));
+        let floor = requests_floor(opts.kv_clients, w);
+        let sizing = redis_benchmark(ns, host, opts, w, floor, SIZING_LIMIT);
         let requests = match sizing {
             Ok(f) => requests_for(f.rps, net.duration, floor),
             Err(e) => {
@@ -517,7 +576,7 @@ fn measure(ns: &NetNs, host: &str, net: &NetArgs, opts: &StorageArgs, res: &mut 
                 continue;
             }
         };
-        let limit = Duration::from_secs(net.duration * 6 + 60);
+        let limit = run_limit(net.duration);
         let mut got = Vec::new();
         for i in 0..runs {
             match redis_benchmark(ns, host, opts, w, requests, limit) {
@@ -572,6 +631,9 @@ fn host_server(ns: &NetNs, dir: &std::path::Path) -> Result<child::Child> {
 pub fn run(ws: &Workspace, net: &NetArgs, opts: &StorageArgs, qemu_args: &QemuArgs) -> Result<()> {
     if opts.storage_runs == 0 || opts.kv_clients == 0 || opts.kv_keyspace == 0 {
         bail!("--storage-runs, --kv-clients and --kv-keyspace must be at least 1");
+    }
+    if net.xen {
+        return super::kv_xen::run(ws, net, opts);
     }
     let mut skipped = Vec::new();
     let targets = super::storage::targets(&net.targets, true, &mut skipped);

@@ -98,9 +98,9 @@ pub struct NetArgs {
     /// as `build --set`), to measure a change without editing the profile.
     #[arg(long = "net-set", value_name = "KEY=VALUE")]
     pub net_set: Vec<String>,
-    /// `bench net`: the Xen rows instead (`super::xen_net`): Stardust's `httpd` and `echo` and
-    /// the Linux reference guest as Xen PV guests in one boot of the Xen lab, measured from
-    /// dom0 (`target/bench/net-xen.md`).
+    /// `bench net`, `bench kv`: the Xen rows instead (`super::xen_net`, `super::kv_xen`):
+    /// Stardust's apps and the Linux reference guest as Xen PV guests in one boot of the Xen
+    /// lab, measured from dom0 (`target/bench/net-xen.md`, `kv-xen.md`).
     #[arg(long)]
     pub xen: bool,
     /// `bench net --xen`: MiB of each bulk transfer (echo, up, down) from dom0.

@@ -48,6 +48,9 @@ pub struct StorageArgs {
     /// `bench kv`, `bench disk`: the profile Stardust's apps are built with.
     #[arg(long, default_value = STORAGE_PROFILE)]
     pub storage_profile: String,
+    /// `bench kv --xen`: the profile `kvstore` is built with (`platform=xen` is set too).
+    #[arg(long, default_value = "xen-storage")]
+    pub xen_storage_profile: String,
     /// `bench kv`, `bench disk`: a setting over that profile (`KEY=VALUE`, repeatable).
     #[arg(long = "storage-set", value_name = "KEY=VALUE")]
     pub storage_set: Vec<String>,

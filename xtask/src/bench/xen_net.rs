@@ -27,6 +27,7 @@
 //! guest that cannot be made or measured is a note in the report.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -437,36 +438,134 @@ impl XenNetReport {
     }
 }
 
+/// The prefix of this bench's progress lines.
+const WHO: &str = "bench net --xen";
+
 fn progress(msg: impl std::fmt::Display) {
-    eprintln!("bench net --xen: {msg}");
+    eprintln!("{WHO}: {msg}");
 }
 
 /// The Linux PV guest's spec, or why it cannot be made.
-fn linux_guest(dir: &std::path::Path, args: &NetArgs, w: &Workloads) -> Result<GuestSpec> {
+fn linux_guest(dir: &Path, args: &NetArgs, w: &Workloads) -> Result<GuestSpec> {
+    linux_pv_guest(
+        dir,
+        &super::net::page(args.page),
+        args.guest_memory,
+        RefGuest::xen_cmdline(&format!("{GUEST_IP}/24"), DOM0_IP, args.page),
+        WHO,
+    )
+    .map(|g| {
+        g.vif_wait(Duration::from_secs(w.wait))
+            .timeout(guest_timeout(w))
+            .dom0_script(dom0_script(w))
+    })
+}
+
+/// The Linux reference guest ([`crate::netref`]) as a Xen PV guest, the way `bench net --xen`
+/// and `bench kv --xen` make it: Debian's kernel, the Xen initramfs ([`netref::xen_initrd`]),
+/// its root disk `dir/linux-root.img` ([`LINUX_ROOT`]: a copy of `rootfs.img` with `page` and
+/// the current init, [`netref::xen_root_image`]; [`run_guests`] removes it), `memory` MiB, a
+/// vif, `cmdline`; a server (destroyed once its dom0 script, still to be set, ends).
+pub(super) fn linux_pv_guest(
+    dir: &Path,
+    page: &[u8],
+    memory: u64,
+    cmdline: String,
+    who: &str,
+) -> Result<GuestSpec> {
     let g = netref::ensure()?;
     let initrd = netref::xen_initrd(&netref::dir())?;
-    let root = dir.join("linux-root.img");
-    progress(format_args!(
-        "the Linux PV guest's root disk: {} (a copy of {}, the page and the init written in)",
+    let root = dir.join(LINUX_ROOT);
+    eprintln!(
+        "{who}: the Linux PV guest's root disk: {} (a copy of {}, the page and the init written in)",
         display_path(&root),
         display_path(&g.rootfs)
-    ));
-    netref::xen_root_image(&g, &root, &super::net::page(args.page))?;
+    );
+    netref::xen_root_image(&g, &root, page)?;
     Ok(GuestSpec::new("linux-pv", g.kernel.clone())
         .ramdisk(initrd)
         .disk(&root)
         .disk_out(&root)
-        .memory_mb(args.guest_memory as u32)
-        .cmdline(RefGuest::xen_cmdline(
-            &format!("{GUEST_IP}/24"),
-            DOM0_IP,
-            args.page,
-        ))
+        .memory_mb(memory as u32)
+        .cmdline(cmdline)
         .vif(true)
-        .vif_wait(Duration::from_secs(w.wait))
-        .keeps_running(true)
-        .timeout(guest_timeout(w))
-        .dom0_script(dom0_script(w)))
+        .keeps_running(true))
+}
+
+/// The Linux PV guest's root disk in the bench's directory.
+pub(super) const LINUX_ROOT: &str = "linux-root.img";
+
+/// What one guest of [`run_guests`] gave.
+#[derive(Debug)]
+pub(super) struct Ran {
+    /// Its row's label.
+    pub label: &'static str,
+    /// Its dom0 script's output.
+    pub script: Vec<String>,
+    /// When it did not end as expected: its summary and the end of its console.
+    pub failed: Option<String>,
+}
+
+/// Runs `guests` (each with its row's label) in one lab boot, in the order given, the lab's
+/// serial output in `dir/serial.log`; shows the dom0 scripts' lines that begin with `tag` and
+/// pass `show`, and the guests' consoles, as they come (prefixed by `who`). Returns every
+/// guest's [`Ran`] and the lab's error, if any (what was measured before it stays).
+pub(super) fn run_guests(
+    lab: &Lab,
+    dir: &Path,
+    guests: &[(&'static str, GuestSpec)],
+    tag: &'static str,
+    show: fn(&str) -> bool,
+    who: &'static str,
+) -> Result<(Vec<Ran>, Option<String>)> {
+    let names: Vec<String> = guests.iter().map(|(_, g)| g.name.clone()).collect();
+    let live = LiveSink::new(move |l: &LiveLine| {
+        let name = |g: &usize| names.get(*g).map_or("?", String::as_str);
+        match l {
+            LiveLine::Script { guest, text } => {
+                if let Some(rest) = text.strip_prefix(tag)
+                    && show(rest)
+                {
+                    eprintln!("{who}: {}:{rest}", name(guest));
+                }
+            }
+            LiveLine::Console { guest, text } => {
+                eprintln!("{who}: {} console: {text}", name(guest))
+            }
+        }
+    });
+    let opts = BatchOptions {
+        log: Some(dir.join("serial.log")),
+        echo: true,
+        live: Some(live),
+        ..Default::default()
+    };
+    let specs: Vec<GuestSpec> = guests.iter().map(|(_, g)| g.clone()).collect();
+    let batch = lab.run_batch(&specs, &opts);
+    // The root disk's copy is 1 GiB of sparse file: not kept.
+    let _ = std::fs::remove_file(dir.join(LINUX_ROOT));
+    let batch = batch?;
+    let ran = guests
+        .iter()
+        .zip(batch.guests)
+        .map(|((label, _), g)| {
+            eprintln!("{who}: {}", g.summary());
+            let failed = (!g.passed()).then(|| {
+                let tail: Vec<&str> = g.console.iter().rev().take(8).map(String::as_str).collect();
+                format!(
+                    "{} (console's end: {})",
+                    g.summary(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )
+            });
+            Ran {
+                label,
+                script: g.io.script,
+                failed,
+            }
+        })
+        .collect();
+    Ok((ran, batch.lab_error))
 }
 
 /// A guest's time limit: its wait, then every run of every workload with room to spare (the
@@ -558,54 +657,21 @@ pub fn run(ws: &Workspace, args: &NetArgs) -> Result<()> {
     if guests.is_empty() {
         return write(ws, &report);
     }
-    let names: Vec<String> = guests.iter().map(|(_, g)| g.name.clone()).collect();
-    let live = LiveSink::new(move |l: &LiveLine| {
-        let name = |g: &usize| names.get(*g).map_or("?", String::as_str);
-        match l {
-            LiveLine::Script { guest, text } => {
-                if let Some(rest) = text.strip_prefix(TAG)
-                    && (!rest.starts_with(" wrk") || rest.contains("Requests/sec"))
-                {
-                    progress(format_args!("{}:{rest}", name(guest)));
-                }
-            }
-            LiveLine::Console { guest, text } => {
-                progress(format_args!("{} console: {text}", name(guest)))
-            }
-        }
-    });
-    let opts = BatchOptions {
-        log: Some(dir.join("serial.log")),
-        echo: true,
-        live: Some(live),
-        ..Default::default()
-    };
-    let specs: Vec<GuestSpec> = guests.iter().map(|(_, g)| g.clone()).collect();
-    let batch = lab.run_batch(&specs, &opts);
-    // The root disk's copy is 1 GiB of sparse file: not kept.
-    let _ = std::fs::remove_file(dir.join("linux-root.img"));
-    let batch = batch?;
-    if let Some(e) = &batch.lab_error {
+    let show: fn(&str) -> bool = |rest| !rest.starts_with(" wrk") || rest.contains("Requests/sec");
+    let (ran, lab_error) = run_guests(&lab, &dir, &guests, TAG, show, WHO)?;
+    if let Some(e) = lab_error {
         report.skipped.push(format!("the lab: {e}"));
     }
-    for ((label, _), g) in guests.iter().zip(&batch.guests) {
-        progress(g.summary());
-        let target = match report.targets.iter_mut().find(|t| t.label == *label) {
+    for r in ran {
+        let target = match report.targets.iter_mut().find(|t| t.label == r.label) {
             Some(t) => t,
             None => {
-                report.targets.push(XenTarget::new(label));
+                report.targets.push(XenTarget::new(r.label));
                 report.targets.last_mut().expect("just pushed")
             }
         };
-        if !g.passed() {
-            let tail: Vec<&str> = g.console.iter().rev().take(8).map(String::as_str).collect();
-            target.notes.push(format!(
-                "{} (console's end: {})",
-                g.summary(),
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            ));
-        }
-        target.add(parse_script(&g.io.script));
+        target.notes.extend(r.failed);
+        target.add(parse_script(&r.script));
     }
     // Linux's row first, as in `bench net` (the batch runs it last).
     report.targets.sort_by_key(|t| t.label != LINUX);

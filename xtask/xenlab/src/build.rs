@@ -6,9 +6,9 @@
 //! | --- | --- |
 //! | `xen.elf` | Debian's Xen 4.17 hypervisor, gunzipped (QEMU's multiboot loader needs the raw 32-bit ELF); the same Debian version as the tools in the root file system |
 //! | `dom0-vmlinuz`, `dom0-initrd.img` | Debian's kernel and a small initramfs (virtio-blk, ext4) for dom0 |
-//! | `rootfs.img` | ext4 made by `mke2fs -d` (never mounted): debootstrap `minbase` + `xen-utils-4.17` + the lab's init (`xtask/xenlab/dom0-init`) |
+//! | `rootfs.img` | ext4 made by `mke2fs -d` (never mounted): debootstrap `minbase` + [`DOM0_PACKAGES`] (`xen-utils-4.17`, the dom0 scripts' clients) + the lab's init (`xtask/xenlab/dom0-init`) |
 //! | `pvhello.elf`, `pvcrash.elf`, `pvhang.elf`, `pvhhello.elf` | the reference guests, assembled from `xtask/xenlab/*.S` |
-//! | `lab.stamp` | written last: the lab is complete |
+//! | `lab.stamp` | written last: the lab is complete (with `LAB_FORMAT` and [`DOM0_PACKAGES`]) |
 //!
 //! The work directory `rootfs/` stays (the `--reimage` step reuses it); `build` starts from
 //! scratch. It needs root (debootstrap, chroot), the host tools `debootstrap`, `mke2fs`, `as`,
@@ -27,9 +27,12 @@ use anyhow::{Context, Error, Result};
 /// The Debian release of dom0 (Xen 4.17 is bookworm's).
 pub const SUITE: &str = "bookworm";
 /// Packages debootstrap adds to `minbase`: the Xen tools, a kernel, and what dom0 scripts of
-/// network tests use (ping, curl, nc, ab, wrk, tcpdump).
+/// network tests and benches use (ping, curl, nc, ab, wrk, tcpdump, redis-cli and
+/// redis-benchmark). `lab.stamp` records them: a lab built with other packages is not ready
+/// ([`crate::Lab::availability`]) until `xen-lab build` has made it again.
 pub const DOM0_PACKAGES: &str = "xen-utils-4.17,xenstore-utils,linux-image-amd64,kmod,iproute2,\
-bridge-utils,procps,udev,curl,netcat-openbsd,iputils-ping,wrk,apache2-utils,tcpdump,ethtool,netbase";
+bridge-utils,procps,udev,curl,netcat-openbsd,iputils-ping,wrk,apache2-utils,tcpdump,ethtool,netbase,\
+redis-tools";
 /// Where the lab's init lives inside the root file system.
 pub const INIT_PATH: &str = "sbin/stardust-lab-init";
 /// The size of `rootfs.img` (sparse).
@@ -248,6 +251,15 @@ pub fn build(lab: &Lab, mode: BuildMode) -> Result<()> {
     let dir = &lab.dir;
     let rootfs = dir.join("rootfs");
     if mode != BuildMode::Guests {
+        // `--reimage` keeps `rootfs/`: its packages must be the ones the stamp will record.
+        let old = std::fs::read_to_string(lab.stamp()).unwrap_or_default();
+        if mode == BuildMode::Reimage && !crate::same_packages(&old) {
+            bail!(
+                "the lab in {} was made with other dom0 packages than {DOM0_PACKAGES}; \
+                 `--reimage` cannot add them: run `cargo xtask xen-lab build`",
+                dir.display()
+            );
+        }
         // The stamp goes first: a half-made lab is never taken for a complete one.
         let _ = std::fs::remove_file(lab.stamp());
     }
@@ -289,15 +301,8 @@ pub fn build(lab: &Lab, mode: BuildMode) -> Result<()> {
     build_reference_guests(dir)?;
     if mode != BuildMode::Guests {
         let xen_version = std::fs::read_to_string(dir.join("xen.version")).unwrap_or_default();
-        std::fs::write(
-            lab.stamp(),
-            format!(
-                "stardust xen lab\nformat = {}\nxen = {}\n",
-                crate::LAB_FORMAT,
-                xen_version.trim()
-            ),
-        )
-        .context("writing lab.stamp")?;
+        std::fs::write(lab.stamp(), crate::stamp_text(xen_version.trim()))
+            .context("writing lab.stamp")?;
         let du =
             output(Command::new("du").args(["-sh"]).arg(dir), "du (lab size)").unwrap_or_default();
         step(

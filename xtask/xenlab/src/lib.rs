@@ -108,6 +108,23 @@ pub const PVH_LINK: &str = include_str!("../pvh.ld");
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Bumped when the lab's files change in a way that needs `xen-lab build` again.
 pub const LAB_FORMAT: u32 = 1;
+/// `lab.stamp`'s text for a lab of Xen `xen_version`: [`LAB_FORMAT`] and the dom0 packages
+/// ([`build::DOM0_PACKAGES`]), so that a change of either makes an existing lab not ready.
+pub fn stamp_text(xen_version: &str) -> String {
+    format!(
+        "stardust xen lab\nformat = {LAB_FORMAT}\nxen = {xen_version}\npackages = {}\n",
+        build::DOM0_PACKAGES
+    )
+}
+
+/// Whether a `lab.stamp` records this xtask's dom0 packages (a stamp without them: a lab made
+/// before they were recorded, without `redis-tools`).
+pub fn same_packages(stamp: &str) -> bool {
+    stamp
+        .lines()
+        .any(|l| l.strip_prefix("packages = ") == Some(build::DOM0_PACKAGES))
+}
+
 /// Environment variable naming the lab directory.
 pub const LAB_DIR_ENV: &str = "STARDUST_XENLAB_DIR";
 /// Set to `off` (or `0`) to skip every lab run, with that as the reason.
@@ -298,6 +315,14 @@ impl Lab {
                  rebuild it with `cargo xtask xen-lab build`",
                 self.dir.display(),
                 format
+            ));
+        }
+        if !same_packages(&stamp) {
+            return no(format!(
+                "the Xen lab in {} was built with other dom0 packages (this xtask's: {}); \
+                 rebuild it with `cargo xtask xen-lab build`",
+                self.dir.display(),
+                build::DOM0_PACKAGES
             ));
         }
         for f in ["xen.elf", "dom0-vmlinuz", "dom0-initrd.img", "rootfs.img"] {
@@ -929,6 +954,41 @@ mod tests {
         assert!(
             why.to_string().contains("xen-lab build") || why.to_string().contains("switched off")
         );
+    }
+
+    /// A lab made with other dom0 packages (or before they were recorded: no `redis-tools`)
+    /// is not ready, so `xen-lab status` says so and `.ci/run` builds it again.
+    #[test]
+    fn a_lab_with_other_dom0_packages_is_not_ready() {
+        let dir = std::env::temp_dir().join(format!("xenlab-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for f in ["xen.elf", "dom0-vmlinuz", "dom0-initrd.img", "rootfs.img"] {
+            std::fs::write(dir.join(f), b"").expect("file");
+        }
+        let lab = Lab::new(&dir);
+        let why = |stamp: &str| {
+            std::fs::write(lab.stamp(), stamp).expect("stamp");
+            lab.availability().err().map(|e| e.to_string())
+        };
+        let now = stamp_text("4.17");
+        assert!(now.contains(&format!("format = {LAB_FORMAT}\n")), "{now}");
+        assert!(same_packages(&now) && now.contains("redis-tools"), "{now}");
+        let old = format!("stardust xen lab\nformat = {LAB_FORMAT}\nxen = 4.17\n");
+        let other = now.replace(",redis-tools", "");
+        for stamp in [old.as_str(), other.as_str()] {
+            assert!(!same_packages(stamp), "{stamp}");
+            // Where the lab cannot run at all (switched off, no QEMU), that is the reason.
+            if let Some(w) = why(stamp) {
+                assert!(
+                    w.contains("other dom0 packages") || why(&now).is_some(),
+                    "{w}"
+                );
+            }
+        }
+        if let Some(w) = why(&now) {
+            assert!(!w.contains("dom0 packages"), "{w}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
