@@ -202,6 +202,19 @@ fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// What the batch ran, or `None` (said) when the lab was skipped; a lab that failed fails the
+/// test.
+fn ran() -> Option<&'static Ran> {
+    match batch() {
+        Batch::Skipped(why) => {
+            xtask::xenlab::skip_test(why);
+            None
+        }
+        Batch::Failed(e) => panic!("the Xen lab failed: {e}"),
+        Batch::Ran(ran) => Some(ran),
+    }
+}
+
 fn batch() -> &'static Batch {
     static BATCH: OnceLock<Batch> = OnceLock::new();
     // Never panics inside: the next test would boot the lab again.
@@ -383,13 +396,8 @@ fn run() -> Batch {
 /// Checks guest `name`: it powered off with status 0 after blkfront connected, and its image
 /// after the run is what it should be.
 fn check(name: &str) {
-    let ran = match batch() {
-        Batch::Skipped(why) => {
-            xtask::xenlab::skip_test(why);
-            return;
-        }
-        Batch::Failed(e) => panic!("the Xen lab failed: {e}"),
-        Batch::Ran(ran) => ran,
+    let Some(ran) = ran() else {
+        return;
     };
     let i = GUESTS
         .iter()
@@ -475,13 +483,8 @@ fn describe_io(r: &GuestResult) -> String {
 
 #[test]
 fn kvstore_keeps_its_acknowledged_keys_across_xl_destroy_and_a_new_xl_create() {
-    let ran = match batch() {
-        Batch::Skipped(why) => {
-            xtask::xenlab::skip_test(why);
-            return;
-        }
-        Batch::Failed(e) => panic!("the Xen lab failed: {e}"),
-        Batch::Ran(ran) => ran,
+    let Some(ran) = ran() else {
+        return;
     };
     let first = &ran.kv_set;
     assert!(first.passed(), "kv-set\n{}", describe_io(first));
@@ -516,13 +519,8 @@ fn kvstore_keeps_its_acknowledged_keys_across_xl_destroy_and_a_new_xl_create() {
 
 /// Checks detach guest `i` of [`DETACH`].
 fn check_detach(i: usize) {
-    let ran = match batch() {
-        Batch::Skipped(why) => {
-            xtask::xenlab::skip_test(why);
-            return;
-        }
-        Batch::Failed(e) => panic!("the Xen lab failed: {e}"),
-        Batch::Ran(ran) => ran,
+    let Some(ran) = ran() else {
+        return;
     };
     let (name, _) = DETACH[i];
     let g = &ran.detach[i];

@@ -330,21 +330,13 @@ impl XenKvReport {
                 s.push_str("\nLinux PV reference: not available (see below)\n");
             }
         }
-        let notes: Vec<String> = self
-            .skipped
-            .iter()
-            .map(|n| format!("- skipped: {n}"))
-            .chain(
-                self.targets
-                    .iter()
-                    .flat_map(|t| t.notes.iter().map(move |n| format!("- {}: {n}", t.label))),
-            )
-            .collect();
-        if !notes.is_empty() {
-            s.push('\n');
-            s.push_str(&notes.join("\n"));
-            s.push('\n');
-        }
+        super::xen_net::push_notes(
+            &mut s,
+            &self.skipped,
+            self.targets
+                .iter()
+                .map(|t| (t.label.as_str(), &t.notes[..])),
+        );
         s
     }
 }

@@ -419,22 +419,34 @@ impl XenNetReport {
             (Some(_), None) => s.push_str("\nLinux PV reference: not available (see below)\n"),
             _ => {}
         }
-        let notes: Vec<String> = self
-            .skipped
-            .iter()
-            .map(|n| format!("- skipped: {n}"))
-            .chain(
-                self.targets
-                    .iter()
-                    .flat_map(|t| t.notes.iter().map(move |n| format!("- {}: {n}", t.label))),
-            )
-            .collect();
-        if !notes.is_empty() {
-            s.push('\n');
-            s.push_str(&notes.join("\n"));
-            s.push('\n');
-        }
+        push_notes(
+            &mut s,
+            &self.skipped,
+            self.targets
+                .iter()
+                .map(|t| (t.label.as_str(), &t.notes[..])),
+        );
         s
+    }
+}
+
+/// The notes under a Xen report's tables: what was skipped, then each target's notes.
+pub(super) fn push_notes<'a>(
+    s: &mut String,
+    skipped: &[String],
+    targets: impl Iterator<Item = (&'a str, &'a [String])>,
+) {
+    let notes: Vec<String> = skipped
+        .iter()
+        .map(|n| format!("- skipped: {n}"))
+        .chain(
+            targets.flat_map(|(label, notes)| notes.iter().map(move |n| format!("- {label}: {n}"))),
+        )
+        .collect();
+    if !notes.is_empty() {
+        s.push('\n');
+        s.push_str(&notes.join("\n"));
+        s.push('\n');
     }
 }
 
