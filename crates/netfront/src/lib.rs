@@ -30,7 +30,8 @@
 //! `req_event`: it asks only once it caught up); receive buffers given back are published the
 //! same way (netback asks only when it ran out). Transmit answers are reaped lazily (on every
 //! poll, and when the buffers run out): the driver asks for an event on them only when no
-//! buffer is free, so a bulk sender is not interrupted for every completion. The receive ring
+//! buffer is free, and then at the answer for half of those in flight (as Linux's netfront
+//! once did), so a bulk sender is not woken for every completion. The receive ring
 //! asks for an event on its next answer after every poll (`RING_FINAL_CHECK_FOR_RESPONSES`).
 //!
 //! The backend is not trusted. Every field it writes is checked: ring indices (a response
@@ -67,10 +68,13 @@ use xen_services::mem::SharedMemory;
 use xen_services::sring::{FrontRing, RingError};
 use xen_services::xenbus::{Action, HandshakeError, XenbusState};
 
-/// Receive buffers posted (one page each).
-pub const RX_BUFFERS: usize = 128;
-/// Transmit buffers (one page each).
-pub const TX_BUFFERS: usize = 64;
+/// Receive buffers posted (one page each): the whole ring, as Linux's netfront posts, so that
+/// netback has room for a burst as large as a sender's window (it drops what finds no room).
+/// Never more than the ring's 256 slots: a buffer is on the ring whenever it is posted.
+pub const RX_BUFFERS: usize = 256;
+/// Transmit buffers (one page each; each in flight holds one of the ring's 256 slots): the
+/// largest burst that goes to netback with one notification.
+pub const TX_BUFFERS: usize = 128;
 /// A page.
 const PAGE: usize = 4096;
 /// The MTU (netback's default; no `mtu` key is negotiated).
@@ -406,7 +410,8 @@ impl<H: FrontendHost> NetFront<H> {
     /// Whether a transmit buffer is free, reclaiming the backend's answers if none is. When
     /// none is, what was queued goes to the backend and an event is asked for its next answer
     /// (transmit completions raise no event otherwise: they are reaped lazily, on the next
-    /// poll or when the buffers run out), with a last look for answers that came meanwhile.
+    /// poll or when the buffers run out) once half of those in flight came back, with a last
+    /// look for answers that came meanwhile.
     fn tx_room(&mut self) -> bool {
         if !self.tx.free.is_empty() {
             return true;
@@ -420,7 +425,10 @@ impl<H: FrontendHost> NetFront<H> {
             if !self.tx.free.is_empty() {
                 return true;
             }
-            match self.tx.ring.final_check() {
+            // An event when half of what is in flight came back (netback answers one by one,
+            // and every answer the driver is woken for costs a switch to this domain).
+            let half = self.tx.ring.outstanding() / 2;
+            match self.tx.ring.final_check_after(half) {
                 Ok(0) => return false,
                 Ok(_) => {}
                 Err(e) => {
