@@ -122,8 +122,16 @@ impl<D: NetDevice> Phy<D> {
     /// Sends what the TSO coalescer holds, if the device has room: called at the end of every
     /// stack poll, so that no frame waits beyond the poll that made it (unless the device's
     /// transmit queue is full: then it goes at the next poll, which the device's interrupt for
-    /// completed buffers brings). Returns whether nothing is left waiting.
+    /// completed buffers brings). Then the device is told to send what it queued
+    /// ([`NetDevice::flush`]: one notification for the poll's burst). Returns whether nothing is
+    /// left waiting.
     pub fn flush(&mut self) -> bool {
+        let done = self.flush_coalescer();
+        self.device.flush();
+        done
+    }
+
+    fn flush_coalescer(&mut self) -> bool {
         let Some(c) = self.tso.as_mut() else {
             return true;
         };

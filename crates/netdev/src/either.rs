@@ -138,6 +138,13 @@ impl<A: NetDevice, B: NetDevice> NetDevice for Either<A, B> {
         }
     }
 
+    fn flush(&mut self) {
+        match self {
+            Either::A(d) => d.flush(),
+            Either::B(d) => d.flush(),
+        }
+    }
+
     fn stats(&self) -> DeviceStats {
         match self {
             Either::A(d) => d.stats(),

@@ -545,6 +545,10 @@ impl<D: NetDevice> NetDevice for Faulty<D> {
         self.inner.poll_interrupt() || !self.ready.is_empty()
     }
 
+    fn flush(&mut self) {
+        self.inner.flush()
+    }
+
     fn stats(&self) -> DeviceStats {
         self.inner.stats()
     }

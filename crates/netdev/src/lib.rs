@@ -378,6 +378,12 @@ pub trait NetDevice {
         false
     }
 
+    /// Called at the end of every stack poll, once the stack sent what it had: a device that
+    /// batches transmits (puts frames on its queue without telling the device at once, to
+    /// notify once for a burst) tells the device now. The default does nothing: the frame went
+    /// when its token was consumed.
+    fn flush(&mut self) {}
+
     /// The driver's counters.
     fn stats(&self) -> DeviceStats {
         DeviceStats::default()

@@ -23,6 +23,17 @@
 //! its checksum field (what Linux's netfront sends; netback accepts it from every frontend), so
 //! the guest never sums its payload.
 //!
+//! Notifications (event-channel sends, each a hypercall and, on a busy one-CPU host, a switch
+//! to dom0) follow io/ring.h's event indices on both rings, and are batched: a transmitted
+//! frame is queued when its token is consumed and the burst is published at the end of the
+//! stack's poll ([`NetDevice::flush`]), with one notification if netback asked for one (its
+//! `req_event`: it asks only once it caught up); receive buffers given back are published the
+//! same way (netback asks only when it ran out). Transmit answers are reaped lazily (on every
+//! poll, and when the buffers run out): the driver asks for an event on them only when no
+//! buffer is free, and then at the answer for half of those in flight (as Linux's netfront
+//! once did), so a bulk sender is not woken for every completion. The receive ring
+//! asks for an event on its next answer after every poll (`RING_FINAL_CHECK_FOR_RESPONSES`).
+//!
 //! The backend is not trusted. Every field it writes is checked: ring indices (a response
 //! count above the requests outstanding: [`sring`](xen_services::sring) refuses it, and the
 //! device stops, since nothing it says can be placed any more), ids (one not outstanding: counted
@@ -60,10 +71,13 @@ use xen_services::mem::SharedMemory;
 use xen_services::sring::{FrontRing, RingError};
 use xen_services::xenbus::{Action, HandshakeError, XenbusState};
 
-/// Receive buffers posted (one page each).
-pub const RX_BUFFERS: usize = 128;
-/// Transmit buffers (one page each).
-pub const TX_BUFFERS: usize = 64;
+/// Receive buffers posted (one page each): the whole ring, as Linux's netfront posts, so that
+/// netback has room for a burst as large as a sender's window (it drops what finds no room).
+/// Never more than the ring's 256 slots: a buffer is on the ring whenever it is posted.
+pub const RX_BUFFERS: usize = 256;
+/// Transmit buffers (one page each; each in flight holds one of the ring's 256 slots): the
+/// largest burst that goes to netback with one notification.
+pub const TX_BUFFERS: usize = 128;
 /// A page.
 const PAGE: usize = 4096;
 /// The MTU (netback's default; no `mtu` key is negotiated).
@@ -125,6 +139,9 @@ struct Tx<P> {
     free: Vec<u16>,
     /// Whether each buffer is on the ring.
     in_flight: Vec<bool>,
+    /// Requests written since the last publish (published, and the backend notified if it
+    /// asked, once per burst: [`NetDevice::flush`]).
+    unpublished: bool,
     scratch: Vec<u8>,
     frames: u64,
     bytes: u64,
@@ -255,6 +272,7 @@ impl<H: FrontendHost> NetFront<H> {
                 free: (0..bufs_tx.len() as u16).rev().collect(),
                 in_flight: alloc::vec![false; bufs_tx.len()],
                 bufs: bufs_tx,
+                unpublished: false,
                 scratch: alloc::vec![0; MAX_FRAME],
                 frames: 0,
                 bytes: 0,
@@ -395,6 +413,49 @@ impl<H: FrontendHost> NetFront<H> {
     fn reclaim_tx(&mut self) {
         if let Err(e) = self.tx.reclaim() {
             self.fail("transmit", e);
+        }
+    }
+
+    /// Publishes the transmit requests written since the last call, notifying the backend if
+    /// it asked (its `req_event`: netback asks only once it has caught up).
+    fn flush_tx(&mut self) {
+        if self.tx.unpublished {
+            self.tx.unpublished = false;
+            if self.tx.ring.publish() {
+                self.host.notify(self.port);
+            }
+        }
+    }
+
+    /// Whether a transmit buffer is free, reclaiming the backend's answers if none is. When
+    /// none is, what was queued goes to the backend and an event is asked for its next answer
+    /// (transmit completions raise no event otherwise: they are reaped lazily, on the next
+    /// poll or when the buffers run out) once half of those in flight came back, with a last
+    /// look for answers that came meanwhile.
+    fn tx_room(&mut self) -> bool {
+        if !self.tx.free.is_empty() {
+            return true;
+        }
+        self.flush_tx();
+        loop {
+            self.reclaim_tx();
+            if self.failed {
+                return false;
+            }
+            if !self.tx.free.is_empty() {
+                return true;
+            }
+            // An event when half of what is in flight came back (netback answers one by one,
+            // and every answer the driver is woken for costs a switch to this domain).
+            let half = self.tx.ring.outstanding() / 2;
+            match self.tx.ring.final_check_after(half) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) => {
+                    self.fail("transmit", e);
+                    return false;
+                }
+            }
         }
     }
 
@@ -552,9 +613,10 @@ impl<P: SharedMemory> Tx<P> {
         Ok(())
     }
 
-    /// Sends the first `len` bytes of the scratch buffer from free buffer `id`, with the
-    /// request's `flags` (checksum offload).
-    fn send(&mut self, id: u16, len: usize, flags: u16, host: &impl NotifyPort, port: u32) {
+    /// Queues the first `len` bytes of the scratch buffer from free buffer `id`, with the
+    /// request's `flags` (checksum offload). Published at the end of the burst
+    /// ([`NetDevice::flush`]).
+    fn send(&mut self, id: u16, len: usize, flags: u16) {
         let buf = &self.bufs[usize::from(id)];
         buf.page.write_bytes(0, &self.scratch[..len]);
         let gref = buf.gref.0;
@@ -574,20 +636,7 @@ impl<P: SharedMemory> Tx<P> {
         self.in_flight[usize::from(id)] = true;
         self.frames += 1;
         self.bytes += len as u64;
-        if self.ring.publish() {
-            host.notify_port(port);
-        }
-    }
-}
-
-/// The host's `notify`, for tokens that hold the host shared.
-trait NotifyPort {
-    fn notify_port(&self, port: u32);
-}
-
-impl<H: FrontendHost> NotifyPort for H {
-    fn notify_port(&self, port: u32) {
-        self.notify(port)
+        self.unpublished = true;
     }
 }
 
@@ -625,15 +674,15 @@ impl<P: SharedMemory> Drop for NetFrontRx<'_, P> {
     }
 }
 
-/// A transmit buffer (a free one was set aside when the token was made).
+/// A transmit buffer (there was a free one when the token was made). The frame is queued
+/// when the token is consumed, and goes to the backend at the end of the stack's poll
+/// ([`NetDevice::flush`]).
 #[derive(Debug)]
-pub struct NetFrontTx<'a, H: FrontendHost> {
-    tx: &'a mut Tx<H::Page>,
-    host: &'a H,
-    port: u32,
+pub struct NetFrontTx<'a, P: SharedMemory> {
+    tx: &'a mut Tx<P>,
 }
 
-impl<H: FrontendHost> TxToken for NetFrontTx<'_, H> {
+impl<P: SharedMemory> TxToken for NetFrontTx<'_, P> {
     fn consume<R>(self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
         self.consume_offload(len, |frame| (f(frame), TxOffload::default()))
     }
@@ -658,7 +707,7 @@ impl<H: FrontendHost> TxToken for NetFrontTx<'_, H> {
             _ => 0,
         };
         match tx.free.pop() {
-            Some(id) => tx.send(id, len, flags, self.host, self.port),
+            Some(id) => tx.send(id, len, flags),
             None => tx.dropped += 1,
         }
         r
@@ -671,7 +720,7 @@ impl<H: FrontendHost> NetDevice for NetFront<H> {
     where
         Self: 'a;
     type TxToken<'a>
-        = NetFrontTx<'a, H>
+        = NetFrontTx<'a, H::Page>
     where
         Self: 'a;
 
@@ -692,12 +741,10 @@ impl<H: FrontendHost> NetDevice for NetFront<H> {
             return None;
         }
         self.flush_rx();
-        if self.tx.free.is_empty() {
-            self.reclaim_tx();
-            if self.tx.free.is_empty() {
-                // No room to answer: the frame stays queued until a transmit completes.
-                return None;
-            }
+        if !self.tx_room() {
+            // No room to answer: the frame stays queued until a transmit completes (its
+            // event was asked for).
+            return None;
         }
         match self.rx.next_frame() {
             Ok(Some((id, offset, len, checksum))) => Some((
@@ -708,11 +755,7 @@ impl<H: FrontendHost> NetDevice for NetFront<H> {
                     len,
                     checksum,
                 },
-                NetFrontTx {
-                    tx: &mut self.tx,
-                    host: &self.host,
-                    port: self.port,
-                },
+                NetFrontTx { tx: &mut self.tx },
             )),
             Ok(None) => {
                 self.flush_rx();
@@ -729,23 +772,15 @@ impl<H: FrontendHost> NetDevice for NetFront<H> {
         if self.failed {
             return None;
         }
-        if self.tx.free.is_empty() {
-            self.reclaim_tx();
-            if self.tx.free.is_empty() {
-                // Ask for an event when the backend answers.
-                if let Err(e) = self.tx.ring.final_check() {
-                    self.fail("transmit", e);
-                }
-                return None;
-            }
+        if !self.tx_room() {
+            // An event comes when the backend answers.
+            return None;
         }
-        Some(NetFrontTx {
-            tx: &mut self.tx,
-            host: &self.host,
-            port: self.port,
-        })
+        Some(NetFrontTx { tx: &mut self.tx })
     }
 
+    /// Reaps the transmit answers that came (no event is asked for them while buffers are
+    /// free), and asks for an event on the next receive answer.
     fn poll_interrupt(&mut self) -> bool {
         if let Some(state) = self.front.check_backend(&mut self.host) {
             self.backend_left(state);
@@ -754,26 +789,27 @@ impl<H: FrontendHost> NetDevice for NetFront<H> {
         if self.failed {
             return false;
         }
+        self.flush_tx();
         self.reclaim_tx();
         self.flush_rx();
-        let tx = self.tx.ring.final_check();
-        let rx = self.rx.ring.final_check();
-        match (tx, rx) {
-            (Err(e), _) => {
-                self.fail("transmit", e);
-                false
-            }
-            (_, Err(e)) => {
+        match self.rx.ring.final_check() {
+            Ok(r) => !self.failed && r > 0,
+            Err(e) => {
                 self.fail("receive", e);
                 false
             }
-            (Ok(t), Ok(r)) => {
-                if t > 0 {
-                    self.reclaim_tx();
-                }
-                r > 0
-            }
         }
+    }
+
+    /// The end of the stack's poll: the transmit requests it queued go to the backend, with
+    /// one notification for the burst (if netback asked for one), and receive buffers put
+    /// back since the last receive too.
+    fn flush(&mut self) {
+        if self.failed {
+            return;
+        }
+        self.flush_tx();
+        self.flush_rx();
     }
 
     fn stats(&self) -> DeviceStats {

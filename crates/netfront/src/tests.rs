@@ -116,7 +116,8 @@ fn receive_one(dev: &mut NetFront<FakeHost>) -> Option<(Vec<u8>, RxChecksum)> {
     Some((rx.consume(|f| f.to_vec()), c))
 }
 
-fn send(dev: &mut NetFront<FakeHost>, data: &[u8]) -> bool {
+/// Queues one frame, without the end of the stack's poll ([`NetDevice::flush`]).
+fn queue(dev: &mut NetFront<FakeHost>, data: &[u8]) -> bool {
     match dev.transmit() {
         Some(tx) => {
             tx.consume(data.len(), |b| b.copy_from_slice(data));
@@ -124,6 +125,13 @@ fn send(dev: &mut NetFront<FakeHost>, data: &[u8]) -> bool {
         }
         None => false,
     }
+}
+
+/// Sends one frame as a stack's poll does: queued, then flushed.
+fn send(dev: &mut NetFront<FakeHost>, data: &[u8]) -> bool {
+    let sent = queue(dev, data);
+    dev.flush();
+    sent
 }
 
 #[test]
@@ -281,6 +289,187 @@ fn a_partial_checksum_goes_to_netback_as_csum_blank() {
     );
 }
 
+/// `req_event` and `rsp_event` in a ring's header (io/ring.h).
+const REQ_EVENT: usize = 4;
+const RSP_EVENT: usize = 12;
+
+#[test]
+fn a_burst_goes_to_the_backend_at_the_flush_with_one_notification() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    let port = dev.event_channel();
+    let before = dev.host().notifications(port);
+    let frames: Vec<_> = (0..10).map(|i| frame(90 + i, i as u8)).collect();
+    for f in &frames {
+        assert!(queue(&mut dev, f));
+    }
+    assert_eq!(
+        nb.tx.requests(),
+        0,
+        "nothing published before the poll's end"
+    );
+    assert_eq!(
+        dev.host().notifications(port),
+        before,
+        "and nobody notified"
+    );
+    // netback caught up and asks for the next request (RING_FINAL_CHECK_FOR_REQUESTS).
+    nb.tx
+        .memory()
+        .write_u32(REQ_EVENT, nb.tx.req_cons.wrapping_add(1));
+    dev.flush();
+    assert_eq!(
+        dev.host().notifications(port),
+        before + 1,
+        "one for the burst"
+    );
+    assert_eq!(nb.collect(dev.host(), NETIF_RSP_OKAY), frames);
+    dev.flush();
+    assert_eq!(
+        dev.host().notifications(port),
+        before + 1,
+        "nothing new: no event"
+    );
+}
+
+#[test]
+fn a_busy_backend_that_did_not_ask_is_not_notified() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    let port = dev.event_channel();
+    assert!(send(&mut dev, &frame(80, 1)));
+    nb.collect(dev.host(), NETIF_RSP_OKAY);
+    let before = dev.host().notifications(port);
+    // netback still works through the ring: its req_event lies behind what was published.
+    for i in 0..5 {
+        assert!(send(&mut dev, &frame(80, i)));
+    }
+    assert_eq!(dev.host().notifications(port), before);
+    assert_eq!(nb.collect(dev.host(), NETIF_RSP_OKAY).len(), 5);
+    // Receive buffers given back are published without an event too, unless netback ran
+    // out and asked (netif's rx req_event).
+    let rx_port_before = dev.host().notifications(port);
+    for i in 0..3 {
+        assert!(nb.deliver(dev.host(), &frame(70, i), 0));
+        assert!(receive_one(&mut dev).is_some());
+    }
+    dev.flush();
+    assert_eq!(dev.host().notifications(port), rx_port_before);
+    // netback out of buffers asks for the next one posted (xenvif_rx_ring_slots_available).
+    let prod = nb.rx.memory().read_u32(0);
+    nb.rx.memory().write_u32(REQ_EVENT, prod.wrapping_add(1));
+    assert!(nb.deliver(dev.host(), &frame(70, 9), 0));
+    assert!(receive_one(&mut dev).is_some());
+    dev.flush();
+    assert_eq!(dev.host().notifications(port), rx_port_before + 1);
+}
+
+#[test]
+fn transmit_answers_are_reaped_lazily_and_an_event_is_asked_only_when_buffers_run_out() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    // The first answer crosses the initial rsp_event (1); after that, none is asked for while
+    // buffers are free: netback's publish raises no event.
+    assert!(send(&mut dev, &frame(80, 0)));
+    nb.collect(dev.host(), NETIF_RSP_OKAY);
+    dev.poll_interrupt();
+    for round in 0..3 {
+        for i in 0..TX_BUFFERS / 2 {
+            assert!(send(&mut dev, &frame(80, i as u8)), "round {round}");
+        }
+        assert_eq!(nb.collect(dev.host(), NETIF_RSP_OKAY).len(), TX_BUFFERS / 2);
+        assert!(!nb.tx.publish(), "round {round}: no event asked for");
+        dev.poll_interrupt();
+    }
+    // Out of buffers: the queued frames go out at once and an event is asked for.
+    let mut n = 0;
+    while queue(&mut dev, &frame(80, 1)) {
+        n += 1;
+    }
+    assert_eq!(n, TX_BUFFERS, "every buffer was reaped");
+    assert_eq!(
+        nb.tx.requests(),
+        TX_BUFFERS as u32,
+        "published when they ran out"
+    );
+    let event = nb.tx.memory().read_u32(RSP_EVENT);
+    assert_eq!(nb.collect(dev.host(), NETIF_RSP_OKAY).len(), TX_BUFFERS);
+    assert_eq!(
+        event,
+        nb.tx.rsp_prod_pvt - TX_BUFFERS as u32 + TX_BUFFERS as u32 / 2,
+        "an event when half of those in flight came back"
+    );
+    assert!(queue(&mut dev, &frame(80, 2)), "the answers came back");
+}
+
+#[test]
+fn answers_that_come_while_the_event_is_asked_for_are_not_missed() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    for i in 0..TX_BUFFERS {
+        assert!(queue(&mut dev, &frame(80, i as u8)));
+    }
+    dev.flush();
+    // netback answers everything but its index still says nothing, and rsp_event lies far
+    // behind: only the final check after asking finds the answers.
+    nb.collect(dev.host(), NETIF_RSP_OKAY);
+    assert!(dev.transmit().is_some(), "answers found by the last look");
+    // A receive that needs a transmit buffer for its answer finds them the same way.
+    while queue(&mut dev, &frame(80, 3)) {}
+    dev.flush();
+    assert!(nb.deliver(dev.host(), &frame(70, 1), 0));
+    assert!(dev.receive().is_none(), "no buffer yet");
+    nb.collect(dev.host(), NETIF_RSP_OKAY);
+    assert!(receive_one(&mut dev).is_some());
+}
+
+#[test]
+fn the_whole_ring_stays_posted_when_the_backend_answers_out_of_order() {
+    let mut dev = connect();
+    let mut nb = Netback::attach(&mut dev);
+    assert_eq!(
+        RX_BUFFERS as u32,
+        nb.rx.memory().read_u32(0),
+        "every slot posted"
+    );
+    let m = nb.rx.memory().clone();
+    let mut rng = Rng::new(0x0e7f_0256);
+    for round in 0..20 {
+        // netback takes a batch of requests and answers them with their ids shuffled (ids
+        // are the frontend's; netback may return them in any order).
+        let n = 1 + rng.below(RX_BUFFERS as u64) as usize;
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let off = nb.rx.take_request().expect("posted");
+            ids.push(m.read_u16(off));
+        }
+        for i in (1..ids.len()).rev() {
+            ids.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for id in ids {
+            let r = nb.rx.next_response();
+            m.write_u16(r, id);
+            m.write_u16(r + 2, 0);
+            m.write_u16(r + 4, 0);
+            m.write_u16(r + 6, 60);
+            nb.rx.push_response();
+        }
+        nb.rx.publish();
+        let mut got = 0;
+        while receive_one(&mut dev).is_some() {
+            got += 1;
+        }
+        dev.flush();
+        assert_eq!(got, n, "round {round}");
+        assert_eq!(
+            nb.rx.requests(),
+            RX_BUFFERS as u32,
+            "round {round}: every buffer is back on the ring"
+        );
+    }
+    assert_eq!(dev.stats().device_errors, 0);
+}
+
 #[test]
 fn a_receive_answer_needs_a_transmit_buffer() {
     let mut dev = connect();
@@ -363,7 +552,12 @@ fn garbage_in_every_ring_field_never_panics() {
         let rxm = nb.rx.memory().clone();
         let txm = nb.tx.memory().clone();
         for _ in 0..rng.below(20) {
-            send(&mut dev, &frame(60 + rng.below(1400) as usize, 7));
+            let f = frame(60 + rng.below(1400) as usize, 7);
+            if rng.chance(50) {
+                send(&mut dev, &f);
+            } else {
+                queue(&mut dev, &f);
+            }
         }
         for _ in 0..rng.below(400) {
             // Random words anywhere in either ring page (indices included).
@@ -379,7 +573,12 @@ fn garbage_in_every_ring_field_never_panics() {
             while let Some((rx, _)) = dev.receive() {
                 rx.consume(|f| assert!(f.len() <= MAX_FRAME, "round {round}"));
             }
-            send(&mut dev, &frame(64, 1));
+            if rng.chance(50) {
+                send(&mut dev, &frame(64, 1));
+            } else {
+                queue(&mut dev, &frame(64, 1));
+            }
+            dev.flush();
         }
     }
 }

@@ -161,6 +161,22 @@ impl<M: SharedMemory> FrontRing<M> {
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
     }
 
+    /// As [`final_check`](Self::final_check), but the event is asked for at the `ahead`th
+    /// response from now (at least the next one): what Linux's netfront once did for its
+    /// transmit ring (an event when half of what is in flight came back), so that a batch of
+    /// answers wakes the driver once, not at its first answer. Returns the responses waiting
+    /// (any: the caller takes them, and asks again when it needs to).
+    pub fn final_check_after(&mut self, ahead: u32) -> Result<u32, RingError> {
+        let n = self.responses()?;
+        if n > 0 {
+            return Ok(n);
+        }
+        self.mem
+            .write_u32(RSP_EVENT, self.rsp_cons.wrapping_add(ahead.max(1)));
+        self.mem.fence();
+        self.responses()
+    }
+
     /// After consuming every response: asks for an event at the next one and checks again
     /// (`RING_FINAL_CHECK_FOR_RESPONSES`), so a response published in between is not missed.
     /// Returns the responses waiting.
@@ -359,6 +375,46 @@ mod tests {
             assert_eq!(page.read_u32(front.next_response()), i + 100);
             front.consume_response();
         }
+    }
+
+    #[test]
+    fn a_later_event_is_raised_by_that_response_only() {
+        let page = FakePage::<PAGE>::default();
+        let mut front = FrontRing::new(&page, 12);
+        let mut back = BackRing::new(&page, 12);
+        for _ in 0..8 {
+            front.next_request().expect("room");
+            front.push_request();
+        }
+        front.publish();
+        // The first answer crosses the initial rsp_event (1).
+        back.take_request();
+        back.push_response();
+        assert!(back.publish());
+        assert_eq!(front.responses(), Ok(1));
+        front.consume_response();
+        assert_eq!(front.final_check_after(4), Ok(0));
+        for i in 1..=4 {
+            back.take_request();
+            back.push_response();
+            assert_eq!(
+                back.publish(),
+                i == 4,
+                "answer {i}: the event is at the fourth"
+            );
+        }
+        assert_eq!(
+            front.final_check_after(2),
+            Ok(4),
+            "answers waiting: no event asked"
+        );
+        for _ in 0..4 {
+            front.consume_response();
+        }
+        assert_eq!(front.final_check_after(0), Ok(0), "0 is the next one");
+        back.take_request();
+        back.push_response();
+        assert!(back.publish());
     }
 
     #[test]
