@@ -124,7 +124,7 @@ fn detach_script() -> String {
     s.push_str("echo \"SET before: $out\"; case \"$out\" in +OK*) ;; *) exit 5;; esac\n");
     s.push_str(
         "t0=$(cs); timeout 60 xl block-detach $GUEST_DOMID 51712; st=$?; t=$(( $(cs) - t0 ))\n\
-         echo \"block-detach: status $st after $((t / 100)).$((t % 100)) s\"; [ $st = 0 ] || exit 8\n\
+         printf 'block-detach: status %d after %d.%02d s\\n' $st $((t / 100)) $((t % 100)); [ $st = 0 ] || exit 8\n\
          xenlab-wait console 'blkfront device/vbd/51712: the backend went away' 15 || exit 9\n",
     );
     // after: a write's sync fails, so it is not acknowledged: kvstore says why and closes the
@@ -139,7 +139,7 @@ fn detach_script() -> String {
     ));
     s.push_str(
         "t0=$(cs); timeout 60 xl network-detach $GUEST_DOMID 0; st=$?; t=$(( $(cs) - t0 ))\n\
-         echo \"network-detach: status $st after $((t / 100)).$((t % 100)) s\"; [ $st = 0 ] || exit 12\n\
+         printf 'network-detach: status %d after %d.%02d s\\n' $st $((t / 100)) $((t % 100)); [ $st = 0 ] || exit 12\n\
          xenlab-wait console 'netfront device/vif/0: the backend went away' 15 || exit 13\n\
          xl list $GUEST_DOMID >/dev/null || exit 14\n\
          echo 'detach: the domain runs on'\n",
