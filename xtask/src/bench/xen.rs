@@ -157,7 +157,7 @@ pub struct Measured {
 
 /// The memory sizes (MiB) tried for an image ending at `image_end` with `memory` bytes at most.
 pub fn memory_ladder(image_end: u64, memory: u64) -> Vec<u32> {
-    let top = (memory >> 20).clamp(1, 1024) as u32;
+    let top = (memory >> 20).clamp(1, crate::xenlab::MAX_GUEST_MIB as u64) as u32;
     let floor = image_end.div_ceil(1 << 20).max(1) as u32;
     let mut ladder: Vec<u32> = (1..=8).collect();
     let mut m = 12;
@@ -201,7 +201,7 @@ enum Role {
 }
 
 fn guests_of(lab: &Lab, index: usize, t: &Target, work: Work) -> Vec<(Role, GuestSpec)> {
-    let mb = (t.memory >> 20).clamp(1, 1024) as u32;
+    let mb = (t.memory >> 20).clamp(1, crate::xenlab::MAX_GUEST_MIB as u64) as u32;
     let name = format!("{}/{}", t.profile, t.app);
     let reference_guest = match t.guest_type {
         GuestType::Pv => RefGuest::PvHello,

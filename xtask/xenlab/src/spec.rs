@@ -429,11 +429,12 @@ impl GuestSpec {
                 self.kernel.display()
             );
         }
-        if self.memory_mb < 1 || self.memory_mb > 1024 {
+        if self.memory_mb < 1 || self.memory_mb > crate::MAX_GUEST_MIB {
             bail!(
-                "guest {}: memory {} MiB: the lab has room for 1 to 1024 MiB",
+                "guest {}: memory {} MiB: the lab has room for 1 to {} MiB",
                 self.name,
-                self.memory_mb
+                self.memory_mb,
+                crate::MAX_GUEST_MIB
             );
         }
         if !(1..=MAX_VCPUS).contains(&self.vcpus) {
