@@ -184,11 +184,12 @@ pub fn lab_cpu() -> String {
         .unwrap_or_else(|| LAB_CPU.to_string())
 }
 
-/// The lab's kernel command line for Xen. dom0 gets 1 GiB of the lab's 2: with 512 MiB it
-/// fell sick under `bench kv --xen`'s Linux PV reference guest (redis-benchmark and netback and
-/// blkback for two guests in dom0: XenStore reads failing, a segfault, an exec that found no
-/// file, the serial line silent; three runs of three), and with 1 GiB the same bench came
-/// through (2026-12-07). Guests have the rest (up to [`MAX_GUEST_MIB`]).
+/// The lab's kernel command line for Xen. dom0 gets 1 GiB of the lab's 2 (it runs wrk or
+/// redis-benchmark, and netback and blkback for the guests). With 512 MiB, dom0 fell sick under
+/// `bench kv --xen`'s Linux PV reference guest in three runs of three (XenStore reads failing,
+/// a segfault, an exec that found no file, the serial line silent); with 1 GiB, one run of two
+/// came through and the other fell sick the same way (2026-12-07): more memory is headroom,
+/// not the fix. Guests have the rest (up to [`MAX_GUEST_MIB`]).
 const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all";
 
 /// The most memory a lab guest may have: what is left of the lab's 2 GiB after dom0's 1 GiB
