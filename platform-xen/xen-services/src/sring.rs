@@ -181,13 +181,7 @@ impl<M: SharedMemory> FrontRing<M> {
     /// (`RING_FINAL_CHECK_FOR_RESPONSES`), so a response published in between is not missed.
     /// Returns the responses waiting.
     pub fn final_check(&mut self) -> Result<u32, RingError> {
-        let n = self.responses()?;
-        if n > 0 {
-            return Ok(n);
-        }
-        self.mem.write_u32(RSP_EVENT, self.rsp_cons.wrapping_add(1));
-        self.mem.fence();
-        self.responses()
+        self.final_check_after(1)
     }
 
     fn offset(&self, index: u32) -> usize {
