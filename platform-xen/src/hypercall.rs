@@ -80,6 +80,24 @@ pub fn yield_cpu() {
     unsafe { sched_op(xen_sys::SCHEDOP_yield, core::ptr::null()) };
 }
 
+/// Blocks until `port` is pending or Xen system time `deadline_ns` passes (`SCHEDOP_poll`;
+/// 0: no deadline), WITHOUT delivering events: the upcall does not run, so a caller with events
+/// masked (holding a lock that the upcall's thread switch could leave held) stays where it is.
+/// Returns at once when the port is pending already.
+pub fn poll_port(port: u32, deadline_ns: u64) {
+    let mut ports = [port];
+    let arg = xen_sys::sched_poll {
+        ports: xen_sys::__guest_handle_evtchn_port_t {
+            p: ports.as_mut_ptr(),
+        },
+        nr_ports: 1,
+        timeout: deadline_ns,
+    };
+    // SAFETY: a live sched_poll naming one live port number; Xen only reads it, and polling
+    // only blocks this vCPU until that port is pending or the deadline passes.
+    unsafe { sched_op(xen_sys::SCHEDOP_poll, (&raw const arg).cast()) };
+}
+
 /// Signals an event channel (`EVTCHNOP_send`).
 pub fn notify(port: u32) {
     let send = xen_sys::evtchn_send { port };

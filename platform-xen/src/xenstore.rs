@@ -72,6 +72,21 @@ impl Wait for StoreWait {
             return false;
         }
         let was = crate::events::disable();
+        if !was && crate::events::ready() {
+            // The caller masked events: it may hold a lock that others take with events masked
+            // (a driver's poll holds the network stack's). Blocking with events enabled would
+            // run the upcall, whose timer handler may switch to such a thread, which then spins
+            // on that lock for good with events masked (seen: a guest that answered nothing
+            // after its ready line, spinning in a socket call). So wait for XenStore's port
+            // alone, events still masked; while it is pending already (an event the upcall will
+            // take later), give the CPU to xenstored rather than spin.
+            if crate::events::is_pending(self.port) {
+                crate::hypercall::yield_cpu();
+            } else {
+                crate::hypercall::poll_port(self.port, now + WAIT_SLICE_NS);
+            }
+            return true;
+        }
         crate::events::set_timer(now + WAIT_SLICE_NS);
         crate::guest::block();
         if !was {

@@ -184,11 +184,23 @@ fn guest(name: &str) -> Option<(&'static Ran, &'static GuestResult)> {
 }
 
 fn describe(g: &GuestResult) -> String {
+    // What dom0 gathered when a guest failed its script (the vif, netback's rings, Xen's event
+    // channels, the vCPUs): the lab's `hung: ` lines.
+    let diag: Vec<&str> = g
+        .xl_output
+        .iter()
+        .filter_map(|l| l.strip_prefix("hung: "))
+        .collect();
     format!(
-        "{}\n--- console ---\n{}\n--- dom0 script ---\n{}",
+        "{}\n--- console ---\n{}\n--- dom0 script ---\n{}{}",
         g.summary(),
         g.console_text(),
         g.io.script_text(),
+        if diag.is_empty() {
+            String::new()
+        } else {
+            format!("\n--- dom0's diagnostics ---\n{}", diag.join("\n"))
+        }
     )
 }
 
