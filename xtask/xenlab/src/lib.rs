@@ -414,6 +414,14 @@ impl Lab {
 
         let host_cpus = opts.host_cpus_for(guests);
         let mut cmd = self.qemu_command(&payload, &disk_copies, &opts.forwards, host_cpus);
+        // A human monitor on a socket in the run directory: what the lab's CPU was doing when
+        // it is killed for a stall goes into the log ([`monitor_dump`]).
+        let monitor = work.path.join("monitor.sock");
+        let monitor = (monitor.as_os_str().len() < 100).then_some(monitor);
+        if let Some(m) = &monitor {
+            cmd.arg("-monitor")
+                .arg(format!("unix:{},server=on,wait=off", m.display()));
+        }
         let versions = self.versions();
         let _ = writeln!(
             log,
@@ -508,6 +516,11 @@ impl Lab {
                     _ => None,
                 };
                 if let Some(why) = why {
+                    if let Some(m) = &monitor {
+                        for line in monitor_dump(m, &["info registers", "info cpus"]) {
+                            let _ = writeln!(log, "XENLAB-HOST: monitor: {line}");
+                        }
+                    }
                     let _ = writeln!(log, "XENLAB-HOST: {why}; killing QEMU");
                     child.kill();
                     killed = Some(why);
@@ -678,6 +691,54 @@ fn stall_limit(guests: &[GuestSpec], running: usize) -> Duration {
         .get(running)
         .map_or(DEFAULT_GUEST_TIMEOUT, |g| g.timeout);
     timeout + Duration::from_secs(120)
+}
+
+/// Runs `commands` on the lab QEMU's human monitor at socket `path` and returns what they
+/// printed, line by line (the monitor's echo of each command and its prompts left out); on
+/// any failure, one line saying so. At most about two seconds a command.
+fn monitor_dump(path: &Path, commands: &[&str]) -> Vec<String> {
+    use std::os::unix::net::UnixStream;
+    let run = || -> std::io::Result<Vec<String>> {
+        let mut s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_millis(300)))?;
+        let mut out = Vec::new();
+        let read_until_prompt = |s: &mut UnixStream| -> std::io::Result<String> {
+            let mut got = Vec::new();
+            let end = Instant::now() + Duration::from_secs(2);
+            let mut buf = [0u8; 4096];
+            while Instant::now() < end && !got.ends_with(b"(qemu) ") {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(String::from_utf8_lossy(&got).into_owned())
+        };
+        read_until_prompt(&mut s)?; // the banner
+        for c in commands {
+            s.write_all(format!("{c}\n").as_bytes())?;
+            let text = read_until_prompt(&mut s)?;
+            out.push(format!("({c})"));
+            out.extend(monitor_output(&text));
+        }
+        Ok(out)
+    };
+    run().unwrap_or_else(|e| vec![format!("(no monitor: {e})")])
+}
+
+/// What one human-monitor command printed, from what the socket gave after it was sent: the
+/// monitor echoes the command as it is typed (with terminal escapes) on the first line, then
+/// prints the output and a new prompt.
+fn monitor_output(text: &str) -> Vec<String> {
+    let body = text.split_once('\n').map_or("", |(_, rest)| rest);
+    body.trim_end_matches("(qemu) ")
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 fn tail_hint(log: &Path) -> String {
@@ -955,6 +1016,28 @@ impl Default for BatchOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn monitor_output_drops_the_echo_and_the_prompt() {
+        let text =
+            "i\x1b[K\x1b[Din\x1b[Kinfo cpus\r\n* CPU #0: thread_id=7\r\n  CPU #1: x\r\n(qemu) ";
+        assert_eq!(
+            monitor_output(text),
+            vec![
+                "* CPU #0: thread_id=7".to_string(),
+                "  CPU #1: x".to_string()
+            ]
+        );
+        assert!(monitor_output("").is_empty());
+        assert!(monitor_output("no newline at all").is_empty());
+    }
+
+    #[test]
+    fn monitor_dump_says_when_there_is_no_monitor() {
+        let got = monitor_dump(Path::new("/nonexistent/monitor.sock"), &["info cpus"]);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("(no monitor: "), "{got:?}");
+    }
 
     #[test]
     fn unbuilt_lab_is_unavailable_with_a_reason() {
