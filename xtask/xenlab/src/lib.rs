@@ -178,8 +178,8 @@ pub const MAX_GUESTS: usize = 99;
 /// file), XenStore reads failed now and then, runs stalled, and the serial line went silent
 /// after the last guest. Never with Stardust guests alone, which use no FPU or SSE state. A
 /// Linux guest does, so Xen saves and restores extended state (XSAVE/XSAVEOPT/XRSTOR, with XCR0
-/// switched per vCPU) at every switch between it and dom0, and dom0's programs, whose SSE
-/// registers that state holds, crash. Measured on 7.2.22 with `bench kv --xen`, 2026-12-08: sick
+/// switched per vCPU) at every switch between it and dom0; our reading (not shown) is that this
+/// emulation corrupts dom0's SSE registers now and then. Measured on 7.2.22 with `bench kv --xen`, 2026-12-08: sick
 /// in 3 runs of 3 with `max,-smap`, with AVX off (`-avx,-avx2,-fma,-f16c,-vaes`) and with
 /// FSGSBASE off; clean in 3 runs of 3 with XSAVE off (twice also without PKU and FSGSBASE), every
 /// figure in and the lab ending on its own. Without XSAVE, Xen switches that state with
@@ -200,11 +200,9 @@ pub fn lab_cpu() -> String {
 }
 
 /// The lab's kernel command line for Xen. dom0 gets 1 GiB of the lab's 2 (it runs wrk or
-/// redis-benchmark, and netback and blkback for the guests). With 512 MiB, dom0 fell sick under
-/// `bench kv --xen`'s Linux PV reference guest in three runs of three (XenStore reads failing,
-/// a segfault, an exec that found no file, the serial line silent); with 1 GiB, one run of two
-/// came through and the other fell sick the same way (2026-12-07): more memory is headroom,
-/// not the fix. Guests have the rest (up to [`MAX_GUEST_MIB`]).
+/// redis-benchmark, and netback and blkback for the guests): headroom, first given while dom0
+/// fell sick under the benches' Linux PV reference guest, which turned out to be the lab CPU's
+/// XSAVE (see [`LAB_CPU`]), not memory. Guests have the rest (up to [`MAX_GUEST_MIB`]).
 const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 loglvl=all guest_loglvl=all";
 
 /// The most memory a lab guest may have: what is left of the lab's 2 GiB after dom0's 1 GiB
